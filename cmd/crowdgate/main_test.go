@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/crowdgate/crowdgate/services/redistest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "crowdgate-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "crowdgate")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic("go build: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// process is the crowdgate binary running under a test.
+type process struct {
+	cmd      *exec.Cmd
+	grpcAddr string
+	httpAddr string
+	logs     []map[string]any
+	exited   chan error
+}
+
+// start runs the binary with env and waits for its "serving" log line,
+// which names the addresses it listens on.
+func start(t *testing.T, env ...string) *process {
+	t.Helper()
+	cmd := exec.Command(binary, "-http-addr=127.0.0.1:0", "-grpc-addr=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, exited: make(chan error, 1)}
+	serving := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			p.logs = append(p.logs, line)
+			if line["msg"] == "crowdgate is serving" {
+				p.grpcAddr, _ = line["grpc_addr"].(string)
+				p.httpAddr, _ = line["http_addr"].(string)
+				close(serving)
+			}
+		}
+		p.exited <- cmd.Wait()
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	select {
+	case <-serving:
+		return p
+	case err := <-p.exited:
+		t.Fatalf("crowdgate exited before serving: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("crowdgate did not start serving within 30s")
+	}
+	return nil
+}
+
+func TestBinaryServesHealthAndExitsCleanlyOnSIGTERM(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		redisURL     func(t *testing.T) string
+		wantEmbedded bool
+	}{
+		{name: "embedded redis", redisURL: func(*testing.T) string { return "" }, wantEmbedded: true},
+		{name: "external redis", redisURL: func(t *testing.T) string { return redistest.New(t).URL }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, "REDIS_URL="+tc.redisURL(t))
+
+			resp, err := http.Get("http://" + p.httpAddr + "/healthz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "ok\n" {
+				t.Errorf("/healthz = %d %q, want 200 ok", resp.StatusCode, body)
+			}
+
+			conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			hc, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+			if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				t.Errorf("grpc.health.v1 Check = %v, %v; want SERVING", hc.GetStatus(), err)
+			}
+
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-p.exited:
+				if err != nil {
+					t.Errorf("exit after SIGTERM: %v, want status 0", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("no exit within 30s of SIGTERM")
+			}
+
+			warned := false
+			for _, l := range p.logs {
+				if l["level"] == "WARN" && l["msg"] != nil && strings.Contains(l["msg"].(string), "WILL NOT SURVIVE A RESTART") {
+					warned = true
+				}
+			}
+			if warned != tc.wantEmbedded {
+				t.Errorf("loud embedded-Redis warning logged = %v, want %v", warned, tc.wantEmbedded)
+			}
+		})
+	}
+}
+
+func TestBinaryRefusesBadConfiguration(t *testing.T) {
+	cmd := exec.Command(binary, "-redis-mode=bogus")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("crowdgate started with a bad REDIS_MODE; output:\n%s", out)
+	}
+	if !strings.Contains(string(out), "REDIS_MODE") {
+		t.Errorf("error output does not name REDIS_MODE:\n%s", out)
+	}
+}

@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/crowdgate/crowdgate/services/redisclient"
+)
+
+// Config is the whole configuration of the gateway. Every field comes from a
+// flag whose default is read from an environment variable; Load fills it.
+type Config struct {
+	// HTTPAddr serves REST, the landing, health, metrics and /openapi.json.
+	HTTPAddr string
+	// GRPCAddr serves gRPC, gRPC health and reflection.
+	GRPCAddr string
+	// PublicURL is the public base URL of the HTTP side; the landing URL
+	// registered with Toloka is derived from it.
+	PublicURL string
+
+	// RedisURL is Redis's URL; empty runs an embedded in-process Redis.
+	RedisURL string
+	// RedisMode is standalone, sentinel or cluster.
+	RedisMode string
+	// RedisPrefix starts every key Crowdgate writes.
+	RedisPrefix string
+
+	// TolokaProductionURL is the base URL of Toloka's production API.
+	TolokaProductionURL string
+	// TolokaSandboxURL is the base URL of Toloka's sandbox API.
+	TolokaSandboxURL string
+
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// LogFormat is json or text.
+	LogFormat string
+
+	// ShutdownDrain is how long readiness reports NOT_SERVING before the
+	// servers stop accepting work, so load balancers can take the replica
+	// out first.
+	ShutdownDrain time.Duration
+	// ShutdownTimeout bounds the wait for in-flight work at shutdown.
+	ShutdownTimeout time.Duration
+}
+
+// Setting documents one configuration entry (for --help and the README).
+type Setting struct {
+	// Flag is the command-line flag, without dashes.
+	Flag string
+	// Env is the environment variable that sets the flag's default.
+	Env string
+	// Default applies when neither is given.
+	Default string
+	// Usage says what it does.
+	Usage string
+
+	value flag.Value
+}
+
+// Settings lists every configuration entry of the gateway, in the order the
+// README documents them.
+func Settings() []Setting { return new(Config).settings() }
+
+func (c *Config) settings() []Setting {
+	str := func(p *string) flag.Value { return (*stringValue)(p) }
+	dur := func(p *time.Duration) flag.Value { return (*durationValue)(p) }
+	return []Setting{
+		{"http-addr", "CROWDGATE_HTTP_ADDR", ":8080", "listen address for REST, the landing, /healthz, /readyz, /metrics and /openapi.json", str(&c.HTTPAddr)},
+		{"grpc-addr", "CROWDGATE_GRPC_ADDR", ":9090", "listen address for gRPC (with gRPC health and reflection)", str(&c.GRPCAddr)},
+		{"public-url", "CROWDGATE_PUBLIC_URL", "http://localhost:8080", "public base URL of the HTTP side; the landing URL given to Toloka is derived from it", str(&c.PublicURL)},
+		{"redis-url", "REDIS_URL", "", "Redis URL (redis:// or rediss://); empty runs an embedded in-process Redis that keeps nothing across restarts", str(&c.RedisURL)},
+		{"redis-mode", "REDIS_MODE", "standalone", "how REDIS_URL is read: standalone, sentinel (?master_name=) or cluster (&addr= for more nodes)", str(&c.RedisMode)},
+		{"redis-prefix", "CROWDGATE_REDIS_PREFIX", "crowdgate:", "prefix of every Redis key Crowdgate writes", str(&c.RedisPrefix)},
+		{"toloka-production-url", "TOLOKA_PRODUCTION_URL", "https://toloka.dev/api/v1", "base URL of Toloka's production API", str(&c.TolokaProductionURL)},
+		{"toloka-sandbox-url", "TOLOKA_SANDBOX_URL", "https://sandbox.toloka.dev/api/v1", "base URL of Toloka's sandbox API", str(&c.TolokaSandboxURL)},
+		{"log-level", "CROWDGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error", str(&c.LogLevel)},
+		{"log-format", "CROWDGATE_LOG_FORMAT", "json", "log format: json or text", str(&c.LogFormat)},
+		{"shutdown-drain", "CROWDGATE_SHUTDOWN_DRAIN", "0s", "time readiness reports NOT_SERVING before servers stop taking new work", dur(&c.ShutdownDrain)},
+		{"shutdown-timeout", "CROWDGATE_SHUTDOWN_TIMEOUT", "30s", "bound on the wait for in-flight work at shutdown", dur(&c.ShutdownTimeout)},
+	}
+}
+
+// Register defines the gateway's flags on fs. Each flag's default is its
+// environment variable (read through getenv) when set, the built-in default
+// otherwise. A bad environment value is reported, naming the variable.
+func (c *Config) Register(fs *flag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	for _, s := range c.settings() {
+		def := s.Default
+		if v := getenv(s.Env); v != "" {
+			def = v
+		}
+		if err := s.value.Set(def); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Env, err))
+		}
+		fs.Var(s.value, s.Flag, fmt.Sprintf("%s (env %s)", s.Usage, s.Env))
+	}
+	return errors.Join(errs...)
+}
+
+type stringValue string
+
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+func (v *stringValue) String() string     { return string(*v) }
+
+type durationValue time.Duration
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("want a non-negative duration like 5s, got %q", s)
+	}
+	*v = durationValue(d)
+	return nil
+}
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+
+// Load reads the configuration from args and the environment and validates it.
+func Load(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+	var cfg Config
+	fs := flag.NewFlagSet("crowdgate", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	envErr := cfg.Register(fs, getenv)
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if err := errors.Join(envErr, cfg.Validate()); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Validate checks the values that can be checked without connecting.
+func (c *Config) Validate() error {
+	var errs []error
+	for name, raw := range map[string]string{
+		"CROWDGATE_PUBLIC_URL":  c.PublicURL,
+		"TOLOKA_PRODUCTION_URL": c.TolokaProductionURL,
+		"TOLOKA_SANDBOX_URL":    c.TolokaSandboxURL,
+	} {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: want an absolute http(s) URL, got %q", name, raw))
+		}
+	}
+	switch redisclient.Mode(c.RedisMode) {
+	case redisclient.ModeStandalone, redisclient.ModeSentinel, redisclient.ModeCluster:
+	default:
+		errs = append(errs, fmt.Errorf("REDIS_MODE: want standalone, sentinel or cluster, got %q", c.RedisMode))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, fmt.Errorf("CROWDGATE_LOG_FORMAT: want json or text, got %q", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// LandingURL is the one URL every project gives Toloka as redirect_url.
+func (c *Config) LandingURL() string {
+	return strings.TrimRight(c.PublicURL, "/") + LandingPath
+}
+
+// LandingPath is where Toloka sends Tolokers who click Start.
+const LandingPath = "/start"
+
+// NewLogger builds the slog logger the configuration asks for.
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("CROWDGATE_LOG_LEVEL: want debug, info, warn or error, got %q", s)
+	}
+	return l, nil
+}

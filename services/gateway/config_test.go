@@ -1,0 +1,85 @@
+package gateway
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestLoad(t *testing.T) {
+	defaults := Config{
+		HTTPAddr: ":8080", GRPCAddr: ":9090", PublicURL: "http://localhost:8080",
+		RedisMode: "standalone", RedisPrefix: "crowdgate:",
+		TolokaProductionURL: "https://toloka.dev/api/v1", TolokaSandboxURL: "https://sandbox.toloka.dev/api/v1",
+		LogLevel: "info", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    func(*Config)
+		wantErr string
+	}{
+		{name: "defaults", want: func(*Config) {}},
+		{
+			name: "environment",
+			env: map[string]string{
+				"REDIS_URL": "redis://127.0.0.1:6379/2", "TOLOKA_SANDBOX_URL": "http://127.0.0.1:8081/api/v1",
+				"CROWDGATE_PUBLIC_URL": "https://gate.example.com", "CROWDGATE_SHUTDOWN_DRAIN": "5s",
+			},
+			want: func(c *Config) {
+				c.RedisURL = "redis://127.0.0.1:6379/2"
+				c.TolokaSandboxURL = "http://127.0.0.1:8081/api/v1"
+				c.PublicURL = "https://gate.example.com"
+				c.ShutdownDrain = 5 * time.Second
+			},
+		},
+		{
+			name: "flags win over environment",
+			args: []string{"-http-addr=127.0.0.1:1", "-log-level=debug"},
+			env:  map[string]string{"CROWDGATE_HTTP_ADDR": ":7000"},
+			want: func(c *Config) { c.HTTPAddr = "127.0.0.1:1"; c.LogLevel = "debug" },
+		},
+		{name: "bad duration in env", env: map[string]string{"CROWDGATE_SHUTDOWN_TIMEOUT": "soon"}, wantErr: "CROWDGATE_SHUTDOWN_TIMEOUT"},
+		{name: "negative duration flag", args: []string{"-shutdown-drain=-1s"}, wantErr: "non-negative"},
+		{name: "relative public URL", env: map[string]string{"CROWDGATE_PUBLIC_URL": "/gate"}, wantErr: "CROWDGATE_PUBLIC_URL"},
+		{name: "bad toloka URL", args: []string{"-toloka-production-url=ftp://x"}, wantErr: "TOLOKA_PRODUCTION_URL"},
+		{name: "bad redis mode", env: map[string]string{"REDIS_MODE": "replicated"}, wantErr: "REDIS_MODE"},
+		{name: "bad log level", args: []string{"-log-level=loud"}, wantErr: "CROWDGATE_LOG_LEVEL"},
+		{name: "bad log format", args: []string{"-log-format=xml"}, wantErr: "CROWDGATE_LOG_FORMAT"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := Load(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Load error = %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := defaults
+			tc.want(&want)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Load (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestLandingURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://gate.example.com":       "https://gate.example.com/start",
+		"https://gate.example.com/":      "https://gate.example.com/start",
+		"https://example.com/crowdgate/": "https://example.com/crowdgate/start",
+	} {
+		c := Config{PublicURL: in}
+		if got := c.LandingURL(); got != want {
+			t.Errorf("LandingURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -1,0 +1,305 @@
+// Package gateway builds Crowdgate's servers in one place: the gRPC server
+// with its interceptors (metrics, panic recovery, the one conversion of
+// domain errors to gRPC status), the REST gateway in front of it, health and
+// readiness, Prometheus metrics, the OpenAPI document, and the shutdown
+// sequence that turns readiness off, lets in-flight work finish and exits.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/gen/openapi"
+	"github.com/crowdgate/crowdgate/services/redisclient"
+)
+
+// MaxRequestBytes bounds a REST request body and a gRPC message.
+const MaxRequestBytes = 1 << 20
+
+// Gateway is a running Crowdgate replica: its listeners, servers and
+// dependencies. Create it with New, run it with Serve.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	redis   *redisclient.Conn
+	metrics *prometheus.Registry
+
+	grpcLis    net.Listener
+	httpLis    net.Listener
+	grpcServer *grpc.Server
+	httpServer *http.Server
+	restConn   *grpc.ClientConn
+	health     *health.Server
+	ready      atomic.Bool
+
+	// drain waits out the shutdown drain delay; tests replace it.
+	drain func(time.Duration)
+}
+
+// Run starts a gateway with cfg and serves until ctx is done, then shuts it
+// down gracefully. It is what cmd/crowdgate calls.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	g, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return g.Serve(ctx)
+}
+
+// New connects to Redis, builds the servers and opens the listeners. Nothing
+// is served until Serve.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (g *Gateway, err error) {
+	g = &Gateway{cfg: cfg, log: log, metrics: prometheus.NewRegistry(), drain: time.Sleep}
+	defer func() {
+		if err != nil {
+			g.closeAll()
+		}
+	}()
+	g.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	g.redis, err = redisclient.Open(ctx, redisclient.Config{URL: cfg.RedisURL, Mode: redisclient.Mode(cfg.RedisMode)}, log)
+	if err != nil {
+		return nil, err
+	}
+
+	if g.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("listen for gRPC on %s: %w", cfg.GRPCAddr, err)
+	}
+	if g.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
+	}
+
+	rpcMetrics := newRPCMetrics(g.metrics)
+	g.grpcServer = grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(rpcMetrics.unary, recoverUnary(log), errorUnary),
+		grpc.ChainStreamInterceptor(recoverStream(log)),
+	)
+	g.health = health.NewServer()
+	healthpb.RegisterHealthServer(g.grpcServer, g.health)
+	reflection.Register(g.grpcServer)
+	registerServices(g.grpcServer)
+
+	if err := g.buildHTTP(ctx); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// registerServices registers every Crowdgate service on s.
+func registerServices(s *grpc.Server) {
+	crowdgatev1.RegisterCredentialServiceServer(s, crowdgatev1.UnimplementedCredentialServiceServer{})
+	crowdgatev1.RegisterProjectServiceServer(s, crowdgatev1.UnimplementedProjectServiceServer{})
+	crowdgatev1.RegisterPoolServiceServer(s, crowdgatev1.UnimplementedPoolServiceServer{})
+	crowdgatev1.RegisterSessionServiceServer(s, crowdgatev1.UnimplementedSessionServiceServer{})
+	crowdgatev1.RegisterSubmissionServiceServer(s, crowdgatev1.UnimplementedSubmissionServiceServer{})
+	crowdgatev1.RegisterReviewServiceServer(s, crowdgatev1.UnimplementedReviewServiceServer{})
+	crowdgatev1.RegisterAccessServiceServer(s, crowdgatev1.UnimplementedAccessServiceServer{})
+}
+
+// restHandlers are the grpc-gateway registrations of every service.
+var restHandlers = []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
+	crowdgatev1.RegisterCredentialServiceHandler,
+	crowdgatev1.RegisterProjectServiceHandler,
+	crowdgatev1.RegisterPoolServiceHandler,
+	crowdgatev1.RegisterSessionServiceHandler,
+	crowdgatev1.RegisterSubmissionServiceHandler,
+	crowdgatev1.RegisterReviewServiceHandler,
+	crowdgatev1.RegisterAccessServiceHandler,
+}
+
+// buildHTTP assembles the HTTP side: REST (through the gRPC server, so REST
+// calls pass the same interceptors), health, metrics and the OpenAPI document.
+func (g *Gateway) buildHTTP(ctx context.Context) error {
+	conn, err := grpc.NewClient(loopbackAddr(g.grpcLis.Addr()),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16*MaxRequestBytes)))
+	if err != nil {
+		return fmt.Errorf("connect REST gateway to gRPC: %w", err)
+	}
+	g.restConn = conn
+	rest := runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	for _, register := range restHandlers {
+		if err := register(ctx, rest, conn); err != nil {
+			return fmt.Errorf("register REST handler: %w", err)
+		}
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", limitBody(rest))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", g.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics, promhttp.HandlerOpts{Registry: g.metrics}))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi.JSON)
+	})
+
+	g.httpServer = &http.Server{
+		Handler:           newHTTPMetrics(g.metrics).wrap(mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// limitBody refuses request bodies larger than MaxRequestBytes.
+func limitBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// readyz answers 200 while the replica takes traffic and Redis answers, 503
+// otherwise (during shutdown, or with Redis unreachable).
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !g.ready.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("shutting down\n"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	defer cancel()
+	if err := g.redis.Client.Ping(ctx).Err(); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("redis unavailable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// GRPCAddr is the address the gRPC server listens on.
+func (g *Gateway) GRPCAddr() string { return g.grpcLis.Addr().String() }
+
+// HTTPAddr is the address the HTTP server listens on.
+func (g *Gateway) HTTPAddr() string { return g.httpLis.Addr().String() }
+
+// setServing flips readiness on both protocols.
+func (g *Gateway) setServing(serving bool) {
+	g.ready.Store(serving)
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	g.health.SetServingStatus("", st)
+	for name := range g.grpcServer.GetServiceInfo() {
+		g.health.SetServingStatus(name, st)
+	}
+}
+
+// Serve serves until ctx is done, then shuts down: readiness turns
+// NOT_SERVING, the drain delay passes, the servers stop taking new work and
+// in-flight requests finish (bounded by ShutdownTimeout). It returns nil
+// after a clean shutdown.
+func (g *Gateway) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() {
+		if err := g.grpcServer.Serve(g.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("gRPC server: %w", err)
+		}
+	}()
+	go func() {
+		if err := g.httpServer.Serve(g.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("HTTP server: %w", err)
+		}
+	}()
+	g.setServing(true)
+	g.log.Info("crowdgate is serving",
+		"grpc_addr", g.GRPCAddr(), "http_addr", g.HTTPAddr(),
+		"landing_url", g.cfg.LandingURL(), "embedded_redis", g.redis.Embedded)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	g.shutdown()
+	return serveErr
+}
+
+func (g *Gateway) shutdown() {
+	g.log.Info("shutting down: readiness is NOT_SERVING", "drain", g.cfg.ShutdownDrain)
+	g.setServing(false)
+	g.drain(g.cfg.ShutdownDrain)
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := g.httpServer.Shutdown(ctx); err != nil {
+			g.log.Warn("HTTP requests still running at the shutdown deadline", "err", err)
+		}
+	})
+	wg.Go(func() {
+		done := make(chan struct{})
+		go func() { g.grpcServer.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			g.log.Warn("gRPC calls still running at the shutdown deadline; stopping them")
+			g.grpcServer.Stop()
+		}
+	})
+	wg.Wait()
+	g.closeAll()
+	g.log.Info("shutdown complete")
+}
+
+// closeAll releases what New opened.
+func (g *Gateway) closeAll() {
+	if g.restConn != nil {
+		_ = g.restConn.Close()
+	}
+	for _, l := range []net.Listener{g.grpcLis, g.httpLis} {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+	if g.redis != nil {
+		_ = g.redis.Close()
+	}
+}
+
+// loopbackAddr turns a listener address such as [::]:9090 into one the
+// process can dial.
+func loopbackAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok || tcp.IP == nil || tcp.IP.IsUnspecified() {
+		_, port, _ := net.SplitHostPort(a.String())
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return a.String()
+}

@@ -1,0 +1,116 @@
+// Package redisclient opens Crowdgate's only datastore: a Redis server,
+// Sentinel group or Cluster behind go-redis's UniversalClient, or, when
+// nothing is configured, an embedded in-process Redis for trying Crowdgate
+// out on a laptop.
+package redisclient
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Mode selects how REDIS_URL is read.
+type Mode string
+
+// Modes of connection.
+const (
+	// ModeStandalone: REDIS_URL is one server, redis://[user:pass@]host:port/db.
+	ModeStandalone Mode = "standalone"
+	// ModeSentinel: REDIS_URL names a sentinel and the master,
+	// redis://sentinel:26379/0?master_name=mymaster&addr=sentinel2:26379.
+	ModeSentinel Mode = "sentinel"
+	// ModeCluster: REDIS_URL names cluster nodes,
+	// redis://node1:6379?addr=node2:6379&addr=node3:6379.
+	ModeCluster Mode = "cluster"
+)
+
+// Config says where Redis is.
+type Config struct {
+	// URL is the connection URL; empty means an embedded in-process Redis.
+	URL string
+	// Mode says how URL is read (standalone, sentinel or cluster).
+	Mode Mode
+}
+
+// Conn is an open Redis connection.
+type Conn struct {
+	// Client is safe for concurrent use.
+	Client redis.UniversalClient
+	// Embedded is true when Client talks to the in-process server.
+	Embedded bool
+
+	mini *miniredis.Miniredis
+}
+
+// Open connects to Redis as cfg says and checks the connection with PING.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
+	if cfg.URL == "" {
+		mini := miniredis.NewMiniRedis()
+		if err := mini.Start(); err != nil {
+			return nil, fmt.Errorf("start embedded redis: %w", err)
+		}
+		log.Warn("REDIS_URL is not set: using an EMBEDDED IN-PROCESS REDIS. Sessions, submissions and queued payments " +
+			"live only in this process's memory and WILL NOT SURVIVE A RESTART. Set REDIS_URL for anything but a demo.")
+		return &Conn{Client: redis.NewClient(&redis.Options{Addr: mini.Addr()}), Embedded: true, mini: mini}, nil
+	}
+	client, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := client.Ping(pingCtx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis (%s mode) did not answer PING: %w", modeOrDefault(cfg.Mode), err)
+	}
+	return &Conn{Client: client}, nil
+}
+
+func modeOrDefault(m Mode) Mode {
+	if m == "" {
+		return ModeStandalone
+	}
+	return m
+}
+
+func newClient(cfg Config) (redis.UniversalClient, error) {
+	switch modeOrDefault(cfg.Mode) {
+	case ModeStandalone:
+		o, err := redis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		return redis.NewClient(o), nil
+	case ModeSentinel:
+		o, err := redis.ParseFailoverURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		if o.MasterName == "" {
+			return nil, fmt.Errorf("REDIS_URL: sentinel mode needs ?master_name=")
+		}
+		return redis.NewFailoverClient(o), nil
+	case ModeCluster:
+		o, err := redis.ParseClusterURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		return redis.NewClusterClient(o), nil
+	default:
+		return nil, fmt.Errorf("REDIS_MODE: unknown mode %q (want standalone, sentinel or cluster)", cfg.Mode)
+	}
+}
+
+// Close closes the client and stops the embedded server, if any.
+func (c *Conn) Close() error {
+	err := c.Client.Close()
+	if c.mini != nil {
+		c.mini.Close()
+	}
+	return err
+}
