@@ -339,6 +339,16 @@ func (a *Account) WaitOperation(ctx context.Context, id string) (*Operation, err
 
 // --- Assignments ---
 
+// ListAssignments lists assignments (GET /assignments), for example a
+// pool's SUBMITTED ones: Filters pool_id, Status SUBMITTED.
+func (a *Account) ListAssignments(ctx context.Context, opts ListOptions) (*List[Assignment], error) {
+	var out List[Assignment]
+	if _, err := a.do(ctx, request{op: "assignment.list", method: http.MethodGet, path: "/assignments", query: opts.values(), out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // GetAssignment returns assignment id (GET /assignments/{id}); its UserID
 // identifies the Toloker who was redirected with it.
 func (a *Account) GetAssignment(ctx context.Context, id string) (*Assignment, error) {

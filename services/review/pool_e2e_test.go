@@ -1,0 +1,685 @@
+package review_test
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+)
+
+func validPool(projectID string, now time.Time) *crowdgatev1.Pool {
+	return &crowdgatev1.Pool{
+		ProjectId:                    projectID,
+		PrivateName:                  "Signs, batch 1",
+		WillExpire:                   timestamppb.New(now.Add(30 * 24 * time.Hour)),
+		RewardPerAssignment:          "0.05",
+		AssignmentMaxDurationSeconds: 600,
+		Defaults:                     &crowdgatev1.PoolDefaults{DefaultOverlapForNewTaskSuites: 1},
+	}
+}
+
+func distribution(scope string, intervals ...[3]int32) *crowdgatev1.TaskDistributionFunction {
+	d := &crowdgatev1.TaskDistributionFunction{Scope: scope, Distribution: "UNIFORM", WindowDays: 7}
+	for _, iv := range intervals {
+		d.Intervals = append(d.Intervals, &crowdgatev1.DistributionInterval{From: iv[0], To: iv[1], Frequency: iv[2]})
+	}
+	return d
+}
+
+func rule(action *crowdgatev1.RuleAction, conds ...*crowdgatev1.RuleCondition) *crowdgatev1.QualityControlRule {
+	return &crowdgatev1.QualityControlRule{Conditions: conds, Action: action}
+}
+
+func qcCond(key string, op crowdgatev1.ComparisonOperator, v int64) *crowdgatev1.RuleCondition {
+	return &crowdgatev1.RuleCondition{Key: key, Operator: op, Value: v}
+}
+
+func action(t crowdgatev1.RuleActionType, p *crowdgatev1.RuleActionParameters) *crowdgatev1.RuleAction {
+	return &crowdgatev1.RuleAction{Type: t, Parameters: p}
+}
+
+const (
+	gt  = crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GT
+	lt  = crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_LT
+	gte = crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GTE
+)
+
+// fullPool sets every field of seed 003 and every kind of seed 004 rule.
+func fullPool(projectID string, now time.Time) *crowdgatev1.Pool {
+	p := validPool(projectID, now)
+	p.PrivateComment = "first batch"
+	p.PublicDescription = "Boxes around signs"
+	p.MayContainAdultContent = true
+	p.RewardPerAssignment = "0.020"
+	p.AutoAcceptSolutions = proto.Bool(false)
+	p.AutoAcceptPeriodDay = proto.Int32(7)
+	p.AutoCloseAfterCompleteDelaySeconds = proto.Int64(60)
+	p.Filter = and(
+		cond("profile", "education", "EQ", structpb.NewStringValue("HIGH")),
+		or(cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(225)), cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(187))),
+	)
+	p.QualityControl = &crowdgatev1.PoolQualityControl{
+		TrainingRequirement: &crowdgatev1.TrainingRequirement{TrainingPoolId: "21", TrainingPassingSkillValue: 70},
+		CaptchaFrequency:    crowdgatev1.CaptchaFrequency_CAPTCHA_FREQUENCY_LOW,
+		Configs: []*crowdgatev1.QualityControlConfig{
+			{
+				CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_GOLDEN_SET,
+					Parameters: &crowdgatev1.CollectorParameters{HistorySize: proto.Int32(10)}},
+				Rules: []*crowdgatev1.QualityControlRule{
+					rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_SET_SKILL_FROM_OUTPUT_FIELD,
+						&crowdgatev1.RuleActionParameters{SkillId: "42", FromField: "golden_set_correct_answers_rate"}),
+						qcCond("golden_set_answers_count", gt, 7)),
+					rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION_V2,
+						&crowdgatev1.RuleActionParameters{Scope: crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_PROJECT,
+							DurationUnit: crowdgatev1.DurationUnit_DURATION_UNIT_DAYS, Duration: proto.Int32(10), PrivateComment: "Control tasks were not completed"}),
+						qcCond("golden_set_answers_count", gt, 7), qcCond("golden_set_correct_answers_rate", lt, 75)),
+				},
+			},
+			{
+				CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_MAJORITY_VOTE,
+					Parameters: &crowdgatev1.CollectorParameters{AnswerThreshold: proto.Int32(3)}},
+				Rules: []*crowdgatev1.QualityControlRule{rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_SET_SKILL,
+					&crowdgatev1.RuleActionParameters{SkillId: "43", SkillValue: proto.Int32(0)}), qcCond("correct_answers_rate", lt, 50))},
+			},
+			{
+				CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_ASSIGNMENT_SUBMIT_TIME,
+					Parameters: &crowdgatev1.CollectorParameters{HistorySizeSubmit: proto.Int32(5), FastSubmitThresholdSeconds: proto.Int32(20)}},
+				Rules: []*crowdgatev1.QualityControlRule{rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_REJECT_ALL_ASSIGNMENTS,
+					&crowdgatev1.RuleActionParameters{PublicComment: "Too fast"}), qcCond("fast_submitted_count", gte, 3))},
+			},
+			{
+				CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT},
+				Rules: []*crowdgatev1.QualityControlRule{
+					rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_CHANGE_OVERLAP,
+						&crowdgatev1.RuleActionParameters{Delta: proto.Int32(1), OpenPool: proto.Bool(true)}), qcCond("assessment_event", gte, 1)),
+					rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_APPROVE_ALL_ASSIGNMENTS, nil), qcCond("accepted_assignments_count", gte, 10)),
+				},
+			},
+			{
+				CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_SKIPPED_IN_ROW_ASSIGNMENTS},
+				Rules: []*crowdgatev1.QualityControlRule{rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION,
+					&crowdgatev1.RuleActionParameters{Scope: crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_POOL, Duration: proto.Int32(3)}),
+					qcCond("skipped_in_row_count", gte, 5))},
+			},
+		},
+		CheckpointsConfig: &crowdgatev1.CheckpointsConfig{
+			RealSettings: &crowdgatev1.CheckpointSettings{TargetOverlap: 5, TaskDistributionFunction: distribution("PROJECT", [3]int32{1, 100, 5}, [3]int32{101, 1000, 25})},
+		},
+	}
+	p.DynamicPricingConfig = &crowdgatev1.DynamicPricingConfig{Type: "SKILL", SkillId: "1289", Intervals: []*crowdgatev1.PricingInterval{
+		{From: 0, To: 60, RewardPerAssignment: "0.03"}, {From: 61, To: 100, RewardPerAssignment: "0.040"},
+	}}
+	p.DynamicOverlapConfig = &crowdgatev1.DynamicOverlapConfig{Type: "BASIC", MaxOverlap: 5, MinConfidence: 0.9, AnswerWeightSkillId: "1289",
+		Fields: []*crowdgatev1.DynamicOverlapField{{Name: "result"}}}
+	p.MixerConfig = &crowdgatev1.MixerConfig{
+		RealTasksCount: 6, GoldenTasksCount: 1, TrainingTasksCount: 0,
+		MinRealTasksCount: proto.Int32(2), MinGoldenTasksCount: proto.Int32(0),
+		ForceLastAssignment: proto.Bool(true), ForceLastAssignmentDelaySeconds: proto.Int32(10),
+		MixTasksInCreationOrder: proto.Bool(true), ShuffleTasksInTaskSuite: proto.Bool(false),
+		TrainingTaskDistributionFunction: distribution("POOL", [3]int32{0, 25, 5}, [3]int32{26, 1000, 25}),
+	}
+	p.Defaults = &crowdgatev1.PoolDefaults{DefaultOverlapForNewTaskSuites: 3, DefaultOverlapForNewTasks: proto.Int32(3)}
+	p.AssignmentsIssuingConfig = &crowdgatev1.AssignmentsIssuingConfig{IssueTaskSuitesInCreationOrder: false}
+	p.Priority = proto.Int32(10)
+	return p
+}
+
+const fullPoolJSON = `{
+	"project_id": "%PROJECT%",
+	"private_name": "Signs, batch 1",
+	"private_comment": "first batch",
+	"public_description": "Boxes around signs",
+	"may_contain_adult_content": true,
+	"will_expire": "2026-03-31T12:00:00",
+	"reward_per_assignment": 0.020,
+	"dynamic_pricing_config": {"type": "SKILL", "skill_id": "1289", "intervals": [
+		{"from": 0, "to": 60, "reward_per_assignment": 0.03},
+		{"from": 61, "to": 100, "reward_per_assignment": 0.040}]},
+	"assignment_max_duration_seconds": 600,
+	"auto_accept_solutions": false,
+	"auto_accept_period_day": 7,
+	"auto_close_after_complete_delay_seconds": 60,
+	"assignments_issuing_config": {"issue_task_suites_in_creation_order": false},
+	"filter": {"and": [
+		{"or": [{"category": "profile", "key": "country", "operator": "EQ", "value": "RU"},
+		        {"category": "profile", "key": "country", "operator": "EQ", "value": "KZ"}]},
+		{"or": [{"category": "profile", "key": "languages", "operator": "IN", "value": "EN"}]},
+		{"or": [{"category": "computed", "key": "client_type", "operator": "EQ", "value": "BROWSER"},
+		        {"category": "computed", "key": "client_type", "operator": "EQ", "value": "TOLOKA_APP"}]},
+		{"category": "profile", "key": "adult_allowed", "operator": "EQ", "value": true},
+		{"category": "skill", "key": "42", "operator": "GTE", "value": 70},
+		{"category": "profile", "key": "education", "operator": "EQ", "value": "HIGH"},
+		{"or": [{"category": "computed", "key": "region_by_ip", "operator": "IN", "value": 225},
+		        {"category": "computed", "key": "region_by_ip", "operator": "IN", "value": 187}]}
+	]},
+	"quality_control": {
+		"training_requirement": {"training_pool_id": "21", "training_passing_skill_value": 70},
+		"captcha_frequency": "LOW",
+		"configs": [
+			{"collector_config": {"type": "GOLDEN_SET", "parameters": {"history_size": 10}},
+			 "rules": [
+				{"conditions": [{"key": "golden_set_answers_count", "operator": "GT", "value": 7}],
+				 "action": {"type": "SET_SKILL_FROM_OUTPUT_FIELD", "parameters": {"skill_id": "42", "from_field": "golden_set_correct_answers_rate"}}},
+				{"conditions": [{"key": "golden_set_answers_count", "operator": "GT", "value": 7},
+				                {"key": "golden_set_correct_answers_rate", "operator": "LT", "value": 75}],
+				 "action": {"type": "RESTRICTION_V2", "parameters": {"scope": "PROJECT", "duration_unit": "DAYS", "duration": 10, "private_comment": "Control tasks were not completed"}}}]},
+			{"collector_config": {"type": "MAJORITY_VOTE", "parameters": {"answer_threshold": 3}},
+			 "rules": [{"conditions": [{"key": "correct_answers_rate", "operator": "LT", "value": 50}],
+			            "action": {"type": "SET_SKILL", "parameters": {"skill_id": "43", "skill_value": 0}}}]},
+			{"collector_config": {"type": "ASSIGNMENT_SUBMIT_TIME", "parameters": {"history_size": 5, "fast_submit_threshold_seconds": 20}},
+			 "rules": [{"conditions": [{"key": "fast_submitted_count", "operator": "GTE", "value": 3}],
+			            "action": {"type": "REJECT_ALL_ASSIGNMENTS", "parameters": {"public_comment": "Too fast"}}}]},
+			{"collector_config": {"type": "ASSIGNMENTS_ASSESSMENT"},
+			 "rules": [
+				{"conditions": [{"key": "assessment_event", "operator": "GTE", "value": 1}],
+				 "action": {"type": "CHANGE_OVERLAP", "parameters": {"delta": 1, "open_pool": true}}},
+				{"conditions": [{"key": "accepted_assignments_count", "operator": "GTE", "value": 10}],
+				 "action": {"type": "APPROVE_ALL_ASSIGNMENTS"}}]},
+			{"collector_config": {"type": "SKIPPED_IN_ROW_ASSIGNMENTS"},
+			 "rules": [{"conditions": [{"key": "skipped_in_row_count", "operator": "GTE", "value": 5}],
+			            "action": {"type": "RESTRICTION", "parameters": {"scope": "POOL", "duration_days": 3}}}]}
+		],
+		"checkpoints_config": {"real_settings": {"target_overlap": 5, "task_distribution_function": {
+			"scope": "PROJECT", "distribution": "UNIFORM", "window_days": 7,
+			"intervals": [{"from": 1, "to": 100, "frequency": 5}, {"from": 101, "to": 1000, "frequency": 25}]}}}
+	},
+	"dynamic_overlap_config": {"type": "BASIC", "max_overlap": 5, "min_confidence": 0.9, "answer_weight_skill_id": "1289", "fields": [{"name": "result"}]},
+	"defaults": {"default_overlap_for_new_task_suites": 3, "default_overlap_for_new_tasks": 3},
+	"mixer_config": {
+		"real_tasks_count": 6, "golden_tasks_count": 1, "training_tasks_count": 0,
+		"min_real_tasks_count": 2, "min_golden_tasks_count": 0,
+		"force_last_assignment": true, "force_last_assignment_delay_seconds": 10,
+		"mix_tasks_in_creation_order": true, "shuffle_tasks_in_task_suite": false,
+		"training_task_distribution_function": {"scope": "POOL", "distribution": "UNIFORM", "window_days": 7,
+			"intervals": [{"from": 0, "to": 25, "frequency": 5}, {"from": 26, "to": 1000, "frequency": 25}]}
+	},
+	"priority": 10
+}`
+
+func (h *harness) mustPool(ctx context.Context, p *crowdgatev1.Pool) *crowdgatev1.Pool {
+	h.t.Helper()
+	resp, err := h.pools.CreatePool(ctx, &crowdgatev1.CreatePoolRequest{Pool: p})
+	if err != nil {
+		h.t.Fatalf("CreatePool: %v", err)
+	}
+	return resp.GetPool()
+}
+
+func TestCreatePoolSendsEveryFieldExactly(t *testing.T) {
+	h := newHarness(t)
+	prj := h.mustProject(bg, fullProject(h.mustCredential(bg, h.key)))
+	p := h.mustPool(bg, fullPool(prj.GetProjectId(), h.clk.Now()))
+
+	posts := h.requests(http.MethodPost, "/api/v1/pools")
+	if len(posts) != 1 || posts[0].Status != http.StatusCreated {
+		t.Fatalf("POST /pools = %+v, want one, created", posts)
+	}
+	want := decode(t, []byte(strings.Replace(fullPoolJSON, "%PROJECT%", prj.GetTolokaProjectId(), 1)))
+	if diff := cmp.Diff(want, decode(t, posts[0].Body)); diff != "" {
+		t.Errorf("pool sent to Toloka (-want +got):\n%s", diff)
+	}
+
+	if p.GetTolokaPoolId() == "" || p.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_CLOSED || p.GetCreateTime() == nil ||
+		p.GetProjectId() != prj.GetProjectId() || !strings.HasPrefix(p.GetPoolId(), "pool_") {
+		t.Errorf("created pool = %v", p)
+	}
+	// The stored pool is what was asked for, plus the output-only fields.
+	asked := fullPool(prj.GetProjectId(), h.clk.Now())
+	asked.PoolId, asked.TenantId, asked.TolokaPoolId, asked.Status, asked.CreateTime = p.GetPoolId(), "default", p.GetTolokaPoolId(), p.GetStatus(), p.GetCreateTime()
+	if !proto.Equal(asked, p) {
+		t.Errorf("stored pool differs from the request:\n got %v\nwant %v", p, asked)
+	}
+}
+
+func TestCreatePoolOverREST(t *testing.T) {
+	h := newHarness(t)
+	prj := h.mustProject(bg, minimalProject(h.mustCredential(bg, h.key)))
+	code, body := h.restCall(http.MethodPost, "/v1/pools", `{
+		"project_id": "`+prj.GetProjectId()+`",
+		"private_name": "REST pool",
+		"will_expire": "2026-04-01T00:00:00.250Z",
+		"reward_per_assignment": "10.52",
+		"assignment_max_duration_seconds": "300",
+		"filter": {"condition": {"category": "profile", "key": "languages", "operator": "IN", "value": "EN"}},
+		"defaults": {"default_overlap_for_new_task_suites": 2}
+	}`)
+	if code != http.StatusOK {
+		t.Fatalf("REST CreatePool = %d %v", code, body)
+	}
+	posts := h.requests(http.MethodPost, "/api/v1/pools")
+	want := decode(t, []byte(`{
+		"project_id": "`+prj.GetTolokaProjectId()+`",
+		"private_name": "REST pool",
+		"may_contain_adult_content": false,
+		"will_expire": "2026-04-01T00:00:00.250",
+		"reward_per_assignment": 10.52,
+		"assignment_max_duration_seconds": 300,
+		"filter": {"and": [{"category": "profile", "key": "languages", "operator": "IN", "value": "EN"}]},
+		"defaults": {"default_overlap_for_new_task_suites": 2}
+	}`))
+	if diff := cmp.Diff(want, decode(t, posts[0].Body)); diff != "" {
+		t.Errorf("pool sent to Toloka (-want +got):\n%s", diff)
+	}
+	pool := body["pool"].(map[string]any)
+	if pool["status"] != "POOL_STATUS_CLOSED" || pool["reward_per_assignment"] != "10.52" {
+		t.Errorf("REST pool = %v", pool)
+	}
+
+	// An invalid value over REST is a 400 naming the field.
+	code, body = h.restCall(http.MethodPost, "/v1/pools", `{"project_id": "`+prj.GetProjectId()+`", "private_name": "x",
+		"will_expire": "2026-04-01T00:00:00Z", "reward_per_assignment": "0.001", "assignment_max_duration_seconds": "300",
+		"defaults": {"default_overlap_for_new_task_suites": 1}}`)
+	if code != http.StatusBadRequest || !strings.Contains(body["message"].(string), "pool.reward_per_assignment") {
+		t.Errorf("REST invalid reward = %d %v", code, body)
+	}
+}
+
+func qcPool(cfg *crowdgatev1.QualityControlConfig) func(p *crowdgatev1.Pool) {
+	return func(p *crowdgatev1.Pool) {
+		p.QualityControl = &crowdgatev1.PoolQualityControl{Configs: []*crowdgatev1.QualityControlConfig{cfg}}
+	}
+}
+
+func golden(rules ...*crowdgatev1.QualityControlRule) *crowdgatev1.QualityControlConfig {
+	return &crowdgatev1.QualityControlConfig{CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_GOLDEN_SET}, Rules: rules}
+}
+
+func actionPool(t crowdgatev1.RuleActionType, params *crowdgatev1.RuleActionParameters) func(p *crowdgatev1.Pool) {
+	return qcPool(golden(rule(action(t, params), qcCond("golden_set_answers_count", gt, 7))))
+}
+
+func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
+	h := newHarness(t)
+	prj := h.mustProject(bg, minimalProject(h.mustCredential(bg, h.key)))
+	now := h.clk.Now()
+	const (
+		v2          = crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION_V2
+		setSkill    = crowdgatev1.RuleActionType_RULE_ACTION_TYPE_SET_SKILL
+		fromField   = crowdgatev1.RuleActionType_RULE_ACTION_TYPE_SET_SKILL_FROM_OUTPUT_FIELD
+		overlap     = crowdgatev1.RuleActionType_RULE_ACTION_TYPE_CHANGE_OVERLAP
+		rejectAll   = crowdgatev1.RuleActionType_RULE_ACTION_TYPE_REJECT_ALL_ASSIGNMENTS
+		restriction = crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION
+		days        = crowdgatev1.DurationUnit_DURATION_UNIT_DAYS
+		permanent   = crowdgatev1.DurationUnit_DURATION_UNIT_PERMANENT
+		scopePool   = crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_POOL
+	)
+	deep := cond("profile", "country", "EQ", structpb.NewStringValue("RU"))
+	for range 11 {
+		deep = and(deep)
+	}
+	var many []*crowdgatev1.Filter
+	for i := range 200 {
+		many = append(many, cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(float64(i))))
+	}
+	mixer := func(m *crowdgatev1.MixerConfig) func(p *crowdgatev1.Pool) {
+		return func(p *crowdgatev1.Pool) { p.MixerConfig = m }
+	}
+	checkpoint := func(s *crowdgatev1.CheckpointSettings) func(p *crowdgatev1.Pool) {
+		return func(p *crowdgatev1.Pool) {
+			p.QualityControl = &crowdgatev1.PoolQualityControl{CheckpointsConfig: &crowdgatev1.CheckpointsConfig{GoldenSettings: s}}
+		}
+	}
+	overlapCfg := func(change func(d *crowdgatev1.DynamicOverlapConfig)) func(p *crowdgatev1.Pool) {
+		return func(p *crowdgatev1.Pool) {
+			d := &crowdgatev1.DynamicOverlapConfig{MaxOverlap: 5, MinConfidence: 0.8, AnswerWeightSkillId: "1", Fields: []*crowdgatev1.DynamicOverlapField{{Name: "r"}}}
+			change(d)
+			p.DynamicOverlapConfig = d
+		}
+	}
+	pricing := func(change func(d *crowdgatev1.DynamicPricingConfig)) func(p *crowdgatev1.Pool) {
+		return func(p *crowdgatev1.Pool) {
+			d := &crowdgatev1.DynamicPricingConfig{SkillId: "1", Intervals: []*crowdgatev1.PricingInterval{{From: 0, To: 50, RewardPerAssignment: "0.02"}, {From: 51, To: 100, RewardPerAssignment: "0.03"}}}
+			change(d)
+			p.DynamicPricingConfig = d
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(p *crowdgatev1.Pool)
+		field  string
+	}{
+		{"no project", func(p *crowdgatev1.Pool) { p.ProjectId = "" }, "pool.project_id"},
+		{"no private name", func(p *crowdgatev1.Pool) { p.PrivateName = "" }, "pool.private_name"},
+		{"no will_expire", func(p *crowdgatev1.Pool) { p.WillExpire = nil }, "pool.will_expire"},
+		{"will_expire now", func(p *crowdgatev1.Pool) { p.WillExpire = timestamppb.New(now) }, "pool.will_expire"},
+		{"will_expire past", func(p *crowdgatev1.Pool) { p.WillExpire = timestamppb.New(now.Add(-time.Hour)) }, "pool.will_expire"},
+		{"will_expire invalid", func(p *crowdgatev1.Pool) { p.WillExpire = &timestamppb.Timestamp{Seconds: 1e13} }, "pool.will_expire"},
+		{"no reward", func(p *crowdgatev1.Pool) { p.RewardPerAssignment = "" }, "pool.reward_per_assignment"},
+		{"reward below a cent", func(p *crowdgatev1.Pool) { p.RewardPerAssignment = "0.009" }, "pool.reward_per_assignment"},
+		{"reward zero", func(p *crowdgatev1.Pool) { p.RewardPerAssignment = "0" }, "pool.reward_per_assignment"},
+		{"reward negative", func(p *crowdgatev1.Pool) { p.RewardPerAssignment = "-1" }, "pool.reward_per_assignment"},
+		{"reward float syntax", func(p *crowdgatev1.Pool) { p.RewardPerAssignment = "1e-2" }, "pool.reward_per_assignment"},
+		{"no duration", func(p *crowdgatev1.Pool) { p.AssignmentMaxDurationSeconds = 0 }, "pool.assignment_max_duration_seconds"},
+		{"duration 4", func(p *crowdgatev1.Pool) { p.AssignmentMaxDurationSeconds = 4 }, "pool.assignment_max_duration_seconds"},
+		{"duration negative", func(p *crowdgatev1.Pool) { p.AssignmentMaxDurationSeconds = -60 }, "pool.assignment_max_duration_seconds"},
+		{"review days 0", func(p *crowdgatev1.Pool) { p.AutoAcceptPeriodDay = proto.Int32(0) }, "pool.auto_accept_period_day"},
+		{"review days 22", func(p *crowdgatev1.Pool) { p.AutoAcceptPeriodDay = proto.Int32(22) }, "pool.auto_accept_period_day"},
+		{"close delay negative", func(p *crowdgatev1.Pool) { p.AutoCloseAfterCompleteDelaySeconds = proto.Int64(-1) }, "pool.auto_close_after_complete_delay_seconds"},
+		{"close delay over 3 days", func(p *crowdgatev1.Pool) { p.AutoCloseAfterCompleteDelaySeconds = proto.Int64(259201) }, "pool.auto_close_after_complete_delay_seconds"},
+		{"priority -101", func(p *crowdgatev1.Pool) { p.Priority = proto.Int32(-101) }, "pool.priority"},
+		{"priority 101", func(p *crowdgatev1.Pool) { p.Priority = proto.Int32(101) }, "pool.priority"},
+		{"no defaults", func(p *crowdgatev1.Pool) { p.Defaults = nil }, "pool.defaults"},
+		{"default overlap 0", func(p *crowdgatev1.Pool) { p.Defaults.DefaultOverlapForNewTaskSuites = 0 }, "pool.defaults.default_overlap_for_new_task_suites"},
+		{"default overlap negative", func(p *crowdgatev1.Pool) { p.Defaults.DefaultOverlapForNewTaskSuites = -2 }, "pool.defaults.default_overlap_for_new_task_suites"},
+		{"default task overlap 0", func(p *crowdgatev1.Pool) { p.Defaults.DefaultOverlapForNewTasks = proto.Int32(0) }, "pool.defaults.default_overlap_for_new_tasks"},
+
+		{"training pool missing", func(p *crowdgatev1.Pool) {
+			p.QualityControl = &crowdgatev1.PoolQualityControl{TrainingRequirement: &crowdgatev1.TrainingRequirement{TrainingPassingSkillValue: 50}}
+		}, "pool.quality_control.training_requirement.training_pool_id"},
+		{"training skill 101", func(p *crowdgatev1.Pool) {
+			p.QualityControl = &crowdgatev1.PoolQualityControl{TrainingRequirement: &crowdgatev1.TrainingRequirement{TrainingPoolId: "1", TrainingPassingSkillValue: 101}}
+		}, "pool.quality_control.training_requirement.training_passing_skill_value"},
+		{"training skill negative", func(p *crowdgatev1.Pool) {
+			p.QualityControl = &crowdgatev1.PoolQualityControl{TrainingRequirement: &crowdgatev1.TrainingRequirement{TrainingPoolId: "1", TrainingPassingSkillValue: -1}}
+		}, "pool.quality_control.training_requirement.training_passing_skill_value"},
+		{"unknown captcha", func(p *crowdgatev1.Pool) {
+			p.QualityControl = &crowdgatev1.PoolQualityControl{CaptchaFrequency: 9}
+		}, "pool.quality_control.captcha_frequency"},
+		{"checkpoint overlap 0", checkpoint(&crowdgatev1.CheckpointSettings{TargetOverlap: 0, TaskDistributionFunction: distribution("POOL", [3]int32{1, 10, 2})}),
+			"pool.quality_control.checkpoints_config.golden_settings.target_overlap"},
+		{"checkpoint without distribution", checkpoint(&crowdgatev1.CheckpointSettings{TargetOverlap: 3}),
+			"pool.quality_control.checkpoints_config.golden_settings.task_distribution_function"},
+		{"checkpoint bad scope", checkpoint(&crowdgatev1.CheckpointSettings{TargetOverlap: 3, TaskDistributionFunction: distribution("WORLD", [3]int32{1, 10, 2})}),
+			"pool.quality_control.checkpoints_config.golden_settings.task_distribution_function.scope"},
+
+		{"collector missing", qcPool(&crowdgatev1.QualityControlConfig{Rules: []*crowdgatev1.QualityControlRule{rule(action(setSkill, nil))}}),
+			"pool.quality_control.configs[0].collector_config"},
+		{"collector type unset", qcPool(&crowdgatev1.QualityControlConfig{CollectorConfig: &crowdgatev1.CollectorConfig{}}),
+			"pool.quality_control.configs[0].collector_config.type"},
+		{"no rules", qcPool(golden()), "pool.quality_control.configs[0].rules"},
+		{"rule without conditions", qcPool(golden(rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)})))),
+			"pool.quality_control.configs[0].rules[0].conditions"},
+		{"condition without key", qcPool(golden(rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)}), qcCond("", gt, 1)))),
+			"pool.quality_control.configs[0].rules[0].conditions[0].key"},
+		{"condition without operator", qcPool(golden(rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)}), qcCond("k", 0, 1)))),
+			"pool.quality_control.configs[0].rules[0].conditions[0].operator"},
+		{"rule without action", qcPool(golden(rule(nil, qcCond("k", gt, 1)))), "pool.quality_control.configs[0].rules[0].action"},
+		{"action type unset", actionPool(0, nil), "pool.quality_control.configs[0].rules[0].action.type"},
+		{"set skill without skill", actionPool(setSkill, &crowdgatev1.RuleActionParameters{SkillValue: proto.Int32(5)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.skill_id"},
+		{"set skill without value", actionPool(setSkill, &crowdgatev1.RuleActionParameters{SkillId: "1"}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.skill_value"},
+		{"set skill value 101", actionPool(setSkill, &crowdgatev1.RuleActionParameters{SkillId: "1", SkillValue: proto.Int32(101)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.skill_value"},
+		{"set skill value negative", actionPool(setSkill, &crowdgatev1.RuleActionParameters{SkillId: "1", SkillValue: proto.Int32(-1)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.skill_value"},
+		{"skill from field without skill", actionPool(fromField, &crowdgatev1.RuleActionParameters{FromField: "correct_answers_rate"}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.skill_id"},
+		{"skill from field without field", actionPool(fromField, &crowdgatev1.RuleActionParameters{SkillId: "1"}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.from_field"},
+		{"change overlap without delta", actionPool(overlap, &crowdgatev1.RuleActionParameters{OpenPool: proto.Bool(true)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.delta"},
+		{"restriction v2 without scope", actionPool(v2, &crowdgatev1.RuleActionParameters{DurationUnit: days, Duration: proto.Int32(1)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.scope"},
+		{"restriction v2 without unit", actionPool(v2, &crowdgatev1.RuleActionParameters{Scope: scopePool, Duration: proto.Int32(1)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.duration_unit"},
+		{"restriction v2 without duration", actionPool(v2, &crowdgatev1.RuleActionParameters{Scope: scopePool, DurationUnit: days}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.duration"},
+		{"restriction v2 duration 0", actionPool(v2, &crowdgatev1.RuleActionParameters{Scope: scopePool, DurationUnit: days, Duration: proto.Int32(0)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.duration"},
+		{"permanent ban with duration", actionPool(v2, &crowdgatev1.RuleActionParameters{Scope: scopePool, DurationUnit: permanent, Duration: proto.Int32(3)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.duration"},
+		{"restriction without scope", actionPool(restriction, &crowdgatev1.RuleActionParameters{Duration: proto.Int32(3)}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.scope"},
+		{"reject all without comment", actionPool(rejectAll, &crowdgatev1.RuleActionParameters{}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.public_comment"},
+		{"parameter of another action", actionPool(v2, &crowdgatev1.RuleActionParameters{Scope: scopePool, DurationUnit: permanent, SkillId: "1"}),
+			"pool.quality_control.configs[0].rules[0].action.parameters.skill_id"},
+		{"majority vote without threshold", qcPool(&crowdgatev1.QualityControlConfig{
+			CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_MAJORITY_VOTE},
+			Rules:           []*crowdgatev1.QualityControlRule{rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)}), qcCond("k", gt, 1))}}),
+			"pool.quality_control.configs[0].collector_config.parameters.answer_threshold"},
+		{"submit time without threshold", qcPool(&crowdgatev1.QualityControlConfig{
+			CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_ASSIGNMENT_SUBMIT_TIME, Parameters: &crowdgatev1.CollectorParameters{HistorySizeSubmit: proto.Int32(5)}},
+			Rules:           []*crowdgatev1.QualityControlRule{rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)}), qcCond("k", gt, 1))}}),
+			"pool.quality_control.configs[0].collector_config.parameters.fast_submit_threshold_seconds"},
+		{"history size 0", qcPool(&crowdgatev1.QualityControlConfig{
+			CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_GOLDEN_SET, Parameters: &crowdgatev1.CollectorParameters{HistorySize: proto.Int32(0)}},
+			Rules:           []*crowdgatev1.QualityControlRule{rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)}), qcCond("k", gt, 1))}}),
+			"pool.quality_control.configs[0].collector_config.parameters.history_size"},
+
+		{"pricing type", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Type = "TIME" }), "pool.dynamic_pricing_config.type"},
+		{"pricing without skill", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.SkillId = "" }), "pool.dynamic_pricing_config.skill_id"},
+		{"pricing without intervals", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals = nil }), "pool.dynamic_pricing_config.intervals"},
+		{"pricing from -1", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[0].From = -1 }), "pool.dynamic_pricing_config.intervals[0].from"},
+		{"pricing to 101", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[1].To = 101 }), "pool.dynamic_pricing_config.intervals[1].to"},
+		{"pricing to below from", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[0].From, d.Intervals[0].To = 40, 30 }), "pool.dynamic_pricing_config.intervals[0].to"},
+		{"pricing overlap", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[1].From = 50 }), "pool.dynamic_pricing_config.intervals[1].from"},
+		{"pricing reward", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[1].RewardPerAssignment = "0.001" }), "pool.dynamic_pricing_config.intervals[1].reward_per_assignment"},
+
+		{"overlap type", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.Type = "SMART" }), "pool.dynamic_overlap_config.type"},
+		{"max overlap 0", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.MaxOverlap = 0 }), "pool.dynamic_overlap_config.max_overlap"},
+		{"max overlap 30001", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.MaxOverlap = 30001 }), "pool.dynamic_overlap_config.max_overlap"},
+		{"max overlap not above defaults", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.MaxOverlap = 1 }), "pool.dynamic_overlap_config.max_overlap"},
+		{"min confidence negative", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.MinConfidence = -0.1 }), "pool.dynamic_overlap_config.min_confidence"},
+		{"min confidence above 1", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.MinConfidence = 1.01 }), "pool.dynamic_overlap_config.min_confidence"},
+		{"min confidence NaN", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.MinConfidence = math.NaN() }), "pool.dynamic_overlap_config.min_confidence"},
+		{"overlap without skill", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.AnswerWeightSkillId = "" }), "pool.dynamic_overlap_config.answer_weight_skill_id"},
+		{"overlap without fields", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.Fields = nil }), "pool.dynamic_overlap_config.fields"},
+		{"overlap field without name", overlapCfg(func(d *crowdgatev1.DynamicOverlapConfig) { d.Fields[0].Name = "" }), "pool.dynamic_overlap_config.fields[0].name"},
+
+		{"mixer real negative", mixer(&crowdgatev1.MixerConfig{RealTasksCount: -1, GoldenTasksCount: 1}), "pool.mixer_config.real_tasks_count"},
+		{"mixer golden negative", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 1, GoldenTasksCount: -1}), "pool.mixer_config.golden_tasks_count"},
+		{"mixer training negative", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 1, TrainingTasksCount: -1}), "pool.mixer_config.training_tasks_count"},
+		{"mixer empty suite", mixer(&crowdgatev1.MixerConfig{}), "pool.mixer_config.real_tasks_count"},
+		{"mixer min real negative", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 1, MinRealTasksCount: proto.Int32(-1)}), "pool.mixer_config.min_real_tasks_count"},
+		{"mixer min golden negative", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 1, MinGoldenTasksCount: proto.Int32(-1)}), "pool.mixer_config.min_golden_tasks_count"},
+		{"mixer min training negative", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 1, MinTrainingTasksCount: proto.Int32(-1)}), "pool.mixer_config.min_training_tasks_count"},
+		{"force last delay negative", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 1, ForceLastAssignmentDelaySeconds: proto.Int32(-1)}), "pool.mixer_config.force_last_assignment_delay_seconds"},
+		{"force last delay over a day", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 1, ForceLastAssignmentDelaySeconds: proto.Int32(86401)}), "pool.mixer_config.force_last_assignment_delay_seconds"},
+		{"golden distribution with golden count", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5, GoldenTasksCount: 1,
+			GoldenTaskDistributionFunction: distribution("POOL", [3]int32{1, 10, 2})}), "pool.mixer_config.golden_tasks_count"},
+		{"golden distribution with golden minimum", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5, MinGoldenTasksCount: proto.Int32(0),
+			GoldenTaskDistributionFunction: distribution("POOL", [3]int32{1, 10, 2})}), "pool.mixer_config.min_golden_tasks_count"},
+		{"distribution window 0", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5,
+			TrainingTaskDistributionFunction: &crowdgatev1.TaskDistributionFunction{Scope: "POOL", Intervals: []*crowdgatev1.DistributionInterval{{From: 1, To: 2, Frequency: 1}}}}),
+			"pool.mixer_config.training_task_distribution_function.window_days"},
+		{"distribution not uniform", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5,
+			TrainingTaskDistributionFunction: &crowdgatev1.TaskDistributionFunction{Scope: "POOL", Distribution: "NORMAL", WindowDays: 1, Intervals: []*crowdgatev1.DistributionInterval{{From: 1, To: 2, Frequency: 1}}}}),
+			"pool.mixer_config.training_task_distribution_function.distribution"},
+		{"distribution without intervals", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5, TrainingTaskDistributionFunction: distribution("POOL")}),
+			"pool.mixer_config.training_task_distribution_function.intervals"},
+		{"distribution to below from", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5, TrainingTaskDistributionFunction: distribution("POOL", [3]int32{10, 5, 1})}),
+			"pool.mixer_config.training_task_distribution_function.intervals[0].to"},
+		{"distribution frequency 0", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5, TrainingTaskDistributionFunction: distribution("POOL", [3]int32{1, 5, 0})}),
+			"pool.mixer_config.training_task_distribution_function.intervals[0].frequency"},
+		{"distribution overlapping", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5, TrainingTaskDistributionFunction: distribution("POOL", [3]int32{1, 5, 1}, [3]int32{5, 9, 1})}),
+			"pool.mixer_config.training_task_distribution_function.intervals[1].from"},
+		{"distribution later from 0", mixer(&crowdgatev1.MixerConfig{RealTasksCount: 5, TrainingTaskDistributionFunction: distribution("POOL", [3]int32{0, 0, 1}, [3]int32{0, 9, 1})}),
+			"pool.mixer_config.training_task_distribution_function.intervals[1].from"},
+
+		{"filter without node", func(p *crowdgatev1.Pool) { p.Filter = &crowdgatev1.Filter{} }, "pool.filter"},
+		{"filter empty and", func(p *crowdgatev1.Pool) { p.Filter = and() }, "pool.filter.and.filters"},
+		{"filter bad category", func(p *crowdgatev1.Pool) {
+			p.Filter = and(cond("profile", "country", "EQ", structpb.NewStringValue("RU")), cond("karma", "x", "EQ", structpb.NewNumberValue(1)))
+		}, "pool.filter.and.filters[1].condition.category"},
+		{"filter without key", func(p *crowdgatev1.Pool) { p.Filter = cond("profile", "", "EQ", structpb.NewNumberValue(1)) }, "pool.filter.condition.key"},
+		{"filter bad operator", func(p *crowdgatev1.Pool) { p.Filter = cond("profile", "country", "eq", structpb.NewStringValue("RU")) }, "pool.filter.condition.operator"},
+		{"filter without value", func(p *crowdgatev1.Pool) { p.Filter = cond("profile", "country", "EQ", nil) }, "pool.filter.condition.value"},
+		{"filter NaN value", func(p *crowdgatev1.Pool) { p.Filter = cond("skill", "1", "GT", structpb.NewNumberValue(math.NaN())) }, "pool.filter.condition.value"},
+		{"filter too deep", func(p *crowdgatev1.Pool) { p.Filter = deep }, "pool.filter" + strings.Repeat(".and.filters[0]", 10)},
+		{"filter too long", func(p *crowdgatev1.Pool) { p.Filter = or(many...) }, "pool.filter"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := validPool(prj.GetProjectId(), now)
+			tc.change(p)
+			_, err := h.pools.CreatePool(bg, &crowdgatev1.CreatePoolRequest{Pool: p})
+			wantField(t, err, tc.field)
+		})
+	}
+	if posts := h.requests(http.MethodPost, "/api/v1/pools"); len(posts) != 0 {
+		t.Errorf("invalid pools reached Toloka %d times", len(posts))
+	}
+
+	// The valid base pool is accepted: the table's errors come from the
+	// changes alone.
+	h.mustPool(bg, validPool(prj.GetProjectId(), now))
+	_, err := h.pools.CreatePool(bg, &crowdgatev1.CreatePoolRequest{Pool: validPool("prj_nope", now)})
+	wantCode(t, err, codes.NotFound)
+	_, err = h.pools.CreatePool(as("globex"), &crowdgatev1.CreatePoolRequest{Pool: validPool(prj.GetProjectId(), now)})
+	wantCode(t, err, codes.NotFound)
+}
+
+func TestPoolLifecycle(t *testing.T) {
+	h := newHarness(t)
+	prj := h.mustProject(bg, fullProject(h.mustCredential(bg, h.key)))
+	created := h.mustPool(bg, validPool(prj.GetProjectId(), h.clk.Now()))
+	id := created.GetPoolId()
+	firstBody := h.requests(http.MethodPost, "/api/v1/pools")[0].Body
+
+	// Open waits for Toloka's operation: the answer is already OPEN, after
+	// the operation was polled until it finished.
+	before := h.clk.Now()
+	opened, err := h.pools.OpenPool(bg, &crowdgatev1.OpenPoolRequest{PoolId: id})
+	if err != nil {
+		t.Fatalf("OpenPool: %v", err)
+	}
+	if opened.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN || opened.GetPool().GetLastStarted() == nil {
+		t.Errorf("OpenPool answered %v, want OPEN with last_started", opened.GetPool())
+	}
+	if polls := h.requests(http.MethodGet, "/api/v1/operations/"); len(polls) < 2 {
+		t.Errorf("the open operation was polled %d times; it takes %s, so it was not waited for", len(polls), operationDelay)
+	}
+	if waited := h.clk.Now().Sub(before); waited < operationDelay {
+		t.Errorf("OpenPool returned after %s of Toloka time, before the operation's %s", waited, operationDelay)
+	}
+
+	// An open pool cannot be changed (seed 000), nor archived.
+	_, err = h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: id, RewardPerAssignment: "0.07"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"reward_per_assignment"}},
+	})
+	st := wantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(st.Message(), "close") {
+		t.Errorf("refusal %q does not say to close the pool", st.Message())
+	}
+	code, body := h.restCall(http.MethodPatch, "/v1/pools/"+id, `{"reward_per_assignment": "0.07"}`)
+	if code != http.StatusBadRequest {
+		t.Errorf("REST PATCH of an open pool = %d %v, want 400 FAILED_PRECONDITION", code, body)
+	}
+	_, err = h.pools.ArchivePool(bg, &crowdgatev1.ArchivePoolRequest{PoolId: id})
+	wantCode(t, err, codes.FailedPrecondition)
+	if puts := h.requests(http.MethodPut, "/api/v1/pools/"); len(puts) != 0 {
+		t.Errorf("an update of an open pool reached Toloka: %+v", puts)
+	}
+
+	// Listing shows it open; the other status filter shows nothing.
+	list, err := h.pools.ListPools(bg, &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_OPEN})
+	if err != nil || len(list.GetPools()) != 1 || list.GetPools()[0].GetPoolId() != id {
+		t.Fatalf("ListPools OPEN = %v, %v", list, err)
+	}
+	list, err = h.pools.ListPools(bg, &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_CLOSED})
+	if err != nil || len(list.GetPools()) != 0 {
+		t.Fatalf("ListPools CLOSED = %v, %v", list, err)
+	}
+
+	closed, err := h.pools.ClosePool(bg, &crowdgatev1.ClosePoolRequest{PoolId: id})
+	if err != nil {
+		t.Fatalf("ClosePool: %v", err)
+	}
+	if p := closed.GetPool(); p.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_CLOSED || p.GetLastCloseReason() != crowdgatev1.CloseReason_CLOSE_REASON_MANUAL || p.GetLastStopped() == nil {
+		t.Errorf("ClosePool answered %v, want CLOSED, MANUAL", p)
+	}
+
+	// Closed, it can be changed; the mask decides what changes.
+	upd, err := h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+		Pool:       &crowdgatev1.Pool{PoolId: id, RewardPerAssignment: "0.07", PrivateName: "ignored: not in the mask", Priority: proto.Int32(-5)},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"reward_per_assignment", "priority", "status"}},
+	})
+	if err != nil {
+		t.Fatalf("UpdatePool: %v", err)
+	}
+	if p := upd.GetPool(); p.GetRewardPerAssignment() != "0.07" || p.GetPrivateName() != "Signs, batch 1" || p.GetPriority() != -5 {
+		t.Errorf("updated pool = %v", p)
+	}
+	puts := h.requests(http.MethodPut, "/api/v1/pools/"+created.GetTolokaPoolId())
+	if len(puts) != 1 {
+		t.Fatalf("%d PUT /pools/%s, want 1", len(puts), created.GetTolokaPoolId())
+	}
+	want := decode(t, firstBody).(map[string]any)
+	want["reward_per_assignment"] = decode(t, []byte("0.07"))
+	want["priority"] = decode(t, []byte("-5"))
+	if diff := cmp.Diff(want, decode(t, puts[0].Body)); diff != "" {
+		t.Errorf("PUT body (-want +got):\n%s", diff)
+	}
+
+	// REST PATCH: the body's fields are the mask.
+	code, body = h.restCall(http.MethodPatch, "/v1/pools/"+id, `{"public_description": "Now with a description", "mixer_config": {"real_tasks_count": 4}}`)
+	if code != http.StatusOK {
+		t.Fatalf("REST PATCH = %d %v", code, body)
+	}
+	puts = h.requests(http.MethodPut, "/api/v1/pools/"+created.GetTolokaPoolId())
+	want["public_description"] = "Now with a description"
+	want["mixer_config"] = decode(t, []byte(`{"real_tasks_count": 4, "golden_tasks_count": 0, "training_tasks_count": 0}`))
+	if diff := cmp.Diff(want, decode(t, puts[len(puts)-1].Body)); diff != "" {
+		t.Errorf("PUT body after REST PATCH (-want +got):\n%s", diff)
+	}
+	// An invalid update is refused before Toloka.
+	_, err = h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: id, AutoAcceptPeriodDay: proto.Int32(30)}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"auto_accept_period_day"}},
+	})
+	wantField(t, err, "pool.auto_accept_period_day")
+	_, err = h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: id}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"no_such_field"}},
+	})
+	wantField(t, err, "update_mask")
+	_, err = h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: id, ProjectId: "prj_other"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"project_id"}},
+	})
+	wantField(t, err, "pool.project_id")
+	if n := len(h.requests(http.MethodPut, "/api/v1/pools/")); n != 2 {
+		t.Errorf("%d PUTs reached Toloka, want the 2 valid updates", n)
+	}
+
+	// Get refreshes from Toloka; the landing finds the pool by Toloka id.
+	got, err := h.pools.GetPool(bg, &crowdgatev1.GetPoolRequest{PoolId: id})
+	if err != nil || got.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_CLOSED || got.GetPool().GetRewardPerAssignment() != "0.07" {
+		t.Fatalf("GetPool = %v, %v", got, err)
+	}
+	_, err = h.pools.GetPool(as("globex"), &crowdgatev1.GetPoolRequest{PoolId: id})
+	wantCode(t, err, codes.NotFound)
+
+	archived, err := h.pools.ArchivePool(bg, &crowdgatev1.ArchivePoolRequest{PoolId: id})
+	if err != nil || archived.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
+		t.Fatalf("ArchivePool = %v, %v", archived, err)
+	}
+	// Toloka refuses to open an archived pool: FAILED_PRECONDITION.
+	_, err = h.pools.OpenPool(bg, &crowdgatev1.OpenPoolRequest{PoolId: id})
+	wantCode(t, err, codes.FailedPrecondition)
+	// REST open and close of an unknown pool: 404.
+	if code, body := h.restCall(http.MethodPost, "/v1/pools/pool_nope/open", `{}`); code != http.StatusNotFound {
+		t.Errorf("REST open of an unknown pool = %d %v", code, body)
+	}
+}
+
+func TestOpenPoolOverREST(t *testing.T) {
+	h := newHarness(t)
+	prj := h.mustProject(bg, minimalProject(h.mustCredential(bg, h.key)))
+	p := h.mustPool(bg, validPool(prj.GetProjectId(), h.clk.Now()))
+	code, body := h.restCall(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/open", `{}`)
+	if code != http.StatusOK || body["pool"].(map[string]any)["status"] != "POOL_STATUS_OPEN" {
+		t.Fatalf("REST open = %d %v", code, body)
+	}
+	code, body = h.restCall(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/close", `{}`)
+	if code != http.StatusOK || body["pool"].(map[string]any)["status"] != "POOL_STATUS_CLOSED" {
+		t.Fatalf("REST close = %d %v", code, body)
+	}
+	code, body = h.restCall(http.MethodGet, "/v1/projects/"+prj.GetProjectId()+"/pools", "")
+	if code != http.StatusOK || len(body["pools"].([]any)) != 1 {
+		t.Fatalf("REST list pools = %d %v", code, body)
+	}
+	code, body = h.restCall(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/archive", `{}`)
+	if code != http.StatusOK || body["pool"].(map[string]any)["status"] != "POOL_STATUS_ARCHIVED" {
+		t.Fatalf("REST archive = %d %v", code, body)
+	}
+}
