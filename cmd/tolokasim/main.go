@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -40,6 +42,9 @@ func realMain(ctx context.Context) error {
 // run parses args (with getenv fallbacks), logs to logOut and serves until
 // ctx is done.
 func run(ctx context.Context, args []string, getenv func(string) string, logOut io.Writer) error {
+	if len(args) == 1 && (args[0] == "-healthcheck" || args[0] == "--healthcheck") {
+		return healthcheck(ctx, getenv)
+	}
 	cfg, err := parseConfig(args, getenv, logOut)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -196,4 +201,36 @@ func parseErrorRates(s string) (map[int]float64, error) {
 		out[c] = r
 	}
 	return out, nil
+}
+
+// healthcheck asks the emulator listening on TOLOKASIM_ADDR (or the default
+// address) whether it is up, for container health checks: `tolokasim
+// -healthcheck` exits 0 when GET /_admin/healthz answers 200.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := getenv("TOLOKASIM_ADDR")
+	if addr == "" {
+		addr = tolokasim.DefaultAddr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("TOLOKASIM_ADDR %q: %w", addr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/_admin/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unhealthy: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("unhealthy: /_admin/healthz answered %d", resp.StatusCode)
+	}
+	return nil
 }

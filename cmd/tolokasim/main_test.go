@@ -170,6 +170,15 @@ func TestRunLogsAddressAndStops(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
+	env := func(k string) string {
+		if k == "TOLOKASIM_ADDR" {
+			return addr
+		}
+		return ""
+	}
+	if err := run(context.Background(), []string{"-healthcheck"}, env, io.Discard); err != nil {
+		t.Errorf("-healthcheck on a running emulator: %v", err)
+	}
 	cancel()
 	select {
 	case err := <-done:
@@ -178,5 +187,8 @@ func TestRunLogsAddressAndStops(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not stop")
+	}
+	if err := run(context.Background(), []string{"-healthcheck"}, env, io.Discard); err == nil {
+		t.Error("-healthcheck succeeded after the emulator stopped")
 	}
 }
