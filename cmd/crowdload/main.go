@@ -1,0 +1,72 @@
+// Command crowdload is Crowdgate's load and fault harness: it runs the whole
+// EXTERNAL flow (Start in Toloka, the landing, the platform's code exchange
+// and submits) against real crowdgate, tolokasim and redis-server processes
+// on loopback addresses, and reconciles the money at the end: every submit
+// paid exactly once, totals equal to the cent. Run with --help for the
+// flags; the logic lives in package services/crowdload.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/crowdgate/crowdgate/services/crowdload"
+)
+
+// Exit statuses besides Result.ExitCode's 0, 1 and 4.
+const (
+	exitUsage  = 2
+	exitCannot = 3
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	finished := make(chan struct{})
+	go func() {
+		// After the first signal the run stops its load and reconciles
+		// what was sent; a second one ends the process at once (the
+		// processes it started die with it).
+		select {
+		case <-ctx.Done():
+		case <-finished:
+			return
+		}
+		stop()
+		fmt.Fprintln(os.Stderr, "crowdload: interrupted: stopping the load and reconciling what was sent (interrupt again to quit at once)")
+	}()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	close(finished)
+	stop()
+	os.Exit(code)
+}
+
+// run is the command without the process around it; it returns the exit
+// status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := crowdload.ParseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, crowdload.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "crowdload:", err)
+		fmt.Fprintln(stderr, "run crowdload --help for the flags")
+		return exitUsage
+	}
+	res, err := crowdload.Run(ctx, cfg, stderr)
+	if res != nil && res.PoolID != "" {
+		res.WriteSummary(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "crowdload: cannot run:", err)
+		if res != nil && res.WorkDirKept {
+			fmt.Fprintln(stderr, "crowdload: logs kept in", res.WorkDir)
+		}
+		return exitCannot
+	}
+	return res.ExitCode()
+}
