@@ -324,7 +324,12 @@ func New(cfg Config) (*Client, error) {
 		c.urls[env] = strings.TrimRight(raw, "/")
 	}
 	if c.http = cfg.HTTPClient; c.http == nil {
-		c.http = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// Toloka is one host per environment: keep enough idle connections
+		// for a burst of concurrent calls instead of net/http's 2.
+		t.MaxIdleConnsPerHost = 256
+		t.MaxIdleConns = 512
+		c.http = &http.Client{Transport: t}
 	}
 	r := &c.cfg.Retry
 	if r.MaxAttempts <= 0 {
