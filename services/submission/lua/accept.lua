@@ -1,0 +1,61 @@
+-- accept: record a new submission in the outbox, atomically with its
+-- idempotency key, its pool's totals and indexes, and its stream entry.
+-- Every key shares the shard's hash tag (one Redis Cluster slot).
+--
+-- KEYS[1] idempotency key (tenant, pool, retry_id) -> submission id
+-- KEYS[2] submission record (hash)
+-- KEYS[3] pool totals (hash)
+-- KEYS[4] pool index (zset, lexicographic by id)
+-- KEYS[5] outbox stream of the shard
+-- KEYS[6] the submission's delivery lease
+-- KEYS[7] the session's set of unsettled submissions
+--
+-- ARGV[1]  "1" when KEYS[1] is used (the platform gave a retry_id)
+-- ARGV[2]  rejection ("" to accept): returned unless this is a replay
+-- ARGV[3]  submission id
+-- ARGV[4]  tenant id
+-- ARGV[5]  record body (protobuf)
+-- ARGV[6]  reward in units of 1e-8 USD
+-- ARGV[7]  Toloka pool id
+-- ARGV[8]  credential id
+-- ARGV[9]  request fingerprint
+-- ARGV[10] lease token for the accepting replica's inline attempt ("" for none)
+-- ARGV[11] lease TTL in milliseconds
+-- ARGV[12] "1" when the submission belongs to a session (KEYS[7] is used)
+--
+-- Returns {"replay", id} | {"reject", reason} | {"new", id, stream entry id}.
+if ARGV[2] ~= '' then
+  -- A rejected submit writes nothing, but a replay of an accepted one is
+  -- still answered.
+  if ARGV[1] == '1' then
+    local existing = redis.call('GET', KEYS[1])
+    if existing then
+      return {'replay', existing}
+    end
+  end
+  return {'reject', ARGV[2]}
+end
+if ARGV[1] == '1' then
+  -- Claim the retry_id, or learn whose it is, in one command.
+  local existing = redis.call('SET', KEYS[1], ARGV[3], 'NX', 'GET')
+  if existing then
+    return {'replay', existing}
+  end
+end
+local eid = redis.call('XADD', KEYS[5], '*', 't', ARGV[4], 's', ARGV[3])
+redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'st', '1', 'amt', ARGV[6],
+  'tp', ARGV[7], 'cred', ARGV[8], 'fp', ARGV[9], 'eid', eid)
+-- received is queued + delivered + dead: only the states are counted.
+redis.call('HINCRBY', KEYS[3], 'queued', 1)
+redis.call('HINCRBY', KEYS[3], 'rq', ARGV[6])
+redis.call('ZADD', KEYS[4], 0, ARGV[3])
+if ARGV[10] ~= '' then
+  local t = redis.call('TIME')
+  local exp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[11])
+  redis.call('SET', KEYS[6], ARGV[10] .. '|' .. string.format('%.0f', exp), 'PX', ARGV[11])
+end
+if ARGV[12] == '1' then
+  redis.call('SADD', KEYS[7], ARGV[3])
+  redis.call('PEXPIRE', KEYS[7], 2592000000)
+end
+return {'new', ARGV[3], eid}

@@ -1,0 +1,99 @@
+-- finish: record the outcome of one delivery attempt, atomically with the
+-- pool's totals, and release the lease.
+--
+-- KEYS[1] submission record
+-- KEYS[2] pool totals
+-- KEYS[3] pool dead-letter index (zset)
+-- KEYS[4] outbox stream of the shard
+-- KEYS[5] retry schedule of the shard (zset, score = due time in ms)
+-- KEYS[6] the submission's lease
+-- KEYS[7] the session's set of unsettled submissions
+--
+-- ARGV[1]  outcome: delivered | retry | dead | defer (not attempted: an
+--          earlier submission of the session is unsettled; like retry, but
+--          it counts no attempt and keeps the last error)
+-- ARGV[2]  stream entry id that carried the attempt
+-- ARGV[3]  lease token
+-- ARGV[4]  consumer group
+-- ARGV[5]  attempt time, unix ms (for the record)
+-- ARGV[6]  Toloka's error (protobuf TolokaError, "" for none)
+-- ARGV[7]  flags: three characters of 0/1 (delivered)
+-- ARGV[8]  backoff in ms (retry)
+-- ARGV[9]  schedule member (tenant TAB submission id)
+-- ARGV[10] submission id
+--
+-- Returns {outcome applied} | {"skip", state} when the submission was
+-- already DELIVERED (or DEAD for a retry) | {"gone"}.
+-- neg negates a non-negative integer string without going through a Lua
+-- number (exact for any size; HINCRBY refuses "-0").
+local function neg(n)
+  if n == '0' then
+    return '0'
+  end
+  return '-' .. n
+end
+local cur = redis.call('GET', KEYS[6])
+if cur and string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
+  redis.call('DEL', KEYS[6])
+end
+if ARGV[2] ~= '' then
+  redis.call('XACK', KEYS[4], ARGV[4], ARGV[2])
+  redis.call('XDEL', KEYS[4], ARGV[2])
+end
+local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'amt')
+local st, eid, amt = r[1], r[2], r[3]
+if not st then
+  return {'gone'}
+end
+local defer = ARGV[1] == 'defer'
+if not defer then
+  redis.call('HINCRBY', KEYS[1], 'att', 1)
+  redis.call('HSET', KEYS[1], 'lat', ARGV[5])
+end
+if ARGV[1] == 'delivered' then
+  if st == '2' then
+    return {'skip', st}
+  end
+  if eid and eid ~= '' and eid ~= ARGV[2] then
+    redis.call('XACK', KEYS[4], ARGV[4], eid)
+    redis.call('XDEL', KEYS[4], eid)
+  end
+  redis.call('ZREM', KEYS[5], ARGV[9])
+  redis.call('HSET', KEYS[1], 'st', '2', 'fl', ARGV[7], 'dt', ARGV[5], 'eid', '')
+  redis.call('HDEL', KEYS[1], 'nat')
+  if st == '1' then
+    redis.call('HINCRBY', KEYS[2], 'queued', -1)
+    redis.call('HINCRBY', KEYS[2], 'rq', neg(amt))
+  else
+    redis.call('HINCRBY', KEYS[2], 'dead', -1)
+    redis.call('ZREM', KEYS[3], ARGV[10])
+  end
+  redis.call('HINCRBY', KEYS[2], 'delivered', 1)
+  redis.call('HINCRBY', KEYS[2], 'rd', amt)
+  redis.call('SREM', KEYS[7], ARGV[10])
+  return {'delivered'}
+end
+if st ~= '1' or eid ~= ARGV[2] then
+  -- Delivered or dead already, or another attempt has moved it on.
+  return {'skip', st}
+end
+if defer then
+  redis.call('HSET', KEYS[1], 'eid', '')
+else
+  redis.call('HSET', KEYS[1], 'err', ARGV[6], 'eid', '')
+end
+if ARGV[1] == 'retry' or defer then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', KEYS[5], string.format('%.0f', now + tonumber(ARGV[8])), ARGV[9])
+  redis.call('HSET', KEYS[1], 'nat', string.format('%.0f', tonumber(ARGV[5]) + tonumber(ARGV[8])))
+  return {ARGV[1]}
+end
+redis.call('HSET', KEYS[1], 'st', '3')
+redis.call('HDEL', KEYS[1], 'nat')
+redis.call('HINCRBY', KEYS[2], 'queued', -1)
+redis.call('HINCRBY', KEYS[2], 'rq', neg(amt))
+redis.call('HINCRBY', KEYS[2], 'dead', 1)
+redis.call('ZADD', KEYS[3], 0, ARGV[10])
+redis.call('SREM', KEYS[7], ARGV[10])
+return {'dead'}

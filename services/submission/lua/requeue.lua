@@ -1,0 +1,26 @@
+-- requeue: put a DEAD submission back in the outbox (an operator's retry).
+--
+-- KEYS[1] submission record
+-- KEYS[2] pool totals
+-- KEYS[3] pool dead-letter index
+-- KEYS[4] outbox stream of the shard
+--
+-- ARGV[1] tenant id
+-- ARGV[2] submission id
+-- ARGV[3] now, unix ms (next attempt time for the record)
+--
+-- Returns {"ok"} | {"state", st} when it is not DEAD | {"gone"}.
+local r = redis.call('HMGET', KEYS[1], 'st', 'amt')
+if not r[1] then
+  return {'gone'}
+end
+if r[1] ~= '3' then
+  return {'state', r[1]}
+end
+local eid = redis.call('XADD', KEYS[4], '*', 't', ARGV[1], 's', ARGV[2])
+redis.call('HSET', KEYS[1], 'st', '1', 'eid', eid, 'nat', ARGV[3])
+redis.call('HINCRBY', KEYS[2], 'dead', -1)
+redis.call('HINCRBY', KEYS[2], 'queued', 1)
+redis.call('HINCRBY', KEYS[2], 'rq', r[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return {'ok'}

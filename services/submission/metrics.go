@@ -1,0 +1,66 @@
+package submission
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the service's Prometheus metrics.
+type metrics struct {
+	// enabled is false when no Registerer was given: the collectors still
+	// count, but nothing reads them, so the outbox gauges are not polled.
+	enabled bool
+
+	received, replayed, delivered, dead, requeued, reclaimed, replicaShortfall prometheus.Counter
+
+	attempts *prometheus.CounterVec
+	claims   *prometheus.CounterVec
+	latency  prometheus.Histogram
+	lag      prometheus.Gauge
+	backlog  *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	counter := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	m := &metrics{
+		enabled:          reg != nil,
+		received:         counter("crowdgate_submissions_received_total", "Submits accepted into the outbox (replays not counted)."),
+		replayed:         counter("crowdgate_submissions_replayed_total", "Submits answered from an earlier one with the same retry_id."),
+		delivered:        counter("crowdgate_submissions_delivered_total", "Submissions Toloka accepted."),
+		dead:             counter("crowdgate_submissions_dead_total", "Submissions moved to the dead letters (Toloka refused them)."),
+		requeued:         counter("crowdgate_submissions_requeued_total", "Dead submissions an operator put back in the outbox."),
+		reclaimed:        counter("crowdgate_submission_outbox_reclaimed_total", "Outbox entries reclaimed from a consumer that left them unacknowledged."),
+		replicaShortfall: counter("crowdgate_submission_replica_shortfall_total", "Submits fewer Redis replicas acknowledged than asked for."),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crowdgate_submission_delivery_attempts_total",
+			Help: "Delivery attempts to Toloka, by outcome: delivered, retry (transient failure) or dead.",
+		}, []string{"outcome"}),
+		claims: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crowdgate_submission_outbox_claims_total",
+			Help: "Outbox entries taken by a worker, by result: ok (delivered by it), busy (another holds the lease) or stale (already done).",
+		}, []string{"result"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "crowdgate_submission_delivery_latency_seconds",
+			Help:    "Time from a submit's acceptance to Toloka accepting it.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600},
+		}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "crowdgate_submission_outbox_lag_seconds",
+			Help: "Age of the oldest outbox entry waiting for delivery (ready in a stream, or a retry overdue).",
+		}),
+		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crowdgate_submission_outbox_entries",
+			Help: "Outbox entries, by kind: ready (in the streams) or scheduled (waiting for a retry).",
+		}, []string{"kind"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.received, m.replayed, m.delivered, m.dead, m.requeued, m.reclaimed,
+			m.replicaShortfall, m.attempts, m.claims, m.latency, m.lag, m.backlog} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
