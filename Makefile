@@ -5,7 +5,7 @@
 
 # Run the gateway: embedded Redis and Toloka emulator unless configured.
 run:
-	go run ./cmd/crowdgate
+	go run ./cmd/crowdgate -toloka-emulator=embedded -log-format=text
 
 # The test command (CI runs it with REDIS_URL set and -race).
 test:

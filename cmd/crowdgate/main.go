@@ -14,9 +14,12 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/crowdgate/crowdgate/services/gateway"
 )
@@ -39,11 +42,18 @@ func realMain(ctx context.Context, args []string) error {
 	envErr := cfg.Register(fs, os.Getenv)
 	emulator := fs.String("toloka-emulator", os.Getenv("CROWDGATE_TOLOKA_EMULATOR"),
 		"\"embedded\" starts the Toloka API emulator in-process and points both Toloka URLs at it, for demos (env CROWDGATE_TOLOKA_EMULATOR)")
+	emulatorAddr := fs.String("toloka-emulator-addr", envOr("CROWDGATE_TOLOKA_EMULATOR_ADDR", "127.0.0.1:8081"),
+		"where the embedded emulator listens (env CROWDGATE_TOLOKA_EMULATOR_ADDR)")
+	healthcheck := fs.Bool("healthcheck", false,
+		"check /readyz of the gateway at -http-addr and exit 0 if ready, 1 otherwise (for container health checks)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := errors.Join(envErr, cfg.Validate()); err != nil {
 		return err
+	}
+	if *healthcheck {
+		return checkReady(ctx, cfg.HTTPAddr)
 	}
 	log := cfg.NewLogger(os.Stderr)
 	slog.SetDefault(log)
@@ -51,7 +61,7 @@ func realMain(ctx context.Context, args []string) error {
 	switch *emulator {
 	case "":
 	case "embedded":
-		url, err := startEmbeddedEmulator(ctx, log)
+		url, err := startEmbeddedEmulator(ctx, *emulatorAddr, log)
 		if err != nil {
 			return err
 		}
@@ -60,4 +70,37 @@ func realMain(ctx context.Context, args []string) error {
 		return fmt.Errorf("-toloka-emulator: want \"embedded\" or nothing, got %q", *emulator)
 	}
 	return gateway.Run(ctx, cfg, log)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// checkReady asks the gateway listening on httpAddr whether it is ready.
+func checkReady(ctx context.Context, httpAddr string) error {
+	host, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		return fmt.Errorf("-http-addr %q: %w", httpAddr, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("not ready: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready: /readyz answered %d", resp.StatusCode)
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,15 +43,23 @@ type process struct {
 	cmd      *exec.Cmd
 	grpcAddr string
 	httpAddr string
+	mu       sync.Mutex
 	logs     []map[string]any
 	exited   chan error
 }
 
+// snapshot returns the log lines read so far.
+func (p *process) snapshot() []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]map[string]any(nil), p.logs...)
+}
+
 // start runs the binary with env and waits for its "serving" log line,
 // which names the addresses it listens on.
-func start(t *testing.T, env ...string) *process {
+func start(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(binary, "-http-addr=127.0.0.1:0", "-grpc-addr=127.0.0.1:0")
+	cmd := exec.Command(binary, append([]string{"-http-addr=127.0.0.1:0", "-grpc-addr=127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -68,7 +77,9 @@ func start(t *testing.T, env ...string) *process {
 			if json.Unmarshal(sc.Bytes(), &line) != nil {
 				continue
 			}
+			p.mu.Lock()
 			p.logs = append(p.logs, line)
+			p.mu.Unlock()
 			if line["msg"] == "crowdgate is serving" {
 				p.grpcAddr, _ = line["grpc_addr"].(string)
 				p.httpAddr, _ = line["http_addr"].(string)
@@ -99,7 +110,11 @@ func TestBinaryServesHealthAndExitsCleanlyOnSIGTERM(t *testing.T) {
 		{name: "external redis", redisURL: func(t *testing.T) string { return redistest.New(t).URL }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := start(t, "REDIS_URL="+tc.redisURL(t))
+			p := start(t, []string{"REDIS_URL=" + tc.redisURL(t)})
+
+			if out, err := exec.Command(binary, "-healthcheck", "-http-addr="+p.httpAddr).CombinedOutput(); err != nil {
+				t.Errorf("-healthcheck on a ready gateway: %v %s", err, out)
+			}
 
 			resp, err := http.Get("http://" + p.httpAddr + "/healthz")
 			if err != nil {
@@ -136,7 +151,7 @@ func TestBinaryServesHealthAndExitsCleanlyOnSIGTERM(t *testing.T) {
 			}
 
 			warned := false
-			for _, l := range p.logs {
+			for _, l := range p.snapshot() {
 				if l["level"] == "WARN" && l["msg"] != nil && strings.Contains(l["msg"].(string), "WILL NOT SURVIVE A RESTART") {
 					warned = true
 				}
@@ -156,5 +171,35 @@ func TestBinaryRefusesBadConfiguration(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "REDIS_MODE") {
 		t.Errorf("error output does not name REDIS_MODE:\n%s", out)
+	}
+}
+
+func TestBinaryHealthcheckFailsWhenNothingListens(t *testing.T) {
+	if out, err := exec.Command(binary, "-healthcheck", "-http-addr=127.0.0.1:1").CombinedOutput(); err == nil {
+		t.Errorf("-healthcheck succeeded with nothing listening: %s", out)
+	}
+}
+
+func TestBinaryWithEmbeddedEmulator(t *testing.T) {
+	p := start(t, []string{"REDIS_URL="}, "-toloka-emulator=embedded", "-toloka-emulator-addr=127.0.0.1:0")
+	var apiURL string
+	for _, l := range p.snapshot() {
+		if u, ok := l["api_url"].(string); ok {
+			apiURL = u
+		}
+	}
+	if apiURL == "" {
+		t.Fatal("no api_url logged for the embedded emulator")
+	}
+	// The emulator answers like Toloka: an unauthenticated call is a 401 with Toloka's error body.
+	resp, err := http.Get(apiURL + "/projects")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct{ Code string }
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || body.Code != "AUTHENTICATION_ERROR" {
+		t.Errorf("emulator GET /projects = %d %q, want 401 AUTHENTICATION_ERROR", resp.StatusCode, body.Code)
 	}
 }

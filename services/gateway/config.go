@@ -36,6 +36,9 @@ type Config struct {
 	// TolokaSandboxURL is the base URL of Toloka's sandbox API.
 	TolokaSandboxURL string
 
+	// EncryptionKey is the base64 AES-256 key that encrypts secrets at rest.
+	EncryptionKey string
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// LogFormat is json or text.
@@ -47,6 +50,23 @@ type Config struct {
 	ShutdownDrain time.Duration
 	// ShutdownTimeout bounds the wait for in-flight work at shutdown.
 	ShutdownTimeout time.Duration
+
+	// Auth is who must authenticate: "off" (or empty: nobody, for local
+	// demos and tests) or "keys" (API keys, the admin key, service tokens
+	// or service client certificates). See wire_access.go.
+	Auth string
+	// AdminKey is the bootstrap admin secret (ADMIN scope); only its hash
+	// is kept.
+	AdminKey string
+	// ServiceTokens are internal services' bearer tokens: "name=token"
+	// pairs, or "@/path/to/file" holding them.
+	ServiceTokens string
+	// GRPCTLSCert and GRPCTLSKey are the gRPC server's TLS certificate and
+	// key (PEM files); empty serves plaintext gRPC.
+	GRPCTLSCert, GRPCTLSKey string
+	// GRPCClientCA is the CA (PEM) whose client certificates authenticate
+	// internal services over mutual TLS.
+	GRPCClientCA string
 }
 
 // Setting documents one configuration entry (for --help and the README).
@@ -70,6 +90,7 @@ func Settings() []Setting { return new(Config).settings() }
 func (c *Config) settings() []Setting {
 	str := func(p *string) flag.Value { return (*stringValue)(p) }
 	dur := func(p *time.Duration) flag.Value { return (*durationValue)(p) }
+	secret := func(p *string) flag.Value { return (*secretValue)(p) }
 	return []Setting{
 		{"http-addr", "CROWDGATE_HTTP_ADDR", ":8080", "listen address for REST, the landing, /healthz, /readyz, /metrics and /openapi.json", str(&c.HTTPAddr)},
 		{"grpc-addr", "CROWDGATE_GRPC_ADDR", ":9090", "listen address for gRPC (with gRPC health and reflection)", str(&c.GRPCAddr)},
@@ -79,10 +100,17 @@ func (c *Config) settings() []Setting {
 		{"redis-prefix", "CROWDGATE_REDIS_PREFIX", "crowdgate:", "prefix of every Redis key Crowdgate writes", str(&c.RedisPrefix)},
 		{"toloka-production-url", "TOLOKA_PRODUCTION_URL", "https://toloka.dev/api/v1", "base URL of Toloka's production API", str(&c.TolokaProductionURL)},
 		{"toloka-sandbox-url", "TOLOKA_SANDBOX_URL", "https://sandbox.toloka.dev/api/v1", "base URL of Toloka's sandbox API", str(&c.TolokaSandboxURL)},
+		{"encryption-key", "CROWDGATE_ENCRYPTION_KEY", "", "base64 32-byte key that encrypts Toloka API keys and signing keys at rest (openssl rand -base64 32); empty makes a random one at start", secret(&c.EncryptionKey)},
 		{"log-level", "CROWDGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "CROWDGATE_LOG_FORMAT", "json", "log format: json or text", str(&c.LogFormat)},
 		{"shutdown-drain", "CROWDGATE_SHUTDOWN_DRAIN", "0s", "time readiness reports NOT_SERVING before servers stop taking new work", dur(&c.ShutdownDrain)},
 		{"shutdown-timeout", "CROWDGATE_SHUTDOWN_TIMEOUT", "30s", "bound on the wait for in-flight work at shutdown", dur(&c.ShutdownTimeout)},
+		{"auth", "CROWDGATE_AUTH", "", "who must authenticate: off (empty: nobody, local demos and tests only) or keys (API keys, the admin key, service tokens or client certificates)", str(&c.Auth)},
+		{"admin-key", "CROWDGATE_ADMIN_KEY", "", "bootstrap admin secret (ADMIN scope, at least 32 characters; openssl rand -hex 32); give it by environment, not flag", secret(&c.AdminKey)},
+		{"service-tokens", "CROWDGATE_SERVICE_TOKENS", "", "internal services' bearer tokens: name=token pairs separated by commas, or @/path/to/file with one pair a line", secret(&c.ServiceTokens)},
+		{"grpc-tls-cert", "CROWDGATE_GRPC_TLS_CERT", "", "PEM certificate of the gRPC server; with -grpc-tls-key, gRPC is served over TLS", str(&c.GRPCTLSCert)},
+		{"grpc-tls-key", "CROWDGATE_GRPC_TLS_KEY", "", "PEM private key of the gRPC server", str(&c.GRPCTLSKey)},
+		{"grpc-client-ca", "CROWDGATE_GRPC_CLIENT_CA", "", "PEM CA whose client certificates authenticate internal services over mutual TLS (service name: the certificate's first DNS name, else its CN)", str(&c.GRPCClientCA)},
 	}
 }
 

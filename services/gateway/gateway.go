@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -30,6 +30,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/gen/openapi"
 	"github.com/crowdgate/crowdgate/services/redisclient"
+	"github.com/crowdgate/crowdgate/services/secretbox"
 )
 
 // MaxRequestBytes bounds a REST request body and a gRPC message.
@@ -50,6 +51,9 @@ type Gateway struct {
 	restConn   *grpc.ClientConn
 	health     *health.Server
 	ready      atomic.Bool
+	mux        *http.ServeMux
+	workers    []func(context.Context)
+	auth       grpc.UnaryServerInterceptor
 
 	// drain waits out the shutdown drain delay; tests replace it.
 	drain func(time.Duration)
@@ -88,16 +92,34 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (g *Gateway, err err
 		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
 	}
 
+	tlsOpts, err := cfg.GRPCServerOptions()
+	if err != nil {
+		return nil, err
+	}
 	rpcMetrics := newRPCMetrics(g.metrics)
-	g.grpcServer = grpc.NewServer(
+	g.grpcServer = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(rpcMetrics.unary, recoverUnary(log), errorUnary),
+		grpc.ChainUnaryInterceptor(rpcMetrics.unary, recoverUnary(log), errorUnary, g.authUnary),
 		grpc.ChainStreamInterceptor(recoverStream(log)),
-	)
+	}, tlsOpts...)...)
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.grpcServer, g.health)
 	reflection.Register(g.grpcServer)
-	registerServices(g.grpcServer)
+
+	box, err := encryptionBox(cfg, g.redis.Embedded, log)
+	if err != nil {
+		return nil, err
+	}
+	g.mux = http.NewServeMux()
+	d := &deps{
+		cfg: cfg, log: log, redis: g.redis.Client, prefix: cfg.RedisPrefix, box: box,
+		metrics: g.metrics, grpc: g.grpcServer, http: g.mux,
+	}
+	if err := wire(d); err != nil {
+		return nil, err
+	}
+	g.workers = d.workers
+	g.auth = d.auth
 
 	if err := g.buildHTTP(ctx); err != nil {
 		return nil, err
@@ -105,15 +127,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (g *Gateway, err err
 	return g, nil
 }
 
-// registerServices registers every Crowdgate service on s.
-func registerServices(s *grpc.Server) {
-	crowdgatev1.RegisterCredentialServiceServer(s, crowdgatev1.UnimplementedCredentialServiceServer{})
-	crowdgatev1.RegisterProjectServiceServer(s, crowdgatev1.UnimplementedProjectServiceServer{})
-	crowdgatev1.RegisterPoolServiceServer(s, crowdgatev1.UnimplementedPoolServiceServer{})
-	crowdgatev1.RegisterSessionServiceServer(s, crowdgatev1.UnimplementedSessionServiceServer{})
-	crowdgatev1.RegisterSubmissionServiceServer(s, crowdgatev1.UnimplementedSubmissionServiceServer{})
-	crowdgatev1.RegisterReviewServiceServer(s, crowdgatev1.UnimplementedReviewServiceServer{})
-	crowdgatev1.RegisterAccessServiceServer(s, crowdgatev1.UnimplementedAccessServiceServer{})
+// authUnary runs the access check wired by wireAccess, if any. gRPC health
+// and reflection are not unary Crowdgate RPCs and stay public.
+func (g *Gateway) authUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if g.auth == nil || !strings.HasPrefix(info.FullMethod, "/crowdgate.") {
+		return handler(ctx, req)
+	}
+	return g.auth(ctx, req, info, handler)
 }
 
 // restHandlers are the grpc-gateway registrations of every service.
@@ -130,14 +150,19 @@ var restHandlers = []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) 
 // buildHTTP assembles the HTTP side: REST (through the gRPC server, so REST
 // calls pass the same interceptors), health, metrics and the OpenAPI document.
 func (g *Gateway) buildHTTP(ctx context.Context) error {
+	creds, err := g.cfg.RESTLoopbackCredentials()
+	if err != nil {
+		return err
+	}
 	conn, err := grpc.NewClient(loopbackAddr(g.grpcLis.Addr()),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16*MaxRequestBytes)))
 	if err != nil {
 		return fmt.Errorf("connect REST gateway to gRPC: %w", err)
 	}
 	g.restConn = conn
 	rest := runtime.NewServeMux(
+		runtime.WithIncomingHeaderMatcher(restHeaderMatcher),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
@@ -149,8 +174,8 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 		}
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("/v1/", limitBody(rest))
+	mux := g.mux
+	mux.Handle("/v1/", limitBody(rejectInvalidUTF8(rest)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -236,6 +261,11 @@ func (g *Gateway) Serve(ctx context.Context) error {
 			errc <- fmt.Errorf("HTTP server: %w", err)
 		}
 	}()
+	workerCtx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	var workers sync.WaitGroup
+	for _, w := range g.workers {
+		workers.Go(func() { w(workerCtx) })
+	}
 	g.setServing(true)
 	g.log.Info("crowdgate is serving",
 		"grpc_addr", g.GRPCAddr(), "http_addr", g.HTTPAddr(),
@@ -246,11 +276,13 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	g.shutdown()
+	g.shutdown(func() { stopWorkers(); workers.Wait() })
 	return serveErr
 }
 
-func (g *Gateway) shutdown() {
+// shutdown stops the servers gracefully, then the background workers
+// (stopWorkers), then closes the dependencies.
+func (g *Gateway) shutdown(stopWorkers func()) {
 	g.log.Info("shutting down: readiness is NOT_SERVING", "drain", g.cfg.ShutdownDrain)
 	g.setServing(false)
 	g.drain(g.cfg.ShutdownDrain)
@@ -274,6 +306,7 @@ func (g *Gateway) shutdown() {
 		}
 	})
 	wg.Wait()
+	stopWorkers()
 	g.closeAll()
 	g.log.Info("shutdown complete")
 }
@@ -302,4 +335,22 @@ func loopbackAddr(a net.Addr) string {
 		return net.JoinHostPort("127.0.0.1", port)
 	}
 	return a.String()
+}
+
+// encryptionBox returns the box that encrypts secrets at rest, keyed by
+// CROWDGATE_ENCRYPTION_KEY. Without a key it makes a random one and warns:
+// secrets stored under it cannot be read after a restart.
+func encryptionBox(cfg Config, embeddedRedis bool, log *slog.Logger) (*secretbox.Box, error) {
+	if cfg.EncryptionKey == "" {
+		if !embeddedRedis {
+			log.Warn("CROWDGATE_ENCRYPTION_KEY is not set: secrets are encrypted with a random key made at start, " +
+				"so stored Toloka credentials CANNOT BE READ AFTER A RESTART. Set it (openssl rand -base64 32) in production.")
+		}
+		return secretbox.New(secretbox.NewRandomKey())
+	}
+	key, err := secretbox.ParseKey(cfg.EncryptionKey)
+	if err != nil {
+		return nil, fmt.Errorf("CROWDGATE_ENCRYPTION_KEY: %w", err)
+	}
+	return secretbox.New(key)
 }

@@ -97,7 +97,7 @@ func TestServesHealthMetricsOpenAPIAndREST(t *testing.T) {
 		{"/healthz", 200, "ok"},
 		{"/readyz", 200, "ready"},
 		{"/openapi.json", 200, `"swagger": "2.0"`},
-		{"/v1/projects/p1", 501, `not implemented`},
+		{"/v1/projects/p1", 404, `project \"p1\" not found`},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			code, body := get(t, base+tc.path)
@@ -119,7 +119,7 @@ func TestServesHealthMetricsOpenAPIAndREST(t *testing.T) {
 
 	// Metrics count the REST call under its gRPC method.
 	_, metrics := get(t, base+"/metrics")
-	if want := `crowdgate_grpc_handled_total{code="Unimplemented",method="/crowdgate.v1.ProjectService/GetProject"} 1`; !strings.Contains(metrics, want) {
+	if want := `crowdgate_grpc_handled_total{code="NotFound",method="/crowdgate.v1.ProjectService/GetProject"} 1`; !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 
@@ -133,8 +133,8 @@ func TestServesHealthMetricsOpenAPIAndREST(t *testing.T) {
 		t.Fatalf("gRPC health = %v, %v; want SERVING", hc.GetStatus(), err)
 	}
 	_, err = crowdgatev1.NewPoolServiceClient(conn).GetPool(context.Background(), &crowdgatev1.GetPoolRequest{PoolId: "x"})
-	if status.Code(err) != codes.Unimplemented {
-		t.Errorf("GetPool: %v, want UNIMPLEMENTED", err)
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("GetPool of an unknown pool: %v, want NOT_FOUND", err)
 	}
 
 	if err := stop(); err != nil {

@@ -1,0 +1,766 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/gen/openapi"
+	"github.com/crowdgate/crowdgate/services/access"
+	"github.com/crowdgate/crowdgate/services/redistest"
+	"github.com/crowdgate/crowdgate/services/tolokasim"
+)
+
+const (
+	testAdminKey     = "test-admin-key-0123456789abcdef0123456789"
+	testServiceToken = "test-service-token-0123456789abcdef012345"
+	testTolokaKey    = "acme.0123456789abcdef.k3y"
+)
+
+// accessGateway is a gateway with authentication on, its Toloka emulator
+// and a gRPC connection to it.
+type accessGateway struct {
+	g    *Gateway
+	base string
+	conn *grpc.ClientConn
+	sim  *tolokasim.Server
+	logs *lockedBuffer
+}
+
+// lockedBuffer collects log output from many goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startAccessGateway serves a gateway (CROWDGATE_AUTH=keys unless mutate
+// says otherwise) until tb ends. Its Redis keys carry the test's prefix.
+func startAccessGateway(tb testing.TB, mutate func(*Config)) *accessGateway {
+	tb.Helper()
+	sim, simSrv := tolokasim.NewTestServer(tolokasim.Config{
+		APIKeys: map[string]string{testTolokaKey: "acme"}, Logger: slog.New(slog.DiscardHandler),
+		RateLimits: tolokasim.UnlimitedRateLimits(),
+	})
+	tb.Cleanup(simSrv.Close)
+	r := redistest.New(tb)
+	cfg, err := Load([]string{"-http-addr=127.0.0.1:0", "-grpc-addr=127.0.0.1:0"}, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.RedisURL, cfg.RedisPrefix = r.URL, r.Prefix
+	cfg.TolokaProductionURL, cfg.TolokaSandboxURL = simSrv.URL+"/api/v1", simSrv.URL+"/api/v1"
+	cfg.Auth, cfg.AdminKey, cfg.ServiceTokens = "keys", testAdminKey, "billing="+testServiceToken
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	logs := &lockedBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	g, err := New(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	base := "http://" + g.HTTPAddr()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s never became ready", base)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	conn, err := grpc.NewClient(g.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return &accessGateway{g: g, base: base, conn: conn, sim: sim, logs: logs}
+}
+
+// bearer returns ctx sending "authorization: Bearer <secret>" and, when
+// given, the tenant header.
+func bearer(secret string, tenantID ...string) context.Context {
+	var kv []string
+	if secret != "" {
+		kv = append(kv, "authorization", "Bearer "+secret)
+	}
+	for _, t := range tenantID {
+		kv = append(kv, access.TenantHeader, t)
+	}
+	return metadata.NewOutgoingContext(context.Background(), metadata.Pairs(kv...))
+}
+
+func (a *accessGateway) accessClient() crowdgatev1.AccessServiceClient {
+	return crowdgatev1.NewAccessServiceClient(a.conn)
+}
+
+func (a *accessGateway) newTenant(t *testing.T, name string) string {
+	t.Helper()
+	resp, err := a.accessClient().CreateTenant(bearer(testAdminKey), &crowdgatev1.CreateTenantRequest{DisplayName: name})
+	if err != nil {
+		t.Fatalf("CreateTenant: %v", err)
+	}
+	return resp.GetTenant().GetTenantId()
+}
+
+func (a *accessGateway) newKey(t *testing.T, tenantID string, scope crowdgatev1.ApiKeyScope) (id, secret string) {
+	t.Helper()
+	resp, err := a.accessClient().CreateApiKey(bearer(testAdminKey), &crowdgatev1.CreateApiKeyRequest{TenantId: tenantID, DisplayName: scope.String(), Scope: scope})
+	if err != nil {
+		t.Fatalf("CreateApiKey: %v", err)
+	}
+	return resp.GetApiKey().GetApiKeyId(), resp.GetSecret()
+}
+
+// rest sends a REST request with an optional bearer secret and returns the
+// status and body.
+func (a *accessGateway) rest(t testing.TB, method, path, body, secret string, headers ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, a.base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// methods returns every RPC of every Crowdgate service, from the
+// descriptors: an RPC added later is covered without changing the tests.
+func methods(t *testing.T) []protoreflect.MethodDescriptor {
+	t.Helper()
+	var out []protoreflect.MethodDescriptor
+	protoregistry.GlobalFiles.RangeFilesByPackage("crowdgate.v1", func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			for j := range sd.Methods().Len() {
+				out = append(out, sd.Methods().Get(j))
+			}
+		}
+		return true
+	})
+	if len(out) < 30 {
+		t.Fatalf("found %d Crowdgate RPCs in the descriptors, want them all", len(out))
+	}
+	sort.Slice(out, func(i, j int) bool { return fullMethod(out[i]) < fullMethod(out[j]) })
+	return out
+}
+
+func fullMethod(md protoreflect.MethodDescriptor) string {
+	return "/" + string(md.Parent().FullName()) + "/" + string(md.Name())
+}
+
+// newMessage returns an empty message of a registered type.
+func newMessage(t *testing.T, d protoreflect.MessageDescriptor) protoreflect.Message {
+	t.Helper()
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(d.FullName())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mt.New()
+}
+
+// invoke calls md with req over gRPC.
+func invoke(t *testing.T, ctx context.Context, conn *grpc.ClientConn, md protoreflect.MethodDescriptor, req protoreflect.Message) (proto.Message, error) {
+	t.Helper()
+	if req == nil {
+		req = newMessage(t, md.Input())
+	}
+	resp := newMessage(t, md.Output()).Interface()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := conn.Invoke(ctx, fullMethod(md), req.Interface(), resp)
+	return resp, err
+}
+
+func TestEveryRPCRefusesCallsWithoutValidCredentials(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	tid := a.newTenant(t, "Acme")
+	revokedID, revoked := a.newKey(t, tid, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN)
+	if _, err := a.accessClient().RevokeApiKey(bearer(testAdminKey), &crowdgatev1.RevokeApiKeyRequest{ApiKeyId: revokedID}); err != nil {
+		t.Fatal(err)
+	}
+	for _, md := range methods(t) {
+		for name, ctx := range map[string]context.Context{
+			"no credentials":     bearer(""),
+			"unknown key":        bearer("cgk_0000000000000000000000000a_" + strings.Repeat("x", 52)),
+			"revoked admin key":  bearer(revoked),
+			"wrong admin secret": bearer(testAdminKey + "x"),
+			"only a tenant":      bearer("", tid),
+		} {
+			t.Run(fullMethod(md)+"/"+name, func(t *testing.T) {
+				if _, err := invoke(t, ctx, a.conn, md, nil); status.Code(err) != codes.Unauthenticated {
+					t.Errorf("%v, want UNAUTHENTICATED", err)
+				}
+			})
+		}
+	}
+	// The audit log records no unauthenticated call.
+	resp, err := a.accessClient().ListAuditEvents(bearer(testAdminKey, tid), &crowdgatev1.ListAuditEventsRequest{PageSize: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range resp.GetEvents() {
+		if e.GetActor() != "admin" {
+			t.Errorf("audit event of an unauthenticated call: %v", e)
+		}
+	}
+}
+
+// restRoutes lists every REST route of the OpenAPI document as (verb, path
+// with parameters filled, gRPC full method).
+func restRoutes(t testing.TB) [][3]string {
+	t.Helper()
+	var doc struct {
+		Paths map[string]map[string]struct {
+			OperationID string `json:"operationId"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(openapi.JSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var out [][3]string
+	for path, ops := range doc.Paths {
+		filled := path
+		for strings.Contains(filled, "{") {
+			i, j := strings.Index(filled, "{"), strings.Index(filled, "}")
+			filled = filled[:i] + "x1" + filled[j+1:]
+		}
+		for verb, op := range ops {
+			svc, m, ok := strings.Cut(op.OperationID, "_")
+			if !ok {
+				t.Fatalf("operationId %q is not Service_Method", op.OperationID)
+			}
+			out = append(out, [3]string{strings.ToUpper(verb), filled, "/crowdgate.v1." + svc + "/" + m})
+		}
+	}
+	if len(out) < 30 {
+		t.Fatalf("found %d REST routes, want them all", len(out))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][1]+out[i][0] < out[j][1]+out[j][0] })
+	return out
+}
+
+func TestEveryRESTRouteNeedsCredentialsAndPublicEndpointsStayPublic(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	tid := a.newTenant(t, "Acme")
+	_, readKey := a.newKey(t, tid, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_READ)
+	for _, r := range restRoutes(t) {
+		t.Run(r[0]+" "+r[1], func(t *testing.T) {
+			if code, body := a.rest(t, r[0], r[1], "{}", ""); code != http.StatusUnauthorized {
+				t.Errorf("without a key: %d %s, want 401", code, body)
+			}
+			if code, _ := a.rest(t, r[0], r[1], "{}", "nope"); code != http.StatusUnauthorized {
+				t.Errorf("with a bad key: %d, want 401", code)
+			}
+			code, body := a.rest(t, r[0], r[1], "{}", readKey)
+			if access.Required(r[2]) != access.NeedRead {
+				if code != http.StatusForbidden {
+					t.Errorf("READ key on %s: %d %s, want 403", r[2], code, body)
+				}
+			} else if code == http.StatusUnauthorized || code == http.StatusForbidden {
+				t.Errorf("READ key on %s: %d %s, want it let through", r[2], code, body)
+			}
+		})
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/openapi.json", "/.well-known/jwks.json"} {
+		if code, _ := a.rest(t, http.MethodGet, path, "", ""); code != http.StatusOK {
+			t.Errorf("GET %s without credentials: %d, want 200", path, code)
+		}
+	}
+	// The landing answers Tolokers, who have no key: never 401 or 403.
+	if code, _ := a.rest(t, http.MethodGet, "/start?assignment_id=0000000001--000000000000000000000001", "", ""); code == http.StatusUnauthorized || code == http.StatusForbidden {
+		t.Errorf("landing without credentials: %d", code)
+	}
+	hc, err := healthpb.NewHealthClient(a.conn).Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("gRPC health without credentials: %v, %v", hc.GetStatus(), err)
+	}
+}
+
+func TestEveryRPCChecksTheKeyScope(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	tid := a.newTenant(t, "Acme")
+	_, readKey := a.newKey(t, tid, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_READ)
+	_, writeKey := a.newKey(t, tid, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE)
+	refused := map[codes.Code]bool{codes.Unauthenticated: true, codes.PermissionDenied: true}
+	for _, md := range methods(t) {
+		m := fullMethod(md)
+		need := access.Required(m)
+		t.Run(m, func(t *testing.T) {
+			_, err := invoke(t, bearer(readKey), a.conn, md, nil)
+			switch {
+			case need != access.NeedRead && status.Code(err) != codes.PermissionDenied:
+				t.Errorf("READ key: %v, want PERMISSION_DENIED", err)
+			case need == access.NeedRead && refused[status.Code(err)]:
+				t.Errorf("READ key: %v, want it let through", err)
+			}
+			_, err = invoke(t, bearer(writeKey), a.conn, md, nil)
+			switch {
+			case need == access.NeedAdmin && status.Code(err) != codes.PermissionDenied:
+				t.Errorf("WRITE key: %v, want PERMISSION_DENIED", err)
+			case need != access.NeedAdmin && refused[status.Code(err)]:
+				t.Errorf("WRITE key: %v, want it let through", err)
+			}
+			if _, err := invoke(t, bearer(testServiceToken, tid), a.conn, md, nil); need != access.NeedAdmin && refused[status.Code(err)] {
+				t.Errorf("service token: %v, want it let through", err)
+			}
+		})
+	}
+}
+
+func TestRevokedKeyIsRefusedAtOnceOverRESTAndGRPC(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	code, body := a.rest(t, http.MethodPost, "/v1/tenants", `{"display_name": "Acme"}`, testAdminKey)
+	if code != http.StatusOK {
+		t.Fatalf("POST /v1/tenants: %d %s", code, body)
+	}
+	var tnt struct {
+		Tenant struct {
+			TenantID string `json:"tenant_id"`
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &tnt); err != nil {
+		t.Fatal(err)
+	}
+	code, body = a.rest(t, http.MethodPost, "/v1/tenants/"+tnt.Tenant.TenantID+"/api-keys", `{"display_name": "ci", "scope": "API_KEY_SCOPE_WRITE"}`, testAdminKey)
+	if code != http.StatusOK {
+		t.Fatalf("POST api-keys: %d %s", code, body)
+	}
+	var created struct {
+		APIKey struct {
+			ID string `json:"api_key_id"`
+		} `json:"api_key"`
+		Secret string `json:"secret"`
+	}
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := a.rest(t, http.MethodGet, "/v1/credentials", "", created.Secret); code != http.StatusOK {
+		t.Fatalf("fresh key: %d %s", code, body)
+	}
+	// The key list never shows a secret.
+	if _, body := a.rest(t, http.MethodGet, "/v1/tenants/"+tnt.Tenant.TenantID+"/api-keys", "", testAdminKey); strings.Contains(body, created.Secret[len(created.APIKey.ID)+1:]) {
+		t.Errorf("the key list shows the secret")
+	}
+
+	if code, body := a.rest(t, http.MethodPost, "/v1/api-keys/"+created.APIKey.ID+"/revoke", "{}", testAdminKey); code != http.StatusOK {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	if code, _ := a.rest(t, http.MethodGet, "/v1/credentials", "", created.Secret); code != http.StatusUnauthorized {
+		t.Errorf("revoked key over REST: %d, want 401", code)
+	}
+	_, err := crowdgatev1.NewCredentialServiceClient(a.conn).ListCredentials(bearer(created.Secret), &crowdgatev1.ListCredentialsRequest{})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("revoked key over gRPC: %v, want UNAUTHENTICATED", err)
+	}
+}
+
+func TestAuditLogOverREST(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	tid := a.newTenant(t, "Acme")
+	keyID, key := a.newKey(t, tid, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE)
+	// A write (refused by Toloka's emulator: unknown key) and some reads.
+	a.rest(t, http.MethodPost, "/v1/credentials", `{"display_name": "x", "environment": "ENVIRONMENT_SANDBOX", "api_key": "wrong.key.k3y"}`, key)
+	a.rest(t, http.MethodGet, "/v1/credentials", "", key)
+	a.rest(t, http.MethodGet, "/v1/projects", "", key)
+
+	code, body := a.rest(t, http.MethodGet, "/v1/audit-events", "", key)
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/audit-events: %d %s", code, body)
+	}
+	var got struct {
+		Events []struct {
+			Tenant string `json:"tenant_id"`
+			Actor  string `json:"actor"`
+			Method string `json:"method"`
+			Result string `json:"result"`
+		} `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatal(err)
+	}
+	var methodsSeen []string
+	for _, e := range got.Events {
+		methodsSeen = append(methodsSeen, e.Method)
+		if e.Tenant != tid {
+			t.Errorf("event of tenant %q in %q's log", e.Tenant, tid)
+		}
+	}
+	want := []string{"/crowdgate.v1.CredentialService/CreateCredential", "/crowdgate.v1.AccessService/CreateApiKey", "/crowdgate.v1.AccessService/CreateTenant"}
+	if strings.Join(methodsSeen, " ") != strings.Join(want, " ") {
+		t.Errorf("audited methods = %v, want %v (writes only, newest first)", methodsSeen, want)
+	}
+	if len(got.Events) > 0 && (got.Events[0].Actor != keyID || got.Events[0].Result == "OK" || got.Events[0].Result == "") {
+		t.Errorf("CreateCredential event = %+v, want actor %s and the refusal's code", got.Events[0], keyID)
+	}
+	// An administrator naming no tenant sees every tenant's events.
+	other := a.newTenant(t, "Other")
+	code, body = a.rest(t, http.MethodGet, "/v1/audit-events", "", testAdminKey)
+	if code != http.StatusOK || !strings.Contains(body, other) || !strings.Contains(body, tid) {
+		t.Errorf("admin's audit log: %d %s, want both tenants' events", code, body)
+	}
+	if strings.Contains(a.logs.String(), key[len(keyID)+1:]) || strings.Contains(a.logs.String(), testAdminKey) {
+		t.Error("a secret appears in the logs")
+	}
+}
+
+// TestTenantIsolationOnEveryRPC builds a tenant's whole flow (credential,
+// project, open pool, a Toloker's session and a submit), then calls every
+// RPC as another tenant with the first tenant's ids: nothing is found,
+// nothing is changed, nothing of the first tenant is returned.
+func TestTenantIsolationOnEveryRPC(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	ta, tb := a.newTenant(t, "A"), a.newTenant(t, "B")
+	_, keyA := a.newKey(t, ta, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE)
+	_, keyB := a.newKey(t, tb, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE)
+	asA := bearer(keyA)
+
+	ids := buildFlow(t, a, asA)
+
+	// A's view of its records, to compare after B's attempts.
+	snapshot := func() map[string]string {
+		out := map[string]string{}
+		for _, md := range methods(t) {
+			if !strings.HasPrefix(string(md.Name()), "Get") {
+				continue
+			}
+			req := fill(t, md, ids, false)
+			if req == nil {
+				continue
+			}
+			resp, err := invoke(t, asA, a.conn, md, req)
+			if err != nil {
+				t.Fatalf("%s as A: %v", fullMethod(md), err)
+			}
+			b, _ := protojson.Marshal(resp)
+			out[fullMethod(md)] = string(b)
+		}
+		return out
+	}
+	before := snapshot()
+
+	asB := bearer(keyB)
+	for _, md := range methods(t) {
+		m := fullMethod(md)
+		if access.Required(m) == access.NeedAdmin {
+			continue // platform administration, not a tenant's data
+		}
+		t.Run(m, func(t *testing.T) {
+			req := fill(t, md, ids, true)
+			carriesA := req != nil
+			if req == nil {
+				req = newMessage(t, md.Input())
+			}
+			resp, err := invoke(t, asB, a.conn, md, req)
+			if err == nil {
+				b, _ := protojson.Marshal(resp)
+				for name, id := range ids {
+					if strings.Contains(string(b), id) {
+						t.Errorf("B's answer holds A's %s: %s", name, b)
+					}
+				}
+			}
+			if carriesA && status.Code(err) != codes.NotFound {
+				t.Errorf("B with A's ids: %v, want NOT_FOUND", err)
+			}
+		})
+	}
+	after := snapshot()
+	for m, b := range before {
+		if after[m] != b {
+			t.Errorf("%s as A changed after B's calls:\nbefore %s\nafter  %s", m, b, after[m])
+		}
+	}
+}
+
+// buildFlow walks a tenant's whole flow as ctx's caller: a credential, a
+// project, an open pool, a Toloker's session and a submit. It returns
+// their ids by request field name (and the session's one-time "code").
+func buildFlow(t testing.TB, a *accessGateway, asA context.Context) map[protoreflect.Name]string {
+	t.Helper()
+	ids := map[protoreflect.Name]string{}
+	cred, err := crowdgatev1.NewCredentialServiceClient(a.conn).CreateCredential(asA, &crowdgatev1.CreateCredentialRequest{
+		DisplayName: "A", Environment: crowdgatev1.Environment_ENVIRONMENT_SANDBOX, ApiKey: testTolokaKey,
+	})
+	if err != nil {
+		t.Fatalf("CreateCredential as A: %v", err)
+	}
+	ids["credential_id"] = cred.GetCredential().GetCredentialId()
+	prj, err := crowdgatev1.NewProjectServiceClient(a.conn).CreateProject(asA, &crowdgatev1.CreateProjectRequest{Project: &crowdgatev1.Project{
+		CredentialId: ids["credential_id"], PublicName: "Signs", PublicDescription: "Draw boxes",
+		PlatformUrl: "https://label.example.com/start", PartnerName: "Acme", PartnerUrl: "https://label.example.com",
+	}})
+	if err != nil {
+		t.Fatalf("CreateProject as A: %v", err)
+	}
+	ids["project_id"] = prj.GetProject().GetProjectId()
+	pools := crowdgatev1.NewPoolServiceClient(a.conn)
+	pl, err := pools.CreatePool(asA, &crowdgatev1.CreatePoolRequest{Pool: &crowdgatev1.Pool{
+		ProjectId: ids["project_id"], PrivateName: "batch 1", WillExpire: timestamppb.New(time.Now().Add(30 * 24 * time.Hour)),
+		RewardPerAssignment: "0.05", AssignmentMaxDurationSeconds: 600, Defaults: &crowdgatev1.PoolDefaults{DefaultOverlapForNewTaskSuites: 1},
+	}})
+	if err != nil {
+		t.Fatalf("CreatePool as A: %v", err)
+	}
+	ids["pool_id"] = pl.GetPool().GetPoolId()
+	if _, err := pools.OpenPool(asA, &crowdgatev1.OpenPoolRequest{PoolId: ids["pool_id"]}); err != nil {
+		t.Fatalf("OpenPool as A: %v", err)
+	}
+	asg, err := a.sim.CreateAssignment(pl.GetPool().GetTolokaPoolId(), "toloker-1")
+	if err != nil {
+		t.Fatalf("emulator CreateAssignment: %v", err)
+	}
+	ids["assignment_id"] = asg.ID
+	sess, err := crowdgatev1.NewSessionServiceClient(a.conn).StartSession(asA, &crowdgatev1.StartSessionRequest{AssignmentId: asg.ID})
+	if err != nil {
+		t.Fatalf("StartSession as A: %v", err)
+	}
+	ids["session_id"], ids["code"] = sess.GetSession().GetSessionId(), sess.GetCode()
+	sub, err := crowdgatev1.NewSubmissionServiceClient(a.conn).Submit(asA, &crowdgatev1.SubmitRequest{SessionId: ids["session_id"], Reward: "0.01"})
+	if err != nil {
+		t.Fatalf("Submit as A: %v", err)
+	}
+	ids["submission_id"] = sub.GetSubmission().GetSubmissionId()
+
+	return ids
+}
+
+// fill returns a request for md with every id field (top level or one
+// message deep) set to A's ids, and the other fields a call needs to get
+// past validation. It returns nil when md takes none of the ids.
+func fill(t *testing.T, md protoreflect.MethodDescriptor, ids map[protoreflect.Name]string, forB bool) protoreflect.Message {
+	t.Helper()
+	req := newMessage(t, md.Input())
+	set := func(m protoreflect.Message) bool {
+		found := false
+		fields := m.Descriptor().Fields()
+		for i := range fields.Len() {
+			fd := fields.Get(i)
+			if fd.Kind() != protoreflect.StringKind || fd.IsList() {
+				continue
+			}
+			if id, ok := ids[fd.Name()]; ok {
+				m.Set(fd, protoreflect.ValueOfString(id))
+				found = true
+			}
+		}
+		return found
+	}
+	found := set(req)
+	fields := req.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() && fd.Message().FullName() != "google.protobuf.Timestamp" {
+			sub := req.Mutable(fd).Message()
+			if set(sub) {
+				found = true
+			} else {
+				req.Clear(fd)
+			}
+		}
+	}
+	if !found {
+		return nil
+	}
+	// What B's write attempts need to pass validation, so the lookup is
+	// what refuses them.
+	if forB {
+		switch r := req.Interface().(type) {
+		case *crowdgatev1.SubmitRequest:
+			r.Reward = "0.01"
+		case *crowdgatev1.CreateProjectRequest:
+			r.Project.PublicName, r.Project.PublicDescription = "B's", "B's"
+			r.Project.PlatformUrl, r.Project.PartnerName, r.Project.PartnerUrl = "https://b.example.com/start", "B", "https://b.example.com"
+		case *crowdgatev1.RejectAssignmentRequest:
+			r.PublicComment = "by B"
+		case *crowdgatev1.UpdatePoolRequest:
+			r.Pool.PrivateName = "renamed by B"
+			r.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"private_name"}}
+		}
+	}
+	return req
+}
+
+func TestAuthSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{"unknown mode", func(c *Config) { c.Auth = "on" }, "CROWDGATE_AUTH"},
+		{"short admin key", func(c *Config) { c.AdminKey = "short" }, "CROWDGATE_ADMIN_KEY"},
+		{"short service token", func(c *Config) { c.ServiceTokens = "billing=short" }, "CROWDGATE_SERVICE_TOKENS"},
+		{"TLS key without certificate", func(c *Config) { c.GRPCTLSKey = "/nonexistent" }, "CROWDGATE_GRPC_TLS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{}
+			tc.mutate(&cfg)
+			_, err := cfg.accessConfig()
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "short") && tc.name != "unknown mode" {
+				t.Errorf("error %q shows the secret", err)
+			}
+		})
+	}
+
+	// -h never shows a secret given in the environment.
+	var usage bytes.Buffer
+	env := map[string]string{"CROWDGATE_ADMIN_KEY": testAdminKey, "CROWDGATE_SERVICE_TOKENS": "billing=" + testServiceToken}
+	_, _ = Load([]string{"-h"}, func(k string) string { return env[k] }, &usage)
+	if !strings.Contains(usage.String(), "CROWDGATE_ADMIN_KEY") {
+		t.Fatalf("usage does not document CROWDGATE_ADMIN_KEY:\n%s", usage.String())
+	}
+	if strings.Contains(usage.String(), testAdminKey) || strings.Contains(usage.String(), testServiceToken) {
+		t.Error("-h output shows a secret")
+	}
+}
+
+func TestAuthOffIsTheDefaultAndSaysSoLoudlyAgainstARealRedis(t *testing.T) {
+	cfg, err := Load(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mode, _ := cfg.accessConfig(); mode.Mode != access.ModeOff {
+		t.Fatalf("default mode %q, want off", mode.Mode)
+	}
+	a := startAccessGateway(t, func(c *Config) { c.Auth, c.AdminKey = "", "" })
+	if !strings.Contains(a.logs.String(), "CROWDGATE_AUTH is off") {
+		t.Errorf("no loud warning with auth off and REDIS_URL set; logs:\n%s", a.logs.String())
+	}
+	// Calls without credentials work, as the default tenant.
+	if _, err := crowdgatev1.NewCredentialServiceClient(a.conn).ListCredentials(context.Background(), &crowdgatev1.ListCredentialsRequest{}); err != nil {
+		t.Errorf("auth off: %v", err)
+	}
+	resp, err := a.accessClient().ListTenants(context.Background(), &crowdgatev1.ListTenantsRequest{})
+	if err != nil || len(resp.GetTenants()) != 1 || resp.GetTenants()[0].GetTenantId() != "default" {
+		t.Errorf("ListTenants = %v, %v; want the default tenant", resp.GetTenants(), err)
+	}
+}
+
+func TestRequestLimitsAndServerTimeouts(t *testing.T) {
+	a := startAccessGateway(t, func(c *Config) { c.Auth = "" })
+	big := `{"display_name": "` + strings.Repeat("x", MaxRequestBytes) + `"}`
+	for _, path := range []string{"/v1/credentials", "/v1/pools", "/v1/submissions", "/v1/tenants"} {
+		code, body := a.rest(t, http.MethodPost, path, big, "")
+		if code != http.StatusBadRequest && code != http.StatusRequestEntityTooLarge {
+			t.Errorf("POST %s with %d bytes: %d %.200s, want 400 or 413", path, len(big), code, body)
+		}
+	}
+	// A header block over the limit is refused before any handler.
+	if code, _ := a.rest(t, http.MethodGet, "/v1/credentials", "", "", "X-Big", strings.Repeat("h", 128<<10)); code != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("128 KiB header: %d, want 431", code)
+	}
+	// A gRPC message over the limit is refused too.
+	_, err := crowdgatev1.NewCredentialServiceClient(a.conn).CreateCredential(context.Background(), &crowdgatev1.CreateCredentialRequest{DisplayName: strings.Repeat("x", MaxRequestBytes)})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("oversized gRPC message: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	s := a.g.httpServer
+	for name, d := range map[string]time.Duration{"ReadHeaderTimeout": s.ReadHeaderTimeout, "ReadTimeout": s.ReadTimeout, "WriteTimeout": s.WriteTimeout, "IdleTimeout": s.IdleTimeout} {
+		if d <= 0 {
+			t.Errorf("HTTP server %s is not set", name)
+		}
+	}
+}
+
+func TestRejectInvalidUTF8(t *testing.T) {
+	reached := false
+	h := rejectInvalidUTF8(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached = true }))
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{
+		{"/v1/pools/pool_1", http.StatusOK},
+		{"/v1/pools/caf%C3%A9", http.StatusOK},
+		{"/v1/credentials?page_token=abc&page_size=2", http.StatusOK},
+		{"/v1/pools/%FF", http.StatusBadRequest},
+		{"/v1/pools/%C0%80", http.StatusBadRequest},
+		{"/v1/sessions/%ED%A0%80/end", http.StatusBadRequest},
+		{"/v1/credentials?page_token=%FF", http.StatusBadRequest},
+		{"/v1/credentials?%FF=1", http.StatusBadRequest},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			reached = false
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.target, nil))
+			if rec.Code != tc.want || reached != (tc.want == http.StatusOK) {
+				t.Errorf("status %d (handler reached: %v), want %d", rec.Code, reached, tc.want)
+			}
+		})
+	}
+}
+
+func TestRESTHeaderMatcherForwardsTheTenantHeader(t *testing.T) {
+	for _, tc := range []struct {
+		header, wantKey string
+		wantOK          bool
+	}{
+		{"X-Crowdgate-Tenant", access.TenantHeader, true},
+		{"x-crowdgate-tenant", access.TenantHeader, true},
+		{"Authorization", "grpcgateway-Authorization", true},
+		{"X-Other", "", false},
+		{"Grpc-Metadata-X-Crowdgate-Tenant", "", false},
+	} {
+		if key, ok := restHeaderMatcher(tc.header); key != tc.wantKey || ok != tc.wantOK {
+			t.Errorf("restHeaderMatcher(%q) = %q, %v; want %q, %v", tc.header, key, ok, tc.wantKey, tc.wantOK)
+		}
+	}
+}
