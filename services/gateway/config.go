@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,16 @@ type Config struct {
 
 	// EncryptionKey is the base64 AES-256 key that encrypts secrets at rest.
 	EncryptionKey string
+
+	// Submit* tune the submission outbox (see services/submission.Config).
+	SubmitSyncTimeout       time.Duration
+	SubmitAttemptTimeout    time.Duration
+	SubmitLeaseTTL          time.Duration
+	SubmitVisibilityTimeout time.Duration
+	SubmitBaseBackoff       time.Duration
+	SubmitMaxBackoff        time.Duration
+	SubmitConcurrency       int
+	SubmitMinReplicas       int
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
@@ -90,6 +101,7 @@ func Settings() []Setting { return new(Config).settings() }
 func (c *Config) settings() []Setting {
 	str := func(p *string) flag.Value { return (*stringValue)(p) }
 	dur := func(p *time.Duration) flag.Value { return (*durationValue)(p) }
+	num := func(p *int) flag.Value { return (*intValue)(p) }
 	secret := func(p *string) flag.Value { return (*secretValue)(p) }
 	return []Setting{
 		{"http-addr", "CROWDGATE_HTTP_ADDR", ":8080", "listen address for REST, the landing, /healthz, /readyz, /metrics and /openapi.json", str(&c.HTTPAddr)},
@@ -103,6 +115,14 @@ func (c *Config) settings() []Setting {
 		{"encryption-key", "CROWDGATE_ENCRYPTION_KEY", "", "base64 32-byte key that encrypts Toloka API keys and signing keys at rest (openssl rand -base64 32); empty makes a random one at start", secret(&c.EncryptionKey)},
 		{"log-level", "CROWDGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "CROWDGATE_LOG_FORMAT", "json", "log format: json or text", str(&c.LogFormat)},
+		{"submit-sync-timeout", "CROWDGATE_SUBMIT_SYNC_TIMEOUT", "2s", "how long Submit waits for Toloka's answer before it answers QUEUED", dur(&c.SubmitSyncTimeout)},
+		{"submit-attempt-timeout", "CROWDGATE_SUBMIT_ATTEMPT_TIMEOUT", "10s", "bound of one delivery attempt to Toloka", dur(&c.SubmitAttemptTimeout)},
+		{"submit-lease-ttl", "CROWDGATE_SUBMIT_LEASE_TTL", "0s", "per-submission delivery lease, longer than the attempt timeout (0: attempt timeout + 5s)", dur(&c.SubmitLeaseTTL)},
+		{"submit-visibility-timeout", "CROWDGATE_SUBMIT_VISIBILITY_TIMEOUT", "30s", "idle time after which another replica reclaims an outbox entry a replica took (a crashed replica's work)", dur(&c.SubmitVisibilityTimeout)},
+		{"submit-base-backoff", "CROWDGATE_SUBMIT_BASE_BACKOFF", "1s", "first wait before retrying a failed delivery (doubles, with jitter)", dur(&c.SubmitBaseBackoff)},
+		{"submit-max-backoff", "CROWDGATE_SUBMIT_MAX_BACKOFF", "5m", "longest wait between delivery retries", dur(&c.SubmitMaxBackoff)},
+		{"submit-concurrency", "CROWDGATE_SUBMIT_CONCURRENCY", "32", "deliveries in flight per replica", num(&c.SubmitConcurrency)},
+		{"submit-min-replicas", "CROWDGATE_SUBMIT_MIN_REPLICAS", "0", "Redis replicas that must hold a submit before Submit answers (WAIT); 0 on a standalone Redis", num(&c.SubmitMinReplicas)},
 		{"shutdown-drain", "CROWDGATE_SHUTDOWN_DRAIN", "0s", "time readiness reports NOT_SERVING before servers stop taking new work", dur(&c.ShutdownDrain)},
 		{"shutdown-timeout", "CROWDGATE_SHUTDOWN_TIMEOUT", "30s", "bound on the wait for in-flight work at shutdown", dur(&c.ShutdownTimeout)},
 		{"auth", "CROWDGATE_AUTH", "", "who must authenticate: off (empty: nobody, local demos and tests only) or keys (API keys, the admin key, service tokens or client certificates)", str(&c.Auth)},
@@ -136,6 +156,18 @@ type stringValue string
 
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
 func (v *stringValue) String() string     { return string(*v) }
+
+type intValue int
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return fmt.Errorf("want a non-negative integer, got %q", s)
+	}
+	*v = intValue(n)
+	return nil
+}
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
 
 type durationValue time.Duration
 

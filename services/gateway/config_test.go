@@ -15,6 +15,9 @@ func TestLoad(t *testing.T) {
 		RedisMode: "standalone", RedisPrefix: "crowdgate:",
 		TolokaProductionURL: "https://toloka.dev/api/v1", TolokaSandboxURL: "https://sandbox.toloka.dev/api/v1",
 		LogLevel: "info", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
+		SubmitSyncTimeout: 2 * time.Second, SubmitAttemptTimeout: 10 * time.Second,
+		SubmitVisibilityTimeout: 30 * time.Second, SubmitBaseBackoff: time.Second, SubmitMaxBackoff: 5 * time.Minute,
+		SubmitConcurrency: 32,
 	}
 	for _, tc := range []struct {
 		name    string
@@ -50,6 +53,12 @@ func TestLoad(t *testing.T) {
 		{name: "bad redis mode", env: map[string]string{"REDIS_MODE": "replicated"}, wantErr: "REDIS_MODE"},
 		{name: "bad log level", args: []string{"-log-level=loud"}, wantErr: "CROWDGATE_LOG_LEVEL"},
 		{name: "bad log format", args: []string{"-log-format=xml"}, wantErr: "CROWDGATE_LOG_FORMAT"},
+		{name: "bad submit concurrency", env: map[string]string{"CROWDGATE_SUBMIT_CONCURRENCY": "-3"}, wantErr: "CROWDGATE_SUBMIT_CONCURRENCY"},
+		{
+			name: "submit tuning",
+			env:  map[string]string{"CROWDGATE_SUBMIT_VISIBILITY_TIMEOUT": "5s", "CROWDGATE_SUBMIT_MIN_REPLICAS": "1"},
+			want: func(c *Config) { c.SubmitVisibilityTimeout = 5 * time.Second; c.SubmitMinReplicas = 1 },
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Load(tc.args, func(k string) string { return tc.env[k] }, io.Discard)

@@ -55,7 +55,6 @@ type Service struct {
 	crowdgatev1.UnimplementedPoolServiceServer
 	cfg   Config
 	store *protostore.Store[*crowdgatev1.Pool]
-
 }
 
 // NewService returns the pool service.
