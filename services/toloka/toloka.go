@@ -189,8 +189,8 @@ type RetryPolicy struct {
 // Limits are the client-side limits the client reserves through the Limiter.
 // A zero field takes the default.
 type Limits struct {
-	// Requests applies to every HTTP request. Default: 280/s with a burst of
-	// 20, which never exceeds Toloka's documented 300 requests/s per account
+	// Requests applies to every HTTP request. Default: 295/s with a burst of
+	// 5, which never exceeds Toloka's documented 300 requests/s per account
 	// in any one-second interval.
 	Requests ratelimit.Limit
 	// CreateProject applies (in addition) to the first attempt of a project
@@ -204,7 +204,7 @@ type Limits struct {
 // DefaultLimits returns the limits used when Config.Limits is zero.
 func DefaultLimits() Limits {
 	return Limits{
-		Requests: ratelimit.Limit{Name: "toloka-requests", Rate: 280, Per: time.Second, Burst: 20},
+		Requests: ratelimit.Limit{Name: "toloka-requests", Rate: 295, Per: time.Second, Burst: 5},
 		CreateProject: []ratelimit.Limit{
 			{Name: "toloka-create-project-minute", Rate: 20, Per: time.Minute},
 			{Name: "toloka-create-project-day", Rate: 100, Per: 24 * time.Hour},
