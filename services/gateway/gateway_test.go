@@ -31,10 +31,17 @@ func testConfig(t *testing.T) Config {
 
 // startGateway runs a gateway until the test ends and returns it and a
 // function that stops it and reports Serve's result.
-func startGateway(t *testing.T, cfg Config, prepare func(*Gateway)) (*Gateway, func() error) {
+func startGateway(t testing.TB, cfg Config, prepare func(*Gateway)) (*Gateway, func() error) {
+	t.Helper()
+	return startLoggingGateway(t, cfg, slog.New(slog.DiscardHandler), prepare)
+}
+
+// startLoggingGateway is startGateway logging to log. prepare, when set,
+// sees the gateway after New and before Serve.
+func startLoggingGateway(t testing.TB, cfg Config, log *slog.Logger, prepare func(*Gateway)) (*Gateway, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := New(ctx, cfg, slog.New(slog.DiscardHandler))
+	g, err := New(ctx, cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -58,7 +65,7 @@ func startGateway(t *testing.T, cfg Config, prepare func(*Gateway)) (*Gateway, f
 	return g, stop
 }
 
-func waitReady(t *testing.T, base string) {
+func waitReady(t testing.TB, base string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

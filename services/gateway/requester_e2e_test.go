@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +21,6 @@ import (
 	"github.com/crowdgate/crowdgate/services/redistest"
 	"github.com/crowdgate/crowdgate/services/tolokasim"
 )
-
-// requesterLogs is a log sink written by many goroutines.
-type requesterLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *requesterLogs) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *requesterLogs) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestRequesterFlowThroughTheGateway drives the requester flow through the
 // gateway's own ports, wired as in production, against the emulator:
@@ -63,31 +44,10 @@ func TestRequesterFlowThroughTheGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &requesterLogs{}
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := New(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	logs := &lockedBuffer{}
+	g, _ := startLoggingGateway(t, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
 	base := "http://" + g.HTTPAddr()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the gateway never became ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	ctx := context.Background()
 
 	var seen bytes.Buffer
 	call := func(method, path, body string, wantCode int) map[string]any {

@@ -89,30 +89,8 @@ func startAccessGateway(tb testing.TB, mutate func(*Config)) *accessGateway {
 		mutate(&cfg)
 	}
 	logs := &lockedBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := New(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil)))
-	if err != nil {
-		cancel()
-		tb.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Serve(ctx) }()
-	tb.Cleanup(func() { cancel(); <-done })
+	g, _ := startLoggingGateway(tb, cfg, slog.New(slog.NewJSONHandler(logs, nil)), nil)
 	base := "http://" + g.HTTPAddr()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s never became ready", base)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 	conn, err := grpc.NewClient(g.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		tb.Fatal(err)
