@@ -7,7 +7,9 @@ package secretbox
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ const KeySize = 32
 // Box seals and opens secrets with one key.
 type Box struct {
 	aead cipher.AEAD
+	key  []byte
 }
 
 // New returns a Box for a 32-byte key.
@@ -34,7 +37,19 @@ func New(key []byte) (*Box, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Box{aead: aead}, nil
+	return &Box{aead: aead, key: append([]byte(nil), key...)}, nil
+}
+
+// DeriveKey returns a 32-byte key for one purpose ("landing-code/v1"),
+// derived from the box's key with HKDF-SHA256: every replica configured
+// with the same encryption key derives the same key, and no derived key
+// reveals the box's key or another purpose's key.
+func (b *Box) DeriveKey(purpose string) []byte {
+	k, err := hkdf.Key(sha256.New, b.key, nil, "crowdgate/"+purpose, KeySize)
+	if err != nil { // only for lengths HKDF cannot produce
+		panic("secretbox: " + err.Error())
+	}
+	return k
 }
 
 // ParseKey decodes a base64 (standard or URL, padded or not) 32-byte key,

@@ -58,3 +58,26 @@ func TestParseKey(t *testing.T) {
 		}
 	}
 }
+
+func TestDeriveKey(t *testing.T) {
+	key := NewRandomKey()
+	a, _ := New(key)
+	b, _ := New(append([]byte(nil), key...))
+	other, _ := New(NewRandomKey())
+	k := a.DeriveKey("landing-code/v1")
+	if len(k) != KeySize {
+		t.Fatalf("derived key has %d bytes, want %d", len(k), KeySize)
+	}
+	if !bytes.Equal(k, b.DeriveKey("landing-code/v1")) {
+		t.Error("two boxes with the same key derive different keys for one purpose")
+	}
+	if bytes.Equal(k, a.DeriveKey("other/v1")) {
+		t.Error("two purposes derive the same key")
+	}
+	if bytes.Equal(k, other.DeriveKey("landing-code/v1")) {
+		t.Error("two box keys derive the same key")
+	}
+	if bytes.Equal(k, key) {
+		t.Error("the derived key is the box's key")
+	}
+}
