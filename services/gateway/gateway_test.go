@@ -129,6 +129,21 @@ func TestServesHealthMetricsOpenAPIAndREST(t *testing.T) {
 	if want := `crowdgate_grpc_handled_total{code="NotFound",method="/crowdgate.v1.ProjectService/GetProject"} 1`; !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
+	// HTTP requests count under the route that served them, never the raw
+	// path.
+	get(t, base+"/no/such/path/123")
+	_, metrics = get(t, base+"/metrics")
+	for _, want := range []string{
+		`crowdgate_http_requests_total{code="200",route="GET /healthz"} 1`,
+		`crowdgate_http_requests_total{code="404",route="unmatched"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(metrics, "/no/such/path") {
+		t.Error("/metrics shows a raw request path")
+	}
 
 	conn, err := grpc.NewClient(g.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -101,12 +101,13 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 // it (bounded cardinality: never the raw path).
 func (m *httpMetrics) wrap(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, pattern := mux.Handler(r)
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		mux.ServeHTTP(sw, r)
+		// The mux has set the pattern it routed by (routing once).
+		pattern := r.Pattern
 		if pattern == "" {
 			pattern = "unmatched"
 		}
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		mux.ServeHTTP(sw, r)
 		m.requests.WithLabelValues(pattern, strconv.Itoa(sw.code)).Inc()
 	})
 }
