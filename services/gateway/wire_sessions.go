@@ -33,8 +33,10 @@ func wireSessions(d *deps) error {
 		Projects:     d.projects,
 		Credentials:  d.credentials,
 		Signer:       signer,
-		Log:          d.log,
-		Metrics:      d.metrics,
+		// Every replica with the same encryption key checks the others' codes.
+		CodeKey: d.box.DeriveKey("landing-code/v1"),
+		Log:     d.log,
+		Metrics: d.metrics,
 	})
 	// The landing's limits never wait: a Toloker over the limit gets a 429
 	// page at once.

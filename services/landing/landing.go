@@ -2,8 +2,12 @@
 // GET /start?assignment_id=... on Crowdgate's public URL.
 //
 // The landing checks the assignment id's shape, applies per-IP and
-// per-assignment rate limits (shared by every replica through Redis), and
-// asks the session service for the assignment's session. On success it
+// per-assignment rate limits, and asks the session service for the
+// assignment's session. The limits are counted in each replica's memory on
+// every landing; a landing that must ask Toloka (the assignment's first) is
+// also counted against the same limits shared by every replica through
+// Redis, so that no client spends a requester's Toloka quota faster than
+// the limits allow, however many replicas it reaches. On success it
 // redirects (303) to the project's registered platform URL with a one-time
 // code, never to a URL taken from the request, and never with a token in the
 // URL. Everything else is a small HTML page with the right status: 400 for
@@ -13,9 +17,9 @@
 // Retry-After when a limit is hit, 503 with Retry-After when Toloka or Redis
 // cannot be reached. No error ever shows a stack trace or a 500.
 //
-// A repeat landing (a reload, a double click) is answered from Redis alone
-// in two round trips (the rate limits, then the session and a fresh code),
-// with no template work.
+// A repeat landing (a reload, a double click) is answered with one Redis
+// GET (the session; the one-time code needs no storage), with no template
+// work.
 package landing
 
 import (
@@ -44,7 +48,11 @@ import (
 // Sessions starts or finds an assignment's session; *session.Service
 // implements it.
 type Sessions interface {
-	// Land returns where to send the Toloker who landed with assignmentID.
+	// Find answers a repeat landing from Redis alone, or returns
+	// session.ErrNoSession.
+	Find(ctx context.Context, assignmentID string) (*session.Landing, error)
+	// Land returns where to send the Toloker who landed with assignmentID,
+	// asking Toloka when the assignment has no session yet.
 	Land(ctx context.Context, assignmentID string) (*session.Landing, error)
 }
 
@@ -73,8 +81,14 @@ const limitKey = "landing"
 type Config struct {
 	// Sessions answers landings.
 	Sessions Sessions
-	// Limiter applies the rate limits; nil turns them off.
+	// Limiter applies the rate limits across replicas to landings that ask
+	// Toloka; nil turns that off.
 	Limiter Limiter
+	// Local applies the rate limits in this replica to every landing
+	// (ratelimit.NewLocal's defaults when nil).
+	Local *ratelimit.Local
+	// NoLocalLimits turns the in-replica limits off.
+	NoLocalLimits bool
 	// PerIP and PerAssignment are the limits (the defaults when zero). Only
 	// their Rate, Per and Burst are used.
 	PerIP, PerAssignment ratelimit.Limit
@@ -119,6 +133,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = ForwardedClientIP
+	}
+	if cfg.Local == nil && !cfg.NoLocalLimits {
+		cfg.Local = ratelimit.NewLocal(ratelimit.LocalConfig{})
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -199,21 +216,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.page(w, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, "")
 		return
 	}
-	if h.cfg.Limiter != nil {
-		ip := limitName("ip-", h.cfg.ClientIP(r))
-		perIP, perAsg := h.cfg.PerIP, h.cfg.PerAssignment
-		perIP.Name, perAsg.Name = ip, "asg-"+aid
-		if err := h.cfg.Limiter.Wait(r.Context(), limitKey, perIP, perAsg); err != nil {
-			var re *serviceerror.ResourceExhausted
-			if errors.As(err, &re) {
-				h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(re.RetryAfter), pageRateLimited, "")
-				return
-			}
-			h.fail(w, r, aid, err)
+	perIP, perAsg := h.cfg.PerIP, h.cfg.PerAssignment
+	perIP.Name, perAsg.Name = limitName("ip-", h.cfg.ClientIP(r)), "asg-"+aid
+	if h.cfg.Local != nil {
+		if retry, ok := h.cfg.Local.Allow(perIP, perAsg); !ok {
+			h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(retry), pageRateLimited, "")
 			return
 		}
 	}
-	l, err := h.cfg.Sessions.Land(r.Context(), aid)
+	l, err := h.cfg.Sessions.Find(r.Context(), aid)
+	if errors.Is(err, session.ErrNoSession) {
+		if h.cfg.Limiter != nil {
+			if err := h.cfg.Limiter.Wait(r.Context(), limitKey, perIP, perAsg); err != nil {
+				var re *serviceerror.ResourceExhausted
+				if errors.As(err, &re) {
+					h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(re.RetryAfter), pageRateLimited, "")
+					return
+				}
+				h.fail(w, r, aid, err)
+				return
+			}
+		}
+		l, err = h.cfg.Sessions.Land(r.Context(), aid)
+	}
 	if err != nil {
 		h.fail(w, r, aid, err)
 		return

@@ -6,10 +6,17 @@ package landing_test
 //	REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' \
 //	    -bench 'BenchmarkLanding|BenchmarkEmulatorGetAssignment' -benchtime 5s ./services/landing/
 //
+// (The landing's figures in the README come from "crowdload landing", which
+// drives the real binaries with wrk and measures the ceilings in the same
+// run; this benchmark's load generator is an in-process Go client, which
+// costs more CPU than the landing itself, so its throughput is lower. Use
+// it for the CPU a landing costs, and for comparisons with benchstat.)
+//
 // BenchmarkLanding/warm lands again and again on assignments that already
-// have a session (reloads, double clicks): the rate limits, then the session
-// and a fresh code, from Redis alone. BenchmarkLanding/cold lands once on
-// each of b.N new assignments: the rate limits, the catalog, Toloka's
+// have a session (reloads, double clicks): the in-replica rate limits, then
+// one Redis GET for the session; the code needs no storage.
+// BenchmarkLanding/cold lands once on each of b.N new assignments: the
+// rate limits (in the replica and shared), the catalog, Toloka's
 // GET /assignments/{id} and the session's creation.
 // BenchmarkEmulatorGetAssignment is the ceiling for cold landings: the
 // emulator alone answering GET /assignments/{id} to the same kind of client.

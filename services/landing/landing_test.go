@@ -2,6 +2,7 @@ package landing_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -224,10 +225,19 @@ func TestErrorPages(t *testing.T) {
 	})
 }
 
-// fakeSessions answers every landing with err, or panics.
+// fakeSessions answers every landing with err, or panics: from Find when
+// warm, else from Land.
 type fakeSessions struct {
 	err   error
 	panic bool
+	warm  bool
+}
+
+func (f fakeSessions) Find(context.Context, string) (*session.Landing, error) {
+	if !f.warm {
+		return nil, session.ErrNoSession
+	}
+	return f.Land(context.Background(), "")
 }
 
 func (f fakeSessions) Land(context.Context, string) (*session.Landing, error) {
@@ -256,15 +266,18 @@ func TestErrorPagesForEveryAnswer(t *testing.T) {
 		{"an unexpected error", fakeSessions{err: io.ErrUnexpectedEOF}, http.StatusServiceUnavailable, "Temporarily unavailable"},
 		{"a panic", fakeSessions{panic: true}, http.StatusServiceUnavailable, "Temporarily unavailable"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h, err := landing.New(landing.Config{Sessions: tc.s, Log: slog.New(slog.DiscardHandler)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(h)
-			defer srv.Close()
-			checkPage(t, get(t, noRedirects, srv.URL+"/start?assignment_id="+aid), tc.status, tc.title)
-		})
+		for _, warm := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/warm=%v", tc.name, warm), func(t *testing.T) {
+				tc.s.warm = warm
+				h, err := landing.New(landing.Config{Sessions: tc.s, Log: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := httptest.NewServer(h)
+				defer srv.Close()
+				checkPage(t, get(t, noRedirects, srv.URL+"/start?assignment_id="+aid), tc.status, tc.title)
+			})
+		}
 	}
 }
 
@@ -314,6 +327,44 @@ func TestRateLimits(t *testing.T) {
 		if a := get(t, noRedirects, start+"?assignment_id=x", "X-Test-Client", "192.0.2.9"); a.status != http.StatusBadRequest {
 			t.Fatalf("malformed: %d", a.status)
 		}
+	}
+}
+
+// Each replica counts every landing in memory; landings that ask Toloka are
+// also counted across replicas in Redis.
+func TestRateLimitsAcrossReplicas(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	replica := func() string {
+		return serveLanding(t, env, func(c *landing.Config) {
+			c.Limiter = limiter(t, env)
+			c.PerIP = ratelimit.Limit{Rate: 2, Per: time.Hour, Burst: 2}
+			c.ClientIP = func(r *http.Request) string { return r.Header.Get("X-Test-Client") }
+		})
+	}
+	a, b := replica(), replica()
+	aids := []string{env.StartAssignment(t, pool, "toloker-1"), env.StartAssignment(t, pool, "toloker-2"), env.StartAssignment(t, pool, "toloker-3")}
+	for _, step := range []struct {
+		name    string
+		replica string
+		aid     string
+		want    int
+	}{
+		{"first landing on replica a", a, aids[0], http.StatusSeeOther},
+		{"first landing on replica b", b, aids[1], http.StatusSeeOther},
+		// b has counted one landing from the address, but Redis two.
+		{"a third first landing, on b", b, aids[2], http.StatusTooManyRequests},
+		// A repeat landing asks nobody: only a's own count applies.
+		{"a repeat landing on a", a, aids[0], http.StatusSeeOther},
+		{"a's count is spent", a, aids[0], http.StatusTooManyRequests},
+	} {
+		got := get(t, noRedirects, step.replica+"?assignment_id="+step.aid, "X-Test-Client", "192.0.2.7")
+		if got.status != step.want {
+			t.Fatalf("%s: %d, want %d; body %s", step.name, got.status, step.want, got.body)
+		}
+	}
+	if n := len(env.Sim.Requests("/api/v1/assignments/")); n != 2 {
+		t.Errorf("Toloka was asked %d times, want 2 (one per first landing let through)", n)
 	}
 }
 

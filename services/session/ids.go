@@ -1,11 +1,18 @@
 package session
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
+	"hash"
+	"math"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/crowdgate/crowdgate/services/serviceerror"
 )
@@ -69,9 +76,6 @@ const (
 	sessionIDRand   = 8
 	// sessionIDLen is len("ses_") + base32 of 17+8 bytes.
 	sessionIDLen = len(sessionIDPrefix) + (assignmentBinLen+sessionIDRand)*8/5
-	codeSecret   = 18
-	// codeLen is base64url of 17+18 bytes.
-	codeLen = ((assignmentBinLen+codeSecret)*8 + 5) / 6
 )
 
 // newSessionID returns a session id for the assignment: its bytes and 8
@@ -95,23 +99,83 @@ func assignmentOfSession(sid string) (string, bool) {
 	return assignmentFromBin(b), true
 }
 
-// newCode returns a one-time code for the assignment's session and the
-// secret part that names its Redis key.
-func newCode(aid [assignmentBinLen]byte) (code, secret string) {
-	var b [assignmentBinLen + codeSecret]byte
-	copy(b[:], aid[:])
-	_, _ = rand.Read(b[assignmentBinLen:])
-	return base64.RawURLEncoding.EncodeToString(b[:]), base64.RawURLEncoding.EncodeToString(b[assignmentBinLen:])
+// One-time codes are self-contained, so that a landing writes nothing to
+// Redis: a code is the assignment (17 bytes), its expiry (8, Unix
+// milliseconds, big-endian), a random nonce (12) and an HMAC-SHA256 of those
+// 37 bytes, cut to 16, under a key every replica shares; base64url, 71
+// characters. A code works once: the exchange marks its nonce used in Redis
+// (SET NX, until the code has expired).
+const (
+	codeExpiryLen = 8
+	codeNonceLen  = 12
+	codeMACLen    = 16
+	codeBodyLen   = assignmentBinLen + codeExpiryLen + codeNonceLen
+	codeBinLen    = codeBodyLen + codeMACLen
+	// codeLen is base64url (no padding) of codeBinLen bytes.
+	codeLen = (codeBinLen*8 + 5) / 6
+	// CodeKeySize is the size of Config.CodeKey.
+	CodeKeySize = 32
+)
+
+// codeMinter mints and checks codes with one key.
+type codeMinter struct {
+	macs sync.Pool // of hash.Hash: HMAC-SHA256 under the key
 }
 
-// parseCode splits a code into its assignment id and secret.
-func parseCode(code string) (aid, secret string, ok bool) {
-	if len(code) != codeLen {
-		return "", "", false
+func newCodeMinter(key []byte) *codeMinter {
+	key = append([]byte(nil), key...)
+	return &codeMinter{macs: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// mac writes body's MAC into out.
+func (m *codeMinter) mac(out, body []byte) {
+	h := m.macs.Get().(hash.Hash)
+	h.Reset()
+	h.Write(body)
+	var sum [sha256.Size]byte
+	copy(out, h.Sum(sum[:0]))
+	m.macs.Put(h)
+}
+
+// code is a parsed code.
+type code struct {
+	aid    string
+	expiry time.Time
+	nonce  string // base64url, names the code's used-marker
+}
+
+// newCode returns a code for the assignment's session that expires at
+// expiry, and its nonce (base64url; random and unique to the code).
+func (m *codeMinter) newCode(aid [assignmentBinLen]byte, expiry time.Time) (c, nonce string) {
+	var b [codeBinLen]byte
+	copy(b[:], aid[:])
+	binary.BigEndian.PutUint64(b[assignmentBinLen:], uint64(expiry.UnixMilli()))
+	_, _ = rand.Read(b[assignmentBinLen+codeExpiryLen : codeBodyLen])
+	m.mac(b[codeBodyLen:], b[:codeBodyLen])
+	return base64.RawURLEncoding.EncodeToString(b[:]), base64.RawURLEncoding.EncodeToString(b[assignmentBinLen+codeExpiryLen : codeBodyLen])
+}
+
+// parseCode reads a code. shaped is false for a string that is not shaped
+// like a code; authentic is false for a code this key did not mint (forged,
+// altered, or minted under another key).
+func (m *codeMinter) parseCode(s string) (c code, shaped, authentic bool) {
+	if len(s) != codeLen {
+		return code{}, false, false
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(code)
-	if err != nil || len(b) != assignmentBinLen+codeSecret {
-		return "", "", false
+	var b [codeBinLen]byte
+	n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(s))
+	if err != nil || n != codeBinLen {
+		return code{}, false, false
 	}
-	return assignmentFromBin(b), base64.RawURLEncoding.EncodeToString(b[assignmentBinLen:]), true
+	var want [codeMACLen]byte
+	m.mac(want[:], b[:codeBodyLen])
+	if !hmac.Equal(want[:], b[codeBodyLen:]) {
+		return code{}, true, false
+	}
+	ms := binary.BigEndian.Uint64(b[assignmentBinLen:])
+	return code{
+		aid:    assignmentFromBin(b[:assignmentBinLen]),
+		expiry: time.UnixMilli(int64(min(ms, math.MaxInt64))),
+		nonce:  base64.RawURLEncoding.EncodeToString(b[assignmentBinLen+codeExpiryLen : codeBodyLen]),
+	}, true, true
 }

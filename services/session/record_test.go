@@ -1,8 +1,11 @@
 package session
 
 import (
+	"encoding/base64"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -51,10 +54,35 @@ func TestSessionIDsAndCodesCarryTheAssignment(t *testing.T) {
 	if sid == newSessionID(bin) {
 		t.Error("two session ids for one assignment are equal")
 	}
-	code, secret := newCode(bin)
-	gotAID, gotSecret, ok := parseCode(code)
-	if !ok || gotAID != aid || gotSecret != secret || len(code) != codeLen {
-		t.Errorf("code %q gives %q, %q, %v", code, gotAID, gotSecret, ok)
+	m := newCodeMinter([]byte("a key of CodeKeySize bytes......"))
+	expiry := time.UnixMilli(1_800_000_000_123)
+	minted, nonce := m.newCode(bin, expiry)
+	got, shaped, authentic := m.parseCode(minted)
+	if !shaped || !authentic || len(minted) != codeLen {
+		t.Fatalf("code %q: shaped %v, authentic %v, length %d (want %d)", minted, shaped, authentic, len(minted), codeLen)
+	}
+	if diff := cmp.Diff(code{aid: aid, expiry: expiry, nonce: nonce}, got, cmp.AllowUnexported(code{})); diff != "" {
+		t.Errorf("parsed code (-want +got):\n%s", diff)
+	}
+	if again, n2 := m.newCode(bin, expiry); again == minted || n2 == nonce {
+		t.Error("two codes for one assignment and expiry are equal")
+	}
+	// Any changed byte, or another key, makes a code not authentic.
+	raw, _ := base64.RawURLEncoding.DecodeString(minted)
+	for i := range raw {
+		altered := append([]byte(nil), raw...)
+		altered[i] ^= 0x20
+		if _, shaped, authentic := m.parseCode(base64.RawURLEncoding.EncodeToString(altered)); !shaped || authentic {
+			t.Errorf("code with byte %d altered: shaped %v, authentic %v", i, shaped, authentic)
+		}
+	}
+	if _, _, authentic := newCodeMinter([]byte("another key of CodeKeySize bytes")).parseCode(minted); authentic {
+		t.Error("a code is authentic under another key")
+	}
+	for _, bad := range []string{"", "abc", minted + "A", minted[:len(minted)-1], strings.Repeat("!", len(minted))} {
+		if _, shaped, _ := m.parseCode(bad); shaped {
+			t.Errorf("parseCode(%q) says it is shaped like a code", bad)
+		}
 	}
 	for _, bad := range []string{"", "ses_", sid[:len(sid)-1], "ses_" + sid[4:len(sid)-1] + "!", "xyz_" + sid[4:]} {
 		if _, ok := assignmentOfSession(bad); ok {

@@ -12,8 +12,11 @@
 // replica finds the session the first one made, and Toloka is asked once per
 // assignment (a Redis lock makes concurrent first landings wait for one
 // resolution; Toloka's final answers, "unknown" and "not active", are cached
-// for a while too). Every landing mints a fresh one-time code, which the
-// platform trades for a signed token with ExchangeCode; a code works once.
+// for a while too). A repeat landing is one Redis GET. Every landing mints a
+// fresh one-time code, which the platform trades for a signed token with
+// ExchangeCode; a code works once and for CodeTTL. Codes are authenticated
+// (HMAC under Config.CodeKey) rather than stored, so a landing writes
+// nothing; the exchange marks a code used.
 //
 // A session's record expires with the pool's assignment_max_duration_seconds
 // plus a margin (its Redis TTL), and a session ends earlier on close_session,
@@ -25,7 +28,7 @@
 // tag of every per-session key, so they share one Cluster slot):
 //
 //	P ses:{aid}            the session record (see record.go), TTL = expiry
-//	P ses-code:{aid}:<s>   a one-time code, TTL CodeTTL
+//	P ses-used:{aid}:<n>   a used one-time code (n is its nonce), until it expires
 //	P ses-neg:{aid}        Toloka's cached final "no" for the assignment
 //	P ses-lock:{aid}       the resolve lock while Toloka is asked
 //	P ses-live:{tenant/pool} sorted set of active session ids by expiry
@@ -33,6 +36,7 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,6 +105,10 @@ type Config struct {
 	Credentials Credentials
 	// Signer signs the tokens ExchangeCode returns.
 	Signer *token.Signer
+	// CodeKey authenticates one-time codes (CodeKeySize bytes). Replicas
+	// that share Redis must share it: the gateway derives it from the
+	// encryption key. Nil makes a random one, good for one replica only.
+	CodeKey []byte
 	// CodeTTL is how long a one-time code may be exchanged.
 	CodeTTL time.Duration
 	// ExpiryMargin is added to the pool's assignment_max_duration_seconds
@@ -129,6 +137,7 @@ type Config struct {
 type Service struct {
 	crowdgatev1.UnimplementedSessionServiceServer
 	cfg     Config
+	codes   *codeMinter
 	metrics *metrics
 }
 
@@ -156,7 +165,12 @@ func NewService(cfg Config) *Service {
 	if cfg.LandingRedis == nil {
 		cfg.LandingRedis = cfg.Redis
 	}
-	return &Service{cfg: cfg, metrics: newMetrics(cfg.Metrics)}
+	key := cfg.CodeKey
+	if len(key) == 0 {
+		key = make([]byte, CodeKeySize)
+		_, _ = rand.Read(key)
+	}
+	return &Service{cfg: cfg, codes: newCodeMinter(key), metrics: newMetrics(cfg.Metrics)}
 }
 
 // AutoPipelined returns a client that batches the commands of concurrent
@@ -184,8 +198,8 @@ func AutoPipelined(rdb redis.UniversalClient) redis.UniversalClient {
 // Keys.
 
 func (s *Service) sessionKey(aid string) string { return s.cfg.Prefix + "ses:{" + aid + "}" }
-func (s *Service) codeKey(aid, secret string) string {
-	return s.cfg.Prefix + "ses-code:{" + aid + "}:" + secret
+func (s *Service) usedKey(aid, nonce string) string {
+	return s.cfg.Prefix + "ses-used:{" + aid + "}:" + nonce
 }
 func (s *Service) negKey(aid string) string  { return s.cfg.Prefix + "ses-neg:{" + aid + "}" }
 func (s *Service) lockKey(aid string) string { return s.cfg.Prefix + "ses-lock:{" + aid + "}" }
@@ -230,31 +244,27 @@ func (e *EndedError) Unwrap() error { return &serviceerror.FailedPrecondition{Me
 
 // Scripts. Every key of one call shares the assignment's hash tag.
 
-// landScript answers a landing from Redis. If the session exists it mints a
-// code when the session is active and returns {1, record}; else a cached
-// final answer {2, answer}; else it takes the resolve lock {3}, or reports
-// that another landing holds it {4}.
+// landScript answers a first landing from Redis: the session if one exists
+// {1, record}; else a cached final answer {2, answer}; else it takes the
+// resolve lock {3}, or reports that another landing holds it {4}.
 var landScript = redis.NewScript(`
 local s = redis.call('GET', KEYS[1])
 if s then
-  if string.sub(s, 1, 1) == 'A' then
-    redis.call('SET', KEYS[2], '1', 'PX', ARGV[1])
-  end
   return {1, s}
 end
-local n = redis.call('GET', KEYS[3])
+local n = redis.call('GET', KEYS[2])
 if n then
   return {2, n}
 end
-if redis.call('SET', KEYS[4], ARGV[3], 'NX', 'PX', ARGV[2]) then
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[1]) then
   return {3}
 end
 return {4}
 `)
 
 // createScript stores a new session unless one exists, releases the
-// resolve lock, mints a code for whichever session is stored if it is
-// active, and returns {created, record}.
+// resolve lock, and returns {created, record} of whichever session is
+// stored.
 var createScript = redis.NewScript(`
 local created = 0
 local s = ARGV[1]
@@ -263,14 +273,11 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 else
   s = redis.call('GET', KEYS[1])
 end
-if redis.call('GET', KEYS[3]) == ARGV[4] then
-  redis.call('DEL', KEYS[3])
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('DEL', KEYS[2])
 end
 if not s then
   return {0, ''}
-end
-if string.sub(s, 1, 1) == 'A' then
-  redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
 end
 return {created, s}
 `)
@@ -287,10 +294,11 @@ end
 return 1
 `)
 
-// exchangeScript consumes a code and returns the session's record (nil
-// when the code is unknown or used, "" when the session is gone).
+// exchangeScript marks a code used (KEYS[1], for ARGV[1] ms) and returns
+// the session's record (nil when the code was used before, "" when the
+// session is gone).
 var exchangeScript = redis.NewScript(`
-if not redis.call('GETDEL', KEYS[1]) then
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
   return false
 end
 return redis.call('GET', KEYS[2]) or ''
@@ -321,9 +329,38 @@ type Landing struct {
 	raw []byte
 }
 
+// ErrNoSession is Find's answer for an assignment that has no session yet.
+var ErrNoSession = errors.New("the assignment has no session yet")
+
+// Find answers a repeat landing from Redis alone, with one GET: where to
+// redirect the Toloker who landed with assignmentID again. It returns
+// ErrNoSession when the assignment has no session yet (Land starts one),
+// and otherwise Land's errors, less those of asking Toloka.
+func (s *Service) Find(ctx context.Context, assignmentID string) (*Landing, error) {
+	bin, ok := assignmentBin(assignmentID)
+	if !ok {
+		_, err := ParseAssignmentID("assignment_id", assignmentID)
+		return nil, err
+	}
+	code, _ := s.codes.newCode(bin, s.cfg.Now().Add(s.cfg.CodeTTL))
+	return s.find(ctx, assignmentID, code, "")
+}
+
+// find reads the assignment's session and answers with code.
+func (s *Service) find(ctx context.Context, aid, code, onlyTenant string) (*Landing, error) {
+	raw, err := s.cfg.LandingRedis.Get(ctx, s.sessionKey(aid)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, storeError(err)
+	}
+	return s.landed(ctx, raw, code, false, onlyTenant)
+}
+
 // Land starts or finds the session of an assignment for a Toloker who
 // landed with it, and returns where to redirect them. It is the landing's
-// whole work, and a repeat landing is one Redis round trip.
+// whole work, and a repeat landing is one Redis GET.
 //
 // Errors: InvalidArgument (malformed id), NotFound (unknown, or not in a
 // pool Crowdgate manages), *NotActiveError, *EndedError, Unavailable
@@ -340,13 +377,17 @@ func (s *Service) land(ctx context.Context, field, aid, onlyTenant string) (*Lan
 		_, err := ParseAssignmentID(field, aid)
 		return nil, err
 	}
-	code, secret := newCode(bin)
-	keys := []string{s.sessionKey(aid), s.codeKey(aid, secret), s.negKey(aid), s.lockKey(aid)}
-	lockToken := secret // random and unique to this landing
+	code, nonce := s.codes.newCode(bin, s.cfg.Now().Add(s.cfg.CodeTTL))
+	// The warm path: a repeat landing finds its session.
+	if l, err := s.find(ctx, aid, code, onlyTenant); !errors.Is(err, ErrNoSession) {
+		return l, err
+	}
+	keys := []string{s.sessionKey(aid), s.negKey(aid), s.lockKey(aid)}
+	lockToken := nonce // random and unique to this landing
 	lockTTL := s.cfg.ResolveTimeout + 2*time.Second
 	deadline := time.Now().Add(lockTTL)
 	for {
-		res, err := landScript.Run(ctx, s.cfg.LandingRedis, keys, s.cfg.CodeTTL.Milliseconds(), lockTTL.Milliseconds(), lockToken).Slice()
+		res, err := landScript.Run(ctx, s.cfg.LandingRedis, keys, lockTTL.Milliseconds(), lockToken).Slice()
 		if err != nil {
 			return nil, storeError(err)
 		}
@@ -439,7 +480,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 		if errors.As(err, &neg) {
 			answer, ttl, err = neg.answer, neg.ttl, neg.err
 		}
-		if rerr := releaseScript.Run(context.WithoutCancel(ctx), s.cfg.LandingRedis, []string{keys[3], keys[2]}, lockToken, answer, ttl.Milliseconds()).Err(); rerr != nil {
+		if rerr := releaseScript.Run(context.WithoutCancel(ctx), s.cfg.LandingRedis, []string{keys[2], keys[1]}, lockToken, answer, ttl.Milliseconds()).Err(); rerr != nil {
 			s.cfg.Log.Warn("session: releasing the resolve lock failed", "assignment_id", aid, "err", rerr)
 		}
 		return nil, err
@@ -452,7 +493,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	// away meanwhile, so the next landing need not ask again.
 	ctx = context.WithoutCancel(ctx)
 	ttl := r.session.GetExpireTime().AsTime().Sub(s.cfg.Now())
-	res, err := createScript.Run(ctx, s.cfg.LandingRedis, []string{keys[0], keys[1], keys[3]}, raw, ttl.Milliseconds(), s.cfg.CodeTTL.Milliseconds(), lockToken).Slice()
+	res, err := createScript.Run(ctx, s.cfg.LandingRedis, []string{keys[0], keys[2]}, raw, ttl.Milliseconds(), lockToken).Slice()
 	if err != nil {
 		return nil, storeError(err)
 	}
@@ -606,12 +647,19 @@ func (s *Service) Exchange(ctx context.Context, tenantID, code string) (*crowdga
 	if code == "" {
 		return nil, serviceerror.NewInvalidArgument("code", "required")
 	}
-	aid, secret, ok := parseCode(code)
-	if !ok {
+	c, shaped, authentic := s.codes.parseCode(code)
+	if !shaped {
 		return nil, serviceerror.NewInvalidArgument("code", "not a code from Crowdgate's redirect")
 	}
 	notFound := &serviceerror.NotFound{Resource: "code", ID: ""}
-	raw, err := exchangeScript.Run(ctx, s.cfg.Redis, []string{s.codeKey(aid, secret), s.sessionKey(aid)}).Text()
+	left := c.expiry.Sub(s.cfg.Now())
+	if !authentic || left <= 0 {
+		s.metrics.exchanged("unknown")
+		return nil, notFound
+	}
+	// The used-marker outlives the code by CodeTTL, a margin for replicas
+	// whose clocks disagree.
+	raw, err := exchangeScript.Run(ctx, s.cfg.Redis, []string{s.usedKey(c.aid, c.nonce), s.sessionKey(c.aid)}, (left + s.cfg.CodeTTL).Milliseconds()).Text()
 	if errors.Is(err, redis.Nil) {
 		s.metrics.exchanged("unknown")
 		return nil, notFound

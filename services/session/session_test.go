@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -362,19 +363,76 @@ func TestCodes(t *testing.T) {
 		t.Errorf("forged code = %v, want NotFound", err)
 	}
 
-	// Codes live CodeTTL.
-	land(t, env, aid)
+	// A code works until CodeTTL has passed, and landing writes nothing
+	// to Redis: only the exchange marks a code used, until it expires.
+	before := keysOf(t, env)
+	l = land(t, env, aid)
+	if diff := cmp.Diff(before, keysOf(t, env)); diff != "" {
+		t.Errorf("a repeat landing changed Redis's keys (-before +after):\n%s", diff)
+	}
+	exchange(t, env, l.Code)
 	n := 0
-	iter := env.Redis.Client.Scan(ctx, 0, env.Redis.Prefix+"ses-code:*", 100).Iterator()
+	iter := env.Redis.Client.Scan(ctx, 0, env.Redis.Prefix+"ses-used:*", 100).Iterator()
 	for iter.Next(ctx) {
 		n++
-		if ttl := env.Redis.Client.PTTL(ctx, iter.Val()).Val(); ttl <= session.DefaultCodeTTL-2*time.Second || ttl > session.DefaultCodeTTL {
-			t.Errorf("code key TTL %v, want %v", ttl, session.DefaultCodeTTL)
+		if ttl := env.Redis.Client.PTTL(ctx, iter.Val()).Val(); ttl <= session.DefaultCodeTTL || ttl > 2*session.DefaultCodeTTL {
+			t.Errorf("used-code marker TTL %v, want the code's life left plus %v", ttl, session.DefaultCodeTTL)
 		}
 	}
-	if n != 1 {
-		t.Errorf("%d codes stored, want 1 (the unused one)", n)
+	if n != 3 {
+		t.Errorf("%d used-code markers, want 3 (two codes exchanged, one burned by another tenant)", n)
 	}
+}
+
+func TestCodeExpiresAfterCodeTTL(t *testing.T) {
+	clock := sessiontest.NewClock()
+	env := sessiontest.New(t, sessiontest.Options{Now: clock.Now})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	late := land(t, env, aid).Code
+	onTime := land(t, env, aid).Code
+	clock.Advance(session.DefaultCodeTTL - time.Millisecond)
+	exchange(t, env, onTime)
+	clock.Advance(time.Millisecond)
+	if _, err := env.Sessions.Exchange(ctx, tenant.Default, late); !isNotFound(err) {
+		t.Errorf("exchange at CodeTTL = %v, want NotFound", err)
+	}
+}
+
+// Replicas that share Redis share the code key; a code minted under
+// another key does not work.
+func TestCodesWorkAcrossReplicasWithTheSameKey(t *testing.T) {
+	key := []byte("the key replicas share: 32 bytes")
+	env := sessiontest.New(t, sessiontest.Options{Session: func(c *session.Config) { c.CodeKey = key }})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	code := land(t, env, aid).Code
+
+	cfg := env.Config
+	other := session.NewService(cfg)
+	if _, err := other.Exchange(ctx, tenant.Default, code); err != nil {
+		t.Fatalf("exchange on a replica with the same key: %v", err)
+	}
+	cfg.CodeKey = []byte("a different key, also 32 bytes..")
+	stranger := session.NewService(cfg)
+	if _, err := stranger.Exchange(ctx, tenant.Default, land(t, env, aid).Code); !isNotFound(err) {
+		t.Errorf("exchange on a replica with another key = %v, want NotFound", err)
+	}
+}
+
+// keysOf lists the test's Redis keys.
+func keysOf(t *testing.T, env *sessiontest.Env) []string {
+	t.Helper()
+	var keys []string
+	iter := env.Redis.Client.Scan(ctx, 0, env.Redis.Prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 func staticKeys(t *testing.T, env *sessiontest.Env) token.StaticKeySet {
@@ -433,8 +491,10 @@ func TestSessionExpiryIsItsRedisTTL(t *testing.T) {
 	env2 := sessiontest.New(t, sessiontest.Options{Now: clock.Now})
 	pool2 := env2.NewPool(t, tenant.Default, nil)
 	aid2 := env2.StartAssignment(t, pool2, "toloker-2")
-	l2 := land(t, env2, aid2)
+	land(t, env2, aid2)
 	clock.Advance(600*time.Second + session.DefaultExpiryMargin)
+	// (Redis has not dropped the record: the test's clock ran ahead.)
+	l2 := land(t, env2, aid2)
 	if _, err := env2.Sessions.Exchange(ctx, tenant.Default, l2.Code); !endedWith(crowdgatev1.EndReason_END_REASON_EXPIRED)(err) {
 		t.Errorf("exchange after expiry = %v", err)
 	}
@@ -718,13 +778,8 @@ func TestSessionRecordIsSmall(t *testing.T) {
 	}
 	perSession := usage(env.Redis.Prefix+"ses:{"+aid+"}") +
 		usage(env.Redis.Prefix+"ses-live:{"+tenant.Default+"/"+pool.PoolId+"}")/n
-	var code int64
-	iter := rdb.Scan(ctx, 0, env.Redis.Prefix+"ses-code:{"+aid+"}:*", 100).Iterator()
-	for iter.Next(ctx) {
-		code = usage(iter.Val())
-	}
-	t.Logf("per live session: %d bytes (record and index share), plus %d per unexchanged code", perSession, code)
-	if perSession+code > 2048 {
-		t.Errorf("a live session takes %d bytes of Redis with a pending code, want at most 2048", perSession+code)
+	t.Logf("per live session: %d bytes (record and index share)", perSession)
+	if perSession > 2048 {
+		t.Errorf("a live session takes %d bytes of Redis, want at most 2048", perSession)
 	}
 }
