@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crowdgate/crowdgate/services/ratelimit"
 	"github.com/crowdgate/crowdgate/services/redisclient"
 )
 
@@ -49,6 +50,10 @@ type Config struct {
 	SubmitMaxBackoff        time.Duration
 	SubmitConcurrency       int
 	SubmitMinReplicas       int
+
+	// LandingLimitIP and LandingLimitAssignment are the landing's rate
+	// limits per client address and per assignment.
+	LandingLimitIP, LandingLimitAssignment ratelimit.Limit
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
@@ -103,6 +108,7 @@ func (c *Config) settings() []Setting {
 	dur := func(p *time.Duration) flag.Value { return (*durationValue)(p) }
 	num := func(p *int) flag.Value { return (*intValue)(p) }
 	secret := func(p *string) flag.Value { return (*secretValue)(p) }
+	rate := func(p *ratelimit.Limit) flag.Value { return (*rateValue)(p) }
 	return []Setting{
 		{"http-addr", "CROWDGATE_HTTP_ADDR", ":8080", "listen address for REST, the landing, /healthz, /readyz, /metrics and /openapi.json", str(&c.HTTPAddr)},
 		{"grpc-addr", "CROWDGATE_GRPC_ADDR", ":9090", "listen address for gRPC (with gRPC health and reflection)", str(&c.GRPCAddr)},
@@ -113,6 +119,8 @@ func (c *Config) settings() []Setting {
 		{"toloka-production-url", "TOLOKA_PRODUCTION_URL", "https://toloka.dev/api/v1", "base URL of Toloka's production API", str(&c.TolokaProductionURL)},
 		{"toloka-sandbox-url", "TOLOKA_SANDBOX_URL", "https://sandbox.toloka.dev/api/v1", "base URL of Toloka's sandbox API", str(&c.TolokaSandboxURL)},
 		{"encryption-key", "CROWDGATE_ENCRYPTION_KEY", "", "base64 32-byte key that encrypts Toloka API keys and signing keys at rest (openssl rand -base64 32); empty makes a random one at start", secret(&c.EncryptionKey)},
+		{"landing-limit-ip", "CROWDGATE_LANDING_LIMIT_IP", "10/s,burst=60", "landings per client address (last X-Forwarded-For entry): RATE/PERIOD,burst=N with PERIOD s, m, h or a duration", rate(&c.LandingLimitIP)},
+		{"landing-limit-assignment", "CROWDGATE_LANDING_LIMIT_ASSIGNMENT", "30/m,burst=10", "landings per assignment, in the same form", rate(&c.LandingLimitAssignment)},
 		{"log-level", "CROWDGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error", str(&c.LogLevel)},
 		{"log-format", "CROWDGATE_LOG_FORMAT", "json", "log format: json or text", str(&c.LogFormat)},
 		{"submit-sync-timeout", "CROWDGATE_SUBMIT_SYNC_TIMEOUT", "2s", "how long Submit waits for Toloka's answer before it answers QUEUED", dur(&c.SubmitSyncTimeout)},
@@ -168,6 +176,18 @@ func (v *intValue) Set(s string) error {
 	return nil
 }
 func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+
+type rateValue ratelimit.Limit
+
+func (v *rateValue) Set(s string) error {
+	l, err := ratelimit.ParseRate(s)
+	if err != nil {
+		return err
+	}
+	*v = rateValue(l)
+	return nil
+}
+func (v *rateValue) String() string { return ratelimit.Limit(*v).RateString() }
 
 type durationValue time.Duration
 

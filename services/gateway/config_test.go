@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/crowdgate/crowdgate/services/landing"
+	"github.com/crowdgate/crowdgate/services/ratelimit"
 )
 
 func TestLoad(t *testing.T) {
@@ -18,6 +21,9 @@ func TestLoad(t *testing.T) {
 		SubmitSyncTimeout: 2 * time.Second, SubmitAttemptTimeout: 10 * time.Second,
 		SubmitVisibilityTimeout: 30 * time.Second, SubmitBaseBackoff: time.Second, SubmitMaxBackoff: 5 * time.Minute,
 		SubmitConcurrency: 32,
+		// The landing package's defaults, in the configuration's words.
+		LandingLimitIP:         ratelimit.Limit{Rate: landing.DefaultPerIP.Rate, Per: landing.DefaultPerIP.Per, Burst: landing.DefaultPerIP.Burst},
+		LandingLimitAssignment: ratelimit.Limit{Rate: landing.DefaultPerAssignment.Rate, Per: landing.DefaultPerAssignment.Per, Burst: landing.DefaultPerAssignment.Burst},
 	}
 	for _, tc := range []struct {
 		name    string
@@ -54,6 +60,16 @@ func TestLoad(t *testing.T) {
 		{name: "bad log level", args: []string{"-log-level=loud"}, wantErr: "CROWDGATE_LOG_LEVEL"},
 		{name: "bad log format", args: []string{"-log-format=xml"}, wantErr: "CROWDGATE_LOG_FORMAT"},
 		{name: "bad submit concurrency", env: map[string]string{"CROWDGATE_SUBMIT_CONCURRENCY": "-3"}, wantErr: "CROWDGATE_SUBMIT_CONCURRENCY"},
+		{
+			name: "landing limits",
+			env:  map[string]string{"CROWDGATE_LANDING_LIMIT_IP": "200/s,burst=400"},
+			args: []string{"-landing-limit-assignment=5/m"},
+			want: func(c *Config) {
+				c.LandingLimitIP = ratelimit.Limit{Rate: 200, Per: time.Second, Burst: 400}
+				c.LandingLimitAssignment = ratelimit.Limit{Rate: 5, Per: time.Minute, Burst: 5}
+			},
+		},
+		{name: "bad landing limit", env: map[string]string{"CROWDGATE_LANDING_LIMIT_ASSIGNMENT": "30 a minute"}, wantErr: "CROWDGATE_LANDING_LIMIT_ASSIGNMENT"},
 		{
 			name: "submit tuning",
 			env:  map[string]string{"CROWDGATE_SUBMIT_VISIBILITY_TIMEOUT": "5s", "CROWDGATE_SUBMIT_MIN_REPLICAS": "1"},

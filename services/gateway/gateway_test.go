@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/ratelimit"
 	"github.com/crowdgate/crowdgate/services/redistest"
 )
 
@@ -228,5 +229,24 @@ func TestShutdownTurnsNotServingThenFinishesInFlightWork(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+func TestLandingLimitsComeFromTheConfiguration(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.LandingLimitAssignment = ratelimit.Limit{Rate: 1, Per: time.Hour, Burst: 2}
+	g, _ := startGateway(t, cfg, nil)
+	// A well-formed id of a pool nobody manages: 404, until the limit.
+	url := "http://" + g.HTTPAddr() + LandingPath + "?assignment_id=00000f4240--" + strings.Repeat("a", 24)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i, want := range []int{http.StatusNotFound, http.StatusNotFound, http.StatusTooManyRequests} {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("landing %d: status %d, want %d", i+1, resp.StatusCode, want)
+		}
 	}
 }

@@ -44,7 +44,11 @@ func wireSessions(d *deps) error {
 	if err != nil {
 		return err
 	}
-	land, err := landing.New(landing.Config{Sessions: d.sessions, Limiter: limiter, Log: d.log, Metrics: d.metrics})
+	land, err := landing.New(landing.Config{
+		Sessions: d.sessions, Limiter: limiter,
+		PerIP: d.cfg.LandingLimitIP, PerAssignment: d.cfg.LandingLimitAssignment,
+		Log: d.log, Metrics: d.metrics,
+	})
 	if err != nil {
 		return fmt.Errorf("landing: %w", err)
 	}
