@@ -31,6 +31,8 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -179,7 +181,8 @@ func RemoteIP(r *http.Request) string {
 // HTTP and runs behind a TLS-terminating proxy, which appends the address it
 // saw: the last entry is that proxy's word, whatever a client wrote before
 // it. (Without a proxy a client could choose it; the per-assignment limit
-// still holds then.)
+// still holds then.) The address is returned as written; limits use its
+// canonical form.
 func ForwardedClientIP(r *http.Request) string {
 	values := r.Header.Values("X-Forwarded-For")
 	if len(values) > 0 {
@@ -187,11 +190,17 @@ func ForwardedClientIP(r *http.Request) string {
 		if i := strings.LastIndexByte(last, ','); i >= 0 {
 			last = last[i+1:]
 		}
-		if ip := net.ParseIP(strings.TrimSpace(last)); ip != nil {
-			return ip.String()
+		if ip := strings.TrimSpace(last); isIP(ip) {
+			return ip
 		}
 	}
 	return RemoteIP(r)
+}
+
+// isIP reports whether s is an IP address (v4 or v6, without a zone).
+func isIP(s string) bool {
+	addr, err := netip.ParseAddr(s)
+	return err == nil && addr.Zone() == ""
 }
 
 // ServeHTTP answers GET /start?assignment_id=...
@@ -211,7 +220,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr["Cache-Control"] = noStore
 	hdr["Referrer-Policy"] = noReferrer
 
-	aid := r.URL.Query().Get("assignment_id")
+	aid := assignmentID(r.URL.RawQuery)
 	if _, err := session.ParseAssignmentID("assignment_id", aid); err != nil {
 		h.page(w, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, "")
 		return
@@ -253,11 +262,36 @@ var (
 	noReferrer = []string{"no-referrer"}
 )
 
+// assignmentID is the first assignment_id parameter of a raw query, as
+// url.Values.Get reads it, without building the whole url.Values (a
+// landing's hot path).
+func assignmentID(rawQuery string) string {
+	const key = "assignment_id"
+	for q := rawQuery; q != ""; {
+		var part string
+		part, q, _ = strings.Cut(q, "&")
+		if strings.ContainsAny(part, "%+;") { // escapes or a semicolon: the general path
+			return queryGet(rawQuery, key)
+		}
+		if k, v, _ := strings.Cut(part, "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func queryGet(rawQuery, key string) string {
+	v, _ := url.ParseQuery(rawQuery)
+	return v.Get(key)
+}
+
 // limitName makes a client address usable as a limit name (no braces or
-// whitespace; bounded length).
+// whitespace; bounded length), in its canonical form so that one address
+// written two ways is one limit.
 func limitName(prefix, ip string) string {
-	if parsed := net.ParseIP(ip); parsed != nil {
-		return prefix + parsed.String()
+	if addr, err := netip.ParseAddr(ip); err == nil {
+		var buf [64]byte
+		return string(addr.Unmap().WithZone("").AppendTo(append(buf[:0], prefix...)))
 	}
 	b := []byte(ip)
 	if len(b) > 64 {

@@ -144,15 +144,32 @@ type code struct {
 	nonce  string // base64url, names the code's used-marker
 }
 
+// rawCode is a minted code before its base64url encoding.
+type rawCode [codeBinLen]byte
+
+// mint returns a code for the assignment's session that expires at expiry.
+func (m *codeMinter) mint(aid [assignmentBinLen]byte, expiry time.Time) *rawCode {
+	var c rawCode
+	copy(c[:], aid[:])
+	binary.BigEndian.PutUint64(c[assignmentBinLen:], uint64(expiry.UnixMilli()))
+	_, _ = rand.Read(c[assignmentBinLen+codeExpiryLen : codeBodyLen])
+	m.mac(c[codeBodyLen:], c[:codeBodyLen])
+	return &c
+}
+
+// String is the code as it travels (base64url, codeLen characters).
+func (c *rawCode) String() string { return base64.RawURLEncoding.EncodeToString(c[:]) }
+
+// nonce is the code's nonce (base64url): random and unique to the code.
+func (c *rawCode) nonce() string {
+	return base64.RawURLEncoding.EncodeToString(c[assignmentBinLen+codeExpiryLen : codeBodyLen])
+}
+
 // newCode returns a code for the assignment's session that expires at
-// expiry, and its nonce (base64url; random and unique to the code).
+// expiry, and its nonce.
 func (m *codeMinter) newCode(aid [assignmentBinLen]byte, expiry time.Time) (c, nonce string) {
-	var b [codeBinLen]byte
-	copy(b[:], aid[:])
-	binary.BigEndian.PutUint64(b[assignmentBinLen:], uint64(expiry.UnixMilli()))
-	_, _ = rand.Read(b[assignmentBinLen+codeExpiryLen : codeBodyLen])
-	m.mac(b[codeBodyLen:], b[:codeBodyLen])
-	return base64.RawURLEncoding.EncodeToString(b[:]), base64.RawURLEncoding.EncodeToString(b[assignmentBinLen+codeExpiryLen : codeBodyLen])
+	raw := m.mint(aid, expiry)
+	return raw.String(), raw.nonce()
 }
 
 // parseCode reads a code. shaped is false for a string that is not shaped

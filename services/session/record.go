@@ -78,21 +78,28 @@ var errCorrupt = errors.New("session: corrupt record")
 // redirectParts reads a record's header only: whether it is active and its
 // redirect parts, and where the protobuf starts.
 func redirectParts(b []byte) (active bool, base, suffix string, rest []byte, err error) {
+	active, bb, sb, rest, err := redirectSlices(b)
+	return active, string(bb), string(sb), rest, err
+}
+
+// redirectSlices is redirectParts without copies: base and suffix are
+// slices of b.
+func redirectSlices(b []byte) (active bool, base, suffix, rest []byte, err error) {
 	if len(b) < 3 || (b[0] != stateActive && b[0] != stateEnded) {
-		return false, "", "", nil, errCorrupt
+		return false, nil, nil, nil, errCorrupt
 	}
 	active = b[0] == stateActive
 	p := b[1:]
 	n, k := binary.Uvarint(p)
 	if k <= 0 || uint64(len(p)-k) < n {
-		return false, "", "", nil, errCorrupt
+		return false, nil, nil, nil, errCorrupt
 	}
-	base, p = string(p[k:k+int(n)]), p[k+int(n):]
+	base, p = p[k:k+int(n)], p[k+int(n):]
 	n, k = binary.Uvarint(p)
 	if k <= 0 || uint64(len(p)-k) < n {
-		return false, "", "", nil, errCorrupt
+		return false, nil, nil, nil, errCorrupt
 	}
-	suffix, p = string(p[k:k+int(n)]), p[k+int(n):]
+	suffix, p = p[k:k+int(n)], p[k+int(n):]
 	return active, base, suffix, p, nil
 }
 

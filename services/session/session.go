@@ -37,10 +37,12 @@ package session
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -342,12 +344,11 @@ func (s *Service) Find(ctx context.Context, assignmentID string) (*Landing, erro
 		_, err := ParseAssignmentID("assignment_id", assignmentID)
 		return nil, err
 	}
-	code, _ := s.codes.newCode(bin, s.cfg.Now().Add(s.cfg.CodeTTL))
-	return s.find(ctx, assignmentID, code, "")
+	return s.find(ctx, assignmentID, s.codes.mint(bin, s.cfg.Now().Add(s.cfg.CodeTTL)), "")
 }
 
 // find reads the assignment's session and answers with code.
-func (s *Service) find(ctx context.Context, aid, code, onlyTenant string) (*Landing, error) {
+func (s *Service) find(ctx context.Context, aid string, code *rawCode, onlyTenant string) (*Landing, error) {
 	raw, err := s.cfg.LandingRedis.Get(ctx, s.sessionKey(aid)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNoSession
@@ -377,13 +378,13 @@ func (s *Service) land(ctx context.Context, field, aid, onlyTenant string) (*Lan
 		_, err := ParseAssignmentID(field, aid)
 		return nil, err
 	}
-	code, nonce := s.codes.newCode(bin, s.cfg.Now().Add(s.cfg.CodeTTL))
+	code := s.codes.mint(bin, s.cfg.Now().Add(s.cfg.CodeTTL))
 	// The warm path: a repeat landing finds its session.
 	if l, err := s.find(ctx, aid, code, onlyTenant); !errors.Is(err, ErrNoSession) {
 		return l, err
 	}
 	keys := []string{s.sessionKey(aid), s.negKey(aid), s.lockKey(aid)}
-	lockToken := nonce // random and unique to this landing
+	lockToken := code.nonce() // random and unique to this landing
 	lockTTL := s.cfg.ResolveTimeout + 2*time.Second
 	deadline := time.Now().Add(lockTTL)
 	for {
@@ -416,15 +417,15 @@ func (s *Service) land(ctx context.Context, field, aid, onlyTenant string) (*Lan
 }
 
 // landed turns a stored record into the landing's answer.
-func (s *Service) landed(ctx context.Context, raw []byte, code string, created bool, onlyTenant string) (*Landing, error) {
-	active, base, suffix, _, err := redirectParts(raw)
+func (s *Service) landed(ctx context.Context, raw []byte, code *rawCode, created bool, onlyTenant string) (*Landing, error) {
+	active, base, suffix, _, err := redirectSlices(raw)
 	if err != nil {
 		return nil, err
 	}
 	if active && onlyTenant == "" {
 		// The warm path: no protobuf decoding. (An active record is never
 		// past its expiry: its key's TTL is the expiry.)
-		return &Landing{RedirectURL: base + "code=" + code + suffix, Code: code, Created: created, raw: raw}, nil
+		return newLanding(base, suffix, code, created, raw), nil
 	}
 	r, err := unmarshalRecord(raw)
 	if err != nil {
@@ -437,7 +438,23 @@ func (s *Service) landed(ctx context.Context, raw []byte, code string, created b
 	if !r.active() {
 		return nil, &EndedError{Session: r.session}
 	}
-	return &Landing{RedirectURL: base + "code=" + code + suffix, Code: code, Created: created, raw: raw}, nil
+	return newLanding(base, suffix, code, created, raw), nil
+}
+
+// newLanding builds the redirect to base + "code=" + code + suffix in one
+// allocation; Code shares its bytes.
+func newLanding(base, suffix []byte, code *rawCode, created bool, raw []byte) *Landing {
+	var b strings.Builder
+	b.Grow(len(base) + len("code=") + codeLen + len(suffix))
+	b.Write(base)
+	b.WriteString("code=")
+	at := b.Len()
+	var enc [codeLen]byte
+	base64.RawURLEncoding.Encode(enc[:], code[:])
+	b.Write(enc[:])
+	b.Write(suffix)
+	u := b.String()
+	return &Landing{RedirectURL: u, Code: u[at : at+codeLen], Created: created, raw: raw}
 }
 
 // view presents a record as of now: an active session past its expiry is
@@ -470,7 +487,7 @@ func cachedAnswer(aid, answer string) error {
 
 // resolveAndCreate asks Toloka (holding the resolve lock) and stores the
 // session.
-func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignmentBinLen]byte, code string, keys []string, lockToken, onlyTenant string) (*Landing, error) {
+func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignmentBinLen]byte, code *rawCode, keys []string, lockToken, onlyTenant string) (*Landing, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.ResolveTimeout)
 	r, err := s.resolve(rctx, aid, bin, onlyTenant)
 	cancel()
