@@ -203,3 +203,28 @@ func TestBinaryWithEmbeddedEmulator(t *testing.T) {
 		t.Errorf("emulator GET /projects = %d %q, want 401 AUTHENTICATION_ERROR", resp.StatusCode, body.Code)
 	}
 }
+
+// The gateway collects garbage at 400% of its live heap unless GOGC says
+// otherwise.
+func TestBinaryGCTarget(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		want string
+	}{
+		{"GOGC=", "go_gc_gogc_percent 400"},
+		{"GOGC=150", "go_gc_gogc_percent 150"},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			p := start(t, []string{tc.env})
+			resp, err := http.Get("http://" + p.httpAddr + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(string(b), "\n"+tc.want+"\n") {
+				t.Errorf("/metrics lacks %q", tc.want)
+			}
+		})
+	}
+}
