@@ -2,8 +2,10 @@
 // EXTERNAL flow (Start in Toloka, the landing, the platform's code exchange
 // and submits) against real crowdgate, tolokasim and redis-server processes
 // on loopback addresses, and reconciles the money at the end: every submit
-// paid exactly once, totals equal to the cent. Run with --help for the
-// flags; the logic lives in package services/crowdload.
+// paid exactly once, totals equal to the cent. "crowdload landing" is the
+// landing benchmark instead: warm and cold landings with their ceilings
+// measured in the same run. Run with --help for the flags; the logic lives
+// in package services/crowdload.
 package main
 
 import (
@@ -48,6 +50,9 @@ func main() {
 // run is the command without the process around it; it returns the exit
 // status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "landing" {
+		return runLanding(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := crowdload.ParseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, crowdload.ErrHelp) {
@@ -69,4 +74,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitCannot
 	}
 	return res.ExitCode()
+}
+
+// runLanding is "crowdload landing": the landing benchmark.
+func runLanding(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := crowdload.ParseLandingFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, crowdload.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "crowdload landing:", err)
+		fmt.Fprintln(stderr, "run crowdload landing --help for the flags")
+		return exitUsage
+	}
+	res, err := crowdload.RunLanding(ctx, cfg, stderr)
+	if res != nil && res.Warm.Requests > 0 {
+		res.WriteSummary(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "crowdload landing:", err)
+		if res != nil && res.WorkDir != "" {
+			fmt.Fprintln(stderr, "crowdload landing: logs in", res.WorkDir)
+		}
+		return exitCannot
+	}
+	return 0
 }

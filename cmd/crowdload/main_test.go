@@ -25,6 +25,9 @@ func TestExitStatusOfFlags(t *testing.T) {
 		{"bad flag value", []string{"--tolokers=0"}, exitUsage, "--tolokers must be at least 1"},
 		{"unknown flag", []string{"--tolokerz=3"}, exitUsage, "flag provided but not defined"},
 		{"faults in throughput mode", []string{"--mode=throughput", "--fault-rate=0.3"}, exitUsage, "chaos-mode flags"},
+		{"landing help", []string{"landing", "--help"}, 0, "ceiling of warm landings"},
+		{"landing bad flag", []string{"landing", "--connections=0"}, exitUsage, "--connections must be within"},
+		{"landing without wrk", []string{"landing", "--wrk=/nonexistent/wrk"}, exitCannot, "apt-get install wrk"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -288,7 +288,10 @@ func (l listFlag) Set(s string) error {
 	return nil
 }
 
-// envFlag collects KEY=VALUE pairs; each Set appends (comma-separated).
+// envFlag collects KEY=VALUE pairs; each Set appends (comma-separated). A
+// comma-separated piece that does not start with KEY= continues the
+// previous value, so values may hold commas
+// (CROWDGATE_LANDING_LIMIT_IP=10/s,burst=60).
 type envFlag struct{ p *[]string }
 
 func (e envFlag) String() string {
@@ -299,6 +302,7 @@ func (e envFlag) String() string {
 }
 
 func (e envFlag) Set(s string) error {
+	added := 0
 	for _, kv := range strings.Split(s, ",") {
 		kv = strings.TrimSpace(kv)
 		if kv == "" {
@@ -306,9 +310,14 @@ func (e envFlag) Set(s string) error {
 		}
 		k, _, ok := strings.Cut(kv, "=")
 		if !ok || !envName.MatchString(k) {
-			return fmt.Errorf("want KEY=VALUE with KEY like CROWDGATE_SUBMIT_MAX_BACKOFF, got %q", kv)
+			if added == 0 {
+				return fmt.Errorf("want KEY=VALUE with KEY like CROWDGATE_SUBMIT_MAX_BACKOFF, got %q", kv)
+			}
+			(*e.p)[len(*e.p)-1] += "," + kv
+			continue
 		}
 		*e.p = append(*e.p, kv)
+		added++
 	}
 	return nil
 }

@@ -107,11 +107,11 @@ func TestParseFlagsRefuses(t *testing.T) {
 }
 
 func TestGatewayEnv(t *testing.T) {
-	c, err := ParseFlags([]string{"--gateway-env=A=1,B_2=x=y", "--gateway-env", "C=3"}, io.Discard)
+	c, err := ParseFlags([]string{"--gateway-env=A=1,B_2=x=y", "--gateway-env", "C=3", "--gateway-env=L=10/s,burst=60,M=1"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"A=1", "B_2=x=y", "C=3"}, c.GatewayEnv); diff != "" {
+	if diff := cmp.Diff([]string{"A=1", "B_2=x=y", "C=3", "L=10/s,burst=60", "M=1"}, c.GatewayEnv); diff != "" {
 		t.Errorf("GatewayEnv (-want +got):\n%s", diff)
 	}
 	c, err = ParseFlags([]string{"--preset=ci"}, io.Discard)

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -263,28 +261,8 @@ func run(ctx context.Context, cfg Config, progress io.Writer, hooks *testHooks) 
 	if progress == nil {
 		progress = io.Discard
 	}
-	progress = &syncWriter{w: progress}
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
-	r := &runner{
-		cfg: cfg, progress: progress,
-		res:      &Result{Config: cfg, RunID: hex.EncodeToString(id), FailedAttempts: map[string]int64{}},
-		failures: map[string]int64{}, examples: map[string]string{},
-		memory: map[string]*ReplicaMemory{}, lastPID: map[string]int{},
-	}
-	transport := &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        4 * (cfg.Concurrency + 16),
-		MaxIdleConnsPerHost: 2 * (cfg.Concurrency + 16),
-		IdleConnTimeout:     90 * time.Second,
-	}
-	r.hc = &http.Client{Transport: transport}
-	r.browser = &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	defer func() {
-		r.teardown(err)
-		transport.CloseIdleConnections()
-	}()
+	r, closeRunner := newRunner(cfg, progress)
+	defer func() { closeRunner(err) }()
 	if err := r.setupInfra(ctx, hooks); err != nil {
 		return r.res, err
 	}

@@ -1,0 +1,143 @@
+package crowdload
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// A report as wrk 4.1 prints it with --latency.
+const wrkReport = `Running 10s test @ http://127.0.0.1:42353
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     0.92ms  447.09us   9.41ms   77.01%
+    Req/Sec    34.84k     2.74k   39.21k    71.00%
+  Latency Distribution
+     50%  810.00us
+     75%    1.09ms
+     90%    1.45ms
+     99%    2.65ms
+  346880 requests in 10.01s, 83.37MB read
+  Socket errors: connect 0, read 3, write 0, timeout 1
+  Non-2xx or 3xx responses: 12
+Requests/sec:  34653.02
+Transfer/sec:      8.33MB
+`
+
+func TestParseWrk(t *testing.T) {
+	var got PhaseResult
+	if err := parseWrk(wrkReport, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := PhaseResult{Requests: 346880 - 12, Other: 12 + 3 + 1, Elapsed: 10010 * time.Millisecond,
+		P50: 810 * time.Microsecond, P99: 2650 * time.Microsecond}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parseWrk (-want +got):\n%s", diff)
+	}
+	if got.Rate() < 34650 || got.Rate() > 34656 {
+		t.Errorf("rate %.1f, want what wrk printed (34653)", got.Rate())
+	}
+	for _, bad := range []string{"", "unable to connect to 127.0.0.1:1 Connection refused", strings.Replace(wrkReport, "     99%    2.65ms\n", "", 1)} {
+		if err := parseWrk(bad, &PhaseResult{}); err == nil {
+			t.Errorf("parseWrk accepted %q", bad)
+		}
+	}
+}
+
+func TestWriteWrkScript(t *testing.T) {
+	dir := t.TempDir()
+	ids := []string{"0000000002--000000000000000000000001", "0000000002--000000000000000000000002"}
+	path, err := writeWrkScript(dir, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := string(b)
+	for _, want := range []string{
+		`{"0000000002--000000000000000000000001", "10.77.0.0"}`,
+		`{"0000000002--000000000000000000000002", "10.77.0.1"}`,
+		"function init(args)", // requests are formatted once wrk has set Host
+		`wrk.format("GET", "/start?assignment_id=" .. v[1], {["X-Forwarded-For"] = v[2]})`,
+		"function request()",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("script lacks %s:\n%s", want, script)
+		}
+	}
+	if benchIP(65536) != benchIP(0) || benchIP(257) != "10.77.1.1" {
+		t.Errorf("benchIP: %s, %s", benchIP(65536), benchIP(257))
+	}
+}
+
+func TestLandingOutcomes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, `# HELP crowdgate_landings_total Toloker landings (GET /start), by outcome.
+# TYPE crowdgate_landings_total counter
+crowdgate_landings_total{outcome="rate_limited"} 3
+crowdgate_landings_total{outcome="redirect"} 1.2345e+06
+crowdgate_landing_seconds_bucket{le="0.0005"} 9
+`)
+	}))
+	defer srv.Close()
+	got, err := landingOutcomes(t.Context(), srv.Client(), srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]float64{"rate_limited": 3, "redirect": 1234500}, got); diff != "" {
+		t.Errorf("landingOutcomes (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseLandingFlags(t *testing.T) {
+	c, err := ParseLandingFlags([]string{"--connections=8", "--gateway-env=CROWDGATE_LANDING_LIMIT_IP=1000/s,burst=1000"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Connections != 8 || c.Duration != 10*time.Second || c.Assignments != 30000 || !c.TolokaRateLimits {
+		t.Errorf("config %+v", c)
+	}
+	if diff := cmp.Diff([]string{"CROWDGATE_LANDING_LIMIT_IP=1000/s,burst=1000"}, c.GatewayEnv); diff != "" {
+		t.Errorf("GatewayEnv (-want +got):\n%s", diff)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--duration=10ms"}, "--duration"},
+		{[]string{"--connections=0"}, "--connections"},
+		{[]string{"--assignments=0"}, "--assignments"},
+		{[]string{"--gateway-env=REDIS_URL=redis://x"}, "cannot set REDIS_URL"},
+		{[]string{"extra"}, "unexpected arguments"},
+	} {
+		if _, err := ParseLandingFlags(tc.args, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("ParseLandingFlags(%q) = %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestProcessCPU(t *testing.T) {
+	before, err := processCPU(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	// Burn CPU until the kernel's tick counter moves.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for i := range 1_000_000 {
+			_ = i * i
+		}
+		if after, _ := processCPU(os.Getpid()); after > before {
+			return
+		}
+	}
+	t.Error("processCPU did not grow while this process used the CPU")
+}
