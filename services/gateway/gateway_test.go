@@ -234,6 +234,8 @@ func TestShutdownTurnsNotServingThenFinishesInFlightWork(t *testing.T) {
 
 func TestLandingLimitsComeFromTheConfiguration(t *testing.T) {
 	cfg := testConfig(t)
+	r := redistest.New(t) // this test's own keys: the shared limits outlive a run
+	cfg.RedisURL, cfg.RedisPrefix = r.URL, r.Prefix
 	cfg.LandingLimitAssignment = ratelimit.Limit{Rate: 1, Per: time.Hour, Burst: 2}
 	g, _ := startGateway(t, cfg, nil)
 	// A well-formed id of a pool nobody manages: 404, until the limit.
