@@ -104,7 +104,7 @@ func assignmentOfSession(sid string) (string, bool) {
 // milliseconds, big-endian), a random nonce (12) and an HMAC-SHA256 of those
 // 37 bytes, cut to 16, under a key every replica shares; base64url, 71
 // characters. A code works once: the exchange marks its nonce used in Redis
-// (SET NX, until the code has expired).
+// (SET NX, until MaxClockSkew after the code has expired).
 const (
 	codeExpiryLen = 8
 	codeNonceLen  = 12
@@ -163,6 +163,14 @@ func (c *rawCode) String() string { return base64.RawURLEncoding.EncodeToString(
 // nonce is the code's nonce (base64url): random and unique to the code.
 func (c *rawCode) nonce() string {
 	return base64.RawURLEncoding.EncodeToString(c[assignmentBinLen+codeExpiryLen : codeBodyLen])
+}
+
+// newLockToken returns a random token that names one landing's hold on a
+// resolve lock.
+func newLockToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // newCode returns a code for the assignment's session that expires at

@@ -28,7 +28,7 @@
 // tag of every per-session key, so they share one Cluster slot):
 //
 //	P ses:{aid}            the session record (see record.go), TTL = expiry
-//	P ses-used:{aid}:<n>   a used one-time code (n is its nonce), until it expires
+//	P ses-used:{aid}:<n>   a used one-time code (n is its nonce), until it expires + MaxClockSkew
 //	P ses-neg:{aid}        Toloka's cached final "no" for the assignment
 //	P ses-lock:{aid}       the resolve lock while Toloka is asked
 //	P ses-live:{tenant/pool} sorted set of active session ids by expiry
@@ -75,6 +75,12 @@ type Credentials interface {
 	// Account returns the Toloka account of a tenant's credential.
 	Account(ctx context.Context, tenantID, credentialID string) (*toloka.Account, error)
 }
+
+// MaxClockSkew is how far apart replicas' clocks may be for one-time codes
+// to stay single-use: a code's used-marker outlives the code by it, and a
+// code whose expiry lies further than CodeTTL plus it in the future is
+// refused.
+const MaxClockSkew = 5 * time.Minute
 
 // Defaults for Config's zero fields.
 const (
@@ -181,7 +187,7 @@ func NewService(cfg Config) *Service {
 // many concurrent landings this saves system calls on both sides: in
 // BenchmarkLanding/warm it cuts the CPU a landing costs by about 30%. A batch that fails on the network may be
 // resent whole, so give it only commands that are safe to repeat: the
-// landing's scripts and rate limits are (a repeat mints an unused code or
+// landing's scripts and rate limits are (a repeat re-reads a session, or
 // spends a slot twice); the code exchange is not, and does not use it.
 func AutoPipelined(rdb redis.UniversalClient) redis.UniversalClient {
 	c, ok := rdb.(interface {
@@ -344,11 +350,11 @@ func (s *Service) Find(ctx context.Context, assignmentID string) (*Landing, erro
 		_, err := ParseAssignmentID("assignment_id", assignmentID)
 		return nil, err
 	}
-	return s.find(ctx, assignmentID, s.codes.mint(bin, s.cfg.Now().Add(s.cfg.CodeTTL)), "")
+	return s.find(ctx, assignmentID, bin, "")
 }
 
-// find reads the assignment's session and answers with code.
-func (s *Service) find(ctx context.Context, aid string, code *rawCode, onlyTenant string) (*Landing, error) {
+// find reads the assignment's session and answers with a fresh code.
+func (s *Service) find(ctx context.Context, aid string, bin [assignmentBinLen]byte, onlyTenant string) (*Landing, error) {
 	raw, err := s.cfg.LandingRedis.Get(ctx, s.sessionKey(aid)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, ErrNoSession
@@ -356,7 +362,7 @@ func (s *Service) find(ctx context.Context, aid string, code *rawCode, onlyTenan
 	if err != nil {
 		return nil, storeError(err)
 	}
-	return s.landed(ctx, raw, code, false, onlyTenant)
+	return s.landed(ctx, raw, bin, false, onlyTenant)
 }
 
 // Land starts or finds the session of an assignment for a Toloker who
@@ -378,13 +384,12 @@ func (s *Service) land(ctx context.Context, field, aid, onlyTenant string) (*Lan
 		_, err := ParseAssignmentID(field, aid)
 		return nil, err
 	}
-	code := s.codes.mint(bin, s.cfg.Now().Add(s.cfg.CodeTTL))
 	// The warm path: a repeat landing finds its session.
-	if l, err := s.find(ctx, aid, code, onlyTenant); !errors.Is(err, ErrNoSession) {
+	if l, err := s.find(ctx, aid, bin, onlyTenant); !errors.Is(err, ErrNoSession) {
 		return l, err
 	}
 	keys := []string{s.sessionKey(aid), s.negKey(aid), s.lockKey(aid)}
-	lockToken := code.nonce() // random and unique to this landing
+	lockToken := newLockToken() // unique to this landing
 	lockTTL := s.cfg.ResolveTimeout + 2*time.Second
 	deadline := time.Now().Add(lockTTL)
 	for {
@@ -395,12 +400,12 @@ func (s *Service) land(ctx context.Context, field, aid, onlyTenant string) (*Lan
 		switch kind, _ := res[0].(int64); kind {
 		case 1:
 			raw, _ := res[1].(string)
-			return s.landed(ctx, []byte(raw), code, false, onlyTenant)
+			return s.landed(ctx, []byte(raw), bin, false, onlyTenant)
 		case 2:
 			answer, _ := res[1].(string)
 			return nil, cachedAnswer(aid, answer)
 		case 3:
-			return s.resolveAndCreate(ctx, aid, bin, code, keys, lockToken, onlyTenant)
+			return s.resolveAndCreate(ctx, aid, bin, keys, lockToken, onlyTenant)
 		}
 		// Another landing is asking Toloka: wait for its answer.
 		if time.Now().After(deadline) {
@@ -416,8 +421,9 @@ func (s *Service) land(ctx context.Context, field, aid, onlyTenant string) (*Lan
 	}
 }
 
-// landed turns a stored record into the landing's answer.
-func (s *Service) landed(ctx context.Context, raw []byte, code *rawCode, created bool, onlyTenant string) (*Landing, error) {
+// landed turns a stored record into the landing's answer, with a code
+// minted now (after any wait for Toloka), so it has its whole CodeTTL.
+func (s *Service) landed(ctx context.Context, raw []byte, bin [assignmentBinLen]byte, created bool, onlyTenant string) (*Landing, error) {
 	active, base, suffix, _, err := redirectSlices(raw)
 	if err != nil {
 		return nil, err
@@ -425,7 +431,7 @@ func (s *Service) landed(ctx context.Context, raw []byte, code *rawCode, created
 	if active && onlyTenant == "" {
 		// The warm path: no protobuf decoding. (An active record is never
 		// past its expiry: its key's TTL is the expiry.)
-		return newLanding(base, suffix, code, created, raw), nil
+		return newLanding(base, suffix, s.codes.mint(bin, s.cfg.Now().Add(s.cfg.CodeTTL)), created, raw), nil
 	}
 	r, err := unmarshalRecord(raw)
 	if err != nil {
@@ -438,7 +444,7 @@ func (s *Service) landed(ctx context.Context, raw []byte, code *rawCode, created
 	if !r.active() {
 		return nil, &EndedError{Session: r.session}
 	}
-	return newLanding(base, suffix, code, created, raw), nil
+	return newLanding(base, suffix, s.codes.mint(bin, s.cfg.Now().Add(s.cfg.CodeTTL)), created, raw), nil
 }
 
 // newLanding builds the redirect to base + "code=" + code + suffix in one
@@ -487,7 +493,7 @@ func cachedAnswer(aid, answer string) error {
 
 // resolveAndCreate asks Toloka (holding the resolve lock) and stores the
 // session.
-func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignmentBinLen]byte, code *rawCode, keys []string, lockToken, onlyTenant string) (*Landing, error) {
+func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignmentBinLen]byte, keys []string, lockToken, onlyTenant string) (*Landing, error) {
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.ResolveTimeout)
 	r, err := s.resolve(rctx, aid, bin, onlyTenant)
 	cancel()
@@ -525,7 +531,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 		if err := liveAddScript.Run(ctx, s.cfg.LandingRedis, []string{s.liveKey(r.session.TenantId, r.session.PoolId)}, r.session.SessionId, ms, s.cfg.Now().UnixMilli()).Err(); err != nil {
 			s.cfg.Log.Warn("session: listing a live session failed", "session_id", r.session.SessionId, "err", err)
 		}
-		return s.landed(ctx, []byte(stored), code, true, onlyTenant)
+		return s.landed(ctx, []byte(stored), bin, true, onlyTenant)
 	}
 	// Another landing stored the assignment's session first (its lock
 	// expired while this one waited on Toloka): it must be the same Toloker.
@@ -538,7 +544,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 			"assignment_id", aid, "session_id", existing.session.GetSessionId())
 		return nil, serviceerror.NewFailedPrecondition("assignment %s is bound to another Toloker's session", aid)
 	}
-	return s.landed(ctx, []byte(stored), code, false, onlyTenant)
+	return s.landed(ctx, []byte(stored), bin, false, onlyTenant)
 }
 
 // resolve finds the assignment's pool, asks Toloka about it with the
@@ -669,14 +675,17 @@ func (s *Service) Exchange(ctx context.Context, tenantID, code string) (*crowdga
 		return nil, serviceerror.NewInvalidArgument("code", "not a code from Crowdgate's redirect")
 	}
 	notFound := &serviceerror.NotFound{Resource: "code", ID: ""}
+	// A code lives CodeTTL by the clock of the replica that minted it. One
+	// that claims to live longer than CodeTTL plus the clock skew allowed
+	// between replicas was not minted by a sane clock; refuse it, so that
+	// the used-marker, which outlives the code by that skew, is always
+	// there while another replica could still accept the code.
 	left := c.expiry.Sub(s.cfg.Now())
-	if !authentic || left <= 0 {
+	if !authentic || left <= 0 || left > s.cfg.CodeTTL+MaxClockSkew {
 		s.metrics.exchanged("unknown")
 		return nil, notFound
 	}
-	// The used-marker outlives the code by CodeTTL, a margin for replicas
-	// whose clocks disagree.
-	raw, err := exchangeScript.Run(ctx, s.cfg.Redis, []string{s.usedKey(c.aid, c.nonce), s.sessionKey(c.aid)}, (left + s.cfg.CodeTTL).Milliseconds()).Text()
+	raw, err := exchangeScript.Run(ctx, s.cfg.Redis, []string{s.usedKey(c.aid, c.nonce), s.sessionKey(c.aid)}, (left + MaxClockSkew).Milliseconds()).Text()
 	if errors.Is(err, redis.Nil) {
 		s.metrics.exchanged("unknown")
 		return nil, notFound
