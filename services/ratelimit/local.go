@@ -14,15 +14,19 @@ import (
 // quota), check the shared Limiter too.
 //
 // Every limit is a smoothed rate (GCRA, as Limiter's with Burst > 0): Rate
-// per Per, Burst at once after a quiet period; a Burst of 0 counts as 1.
-// Limit.Name is the key counted under. A key costs memory only while it has
-// spent part of its burst, and at most MaxKeys are kept: past that, keys
-// whose burst is whole again are dropped, then arbitrary keys are forgotten
-// (they get a full burst back) rather than new keys refused.
+// per Per, Burst at once after a quiet period; a Burst of 0 counts as 1
+// (not as Limiter's sliding window). Limit.Name is the key counted under;
+// two limits with one Name in one call take two slots of that key. About
+// MaxKeys keys are kept (at least 64): when a key's shard is full, keys
+// whose burst is whole again are dropped, then arbitrary keys are
+// forgotten (they get a full burst back) rather than new keys refused.
+// Time is measured on the monotonic clock, so a wall-clock step does not
+// lock keys out.
 type Local struct {
 	seed    maphash.Seed
 	perCap  int
 	now     func() time.Time
+	base    time.Time // times are nanoseconds since base
 	shards  [localShards]localShard
 	sweepNS int64
 }
@@ -36,8 +40,9 @@ const DefaultLocalMaxKeys = 1 << 18
 
 type localShard struct {
 	mu sync.Mutex
-	// tat is each key's theoretical arrival time (Unix ns): the key is
-	// refused while tat-now exceeds its burst's worth of intervals.
+	// tat is each key's theoretical arrival time (ns since Local.base):
+	// the key is refused while tat-now exceeds its burst's worth of
+	// intervals.
 	tat   map[string]int64
 	swept int64
 }
@@ -59,7 +64,7 @@ func NewLocal(cfg LocalConfig) *Local {
 		cfg.Now = time.Now
 	}
 	l := &Local{seed: maphash.MakeSeed(), perCap: max(1, cfg.MaxKeys/localShards), now: cfg.Now,
-		sweepNS: int64(100 * time.Millisecond)}
+		base: cfg.Now(), sweepNS: int64(100 * time.Millisecond)}
 	for i := range l.shards {
 		l.shards[i].tat = make(map[string]int64)
 	}
@@ -70,7 +75,7 @@ func NewLocal(cfg LocalConfig) *Local {
 // nothing. When one is full it takes none and returns how long until every
 // limit would have room.
 func (l *Local) Allow(limits ...Limit) (retryAfter time.Duration, ok bool) {
-	now := l.now().UnixNano()
+	now := int64(l.now().Sub(l.base)) // monotonic when the clock gives it
 	// Lock each shard involved once, in index order.
 	var idx [4]int
 	shards := idx[:0]
@@ -92,7 +97,16 @@ func (l *Local) Allow(limits ...Limit) (retryAfter time.Duration, ok bool) {
 	for k, lim := range limits {
 		interval := int64(lim.Per) / int64(max(lim.Rate, 1))
 		tolerance := interval * int64(max(lim.Burst, 1))
-		tat := max(l.shards[shards[k]].tat[lim.Name], now) + interval
+		prev, ok := l.shards[shards[k]].tat[lim.Name]
+		for j := range k { // the same key earlier in this call
+			if limits[j].Name == lim.Name {
+				prev, ok = tats[j], true
+			}
+		}
+		if !ok {
+			prev = now
+		}
+		tat := max(prev, now) + interval
 		if over := tat - now - tolerance; over > 0 {
 			wait = max(wait, over)
 		}

@@ -60,10 +60,20 @@ func TestLocalAllOrNothing(t *testing.T) {
 	if _, ok := l.Allow(Limit{Name: "asg-3", Rate: 1, Per: time.Hour, Burst: 1}); !ok {
 		t.Error("a refused Allow spent the other limit's slot")
 	}
-	// Two limits on one key count twice on it.
+	// Two limits on one key take two slots of it.
 	same := Limit{Name: "k", Rate: 1, Per: time.Hour, Burst: 3}
 	if _, ok := l.Allow(same, same); !ok {
 		t.Fatal("refused")
+	}
+	if _, ok := l.Allow(same); !ok {
+		t.Fatal("the third slot of a burst of 3 refused")
+	}
+	if _, ok := l.Allow(same); ok {
+		t.Error("a fourth slot allowed: Allow(same, same) took one slot, not two")
+	}
+	if _, ok := l.Allow(Limit{Name: "k2", Rate: 1, Per: time.Hour, Burst: 3}, Limit{Name: "k2", Rate: 1, Per: time.Hour, Burst: 3},
+		Limit{Name: "k2", Rate: 1, Per: time.Hour, Burst: 3}, Limit{Name: "k2", Rate: 1, Per: time.Hour, Burst: 3}); ok {
+		t.Error("four slots of a burst of 3 taken in one call")
 	}
 }
 
@@ -93,6 +103,11 @@ func TestLocalKeepsAtMostMaxKeys(t *testing.T) {
 	}
 	if _, ok := l.Allow(spent); ok {
 		t.Error("a spent key was forgotten while expired ones could be dropped")
+	}
+	// The sweeps dropped the expired keys of every shard that took a new
+	// key (about 63 of 64), not one key per insert.
+	if n := l.Len(); n > maxKeys/2 {
+		t.Errorf("%d keys kept after %d new ones over expired ones, want about %d", n, maxKeys/4+1, maxKeys/4+1)
 	}
 }
 
