@@ -4,10 +4,11 @@
 // The landing checks the assignment id's shape, applies per-IP and
 // per-assignment rate limits, and asks the session service for the
 // assignment's session. The limits are counted in each replica's memory on
-// every landing; a landing that must ask Toloka (the assignment's first) is
-// also counted against the same limits shared by every replica through
-// Redis, so that no client spends a requester's Toloka quota faster than
-// the limits allow, however many replicas it reaches. On success it
+// every landing; a landing that finds no session (the assignment's first,
+// or one Toloka already refused) is also counted against the same limits
+// shared by every replica through Redis, so that no client spends a
+// requester's Toloka quota faster than the limits allow, however many
+// replicas it reaches. On success it
 // redirects (303) to the project's registered platform URL with a one-time
 // code, never to a URL taken from the request, and never with a token in the
 // URL. Everything else is a small HTML page with the right status: 400 for
@@ -26,6 +27,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"html/template"
 	"log/slog"
 	"math"
@@ -83,8 +85,8 @@ const limitKey = "landing"
 type Config struct {
 	// Sessions answers landings.
 	Sessions Sessions
-	// Limiter applies the rate limits across replicas to landings that ask
-	// Toloka; nil turns that off.
+	// Limiter applies the rate limits across replicas to landings that
+	// find no session (those may ask Toloka); nil turns that off.
 	Limiter Limiter
 	// Local applies the rate limits in this replica to every landing
 	// (ratelimit.NewLocal's defaults when nil).
@@ -132,6 +134,11 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.PerAssignment.Rate == 0 {
 		cfg.PerAssignment = DefaultPerAssignment
+	}
+	for _, l := range []ratelimit.Limit{cfg.PerIP, cfg.PerAssignment} {
+		if l.Rate < 1 || l.Per <= 0 || l.Burst < 1 {
+			return nil, fmt.Errorf("landing: a limit needs a positive rate, period and burst, got %d per %s, burst %d", l.Rate, l.Per, l.Burst)
+		}
 	}
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = ForwardedClientIP

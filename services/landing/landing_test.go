@@ -394,3 +394,13 @@ func TestForwardedClientIP(t *testing.T) {
 		})
 	}
 }
+
+func TestNewRefusesLimitsWithoutABurst(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	// Burst 0 is a sliding window to the shared limiter but "one at once"
+	// to the in-replica one: refused rather than read two ways.
+	_, err := landing.New(landing.Config{Sessions: env.Sessions, PerAssignment: ratelimit.Limit{Rate: 30, Per: time.Minute}})
+	if err == nil || !strings.Contains(err.Error(), "burst") {
+		t.Errorf("New with a burst of 0 = %v, want an error about the burst", err)
+	}
+}
