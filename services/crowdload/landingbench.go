@@ -275,13 +275,18 @@ func RunLanding(ctx context.Context, cfg LandingConfig, progress io.Writer) (*La
 			return fmt.Errorf("cold landings: %d answers were not a redirect (see %s)", res.Cold.Other, gw.proc.logPath)
 		}
 
-		// The emulator alone, as long as the cold phase took: Toloka's
-		// limit counts whole seconds of the clock, so a phase gets up to
-		// one second's worth more than the rate; both phases alike.
+		// The emulator alone, for whole seconds of the clock at least as
+		// long as the cold phase took: Toloka's limit counts fixed
+		// one-second windows, so a phase that starts mid-second would get
+		// part of one more window's worth.
 		r.logf("emulator: GET /api/v1/assignments/{id} with the account's key")
 		emuURL := r.emu.apiURL() + "/assignments/"
 		hdr := http.Header{"Authorization": {"ApiKey " + r.tolokaKey}}
-		res.Emulator, err = runClient(ctx, cfg.Connections, max(cfg.Duration, res.Cold.Elapsed), len(ids), func(i int) string { return emuURL + ids[i%len(ids)] }, hdr, http.StatusOK, procs)
+		if !sleepCtx(ctx, time.Until(time.Now().Truncate(time.Second).Add(time.Second))) {
+			return ctx.Err()
+		}
+		emuFor := max(cfg.Duration, res.Cold.Elapsed).Round(time.Second)
+		res.Emulator, err = runClient(ctx, cfg.Connections, emuFor, len(ids), func(i int) string { return emuURL + ids[i%len(ids)] }, hdr, http.StatusOK, procs)
 		if err != nil {
 			return err
 		}
