@@ -86,13 +86,9 @@ type Config struct {
 	// Sessions answers landings.
 	Sessions Sessions
 	// Limiter applies the rate limits across replicas to landings that
-	// find no session (those may ask Toloka); nil turns that off.
+	// find no session (those may ask Toloka); nil turns that off. Every
+	// landing is also counted in this replica (ratelimit.Local).
 	Limiter Limiter
-	// Local applies the rate limits in this replica to every landing
-	// (ratelimit.NewLocal's defaults when nil).
-	Local *ratelimit.Local
-	// NoLocalLimits turns the in-replica limits off.
-	NoLocalLimits bool
 	// PerIP and PerAssignment are the limits (the defaults when zero). Only
 	// their Rate, Per and Burst are used.
 	PerIP, PerAssignment ratelimit.Limit
@@ -108,6 +104,7 @@ type Config struct {
 // Handler serves the landing.
 type Handler struct {
 	cfg      Config
+	local    *ratelimit.Local
 	outcomes map[string]prometheus.Counter
 	duration prometheus.Observer
 }
@@ -143,9 +140,6 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.ClientIP == nil {
 		cfg.ClientIP = ForwardedClientIP
 	}
-	if cfg.Local == nil && !cfg.NoLocalLimits {
-		cfg.Local = ratelimit.NewLocal(ratelimit.LocalConfig{})
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -166,7 +160,7 @@ func New(cfg Config) (*Handler, error) {
 			return nil, err
 		}
 	}
-	h := &Handler{cfg: cfg, outcomes: map[string]prometheus.Counter{}, duration: hist}
+	h := &Handler{cfg: cfg, local: ratelimit.NewLocal(ratelimit.LocalConfig{}), outcomes: map[string]prometheus.Counter{}, duration: hist}
 	for _, o := range []string{outcomeRedirect, outcomeBadRequest, outcomeNotFound, outcomeNotActive, outcomeEnded,
 		outcomeConflict, outcomeRateLimited, outcomeUnavailable} {
 		h.outcomes[o] = counter.WithLabelValues(o)
@@ -234,11 +228,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	perIP, perAsg := h.cfg.PerIP, h.cfg.PerAssignment
 	perIP.Name, perAsg.Name = limitName("ip-", h.cfg.ClientIP(r)), "asg-"+aid
-	if h.cfg.Local != nil {
-		if retry, ok := h.cfg.Local.Allow(perIP, perAsg); !ok {
-			h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(retry), pageRateLimited, "")
-			return
-		}
+	if retry, ok := h.local.Allow(perIP, perAsg); !ok {
+		h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(retry), pageRateLimited, "")
+		return
 	}
 	l, err := h.cfg.Sessions.Find(r.Context(), aid)
 	if errors.Is(err, session.ErrNoSession) {
