@@ -24,7 +24,7 @@ package landing_test
 // The "unlimited" ceiling and BenchmarkLanding/cold run without Toloka's rate
 // limits, so they measure CPU; the "toloka-limits" variants run with
 // Toloka's documented 300 requests/s per account (and the Toloka client's
-// own 280/s limiter), which is what bounds cold landings in production.
+// own 295/s limiter), which is what bounds cold landings in production.
 // BenchmarkLanding/warm-unpipelined is warm without autopipelining the
 // landing's Redis commands, for comparison.
 //
@@ -73,7 +73,7 @@ func benchTransport() *http.Transport {
 
 // benchEnv is the emulator, the session service and a landing server. With
 // tolokaLimits the emulator enforces Toloka's documented 300 requests/s per
-// account and the Toloka client keeps to its default 280/s through the
+// account and the Toloka client keeps to its default 295/s through the
 // shared Redis limiter, as in production; without, neither limits.
 func benchEnv(b *testing.B, tolokaLimits bool) (*sessiontest.Env, string) {
 	return benchEnvWith(b, tolokaLimits, true)

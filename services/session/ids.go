@@ -173,13 +173,6 @@ func newLockToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// newCode returns a code for the assignment's session that expires at
-// expiry, and its nonce.
-func (m *codeMinter) newCode(aid [assignmentBinLen]byte, expiry time.Time) (c, nonce string) {
-	raw := m.mint(aid, expiry)
-	return raw.String(), raw.nonce()
-}
-
 // parseCode reads a code. shaped is false for a string that is not shaped
 // like a code; authentic is false for a code this key did not mint (forged,
 // altered, or minted under another key).
@@ -187,7 +180,7 @@ func (m *codeMinter) parseCode(s string) (c code, shaped, authentic bool) {
 	if len(s) != codeLen {
 		return code{}, false, false
 	}
-	var b [codeBinLen]byte
+	var b rawCode
 	n, err := base64.RawURLEncoding.Strict().Decode(b[:], []byte(s))
 	if err != nil || n != codeBinLen {
 		return code{}, false, false
@@ -201,6 +194,6 @@ func (m *codeMinter) parseCode(s string) (c code, shaped, authentic bool) {
 	return code{
 		aid:    assignmentFromBin(b[:assignmentBinLen]),
 		expiry: time.UnixMilli(int64(min(ms, math.MaxInt64))),
-		nonce:  base64.RawURLEncoding.EncodeToString(b[assignmentBinLen+codeExpiryLen : codeBodyLen]),
+		nonce:  b.nonce(),
 	}, true, true
 }

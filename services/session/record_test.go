@@ -56,7 +56,8 @@ func TestSessionIDsAndCodesCarryTheAssignment(t *testing.T) {
 	}
 	m := newCodeMinter([]byte("a key of CodeKeySize bytes......"))
 	expiry := time.UnixMilli(1_800_000_000_123)
-	minted, nonce := m.newCode(bin, expiry)
+	raw := m.mint(bin, expiry)
+	minted, nonce := raw.String(), raw.nonce()
 	got, shaped, authentic := m.parseCode(minted)
 	if !shaped || !authentic || len(minted) != codeLen {
 		t.Fatalf("code %q: shaped %v, authentic %v, length %d (want %d)", minted, shaped, authentic, len(minted), codeLen)
@@ -64,13 +65,12 @@ func TestSessionIDsAndCodesCarryTheAssignment(t *testing.T) {
 	if diff := cmp.Diff(code{aid: aid, expiry: expiry, nonce: nonce}, got, cmp.AllowUnexported(code{})); diff != "" {
 		t.Errorf("parsed code (-want +got):\n%s", diff)
 	}
-	if again, n2 := m.newCode(bin, expiry); again == minted || n2 == nonce {
+	if again := m.mint(bin, expiry); again.String() == minted || again.nonce() == nonce {
 		t.Error("two codes for one assignment and expiry are equal")
 	}
 	// Any changed byte, or another key, makes a code not authentic.
-	raw, _ := base64.RawURLEncoding.DecodeString(minted)
 	for i := range raw {
-		altered := append([]byte(nil), raw...)
+		altered := append([]byte(nil), raw[:]...)
 		altered[i] ^= 0x20
 		if _, shaped, authentic := m.parseCode(base64.RawURLEncoding.EncodeToString(altered)); !shaped || authentic {
 			t.Errorf("code with byte %d altered: shaped %v, authentic %v", i, shaped, authentic)
