@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/fakeclock"
 	"github.com/crowdgate/crowdgate/services/protostore"
 	"github.com/crowdgate/crowdgate/services/redistest"
 	"github.com/crowdgate/crowdgate/services/serviceerror"
@@ -29,16 +29,9 @@ const (
 )
 
 // clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = fakeclock.Clock
 
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+func newClock() *clock { return fakeclock.New(time.Now()) }
 
 // fixture is an access service in front of a small project service whose
 // records live in protostore, tenant-scoped like every real store, served

@@ -29,6 +29,7 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/credential"
+	"github.com/crowdgate/crowdgate/services/fakeclock"
 	"github.com/crowdgate/crowdgate/services/pool"
 	"github.com/crowdgate/crowdgate/services/project"
 	"github.com/crowdgate/crowdgate/services/ratelimit"
@@ -50,22 +51,7 @@ const operationDelay = 3 * time.Second
 
 // fakeClock is the time of the emulator and the services. The Toloka
 // client's sleeps advance it, so waiting for an operation takes no real time.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type fakeClock = fakeclock.Clock
 
 // syncBuffer collects log lines and responses from many goroutines.
 type syncBuffer struct {
@@ -159,7 +145,7 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{
 		t:        t,
-		clk:      &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
+		clk:      fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)),
 		redis:    redistest.New(t),
 		key:      randomKey(t, "acme"),
 		otherKey: randomKey(t, "globex"),

@@ -2,7 +2,6 @@ package toloka
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/crowdgate/crowdgate/services/fakeclock"
 )
 
 // Test tokens. Their middle parts are what leak checks search for.
@@ -111,38 +112,9 @@ func hangUp() step {
 }
 
 // testClock is a fake clock; Sleep records the wait and advances the clock.
-type testClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	sleeps []time.Duration
-}
+type testClock = fakeclock.Clock
 
-func newTestClock() *testClock {
-	return &testClock{now: time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sleeps = append(c.sleeps, d)
-	c.now = c.now.Add(d)
-	return nil
-}
-
-func (c *testClock) Sleeps() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]time.Duration(nil), c.sleeps...)
-}
+func newTestClock() *testClock { return fakeclock.New(time.Date(2025, 3, 4, 10, 0, 0, 0, time.UTC)) }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes from a logger.
 type syncBuffer struct {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/fakeclock"
 	"github.com/crowdgate/crowdgate/services/redistest"
 	"github.com/crowdgate/crowdgate/services/secretbox"
 	"github.com/crowdgate/crowdgate/services/serviceerror"
@@ -103,28 +104,11 @@ func (c *Catalog) Account(_ context.Context, tenantID, credentialID string) (*to
 	return nil, &serviceerror.NotFound{Resource: "credential", ID: credentialID}
 }
 
-// Clock is a fake clock tests move by hand.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// Clock is a settable clock.
+type Clock = fakeclock.Clock
 
 // NewClock returns a clock at the current time.
-func NewClock() *Clock { return &Clock{t: time.Now().UTC().Truncate(time.Millisecond)} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func NewClock() *Clock { return fakeclock.New(time.Now().UTC().Truncate(time.Millisecond)) }
 
 // Options adjust an Env.
 type Options struct {
