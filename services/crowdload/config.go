@@ -407,7 +407,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&c.FaultRate, "fault-rate", 0, "chaos: probability (0..1) that a Toloka API request fails, split by --fault-mix (default 0.3 in chaos mode)")
 	fs.Var(mixFlag{&c.FaultMix}, "fault-mix", "chaos: relative weights of fault kinds: 5xx (500/502/503/504), timeout (hang, then drop), lost (processed, answer lost), drop (not processed, connection closed), 429")
 	fs.DurationVar(&c.FaultHang, "fault-hang", 2*time.Second, "chaos: how long a timeout fault hangs before the emulator drops the connection")
-	fs.IntVar(&c.ThrottleBurst, "throttle-burst", 20, "chaos: requests answered 429 in a row in each burst (0: no bursts)")
+	fs.IntVar(&c.ThrottleBurst, "throttle-burst", 20, "chaos: requests answered 429 in a row in each burst, which ends after a second even if fewer came (0: no bursts)")
 	fs.DurationVar(&c.ThrottleEvery, "throttle-every", 5*time.Second, "chaos: period of 429 bursts")
 	fs.IntVar(&c.Kills, "kills", 0, "chaos: SIGKILL a random gateway replica this many times at random moments of the load and restart it (default 1 in chaos mode)")
 	fs.DurationVar(&c.RestartDelay, "restart-delay", 500*time.Millisecond, "chaos: how long a killed replica stays down")

@@ -1013,8 +1013,24 @@ func (r *runner) burstLoop(ctx context.Context) {
 		r.mu.Lock()
 		r.bursts++
 		r.mu.Unlock()
+		// A burst ends after burstWindow even if fewer requests than
+		// ThrottleBurst came: the emulator counts requests, and a lone
+		// client (one Toloker's landing, after the rest have finished)
+		// would otherwise meet a fresh burst every ThrottleEvery forever,
+		// which Toloka's time-windowed limits never do.
+		if !sleepCtx(ctx, min(r.cfg.ThrottleEvery/2, burstWindow)) {
+			return
+		}
+		f.ThrottleNext = 0
+		f.Seed = r.cfg.Seed + i<<32
+		if err := r.emu.setFaults(ctx, f); err != nil && ctx.Err() == nil {
+			r.logf("429 burst end: %v", err)
+		}
 	}
 }
+
+// burstWindow is the longest a 429 burst lasts.
+const burstWindow = time.Second
 
 type plannedEvent struct {
 	kind      string
