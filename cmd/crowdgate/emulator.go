@@ -7,7 +7,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/crowdgate/crowdgate/services/tolokasim"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 // DemoAPIKey is the Toloka API key the embedded emulator accepts (account

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/crowdgate/crowdgate/services/redistest"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 )
 
 var binary string

@@ -17,7 +17,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/crowdgate/crowdgate/services/crowdload"
+	"github.com/crowdgate/crowdgate/services/tools/crowdload"
 )
 
 // Exit statuses besides Result.ExitCode's 0, 1 and 4.

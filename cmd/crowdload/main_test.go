@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crowdgate/crowdgate/services/redistest"
-	"github.com/crowdgate/crowdgate/services/tolokasim"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 func TestExitStatusOfFlags(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/crowdgate/crowdgate/services/tolokasim"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 func main() {

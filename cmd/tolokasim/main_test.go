@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crowdgate/crowdgate/services/tolokasim"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 	"github.com/google/go-cmp/cmp"
 )
 

@@ -20,7 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"sigs.k8s.io/yaml"
 
-	"github.com/crowdgate/crowdgate/services/access"
+	"github.com/crowdgate/crowdgate/services/platform/access"
 )
 
 // deployDir is deploy/, relative to this package.

@@ -29,9 +29,9 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/crowdgate/crowdgate/services/access"
+	"github.com/crowdgate/crowdgate/services/platform/access"
 	"github.com/crowdgate/crowdgate/services/gateway"
-	"github.com/crowdgate/crowdgate/services/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 )
 
 // environment is what one kustomization must build to.

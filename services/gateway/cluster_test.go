@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/tolokasim"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 // startRedisCluster starts a 3-master Redis Cluster of redis-server

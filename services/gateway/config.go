@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crowdgate/crowdgate/services/ratelimit"
-	"github.com/crowdgate/crowdgate/services/redisclient"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/platform/redisclient"
 )
 
 // Config is the whole configuration of the gateway. Every field comes from a

@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/crowdgate/crowdgate/services/landing"
-	"github.com/crowdgate/crowdgate/services/ratelimit"
+	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 )
 
 func TestLoad(t *testing.T) {

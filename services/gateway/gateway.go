@@ -29,8 +29,8 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/gen/openapi"
-	"github.com/crowdgate/crowdgate/services/redisclient"
-	"github.com/crowdgate/crowdgate/services/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/redisclient"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 )
 
 // MaxRequestBytes bounds a REST request body and a gRPC message.

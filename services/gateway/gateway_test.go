@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/ratelimit"
-	"github.com/crowdgate/crowdgate/services/redistest"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 )
 
 func testConfig(t *testing.T) Config {

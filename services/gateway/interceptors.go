@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/crowdgate/crowdgate/services/serviceerror"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
 
 // errorUnary is the one boundary where domain errors become gRPC status.

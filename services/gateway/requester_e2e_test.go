@@ -18,8 +18,8 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/redistest"
-	"github.com/crowdgate/crowdgate/services/tolokasim"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 // TestRequesterFlowThroughTheGateway drives the requester flow through the

@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/tolokasim"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 // sentinelGroup is a Redis master, its replica and one Sentinel, each a

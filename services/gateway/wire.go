@@ -10,14 +10,14 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 
-	"github.com/crowdgate/crowdgate/services/credential"
-	"github.com/crowdgate/crowdgate/services/pool"
-	"github.com/crowdgate/crowdgate/services/project"
-	"github.com/crowdgate/crowdgate/services/ratelimit"
-	"github.com/crowdgate/crowdgate/services/secretbox"
-	"github.com/crowdgate/crowdgate/services/session"
-	"github.com/crowdgate/crowdgate/services/submission"
-	"github.com/crowdgate/crowdgate/services/toloka"
+	"github.com/crowdgate/crowdgate/services/requester/credential"
+	"github.com/crowdgate/crowdgate/services/requester/pool"
+	"github.com/crowdgate/crowdgate/services/requester/project"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
+	"github.com/crowdgate/crowdgate/services/toloker/submission"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
 // deps is what every capability is built from, and what the capabilities

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/access"
+	"github.com/crowdgate/crowdgate/services/platform/access"
 )
 
 // wireAccess builds tenants, API keys, the audit log and the interceptor

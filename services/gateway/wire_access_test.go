@@ -29,9 +29,9 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/gen/openapi"
-	"github.com/crowdgate/crowdgate/services/access"
-	"github.com/crowdgate/crowdgate/services/redistest"
-	"github.com/crowdgate/crowdgate/services/tolokasim"
+	"github.com/crowdgate/crowdgate/services/platform/access"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 const (

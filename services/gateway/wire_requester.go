@@ -2,10 +2,10 @@ package gateway
 
 import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/credential"
-	"github.com/crowdgate/crowdgate/services/pool"
-	"github.com/crowdgate/crowdgate/services/project"
-	"github.com/crowdgate/crowdgate/services/review"
+	"github.com/crowdgate/crowdgate/services/requester/credential"
+	"github.com/crowdgate/crowdgate/services/requester/pool"
+	"github.com/crowdgate/crowdgate/services/requester/project"
+	"github.com/crowdgate/crowdgate/services/requester/review"
 )
 
 // wireRequester builds the requester flow: credentials, projects, pools and review.

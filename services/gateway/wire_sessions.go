@@ -5,10 +5,10 @@ import (
 	"strings"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/landing"
-	"github.com/crowdgate/crowdgate/services/ratelimit"
-	"github.com/crowdgate/crowdgate/services/session"
-	"github.com/crowdgate/crowdgate/services/token"
+	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
+	"github.com/crowdgate/crowdgate/services/platform/token"
 )
 
 // wireSessions builds the Toloker's path: the landing, sessions and tokens.

@@ -2,7 +2,7 @@ package gateway
 
 import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/submission"
+	"github.com/crowdgate/crowdgate/services/toloker/submission"
 )
 
 // wireSubmissions builds the submission outbox and its delivery workers.

@@ -1,0 +1,233 @@
+package access
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+)
+
+// TenantHeader is the gRPC metadata key (over REST, the header
+// Grpc-Metadata-X-Crowdgate-Tenant) that names the tenant a call acts for.
+// Internal services must send it; administrators may send it to act for a
+// tenant other than their own; a partner key may only name its own tenant.
+const TenantHeader = "x-crowdgate-tenant"
+
+// Kind is the kind of an authenticated caller.
+type Kind string
+
+// Kinds of callers.
+const (
+	// KindAPIKey is a partner API key.
+	KindAPIKey Kind = "api_key"
+	// KindAdmin is the bootstrap admin key.
+	KindAdmin Kind = "admin"
+	// KindService is an internal service (a service token or a client
+	// certificate).
+	KindService Kind = "service"
+	// KindAnonymous is any caller while authentication is off.
+	KindAnonymous Kind = "anonymous"
+)
+
+// Principal is an authenticated caller and the tenant its call acts for.
+type Principal struct {
+	// Kind is what authenticated the caller.
+	Kind Kind
+	// Actor names the caller in the audit log: the API key id, "admin",
+	// "service:<name>" or "anonymous".
+	Actor string
+	// Scope is what the caller may do. Internal services hold WRITE.
+	Scope crowdgatev1.ApiKeyScope
+	// Tenant is the tenant the call acts for (also in tenant.FromContext).
+	Tenant string
+	// AllTenants is set for an administrator that named no tenant: its
+	// ListAuditEvents sees every tenant's events.
+	AllTenants bool
+}
+
+type principalKey struct{}
+
+// PrincipalFromContext returns the caller Unary authenticated.
+func PrincipalFromContext(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*Principal)
+	return p, ok
+}
+
+// WithPrincipal returns ctx carrying p and acting for p.Tenant. Unary does
+// this for every call; tests of other packages may use it directly.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return tenant.WithID(context.WithValue(ctx, principalKey{}, p), p.Tenant)
+}
+
+// Unary is the gRPC interceptor that authenticates every Crowdgate RPC,
+// checks the caller's scope, puts the caller's tenant in the context and
+// records state-changing calls in the audit log. It returns domain errors
+// (serviceerror.Unauthenticated, PermissionDenied): the gateway converts
+// them to gRPC status after it.
+func (s *Service) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	p, err := s.authenticate(ctx)
+	if err != nil {
+		s.authTotal.WithLabelValues("none", resultLabel(err)).Inc()
+		return nil, err
+	}
+	if need := Required(info.FullMethod); !allows(p.Scope, need) {
+		s.authTotal.WithLabelValues(string(p.Kind), "permission_denied").Inc()
+		err := &serviceerror.PermissionDenied{Message: methodName(info.FullMethod) + " needs a " + need.String() + " key"}
+		s.audit(ctx, p, info.FullMethod, req, nil, err)
+		return nil, err
+	}
+	s.authTotal.WithLabelValues(string(p.Kind), "ok").Inc()
+	ctx = WithPrincipal(ctx, p)
+	resp, err := handler(ctx, req)
+	if !IsRead(info.FullMethod) {
+		s.audit(ctx, p, info.FullMethod, req, resp, err)
+	}
+	return resp, err
+}
+
+// resultLabel names a refusal for the auth metric.
+func resultLabel(err error) string {
+	var ua *serviceerror.Unauthenticated
+	var pd *serviceerror.PermissionDenied
+	switch {
+	case errors.As(err, &ua):
+		return "unauthenticated"
+	case errors.As(err, &pd):
+		return "permission_denied"
+	}
+	return "error"
+}
+
+var errNoCredentials = &serviceerror.Unauthenticated{Message: "credentials required: send \"authorization: Bearer <API key>\""}
+
+// authenticate finds out who calls and for which tenant.
+func (s *Service) authenticate(ctx context.Context) (*Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	tenants := md.Get(TenantHeader)
+	if len(tenants) > 1 {
+		return nil, serviceerror.NewInvalidArgument(TenantHeader, "at most one value")
+	}
+	named := ""
+	if len(tenants) == 1 {
+		named = strings.TrimSpace(tenants[0])
+	}
+
+	if s.mode == ModeOff {
+		p := &Principal{Kind: KindAnonymous, Actor: "anonymous", Scope: crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN, Tenant: tenant.Default, AllTenants: named == ""}
+		if named != "" {
+			if !validTenantID(named) {
+				return nil, serviceerror.NewInvalidArgument(TenantHeader, "not a tenant id")
+			}
+			p.Tenant = named
+		}
+		return p, nil
+	}
+
+	p, err := s.identify(ctx, md)
+	if err != nil {
+		return nil, err
+	}
+	return p, s.actFor(ctx, p, named)
+}
+
+// identify authenticates the caller's credentials, without choosing the
+// tenant yet.
+func (s *Service) identify(ctx context.Context, md metadata.MD) (*Principal, error) {
+	auths := md.Get("authorization")
+	if len(auths) == 0 {
+		if s.certs {
+			if name := peerService(ctx); name != "" {
+				return &Principal{Kind: KindService, Actor: "service:" + name, Scope: crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE}, nil
+			}
+		}
+		return nil, errNoCredentials
+	}
+	if len(auths) > 1 {
+		return nil, errBadCredentials
+	}
+	scheme, token, ok := strings.Cut(strings.TrimSpace(auths[0]), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" {
+		return nil, errBadCredentials
+	}
+
+	// In-memory secrets first (constant time, every one compared).
+	sum := sha256.Sum256([]byte(token))
+	if s.admin != nil && subtle.ConstantTimeCompare(sum[:], s.admin) == 1 {
+		return &Principal{Kind: KindAdmin, Actor: "admin", Scope: crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN, Tenant: tenant.Default}, nil
+	}
+	service := ""
+	for name, h := range s.services {
+		if subtle.ConstantTimeCompare(sum[:], h) == 1 {
+			service = name
+		}
+	}
+	if service != "" {
+		return &Principal{Kind: KindService, Actor: "service:" + service, Scope: crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE}, nil
+	}
+
+	id, rec, err := s.lookupKey(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	s.touchKey(ctx, id, rec)
+	return &Principal{Kind: KindAPIKey, Actor: id, Scope: rec.scope, Tenant: rec.tenant}, nil
+}
+
+// actFor sets the tenant the call acts for: an internal service names it
+// (required); an administrator may name one (its own, or every tenant for
+// the audit log, otherwise); a partner key acts for its own tenant only.
+func (s *Service) actFor(ctx context.Context, p *Principal, named string) error {
+	admin := p.Scope == crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN
+	switch {
+	case p.Kind == KindService && named == "":
+		return &serviceerror.PermissionDenied{Message: "an internal service must name the tenant it acts for in " + TenantHeader}
+	case named == "":
+		p.AllTenants = admin
+		return nil
+	case !admin && p.Kind != KindService && named != p.Tenant:
+		return &serviceerror.PermissionDenied{Message: "this key acts only for its own tenant"}
+	}
+	ok, err := s.tenantExists(ctx, named)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &serviceerror.PermissionDenied{Message: "no such tenant: " + TenantHeader}
+	}
+	p.Tenant = named
+	return nil
+}
+
+// peerService returns the service name of a verified client certificate:
+// its first DNS name, or its common name. Empty when the connection has
+// none (the REST gateway's loopback connection never has one).
+func peerService(ctx context.Context) string {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	ti, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
+		return ""
+	}
+	leaf := ti.State.VerifiedChains[0][0]
+	name := leaf.Subject.CommonName
+	if len(leaf.DNSNames) > 0 {
+		name = leaf.DNSNames[0]
+	}
+	if checkServiceName(name) != nil {
+		return ""
+	}
+	return name
+}

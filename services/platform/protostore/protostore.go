@@ -1,0 +1,213 @@
+// Package protostore keeps Crowdgate's records (credentials, projects, pools
+// and the like) in Redis as binary protobuf, one key per record, each in its
+// tenant's key space, with newest-first indexes for paged listing.
+//
+// Keys are laid out so that a tenant can only ever read its own records: the
+// tenant id is part of every key, so a foreign id is simply not found. Each
+// record key carries its own hash tag, so records spread over a Redis Cluster.
+package protostore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+)
+
+// Store keeps records of one kind.
+type Store[M proto.Message] struct {
+	rdb    redis.UniversalClient
+	prefix string
+	kind   string
+	newMsg func() M
+}
+
+// New returns a store for records of kind ("project", "pool", ...) under the
+// key prefix. newMsg returns an empty message to decode into.
+func New[M proto.Message](rdb redis.UniversalClient, prefix, kind string, newMsg func() M) *Store[M] {
+	return &Store[M]{rdb: rdb, prefix: prefix, kind: kind, newMsg: newMsg}
+}
+
+// Key is the Redis key of one record.
+func (s *Store[M]) Key(tenantID, id string) string {
+	return fmt.Sprintf("%s%s:%s:{%s}", s.prefix, s.kind, tenantID, id)
+}
+
+// indexKey is the key of a listing index: all of a tenant's records of this
+// kind (parent ""), or those under one parent (a project's pools).
+func (s *Store[M]) indexKey(tenantID, parent string) string {
+	if parent == "" {
+		return fmt.Sprintf("%sidx:%s:%s", s.prefix, s.kind, tenantID)
+	}
+	return fmt.Sprintf("%sidx:%s:%s:%s", s.prefix, s.kind, tenantID, parent)
+}
+
+// Get reads a record; a missing one is a serviceerror.NotFound.
+func (s *Store[M]) Get(ctx context.Context, tenantID, id string) (M, error) {
+	var zero M
+	if id == "" {
+		return zero, &serviceerror.NotFound{Resource: s.kind, ID: id}
+	}
+	b, err := s.rdb.Get(ctx, s.Key(tenantID, id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return zero, &serviceerror.NotFound{Resource: s.kind, ID: id}
+	}
+	if err != nil {
+		return zero, unavailable(err)
+	}
+	m := s.newMsg()
+	if err := proto.Unmarshal(b, m); err != nil {
+		return zero, fmt.Errorf("decode %s %s: %w", s.kind, id, err)
+	}
+	return m, nil
+}
+
+// Create stores a new record and lists it under parents ("" is the tenant's
+// list of all records of this kind). It fails with AlreadyExists if the id
+// is taken.
+func (s *Store[M]) Create(ctx context.Context, tenantID, id string, m M, parents ...string) error {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", s.kind, err)
+	}
+	ok, err := s.rdb.SetNX(ctx, s.Key(tenantID, id), b, 0).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	if !ok {
+		return &serviceerror.AlreadyExists{Resource: s.kind, ID: id}
+	}
+	if len(parents) == 0 {
+		parents = []string{""}
+	}
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, parent := range parents {
+			p.ZAdd(ctx, s.indexKey(tenantID, parent), redis.Z{Member: id})
+		}
+		return nil
+	})
+	return unavailable(err)
+}
+
+// Put overwrites an existing record.
+func (s *Store[M]) Put(ctx context.Context, tenantID, id string, m M) error {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", s.kind, err)
+	}
+	ok, err := s.rdb.SetXX(ctx, s.Key(tenantID, id), b, 0).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	if !ok {
+		return &serviceerror.NotFound{Resource: s.kind, ID: id}
+	}
+	return nil
+}
+
+// Delete removes a record and its index entries under parents.
+func (s *Store[M]) Delete(ctx context.Context, tenantID, id string, parents ...string) error {
+	if len(parents) == 0 {
+		parents = []string{""}
+	}
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, s.Key(tenantID, id))
+		for _, parent := range parents {
+			p.ZRem(ctx, s.indexKey(tenantID, parent), id)
+		}
+		return nil
+	})
+	return unavailable(err)
+}
+
+// Page limits.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// List returns up to pageSize records under parent, newest first, and the
+// token of the next page ("" on the last). keep, when not nil, filters
+// records (a filtered page may hold fewer than pageSize records).
+func (s *Store[M]) List(ctx context.Context, tenantID, parent string, pageSize int32, pageToken string, keep func(M) bool) ([]M, string, error) {
+	if pageSize < 0 || pageSize > MaxPageSize {
+		return nil, "", serviceerror.NewInvalidArgument("page_size", "must be between 0 and %d", MaxPageSize)
+	}
+	if pageSize == 0 {
+		pageSize = DefaultPageSize
+	}
+	max := "+"
+	if pageToken != "" {
+		if !validID(pageToken) {
+			return nil, "", serviceerror.NewInvalidArgument("page_token", "not a token from a previous page")
+		}
+		max = "(" + pageToken
+	}
+	ids, err := s.rdb.ZRevRangeByLex(ctx, s.indexKey(tenantID, parent), &redis.ZRangeBy{
+		Max: max, Min: "-", Count: int64(pageSize) + 1,
+	}).Result()
+	if err != nil {
+		return nil, "", unavailable(err)
+	}
+	next := ""
+	if len(ids) > int(pageSize) {
+		ids = ids[:pageSize]
+		next = ids[len(ids)-1]
+	}
+	out := make([]M, 0, len(ids))
+	for _, id := range ids {
+		m, err := s.Get(ctx, tenantID, id)
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			continue // deleted between index read and get
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if keep == nil || keep(m) {
+			out = append(out, m)
+		}
+	}
+	return out, next, nil
+}
+
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &serviceerror.Unavailable{Message: "datastore unavailable: " + err.Error()}
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// NewID returns a new id with a kind prefix ("prj_..."): 8 bytes of the
+// current time in nanoseconds then 8 random bytes, base32-encoded, so ids
+// sort by creation time (newest-first listing relies on it) and never
+// collide.
+func NewID(kindPrefix string) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
+	if _, err := rand.Read(b[8:]); err != nil {
+		panic("protostore: crypto/rand failed: " + err.Error())
+	}
+	return kindPrefix + "_" + idEncoding.EncodeToString(b[:])
+}
+
+func validID(s string) bool {
+	if len(s) > 64 || s == "" {
+		return false
+	}
+	return !strings.ContainsAny(s, "[]()+-{} \t\r\n")
+}

@@ -1,0 +1,104 @@
+package protostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+)
+
+func newStore(t *testing.T) *Store[*crowdgatev1.Tenant] {
+	r := redistest.New(t)
+	return New(r.Client, r.Prefix, "tenant", func() *crowdgatev1.Tenant { return new(crowdgatev1.Tenant) })
+}
+
+func TestCreateGetPutDeleteAndTenantIsolation(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	id := NewID("ten")
+	if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: "Acme"}); err != nil {
+		t.Fatal(err)
+	}
+	var ae *serviceerror.AlreadyExists
+	if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{}); !errors.As(err, &ae) {
+		t.Errorf("second Create = %v, want AlreadyExists", err)
+	}
+	got, err := s.Get(ctx, "acme", id)
+	if err != nil || got.GetDisplayName() != "Acme" {
+		t.Fatalf("Get = %v, %v", got, err)
+	}
+	var nf *serviceerror.NotFound
+	if _, err := s.Get(ctx, "globex", id); !errors.As(err, &nf) {
+		t.Errorf("another tenant's Get = %v, want NotFound", err)
+	}
+	if err := s.Put(ctx, "globex", id, got); !errors.As(err, &nf) {
+		t.Errorf("another tenant's Put = %v, want NotFound", err)
+	}
+	got.DisplayName = "Acme Inc"
+	if err := s.Put(ctx, "acme", id, got); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Get(ctx, "acme", id); again.GetDisplayName() != "Acme Inc" {
+		t.Errorf("after Put: %q", again.GetDisplayName())
+	}
+	if err := s.Delete(ctx, "acme", id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "acme", id); !errors.As(err, &nf) {
+		t.Errorf("after Delete: %v, want NotFound", err)
+	}
+}
+
+func TestListPagesNewestFirst(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	var ids []string
+	for i := range 7 {
+		id := NewID("ten")
+		ids = append(ids, id)
+		if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = s.Create(ctx, "globex", NewID("ten"), &crowdgatev1.Tenant{DisplayName: "other"})
+
+	var seen []string
+	token := ""
+	for pages := 0; ; pages++ {
+		items, next, err := s.List(ctx, "acme", "", 3, token, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			seen = append(seen, it.GetTenantId())
+		}
+		if next == "" {
+			break
+		}
+		if pages > 5 {
+			t.Fatal("paging does not end")
+		}
+		token = next
+	}
+	if len(seen) != len(ids) {
+		t.Fatalf("listed %d records, want %d (only the tenant's own)", len(seen), len(ids))
+	}
+	for i, id := range seen {
+		if want := ids[len(ids)-1-i]; id != want {
+			t.Errorf("item %d = %s, want %s (newest first)", i, id, want)
+		}
+	}
+	for _, tc := range []struct {
+		size  int32
+		token string
+	}{{-1, ""}, {MaxPageSize + 1, ""}, {10, "bad token ("}} {
+		var ia *serviceerror.InvalidArgument
+		if _, _, err := s.List(ctx, "acme", "", tc.size, tc.token, nil); !errors.As(err, &ia) {
+			t.Errorf("List(%d, %q) = %v, want InvalidArgument", tc.size, tc.token, err)
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+)
+
+func TestTolokaPoolIDFromAssignment(t *testing.T) {
+	for _, tc := range []struct {
+		id, want string
+	}{
+		{"00022cfa46--637cf4098ccdeb4a260737de", "36502086"},
+		{"0000000001--000000000000000000000001", "1"},
+		{"00000000ff--0", "255"},
+		{"", ""},
+		{"42", ""},
+		{"--637cf4098ccdeb4a260737de", ""},
+		{"00022cfa46--", ""},
+		{"0000000000--637cf4098ccdeb4a260737de", ""},
+		{"00022cfa4g--637cf4098ccdeb4a260737de", ""},
+		{"00022cfa46--637cf4098ccdeb4a260737dz", ""},
+		{"11111111111111111--1", ""},
+	} {
+		got, err := TolokaPoolIDFromAssignment(tc.id)
+		if tc.want == "" {
+			var ia *serviceerror.InvalidArgument
+			if !errors.As(err, &ia) || ia.Field != "assignment_id" {
+				t.Errorf("TolokaPoolIDFromAssignment(%q) = %q, %v; want INVALID_ARGUMENT on assignment_id", tc.id, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("TolokaPoolIDFromAssignment(%q) = %q, %v; want %q", tc.id, got, err, tc.want)
+		}
+	}
+}
+
+func stored() *crowdgatev1.Pool {
+	return &crowdgatev1.Pool{
+		PoolId: "pool_1", TenantId: "t", ProjectId: "prj_1", TolokaPoolId: "7",
+		Status: crowdgatev1.PoolStatus_POOL_STATUS_CLOSED, CreateTime: timestamppb.New(timestamppb.Now().AsTime()),
+		PrivateName: "old", RewardPerAssignment: "0.05", Priority: proto.Int32(3),
+		MixerConfig: &crowdgatev1.MixerConfig{RealTasksCount: 5, GoldenTasksCount: 1},
+		Filter:      &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Or{Or: &crowdgatev1.FilterList{}}},
+	}
+}
+
+func TestMergeFollowsTheUpdateMask(t *testing.T) {
+	src := &crowdgatev1.Pool{
+		PoolId: "pool_1", PrivateName: "new", RewardPerAssignment: "0.07",
+		Status:      crowdgatev1.PoolStatus_POOL_STATUS_OPEN,
+		MixerConfig: &crowdgatev1.MixerConfig{RealTasksCount: 9},
+		Filter: &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Condition{Condition: &crowdgatev1.FilterCondition{
+			Category: "profile", Key: "country", Operator: "EQ", Value: structpb.NewStringValue("RU")}}},
+	}
+	for _, tc := range []struct {
+		name   string
+		paths  []string
+		change func(p *crowdgatev1.Pool)
+	}{
+		{"one field", []string{"reward_per_assignment"}, func(p *crowdgatev1.Pool) { p.RewardPerAssignment = "0.07" }},
+		{"a field src lacks is cleared", []string{"priority"}, func(p *crowdgatev1.Pool) { p.Priority = nil }},
+		{"a nested field", []string{"mixer_config.real_tasks_count"}, func(p *crowdgatev1.Pool) { p.MixerConfig.RealTasksCount = 9 }},
+		{"a whole message", []string{"mixer_config"}, func(p *crowdgatev1.Pool) { p.MixerConfig = &crowdgatev1.MixerConfig{RealTasksCount: 9} }},
+		{"a oneof member switches the oneof", []string{"filter.condition"}, func(p *crowdgatev1.Pool) { p.Filter = src.Filter }},
+		{"output-only and fixed fields are ignored", []string{"status", "pool_id", "project_id", "create_time"}, func(p *crowdgatev1.Pool) {}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := stored()
+			tc.change(want)
+			s := stored()
+			s.CreateTime = want.CreateTime
+			got, err := merge(s, src, tc.paths)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+				t.Errorf("merged (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// No mask replaces every settable field and keeps the rest.
+	s := stored()
+	got, err := merge(s, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := proto.Clone(src).(*crowdgatev1.Pool)
+	want.ProjectId, want.TenantId, want.TolokaPoolId, want.Status, want.CreateTime = s.ProjectId, s.TenantId, s.TolokaPoolId, s.Status, s.CreateTime
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("merged without a mask (-want +got):\n%s", diff)
+	}
+
+	for _, bad := range [][]string{{"nope"}, {"reward_per_assignment.x"}, {"mixer_config.nope"}} {
+		_, err := merge(stored(), src, bad)
+		var ia *serviceerror.InvalidArgument
+		if !errors.As(err, &ia) || ia.Field != "update_mask" {
+			t.Errorf("merge with mask %v: %v, want INVALID_ARGUMENT on update_mask", bad, err)
+		}
+	}
+}
+
+// fakeLister serves SUBMITTED assignments of one pool in pages.
+type fakeLister struct {
+	ids   []string
+	calls []toloka.ListOptions
+}
+
+func (f *fakeLister) ListAssignments(_ context.Context, opts toloka.ListOptions) (*toloka.List[toloka.Assignment], error) {
+	f.calls = append(f.calls, opts)
+	var page toloka.List[toloka.Assignment]
+	for _, id := range f.ids {
+		if id <= opts.IDGt {
+			continue
+		}
+		if len(page.Items) == opts.Limit {
+			page.HasMore = true
+			break
+		}
+		page.Items = append(page.Items, toloka.Assignment{ID: id, Status: toloka.AssignmentSubmitted})
+	}
+	return &page, nil
+}
+
+func TestAwaitingReviewCountsEveryPage(t *testing.T) {
+	ids := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("0000000007--%024x", i+1)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		n     int
+		want  []string
+		pages int
+	}{
+		{0, nil, 1},
+		{1, []string{"1 assignment awaiting review"}, 1},
+		{2500, []string{"2500 assignments awaiting review"}, 3},
+		{MaxCountedAwaitingReview + 5, []string{fmt.Sprintf("at least %d assignments awaiting review", MaxCountedAwaitingReview)}, 10},
+	} {
+		l := &fakeLister{ids: ids(tc.n)}
+		got, err := awaitingReview(context.Background(), l, "7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%d submitted (-want +got):\n%s", tc.n, diff)
+		}
+		if len(l.calls) != tc.pages {
+			t.Errorf("%d submitted: %d list calls, want %d", tc.n, len(l.calls), tc.pages)
+		}
+		if c := l.calls[0]; c.Status != "SUBMITTED" || c.Filters.Get("pool_id") != "7" || c.Sort != "id" {
+			t.Errorf("list options = %+v, want SUBMITTED assignments of pool 7 by id", c)
+		}
+	}
+}

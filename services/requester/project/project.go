@@ -1,0 +1,475 @@
+// Package project creates and archives Toloka projects of the EXTERNAL
+// issuing type.
+//
+// A project is created in Toloka with assignments_issuing_type EXTERNAL,
+// Crowdgate's one landing URL as assignments_issuing_view_config.redirect_url
+// and the ptmik_* metadata of seed 001, then stored per tenant. Its Toloker
+// requirements are kept on the project and ANDed into the filter of every
+// pool (see PoolFilter). Archiving closes and archives every pool, then the
+// project, and is refused while any WorkChecker reports unfinished work.
+package project
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/requester/credential"
+	"github.com/crowdgate/crowdgate/services/kernel/money"
+	"github.com/crowdgate/crowdgate/services/platform/protostore"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+)
+
+// Length limits of the public texts (characters).
+const (
+	MaxPublicNameLength        = 150
+	MaxPublicDescriptionLength = 2048
+)
+
+// Config is what the service is built from.
+type Config struct {
+	// Redis stores projects; Prefix starts every key.
+	Redis  redis.UniversalClient
+	Prefix string
+	// Credentials gives each project's Toloka account.
+	Credentials *credential.Service
+	// LandingURL is the redirect_url every project gives Toloka.
+	LandingURL string
+	// Log receives the service's logs.
+	Log *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// WorkChecker reports a pool's unfinished work, which blocks archiving its
+// project: live sessions, submits not yet delivered, assignments awaiting
+// review. Each capability that holds such work implements it.
+type WorkChecker interface {
+	// UnfinishedWork returns human-readable items such as "3 live
+	// sessions", or none when the pool has nothing left.
+	UnfinishedWork(ctx context.Context, tenantID string, pool *crowdgatev1.Pool) ([]string, error)
+}
+
+// PoolManager is what archiving needs from the pool service (which depends
+// on this package, so it registers itself with SetPoolManager).
+type PoolManager interface {
+	// PoolsOfProject returns every pool of a project, in any status.
+	PoolsOfProject(ctx context.Context, tenantID, projectID string) ([]*crowdgatev1.Pool, error)
+	// Close closes a pool, waiting for Toloka's operation, and returns it.
+	Close(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error)
+	// Archive archives a closed pool, waiting for Toloka's operation.
+	Archive(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error)
+}
+
+// Service implements crowdgatev1.ProjectServiceServer.
+type Service struct {
+	crowdgatev1.UnimplementedProjectServiceServer
+	cfg   Config
+	store *protostore.Store[*crowdgatev1.Project]
+
+	mu       sync.RWMutex
+	checkers []WorkChecker
+	pools    PoolManager
+}
+
+// NewService returns the project service.
+func NewService(cfg Config) *Service {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{
+		cfg:   cfg,
+		store: protostore.New(cfg.Redis, cfg.Prefix, "project", func() *crowdgatev1.Project { return new(crowdgatev1.Project) }),
+	}
+}
+
+// AddWorkChecker adds a source of unfinished work that ArchiveProject
+// consults for every pool.
+func (s *Service) AddWorkChecker(c WorkChecker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checkers = append(s.checkers, c)
+}
+
+// SetPoolManager gives the service the pools it archives with a project.
+func (s *Service) SetPoolManager(m PoolManager) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pools = m
+}
+
+// Get returns a tenant's project.
+func (s *Service) Get(ctx context.Context, tenantID, projectID string) (*crowdgatev1.Project, error) {
+	return s.store.Get(ctx, tenantID, projectID)
+}
+
+// Account returns the Toloka account that owns project p.
+func (s *Service) Account(ctx context.Context, p *crowdgatev1.Project) (*toloka.Account, error) {
+	return s.cfg.Credentials.Account(ctx, p.GetTenantId(), p.GetCredentialId())
+}
+
+// CreateProject validates the project, creates it in Toloka and stores it.
+func (s *Service) CreateProject(ctx context.Context, req *crowdgatev1.CreateProjectRequest) (*crowdgatev1.CreateProjectResponse, error) {
+	tenantID := tenant.FromContext(ctx)
+	if req.GetProject() == nil {
+		return nil, serviceerror.NewInvalidArgument("project", "is required")
+	}
+	p := proto.Clone(req.GetProject()).(*crowdgatev1.Project)
+	// Output-only fields are ignored.
+	p.ProjectId, p.TenantId, p.Environment, p.TolokaProjectId, p.Status = "", "", 0, "", 0
+	p.LandingUrl, p.CreateTime, p.ArchiveTime = "", nil, nil
+	if p.GetCredentialId() == "" {
+		return nil, serviceerror.NewInvalidArgument("project.credential_id", "is required")
+	}
+	tp, err := s.tolokaProject(p)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := s.cfg.Credentials.Get(ctx, tenantID, p.GetCredentialId())
+	if err != nil {
+		return nil, err
+	}
+	account, err := s.cfg.Credentials.Account(ctx, tenantID, p.GetCredentialId())
+	if err != nil {
+		return nil, err
+	}
+	p.ProjectId = protostore.NewID("prj")
+	p.TenantId = tenantID
+	p.Environment = cred.GetEnvironment()
+	p.LandingUrl = s.cfg.LandingURL
+	// Hold the credential first, so it cannot be deleted under the project.
+	if err := s.cfg.Credentials.Use(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
+		return nil, err
+	}
+	release := func() {
+		if err := s.cfg.Credentials.Release(context.WithoutCancel(ctx), tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
+			s.cfg.Log.WarnContext(ctx, "could not release a credential", "tenant_id", tenantID, "credential_id", p.GetCredentialId(), "error", err.Error())
+		}
+	}
+	created, err := account.CreateProject(ctx, tp)
+	if err != nil {
+		release()
+		return nil, tolokaError("project", err)
+	}
+	p.TolokaProjectId = created.ID
+	p.Status = projectStatus(created.Status)
+	p.CreateTime = timestamppb.New(s.cfg.Now())
+	if created.Created != nil && !created.Created.IsZero() {
+		p.CreateTime = timestamppb.New(created.Created.Time)
+	}
+	if err := s.store.Create(ctx, tenantID, p.GetProjectId(), p); err != nil {
+		release()
+		s.cfg.Log.ErrorContext(ctx, "project created in Toloka but not stored: it exists in Toloka without a Crowdgate record",
+			"tenant_id", tenantID, "toloka_project_id", created.ID, "error", err.Error())
+		return nil, err
+	}
+	s.cfg.Log.InfoContext(ctx, "project created", "tenant_id", tenantID, "project_id", p.GetProjectId(),
+		"toloka_project_id", p.GetTolokaProjectId(), "environment", p.GetEnvironment().String())
+	return &crowdgatev1.CreateProjectResponse{Project: p}, nil
+}
+
+// tolokaProject validates p (normalising codes and filling defaults in
+// place) and returns the project to send Toloka.
+func (s *Service) tolokaProject(p *crowdgatev1.Project) (*toloka.Project, error) {
+	const f = "project."
+	name := p.GetPublicName()
+	switch {
+	case strings.TrimSpace(name) == "":
+		return nil, serviceerror.NewInvalidArgument(f+"public_name", "is required")
+	case utf8.RuneCountInString(name) > MaxPublicNameLength:
+		return nil, serviceerror.NewInvalidArgument(f+"public_name", "must be at most %d characters, got %d", MaxPublicNameLength, utf8.RuneCountInString(name))
+	}
+	desc := p.GetPublicDescription()
+	switch {
+	case strings.TrimSpace(desc) == "":
+		return nil, serviceerror.NewInvalidArgument(f+"public_description", "is required")
+	case utf8.RuneCountInString(desc) > MaxPublicDescriptionLength:
+		return nil, serviceerror.NewInvalidArgument(f+"public_description", "must be at most %d characters, got %d", MaxPublicDescriptionLength, utf8.RuneCountInString(desc))
+	}
+	platform, err := RedirectURL(f+"platform_url", p.GetPlatformUrl(), true)
+	if err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(p.GetPlatformAudience()) == "" {
+		p.PlatformAudience = platform.Scheme + "://" + platform.Host
+	}
+	if p.GetReturnUrl() != "" {
+		if _, err := RedirectURL(f+"return_url", p.GetReturnUrl(), false); err != nil {
+			return nil, err
+		}
+	}
+	if strings.TrimSpace(p.GetPartnerName()) == "" {
+		return nil, serviceerror.NewInvalidArgument(f+"partner_name", "is required (ptmik_partner_name)")
+	}
+	if p.GetPartnerUrl() == "" {
+		return nil, serviceerror.NewInvalidArgument(f+"partner_url", "is required (ptmik_partner_url)")
+	}
+	if u, err := url.Parse(p.GetPartnerUrl()); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, serviceerror.NewInvalidArgument(f+"partner_url", "must be an absolute http(s) URL, got %q", p.GetPartnerUrl())
+	}
+	metadata := map[string][]string{
+		toloka.MetaPartnerName: {p.GetPartnerName()},
+		toloka.MetaPartnerURL:  {p.GetPartnerUrl()},
+	}
+	var prices [2]*money.Decimal
+	for i, b := range []struct {
+		field, value, key string
+	}{{"bonus_price_min", p.GetBonusPriceMin(), toloka.MetaBonusPriceMin}, {"bonus_price_max", p.GetBonusPriceMax(), toloka.MetaBonusPriceMax}} {
+		if b.value == "" {
+			continue
+		}
+		d, err := money.Parse(b.value)
+		if err != nil {
+			return nil, serviceerror.NewInvalidArgument(f+b.field, "must be a decimal amount in U.S. dollars such as \"0.50\": %v", err)
+		}
+		if d.Sign() < 0 {
+			return nil, serviceerror.NewInvalidArgument(f+b.field, "must not be negative")
+		}
+		prices[i] = &d
+		metadata[b.key] = []string{d.String()}
+	}
+	if prices[0] != nil && prices[1] != nil && prices[1].Cmp(*prices[0]) < 0 {
+		return nil, serviceerror.NewInvalidArgument(f+"bonus_price_max", "must not be below bonus_price_min (%s)", prices[0].String())
+	}
+	if err := normalizeRequirements(f+"toloker_requirements", p.GetTolokerRequirements()); err != nil {
+		return nil, err
+	}
+	tp := &toloka.Project{
+		PublicName:                   name,
+		PublicDescription:            desc,
+		PublicInstructions:           p.GetPublicInstructions(),
+		PrivateComment:               p.GetPrivateComment(),
+		AssignmentsIssuingType:       toloka.IssuingExternal,
+		AssignmentsIssuingViewConfig: &toloka.IssuingViewConfig{RedirectURL: s.cfg.LandingURL},
+		Metadata:                     metadata,
+	}
+	if tp.TaskSpec, err = taskSpec(f+"task_spec", p.GetTaskSpec()); err != nil {
+		return nil, err
+	}
+	if tp.LocalizationConfig, err = localizationConfig(f+"localization_config", p.GetLocalizationConfig()); err != nil {
+		return nil, err
+	}
+	if qc := p.GetQualityControl(); qc != nil && len(qc.GetConfigs()) > 0 {
+		configs, err := QualityControlConfigs(f+"quality_control.configs", qc.GetConfigs())
+		if err != nil {
+			return nil, err
+		}
+		tp.QualityControl = &toloka.QualityControl{Configs: configs}
+	}
+	if p.MaxActiveAssignmentsCount != nil {
+		if n := p.GetMaxActiveAssignmentsCount(); n < 1 {
+			return nil, serviceerror.NewInvalidArgument(f+"max_active_assignments_count", "must be at least 1, got %d", n)
+		}
+		tp.MaxActiveAssignmentsCount = toloka.Ptr(int(p.GetMaxActiveAssignmentsCount()))
+	}
+	if p.GetAssignmentsAutomergeEnabled() {
+		tp.AssignmentsAutomergeEnabled = toloka.Ptr(true)
+	}
+	return tp, nil
+}
+
+// RedirectURL checks a URL Crowdgate redirects Tolokers to: absolute https,
+// or http on a loopback host (local development). required says whether an
+// empty value is an error.
+func RedirectURL(field, raw string, required bool) (*url.URL, error) {
+	if raw == "" {
+		if required {
+			return nil, serviceerror.NewInvalidArgument(field, "is required")
+		}
+		return nil, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" {
+		return nil, serviceerror.NewInvalidArgument(field, "must be an absolute https URL, got %q", raw)
+	}
+	if u.User != nil {
+		return nil, serviceerror.NewInvalidArgument(field, "must not carry user credentials")
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !loopbackHost(u.Hostname()) {
+			return nil, serviceerror.NewInvalidArgument(field, "must use https (http is allowed only for loopback hosts), got %q", raw)
+		}
+	default:
+		return nil, serviceerror.NewInvalidArgument(field, "must be an absolute https URL, got %q", raw)
+	}
+	return u, nil
+}
+
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// GetProject returns one project.
+func (s *Service) GetProject(ctx context.Context, req *crowdgatev1.GetProjectRequest) (*crowdgatev1.GetProjectResponse, error) {
+	p, err := s.Get(ctx, tenant.FromContext(ctx), req.GetProjectId())
+	if err != nil {
+		return nil, err
+	}
+	return &crowdgatev1.GetProjectResponse{Project: p}, nil
+}
+
+// ListProjects lists the tenant's projects, newest first.
+func (s *Service) ListProjects(ctx context.Context, req *crowdgatev1.ListProjectsRequest) (*crowdgatev1.ListProjectsResponse, error) {
+	if _, ok := crowdgatev1.ProjectStatus_name[int32(req.GetStatus())]; !ok {
+		return nil, serviceerror.NewInvalidArgument("status", "unknown project status %d", req.GetStatus())
+	}
+	var keep func(*crowdgatev1.Project) bool
+	if st := req.GetStatus(); st != crowdgatev1.ProjectStatus_PROJECT_STATUS_UNSPECIFIED {
+		keep = func(p *crowdgatev1.Project) bool { return p.GetStatus() == st }
+	}
+	items, next, err := s.store.List(ctx, tenant.FromContext(ctx), "", req.GetPageSize(), req.GetPageToken(), keep)
+	if err != nil {
+		return nil, err
+	}
+	return &crowdgatev1.ListProjectsResponse{Projects: items, NextPageToken: next}, nil
+}
+
+// ArchiveProject closes and archives every pool, then the project. It is
+// refused, saying what is left, while a WorkChecker reports unfinished work.
+// Work is checked before the pools close and again after (a Toloker may
+// have started meanwhile); a refusal after closing leaves the pools closed.
+func (s *Service) ArchiveProject(ctx context.Context, req *crowdgatev1.ArchiveProjectRequest) (*crowdgatev1.ArchiveProjectResponse, error) {
+	tenantID := tenant.FromContext(ctx)
+	p, err := s.Get(ctx, tenantID, req.GetProjectId())
+	if err != nil {
+		return nil, err
+	}
+	if p.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
+		return &crowdgatev1.ArchiveProjectResponse{Project: p}, nil
+	}
+	s.mu.RLock()
+	manager, checkers := s.pools, append([]WorkChecker(nil), s.checkers...)
+	s.mu.RUnlock()
+	if manager == nil {
+		return nil, errors.New("project: no pool manager registered")
+	}
+	pools, err := manager.PoolsOfProject(ctx, tenantID, p.GetProjectId())
+	if err != nil {
+		return nil, err
+	}
+	if err := unfinished(ctx, tenantID, p, pools, checkers); err != nil {
+		return nil, err
+	}
+	for i, pl := range pools {
+		if pl.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
+			continue
+		}
+		if pools[i], err = manager.Close(ctx, tenantID, pl.GetPoolId()); err != nil {
+			return nil, fmt.Errorf("close pool %s: %w", pl.GetPoolId(), err)
+		}
+	}
+	if err := unfinished(ctx, tenantID, p, pools, checkers); err != nil {
+		return nil, err
+	}
+	for _, pl := range pools {
+		if pl.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
+			continue
+		}
+		if _, err := manager.Archive(ctx, tenantID, pl.GetPoolId()); err != nil {
+			return nil, fmt.Errorf("archive pool %s: %w", pl.GetPoolId(), err)
+		}
+	}
+	account, err := s.Account(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	op, err := account.ArchiveProject(ctx, p.GetTolokaProjectId())
+	if err != nil {
+		return nil, tolokaError("project", err)
+	}
+	if op != nil {
+		if _, err := account.WaitOperation(ctx, op.ID); err != nil {
+			return nil, tolokaError("project", err)
+		}
+	}
+	p.Status = crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED
+	p.ArchiveTime = timestamppb.New(s.cfg.Now())
+	if err := s.store.Put(ctx, tenantID, p.GetProjectId(), p); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Credentials.Release(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
+		return nil, err
+	}
+	s.cfg.Log.InfoContext(ctx, "project archived", "tenant_id", tenantID, "project_id", p.GetProjectId(),
+		"toloka_project_id", p.GetTolokaProjectId(), "pools", len(pools))
+	return &crowdgatev1.ArchiveProjectResponse{Project: p}, nil
+}
+
+// unfinished asks every checker about every unarchived pool and returns a
+// FailedPrecondition listing what is left, or nil.
+func unfinished(ctx context.Context, tenantID string, p *crowdgatev1.Project, pools []*crowdgatev1.Pool, checkers []WorkChecker) error {
+	var left []string
+	for _, pl := range pools {
+		if pl.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
+			continue
+		}
+		var items []string
+		for _, c := range checkers {
+			got, err := c.UnfinishedWork(ctx, tenantID, pl)
+			if err != nil {
+				return fmt.Errorf("check unfinished work of pool %s: %w", pl.GetPoolId(), err)
+			}
+			items = append(items, got...)
+		}
+		if len(items) > 0 {
+			left = append(left, fmt.Sprintf("pool %s (Toloka pool %s): %s", pl.GetPoolId(), pl.GetTolokaPoolId(), strings.Join(items, ", ")))
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	return serviceerror.NewFailedPrecondition("project %s still has unfinished work; finish it before archiving: %s",
+		p.GetProjectId(), strings.Join(left, "; "))
+}
+
+func projectStatus(s toloka.ProjectStatus) crowdgatev1.ProjectStatus {
+	switch s {
+	case toloka.ProjectActive:
+		return crowdgatev1.ProjectStatus_PROJECT_STATUS_ACTIVE
+	case toloka.ProjectArchived:
+		return crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED
+	}
+	return crowdgatev1.ProjectStatus_PROJECT_STATUS_UNSPECIFIED
+}
+
+// tolokaError names, in a validation error Toloka answered, the field of the
+// request message it concerns (Toloka's field paths are those of the API's
+// message under "project." or "pool."); other errors pass unchanged.
+func tolokaError(message string, err error) error {
+	var ia *serviceerror.InvalidArgument
+	if errors.As(err, &ia) {
+		field := message
+		if ia.Field != "" {
+			field = message + "." + ia.Field
+		}
+		return &serviceerror.InvalidArgument{Field: field, Reason: ia.Reason}
+	}
+	return err
+}
+
+// TolokaError is tolokaError for the pool service: Toloka's validation
+// errors of a pool request are named under "pool.".
+func TolokaError(message string, err error) error { return tolokaError(message, err) }

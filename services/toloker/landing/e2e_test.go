@@ -1,0 +1,395 @@
+package landing_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/token"
+)
+
+// crowdgate is the Toloker-facing side of a gateway, served like the real
+// one: the landing and the JWK Set over plain HTTP, SessionService over gRPC
+// and, through grpc-gateway, over REST.
+type crowdgate struct {
+	base string // http://127.0.0.1:port
+	grpc crowdgatev1.SessionServiceClient
+}
+
+// errorUnary converts domain errors to gRPC status, as the gateway does.
+func errorUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return nil, serviceerror.ToStatus(err).Err()
+	}
+	return resp, nil
+}
+
+func startCrowdgate(t *testing.T, env *sessiontest.Env) *crowdgate {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(errorUnary))
+	crowdgatev1.RegisterSessionServiceServer(gs, env.Sessions)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	rest := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+	}))
+	if err := crowdgatev1.RegisterSessionServiceHandler(context.Background(), rest, conn); err != nil {
+		t.Fatal(err)
+	}
+	land, err := landing.New(landing.Config{Sessions: env.Sessions, Limiter: limiter(t, env), Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /start", land)
+	mux.Handle("GET "+token.JWKSPath, env.Signer.JWKSHandler())
+	mux.Handle("/v1/", rest)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &crowdgate{base: srv.URL, grpc: crowdgatev1.NewSessionServiceClient(conn)}
+}
+
+// platform is a stand-in partner platform: its start page takes the code,
+// exchanges it over REST or gRPC, and verifies the token against the JWK Set
+// fetched over HTTP, as a platform's own code would.
+type platform struct {
+	t        *testing.T
+	srv      *httptest.Server
+	via      string // "rest" or "grpc"
+	cg       *crowdgate
+	verifier *token.Verifier
+
+	mu     sync.Mutex
+	tokens []string
+	codes  []string
+}
+
+func newPlatform(t *testing.T, via string) *platform {
+	t.Helper()
+	p := &platform{t: t, via: via}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.start))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// connect points the platform at Crowdgate (its origin is the audience).
+func (p *platform) connect(cg *crowdgate) {
+	p.cg = cg
+	p.verifier = &token.Verifier{
+		Keys:   token.NewRemoteKeySet(cg.base+token.JWKSPath, http.DefaultClient),
+		Issuer: sessiontest.Issuer, Audience: p.srv.URL,
+	}
+}
+
+func (p *platform) start(w http.ResponseWriter, r *http.Request) {
+	code := r.URL.Query().Get("code")
+	tok, err := p.exchange(r.Context(), code)
+	if err != nil {
+		http.Error(w, "exchange: "+err.Error(), http.StatusUnauthorized)
+		return
+	}
+	claims, err := p.verifier.Verify(r.Context(), tok)
+	if err != nil {
+		http.Error(w, "verify: "+err.Error(), http.StatusUnauthorized)
+		return
+	}
+	p.mu.Lock()
+	p.tokens = append(p.tokens, tok)
+	p.codes = append(p.codes, code)
+	p.mu.Unlock()
+	fmt.Fprintf(w, "welcome %s, session %s", claims.Subject, claims.SessionID)
+}
+
+// exchange trades a code for a token the way the platform is set up to.
+func (p *platform) exchange(ctx context.Context, code string) (string, error) {
+	if p.via == "grpc" {
+		resp, err := p.cg.grpc.ExchangeCode(ctx, &crowdgatev1.ExchangeCodeRequest{Code: code})
+		if err != nil {
+			return "", err
+		}
+		return resp.GetToken(), nil
+	}
+	body, _ := json.Marshal(map[string]string{"code": code})
+	resp, err := http.Post(p.cg.base+"/v1/sessions:exchange", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return "", &httpError{resp.StatusCode, string(b)}
+	}
+	var out struct {
+		Token      string          `json:"token"`
+		ExpireTime string          `json:"expire_time"`
+		Session    json.RawMessage `json:"session"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return "", err
+	}
+	return out.Token, nil
+}
+
+type httpError struct {
+	status int
+	body   string
+}
+
+func (e *httpError) Error() string { return fmt.Sprintf("HTTP %d: %s", e.status, e.body) }
+
+func (p *platform) lastToken() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tokens[len(p.tokens)-1]
+}
+
+func (p *platform) lastCode() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.codes[len(p.codes)-1]
+}
+
+// click follows a Toloker's click through every redirect.
+func click(t *testing.T, cg *crowdgate, aid string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(cg.base + "/start?assignment_id=" + url.QueryEscape(aid) + "&from=toloka")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestEndToEnd(t *testing.T) {
+	for _, via := range []string{"rest", "grpc"} {
+		t.Run("exchange over "+via, func(t *testing.T) {
+			plat := newPlatform(t, via)
+			env := sessiontest.New(t, sessiontest.Options{PlatformURL: plat.srv.URL + "/start"})
+			cg := startCrowdgate(t, env)
+			plat.connect(cg)
+			pool := env.NewPool(t, tenant.Default, nil)
+			aid := env.StartAssignment(t, pool, "6f1c2a9b3d4e5f6071829300")
+
+			resp, body := click(t, cg, aid)
+			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Request.URL.String(), plat.srv.URL+"/start?code=") {
+				t.Fatalf("the click ended at %s with %d: %s", resp.Request.URL, resp.StatusCode, body)
+			}
+			if !strings.HasPrefix(body, "welcome 6f1c2a9b3d4e5f6071829300, session ses_") {
+				t.Errorf("the platform answered %q", body)
+			}
+			tok := plat.lastToken()
+			claims, err := plat.verifier.Verify(context.Background(), tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if claims.AssignmentID != aid || claims.PoolID != pool.PoolId || claims.ProjectID != pool.ProjectId || claims.Audience[0] != plat.srv.URL {
+				t.Errorf("claims %+v", claims)
+			}
+
+			// The code worked once.
+			_, err = plat.exchange(context.Background(), plat.lastCode())
+			var he *httpError
+			switch via {
+			case "rest":
+				if !errors.As(err, &he) || he.status != http.StatusNotFound {
+					t.Errorf("second REST exchange = %v, want 404", err)
+				}
+			case "grpc":
+				if status.Code(err) != codes.NotFound {
+					t.Errorf("second gRPC exchange = %v, want NotFound", err)
+				}
+			}
+
+			// Tampered and foreign-audience tokens do not pass.
+			parts := strings.Split(tok, ".")
+			payload, _ := jwtDecode(parts[1])
+			payload = bytes.Replace(payload, []byte("6f1c2a9b3d4e5f6071829300"), []byte("6f1c2a9b3d4e5f6071829301"), 1)
+			tampered := parts[0] + "." + jwtEncode(payload) + "." + parts[2]
+			if _, err := plat.verifier.Verify(context.Background(), tampered); !errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+				t.Errorf("tampered token: %v", err)
+			}
+			other := *plat.verifier
+			other.Audience = "https://another-platform.example"
+			if _, err := other.Verify(context.Background(), tok); !errors.Is(err, jwt.ErrTokenInvalidAudience) {
+				t.Errorf("token for another platform: %v", err)
+			}
+		})
+	}
+}
+
+func TestDoubleClickEndToEnd(t *testing.T) {
+	plat := newPlatform(t, "rest")
+	env := sessiontest.New(t, sessiontest.Options{PlatformURL: plat.srv.URL + "/start"})
+	cg := startCrowdgate(t, env)
+	plat.connect(cg)
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+
+	bodies := make([]string, 2)
+	var wg sync.WaitGroup
+	for i := range bodies {
+		wg.Go(func() {
+			resp, err := http.Get(cg.base + "/start?assignment_id=" + aid)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			bodies[i] = string(b)
+		})
+	}
+	wg.Wait()
+	if bodies[0] != bodies[1] || !strings.HasPrefix(bodies[0], "welcome toloker-1, session ses_") {
+		t.Errorf("two clicks landed as %q and %q, want the same session", bodies[0], bodies[1])
+	}
+	if n := env.AssignmentGets(aid); n != 1 {
+		t.Errorf("Toloka was asked %d times, want 1", n)
+	}
+}
+
+func TestRotationEndToEnd(t *testing.T) {
+	clock := sessiontest.NewClock()
+	plat := newPlatform(t, "rest")
+	env := sessiontest.New(t, sessiontest.Options{PlatformURL: plat.srv.URL + "/start", Now: clock.Now})
+	cg := startCrowdgate(t, env)
+	plat.connect(cg)
+	plat.verifier.Now = clock.Now
+	plat.verifier.Keys.(*token.RemoteKeySet).Now = clock.Now
+	pool := env.NewPool(t, tenant.Default, nil)
+
+	if resp, body := click(t, cg, env.StartAssignment(t, pool, "toloker-1")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("before rotation: %d %s", resp.StatusCode, body)
+	}
+	before := plat.lastToken()
+	if _, err := env.Signer.Rotate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(token.DefaultPublishDelay)
+	if resp, body := click(t, cg, env.StartAssignment(t, pool, "toloker-2")); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after rotation: %d %s", resp.StatusCode, body)
+	}
+	after := plat.lastToken()
+	if kid(t, before) == kid(t, after) {
+		t.Fatal("the rotated key does not sign")
+	}
+	// A platform that fetches the key set now verifies both.
+	fresh := *plat.verifier
+	fresh.Keys = &token.RemoteKeySet{URL: cg.base + token.JWKSPath, Now: clock.Now}
+	for name, tok := range map[string]string{"before": before, "after": after} {
+		if _, err := fresh.Verify(context.Background(), tok); err != nil {
+			t.Errorf("token signed %s the rotation: %v", name, err)
+		}
+	}
+}
+
+func TestSessionAPIOverRESTAndGRPC(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	cg := startCrowdgate(t, env)
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+
+	resp, err := http.Post(cg.base+"/v1/sessions", "application/json", strings.NewReader(`{"assignment_id": "`+aid+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var start struct {
+		Session     map[string]any `json:"session"`
+		Code        string         `json:"code"`
+		RedirectURL string         `json:"redirect_url"`
+	}
+	if err := json.Unmarshal(b, &start); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/sessions: %d %s", resp.StatusCode, b)
+	}
+	sid, _ := start.Session["session_id"].(string)
+	if start.Code == "" || start.Session["user_id"] != "toloker-1" || start.Session["state"] != "SESSION_STATE_ACTIVE" || start.Session["reward_total"] != "0" {
+		t.Errorf("StartSession over REST: %s", b)
+	}
+	got, err := cg.grpc.GetSession(context.Background(), &crowdgatev1.GetSessionRequest{SessionId: sid})
+	if err != nil || got.GetSession().GetAssignmentId() != aid {
+		t.Errorf("GetSession over gRPC = %v, %v", got, err)
+	}
+	ended, err := cg.grpc.EndSession(context.Background(), &crowdgatev1.EndSessionRequest{SessionId: sid, Reason: crowdgatev1.EndReason_END_REASON_REVOKED})
+	if err != nil || ended.GetSession().GetEndReason() != crowdgatev1.EndReason_END_REASON_REVOKED {
+		t.Errorf("EndSession over gRPC = %v, %v", ended, err)
+	}
+	// The revoked session's code no longer yields a token.
+	if _, err := cg.grpc.ExchangeCode(context.Background(), &crowdgatev1.ExchangeCodeRequest{Code: start.Code}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("exchange after revocation = %v, want FailedPrecondition", err)
+	}
+
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"POST", "/v1/sessions", `{"assignment_id": "nope"}`, http.StatusBadRequest},
+		{"POST", "/v1/sessions", `{}`, http.StatusBadRequest},
+		{"POST", "/v1/sessions:exchange", `{"code": "nope"}`, http.StatusBadRequest},
+		{"GET", "/v1/sessions/ses_unknown", "", http.StatusNotFound},
+		{"POST", "/v1/sessions/" + sid + "/end", `{"reason": "END_REASON_CLOSE_SESSION"}`, http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequest(tc.method, cg.base+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s %s %s: %d %s, want %d", tc.method, tc.path, tc.body, resp.StatusCode, b, tc.status)
+		}
+	}
+}
+
+func kid(t *testing.T, raw string) string {
+	t.Helper()
+	tok, _, err := jwt.NewParser().ParseUnverified(raw, &token.Claims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := tok.Header["kid"].(string)
+	return k
+}
+
+func jwtDecode(s string) ([]byte, error) { return jwt.NewParser().DecodeSegment(s) }
+
+func jwtEncode(b []byte) string { return (&jwt.Token{}).EncodeSegment(b) }

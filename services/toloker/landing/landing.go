@@ -1,0 +1,426 @@
+// Package landing is where Toloka sends a Toloker who clicks Start:
+// GET /start?assignment_id=... on Crowdgate's public URL.
+//
+// The landing checks the assignment id's shape, applies per-IP and
+// per-assignment rate limits, and asks the session service for the
+// assignment's session. The limits are counted in each replica's memory on
+// every landing; a landing that finds no session (the assignment's first,
+// or one Toloka already refused) is also counted against the same limits
+// shared by every replica through Redis, so that no client spends a
+// requester's Toloka quota faster than the limits allow, however many
+// replicas it reaches. On success it
+// redirects (303) to the project's registered platform URL with a one-time
+// code, never to a URL taken from the request, and never with a token in the
+// URL. Everything else is a small HTML page with the right status: 400 for
+// a malformed id, 404 for an unknown or foreign one, 409 for work already
+// submitted or bound to another Toloker, 410 for an expired or skipped
+// assignment or an ended session (with a link back to Toloka), 429 with
+// Retry-After when a limit is hit, 503 with Retry-After when Toloka or Redis
+// cannot be reached. No error ever shows a stack trace or a 500.
+//
+// A repeat landing (a reload, a double click) is answered with one Redis
+// GET (the session; the one-time code needs no storage), with no template
+// work.
+package landing
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+)
+
+// Sessions starts or finds an assignment's session; *session.Service
+// implements it.
+type Sessions interface {
+	// Find answers a repeat landing from Redis alone, or returns
+	// session.ErrNoSession.
+	Find(ctx context.Context, assignmentID string) (*session.Landing, error)
+	// Land returns where to send the Toloker who landed with assignmentID,
+	// asking Toloka when the assignment has no session yet.
+	Land(ctx context.Context, assignmentID string) (*session.Landing, error)
+}
+
+// Limiter reserves rate-limit slots; *ratelimit.Limiter (built with a
+// negative MaxWait, so it never sleeps) implements it.
+type Limiter interface {
+	// Wait reserves a slot in every limit under key, or returns a
+	// *serviceerror.ResourceExhausted.
+	Wait(ctx context.Context, key string, limits ...ratelimit.Limit) error
+}
+
+// Default limits. A Toloker clicks Start once, maybe reloads a few times;
+// many Tolokers may share one address (mobile carriers' NAT).
+var (
+	// DefaultPerIP allows 10 landings a second per client address, 60 at once.
+	DefaultPerIP = ratelimit.Limit{Name: "ip", Rate: 10, Per: time.Second, Burst: 60}
+	// DefaultPerAssignment allows 30 landings a minute per assignment, 10 at once.
+	DefaultPerAssignment = ratelimit.Limit{Name: "assignment", Rate: 30, Per: time.Minute, Burst: 10}
+)
+
+// limitKey is the one rate-limit key (hash tag) of every landing limit: one
+// script call checks the address's and the assignment's limit together.
+const limitKey = "landing"
+
+// Config configures the landing.
+type Config struct {
+	// Sessions answers landings.
+	Sessions Sessions
+	// Limiter applies the rate limits across replicas to landings that
+	// find no session (those may ask Toloka); nil turns that off. Every
+	// landing is also counted in this replica (ratelimit.Local).
+	Limiter Limiter
+	// PerIP and PerAssignment are the limits (the defaults when zero). Only
+	// their Rate, Per and Burst are used.
+	PerIP, PerAssignment ratelimit.Limit
+	// ClientIP returns the client address a request is limited by
+	// (ForwardedClientIP when nil).
+	ClientIP func(*http.Request) string
+	// Log receives failures (never a secret).
+	Log *slog.Logger
+	// Metrics, when set, registers the landing's metrics.
+	Metrics prometheus.Registerer
+}
+
+// Handler serves the landing.
+type Handler struct {
+	cfg      Config
+	local    *ratelimit.Local
+	outcomes map[string]prometheus.Counter
+	duration prometheus.Observer
+}
+
+// Outcomes counted by crowdgate_landings_total.
+const (
+	outcomeRedirect    = "redirect"
+	outcomeBadRequest  = "bad_request"
+	outcomeNotFound    = "not_found"
+	outcomeNotActive   = "not_active"
+	outcomeEnded       = "ended"
+	outcomeConflict    = "conflict"
+	outcomeRateLimited = "rate_limited"
+	outcomeUnavailable = "unavailable"
+)
+
+// New returns the landing handler.
+func New(cfg Config) (*Handler, error) {
+	if cfg.Sessions == nil {
+		return nil, errors.New("landing: Config.Sessions is nil")
+	}
+	if cfg.PerIP.Rate == 0 {
+		cfg.PerIP = DefaultPerIP
+	}
+	if cfg.PerAssignment.Rate == 0 {
+		cfg.PerAssignment = DefaultPerAssignment
+	}
+	for _, l := range []ratelimit.Limit{cfg.PerIP, cfg.PerAssignment} {
+		if l.Rate < 1 || l.Per <= 0 || l.Burst < 1 {
+			return nil, fmt.Errorf("landing: a limit needs a positive rate, period and burst, got %d per %s, burst %d", l.Rate, l.Per, l.Burst)
+		}
+	}
+	if cfg.ClientIP == nil {
+		cfg.ClientIP = ForwardedClientIP
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	counter := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crowdgate_landings_total",
+		Help: "Toloker landings (GET /start), by outcome.",
+	}, []string{"outcome"})
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "crowdgate_landing_seconds",
+		Help:    "Time to answer a landing.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	})
+	if cfg.Metrics != nil {
+		if err := cfg.Metrics.Register(counter); err != nil {
+			return nil, err
+		}
+		if err := cfg.Metrics.Register(hist); err != nil {
+			return nil, err
+		}
+	}
+	h := &Handler{cfg: cfg, local: ratelimit.NewLocal(ratelimit.LocalConfig{}), outcomes: map[string]prometheus.Counter{}, duration: hist}
+	for _, o := range []string{outcomeRedirect, outcomeBadRequest, outcomeNotFound, outcomeNotActive, outcomeEnded,
+		outcomeConflict, outcomeRateLimited, outcomeUnavailable} {
+		h.outcomes[o] = counter.WithLabelValues(o)
+	}
+	return h, nil
+}
+
+// RemoteIP is the connection's remote address without the port.
+func RemoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return host
+}
+
+// ForwardedClientIP is the last address of X-Forwarded-For when there is
+// one, the connection's remote address otherwise. Crowdgate serves plain
+// HTTP and runs behind a TLS-terminating proxy, which appends the address it
+// saw: the last entry is that proxy's word, whatever a client wrote before
+// it. (Without a proxy a client could choose it; the per-assignment limit
+// still holds then.) The address is returned as written; limits use its
+// canonical form.
+func ForwardedClientIP(r *http.Request) string {
+	values := r.Header.Values("X-Forwarded-For")
+	if len(values) > 0 {
+		last := values[len(values)-1]
+		if i := strings.LastIndexByte(last, ','); i >= 0 {
+			last = last[i+1:]
+		}
+		if ip := strings.TrimSpace(last); isIP(ip) {
+			return ip
+		}
+	}
+	return RemoteIP(r)
+}
+
+// isIP reports whether s is an IP address (v4 or v6, without a zone).
+func isIP(s string) bool {
+	addr, err := netip.ParseAddr(s)
+	return err == nil && addr.Zone() == ""
+}
+
+// ServeHTTP answers GET /start?assignment_id=...
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			h.cfg.Log.Error("panic in the landing", "panic", p, "stack", string(debug.Stack()))
+			h.page(w, outcomeUnavailable, http.StatusServiceUnavailable, 5, pageUnavailable, "")
+		}
+		h.duration.Observe(time.Since(start).Seconds())
+	}()
+	hdr := w.Header()
+	hdr["Cache-Control"] = noStore
+	hdr["Referrer-Policy"] = noReferrer
+
+	aid := assignmentID(r.URL.RawQuery)
+	if _, err := session.ParseAssignmentID("assignment_id", aid); err != nil {
+		h.page(w, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, "")
+		return
+	}
+	perIP, perAsg := h.cfg.PerIP, h.cfg.PerAssignment
+	perIP.Name, perAsg.Name = limitName("ip-", h.cfg.ClientIP(r)), "asg-"+aid
+	if retry, ok := h.local.Allow(perIP, perAsg); !ok {
+		h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(retry), pageRateLimited, "")
+		return
+	}
+	l, err := h.cfg.Sessions.Find(r.Context(), aid)
+	if errors.Is(err, session.ErrNoSession) {
+		if h.cfg.Limiter != nil {
+			if err := h.cfg.Limiter.Wait(r.Context(), limitKey, perIP, perAsg); err != nil {
+				var re *serviceerror.ResourceExhausted
+				if errors.As(err, &re) {
+					h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(re.RetryAfter), pageRateLimited, "")
+					return
+				}
+				h.fail(w, r, aid, err)
+				return
+			}
+		}
+		l, err = h.cfg.Sessions.Land(r.Context(), aid)
+	}
+	if err != nil {
+		h.fail(w, r, aid, err)
+		return
+	}
+	hdr["Location"] = []string{l.RedirectURL}
+	w.WriteHeader(http.StatusSeeOther)
+	h.outcomes[outcomeRedirect].Inc()
+}
+
+var (
+	noStore    = []string{"no-store"}
+	noReferrer = []string{"no-referrer"}
+)
+
+// assignmentID is the first assignment_id parameter of a raw query, as
+// url.Values.Get reads it, without building the whole url.Values (a
+// landing's hot path).
+func assignmentID(rawQuery string) string {
+	const key = "assignment_id"
+	for q := rawQuery; q != ""; {
+		var part string
+		part, q, _ = strings.Cut(q, "&")
+		if strings.ContainsAny(part, "%+;") { // escapes or a semicolon: the general path
+			return queryGet(rawQuery, key)
+		}
+		if k, v, _ := strings.Cut(part, "="); k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func queryGet(rawQuery, key string) string {
+	v, _ := url.ParseQuery(rawQuery)
+	return v.Get(key)
+}
+
+// limitName makes a client address usable as a limit name (no braces or
+// whitespace; bounded length), in its canonical form so that one address
+// written two ways is one limit.
+func limitName(prefix, ip string) string {
+	if addr, err := netip.ParseAddr(ip); err == nil {
+		var buf [64]byte
+		return string(addr.Unmap().WithZone("").AppendTo(append(buf[:0], prefix...)))
+	}
+	b := []byte(ip)
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	for i, c := range b {
+		if c == '{' || c == '}' || c <= ' ' || c >= 0x7f {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return prefix + "unknown"
+	}
+	return prefix + string(b)
+}
+
+func retrySeconds(d time.Duration) int {
+	s := int(math.Ceil(d.Seconds()))
+	return max(s, 1)
+}
+
+// fail answers an error from the session service.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, aid string, err error) {
+	var (
+		notActive *session.NotActiveError
+		ended     *session.EndedError
+		nf        *serviceerror.NotFound
+		ia        *serviceerror.InvalidArgument
+		fp        *serviceerror.FailedPrecondition
+		re        *serviceerror.ResourceExhausted
+	)
+	switch {
+	case errors.As(err, &notActive):
+		switch toloka.AssignmentStatus(notActive.Status) {
+		case toloka.AssignmentExpired:
+			h.page(w, outcomeNotActive, http.StatusGone, 0, pageExpired, "")
+		case toloka.AssignmentSkipped:
+			h.page(w, outcomeNotActive, http.StatusGone, 0, pageSkipped, "")
+		default:
+			h.page(w, outcomeNotActive, http.StatusConflict, 0, pageSubmitted, "")
+		}
+	case errors.As(err, &ended):
+		p := pageEnded
+		if ended.Session.GetEndReason() == crowdgatev1.EndReason_END_REASON_EXPIRED {
+			p = pageSessionExpired
+		}
+		h.page(w, outcomeEnded, http.StatusGone, 0, p, ended.Session.GetReturnUrl())
+	case errors.As(err, &ia):
+		h.page(w, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, "")
+	case errors.As(err, &nf):
+		h.page(w, outcomeNotFound, http.StatusNotFound, 0, pageNotFound, "")
+	case errors.As(err, &fp):
+		h.cfg.Log.Warn("landing refused", "assignment_id", aid, "err", err)
+		h.page(w, outcomeConflict, http.StatusConflict, 0, pageConflict, "")
+	case errors.As(err, &re):
+		h.page(w, outcomeUnavailable, http.StatusServiceUnavailable, retrySeconds(re.RetryAfter), pageUnavailable, "")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The Toloker went away; nobody reads the answer.
+		h.page(w, outcomeUnavailable, http.StatusServiceUnavailable, 5, pageUnavailable, "")
+	default:
+		h.cfg.Log.Warn("landing unavailable", "assignment_id", aid, "err", err)
+		h.page(w, outcomeUnavailable, http.StatusServiceUnavailable, 5, pageUnavailable, "")
+	}
+}
+
+// pageText is one page's wording.
+type pageText struct {
+	Title, Message string
+}
+
+var (
+	pageMalformed = pageText{"This link is not valid",
+		"The link that brought you here has no valid task (assignment) id. Please go back to Toloka and start the task again."}
+	pageNotFound = pageText{"Task not found",
+		"We could not find this task. It may belong to another service, or the link may be incomplete. Please go back to Toloka and start the task again."}
+	pageSubmitted = pageText{"Task already submitted",
+		"This task has already been submitted, so it cannot be started again. You can pick a new task in Toloka."}
+	pageExpired = pageText{"Task expired",
+		"The time for this task has run out. You can pick a new task in Toloka."}
+	pageSkipped = pageText{"Task skipped",
+		"This task was skipped, so it cannot be started again. You can pick a new task in Toloka."}
+	pageEnded = pageText{"Your session has ended",
+		"Your work on this task is finished. Thank you! You can return to Toloka for more tasks."}
+	pageSessionExpired = pageText{"Your session has expired",
+		"The time for this task has run out. You can return to Toloka for more tasks."}
+	pageConflict = pageText{"This task cannot be opened",
+		"This task is linked to another account. Please go back to Toloka and start the task again."}
+	pageRateLimited = pageText{"Too many attempts",
+		"Please wait a few seconds, then try again."}
+	pageUnavailable = pageText{"Temporarily unavailable",
+		"We cannot open this task right now. Please try again in a minute."}
+)
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222;line-height:1.5}a{color:#0b57d0}</style>
+</head>
+<body>
+<h1>{{.Title}}</h1>
+<p>{{.Message}}</p>
+{{if .ReturnURL}}<p><a href="{{.ReturnURL}}">Return to Toloka</a></p>{{end}}
+</body>
+</html>
+`))
+
+// page writes an HTML page with status (and Retry-After when retry > 0).
+func (h *Handler) page(w http.ResponseWriter, outcome string, status, retry int, p pageText, returnURL string) {
+	var buf bytes.Buffer
+	_ = pageTemplate.Execute(&buf, struct {
+		pageText
+		ReturnURL string
+	}{p, returnURL})
+	hdr := w.Header()
+	hdr.Del("Location")
+	hdr.Set("Content-Type", "text/html; charset=utf-8")
+	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("X-Frame-Options", "DENY")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Set("Referrer-Policy", "no-referrer")
+	if retry > 0 {
+		hdr.Set("Retry-After", strconv.Itoa(retry))
+	}
+	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+	h.outcomes[outcome].Inc()
+}

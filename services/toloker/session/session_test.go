@@ -1,0 +1,794 @@
+package session_test
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/money"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
+	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/token"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
+)
+
+var ctx = context.Background()
+
+func land(t *testing.T, env *sessiontest.Env, aid string) *session.Landing {
+	t.Helper()
+	l, err := env.Sessions.Land(ctx, aid)
+	if err != nil {
+		t.Fatalf("Land(%s): %v", aid, err)
+	}
+	return l
+}
+
+func exchange(t *testing.T, env *sessiontest.Env, code string) *crowdgatev1.ExchangeCodeResponse {
+	t.Helper()
+	resp, err := env.Sessions.Exchange(ctx, tenant.Default, code)
+	if err != nil {
+		t.Fatalf("Exchange(%s): %v", code, err)
+	}
+	return resp
+}
+
+// started lands and exchanges the code: the session the Toloker is in.
+func started(t *testing.T, env *sessiontest.Env, aid string) *crowdgatev1.Session {
+	t.Helper()
+	return exchange(t, env, land(t, env, aid).Code).Session
+}
+
+// poolHex is a Toloka pool id as assignment ids start with it.
+func poolHex(tolokaPoolID string) string {
+	n, _ := strconv.ParseUint(tolokaPoolID, 10, 64)
+	s := strconv.FormatUint(n, 16)
+	return strings.Repeat("0", 10-len(s)) + s
+}
+
+func isInvalid(field string) func(error) bool {
+	return func(err error) bool {
+		var ia *serviceerror.InvalidArgument
+		return errors.As(err, &ia) && ia.Field == field
+	}
+}
+
+func isNotFound(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}
+
+func isUnavailable(err error) bool {
+	var un *serviceerror.Unavailable
+	return errors.As(err, &un)
+}
+
+func notActive(status string) func(error) bool {
+	return func(err error) bool {
+		var na *session.NotActiveError
+		var fp *serviceerror.FailedPrecondition
+		return errors.As(err, &na) && na.Status == status && errors.As(err, &fp)
+	}
+}
+
+func endedWith(reason crowdgatev1.EndReason) func(error) bool {
+	return func(err error) bool {
+		var ended *session.EndedError
+		var fp *serviceerror.FailedPrecondition
+		return errors.As(err, &ended) && ended.Session.GetEndReason() == reason && errors.As(err, &fp)
+	}
+}
+
+func TestLandingStartsASessionAndRedirectsWithACode(t *testing.T) {
+	clock := sessiontest.NewClock()
+	env := sessiontest.New(t, sessiontest.Options{Now: clock.Now})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+
+	l := land(t, env, aid)
+	if !l.Created {
+		t.Error("the first landing did not start the session")
+	}
+	if want := "https://platform.example/start?code=" + l.Code; l.RedirectURL != want {
+		t.Errorf("redirect %q, want %q", l.RedirectURL, want)
+	}
+	got := exchange(t, env, l.Code).Session
+	want := &crowdgatev1.Session{
+		SessionId: got.GetSessionId(), TenantId: tenant.Default, ProjectId: pool.ProjectId, PoolId: pool.PoolId,
+		AssignmentId: aid, UserId: "toloker-1", State: crowdgatev1.SessionState_SESSION_STATE_ACTIVE,
+		CreateTime:  timestamppb.New(clock.Now()),
+		ExpireTime:  timestamppb.New(clock.Now().Add(600*time.Second + session.DefaultExpiryMargin)),
+		ReturnUrl:   session.DefaultReturnURL,
+		RewardTotal: "0",
+	}
+	if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
+		t.Errorf("session (-want +got):\n%s", diff)
+	}
+	if !strings.HasPrefix(got.GetSessionId(), "ses_") {
+		t.Errorf("session id %q", got.GetSessionId())
+	}
+	if n := env.AssignmentGets(aid); n != 1 {
+		t.Errorf("Toloka was asked %d times, want 1", n)
+	}
+}
+
+func TestRepeatLandingsGetTheSameSessionAndAskTolokaOnce(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+
+	// A double click (concurrent first landings), then reloads.
+	const clicks = 8
+	codes := make(chan string, clicks+3)
+	var created sync.Map
+	var wg sync.WaitGroup
+	for i := range clicks {
+		wg.Go(func() {
+			l, err := env.Sessions.Land(ctx, aid)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			created.Store(i, l.Created)
+			codes <- l.Code
+		})
+	}
+	wg.Wait()
+	for range 3 {
+		l := land(t, env, aid)
+		if l.Created {
+			t.Error("a reload started a new session")
+		}
+		codes <- l.Code
+	}
+	close(codes)
+	starts := 0
+	created.Range(func(_, v any) bool {
+		if v.(bool) {
+			starts++
+		}
+		return true
+	})
+	if starts != 1 {
+		t.Errorf("%d landings started a session, want 1", starts)
+	}
+	sessions := map[string]bool{}
+	seen := map[string]bool{}
+	for code := range codes {
+		if seen[code] {
+			t.Errorf("code %s handed out twice", code)
+		}
+		seen[code] = true
+		sessions[exchange(t, env, code).Session.GetSessionId()] = true
+	}
+	if len(sessions) != 1 {
+		t.Errorf("%d sessions for one assignment: %v", len(sessions), sessions)
+	}
+	if n := env.AssignmentGets(aid); n != 1 {
+		t.Errorf("Toloka was asked %d times, want 1", n)
+	}
+	if n, err := env.Sessions.LiveCount(ctx, tenant.Default, pool.PoolId); err != nil || n != 1 {
+		t.Errorf("LiveCount = %d, %v; want 1", n, err)
+	}
+}
+
+func TestLandingRefusals(t *testing.T) {
+	simClock := sessiontest.NewClock()
+	env := sessiontest.New(t, sessiontest.Options{Sim: func(c *tolokasim.Config) { c.Now = simClock.Now }})
+	pool := env.NewPool(t, tenant.Default, nil)
+	unmanaged := env.NewUnmanagedPool(t, "stranger")
+	foreign := env.StartAssignment(t, unmanaged, "toloker-f")
+	submitted := env.StartAssignment(t, pool, "toloker-s")
+	env.Submit(t, pool, "toloker-s", true)
+	expired := env.StartAssignment(t, pool, "toloker-e")
+	simClock.Advance(601 * time.Second)
+	forged := poolHex(pool.TolokaPoolId) + "--" + strings.Repeat("ab", 12)
+
+	for _, tc := range []struct {
+		name string
+		aid  string
+		want func(error) bool
+	}{
+		{"empty", "", isInvalid("assignment_id")},
+		{"malformed", "not-an-assignment", isInvalid("assignment_id")},
+		{"upper-case hex", strings.ToUpper(forged), isInvalid("assignment_id")},
+		{"one character more", forged + "0", isInvalid("assignment_id")},
+		{"query syntax", forged[:35] + "&", isInvalid("assignment_id")},
+		{"unknown pool", "00ffffffff--" + strings.Repeat("0", 24), isNotFound},
+		{"unknown assignment in a managed pool", forged, isNotFound},
+		{"assignment of a pool Crowdgate does not manage", foreign, isNotFound},
+		{"submitted", submitted, notActive("SUBMITTED")},
+		{"expired", expired, notActive("EXPIRED")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := env.Sessions.Land(ctx, tc.aid)
+			if !tc.want(err) {
+				t.Errorf("Land(%q) = %+v, %v", tc.aid, l, err)
+			}
+		})
+	}
+	if n := env.AssignmentGets(foreign); n != 0 {
+		t.Errorf("Toloka was asked %d times about an assignment of an unmanaged pool", n)
+	}
+}
+
+func TestFinalAnswersAreRemembered(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	submitted := env.StartAssignment(t, pool, "toloker-s")
+	env.Submit(t, pool, "toloker-s", true)
+	forged := poolHex(pool.TolokaPoolId) + "--" + strings.Repeat("cd", 12)
+
+	for _, aid := range []string{submitted, forged} {
+		for range 3 {
+			if _, err := env.Sessions.Land(ctx, aid); err == nil {
+				t.Fatalf("Land(%s) succeeded", aid)
+			}
+		}
+		if n := env.AssignmentGets(aid); n != 1 {
+			t.Errorf("Toloka was asked %d times about %s, want 1", n, aid)
+		}
+	}
+	for aid, want := range map[string]time.Duration{submitted: session.DefaultNotActiveTTL, forged: session.DefaultNotFoundTTL} {
+		ttl := env.Redis.Client.PTTL(ctx, env.Redis.Prefix+"ses-neg:{"+aid+"}").Val()
+		if ttl <= want-2*time.Second || ttl > want {
+			t.Errorf("%s: the answer is remembered for %v, want %v", aid, ttl, want)
+		}
+	}
+}
+
+func TestTolokaUnreachable(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/assignments", ErrorRates: map[int]float64{503: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Sessions.Land(ctx, aid); !isUnavailable(err) {
+		t.Fatalf("Land with Toloka failing = %v, want Unavailable", err)
+	}
+	// Nothing is remembered from a failure: once Toloka answers, it works.
+	env.Sim.ClearFaults()
+	if s := started(t, env, aid); s.GetUserId() != "toloker-1" {
+		t.Errorf("session of %q", s.GetUserId())
+	}
+
+	// Toloka not listening at all.
+	down := sessiontest.New(t, sessiontest.Options{})
+	pool = down.NewPool(t, tenant.Default, nil)
+	aid = down.StartAssignment(t, pool, "toloker-1")
+	down.SimServer.Close()
+	if _, err := down.Sessions.Land(ctx, aid); !isUnavailable(err) {
+		t.Fatalf("Land with Toloka down = %v, want Unavailable", err)
+	}
+}
+
+func TestAnAnswerFromAnotherPoolIsForeign(t *testing.T) {
+	// A Toloka that answers an assignment of pool 999 whatever is asked.
+	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/api/v1/assignments/")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "pool_id": "999", "user_id": "u", "status": "ACTIVE"})
+	}))
+	defer fake.Close()
+	env := sessiontest.New(t, sessiontest.Options{Toloka: func(c *toloka.Config) {
+		c.SandboxURL, c.ProductionURL = fake.URL+"/api/v1", fake.URL+"/api/v1"
+	}})
+	acct, err := env.Toloka.Account(toloka.Credential{Environment: toloka.Sandbox, Token: "k", Scheme: toloka.AuthAPIKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Catalog.AddAccount(tenant.Default, "cred", acct)
+	env.Catalog.AddProject(&crowdgatev1.Project{ProjectId: "prj", TenantId: tenant.Default, CredentialId: "cred", PlatformUrl: "https://p.example/"})
+	env.Catalog.AddPool(&crowdgatev1.Pool{PoolId: "pool", TenantId: tenant.Default, ProjectId: "prj", TolokaPoolId: "7", AssignmentMaxDurationSeconds: 60})
+	if _, err := env.Sessions.Land(ctx, "0000000007--"+strings.Repeat("1", 24)); !isNotFound(err) {
+		t.Errorf("Land = %v, want NotFound", err)
+	}
+}
+
+func TestCodes(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, func(prj *crowdgatev1.Project, _ *crowdgatev1.Pool) {
+		prj.PlatformAudience = "urn:platform"
+		prj.ReturnUrl = "https://toloka.example/back"
+	})
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	l := land(t, env, aid)
+
+	resp := exchange(t, env, l.Code)
+	keys := staticKeys(t, env)
+	v := &token.Verifier{Keys: keys, Issuer: sessiontest.Issuer, Audience: "urn:platform"}
+	claims, err := v.Verify(ctx, resp.GetToken())
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	sess := resp.GetSession()
+	got := map[string]string{"sub": claims.Subject, "assignment_id": claims.AssignmentID, "pool_id": claims.PoolID,
+		"toloka_pool_id": claims.TolokaPoolID, "project_id": claims.ProjectID, "sid": claims.SessionID, "tenant_id": claims.TenantID}
+	want := map[string]string{"sub": "toloker-1", "assignment_id": aid, "pool_id": pool.PoolId,
+		"toloka_pool_id": pool.TolokaPoolId, "project_id": pool.ProjectId, "sid": sess.GetSessionId(), "tenant_id": tenant.Default}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("claims (-want +got):\n%s", diff)
+	}
+	if !claims.ExpiresAt.Time.Equal(resp.GetExpireTime().AsTime()) {
+		t.Errorf("exp %v, expire_time %v", claims.ExpiresAt.Time, resp.GetExpireTime().AsTime())
+	}
+	if sess.GetReturnUrl() != "https://toloka.example/back" {
+		t.Errorf("return_url %q", sess.GetReturnUrl())
+	}
+
+	// A code works once.
+	if _, err := env.Sessions.Exchange(ctx, tenant.Default, l.Code); !isNotFound(err) {
+		t.Errorf("second exchange = %v, want NotFound", err)
+	}
+	// Another tenant cannot use a code (and burns it).
+	other := land(t, env, aid).Code
+	if _, err := env.Sessions.Exchange(ctx, "other", other); !isNotFound(err) {
+		t.Errorf("exchange by another tenant = %v, want NotFound", err)
+	}
+	if _, err := env.Sessions.Exchange(ctx, tenant.Default, other); !isNotFound(err) {
+		t.Errorf("exchange after another tenant's attempt = %v, want NotFound", err)
+	}
+	for _, bad := range []string{"", "abc", l.Code + "A", strings.Repeat("!", len(l.Code))} {
+		if _, err := env.Sessions.Exchange(ctx, tenant.Default, bad); !isInvalid("code")(err) {
+			t.Errorf("Exchange(%q) = %v, want InvalidArgument code", bad, err)
+		}
+	}
+	// A well-formed code nobody issued.
+	raw, err := base64.RawURLEncoding.DecodeString(l.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-5] ^= 1 // a byte of the secret
+	forged := base64.RawURLEncoding.EncodeToString(raw)
+	if _, err := env.Sessions.Exchange(ctx, tenant.Default, forged); !isNotFound(err) {
+		t.Errorf("forged code = %v, want NotFound", err)
+	}
+
+	// A code works until CodeTTL has passed, and landing writes nothing
+	// to Redis: only the exchange marks a code used, until it expires.
+	before := keysOf(t, env)
+	l = land(t, env, aid)
+	if diff := cmp.Diff(before, keysOf(t, env)); diff != "" {
+		t.Errorf("a repeat landing changed Redis's keys (-before +after):\n%s", diff)
+	}
+	exchange(t, env, l.Code)
+	n := 0
+	iter := env.Redis.Client.Scan(ctx, 0, env.Redis.Prefix+"ses-used:*", 100).Iterator()
+	for iter.Next(ctx) {
+		n++
+		if ttl := env.Redis.Client.PTTL(ctx, iter.Val()).Val(); ttl <= session.MaxClockSkew || ttl > session.DefaultCodeTTL+session.MaxClockSkew {
+			t.Errorf("used-code marker TTL %v, want the code's life left plus %v", ttl, session.MaxClockSkew)
+		}
+	}
+	if n != 3 {
+		t.Errorf("%d used-code markers, want 3 (two codes exchanged, one burned by another tenant)", n)
+	}
+}
+
+func TestCodeExpiresAfterCodeTTL(t *testing.T) {
+	clock := sessiontest.NewClock()
+	env := sessiontest.New(t, sessiontest.Options{Now: clock.Now})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	late := land(t, env, aid).Code
+	onTime := land(t, env, aid).Code
+	clock.Advance(session.DefaultCodeTTL - time.Millisecond)
+	exchange(t, env, onTime)
+	clock.Advance(time.Millisecond)
+	if _, err := env.Sessions.Exchange(ctx, tenant.Default, late); !isNotFound(err) {
+		t.Errorf("exchange at CodeTTL = %v, want NotFound", err)
+	}
+}
+
+// Replicas that share Redis share the code key; a code minted under
+// another key does not work.
+func TestCodesWorkAcrossReplicasWithTheSameKey(t *testing.T) {
+	key := []byte("the key replicas share: 32 bytes")
+	env := sessiontest.New(t, sessiontest.Options{Session: func(c *session.Config) { c.CodeKey = key }})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	code := land(t, env, aid).Code
+
+	cfg := env.Config
+	other := session.NewService(cfg)
+	if _, err := other.Exchange(ctx, tenant.Default, code); err != nil {
+		t.Fatalf("exchange on a replica with the same key: %v", err)
+	}
+	// A replica whose clock runs ahead by more than MaxClockSkew mints
+	// codes that live too long: they are refused.
+	ahead := cfg
+	ahead.Now = func() time.Time { return time.Now().Add(session.MaxClockSkew + time.Minute) }
+	if l, err := session.NewService(ahead).Land(ctx, aid); err != nil {
+		t.Fatal(err)
+	} else if _, err := other.Exchange(ctx, tenant.Default, l.Code); !isNotFound(err) {
+		t.Errorf("exchange of a code from a clock %v ahead = %v, want NotFound", session.MaxClockSkew+time.Minute, err)
+	}
+	cfg.CodeKey = []byte("a different key, also 32 bytes..")
+	stranger := session.NewService(cfg)
+	if _, err := stranger.Exchange(ctx, tenant.Default, land(t, env, aid).Code); !isNotFound(err) {
+		t.Errorf("exchange on a replica with another key = %v, want NotFound", err)
+	}
+}
+
+// keysOf lists the test's Redis keys.
+func keysOf(t *testing.T, env *sessiontest.Env) []string {
+	t.Helper()
+	var keys []string
+	iter := env.Redis.Client.Scan(ctx, 0, env.Redis.Prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func staticKeys(t *testing.T, env *sessiontest.Env) token.StaticKeySet {
+	t.Helper()
+	set, err := env.Signer.JWKS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(set)
+	keys, err := token.ParseJWKS(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+func TestSessionExpiryIsItsRedisTTL(t *testing.T) {
+	clock := sessiontest.NewClock()
+	env := sessiontest.New(t, sessiontest.Options{Now: clock.Now})
+	pool := env.NewPool(t, tenant.Default, func(_ *crowdgatev1.Project, p *crowdgatev1.Pool) { p.AssignmentMaxDurationSeconds = 300 })
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	l := land(t, env, aid)
+	sess := exchange(t, env, l.Code).Session
+
+	lifetime := 300*time.Second + session.DefaultExpiryMargin
+	key := env.Redis.Prefix + "ses:{" + aid + "}"
+	checkTTL := func(when string) {
+		t.Helper()
+		ttl := env.Redis.Client.PTTL(ctx, key).Val()
+		if ttl <= lifetime-2*time.Second || ttl > lifetime {
+			t.Errorf("%s: session key TTL %v, want %v", when, ttl, lifetime)
+		}
+	}
+	checkTTL("started")
+	if want := clock.Now().Add(lifetime); !sess.GetExpireTime().AsTime().Equal(want) {
+		t.Errorf("expire_time %v, want %v", sess.GetExpireTime().AsTime(), want)
+	}
+	live := env.Redis.Prefix + "ses-live:{" + tenant.Default + "/" + pool.PoolId + "}"
+	if score := env.Redis.Client.ZScore(ctx, live, sess.GetSessionId()).Val(); int64(score) != clock.Now().Add(lifetime).UnixMilli() {
+		t.Errorf("live index score %v, want the expiry", score)
+	}
+	if ttl := env.Redis.Client.PTTL(ctx, live).Val(); ttl <= lifetime-2*time.Second || ttl > lifetime {
+		t.Errorf("live index TTL %v, want %v", ttl, lifetime)
+	}
+	// Changes keep the TTL.
+	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sess.GetSessionId(), money.MustParse("0.05")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Sessions.End(ctx, tenant.Default, sess.GetSessionId(), crowdgatev1.EndReason_END_REASON_CLOSE_SESSION); err != nil {
+		t.Fatal(err)
+	}
+	checkTTL("after a submit and the end")
+
+	// Past its expiry (by the service's clock) an active session reads as
+	// EXPIRED and its codes no longer yield tokens.
+	env2 := sessiontest.New(t, sessiontest.Options{Now: clock.Now})
+	pool2 := env2.NewPool(t, tenant.Default, nil)
+	aid2 := env2.StartAssignment(t, pool2, "toloker-2")
+	land(t, env2, aid2)
+	clock.Advance(600*time.Second + session.DefaultExpiryMargin)
+	// (Redis has not dropped the record: the test's clock ran ahead.)
+	l2 := land(t, env2, aid2)
+	if _, err := env2.Sessions.Exchange(ctx, tenant.Default, l2.Code); !endedWith(crowdgatev1.EndReason_END_REASON_EXPIRED)(err) {
+		t.Errorf("exchange after expiry = %v", err)
+	}
+	if n, _ := env2.Sessions.LiveCount(ctx, tenant.Default, pool2.PoolId); n != 0 {
+		t.Errorf("LiveCount after expiry = %d", n)
+	}
+}
+
+func TestEndingASession(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aids := map[crowdgatev1.EndReason]string{}
+	reasons := []crowdgatev1.EndReason{
+		crowdgatev1.EndReason_END_REASON_CLOSE_SESSION, crowdgatev1.EndReason_END_REASON_RESTRICTED,
+		crowdgatev1.EndReason_END_REASON_FILTERED_OUT, crowdgatev1.EndReason_END_REASON_ENDED, crowdgatev1.EndReason_END_REASON_REVOKED,
+	}
+	for i, r := range reasons {
+		aids[r] = env.StartAssignment(t, pool, "toloker-"+strconv.Itoa(i))
+	}
+	for _, reason := range reasons {
+		t.Run(reason.String(), func(t *testing.T) {
+			aid := aids[reason]
+			sess := started(t, env, aid)
+			pending := land(t, env, aid).Code // minted before the end
+			before, _ := env.Sessions.LiveCount(ctx, tenant.Default, pool.PoolId)
+
+			ended, err := env.Sessions.End(ctx, tenant.Default, sess.GetSessionId(), reason)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ended.GetState() != crowdgatev1.SessionState_SESSION_STATE_ENDED || ended.GetEndReason() != reason || ended.GetEndTime() == nil {
+				t.Errorf("ended session %v", ended)
+			}
+			again, err := env.Sessions.End(ctx, tenant.Default, sess.GetSessionId(), crowdgatev1.EndReason_END_REASON_REVOKED)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(ended, again, protocmp.Transform()); diff != "" {
+				t.Errorf("ending again changed it (-first +second):\n%s", diff)
+			}
+			if after, _ := env.Sessions.LiveCount(ctx, tenant.Default, pool.PoolId); after != before-1 {
+				t.Errorf("LiveCount %d -> %d, want one less", before, after)
+			}
+			if _, err := env.Sessions.Exchange(ctx, tenant.Default, pending); !endedWith(reason)(err) {
+				t.Errorf("exchange of a code minted before the end = %v", err)
+			}
+			_, err = env.Sessions.Land(ctx, aid)
+			var e *session.EndedError
+			if !errors.As(err, &e) || e.Session.GetReturnUrl() != session.DefaultReturnURL {
+				t.Errorf("landing after the end = %v", err)
+			}
+			if got, _ := env.Sessions.Get(ctx, tenant.Default, sess.GetSessionId()); got.GetEndReason() != reason {
+				t.Errorf("Get after the end: %v", got)
+			}
+		})
+	}
+	if n := env.AssignmentGets(aids[reasons[0]]); n != 1 {
+		t.Errorf("Toloka asked %d times", n)
+	}
+}
+
+func TestSessionRPCs(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	otherPool := env.NewPool(t, "other", nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	otherAID := env.StartAssignment(t, otherPool, "toloker-2")
+	mine := tenant.WithID(ctx, tenant.Default)
+
+	start, err := env.Sessions.StartSession(mine, &crowdgatev1.StartSessionRequest{AssignmentId: aid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := start.GetSession().GetSessionId()
+	if start.GetCode() == "" || start.GetRedirectUrl() != "https://platform.example/start?code="+start.GetCode() || start.GetSession().GetUserId() != "toloker-1" {
+		t.Errorf("StartSession = %v", start)
+	}
+	// The same session the landing gives.
+	if s := started(t, env, aid); s.GetSessionId() != sid {
+		t.Errorf("landing's session %s, StartSession's %s", s.GetSessionId(), sid)
+	}
+	again, err := env.Sessions.StartSession(mine, &crowdgatev1.StartSessionRequest{AssignmentId: aid})
+	if err != nil || again.GetSession().GetSessionId() != sid || again.GetCode() == start.GetCode() {
+		t.Errorf("second StartSession = %v, %v; want the same session with a fresh code", again, err)
+	}
+	ex, err := env.Sessions.ExchangeCode(mine, &crowdgatev1.ExchangeCodeRequest{Code: again.GetCode()})
+	if err != nil || ex.GetSession().GetSessionId() != sid {
+		t.Errorf("ExchangeCode = %v, %v", ex, err)
+	}
+
+	// Another tenant's assignment and session look like nothing.
+	if _, err := env.Sessions.StartSession(mine, &crowdgatev1.StartSessionRequest{AssignmentId: otherAID}); !isNotFound(err) {
+		t.Errorf("StartSession of another tenant's assignment = %v, want NotFound", err)
+	}
+	if n := env.AssignmentGets(otherAID); n != 0 {
+		t.Errorf("Toloka asked about another tenant's assignment %d times", n)
+	}
+	theirs := tenant.WithID(ctx, "other")
+	if _, err := env.Sessions.GetSession(theirs, &crowdgatev1.GetSessionRequest{SessionId: sid}); !isNotFound(err) {
+		t.Errorf("GetSession by another tenant = %v", err)
+	}
+	if _, err := env.Sessions.EndSession(theirs, &crowdgatev1.EndSessionRequest{SessionId: sid}); !isNotFound(err) {
+		t.Errorf("EndSession by another tenant = %v", err)
+	}
+	if err := env.Sessions.RecordSubmit(ctx, "other", sid, money.MustParse("1")); !isNotFound(err) {
+		t.Errorf("RecordSubmit by another tenant = %v", err)
+	}
+	// A platform of the other tenant can still start its own assignment.
+	if _, err := env.Sessions.StartSession(theirs, &crowdgatev1.StartSessionRequest{AssignmentId: otherAID}); err != nil {
+		t.Errorf("StartSession by its tenant: %v", err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want func(error) bool
+	}{
+		{"start without id", func() error {
+			_, err := env.Sessions.StartSession(mine, &crowdgatev1.StartSessionRequest{})
+			return err
+		}, isInvalid("assignment_id")},
+		{"start malformed", func() error {
+			_, err := env.Sessions.StartSession(mine, &crowdgatev1.StartSessionRequest{AssignmentId: "x"})
+			return err
+		}, isInvalid("assignment_id")},
+		{"get without id", func() error {
+			_, err := env.Sessions.GetSession(mine, &crowdgatev1.GetSessionRequest{})
+			return err
+		}, isInvalid("session_id")},
+		{"get unknown", func() error {
+			_, err := env.Sessions.GetSession(mine, &crowdgatev1.GetSessionRequest{SessionId: "ses_nope"})
+			return err
+		}, isNotFound},
+		{"end with a reason EndSession does not take", func() error {
+			_, err := env.Sessions.EndSession(mine, &crowdgatev1.EndSessionRequest{SessionId: sid, Reason: crowdgatev1.EndReason_END_REASON_RESTRICTED})
+			return err
+		}, isInvalid("reason")},
+		{"exchange without code", func() error {
+			_, err := env.Sessions.ExchangeCode(mine, &crowdgatev1.ExchangeCodeRequest{})
+			return err
+		}, isInvalid("code")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.call(); !tc.want(err) {
+				t.Errorf("got %v", err)
+			}
+		})
+	}
+
+	got, err := env.Sessions.GetSession(mine, &crowdgatev1.GetSessionRequest{SessionId: sid})
+	if err != nil || got.GetSession().GetState() != crowdgatev1.SessionState_SESSION_STATE_ACTIVE {
+		t.Fatalf("GetSession = %v, %v", got, err)
+	}
+	end, err := env.Sessions.EndSession(mine, &crowdgatev1.EndSessionRequest{SessionId: sid})
+	if err != nil || end.GetSession().GetEndReason() != crowdgatev1.EndReason_END_REASON_ENDED {
+		t.Errorf("EndSession default reason = %v, %v", end, err)
+	}
+	if _, err := env.Sessions.StartSession(mine, &crowdgatev1.StartSessionRequest{AssignmentId: aid}); !endedWith(crowdgatev1.EndReason_END_REASON_ENDED)(err) {
+		t.Errorf("StartSession of an ended session = %v", err)
+	}
+}
+
+func TestRecordSubmitIsExact(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	sid := started(t, env, env.StartAssignment(t, pool, "toloker-1")).GetSessionId()
+
+	const n = 30
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, money.MustParse("0.1")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, money.MustParse("0.00000001")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := env.Sessions.Get(ctx, tenant.Default, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetSubmitsCount() != n+1 || got.GetRewardTotal() != "3.00000001" {
+		t.Errorf("submits %d, reward %s; want %d, 3.00000001", got.GetSubmitsCount(), got.GetRewardTotal(), n+1)
+	}
+	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, "ses_nope", money.MustParse("1")); !isNotFound(err) {
+		t.Errorf("RecordSubmit of an unknown session = %v", err)
+	}
+}
+
+func TestUnfinishedWork(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	var sids []string
+	for i := range 3 {
+		sids = append(sids, started(t, env, env.StartAssignment(t, pool, "toloker-"+strconv.Itoa(i))).GetSessionId())
+	}
+	check := func(want []string) {
+		t.Helper()
+		got, err := env.Sessions.UnfinishedWork(ctx, tenant.Default, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("UnfinishedWork (-want +got):\n%s", diff)
+		}
+	}
+	check([]string{"3 live sessions"})
+	_, _ = env.Sessions.End(ctx, tenant.Default, sids[0], crowdgatev1.EndReason_END_REASON_CLOSE_SESSION)
+	_, _ = env.Sessions.End(ctx, tenant.Default, sids[1], crowdgatev1.EndReason_END_REASON_REVOKED)
+	check([]string{"1 live session"})
+	_, _ = env.Sessions.End(ctx, tenant.Default, sids[2], crowdgatev1.EndReason_END_REASON_ENDED)
+	check(nil)
+	if got, _ := env.Sessions.UnfinishedWork(ctx, "other", pool); got != nil {
+		t.Errorf("another tenant's view: %v", got)
+	}
+}
+
+func TestRedirectKeepsThePlatformURL(t *testing.T) {
+	for _, tc := range []struct {
+		platformURL string
+		want        string // with CODE for the code
+	}{
+		{"https://p.example/start", "https://p.example/start?code=CODE"},
+		{"https://p.example/app?x=1&y=a%20b", "https://p.example/app?x=1&y=a%20b&code=CODE"},
+		{"https://p.example/app?code=old&x=1#/toloka", "https://p.example/app?x=1&code=CODE#/toloka"},
+		{"http://127.0.0.1:8081/", "http://127.0.0.1:8081/?code=CODE"},
+	} {
+		t.Run(tc.platformURL, func(t *testing.T) {
+			env := sessiontest.New(t, sessiontest.Options{PlatformURL: tc.platformURL})
+			pool := env.NewPool(t, tenant.Default, nil)
+			l := land(t, env, env.StartAssignment(t, pool, "u"))
+			if want := strings.Replace(tc.want, "CODE", l.Code, 1); l.RedirectURL != want {
+				t.Errorf("redirect %q, want %q", l.RedirectURL, want)
+			}
+		})
+	}
+
+	// A project whose platform URL cannot be redirected to is not
+	// redirected to: the landing is unavailable and says so in the log.
+	env := sessiontest.New(t, sessiontest.Options{PlatformURL: "javascript:alert(1)"})
+	pool := env.NewPool(t, tenant.Default, nil)
+	if _, err := env.Sessions.Land(ctx, env.StartAssignment(t, pool, "u")); !isUnavailable(err) {
+		t.Errorf("Land with a bad platform_url = %v, want Unavailable", err)
+	}
+}
+
+func TestAudienceDefaultsToThePlatformOrigin(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{PlatformURL: "https://label.example:8443/toloka/start?src=t"})
+	pool := env.NewPool(t, tenant.Default, nil)
+	resp := exchange(t, env, land(t, env, env.StartAssignment(t, pool, "u")).Code)
+	v := &token.Verifier{Keys: staticKeys(t, env), Issuer: sessiontest.Issuer, Audience: "https://label.example:8443"}
+	if _, err := v.Verify(ctx, resp.GetToken()); err != nil {
+		t.Errorf("Verify with the platform's origin as audience: %v", err)
+	}
+}
+
+func TestSessionRecordIsSmall(t *testing.T) {
+	if !redistest.Real() {
+		t.Skip("MEMORY USAGE needs a real Redis (REDIS_URL)")
+	}
+	env := sessiontest.New(t, sessiontest.Options{PlatformURL: "https://platform.example/toloka/start?source=crowdgate"})
+	pool := env.NewPool(t, tenant.Default, func(prj *crowdgatev1.Project, _ *crowdgatev1.Pool) {
+		prj.ReturnUrl = "https://toloka.ai/tasks?utm_source=platform"
+	})
+	const n = 200 // enough for the live index to take its large encoding
+	var aid string
+	for i := range n {
+		aid = env.StartAssignment(t, pool, fmt.Sprintf("6f1c2a9b3d4e5f6071829%03d", i))
+		land(t, env, aid)
+	}
+	rdb := env.Redis.Client
+	usage := func(key string) int64 {
+		v, err := rdb.MemoryUsage(ctx, key).Result()
+		if err != nil {
+			t.Fatalf("MEMORY USAGE %s: %v", key, err)
+		}
+		return v
+	}
+	perSession := usage(env.Redis.Prefix+"ses:{"+aid+"}") +
+		usage(env.Redis.Prefix+"ses-live:{"+tenant.Default+"/"+pool.PoolId+"}")/n
+	t.Logf("per live session: %d bytes (record and index share)", perSession)
+	if perSession > 2048 {
+		t.Errorf("a live session takes %d bytes of Redis, want at most 2048", perSession)
+	}
+}

@@ -1,0 +1,148 @@
+package submission
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
+)
+
+// BenchmarkSubmitAccept measures durable acceptance: validation, the
+// catalog (cached), the session (an in-memory fake) and the accept script
+// on Redis, with delivery off. Run it against a real Redis:
+//
+//	REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench BenchmarkSubmitAccept -benchtime 200000x ./services/submission/
+//
+// It reports submits/s and the p50/p99 latency of Submit.
+func BenchmarkSubmitAccept(b *testing.B) {
+	f := newFixture(b, func(c *Config) { c.SyncTimeout = -1; c.Metrics = nil })
+	var sessions []*crowdgatev1.Session
+	for range 64 {
+		sessions = append(sessions, f.toloker(tolokasim.UserState{}))
+	}
+	ctx := tenant.WithID(context.Background(), tenant.Default)
+	var (
+		next atomic.Int64
+		mu   sync.Mutex
+		lat  []time.Duration
+	)
+	b.SetParallelism(16) // 16 × GOMAXPROCS concurrent callers
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		local := make([]time.Duration, 0, 1024)
+		for pb.Next() {
+			n := next.Add(1)
+			s := sessions[n%int64(len(sessions))]
+			t0 := time.Now()
+			_, err := f.svc.Submit(ctx, &crowdgatev1.SubmitRequest{
+				SessionId: s.SessionId, RetryId: fmt.Sprintf("bench-%d", n), Reward: "0.05", Quality: "0.9",
+				CustomLog: `{"ip":"10.0.0.1"}`, RealTasksCount: 4,
+			})
+			local = append(local, time.Since(t0))
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+		mu.Lock()
+		lat = append(lat, local...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "submits/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	if tot := f.totals(); tot.Received != int64(len(lat)) {
+		b.Fatalf("%d submits accepted, totals say %d", len(lat), tot.Received)
+	}
+}
+
+// BenchmarkDeliveryThroughput delivers b.N queued submits through the
+// workers to an emulator that, like Toloka, answers 429 beyond 300 requests
+// a second, and reports deliveries/s, the share of that cap, and how many
+// 429s were answered; it fails if any submit is lost or paid twice.
+//
+//	REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench BenchmarkDeliveryThroughput -benchtime 3000x ./services/submission/
+//
+// "client-limit" reserves each request through the shared Redis rate
+// limiter at the cap (300/s); "no-client-limit" sends as fast as the workers
+// go and leaves the limiting to Toloka's 429s and Retry-After.
+func BenchmarkDeliveryThroughput(b *testing.B) {
+	const capPerSecond = 300
+	for _, bc := range []struct {
+		name  string
+		limit bool
+	}{{"client-limit", true}, {"no-client-limit", false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			f := newFixtureWith(b, tolokasim.RateLimits{RequestsPerSecond: capPerSecond}, func(c *Config) {
+				c.SyncTimeout, c.Metrics, c.Concurrency, c.PollInterval = -1, nil, 64, 200*time.Millisecond
+				c.AttemptTimeout, c.LeaseTTL = 10*time.Second, 15*time.Second
+			})
+			var limiter toloka.Limiter
+			if bc.limit {
+				l, err := ratelimit.New(ratelimit.Config{Client: f.redis.Client, Prefix: f.redis.Prefix + "ratelimit:"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				limiter = l
+			}
+			c, err := toloka.New(toloka.Config{
+				ProductionURL: f.simURL + "/api/v1", SandboxURL: f.simURL + "/api/v1",
+				Limiter: limiter,
+				Limits:  toloka.Limits{Requests: ratelimit.Limit{Name: "bench-requests", Rate: capPerSecond, Per: time.Second, Burst: 1}},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			acct, err := c.Account(toloka.Credential{Environment: toloka.Sandbox, Token: simKey})
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.catalog.accounts[tenant.Default+"/"+credID] = acct
+
+			s := f.toloker(tolokasim.UserState{})
+			ids := make([]string, b.N)
+			for i := range b.N {
+				ids[i] = fmt.Sprintf("thru-%06d", i)
+				f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: ids[i], Reward: "0.01"})
+			}
+			f.sim.ClearRequests()
+			b.ResetTimer()
+			start := time.Now()
+			f.run(f.svc)
+			f.waitTotals("all delivered", time.Duration(b.N)*time.Second/capPerSecond*3+10*time.Second,
+				func(t *crowdgatev1.PoolTotals) bool { return t.Delivered == int64(b.N) })
+			elapsed := time.Since(start)
+			b.StopTimer()
+
+			f.paidOnce(ids)
+			throttled := 0
+			for _, r := range f.submitRequests() {
+				if r.Status == http.StatusTooManyRequests {
+					throttled++
+				}
+			}
+			rate := float64(b.N) / elapsed.Seconds()
+			b.ReportMetric(rate, "deliveries/s")
+			b.ReportMetric(100*rate/capPerSecond, "%-of-cap")
+			b.ReportMetric(float64(throttled), "429s")
+		})
+	}
+}

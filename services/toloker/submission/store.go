@@ -1,0 +1,703 @@
+package submission
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+)
+
+// Shards is how many outbox streams (and Redis Cluster hash slots) the
+// submissions are spread over. A pool's keys (records, idempotency keys,
+// totals, indexes) all live in its shard's slot, so one Lua script can
+// change them atomically together with the shard's stream. The number is
+// part of the data layout: changing it moves pools to other shards, so it is
+// a constant.
+const Shards = 16
+
+// group is the consumer group every replica's workers read the outbox with.
+const group = "delivery"
+
+var (
+	//go:embed lua/accept.lua
+	acceptLua string
+	//go:embed lua/claim.lua
+	claimLua string
+	//go:embed lua/finish.lua
+	finishLua string
+	//go:embed lua/promote.lua
+	promoteLua string
+	//go:embed lua/requeue.lua
+	requeueLua string
+
+	acceptScript  = redis.NewScript(acceptLua)
+	claimScript   = redis.NewScript(claimLua)
+	finishScript  = redis.NewScript(finishLua)
+	promoteScript = redis.NewScript(promoteLua)
+	requeueScript = redis.NewScript(requeueLua)
+)
+
+// Record states as stored (the SubmissionState numbers).
+const (
+	stQueued    = "1"
+	stDelivered = "2"
+	stDead      = "3"
+)
+
+// store is the Redis layout of the outbox.
+//
+// Every key of a pool carries the hash tag of the pool's shard, {sub:N}:
+//
+//	<prefix>sub:{sub:N}:<tenant>:<submission id>    record (hash)
+//	<prefix>idem:{sub:N}:<tenant>:<pool>:<retry_id> idempotency key -> submission id
+//	<prefix>tot:{sub:N}:<tenant>:<pool>             pool totals (hash: delivered, queued, dead, rd, rq)
+//	<prefix>idx:{sub:N}:<tenant>:<pool>             pool's submissions (zset by id)
+//	<prefix>dead:{sub:N}:<tenant>:<pool>            pool's dead letters
+//	<prefix>outbox:{sub:N}                          the shard's outbox stream
+//	<prefix>sched:{sub:N}                           the shard's retry schedule (zset)
+//	<prefix>lease:{sub:N}:<submission id>           delivery lease
+//
+// The record hash holds pb (the Submission's request part as protobuf), st
+// (state), att (attempts), amt (reward in units of 1e-8 USD), tp (Toloka pool
+// id), cred (credential id), fp (request fingerprint), eid (current stream
+// entry, "" when none), err (TolokaError protobuf), fl (flags), dt, lat and
+// nat (deliver, last attempt and next attempt times in unix ms).
+type store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	// batch groups concurrent accepts into pipelines.
+	batch batcher
+}
+
+func tag(shard int) string { return "{sub:" + strconv.Itoa(shard) + "}" }
+
+// shardOf is the shard of a tenant's pool.
+func shardOf(tenantID, poolID string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tenantID))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(poolID))
+	return int(h.Sum32() % Shards)
+}
+
+func (s *store) recordKey(shard int, tenantID, id string) string {
+	return s.recordPrefix(shard) + tenantID + ":" + id
+}
+func (s *store) recordPrefix(shard int) string { return s.prefix + "sub:" + tag(shard) + ":" }
+func (s *store) idemKey(shard int, tenantID, poolID, retryID string) string {
+	return s.prefix + "idem:" + tag(shard) + ":" + tenantID + ":" + poolID + ":" + retryID
+}
+func (s *store) totalsKey(shard int, tenantID, poolID string) string {
+	return s.prefix + "tot:" + tag(shard) + ":" + tenantID + ":" + poolID
+}
+func (s *store) indexKey(shard int, tenantID, poolID string) string {
+	return s.prefix + "idx:" + tag(shard) + ":" + tenantID + ":" + poolID
+}
+func (s *store) deadKey(shard int, tenantID, poolID string) string {
+	return s.prefix + "dead:" + tag(shard) + ":" + tenantID + ":" + poolID
+}
+func (s *store) streamKey(shard int) string { return s.prefix + "outbox:" + tag(shard) }
+
+// sessionPendingKey is the set of a session's submissions not yet settled
+// (QUEUED): a close_session submit waits until it is the only one left, so
+// Toloka never sees a session closed before its earlier work is paid.
+func (s *store) sessionPendingKey(shard int, tenantID, sessionID string) string {
+	return s.prefix + "spend:" + tag(shard) + ":" + tenantID + ":" + sessionID
+}
+
+// othersPending reports whether submissions of sessionID other than id are
+// still QUEUED.
+func (s *store) othersPending(ctx context.Context, shard int, tenantID, sessionID, id string) (bool, error) {
+	ids, err := s.rdb.SMembers(ctx, s.sessionPendingKey(shard, tenantID, sessionID)).Result()
+	if err != nil {
+		return false, unavailable(err)
+	}
+	for _, other := range ids {
+		if other != id {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+func (s *store) schedKey(shard int) string { return s.prefix + "sched:" + tag(shard) }
+func (s *store) leaseKey(shard int, id string) string {
+	return s.prefix + "lease:" + tag(shard) + ":" + id
+}
+
+// schedMember is a submission's member in its shard's retry schedule.
+func schedMember(tenantID, id string) string { return tenantID + "\t" + id }
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// idTimeLen is the length of the time-and-random part of an id.
+const idTimeLen = 26
+
+// newID returns a submission id in shard: "sub_" + base32 of 8 bytes of the
+// time in nanoseconds and 8 random bytes (so ids of one pool sort by
+// creation time) + "_" + the shard.
+func newID(now time.Time, shard int) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
+	if _, err := rand.Read(b[8:]); err != nil {
+		panic("submission: crypto/rand failed: " + err.Error())
+	}
+	return "sub_" + idEncoding.EncodeToString(b[:]) + "_" + strconv.Itoa(shard)
+}
+
+// idBound is the smallest id (without the shard suffix) made at t or later.
+func idBound(t time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixNano()))
+	return "sub_" + idEncoding.EncodeToString(b[:])
+}
+
+// parseID returns the shard of a well-formed id.
+func parseID(id string) (int, bool) {
+	rest, ok := strings.CutPrefix(id, "sub_")
+	if !ok || len(rest) < idTimeLen+2 || rest[idTimeLen] != '_' {
+		return 0, false
+	}
+	for i := 0; i < idTimeLen; i++ {
+		if strings.IndexByte("0123456789abcdefghjkmnpqrstvwxyz", rest[i]) < 0 {
+			return 0, false
+		}
+	}
+	n, err := strconv.Atoi(rest[idTimeLen+1:])
+	if err != nil || n < 0 || n >= Shards || strconv.Itoa(n) != rest[idTimeLen+1:] {
+		return 0, false
+	}
+	return n, true
+}
+
+// idTime is the creation time encoded in a well-formed id.
+func idTime(id string) time.Time {
+	b, err := idEncoding.DecodeString(id[4 : 4+idTimeLen])
+	if err != nil || len(b) < 8 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:8])))
+}
+
+// acceptArgs is what accept writes.
+type acceptArgs struct {
+	shard                      int
+	tenantID, poolID, id       string
+	sessionID                  string
+	retryID                    string
+	useIdem                    bool
+	reject                     string
+	body                       []byte
+	units                      int64
+	tolokaPoolID, credentialID string
+	fingerprint                string
+	leaseToken                 string
+	leaseTTL                   time.Duration
+	minReplicas                int
+	replicaTimeout             time.Duration
+}
+
+// acceptResult is accept's answer.
+type acceptResult struct {
+	kind    string // new, replay, reject
+	id      string // the new or the earlier submission id
+	entryID string // stream entry of a new submission
+	reason  string // rejection
+	// replicas is how many replicas acknowledged the write (with
+	// minReplicas > 0), -1 when not asked.
+	replicas int64
+}
+
+// accept runs the accept script. Concurrent accepts are sent together in
+// one pipeline (group commit): one round trip and one pair of syscalls for
+// many submits. When a.minReplicas > 0 the pipeline ends with WAIT on the
+// same connection, so the writes are on that many replicas.
+func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) {
+	useIdem := "0"
+	if a.useIdem {
+		useIdem = "1"
+	}
+	c := &acceptCall{
+		keys: []string{
+			s.idemKey(a.shard, a.tenantID, a.poolID, a.retryID),
+			s.recordKey(a.shard, a.tenantID, a.id),
+			s.totalsKey(a.shard, a.tenantID, a.poolID),
+			s.indexKey(a.shard, a.tenantID, a.poolID),
+			s.streamKey(a.shard),
+			s.leaseKey(a.shard, a.id),
+			s.sessionPendingKey(a.shard, a.tenantID, a.sessionID),
+		},
+		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
+			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != "")},
+		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
+		done: make(chan struct{}),
+	}
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster && a.minReplicas > 0 {
+		// WAIT must go to the node that took the write: one at a time.
+		c.raw, c.replicas, c.err = s.evalAndWait(ctx, c.keys, c.args, a.minReplicas, a.replicaTimeout)
+	} else {
+		s.batch.submit(s.rdb, c)
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return acceptResult{}, ctx.Err()
+		}
+	}
+	if c.err != nil {
+		return acceptResult{}, unavailable(c.err)
+	}
+	parts, err := strings2(c.raw)
+	if err != nil {
+		return acceptResult{}, err
+	}
+	res := acceptResult{kind: parts[0], replicas: c.replicas}
+	switch res.kind {
+	case "new":
+		res.id, res.entryID = parts[1], parts[2]
+	case "replay":
+		res.id = parts[1]
+	case "reject":
+		res.reason = parts[1]
+	}
+	return res, nil
+}
+
+// acceptCall is one accept waiting in the batcher.
+type acceptCall struct {
+	keys           []string
+	args           []any
+	minReplicas    int
+	replicaTimeout time.Duration
+
+	raw      any
+	replicas int64
+	err      error
+	done     chan struct{}
+}
+
+// Group commit bounds.
+const (
+	// maxBatch bounds the accepts of one pipeline.
+	maxBatch = 128
+	// maxFlushers bounds the pipelines in flight at once (connections).
+	maxFlushers = 4
+)
+
+// batcher groups concurrent accepts into pipelines. A call is queued; when
+// fewer than maxFlushers pipelines are in flight a flusher goroutine starts
+// and sends everything queued, again and again until the queue is empty,
+// then ends. A lone call is sent at once, and no goroutine outlives the
+// queue.
+type batcher struct {
+	mu       sync.Mutex
+	queue    []*acceptCall
+	flushing int
+}
+
+func (b *batcher) submit(rdb redis.UniversalClient, c *acceptCall) {
+	b.mu.Lock()
+	b.queue = append(b.queue, c)
+	start := b.flushing < maxFlushers
+	if start {
+		b.flushing++
+	}
+	b.mu.Unlock()
+	if start {
+		go b.flush(rdb)
+	}
+}
+
+func (b *batcher) flush(rdb redis.UniversalClient) {
+	for {
+		b.mu.Lock()
+		if len(b.queue) == 0 {
+			b.flushing--
+			b.mu.Unlock()
+			return
+		}
+		n := min(len(b.queue), maxBatch)
+		batch := make([]*acceptCall, n)
+		copy(batch, b.queue)
+		b.queue = b.queue[n:]
+		if len(b.queue) == 0 {
+			b.queue = nil
+		}
+		b.mu.Unlock()
+		runAccepts(rdb, batch)
+		for _, c := range batch {
+			close(c.done)
+		}
+	}
+}
+
+// runAccepts sends a batch of accepts in one pipeline; calls whose script
+// was not cached (NOSCRIPT: it did not run) are sent again with the
+// script's text.
+func runAccepts(rdb redis.UniversalClient, batch []*acceptCall) {
+	// The pipeline runs on its own: a caller that gave up must not cut
+	// the others' writes short.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pending := batch
+	for _, sha := range []bool{true, false} {
+		cmds := make([]*redis.Cmd, len(pending))
+		var wait *redis.Cmd
+		minReplicas, timeout := 0, time.Duration(0)
+		for _, c := range pending {
+			minReplicas, timeout = max(minReplicas, c.minReplicas), max(timeout, c.replicaTimeout)
+		}
+		_, perr := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, c := range pending {
+				if sha {
+					cmds[i] = acceptScript.EvalSha(ctx, p, c.keys, c.args...)
+				} else {
+					cmds[i] = acceptScript.Eval(ctx, p, c.keys, c.args...)
+				}
+			}
+			if minReplicas > 0 {
+				wait = p.Do(ctx, "WAIT", minReplicas, timeout.Milliseconds())
+			}
+			return nil
+		})
+		replicas := int64(-1)
+		if wait != nil {
+			replicas, _ = wait.Int64()
+		}
+		var retry []*acceptCall
+		for i, c := range pending {
+			err := cmds[i].Err()
+			if err == nil && perr != nil && cmds[i].Val() == nil {
+				err = perr
+			}
+			if sha && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				retry = append(retry, c)
+				continue
+			}
+			c.raw, c.err, c.replicas = cmds[i].Val(), err, replicas
+		}
+		if len(retry) == 0 {
+			return
+		}
+		pending = retry
+	}
+}
+
+// evalAndWait runs the accept script and WAIT numReplicas in one pipeline,
+// on one connection of the node that owns the keys: WAIT only counts the
+// writes of its own connection.
+func (s *store) evalAndWait(ctx context.Context, keys []string, args []any, n int, timeout time.Duration) (any, int64, error) {
+	var node redis.Cmdable = s.rdb
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		c, err := cc.MasterForKey(ctx, keys[0])
+		if err != nil {
+			return nil, 0, err
+		}
+		node = c
+	}
+	run := func(sha bool) (any, int64, error) {
+		var ev *redis.Cmd
+		var wait *redis.Cmd
+		_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+			if sha {
+				ev = acceptScript.EvalSha(ctx, p, keys, args...)
+			} else {
+				ev = acceptScript.Eval(ctx, p, keys, args...)
+			}
+			wait = p.Do(ctx, "WAIT", n, timeout.Milliseconds())
+			return nil
+		})
+		if ev != nil && ev.Err() != nil {
+			return nil, 0, ev.Err()
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		got, _ := wait.Int64()
+		return ev.Val(), got, nil
+	}
+	v, got, err := run(true)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The script did not run; send its text.
+		v, got, err = run(false)
+	}
+	return v, got, err
+}
+
+// record is a stored submission.
+type record struct {
+	sub          *crowdgatev1.Submission
+	tolokaPoolID string
+	credentialID string
+	units        int64
+	fingerprint  string
+	entryID      string
+}
+
+// recordFields are the hash fields load reads, in order.
+var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", "tp", "cred", "amt", "fp", "eid"}
+
+// get reads one record; a missing one is NotFound.
+func (s *store) get(ctx context.Context, shard int, tenantID, id string) (*record, error) {
+	vals, err := s.rdb.HMGet(ctx, s.recordKey(shard, tenantID, id), recordFields...).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	r, err := decodeRecord(vals)
+	if err != nil {
+		return nil, fmt.Errorf("decode submission %s: %w", id, err)
+	}
+	if r == nil {
+		return nil, &serviceerror.NotFound{Resource: "submission", ID: id}
+	}
+	return r, nil
+}
+
+// getMany reads records in one round trip; missing ones are left out.
+func (s *store) getMany(ctx context.Context, shard int, tenantID string, ids []string) ([]*record, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.SliceCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HMGet(ctx, s.recordKey(shard, tenantID, id), recordFields...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	out := make([]*record, 0, len(ids))
+	for i, c := range cmds {
+		r, err := decodeRecord(c.Val())
+		if err != nil {
+			return nil, fmt.Errorf("decode submission %s: %w", ids[i], err)
+		}
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// decodeRecord builds a record from HMGET values in recordFields order; nil
+// when the record does not exist.
+func decodeRecord(vals []any) (*record, error) {
+	str := func(i int) string {
+		s, _ := vals[i].(string)
+		return s
+	}
+	if vals[0] == nil {
+		return nil, nil
+	}
+	sub := new(crowdgatev1.Submission)
+	if err := proto.Unmarshal([]byte(str(0)), sub); err != nil {
+		return nil, err
+	}
+	st, _ := strconv.Atoi(str(1))
+	sub.State = crowdgatev1.SubmissionState(st)
+	att, _ := strconv.Atoi(str(2))
+	sub.Attempts = int32(att)
+	if e := str(3); e != "" {
+		te := new(crowdgatev1.TolokaError)
+		if err := proto.Unmarshal([]byte(e), te); err != nil {
+			return nil, err
+		}
+		sub.LastError = te
+	}
+	if fl := str(4); len(fl) == 3 {
+		sub.Flags = &crowdgatev1.TolokaFlags{
+			SpeedQualityBalanceMatch: fl[0] == '1',
+			RestrictionMatch:         fl[1] == '1',
+			FilterMatch:              fl[2] == '1',
+		}
+	}
+	sub.DeliverTime = msTime(str(5))
+	sub.LastAttemptTime = msTime(str(6))
+	if sub.State == crowdgatev1.SubmissionState_SUBMISSION_STATE_QUEUED {
+		sub.NextAttemptTime = msTime(str(7))
+	}
+	units, _ := strconv.ParseInt(str(10), 10, 64)
+	return &record{sub: sub, tolokaPoolID: str(8), credentialID: str(9), units: units, fingerprint: str(11), entryID: str(12)}, nil
+}
+
+func msTime(s string) *timestamppb.Timestamp {
+	if s == "" {
+		return nil
+	}
+	ms, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return nil
+	}
+	return timestamppb.New(time.UnixMilli(ms))
+}
+
+// claimResult is claim's answer.
+type claimResult struct {
+	kind         string // ok, stale, busy
+	sub          *crowdgatev1.Submission
+	attempts     int
+	tolokaPoolID string
+	credentialID string
+}
+
+// claim takes the lease of the submission entry carries.
+func (s *store) claim(ctx context.Context, e entry, token string, ttl time.Duration) (claimResult, error) {
+	raw, err := claimScript.Run(ctx, s.rdb,
+		[]string{s.recordKey(e.shard, e.tenantID, e.id), s.leaseKey(e.shard, e.id), s.streamKey(e.shard)},
+		e.entryID, token, ttl.Milliseconds(), group).Result()
+	if err != nil {
+		return claimResult{}, unavailable(err)
+	}
+	parts, err := strings2(raw)
+	if err != nil {
+		return claimResult{}, err
+	}
+	res := claimResult{kind: parts[0]}
+	if res.kind != "ok" {
+		return res, nil
+	}
+	res.sub = new(crowdgatev1.Submission)
+	if err := proto.Unmarshal([]byte(parts[1]), res.sub); err != nil {
+		return claimResult{}, fmt.Errorf("decode submission %s: %w", e.id, err)
+	}
+	res.attempts, _ = strconv.Atoi(parts[2])
+	res.tolokaPoolID, res.credentialID = parts[3], parts[4]
+	return res, nil
+}
+
+// outcome is how one delivery attempt ended.
+type outcome struct {
+	kind    string // delivered, retry, dead
+	flags   *crowdgatev1.TolokaFlags
+	err     *crowdgatev1.TolokaError
+	backoff time.Duration
+}
+
+// finish records an attempt's outcome; it returns what the script applied
+// (delivered, retry, dead, skip, gone).
+func (s *store) finish(ctx context.Context, e entry, poolID, sessionID, token string, at time.Time, o outcome) (string, error) {
+	var errBytes []byte
+	if o.err != nil {
+		var err error
+		if errBytes, err = proto.Marshal(o.err); err != nil {
+			return "", err
+		}
+	}
+	fl := ""
+	if f := o.flags; f != nil {
+		fl = bit(f.SpeedQualityBalanceMatch) + bit(f.RestrictionMatch) + bit(f.FilterMatch)
+	}
+	raw, err := finishScript.Run(ctx, s.rdb, []string{
+		s.recordKey(e.shard, e.tenantID, e.id),
+		s.totalsKey(e.shard, e.tenantID, poolID),
+		s.deadKey(e.shard, e.tenantID, poolID),
+		s.streamKey(e.shard),
+		s.schedKey(e.shard),
+		s.leaseKey(e.shard, e.id),
+		s.sessionPendingKey(e.shard, e.tenantID, sessionID),
+	}, o.kind, e.entryID, token, group, at.UnixMilli(), errBytes, fl, o.backoff.Milliseconds(),
+		schedMember(e.tenantID, e.id), e.id).Result()
+	if err != nil {
+		return "", unavailable(err)
+	}
+	parts, err := strings2(raw)
+	if err != nil {
+		return "", err
+	}
+	return parts[0], nil
+}
+
+func bit(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// requeue moves a DEAD submission back to the outbox.
+func (s *store) requeue(ctx context.Context, shard int, tenantID, poolID, id string, now time.Time) (string, error) {
+	raw, err := requeueScript.Run(ctx, s.rdb, []string{
+		s.recordKey(shard, tenantID, id),
+		s.totalsKey(shard, tenantID, poolID),
+		s.deadKey(shard, tenantID, poolID),
+		s.streamKey(shard),
+	}, tenantID, id, now.UnixMilli()).Result()
+	if err != nil {
+		return "", unavailable(err)
+	}
+	parts, err := strings2(raw)
+	if err != nil {
+		return "", err
+	}
+	return parts[0], nil
+}
+
+// totals are a pool's counters as stored.
+type totals struct {
+	received, delivered, queued, dead int64
+	rewardDelivered, rewardQueued     int64 // units
+}
+
+func (s *store) totals(ctx context.Context, tenantID, poolID string) (totals, error) {
+	vals, err := s.rdb.HMGet(ctx, s.totalsKey(shardOf(tenantID, poolID), tenantID, poolID),
+		"delivered", "queued", "dead", "rd", "rq").Result()
+	if err != nil {
+		return totals{}, unavailable(err)
+	}
+	n := make([]int64, len(vals))
+	for i, v := range vals {
+		if str, ok := v.(string); ok {
+			n[i], _ = strconv.ParseInt(str, 10, 64)
+		}
+	}
+	// Every submission is in exactly one state, so the states add up to
+	// what was received.
+	return totals{received: n[0] + n[1] + n[2], delivered: n[0], queued: n[1], dead: n[2], rewardDelivered: n[3], rewardQueued: n[4]}, nil
+}
+
+// strings2 reads a script's array-of-strings answer.
+func strings2(raw any) ([]string, error) {
+	arr, ok := raw.([]any)
+	if !ok || len(arr) == 0 {
+		return nil, fmt.Errorf("submission: unexpected script answer %T", raw)
+	}
+	out := make([]string, len(arr))
+	for i, v := range arr {
+		switch x := v.(type) {
+		case string:
+			out[i] = x
+		case int64:
+			out[i] = strconv.FormatInt(x, 10)
+		case nil:
+		default:
+			return nil, fmt.Errorf("submission: unexpected script answer element %T", v)
+		}
+	}
+	return out, nil
+}
+
+// unavailable wraps a Redis failure as a domain error.
+func unavailable(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return &serviceerror.Unavailable{Message: "datastore unavailable: " + err.Error()}
+}

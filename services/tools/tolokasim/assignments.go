@@ -1,0 +1,328 @@
+package tolokasim
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/crowdgate/crowdgate/services/kernel/money"
+)
+
+// Assignment statuses.
+const (
+	AssignmentActive    = "ACTIVE"
+	AssignmentSubmitted = "SUBMITTED"
+	AssignmentAccepted  = "ACCEPTED"
+	AssignmentRejected  = "REJECTED"
+	AssignmentSkipped   = "SKIPPED"
+	AssignmentExpired   = "EXPIRED"
+)
+
+// maxPublicCommentRunes bounds PATCH /assignments/{id} public_comment.
+const maxPublicCommentRunes = 2048
+
+// Assignment is a snapshot of an assignment: a Toloker's session in a pool
+// of the EXTERNAL flow. Zero times are unset.
+type Assignment struct {
+	// ID looks like Toloka's: "00000000a1--000000000000000000000007".
+	ID string
+	// TaskSuiteID is the (generated) task suite the assignment issues.
+	TaskSuiteID string
+	// PoolID is the pool's numeric id as a string.
+	PoolID string
+	// UserID is the Toloker.
+	UserID string
+	// Account is the requester account that owns the pool.
+	Account string
+	// Status is ACTIVE, SUBMITTED, ACCEPTED, REJECTED, SKIPPED or EXPIRED.
+	Status string
+	// Reward is the exact sum of the session's submits.
+	Reward money.Decimal
+	// PublicComment is the requester's review comment.
+	PublicComment string
+	// Created, Submitted, Accepted, Rejected, Skipped and Expired are when
+	// the assignment reached each status.
+	Created   time.Time
+	Submitted time.Time
+	Accepted  time.Time
+	Rejected  time.Time
+	Skipped   time.Time
+	Expired   time.Time
+	// Deadline is when an ACTIVE assignment expires (created +
+	// assignment_max_duration_seconds).
+	Deadline time.Time
+}
+
+type poolUser struct {
+	poolID uint64
+	userID string
+}
+
+// assignment is the stored form; json caches its API rendering so the hot
+// GET path only copies bytes.
+type assignment struct {
+	Assignment
+	poolID       uint64
+	autoAcceptAt time.Time
+	json         []byte
+}
+
+type assignmentJSON struct {
+	ID            string        `json:"id"`
+	TaskSuiteID   string        `json:"task_suite_id"`
+	PoolID        string        `json:"pool_id"`
+	UserID        string        `json:"user_id"`
+	Status        string        `json:"status"`
+	Reward        money.Decimal `json:"reward"`
+	Tasks         []any         `json:"tasks"`
+	Solutions     []any         `json:"solutions"`
+	PublicComment string        `json:"public_comment,omitempty"`
+	Created       string        `json:"created"`
+	Submitted     string        `json:"submitted,omitempty"`
+	Accepted      string        `json:"accepted,omitempty"`
+	Rejected      string        `json:"rejected,omitempty"`
+	Skipped       string        `json:"skipped,omitempty"`
+	Expired       string        `json:"expired,omitempty"`
+	Owner         owner         `json:"owner"`
+}
+
+func optTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return FormatTime(t)
+}
+
+func (a *assignment) render() {
+	a.json = mustJSON(assignmentJSON{
+		ID:            a.ID,
+		TaskSuiteID:   a.TaskSuiteID,
+		PoolID:        a.PoolID,
+		UserID:        a.UserID,
+		Status:        a.Status,
+		Reward:        a.Reward,
+		Tasks:         []any{},
+		Solutions:     []any{},
+		PublicComment: a.PublicComment,
+		Created:       FormatTime(a.Created),
+		Submitted:     optTime(a.Submitted),
+		Accepted:      optTime(a.Accepted),
+		Rejected:      optTime(a.Rejected),
+		Skipped:       optTime(a.Skipped),
+		Expired:       optTime(a.Expired),
+		Owner:         ownerOf(a.Account),
+	})
+}
+
+// dueAt reports whether a clock-driven change (expiry, auto-accept) of a
+// is due at now.
+func (a *assignment) dueAt(now time.Time) bool {
+	switch a.Status {
+	case AssignmentActive:
+		return !now.Before(a.Deadline)
+	case AssignmentSubmitted:
+		return !a.autoAcceptAt.IsZero() && !now.Before(a.autoAcceptAt)
+	}
+	return false
+}
+
+// refreshLocked applies due clock-driven changes to a. Requires the write
+// lock.
+func (s *Server) refreshLocked(a *assignment, now time.Time) {
+	if !a.dueAt(now) {
+		return
+	}
+	switch a.Status {
+	case AssignmentActive:
+		a.Status = AssignmentExpired
+		a.Expired = a.Deadline
+		key := poolUser{a.poolID, a.UserID}
+		if s.state.active[key] == a {
+			delete(s.state.active, key)
+		}
+	case AssignmentSubmitted:
+		a.Status = AssignmentAccepted
+		a.Accepted = a.autoAcceptAt
+	}
+	a.render()
+}
+
+// CreateAssignment starts an ACTIVE assignment for userID in poolID, as if
+// the Toloker clicked Start in Toloka's task list. The pool must be OPEN
+// and the Toloker must not already have an ACTIVE assignment in it.
+func (s *Server) CreateAssignment(poolID, userID string) (Assignment, error) {
+	if strings.TrimSpace(userID) == "" {
+		return Assignment{}, singleFieldError("user_id", FieldValueRequired, "user_id is required")
+	}
+	now := s.clock()
+	s.lock(now)
+	defer s.mu.Unlock()
+	id, _ := parseID(poolID)
+	p := s.state.pools[id]
+	if p == nil {
+		return Assignment{}, errNotFound("pool", poolID)
+	}
+	if p.status != PoolOpen {
+		return Assignment{}, errInappropriate("pool "+poolID+" is "+p.status, PoolOpen)
+	}
+	key := poolUser{p.id, userID}
+	if cur := s.state.active[key]; cur != nil {
+		s.refreshLocked(cur, now)
+		if cur.Status == AssignmentActive {
+			return Assignment{}, &Error{Status: http.StatusConflict, Code: CodeThereIsActiveAssignment,
+				Message: fmt.Sprintf("user %s already has ACTIVE assignment %s in pool %s", userID, cur.ID, poolID),
+				Payload: map[string]any{"assignment_id": cur.ID}}
+		}
+	}
+	seq := s.asgSeq.Add(1)
+	a := &assignment{
+		Assignment: Assignment{
+			ID:          fmt.Sprintf("%010x--%024x", p.id, seq),
+			TaskSuiteID: fmt.Sprintf("%010x--%08x%016x", p.id, 0x5e17e000, seq),
+			PoolID:      formatID(p.id),
+			UserID:      userID,
+			Account:     p.account,
+			Status:      AssignmentActive,
+			Reward:      money.Zero,
+			Created:     now,
+			Deadline:    now.Add(p.maxDuration),
+		},
+		poolID: p.id,
+	}
+	a.render()
+	s.state.assignments[a.ID] = a
+	s.state.active[key] = a
+	return a.Assignment, nil
+}
+
+// GetAssignment returns a snapshot of the assignment with id (any account).
+func (s *Server) GetAssignment(id string) (Assignment, error) {
+	now := s.clock()
+	s.lock(now)
+	defer s.mu.Unlock()
+	a := s.state.assignments[id]
+	if a == nil {
+		return Assignment{}, errNotFound("assignment", id)
+	}
+	s.refreshLocked(a, now)
+	return a.Assignment, nil
+}
+
+// assignmentJSONFor returns the API rendering of an assignment (any
+// account), for the admin API.
+func (s *Server) assignmentJSONFor(id string) []byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if a := s.state.assignments[id]; a != nil {
+		return a.json
+	}
+	return nil
+}
+
+// getAssignment is the hot path: a read lock, a map lookup and cached
+// bytes, unless a clock-driven change is due.
+func (s *Server) getAssignment(c *apiCall) response {
+	id := c.r.PathValue("id")
+	s.mu.RLock()
+	a := s.state.assignments[id]
+	if a == nil || a.Account != c.account {
+		s.mu.RUnlock()
+		return s.errResp(errNotFound("assignment", id))
+	}
+	if !a.dueAt(c.now) {
+		body := a.json
+		s.mu.RUnlock()
+		return jsonResp(http.StatusOK, body)
+	}
+	s.mu.RUnlock()
+	s.lock(c.now)
+	defer s.mu.Unlock()
+	a = s.state.assignments[id]
+	if a == nil || a.Account != c.account {
+		return s.errResp(errNotFound("assignment", id))
+	}
+	s.refreshLocked(a, c.now)
+	return jsonResp(http.StatusOK, a.json)
+}
+
+func (s *Server) patchAssignment(c *apiCall) response {
+	obj, _, e := decodeObject(c.body)
+	if e != nil {
+		return s.errResp(e)
+	}
+	ch := newChecker()
+	status, _ := ch.enum(obj, "status", "", true, AssignmentAccepted, AssignmentRejected)
+	comment, hasComment := ch.str(obj, "public_comment", "", false)
+	if hasComment && utf8.RuneCountInString(comment) > maxPublicCommentRunes {
+		ch.fe.add("public_comment", FieldStringTooLong, "public_comment must be at most %d characters, got %d",
+			maxPublicCommentRunes, utf8.RuneCountInString(comment))
+	}
+	if status == AssignmentRejected && strings.TrimSpace(comment) == "" {
+		ch.missing("public_comment", true)
+	}
+	if e := ch.fe.err(); e != nil {
+		return s.errResp(e)
+	}
+	id := c.r.PathValue("id")
+	s.lock(c.now)
+	defer s.mu.Unlock()
+	a := s.state.assignments[id]
+	if a == nil || a.Account != c.account {
+		return s.errResp(errNotFound("assignment", id))
+	}
+	s.refreshLocked(a, c.now)
+	switch {
+	case status == AssignmentAccepted && (a.Status == AssignmentSubmitted || a.Status == AssignmentRejected):
+		a.Accepted = c.now
+	case status == AssignmentRejected && a.Status == AssignmentSubmitted:
+		a.Rejected = c.now
+	case status == AssignmentAccepted:
+		return s.errResp(errInappropriate("assignment "+id+" is "+a.Status, AssignmentSubmitted, AssignmentRejected))
+	default:
+		return s.errResp(errInappropriate("assignment "+id+" is "+a.Status, AssignmentSubmitted))
+	}
+	a.Status = status
+	a.autoAcceptAt = time.Time{}
+	if hasComment {
+		a.PublicComment = comment
+	}
+	a.render()
+	return jsonResp(http.StatusOK, a.json)
+}
+
+func (s *Server) listAssignments(c *apiCall) response {
+	q := c.r.URL.Query()
+	lq, e := parseListQuery(q, maxAssignLimit, stringKey)
+	if e != nil {
+		return s.errResp(e)
+	}
+	statuses := map[string]bool{}
+	if v := q.Get("status"); v != "" {
+		for _, st := range strings.Split(v, ",") {
+			switch st {
+			case AssignmentActive, AssignmentSubmitted, AssignmentAccepted, AssignmentRejected, AssignmentSkipped, AssignmentExpired:
+				statuses[st] = true
+			default:
+				return s.errResp(singleFieldError("status", FieldUnknownEnumValue, "unknown assignment status %q", st))
+			}
+		}
+	}
+	poolID, userID, suiteID := q.Get("pool_id"), q.Get("user_id"), q.Get("task_suite_id")
+	s.lock(c.now)
+	entries := make([]listEntry[string], 0)
+	for _, a := range s.state.assignments {
+		if a.Account != c.account || (poolID != "" && a.PoolID != poolID) || (userID != "" && a.UserID != userID) ||
+			(suiteID != "" && a.TaskSuiteID != suiteID) {
+			continue
+		}
+		s.refreshLocked(a, c.now)
+		if len(statuses) > 0 && !statuses[a.Status] {
+			continue
+		}
+		entries = append(entries, listEntry[string]{a.ID, a.Created, a.json})
+	}
+	s.mu.Unlock()
+	return jsonResp(http.StatusOK, page(lq, entries))
+}
