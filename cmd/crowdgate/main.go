@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -39,16 +40,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := realMain(ctx, os.Args[1:]); err != nil {
+	// Until the configuration names a log format, failures are logged as
+	// JSON, the default.
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := realMain(ctx, os.Args[1:], &log); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "crowdgate:", err)
+		// One line that names the setting at fault and the cause.
+		log.Error("crowdgate cannot start", "err", err.Error())
 		os.Exit(1)
 	}
 }
 
-func realMain(ctx context.Context, args []string) error {
+// realMain parses the configuration and runs the gateway until ctx ends.
+// It replaces *log with the configured logger as soon as it can.
+func realMain(ctx context.Context, args []string, log **slog.Logger) error {
 	var cfg gateway.Config
 	fs := flag.NewFlagSet("crowdgate", flag.ContinueOnError)
 	envErr := cfg.Register(fs, os.Getenv)
@@ -58,7 +65,13 @@ func realMain(ctx context.Context, args []string) error {
 		"where the embedded emulator listens (env CROWDGATE_TOLOKA_EMULATOR_ADDR)")
 	healthcheck := fs.Bool("healthcheck", false,
 		"check /readyz of the gateway at -http-addr and exit 0 if ready, 1 otherwise (for container health checks)")
+	// The usage goes out on -h only; a refused flag is the error's to say.
+	var usage bytes.Buffer
+	fs.SetOutput(&usage)
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, _ = os.Stdout.Write(usage.Bytes())
+		}
 		return err
 	}
 	if err := errors.Join(envErr, cfg.Validate()); err != nil {
@@ -67,21 +80,21 @@ func realMain(ctx context.Context, args []string) error {
 	if *healthcheck {
 		return checkReady(ctx, cfg.HTTPAddr)
 	}
-	log := cfg.NewLogger(os.Stderr)
-	slog.SetDefault(log)
+	*log = cfg.NewLogger(os.Stderr)
+	slog.SetDefault(*log)
 
 	switch *emulator {
 	case "":
 	case "embedded":
-		url, err := startEmbeddedEmulator(ctx, *emulatorAddr, log)
+		url, err := startEmbeddedEmulator(ctx, *emulatorAddr, *log)
 		if err != nil {
-			return err
+			return fmt.Errorf("CROWDGATE_TOLOKA_EMULATOR_ADDR: %w", err)
 		}
-		cfg.TolokaProductionURL, cfg.TolokaSandboxURL = url, url
+		cfg.Toloka.ProductionURL, cfg.Toloka.SandboxURL = url, url
 	default:
-		return fmt.Errorf("-toloka-emulator: want \"embedded\" or nothing, got %q", *emulator)
+		return fmt.Errorf("CROWDGATE_TOLOKA_EMULATOR: want \"embedded\" or nothing, got %q", *emulator)
 	}
-	return gateway.Run(ctx, cfg, log)
+	return gateway.Run(ctx, cfg, *log)
 }
 
 func envOr(key, def string) string {

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -224,6 +226,74 @@ func TestBinaryGCTarget(t *testing.T) {
 			resp.Body.Close()
 			if !strings.Contains(string(b), "\n"+tc.want+"\n") {
 				t.Errorf("/metrics lacks %q", tc.want)
+			}
+		})
+	}
+}
+
+// Every bad setting found while the gateway is built ends the process with
+// a non-zero status and one log line that names the setting and the cause;
+// never a panic, never a stack trace.
+func TestBinaryStartupFailuresNameTheSetting(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := "redis://" + free.Addr().String() // nothing answers once it is closed
+	free.Close()
+	r := redistest.New(t)
+	for _, tc := range []struct {
+		name    string
+		env     []string
+		args    []string
+		setting string
+		cause   string
+	}{
+		{"port in use", []string{"REDIS_URL=" + r.URL}, []string{"-http-addr=" + busy.Addr().String()}, "CROWDGATE_HTTP_ADDR", "address already in use"},
+		{"gRPC port in use", []string{"REDIS_URL=" + r.URL}, []string{"-grpc-addr=" + busy.Addr().String()}, "CROWDGATE_GRPC_ADDR", "address already in use"},
+		{"Redis unreachable", []string{"REDIS_URL=" + unreachable}, nil, "REDIS_URL", "connection refused"},
+		{"malformed encryption key", []string{"REDIS_URL=" + r.URL, "CROWDGATE_ENCRYPTION_KEY=not-a-key"}, nil, "CROWDGATE_ENCRYPTION_KEY", "not base64"},
+		{"short encryption key", []string{"REDIS_URL=" + r.URL, "CROWDGATE_ENCRYPTION_KEY=c2hvcnQ="}, nil, "CROWDGATE_ENCRYPTION_KEY", "32 bytes"},
+		{"unreadable TLS file", []string{"REDIS_URL=" + r.URL, "CROWDGATE_GRPC_TLS_CERT=/nonexistent/cert.pem", "CROWDGATE_GRPC_TLS_KEY=/nonexistent/key.pem"}, nil, "CROWDGATE_GRPC_TLS_CERT", "no such file"},
+		{"bad mode", nil, []string{"-redis-mode=bogus"}, "REDIS_MODE", "bogus"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-http-addr=127.0.0.1:0", "-grpc-addr=127.0.0.1:0"}, tc.args...)
+			cmd := exec.Command(binary, args...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+				t.Fatalf("crowdgate ran with %s: %v\n%s", tc.name, err, stderr.String())
+			}
+			out := stderr.String()
+			if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+				t.Fatalf("crowdgate panicked:\n%s", out)
+			}
+			var failure map[string]any
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				var l map[string]any
+				if json.Unmarshal([]byte(line), &l) != nil {
+					t.Errorf("a line that is not a log line: %q", line)
+					continue
+				}
+				if l["level"] == "ERROR" {
+					if failure != nil {
+						t.Errorf("more than one error line:\n%s", out)
+					}
+					failure = l
+				}
+			}
+			msg, _ := failure["err"].(string)
+			if !strings.Contains(msg, tc.setting) || !strings.Contains(msg, tc.cause) {
+				t.Errorf("the error line %v does not name %s and %q:\n%s", failure, tc.setting, tc.cause, out)
 			}
 		})
 	}

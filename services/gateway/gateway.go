@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -29,8 +30,7 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/gen/openapi"
-	"github.com/crowdgate/crowdgate/services/platform/redisclient"
-	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // MaxRequestBytes bounds a REST request body and a gRPC message.
@@ -41,7 +41,7 @@ const MaxRequestBytes = 1 << 20
 type Gateway struct {
 	cfg     Config
 	log     *slog.Logger
-	redis   *redisclient.Conn
+	redis   *storage.Conn
 	metrics *prometheus.Registry
 
 	grpcLis    net.Listener
@@ -59,6 +59,29 @@ type Gateway struct {
 	drain func(time.Duration)
 }
 
+// Option changes how New builds a gateway. cmd/crowdgate uses none; the
+// test composition root (gatewaytest) uses them to run the real gateway on
+// a test clock and a test Redis.
+type Option func(*options)
+
+type options struct {
+	now   func() time.Time
+	sleep func(context.Context, time.Duration) error
+	redis redis.UniversalClient
+}
+
+// WithClock makes now the clock of every capability, and sleep the Toloka
+// client's waits (retry backoffs, operation polls).
+func WithClock(now func() time.Time, sleep func(context.Context, time.Duration) error) Option {
+	return func(o *options) { o.now, o.sleep = now, sleep }
+}
+
+// WithRedis makes the gateway use an open Redis client (which it does not
+// close) instead of connecting to the configured one.
+func WithRedis(c redis.UniversalClient) Option {
+	return func(o *options) { o.redis = c }
+}
+
 // Run starts a gateway with cfg and serves until ctx is done, then shuts it
 // down gracefully. It is what cmd/crowdgate calls.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -70,61 +93,66 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 }
 
 // New connects to Redis, builds the servers and opens the listeners. Nothing
-// is served until Serve.
-func New(ctx context.Context, cfg Config, log *slog.Logger) (g *Gateway, err error) {
-	g = &Gateway{cfg: cfg, log: log, metrics: prometheus.NewRegistry(), drain: time.Sleep}
-	defer func() {
-		if err != nil {
-			g.closeAll()
-		}
-	}()
-	g.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	g.redis, err = redisclient.Open(ctx, redisclient.Config{URL: cfg.RedisURL, Mode: redisclient.Mode(cfg.RedisMode)}, log)
-	if err != nil {
+// is served until Serve. On failure everything opened so far is closed and
+// the error names the setting at fault.
+func New(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*Gateway, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	g := &Gateway{cfg: cfg, log: log, metrics: prometheus.NewRegistry(), drain: time.Sleep}
+	if err := g.build(ctx, o); err != nil {
+		g.closeAll()
 		return nil, err
 	}
+	return g, nil
+}
 
-	if g.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
-		return nil, fmt.Errorf("listen for gRPC on %s: %w", cfg.GRPCAddr, err)
-	}
-	if g.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-		return nil, fmt.Errorf("listen for HTTP on %s: %w", cfg.HTTPAddr, err)
-	}
+// build is New's work; New closes what it opened when it fails.
+func (g *Gateway) build(ctx context.Context, o options) error {
+	cfg, log := g.cfg, g.log
+	g.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	tlsOpts, err := cfg.GRPCServerOptions()
 	if err != nil {
-		return nil, err
+		return err
 	}
+	if o.redis != nil {
+		g.redis = &storage.Conn{Client: o.redis}
+		g.redis.KeepOpen = true
+	} else if g.redis, err = storage.Open(ctx, cfg.Redis, log); err != nil {
+		return err
+	}
+	if g.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return fmt.Errorf("CROWDGATE_GRPC_ADDR: listen on %s: %w", cfg.GRPCAddr, err)
+	}
+	if g.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("CROWDGATE_HTTP_ADDR: listen on %s: %w", cfg.HTTPAddr, err)
+	}
+
 	rpcMetrics := newRPCMetrics(g.metrics)
 	g.grpcServer = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(rpcMetrics.unary, recoverUnary(log), errorUnary, g.authUnary),
+		grpc.ChainUnaryInterceptor(rpcMetrics.unary, recoverUnary(log), errorUnary(log), g.authUnary),
 		grpc.ChainStreamInterceptor(recoverStream(log)),
 	}, tlsOpts...)...)
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.grpcServer, g.health)
 	reflection.Register(g.grpcServer)
 
-	box, err := encryptionBox(cfg, g.redis.Embedded, log)
-	if err != nil {
-		return nil, err
-	}
 	g.mux = http.NewServeMux()
-	d := &deps{
-		cfg: cfg, log: log, redis: g.redis.Client, prefix: cfg.RedisPrefix, box: box,
+	w, err := wire(wiring{
+		cfg: cfg, opts: o, log: log, redis: g.redis.Client, embedded: g.redis.Embedded,
 		metrics: g.metrics, grpc: g.grpcServer, http: g.mux,
+	})
+	if err != nil {
+		return err
 	}
-	if err := wire(d); err != nil {
-		return nil, err
-	}
-	g.workers = d.workers
-	g.auth = d.auth
-
-	if err := g.buildHTTP(ctx); err != nil {
-		return nil, err
-	}
-	return g, nil
+	g.workers, g.auth = w.workers, w.auth
+	return g.buildHTTP(ctx)
 }
 
 // authUnary runs the access check wired by wireAccess, if any. gRPC health
@@ -335,22 +363,4 @@ func loopbackAddr(a net.Addr) string {
 		return net.JoinHostPort("127.0.0.1", port)
 	}
 	return a.String()
-}
-
-// encryptionBox returns the box that encrypts secrets at rest, keyed by
-// CROWDGATE_ENCRYPTION_KEY. Without a key it makes a random one and warns:
-// secrets stored under it cannot be read after a restart.
-func encryptionBox(cfg Config, embeddedRedis bool, log *slog.Logger) (*secretbox.Box, error) {
-	if cfg.EncryptionKey == "" {
-		if !embeddedRedis {
-			log.Warn("CROWDGATE_ENCRYPTION_KEY is not set: secrets are encrypted with a random key made at start, " +
-				"so stored Toloka credentials CANNOT BE READ AFTER A RESTART. Set it (openssl rand -base64 32) in production.")
-		}
-		return secretbox.New(secretbox.NewRandomKey())
-	}
-	key, err := secretbox.ParseKey(cfg.EncryptionKey)
-	if err != nil {
-		return nil, fmt.Errorf("CROWDGATE_ENCRYPTION_KEY: %w", err)
-	}
-	return secretbox.New(key)
 }

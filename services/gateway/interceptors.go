@@ -17,12 +17,23 @@ import (
 )
 
 // errorUnary is the one boundary where domain errors become gRPC status.
-func errorUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(ctx, req)
-	if err != nil {
-		return nil, serviceerror.ToStatus(err).Err()
+// What a client is not told (the cause of an UNAVAILABLE, the text of an
+// INTERNAL) is logged here, with the method, so an operator sees it.
+func errorUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		resp, err := handler(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		st := serviceerror.ToStatus(err)
+		switch st.Code() {
+		case codes.Internal, codes.Unknown:
+			log.ErrorContext(ctx, "RPC failed", "method", info.FullMethod, "code", st.Code().String(), "err", err.Error())
+		case codes.Unavailable:
+			log.WarnContext(ctx, "RPC unavailable", "method", info.FullMethod, "err", err.Error())
+		}
+		return nil, st.Err()
 	}
-	return resp, nil
 }
 
 // recoverUnary turns a panic in a handler into INTERNAL and logs it, so one

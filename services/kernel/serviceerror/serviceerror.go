@@ -98,11 +98,37 @@ func (e *ResourceExhausted) Error() string {
 
 // Unavailable reports a dependency (Toloka, Redis) that could not be reached
 // or answered with a transient failure; the call may succeed later.
+//
+// Message is what the client reads; it never holds an internal address or a
+// raw store error. Cause is the underlying failure for the log: Error()
+// includes it, ToStatus never does. Cause is deliberately not unwrapped, so
+// a typed error inside it (Toloka's NotFound, say) never changes what the
+// failure as a whole is; read it with the Cause function.
 type Unavailable struct {
+	// Message says what is unavailable, in words fit for a client.
 	Message string
+	// RetryAfter, when positive, is how long the client should wait before
+	// trying again (sent as RetryInfo, and as Retry-After over REST).
+	RetryAfter time.Duration
+	// Cause is the failure behind it, for the log only.
+	Cause error
 }
 
-func (e *Unavailable) Error() string { return e.Message }
+func (e *Unavailable) Error() string {
+	if e.Cause == nil {
+		return e.Message
+	}
+	return e.Message + ": " + e.Cause.Error()
+}
+
+// Cause returns the cause of the first Unavailable in err's chain, or nil.
+func Cause(err error) error {
+	var un *Unavailable
+	if errors.As(err, &un) {
+		return un.Cause
+	}
+	return nil
+}
 
 // PermissionDenied reports an authenticated caller that may not do this.
 type PermissionDenied struct {
@@ -163,15 +189,9 @@ func ToStatus(err error) *status.Status {
 	case errors.As(err, &fp):
 		return status.New(codes.FailedPrecondition, fp.Error())
 	case errors.As(err, &re):
-		s := status.New(codes.ResourceExhausted, re.Error())
-		if re.RetryAfter > 0 {
-			if d, derr := s.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(re.RetryAfter)}); derr == nil {
-				return d
-			}
-		}
-		return s
+		return withRetry(status.New(codes.ResourceExhausted, re.Error()), re.RetryAfter)
 	case errors.As(err, &un):
-		return status.New(codes.Unavailable, un.Error())
+		return withRetry(status.New(codes.Unavailable, un.Message), un.RetryAfter)
 	case errors.As(err, &pd):
 		return status.New(codes.PermissionDenied, pd.Error())
 	case errors.As(err, &ua):
@@ -185,4 +205,15 @@ func ToStatus(err error) *status.Status {
 	default:
 		return status.New(codes.Internal, "internal error")
 	}
+}
+
+// withRetry adds a RetryInfo detail of d to s when d is positive.
+func withRetry(s *status.Status, d time.Duration) *status.Status {
+	if d <= 0 {
+		return s
+	}
+	if withDetail, err := s.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}); err == nil {
+		return withDetail
+	}
+	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,5 +65,41 @@ func TestDetailsNameTheFieldAndRetryDelay(t *testing.T) {
 	}
 	if ToStatus(nil) != nil {
 		t.Error("ToStatus(nil) != nil")
+	}
+}
+
+// A store or dependency failure reaches the client as a generic message with
+// a retry hint; its cause (internal addresses, raw store errors) stays in
+// the error for the log and never in the status.
+func TestUnavailableHidesItsCauseAndHintsARetry(t *testing.T) {
+	cause := errors.New("dial tcp 127.0.0.1:40569: connect: connection refused")
+	err := fmt.Errorf("read pool: %w", &Unavailable{Message: "the datastore is unavailable; try again", RetryAfter: time.Second, Cause: cause})
+	s := ToStatus(err)
+	if s.Code() != codes.Unavailable || s.Message() != "the datastore is unavailable; try again" {
+		t.Errorf("ToStatus = %v %q", s.Code(), s.Message())
+	}
+	var retry *errdetails.RetryInfo
+	for _, d := range s.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			retry = ri
+		}
+		if strings.Contains(fmt.Sprint(d), "127.0.0.1") {
+			t.Errorf("a detail carries the cause: %v", d)
+		}
+	}
+	if retry == nil || retry.RetryDelay.AsDuration() != time.Second {
+		t.Errorf("RetryInfo = %v, want 1s", retry)
+	}
+	if !strings.Contains(err.Error(), "127.0.0.1:40569") {
+		t.Errorf("Error() = %q: the log must see the cause", err.Error())
+	}
+	if got := Cause(err); got != cause {
+		t.Errorf("Cause = %v, want the store error", got)
+	}
+	// The cause is not unwrapped: a NotFound inside it must not make the
+	// whole failure look like NOT_FOUND.
+	wrapped := &Unavailable{Message: "Toloka is unavailable", Cause: &NotFound{Resource: "pool"}}
+	if c := ToStatus(wrapped).Code(); c != codes.Unavailable {
+		t.Errorf("Unavailable around a NotFound = %v, want Unavailable", c)
 	}
 }

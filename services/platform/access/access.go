@@ -34,7 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/platform/protostore"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 )
@@ -121,7 +121,7 @@ type Service struct {
 	services map[string][]byte // service name -> SHA-256 of its token
 	certs    bool
 
-	tenants *protostore.Store[*crowdgatev1.Tenant]
+	tenants *storage.Store[*crowdgatev1.Tenant]
 	known   sync.Map // tenant ids known to exist (tenants are never deleted)
 
 	auditAge time.Duration
@@ -186,7 +186,7 @@ func New(cfg Config) (*Service, error) {
 		}
 		s.services[name] = h[:]
 	}
-	s.tenants = protostore.New(cfg.Redis, s.prefix, "tenant", func() *crowdgatev1.Tenant { return new(crowdgatev1.Tenant) })
+	s.tenants = storage.NewStore(cfg.Redis, s.prefix, "tenant", func() *crowdgatev1.Tenant { return new(crowdgatev1.Tenant) })
 	s.authTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "crowdgate_auth_requests_total",
 		Help: "Authentication decisions on Crowdgate RPCs, by caller kind and result (ok, unauthenticated, permission_denied).",

@@ -14,7 +14,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/platform/protostore"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
 
@@ -60,7 +61,7 @@ const maxResourceLen = 128
 func (s *Service) audit(ctx context.Context, p *Principal, method string, req, resp any, callErr error) {
 	msgs := messages(req, resp)
 	ev := &crowdgatev1.AuditEvent{
-		EventId:  protostore.NewID("evt"),
+		EventId:  storage.NewID("evt"),
 		TenantId: p.Tenant,
 		Actor:    p.Actor,
 		Method:   method,
@@ -119,10 +120,10 @@ func (s *Service) appendAudit(ctx context.Context, ev *crowdgatev1.AuditEvent) e
 		if err := adds[i].Err(); err != nil && strings.Contains(err.Error(), "equal or smaller") {
 			err = s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: st.key, MaxLen: st.max, ID: "*", Values: []any{"e", b}}).Err()
 			if err != nil {
-				return unavailable(err)
+				return storage.Unavailable(err)
 			}
 		} else if err != nil {
-			return unavailable(err)
+			return storage.Unavailable(err)
 		}
 	}
 	return nil
@@ -140,31 +141,29 @@ func (s *Service) minAuditID() string {
 // listAudit pages through one tenant's events (or every tenant's), newest
 // first.
 func (s *Service) listAudit(ctx context.Context, tenantID string, all bool, pageSize int32, pageToken string) ([]*crowdgatev1.AuditEvent, string, error) {
-	if pageSize < 0 || pageSize > protostore.MaxPageSize {
-		return nil, "", serviceerror.NewInvalidArgument("page_size", "must be between 0 and %d", protostore.MaxPageSize)
+	key, list := s.auditKey(tenantID), "audit/"+tenantID
+	if all {
+		key, list = s.auditAllKey(), "audit"
 	}
-	if pageSize == 0 {
-		pageSize = protostore.DefaultPageSize
+	page, err := paging.Parse(list, pageSize, pageToken)
+	if err != nil {
+		return nil, "", err
 	}
 	end := "+"
-	if pageToken != "" {
-		if !validStreamID(pageToken) {
-			return nil, "", serviceerror.NewInvalidArgument("page_token", "not a token from a previous page")
+	if page.After != "" {
+		if !validStreamID(page.After) {
+			return nil, "", serviceerror.NewInvalidArgument("page_token", "is not a next_page_token of this list")
 		}
-		end = "(" + pageToken
+		end = "(" + page.After
 	}
-	key := s.auditKey(tenantID)
-	if all {
-		key = s.auditAllKey()
-	}
-	msgs, err := s.rdb.XRevRangeN(ctx, key, end, s.minAuditID(), int64(pageSize)+1).Result()
+	msgs, err := s.rdb.XRevRangeN(ctx, key, end, s.minAuditID(), int64(page.Size)+1).Result()
 	if err != nil {
-		return nil, "", unavailable(err)
+		return nil, "", storage.Unavailable(err)
 	}
 	next := ""
-	if len(msgs) > int(pageSize) {
-		msgs = msgs[:pageSize]
-		next = msgs[len(msgs)-1].ID
+	if len(msgs) > page.Size {
+		msgs = msgs[:page.Size]
+		next = page.Token(msgs[len(msgs)-1].ID)
 	}
 	out := make([]*crowdgatev1.AuditEvent, 0, len(msgs))
 	for _, m := range msgs {

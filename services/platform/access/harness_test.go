@@ -17,7 +17,7 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
-	"github.com/crowdgate/crowdgate/services/platform/protostore"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
@@ -104,15 +104,15 @@ func toStatus(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.Unar
 // read and written in tenant.FromContext(ctx), as the real services do.
 type projects struct {
 	crowdgatev1.UnimplementedProjectServiceServer
-	store *protostore.Store[*crowdgatev1.Project]
+	store *storage.Store[*crowdgatev1.Project]
 }
 
 func newProjects(rdb redis.UniversalClient, prefix string) *projects {
-	return &projects{store: protostore.New(rdb, prefix+"test:", "project", func() *crowdgatev1.Project { return new(crowdgatev1.Project) })}
+	return &projects{store: storage.NewStore(rdb, prefix+"test:", "project", func() *crowdgatev1.Project { return new(crowdgatev1.Project) })}
 }
 
 func (p *projects) CreateProject(ctx context.Context, req *crowdgatev1.CreateProjectRequest) (*crowdgatev1.CreateProjectResponse, error) {
-	pr := &crowdgatev1.Project{ProjectId: protostore.NewID("prj"), TenantId: tenant.FromContext(ctx), PublicName: req.GetProject().GetPublicName()}
+	pr := &crowdgatev1.Project{ProjectId: storage.NewID("prj"), TenantId: tenant.FromContext(ctx), PublicName: req.GetProject().GetPublicName()}
 	if err := p.store.Create(ctx, pr.TenantId, pr.ProjectId, pr); err != nil {
 		return nil, err
 	}

@@ -17,7 +17,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/platform/protostore"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
 
@@ -101,7 +102,7 @@ func (s *Service) createKey(ctx context.Context, tenantID, name string, scope cr
 	secret := secretEncoding.EncodeToString(raw[:])
 	sum := sha256.Sum256([]byte(secret))
 	key := &crowdgatev1.ApiKey{
-		ApiKeyId:    protostore.NewID(keyIDPrefix),
+		ApiKeyId:    storage.NewID(keyIDPrefix),
 		TenantId:    tenantID,
 		DisplayName: name,
 		Scope:       scope,
@@ -118,10 +119,10 @@ func (s *Service) createKey(ctx context.Context, tenantID, name string, scope cr
 		"hash":   sum[:],
 	}).Err()
 	if err != nil {
-		return nil, "", unavailable(err)
+		return nil, "", storage.Unavailable(err)
 	}
 	if err := s.rdb.ZAdd(ctx, s.keyIndex(tenantID), redis.Z{Member: key.ApiKeyId}).Err(); err != nil {
-		return nil, "", unavailable(err)
+		return nil, "", storage.Unavailable(err)
 	}
 	return key, key.ApiKeyId + "_" + secret, nil
 }
@@ -136,7 +137,7 @@ func (s *Service) lookupKey(ctx context.Context, token string) (string, *keyReco
 	}
 	vals, err := s.rdb.HMGet(ctx, s.keyKey(id), "tenant", "scope", "hash", "revoked", "used").Result()
 	if err != nil {
-		return "", nil, unavailable(err)
+		return "", nil, storage.Unavailable(err)
 	}
 	tenantID, _ := vals[0].(string)
 	scopeStr, _ := vals[1].(string)
@@ -181,7 +182,7 @@ func (s *Service) getKey(ctx context.Context, id string) (*crowdgatev1.ApiKey, e
 	}
 	vals, err := s.rdb.HMGet(ctx, s.keyKey(id), "meta", "revoked", "used").Result()
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, storage.Unavailable(err)
 	}
 	meta, _ := vals[0].(string)
 	if meta == "" {
@@ -209,34 +210,29 @@ func (s *Service) revokeKey(ctx context.Context, id string) (*crowdgatev1.ApiKey
 	// The record exists (keys are never deleted), so HSETNX only adds the
 	// field.
 	if err := s.rdb.HSetNX(ctx, s.keyKey(id), "revoked", s.now().UnixMilli()).Err(); err != nil {
-		return nil, unavailable(err)
+		return nil, storage.Unavailable(err)
 	}
 	return s.getKey(ctx, id)
 }
 
 // listKeys pages through a tenant's keys, newest first.
 func (s *Service) listKeys(ctx context.Context, tenantID string, pageSize int32, pageToken string) ([]*crowdgatev1.ApiKey, string, error) {
-	if pageSize < 0 || pageSize > protostore.MaxPageSize {
-		return nil, "", serviceerror.NewInvalidArgument("page_size", "must be between 0 and %d", protostore.MaxPageSize)
-	}
-	if pageSize == 0 {
-		pageSize = protostore.DefaultPageSize
+	page, err := paging.Parse("api-keys/"+tenantID, pageSize, pageToken)
+	if err != nil {
+		return nil, "", err
 	}
 	max := "+"
-	if pageToken != "" {
-		if !validKeyID(pageToken) {
-			return nil, "", serviceerror.NewInvalidArgument("page_token", "not a token from a previous page")
-		}
-		max = "(" + pageToken
+	if page.After != "" {
+		max = "(" + page.After
 	}
-	ids, err := s.rdb.ZRevRangeByLex(ctx, s.keyIndex(tenantID), &redis.ZRangeBy{Max: max, Min: "-", Count: int64(pageSize) + 1}).Result()
+	ids, err := s.rdb.ZRevRangeByLex(ctx, s.keyIndex(tenantID), &redis.ZRangeBy{Max: max, Min: "-", Count: int64(page.Size) + 1}).Result()
 	if err != nil {
-		return nil, "", unavailable(err)
+		return nil, "", storage.Unavailable(err)
 	}
 	next := ""
-	if len(ids) > int(pageSize) {
-		ids = ids[:pageSize]
-		next = ids[len(ids)-1]
+	if len(ids) > page.Size {
+		ids = ids[:page.Size]
+		next = page.Token(ids[len(ids)-1])
 	}
 	out := make([]*crowdgatev1.ApiKey, 0, len(ids))
 	for _, id := range ids {
@@ -259,13 +255,3 @@ func str(v any) string { s, _ := v.(string); return s }
 
 func timestamp(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
 
-// unavailable wraps a Redis failure as a retryable domain error.
-func unavailable(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return &serviceerror.Unavailable{Message: "datastore unavailable: " + err.Error()}
-}

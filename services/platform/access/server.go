@@ -5,7 +5,8 @@ import (
 	"unicode/utf8"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/platform/protostore"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
 
@@ -21,7 +22,7 @@ func (s *Service) CreateTenant(ctx context.Context, req *crowdgatev1.CreateTenan
 		return nil, err
 	}
 	t := &crowdgatev1.Tenant{
-		TenantId:    protostore.NewID("tnt"),
+		TenantId:    storage.NewID("tnt"),
 		DisplayName: req.GetDisplayName(),
 		CreateTime:  timestamp(s.now()),
 	}
@@ -37,7 +38,11 @@ func (s *Service) ListTenants(ctx context.Context, req *crowdgatev1.ListTenantsR
 	if err := requireAdmin(ctx); err != nil {
 		return nil, err
 	}
-	ts, next, err := s.tenants.List(ctx, globalOwner, "", req.GetPageSize(), req.GetPageToken(), nil)
+	page, err := paging.Parse("tenants", req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	ts, next, err := s.tenants.List(ctx, globalOwner, "", page, nil)
 	if err != nil {
 		return nil, err
 	}

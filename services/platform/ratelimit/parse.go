@@ -49,13 +49,48 @@ func ParseRate(s string) (Limit, error) {
 // RateString writes a smoothed rate as ParseRate reads it.
 func (l Limit) RateString() string {
 	per := l.Per.String()
-	switch l.Per {
-	case time.Second:
+	switch {
+	case l.Per == time.Second:
 		per = "s"
-	case time.Minute:
+	case l.Per == time.Minute:
 		per = "m"
-	case time.Hour:
+	case l.Per == time.Hour:
 		per = "h"
+	case l.Per%time.Hour == 0:
+		per = fmt.Sprintf("%dh", l.Per/time.Hour)
+	case l.Per%time.Minute == 0:
+		per = fmt.Sprintf("%dm", l.Per/time.Minute)
 	}
 	return fmt.Sprintf("%d/%s,burst=%d", l.Rate, per, l.Burst)
+}
+
+// ParseWindows reads strict sliding windows as operators write them:
+// "RATE/PERIOD" entries separated by ";", for example "20/m;100/24h" (at
+// most 20 in any minute and 100 in any day). The results have no Name and
+// a zero Burst.
+func ParseWindows(s string) ([]Limit, error) {
+	var out []Limit
+	for _, part := range strings.Split(s, ";") {
+		part = strings.TrimSpace(part)
+		if strings.Contains(part, ",") {
+			return nil, fmt.Errorf("want RATE/PERIOD[;RATE/PERIOD...] such as 20/m;100/24h: a window has no burst, in %q", s)
+		}
+		l, err := ParseRate(part)
+		if err != nil {
+			return nil, fmt.Errorf("want RATE/PERIOD[;RATE/PERIOD...] such as 20/m;100/24h: %w", err)
+		}
+		l.Burst = 0
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// WindowsString writes sliding windows as ParseWindows reads them.
+func WindowsString(ls []Limit) string {
+	parts := make([]string, len(ls))
+	for i, l := range ls {
+		r := l.RateString()
+		parts[i] = r[:strings.IndexByte(r, ',')]
+	}
+	return strings.Join(parts, ";")
 }

@@ -43,8 +43,9 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // JWKSPath is where the JWK Set is served.
@@ -281,7 +282,7 @@ func (s *Signer) signingKey(ctx context.Context, now time.Time) (*signingKey, er
 func (s *Signer) awaitFirstKeyLocked(ctx context.Context, now time.Time) (*keyState, bool, error) {
 	ok, err := s.cfg.Redis.SetNX(ctx, s.lockKey, "first", 5*time.Second).Result()
 	if err != nil {
-		return nil, false, unavailable(err)
+		return nil, false, storage.Unavailable(err)
 	}
 	if ok {
 		return &keyState{loadedAt: now}, true, nil
@@ -352,7 +353,7 @@ func (s *Signer) Refresh(ctx context.Context) error {
 	}
 	ok, err := s.cfg.Redis.SetNX(ctx, s.lockKey, strconv.FormatInt(now.UnixNano(), 10), time.Minute).Result()
 	if err != nil {
-		return unavailable(err)
+		return storage.Unavailable(err)
 	}
 	if !ok {
 		return nil // another replica is rotating
@@ -424,7 +425,7 @@ func (s *Signer) createLocked(ctx context.Context, now, activate time.Time) (str
 		return "", err
 	}
 	if err := s.cfg.Redis.HSet(ctx, s.keysKey, kid, b).Err(); err != nil {
-		return "", unavailable(err)
+		return "", storage.Unavailable(err)
 	}
 	return kid, nil
 }
@@ -436,7 +437,7 @@ func sealContext(kid string) string { return "crowdgate-token-signing-key:" + ki
 func (s *Signer) loadLocked(ctx context.Context, now time.Time) (*keyState, error) {
 	raw, err := s.cfg.Redis.HGetAll(ctx, s.keysKey).Result()
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, storage.Unavailable(err)
 	}
 	keys := make([]*signingKey, 0, len(raw))
 	for field, v := range raw {
@@ -466,7 +467,7 @@ func (s *Signer) loadLocked(ctx context.Context, now time.Time) (*keyState, erro
 			fields[i] = k.kid
 		}
 		if err := s.cfg.Redis.HDel(ctx, s.keysKey, fields...).Err(); err != nil {
-			return nil, unavailable(err)
+			return nil, storage.Unavailable(err)
 		}
 		s.cfg.Log.Info("token signing keys retired", "kids", fields)
 	}
@@ -558,14 +559,4 @@ func (s *Signer) JWKSHandler() http.Handler {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		_, _ = w.Write(b)
 	})
-}
-
-func unavailable(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return fmt.Errorf("token: %w: %w", &serviceerror.Unavailable{Message: "the signing key store is unavailable"}, err)
 }

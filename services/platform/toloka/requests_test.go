@@ -533,8 +533,7 @@ func TestAccountRejectsBadCredentials(t *testing.T) {
 
 func TestConfigURLs(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"TOLOKA_SANDBOX_URL": "http://sim:8080/api/v1/"}
-	c, err := New(EnvConfig(func(k string) string { return env[k] }))
+	c, err := New(Config{SandboxURL: "http://sim:8080/api/v1/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,5 +551,15 @@ func TestConfigURLs(t *testing.T) {
 	}
 	if _, err := ParseEnvironment("staging"); err == nil {
 		t.Error("ParseEnvironment accepted staging")
+	}
+}
+
+// The settings' defaults are the client's: a gateway configured by nothing
+// keeps Toloka's documented limits under the same Redis keys.
+func TestDefaultSettingsAreTheDefaultLimits(t *testing.T) {
+	got := DefaultSettings()
+	want := Settings{ProductionURL: DefaultProductionURL, SandboxURL: DefaultSandboxURL, Limits: DefaultLimits()}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("DefaultSettings (-want +got):\n%s", diff)
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -47,6 +48,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/platform/settings"
 )
 
 // Default base URLs. They include the API version path: a call to
@@ -244,10 +246,10 @@ type Config struct {
 	// ProductionURL is the base URL of the production API including the
 	// version path, e.g. https://toloka.dev/api/v1. Empty means
 	// DefaultProductionURL.
-	ProductionURL string `env:"TOLOKA_PRODUCTION_URL, default=https://toloka.dev/api/v1"`
+	ProductionURL string
 	// SandboxURL is the base URL of the sandbox API including the version
 	// path. Empty means DefaultSandboxURL.
-	SandboxURL string `env:"TOLOKA_SANDBOX_URL, default=https://sandbox.toloka.dev/api/v1"`
+	SandboxURL string
 	// HTTPClient sends requests. Nil means a client with its own transport.
 	HTTPClient *http.Client
 	// Limiter, when set, is asked for a slot before every request.
@@ -289,14 +291,61 @@ type Config struct {
 	Jitter func(d time.Duration) time.Duration
 }
 
-// EnvConfig returns a Config whose URLs come from TOLOKA_PRODUCTION_URL and
-// TOLOKA_SANDBOX_URL as read by getenv (os.Getenv in production), falling
-// back to the defaults.
-func EnvConfig(getenv func(string) string) Config {
-	return Config{
-		ProductionURL: getenv("TOLOKA_PRODUCTION_URL"),
-		SandboxURL:    getenv("TOLOKA_SANDBOX_URL"),
+// Settings are the client's operator settings: where Toloka is and the
+// limits the client keeps to.
+type Settings struct {
+	// ProductionURL and SandboxURL are the APIs' base URLs.
+	ProductionURL, SandboxURL string
+	// Limits are the client-side limits, per Toloka account.
+	Limits Limits
+}
+
+// List returns the settings as configuration entries.
+func (s *Settings) List() []settings.Setting {
+	windows := func(name string, p *[]ratelimit.Limit) flag.Value {
+		return settings.Func(p, func(v string) ([]ratelimit.Limit, error) {
+			ls, err := ratelimit.ParseWindows(v)
+			for i := range ls {
+				ls[i].Name = name + "-" + windowName(ls[i].Per)
+			}
+			return ls, err
+		}, ratelimit.WindowsString)
 	}
+	return []settings.Setting{
+		settings.New("toloka-production-url", "TOLOKA_PRODUCTION_URL", DefaultProductionURL, "base URL of Toloka's production API", settings.String(&s.ProductionURL)),
+		settings.New("toloka-sandbox-url", "TOLOKA_SANDBOX_URL", DefaultSandboxURL, "base URL of Toloka's sandbox API", settings.String(&s.SandboxURL)),
+		settings.New("toloka-request-limit", "CROWDGATE_TOLOKA_REQUEST_LIMIT", "295/s,burst=5",
+			"requests per Toloka account, shared by every replica (Toloka refuses more than 300 a second): RATE/PERIOD,burst=N", settings.Func(&s.Limits.Requests, func(v string) (ratelimit.Limit, error) {
+				l, err := ratelimit.ParseRate(v)
+				l.Name = "toloka-requests"
+				return l, err
+			}, ratelimit.Limit.RateString)),
+		settings.New("toloka-create-project-limit", "CROWDGATE_TOLOKA_CREATE_PROJECT_LIMIT", "20/m;100/24h",
+			"project creations per Toloka account (Toloka's quota): sliding windows RATE/PERIOD;RATE/PERIOD", windows("toloka-create-project", &s.Limits.CreateProject)),
+		settings.New("toloka-create-pool-limit", "CROWDGATE_TOLOKA_CREATE_POOL_LIMIT", "20/m;100/24h",
+			"pool creations per Toloka account (Toloka's quota), in the same form", windows("toloka-create-pool", &s.Limits.CreatePool)),
+	}
+}
+
+// DefaultSettings returns the settings' built-in defaults.
+func DefaultSettings() Settings {
+	var s Settings
+	settings.Defaults(s.List())
+	return s
+}
+
+// windowName names a sliding window by its length ("minute", "day"), so
+// that the Redis key of a limit stays the same whatever its rate.
+func windowName(per time.Duration) string {
+	switch per {
+	case time.Minute:
+		return "minute"
+	case time.Hour:
+		return "hour"
+	case 24 * time.Hour:
+		return "day"
+	}
+	return per.String()
 }
 
 // Client is the process-wide Toloka client: configuration plus one HTTP

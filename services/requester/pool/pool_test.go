@@ -1,9 +1,7 @@
 package pool
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -14,7 +12,6 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
-	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
 func TestTolokaPoolIDFromAssignment(t *testing.T) {
@@ -109,63 +106,6 @@ func TestMergeFollowsTheUpdateMask(t *testing.T) {
 		var ia *serviceerror.InvalidArgument
 		if !errors.As(err, &ia) || ia.Field != "update_mask" {
 			t.Errorf("merge with mask %v: %v, want INVALID_ARGUMENT on update_mask", bad, err)
-		}
-	}
-}
-
-// fakeLister serves SUBMITTED assignments of one pool in pages.
-type fakeLister struct {
-	ids   []string
-	calls []toloka.ListOptions
-}
-
-func (f *fakeLister) ListAssignments(_ context.Context, opts toloka.ListOptions) (*toloka.List[toloka.Assignment], error) {
-	f.calls = append(f.calls, opts)
-	var page toloka.List[toloka.Assignment]
-	for _, id := range f.ids {
-		if id <= opts.IDGt {
-			continue
-		}
-		if len(page.Items) == opts.Limit {
-			page.HasMore = true
-			break
-		}
-		page.Items = append(page.Items, toloka.Assignment{ID: id, Status: toloka.AssignmentSubmitted})
-	}
-	return &page, nil
-}
-
-func TestAwaitingReviewCountsEveryPage(t *testing.T) {
-	ids := func(n int) []string {
-		out := make([]string, n)
-		for i := range out {
-			out[i] = fmt.Sprintf("0000000007--%024x", i+1)
-		}
-		return out
-	}
-	for _, tc := range []struct {
-		n     int
-		want  []string
-		pages int
-	}{
-		{0, nil, 1},
-		{1, []string{"1 assignment awaiting review"}, 1},
-		{2500, []string{"2500 assignments awaiting review"}, 3},
-		{MaxCountedAwaitingReview + 5, []string{fmt.Sprintf("at least %d assignments awaiting review", MaxCountedAwaitingReview)}, 10},
-	} {
-		l := &fakeLister{ids: ids(tc.n)}
-		got, err := awaitingReview(context.Background(), l, "7")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(tc.want, got); diff != "" {
-			t.Errorf("%d submitted (-want +got):\n%s", tc.n, diff)
-		}
-		if len(l.calls) != tc.pages {
-			t.Errorf("%d submitted: %d list calls, want %d", tc.n, len(l.calls), tc.pages)
-		}
-		if c := l.calls[0]; c.Status != "SUBMITTED" || c.Filters.Get("pool_id") != "7" || c.Sort != "id" {
-			t.Errorf("list options = %+v, want SUBMITTED assignments of pool 7 by id", c)
 		}
 	}
 }

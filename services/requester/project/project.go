@@ -1,36 +1,34 @@
-// Package project creates and archives Toloka projects of the EXTERNAL
-// issuing type.
+// Package project is the requester's step that lists work in Toloka: an
+// EXTERNAL project.
 //
 // A project is created in Toloka with assignments_issuing_type EXTERNAL,
 // Crowdgate's one landing URL as assignments_issuing_view_config.redirect_url
-// and the ptmik_* metadata of seed 001, then stored per tenant. Its Toloker
-// requirements are kept on the project and ANDed into the filter of every
-// pool (see PoolFilter). Archiving closes and archives every pool, then the
-// project, and is refused while any WorkChecker reports unfinished work.
+// and the ptmik_* metadata of seed 001, then stored in the catalog. Its
+// Toloker requirements are kept on the project and ANDed into the filter of
+// every pool (see PoolFilter). ArchiveProject goes through the archive use
+// case, which refuses while any pool has unfinished work.
 package project
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/requester/credential"
 	"github.com/crowdgate/crowdgate/services/kernel/money"
-	"github.com/crowdgate/crowdgate/services/platform/protostore"
+	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
@@ -40,89 +38,33 @@ const (
 	MaxPublicDescriptionLength = 2048
 )
 
-// Config is what the service is built from.
-type Config struct {
-	// Redis stores projects; Prefix starts every key.
-	Redis  redis.UniversalClient
-	Prefix string
-	// Credentials gives each project's Toloka account.
-	Credentials *credential.Service
-	// LandingURL is the redirect_url every project gives Toloka.
-	LandingURL string
-	// Log receives the service's logs.
-	Log *slog.Logger
-	// Now is the clock (time.Now when nil).
-	Now func() time.Time
-}
-
-// WorkChecker reports a pool's unfinished work, which blocks archiving its
-// project: live sessions, submits not yet delivered, assignments awaiting
-// review. Each capability that holds such work implements it.
-type WorkChecker interface {
-	// UnfinishedWork returns human-readable items such as "3 live
-	// sessions", or none when the pool has nothing left.
-	UnfinishedWork(ctx context.Context, tenantID string, pool *crowdgatev1.Pool) ([]string, error)
-}
-
-// PoolManager is what archiving needs from the pool service (which depends
-// on this package, so it registers itself with SetPoolManager).
-type PoolManager interface {
-	// PoolsOfProject returns every pool of a project, in any status.
-	PoolsOfProject(ctx context.Context, tenantID, projectID string) ([]*crowdgatev1.Pool, error)
-	// Close closes a pool, waiting for Toloka's operation, and returns it.
-	Close(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error)
-	// Archive archives a closed pool, waiting for Toloka's operation.
-	Archive(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error)
+// Archiver archives a project once nothing is left to finish in its pools
+// (*archive.Service).
+type Archiver interface {
+	ArchiveProject(ctx context.Context, tenantID, projectID string) (*crowdgatev1.Project, error)
 }
 
 // Service implements crowdgatev1.ProjectServiceServer.
 type Service struct {
 	crowdgatev1.UnimplementedProjectServiceServer
-	cfg   Config
-	store *protostore.Store[*crowdgatev1.Project]
-
-	mu       sync.RWMutex
-	checkers []WorkChecker
-	pools    PoolManager
+	catalog    *catalog.Catalog
+	archiver   Archiver
+	landingURL string
+	now        func() time.Time
+	log        *slog.Logger
 }
 
-// NewService returns the project service.
-func NewService(cfg Config) *Service {
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
+// NewService returns the project service. landingURL is the redirect_url
+// every project gives Toloka; archiver archives projects; now is the clock
+// (time.Now when nil).
+func NewService(cat *catalog.Catalog, archiver Archiver, landingURL string, now func() time.Time, log *slog.Logger) *Service {
+	if now == nil {
+		now = time.Now
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if log == nil {
+		log = slog.Default()
 	}
-	return &Service{
-		cfg:   cfg,
-		store: protostore.New(cfg.Redis, cfg.Prefix, "project", func() *crowdgatev1.Project { return new(crowdgatev1.Project) }),
-	}
-}
-
-// AddWorkChecker adds a source of unfinished work that ArchiveProject
-// consults for every pool.
-func (s *Service) AddWorkChecker(c WorkChecker) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.checkers = append(s.checkers, c)
-}
-
-// SetPoolManager gives the service the pools it archives with a project.
-func (s *Service) SetPoolManager(m PoolManager) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pools = m
-}
-
-// Get returns a tenant's project.
-func (s *Service) Get(ctx context.Context, tenantID, projectID string) (*crowdgatev1.Project, error) {
-	return s.store.Get(ctx, tenantID, projectID)
-}
-
-// Account returns the Toloka account that owns project p.
-func (s *Service) Account(ctx context.Context, p *crowdgatev1.Project) (*toloka.Account, error) {
-	return s.cfg.Credentials.Account(ctx, p.GetTenantId(), p.GetCredentialId())
+	return &Service{catalog: cat, archiver: archiver, landingURL: landingURL, now: now, log: log}
 }
 
 // CreateProject validates the project, creates it in Toloka and stores it.
@@ -142,25 +84,25 @@ func (s *Service) CreateProject(ctx context.Context, req *crowdgatev1.CreateProj
 	if err != nil {
 		return nil, err
 	}
-	cred, err := s.cfg.Credentials.Get(ctx, tenantID, p.GetCredentialId())
+	cred, err := s.catalog.Credential(ctx, tenantID, p.GetCredentialId())
 	if err != nil {
 		return nil, err
 	}
-	account, err := s.cfg.Credentials.Account(ctx, tenantID, p.GetCredentialId())
+	account, err := s.catalog.Account(ctx, tenantID, p.GetCredentialId())
 	if err != nil {
 		return nil, err
 	}
-	p.ProjectId = protostore.NewID("prj")
+	p.ProjectId = storage.NewID("prj")
 	p.TenantId = tenantID
 	p.Environment = cred.GetEnvironment()
-	p.LandingUrl = s.cfg.LandingURL
+	p.LandingUrl = s.landingURL
 	// Hold the credential first, so it cannot be deleted under the project.
-	if err := s.cfg.Credentials.Use(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
+	if err := s.catalog.UseCredential(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
 		return nil, err
 	}
 	release := func() {
-		if err := s.cfg.Credentials.Release(context.WithoutCancel(ctx), tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
-			s.cfg.Log.WarnContext(ctx, "could not release a credential", "tenant_id", tenantID, "credential_id", p.GetCredentialId(), "error", err.Error())
+		if err := s.catalog.ReleaseCredential(context.WithoutCancel(ctx), tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
+			s.log.WarnContext(ctx, "could not release a credential", "tenant_id", tenantID, "credential_id", p.GetCredentialId(), "error", err.Error())
 		}
 	}
 	created, err := account.CreateProject(ctx, tp)
@@ -170,17 +112,17 @@ func (s *Service) CreateProject(ctx context.Context, req *crowdgatev1.CreateProj
 	}
 	p.TolokaProjectId = created.ID
 	p.Status = projectStatus(created.Status)
-	p.CreateTime = timestamppb.New(s.cfg.Now())
+	p.CreateTime = timestamppb.New(s.now())
 	if created.Created != nil && !created.Created.IsZero() {
 		p.CreateTime = timestamppb.New(created.Created.Time)
 	}
-	if err := s.store.Create(ctx, tenantID, p.GetProjectId(), p); err != nil {
+	if err := s.catalog.CreateProject(ctx, p); err != nil {
 		release()
-		s.cfg.Log.ErrorContext(ctx, "project created in Toloka but not stored: it exists in Toloka without a Crowdgate record",
+		s.log.ErrorContext(ctx, "project created in Toloka but not stored: it exists in Toloka without a Crowdgate record",
 			"tenant_id", tenantID, "toloka_project_id", created.ID, "error", err.Error())
 		return nil, err
 	}
-	s.cfg.Log.InfoContext(ctx, "project created", "tenant_id", tenantID, "project_id", p.GetProjectId(),
+	s.log.InfoContext(ctx, "project created", "tenant_id", tenantID, "project_id", p.GetProjectId(),
 		"toloka_project_id", p.GetTolokaProjectId(), "environment", p.GetEnvironment().String())
 	return &crowdgatev1.CreateProjectResponse{Project: p}, nil
 }
@@ -257,7 +199,7 @@ func (s *Service) tolokaProject(p *crowdgatev1.Project) (*toloka.Project, error)
 		PublicInstructions:           p.GetPublicInstructions(),
 		PrivateComment:               p.GetPrivateComment(),
 		AssignmentsIssuingType:       toloka.IssuingExternal,
-		AssignmentsIssuingViewConfig: &toloka.IssuingViewConfig{RedirectURL: s.cfg.LandingURL},
+		AssignmentsIssuingViewConfig: &toloka.IssuingViewConfig{RedirectURL: s.landingURL},
 		Metadata:                     metadata,
 	}
 	if tp.TaskSpec, err = taskSpec(f+"task_spec", p.GetTaskSpec()); err != nil {
@@ -324,7 +266,7 @@ func loopbackHost(h string) bool {
 
 // GetProject returns one project.
 func (s *Service) GetProject(ctx context.Context, req *crowdgatev1.GetProjectRequest) (*crowdgatev1.GetProjectResponse, error) {
-	p, err := s.Get(ctx, tenant.FromContext(ctx), req.GetProjectId())
+	p, err := s.catalog.Project(ctx, tenant.FromContext(ctx), req.GetProjectId())
 	if err != nil {
 		return nil, err
 	}
@@ -336,114 +278,36 @@ func (s *Service) ListProjects(ctx context.Context, req *crowdgatev1.ListProject
 	if _, ok := crowdgatev1.ProjectStatus_name[int32(req.GetStatus())]; !ok {
 		return nil, serviceerror.NewInvalidArgument("status", "unknown project status %d", req.GetStatus())
 	}
+	page, err := paging.Parse("projects", req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
 	var keep func(*crowdgatev1.Project) bool
 	if st := req.GetStatus(); st != crowdgatev1.ProjectStatus_PROJECT_STATUS_UNSPECIFIED {
 		keep = func(p *crowdgatev1.Project) bool { return p.GetStatus() == st }
 	}
-	items, next, err := s.store.List(ctx, tenant.FromContext(ctx), "", req.GetPageSize(), req.GetPageToken(), keep)
+	items, next, err := s.catalog.ListProjects(ctx, tenant.FromContext(ctx), page, keep)
 	if err != nil {
 		return nil, err
 	}
 	return &crowdgatev1.ListProjectsResponse{Projects: items, NextPageToken: next}, nil
 }
 
-// ArchiveProject closes and archives every pool, then the project. It is
-// refused, saying what is left, while a WorkChecker reports unfinished work.
-// Work is checked before the pools close and again after (a Toloker may
-// have started meanwhile); a refusal after closing leaves the pools closed.
+// ArchiveProject closes and archives every pool, then the project, once
+// nothing is left to finish (see the archive use case).
 func (s *Service) ArchiveProject(ctx context.Context, req *crowdgatev1.ArchiveProjectRequest) (*crowdgatev1.ArchiveProjectResponse, error) {
-	tenantID := tenant.FromContext(ctx)
-	p, err := s.Get(ctx, tenantID, req.GetProjectId())
+	if req.GetProjectId() == "" {
+		return nil, serviceerror.NewInvalidArgument("project_id", "is required")
+	}
+	p, err := s.archiver.ArchiveProject(ctx, tenant.FromContext(ctx), req.GetProjectId())
 	if err != nil {
 		return nil, err
 	}
-	if p.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
-		return &crowdgatev1.ArchiveProjectResponse{Project: p}, nil
-	}
-	s.mu.RLock()
-	manager, checkers := s.pools, append([]WorkChecker(nil), s.checkers...)
-	s.mu.RUnlock()
-	if manager == nil {
-		return nil, errors.New("project: no pool manager registered")
-	}
-	pools, err := manager.PoolsOfProject(ctx, tenantID, p.GetProjectId())
-	if err != nil {
-		return nil, err
-	}
-	if err := unfinished(ctx, tenantID, p, pools, checkers); err != nil {
-		return nil, err
-	}
-	for i, pl := range pools {
-		if pl.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
-			continue
-		}
-		if pools[i], err = manager.Close(ctx, tenantID, pl.GetPoolId()); err != nil {
-			return nil, fmt.Errorf("close pool %s: %w", pl.GetPoolId(), err)
-		}
-	}
-	if err := unfinished(ctx, tenantID, p, pools, checkers); err != nil {
-		return nil, err
-	}
-	for _, pl := range pools {
-		if pl.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
-			continue
-		}
-		if _, err := manager.Archive(ctx, tenantID, pl.GetPoolId()); err != nil {
-			return nil, fmt.Errorf("archive pool %s: %w", pl.GetPoolId(), err)
-		}
-	}
-	account, err := s.Account(ctx, p)
-	if err != nil {
-		return nil, err
-	}
-	op, err := account.ArchiveProject(ctx, p.GetTolokaProjectId())
-	if err != nil {
-		return nil, tolokaError("project", err)
-	}
-	if op != nil {
-		if _, err := account.WaitOperation(ctx, op.ID); err != nil {
-			return nil, tolokaError("project", err)
-		}
-	}
-	p.Status = crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED
-	p.ArchiveTime = timestamppb.New(s.cfg.Now())
-	if err := s.store.Put(ctx, tenantID, p.GetProjectId(), p); err != nil {
-		return nil, err
-	}
-	if err := s.cfg.Credentials.Release(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
-		return nil, err
-	}
-	s.cfg.Log.InfoContext(ctx, "project archived", "tenant_id", tenantID, "project_id", p.GetProjectId(),
-		"toloka_project_id", p.GetTolokaProjectId(), "pools", len(pools))
 	return &crowdgatev1.ArchiveProjectResponse{Project: p}, nil
 }
 
-// unfinished asks every checker about every unarchived pool and returns a
-// FailedPrecondition listing what is left, or nil.
-func unfinished(ctx context.Context, tenantID string, p *crowdgatev1.Project, pools []*crowdgatev1.Pool, checkers []WorkChecker) error {
-	var left []string
-	for _, pl := range pools {
-		if pl.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
-			continue
-		}
-		var items []string
-		for _, c := range checkers {
-			got, err := c.UnfinishedWork(ctx, tenantID, pl)
-			if err != nil {
-				return fmt.Errorf("check unfinished work of pool %s: %w", pl.GetPoolId(), err)
-			}
-			items = append(items, got...)
-		}
-		if len(items) > 0 {
-			left = append(left, fmt.Sprintf("pool %s (Toloka pool %s): %s", pl.GetPoolId(), pl.GetTolokaPoolId(), strings.Join(items, ", ")))
-		}
-	}
-	if len(left) == 0 {
-		return nil
-	}
-	return serviceerror.NewFailedPrecondition("project %s still has unfinished work; finish it before archiving: %s",
-		p.GetProjectId(), strings.Join(left, "; "))
-}
+// ProjectStatus is the API's status of a Toloka project status.
+func ProjectStatus(s toloka.ProjectStatus) crowdgatev1.ProjectStatus { return projectStatus(s) }
 
 func projectStatus(s toloka.ProjectStatus) crowdgatev1.ProjectStatus {
 	switch s {

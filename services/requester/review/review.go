@@ -1,17 +1,17 @@
-// Package review lets a requester read, accept and reject the assignments of
-// their pools, with Toloka's allowed transitions: SUBMITTED to ACCEPTED or
-// REJECTED, and REJECTED to ACCEPTED (a rejected job can be accepted
-// later, seed 000).
+// Package review is the requester's step after the work: reading,
+// accepting and rejecting the assignments of their pools, with Toloka's
+// allowed transitions: SUBMITTED to ACCEPTED or REJECTED, and REJECTED to
+// ACCEPTED (a rejected job can be accepted later, seed 000).
 //
-// An assignment id starts with its Toloka pool id in hex; the pool is found
-// through pool.Service.ByTolokaID and must belong to the caller's tenant
-// (another tenant's assignment is NOT_FOUND). Calls use the credential of
-// that pool's project.
+// An assignment is found through the catalog within the caller's tenant
+// (another tenant's assignment is NOT_FOUND) and read with the credential
+// of its pool's project. The package also counts a pool's assignments
+// awaiting review, one of the things that keep a project from being
+// archived.
 package review
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"strings"
 	"unicode/utf8"
@@ -19,94 +19,41 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/requester/pool"
-	"github.com/crowdgate/crowdgate/services/requester/project"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/requester/project"
 )
 
 // MaxCommentLength bounds a public comment, in characters (Toloka's limit).
 const MaxCommentLength = 2048
 
-// Config is what the service is built from.
-type Config struct {
-	// Pools finds an assignment's pool.
-	Pools *pool.Service
-	// Projects gives the pool's project and its Toloka account.
-	Projects *project.Service
-	// Log receives the service's logs.
-	Log *slog.Logger
-}
+// MaxCountedAwaitingReview bounds how many assignments awaiting review are
+// counted before the count says "at least".
+const MaxCountedAwaitingReview = 10000
 
 // Service implements crowdgatev1.ReviewServiceServer.
 type Service struct {
 	crowdgatev1.UnimplementedReviewServiceServer
-	cfg Config
+	catalog *catalog.Catalog
+	log     *slog.Logger
 }
 
-// NewService returns the review service.
-func NewService(cfg Config) *Service {
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
+// NewService returns the review service over the catalog.
+func NewService(cat *catalog.Catalog, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
 	}
-	return &Service{cfg: cfg}
+	return &Service{catalog: cat, log: log}
 }
 
-// located is an assignment with the pool and account it was read through.
-type located struct {
-	pool       *crowdgatev1.Pool
-	account    *toloka.Account
-	assignment *toloka.Assignment
-}
-
-// locate finds the caller's pool of an assignment and reads the assignment
-// from Toloka. An assignment of another tenant's pool, or of no known pool,
-// is NOT_FOUND.
-func (s *Service) locate(ctx context.Context, assignmentID string) (*located, error) {
+// locate finds the caller's assignment through the catalog.
+func (s *Service) locate(ctx context.Context, assignmentID string) (*catalog.Found, error) {
 	if assignmentID == "" {
 		return nil, serviceerror.NewInvalidArgument("assignment_id", "is required")
 	}
-	tolokaPoolID, err := pool.TolokaPoolIDFromAssignment(assignmentID)
-	if err != nil {
-		return nil, err
-	}
-	tenantID := tenant.FromContext(ctx)
-	pools, err := s.cfg.Pools.ByTolokaID(ctx, tolokaPoolID)
-	if err != nil {
-		return nil, err
-	}
-	notFound := &serviceerror.NotFound{Resource: "assignment", ID: assignmentID}
-	var lastErr error = notFound
-	// A Toloka pool id can exist once per environment; the assignment is in
-	// whichever of the tenant's pools Toloka knows it under.
-	for _, p := range pools {
-		if p.GetTenantId() != tenantID {
-			continue
-		}
-		prj, err := s.cfg.Projects.Get(ctx, tenantID, p.GetProjectId())
-		if err != nil {
-			return nil, err
-		}
-		account, err := s.cfg.Projects.Account(ctx, prj)
-		if err != nil {
-			return nil, err
-		}
-		a, err := account.GetAssignment(ctx, assignmentID)
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			continue
-		}
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if a.PoolID != "" && a.PoolID != p.GetTolokaPoolId() {
-			continue
-		}
-		return &located{pool: p, account: account, assignment: a}, nil
-	}
-	return nil, lastErr
+	return s.catalog.FindAssignment(ctx, assignmentID, tenant.FromContext(ctx), nil)
 }
 
 // GetAssignment returns an assignment of one of the tenant's pools.
@@ -115,7 +62,7 @@ func (s *Service) GetAssignment(ctx context.Context, req *crowdgatev1.GetAssignm
 	if err != nil {
 		return nil, err
 	}
-	return &crowdgatev1.GetAssignmentResponse{Assignment: toProto(l.pool, l.assignment)}, nil
+	return &crowdgatev1.GetAssignmentResponse{Assignment: toProto(l.Pool, l.Assignment)}, nil
 }
 
 // AcceptAssignment accepts submitted (or previously rejected) work.
@@ -164,7 +111,7 @@ func (s *Service) decide(ctx context.Context, assignmentID string, to toloka.Ass
 	if err != nil {
 		return nil, err
 	}
-	from := l.assignment.Status
+	from := l.Assignment.Status
 	ok := false
 	for _, st := range allowedFrom[to] {
 		ok = ok || st == from
@@ -179,16 +126,16 @@ func (s *Service) decide(ctx context.Context, assignmentID string, to toloka.Ass
 	}
 	var a *toloka.Assignment
 	if to == toloka.AssignmentAccepted {
-		a, err = l.account.AcceptAssignment(ctx, assignmentID, comment)
+		a, err = l.Account.AcceptAssignment(ctx, assignmentID, comment)
 	} else {
-		a, err = l.account.RejectAssignment(ctx, assignmentID, comment)
+		a, err = l.Account.RejectAssignment(ctx, assignmentID, comment)
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.cfg.Log.InfoContext(ctx, "assignment reviewed", "tenant_id", l.pool.GetTenantId(), "pool_id", l.pool.GetPoolId(),
+	s.log.InfoContext(ctx, "assignment reviewed", "tenant_id", l.Pool.GetTenantId(), "pool_id", l.Pool.GetPoolId(),
 		"assignment_id", assignmentID, "from", string(from), "to", string(a.Status))
-	return toProto(l.pool, a), nil
+	return toProto(l.Pool, a), nil
 }
 
 var assignmentStatuses = map[toloka.AssignmentStatus]crowdgatev1.AssignmentStatus{
@@ -222,4 +169,38 @@ func toProto(p *crowdgatev1.Pool, a *toloka.Assignment) *crowdgatev1.Assignment 
 		out.Reward = a.Reward.String()
 	}
 	return out
+}
+
+// CountAwaitingReview counts the SUBMITTED assignments of pool r in
+// Toloka, up to MaxCountedAwaitingReview; complete is false when it
+// stopped there.
+func (s *Service) CountAwaitingReview(ctx context.Context, r *catalog.Resolved) (n int, complete bool, err error) {
+	return countSubmitted(ctx, r.Account, r.Pool.GetTolokaPoolId())
+}
+
+// assignmentLister is the list call countSubmitted needs from a Toloka
+// account (GET /assignments?pool_id=&status=SUBMITTED).
+type assignmentLister interface {
+	ListAssignments(ctx context.Context, opts toloka.ListOptions) (*toloka.List[toloka.Assignment], error)
+}
+
+// countSubmitted counts a Toloka pool's SUBMITTED assignments page by page
+// (sort=id, id_gt=<last id>).
+func countSubmitted(ctx context.Context, lister assignmentLister, tolokaPoolID string) (n int, complete bool, err error) {
+	opts := toloka.ListOptions{Limit: 1000, Sort: "id", Status: string(toloka.AssignmentSubmitted),
+		Filters: map[string][]string{"pool_id": {tolokaPoolID}}}
+	for {
+		page, err := lister.ListAssignments(ctx, opts)
+		if err != nil {
+			return 0, false, project.TolokaError("pool", err)
+		}
+		n += len(page.Items)
+		if !page.HasMore || len(page.Items) == 0 {
+			return n, true, nil
+		}
+		if n >= MaxCountedAwaitingReview {
+			return n, false, nil
+		}
+		opts.IDGt = page.Items[len(page.Items)-1].ID
+	}
 }

@@ -1,7 +1,7 @@
 // Package sessiontest gives tests a session service wired to a real Redis
-// (redistest), a real Toloka emulator (tolokasim over HTTP) and the real
-// Toloka client, with an in-memory catalog of projects and pools in place of
-// the requester flow.
+// (redistest), a real Toloka emulator (tolokasim over HTTP), the real Toloka
+// client and the real catalog, whose projects and pools it writes directly
+// in place of the requester flow.
 //
 //	env := sessiontest.New(t, sessiontest.Options{})
 //	pool := env.NewPool(t, "default", nil)            // open in the emulator, known to the catalog
@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,86 +24,20 @@ import (
 	"time"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
-	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
-	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
-	"github.com/crowdgate/crowdgate/services/toloker/session"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/token"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
+	"github.com/redis/go-redis/v9"
 )
 
 // Issuer is the iss of the environment's tokens.
 const Issuer = "https://crowdgate.test"
-
-// Catalog is an in-memory stand-in for the requester flow: it implements
-// session.Pools, session.Projects and session.Credentials.
-type Catalog struct {
-	mu       sync.Mutex
-	pools    map[string]*crowdgatev1.Pool    // by Crowdgate pool id
-	projects map[string]*crowdgatev1.Project // by tenant/project id
-	accounts map[string]*toloka.Account      // by tenant/credential id
-}
-
-// NewCatalog returns an empty catalog.
-func NewCatalog() *Catalog {
-	return &Catalog{pools: map[string]*crowdgatev1.Pool{}, projects: map[string]*crowdgatev1.Project{}, accounts: map[string]*toloka.Account{}}
-}
-
-// AddProject stores a project.
-func (c *Catalog) AddProject(p *crowdgatev1.Project) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.projects[p.TenantId+"/"+p.ProjectId] = p
-}
-
-// AddPool stores a pool.
-func (c *Catalog) AddPool(p *crowdgatev1.Pool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pools[p.PoolId] = p
-}
-
-// AddAccount stores a credential's account.
-func (c *Catalog) AddAccount(tenantID, credentialID string, a *toloka.Account) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.accounts[tenantID+"/"+credentialID] = a
-}
-
-// ByTolokaID implements session.Pools.
-func (c *Catalog) ByTolokaID(_ context.Context, tolokaPoolID string) ([]*crowdgatev1.Pool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []*crowdgatev1.Pool
-	for _, p := range c.pools {
-		if p.TolokaPoolId == tolokaPoolID {
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
-// Get implements session.Projects.
-func (c *Catalog) Get(_ context.Context, tenantID, projectID string) (*crowdgatev1.Project, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if p, ok := c.projects[tenantID+"/"+projectID]; ok {
-		return p, nil
-	}
-	return nil, &serviceerror.NotFound{Resource: "project", ID: projectID}
-}
-
-// Account implements session.Credentials.
-func (c *Catalog) Account(_ context.Context, tenantID, credentialID string) (*toloka.Account, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if a, ok := c.accounts[tenantID+"/"+credentialID]; ok {
-		return a, nil
-	}
-	return nil, &serviceerror.NotFound{Resource: "credential", ID: credentialID}
-}
 
 // Clock is a settable clock.
 type Clock = fakeclock.Clock
@@ -135,8 +70,8 @@ type Env struct {
 	SimServer *httptest.Server
 	// Toloka is the real client, pointed at the emulator.
 	Toloka *toloka.Client
-	// Catalog stands in for the requester flow.
-	Catalog *Catalog
+	// Catalog holds the projects and pools NewPool registers.
+	Catalog *catalog.Catalog
 	// Redis holds sessions (and signing keys) under its Prefix.
 	Redis *redistest.Redis
 	// Signer signs tokens; Sessions is the service under test.
@@ -144,6 +79,9 @@ type Env struct {
 	Sessions *session.Service
 	// Config is the configuration Sessions was built with.
 	Config session.Config
+	// LandingRedis is the client the landing's shared limits use: Redis
+	// autopipelined, as in the gateway.
+	LandingRedis redis.UniversalClient
 
 	platformURL string
 	mu          sync.Mutex
@@ -193,22 +131,26 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	catalog := NewCatalog()
+	cat := catalog.New(r.Client, r.Prefix, box, client, opts.Now, slog.New(slog.DiscardHandler))
 	cfg := session.Config{
-		Redis: r.Client, LandingRedis: session.AutoPipelined(r.Client), Prefix: r.Prefix,
-		Pools: catalog, Projects: catalog, Credentials: catalog,
-		Signer: signer, Now: opts.Now, Log: slog.New(slog.DiscardHandler),
+		Redis: r.Client, Prefix: r.Prefix, Catalog: cat, Signer: signer, CodeKey: secretbox.NewRandomKey(),
+		Now: opts.Now, Log: slog.New(slog.DiscardHandler),
 	}
 	if opts.Session != nil {
 		opts.Session(&cfg)
+	}
+	sessions, err := session.NewService(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
 	platformURL := opts.PlatformURL
 	if platformURL == "" {
 		platformURL = "https://platform.example/start"
 	}
 	return &Env{
-		Sim: sim, SimServer: ts, Toloka: client, Catalog: catalog, Redis: r,
-		Signer: signer, Sessions: session.NewService(cfg), Config: cfg, platformURL: platformURL,
+		Sim: sim, SimServer: ts, Toloka: client, Catalog: cat, Redis: r,
+		Signer: signer, Sessions: sessions, Config: cfg, LandingRedis: session.AutoPipelined(r.Client),
+		platformURL: platformURL,
 	}
 }
 
@@ -281,12 +223,15 @@ func (e *Env) newPool(t testing.TB, tenantID string, edit func(*crowdgatev1.Proj
 	if !register {
 		return &crowdgatev1.Pool{TenantId: tenantID, TolokaPoolId: tolokaPool}
 	}
+	ctx := context.Background()
 	credID := "cred_" + tenantID
-	acct, err := e.Toloka.Account(toloka.Credential{Environment: toloka.Sandbox, Token: key, Scheme: toloka.AuthAPIKey})
-	if err != nil {
+	err := e.Catalog.CreateCredential(ctx, &crowdgatev1.Credential{
+		CredentialId: credID, TenantId: tenantID, DisplayName: "emulator", Environment: crowdgatev1.Environment_ENVIRONMENT_SANDBOX,
+	}, "ApiKey "+key)
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
 		t.Fatal(err)
 	}
-	e.Catalog.AddAccount(tenantID, credID, acct)
 	prj := &crowdgatev1.Project{
 		ProjectId: fmt.Sprintf("prj_%d", n), TenantId: tenantID, CredentialId: credID,
 		Environment: crowdgatev1.Environment_ENVIRONMENT_SANDBOX, TolokaProjectId: tolokaProject,
@@ -299,9 +244,11 @@ func (e *Env) newPool(t testing.TB, tenantID string, edit func(*crowdgatev1.Proj
 	if edit != nil {
 		edit(prj, pool)
 	}
-	if register {
-		e.Catalog.AddProject(prj)
-		e.Catalog.AddPool(pool)
+	if err := e.Catalog.CreateProject(ctx, prj); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Catalog.CreatePool(ctx, pool, prj.GetEnvironment()); err != nil {
+		t.Fatal(err)
 	}
 	return pool
 }

@@ -27,6 +27,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -43,10 +44,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
-	"github.com/crowdgate/crowdgate/services/toloker/session"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/platform/settings"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
 )
 
 // Sessions starts or finds an assignment's session; *session.Service
@@ -68,18 +70,38 @@ type Limiter interface {
 	Wait(ctx context.Context, key string, limits ...ratelimit.Limit) error
 }
 
-// Default limits. A Toloker clicks Start once, maybe reloads a few times;
-// many Tolokers may share one address (mobile carriers' NAT).
-var (
-	// DefaultPerIP allows 10 landings a second per client address, 60 at once.
-	DefaultPerIP = ratelimit.Limit{Name: "ip", Rate: 10, Per: time.Second, Burst: 60}
-	// DefaultPerAssignment allows 30 landings a minute per assignment, 10 at once.
-	DefaultPerAssignment = ratelimit.Limit{Name: "assignment", Rate: 30, Per: time.Minute, Burst: 10}
-)
-
 // limitKey is the one rate-limit key (hash tag) of every landing limit: one
 // script call checks the address's and the assignment's limit together.
 const limitKey = "landing"
+
+// Settings are the landing's limits. A Toloker clicks Start once, maybe
+// reloads a few times; many Tolokers may share one address (mobile
+// carriers' NAT).
+type Settings struct {
+	// PerIP limits landings per client address; PerAssignment, per
+	// assignment. Only their Rate, Per and Burst are used.
+	PerIP, PerAssignment ratelimit.Limit
+}
+
+// List returns the settings as configuration entries.
+func (s *Settings) List() []settings.Setting {
+	rate := func(p *ratelimit.Limit) flag.Value {
+		return settings.Func(p, ratelimit.ParseRate, ratelimit.Limit.RateString)
+	}
+	return []settings.Setting{
+		settings.New("landing-limit-ip", "CROWDGATE_LANDING_LIMIT_IP", "10/s,burst=60",
+			"landings per client address: RATE/PERIOD,burst=N with PERIOD s, m, h or a duration", rate(&s.PerIP)),
+		settings.New("landing-limit-assignment", "CROWDGATE_LANDING_LIMIT_ASSIGNMENT", "30/m,burst=10",
+			"landings per assignment, in the same form", rate(&s.PerAssignment)),
+	}
+}
+
+// DefaultSettings returns the settings' built-in defaults.
+func DefaultSettings() Settings {
+	var s Settings
+	settings.Defaults(s.List())
+	return s
+}
 
 // Config configures the landing.
 type Config struct {
@@ -89,9 +111,8 @@ type Config struct {
 	// find no session (those may ask Toloka); nil turns that off. Every
 	// landing is also counted in this replica (ratelimit.Local).
 	Limiter Limiter
-	// PerIP and PerAssignment are the limits (the defaults when zero). Only
-	// their Rate, Per and Burst are used.
-	PerIP, PerAssignment ratelimit.Limit
+	// Settings are the limits (the defaults where zero).
+	Settings
 	// ClientIP returns the client address a request is limited by
 	// (ForwardedClientIP when nil).
 	ClientIP func(*http.Request) string
@@ -126,11 +147,12 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Sessions == nil {
 		return nil, errors.New("landing: Config.Sessions is nil")
 	}
+	def := DefaultSettings()
 	if cfg.PerIP.Rate == 0 {
-		cfg.PerIP = DefaultPerIP
+		cfg.PerIP = def.PerIP
 	}
 	if cfg.PerAssignment.Rate == 0 {
-		cfg.PerAssignment = DefaultPerAssignment
+		cfg.PerAssignment = def.PerAssignment
 	}
 	for _, l := range []ratelimit.Limit{cfg.PerIP, cfg.PerAssignment} {
 		if l.Rate < 1 || l.Per <= 0 || l.Burst < 1 {
@@ -222,7 +244,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr["Referrer-Policy"] = noReferrer
 
 	aid := assignmentID(r.URL.RawQuery)
-	if _, err := session.ParseAssignmentID("assignment_id", aid); err != nil {
+	if _, ok := toloka.ParseAssignmentID(aid); !ok {
 		h.page(w, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, "")
 		return
 	}

@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		resolves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdgate_session_toloka_resolves_total",
-			Help: "Assignments resolved with Toloka (GET /assignments/{id}), by result: active, not_active, not_found, foreign, error.",
+			Help: "First landings resolved through the catalog and Toloka (GET /assignments/{id}), by result: active, not_active, not_found, error.",
 		}, []string{"result"}),
 		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdgate_session_code_exchanges_total",

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )

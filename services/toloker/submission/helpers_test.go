@@ -19,10 +19,10 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/money"
-	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 

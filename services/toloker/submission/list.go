@@ -6,18 +6,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
-// Page limits of ListSubmissions.
-const (
-	DefaultPageSize = 50
-	MaxPageSize     = 500
-	// maxScan bounds the records one ListSubmissions call reads while
-	// filtering; a page may then be short, with a token to go on.
-	maxScan = 5000
-)
+// maxScan bounds the records one ListSubmissions call reads while
+// filtering; a page may then be short, with a token to go on.
+const maxScan = 5000
 
 // ListSubmissions lists a pool's submissions, newest first, filtered by
 // user, state and creation time. Time bounds and pages are ranges of the
@@ -35,13 +32,11 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 	if err := checkID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
-	size := int(req.GetPageSize())
-	switch {
-	case size < 0 || size > MaxPageSize:
-		return nil, serviceerror.NewInvalidArgument("page_size", "must be between 0 and %d", MaxPageSize)
-	case size == 0:
-		size = DefaultPageSize
+	page, err := paging.Parse("submissions/"+req.GetPoolId(), req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
 	}
+	size := page.Size
 	if _, ok := crowdgatev1.SubmissionState_name[int32(req.GetState())]; !ok {
 		return nil, serviceerror.NewInvalidArgument("state", "unknown state %d", req.GetState())
 	}
@@ -57,7 +52,7 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 	}
 	tenantID := tenant.FromContext(ctx)
 	poolID := req.GetPoolId()
-	if _, err := s.cfg.Pools.Get(ctx, tenantID, poolID); err != nil {
+	if _, err := s.catalog.Pool(ctx, tenantID, poolID); err != nil {
 		return nil, err
 	}
 	shard := shardOf(tenantID, poolID)
@@ -65,12 +60,11 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 	// Bounds on the lexicographic index of ids (which begin with their
 	// creation time).
 	hi, lo := "+", "-"
-	if tok := req.GetPageToken(); tok != "" {
-		tokShard, ok := parseID(tok)
-		if !ok || tokShard != shard {
-			return nil, serviceerror.NewInvalidArgument("page_token", "not a token from a previous page of this pool")
+	if after := page.After; after != "" {
+		if afterShard, ok := parseID(after); !ok || afterShard != shard {
+			return nil, serviceerror.NewInvalidArgument("page_token", "is not a next_page_token of this list")
 		}
-		hi = "(" + tok
+		hi = "(" + after
 	}
 	if to != nil {
 		if b := "(" + idBound(to.AsTime()); hi == "+" || b < hi {
@@ -96,9 +90,9 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 	)
 	for {
 		batch := min(max(size-len(out), 1)*2, 500)
-		ids, err := s.cfg.Redis.ZRevRangeByLex(ctx, index, &redis.ZRangeBy{Max: hi, Min: lo, Count: int64(batch)}).Result()
+		ids, err := s.rdb.ZRevRangeByLex(ctx, index, &redis.ZRangeBy{Max: hi, Min: lo, Count: int64(batch)}).Result()
 		if err != nil {
-			return nil, unavailable(err)
+			return nil, storage.Unavailable(err)
 		}
 		recs, err := s.st.getMany(ctx, shard, tenantID, ids)
 		if err != nil {
@@ -128,5 +122,5 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 			break
 		}
 	}
-	return &crowdgatev1.ListSubmissionsResponse{Submissions: out, NextPageToken: next}, nil
+	return &crowdgatev1.ListSubmissionsResponse{Submissions: out, NextPageToken: page.Token(next)}, nil
 }

@@ -6,7 +6,6 @@ import (
 	_ "embed"
 	"encoding/base32"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // Shards is how many outbox streams (and Redis Cluster hash slots) the
@@ -125,7 +125,7 @@ func (s *store) sessionPendingKey(shard int, tenantID, sessionID string) string 
 func (s *store) othersPending(ctx context.Context, shard int, tenantID, sessionID, id string) (bool, error) {
 	ids, err := s.rdb.SMembers(ctx, s.sessionPendingKey(shard, tenantID, sessionID)).Result()
 	if err != nil {
-		return false, unavailable(err)
+		return false, storage.Unavailable(err)
 	}
 	for _, other := range ids {
 		if other != id {
@@ -258,7 +258,7 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 		}
 	}
 	if c.err != nil {
-		return acceptResult{}, unavailable(c.err)
+		return acceptResult{}, storage.Unavailable(c.err)
 	}
 	parts, err := strings2(c.raw)
 	if err != nil {
@@ -344,56 +344,47 @@ func (b *batcher) flush(rdb redis.UniversalClient) {
 	}
 }
 
-// runAccepts sends a batch of accepts in one pipeline; calls whose script
-// was not cached (NOSCRIPT: it did not run) are sent again with the
-// script's text.
+// runAccepts sends a batch of accepts in one pipeline (storage.EvalAll:
+// EVALSHA, and the script's text for calls Redis answered NOSCRIPT), ended
+// by a WAIT when a call asks for replicas.
 func runAccepts(rdb redis.UniversalClient, batch []*acceptCall) {
 	// The pipeline runs on its own: a caller that gave up must not cut
 	// the others' writes short.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pending := batch
-	for _, sha := range []bool{true, false} {
-		cmds := make([]*redis.Cmd, len(pending))
-		var wait *redis.Cmd
-		minReplicas, timeout := 0, time.Duration(0)
-		for _, c := range pending {
-			minReplicas, timeout = max(minReplicas, c.minReplicas), max(timeout, c.replicaTimeout)
-		}
-		_, perr := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, c := range pending {
-				if sha {
-					cmds[i] = acceptScript.EvalSha(ctx, p, c.keys, c.args...)
-				} else {
-					cmds[i] = acceptScript.Eval(ctx, p, c.keys, c.args...)
-				}
-			}
-			if minReplicas > 0 {
-				wait = p.Do(ctx, "WAIT", minReplicas, timeout.Milliseconds())
-			}
-			return nil
-		})
-		replicas := int64(-1)
-		if wait != nil {
-			replicas, _ = wait.Int64()
-		}
-		var retry []*acceptCall
-		for i, c := range pending {
-			err := cmds[i].Err()
-			if err == nil && perr != nil && cmds[i].Val() == nil {
-				err = perr
-			}
-			if sha && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-				retry = append(retry, c)
-				continue
-			}
-			c.raw, c.err, c.replicas = cmds[i].Val(), err, replicas
-		}
-		if len(retry) == 0 {
-			return
-		}
-		pending = retry
+	calls := make([]storage.Call, len(batch))
+	minReplicas, timeout := 0, time.Duration(0)
+	for i, c := range batch {
+		calls[i] = storage.Call{Keys: c.keys, Args: c.args}
+		minReplicas, timeout = max(minReplicas, c.minReplicas), max(timeout, c.replicaTimeout)
 	}
+	var waits []*redis.Cmd
+	var after func(redis.Pipeliner)
+	if minReplicas > 0 {
+		after = func(p redis.Pipeliner) { waits = append(waits, p.Do(ctx, "WAIT", minReplicas, timeout.Milliseconds())) }
+	}
+	cmds, perr := storage.EvalAll(ctx, rdb, acceptScript, calls, after)
+	replicas := replicasAcknowledged(waits)
+	for i, c := range batch {
+		err := cmds[i].Err()
+		if err == nil && perr != nil && cmds[i].Val() == nil {
+			err = perr
+		}
+		c.raw, c.err, c.replicas = cmds[i].Val(), err, replicas
+	}
+}
+
+// replicasAcknowledged is the fewest replicas any of the WAITs counted
+// (each pipeline sent ends with one), or -1 when none was sent.
+func replicasAcknowledged(waits []*redis.Cmd) int64 {
+	n := int64(-1)
+	for _, w := range waits {
+		got, _ := w.Int64()
+		if n < 0 || got < n {
+			n = got
+		}
+	}
+	return n
 }
 
 // evalAndWait runs the accept script and WAIT numReplicas in one pipeline,
@@ -408,33 +399,16 @@ func (s *store) evalAndWait(ctx context.Context, keys []string, args []any, n in
 		}
 		node = c
 	}
-	run := func(sha bool) (any, int64, error) {
-		var ev *redis.Cmd
-		var wait *redis.Cmd
-		_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
-			if sha {
-				ev = acceptScript.EvalSha(ctx, p, keys, args...)
-			} else {
-				ev = acceptScript.Eval(ctx, p, keys, args...)
-			}
-			wait = p.Do(ctx, "WAIT", n, timeout.Milliseconds())
-			return nil
-		})
-		if ev != nil && ev.Err() != nil {
-			return nil, 0, ev.Err()
-		}
-		if err != nil {
-			return nil, 0, err
-		}
-		got, _ := wait.Int64()
-		return ev.Val(), got, nil
+	var waits []*redis.Cmd
+	cmds, err := storage.EvalAll(ctx, node, acceptScript, []storage.Call{{Keys: keys, Args: args}},
+		func(p redis.Pipeliner) { waits = append(waits, p.Do(ctx, "WAIT", n, timeout.Milliseconds())) })
+	if cmds[0].Err() != nil {
+		return nil, 0, cmds[0].Err()
 	}
-	v, got, err := run(true)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// The script did not run; send its text.
-		v, got, err = run(false)
+	if err != nil {
+		return nil, 0, err
 	}
-	return v, got, err
+	return cmds[0].Val(), replicasAcknowledged(waits), nil
 }
 
 // record is a stored submission.
@@ -454,7 +428,7 @@ var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", 
 func (s *store) get(ctx context.Context, shard int, tenantID, id string) (*record, error) {
 	vals, err := s.rdb.HMGet(ctx, s.recordKey(shard, tenantID, id), recordFields...).Result()
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, storage.Unavailable(err)
 	}
 	r, err := decodeRecord(vals)
 	if err != nil {
@@ -479,7 +453,7 @@ func (s *store) getMany(ctx context.Context, shard int, tenantID string, ids []s
 		return nil
 	})
 	if err != nil {
-		return nil, unavailable(err)
+		return nil, storage.Unavailable(err)
 	}
 	out := make([]*record, 0, len(ids))
 	for i, c := range cmds {
@@ -561,7 +535,7 @@ func (s *store) claim(ctx context.Context, e entry, token string, ttl time.Durat
 		[]string{s.recordKey(e.shard, e.tenantID, e.id), s.leaseKey(e.shard, e.id), s.streamKey(e.shard)},
 		e.entryID, token, ttl.Milliseconds(), group).Result()
 	if err != nil {
-		return claimResult{}, unavailable(err)
+		return claimResult{}, storage.Unavailable(err)
 	}
 	parts, err := strings2(raw)
 	if err != nil {
@@ -613,7 +587,7 @@ func (s *store) finish(ctx context.Context, e entry, poolID, sessionID, token st
 	}, o.kind, e.entryID, token, group, at.UnixMilli(), errBytes, fl, o.backoff.Milliseconds(),
 		schedMember(e.tenantID, e.id), e.id).Result()
 	if err != nil {
-		return "", unavailable(err)
+		return "", storage.Unavailable(err)
 	}
 	parts, err := strings2(raw)
 	if err != nil {
@@ -638,7 +612,7 @@ func (s *store) requeue(ctx context.Context, shard int, tenantID, poolID, id str
 		s.streamKey(shard),
 	}, tenantID, id, now.UnixMilli()).Result()
 	if err != nil {
-		return "", unavailable(err)
+		return "", storage.Unavailable(err)
 	}
 	parts, err := strings2(raw)
 	if err != nil {
@@ -657,7 +631,7 @@ func (s *store) totals(ctx context.Context, tenantID, poolID string) (totals, er
 	vals, err := s.rdb.HMGet(ctx, s.totalsKey(shardOf(tenantID, poolID), tenantID, poolID),
 		"delivered", "queued", "dead", "rd", "rq").Result()
 	if err != nil {
-		return totals{}, unavailable(err)
+		return totals{}, storage.Unavailable(err)
 	}
 	n := make([]int64, len(vals))
 	for i, v := range vals {
@@ -689,15 +663,4 @@ func strings2(raw any) ([]string, error) {
 		}
 	}
 	return out, nil
-}
-
-// unavailable wraps a Redis failure as a domain error.
-func unavailable(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return &serviceerror.Unavailable{Message: "datastore unavailable: " + err.Error()}
 }

@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -44,7 +43,8 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
-	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/settings"
 )
 
 // Sessions is what submissions need of Tolokers' sessions
@@ -58,145 +58,119 @@ type Sessions interface {
 	RecordSubmit(ctx context.Context, tenantID, sessionID string, reward money.Decimal) error
 }
 
-// Pools reads a tenant's pools (*pool.Service implements it).
-type Pools interface {
-	Get(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error)
+// Settings tune the outbox. Zero durations and counts take the defaults.
+type Settings struct {
+	// SyncTimeout is how long Submit waits for Toloka's answer to the
+	// accepting replica's first attempt before answering QUEUED; negative:
+	// no attempt at accept time, the workers deliver everything.
+	SyncTimeout time.Duration
+	// AttemptTimeout bounds one delivery attempt (the Toloka client's own
+	// quick retries of that attempt included).
+	AttemptTimeout time.Duration
+	// LeaseTTL is how long a delivery lease lasts; it must exceed
+	// AttemptTimeout so that no two attempts of one submission are in
+	// flight at once. Zero: AttemptTimeout + 5s.
+	LeaseTTL time.Duration
+	// VisibilityTimeout is how long an outbox entry taken by a worker may
+	// stay unacknowledged before another worker reclaims it.
+	VisibilityTimeout time.Duration
+	// PollInterval is how often an idle worker looks for work.
+	PollInterval time.Duration
+	// BaseBackoff and MaxBackoff bound the wait before retrying a failed
+	// delivery: BaseBackoff·2^(attempts-1) capped at MaxBackoff, of which a
+	// random half is jitter, or Toloka's Retry-After when longer.
+	BaseBackoff, MaxBackoff time.Duration
+	// Concurrency bounds a replica's deliveries in flight.
+	Concurrency int
+	// MaxAttempts makes a submission DEAD after that many failed attempts.
+	// Zero retries transient failures for ever: a Toloker is never left
+	// unpaid because Toloka was down for a while.
+	MaxAttempts int
+	// MinReplicas, when positive, makes Submit WAIT until that many Redis
+	// replicas have the submit (or ReplicaTimeout passes).
+	MinReplicas    int
+	ReplicaTimeout time.Duration
 }
 
-// Projects reads a tenant's projects (*project.Service implements it).
-type Projects interface {
-	Get(ctx context.Context, tenantID, projectID string) (*crowdgatev1.Project, error)
-}
-
-// Accounts gives the Toloka account of a tenant's credential
-// (*credential.Service implements it).
-type Accounts interface {
-	Account(ctx context.Context, tenantID, credentialID string) (*toloka.Account, error)
-}
-
-// Toloka posts one external submit with a tenant's credential.
-type Toloka interface {
-	SubmitExternal(ctx context.Context, tenantID, credentialID string, s *toloka.ExternalSubmit) (*toloka.ExternalSubmitResult, error)
-}
-
-// ViaAccounts returns a Toloka that posts through the account Accounts
-// gives for the credential.
-func ViaAccounts(a Accounts) Toloka { return accountSubmitter{a} }
-
-type accountSubmitter struct{ accounts Accounts }
-
-func (a accountSubmitter) SubmitExternal(ctx context.Context, tenantID, credentialID string, s *toloka.ExternalSubmit) (*toloka.ExternalSubmitResult, error) {
-	acct, err := a.accounts.Account(ctx, tenantID, credentialID)
-	if err != nil {
-		return nil, err
+// List returns the settings as configuration entries.
+func (s *Settings) List() []settings.Setting {
+	return []settings.Setting{
+		settings.New("submit-sync-timeout", "CROWDGATE_SUBMIT_SYNC_TIMEOUT", "2s", "how long Submit waits for Toloka's answer before it answers QUEUED", settings.Duration(&s.SyncTimeout)),
+		settings.New("submit-attempt-timeout", "CROWDGATE_SUBMIT_ATTEMPT_TIMEOUT", "10s", "bound of one delivery attempt to Toloka", settings.Duration(&s.AttemptTimeout)),
+		settings.New("submit-lease-ttl", "CROWDGATE_SUBMIT_LEASE_TTL", "0s", "per-submission delivery lease, longer than the attempt timeout (0: attempt timeout + 5s)", settings.Duration(&s.LeaseTTL)),
+		settings.New("submit-visibility-timeout", "CROWDGATE_SUBMIT_VISIBILITY_TIMEOUT", "30s", "idle time after which another replica reclaims an outbox entry a replica took (a crashed replica's work)", settings.Duration(&s.VisibilityTimeout)),
+		settings.New("submit-poll-interval", "CROWDGATE_SUBMIT_POLL_INTERVAL", "200ms", "how often an idle delivery worker looks for due retries", settings.Duration(&s.PollInterval)),
+		settings.New("submit-base-backoff", "CROWDGATE_SUBMIT_BASE_BACKOFF", "1s", "first wait before retrying a failed delivery (doubles, with jitter)", settings.Duration(&s.BaseBackoff)),
+		settings.New("submit-max-backoff", "CROWDGATE_SUBMIT_MAX_BACKOFF", "5m", "longest wait between delivery retries", settings.Duration(&s.MaxBackoff)),
+		settings.New("submit-concurrency", "CROWDGATE_SUBMIT_CONCURRENCY", "32", "deliveries in flight per replica", settings.Int(&s.Concurrency)),
+		settings.New("submit-max-attempts", "CROWDGATE_SUBMIT_MAX_ATTEMPTS", "0", "failed delivery attempts after which a submission is DEAD (0: retry transient failures for ever)", settings.Int(&s.MaxAttempts)),
+		settings.New("submit-min-replicas", "CROWDGATE_SUBMIT_MIN_REPLICAS", "0", "Redis replicas that must hold a submit before Submit answers (WAIT); 0 on a standalone Redis", settings.Int(&s.MinReplicas)),
+		settings.New("submit-replica-timeout", "CROWDGATE_SUBMIT_REPLICA_TIMEOUT", "100ms", "how long Submit waits for those replicas", settings.Duration(&s.ReplicaTimeout)),
 	}
-	return acct.SubmitExternal(ctx, s)
 }
 
-// Config is what the service is built from. Zero durations and counts take
-// the defaults named on each field.
+// DefaultSettings returns the settings' built-in defaults.
+func DefaultSettings() Settings {
+	var s Settings
+	settings.Defaults(s.List())
+	return s
+}
+
+// withDefaults fills zero fields from DefaultSettings.
+func (s Settings) withDefaults() Settings {
+	def := DefaultSettings()
+	for _, d := range []struct{ got, def *time.Duration }{
+		{&s.SyncTimeout, &def.SyncTimeout}, {&s.AttemptTimeout, &def.AttemptTimeout},
+		{&s.VisibilityTimeout, &def.VisibilityTimeout}, {&s.PollInterval, &def.PollInterval},
+		{&s.BaseBackoff, &def.BaseBackoff}, {&s.MaxBackoff, &def.MaxBackoff}, {&s.ReplicaTimeout, &def.ReplicaTimeout},
+	} {
+		if *d.got == 0 {
+			*d.got = *d.def
+		}
+	}
+	if s.LeaseTTL == 0 {
+		s.LeaseTTL = s.AttemptTimeout + 5*time.Second
+	}
+	if s.Concurrency <= 0 {
+		s.Concurrency = def.Concurrency
+	}
+	return s
+}
+
+// Config is what the service is built from.
 type Config struct {
 	// Redis holds the outbox; Prefix starts every key.
 	Redis  redis.UniversalClient
 	Prefix string
-
+	// Catalog routes a pool to its Toloka pool and credential, and opens
+	// the credential's account to post with.
+	Catalog *catalog.Catalog
 	// Sessions are the Tolokers' sessions submits come in.
 	Sessions Sessions
-	// Pools and Projects resolve a pool to its Toloka pool id, credential
-	// and return URL.
-	Pools    Pools
-	Projects Projects
-	// Toloka posts the submits (ViaAccounts in the gateway).
-	Toloka Toloka
-
+	// Settings tune the outbox (DefaultSettings for zero fields).
+	Settings Settings
 	// Log receives the service's logs (slog.Default when nil).
 	Log *slog.Logger
 	// Metrics, when set, registers the service's metrics.
 	Metrics prometheus.Registerer
-
-	// SyncTimeout is how long Submit waits for Toloka's answer to the
-	// accepting replica's first attempt before answering QUEUED. Default 2s;
-	// negative: no attempt at accept time, the workers deliver everything.
-	SyncTimeout time.Duration
-	// AttemptTimeout bounds one delivery attempt (the Toloka client's own
-	// quick retries of that attempt included). Default 10s.
-	AttemptTimeout time.Duration
-	// LeaseTTL is how long a delivery lease lasts; it must exceed
-	// AttemptTimeout so that no two attempts of one submission are in
-	// flight at once. Default AttemptTimeout + 5s.
-	LeaseTTL time.Duration
-	// VisibilityTimeout is how long an outbox entry taken by a worker may
-	// stay unacknowledged before another worker reclaims it. Default 30s.
-	VisibilityTimeout time.Duration
-	// PollInterval is how often an idle worker looks for work. Default 200ms.
-	PollInterval time.Duration
-	// Concurrency bounds a replica's deliveries in flight. Default 32.
-	Concurrency int
-	// BaseBackoff and MaxBackoff bound the wait before retrying a failed
-	// delivery: BaseBackoff·2^(attempts-1) capped at MaxBackoff, of which a
-	// random half is jitter, or Toloka's Retry-After when longer.
-	// Defaults 1s and 5m.
-	BaseBackoff, MaxBackoff time.Duration
-	// MaxAttempts makes a submission DEAD after that many failed attempts.
-	// Zero (the default) retries transient failures for ever: a Toloker is
-	// never left unpaid because Toloka was down for a while.
-	MaxAttempts int
-	// MinReplicas, when positive, makes Submit WAIT until that many Redis
-	// replicas have the submit (or ReplicaTimeout passes, default 100ms).
-	MinReplicas    int
-	ReplicaTimeout time.Duration
-	// CatalogTTL is how long a pool's Toloka pool id, credential and return
-	// URL are cached. Default 5s; negative disables the cache.
-	CatalogTTL time.Duration
-	// Consumer names this replica in the consumer group. Default
-	// hostname-pid-random.
-	Consumer string
 	// Now is the clock of record timestamps. Default time.Now.
 	Now func() time.Time
-}
-
-func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&c.SyncTimeout, 2*time.Second)
-	def(&c.AttemptTimeout, 10*time.Second)
-	def(&c.LeaseTTL, c.AttemptTimeout+5*time.Second)
-	def(&c.VisibilityTimeout, 30*time.Second)
-	def(&c.PollInterval, 200*time.Millisecond)
-	def(&c.BaseBackoff, time.Second)
-	def(&c.MaxBackoff, 5*time.Minute)
-	def(&c.ReplicaTimeout, 100*time.Millisecond)
-	def(&c.CatalogTTL, 5*time.Second)
-	if c.Concurrency <= 0 {
-		c.Concurrency = 32
-	}
-	if c.Log == nil {
-		c.Log = slog.Default()
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	if c.Consumer == "" {
-		host, _ := os.Hostname()
-		if host == "" {
-			host = "crowdgate"
-		}
-		c.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
-	}
 }
 
 // Service implements crowdgatev1.SubmissionServiceServer and runs the
 // outbox's delivery workers (Run).
 type Service struct {
 	crowdgatev1.UnimplementedSubmissionServiceServer
-	cfg     Config
-	st      *store
-	log     *slog.Logger
-	m       *metrics
-	catalog *catalogCache
+	cfg      Settings
+	catalog  *catalog.Catalog
+	sessions Sessions
+	rdb      redis.UniversalClient
+	now      func() time.Time
+	st       *store
+	log      *slog.Logger
+	m        *metrics
+	// consumer names this replica in the consumer group.
+	consumer string
 
 	// inline tracks attempts started by Submit, so Run waits for them.
 	inline sync.WaitGroup
@@ -206,56 +180,39 @@ type Service struct {
 
 // New returns the service. It fails only on an invalid configuration.
 func New(cfg Config) (*Service, error) {
-	cfg.setDefaults()
+	st := cfg.Settings.withDefaults()
 	switch {
-	case cfg.Redis == nil:
-		return nil, errors.New("submission: Config.Redis is required")
-	case cfg.Sessions == nil || cfg.Pools == nil || cfg.Projects == nil || cfg.Toloka == nil:
-		return nil, errors.New("submission: Config.Sessions, Pools, Projects and Toloka are required")
-	case cfg.LeaseTTL <= cfg.AttemptTimeout:
-		return nil, fmt.Errorf("submission: LeaseTTL (%s) must exceed AttemptTimeout (%s)", cfg.LeaseTTL, cfg.AttemptTimeout)
+	case cfg.Redis == nil || cfg.Catalog == nil || cfg.Sessions == nil:
+		return nil, errors.New("submission: Config.Redis, Catalog and Sessions are required")
+	case st.LeaseTTL <= st.AttemptTimeout:
+		return nil, fmt.Errorf("submission: the lease (%s) must outlast a delivery attempt (%s)", st.LeaseTTL, st.AttemptTimeout)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err
 	}
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "crowdgate"
+	}
 	return &Service{
-		cfg:     cfg,
-		st:      &store{rdb: cfg.Redis, prefix: cfg.Prefix},
-		log:     cfg.Log.With(slog.String("component", "submission")),
-		m:       m,
-		catalog: newCatalogCache(cfg.CatalogTTL),
-		wake:    make(chan struct{}, 1),
+		cfg:      st,
+		catalog:  cfg.Catalog,
+		sessions: cfg.Sessions,
+		rdb:      cfg.Redis,
+		now:      cfg.Now,
+		st:       &store{rdb: cfg.Redis, prefix: cfg.Prefix},
+		log:      cfg.Log.With(slog.String("component", "submission")),
+		m:        m,
+		consumer: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),
+		wake:     make(chan struct{}, 1),
 	}, nil
-}
-
-// poolInfo is what a submit needs to know about its pool.
-type poolInfo struct {
-	projectID, tolokaPoolID, credentialID, returnURL string
-}
-
-// resolvePool reads (or takes from the cache) a tenant's pool and project.
-func (s *Service) resolvePool(ctx context.Context, tenantID, poolID string) (poolInfo, error) {
-	if pi, ok := s.catalog.get(tenantID, poolID); ok {
-		return pi, nil
-	}
-	pool, err := s.cfg.Pools.Get(ctx, tenantID, poolID)
-	if err != nil {
-		return poolInfo{}, err
-	}
-	if pool.GetTolokaPoolId() == "" {
-		return poolInfo{}, serviceerror.NewFailedPrecondition("pool %s has no Toloka pool yet", poolID)
-	}
-	prj, err := s.cfg.Projects.Get(ctx, tenantID, pool.GetProjectId())
-	if err != nil {
-		return poolInfo{}, err
-	}
-	if prj.GetCredentialId() == "" {
-		return poolInfo{}, serviceerror.NewFailedPrecondition("project %s has no credential", prj.GetProjectId())
-	}
-	pi := poolInfo{projectID: pool.GetProjectId(), tolokaPoolID: pool.GetTolokaPoolId(), credentialID: prj.GetCredentialId(), returnURL: prj.GetReturnUrl()}
-	s.catalog.put(tenantID, poolID, pi)
-	return pi, nil
 }
 
 // Submit records the work durably, then delivers it; see the package doc.
@@ -265,11 +222,11 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		return nil, err
 	}
 	tenantID := tenant.FromContext(ctx)
-	now := s.cfg.Now()
+	now := s.now()
 	poolID, userID := req.GetPoolId(), req.GetUserId()
 	var sess *crowdgatev1.Session
 	if req.GetSessionId() != "" {
-		if sess, err = s.cfg.Sessions.Get(ctx, tenantID, req.GetSessionId()); err != nil {
+		if sess, err = s.sessions.Get(ctx, tenantID, req.GetSessionId()); err != nil {
 			return nil, err
 		}
 		if poolID != "" && poolID != sess.GetPoolId() {
@@ -280,13 +237,9 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		}
 		poolID, userID = sess.GetPoolId(), sess.GetUserId()
 	}
-	pi, err := s.resolvePool(ctx, tenantID, poolID)
+	route, err := s.catalog.Route(ctx, tenantID, poolID)
 	if err != nil {
 		return nil, err
-	}
-	returnURL := pi.returnURL
-	if returnURL == "" && sess != nil {
-		returnURL = sess.GetReturnUrl()
 	}
 
 	shard := shardOf(tenantID, poolID)
@@ -299,7 +252,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	sub := &crowdgatev1.Submission{
 		SubmissionId:       id,
 		TenantId:           tenantID,
-		ProjectId:          pi.projectID,
+		ProjectId:          route.ProjectID,
 		PoolId:             poolID,
 		UserId:             userID,
 		SessionId:          req.GetSessionId(),
@@ -330,7 +283,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	res, err := s.st.accept(ctx, acceptArgs{
 		shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(),
 		retryID: retryID, useIdem: req.GetRetryId() != "", reject: sessionProblem(sess, now),
-		body: body, units: in.units, tolokaPoolID: pi.tolokaPoolID, credentialID: pi.credentialID,
+		body: body, units: in.units, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
 		fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL,
 		minReplicas: s.cfg.MinReplicas, replicaTimeout: s.cfg.ReplicaTimeout,
 	})
@@ -341,7 +294,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	case "reject":
 		return nil, serviceerror.NewInvalidArgument("session_id", "%s", res.reason)
 	case "replay":
-		return s.replay(ctx, tenantID, shard, res.id, fingerprint, returnURL)
+		return s.replay(ctx, tenantID, shard, res.id, fingerprint, sess)
 	}
 	if res.replicas >= 0 && res.replicas < int64(s.cfg.MinReplicas) {
 		s.m.replicaShortfall.Inc()
@@ -350,7 +303,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	}
 	s.m.received.Inc()
 	if sess != nil {
-		if err := s.cfg.Sessions.RecordSubmit(ctx, tenantID, sess.GetSessionId(), in.reward); err != nil {
+		if err := s.sessions.RecordSubmit(ctx, tenantID, sess.GetSessionId(), in.reward); err != nil {
 			s.log.Warn("submission: could not add the submit to the session's totals",
 				slog.String("submission_id", id), slog.String("session_id", sess.GetSessionId()), slog.String("error", err.Error()))
 		}
@@ -361,10 +314,10 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		sub = s.deliverNow(ctx, job{
 			e:     entry{shard: shard, entryID: res.entryID, tenantID: tenantID, id: id},
 			sub:   sub,
-			token: token, tolokaPoolID: pi.tolokaPoolID, credentialID: pi.credentialID,
+			token: token, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
 		})
 	}
-	resp := s.response(sub, returnURL, false)
+	resp := s.response(ctx, sub, sess, false)
 	if endReason(sub) == crowdgatev1.EndReason_END_REASON_CLOSE_SESSION {
 		// Flags end the session in the delivery itself; close_session here.
 		s.endSession(ctx, sub, resp)
@@ -420,7 +373,7 @@ func (s *Service) deliverNow(ctx context.Context, j job) *crowdgatev1.Submission
 
 // replay answers a Submit whose retry_id was seen: the first submission as
 // it is now, nothing more paid.
-func (s *Service) replay(ctx context.Context, tenantID string, shard int, id, fingerprint, returnURL string) (*crowdgatev1.SubmitResponse, error) {
+func (s *Service) replay(ctx context.Context, tenantID string, shard int, id, fingerprint string, sess *crowdgatev1.Session) (*crowdgatev1.SubmitResponse, error) {
 	r, err := s.st.get(ctx, shard, tenantID, id)
 	if err != nil {
 		return nil, err
@@ -430,7 +383,7 @@ func (s *Service) replay(ctx context.Context, tenantID string, shard int, id, fi
 			"was already used for a different submit (submission %s); a retry_id names one piece of work", id)
 	}
 	s.m.replayed.Inc()
-	resp := s.response(r.sub, returnURL, true)
+	resp := s.response(ctx, r.sub, sess, true)
 	s.endSession(ctx, r.sub, resp)
 	return resp, nil
 }
@@ -451,14 +404,29 @@ func endReason(sub *crowdgatev1.Submission) crowdgatev1.EndReason {
 	return crowdgatev1.EndReason_END_REASON_UNSPECIFIED
 }
 
-func (s *Service) response(sub *crowdgatev1.Submission, returnURL string, replayed bool) *crowdgatev1.SubmitResponse {
+func (s *Service) response(ctx context.Context, sub *crowdgatev1.Submission, sess *crowdgatev1.Session, replayed bool) *crowdgatev1.SubmitResponse {
 	resp := &crowdgatev1.SubmitResponse{Submission: sub, Replayed: replayed}
 	if r := endReason(sub); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
 		resp.SessionEnded = true
 		resp.SessionEndReason = r.String()
-		resp.ReturnUrl = returnURL
+		resp.ReturnUrl = s.returnURL(ctx, sub, sess)
 	}
 	return resp
+}
+
+// returnURL is where the Toloker goes back to when the submit ends their
+// session: the session's (the project's, or the default), or the project's
+// for a submit without a session.
+func (s *Service) returnURL(ctx context.Context, sub *crowdgatev1.Submission, sess *crowdgatev1.Session) string {
+	if sess != nil {
+		return sess.GetReturnUrl()
+	}
+	prj, err := s.catalog.Project(ctx, sub.GetTenantId(), sub.GetProjectId())
+	if err != nil {
+		s.log.Warn("submission: could not read the project's return_url", slog.String("project_id", sub.GetProjectId()), slog.String("error", err.Error()))
+		return ""
+	}
+	return prj.GetReturnUrl()
 }
 
 // endSession ends the submission's session when the answer says it ended.
@@ -468,7 +436,7 @@ func (s *Service) endSession(ctx context.Context, sub *crowdgatev1.Submission, r
 		return
 	}
 	reason := endReason(sub)
-	if _, err := s.cfg.Sessions.End(ctx, sub.GetTenantId(), sub.GetSessionId(), reason); err != nil {
+	if _, err := s.sessions.End(ctx, sub.GetTenantId(), sub.GetSessionId(), reason); err != nil {
 		s.log.Warn("submission: could not end the session",
 			slog.String("session_id", sub.GetSessionId()), slog.String("reason", reason.String()), slog.String("error", err.Error()))
 	}
@@ -504,7 +472,7 @@ func (s *Service) RetrySubmission(ctx context.Context, req *crowdgatev1.RetrySub
 		return nil, err
 	}
 	tenantID := tenant.FromContext(ctx)
-	applied, err := s.st.requeue(ctx, shard, tenantID, r.sub.GetPoolId(), r.sub.GetSubmissionId(), s.cfg.Now())
+	applied, err := s.st.requeue(ctx, shard, tenantID, r.sub.GetPoolId(), r.sub.GetSubmissionId(), s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -535,7 +503,7 @@ func (s *Service) GetPoolTotals(ctx context.Context, req *crowdgatev1.GetPoolTot
 		return nil, serviceerror.NewInvalidArgument("pool_id", "is required")
 	}
 	tenantID := tenant.FromContext(ctx)
-	if _, err := s.cfg.Pools.Get(ctx, tenantID, req.GetPoolId()); err != nil {
+	if _, err := s.catalog.Pool(ctx, tenantID, req.GetPoolId()); err != nil {
 		return nil, err
 	}
 	t, err := s.st.totals(ctx, tenantID, req.GetPoolId())
@@ -553,29 +521,14 @@ func (s *Service) GetPoolTotals(ctx context.Context, req *crowdgatev1.GetPoolTot
 	}}, nil
 }
 
-// UnfinishedWork lists what keeps a pool's submissions from being done, for
-// the requester flow's archive check: "2 submits not yet delivered",
-// "1 dead submit". Empty means every submit was delivered.
-func (s *Service) UnfinishedWork(ctx context.Context, tenantID string, pool *crowdgatev1.Pool) ([]string, error) {
-	t, err := s.st.totals(ctx, tenantID, pool.GetPoolId())
+// PendingCount returns how many of a pool's submits are not yet delivered
+// (queued) and how many are dead: the outbox's part of the archive check.
+func (s *Service) PendingCount(ctx context.Context, tenantID, poolID string) (queued, dead int64, err error) {
+	t, err := s.st.totals(ctx, tenantID, poolID)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	var out []string
-	if t.queued > 0 {
-		out = append(out, plural(t.queued, "submit", "submits")+" not yet delivered")
-	}
-	if t.dead > 0 {
-		out = append(out, plural(t.dead, "dead submit", "dead submits"))
-	}
-	return out, nil
-}
-
-func plural(n int64, one, many string) string {
-	if n == 1 {
-		return "1 " + one
-	}
-	return strconv.FormatInt(n, 10) + " " + many
+	return t.queued, t.dead, nil
 }
 
 // nudge wakes this replica's workers.
@@ -592,48 +545,4 @@ func randomHex(n int) string {
 		panic("submission: crypto/rand failed: " + err.Error())
 	}
 	return hex.EncodeToString(b)
-}
-
-// catalogCache keeps resolved pools for a short time: a submit then costs
-// no catalog reads.
-type catalogCache struct {
-	ttl time.Duration
-	mu  sync.Mutex
-	m   map[string]catalogEntry
-}
-
-type catalogEntry struct {
-	pi      poolInfo
-	expires time.Time
-}
-
-const maxCatalogEntries = 10000
-
-func newCatalogCache(ttl time.Duration) *catalogCache {
-	return &catalogCache{ttl: ttl, m: map[string]catalogEntry{}}
-}
-
-func (c *catalogCache) get(tenantID, poolID string) (poolInfo, bool) {
-	if c.ttl <= 0 {
-		return poolInfo{}, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[tenantID+"\x00"+poolID]
-	if !ok || time.Now().After(e.expires) {
-		return poolInfo{}, false
-	}
-	return e.pi, true
-}
-
-func (c *catalogCache) put(tenantID, poolID string, pi poolInfo) {
-	if c.ttl <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= maxCatalogEntries {
-		clear(c.m)
-	}
-	c.m[tenantID+"\x00"+poolID] = catalogEntry{pi: pi, expires: time.Now().Add(c.ttl)}
 }

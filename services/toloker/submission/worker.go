@@ -15,6 +15,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
@@ -71,7 +72,7 @@ func (s *Service) deliver(ctx context.Context, j job) {
 		delivered.Flags = o.flags
 		if r := endReason(delivered); r == crowdgatev1.EndReason_END_REASON_RESTRICTED || r == crowdgatev1.EndReason_END_REASON_FILTERED_OUT {
 			if sid := j.sub.GetSessionId(); sid != "" {
-				if _, err := s.cfg.Sessions.End(ctx, j.e.tenantID, sid, r); err != nil {
+				if _, err := s.sessions.End(ctx, j.e.tenantID, sid, r); err != nil {
 					log.Warn("submission: could not end the session on Toloka's flags",
 						slog.String("session_id", sid), slog.String("reason", r.String()), slog.String("error", err.Error()))
 				}
@@ -83,7 +84,7 @@ func (s *Service) deliver(ctx context.Context, j job) {
 		err     error
 	)
 	for try := 0; try < 3; try++ {
-		if applied, err = s.st.finish(ctx, j.e, j.sub.GetPoolId(), j.sub.GetSessionId(), j.token, s.cfg.Now(), o); err == nil {
+		if applied, err = s.st.finish(ctx, j.e, j.sub.GetPoolId(), j.sub.GetSessionId(), j.token, s.now(), o); err == nil {
 			break
 		}
 		time.Sleep(time.Duration(100<<try) * time.Millisecond)
@@ -100,7 +101,7 @@ func (s *Service) deliver(ctx context.Context, j job) {
 	case outDelivered:
 		s.m.delivered.Inc()
 		if ct := j.sub.GetCreateTime(); ct != nil {
-			s.m.latency.Observe(s.cfg.Now().Sub(ct.AsTime()).Seconds())
+			s.m.latency.Observe(s.now().Sub(ct.AsTime()).Seconds())
 		}
 		log.Debug("submission: delivered")
 	case outDead:
@@ -142,7 +143,7 @@ func (s *Service) attempt(ctx context.Context, j job) outcome {
 	}
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
 	defer cancel()
-	res, err := s.cfg.Toloka.SubmitExternal(actx, j.e.tenantID, j.credentialID, es)
+	res, err := s.submitExternal(actx, j.e.tenantID, j.credentialID, es)
 	if err == nil {
 		return outcome{kind: outDelivered, flags: &crowdgatev1.TolokaFlags{
 			SpeedQualityBalanceMatch: res.SpeedQualityBalanceMatch,
@@ -280,7 +281,7 @@ func (s *Service) backoff(n int, atLeast time.Duration) time.Duration {
 // finish the entries already read (each attempt bounded by AttemptTimeout),
 // and Run waits for the attempts Submit started.
 func (s *Service) Run(ctx context.Context) {
-	s.log.Info("submission workers starting", slog.String("consumer", s.cfg.Consumer), slog.Int("concurrency", s.cfg.Concurrency))
+	s.log.Info("submission workers starting", slog.String("consumer", s.consumer), slog.Int("concurrency", s.cfg.Concurrency))
 	for shard := range Shards {
 		s.ensureGroup(ctx, shard)
 	}
@@ -298,7 +299,7 @@ func (s *Service) Run(ctx context.Context) {
 	close(work)
 	wg.Wait()
 	s.inline.Wait()
-	s.log.Info("submission workers stopped", slog.String("consumer", s.cfg.Consumer))
+	s.log.Info("submission workers stopped", slog.String("consumer", s.consumer))
 }
 
 // read feeds work until ctx is done.
@@ -372,7 +373,7 @@ func (s *Service) process(ctx context.Context, e entry) {
 // reads the stream from its start, so entries written before the group
 // existed are delivered too.
 func (s *Service) ensureGroup(ctx context.Context, shard int) {
-	err := s.cfg.Redis.XGroupCreateMkStream(ctx, s.st.streamKey(shard), group, "0").Err()
+	err := s.rdb.XGroupCreateMkStream(ctx, s.st.streamKey(shard), group, "0").Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") && ctx.Err() == nil {
 		s.log.Warn("submission: could not create the outbox consumer group", slog.Int("shard", shard), slog.String("error", err.Error()))
 	}
@@ -382,10 +383,10 @@ func (s *Service) ensureGroup(ctx context.Context, shard int) {
 // Redis Cluster splits it by node), up to free from each shard.
 func (s *Service) readNew(ctx context.Context, free int) []entry {
 	cmds := make([]*redis.XStreamSliceCmd, Shards)
-	_, _ = s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for shard := range Shards {
 			cmds[shard] = p.XReadGroup(ctx, &redis.XReadGroupArgs{
-				Group: group, Consumer: s.cfg.Consumer, Streams: []string{s.st.streamKey(shard), ">"},
+				Group: group, Consumer: s.consumer, Streams: []string{s.st.streamKey(shard), ">"},
 				Count: int64(free), Block: -1,
 			})
 		}
@@ -417,8 +418,8 @@ func (s *Service) readNew(ctx context.Context, free int) []entry {
 func (s *Service) reclaim(ctx context.Context, free int, cursors *[Shards]string) []entry {
 	var out []entry
 	for shard := 0; shard < Shards && len(out) < free; shard++ {
-		msgs, next, err := s.cfg.Redis.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: s.st.streamKey(shard), Group: group, Consumer: s.cfg.Consumer,
+		msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: s.st.streamKey(shard), Group: group, Consumer: s.consumer,
 			MinIdle: s.cfg.VisibilityTimeout, Start: cursors[shard], Count: int64(free - len(out)),
 		}).Result()
 		if err != nil {
@@ -447,7 +448,7 @@ func (s *Service) entries(shard int, msgs []redis.XMessage) []entry {
 		id, _ := m.Values["s"].(string)
 		if id == "" {
 			// Not ours: acknowledge it so it does not come back.
-			s.cfg.Redis.XAck(context.Background(), s.st.streamKey(shard), group, m.ID)
+			s.rdb.XAck(context.Background(), s.st.streamKey(shard), group, m.ID)
 			continue
 		}
 		out = append(out, entry{shard: shard, entryID: m.ID, tenantID: t, id: id})
@@ -458,24 +459,15 @@ func (s *Service) entries(shard int, msgs []redis.XMessage) []entry {
 // promoteAll moves due retries of every shard back to the streams, in one
 // round trip.
 func (s *Service) promoteAll(ctx context.Context) {
-	run := func(sha bool) error {
-		cmds := make([]*redis.Cmd, Shards)
-		_, err := s.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for shard := range Shards {
-				keys := []string{s.st.schedKey(shard), s.st.streamKey(shard)}
-				if sha {
-					cmds[shard] = promoteScript.EvalSha(ctx, p, keys, 500, s.st.recordPrefix(shard))
-				} else {
-					cmds[shard] = promoteScript.Eval(ctx, p, keys, 500, s.st.recordPrefix(shard))
-				}
-			}
-			return nil
-		})
-		return err
+	calls := make([]storage.Call, Shards)
+	for shard := range Shards {
+		calls[shard] = storage.Call{Keys: []string{s.st.schedKey(shard), s.st.streamKey(shard)}, Args: []any{500, s.st.recordPrefix(shard)}}
 	}
-	err := run(true)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		err = run(false)
+	cmds, err := storage.EvalAll(ctx, s.rdb, promoteScript, calls, nil)
+	for _, c := range cmds {
+		if err == nil {
+			err = c.Err()
+		}
 	}
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("submission: could not move due retries to the outbox", slog.String("error", err.Error()))
@@ -489,20 +481,20 @@ func (s *Service) updateLag(ctx context.Context) {
 	var oldest time.Time
 	var ready, scheduled int64
 	for shard := range Shards {
-		if first, err := s.cfg.Redis.XRangeN(ctx, s.st.streamKey(shard), "-", "+", 1).Result(); err == nil && len(first) > 0 {
+		if first, err := s.rdb.XRangeN(ctx, s.st.streamKey(shard), "-", "+", 1).Result(); err == nil && len(first) > 0 {
 			if t := entryTime(first[0].ID); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
 				oldest = t
 			}
 		}
-		if n, err := s.cfg.Redis.XLen(ctx, s.st.streamKey(shard)).Result(); err == nil {
+		if n, err := s.rdb.XLen(ctx, s.st.streamKey(shard)).Result(); err == nil {
 			ready += n
 		}
-		if z, err := s.cfg.Redis.ZRangeWithScores(ctx, s.st.schedKey(shard), 0, 0).Result(); err == nil && len(z) > 0 {
+		if z, err := s.rdb.ZRangeWithScores(ctx, s.st.schedKey(shard), 0, 0).Result(); err == nil && len(z) > 0 {
 			if t := time.UnixMilli(int64(z[0].Score)); t.Before(now) && (oldest.IsZero() || t.Before(oldest)) {
 				oldest = t
 			}
 		}
-		if n, err := s.cfg.Redis.ZCard(ctx, s.st.schedKey(shard)).Result(); err == nil {
+		if n, err := s.rdb.ZCard(ctx, s.st.schedKey(shard)).Result(); err == nil {
 			scheduled += n
 		}
 	}
@@ -532,14 +524,23 @@ func entryTime(id string) time.Time {
 // not grow for ever.
 func (s *Service) cleanupConsumers(ctx context.Context) {
 	for shard := range Shards {
-		cs, err := s.cfg.Redis.XInfoConsumers(ctx, s.st.streamKey(shard), group).Result()
+		cs, err := s.rdb.XInfoConsumers(ctx, s.st.streamKey(shard), group).Result()
 		if err != nil {
 			continue
 		}
 		for _, c := range cs {
-			if c.Name != s.cfg.Consumer && c.Pending == 0 && c.Idle > time.Hour {
-				s.cfg.Redis.XGroupDelConsumer(ctx, s.st.streamKey(shard), group, c.Name)
+			if c.Name != s.consumer && c.Pending == 0 && c.Idle > time.Hour {
+				s.rdb.XGroupDelConsumer(ctx, s.st.streamKey(shard), group, c.Name)
 			}
 		}
 	}
+}
+
+// submitExternal posts one external submit with a tenant's credential.
+func (s *Service) submitExternal(ctx context.Context, tenantID, credentialID string, es *toloka.ExternalSubmit) (*toloka.ExternalSubmitResult, error) {
+	account, err := s.catalog.Account(ctx, tenantID, credentialID)
+	if err != nil {
+		return nil, err
+	}
+	return account.SubmitExternal(ctx, es)
 }

@@ -1,11 +1,4 @@
-// Package protostore keeps Crowdgate's records (credentials, projects, pools
-// and the like) in Redis as binary protobuf, one key per record, each in its
-// tenant's key space, with newest-first indexes for paged listing.
-//
-// Keys are laid out so that a tenant can only ever read its own records: the
-// tenant id is part of every key, so a foreign id is simply not found. Each
-// record key carries its own hash tag, so records spread over a Redis Cluster.
-package protostore
+package storage
 
 import (
 	"context"
@@ -14,16 +7,23 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
 
-// Store keeps records of one kind.
+// Store keeps records of one kind (credentials, projects, pools and the
+// like) as binary protobuf, one key per record, each in its tenant's key
+// space, with newest-first indexes for paged listing.
+//
+// Keys are laid out so that a tenant can only ever read its own records: the
+// tenant id is part of every key, so a foreign id is simply not found. Each
+// record key carries its own hash tag, so records spread over a Redis
+// Cluster.
 type Store[M proto.Message] struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -31,9 +31,9 @@ type Store[M proto.Message] struct {
 	newMsg func() M
 }
 
-// New returns a store for records of kind ("project", "pool", ...) under the
-// key prefix. newMsg returns an empty message to decode into.
-func New[M proto.Message](rdb redis.UniversalClient, prefix, kind string, newMsg func() M) *Store[M] {
+// NewStore returns a store for records of kind ("project", "pool", ...)
+// under the key prefix. newMsg returns an empty message to decode into.
+func NewStore[M proto.Message](rdb redis.UniversalClient, prefix, kind string, newMsg func() M) *Store[M] {
 	return &Store[M]{rdb: rdb, prefix: prefix, kind: kind, newMsg: newMsg}
 }
 
@@ -62,7 +62,7 @@ func (s *Store[M]) Get(ctx context.Context, tenantID, id string) (M, error) {
 		return zero, &serviceerror.NotFound{Resource: s.kind, ID: id}
 	}
 	if err != nil {
-		return zero, unavailable(err)
+		return zero, Unavailable(err)
 	}
 	m := s.newMsg()
 	if err := proto.Unmarshal(b, m); err != nil {
@@ -81,7 +81,7 @@ func (s *Store[M]) Create(ctx context.Context, tenantID, id string, m M, parents
 	}
 	ok, err := s.rdb.SetNX(ctx, s.Key(tenantID, id), b, 0).Result()
 	if err != nil {
-		return unavailable(err)
+		return Unavailable(err)
 	}
 	if !ok {
 		return &serviceerror.AlreadyExists{Resource: s.kind, ID: id}
@@ -95,7 +95,7 @@ func (s *Store[M]) Create(ctx context.Context, tenantID, id string, m M, parents
 		}
 		return nil
 	})
-	return unavailable(err)
+	return Unavailable(err)
 }
 
 // Put overwrites an existing record.
@@ -106,7 +106,7 @@ func (s *Store[M]) Put(ctx context.Context, tenantID, id string, m M) error {
 	}
 	ok, err := s.rdb.SetXX(ctx, s.Key(tenantID, id), b, 0).Result()
 	if err != nil {
-		return unavailable(err)
+		return Unavailable(err)
 	}
 	if !ok {
 		return &serviceerror.NotFound{Resource: s.kind, ID: id}
@@ -126,44 +126,52 @@ func (s *Store[M]) Delete(ctx context.Context, tenantID, id string, parents ...s
 		}
 		return nil
 	})
-	return unavailable(err)
+	return Unavailable(err)
 }
 
-// Page limits.
-const (
-	DefaultPageSize = 50
-	MaxPageSize     = 500
-)
-
-// List returns up to pageSize records under parent, newest first, and the
+// List returns a page of the records under parent, newest first, and the
 // token of the next page ("" on the last). keep, when not nil, filters
-// records (a filtered page may hold fewer than pageSize records).
-func (s *Store[M]) List(ctx context.Context, tenantID, parent string, pageSize int32, pageToken string, keep func(M) bool) ([]M, string, error) {
-	if pageSize < 0 || pageSize > MaxPageSize {
-		return nil, "", serviceerror.NewInvalidArgument("page_size", "must be between 0 and %d", MaxPageSize)
-	}
-	if pageSize == 0 {
-		pageSize = DefaultPageSize
-	}
-	max := "+"
-	if pageToken != "" {
-		if !validID(pageToken) {
-			return nil, "", serviceerror.NewInvalidArgument("page_token", "not a token from a previous page")
+// records (a filtered page may hold fewer than page.Size records).
+func (s *Store[M]) List(ctx context.Context, tenantID, parent string, page paging.Page, keep func(M) bool) ([]M, string, error) {
+	items, last, err := s.list(ctx, tenantID, parent, page, keep)
+	return items, page.Token(last), err
+}
+
+// All returns every record under parent, newest first, reading a page at a
+// time.
+func (s *Store[M]) All(ctx context.Context, tenantID, parent string) ([]M, error) {
+	var all []M
+	for page := paging.First(s.kind, paging.MaxSize); ; {
+		items, last, err := s.list(ctx, tenantID, parent, page, nil)
+		if err != nil {
+			return nil, err
 		}
-		max = "(" + pageToken
+		all = append(all, items...)
+		if last == "" {
+			return all, nil
+		}
+		page = page.Next(last)
+	}
+}
+
+// list reads one page; last is the cursor of the next page ("" when this
+// is the last one).
+func (s *Store[M]) list(ctx context.Context, tenantID, parent string, page paging.Page, keep func(M) bool) (items []M, last string, err error) {
+	max := "+"
+	if page.After != "" {
+		max = "(" + page.After
 	}
 	ids, err := s.rdb.ZRevRangeByLex(ctx, s.indexKey(tenantID, parent), &redis.ZRangeBy{
-		Max: max, Min: "-", Count: int64(pageSize) + 1,
+		Max: max, Min: "-", Count: int64(page.Size) + 1,
 	}).Result()
 	if err != nil {
-		return nil, "", unavailable(err)
+		return nil, "", Unavailable(err)
 	}
-	next := ""
-	if len(ids) > int(pageSize) {
-		ids = ids[:pageSize]
-		next = ids[len(ids)-1]
+	if len(ids) > page.Size {
+		ids = ids[:page.Size]
+		last = ids[len(ids)-1]
 	}
-	out := make([]M, 0, len(ids))
+	items = make([]M, 0, len(ids))
 	for _, id := range ids {
 		m, err := s.Get(ctx, tenantID, id)
 		var nf *serviceerror.NotFound
@@ -174,20 +182,10 @@ func (s *Store[M]) List(ctx context.Context, tenantID, parent string, pageSize i
 			return nil, "", err
 		}
 		if keep == nil || keep(m) {
-			out = append(out, m)
+			items = append(items, m)
 		}
 	}
-	return out, next, nil
-}
-
-func unavailable(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return &serviceerror.Unavailable{Message: "datastore unavailable: " + err.Error()}
+	return items, last, nil
 }
 
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
@@ -203,11 +201,4 @@ func NewID(kindPrefix string) string {
 		panic("protostore: crypto/rand failed: " + err.Error())
 	}
 	return kindPrefix + "_" + idEncoding.EncodeToString(b[:])
-}
-
-func validID(s string) bool {
-	if len(s) > 64 || s == "" {
-		return false
-	}
-	return !strings.ContainsAny(s, "[]()+-{} \t\r\n")
 }

@@ -1,4 +1,4 @@
-package redisclient
+package storage
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ func TestOpen(t *testing.T) {
 
 	t.Run("embedded when no URL, with a loud warning", func(t *testing.T) {
 		var logs bytes.Buffer
-		c, err := Open(ctx, Config{}, slog.New(slog.NewTextHandler(&logs, nil)))
+		c, err := Open(ctx, Settings{}, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +32,7 @@ func TestOpen(t *testing.T) {
 
 	t.Run("standalone URL", func(t *testing.T) {
 		r := redistest.New(t)
-		c, err := Open(ctx, Config{URL: r.URL}, slog.New(slog.DiscardHandler))
+		c, err := Open(ctx, Settings{URL: r.URL}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,13 +47,13 @@ func TestOpen(t *testing.T) {
 
 	for _, tc := range []struct {
 		name    string
-		cfg     Config
+		cfg     Settings
 		wantErr string
 	}{
-		{"unreachable", Config{URL: "redis://127.0.0.1:1"}, "did not answer PING"},
-		{"bad URL", Config{URL: "http://x"}, "REDIS_URL"},
-		{"sentinel without master", Config{URL: "redis://127.0.0.1:26379", Mode: ModeSentinel}, "master_name"},
-		{"unknown mode", Config{URL: "redis://127.0.0.1:6379", Mode: "ring"}, "REDIS_MODE"},
+		{"unreachable", Settings{URL: "redis://127.0.0.1:1"}, "did not answer PING"},
+		{"bad URL", Settings{URL: "http://x"}, "REDIS_URL"},
+		{"sentinel without master", Settings{URL: "redis://127.0.0.1:26379", Mode: ModeSentinel}, "master_name"},
+		{"unknown mode", Settings{URL: "redis://127.0.0.1:6379", Mode: "ring"}, "REDIS_MODE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Open(ctx, tc.cfg, slog.New(slog.DiscardHandler))
@@ -65,7 +65,7 @@ func TestOpen(t *testing.T) {
 }
 
 func TestNewClientModes(t *testing.T) {
-	c, err := newClient(Config{URL: "redis://127.0.0.1:7000?addr=127.0.0.1:7001", Mode: ModeCluster})
+	c, err := newClient(Settings{URL: "redis://127.0.0.1:7000?addr=127.0.0.1:7001", Mode: ModeCluster})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func TestNewClientModes(t *testing.T) {
 	if _, ok := c.(*redis.ClusterClient); !ok {
 		t.Errorf("cluster mode gave %T", c)
 	}
-	s, err := newClient(Config{URL: "redis://127.0.0.1:26379/0?master_name=m", Mode: ModeSentinel})
+	s, err := newClient(Settings{URL: "redis://127.0.0.1:26379/0?master_name=m", Mode: ModeSentinel})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,4 @@
-// Package redisclient opens Crowdgate's only datastore: a Redis server,
-// Sentinel group or Cluster behind go-redis's UniversalClient, or, when
-// nothing is configured, an embedded in-process Redis for trying Crowdgate
-// out on a laptop.
-package redisclient
+package storage
 
 import (
 	"context"
@@ -11,6 +7,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/crowdgate/crowdgate/services/platform/settings"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -29,12 +26,33 @@ const (
 	ModeCluster Mode = "cluster"
 )
 
-// Config says where Redis is.
-type Config struct {
+// Settings say where Redis is and which keys are Crowdgate's.
+type Settings struct {
 	// URL is the connection URL; empty means an embedded in-process Redis.
 	URL string
 	// Mode says how URL is read (standalone, sentinel or cluster).
 	Mode Mode
+	// Prefix starts every key Crowdgate writes.
+	Prefix string
+}
+
+// List returns the settings as configuration entries.
+func (s *Settings) List() []settings.Setting {
+	return []settings.Setting{
+		settings.New("redis-url", "REDIS_URL", "", "Redis URL (redis:// or rediss://); empty runs an embedded in-process Redis that keeps nothing across restarts", settings.Secret(&s.URL)),
+		settings.New("redis-mode", "REDIS_MODE", "standalone", "how REDIS_URL is read: standalone, sentinel (?master_name=) or cluster (&addr= for more nodes)",
+			settings.Func(&s.Mode, ParseMode, func(m Mode) string { return string(m) })),
+		settings.New("redis-prefix", "CROWDGATE_REDIS_PREFIX", "crowdgate:", "prefix of every Redis key Crowdgate writes", settings.String(&s.Prefix)),
+	}
+}
+
+// ParseMode reads a Mode.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeStandalone, ModeSentinel, ModeCluster:
+		return m, nil
+	}
+	return "", fmt.Errorf("want standalone, sentinel or cluster, got %q", s)
 }
 
 // Conn is an open Redis connection.
@@ -43,12 +61,16 @@ type Conn struct {
 	Client redis.UniversalClient
 	// Embedded is true when Client talks to the in-process server.
 	Embedded bool
+	// KeepOpen makes Close leave Client open (a client the caller owns).
+	KeepOpen bool
 
 	mini *miniredis.Miniredis
 }
 
 // Open connects to Redis as cfg says and checks the connection with PING.
-func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
+// go-redis's own messages (a pool that cannot dial) go to log.
+func Open(ctx context.Context, cfg Settings, log *slog.Logger) (*Conn, error) {
+	redis.SetLogger(redisLogger{log})
 	if cfg.URL == "" {
 		mini := miniredis.NewMiniRedis()
 		if err := mini.Start(); err != nil {
@@ -66,7 +88,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 	defer cancel()
 	if err := client.Ping(pingCtx).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("redis (%s mode) did not answer PING: %w", modeOrDefault(cfg.Mode), err)
+		return nil, fmt.Errorf("REDIS_URL: redis (%s mode) did not answer PING: %w", modeOrDefault(cfg.Mode), err)
 	}
 	return &Conn{Client: client}, nil
 }
@@ -78,7 +100,7 @@ func modeOrDefault(m Mode) Mode {
 	return m
 }
 
-func newClient(cfg Config) (redis.UniversalClient, error) {
+func newClient(cfg Settings) (redis.UniversalClient, error) {
 	switch modeOrDefault(cfg.Mode) {
 	case ModeStandalone:
 		o, err := redis.ParseURL(cfg.URL)
@@ -108,9 +130,19 @@ func newClient(cfg Config) (redis.UniversalClient, error) {
 
 // Close closes the client and stops the embedded server, if any.
 func (c *Conn) Close() error {
+	if c.KeepOpen {
+		return nil
+	}
 	err := c.Client.Close()
 	if c.mini != nil {
 		c.mini.Close()
 	}
 	return err
+}
+
+// redisLogger sends go-redis's internal messages to the gateway's log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }

@@ -1,0 +1,91 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"unicode/utf8"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/crowdgate/crowdgate/services/platform/access"
+)
+
+// GRPCServerOptions are the gRPC server options the access settings ask
+// for: TLS, verifying internal services' client certificates when
+// CROWDGATE_GRPC_CLIENT_CA is set. None when TLS is not configured.
+// gateway.New passes them to grpc.NewServer.
+func (c *Config) GRPCServerOptions() ([]grpc.ServerOption, error) {
+	f := c.Access.TLS
+	if !f.Enabled() {
+		return nil, nil
+	}
+	creds, err := f.ServerCredentials()
+	if err != nil {
+		return nil, fmt.Errorf("CROWDGATE_GRPC_TLS_CERT/KEY, CROWDGATE_GRPC_CLIENT_CA: %w", err)
+	}
+	return []grpc.ServerOption{grpc.Creds(creds)}, nil
+}
+
+// RESTLoopbackCredentials are the transport credentials of the REST
+// gateway's own connection to the gRPC server: plaintext when gRPC is, and
+// otherwise TLS pinned to the server's own certificate, without a client
+// certificate (so a REST caller never borrows a service identity).
+func (c *Config) RESTLoopbackCredentials() (credentials.TransportCredentials, error) {
+	f := c.Access.TLS
+	if !f.Enabled() {
+		return insecure.NewCredentials(), nil
+	}
+	return f.LoopbackCredentials()
+}
+
+// rejectInvalidUTF8 answers 400 to a REST request whose percent-decoded
+// path or query is not UTF-8. Proto strings must be UTF-8, and grpc-gateway
+// only finds out when it marshals the gRPC request, which it reports as
+// INTERNAL (a 500): FuzzREST found GET /v1/pools/%FF doing that. gateway.go
+// applies it in front of the REST mux.
+func rejectInvalidUTF8(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !utf8.ValidString(r.URL.Path) || !validQueryUTF8(r.URL.RawQuery) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"code":3,"message":"invalid argument: the request path or query is not valid UTF-8","details":[]}`))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// validQueryUTF8 reports whether every key and value of a raw query is
+// UTF-8 once decoded (the parts that do not parse are left to
+// grpc-gateway, which refuses them with 400).
+func validQueryUTF8(raw string) bool {
+	q, _ := url.ParseQuery(raw)
+	for k, vs := range q {
+		if !utf8.ValidString(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !utf8.ValidString(v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// restHeaderMatcher is grpc-gateway's default incoming header matcher plus
+// X-Crowdgate-Tenant, forwarded as the tenant metadata, so administrators
+// and internal services can name the tenant they act for over REST too
+// (Service.Unary decides whether a caller may). gateway.go passes it to
+// runtime.NewServeMux with runtime.WithIncomingHeaderMatcher.
+func restHeaderMatcher(key string) (string, bool) {
+	if textproto.CanonicalMIMEHeaderKey(key) == "X-Crowdgate-Tenant" {
+		return access.TenantHeader, true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}

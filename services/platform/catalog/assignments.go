@@ -1,0 +1,124 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+)
+
+// Found is an assignment Toloka confirmed, with the pool, project and
+// account it was read through.
+type Found struct {
+	Resolved
+	Assignment *toloka.Assignment
+}
+
+// AssignmentNotFound reports an assignment that is in no pool the search
+// could see. It unwraps to a serviceerror.NotFound.
+type AssignmentNotFound struct {
+	// AssignmentID is the id looked for.
+	AssignmentID string
+	// Final is true when the answer holds for every tenant: no pool of any
+	// tenant has the id's Toloka pool, or Toloka knows the assignment in
+	// none of them. It is false when pools of other tenants were left out
+	// of a search within one tenant.
+	Final bool
+	// AskedIn are the pools Toloka was asked in and answered that it does
+	// not know the assignment there.
+	AskedIn []*crowdgatev1.Pool
+}
+
+// Error describes the refusal.
+func (e *AssignmentNotFound) Error() string { return e.Unwrap().Error() }
+
+// Unwrap returns the domain error.
+func (e *AssignmentNotFound) Unwrap() error {
+	return &serviceerror.NotFound{Resource: "assignment", ID: e.AssignmentID}
+}
+
+// ErrMalformedAssignmentID is the InvalidArgument of an id that is not a
+// Toloka assignment id.
+func malformedAssignmentID(field string) error {
+	return serviceerror.NewInvalidArgument(field, "is not a Toloka assignment id (10 hex digits, \"--\", 24 hex digits, like %s)", toloka.AssignmentIDExample)
+}
+
+// CheckAssignmentID returns an InvalidArgument naming field unless id is a
+// Toloka assignment id.
+func CheckAssignmentID(field, id string) error {
+	if _, ok := toloka.ParseAssignmentID(id); !ok {
+		return malformedAssignmentID(field)
+	}
+	return nil
+}
+
+// FindAssignment finds an assignment in Toloka through the pools its id can
+// belong to: those with the Toloka pool id the assignment id starts with,
+// of tenantID only when it is not empty. For each such pool it resolves the
+// project and account, calls check (when set) and asks Toloka
+// GET /assignments/{id}; the first pool Toloka places the assignment in
+// answers. An error from check stops the search and is returned as is.
+//
+// Errors: InvalidArgument naming "assignment_id" for a malformed id;
+// *AssignmentNotFound; otherwise the last failure of a pool that could not
+// be asked (Toloka or Redis unavailable, a rate limit, a credential that
+// does not open), returned as is.
+func (c *Catalog) FindAssignment(ctx context.Context, assignmentID, tenantID string, check func(*Resolved) error) (*Found, error) {
+	tolokaPoolID, ok := toloka.ParseAssignmentID(assignmentID)
+	if !ok {
+		return nil, malformedAssignmentID("assignment_id")
+	}
+	pools, err := c.poolsByTolokaID(ctx, tolokaPoolID)
+	if err != nil {
+		return nil, err
+	}
+	notFound := &AssignmentNotFound{AssignmentID: assignmentID, Final: true}
+	var transient error
+	for _, p := range pools {
+		if tenantID != "" && p.GetTenantId() != tenantID {
+			notFound.Final = false
+			continue
+		}
+		res, err := c.Resolve(ctx, p)
+		if err != nil {
+			if !isNotFound(err) {
+				transient = err
+				c.log.WarnContext(ctx, "catalog: a pool's project or credential cannot be used",
+					"tenant_id", p.GetTenantId(), "pool_id", p.GetPoolId(), "err", err)
+			}
+			continue
+		}
+		if check != nil {
+			if err := check(res); err != nil {
+				return nil, err
+			}
+		}
+		a, err := res.Account.GetAssignment(ctx, assignmentID)
+		if err != nil {
+			var pd *serviceerror.PermissionDenied
+			if isNotFound(err) || errors.As(err, &pd) {
+				notFound.AskedIn = append(notFound.AskedIn, p)
+			} else {
+				transient = err
+			}
+			continue
+		}
+		if a.PoolID != p.GetTolokaPoolId() || (a.ID != "" && a.ID != assignmentID) {
+			// Toloka placed the id in another pool: not this one's.
+			continue
+		}
+		return &Found{Resolved: *res, Assignment: a}, nil
+	}
+	if transient != nil {
+		return nil, transient
+	}
+	return nil, notFound
+}
+
+// String describes where an assignment was found, for logs.
+func (f *Found) String() string {
+	return fmt.Sprintf("assignment %s in pool %s (tenant %s)", f.Assignment.ID, f.Pool.GetPoolId(), f.Pool.GetTenantId())
+}

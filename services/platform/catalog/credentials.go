@@ -1,0 +1,183 @@
+package catalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/paging"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+)
+
+// A credential is three keys that share its hash tag: the metadata, the
+// sealed API key, and the set of projects that use it (so deleting it can
+// be refused atomically while a project depends on it).
+
+func (c *Catalog) secretKey(tenantID, id string) string {
+	return fmt.Sprintf("%scredential-secret:%s:{%s}", c.prefix, tenantID, id)
+}
+
+func (c *Catalog) usersKey(tenantID, id string) string {
+	return fmt.Sprintf("%scredential-users:%s:{%s}", c.prefix, tenantID, id)
+}
+
+// sealContext binds a sealed key to its tenant and credential.
+func sealContext(tenantID, id string) string {
+	return "crowdgate/credential/" + tenantID + "/" + id
+}
+
+// CreateCredential seals apiKey and stores it with the credential's
+// metadata.
+func (c *Catalog) CreateCredential(ctx context.Context, cred *crowdgatev1.Credential, apiKey string) error {
+	tenantID, id := cred.GetTenantId(), cred.GetCredentialId()
+	sealed := c.box.Seal([]byte(apiKey), sealContext(tenantID, id))
+	ok, err := c.rdb.SetNX(ctx, c.secretKey(tenantID, id), sealed, 0).Result()
+	if err != nil {
+		return storage.Unavailable(err)
+	}
+	if !ok {
+		return &serviceerror.AlreadyExists{Resource: "credential", ID: id}
+	}
+	if err := c.credentials.Create(ctx, tenantID, id, cred); err != nil {
+		c.rdb.Del(context.WithoutCancel(ctx), c.secretKey(tenantID, id))
+		return err
+	}
+	return nil
+}
+
+// Credential returns a tenant's credential (metadata only).
+func (c *Catalog) Credential(ctx context.Context, tenantID, credentialID string) (*crowdgatev1.Credential, error) {
+	return c.credentials.Get(ctx, tenantID, credentialID)
+}
+
+// ListCredentials pages through a tenant's credentials, newest first.
+func (c *Catalog) ListCredentials(ctx context.Context, tenantID string, page paging.Page) ([]*crowdgatev1.Credential, string, error) {
+	return c.credentials.List(ctx, tenantID, "", page, nil)
+}
+
+// useScript adds a project to a credential's users if the credential exists.
+var useScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+`)
+
+// deleteScript deletes a credential and its sealed key unless a project
+// uses it: it answers {"missing"}, {"in_use", project ids...} or {"deleted"}.
+var deleteScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
+local users = redis.call('SMEMBERS', KEYS[3])
+if #users > 0 then
+  table.insert(users, 1, 'in_use')
+  return users
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return {'deleted'}
+`)
+
+// DeleteCredential forgets a credential and its key, unless an unarchived
+// project uses it (FailedPrecondition naming them).
+func (c *Catalog) DeleteCredential(ctx context.Context, tenantID, id string) error {
+	res, err := deleteScript.Run(ctx, c.rdb,
+		[]string{c.credentials.Key(tenantID, id), c.secretKey(tenantID, id), c.usersKey(tenantID, id)}).StringSlice()
+	if err != nil {
+		return storage.Unavailable(err)
+	}
+	switch {
+	case len(res) == 0:
+		return errors.New("catalog: unexpected credential delete answer")
+	case res[0] == "missing":
+		return &serviceerror.NotFound{Resource: "credential", ID: id}
+	case res[0] == "in_use":
+		users := res[1:]
+		slices.Sort(users)
+		return serviceerror.NewFailedPrecondition("credential %q is used by unarchived project(s) %s; archive them first",
+			id, strings.Join(users, ", "))
+	}
+	if err := c.credentials.Delete(ctx, tenantID, id); err != nil {
+		return err
+	}
+	c.forgetAccount(tenantID, id)
+	return nil
+}
+
+// UseCredential records that project projectID uses the credential, so the
+// credential cannot be deleted until ReleaseCredential. It fails with
+// NotFound when the credential does not exist (checked atomically).
+func (c *Catalog) UseCredential(ctx context.Context, tenantID, credentialID, projectID string) error {
+	if credentialID == "" {
+		return &serviceerror.NotFound{Resource: "credential", ID: credentialID}
+	}
+	n, err := useScript.Run(ctx, c.rdb,
+		[]string{c.credentials.Key(tenantID, credentialID), c.usersKey(tenantID, credentialID)}, projectID).Int()
+	if err != nil {
+		return storage.Unavailable(err)
+	}
+	if n == 0 {
+		return &serviceerror.NotFound{Resource: "credential", ID: credentialID}
+	}
+	return nil
+}
+
+// ReleaseCredential undoes UseCredential.
+func (c *Catalog) ReleaseCredential(ctx context.Context, tenantID, credentialID, projectID string) error {
+	return storage.Unavailable(c.rdb.SRem(ctx, c.usersKey(tenantID, credentialID), projectID).Err())
+}
+
+// Account returns the Toloka account of a tenant's credential: its sealed
+// key opened, kept in memory for AccountTTL.
+func (c *Catalog) Account(ctx context.Context, tenantID, credentialID string) (*toloka.Account, error) {
+	k := recordKey{tenantID, credentialID}
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.accounts[k]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.account, nil
+	}
+	cred, err := c.Credential(ctx, tenantID, credentialID)
+	if err != nil {
+		return nil, err
+	}
+	env, ok := TolokaEnvironment(cred.GetEnvironment())
+	if !ok {
+		return nil, fmt.Errorf("credential %s has no environment", credentialID)
+	}
+	sealed, err := c.rdb.Get(ctx, c.secretKey(tenantID, credentialID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, &serviceerror.NotFound{Resource: "credential", ID: credentialID}
+	}
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	key, err := c.box.Open(sealed, sealContext(tenantID, credentialID))
+	if err != nil {
+		c.log.ErrorContext(ctx, "a stored Toloka credential does not open: was CROWDGATE_ENCRYPTION_KEY changed?",
+			"tenant_id", tenantID, "credential_id", credentialID)
+		return nil, serviceerror.NewFailedPrecondition("credential %q cannot be decrypted with this replica's encryption key; register the API key again", credentialID)
+	}
+	account, err := c.toloka.Account(toloka.Credential{Environment: env, Token: string(key)})
+	if err != nil {
+		return nil, fmt.Errorf("credential %s: %w", credentialID, err)
+	}
+	c.mu.Lock()
+	if len(c.accounts) >= maxCached {
+		clear(c.accounts)
+	}
+	c.accounts[k] = cachedAccount{account: account, expires: now.Add(AccountTTL)}
+	c.mu.Unlock()
+	return account, nil
+}
+
+func (c *Catalog) forgetAccount(tenantID, credentialID string) {
+	c.mu.Lock()
+	delete(c.accounts, recordKey{tenantID, credentialID})
+	c.mu.Unlock()
+}

@@ -1,0 +1,235 @@
+// Package archive is the requester's last step: archiving a finished
+// project, or one pool, in Toloka.
+//
+// Archiving is refused while anything in the pools is unfinished, because
+// work archived too early strands a Toloker's pay: Toloka refuses submits
+// to an archived pool ("pool is ARCHIVED"), so a Toloker still on the
+// platform, or a submit still in the outbox, would never be paid. Every
+// source of unfinished work is a constructor argument of New, so a service
+// built without one does not compile:
+//
+//   - live sessions (Tolokers still on the platform),
+//   - submits not yet delivered to Toloka, and dead ones,
+//   - assignments awaiting the requester's review in Toloka.
+//
+// A project is checked, its pools are closed (no new Tolokers), it is
+// checked again (a Toloker may have started meanwhile; the pools then stay
+// closed), and then the pools and the project are archived. A refusal is
+// FAILED_PRECONDITION saying, pool by pool, what is left ("1 live
+// session").
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/requester/project"
+)
+
+// LiveSessions counts a pool's active sessions (*session.Service).
+type LiveSessions interface {
+	LiveCount(ctx context.Context, tenantID, poolID string) (int64, error)
+}
+
+// PendingSubmits counts a pool's submits not yet delivered and dead
+// (*submission.Service).
+type PendingSubmits interface {
+	PendingCount(ctx context.Context, tenantID, poolID string) (queued, dead int64, err error)
+}
+
+// AwaitingReview counts a pool's assignments awaiting review in Toloka
+// (*review.Service). complete is false when it stopped counting early;
+// the count is then a lower bound.
+type AwaitingReview interface {
+	CountAwaitingReview(ctx context.Context, r *catalog.Resolved) (n int, complete bool, err error)
+}
+
+// Pools moves pools between Toloka's states (*pool.Transitions).
+type Pools interface {
+	Close(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error)
+	Archive(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error)
+}
+
+// Service archives projects and pools.
+type Service struct {
+	catalog  *catalog.Catalog
+	pools    Pools
+	sessions LiveSessions
+	submits  PendingSubmits
+	review   AwaitingReview
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+// New returns the archive use case over the catalog and pool transitions,
+// with every source of unfinished work. None may be nil.
+func New(cat *catalog.Catalog, pools Pools, sessions LiveSessions, submits PendingSubmits, review AwaitingReview, now func() time.Time, log *slog.Logger) (*Service, error) {
+	if cat == nil || pools == nil || sessions == nil || submits == nil || review == nil {
+		return nil, errors.New("archive: the catalog, the pools and every source of unfinished work are required")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{catalog: cat, pools: pools, sessions: sessions, submits: submits, review: review, now: now, log: log}, nil
+}
+
+// ArchiveProject closes and archives every pool of a tenant's project, then
+// the project. It is refused, saying what is left, while any pool has
+// unfinished work; a refusal after the pools closed leaves them closed.
+// Archiving an archived project returns it unchanged.
+func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string) (*crowdgatev1.Project, error) {
+	r, err := s.catalog.ResolveProject(ctx, tenantID, projectID)
+	if err != nil {
+		return nil, err
+	}
+	p := r.Project
+	if p.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
+		return p, nil
+	}
+	pools, err := s.catalog.PoolsOfProject(ctx, tenantID, projectID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.refuseUnfinished(ctx, "project "+projectID, r, pools); err != nil {
+		return nil, err
+	}
+	for i, pl := range pools {
+		if archived(pl) {
+			continue
+		}
+		if pools[i], err = s.pools.Close(ctx, tenantID, pl.GetPoolId()); err != nil {
+			return nil, fmt.Errorf("close pool %s: %w", pl.GetPoolId(), err)
+		}
+	}
+	if err := s.refuseUnfinished(ctx, "project "+projectID, r, pools); err != nil {
+		return nil, err
+	}
+	for _, pl := range pools {
+		if archived(pl) {
+			continue
+		}
+		if _, err := s.pools.Archive(ctx, tenantID, pl.GetPoolId()); err != nil {
+			return nil, fmt.Errorf("archive pool %s: %w", pl.GetPoolId(), err)
+		}
+	}
+	op, err := r.Account.ArchiveProject(ctx, p.GetTolokaProjectId())
+	if err != nil {
+		return nil, project.TolokaError("project", err)
+	}
+	if op != nil {
+		if _, err := r.Account.WaitOperation(ctx, op.ID); err != nil {
+			return nil, project.TolokaError("project", err)
+		}
+	}
+	p.Status = crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED
+	p.ArchiveTime = timestamppb.New(s.now())
+	if err := s.catalog.PutProject(ctx, p); err != nil {
+		return nil, err
+	}
+	if err := s.catalog.ReleaseCredential(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "project archived", "tenant_id", tenantID, "project_id", p.GetProjectId(),
+		"toloka_project_id", p.GetTolokaProjectId(), "pools", len(pools))
+	return p, nil
+}
+
+// ArchivePool archives a tenant's closed pool once it has no unfinished
+// work. Archiving an archived pool returns it unchanged.
+func (s *Service) ArchivePool(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error) {
+	r, err := s.catalog.ResolvePool(ctx, tenantID, poolID)
+	if err != nil {
+		return nil, err
+	}
+	if !archived(r.Pool) {
+		if err := s.refuseUnfinished(ctx, "pool "+poolID, r, []*crowdgatev1.Pool{r.Pool}); err != nil {
+			return nil, err
+		}
+	}
+	return s.pools.Archive(ctx, tenantID, poolID)
+}
+
+func archived(p *crowdgatev1.Pool) bool {
+	return p.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED
+}
+
+// refuseUnfinished asks every source about every unarchived pool and
+// returns a FailedPrecondition listing what is left, or nil. r resolves the
+// pools' project and account.
+func (s *Service) refuseUnfinished(ctx context.Context, what string, r *catalog.Resolved, pools []*crowdgatev1.Pool) error {
+	var left []string
+	for _, pl := range pools {
+		if archived(pl) {
+			continue
+		}
+		items, err := s.unfinished(ctx, &catalog.Resolved{Pool: pl, Project: r.Project, Account: r.Account})
+		if err != nil {
+			return fmt.Errorf("check unfinished work of pool %s: %w", pl.GetPoolId(), err)
+		}
+		if len(items) > 0 {
+			left = append(left, fmt.Sprintf("pool %s (Toloka pool %s): %s", pl.GetPoolId(), pl.GetTolokaPoolId(), strings.Join(items, ", ")))
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	return serviceerror.NewFailedPrecondition("%s still has unfinished work; finish it before archiving: %s",
+		what, strings.Join(left, "; "))
+}
+
+// unfinished lists one pool's unfinished work in words: "1 live session",
+// "2 submits not yet delivered", "1 dead submit", "3 assignments awaiting
+// review".
+func (s *Service) unfinished(ctx context.Context, r *catalog.Resolved) ([]string, error) {
+	tenantID, poolID := r.Pool.GetTenantId(), r.Pool.GetPoolId()
+	var items []string
+	live, err := s.sessions.LiveCount(ctx, tenantID, poolID)
+	if err != nil {
+		return nil, err
+	}
+	if live > 0 {
+		items = append(items, plural(live, "live session", "live sessions"))
+	}
+	queued, dead, err := s.submits.PendingCount(ctx, tenantID, poolID)
+	if err != nil {
+		return nil, err
+	}
+	if queued > 0 {
+		items = append(items, plural(queued, "submit", "submits")+" not yet delivered")
+	}
+	if dead > 0 {
+		items = append(items, plural(dead, "dead submit", "dead submits"))
+	}
+	n, complete, err := s.review.CountAwaitingReview(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if n > 0 {
+		words := plural(int64(n), "assignment", "assignments") + " awaiting review"
+		if !complete {
+			words = "at least " + words
+		}
+		items = append(items, words)
+	}
+	return items, nil
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.FormatInt(n, 10) + " " + many
+}

@@ -1,0 +1,223 @@
+package session
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+)
+
+// store is the sessions' Redis layout. P is the configured prefix; the
+// assignment id is the hash tag of every per-session key, so they share one
+// Cluster slot:
+//
+//	P ses:{aid}            the session record (see record.go), TTL = expiry
+//	P ses-used:{aid}:<n>   a used one-time code (n is its nonce), until it expires + MaxClockSkew
+//	P ses-neg:{aid}        Toloka's cached final "no" for the assignment
+//	P ses-lock:{aid}       the resolve lock while Toloka is asked
+//	P ses-live:{tenant/pool} sorted set of active session ids by expiry
+type store struct {
+	rdb redis.UniversalClient
+	// landing runs the landing's commands (usually rdb autopipelined); it
+	// is given only commands that are safe to repeat.
+	landing redis.UniversalClient
+	prefix  string
+}
+
+var (
+	//go:embed lua/land.lua
+	landLua string
+	//go:embed lua/create.lua
+	createLua string
+	//go:embed lua/release.lua
+	releaseLua string
+	//go:embed lua/exchange.lua
+	exchangeLua string
+	//go:embed lua/live_add.lua
+	liveAddLua string
+
+	landScript     = redis.NewScript(landLua)
+	createScript   = redis.NewScript(createLua)
+	releaseScript  = redis.NewScript(releaseLua)
+	exchangeScript = redis.NewScript(exchangeLua)
+	liveAddScript  = redis.NewScript(liveAddLua)
+)
+
+func (s *store) sessionKey(aid string) string { return s.prefix + "ses:{" + aid + "}" }
+func (s *store) usedKey(aid, nonce string) string {
+	return s.prefix + "ses-used:{" + aid + "}:" + nonce
+}
+func (s *store) negKey(aid string) string  { return s.prefix + "ses-neg:{" + aid + "}" }
+func (s *store) lockKey(aid string) string { return s.prefix + "ses-lock:{" + aid + "}" }
+func (s *store) liveKey(tenantID, poolID string) string {
+	return s.prefix + "ses-live:{" + tenantID + "/" + poolID + "}"
+}
+
+// errNoRecord is get's answer for an assignment without a session.
+var errNoRecord = errors.New("session: no record")
+
+// get reads an assignment's record through the landing client (a warm
+// landing's one GET).
+func (s *store) get(ctx context.Context, aid string) ([]byte, error) {
+	raw, err := s.landing.Get(ctx, s.sessionKey(aid)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, errNoRecord
+	}
+	return raw, storage.Unavailable(err)
+}
+
+// What landScript found.
+const (
+	foundSession = 1
+	foundAnswer  = 2
+	tookLock     = 3
+	lockHeld     = 4
+)
+
+// land runs a first landing's read (landScript): the session, a cached
+// answer, the resolve lock taken with token, or the lock held by another.
+func (s *store) land(ctx context.Context, aid, token string, lockTTL time.Duration) (kind int64, payload string, err error) {
+	res, err := landScript.Run(ctx, s.landing, []string{s.sessionKey(aid), s.negKey(aid), s.lockKey(aid)}, lockTTL.Milliseconds(), token).Slice()
+	if err != nil {
+		return 0, "", storage.Unavailable(err)
+	}
+	kind, _ = res[0].(int64)
+	if len(res) > 1 {
+		payload, _ = res[1].(string)
+	}
+	return kind, payload, nil
+}
+
+// create stores a new record unless one exists and releases the lock;
+// stored is whichever record the assignment now has ("" when none).
+func (s *store) create(ctx context.Context, aid string, raw []byte, ttl time.Duration, token string) (created bool, stored string, err error) {
+	res, err := createScript.Run(ctx, s.landing, []string{s.sessionKey(aid), s.lockKey(aid)}, raw, ttl.Milliseconds(), token).Slice()
+	if err != nil {
+		return false, "", storage.Unavailable(err)
+	}
+	n, _ := res[0].(int64)
+	stored, _ = res[1].(string)
+	return n == 1, stored, nil
+}
+
+// release stores a final answer (when answer is not empty) for ttl and
+// releases the lock held with token.
+func (s *store) release(ctx context.Context, aid, token, answer string, ttl time.Duration) error {
+	return storage.Unavailable(releaseScript.Run(ctx, s.landing, []string{s.lockKey(aid), s.negKey(aid)}, token, answer, ttl.Milliseconds()).Err())
+}
+
+// errCodeUsed is exchange's answer for a code used before.
+var errCodeUsed = errors.New("session: code used")
+
+// exchange marks a code's nonce used for markerTTL and returns the
+// session's record ("" when the session is gone).
+func (s *store) exchange(ctx context.Context, aid, nonce string, markerTTL time.Duration) (string, error) {
+	raw, err := exchangeScript.Run(ctx, s.rdb, []string{s.usedKey(aid, nonce), s.sessionKey(aid)}, markerTTL.Milliseconds()).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", errCodeUsed
+	}
+	return raw, storage.Unavailable(err)
+}
+
+// listLive lists an active session under its pool until expiry.
+func (s *store) listLive(ctx context.Context, r *record, now time.Time) error {
+	sess := r.session
+	return storage.Unavailable(liveAddScript.Run(ctx, s.landing, []string{s.liveKey(sess.TenantId, sess.PoolId)},
+		sess.SessionId, sess.GetExpireTime().AsTime().UnixMilli(), now.UnixMilli()).Err())
+}
+
+// unlistLive takes an ended session off its pool's live index.
+func (s *store) unlistLive(ctx context.Context, tenantID, poolID, sessionID string) error {
+	return storage.Unavailable(s.rdb.ZRem(ctx, s.liveKey(tenantID, poolID), sessionID).Err())
+}
+
+// liveCount counts a pool's sessions listed live after now.
+func (s *store) liveCount(ctx context.Context, tenantID, poolID string, now time.Time) (int64, error) {
+	n, err := s.rdb.ZCount(ctx, s.liveKey(tenantID, poolID), "("+strconv.FormatInt(now.UnixMilli(), 10), "+inf").Result()
+	return n, storage.Unavailable(err)
+}
+
+// read returns a tenant's session record by session id; NotFound for an
+// unknown, expired or foreign one.
+func (s *store) read(ctx context.Context, tenantID, sessionID string) (*record, error) {
+	aid, ok := assignmentOfSession(sessionID)
+	if !ok {
+		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
+	}
+	b, err := s.rdb.Get(ctx, s.sessionKey(aid)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
+	}
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	r, err := unmarshalRecord(b)
+	if err != nil {
+		return nil, err
+	}
+	if r.session.GetSessionId() != sessionID || r.session.GetTenantId() != tenantID {
+		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
+	}
+	return r, nil
+}
+
+// update changes a tenant's session record atomically (optimistic locking
+// with WATCH), keeping its TTL. change reports whether it changed the
+// record; the record as it is afterwards is returned.
+func (s *store) update(ctx context.Context, tenantID, sessionID string, change func(*record) bool) (*record, error) {
+	aid, ok := assignmentOfSession(sessionID)
+	if !ok {
+		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
+	}
+	key := s.sessionKey(aid)
+	for range 50 {
+		var out *record
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			b, err := tx.Get(ctx, key).Bytes()
+			if errors.Is(err, redis.Nil) {
+				return &serviceerror.NotFound{Resource: "session", ID: sessionID}
+			}
+			if err != nil {
+				return err
+			}
+			r, err := unmarshalRecord(b)
+			if err != nil {
+				return err
+			}
+			if r.session.GetSessionId() != sessionID || r.session.GetTenantId() != tenantID {
+				return &serviceerror.NotFound{Resource: "session", ID: sessionID}
+			}
+			out = r
+			if !change(r) {
+				return nil
+			}
+			nb, err := r.marshal()
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.SetArgs(ctx, key, nb, redis.SetArgs{KeepTTL: true, Mode: "XX"})
+				return nil
+			})
+			return err
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue // changed meanwhile: read again
+		}
+		if err != nil {
+			var nf *serviceerror.NotFound
+			if errors.As(err, &nf) || errors.Is(err, errCorrupt) {
+				return nil, err
+			}
+			return nil, storage.Unavailable(err)
+		}
+		return out, nil
+	}
+	return nil, &serviceerror.Unavailable{Message: "the session is being changed concurrently; try again", RetryAfter: storage.RetryAfter}
+}
