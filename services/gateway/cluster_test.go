@@ -99,8 +99,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 func TestWholeFlowOnRedisCluster(t *testing.T) {
 	clusterURL, nodes := startRedisCluster(t)
 	a := startAccessGateway(t, func(c *Config) {
-		c.RedisURL, c.RedisMode, c.RedisPrefix = clusterURL, "cluster", "crowdgate:"
-		c.Auth = "off"
+		c.Redis.URL, c.Redis.Mode, c.Redis.Prefix = clusterURL, "cluster", "crowdgate:"
+		c.Access.Auth = "off"
 	})
 	ctx := context.Background()
 	ids := buildFlow(t, a, ctx)

@@ -8,22 +8,28 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/crowdgate/crowdgate/services/toloker/landing"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
+	"github.com/crowdgate/crowdgate/services/toloker/submission"
 )
 
 func TestLoad(t *testing.T) {
 	defaults := Config{
 		HTTPAddr: ":8080", GRPCAddr: ":9090", PublicURL: "http://localhost:8080",
-		RedisMode: "standalone", RedisPrefix: "crowdgate:",
-		TolokaProductionURL: "https://toloka.dev/api/v1", TolokaSandboxURL: "https://sandbox.toloka.dev/api/v1",
+		Redis:    storage.Settings{Mode: "standalone", Prefix: "crowdgate:"},
+		Toloka:   toloka.DefaultSettings(),
 		LogLevel: "info", LogFormat: "json", ShutdownTimeout: 30 * time.Second,
-		SubmitSyncTimeout: 2 * time.Second, SubmitAttemptTimeout: 10 * time.Second,
-		SubmitVisibilityTimeout: 30 * time.Second, SubmitBaseBackoff: time.Second, SubmitMaxBackoff: 5 * time.Minute,
-		SubmitConcurrency: 32,
-		// The landing package's defaults, in the configuration's words.
-		LandingLimitIP:         ratelimit.Limit{Rate: landing.DefaultPerIP.Rate, Per: landing.DefaultPerIP.Per, Burst: landing.DefaultPerIP.Burst},
-		LandingLimitAssignment: ratelimit.Limit{Rate: landing.DefaultPerAssignment.Rate, Per: landing.DefaultPerAssignment.Per, Burst: landing.DefaultPerAssignment.Burst},
+		Submission: submission.Settings{
+			SyncTimeout: 2 * time.Second, AttemptTimeout: 10 * time.Second,
+			VisibilityTimeout: 30 * time.Second, PollInterval: 200 * time.Millisecond,
+			BaseBackoff: time.Second, MaxBackoff: 5 * time.Minute, Concurrency: 32, ReplicaTimeout: 100 * time.Millisecond,
+		},
+		// The packages' defaults, in the configuration's words.
+		Landing: landing.DefaultSettings(),
+		Session: session.DefaultSettings(),
 	}
 	for _, tc := range []struct {
 		name    string
@@ -40,8 +46,8 @@ func TestLoad(t *testing.T) {
 				"CROWDGATE_PUBLIC_URL": "https://gate.example.com", "CROWDGATE_SHUTDOWN_DRAIN": "5s",
 			},
 			want: func(c *Config) {
-				c.RedisURL = "redis://127.0.0.1:6379/2"
-				c.TolokaSandboxURL = "http://127.0.0.1:8081/api/v1"
+				c.Redis.URL = "redis://127.0.0.1:6379/2"
+				c.Toloka.SandboxURL = "http://127.0.0.1:8081/api/v1"
 				c.PublicURL = "https://gate.example.com"
 				c.ShutdownDrain = 5 * time.Second
 			},
@@ -65,15 +71,25 @@ func TestLoad(t *testing.T) {
 			env:  map[string]string{"CROWDGATE_LANDING_LIMIT_IP": "200/s,burst=400"},
 			args: []string{"-landing-limit-assignment=5/m"},
 			want: func(c *Config) {
-				c.LandingLimitIP = ratelimit.Limit{Rate: 200, Per: time.Second, Burst: 400}
-				c.LandingLimitAssignment = ratelimit.Limit{Rate: 5, Per: time.Minute, Burst: 5}
+				c.Landing.PerIP = ratelimit.Limit{Rate: 200, Per: time.Second, Burst: 400}
+				c.Landing.PerAssignment = ratelimit.Limit{Rate: 5, Per: time.Minute, Burst: 5}
 			},
 		},
 		{name: "bad landing limit", env: map[string]string{"CROWDGATE_LANDING_LIMIT_ASSIGNMENT": "30 a minute"}, wantErr: "CROWDGATE_LANDING_LIMIT_ASSIGNMENT"},
 		{
+			name: "session lifetimes and Toloka's limits",
+			env:  map[string]string{"CROWDGATE_SESSION_EXPIRY_MARGIN": "5m", "CROWDGATE_TOLOKA_REQUEST_LIMIT": "100/s,burst=10", "CROWDGATE_TOLOKA_CREATE_POOL_LIMIT": "5/m"},
+			want: func(c *Config) {
+				c.Session.ExpiryMargin = 5 * time.Minute
+				c.Toloka.Limits.Requests = ratelimit.Limit{Name: "toloka-requests", Rate: 100, Per: time.Second, Burst: 10}
+				c.Toloka.Limits.CreatePool = []ratelimit.Limit{{Name: "toloka-create-pool-minute", Rate: 5, Per: time.Minute}}
+			},
+		},
+		{name: "bad create limit", env: map[string]string{"CROWDGATE_TOLOKA_CREATE_PROJECT_LIMIT": "20/m,burst=5"}, wantErr: "CROWDGATE_TOLOKA_CREATE_PROJECT_LIMIT"},
+		{
 			name: "submit tuning",
 			env:  map[string]string{"CROWDGATE_SUBMIT_VISIBILITY_TIMEOUT": "5s", "CROWDGATE_SUBMIT_MIN_REPLICAS": "1"},
-			want: func(c *Config) { c.SubmitVisibilityTimeout = 5 * time.Second; c.SubmitMinReplicas = 1 },
+			want: func(c *Config) { c.Submission.VisibilityTimeout = 5 * time.Second; c.Submission.MinReplicas = 1 },
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

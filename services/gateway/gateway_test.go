@@ -26,7 +26,7 @@ func testConfig(t *testing.T) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.RedisURL = redistest.New(t).URL
+	cfg.Redis.URL = redistest.New(t).URL
 	return cfg
 }
 
@@ -235,8 +235,8 @@ func TestShutdownTurnsNotServingThenFinishesInFlightWork(t *testing.T) {
 func TestLandingLimitsComeFromTheConfiguration(t *testing.T) {
 	cfg := testConfig(t)
 	r := redistest.New(t) // this test's own keys: the shared limits outlive a run
-	cfg.RedisURL, cfg.RedisPrefix = r.URL, r.Prefix
-	cfg.LandingLimitAssignment = ratelimit.Limit{Rate: 1, Per: time.Hour, Burst: 2}
+	cfg.Redis.URL, cfg.Redis.Prefix = r.URL, r.Prefix
+	cfg.Landing.PerAssignment = ratelimit.Limit{Rate: 1, Per: time.Hour, Burst: 2}
 	g, _ := startGateway(t, cfg, nil)
 	// A well-formed id of a pool nobody manages: 404, until the limit.
 	url := "http://" + g.HTTPAddr() + LandingPath + "?assignment_id=00000f4240--" + strings.Repeat("a", 24)

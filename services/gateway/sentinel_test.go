@@ -82,10 +82,10 @@ func startSentinelGroup(t *testing.T) *sentinelGroup {
 func TestSubmitsSurviveASentinelFailover(t *testing.T) {
 	g := startSentinelGroup(t)
 	a := startAccessGateway(t, func(c *Config) {
-		c.RedisURL, c.RedisMode, c.RedisPrefix = g.url, "sentinel", "crowdgate:"
-		c.Auth = "off"
-		c.SubmitMinReplicas = 1
-		c.SubmitBaseBackoff, c.SubmitMaxBackoff = 200*time.Millisecond, time.Second
+		c.Redis.URL, c.Redis.Mode, c.Redis.Prefix = g.url, "sentinel", "crowdgate:"
+		c.Access.Auth = "off"
+		c.Submission.MinReplicas = 1
+		c.Submission.BaseBackoff, c.Submission.MaxBackoff = 200*time.Millisecond, time.Second
 	})
 	ctx := context.Background()
 	ids := buildFlow(t, a, ctx)

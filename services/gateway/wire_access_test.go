@@ -82,9 +82,9 @@ func startAccessGateway(tb testing.TB, mutate func(*Config)) *accessGateway {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.RedisURL, cfg.RedisPrefix = r.URL, r.Prefix
-	cfg.TolokaProductionURL, cfg.TolokaSandboxURL = simSrv.URL+"/api/v1", simSrv.URL+"/api/v1"
-	cfg.Auth, cfg.AdminKey, cfg.ServiceTokens = "keys", testAdminKey, "billing="+testServiceToken
+	cfg.Redis.URL, cfg.Redis.Prefix = r.URL, r.Prefix
+	cfg.Toloka.ProductionURL, cfg.Toloka.SandboxURL = simSrv.URL+"/api/v1", simSrv.URL+"/api/v1"
+	cfg.Access.Auth, cfg.Access.AdminKey, cfg.Access.ServiceTokens = "keys", testAdminKey, "billing="+testServiceToken
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -621,15 +621,15 @@ func TestAuthSettings(t *testing.T) {
 		mutate  func(*Config)
 		wantErr string
 	}{
-		{"unknown mode", func(c *Config) { c.Auth = "on" }, "CROWDGATE_AUTH"},
-		{"short admin key", func(c *Config) { c.AdminKey = "short" }, "CROWDGATE_ADMIN_KEY"},
-		{"short service token", func(c *Config) { c.ServiceTokens = "billing=short" }, "CROWDGATE_SERVICE_TOKENS"},
-		{"TLS key without certificate", func(c *Config) { c.GRPCTLSKey = "/nonexistent" }, "CROWDGATE_GRPC_TLS"},
+		{"unknown mode", func(c *Config) { c.Access.Auth = "on" }, "CROWDGATE_AUTH"},
+		{"short admin key", func(c *Config) { c.Access.AdminKey = "short" }, "CROWDGATE_ADMIN_KEY"},
+		{"short service token", func(c *Config) { c.Access.ServiceTokens = "billing=short" }, "CROWDGATE_SERVICE_TOKENS"},
+		{"TLS key without certificate", func(c *Config) { c.Access.TLS.Key = "/nonexistent" }, "CROWDGATE_GRPC_TLS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Config{}
 			tc.mutate(&cfg)
-			_, err := cfg.accessConfig()
+			_, err := cfg.Access.Config()
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
 			}
@@ -656,10 +656,10 @@ func TestAuthOffIsTheDefaultAndSaysSoLoudlyAgainstARealRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if mode, _ := cfg.accessConfig(); mode.Mode != access.ModeOff {
+	if mode, _ := cfg.Access.Config(); mode.Mode != access.ModeOff {
 		t.Fatalf("default mode %q, want off", mode.Mode)
 	}
-	a := startAccessGateway(t, func(c *Config) { c.Auth, c.AdminKey = "", "" })
+	a := startAccessGateway(t, func(c *Config) { c.Access.Auth, c.Access.AdminKey = "", "" })
 	if !strings.Contains(a.logs.String(), "CROWDGATE_AUTH is off") {
 		t.Errorf("no loud warning with auth off and REDIS_URL set; logs:\n%s", a.logs.String())
 	}
@@ -674,7 +674,7 @@ func TestAuthOffIsTheDefaultAndSaysSoLoudlyAgainstARealRedis(t *testing.T) {
 }
 
 func TestRequestLimitsAndServerTimeouts(t *testing.T) {
-	a := startAccessGateway(t, func(c *Config) { c.Auth = "" })
+	a := startAccessGateway(t, func(c *Config) { c.Access.Auth = "" })
 	big := `{"display_name": "` + strings.Repeat("x", MaxRequestBytes) + `"}`
 	for _, path := range []string{"/v1/credentials", "/v1/pools", "/v1/submissions", "/v1/tenants"} {
 		code, body := a.rest(t, http.MethodPost, path, big, "")
