@@ -359,6 +359,20 @@ func (e *Env) RESTRaw(method, path, body string, headers ...string) (int, []byte
 	return resp.StatusCode, b
 }
 
+// DecodeJSON parses b as any JSON value, keeping numbers exact
+// (json.Number), so what the gateway sent Toloka (RequestRecord.Body) can
+// be compared field by field with cmp.Diff against a decoded literal.
+func DecodeJSON(t testing.TB, b []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, b)
+	}
+	return v
+}
+
 // Requests returns the emulator's recorded requests with method and a path
 // starting with prefix.
 func (e *Env) Requests(method, prefix string) []tolokasim.RequestRecord {

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"slices"
@@ -62,25 +63,15 @@ func (c *Catalog) ListCredentials(ctx context.Context, tenantID string, page pag
 	return c.credentials.List(ctx, tenantID, "", page, nil)
 }
 
-// useScript adds a project to a credential's users if the credential exists.
-var useScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('SADD', KEYS[2], ARGV[1])
-return 1
-`)
+var (
+	//go:embed lua/credential_use.lua
+	useLua string
+	//go:embed lua/credential_delete.lua
+	deleteLua string
 
-// deleteScript deletes a credential and its sealed key unless a project
-// uses it: it answers {"missing"}, {"in_use", project ids...} or {"deleted"}.
-var deleteScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing'} end
-local users = redis.call('SMEMBERS', KEYS[3])
-if #users > 0 then
-  table.insert(users, 1, 'in_use')
-  return users
-end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-return {'deleted'}
-`)
+	useScript    = redis.NewScript(useLua)
+	deleteScript = redis.NewScript(deleteLua)
+)
 
 // DeleteCredential forgets a credential and its key, unless an unarchived
 // project uses it (FailedPrecondition naming them).

@@ -11,9 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
-	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
 
 // fakeClock is a settable clock whose Sleep advances it instead of sleeping.

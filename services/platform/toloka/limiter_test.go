@@ -12,9 +12,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
 
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
-	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
 
 // recordingLimiter records Wait calls and answers with err.

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 )
 
 // retryMode says when a request may be repeated.

@@ -14,36 +14,6 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
 
-func TestTolokaPoolIDFromAssignment(t *testing.T) {
-	for _, tc := range []struct {
-		id, want string
-	}{
-		{"00022cfa46--637cf4098ccdeb4a260737de", "36502086"},
-		{"0000000001--000000000000000000000001", "1"},
-		{"00000000ff--0", "255"},
-		{"", ""},
-		{"42", ""},
-		{"--637cf4098ccdeb4a260737de", ""},
-		{"00022cfa46--", ""},
-		{"0000000000--637cf4098ccdeb4a260737de", ""},
-		{"00022cfa4g--637cf4098ccdeb4a260737de", ""},
-		{"00022cfa46--637cf4098ccdeb4a260737dz", ""},
-		{"11111111111111111--1", ""},
-	} {
-		got, err := TolokaPoolIDFromAssignment(tc.id)
-		if tc.want == "" {
-			var ia *serviceerror.InvalidArgument
-			if !errors.As(err, &ia) || ia.Field != "assignment_id" {
-				t.Errorf("TolokaPoolIDFromAssignment(%q) = %q, %v; want INVALID_ARGUMENT on assignment_id", tc.id, got, err)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("TolokaPoolIDFromAssignment(%q) = %q, %v; want %q", tc.id, got, err, tc.want)
-		}
-	}
-}
-
 func stored() *crowdgatev1.Pool {
 	return &crowdgatev1.Pool{
 		PoolId: "pool_1", TenantId: "t", ProjectId: "prj_1", TolokaPoolId: "7",

@@ -3,85 +3,61 @@ package landing_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/toloker/landing"
-	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
-	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
-	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/gateway"
+	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/token"
+	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
 )
 
-// crowdgate is the Toloker-facing side of a gateway, served like the real
-// one: the landing and the JWK Set over plain HTTP, SessionService over gRPC
-// and, through grpc-gateway, over REST.
+// crowdgate is a running gateway (gatewaytest) seen from the Toloker's
+// and the platform's side: the landing and the JWK Set over plain HTTP,
+// SessionService over gRPC and, through grpc-gateway, over REST.
 type crowdgate struct {
+	env  *gatewaytest.Env
 	base string // http://127.0.0.1:port
 	grpc crowdgatev1.SessionServiceClient
+	key  string // the Toloka API key of the default tenant's credential
 }
 
-// errorUnary converts domain errors to gRPC status, as the gateway does.
-func errorUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	resp, err := handler(ctx, req)
-	if err != nil {
-		return nil, serviceerror.ToStatus(err).Err()
-	}
-	return resp, nil
-}
-
-func startCrowdgate(t *testing.T, env *sessiontest.Env) *crowdgate {
+func startCrowdgate(t *testing.T, opts gatewaytest.Options) *crowdgate {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(errorUnary))
-	crowdgatev1.RegisterSessionServiceServer(gs, env.Sessions)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
+	env := gatewaytest.Start(t, opts)
+	return &crowdgate{env: env, base: env.HTTP, grpc: env.Sessions, key: env.NewAPIKey("acme")}
+}
 
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+// openPool creates a project whose platform is platformURL and an open pool
+// in it, for the default tenant.
+func (cg *crowdgate) openPool(t *testing.T, platformURL string) *crowdgatev1.Pool {
+	t.Helper()
+	env, ctx := cg.env, cg.env.Ctx()
+	prj := gatewaytest.MinimalProject(env.MustCredential(ctx, cg.key))
+	prj.PlatformUrl = platformURL
+	p := env.MustPool(ctx, gatewaytest.ValidPool(env.MustProject(ctx, prj).GetProjectId(), env.Now()))
+	resp, err := env.Pools.OpenPool(ctx, &crowdgatev1.OpenPoolRequest{PoolId: p.GetPoolId()})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("OpenPool: %v", err)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	rest := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
-		MarshalOptions: protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-	}))
-	if err := crowdgatev1.RegisterSessionServiceHandler(context.Background(), rest, conn); err != nil {
-		t.Fatal(err)
-	}
-	land, err := landing.New(landing.Config{Sessions: env.Sessions, Limiter: limiter(t, env), Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /start", land)
-	mux.Handle("GET "+token.JWKSPath, env.Signer.JWKSHandler())
-	mux.Handle("/v1/", rest)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &crowdgate{base: srv.URL, grpc: crowdgatev1.NewSessionServiceClient(conn)}
+	return resp.GetPool()
 }
 
 // platform is a stand-in partner platform: its start page takes the code,
@@ -112,7 +88,7 @@ func (p *platform) connect(cg *crowdgate) {
 	p.cg = cg
 	p.verifier = &token.Verifier{
 		Keys:   token.NewRemoteKeySet(cg.base+token.JWKSPath, http.DefaultClient),
-		Issuer: sessiontest.Issuer, Audience: p.srv.URL,
+		Issuer: cg.env.Config.PublicURL, Audience: p.srv.URL,
 	}
 }
 
@@ -200,11 +176,10 @@ func TestEndToEnd(t *testing.T) {
 	for _, via := range []string{"rest", "grpc"} {
 		t.Run("exchange over "+via, func(t *testing.T) {
 			plat := newPlatform(t, via)
-			env := sessiontest.New(t, sessiontest.Options{PlatformURL: plat.srv.URL + "/start"})
-			cg := startCrowdgate(t, env)
+			cg := startCrowdgate(t, gatewaytest.Options{})
 			plat.connect(cg)
-			pool := env.NewPool(t, tenant.Default, nil)
-			aid := env.StartAssignment(t, pool, "6f1c2a9b3d4e5f6071829300")
+			pool := cg.openPool(t, plat.srv.URL+"/start")
+			aid := cg.env.StartAssignment(pool, "6f1c2a9b3d4e5f6071829300")
 
 			resp, body := click(t, cg, aid)
 			if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Request.URL.String(), plat.srv.URL+"/start?code=") {
@@ -255,11 +230,10 @@ func TestEndToEnd(t *testing.T) {
 
 func TestDoubleClickEndToEnd(t *testing.T) {
 	plat := newPlatform(t, "rest")
-	env := sessiontest.New(t, sessiontest.Options{PlatformURL: plat.srv.URL + "/start"})
-	cg := startCrowdgate(t, env)
+	cg := startCrowdgate(t, gatewaytest.Options{})
 	plat.connect(cg)
-	pool := env.NewPool(t, tenant.Default, nil)
-	aid := env.StartAssignment(t, pool, "toloker-1")
+	pool := cg.openPool(t, plat.srv.URL+"/start")
+	aid := cg.env.StartAssignment(pool, "toloker-1")
 
 	bodies := make([]string, 2)
 	var wg sync.WaitGroup
@@ -279,30 +253,44 @@ func TestDoubleClickEndToEnd(t *testing.T) {
 	if bodies[0] != bodies[1] || !strings.HasPrefix(bodies[0], "welcome toloker-1, session ses_") {
 		t.Errorf("two clicks landed as %q and %q, want the same session", bodies[0], bodies[1])
 	}
-	if n := env.AssignmentGets(aid); n != 1 {
+	if n := len(cg.env.Requests(http.MethodGet, "/api/v1/assignments/"+aid)); n != 1 {
 		t.Errorf("Toloka was asked %d times, want 1", n)
 	}
 }
 
 func TestRotationEndToEnd(t *testing.T) {
-	clock := sessiontest.NewClock()
+	clock := fakeclock.New(time.Now().UTC().Truncate(time.Millisecond))
+	encryptionKey := secretbox.NewRandomKey()
 	plat := newPlatform(t, "rest")
-	env := sessiontest.New(t, sessiontest.Options{PlatformURL: plat.srv.URL + "/start", Now: clock.Now})
-	cg := startCrowdgate(t, env)
+	cg := startCrowdgate(t, gatewaytest.Options{Clock: clock, Config: func(c *gateway.Config) {
+		c.Secrets.Key = base64.StdEncoding.EncodeToString(encryptionKey)
+	}})
 	plat.connect(cg)
 	plat.verifier.Now = clock.Now
 	plat.verifier.Keys.(*token.RemoteKeySet).Now = clock.Now
-	pool := env.NewPool(t, tenant.Default, nil)
+	pool := cg.openPool(t, plat.srv.URL+"/start")
 
-	if resp, body := click(t, cg, env.StartAssignment(t, pool, "toloker-1")); resp.StatusCode != http.StatusOK {
+	if resp, body := click(t, cg, cg.env.StartAssignment(pool, "toloker-1")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("before rotation: %d %s", resp.StatusCode, body)
 	}
 	before := plat.lastToken()
-	if _, err := env.Signer.Rotate(context.Background()); err != nil {
+	// Another replica (same Redis, same encryption key) rotates the key.
+	box, err := secretbox.New(encryptionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := token.NewSigner(token.Config{
+		Redis: cg.env.Redis.Client, Prefix: cg.env.Redis.Prefix + "token:", Box: box,
+		Issuer: cg.env.Config.PublicURL, Now: clock.Now, Log: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Rotate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(token.DefaultPublishDelay)
-	if resp, body := click(t, cg, env.StartAssignment(t, pool, "toloker-2")); resp.StatusCode != http.StatusOK {
+	if resp, body := click(t, cg, cg.env.StartAssignment(pool, "toloker-2")); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after rotation: %d %s", resp.StatusCode, body)
 	}
 	after := plat.lastToken()
@@ -320,10 +308,9 @@ func TestRotationEndToEnd(t *testing.T) {
 }
 
 func TestSessionAPIOverRESTAndGRPC(t *testing.T) {
-	env := sessiontest.New(t, sessiontest.Options{})
-	cg := startCrowdgate(t, env)
-	pool := env.NewPool(t, tenant.Default, nil)
-	aid := env.StartAssignment(t, pool, "toloker-1")
+	cg := startCrowdgate(t, gatewaytest.Options{})
+	pool := cg.openPool(t, "https://platform.example/start")
+	aid := cg.env.StartAssignment(pool, "toloker-1")
 
 	resp, err := http.Post(cg.base+"/v1/sessions", "application/json", strings.NewReader(`{"assignment_id": "`+aid+`"}`))
 	if err != nil {

@@ -51,13 +51,13 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/crowdgate/crowdgate/services/toloker/landing"
-	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
-	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
-	"github.com/crowdgate/crowdgate/services/toloker/session"
-	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
+	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
@@ -97,7 +97,7 @@ func benchEnvWith(b *testing.B, tolokaLimits, autoPipeline bool) (*sessiontest.E
 		},
 		Session: func(c *session.Config) {
 			if !autoPipeline {
-				c.LandingRedis = r.Client
+				c.DirectLanding = true
 			}
 		},
 		Toloka: func(c *toloka.Config) {
@@ -111,14 +111,18 @@ func benchEnvWith(b *testing.B, tolokaLimits, autoPipeline bool) (*sessiontest.E
 			}
 		},
 	})
-	lim, err := ratelimit.New(ratelimit.Config{Client: env.Config.LandingRedis, Prefix: env.Redis.Prefix + "ratelimit:", MaxWait: -1})
+	limRedis := env.LandingRedis
+	if !autoPipeline {
+		limRedis = r.Client
+	}
+	lim, err := ratelimit.New(ratelimit.Config{Client: limRedis, Prefix: env.Redis.Prefix + "ratelimit:", MaxWait: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	// The limits are checked on every landing, but set high enough that
 	// one benchmark client from one address is never refused.
 	high := ratelimit.Limit{Rate: 10_000_000, Per: time.Second, Burst: 10_000_000}
-	h, err := landing.New(landing.Config{Sessions: env.Sessions, Limiter: lim, PerIP: high, PerAssignment: high})
+	h, err := landing.New(landing.Config{Sessions: env.Sessions, Limiter: lim, Settings: landing.Settings{PerIP: high, PerAssignment: high}})
 	if err != nil {
 		b.Fatal(err)
 	}

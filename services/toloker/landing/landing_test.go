@@ -14,12 +14,12 @@ import (
 	"time"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/toloker/landing"
-	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
-	"github.com/crowdgate/crowdgate/services/toloker/session"
-	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
+	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
@@ -75,7 +75,7 @@ func serveLanding(t *testing.T, env *sessiontest.Env, adjust func(*landing.Confi
 
 func limiter(t *testing.T, env *sessiontest.Env) *ratelimit.Limiter {
 	t.Helper()
-	l, err := ratelimit.New(ratelimit.Config{Client: env.Config.LandingRedis, Prefix: env.Redis.Prefix + "ratelimit:", MaxWait: -1})
+	l, err := ratelimit.New(ratelimit.Config{Client: env.LandingRedis, Prefix: env.Redis.Prefix + "ratelimit:", MaxWait: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func TestNewRefusesLimitsWithoutABurst(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{})
 	// Burst 0 is a sliding window to the shared limiter but "one at once"
 	// to the in-replica one: refused rather than read two ways.
-	_, err := landing.New(landing.Config{Sessions: env.Sessions, PerAssignment: ratelimit.Limit{Rate: 30, Per: time.Minute}})
+	_, err := landing.New(landing.Config{Sessions: env.Sessions, Settings: landing.Settings{PerAssignment: ratelimit.Limit{Rate: 30, Per: time.Minute}}})
 	if err == nil || !strings.Contains(err.Error(), "burst") {
 		t.Errorf("New with a burst of 0 = %v, want an error about the burst", err)
 	}

@@ -12,40 +12,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
-
-func TestParseAssignmentID(t *testing.T) {
-	for _, tc := range []struct {
-		id, pool string
-		ok       bool
-	}{
-		{"00022cfa46--637cf4098ccdeb4a260737de", "36502086", true},
-		{"0000000001--000000000000000000000001", "1", true},
-		{"ffffffffff--ffffffffffffffffffffffff", "1099511627775", true},
-		{"00022CFA46--637cf4098ccdeb4a260737de", "", false},
-		{"00022cfa46-637cf4098ccdeb4a260737de", "", false},
-		{"00022cfa46--637cf4098ccdeb4a260737d", "", false},
-		{"00022cfa46__637cf4098ccdeb4a260737de", "", false},
-		{"00022cfa4g--637cf4098ccdeb4a260737de", "", false},
-		{"", "", false},
-	} {
-		pool, err := ParseAssignmentID("assignment_id", tc.id)
-		var ia *serviceerror.InvalidArgument
-		switch {
-		case tc.ok && (err != nil || pool != tc.pool):
-			t.Errorf("ParseAssignmentID(%q) = %q, %v; want %q", tc.id, pool, err, tc.pool)
-		case !tc.ok && (!errors.As(err, &ia) || ia.Field != "assignment_id"):
-			t.Errorf("ParseAssignmentID(%q) = %q, %v; want InvalidArgument", tc.id, pool, err)
-		}
-	}
-}
 
 func TestSessionIDsAndCodesCarryTheAssignment(t *testing.T) {
 	const aid = "00022cfa46--637cf4098ccdeb4a260737de"
-	bin, ok := assignmentBin(aid)
+	bin, ok := toloka.AssignmentIDBytes(aid)
 	if !ok {
-		t.Fatal("assignmentBin refused a valid id")
+		t.Fatal("AssignmentIDBytes refused a valid id")
 	}
 	sid := newSessionID(bin)
 	if got, ok := assignmentOfSession(sid); !ok || got != aid || len(sid) != sessionIDLen {

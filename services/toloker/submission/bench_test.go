@@ -21,11 +21,11 @@ import (
 // catalog (cached), the session (an in-memory fake) and the accept script
 // on Redis, with delivery off. Run it against a real Redis:
 //
-//	REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench BenchmarkSubmitAccept -benchtime 200000x ./services/submission/
+//	REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench BenchmarkSubmitAccept -benchtime 200000x ./services/toloker/submission/
 //
 // It reports submits/s and the p50/p99 latency of Submit.
 func BenchmarkSubmitAccept(b *testing.B) {
-	f := newFixture(b, func(c *Config) { c.SyncTimeout = -1; c.Metrics = nil })
+	f := newFixture(b, func(c *Config) { c.Settings.SyncTimeout = -1; c.Metrics = nil })
 	var sessions []*crowdgatev1.Session
 	for range 64 {
 		sessions = append(sessions, f.toloker(tolokasim.UserState{}))
@@ -79,7 +79,7 @@ func BenchmarkSubmitAccept(b *testing.B) {
 // a second, and reports deliveries/s, the share of that cap, and how many
 // 429s were answered; it fails if any submit is lost or paid twice.
 //
-//	REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench BenchmarkDeliveryThroughput -benchtime 3000x ./services/submission/
+//	REDIS_URL=redis://127.0.0.1:6379/0 go test -run '^$' -bench BenchmarkDeliveryThroughput -benchtime 3000x ./services/toloker/submission/
 //
 // "client-limit" reserves each request through the shared Redis rate
 // limiter at the cap (300/s); "no-client-limit" sends as fast as the workers
@@ -91,31 +91,25 @@ func BenchmarkDeliveryThroughput(b *testing.B) {
 		limit bool
 	}{{"client-limit", true}, {"no-client-limit", false}} {
 		b.Run(bc.name, func(b *testing.B) {
-			f := newFixtureWith(b, tolokasim.RateLimits{RequestsPerSecond: capPerSecond}, func(c *Config) {
-				c.SyncTimeout, c.Metrics, c.Concurrency, c.PollInterval = -1, nil, 64, 200*time.Millisecond
-				c.AttemptTimeout, c.LeaseTTL = 10*time.Second, 15*time.Second
-			})
-			var limiter toloka.Limiter
-			if bc.limit {
-				l, err := ratelimit.New(ratelimit.Config{Client: f.redis.Client, Prefix: f.redis.Prefix + "ratelimit:"})
-				if err != nil {
-					b.Fatal(err)
+			// The Toloka client reserves each request through the shared
+			// Redis rate limiter at the cap, or leaves the limiting to
+			// Toloka's 429s, with the client's default retries.
+			client := func(f *fixture, c *toloka.Config) {
+				c.Retry = toloka.RetryPolicy{}
+				c.Limits = toloka.Limits{Requests: ratelimit.Limit{Name: "bench-requests", Rate: capPerSecond, Per: time.Second, Burst: 1}}
+				if bc.limit {
+					l, err := ratelimit.New(ratelimit.Config{Client: f.redis.Client, Prefix: f.redis.Prefix + "ratelimit:"})
+					if err != nil {
+						b.Fatal(err)
+					}
+					c.Limiter = l
 				}
-				limiter = l
 			}
-			c, err := toloka.New(toloka.Config{
-				ProductionURL: f.simURL + "/api/v1", SandboxURL: f.simURL + "/api/v1",
-				Limiter: limiter,
-				Limits:  toloka.Limits{Requests: ratelimit.Limit{Name: "bench-requests", Rate: capPerSecond, Per: time.Second, Burst: 1}},
+			f := newFixtureWith(b, tolokasim.RateLimits{RequestsPerSecond: capPerSecond}, client, func(c *Config) {
+				c.Metrics = nil
+				c.Settings.SyncTimeout, c.Settings.Concurrency, c.Settings.PollInterval = -1, 64, 200*time.Millisecond
+				c.Settings.AttemptTimeout, c.Settings.LeaseTTL = 10*time.Second, 15*time.Second
 			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			acct, err := c.Account(toloka.Credential{Environment: toloka.Sandbox, Token: simKey})
-			if err != nil {
-				b.Fatal(err)
-			}
-			f.catalog.accounts[tenant.Default+"/"+credID] = acct
 
 			s := f.toloker(tolokasim.UserState{})
 			ids := make([]string, b.N)

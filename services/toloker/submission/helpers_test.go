@@ -21,6 +21,8 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
@@ -34,49 +36,6 @@ const (
 	poolID     = "pool_1"
 	returnURL  = "https://toloka.example/tasks"
 )
-
-// fakeCatalog holds pools and projects per tenant, as the requester flow
-// would.
-type fakeCatalog struct {
-	mu       sync.Mutex
-	pools    map[string]*crowdgatev1.Pool    // tenant/pool
-	projects map[string]*crowdgatev1.Project // tenant/project
-	accounts map[string]*toloka.Account      // tenant/credential
-}
-
-func (c *fakeCatalog) Get(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, ok := c.pools[tenantID+"/"+poolID]
-	if !ok {
-		return nil, &serviceerror.NotFound{Resource: "pool", ID: poolID}
-	}
-	return proto.CloneOf(p), nil
-}
-
-type fakeProjects struct{ c *fakeCatalog }
-
-func (p fakeProjects) Get(ctx context.Context, tenantID, projectID string) (*crowdgatev1.Project, error) {
-	p.c.mu.Lock()
-	defer p.c.mu.Unlock()
-	prj, ok := p.c.projects[tenantID+"/"+projectID]
-	if !ok {
-		return nil, &serviceerror.NotFound{Resource: "project", ID: projectID}
-	}
-	return proto.CloneOf(prj), nil
-}
-
-type fakeAccounts struct{ c *fakeCatalog }
-
-func (a fakeAccounts) Account(ctx context.Context, tenantID, credentialID string) (*toloka.Account, error) {
-	a.c.mu.Lock()
-	defer a.c.mu.Unlock()
-	acct, ok := a.c.accounts[tenantID+"/"+credentialID]
-	if !ok {
-		return nil, &serviceerror.NotFound{Resource: "credential", ID: credentialID}
-	}
-	return acct, nil
-}
 
 // fakeSessions keeps sessions in memory and records what submissions do to
 // them.
@@ -136,38 +95,39 @@ func (f *fakeSessions) put(s *crowdgatev1.Session) {
 }
 
 // fixture is one test's world: an emulated Toloka with an open pool, a
-// Redis, the catalog and sessions fakes, and a submission service.
+// Redis, a real catalog holding the pool, its project and credential, a
+// sessions fake, and a submission service.
 type fixture struct {
 	t          testing.TB
 	ctx        context.Context
 	sim        *tolokasim.Server
 	simURL     string
 	redis      *redistest.Redis
-	catalog    *fakeCatalog
+	catalog    *catalog.Catalog
 	sessions   *fakeSessions
 	svc        *Service
 	tolokaPool string
 	nextID     int
 }
 
-// testConfig is a configuration with test-sized timings; mutate adjusts it.
+// config is a configuration with test-sized timings; mutate adjusts it.
 func (f *fixture) config(mutate func(*Config)) Config {
 	cfg := Config{
-		Redis:             f.redis.Client,
-		Prefix:            f.redis.Prefix,
-		Sessions:          f.sessions,
-		Pools:             f.catalog,
-		Projects:          fakeProjects{f.catalog},
-		Toloka:            ViaAccounts(fakeAccounts{f.catalog}),
-		Log:               slog.New(slog.DiscardHandler),
-		Metrics:           prometheus.NewRegistry(),
-		SyncTimeout:       5 * time.Second,
-		AttemptTimeout:    2 * time.Second,
-		LeaseTTL:          3 * time.Second,
-		VisibilityTimeout: 5 * time.Second,
-		PollInterval:      10 * time.Millisecond,
-		BaseBackoff:       10 * time.Millisecond,
-		MaxBackoff:        50 * time.Millisecond,
+		Redis:    f.redis.Client,
+		Prefix:   f.redis.Prefix,
+		Catalog:  f.catalog,
+		Sessions: f.sessions,
+		Log:      slog.New(slog.DiscardHandler),
+		Metrics:  prometheus.NewRegistry(),
+		Settings: Settings{
+			SyncTimeout:       5 * time.Second,
+			AttemptTimeout:    2 * time.Second,
+			LeaseTTL:          3 * time.Second,
+			VisibilityTimeout: 5 * time.Second,
+			PollInterval:      10 * time.Millisecond,
+			BaseBackoff:       10 * time.Millisecond,
+			MaxBackoff:        50 * time.Millisecond,
+		},
 	}
 	if mutate != nil {
 		mutate(&cfg)
@@ -178,11 +138,13 @@ func (f *fixture) config(mutate func(*Config)) Config {
 // newFixture starts the emulator with an open pool and builds the service
 // (its workers are not started).
 func newFixture(t testing.TB, mutate func(*Config)) *fixture {
-	return newFixtureWith(t, tolokasim.UnlimitedRateLimits(), mutate)
+	return newFixtureWith(t, tolokasim.UnlimitedRateLimits(), nil, mutate)
 }
 
-// newFixtureWith is newFixture with the emulator's rate limits.
-func newFixtureWith(t testing.TB, limits tolokasim.RateLimits, mutate func(*Config)) *fixture {
+// newFixtureWith is newFixture with the emulator's rate limits; client, when
+// set, adjusts the configuration of the Toloka client the catalog opens
+// accounts with (f.redis is ready by then).
+func newFixtureWith(t testing.TB, limits tolokasim.RateLimits, client func(f *fixture, c *toloka.Config), mutate func(*Config)) *fixture {
 	t.Helper()
 	sim, ts := tolokasim.NewTestServer(tolokasim.Config{
 		APIKeys:        map[string]string{simKey: simAccount},
@@ -203,35 +165,44 @@ func newFixtureWith(t testing.TB, limits tolokasim.RateLimits, mutate func(*Conf
 		sessions: &fakeSessions{sessions: map[string]*crowdgatev1.Session{}, recorded: map[string]money.Decimal{}},
 	}
 	f.tolokaPool = f.openTolokaPool()
-	acct := f.account(toloka.RetryPolicy{MaxAttempts: 4, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Budget: 2 * time.Second}, nil)
-	f.catalog = &fakeCatalog{
-		pools: map[string]*crowdgatev1.Pool{
-			tenant.Default + "/" + poolID: {PoolId: poolID, TenantId: tenant.Default, ProjectId: projectID, TolokaPoolId: f.tolokaPool},
-		},
-		projects: map[string]*crowdgatev1.Project{
-			tenant.Default + "/" + projectID: {ProjectId: projectID, TenantId: tenant.Default, CredentialId: credID, ReturnUrl: returnURL},
-		},
-		accounts: map[string]*toloka.Account{tenant.Default + "/" + credID: acct},
+
+	tc := toloka.Config{
+		ProductionURL: f.simURL + "/api/v1", SandboxURL: f.simURL + "/api/v1",
+		Retry:  toloka.RetryPolicy{MaxAttempts: 4, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Budget: 2 * time.Second},
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	if client != nil {
+		client(f, &tc)
+	}
+	tolokaClient, err := toloka.New(tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secretbox.New(secretbox.NewRandomKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.catalog = catalog.New(f.redis.Client, f.redis.Prefix, box, tolokaClient, nil, slog.New(slog.DiscardHandler))
+	sandbox := crowdgatev1.Environment_ENVIRONMENT_SANDBOX
+	// "ApiKey " sets the scheme: the emulator's key is not a three-part key.
+	if err := f.catalog.CreateCredential(f.ctx, &crowdgatev1.Credential{
+		CredentialId: credID, TenantId: tenant.Default, DisplayName: "acme sandbox", Environment: sandbox,
+	}, "ApiKey "+simKey); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.catalog.CreateProject(f.ctx, &crowdgatev1.Project{
+		ProjectId: projectID, TenantId: tenant.Default, CredentialId: credID, ReturnUrl: returnURL,
+		Environment: sandbox, Status: crowdgatev1.ProjectStatus_PROJECT_STATUS_ACTIVE,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.catalog.CreatePool(f.ctx, &crowdgatev1.Pool{
+		PoolId: poolID, TenantId: tenant.Default, ProjectId: projectID, TolokaPoolId: f.tolokaPool,
+	}, sandbox); err != nil {
+		t.Fatal(err)
 	}
 	f.svc = f.newService(mutate)
 	return f
-}
-
-// account is a Toloka account on the emulator through a real client.
-func (f *fixture) account(retry toloka.RetryPolicy, limiter toloka.Limiter) *toloka.Account {
-	f.t.Helper()
-	c, err := toloka.New(toloka.Config{
-		ProductionURL: f.simURL + "/api/v1", SandboxURL: f.simURL + "/api/v1",
-		Retry: retry, Limiter: limiter, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	acct, err := c.Account(toloka.Credential{Environment: toloka.Sandbox, Token: simKey})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return acct
 }
 
 // newService builds another replica on the same Redis.

@@ -472,7 +472,8 @@ func (s *Service) RetrySubmission(ctx context.Context, req *crowdgatev1.RetrySub
 		return nil, err
 	}
 	tenantID := tenant.FromContext(ctx)
-	applied, err := s.st.requeue(ctx, shard, tenantID, r.sub.GetPoolId(), r.sub.GetSubmissionId(), s.now())
+	now := s.now()
+	applied, err := s.st.requeue(ctx, shard, tenantID, r.sub.GetPoolId(), r.sub.GetSubmissionId(), now)
 	if err != nil {
 		return nil, err
 	}
@@ -489,12 +490,13 @@ func (s *Service) RetrySubmission(ctx context.Context, req *crowdgatev1.RetrySub
 			req.GetSubmissionId(), state)
 	}
 	s.m.requeued.Inc()
+	// The answer is the submission as requeued, not as read again: a worker
+	// may already be delivering it.
+	sub := proto.CloneOf(r.sub)
+	sub.State = crowdgatev1.SubmissionState_SUBMISSION_STATE_QUEUED
+	sub.NextAttemptTime = timestamppb.New(now)
 	s.nudge()
-	r, err = s.st.get(ctx, shard, tenantID, r.sub.GetSubmissionId())
-	if err != nil {
-		return nil, err
-	}
-	return &crowdgatev1.RetrySubmissionResponse{Submission: r.sub}, nil
+	return &crowdgatev1.RetrySubmissionResponse{Submission: sub}, nil
 }
 
 // GetPoolTotals returns a pool's counts and rewards, exact to the cent.

@@ -351,9 +351,8 @@ func TestTolokaOutageQueuesThenDeliversAll(t *testing.T) {
 	if tot.Queued != 10 || tot.Delivered != 0 || tot.RewardQueued != "3.30" {
 		t.Errorf("during the outage totals %v, want 10 queued worth 3.30", tot)
 	}
-	work, err := f.svc.UnfinishedWork(f.ctx, tenant.Default, &crowdgatev1.Pool{PoolId: poolID})
-	if err != nil || len(work) != 1 || work[0] != "10 submits not yet delivered" {
-		t.Errorf("UnfinishedWork = %q, %v", work, err)
+	if q, d, err := f.svc.PendingCount(f.ctx, tenant.Default, poolID); err != nil || q != 10 || d != 0 {
+		t.Errorf("PendingCount = %d queued, %d dead, %v; want 10 queued, none dead", q, d, err)
 	}
 	if f.ledger().Count != 0 {
 		t.Fatalf("paid during the outage")
@@ -372,13 +371,13 @@ func TestTolokaOutageQueuesThenDeliversAll(t *testing.T) {
 	if got := f.session(restricted.SessionId); got.EndReason != crowdgatev1.EndReason_END_REASON_RESTRICTED {
 		t.Errorf("restricted Toloker's session: %s %s, want ended RESTRICTED", got.State, got.EndReason)
 	}
-	if work, _ := f.svc.UnfinishedWork(f.ctx, tenant.Default, &crowdgatev1.Pool{PoolId: poolID}); len(work) != 0 {
-		t.Errorf("UnfinishedWork after delivery = %q", work)
+	if q, d, err := f.svc.PendingCount(f.ctx, tenant.Default, poolID); err != nil || q != 0 || d != 0 {
+		t.Errorf("PendingCount after delivery = %d queued, %d dead, %v; want none", q, d, err)
 	}
 }
 
 func TestSlowTolokaAnswersQueuedThenDelivers(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.SyncTimeout = 50 * time.Millisecond })
+	f := newFixture(t, func(c *Config) { c.Settings.SyncTimeout = 50 * time.Millisecond })
 	f.run(f.svc)
 	s := f.toloker(tolokasim.UserState{})
 	if err := f.sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/tasks/external/submit", LatencyMS: 300}); err != nil {
@@ -417,8 +416,8 @@ func TestRefusedSubmitIsDeadUntilRetried(t *testing.T) {
 	if tot := f.totals(); tot.Dead != 1 || tot.Queued != 0 || tot.RewardQueued != "0.00" {
 		t.Errorf("totals %v, want 1 dead", tot)
 	}
-	if work, _ := f.svc.UnfinishedWork(f.ctx, tenant.Default, &crowdgatev1.Pool{PoolId: poolID}); len(work) != 1 || work[0] != "1 dead submit" {
-		t.Errorf("UnfinishedWork = %q", work)
+	if q, d, err := f.svc.PendingCount(f.ctx, tenant.Default, poolID); err != nil || q != 0 || d != 1 {
+		t.Errorf("PendingCount = %d queued, %d dead, %v; want 1 dead", q, d, err)
 	}
 	// A dead submission stays dead: nothing retries it behind the operator's back.
 	if got := f.get(sub.SubmissionId); got.State != dead {
@@ -465,7 +464,7 @@ func TestConflictIsDeadUntilFixed(t *testing.T) {
 }
 
 func TestCrashedWorkersEntriesAreReclaimed(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.SyncTimeout = -1 })
+	f := newFixture(t, func(c *Config) { c.Settings.SyncTimeout = -1 })
 	s := f.toloker(tolokasim.UserState{})
 	var ids []string
 	for i := range 3 {
@@ -478,8 +477,9 @@ func TestCrashedWorkersEntriesAreReclaimed(t *testing.T) {
 	// Replica A takes every entry, and the lease of the first, then dies
 	// without acknowledging anything.
 	a := f.newService(func(c *Config) {
-		c.Consumer, c.SyncTimeout, c.AttemptTimeout, c.LeaseTTL = "replica-a", -1, time.Second, 2*time.Second
+		c.Settings.SyncTimeout, c.Settings.AttemptTimeout, c.Settings.LeaseTTL = -1, time.Second, 2*time.Second
 	})
+	a.consumer = "replica-a"
 	for shard := range Shards {
 		a.ensureGroup(f.ctx, shard)
 	}
@@ -493,8 +493,9 @@ func TestCrashedWorkersEntriesAreReclaimed(t *testing.T) {
 
 	// Replica B cannot take the leased submission while A's lease lives...
 	b := f.newService(func(c *Config) {
-		c.Consumer, c.SyncTimeout, c.VisibilityTimeout = "replica-b", -1, 100*time.Millisecond
+		c.Settings.SyncTimeout, c.Settings.VisibilityTimeout = -1, 100*time.Millisecond
 	})
+	b.consumer = "replica-b"
 	if c, err := b.st.claim(f.ctx, taken[0], "token-b", b.cfg.LeaseTTL); err != nil || c.kind != "busy" {
 		t.Fatalf("replica B's claim under A's lease: %v %v, want busy", c.kind, err)
 	}
@@ -510,7 +511,7 @@ func TestCrashedWorkersEntriesAreReclaimed(t *testing.T) {
 }
 
 func TestTwoReplicasDeliverEachSubmitOnce(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.SyncTimeout = -1 })
+	f := newFixture(t, func(c *Config) { c.Settings.SyncTimeout = -1 })
 	s := f.toloker(tolokasim.UserState{})
 	var ids []string
 	for i := range 40 {
@@ -519,7 +520,7 @@ func TestTwoReplicasDeliverEachSubmitOnce(t *testing.T) {
 		f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: id, Reward: "0.01"})
 	}
 	f.run(f.svc)
-	f.run(f.newService(func(c *Config) { c.SyncTimeout = -1 }))
+	f.run(f.newService(func(c *Config) { c.Settings.SyncTimeout = -1 }))
 	f.waitTotals("delivered", 15*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Delivered == 40 })
 	f.paidOnce(ids)
 	if n := len(f.submitRequests()); n != 40 {
@@ -658,7 +659,9 @@ func TestPoolTotalsAreExact(t *testing.T) {
 // submits: Toloka closes the assignment on close_session and would refuse
 // (and never pay) an earlier submit that arrived after it.
 func TestCloseSessionWaitsForTheSessionsEarlierSubmits(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.BaseBackoff, c.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond })
+	f := newFixture(t, func(c *Config) {
+		c.Settings.BaseBackoff, c.Settings.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
+	})
 	f.run(f.svc)
 	s := f.toloker(tolokasim.UserState{})
 	if err := f.sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/tasks/external/submit", ErrorRates: map[int]float64{503: 1}}); err != nil {

@@ -113,7 +113,7 @@ func TestClassify(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
-	s := &Service{cfg: Config{BaseBackoff: time.Second, MaxBackoff: 10 * time.Second}}
+	s := &Service{cfg: Settings{BaseBackoff: time.Second, MaxBackoff: 10 * time.Second}}
 	for _, tc := range []struct {
 		n        int
 		atLeast  time.Duration

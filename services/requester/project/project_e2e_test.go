@@ -1,10 +1,10 @@
-package review_test
+package project_test
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
@@ -12,34 +12,43 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/gateway"
+	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
+	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
-func minimalProject(credID string) *crowdgatev1.Project {
-	return &crowdgatev1.Project{
-		CredentialId:      credID,
-		PublicName:        "Label street signs",
-		PublicDescription: "Draw boxes around street signs on our platform",
-		PlatformUrl:       "https://label.example.com/start",
-		PartnerName:       "Acme Labeling",
-		PartnerUrl:        "https://label.example.com",
-	}
+// landingURL is the redirect_url every project gives Toloka: the public URL
+// start gives the gateway, plus /start.
+const landingURL = "https://crowdgate.example.com/start"
+
+// start serves the gateway in front of the emulator on a fake clock, so
+// waiting for Toloka's operations takes no real time, with landingURL as
+// its landing URL.
+func start(t *testing.T) *gatewaytest.Env {
+	t.Helper()
+	return gatewaytest.Start(t, gatewaytest.Options{
+		Clock:  fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)),
+		Config: func(c *gateway.Config) { c.PublicURL = "https://crowdgate.example.com" },
+	})
+}
+
+// tolokaFaults answers the next n API requests under prefix with 503.
+func tolokaFaults(prefix string, n int) tolokasim.Faults {
+	return tolokasim.Faults{PathPrefix: prefix, FailNext: n}
 }
 
 func cond(category, key, op string, v *structpb.Value) *crowdgatev1.Filter {
 	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Condition{Condition: &crowdgatev1.FilterCondition{Category: category, Key: key, Operator: op, Value: v}}}
 }
 
-func and(fs ...*crowdgatev1.Filter) *crowdgatev1.Filter {
-	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_And{And: &crowdgatev1.FilterList{Filters: fs}}}
-}
-
 func or(fs ...*crowdgatev1.Filter) *crowdgatev1.Filter {
 	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Or{Or: &crowdgatev1.FilterList{Filters: fs}}}
 }
 
+// fullProject sets every optional field of a project.
 func fullProject(credID string) *crowdgatev1.Project {
-	p := minimalProject(credID)
+	p := gatewaytest.MinimalProject(credID)
 	p.PublicInstructions = `<p>Draw a box around <b>every</b> sign & pole.</p>`
 	p.PrivateComment = "batch 7"
 	p.BonusPriceMin = "0.50"
@@ -73,25 +82,22 @@ func fullProject(credID string) *crowdgatev1.Project {
 	return p
 }
 
-func (h *harness) mustProject(ctx context.Context, p *crowdgatev1.Project) *crowdgatev1.Project {
-	h.t.Helper()
-	resp, err := h.projects.CreateProject(ctx, &crowdgatev1.CreateProjectRequest{Project: p})
-	if err != nil {
-		h.t.Fatalf("CreateProject: %v", err)
-	}
-	return resp.GetProject()
-}
-
+// TestCreateProjectSendsAnExternalProject checks the project Toloka
+// receives field by field (EXTERNAL issuing to the landing URL, the ptmik
+// metadata, quality control, localization), what is stored and returned,
+// and that another tenant cannot read it.
 func TestCreateProjectSendsAnExternalProject(t *testing.T) {
-	h := newHarness(t)
-	credID := h.mustCredential(bg, h.key)
-	prj := h.mustProject(bg, fullProject(credID))
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	credID := env.MustCredential(env.Ctx(), key)
+	prj := env.MustProject(env.Ctx(), fullProject(credID))
 
-	posts := h.requests(http.MethodPost, "/api/v1/projects")
+	posts := env.Requests(http.MethodPost, "/api/v1/projects")
 	if len(posts) != 1 || posts[0].Status != http.StatusCreated || posts[0].Account != "acme" {
 		t.Fatalf("POST /projects = %+v, want one, created, as acme", posts)
 	}
-	want := decode(t, []byte(`{
+	want := gatewaytest.DecodeJSON(t, []byte(`{
 		"public_name": "Label street signs",
 		"public_description": "Draw boxes around street signs on our platform",
 		"public_instructions": "<p>Draw a box around <b>every</b> sign & pole.</p>",
@@ -122,7 +128,7 @@ func TestCreateProjectSendsAnExternalProject(t *testing.T) {
 			"ptmik_bonus_price_max": ["2.5"]
 		}
 	}`))
-	if diff := cmp.Diff(want, decode(t, posts[0].Body)); diff != "" {
+	if diff := cmp.Diff(want, gatewaytest.DecodeJSON(t, posts[0].Body)); diff != "" {
 		t.Errorf("project sent to Toloka (-want +got):\n%s", diff)
 	}
 
@@ -137,18 +143,23 @@ func TestCreateProjectSendsAnExternalProject(t *testing.T) {
 	if diff := cmp.Diff([]string{"RU", "KZ"}, prj.GetTolokerRequirements().GetCountries()); diff != "" {
 		t.Errorf("stored countries (-want +got):\n%s", diff)
 	}
-	got, err := h.projects.GetProject(bg, &crowdgatev1.GetProjectRequest{ProjectId: prj.GetProjectId()})
+	got, err := env.Projects.GetProject(env.Ctx(), &crowdgatev1.GetProjectRequest{ProjectId: prj.GetProjectId()})
 	if err != nil || !proto.Equal(got.GetProject(), prj) {
 		t.Errorf("GetProject = %v, %v; want the created project", got, err)
 	}
-	_, err = h.projects.GetProject(as("globex"), &crowdgatev1.GetProjectRequest{ProjectId: prj.GetProjectId()})
-	wantCode(t, err, codes.NotFound)
+	_, err = env.Projects.GetProject(gatewaytest.As("globex"), &crowdgatev1.GetProjectRequest{ProjectId: prj.GetProjectId()})
+	gatewaytest.WantCode(t, err, codes.NotFound)
 }
 
+// TestCreateProjectOverRESTWithATaskSpec creates a project over REST with
+// the requester's own task spec, checks the spec and metadata sent, and
+// lists projects page by page and by status.
 func TestCreateProjectOverRESTWithATaskSpec(t *testing.T) {
-	h := newHarness(t)
-	credID := h.mustCredential(bg, h.key)
-	code, body := h.restCall(http.MethodPost, "/v1/projects", `{
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	credID := env.MustCredential(env.Ctx(), key)
+	code, body := env.REST(http.MethodPost, "/v1/projects", `{
 		"credential_id": "`+credID+`",
 		"public_name": "Transcribe audio",
 		"public_description": "Listen and type",
@@ -166,12 +177,12 @@ func TestCreateProjectOverRESTWithATaskSpec(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("REST CreateProject = %d %v", code, body)
 	}
-	posts := h.requests(http.MethodPost, "/api/v1/projects")
+	posts := env.Requests(http.MethodPost, "/api/v1/projects")
 	if len(posts) != 1 {
 		t.Fatalf("%d POST /projects, want 1", len(posts))
 	}
-	sent := decode(t, posts[0].Body).(map[string]any)
-	want := decode(t, []byte(`{
+	sent := gatewaytest.DecodeJSON(t, posts[0].Body).(map[string]any)
+	want := gatewaytest.DecodeJSON(t, []byte(`{
 		"input_spec": {"audio": {"type": "url", "hidden": true}},
 		"output_spec": {"text": {"type": "string", "required": true, "min_length": 1, "max_length": 500},
 		                "score": {"type": "float", "min_value": 0, "max_value": 1.5, "allowed_values": [0, 0.5, 1.5]}},
@@ -180,7 +191,7 @@ func TestCreateProjectOverRESTWithATaskSpec(t *testing.T) {
 	if diff := cmp.Diff(want, sent["task_spec"]); diff != "" {
 		t.Errorf("task_spec sent (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(decode(t, []byte(`{"ptmik_partner_name": ["Sounds Inc"], "ptmik_partner_url": ["https://sounds.example.org"], "ptmik_bonus_price_min": ["1"]}`)), sent["metadata"]); diff != "" {
+	if diff := cmp.Diff(gatewaytest.DecodeJSON(t, []byte(`{"ptmik_partner_name": ["Sounds Inc"], "ptmik_partner_url": ["https://sounds.example.org"], "ptmik_bonus_price_min": ["1"]}`)), sent["metadata"]); diff != "" {
 		t.Errorf("metadata sent (-want +got):\n%s", diff)
 	}
 	prj := body["project"].(map[string]any)
@@ -189,27 +200,32 @@ func TestCreateProjectOverRESTWithATaskSpec(t *testing.T) {
 	}
 
 	// Listing, paged, newest first, filtered by status.
-	h.mustProject(bg, minimalProject(credID))
-	code, page := h.restCall(http.MethodGet, "/v1/projects?page_size=1", "")
+	env.MustProject(env.Ctx(), gatewaytest.MinimalProject(credID))
+	code, page := env.REST(http.MethodGet, "/v1/projects?page_size=1", "")
 	if code != http.StatusOK || len(page["projects"].([]any)) != 1 || page["next_page_token"] == "" {
 		t.Fatalf("first page = %d %v", code, page)
 	}
-	code, page2 := h.restCall(http.MethodGet, "/v1/projects?page_size=1&page_token="+page["next_page_token"].(string), "")
+	code, page2 := env.REST(http.MethodGet, "/v1/projects?page_size=1&page_token="+page["next_page_token"].(string), "")
 	if code != http.StatusOK || len(page2["projects"].([]any)) != 1 || page2["next_page_token"] != "" {
 		t.Fatalf("second page = %d %v", code, page2)
 	}
 	if page2["projects"].([]any)[0].(map[string]any)["project_id"] != prj["project_id"] {
 		t.Errorf("the older project is not on the second page")
 	}
-	code, archived := h.restCall(http.MethodGet, "/v1/projects?status=PROJECT_STATUS_ARCHIVED", "")
+	code, archived := env.REST(http.MethodGet, "/v1/projects?status=PROJECT_STATUS_ARCHIVED", "")
 	if code != http.StatusOK || len(archived["projects"].([]any)) != 0 {
 		t.Errorf("archived projects = %d %v, want none", code, archived)
 	}
 }
 
+// TestCreateProjectValidation refuses each invalid project with
+// INVALID_ARGUMENT naming the field, before Toloka, and a credential of
+// another tenant with NOT_FOUND.
 func TestCreateProjectValidation(t *testing.T) {
-	h := newHarness(t)
-	credID := h.mustCredential(bg, h.key)
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	credID := env.MustCredential(env.Ctx(), key)
 	for _, tc := range []struct {
 		name   string
 		change func(p *crowdgatev1.Project)
@@ -265,73 +281,79 @@ func TestCreateProjectValidation(t *testing.T) {
 		{"max active assignments 0", func(p *crowdgatev1.Project) { p.MaxActiveAssignmentsCount = proto.Int32(0) }, "project.max_active_assignments_count"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := minimalProject(credID)
+			p := gatewaytest.MinimalProject(credID)
 			tc.change(p)
-			_, err := h.projects.CreateProject(bg, &crowdgatev1.CreateProjectRequest{Project: p})
-			wantField(t, err, tc.field)
+			_, err := env.Projects.CreateProject(env.Ctx(), &crowdgatev1.CreateProjectRequest{Project: p})
+			gatewaytest.WantField(t, err, tc.field)
 		})
 	}
-	if posts := h.requests(http.MethodPost, "/api/v1/projects"); len(posts) != 0 {
+	if posts := env.Requests(http.MethodPost, "/api/v1/projects"); len(posts) != 0 {
 		t.Errorf("invalid projects reached Toloka %d times", len(posts))
 	}
 
 	// A credential of another tenant is not found.
-	_, err := h.projects.CreateProject(as("globex"), &crowdgatev1.CreateProjectRequest{Project: minimalProject(credID)})
-	wantCode(t, err, codes.NotFound)
-	_, err = h.projects.CreateProject(bg, &crowdgatev1.CreateProjectRequest{})
-	wantField(t, err, "project")
+	_, err := env.Projects.CreateProject(gatewaytest.As("globex"), &crowdgatev1.CreateProjectRequest{Project: gatewaytest.MinimalProject(credID)})
+	gatewaytest.WantCode(t, err, codes.NotFound)
+	_, err = env.Projects.CreateProject(env.Ctx(), &crowdgatev1.CreateProjectRequest{})
+	gatewaytest.WantField(t, err, "project")
 }
 
+// TestTolokaErrorsReachTheCallerWithMeaning maps Toloka's failures to codes
+// a caller can act on: UNAVAILABLE (503) when Toloka is down,
+// RESOURCE_EXHAUSTED (429) on its daily quota, UNAVAILABLE after retried
+// opens; and failed creates leave no trace on the credential.
 func TestTolokaErrorsReachTheCallerWithMeaning(t *testing.T) {
-	h := newHarness(t)
-	credID := h.mustCredential(bg, h.key)
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	credID := env.MustCredential(env.Ctx(), key)
 
 	// Toloka down: UNAVAILABLE (503 over REST), never a bare 500.
-	if err := h.sim.SetFaults(tolokaFaults("/api/v1/projects", 100)); err != nil {
+	if err := env.Sim.SetFaults(tolokaFaults("/api/v1/projects", 100)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := h.projects.CreateProject(bg, &crowdgatev1.CreateProjectRequest{Project: minimalProject(credID)})
-	wantCode(t, err, codes.Unavailable)
-	code, body := h.restCall(http.MethodPost, "/v1/projects", `{"credential_id": "`+credID+`", "public_name": "n", "public_description": "d",
+	_, err := env.Projects.CreateProject(env.Ctx(), &crowdgatev1.CreateProjectRequest{Project: gatewaytest.MinimalProject(credID)})
+	gatewaytest.WantCode(t, err, codes.Unavailable)
+	code, body := env.REST(http.MethodPost, "/v1/projects", `{"credential_id": "`+credID+`", "public_name": "n", "public_description": "d",
 		"platform_url": "https://p.example.com", "partner_name": "p", "partner_url": "https://p.example.com"}`)
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("REST with Toloka down = %d %v, want 503", code, body)
 	}
-	h.sim.ClearFaults()
+	env.Sim.ClearFaults()
 
 	// Toloka's daily quota: RESOURCE_EXHAUSTED (429 over REST).
-	prj := h.mustProject(bg, minimalProject(credID))
-	if err := h.sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/pools", ThrottleNext: 2, ThrottleInterval: "DAY"}); err != nil {
+	prj := env.MustProject(env.Ctx(), gatewaytest.MinimalProject(credID))
+	if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/pools", ThrottleNext: 2, ThrottleInterval: "DAY"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.pools.CreatePool(bg, &crowdgatev1.CreatePoolRequest{Pool: validPool(prj.GetProjectId(), h.clk.Now())})
-	wantCode(t, err, codes.ResourceExhausted)
-	code, body = h.restCall(http.MethodPost, "/v1/pools", `{"project_id": "`+prj.GetProjectId()+`", "private_name": "x",
+	_, err = env.Pools.CreatePool(env.Ctx(), &crowdgatev1.CreatePoolRequest{Pool: gatewaytest.ValidPool(prj.GetProjectId(), env.Now())})
+	gatewaytest.WantCode(t, err, codes.ResourceExhausted)
+	code, body = env.REST(http.MethodPost, "/v1/pools", `{"project_id": "`+prj.GetProjectId()+`", "private_name": "x",
 		"will_expire": "2027-01-01T00:00:00Z", "reward_per_assignment": "0.05", "assignment_max_duration_seconds": "300",
 		"defaults": {"default_overlap_for_new_task_suites": 1}}`)
 	if code != http.StatusTooManyRequests {
 		t.Errorf("REST with Toloka's quota used up = %d %v, want 429", code, body)
 	}
-	h.sim.ClearFaults()
+	env.Sim.ClearFaults()
 
 	// Toloka failing an open on every retry: UNAVAILABLE, the pool stays closed.
-	p := h.mustPool(bg, validPool(prj.GetProjectId(), h.clk.Now()))
-	if err := h.sim.SetFaults(tolokaFaults("/api/v1/pools/"+p.GetTolokaPoolId()+"/open", 100)); err != nil {
+	p := env.MustPool(env.Ctx(), gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	if err := env.Sim.SetFaults(tolokaFaults("/api/v1/pools/"+p.GetTolokaPoolId()+"/open", 100)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = h.pools.OpenPool(bg, &crowdgatev1.OpenPoolRequest{PoolId: p.GetPoolId()})
-	wantCode(t, err, codes.Unavailable)
-	if n := len(h.requests(http.MethodPost, "/api/v1/pools/"+p.GetTolokaPoolId()+"/open")); n < 2 {
+	_, err = env.Pools.OpenPool(env.Ctx(), &crowdgatev1.OpenPoolRequest{PoolId: p.GetPoolId()})
+	gatewaytest.WantCode(t, err, codes.Unavailable)
+	if n := len(env.Requests(http.MethodPost, "/api/v1/pools/"+p.GetTolokaPoolId()+"/open")); n < 2 {
 		t.Errorf("an open (idempotent) answered 503 was tried %d times, want retries", n)
 	}
-	h.sim.ClearFaults()
+	env.Sim.ClearFaults()
 
 	// The credential still holds no project after the failed creates: once
 	// the project is archived it can go.
-	if _, err := h.projects.ArchiveProject(bg, &crowdgatev1.ArchiveProjectRequest{ProjectId: prj.GetProjectId()}); err != nil {
+	if _, err := env.Projects.ArchiveProject(env.Ctx(), &crowdgatev1.ArchiveProjectRequest{ProjectId: prj.GetProjectId()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.creds.DeleteCredential(bg, &crowdgatev1.DeleteCredentialRequest{CredentialId: credID}); err != nil {
+	if _, err := env.Credentials.DeleteCredential(env.Ctx(), &crowdgatev1.DeleteCredentialRequest{CredentialId: credID}); err != nil {
 		t.Errorf("DeleteCredential after failed creates: %v", err)
 	}
 }

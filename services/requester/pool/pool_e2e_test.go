@@ -1,7 +1,6 @@
-package review_test
+package pool_test
 
 import (
-	"context"
 	"math"
 	"net/http"
 	"strings"
@@ -16,17 +15,64 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
+	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
 )
 
-func validPool(projectID string, now time.Time) *crowdgatev1.Pool {
-	return &crowdgatev1.Pool{
-		ProjectId:                    projectID,
-		PrivateName:                  "Signs, batch 1",
-		WillExpire:                   timestamppb.New(now.Add(30 * 24 * time.Hour)),
-		RewardPerAssignment:          "0.05",
-		AssignmentMaxDurationSeconds: 600,
-		Defaults:                     &crowdgatev1.PoolDefaults{DefaultOverlapForNewTaskSuites: 1},
+// start serves the gateway in front of the emulator on a fake clock, so
+// waiting for Toloka's operations takes no real time.
+func start(t *testing.T) *gatewaytest.Env {
+	t.Helper()
+	return gatewaytest.Start(t, gatewaytest.Options{Clock: fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))})
+}
+
+func cond(category, key, op string, v *structpb.Value) *crowdgatev1.Filter {
+	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Condition{Condition: &crowdgatev1.FilterCondition{Category: category, Key: key, Operator: op, Value: v}}}
+}
+
+func and(fs ...*crowdgatev1.Filter) *crowdgatev1.Filter {
+	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_And{And: &crowdgatev1.FilterList{Filters: fs}}}
+}
+
+func or(fs ...*crowdgatev1.Filter) *crowdgatev1.Filter {
+	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Or{Or: &crowdgatev1.FilterList{Filters: fs}}}
+}
+
+// fullProject sets every optional field of a project; its Toloker
+// requirements become the first conditions of its pools' filter.
+func fullProject(credID string) *crowdgatev1.Project {
+	p := gatewaytest.MinimalProject(credID)
+	p.PublicInstructions = `<p>Draw a box around <b>every</b> sign & pole.</p>`
+	p.PrivateComment = "batch 7"
+	p.BonusPriceMin = "0.50"
+	p.BonusPriceMax = "2.5"
+	p.TolokerRequirements = &crowdgatev1.TolokerRequirements{
+		Countries:    []string{"ru", "KZ"},
+		Languages:    []string{"en"},
+		AdultAllowed: proto.Bool(true),
+		ClientTypes:  []string{"BROWSER", "toloka_app"},
+		Filter:       cond("skill", "42", "GTE", structpb.NewNumberValue(70)),
 	}
+	p.LocalizationConfig = &crowdgatev1.LocalizationConfig{
+		DefaultLanguage: "EN",
+		AdditionalLanguages: []*crowdgatev1.AdditionalLanguage{{
+			Language:   "RU",
+			PublicName: &crowdgatev1.LocalizedText{Value: "Дорожные знаки"},
+		}},
+	}
+	p.QualityControl = &crowdgatev1.ProjectQualityControl{Configs: []*crowdgatev1.QualityControlConfig{{
+		CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_SKIPPED_IN_ROW_ASSIGNMENTS},
+		Rules: []*crowdgatev1.QualityControlRule{{
+			Conditions: []*crowdgatev1.RuleCondition{{Key: "skipped_in_row_count", Operator: crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GTE, Value: 10}},
+			Action: &crowdgatev1.RuleAction{Type: crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION_V2, Parameters: &crowdgatev1.RuleActionParameters{
+				Scope: crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_PROJECT, DurationUnit: crowdgatev1.DurationUnit_DURATION_UNIT_DAYS,
+				Duration: proto.Int32(10), PrivateComment: "Skipped too many",
+			}},
+		}},
+	}}}
+	p.MaxActiveAssignmentsCount = proto.Int32(3)
+	p.AssignmentsAutomergeEnabled = true
+	return p
 }
 
 func distribution(scope string, intervals ...[3]int32) *crowdgatev1.TaskDistributionFunction {
@@ -57,7 +103,7 @@ const (
 
 // fullPool sets every field of seed 003 and every kind of seed 004 rule.
 func fullPool(projectID string, now time.Time) *crowdgatev1.Pool {
-	p := validPool(projectID, now)
+	p := gatewaytest.ValidPool(projectID, now)
 	p.PrivateComment = "first batch"
 	p.PublicDescription = "Boxes around signs"
 	p.MayContainAdultContent = true
@@ -207,26 +253,23 @@ const fullPoolJSON = `{
 	"priority": 10
 }`
 
-func (h *harness) mustPool(ctx context.Context, p *crowdgatev1.Pool) *crowdgatev1.Pool {
-	h.t.Helper()
-	resp, err := h.pools.CreatePool(ctx, &crowdgatev1.CreatePoolRequest{Pool: p})
-	if err != nil {
-		h.t.Fatalf("CreatePool: %v", err)
-	}
-	return resp.GetPool()
-}
-
+// TestCreatePoolSendsEveryFieldExactly checks, field by field, the pool
+// Toloka receives for a pool with every field set (the project's Toloker
+// requirements folded into its filter), and that the stored pool is the
+// request plus the output-only fields.
 func TestCreatePoolSendsEveryFieldExactly(t *testing.T) {
-	h := newHarness(t)
-	prj := h.mustProject(bg, fullProject(h.mustCredential(bg, h.key)))
-	p := h.mustPool(bg, fullPool(prj.GetProjectId(), h.clk.Now()))
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	prj := env.MustProject(env.Ctx(), fullProject(env.MustCredential(env.Ctx(), key)))
+	p := env.MustPool(env.Ctx(), fullPool(prj.GetProjectId(), env.Now()))
 
-	posts := h.requests(http.MethodPost, "/api/v1/pools")
+	posts := env.Requests(http.MethodPost, "/api/v1/pools")
 	if len(posts) != 1 || posts[0].Status != http.StatusCreated {
 		t.Fatalf("POST /pools = %+v, want one, created", posts)
 	}
-	want := decode(t, []byte(strings.Replace(fullPoolJSON, "%PROJECT%", prj.GetTolokaProjectId(), 1)))
-	if diff := cmp.Diff(want, decode(t, posts[0].Body)); diff != "" {
+	want := gatewaytest.DecodeJSON(t, []byte(strings.Replace(fullPoolJSON, "%PROJECT%", prj.GetTolokaProjectId(), 1)))
+	if diff := cmp.Diff(want, gatewaytest.DecodeJSON(t, posts[0].Body)); diff != "" {
 		t.Errorf("pool sent to Toloka (-want +got):\n%s", diff)
 	}
 
@@ -235,17 +278,22 @@ func TestCreatePoolSendsEveryFieldExactly(t *testing.T) {
 		t.Errorf("created pool = %v", p)
 	}
 	// The stored pool is what was asked for, plus the output-only fields.
-	asked := fullPool(prj.GetProjectId(), h.clk.Now())
+	asked := fullPool(prj.GetProjectId(), env.Now())
 	asked.PoolId, asked.TenantId, asked.TolokaPoolId, asked.Status, asked.CreateTime = p.GetPoolId(), "default", p.GetTolokaPoolId(), p.GetStatus(), p.GetCreateTime()
 	if !proto.Equal(asked, p) {
 		t.Errorf("stored pool differs from the request:\n got %v\nwant %v", p, asked)
 	}
 }
 
+// TestCreatePoolOverREST creates a pool over REST (proto JSON: decimal
+// strings, int64 as strings, RFC 3339 times), checks what Toloka receives,
+// and answers an invalid value with 400 naming the field.
 func TestCreatePoolOverREST(t *testing.T) {
-	h := newHarness(t)
-	prj := h.mustProject(bg, minimalProject(h.mustCredential(bg, h.key)))
-	code, body := h.restCall(http.MethodPost, "/v1/pools", `{
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	prj := env.MustProject(env.Ctx(), gatewaytest.MinimalProject(env.MustCredential(env.Ctx(), key)))
+	code, body := env.REST(http.MethodPost, "/v1/pools", `{
 		"project_id": "`+prj.GetProjectId()+`",
 		"private_name": "REST pool",
 		"will_expire": "2026-04-01T00:00:00.250Z",
@@ -257,8 +305,8 @@ func TestCreatePoolOverREST(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("REST CreatePool = %d %v", code, body)
 	}
-	posts := h.requests(http.MethodPost, "/api/v1/pools")
-	want := decode(t, []byte(`{
+	posts := env.Requests(http.MethodPost, "/api/v1/pools")
+	want := gatewaytest.DecodeJSON(t, []byte(`{
 		"project_id": "`+prj.GetTolokaProjectId()+`",
 		"private_name": "REST pool",
 		"may_contain_adult_content": false,
@@ -268,7 +316,7 @@ func TestCreatePoolOverREST(t *testing.T) {
 		"filter": {"and": [{"category": "profile", "key": "languages", "operator": "IN", "value": "EN"}]},
 		"defaults": {"default_overlap_for_new_task_suites": 2}
 	}`))
-	if diff := cmp.Diff(want, decode(t, posts[0].Body)); diff != "" {
+	if diff := cmp.Diff(want, gatewaytest.DecodeJSON(t, posts[0].Body)); diff != "" {
 		t.Errorf("pool sent to Toloka (-want +got):\n%s", diff)
 	}
 	pool := body["pool"].(map[string]any)
@@ -277,7 +325,7 @@ func TestCreatePoolOverREST(t *testing.T) {
 	}
 
 	// An invalid value over REST is a 400 naming the field.
-	code, body = h.restCall(http.MethodPost, "/v1/pools", `{"project_id": "`+prj.GetProjectId()+`", "private_name": "x",
+	code, body = env.REST(http.MethodPost, "/v1/pools", `{"project_id": "`+prj.GetProjectId()+`", "private_name": "x",
 		"will_expire": "2026-04-01T00:00:00Z", "reward_per_assignment": "0.001", "assignment_max_duration_seconds": "300",
 		"defaults": {"default_overlap_for_new_task_suites": 1}}`)
 	if code != http.StatusBadRequest || !strings.Contains(body["message"].(string), "pool.reward_per_assignment") {
@@ -299,10 +347,16 @@ func actionPool(t crowdgatev1.RuleActionType, params *crowdgatev1.RuleActionPara
 	return qcPool(golden(rule(action(t, params), qcCond("golden_set_answers_count", gt, 7))))
 }
 
+// TestCreatePoolValidatesEveryRangeBeforeToloka refuses each out-of-range
+// or inconsistent pool field with INVALID_ARGUMENT naming it, before
+// Toloka; the base pool is valid, and an unknown or another tenant's
+// project is NOT_FOUND.
 func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
-	h := newHarness(t)
-	prj := h.mustProject(bg, minimalProject(h.mustCredential(bg, h.key)))
-	now := h.clk.Now()
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	prj := env.MustProject(env.Ctx(), gatewaytest.MinimalProject(env.MustCredential(env.Ctx(), key)))
+	now := env.Now()
 	const (
 		v2          = crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION_V2
 		setSkill    = crowdgatev1.RuleActionType_RULE_ACTION_TYPE_SET_SKILL
@@ -512,78 +566,84 @@ func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
 		{"filter too long", func(p *crowdgatev1.Pool) { p.Filter = or(many...) }, "pool.filter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := validPool(prj.GetProjectId(), now)
+			p := gatewaytest.ValidPool(prj.GetProjectId(), now)
 			tc.change(p)
-			_, err := h.pools.CreatePool(bg, &crowdgatev1.CreatePoolRequest{Pool: p})
-			wantField(t, err, tc.field)
+			_, err := env.Pools.CreatePool(env.Ctx(), &crowdgatev1.CreatePoolRequest{Pool: p})
+			gatewaytest.WantField(t, err, tc.field)
 		})
 	}
-	if posts := h.requests(http.MethodPost, "/api/v1/pools"); len(posts) != 0 {
+	if posts := env.Requests(http.MethodPost, "/api/v1/pools"); len(posts) != 0 {
 		t.Errorf("invalid pools reached Toloka %d times", len(posts))
 	}
 
 	// The valid base pool is accepted: the table's errors come from the
 	// changes alone.
-	h.mustPool(bg, validPool(prj.GetProjectId(), now))
-	_, err := h.pools.CreatePool(bg, &crowdgatev1.CreatePoolRequest{Pool: validPool("prj_nope", now)})
-	wantCode(t, err, codes.NotFound)
-	_, err = h.pools.CreatePool(as("globex"), &crowdgatev1.CreatePoolRequest{Pool: validPool(prj.GetProjectId(), now)})
-	wantCode(t, err, codes.NotFound)
+	env.MustPool(env.Ctx(), gatewaytest.ValidPool(prj.GetProjectId(), now))
+	_, err := env.Pools.CreatePool(env.Ctx(), &crowdgatev1.CreatePoolRequest{Pool: gatewaytest.ValidPool("prj_nope", now)})
+	gatewaytest.WantCode(t, err, codes.NotFound)
+	_, err = env.Pools.CreatePool(gatewaytest.As("globex"), &crowdgatev1.CreatePoolRequest{Pool: gatewaytest.ValidPool(prj.GetProjectId(), now)})
+	gatewaytest.WantCode(t, err, codes.NotFound)
 }
 
+// TestPoolLifecycle opens a pool (waiting for Toloka's operation), refuses
+// to change or archive it while open, closes it, updates it by mask over
+// gRPC and REST (a PUT of the whole pool to Toloka), reads it, archives
+// it, and refuses to open it again.
 func TestPoolLifecycle(t *testing.T) {
-	h := newHarness(t)
-	prj := h.mustProject(bg, fullProject(h.mustCredential(bg, h.key)))
-	created := h.mustPool(bg, validPool(prj.GetProjectId(), h.clk.Now()))
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	prj := env.MustProject(env.Ctx(), fullProject(env.MustCredential(env.Ctx(), key)))
+	created := env.MustPool(env.Ctx(), gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
 	id := created.GetPoolId()
-	firstBody := h.requests(http.MethodPost, "/api/v1/pools")[0].Body
+	firstBody := env.Requests(http.MethodPost, "/api/v1/pools")[0].Body
 
 	// Open waits for Toloka's operation: the answer is already OPEN, after
 	// the operation was polled until it finished.
-	before := h.clk.Now()
-	opened, err := h.pools.OpenPool(bg, &crowdgatev1.OpenPoolRequest{PoolId: id})
+	before := env.Now()
+	opened, err := env.Pools.OpenPool(env.Ctx(), &crowdgatev1.OpenPoolRequest{PoolId: id})
 	if err != nil {
 		t.Fatalf("OpenPool: %v", err)
 	}
 	if opened.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN || opened.GetPool().GetLastStarted() == nil {
 		t.Errorf("OpenPool answered %v, want OPEN with last_started", opened.GetPool())
 	}
-	if polls := h.requests(http.MethodGet, "/api/v1/operations/"); len(polls) < 2 {
-		t.Errorf("the open operation was polled %d times; it takes %s, so it was not waited for", len(polls), operationDelay)
+	if polls := env.Requests(http.MethodGet, "/api/v1/operations/"); len(polls) < 2 {
+		t.Errorf("the open operation was polled %d times; it takes %s, so it was not waited for", len(polls), gatewaytest.OperationDelay)
 	}
-	if waited := h.clk.Now().Sub(before); waited < operationDelay {
-		t.Errorf("OpenPool returned after %s of Toloka time, before the operation's %s", waited, operationDelay)
+	if waited := env.Now().Sub(before); waited < gatewaytest.OperationDelay {
+		t.Errorf("OpenPool returned after %s of Toloka time, before the operation's %s", waited, gatewaytest.OperationDelay)
 	}
 
 	// An open pool cannot be changed (seed 000), nor archived.
-	_, err = h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+	_, err = env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
 		Pool: &crowdgatev1.Pool{PoolId: id, RewardPerAssignment: "0.07"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"reward_per_assignment"}},
 	})
-	st := wantCode(t, err, codes.FailedPrecondition)
+	st := gatewaytest.WantCode(t, err, codes.FailedPrecondition)
 	if !strings.Contains(st.Message(), "close") {
 		t.Errorf("refusal %q does not say to close the pool", st.Message())
 	}
-	code, body := h.restCall(http.MethodPatch, "/v1/pools/"+id, `{"reward_per_assignment": "0.07"}`)
+	code, body := env.REST(http.MethodPatch, "/v1/pools/"+id, `{"reward_per_assignment": "0.07"}`)
 	if code != http.StatusBadRequest {
 		t.Errorf("REST PATCH of an open pool = %d %v, want 400 FAILED_PRECONDITION", code, body)
 	}
-	_, err = h.pools.ArchivePool(bg, &crowdgatev1.ArchivePoolRequest{PoolId: id})
-	wantCode(t, err, codes.FailedPrecondition)
-	if puts := h.requests(http.MethodPut, "/api/v1/pools/"); len(puts) != 0 {
+	_, err = env.Pools.ArchivePool(env.Ctx(), &crowdgatev1.ArchivePoolRequest{PoolId: id})
+	gatewaytest.WantCode(t, err, codes.FailedPrecondition)
+	if puts := env.Requests(http.MethodPut, "/api/v1/pools/"); len(puts) != 0 {
 		t.Errorf("an update of an open pool reached Toloka: %+v", puts)
 	}
 
 	// Listing shows it open; the other status filter shows nothing.
-	list, err := h.pools.ListPools(bg, &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_OPEN})
+	list, err := env.Pools.ListPools(env.Ctx(), &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_OPEN})
 	if err != nil || len(list.GetPools()) != 1 || list.GetPools()[0].GetPoolId() != id {
 		t.Fatalf("ListPools OPEN = %v, %v", list, err)
 	}
-	list, err = h.pools.ListPools(bg, &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_CLOSED})
+	list, err = env.Pools.ListPools(env.Ctx(), &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_CLOSED})
 	if err != nil || len(list.GetPools()) != 0 {
 		t.Fatalf("ListPools CLOSED = %v, %v", list, err)
 	}
 
-	closed, err := h.pools.ClosePool(bg, &crowdgatev1.ClosePoolRequest{PoolId: id})
+	closed, err := env.Pools.ClosePool(env.Ctx(), &crowdgatev1.ClosePoolRequest{PoolId: id})
 	if err != nil {
 		t.Fatalf("ClosePool: %v", err)
 	}
@@ -592,7 +652,7 @@ func TestPoolLifecycle(t *testing.T) {
 	}
 
 	// Closed, it can be changed; the mask decides what changes.
-	upd, err := h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+	upd, err := env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
 		Pool:       &crowdgatev1.Pool{PoolId: id, RewardPerAssignment: "0.07", PrivateName: "ignored: not in the mask", Priority: proto.Int32(-5)},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"reward_per_assignment", "priority", "status"}},
 	})
@@ -602,83 +662,86 @@ func TestPoolLifecycle(t *testing.T) {
 	if p := upd.GetPool(); p.GetRewardPerAssignment() != "0.07" || p.GetPrivateName() != "Signs, batch 1" || p.GetPriority() != -5 {
 		t.Errorf("updated pool = %v", p)
 	}
-	puts := h.requests(http.MethodPut, "/api/v1/pools/"+created.GetTolokaPoolId())
+	puts := env.Requests(http.MethodPut, "/api/v1/pools/"+created.GetTolokaPoolId())
 	if len(puts) != 1 {
 		t.Fatalf("%d PUT /pools/%s, want 1", len(puts), created.GetTolokaPoolId())
 	}
-	want := decode(t, firstBody).(map[string]any)
-	want["reward_per_assignment"] = decode(t, []byte("0.07"))
-	want["priority"] = decode(t, []byte("-5"))
-	if diff := cmp.Diff(want, decode(t, puts[0].Body)); diff != "" {
+	want := gatewaytest.DecodeJSON(t, firstBody).(map[string]any)
+	want["reward_per_assignment"] = gatewaytest.DecodeJSON(t, []byte("0.07"))
+	want["priority"] = gatewaytest.DecodeJSON(t, []byte("-5"))
+	if diff := cmp.Diff(want, gatewaytest.DecodeJSON(t, puts[0].Body)); diff != "" {
 		t.Errorf("PUT body (-want +got):\n%s", diff)
 	}
 
 	// REST PATCH: the body's fields are the mask.
-	code, body = h.restCall(http.MethodPatch, "/v1/pools/"+id, `{"public_description": "Now with a description", "mixer_config": {"real_tasks_count": 4}}`)
+	code, body = env.REST(http.MethodPatch, "/v1/pools/"+id, `{"public_description": "Now with a description", "mixer_config": {"real_tasks_count": 4}}`)
 	if code != http.StatusOK {
 		t.Fatalf("REST PATCH = %d %v", code, body)
 	}
-	puts = h.requests(http.MethodPut, "/api/v1/pools/"+created.GetTolokaPoolId())
+	puts = env.Requests(http.MethodPut, "/api/v1/pools/"+created.GetTolokaPoolId())
 	want["public_description"] = "Now with a description"
-	want["mixer_config"] = decode(t, []byte(`{"real_tasks_count": 4, "golden_tasks_count": 0, "training_tasks_count": 0}`))
-	if diff := cmp.Diff(want, decode(t, puts[len(puts)-1].Body)); diff != "" {
+	want["mixer_config"] = gatewaytest.DecodeJSON(t, []byte(`{"real_tasks_count": 4, "golden_tasks_count": 0, "training_tasks_count": 0}`))
+	if diff := cmp.Diff(want, gatewaytest.DecodeJSON(t, puts[len(puts)-1].Body)); diff != "" {
 		t.Errorf("PUT body after REST PATCH (-want +got):\n%s", diff)
 	}
 	// An invalid update is refused before Toloka.
-	_, err = h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+	_, err = env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
 		Pool: &crowdgatev1.Pool{PoolId: id, AutoAcceptPeriodDay: proto.Int32(30)}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"auto_accept_period_day"}},
 	})
-	wantField(t, err, "pool.auto_accept_period_day")
-	_, err = h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+	gatewaytest.WantField(t, err, "pool.auto_accept_period_day")
+	_, err = env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
 		Pool: &crowdgatev1.Pool{PoolId: id}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"no_such_field"}},
 	})
-	wantField(t, err, "update_mask")
-	_, err = h.pools.UpdatePool(bg, &crowdgatev1.UpdatePoolRequest{
+	gatewaytest.WantField(t, err, "update_mask")
+	_, err = env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
 		Pool: &crowdgatev1.Pool{PoolId: id, ProjectId: "prj_other"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"project_id"}},
 	})
-	wantField(t, err, "pool.project_id")
-	if n := len(h.requests(http.MethodPut, "/api/v1/pools/")); n != 2 {
+	gatewaytest.WantField(t, err, "pool.project_id")
+	if n := len(env.Requests(http.MethodPut, "/api/v1/pools/")); n != 2 {
 		t.Errorf("%d PUTs reached Toloka, want the 2 valid updates", n)
 	}
 
 	// Get refreshes from Toloka; the landing finds the pool by Toloka id.
-	got, err := h.pools.GetPool(bg, &crowdgatev1.GetPoolRequest{PoolId: id})
+	got, err := env.Pools.GetPool(env.Ctx(), &crowdgatev1.GetPoolRequest{PoolId: id})
 	if err != nil || got.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_CLOSED || got.GetPool().GetRewardPerAssignment() != "0.07" {
 		t.Fatalf("GetPool = %v, %v", got, err)
 	}
-	_, err = h.pools.GetPool(as("globex"), &crowdgatev1.GetPoolRequest{PoolId: id})
-	wantCode(t, err, codes.NotFound)
+	_, err = env.Pools.GetPool(gatewaytest.As("globex"), &crowdgatev1.GetPoolRequest{PoolId: id})
+	gatewaytest.WantCode(t, err, codes.NotFound)
 
-	archived, err := h.pools.ArchivePool(bg, &crowdgatev1.ArchivePoolRequest{PoolId: id})
+	archived, err := env.Pools.ArchivePool(env.Ctx(), &crowdgatev1.ArchivePoolRequest{PoolId: id})
 	if err != nil || archived.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
 		t.Fatalf("ArchivePool = %v, %v", archived, err)
 	}
 	// Toloka refuses to open an archived pool: FAILED_PRECONDITION.
-	_, err = h.pools.OpenPool(bg, &crowdgatev1.OpenPoolRequest{PoolId: id})
-	wantCode(t, err, codes.FailedPrecondition)
+	_, err = env.Pools.OpenPool(env.Ctx(), &crowdgatev1.OpenPoolRequest{PoolId: id})
+	gatewaytest.WantCode(t, err, codes.FailedPrecondition)
 	// REST open and close of an unknown pool: 404.
-	if code, body := h.restCall(http.MethodPost, "/v1/pools/pool_nope/open", `{}`); code != http.StatusNotFound {
+	if code, body := env.REST(http.MethodPost, "/v1/pools/pool_nope/open", `{}`); code != http.StatusNotFound {
 		t.Errorf("REST open of an unknown pool = %d %v", code, body)
 	}
 }
 
+// TestOpenPoolOverREST opens, closes, lists and archives a pool over REST.
 func TestOpenPoolOverREST(t *testing.T) {
-	h := newHarness(t)
-	prj := h.mustProject(bg, minimalProject(h.mustCredential(bg, h.key)))
-	p := h.mustPool(bg, validPool(prj.GetProjectId(), h.clk.Now()))
-	code, body := h.restCall(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/open", `{}`)
+	env := start(t)
+	key := env.NewAPIKey("acme")
+	t.Cleanup(func() { env.AssertNotLeaked(key) })
+	prj := env.MustProject(env.Ctx(), gatewaytest.MinimalProject(env.MustCredential(env.Ctx(), key)))
+	p := env.MustPool(env.Ctx(), gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	code, body := env.REST(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/open", `{}`)
 	if code != http.StatusOK || body["pool"].(map[string]any)["status"] != "POOL_STATUS_OPEN" {
 		t.Fatalf("REST open = %d %v", code, body)
 	}
-	code, body = h.restCall(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/close", `{}`)
+	code, body = env.REST(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/close", `{}`)
 	if code != http.StatusOK || body["pool"].(map[string]any)["status"] != "POOL_STATUS_CLOSED" {
 		t.Fatalf("REST close = %d %v", code, body)
 	}
-	code, body = h.restCall(http.MethodGet, "/v1/projects/"+prj.GetProjectId()+"/pools", "")
+	code, body = env.REST(http.MethodGet, "/v1/projects/"+prj.GetProjectId()+"/pools", "")
 	if code != http.StatusOK || len(body["pools"].([]any)) != 1 {
 		t.Fatalf("REST list pools = %d %v", code, body)
 	}
-	code, body = h.restCall(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/archive", `{}`)
+	code, body = env.REST(http.MethodPost, "/v1/pools/"+p.GetPoolId()+"/archive", `{}`)
 	if code != http.StatusOK || body["pool"].(map[string]any)["status"] != "POOL_STATUS_ARCHIVED" {
 		t.Fatalf("REST archive = %d %v", code, body)
 	}

@@ -1,0 +1,147 @@
+package catalog_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
+)
+
+var ctx = context.Background()
+
+// FindAssignment resolves an assignment id to its pool, project and
+// account, within one tenant when asked; another tenant's assignment is not
+// found, and only an answer that holds for every tenant is final.
+func TestFindAssignment(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	cat := env.Catalog
+	acme := env.NewPool(t, "acme", nil)
+	aid := env.StartAssignment(t, acme, "toloker-1")
+
+	found, err := cat.FindAssignment(ctx, aid, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found.Pool.GetPoolId() != acme.GetPoolId() || found.Project.GetProjectId() != acme.GetProjectId() || found.Assignment.UserID != "toloker-1" {
+		t.Errorf("found %v", found)
+	}
+	if _, err := cat.FindAssignment(ctx, aid, "acme", nil); err != nil {
+		t.Errorf("within its tenant: %v", err)
+	}
+	var nf *catalog.AssignmentNotFound
+	var domain *serviceerror.NotFound
+	if _, err := cat.FindAssignment(ctx, aid, "globex", nil); !errors.As(err, &nf) || nf.Final || !errors.As(err, &domain) {
+		t.Errorf("another tenant's assignment = %v, want a NotFound that is not final", err)
+	}
+	unknown := aid[:12] + "ffffffffffffffffffffffff"
+	if _, err := cat.FindAssignment(ctx, unknown, "", nil); !errors.As(err, &nf) || !nf.Final || len(nf.AskedIn) != 1 {
+		t.Errorf("an id Toloka does not know = %v, want a final NotFound asked in one pool", err)
+	}
+	if _, err := cat.FindAssignment(ctx, "00000fffff--"+aid[12:], "", nil); !errors.As(err, &nf) || !nf.Final || len(nf.AskedIn) != 0 {
+		t.Errorf("an id of no known pool = %v, want a final NotFound without a Toloka call", err)
+	}
+	var ia *serviceerror.InvalidArgument
+	if _, err := cat.FindAssignment(ctx, "00000FFFFF--"+aid[12:], "", nil); !errors.As(err, &ia) || ia.Field != "assignment_id" {
+		t.Errorf("a malformed id = %v, want INVALID_ARGUMENT on assignment_id", err)
+	}
+	// check runs before Toloka is asked, and its refusal stops the search.
+	refused := errors.New("refused")
+	before := len(env.Sim.Requests("/api/v1/assignments/"))
+	if _, err := cat.FindAssignment(ctx, aid, "", func(*catalog.Resolved) error { return refused }); !errors.Is(err, refused) {
+		t.Errorf("check's refusal = %v", err)
+	}
+	if after := len(env.Sim.Requests("/api/v1/assignments/")); after != before {
+		t.Errorf("a refused check still asked Toloka (%d requests)", after-before)
+	}
+}
+
+// A pool's route never changes, so it is read once; records are always
+// read fresh.
+func TestRouteIsReadOnce(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	cat := env.Catalog
+	p := env.NewPool(t, "acme", nil)
+	r, err := cat.Route(ctx, "acme", p.GetPoolId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.TolokaPoolID != p.GetTolokaPoolId() || r.CredentialID != "cred_acme" || r.ProjectID != p.GetProjectId() {
+		t.Errorf("route %+v", r)
+	}
+	if _, err := cat.Route(ctx, "globex", p.GetPoolId()); err == nil {
+		t.Error("another tenant routed the pool")
+	}
+	if err := env.Redis.Client.Del(ctx, env.Redis.Prefix+"pool:acme:{"+p.GetPoolId()+"}").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := cat.Route(ctx, "acme", p.GetPoolId()); err != nil || again != r {
+		t.Errorf("second Route = %+v, %v; want it from memory", again, err)
+	}
+	var nf *serviceerror.NotFound
+	if _, err := cat.Pool(ctx, "acme", p.GetPoolId()); !errors.As(err, &nf) {
+		t.Errorf("Pool after the record was deleted = %v, want NotFound (records are not cached)", err)
+	}
+}
+
+// A sealed key copied onto another credential's record does not open, and
+// an account opens only with the right key, within its tenant.
+func TestSealedKeyIsBoundToItsCredential(t *testing.T) {
+	_, srv := tolokasim.NewTestServer(tolokasim.Config{APIKeys: map[string]string{"k1.a.b": "one", "k2.a.b": "two"}, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(srv.Close)
+	client, err := toloka.New(toloka.Config{SandboxURL: srv.URL + "/api/v1", ProductionURL: srv.URL + "/api/v1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := redistest.New(t)
+	box, err := secretbox.New(secretbox.NewRandomKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := catalog.New(r.Client, r.Prefix, box, client, nil, slog.New(slog.DiscardHandler))
+	for id, key := range map[string]string{"one": "k1.a.b", "two": "k2.a.b"} {
+		if err := cat.CreateCredential(ctx, &crowdgatev1.Credential{CredentialId: id, TenantId: "default", Environment: crowdgatev1.Environment_ENVIRONMENT_SANDBOX}, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acct, err := cat.Account(ctx, "default", "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acct.ListProjects(ctx, toloka.ListOptions{Limit: 1}); err != nil {
+		t.Fatalf("the opened account does not authenticate: %v", err)
+	}
+	secret := func(id string) string { return r.Prefix + "credential-secret:default:{" + id + "}" }
+	sealed, err := r.Client.Get(ctx, secret("one")).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Client.Set(ctx, secret("two"), sealed, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cat.Account(ctx, "default", "two")
+	var fp *serviceerror.FailedPrecondition
+	if !errors.As(err, &fp) {
+		t.Errorf("a sealed key moved to another credential: %v, want FAILED_PRECONDITION", err)
+	}
+	if _, err := cat.Account(ctx, "other-tenant", "one"); err == nil {
+		t.Error("another tenant opened the credential")
+	}
+	// A credential id is never taken twice, and a refused create keeps the
+	// first credential's key.
+	var exists *serviceerror.AlreadyExists
+	if err := cat.CreateCredential(ctx, &crowdgatev1.Credential{CredentialId: "one", TenantId: "default", Environment: crowdgatev1.Environment_ENVIRONMENT_SANDBOX}, "k2.a.b"); !errors.As(err, &exists) {
+		t.Errorf("second create of credential one = %v, want AlreadyExists", err)
+	}
+	if still, _ := r.Client.Get(ctx, secret("one")).Bytes(); string(still) != string(sealed) {
+		t.Error("a refused create changed the stored key")
+	}
+}

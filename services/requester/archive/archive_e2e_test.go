@@ -1,0 +1,127 @@
+package archive_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/gateway"
+	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
+	"github.com/crowdgate/crowdgate/services/kernel/money"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
+)
+
+// land sends a Toloker to the gateway's landing, as Toloka does after
+// Start, and returns the session it opened.
+func land(t *testing.T, env *gatewaytest.Env, aid string) {
+	t.Helper()
+	if code, body := env.RESTRaw(http.MethodGet, "/start?assignment_id="+aid, ""); code != http.StatusSeeOther {
+		t.Fatalf("landing = %d %s, want 303", code, body)
+	}
+}
+
+// A Toloker on the platform (a live session) keeps the project from being
+// archived, over gRPC and REST: archiving then would strand their pay
+// (Toloka refuses submits to an archived pool).
+func TestArchiveIsRefusedWhileAPoolHasALiveSession(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{Clock: fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	aid := env.StartAssignment(p, "toloker-1")
+	land(t, env, aid)
+
+	_, err := env.Projects.ArchiveProject(ctx, &crowdgatev1.ArchiveProjectRequest{ProjectId: p.GetProjectId()})
+	st := gatewaytest.WantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(st.Message(), "1 live session") {
+		t.Errorf("gRPC refusal %q does not name 1 live session", st.Message())
+	}
+	code, body := env.REST(http.MethodPost, "/v1/projects/"+p.GetProjectId()+"/archive", `{}`)
+	if msg, _ := body["message"].(string); code != http.StatusBadRequest || !strings.Contains(msg, "1 live session") {
+		t.Errorf("REST archive with a live session = %d %v, want 400 naming 1 live session", code, body)
+	}
+	_, err = env.Pools.ArchivePool(ctx, &crowdgatev1.ArchivePoolRequest{PoolId: p.GetPoolId()})
+	st = gatewaytest.WantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(st.Message(), "1 live session") {
+		t.Errorf("ArchivePool refusal %q does not name 1 live session", st.Message())
+	}
+	if got := env.Requests(http.MethodPost, "/api/v1/projects/"); len(got) > 1 {
+		for _, r := range got {
+			if strings.HasSuffix(r.Path, "/archive") {
+				t.Errorf("a refused archive archived the project in Toloka: %s", r.Path)
+			}
+		}
+	}
+	project, err := env.Projects.GetProject(ctx, &crowdgatev1.GetProjectRequest{ProjectId: p.GetProjectId()})
+	if err != nil || project.GetProject().GetStatus() != crowdgatev1.ProjectStatus_PROJECT_STATUS_ACTIVE {
+		t.Errorf("after the refusals the project is %v, %v; want ACTIVE", project.GetProject().GetStatus(), err)
+	}
+}
+
+// Submits the outbox has not delivered yet keep the project from being
+// archived; once Toloka takes them, the archive goes through.
+func TestArchiveWaitsForTheOutbox(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{Config: func(c *gateway.Config) {
+		c.Submission.SyncTimeout = -1
+		c.Submission.BaseBackoff, c.Submission.MaxBackoff, c.Submission.PollInterval = 20*time.Millisecond, 50*time.Millisecond, 10*time.Millisecond
+	}})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/tasks/external/submit", FailNext: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"toloker-1", "toloker-2"} {
+		env.StartAssignment(p, user)
+		if _, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: user, Reward: "0.05", RetryId: "r-" + user}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := env.Projects.ArchiveProject(ctx, &crowdgatev1.ArchiveProjectRequest{ProjectId: p.GetProjectId()})
+	st := gatewaytest.WantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(st.Message(), "2 submits not yet delivered") {
+		t.Errorf("refusal %q does not count the 2 submits in the outbox", st.Message())
+	}
+	env.Sim.ClearFaults()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := env.Submissions.GetPoolTotals(ctx, &crowdgatev1.GetPoolTotalsRequest{PoolId: p.GetPoolId()})
+		if err == nil && resp.GetTotals().GetDelivered() == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the outbox did not deliver both submits: %v, %v", resp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := env.Projects.ArchiveProject(ctx, &crowdgatev1.ArchiveProjectRequest{ProjectId: p.GetProjectId()}); err != nil {
+		t.Errorf("ArchiveProject after delivery: %v", err)
+	}
+}
+
+func TestArchiveProjectWaitsForReview(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{Clock: fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))})
+	ctx := env.Ctx()
+	key := env.NewAPIKey("acme")
+	p := env.OpenPool(ctx, key)
+	// Two Tolokers report their last task to Toloka directly, as a
+	// platform may: their assignments become SUBMITTED, awaiting review.
+	acct := account(t, env, key)
+	for _, user := range []string{"toloker-1", "toloker-2"} {
+		env.StartAssignment(p, user)
+		if _, err := acct.SubmitExternal(ctx, &toloka.ExternalSubmit{
+			PoolID: p.GetTolokaPoolId(), UserID: user, RetryID: "r-" + user, Reward: money.MustParse("0.05"), CloseSession: toloka.Ptr(true),
+		}); err != nil {
+			t.Fatalf("SubmitExternal: %v", err)
+		}
+	}
+	_, err := env.Projects.ArchiveProject(ctx, &crowdgatev1.ArchiveProjectRequest{ProjectId: p.GetProjectId()})
+	st := gatewaytest.WantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(st.Message(), "2 assignments awaiting review") {
+		t.Errorf("refusal %q does not count the 2 assignments awaiting review", st.Message())
+	}
+}

@@ -1,0 +1,253 @@
+package archive_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/gateway"
+	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/requester/archive"
+	"github.com/crowdgate/crowdgate/services/requester/pool"
+	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
+)
+
+// work is a fake source of unfinished work for all three kinds: counts per
+// pool, and counts it reports only once the pool is closed (work that
+// started while the pool was closing).
+type work struct {
+	mu         sync.Mutex
+	live       map[string]int64
+	queued     map[string]int64
+	review     map[string]int
+	lateLive   map[string]int64
+	closedPool func(poolID string) bool
+}
+
+func newWork() *work {
+	return &work{live: map[string]int64{}, queued: map[string]int64{}, review: map[string]int{}, lateLive: map[string]int64{}}
+}
+
+func (w *work) LiveCount(_ context.Context, _, poolID string) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.live[poolID]
+	if w.closedPool != nil && w.closedPool(poolID) {
+		n += w.lateLive[poolID]
+	}
+	return n, nil
+}
+
+func (w *work) PendingCount(_ context.Context, _, poolID string) (int64, int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queued[poolID], 0, nil
+}
+
+func (w *work) CountAwaitingReview(_ context.Context, r *catalog.Resolved) (int, bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.review[r.Pool.GetPoolId()], true, nil
+}
+
+func (w *work) set(f func(*work)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f(w)
+}
+
+// component is the archive use case over the real catalog and pool
+// transitions of a running gateway (which made the project and pools), with
+// fake sources of unfinished work.
+type component struct {
+	env      *gatewaytest.Env
+	catalog  *catalog.Catalog
+	archiver *archive.Service
+	work     *work
+	key      string
+}
+
+func newComponent(t *testing.T) *component {
+	clk := fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	encryptionKey := secretbox.NewRandomKey()
+	env := gatewaytest.Start(t, gatewaytest.Options{Clock: clk, Config: func(c *gateway.Config) {
+		c.Secrets.Key = base64.StdEncoding.EncodeToString(encryptionKey)
+	}})
+	box, err := secretbox.New(encryptionKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := toloka.New(toloka.Config{
+		SandboxURL: env.SimURL + "/api/v1", ProductionURL: env.SimURL + "/api/v1",
+		Now: clk.Now, Sleep: clk.Sleep, Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := catalog.New(env.Redis.Client, env.Redis.Prefix, box, client, clk.Now, slog.New(slog.DiscardHandler))
+	w := newWork()
+	a, err := archive.New(cat, pool.NewTransitions(cat, slog.New(slog.DiscardHandler)), w, w, w, clk.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &component{env: env, catalog: cat, archiver: a, work: w, key: env.NewAPIKey("acme")}
+}
+
+func TestNewRefusesAMissingSourceOfWork(t *testing.T) {
+	c := newComponent(t)
+	w := newWork()
+	if _, err := archive.New(c.catalog, pool.NewTransitions(c.catalog, nil), nil, w, w, nil, nil); err == nil {
+		t.Error("archive.New accepted a nil source of live sessions")
+	}
+}
+
+func TestArchiveProjectWaitsForUnfinishedWork(t *testing.T) {
+	c := newComponent(t)
+	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	open := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	if _, err := env.Pools.OpenPool(ctx, &crowdgatev1.OpenPoolRequest{PoolId: open.GetPoolId()}); err != nil {
+		t.Fatal(err)
+	}
+	closed := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+
+	// Unfinished work refuses the archive, says what is left, and changes
+	// nothing.
+	c.work.set(func(w *work) {
+		w.live[open.GetPoolId()], w.queued[open.GetPoolId()], w.review[open.GetPoolId()] = 3, 2, 1
+	})
+	_, err := c.archiver.ArchiveProject(bg, tenant.Default, prj.GetProjectId())
+	var fp *serviceerror.FailedPrecondition
+	if !errors.As(err, &fp) {
+		t.Fatalf("ArchiveProject with work left = %v, want FAILED_PRECONDITION", err)
+	}
+	for _, want := range []string{open.GetPoolId(), "3 live sessions", "2 submits not yet delivered", "1 assignment awaiting review"} {
+		if !strings.Contains(fp.Message, want) {
+			t.Errorf("refusal %q does not mention %q", fp.Message, want)
+		}
+	}
+	if strings.Contains(fp.Message, closed.GetPoolId()) {
+		t.Errorf("refusal %q names pool %s, which has nothing left", fp.Message, closed.GetPoolId())
+	}
+	if got := tolokaPoolStatus(t, env, c.key, open); got != toloka.PoolOpen {
+		t.Errorf("after a refused archive the pool is %s in Toloka, want it still OPEN", got)
+	}
+	for _, path := range []string{"/close", "/archive"} {
+		for _, r := range env.Requests(http.MethodPost, "/api/v1/") {
+			if strings.HasSuffix(r.Path, path) {
+				t.Errorf("a refused archive sent %s %s", r.Method, r.Path)
+			}
+		}
+	}
+
+	// Work that appears while the pools close (a Toloker who started
+	// meanwhile) is caught by the second check: the pools stay closed.
+	c.work.set(func(w *work) {
+		w.live, w.queued, w.review = map[string]int64{}, map[string]int64{}, map[string]int{}
+		w.lateLive[open.GetPoolId()] = 1
+		w.closedPool = func(poolID string) bool {
+			p, err := c.catalog.Pool(bg, tenant.Default, poolID)
+			return err == nil && p.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_CLOSED
+		}
+	})
+	_, err = c.archiver.ArchiveProject(bg, tenant.Default, prj.GetProjectId())
+	if !errors.As(err, &fp) || !strings.Contains(fp.Message, "1 live session") {
+		t.Fatalf("ArchiveProject with a late session = %v, want FAILED_PRECONDITION naming 1 live session", err)
+	}
+	if got := tolokaPoolStatus(t, env, c.key, open); got != toloka.PoolClosed {
+		t.Errorf("after the late refusal the pool is %s, want CLOSED (no new work)", got)
+	}
+
+	// Done: every pool is closed and archived, then the project.
+	c.work.set(func(w *work) { w.lateLive = map[string]int64{} })
+	p, err := c.archiver.ArchiveProject(bg, tenant.Default, prj.GetProjectId())
+	if err != nil {
+		t.Fatalf("ArchiveProject with nothing left: %v", err)
+	}
+	if p.GetStatus() != crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED || p.GetArchiveTime() == nil {
+		t.Errorf("archived project = %v", p)
+	}
+	for _, pl := range []*crowdgatev1.Pool{open, closed} {
+		if got := tolokaPoolStatus(t, env, c.key, pl); got != toloka.PoolArchived {
+			t.Errorf("pool %s is %s in Toloka, want ARCHIVED", pl.GetPoolId(), got)
+		}
+	}
+	pools, err := env.Pools.ListPools(ctx, &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED})
+	if err != nil || len(pools.GetPools()) != 2 {
+		t.Errorf("archived pools listed = %v, %v; want both", pools, err)
+	}
+	tp, err := account(t, env, c.key).GetProject(bg, prj.GetTolokaProjectId())
+	if err != nil || tp.Status != toloka.ProjectArchived {
+		t.Errorf("project in Toloka = %v, %v; want ARCHIVED", tp, err)
+	}
+	list, err := env.Projects.ListProjects(ctx, &crowdgatev1.ListProjectsRequest{Status: crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED})
+	if err != nil || len(list.GetProjects()) != 1 {
+		t.Errorf("ListProjects ARCHIVED = %v, %v", list, err)
+	}
+
+	// Archiving again is a no-op; an archived project takes no pools; another
+	// tenant's project is not found.
+	if _, err := c.archiver.ArchiveProject(bg, tenant.Default, prj.GetProjectId()); err != nil {
+		t.Errorf("second ArchiveProject: %v", err)
+	}
+	_, err = env.Pools.CreatePool(ctx, &crowdgatev1.CreatePoolRequest{Pool: gatewaytest.ValidPool(prj.GetProjectId(), env.Now())})
+	gatewaytest.WantCode(t, err, codes.FailedPrecondition)
+	_, err = env.Projects.ArchiveProject(gatewaytest.As("globex"), &crowdgatev1.ArchiveProjectRequest{ProjectId: prj.GetProjectId()})
+	gatewaytest.WantCode(t, err, codes.NotFound)
+}
+
+// ArchivePool follows the same rule as ArchiveProject.
+func TestArchivePoolWaitsForUnfinishedWork(t *testing.T) {
+	c := newComponent(t)
+	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	c.work.set(func(w *work) { w.queued[p.GetPoolId()] = 1 })
+	_, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId())
+	var fp *serviceerror.FailedPrecondition
+	if !errors.As(err, &fp) || !strings.Contains(fp.Message, "1 submit not yet delivered") {
+		t.Fatalf("ArchivePool with a queued submit = %v, want FAILED_PRECONDITION naming it", err)
+	}
+	c.work.set(func(w *work) { w.queued = map[string]int64{} })
+	got, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId())
+	if err != nil || got.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
+		t.Fatalf("ArchivePool with nothing left = %v, %v", got, err)
+	}
+}
+
+func account(t *testing.T, env *gatewaytest.Env, key string) *toloka.Account {
+	t.Helper()
+	client, err := toloka.New(toloka.Config{SandboxURL: env.SimURL + "/api/v1", ProductionURL: env.SimURL + "/api/v1", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := client.Account(toloka.Credential{Environment: toloka.Sandbox, Token: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// tolokaPoolStatus reads a pool's status in the emulator.
+func tolokaPoolStatus(t *testing.T, env *gatewaytest.Env, key string, p *crowdgatev1.Pool) toloka.PoolStatus {
+	t.Helper()
+	tp, err := account(t, env, key).GetPool(context.Background(), p.GetTolokaPoolId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp.Status
+}
