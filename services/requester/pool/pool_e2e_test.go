@@ -26,55 +26,6 @@ func start(t *testing.T) *gatewaytest.Env {
 	return gatewaytest.Start(t, gatewaytest.Options{Clock: fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))})
 }
 
-func cond(category, key, op string, v *structpb.Value) *crowdgatev1.Filter {
-	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Condition{Condition: &crowdgatev1.FilterCondition{Category: category, Key: key, Operator: op, Value: v}}}
-}
-
-func and(fs ...*crowdgatev1.Filter) *crowdgatev1.Filter {
-	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_And{And: &crowdgatev1.FilterList{Filters: fs}}}
-}
-
-func or(fs ...*crowdgatev1.Filter) *crowdgatev1.Filter {
-	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Or{Or: &crowdgatev1.FilterList{Filters: fs}}}
-}
-
-// fullProject sets every optional field of a project; its Toloker
-// requirements become the first conditions of its pools' filter.
-func fullProject(credID string) *crowdgatev1.Project {
-	p := gatewaytest.MinimalProject(credID)
-	p.PublicInstructions = `<p>Draw a box around <b>every</b> sign & pole.</p>`
-	p.PrivateComment = "batch 7"
-	p.BonusPriceMin = "0.50"
-	p.BonusPriceMax = "2.5"
-	p.TolokerRequirements = &crowdgatev1.TolokerRequirements{
-		Countries:    []string{"ru", "KZ"},
-		Languages:    []string{"en"},
-		AdultAllowed: proto.Bool(true),
-		ClientTypes:  []string{"BROWSER", "toloka_app"},
-		Filter:       cond("skill", "42", "GTE", structpb.NewNumberValue(70)),
-	}
-	p.LocalizationConfig = &crowdgatev1.LocalizationConfig{
-		DefaultLanguage: "EN",
-		AdditionalLanguages: []*crowdgatev1.AdditionalLanguage{{
-			Language:   "RU",
-			PublicName: &crowdgatev1.LocalizedText{Value: "Дорожные знаки"},
-		}},
-	}
-	p.QualityControl = &crowdgatev1.ProjectQualityControl{Configs: []*crowdgatev1.QualityControlConfig{{
-		CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_SKIPPED_IN_ROW_ASSIGNMENTS},
-		Rules: []*crowdgatev1.QualityControlRule{{
-			Conditions: []*crowdgatev1.RuleCondition{{Key: "skipped_in_row_count", Operator: crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GTE, Value: 10}},
-			Action: &crowdgatev1.RuleAction{Type: crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION_V2, Parameters: &crowdgatev1.RuleActionParameters{
-				Scope: crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_PROJECT, DurationUnit: crowdgatev1.DurationUnit_DURATION_UNIT_DAYS,
-				Duration: proto.Int32(10), PrivateComment: "Skipped too many",
-			}},
-		}},
-	}}}
-	p.MaxActiveAssignmentsCount = proto.Int32(3)
-	p.AssignmentsAutomergeEnabled = true
-	return p
-}
-
 func distribution(scope string, intervals ...[3]int32) *crowdgatev1.TaskDistributionFunction {
 	d := &crowdgatev1.TaskDistributionFunction{Scope: scope, Distribution: "UNIFORM", WindowDays: 7}
 	for _, iv := range intervals {
@@ -111,9 +62,9 @@ func fullPool(projectID string, now time.Time) *crowdgatev1.Pool {
 	p.AutoAcceptSolutions = proto.Bool(false)
 	p.AutoAcceptPeriodDay = proto.Int32(7)
 	p.AutoCloseAfterCompleteDelaySeconds = proto.Int64(60)
-	p.Filter = and(
-		cond("profile", "education", "EQ", structpb.NewStringValue("HIGH")),
-		or(cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(225)), cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(187))),
+	p.Filter = gatewaytest.And(
+		gatewaytest.Cond("profile", "education", "EQ", structpb.NewStringValue("HIGH")),
+		gatewaytest.Or(gatewaytest.Cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(225)), gatewaytest.Cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(187))),
 	)
 	p.QualityControl = &crowdgatev1.PoolQualityControl{
 		TrainingRequirement: &crowdgatev1.TrainingRequirement{TrainingPoolId: "21", TrainingPassingSkillValue: 70},
@@ -261,7 +212,7 @@ func TestCreatePoolSendsEveryFieldExactly(t *testing.T) {
 	env := start(t)
 	key := env.NewAPIKey("acme")
 	t.Cleanup(func() { env.AssertNotLeaked(key) })
-	prj := env.MustProject(env.Ctx(), fullProject(env.MustCredential(env.Ctx(), key)))
+	prj := env.MustProject(env.Ctx(), gatewaytest.FullProject(env.MustCredential(env.Ctx(), key)))
 	p := env.MustPool(env.Ctx(), fullPool(prj.GetProjectId(), env.Now()))
 
 	posts := env.Requests(http.MethodPost, "/api/v1/pools")
@@ -368,13 +319,13 @@ func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
 		permanent   = crowdgatev1.DurationUnit_DURATION_UNIT_PERMANENT
 		scopePool   = crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_POOL
 	)
-	deep := cond("profile", "country", "EQ", structpb.NewStringValue("RU"))
+	deep := gatewaytest.Cond("profile", "country", "EQ", structpb.NewStringValue("RU"))
 	for range 11 {
-		deep = and(deep)
+		deep = gatewaytest.And(deep)
 	}
 	var many []*crowdgatev1.Filter
 	for i := range 200 {
-		many = append(many, cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(float64(i))))
+		many = append(many, gatewaytest.Cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(float64(i))))
 	}
 	mixer := func(m *crowdgatev1.MixerConfig) func(p *crowdgatev1.Pool) {
 		return func(p *crowdgatev1.Pool) { p.MixerConfig = m }
@@ -554,16 +505,22 @@ func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
 			"pool.mixer_config.training_task_distribution_function.intervals[1].from"},
 
 		{"filter without node", func(p *crowdgatev1.Pool) { p.Filter = &crowdgatev1.Filter{} }, "pool.filter"},
-		{"filter empty and", func(p *crowdgatev1.Pool) { p.Filter = and() }, "pool.filter.and.filters"},
+		{"filter empty and", func(p *crowdgatev1.Pool) { p.Filter = gatewaytest.And() }, "pool.filter.and.filters"},
 		{"filter bad category", func(p *crowdgatev1.Pool) {
-			p.Filter = and(cond("profile", "country", "EQ", structpb.NewStringValue("RU")), cond("karma", "x", "EQ", structpb.NewNumberValue(1)))
+			p.Filter = gatewaytest.And(gatewaytest.Cond("profile", "country", "EQ", structpb.NewStringValue("RU")), gatewaytest.Cond("karma", "x", "EQ", structpb.NewNumberValue(1)))
 		}, "pool.filter.and.filters[1].condition.category"},
-		{"filter without key", func(p *crowdgatev1.Pool) { p.Filter = cond("profile", "", "EQ", structpb.NewNumberValue(1)) }, "pool.filter.condition.key"},
-		{"filter bad operator", func(p *crowdgatev1.Pool) { p.Filter = cond("profile", "country", "eq", structpb.NewStringValue("RU")) }, "pool.filter.condition.operator"},
-		{"filter without value", func(p *crowdgatev1.Pool) { p.Filter = cond("profile", "country", "EQ", nil) }, "pool.filter.condition.value"},
-		{"filter NaN value", func(p *crowdgatev1.Pool) { p.Filter = cond("skill", "1", "GT", structpb.NewNumberValue(math.NaN())) }, "pool.filter.condition.value"},
+		{"filter without key", func(p *crowdgatev1.Pool) {
+			p.Filter = gatewaytest.Cond("profile", "", "EQ", structpb.NewNumberValue(1))
+		}, "pool.filter.condition.key"},
+		{"filter bad operator", func(p *crowdgatev1.Pool) {
+			p.Filter = gatewaytest.Cond("profile", "country", "eq", structpb.NewStringValue("RU"))
+		}, "pool.filter.condition.operator"},
+		{"filter without value", func(p *crowdgatev1.Pool) { p.Filter = gatewaytest.Cond("profile", "country", "EQ", nil) }, "pool.filter.condition.value"},
+		{"filter NaN value", func(p *crowdgatev1.Pool) {
+			p.Filter = gatewaytest.Cond("skill", "1", "GT", structpb.NewNumberValue(math.NaN()))
+		}, "pool.filter.condition.value"},
 		{"filter too deep", func(p *crowdgatev1.Pool) { p.Filter = deep }, "pool.filter" + strings.Repeat(".and.filters[0]", 10)},
-		{"filter too long", func(p *crowdgatev1.Pool) { p.Filter = or(many...) }, "pool.filter"},
+		{"filter too long", func(p *crowdgatev1.Pool) { p.Filter = gatewaytest.Or(many...) }, "pool.filter"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := gatewaytest.ValidPool(prj.GetProjectId(), now)
@@ -593,7 +550,7 @@ func TestPoolLifecycle(t *testing.T) {
 	env := start(t)
 	key := env.NewAPIKey("acme")
 	t.Cleanup(func() { env.AssertNotLeaked(key) })
-	prj := env.MustProject(env.Ctx(), fullProject(env.MustCredential(env.Ctx(), key)))
+	prj := env.MustProject(env.Ctx(), gatewaytest.FullProject(env.MustCredential(env.Ctx(), key)))
 	created := env.MustPool(env.Ctx(), gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
 	id := created.GetPoolId()
 	firstBody := env.Requests(http.MethodPost, "/api/v1/pools")[0].Body

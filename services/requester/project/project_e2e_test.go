@@ -38,50 +38,6 @@ func tolokaFaults(prefix string, n int) tolokasim.Faults {
 	return tolokasim.Faults{PathPrefix: prefix, FailNext: n}
 }
 
-func cond(category, key, op string, v *structpb.Value) *crowdgatev1.Filter {
-	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Condition{Condition: &crowdgatev1.FilterCondition{Category: category, Key: key, Operator: op, Value: v}}}
-}
-
-func or(fs ...*crowdgatev1.Filter) *crowdgatev1.Filter {
-	return &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Or{Or: &crowdgatev1.FilterList{Filters: fs}}}
-}
-
-// fullProject sets every optional field of a project.
-func fullProject(credID string) *crowdgatev1.Project {
-	p := gatewaytest.MinimalProject(credID)
-	p.PublicInstructions = `<p>Draw a box around <b>every</b> sign & pole.</p>`
-	p.PrivateComment = "batch 7"
-	p.BonusPriceMin = "0.50"
-	p.BonusPriceMax = "2.5"
-	p.TolokerRequirements = &crowdgatev1.TolokerRequirements{
-		Countries:    []string{"ru", "KZ"},
-		Languages:    []string{"en"},
-		AdultAllowed: proto.Bool(true),
-		ClientTypes:  []string{"BROWSER", "toloka_app"},
-		Filter:       cond("skill", "42", "GTE", structpb.NewNumberValue(70)),
-	}
-	p.LocalizationConfig = &crowdgatev1.LocalizationConfig{
-		DefaultLanguage: "EN",
-		AdditionalLanguages: []*crowdgatev1.AdditionalLanguage{{
-			Language:   "RU",
-			PublicName: &crowdgatev1.LocalizedText{Value: "Дорожные знаки"},
-		}},
-	}
-	p.QualityControl = &crowdgatev1.ProjectQualityControl{Configs: []*crowdgatev1.QualityControlConfig{{
-		CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_SKIPPED_IN_ROW_ASSIGNMENTS},
-		Rules: []*crowdgatev1.QualityControlRule{{
-			Conditions: []*crowdgatev1.RuleCondition{{Key: "skipped_in_row_count", Operator: crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GTE, Value: 10}},
-			Action: &crowdgatev1.RuleAction{Type: crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION_V2, Parameters: &crowdgatev1.RuleActionParameters{
-				Scope: crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_PROJECT, DurationUnit: crowdgatev1.DurationUnit_DURATION_UNIT_DAYS,
-				Duration: proto.Int32(10), PrivateComment: "Skipped too many",
-			}},
-		}},
-	}}}
-	p.MaxActiveAssignmentsCount = proto.Int32(3)
-	p.AssignmentsAutomergeEnabled = true
-	return p
-}
-
 // TestCreateProjectSendsAnExternalProject checks the project Toloka
 // receives field by field (EXTERNAL issuing to the landing URL, the ptmik
 // metadata, quality control, localization), what is stored and returned,
@@ -91,7 +47,7 @@ func TestCreateProjectSendsAnExternalProject(t *testing.T) {
 	key := env.NewAPIKey("acme")
 	t.Cleanup(func() { env.AssertNotLeaked(key) })
 	credID := env.MustCredential(env.Ctx(), key)
-	prj := env.MustProject(env.Ctx(), fullProject(credID))
+	prj := env.MustProject(env.Ctx(), gatewaytest.FullProject(credID))
 
 	posts := env.Requests(http.MethodPost, "/api/v1/projects")
 	if len(posts) != 1 || posts[0].Status != http.StatusCreated || posts[0].Account != "acme" {
@@ -258,7 +214,7 @@ func TestCreateProjectValidation(t *testing.T) {
 			p.TolokerRequirements = &crowdgatev1.TolokerRequirements{ClientTypes: []string{"PHONE"}}
 		}, "project.toloker_requirements.client_types[0]"},
 		{"bad requirement filter", func(p *crowdgatev1.Project) {
-			p.TolokerRequirements = &crowdgatev1.TolokerRequirements{Filter: or(cond("profile", "gender", "LIKE", structpb.NewStringValue("MALE")))}
+			p.TolokerRequirements = &crowdgatev1.TolokerRequirements{Filter: gatewaytest.Or(gatewaytest.Cond("profile", "gender", "LIKE", structpb.NewStringValue("MALE")))}
 		}, "project.toloker_requirements.filter.or.filters[0].condition.operator"},
 		{"empty input spec", func(p *crowdgatev1.Project) {
 			p.TaskSpec = &crowdgatev1.TaskSpec{OutputSpec: map[string]*crowdgatev1.FieldSpec{"r": {Type: "string"}}}
