@@ -79,13 +79,21 @@ func validQueryUTF8(raw string) bool {
 }
 
 // restHeaderMatcher is grpc-gateway's default incoming header matcher plus
-// X-Crowdgate-Tenant, forwarded as the tenant metadata, so administrators
-// and internal services can name the tenant they act for over REST too
-// (Service.Unary decides whether a caller may). gateway.go passes it to
-// runtime.NewServeMux with runtime.WithIncomingHeaderMatcher.
+// the tenant header, so the tenant a call acts for has one name on both
+// protocols: X-Crowdgate-Tenant over REST is forwarded as the gRPC metadata
+// key x-crowdgate-tenant (Service.Unary decides whether the caller may name
+// it). grpc-gateway's Grpc-Metadata-X-Crowdgate-Tenant, which the default
+// matcher would drop silently (the call then acting for the caller's own
+// or the default tenant), is forwarded as access.MisnamedTenantHeader
+// instead, so the call is refused with 400 naming X-Crowdgate-Tenant.
+// gateway.go passes it to runtime.NewServeMux with
+// runtime.WithIncomingHeaderMatcher.
 func restHeaderMatcher(key string) (string, bool) {
-	if textproto.CanonicalMIMEHeaderKey(key) == "X-Crowdgate-Tenant" {
+	switch textproto.CanonicalMIMEHeaderKey(key) {
+	case access.RESTTenantHeader:
 		return access.TenantHeader, true
+	case runtime.MetadataHeaderPrefix + access.RESTTenantHeader:
+		return access.MisnamedTenantHeader, true
 	}
 	return runtime.DefaultHeaderMatcher(key)
 }

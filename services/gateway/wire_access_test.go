@@ -452,25 +452,7 @@ func TestTenantIsolationOnEveryRPC(t *testing.T) {
 	ids := buildFlow(t, a, asA)
 
 	// A's view of its records, to compare after B's attempts.
-	snapshot := func() map[string]string {
-		out := map[string]string{}
-		for _, md := range methods(t) {
-			if !strings.HasPrefix(string(md.Name()), "Get") {
-				continue
-			}
-			req := fill(t, md, ids, false)
-			if req == nil {
-				continue
-			}
-			resp, err := invoke(t, asA, a.conn, md, req)
-			if err != nil {
-				t.Fatalf("%s as A: %v", fullMethod(md), err)
-			}
-			b, _ := protojson.Marshal(resp)
-			out[fullMethod(md)] = string(b)
-		}
-		return out
-	}
+	snapshot := func() map[string]string { return recordsOf(t, a, asA, ids) }
 	before := snapshot()
 
 	asB := bearer(keyB)
@@ -505,6 +487,29 @@ func TestTenantIsolationOnEveryRPC(t *testing.T) {
 			t.Errorf("%s as A changed after B's calls:\nbefore %s\nafter  %s", m, b, after[m])
 		}
 	}
+}
+
+// recordsOf is what ctx's caller sees of the records ids names: every Get*
+// RPC that takes one of them, by method, as JSON.
+func recordsOf(t *testing.T, a *accessGateway, ctx context.Context, ids map[protoreflect.Name]string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, md := range methods(t) {
+		if !strings.HasPrefix(string(md.Name()), "Get") {
+			continue
+		}
+		req := fill(t, md, ids, false)
+		if req == nil {
+			continue
+		}
+		resp, err := invoke(t, ctx, a.conn, md, req)
+		if err != nil {
+			t.Fatalf("%s: %v", fullMethod(md), err)
+		}
+		b, _ := protojson.Marshal(resp)
+		out[fullMethod(md)] = string(b)
+	}
+	return out
 }
 
 // buildFlow walks a tenant's whole flow as ctx's caller: a credential, a
@@ -610,6 +615,8 @@ func fill(t *testing.T, md protoreflect.MethodDescriptor, ids map[protoreflect.N
 		case *crowdgatev1.UpdatePoolRequest:
 			r.Pool.PrivateName = "renamed by B"
 			r.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"private_name"}}
+		case *crowdgatev1.CreateApiKeyRequest:
+			r.DisplayName, r.Scope = "B's key", crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN
 		}
 	}
 	return req
@@ -735,10 +742,300 @@ func TestRESTHeaderMatcherForwardsTheTenantHeader(t *testing.T) {
 		{"x-crowdgate-tenant", access.TenantHeader, true},
 		{"Authorization", "grpcgateway-Authorization", true},
 		{"X-Other", "", false},
-		{"Grpc-Metadata-X-Crowdgate-Tenant", "", false},
+		{"Grpc-Metadata-X-Crowdgate-Tenant", access.MisnamedTenantHeader, true},
+		{"grpc-metadata-x-crowdgate-tenant", access.MisnamedTenantHeader, true},
+		{"Grpc-Metadata-X-Other", "", false},
 	} {
 		if key, ok := restHeaderMatcher(tc.header); key != tc.wantKey || ok != tc.wantOK {
 			t.Errorf("restHeaderMatcher(%q) = %q, %v; want %q, %v", tc.header, key, ok, tc.wantKey, tc.wantOK)
+		}
+	}
+}
+
+// TestTenantAdminKeyActsOnlyForItsOwnTenant calls every RPC with tenant B's
+// ADMIN key and A's ids (A's tenant id and one of A's key ids too), once
+// acting for B and once naming A in x-crowdgate-tenant. A tenant's ADMIN
+// key manages its own tenant's keys, not the platform: naming A, every call
+// is PERMISSION_DENIED; acting for B, every call carrying A's ids is
+// NOT_FOUND or PERMISSION_DENIED, tenants are neither listed nor created;
+// no answer holds any of A's ids, and nothing of A's changes (its records,
+// its keys, its audit log), nor does the list of tenants.
+func TestTenantAdminKeyActsOnlyForItsOwnTenant(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	ta, tb := a.newTenant(t, "A"), a.newTenant(t, "B")
+	_, keyA := a.newKey(t, ta, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE)
+	victimID, _ := a.newKey(t, ta, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_READ)
+	_, adminB := a.newKey(t, tb, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN)
+	asA := bearer(keyA)
+	ids := buildFlow(t, a, asA)
+
+	// B's requests also carry A's tenant id and one of A's key ids.
+	targets := map[protoreflect.Name]string{"tenant_id": ta, "api_key_id": victimID}
+	for k, v := range ids {
+		targets[k] = v
+	}
+
+	// Everything of A's, and the platform's tenants, seen by A and by the
+	// bootstrap admin.
+	asRoot := bearer(testAdminKey)
+	state := func() map[string]string {
+		t.Helper()
+		out := recordsOf(t, a, asA, ids)
+		keys, err := a.accessClient().ListApiKeys(asRoot, &crowdgatev1.ListApiKeysRequest{TenantId: ta, PageSize: 500})
+		if err != nil {
+			t.Fatalf("ListApiKeys of A: %v", err)
+		}
+		for _, k := range keys.GetApiKeys() {
+			k.LastUsedTime = nil // moves when A's own key is used
+		}
+		tenants, err := a.accessClient().ListTenants(asRoot, &crowdgatev1.ListTenantsRequest{PageSize: 500})
+		if err != nil {
+			t.Fatalf("ListTenants: %v", err)
+		}
+		audit, err := a.accessClient().ListAuditEvents(bearer(testAdminKey, ta), &crowdgatev1.ListAuditEventsRequest{PageSize: 500})
+		if err != nil {
+			t.Fatalf("ListAuditEvents of A: %v", err)
+		}
+		for name, m := range map[string]proto.Message{"A's api keys": keys, "tenants": tenants, "A's audit log": audit} {
+			b, _ := protojson.Marshal(m)
+			out[name] = string(b)
+		}
+		return out
+	}
+	before := state()
+
+	platformOnly := map[string]bool{
+		crowdgatev1.AccessService_CreateTenant_FullMethodName: true,
+		crowdgatev1.AccessService_ListTenants_FullMethodName:  true,
+	}
+	for _, md := range methods(t) {
+		m := fullMethod(md)
+		for _, namesA := range []bool{false, true} {
+			name, ctx := m+"/acting_for_B", bearer(adminB)
+			if namesA {
+				name, ctx = m+"/naming_A", bearer(adminB, ta)
+			}
+			t.Run(name, func(t *testing.T) {
+				req := fill(t, md, targets, true)
+				carriesA := req != nil
+				if req == nil {
+					req = newMessage(t, md.Input())
+				}
+				if r, ok := req.Interface().(*crowdgatev1.CreateTenantRequest); ok {
+					r.DisplayName = "by B" // valid, so only the caller can refuse it
+				}
+				resp, err := invoke(t, ctx, a.conn, md, req)
+				switch got := status.Code(err); {
+				case namesA || platformOnly[m]:
+					if got != codes.PermissionDenied {
+						t.Errorf("B's ADMIN key: %v, want PERMISSION_DENIED", err)
+					}
+				case carriesA:
+					if got != codes.NotFound && got != codes.PermissionDenied {
+						t.Errorf("B's ADMIN key with A's ids: %v, want NOT_FOUND or PERMISSION_DENIED", err)
+					}
+				}
+				if err != nil {
+					return
+				}
+				if l, ok := resp.(*crowdgatev1.ListAuditEventsResponse); ok {
+					// B's log records B's own attempts on A's ids (the
+					// resource B named); it must hold no event of A's.
+					for _, e := range l.GetEvents() {
+						if e.GetTenantId() != tb {
+							t.Errorf("B's audit log holds an event of tenant %q: %v", e.GetTenantId(), e)
+						}
+						e.Resource = ""
+					}
+				}
+				b, _ := protojson.Marshal(resp)
+				for field, id := range targets {
+					if strings.Contains(string(b), id) {
+						t.Errorf("B's answer holds A's %s: %s", field, b)
+					}
+				}
+			})
+		}
+	}
+	after := state()
+	for k, b := range before {
+		if after[k] != b {
+			t.Errorf("%s changed after B's calls:\nbefore %s\nafter  %s", k, b, after[k])
+		}
+	}
+}
+
+// TestTenantAdminKeyManagesItsOwnTenant: a tenant's ADMIN key creates, lists
+// and revokes its own tenant's keys, does what a WRITE key does in its
+// tenant and reads its own tenant's audit log only; the bootstrap admin
+// still does everything for any tenant it names, and internal services
+// still act for the tenant they name.
+func TestTenantAdminKeyManagesItsOwnTenant(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	ta, tb := a.newTenant(t, "A"), a.newTenant(t, "B")
+	adminBID, adminB := a.newKey(t, tb, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN)
+	_, readA := a.newKey(t, ta, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_READ)
+	ac := a.accessClient()
+
+	// B's ADMIN key manages B's keys, with or without naming B.
+	for _, asB := range []context.Context{bearer(adminB), bearer(adminB, tb)} {
+		created, err := ac.CreateApiKey(asB, &crowdgatev1.CreateApiKeyRequest{TenantId: tb, DisplayName: "ci", Scope: crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE})
+		if err != nil {
+			t.Fatalf("CreateApiKey for B by B's ADMIN key: %v", err)
+		}
+		id, secret := created.GetApiKey().GetApiKeyId(), created.GetSecret()
+		if created.GetApiKey().GetTenantId() != tb {
+			t.Errorf("key created for tenant %q, want B", created.GetApiKey().GetTenantId())
+		}
+		if _, err := crowdgatev1.NewCredentialServiceClient(a.conn).ListCredentials(bearer(secret), &crowdgatev1.ListCredentialsRequest{}); err != nil {
+			t.Errorf("the new key: %v", err)
+		}
+		list, err := ac.ListApiKeys(asB, &crowdgatev1.ListApiKeysRequest{TenantId: tb, PageSize: 500})
+		if err != nil {
+			t.Fatalf("ListApiKeys of B by B's ADMIN key: %v", err)
+		}
+		listed := map[string]bool{}
+		for _, k := range list.GetApiKeys() {
+			listed[k.GetApiKeyId()] = true
+		}
+		if !listed[id] || !listed[adminBID] {
+			t.Errorf("B's keys %v, want %s and %s", list.GetApiKeys(), id, adminBID)
+		}
+		if _, err := ac.RevokeApiKey(asB, &crowdgatev1.RevokeApiKeyRequest{ApiKeyId: id}); err != nil {
+			t.Fatalf("RevokeApiKey of B's key by B's ADMIN key: %v", err)
+		}
+		if _, err := crowdgatev1.NewCredentialServiceClient(a.conn).ListCredentials(bearer(secret), &crowdgatev1.ListCredentialsRequest{}); status.Code(err) != codes.Unauthenticated {
+			t.Errorf("the revoked key: %v, want UNAUTHENTICATED", err)
+		}
+	}
+	// It does whatever a WRITE key does in B, and its audit log is B's.
+	buildFlow(t, a, bearer(adminB))
+	audit, err := ac.ListAuditEvents(bearer(adminB), &crowdgatev1.ListAuditEventsRequest{PageSize: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(audit.GetEvents()) == 0 {
+		t.Error("B's audit log is empty")
+	}
+	for _, e := range audit.GetEvents() {
+		if e.GetTenantId() != tb {
+			t.Errorf("B's ADMIN key sees an event of tenant %q: %v", e.GetTenantId(), e)
+		}
+	}
+
+	// The bootstrap admin acts for A by naming it: A's whole flow, A's keys.
+	asRootForA := bearer(testAdminKey, ta)
+	idsA := buildFlow(t, a, asRootForA)
+	if _, err := crowdgatev1.NewProjectServiceClient(a.conn).GetProject(bearer(readA), &crowdgatev1.GetProjectRequest{ProjectId: idsA["project_id"]}); err != nil {
+		t.Errorf("A's READ key on the project the bootstrap admin made for A: %v", err)
+	}
+	if _, err := crowdgatev1.NewProjectServiceClient(a.conn).GetProject(bearer(testServiceToken, ta), &crowdgatev1.GetProjectRequest{ProjectId: idsA["project_id"]}); err != nil {
+		t.Errorf("a service naming A: %v", err)
+	}
+	created, err := ac.CreateApiKey(asRootForA, &crowdgatev1.CreateApiKeyRequest{TenantId: ta, DisplayName: "ops", Scope: crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN})
+	if err != nil {
+		t.Fatalf("CreateApiKey for A by the bootstrap admin: %v", err)
+	}
+	if _, err := ac.ListApiKeys(asRootForA, &crowdgatev1.ListApiKeysRequest{TenantId: ta}); err != nil {
+		t.Errorf("ListApiKeys of A by the bootstrap admin: %v", err)
+	}
+	if _, err := ac.RevokeApiKey(bearer(testAdminKey), &crowdgatev1.RevokeApiKeyRequest{ApiKeyId: created.GetApiKey().GetApiKeyId()}); err != nil {
+		t.Errorf("RevokeApiKey of A's key by the bootstrap admin: %v", err)
+	}
+	if _, err := ac.CreateTenant(bearer(testAdminKey), &crowdgatev1.CreateTenantRequest{DisplayName: "C"}); err != nil {
+		t.Errorf("CreateTenant by the bootstrap admin: %v", err)
+	}
+	if resp, err := ac.ListTenants(bearer(testAdminKey), &crowdgatev1.ListTenantsRequest{}); err != nil || len(resp.GetTenants()) < 4 {
+		t.Errorf("ListTenants by the bootstrap admin: %v, %v; want default, A, B and C", resp.GetTenants(), err)
+	}
+	seen := map[string]bool{}
+	all, err := ac.ListAuditEvents(bearer(testAdminKey), &crowdgatev1.ListAuditEventsRequest{PageSize: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range all.GetEvents() {
+		seen[e.GetTenantId()] = true
+	}
+	if !seen[ta] || !seen[tb] {
+		t.Errorf("the bootstrap admin's audit log covers tenants %v, want A and B", seen)
+	}
+}
+
+// TestTenantHeaderIsOneNameOverRESTAndGRPC: the tenant a call acts for is
+// named by X-Crowdgate-Tenant over REST and by x-crowdgate-tenant metadata
+// over gRPC, with the same effect; grpc-gateway's
+// Grpc-Metadata-X-Crowdgate-Tenant is refused with 400 naming the right
+// header, rather than silently dropped (the call would act for the
+// caller's default tenant).
+func TestTenantHeaderIsOneNameOverRESTAndGRPC(t *testing.T) {
+	a := startAccessGateway(t, nil)
+	ta := a.newTenant(t, "A")
+	_, readA := a.newKey(t, ta, crowdgatev1.ApiKeyScope_API_KEY_SCOPE_READ)
+	body := func(name string) string {
+		return `{"display_name": "` + name + `", "environment": "ENVIRONMENT_SANDBOX", "api_key": "` + testTolokaKey + `"}`
+	}
+
+	code, resp := a.rest(t, http.MethodPost, "/v1/credentials", body("over REST"), testAdminKey, "X-Crowdgate-Tenant", ta)
+	if code != http.StatusOK {
+		t.Fatalf("POST /v1/credentials naming A: %d %s", code, resp)
+	}
+	var viaREST struct {
+		Credential struct {
+			ID string `json:"credential_id"`
+		} `json:"credential"`
+	}
+	if err := json.Unmarshal([]byte(resp), &viaREST); err != nil || viaREST.Credential.ID == "" {
+		t.Fatalf("POST /v1/credentials: %s (%v)", resp, err)
+	}
+	viaGRPC, err := crowdgatev1.NewCredentialServiceClient(a.conn).CreateCredential(bearer(testAdminKey, ta), &crowdgatev1.CreateCredentialRequest{
+		DisplayName: "over gRPC", Environment: crowdgatev1.Environment_ENVIRONMENT_SANDBOX, ApiKey: testTolokaKey,
+	})
+	if err != nil {
+		t.Fatalf("CreateCredential naming A: %v", err)
+	}
+	want := []string{viaREST.Credential.ID, viaGRPC.GetCredential().GetCredentialId()}
+
+	credentialsOf := func(ctx context.Context) string {
+		t.Helper()
+		list, err := crowdgatev1.NewCredentialServiceClient(a.conn).ListCredentials(ctx, &crowdgatev1.ListCredentialsRequest{PageSize: 100})
+		if err != nil {
+			t.Fatalf("ListCredentials: %v", err)
+		}
+		b, _ := protojson.Marshal(list)
+		return string(b)
+	}
+	ofA, ofDefault := credentialsOf(bearer(readA)), credentialsOf(bearer(testAdminKey))
+	for _, id := range want {
+		if !strings.Contains(ofA, id) {
+			t.Errorf("A's READ key does not see credential %s: %s", id, ofA)
+		}
+		if strings.Contains(ofDefault, id) {
+			t.Errorf("credential %s landed in tenant default: %s", id, ofDefault)
+		}
+	}
+	// A's own key may name its own tenant over REST too.
+	if code, resp := a.rest(t, http.MethodGet, "/v1/credentials", "", readA, "X-Crowdgate-Tenant", ta); code != http.StatusOK || !strings.Contains(resp, want[0]) {
+		t.Errorf("GET /v1/credentials by A naming A: %d %s", code, resp)
+	}
+
+	// grpc-gateway's metadata prefix is no second name: it is refused, with
+	// or without the right header beside it, and creates nothing.
+	for _, headers := range [][]string{
+		{"Grpc-Metadata-X-Crowdgate-Tenant", ta},
+		{"grpc-metadata-x-crowdgate-tenant", ta},
+		{"Grpc-Metadata-X-Crowdgate-Tenant", ta, "X-Crowdgate-Tenant", ta},
+	} {
+		code, resp := a.rest(t, http.MethodPost, "/v1/credentials", body("misnamed"), testAdminKey, headers...)
+		if code != http.StatusBadRequest || !strings.Contains(resp, "X-Crowdgate-Tenant") {
+			t.Errorf("POST /v1/credentials with %v: %d %s, want 400 naming X-Crowdgate-Tenant", headers, code, resp)
+		}
+		if code, resp := a.rest(t, http.MethodGet, "/v1/credentials", "", readA, headers...); code != http.StatusBadRequest {
+			t.Errorf("GET /v1/credentials with %v: %d %s, want 400", headers, code, resp)
+		}
+	}
+	for who, ctx := range map[string]context.Context{"A": bearer(readA), "default": bearer(testAdminKey)} {
+		if got := credentialsOf(ctx); strings.Contains(got, "misnamed") {
+			t.Errorf("a refused call created a credential in tenant %s: %s", who, got)
 		}
 	}
 }

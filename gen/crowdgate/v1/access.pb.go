@@ -32,7 +32,7 @@ const (
 	ApiKeyScope_API_KEY_SCOPE_READ ApiKeyScope = 1
 	// Read and write, for automation.
 	ApiKeyScope_API_KEY_SCOPE_WRITE ApiKeyScope = 2
-	// Manage tenants and keys.
+	// A WRITE key that also manages its own tenant's keys.
 	ApiKeyScope_API_KEY_SCOPE_ADMIN ApiKeyScope = 3
 )
 

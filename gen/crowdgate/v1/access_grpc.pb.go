@@ -33,14 +33,16 @@ const (
 //
 // AccessService manages who may call Crowdgate: tenants (requester
 // organisations), their API keys, and the audit log of state changes.
-// Tenant and key management needs an admin key; the audit log is readable
-// by the tenant it belongs to.
+// Tenants are managed by the bootstrap admin only; a tenant's ADMIN key
+// manages that tenant's own keys and nothing of another tenant; the audit
+// log is readable by the tenant it belongs to.
 type AccessServiceClient interface {
-	// CreateTenant adds a requester organisation (admin).
+	// CreateTenant adds a requester organisation (the bootstrap admin only).
 	CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*CreateTenantResponse, error)
-	// ListTenants lists tenants (admin).
+	// ListTenants lists tenants (the bootstrap admin only).
 	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
-	// CreateApiKey creates a key for a tenant; the secret is shown once.
+	// CreateApiKey creates a key for a tenant (its own, for a tenant's ADMIN
+	// key); the secret is shown once.
 	CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error)
 	// ListApiKeys lists a tenant's keys, without secrets.
 	ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error)
@@ -124,14 +126,16 @@ func (c *accessServiceClient) ListAuditEvents(ctx context.Context, in *ListAudit
 //
 // AccessService manages who may call Crowdgate: tenants (requester
 // organisations), their API keys, and the audit log of state changes.
-// Tenant and key management needs an admin key; the audit log is readable
-// by the tenant it belongs to.
+// Tenants are managed by the bootstrap admin only; a tenant's ADMIN key
+// manages that tenant's own keys and nothing of another tenant; the audit
+// log is readable by the tenant it belongs to.
 type AccessServiceServer interface {
-	// CreateTenant adds a requester organisation (admin).
+	// CreateTenant adds a requester organisation (the bootstrap admin only).
 	CreateTenant(context.Context, *CreateTenantRequest) (*CreateTenantResponse, error)
-	// ListTenants lists tenants (admin).
+	// ListTenants lists tenants (the bootstrap admin only).
 	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
-	// CreateApiKey creates a key for a tenant; the secret is shown once.
+	// CreateApiKey creates a key for a tenant (its own, for a tenant's ADMIN
+	// key); the secret is shown once.
 	CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error)
 	// ListApiKeys lists a tenant's keys, without secrets.
 	ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error)

@@ -9,15 +9,34 @@
 //     cgk_..."), the bootstrap admin key, an internal service token, or an
 //     internal service's client certificate (mutual TLS);
 //   - checks the key's scope against the method (READ: Get*/List*; WRITE:
-//     everything of its tenant except tenant and key management; ADMIN:
-//     everything);
-//   - puts the caller's tenant in the context with tenant.WithID, which is
-//     what makes every store read and write inside that tenant only, so a
+//     everything of its tenant except key management; ADMIN: also its
+//     tenant's keys);
+//   - decides the tenant the call acts for: the key's own, or the one named
+//     in the tenant header, which has one name on both protocols: the gRPC
+//     metadata key x-crowdgate-tenant (TenantHeader), and over REST the
+//     HTTP header X-Crowdgate-Tenant (RESTTenantHeader), which the REST
+//     gateway forwards as that metadata key. grpc-gateway's
+//     Grpc-Metadata-X-Crowdgate-Tenant is not a second name: a call sending
+//     it is refused with INVALID_ARGUMENT naming X-Crowdgate-Tenant;
+//   - puts that tenant in the context with tenant.WithID, which is what
+//     makes every store read and write inside that tenant only, so a
 //     foreign tenant's record is NOT_FOUND;
 //   - records every state-changing call in the audit log.
 //
+// Who acts across tenants is decided in one place, Principal.CrossTenant:
+// only the bootstrap admin key and internal services (service tokens,
+// client certificates) do. They may name any tenant in the tenant header
+// (internal services must); the bootstrap admin alone manages tenants
+// (CreateTenant, ListTenants), manages every tenant's keys and, naming no
+// tenant, reads every tenant's audit log. A tenant's API key, whatever its
+// scope, acts for its own tenant only: naming another tenant is
+// PERMISSION_DENIED, another tenant's tenant_id or key is NOT_FOUND, and
+// its audit log is its tenant's. A tenant's ADMIN key is a WRITE key that
+// also creates, lists and revokes its own tenant's keys.
+//
 // With Mode Off nothing is authenticated: every call acts as an anonymous
-// administrator of the default tenant (local demos and tests only).
+// administrator of the default tenant, or of the tenant it names, and may
+// manage tenants (local demos and tests only).
 package access
 
 import (
@@ -82,8 +101,10 @@ type Config struct {
 	Prefix string
 	// Mode is ModeOff or ModeKeys (ModeOff when empty).
 	Mode Mode
-	// AdminKey, when set, is a bootstrap secret with the ADMIN scope (actor
-	// "admin"). Only its SHA-256 is kept. At least MinSecretLength long.
+	// AdminKey, when set, is the bootstrap secret of the platform's
+	// administrator (actor "admin"): the ADMIN scope across every tenant
+	// (see Principal.CrossTenant). Only its SHA-256 is kept. At least
+	// MinSecretLength long.
 	AdminKey string
 	// ServiceTokens maps internal service names to their bearer tokens
 	// (see ParseServiceTokens). Only the tokens' SHA-256 are kept.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 )
@@ -261,6 +262,12 @@ func TestCredentialsAndScopes(t *testing.T) {
 		_, err := f.access().ListAuditEvents(ctx, &crowdgatev1.ListAuditEventsRequest{})
 		return err
 	}
+	listKeysOf := func(tenantID string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := f.access().ListApiKeys(ctx, &crowdgatev1.ListApiKeysRequest{TenantId: tenantID})
+			return err
+		}
+	}
 	wrongSecret := writeKey[:len(writeKey)-4] + "aaaa"
 	if wrongSecret == writeKey {
 		wrongSecret = writeKey[:len(writeKey)-4] + "bbbb"
@@ -287,14 +294,21 @@ func TestCredentialsAndScopes(t *testing.T) {
 		{"write key reads", bearer(writeKey), getProject, codes.OK},
 		{"write key writes", bearer(writeKey), archive, codes.OK},
 		{"write key manages tenants", bearer(writeKey), listTenants, codes.PermissionDenied},
-		{"admin api key manages tenants", bearer(adminKey), listTenants, codes.OK},
+		{"admin api key manages tenants", bearer(adminKey), listTenants, codes.PermissionDenied},
 		{"admin api key writes its tenant", bearer(adminKey), archive, codes.OK},
+		{"admin api key manages its tenant's keys", bearer(adminKey), listKeysOf(tid), codes.OK},
+		{"admin api key manages another tenant's keys", bearer(adminKey), listKeysOf(tenant.Default), codes.NotFound},
+		{"admin api key names its own tenant", bearer(adminKey, tid), getProject, codes.OK},
+		{"admin api key names another tenant", bearer(adminKey, tenant.Default), listKeysOf(tenant.Default), codes.PermissionDenied},
+		{"bootstrap admin manages tenants", bearer(testAdminKey), listTenants, codes.OK},
+		{"bootstrap admin manages a tenant's keys", bearer(testAdminKey), listKeysOf(tid), codes.OK},
 		{"bootstrap admin acts for the named tenant", bearer(testAdminKey, tid), getProject, codes.OK},
 		{"bootstrap admin acts for default without a header", bearer(testAdminKey), getProject, codes.NotFound},
 
 		{"key names its own tenant", bearer(writeKey, tid), getProject, codes.OK},
 		{"key names another tenant", bearer(writeKey, tenant.Default), getProject, codes.PermissionDenied},
 		{"two tenant headers", contextWith("authorization", "Bearer "+writeKey, TenantHeader, tid, TenantHeader, tid), getProject, codes.InvalidArgument},
+		{"misnamed tenant header", contextWith("authorization", "Bearer "+writeKey, MisnamedTenantHeader, tid), getProject, codes.InvalidArgument},
 
 		{"service token with tenant", bearer(testServiceToken, tid), archive, codes.OK},
 		{"service token without tenant", bearer(testServiceToken), getProject, codes.PermissionDenied},
@@ -307,6 +321,106 @@ func TestCredentialsAndScopes(t *testing.T) {
 				t.Errorf("code %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestOnlyTheBootstrapAdminAndServicesActAcrossTenants pins the rule
+// Principal.CrossTenant decides: a tenant's API key acts for its own tenant
+// only, whatever its scope.
+func TestOnlyTheBootstrapAdminAndServicesActAcrossTenants(t *testing.T) {
+	for _, tc := range []struct {
+		p    Principal
+		want bool
+	}{
+		{Principal{Kind: KindAdmin, Scope: admin, Tenant: tenant.Default}, true},
+		{Principal{Kind: KindService, Scope: write, Tenant: "tnt_a"}, true},
+		{Principal{Kind: KindAnonymous, Scope: admin, Tenant: tenant.Default}, true},
+		{Principal{Kind: KindAPIKey, Scope: admin, Tenant: "tnt_a"}, false},
+		{Principal{Kind: KindAPIKey, Scope: write, Tenant: "tnt_a"}, false},
+		{Principal{Kind: KindAPIKey, Scope: read, Tenant: "tnt_a"}, false},
+		{Principal{Kind: "", Scope: admin, Tenant: "tnt_a"}, false},
+	} {
+		if got := tc.p.CrossTenant(); got != tc.want {
+			t.Errorf("%s %s: CrossTenant() = %v, want %v", tc.p.Kind, tc.p.Scope, got, tc.want)
+		}
+		if got := tc.p.MayActFor("tnt_b"); got != tc.want {
+			t.Errorf("%s %s: MayActFor(another tenant) = %v, want %v", tc.p.Kind, tc.p.Scope, got, tc.want)
+		}
+		if !tc.p.MayActFor(tc.p.Tenant) {
+			t.Errorf("%s %s: may not act for its own tenant", tc.p.Kind, tc.p.Scope)
+		}
+	}
+}
+
+// TestTenantAdminKeyManagesOnlyItsOwnTenantsKeys: a tenant's ADMIN key
+// creates, lists and revokes its own tenant's keys; another tenant's
+// tenant_id or key is NOT_FOUND and changes nothing, tenants are the
+// bootstrap admin's, and its refused attempts are audited in its own
+// tenant's log, not the other's.
+func TestTenantAdminKeyManagesOnlyItsOwnTenantsKeys(t *testing.T) {
+	f := newFixture(t, nil)
+	a, b := f.newTenant(t, "A"), f.newTenant(t, "B")
+	keyA, _ := f.newKey(t, a, read)
+	adminBID, adminB := f.newKey(t, b, admin)
+	asB := bearer(adminB)
+
+	created, err := f.access().CreateApiKey(asB, &crowdgatev1.CreateApiKeyRequest{TenantId: b, DisplayName: "ci", Scope: write})
+	if err != nil {
+		t.Fatalf("CreateApiKey for its own tenant: %v", err)
+	}
+	list, err := f.access().ListApiKeys(asB, &crowdgatev1.ListApiKeysRequest{TenantId: b})
+	if err != nil || len(list.GetApiKeys()) != 2 {
+		t.Fatalf("ListApiKeys of its own tenant: %v, %v; want 2 keys", list.GetApiKeys(), err)
+	}
+	if _, err := f.access().RevokeApiKey(asB, &crowdgatev1.RevokeApiKeyRequest{ApiKeyId: created.GetApiKey().GetApiKeyId()}); err != nil {
+		t.Fatalf("RevokeApiKey of its own tenant's key: %v", err)
+	}
+
+	auditA := listAll(t, f.access(), bearer(testAdminKey, a))
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want codes.Code
+	}{
+		{"create a key for another tenant", func() error {
+			_, err := f.access().CreateApiKey(asB, &crowdgatev1.CreateApiKeyRequest{TenantId: a, DisplayName: "x", Scope: admin})
+			return err
+		}, codes.NotFound},
+		{"list another tenant's keys", func() error {
+			_, err := f.access().ListApiKeys(asB, &crowdgatev1.ListApiKeysRequest{TenantId: a})
+			return err
+		}, codes.NotFound},
+		{"revoke another tenant's key", func() error {
+			_, err := f.access().RevokeApiKey(asB, &crowdgatev1.RevokeApiKeyRequest{ApiKeyId: keyA})
+			return err
+		}, codes.NotFound},
+		{"create a tenant", func() error {
+			_, err := f.access().CreateTenant(asB, &crowdgatev1.CreateTenantRequest{DisplayName: "x"})
+			return err
+		}, codes.PermissionDenied},
+		{"list tenants", func() error {
+			_, err := f.access().ListTenants(asB, &crowdgatev1.ListTenantsRequest{})
+			return err
+		}, codes.PermissionDenied},
+	} {
+		if got := code(tc.call()); got != tc.want {
+			t.Errorf("%s: code %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	keys, err := f.access().ListApiKeys(bearer(testAdminKey), &crowdgatev1.ListApiKeysRequest{TenantId: a})
+	if err != nil || len(keys.GetApiKeys()) != 1 || keys.GetApiKeys()[0].GetRevokeTime() != nil {
+		t.Errorf("A's keys after B's attempts: %v, %v; want A's one key, valid", keys.GetApiKeys(), err)
+	}
+	if diff := cmp.Diff(briefs(auditA), briefs(listAll(t, f.access(), bearer(testAdminKey, a)))); diff != "" {
+		t.Errorf("A's audit log changed (-before +after):\n%s", diff)
+	}
+	for _, e := range listAll(t, f.access(), asB) {
+		if e.GetTenantId() != b {
+			t.Errorf("B's ADMIN key sees an event of tenant %q", e.GetTenantId())
+		}
+		if e.GetActor() == adminBID && e.GetMethod() == mCreateKey && e.GetResource() == a && e.GetResult() != "NOT_FOUND" {
+			t.Errorf("B's attempt on A's keys audited as %v", e)
+		}
 	}
 }
 
@@ -458,6 +572,15 @@ func TestAuthOffActsAsAnonymousAdminOfTheDefaultTenant(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"anonymous@default", "anonymous@tnt_x"}, seen); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// grpc-gateway's Grpc-Metadata-X-Crowdgate-Tenant is refused, naming the
+	// header that works.
+	_, err := f.svc.Unary(incoming(MisnamedTenantHeader, "tnt_x"), nil, info("/crowdgate.v1.PoolService/OpenPool"), probe)
+	if serviceerror.ToStatus(err).Code() != codes.InvalidArgument || !strings.Contains(err.Error(), RESTTenantHeader) {
+		t.Errorf("misnamed tenant header: %v, want INVALID_ARGUMENT naming %s", err, RESTTenantHeader)
+	}
+	if len(seen) != 2 {
+		t.Errorf("the handler ran for a refused call: %v", seen)
 	}
 	// Even with authentication off the audit log records writes.
 	evs, _, err := f.svc.listAudit(context.Background(), "", true, 0, "")

@@ -74,9 +74,11 @@ func (s *Service) audit(ctx context.Context, p *Principal, method string, req, r
 			break
 		}
 	}
-	// An administrator's change to another tenant's keys (CreateApiKey,
-	// RevokeApiKey) belongs to that tenant's log.
-	if p.Scope == crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN {
+	// A cross-tenant caller's management of a tenant or its keys
+	// (CreateTenant, CreateApiKey, RevokeApiKey) belongs to that tenant's
+	// log. A tenant's key only ever writes to its own tenant's log, even
+	// when it names another tenant's id (and is refused).
+	if adminMethods[method] && p.CrossTenant() {
 		if t := findString(msgs, "tenant_id"); validTenantID(t) {
 			ev.TenantId = t
 		}

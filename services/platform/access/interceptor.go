@@ -17,11 +17,28 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 )
 
-// TenantHeader is the gRPC metadata key (over REST, the header
-// Grpc-Metadata-X-Crowdgate-Tenant) that names the tenant a call acts for.
-// Internal services must send it; administrators may send it to act for a
-// tenant other than their own; a partner key may only name its own tenant.
+// TenantHeader is the gRPC metadata key that names the tenant a call acts
+// for. Over REST it is the HTTP header X-Crowdgate-Tenant
+// (RESTTenantHeader), which the REST gateway forwards as this key: one
+// name on both protocols. Internal services must send it; the bootstrap
+// admin may, to act for any tenant; a tenant's API key may only name its
+// own tenant (see Principal.CrossTenant).
 const TenantHeader = "x-crowdgate-tenant"
+
+// RESTTenantHeader is TenantHeader over REST, as an HTTP header.
+const RESTTenantHeader = "X-Crowdgate-Tenant"
+
+// MisnamedTenantHeader is the gRPC metadata key the REST gateway forwards
+// the HTTP header Grpc-Metadata-X-Crowdgate-Tenant as (grpc-gateway's
+// prefix for headers meant as metadata, which this gateway does not
+// honour). A call carrying it is refused with INVALID_ARGUMENT naming
+// X-Crowdgate-Tenant, rather than silently acting for the caller's own or
+// the default tenant.
+const MisnamedTenantHeader = "grpcgateway-grpc-metadata-x-crowdgate-tenant"
+
+// errMisnamedTenantHeader refuses a call carrying MisnamedTenantHeader.
+var errMisnamedTenantHeader = serviceerror.NewInvalidArgument("Grpc-Metadata-"+RESTTenantHeader,
+	"is not read: name the tenant in the %s header (gRPC metadata %s)", RESTTenantHeader, TenantHeader)
 
 // Kind is the kind of an authenticated caller.
 type Kind string
@@ -49,10 +66,33 @@ type Principal struct {
 	// Scope is what the caller may do. Internal services hold WRITE.
 	Scope crowdgatev1.ApiKeyScope
 	// Tenant is the tenant the call acts for (also in tenant.FromContext).
+	// A tenant's API key always acts for its own.
 	Tenant string
-	// AllTenants is set for an administrator that named no tenant: its
-	// ListAuditEvents sees every tenant's events.
+	// AllTenants is set for a cross-tenant caller (CrossTenant) that named
+	// no tenant: its ListAuditEvents sees every tenant's events.
 	AllTenants bool
+}
+
+// CrossTenant reports whether p acts across tenants. This is the one place
+// that decides it: only the bootstrap admin key and internal services
+// (service tokens, client certificates) do, and, with authentication off,
+// the anonymous caller. A cross-tenant caller may name any tenant in
+// TenantHeader and, naming none, reads every tenant's audit log; with the
+// ADMIN scope (the bootstrap admin, the anonymous caller) it also manages
+// tenants and every tenant's keys. A tenant's API key, whatever its scope,
+// acts for its own tenant only.
+func (p *Principal) CrossTenant() bool {
+	switch p.Kind {
+	case KindAdmin, KindService, KindAnonymous:
+		return true
+	}
+	return false
+}
+
+// MayActFor reports whether p may act for tenantID: a cross-tenant caller
+// for any tenant, a tenant's API key for its own only.
+func (p *Principal) MayActFor(tenantID string) bool {
+	return p.CrossTenant() || tenantID == p.Tenant
 }
 
 type principalKey struct{}
@@ -113,6 +153,9 @@ var errNoCredentials = &serviceerror.Unauthenticated{Message: "credentials requi
 // authenticate finds out who calls and for which tenant.
 func (s *Service) authenticate(ctx context.Context) (*Principal, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
+	if len(md.Get(MisnamedTenantHeader)) > 0 {
+		return nil, errMisnamedTenantHeader
+	}
 	tenants := md.Get(TenantHeader)
 	if len(tenants) > 1 {
 		return nil, serviceerror.NewInvalidArgument(TenantHeader, "at most one value")
@@ -185,18 +228,18 @@ func (s *Service) identify(ctx context.Context, md metadata.MD) (*Principal, err
 }
 
 // actFor sets the tenant the call acts for: an internal service names it
-// (required); an administrator may name one (its own, or every tenant for
-// the audit log, otherwise); a partner key acts for its own tenant only.
+// (required); the bootstrap admin may name any (without one, it acts for
+// the default tenant and its audit log shows every tenant's); a tenant's
+// API key, whatever its scope, acts for its own tenant only.
 func (s *Service) actFor(ctx context.Context, p *Principal, named string) error {
-	admin := p.Scope == crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN
 	switch {
 	case p.Kind == KindService && named == "":
 		return &serviceerror.PermissionDenied{Message: "an internal service must name the tenant it acts for in " + TenantHeader}
 	case named == "":
-		p.AllTenants = admin
+		p.AllTenants = p.CrossTenant()
 		return nil
-	case !admin && p.Kind != KindService && named != p.Tenant:
-		return &serviceerror.PermissionDenied{Message: "this key acts only for its own tenant"}
+	case !p.MayActFor(named):
+		return &serviceerror.PermissionDenied{Message: "this key acts only for its own tenant: it may not name another in " + RESTTenantHeader}
 	}
 	ok, err := s.tenantExists(ctx, named)
 	if err != nil {

@@ -201,12 +201,9 @@ func (s *Service) getKey(ctx context.Context, id string) (*crowdgatev1.ApiKey, e
 	return key, nil
 }
 
-// revokeKey revokes a key (keeping the first revocation time) and returns
-// its metadata.
+// revokeKey revokes an existing key (keeping the first revocation time)
+// and returns its metadata. The caller has read the key with getKey.
 func (s *Service) revokeKey(ctx context.Context, id string) (*crowdgatev1.ApiKey, error) {
-	if _, err := s.getKey(ctx, id); err != nil {
-		return nil, err
-	}
 	// The record exists (keys are never deleted), so HSETNX only adds the
 	// field.
 	if err := s.rdb.HSetNX(ctx, s.keyKey(id), "revoked", s.now().UnixMilli()).Err(); err != nil {

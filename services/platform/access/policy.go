@@ -14,7 +14,9 @@ const (
 	NeedRead Need = iota + 1
 	// NeedWrite is a WRITE or ADMIN key, or an internal service.
 	NeedWrite
-	// NeedAdmin is an ADMIN key or the bootstrap admin key.
+	// NeedAdmin is an ADMIN key (its own tenant's keys only) or the
+	// bootstrap admin key (every tenant's keys, and tenants); see
+	// Principal.CrossTenant.
 	NeedAdmin
 )
 
@@ -30,7 +32,10 @@ func (n Need) String() string {
 	return "UNKNOWN"
 }
 
-// adminMethods manage tenants and keys.
+// adminMethods manage tenants and keys. The scope check lets any ADMIN
+// caller in; the handlers then keep a tenant's ADMIN key to its own
+// tenant's keys (requireKeyAdmin) and tenants to the platform's
+// administrator (requirePlatformAdmin).
 var adminMethods = map[string]bool{
 	crowdgatev1.AccessService_CreateTenant_FullMethodName: true,
 	crowdgatev1.AccessService_ListTenants_FullMethodName:  true,

@@ -13,9 +13,9 @@ import (
 // maxDisplayName bounds display names, in characters.
 const maxDisplayName = 200
 
-// CreateTenant adds a tenant (admin).
+// CreateTenant adds a tenant (the platform's administrator only).
 func (s *Service) CreateTenant(ctx context.Context, req *crowdgatev1.CreateTenantRequest) (*crowdgatev1.CreateTenantResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := requirePlatformAdmin(ctx); err != nil {
 		return nil, err
 	}
 	if err := checkDisplayName(req.GetDisplayName()); err != nil {
@@ -33,9 +33,10 @@ func (s *Service) CreateTenant(ctx context.Context, req *crowdgatev1.CreateTenan
 	return &crowdgatev1.CreateTenantResponse{Tenant: t}, nil
 }
 
-// ListTenants pages through tenants, newest first (admin).
+// ListTenants pages through tenants, newest first (the platform's
+// administrator only).
 func (s *Service) ListTenants(ctx context.Context, req *crowdgatev1.ListTenantsRequest) (*crowdgatev1.ListTenantsResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	if err := requirePlatformAdmin(ctx); err != nil {
 		return nil, err
 	}
 	page, err := paging.Parse("tenants", req.GetPageSize(), req.GetPageToken())
@@ -50,12 +51,9 @@ func (s *Service) ListTenants(ctx context.Context, req *crowdgatev1.ListTenantsR
 }
 
 // CreateApiKey creates a key for a tenant and returns its secret, this once
-// (admin).
+// (an ADMIN caller that may act for the tenant, see requireKeyAdmin).
 func (s *Service) CreateApiKey(ctx context.Context, req *crowdgatev1.CreateApiKeyRequest) (*crowdgatev1.CreateApiKeyResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.checkTenant(ctx, req.GetTenantId()); err != nil {
+	if err := s.requireKeyAdmin(ctx, req.GetTenantId()); err != nil {
 		return nil, err
 	}
 	if err := checkDisplayName(req.GetDisplayName()); err != nil {
@@ -74,12 +72,9 @@ func (s *Service) CreateApiKey(ctx context.Context, req *crowdgatev1.CreateApiKe
 }
 
 // ListApiKeys pages through a tenant's keys, newest first, without secrets
-// (admin).
+// (an ADMIN caller that may act for the tenant, see requireKeyAdmin).
 func (s *Service) ListApiKeys(ctx context.Context, req *crowdgatev1.ListApiKeysRequest) (*crowdgatev1.ListApiKeysResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.checkTenant(ctx, req.GetTenantId()); err != nil {
+	if err := s.requireKeyAdmin(ctx, req.GetTenantId()); err != nil {
 		return nil, err
 	}
 	keys, next, err := s.listKeys(ctx, req.GetTenantId(), req.GetPageSize(), req.GetPageToken())
@@ -90,46 +85,88 @@ func (s *Service) ListApiKeys(ctx context.Context, req *crowdgatev1.ListApiKeysR
 }
 
 // RevokeApiKey revokes a key: the next call with it is refused, on every
-// replica (admin). Revoking a revoked key keeps its first revoke_time.
+// replica (an ADMIN caller that may act for the key's tenant: another
+// tenant's key is NOT_FOUND to a tenant's ADMIN key). Revoking a revoked
+// key keeps its first revoke_time.
 func (s *Service) RevokeApiKey(ctx context.Context, req *crowdgatev1.RevokeApiKeyRequest) (*crowdgatev1.RevokeApiKeyResponse, error) {
-	if err := requireAdmin(ctx); err != nil {
+	p, err := requireAdmin(ctx)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetApiKeyId() == "" {
 		return nil, serviceerror.NewInvalidArgument("api_key_id", "required")
 	}
-	key, err := s.revokeKey(ctx, req.GetApiKeyId())
+	key, err := s.getKey(ctx, req.GetApiKeyId())
 	if err != nil {
+		return nil, err
+	}
+	if !p.MayActFor(key.GetTenantId()) {
+		return nil, &serviceerror.NotFound{Resource: "api key", ID: req.GetApiKeyId()}
+	}
+	if key, err = s.revokeKey(ctx, key.GetApiKeyId()); err != nil {
 		return nil, err
 	}
 	return &crowdgatev1.RevokeApiKeyResponse{ApiKey: key}, nil
 }
 
 // ListAuditEvents pages through the caller's tenant's audit events, newest
-// first; an administrator that names no tenant sees every tenant's.
+// first; a cross-tenant caller (the bootstrap admin) that names no tenant
+// sees every tenant's. A tenant's key only ever sees its own tenant's.
 func (s *Service) ListAuditEvents(ctx context.Context, req *crowdgatev1.ListAuditEventsRequest) (*crowdgatev1.ListAuditEventsResponse, error) {
 	p, ok := PrincipalFromContext(ctx)
 	if !ok {
 		return nil, errNoCredentials
 	}
-	evs, next, err := s.listAudit(ctx, p.Tenant, p.AllTenants, req.GetPageSize(), req.GetPageToken())
+	all := p.AllTenants && p.CrossTenant()
+	evs, next, err := s.listAudit(ctx, p.Tenant, all, req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
 	return &crowdgatev1.ListAuditEventsResponse{Events: evs, NextPageToken: next}, nil
 }
 
-// requireAdmin refuses callers without the ADMIN scope. Unary checks this
-// already; the check here keeps the service safe however it is wired.
-func requireAdmin(ctx context.Context) error {
+// requireAdmin refuses callers without the ADMIN scope and returns the
+// caller. Unary checks the scope already; the check here keeps the service
+// safe however it is wired.
+func requireAdmin(ctx context.Context) (*Principal, error) {
 	p, ok := PrincipalFromContext(ctx)
 	if !ok {
-		return errNoCredentials
+		return nil, errNoCredentials
 	}
 	if p.Scope != crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN {
-		return &serviceerror.PermissionDenied{Message: "needs an ADMIN key"}
+		return nil, &serviceerror.PermissionDenied{Message: "needs an ADMIN key"}
+	}
+	return p, nil
+}
+
+// requirePlatformAdmin admits the platform's administrator only: an ADMIN
+// caller that acts across tenants (the bootstrap admin key; with
+// authentication off, the anonymous caller). A tenant's ADMIN key is not
+// one: it manages its own tenant's keys, not tenants.
+func requirePlatformAdmin(ctx context.Context) error {
+	p, err := requireAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	if !p.CrossTenant() {
+		return &serviceerror.PermissionDenied{Message: "only the platform's administrator manages tenants; a tenant's ADMIN key manages its own tenant's keys"}
 	}
 	return nil
+}
+
+// requireKeyAdmin admits an ADMIN caller to tenantID's keys: the platform's
+// administrator to any existing tenant's, a tenant's ADMIN key to its own
+// tenant's only. Another tenant is NOT_FOUND, as an unknown one is, like
+// any record of another tenant.
+func (s *Service) requireKeyAdmin(ctx context.Context, tenantID string) error {
+	p, err := requireAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	if tenantID != "" && !p.MayActFor(tenantID) {
+		return &serviceerror.NotFound{Resource: "tenant", ID: tenantID}
+	}
+	return s.checkTenant(ctx, tenantID)
 }
 
 // checkTenant validates a request's tenant_id: required, and existing.
