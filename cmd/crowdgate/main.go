@@ -6,6 +6,11 @@
 // With -toloka-emulator=embedded (what `make run` uses) it also starts the
 // Toloka API emulator in-process on a loopback port and points both Toloka
 // URLs at it, so the whole EXTERNAL flow can be tried on a laptop.
+//
+// With -reseal it serves nothing: it re-seals every secret stored in Redis
+// under the newest key of CROWDGATE_ENCRYPTION_KEY (a key ring, newest
+// first), logs the counts and exits, so an old key can then leave the ring
+// (deploy/README.md, "Rotating the encryption key").
 package main
 
 import (
@@ -48,7 +53,11 @@ func main() {
 			os.Exit(0)
 		}
 		// One line that names the setting at fault and the cause.
-		log.Error("crowdgate cannot start", "err", err.Error())
+		msg := "crowdgate cannot start"
+		if errors.As(err, new(resealError)) {
+			msg = "crowdgate -reseal failed"
+		}
+		log.Error(msg, "err", err.Error())
 		os.Exit(1)
 	}
 }
@@ -65,6 +74,9 @@ func realMain(ctx context.Context, args []string, log **slog.Logger) error {
 		"where the embedded emulator listens (env CROWDGATE_TOLOKA_EMULATOR_ADDR)")
 	healthcheck := fs.Bool("healthcheck", false,
 		"check /readyz of the gateway at -http-addr and exit 0 if ready, 1 otherwise (for container health checks)")
+	reseal := fs.Bool("reseal", false,
+		"re-seal every stored secret (Toloka API keys, token signing keys) under the newest key of CROWDGATE_ENCRYPTION_KEY, log the counts and exit 0; "+
+			"run it once every replica has the ring, then drop the old key (deploy/README.md)")
 	// The usage goes out on -h only; a refused flag is the error's to say.
 	var usage bytes.Buffer
 	fs.SetOutput(&usage)
@@ -82,6 +94,12 @@ func realMain(ctx context.Context, args []string, log **slog.Logger) error {
 	}
 	*log = cfg.NewLogger(os.Stderr)
 	slog.SetDefault(*log)
+	if *reseal {
+		if err := gateway.Reseal(ctx, cfg, *log); err != nil {
+			return resealError{err}
+		}
+		return nil
+	}
 
 	switch *emulator {
 	case "":
@@ -96,6 +114,12 @@ func realMain(ctx context.Context, args []string, log **slog.Logger) error {
 	}
 	return gateway.Run(ctx, cfg, *log)
 }
+
+// resealError is a failure of -reseal (rather than one at start).
+type resealError struct{ err error }
+
+func (e resealError) Error() string { return e.err.Error() }
+func (e resealError) Unwrap() error { return e.err }
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

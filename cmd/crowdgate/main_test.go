@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 )
 
@@ -296,5 +298,115 @@ func TestBinaryStartupFailuresNameTheSetting(t *testing.T) {
 				t.Errorf("the error line %v does not name %s and %q:\n%s", failure, tc.setting, tc.cause, out)
 			}
 		})
+	}
+}
+
+// runReseal runs `crowdgate -reseal` with env and returns its exit code and
+// log lines.
+func runReseal(t *testing.T, env ...string) (int, []map[string]any) {
+	t.Helper()
+	cmd := exec.Command(binary, "-reseal")
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("-reseal did not exit within 60s:\n%s", stderr.String())
+	}
+	var lines []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) != nil {
+			t.Errorf("-reseal wrote a line that is not a log line: %q", line)
+			continue
+		}
+		lines = append(lines, l)
+	}
+	return cmd.ProcessState.ExitCode(), lines
+}
+
+// summary returns the counts of -reseal's summary line.
+func summary(t *testing.T, lines []map[string]any) map[string]any {
+	t.Helper()
+	for _, l := range lines {
+		if l["credentials_resealed"] != nil {
+			return l
+		}
+	}
+	t.Fatalf("no summary line in %v", lines)
+	return nil
+}
+
+// TestBinaryReseal stores a credential and a signing key with a gateway
+// under K1, then runs `crowdgate -reseal` with the ring "K2,K1": it
+// re-seals both and exits 0; run again with K2 alone everything is already
+// under K2 (so K1 can go), and K1 alone no longer opens the credential.
+func TestBinaryReseal(t *testing.T) {
+	r := redistest.New(t)
+	k1 := base64.StdEncoding.EncodeToString(secretbox.NewRandomKey())
+	k2 := base64.StdEncoding.EncodeToString(secretbox.NewRandomKey())
+	base := []string{"REDIS_URL=" + r.URL, "CROWDGATE_REDIS_PREFIX=" + r.Prefix}
+
+	p := start(t, append(base, "CROWDGATE_ENCRYPTION_KEY="+k1), "-toloka-emulator=embedded", "-toloka-emulator-addr=127.0.0.1:0")
+	resp, err := http.Post("http://"+p.httpAddr+"/v1/credentials", "application/json",
+		strings.NewReader(`{"display_name": "demo", "environment": "ENVIRONMENT_SANDBOX", "api_key": "`+DemoAPIKey+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("CreateCredential = %d %s", resp.StatusCode, body)
+	}
+	if resp, err = http.Get("http://" + p.httpAddr + "/.well-known/jwks.json"); err != nil { // makes the first signing key
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-p.exited; err != nil {
+		t.Fatalf("gateway exit: %v", err)
+	}
+
+	code, lines := runReseal(t, append(base, "CROWDGATE_ENCRYPTION_KEY="+k2+","+k1)...)
+	if code != 0 {
+		t.Fatalf("-reseal with [K2, K1] exited %d: %v", code, lines)
+	}
+	s := summary(t, lines)
+	if s["credentials_resealed"] != 1.0 || s["signing_keys_resealed"] != 1.0 {
+		t.Errorf("first -reseal %v, want one credential and one signing key re-sealed", s)
+	}
+
+	code, lines = runReseal(t, append(base, "CROWDGATE_ENCRYPTION_KEY="+k2)...)
+	if s := summary(t, lines); code != 0 || s["credentials_current"] != 1.0 || s["credentials_resealed"] != 0.0 ||
+		s["signing_keys_current"] != 1.0 || s["signing_keys_unreadable"] != 0.0 {
+		t.Errorf("-reseal with K2 alone exited %d with %v, want everything already under K2", code, s)
+	}
+
+	code, lines = runReseal(t, append(base, "CROWDGATE_ENCRYPTION_KEY="+k1)...)
+	var failure string
+	for _, l := range lines {
+		if l["level"] == "ERROR" && l["msg"] == "crowdgate -reseal failed" {
+			failure, _ = l["err"].(string)
+		}
+	}
+	if code == 0 || !strings.Contains(failure, "CROWDGATE_ENCRYPTION_KEY") {
+		t.Errorf("-reseal with K1 alone after the reseal exited %d (%q), want a failure naming CROWDGATE_ENCRYPTION_KEY", code, failure)
+	}
+	for _, l := range lines {
+		b, _ := json.Marshal(l)
+		for _, secret := range []string{k1, k2, DemoAPIKey} {
+			if strings.Contains(string(b), secret) {
+				t.Errorf("a log line of -reseal holds a secret: %s", b)
+			}
+		}
 	}
 }

@@ -33,8 +33,10 @@ type Credential struct {
 	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// The Toloka installation the key belongs to.
 	Environment Environment `protobuf:"varint,4,opt,name=environment,proto3,enum=crowdgate.v1.Environment" json:"environment,omitempty"`
-	// A non-secret fingerprint of the key (first hex digits of its SHA-256), to
-	// tell keys apart.
+	// A non-secret fingerprint of the key, to tell keys apart: the first 16
+	// hex digits of its HMAC-SHA256 under a server key derived from the
+	// encryption key (not a plain hash, so a key cannot be guessed from it
+	// offline). It changes when the server's encryption key is rotated.
 	KeyFingerprint string `protobuf:"bytes,5,opt,name=key_fingerprint,json=keyFingerprint,proto3" json:"key_fingerprint,omitempty"`
 	// When it was registered.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
@@ -518,6 +520,109 @@ func (*DeleteCredentialResponse) Descriptor() ([]byte, []int) {
 	return file_crowdgate_v1_credential_proto_rawDescGZIP(), []int{8}
 }
 
+// ReplaceApiKeyRequest gives a credential a new key.
+type ReplaceApiKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential's id.
+	CredentialId string `protobuf:"bytes,1,opt,name=credential_id,json=credentialId,proto3" json:"credential_id,omitempty"`
+	// The new Toloka API key or OAuth token, of the same Toloka account and
+	// environment; required. Write-only: never returned.
+	ApiKey        string `protobuf:"bytes,2,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceApiKeyRequest) Reset() {
+	*x = ReplaceApiKeyRequest{}
+	mi := &file_crowdgate_v1_credential_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceApiKeyRequest) ProtoMessage() {}
+
+func (x *ReplaceApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_credential_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*ReplaceApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_credential_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReplaceApiKeyRequest) GetCredentialId() string {
+	if x != nil {
+		return x.CredentialId
+	}
+	return ""
+}
+
+func (x *ReplaceApiKeyRequest) GetApiKey() string {
+	if x != nil {
+		return x.ApiKey
+	}
+	return ""
+}
+
+// ReplaceApiKeyResponse carries the credential with its new key.
+type ReplaceApiKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The credential, with the new key's fingerprint and verify time, without
+	// the key.
+	Credential    *Credential `protobuf:"bytes,1,opt,name=credential,proto3" json:"credential,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplaceApiKeyResponse) Reset() {
+	*x = ReplaceApiKeyResponse{}
+	mi := &file_crowdgate_v1_credential_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplaceApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplaceApiKeyResponse) ProtoMessage() {}
+
+func (x *ReplaceApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_credential_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplaceApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*ReplaceApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_credential_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ReplaceApiKeyResponse) GetCredential() *Credential {
+	if x != nil {
+		return x.Credential
+	}
+	return nil
+}
+
 var File_crowdgate_v1_credential_proto protoreflect.FileDescriptor
 
 const file_crowdgate_v1_credential_proto_rawDesc = "" +
@@ -557,12 +662,20 @@ const file_crowdgate_v1_credential_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\">\n" +
 	"\x17DeleteCredentialRequest\x12#\n" +
 	"\rcredential_id\x18\x01 \x01(\tR\fcredentialId\"\x1a\n" +
-	"\x18DeleteCredentialResponse2\x93\x03\n" +
+	"\x18DeleteCredentialResponse\"T\n" +
+	"\x14ReplaceApiKeyRequest\x12#\n" +
+	"\rcredential_id\x18\x01 \x01(\tR\fcredentialId\x12\x17\n" +
+	"\aapi_key\x18\x02 \x01(\tR\x06apiKey\"Q\n" +
+	"\x15ReplaceApiKeyResponse\x128\n" +
+	"\n" +
+	"credential\x18\x01 \x01(\v2\x18.crowdgate.v1.CredentialR\n" +
+	"credential2\xed\x03\n" +
 	"\x11CredentialService\x12a\n" +
 	"\x10CreateCredential\x12%.crowdgate.v1.CreateCredentialRequest\x1a&.crowdgate.v1.CreateCredentialResponse\x12X\n" +
 	"\rGetCredential\x12\".crowdgate.v1.GetCredentialRequest\x1a#.crowdgate.v1.GetCredentialResponse\x12^\n" +
 	"\x0fListCredentials\x12$.crowdgate.v1.ListCredentialsRequest\x1a%.crowdgate.v1.ListCredentialsResponse\x12a\n" +
-	"\x10DeleteCredential\x12%.crowdgate.v1.DeleteCredentialRequest\x1a&.crowdgate.v1.DeleteCredentialResponseB=Z;github.com/crowdgate/crowdgate/gen/crowdgate/v1;crowdgatev1b\x06proto3"
+	"\x10DeleteCredential\x12%.crowdgate.v1.DeleteCredentialRequest\x1a&.crowdgate.v1.DeleteCredentialResponse\x12X\n" +
+	"\rReplaceApiKey\x12\".crowdgate.v1.ReplaceApiKeyRequest\x1a#.crowdgate.v1.ReplaceApiKeyResponseB=Z;github.com/crowdgate/crowdgate/gen/crowdgate/v1;crowdgatev1b\x06proto3"
 
 var (
 	file_crowdgate_v1_credential_proto_rawDescOnce sync.Once
@@ -576,7 +689,7 @@ func file_crowdgate_v1_credential_proto_rawDescGZIP() []byte {
 	return file_crowdgate_v1_credential_proto_rawDescData
 }
 
-var file_crowdgate_v1_credential_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_crowdgate_v1_credential_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_crowdgate_v1_credential_proto_goTypes = []any{
 	(*Credential)(nil),               // 0: crowdgate.v1.Credential
 	(*CreateCredentialRequest)(nil),  // 1: crowdgate.v1.CreateCredentialRequest
@@ -587,30 +700,35 @@ var file_crowdgate_v1_credential_proto_goTypes = []any{
 	(*ListCredentialsResponse)(nil),  // 6: crowdgate.v1.ListCredentialsResponse
 	(*DeleteCredentialRequest)(nil),  // 7: crowdgate.v1.DeleteCredentialRequest
 	(*DeleteCredentialResponse)(nil), // 8: crowdgate.v1.DeleteCredentialResponse
-	(Environment)(0),                 // 9: crowdgate.v1.Environment
-	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
+	(*ReplaceApiKeyRequest)(nil),     // 9: crowdgate.v1.ReplaceApiKeyRequest
+	(*ReplaceApiKeyResponse)(nil),    // 10: crowdgate.v1.ReplaceApiKeyResponse
+	(Environment)(0),                 // 11: crowdgate.v1.Environment
+	(*timestamppb.Timestamp)(nil),    // 12: google.protobuf.Timestamp
 }
 var file_crowdgate_v1_credential_proto_depIdxs = []int32{
-	9,  // 0: crowdgate.v1.Credential.environment:type_name -> crowdgate.v1.Environment
-	10, // 1: crowdgate.v1.Credential.create_time:type_name -> google.protobuf.Timestamp
-	10, // 2: crowdgate.v1.Credential.verify_time:type_name -> google.protobuf.Timestamp
-	9,  // 3: crowdgate.v1.CreateCredentialRequest.environment:type_name -> crowdgate.v1.Environment
+	11, // 0: crowdgate.v1.Credential.environment:type_name -> crowdgate.v1.Environment
+	12, // 1: crowdgate.v1.Credential.create_time:type_name -> google.protobuf.Timestamp
+	12, // 2: crowdgate.v1.Credential.verify_time:type_name -> google.protobuf.Timestamp
+	11, // 3: crowdgate.v1.CreateCredentialRequest.environment:type_name -> crowdgate.v1.Environment
 	0,  // 4: crowdgate.v1.CreateCredentialResponse.credential:type_name -> crowdgate.v1.Credential
 	0,  // 5: crowdgate.v1.GetCredentialResponse.credential:type_name -> crowdgate.v1.Credential
 	0,  // 6: crowdgate.v1.ListCredentialsResponse.credentials:type_name -> crowdgate.v1.Credential
-	1,  // 7: crowdgate.v1.CredentialService.CreateCredential:input_type -> crowdgate.v1.CreateCredentialRequest
-	3,  // 8: crowdgate.v1.CredentialService.GetCredential:input_type -> crowdgate.v1.GetCredentialRequest
-	5,  // 9: crowdgate.v1.CredentialService.ListCredentials:input_type -> crowdgate.v1.ListCredentialsRequest
-	7,  // 10: crowdgate.v1.CredentialService.DeleteCredential:input_type -> crowdgate.v1.DeleteCredentialRequest
-	2,  // 11: crowdgate.v1.CredentialService.CreateCredential:output_type -> crowdgate.v1.CreateCredentialResponse
-	4,  // 12: crowdgate.v1.CredentialService.GetCredential:output_type -> crowdgate.v1.GetCredentialResponse
-	6,  // 13: crowdgate.v1.CredentialService.ListCredentials:output_type -> crowdgate.v1.ListCredentialsResponse
-	8,  // 14: crowdgate.v1.CredentialService.DeleteCredential:output_type -> crowdgate.v1.DeleteCredentialResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	0,  // 7: crowdgate.v1.ReplaceApiKeyResponse.credential:type_name -> crowdgate.v1.Credential
+	1,  // 8: crowdgate.v1.CredentialService.CreateCredential:input_type -> crowdgate.v1.CreateCredentialRequest
+	3,  // 9: crowdgate.v1.CredentialService.GetCredential:input_type -> crowdgate.v1.GetCredentialRequest
+	5,  // 10: crowdgate.v1.CredentialService.ListCredentials:input_type -> crowdgate.v1.ListCredentialsRequest
+	7,  // 11: crowdgate.v1.CredentialService.DeleteCredential:input_type -> crowdgate.v1.DeleteCredentialRequest
+	9,  // 12: crowdgate.v1.CredentialService.ReplaceApiKey:input_type -> crowdgate.v1.ReplaceApiKeyRequest
+	2,  // 13: crowdgate.v1.CredentialService.CreateCredential:output_type -> crowdgate.v1.CreateCredentialResponse
+	4,  // 14: crowdgate.v1.CredentialService.GetCredential:output_type -> crowdgate.v1.GetCredentialResponse
+	6,  // 15: crowdgate.v1.CredentialService.ListCredentials:output_type -> crowdgate.v1.ListCredentialsResponse
+	8,  // 16: crowdgate.v1.CredentialService.DeleteCredential:output_type -> crowdgate.v1.DeleteCredentialResponse
+	10, // 17: crowdgate.v1.CredentialService.ReplaceApiKey:output_type -> crowdgate.v1.ReplaceApiKeyResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_crowdgate_v1_credential_proto_init() }
@@ -625,7 +743,7 @@ func file_crowdgate_v1_credential_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crowdgate_v1_credential_proto_rawDesc), len(file_crowdgate_v1_credential_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

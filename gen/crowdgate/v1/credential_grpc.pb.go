@@ -23,6 +23,7 @@ const (
 	CredentialService_GetCredential_FullMethodName    = "/crowdgate.v1.CredentialService/GetCredential"
 	CredentialService_ListCredentials_FullMethodName  = "/crowdgate.v1.CredentialService/ListCredentials"
 	CredentialService_DeleteCredential_FullMethodName = "/crowdgate.v1.CredentialService/DeleteCredential"
+	CredentialService_ReplaceApiKey_FullMethodName    = "/crowdgate.v1.CredentialService/ReplaceApiKey"
 )
 
 // CredentialServiceClient is the client API for CredentialService service.
@@ -43,6 +44,18 @@ type CredentialServiceClient interface {
 	// DeleteCredential forgets a key. Refused with FAILED_PRECONDITION while an
 	// unarchived project uses it.
 	DeleteCredential(ctx context.Context, in *DeleteCredentialRequest, opts ...grpc.CallOption) (*DeleteCredentialResponse, error)
+	// ReplaceApiKey replaces a credential's Toloka API key in place, keeping
+	// the credential id and so every project and pool that uses it (for
+	// example after the key was rotated in Toloka). The new key is checked
+	// like CreateCredential's (FAILED_PRECONDITION when Toloka refuses it)
+	// and, when projects use the credential, it must reach them: Toloka must
+	// answer GET /projects/{id} for one of them with it, otherwise
+	// FAILED_PRECONDITION (a key of another Toloka account). The new key is
+	// sealed and stored in one step with the new key_fingerprint and
+	// verify_time. The replica that answers uses it at once; other replicas
+	// within a minute (they keep an opened key that long). NOT_FOUND for a
+	// credential the tenant does not have.
+	ReplaceApiKey(ctx context.Context, in *ReplaceApiKeyRequest, opts ...grpc.CallOption) (*ReplaceApiKeyResponse, error)
 }
 
 type credentialServiceClient struct {
@@ -93,6 +106,16 @@ func (c *credentialServiceClient) DeleteCredential(ctx context.Context, in *Dele
 	return out, nil
 }
 
+func (c *credentialServiceClient) ReplaceApiKey(ctx context.Context, in *ReplaceApiKeyRequest, opts ...grpc.CallOption) (*ReplaceApiKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReplaceApiKeyResponse)
+	err := c.cc.Invoke(ctx, CredentialService_ReplaceApiKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CredentialServiceServer is the server API for CredentialService service.
 // All implementations must embed UnimplementedCredentialServiceServer
 // for forward compatibility.
@@ -111,6 +134,18 @@ type CredentialServiceServer interface {
 	// DeleteCredential forgets a key. Refused with FAILED_PRECONDITION while an
 	// unarchived project uses it.
 	DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error)
+	// ReplaceApiKey replaces a credential's Toloka API key in place, keeping
+	// the credential id and so every project and pool that uses it (for
+	// example after the key was rotated in Toloka). The new key is checked
+	// like CreateCredential's (FAILED_PRECONDITION when Toloka refuses it)
+	// and, when projects use the credential, it must reach them: Toloka must
+	// answer GET /projects/{id} for one of them with it, otherwise
+	// FAILED_PRECONDITION (a key of another Toloka account). The new key is
+	// sealed and stored in one step with the new key_fingerprint and
+	// verify_time. The replica that answers uses it at once; other replicas
+	// within a minute (they keep an opened key that long). NOT_FOUND for a
+	// credential the tenant does not have.
+	ReplaceApiKey(context.Context, *ReplaceApiKeyRequest) (*ReplaceApiKeyResponse, error)
 	mustEmbedUnimplementedCredentialServiceServer()
 }
 
@@ -132,6 +167,9 @@ func (UnimplementedCredentialServiceServer) ListCredentials(context.Context, *Li
 }
 func (UnimplementedCredentialServiceServer) DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteCredential not implemented")
+}
+func (UnimplementedCredentialServiceServer) ReplaceApiKey(context.Context, *ReplaceApiKeyRequest) (*ReplaceApiKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReplaceApiKey not implemented")
 }
 func (UnimplementedCredentialServiceServer) mustEmbedUnimplementedCredentialServiceServer() {}
 func (UnimplementedCredentialServiceServer) testEmbeddedByValue()                           {}
@@ -226,6 +264,24 @@ func _CredentialService_DeleteCredential_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CredentialService_ReplaceApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReplaceApiKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CredentialServiceServer).ReplaceApiKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CredentialService_ReplaceApiKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CredentialServiceServer).ReplaceApiKey(ctx, req.(*ReplaceApiKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CredentialService_ServiceDesc is the grpc.ServiceDesc for CredentialService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -248,6 +304,10 @@ var CredentialService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteCredential",
 			Handler:    _CredentialService_DeleteCredential_Handler,
+		},
+		{
+			MethodName: "ReplaceApiKey",
+			Handler:    _CredentialService_ReplaceApiKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

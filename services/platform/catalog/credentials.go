@@ -2,13 +2,19 @@ package catalog
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/paging"
@@ -34,10 +40,33 @@ func sealContext(tenantID, id string) string {
 	return "crowdgate/credential/" + tenantID + "/" + id
 }
 
+// FingerprintLength is how many hex digits make a key's fingerprint.
+const FingerprintLength = 16
+
+// fingerprintPurpose names the key fingerprints are computed under,
+// derived from the encryption key (secretbox.Box.DeriveKey).
+const fingerprintPurpose = "credential-fingerprint/v1"
+
+// Fingerprint returns the non-secret fingerprint of an API key, to tell
+// keys apart: the first FingerprintLength hex digits of its HMAC-SHA256
+// under a key derived from the newest encryption key. Unlike a plain hash
+// it cannot be checked against guessed keys without that key, so a weak
+// API key cannot be found from its fingerprint offline. It is the same on
+// every replica with the same newest encryption key; a rotation changes it
+// (Reseal recomputes the stored ones).
+func (c *Catalog) Fingerprint(apiKey string) string {
+	// Derived on each call: fingerprints are computed on writes only, and
+	// HKDF costs microseconds.
+	mac := hmac.New(sha256.New, c.box.DeriveKey(fingerprintPurpose))
+	mac.Write([]byte(apiKey))
+	return hex.EncodeToString(mac.Sum(nil))[:FingerprintLength]
+}
+
 // CreateCredential seals apiKey and stores it with the credential's
-// metadata.
+// metadata; it sets the credential's key_fingerprint (Fingerprint).
 func (c *Catalog) CreateCredential(ctx context.Context, cred *crowdgatev1.Credential, apiKey string) error {
 	tenantID, id := cred.GetTenantId(), cred.GetCredentialId()
+	cred.KeyFingerprint = c.Fingerprint(apiKey)
 	sealed := c.box.Seal([]byte(apiKey), sealContext(tenantID, id))
 	ok, err := c.rdb.SetNX(ctx, c.secretKey(tenantID, id), sealed, 0).Result()
 	if err != nil {
@@ -68,10 +97,66 @@ var (
 	useLua string
 	//go:embed lua/credential_delete.lua
 	deleteLua string
+	//go:embed lua/credential_replace.lua
+	replaceLua string
 
-	useScript    = redis.NewScript(useLua)
-	deleteScript = redis.NewScript(deleteLua)
+	useScript     = redis.NewScript(useLua)
+	deleteScript  = redis.NewScript(deleteLua)
+	replaceScript = redis.NewScript(replaceLua)
 )
+
+// ReplaceAPIKey seals apiKey over a credential's key and stores it with the
+// credential's new key_fingerprint and verify_time (verified), both in one
+// step; the account this replica opened with the old key is dropped at
+// once. Other replicas pick the new key up within AccountTTL. The caller
+// checks the key with Toloka first. It fails with NotFound when the
+// tenant has no such credential (or it is deleted meanwhile).
+func (c *Catalog) ReplaceAPIKey(ctx context.Context, tenantID, id, apiKey string, verified time.Time) (*crowdgatev1.Credential, error) {
+	cred, err := c.Credential(ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	cred = proto.Clone(cred).(*crowdgatev1.Credential)
+	cred.KeyFingerprint = c.Fingerprint(apiKey)
+	cred.VerifyTime = timestamppb.New(verified)
+	record, err := proto.Marshal(cred)
+	if err != nil {
+		return nil, fmt.Errorf("encode credential %s: %w", id, err)
+	}
+	sealed := c.box.Seal([]byte(apiKey), sealContext(tenantID, id))
+	n, err := replaceScript.Run(ctx, c.rdb, []string{c.credentials.Key(tenantID, id), c.secretKey(tenantID, id)}, record, sealed).Int()
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	if n == 0 {
+		return nil, &serviceerror.NotFound{Resource: "credential", ID: id}
+	}
+	c.forgetAccount(tenantID, id)
+	return cred, nil
+}
+
+// CredentialProjects returns the projects that use a tenant's credential
+// (those UseCredential recorded and ReleaseCredential did not release),
+// by project id; a project whose record is gone is left out.
+func (c *Catalog) CredentialProjects(ctx context.Context, tenantID, credentialID string) ([]*crowdgatev1.Project, error) {
+	ids, err := c.rdb.SMembers(ctx, c.usersKey(tenantID, credentialID)).Result()
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	slices.Sort(ids)
+	out := make([]*crowdgatev1.Project, 0, len(ids))
+	for _, id := range ids {
+		p, err := c.Project(ctx, tenantID, id)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
 
 // DeleteCredential forgets a credential and its key, unless an unarchived
 // project uses it (FailedPrecondition naming them).
@@ -150,9 +235,9 @@ func (c *Catalog) Account(ctx context.Context, tenantID, credentialID string) (*
 	}
 	key, err := c.box.Open(sealed, sealContext(tenantID, credentialID))
 	if err != nil {
-		c.log.ErrorContext(ctx, "a stored Toloka credential does not open: was CROWDGATE_ENCRYPTION_KEY changed?",
-			"tenant_id", tenantID, "credential_id", credentialID)
-		return nil, serviceerror.NewFailedPrecondition("credential %q cannot be decrypted with this replica's encryption key; register the API key again", credentialID)
+		c.log.ErrorContext(ctx, "a stored Toloka credential does not open with any key of CROWDGATE_ENCRYPTION_KEY: was a key dropped from the ring before crowdgate -reseal ran?",
+			"tenant_id", tenantID, "credential_id", credentialID, "err", err)
+		return nil, serviceerror.NewFailedPrecondition("credential %q cannot be decrypted with this replica's encryption keys; give it its API key again (ReplaceApiKey)", credentialID)
 	}
 	account, err := c.toloka.Account(toloka.Credential{Environment: env, Token: string(key)})
 	if err != nil {

@@ -8,7 +8,9 @@
 // Signing keys live in Redis, one hash field per key, so that every replica
 // signs with the same keys. The private half is sealed with the gateway's
 // secretbox (bound to the key id); the public half is stored in the clear so
-// the JWK Set can always be served.
+// the JWK Set can always be served. After the encryption key is rotated,
+// Reseal rewrites the sealed halves under the newest key (crowdgate
+// -reseal), so the old key can leave the ring without losing a key.
 //
 // Rotation logs nobody out. A new key is published in the JWK Set
 // PublishDelay before it starts signing, so every replica and every platform
@@ -36,6 +38,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,9 +193,18 @@ func (s *Signer) TokenTTL() time.Duration { return s.cfg.TokenTTL }
 // (TokenTTL from now, or c's ExpiresAt if that is earlier) and returns the
 // token and its expiry. c must carry sub and aud.
 func (s *Signer) Sign(ctx context.Context, c Claims) (string, time.Time, error) {
-	if c.Subject == "" || len(c.Audience) == 0 {
-		return "", time.Time{}, errors.New("token: claims need a subject and an audience")
+	if c.Subject == "" || c.TenantID == "" {
+		return "", time.Time{}, errors.New("token: claims need a subject and a tenant")
 	}
+	// Every token is pinned to its tenant: its tenant audience first, and
+	// no other tenant's, whatever the caller put in aud (see Verifier).
+	aud := jwt.ClaimStrings{TenantAudience(c.TenantID)}
+	for _, a := range c.Audience {
+		if a != "" && !strings.HasPrefix(a, TenantAudienceScheme) {
+			aud = append(aud, a)
+		}
+	}
+	c.Audience = aud
 	now := s.cfg.Now()
 	key, err := s.signingKey(ctx, now)
 	if err != nil {

@@ -87,7 +87,7 @@ func (f *fixture) verifierFor(s *token.Signer) *token.Verifier {
 	f.t.Cleanup(srv.Close)
 	return &token.Verifier{
 		Keys:   &token.RemoteKeySet{URL: srv.URL, Client: srv.Client(), Now: f.clock.Now},
-		Issuer: issuer, Audience: audience, Now: f.clock.Now,
+		Issuer: issuer, Tenant: "default", Audience: audience, Now: f.clock.Now,
 	}
 }
 
@@ -131,6 +131,8 @@ func TestSignedTokenVerifiesWithTheServedJWKS(t *testing.T) {
 	}
 	want := claims("user-1")
 	want.Issuer = issuer
+	// Sign pins the token to its tenant: the tenant's audience comes first.
+	want.Audience = jwt.ClaimStrings{token.TenantAudience("default"), audience}
 	now := jwt.NewNumericDate(f.clock.Now())
 	want.IssuedAt, want.NotBefore, want.ExpiresAt = now, now, jwt.NewNumericDate(exp)
 	want.ID = got.ID
@@ -448,7 +450,7 @@ func TestRemoteKeySetFetchesAgainForANewKid(t *testing.T) {
 	}))
 	defer srv.Close()
 	keys := &token.RemoteKeySet{URL: srv.URL, Client: srv.Client(), Now: f.clock.Now}
-	v := &token.Verifier{Keys: keys, Issuer: issuer, Audience: audience, Now: f.clock.Now}
+	v := &token.Verifier{Keys: keys, Issuer: issuer, Tenant: "default", Audience: audience, Now: f.clock.Now}
 
 	first, _, _ := s.Sign(ctx, claims("u"))
 	for range 3 {

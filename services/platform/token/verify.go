@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -147,16 +148,38 @@ func (r *RemoteKeySet) fetch(ctx context.Context) (StaticKeySet, error) {
 // otherwise.
 const DefaultVerifyLeeway = 30 * time.Second
 
+// TenantAudienceScheme starts the audience every token carries for its
+// tenant: TenantAudience(tenant). A project's platform_audience may not
+// start with it, so no tenant can claim another's.
+const TenantAudienceScheme = "urn:crowdgate:tenant:"
+
+// TenantAudience is the audience that pins a token to its tenant. Every
+// token Crowdgate signs carries it (beside the platform's own audience), and
+// a Verifier for the tenant requires it.
+func TenantAudience(tenantID string) string { return TenantAudienceScheme + tenantID }
+
 // Verifier checks tokens the way a platform must: signed with EdDSA (no
 // other algorithm, never "none") by a key of Keys named in the kid header,
-// issued by Issuer for Audience, not expired (exp is required), not used
-// before iat/nbf, with a subject.
+// issued by Issuer for Tenant (its TenantAudience in aud and its id in
+// tenant_id), for Audience and Project when they are set, not expired (exp
+// is required), not used before iat/nbf, with a subject.
+//
+// Pinning the tenant is what stops a token of another tenant from being
+// replayed: a tenant chooses its projects' platform URL, and so the
+// platform audience, freely; only the tenant audience is Crowdgate's to
+// give.
 type Verifier struct {
 	// Keys finds the verification key (a RemoteKeySet for Crowdgate's URL).
 	Keys KeySet
 	// Issuer is Crowdgate's public URL, the required iss.
 	Issuer string
-	// Audience is the platform's audience, the required aud.
+	// Tenant is the platform's Crowdgate tenant id: required.
+	Tenant string
+	// Project, when set, is the one project whose tokens are accepted.
+	Project string
+	// Audience, when set, is the platform's own audience (its project's
+	// platform_audience, by default the origin of its platform_url), also
+	// required in aud.
 	Audience string
 	// Leeway allows for clock skew between Crowdgate and the platform in
 	// exp, nbf and iat (DefaultVerifyLeeway when zero; negative for none).
@@ -169,8 +192,8 @@ type Verifier struct {
 // ErrInvalidToken (and the jwt package's error, for errors.Is with
 // jwt.ErrTokenExpired and the like).
 func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
-	if v.Keys == nil || v.Issuer == "" || v.Audience == "" {
-		return nil, errors.New("token: Verifier needs Keys, Issuer and Audience")
+	if v.Keys == nil || v.Issuer == "" || v.Tenant == "" {
+		return nil, errors.New("token: Verifier needs Keys, Issuer and Tenant")
 	}
 	leeway := v.Leeway
 	switch {
@@ -182,7 +205,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{Algorithm}),
 		jwt.WithIssuer(v.Issuer),
-		jwt.WithAudience(v.Audience),
+		jwt.WithAudience(TenantAudience(v.Tenant)),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
@@ -204,8 +227,15 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	if claims.Subject == "" {
+	switch {
+	case claims.Subject == "":
 		return nil, fmt.Errorf("%w: no subject", ErrInvalidToken)
+	case claims.TenantID != v.Tenant:
+		return nil, fmt.Errorf("%w: %w: issued for another tenant", ErrInvalidToken, jwt.ErrTokenInvalidAudience)
+	case v.Project != "" && claims.ProjectID != v.Project:
+		return nil, fmt.Errorf("%w: %w: issued for another project", ErrInvalidToken, jwt.ErrTokenInvalidAudience)
+	case v.Audience != "" && !slices.Contains(claims.Audience, v.Audience):
+		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, jwt.ErrTokenInvalidAudience)
 	}
 	return claims, nil
 }

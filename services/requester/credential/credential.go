@@ -2,14 +2,15 @@
 // requester registers a Toloka API key. The key is checked with Toloka
 // (GET /projects?limit=1) before it is kept, then sealed at rest by the
 // catalog (which alone opens it), and never returned or logged: responses
-// carry a fingerprint.
+// carry a fingerprint (an HMAC the catalog computes under a server key).
+// ReplaceApiKey swaps a credential's key in place, so its projects and
+// pools keep working with the new key.
 package credential
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"time"
@@ -28,10 +29,6 @@ import (
 
 // MaxDisplayNameLength bounds a credential's display name, in characters.
 const MaxDisplayNameLength = 200
-
-// FingerprintLength is how many hex digits of the key's SHA-256 make its
-// fingerprint.
-const FingerprintLength = 16
 
 // Service implements crowdgatev1.CredentialServiceServer.
 type Service struct {
@@ -54,13 +51,6 @@ func NewService(cat *catalog.Catalog, client *toloka.Client, now func() time.Tim
 	return &Service{catalog: cat, toloka: client, now: now, log: log}
 }
 
-// Fingerprint returns the non-secret fingerprint of an API key: the first
-// FingerprintLength hex digits of its SHA-256.
-func Fingerprint(apiKey string) string {
-	sum := sha256.Sum256([]byte(apiKey))
-	return hex.EncodeToString(sum[:])[:FingerprintLength]
-}
-
 // CreateCredential registers a Toloka API key after Toloka accepted it.
 func (s *Service) CreateCredential(ctx context.Context, req *crowdgatev1.CreateCredentialRequest) (*crowdgatev1.CreateCredentialResponse, error) {
 	tenantID := tenant.FromContext(ctx)
@@ -75,36 +65,113 @@ func (s *Service) CreateCredential(ctx context.Context, req *crowdgatev1.CreateC
 	if !ok {
 		return nil, serviceerror.NewInvalidArgument("environment", "must be ENVIRONMENT_SANDBOX or ENVIRONMENT_PRODUCTION")
 	}
-	key := strings.TrimSpace(req.GetApiKey())
-	if key == "" {
-		return nil, serviceerror.NewInvalidArgument("api_key", "is required")
-	}
-	account, err := s.toloka.Account(toloka.Credential{Environment: env, Token: key})
+	key, _, err := s.verify(ctx, env, req.GetApiKey())
 	if err != nil {
-		// The client's reasons (empty, whitespace inside) never hold the key.
-		return nil, serviceerror.NewInvalidArgument("api_key", "is not a usable Toloka API key or OAuth token")
-	}
-	// The cheapest authenticated call: one project, if any.
-	if _, err := account.ListProjects(ctx, toloka.ListOptions{Limit: 1}); err != nil {
-		return nil, verifyError(err)
+		return nil, err
 	}
 
 	now := s.now()
 	c := &crowdgatev1.Credential{
-		CredentialId:   storage.NewID("cred"),
-		TenantId:       tenantID,
-		DisplayName:    name,
-		Environment:    req.GetEnvironment(),
-		KeyFingerprint: Fingerprint(key),
-		CreateTime:     timestamppb.New(now),
-		VerifyTime:     timestamppb.New(now),
+		CredentialId: storage.NewID("cred"),
+		TenantId:     tenantID,
+		DisplayName:  name,
+		Environment:  req.GetEnvironment(),
+		CreateTime:   timestamppb.New(now),
+		VerifyTime:   timestamppb.New(now),
 	}
+	// The catalog sets the fingerprint.
 	if err := s.catalog.CreateCredential(ctx, c, key); err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "toloka credential registered", "tenant_id", tenantID, "credential_id", c.GetCredentialId(),
 		"environment", string(env), "key_fingerprint", c.GetKeyFingerprint())
 	return &crowdgatev1.CreateCredentialResponse{Credential: c}, nil
+}
+
+// verify checks an API key as given in a request (field api_key): present,
+// usable as a credential, and accepted by Toloka with its cheapest
+// authenticated call (GET /projects?limit=1). It returns the key, trimmed,
+// and its account. No error holds the key.
+func (s *Service) verify(ctx context.Context, env toloka.Environment, apiKey string) (string, *toloka.Account, error) {
+	key := strings.TrimSpace(apiKey)
+	if key == "" {
+		return "", nil, serviceerror.NewInvalidArgument("api_key", "is required")
+	}
+	account, err := s.toloka.Account(toloka.Credential{Environment: env, Token: key})
+	if err != nil {
+		// The client's reasons (empty, whitespace inside) never hold the key.
+		return "", nil, serviceerror.NewInvalidArgument("api_key", "is not a usable Toloka API key or OAuth token")
+	}
+	if _, err := account.ListProjects(ctx, toloka.ListOptions{Limit: 1}); err != nil {
+		return "", nil, verifyError(err)
+	}
+	return key, account, nil
+}
+
+// ReplaceApiKey gives a credential a new key in place: its projects and
+// pools keep the credential and use the new key from now on. The new key
+// is checked like CreateCredential's and, when projects use the
+// credential, must reach one of them in Toloka (the same account).
+func (s *Service) ReplaceApiKey(ctx context.Context, req *crowdgatev1.ReplaceApiKeyRequest) (*crowdgatev1.ReplaceApiKeyResponse, error) {
+	tenantID, id := tenant.FromContext(ctx), req.GetCredentialId()
+	if id == "" {
+		return nil, serviceerror.NewInvalidArgument("credential_id", "is required")
+	}
+	// The credential first: another tenant's is not found, whatever the key.
+	old, err := s.catalog.Credential(ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	env, ok := catalog.TolokaEnvironment(old.GetEnvironment())
+	if !ok {
+		return nil, fmt.Errorf("credential %s has no environment", id)
+	}
+	key, account, err := s.verify(ctx, env, req.GetApiKey())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkReach(ctx, account, tenantID, id); err != nil {
+		return nil, err
+	}
+	c, err := s.catalog.ReplaceAPIKey(ctx, tenantID, id, key, s.now())
+	if err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "toloka credential key replaced", "tenant_id", tenantID, "credential_id", id,
+		"environment", string(env), "key_fingerprint", c.GetKeyFingerprint(), "previous_key_fingerprint", old.GetKeyFingerprint())
+	return &crowdgatev1.ReplaceApiKeyResponse{Credential: c}, nil
+}
+
+// checkReach makes sure a new key reaches the projects of the credential
+// it replaces: Toloka answers GET /projects/{id} with it for the first of
+// them (a key of the same account reaches them all). Without projects
+// there is nothing to reach.
+func (s *Service) checkReach(ctx context.Context, account *toloka.Account, tenantID, credentialID string) error {
+	projects, err := s.catalog.CredentialProjects(ctx, tenantID, credentialID)
+	if err != nil {
+		return err
+	}
+	for _, p := range projects {
+		if p.GetTolokaProjectId() == "" {
+			continue
+		}
+		_, err := account.GetProject(ctx, p.GetTolokaProjectId())
+		var (
+			fp *serviceerror.FailedPrecondition
+			pd *serviceerror.PermissionDenied
+			nf *serviceerror.NotFound
+		)
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &nf), errors.As(err, &pd), errors.As(err, &fp):
+			return serviceerror.NewFailedPrecondition("the new key does not reach this credential's projects: Toloka does not show it project %s (Toloka project %s); give a key of the same Toloka account",
+				p.GetProjectId(), p.GetTolokaProjectId())
+		default:
+			return err
+		}
+	}
+	return nil
 }
 
 // verifyError turns Toloka's refusal of a key at registration into the

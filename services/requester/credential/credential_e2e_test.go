@@ -1,6 +1,7 @@
 package credential_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,8 +71,8 @@ func TestCredentialIsCheckedStoredEncryptedAndNeverReturned(t *testing.T) {
 	}
 	c := resp.GetCredential()
 	sum := sha256.Sum256([]byte(key))
-	if c.GetKeyFingerprint() != hex.EncodeToString(sum[:])[:16] {
-		t.Errorf("key_fingerprint = %q, want the first 16 hex digits of the key's SHA-256", c.GetKeyFingerprint())
+	if len(c.GetKeyFingerprint()) != 16 || c.GetKeyFingerprint() == hex.EncodeToString(sum[:])[:16] {
+		t.Errorf("key_fingerprint = %q, want 16 hex digits that are not the key's plain SHA-256 prefix (a keyed HMAC)", c.GetKeyFingerprint())
 	}
 	if c.GetDisplayName() != "Acme sandbox" || c.GetEnvironment() != crowdgatev1.Environment_ENVIRONMENT_SANDBOX ||
 		c.GetTenantId() != "default" || c.GetCreateTime() == nil || c.GetVerifyTime() == nil {
@@ -168,5 +169,142 @@ func TestDeleteCredentialRefusedWhileAProjectUsesIt(t *testing.T) {
 	}
 	if _, err := env.Credentials.DeleteCredential(env.Ctx(), &crowdgatev1.DeleteCredentialRequest{CredentialId: credID}); err != nil {
 		t.Fatalf("DeleteCredential after the project was archived: %v", err)
+	}
+}
+
+// TestReplaceApiKeyKeepsTheCredentialsProjects replaces a credential's key
+// with another key of the same Toloka account: the credential keeps its id,
+// its project and pool work with the new key at once, the fingerprint and
+// verify time follow, and the key never leaks. A key of another account is
+// refused while projects use the credential; validation, unknown and
+// foreign credentials are refused before Toloka is asked anything.
+func TestReplaceApiKeyKeepsTheCredentialsProjects(t *testing.T) {
+	env := start(t)
+	k1, k2, k3 := env.NewAPIKey("acme"), env.NewAPIKey("acme"), env.NewAPIKey("acme")
+	foreign, wrong := env.NewAPIKey("globex"), unknownKey(t)
+	t.Cleanup(func() { env.AssertNotLeaked(k1, k2, k3, foreign, wrong) })
+	ctx := env.Ctx()
+
+	credID := env.MustCredential(ctx, k1)
+	before, err := env.Credentials.GetCredential(ctx, &crowdgatev1.GetCredentialRequest{CredentialId: credID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(credID))
+	pool := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+
+	// Refused before Toloka is asked: bad requests, unknown and foreign
+	// credentials.
+	env.Sim.ClearRequests()
+	replace := func(ctx context.Context, id, key string) (*crowdgatev1.ReplaceApiKeyResponse, error) {
+		return env.Credentials.ReplaceApiKey(ctx, &crowdgatev1.ReplaceApiKeyRequest{CredentialId: id, ApiKey: key})
+	}
+	_, err = replace(ctx, "", k2)
+	gatewaytest.WantField(t, err, "credential_id")
+	for _, key := range []string{"", "   ", "ab cd"} {
+		_, err = replace(ctx, credID, key)
+		gatewaytest.WantField(t, err, "api_key")
+	}
+	_, err = replace(ctx, "cred_unknown", k2)
+	gatewaytest.WantCode(t, err, codes.NotFound)
+	_, err = replace(gatewaytest.As("globex"), credID, k2)
+	gatewaytest.WantCode(t, err, codes.NotFound)
+	if n := len(env.Sim.Requests("/api/v1/")); n != 0 {
+		t.Errorf("refused requests reached Toloka %d times", n)
+	}
+
+	// A key Toloka does not know, and a key of another account while a
+	// project uses the credential, are refused; the old key stays.
+	_, err = replace(ctx, credID, wrong)
+	if st := gatewaytest.WantCode(t, err, codes.FailedPrecondition); !strings.Contains(st.Message(), "refused the API key") {
+		t.Errorf("unknown key: %q does not say Toloka refused it", st.Message())
+	}
+	_, err = replace(ctx, credID, foreign)
+	if st := gatewaytest.WantCode(t, err, codes.FailedPrecondition); !strings.Contains(st.Message(), "the new key does not reach this credential's projects") {
+		t.Errorf("another account's key: %q", st.Message())
+	}
+	if got := env.Requests(http.MethodGet, "/api/v1/projects/"+prj.GetTolokaProjectId()); len(got) != 1 || got[0].Account != "globex" || got[0].Status != http.StatusNotFound {
+		t.Errorf("the reach check = %+v, want one GET of the project with the new key, refused", got)
+	}
+	if still, _ := env.Credentials.GetCredential(ctx, &crowdgatev1.GetCredentialRequest{CredentialId: credID}); still.GetCredential().GetKeyFingerprint() != before.GetCredential().GetKeyFingerprint() {
+		t.Error("a refused replacement changed the fingerprint")
+	}
+
+	// The replacement.
+	env.Clock.Advance(time.Hour)
+	resp, err := replace(ctx, credID, "  "+k2+"\n")
+	if err != nil {
+		t.Fatalf("ReplaceApiKey: %v", err)
+	}
+	c := resp.GetCredential()
+	if c.GetCredentialId() != credID || c.GetDisplayName() != before.GetCredential().GetDisplayName() ||
+		!c.GetCreateTime().AsTime().Equal(before.GetCredential().GetCreateTime().AsTime()) {
+		t.Errorf("replaced credential %v, want the same credential", c)
+	}
+	if c.GetKeyFingerprint() == before.GetCredential().GetKeyFingerprint() || len(c.GetKeyFingerprint()) != 16 {
+		t.Errorf("key_fingerprint %q, want the new key's", c.GetKeyFingerprint())
+	}
+	if !c.GetVerifyTime().AsTime().Equal(env.Now()) {
+		t.Errorf("verify_time %v, want now (%v)", c.GetVerifyTime().AsTime(), env.Now())
+	}
+	// The fingerprint is the one the new key gets anywhere.
+	if other := env.MustCredential(ctx, k2); other != "" {
+		got, _ := env.Credentials.GetCredential(ctx, &crowdgatev1.GetCredentialRequest{CredentialId: other})
+		if got.GetCredential().GetKeyFingerprint() != c.GetKeyFingerprint() {
+			t.Errorf("k2 registered again has fingerprint %q, the replaced credential %q", got.GetCredential().GetKeyFingerprint(), c.GetKeyFingerprint())
+		}
+	}
+
+	// k1 now belongs to another account, as if it were revoked: only k2
+	// reaches the project, and the pool opens with it at once.
+	if err := env.Sim.AddAPIKey(k1, "retired"); err != nil {
+		t.Fatal(err)
+	}
+	env.Sim.ClearRequests()
+	if _, err := env.Pools.OpenPool(ctx, &crowdgatev1.OpenPoolRequest{PoolId: pool.GetPoolId()}); err != nil {
+		t.Fatalf("OpenPool after the replacement: %v", err)
+	}
+	calls := env.Sim.Requests("/api/v1/")
+	if len(calls) == 0 {
+		t.Fatal("OpenPool asked Toloka nothing")
+	}
+	for _, r := range calls {
+		if r.Account != "acme" {
+			t.Errorf("%s %s called Toloka as %q, want the new key's account", r.Method, r.Path, r.Account)
+		}
+	}
+
+	// Over REST, with a third key; the answer holds no key.
+	code, body := env.REST(http.MethodPost, "/v1/credentials/"+credID+":replaceApiKey", `{"api_key": "`+k3+`"}`)
+	if code != http.StatusOK {
+		t.Fatalf("REST replaceApiKey = %d %v", code, body)
+	}
+	if cred, _ := body["credential"].(map[string]any); cred["credential_id"] != credID || cred["key_fingerprint"] == c.GetKeyFingerprint() {
+		t.Errorf("REST answer %v, want the credential with k3's fingerprint", body)
+	}
+	code, body = env.REST(http.MethodPost, "/v1/credentials/"+credID+":replaceApiKey", `{"api_key": "`+foreign+`"}`)
+	if code != http.StatusBadRequest || !strings.Contains(body["message"].(string), "does not reach") {
+		t.Errorf("REST with another account's key = %d %v, want 400 (FAILED_PRECONDITION)", code, body)
+	}
+
+	// Without projects, any key Toloka accepts will do.
+	spare := env.MustCredential(ctx, k1) // k1 is "retired"'s now
+	if _, err := replace(ctx, spare, foreign); err != nil {
+		t.Errorf("a credential no project uses, given another account's key: %v", err)
+	}
+
+	// The replacement is audited, by credential.
+	events, err := env.Access.ListAuditEvents(ctx, &crowdgatev1.ListAuditEventsRequest{PageSize: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := false
+	for _, e := range events.GetEvents() {
+		if e.GetMethod() == crowdgatev1.CredentialService_ReplaceApiKey_FullMethodName && e.GetResource() == credID && e.GetResult() == "OK" {
+			audited = true
+		}
+	}
+	if !audited {
+		t.Error("no audit event for the replacement")
 	}
 }

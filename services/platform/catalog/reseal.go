@@ -1,0 +1,205 @@
+package catalog
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+)
+
+// Re-sealing after a rotation of the encryption key.
+
+// ResealCounts say what Reseal did with the stored API keys.
+type ResealCounts struct {
+	// Resealed were rewritten under the newest key (and their
+	// fingerprints recomputed).
+	Resealed int
+	// Current were already sealed under the newest key, with a current
+	// fingerprint.
+	Current int
+	// Unreadable open with no key of the ring; they were left as they are
+	// (their credentials cannot be used on any replica with this ring).
+	Unreadable int
+}
+
+var (
+	//go:embed lua/credential_reseal.lua
+	resealLua    string
+	resealScript = redis.NewScript(resealLua)
+)
+
+// resealAttempts bounds the rewrites of one credential that a concurrent
+// change (a replaced key) sends back to be read again.
+const resealAttempts = 5
+
+// Reseal rewrites every stored API key, of every tenant, that is not yet
+// sealed under the newest key of the catalog's box (the format before key
+// rings included) and recomputes its key_fingerprint under the newest
+// derived key. Each credential is rewritten in one step only if it did not
+// change since it was read, so it is safe while replicas serve (every
+// replica with the ring opens both forms); running it again changes
+// nothing. A key that no key of the ring opens is logged (tenant and
+// credential id, never key material), counted and left as it is.
+//
+// The catalog's Toloka client is not used: New may be given nil for it.
+func (c *Catalog) Reseal(ctx context.Context) (ResealCounts, error) {
+	var counts ResealCounts
+	keys, err := scanKeys(ctx, c.rdb, globEscape(c.prefix+"credential-secret:")+"*")
+	if err != nil {
+		return counts, err
+	}
+	for _, key := range keys {
+		tenantID, id, ok := c.parseSecretKey(key)
+		if !ok {
+			c.log.WarnContext(ctx, "reseal: ignoring a key that is not a credential's sealed key", "key", key)
+			continue
+		}
+		outcome, err := c.resealOne(ctx, tenantID, id)
+		if err != nil {
+			return counts, fmt.Errorf("credential %s of tenant %s: %w", id, tenantID, err)
+		}
+		switch outcome {
+		case resealDone:
+			counts.Resealed++
+		case resealCurrent:
+			counts.Current++
+		case resealUnreadable:
+			counts.Unreadable++
+			c.log.ErrorContext(ctx, "reseal: a stored Toloka API key opens with no key of CROWDGATE_ENCRYPTION_KEY; left as it is (register the key again with ReplaceApiKey)",
+				"tenant_id", tenantID, "credential_id", id)
+		}
+	}
+	return counts, nil
+}
+
+type resealOutcome int
+
+const (
+	resealGone resealOutcome = iota
+	resealDone
+	resealCurrent
+	resealUnreadable
+)
+
+// resealOne re-seals one credential, reading it again when it changed
+// between the read and the write.
+func (c *Catalog) resealOne(ctx context.Context, tenantID, id string) (resealOutcome, error) {
+	recordKey, secretKey := c.credentials.Key(tenantID, id), c.secretKey(tenantID, id)
+	for range resealAttempts {
+		var rec, sec *redis.StringCmd
+		_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			rec, sec = p.Get(ctx, recordKey), p.Get(ctx, secretKey)
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, storage.Unavailable(err)
+		}
+		record, recErr := rec.Bytes()
+		sealed, secErr := sec.Bytes()
+		if errors.Is(recErr, redis.Nil) || errors.Is(secErr, redis.Nil) {
+			// Deleted meanwhile, or a create that has not written its
+			// record yet (its key is sealed under that replica's newest).
+			return resealGone, nil
+		}
+		if err := errors.Join(recErr, secErr); err != nil {
+			return 0, storage.Unavailable(err)
+		}
+		bound := sealContext(tenantID, id)
+		apiKey, err := c.box.Open(sealed, bound)
+		if err != nil {
+			return resealUnreadable, nil
+		}
+		newSealed, changed, err := c.box.Reseal(sealed, bound)
+		if err != nil {
+			return resealUnreadable, nil
+		}
+		cred := new(crowdgatev1.Credential)
+		if err := proto.Unmarshal(record, cred); err != nil {
+			return 0, fmt.Errorf("decode credential: %w", err)
+		}
+		fingerprint := c.Fingerprint(string(apiKey))
+		if !changed && cred.GetKeyFingerprint() == fingerprint {
+			return resealCurrent, nil
+		}
+		cred.KeyFingerprint = fingerprint
+		newRecord, err := proto.Marshal(cred)
+		if err != nil {
+			return 0, fmt.Errorf("encode credential: %w", err)
+		}
+		n, err := resealScript.Run(ctx, c.rdb, []string{recordKey, secretKey}, record, newRecord, sealed, newSealed).Int()
+		if err != nil {
+			return 0, storage.Unavailable(err)
+		}
+		if n == 1 {
+			c.forgetAccount(tenantID, id)
+			return resealDone, nil
+		}
+	}
+	return 0, fmt.Errorf("it kept changing while it was re-sealed (%d attempts); run the reseal again", resealAttempts)
+}
+
+// parseSecretKey reads "<prefix>credential-secret:<tenant>:{<id>}".
+func (c *Catalog) parseSecretKey(key string) (tenantID, id string, ok bool) {
+	rest, ok := strings.CutPrefix(key, c.prefix+"credential-secret:")
+	if !ok || !strings.HasSuffix(rest, "}") {
+		return "", "", false
+	}
+	i := strings.LastIndex(rest, ":{")
+	if i <= 0 {
+		return "", "", false
+	}
+	tenantID, id = rest[:i], rest[i+2:len(rest)-1]
+	if id == "" || c.secretKey(tenantID, id) != key {
+		return "", "", false
+	}
+	return tenantID, id, true
+}
+
+// scanKeys returns every key matching the glob pattern match, on every
+// master of a Redis Cluster (SCAN sees one node's keys), each once.
+func scanKeys(ctx context.Context, rdb redis.UniversalClient, match string) ([]string, error) {
+	var (
+		mu   sync.Mutex
+		seen = map[string]bool{}
+		out  []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, match, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			if k := iter.Val(); !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+			mu.Unlock()
+		}
+		return storage.Unavailable(iter.Err())
+	}
+	var err error
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+	} else {
+		err = scan(ctx, rdb)
+	}
+	return out, err
+}
+
+// globEscape escapes the characters SCAN's MATCH gives a meaning to.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
