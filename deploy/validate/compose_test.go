@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/crowdgate/crowdgate/services/platform/access"
+	"github.com/crowdgate/crowdgate/services/toloker/landing"
 )
 
 // deployDir is deploy/, relative to this package.
@@ -34,6 +36,19 @@ type composeFile struct {
 	Name     string                     `json:"name"`
 	Services map[string]*composeService `json:"services"`
 	Volumes  map[string]*composeVolume  `json:"volumes"`
+	Networks map[string]*composeNetwork `json:"networks"`
+}
+
+type composeNetwork struct {
+	IPAM *struct {
+		Config []struct {
+			Subnet string `json:"subnet"`
+		} `json:"config"`
+	} `json:"ipam,omitempty"`
+}
+
+type composeServiceNetwork struct {
+	IPv4Address string `json:"ipv4_address,omitempty"`
 }
 
 type composeVolume struct {
@@ -41,26 +56,27 @@ type composeVolume struct {
 }
 
 type composeService struct {
-	Image           string                       `json:"image,omitempty"`
-	Build           *composeBuild                `json:"build,omitempty"`
-	Command         []string                     `json:"command,omitempty"`
-	Entrypoint      []string                     `json:"entrypoint,omitempty"`
-	Environment     map[string]string            `json:"environment,omitempty"`
-	Healthcheck     *composeHealthcheck          `json:"healthcheck,omitempty"`
-	DependsOn       map[string]composeDependency `json:"depends_on,omitempty"`
-	Ports           []string                     `json:"ports,omitempty"`
-	Expose          []string                     `json:"expose,omitempty"`
-	Volumes         []string                     `json:"volumes,omitempty"`
-	Restart         string                       `json:"restart,omitempty"`
-	Hostname        string                       `json:"hostname,omitempty"`
-	User            string                       `json:"user,omitempty"`
-	ReadOnly        bool                         `json:"read_only,omitempty"`
-	CapDrop         []string                     `json:"cap_drop,omitempty"`
-	CapAdd          []string                     `json:"cap_add,omitempty"`
-	SecurityOpt     []string                     `json:"security_opt,omitempty"`
-	StopGracePeriod string                       `json:"stop_grace_period,omitempty"`
-	MemLimit        string                       `json:"mem_limit,omitempty"`
-	Tmpfs           []string                     `json:"tmpfs,omitempty"`
+	Image           string                            `json:"image,omitempty"`
+	Build           *composeBuild                     `json:"build,omitempty"`
+	Command         []string                          `json:"command,omitempty"`
+	Entrypoint      []string                          `json:"entrypoint,omitempty"`
+	Environment     map[string]string                 `json:"environment,omitempty"`
+	Healthcheck     *composeHealthcheck               `json:"healthcheck,omitempty"`
+	DependsOn       map[string]composeDependency      `json:"depends_on,omitempty"`
+	Ports           []string                          `json:"ports,omitempty"`
+	Expose          []string                          `json:"expose,omitempty"`
+	Volumes         []string                          `json:"volumes,omitempty"`
+	Restart         string                            `json:"restart,omitempty"`
+	Hostname        string                            `json:"hostname,omitempty"`
+	User            string                            `json:"user,omitempty"`
+	ReadOnly        bool                              `json:"read_only,omitempty"`
+	CapDrop         []string                          `json:"cap_drop,omitempty"`
+	CapAdd          []string                          `json:"cap_add,omitempty"`
+	SecurityOpt     []string                          `json:"security_opt,omitempty"`
+	StopGracePeriod string                            `json:"stop_grace_period,omitempty"`
+	MemLimit        string                            `json:"mem_limit,omitempty"`
+	Tmpfs           []string                          `json:"tmpfs,omitempty"`
+	Networks        map[string]*composeServiceNetwork `json:"networks,omitempty"`
 }
 
 type composeBuild struct {
@@ -354,6 +370,7 @@ var stackChecks = []stackCheck{
 	{"mounted files", checkMounts},
 	{"published ports", checkPublishedPorts},
 	{"load balancer", checkLoadBalancer},
+	{"trusted proxies", checkTrustedProxies},
 	{"prometheus", checkPrometheus},
 	{"alerts", checkAlerts},
 }
@@ -669,6 +686,45 @@ func checkLoadBalancer(s *stack) []error {
 	return errs
 }
 
+// checkTrustedProxies: the gateways believe X-Forwarded-For from the load
+// balancer, and from nothing else of the stack, so the landing's per-address
+// limit sees Tolokers and a client cannot choose its address.
+func checkTrustedProxies(s *stack) []error {
+	gws := s.compose.servicesBuilt(gatewayTarget)
+	if len(gws) == 0 {
+		return []error{errors.New("no gateway replicas")}
+	}
+	lb, ok := s.compose.Services["lb"]
+	if !ok {
+		return []error{errors.New("no service named lb")}
+	}
+	var lbAddr string
+	if n := lb.Networks["default"]; n != nil {
+		lbAddr = n.IPv4Address
+	}
+	if lbAddr == "" {
+		return []error{errors.New("service lb has no fixed ipv4_address on the default network: the gateways cannot trust it alone")}
+	}
+	trusted, err := landing.ParsePrefixes(s.compose.Services[gws[0]].Environment["CROWDGATE_TRUSTED_PROXIES"])
+	if err != nil {
+		return []error{fmt.Errorf("CROWDGATE_TRUSTED_PROXIES: %w", err)}
+	}
+	addr, err := netip.ParseAddr(lbAddr)
+	if err != nil {
+		return []error{fmt.Errorf("service lb ipv4_address %q: %w", lbAddr, err)}
+	}
+	var errs []error
+	if !slices.ContainsFunc(trusted, func(p netip.Prefix) bool { return p.Contains(addr) }) {
+		errs = append(errs, fmt.Errorf("CROWDGATE_TRUSTED_PROXIES %v does not hold the load balancer's address %s: every landing would count as the balancer's", trusted, addr))
+	}
+	for _, p := range trusted {
+		if p.Bits() < 32 {
+			errs = append(errs, fmt.Errorf("CROWDGATE_TRUSTED_PROXIES trusts %s, more than the load balancer: other containers could choose their address", p))
+		}
+	}
+	return errs
+}
+
 func checkPrometheus(s *stack) []error {
 	httpPort, _, err := s.compose.gatewayPorts()
 	if err != nil {
@@ -791,6 +847,18 @@ func TestStackChecksCatchBreakage(t *testing.T) {
 			func(s *stack) {
 				svc(s, "gateway-2").Healthcheck.Test = []string{"CMD-SHELL", "curl -f http://127.0.0.1:8080/readyz"}
 			}, "has no shell or curl"},
+		{"gateways that trust anyone's X-Forwarded-For", "trusted proxies",
+			func(s *stack) {
+				for _, name := range s.compose.servicesBuilt(gatewayTarget) {
+					svc(s, name).Environment["CROWDGATE_TRUSTED_PROXIES"] = "0.0.0.0/0"
+				}
+			}, "more than the load balancer"},
+		{"gateways that do not trust the balancer", "trusted proxies",
+			func(s *stack) {
+				for _, name := range s.compose.servicesBuilt(gatewayTarget) {
+					delete(svc(s, name).Environment, "CROWDGATE_TRUSTED_PROXIES")
+				}
+			}, "does not hold the load balancer's address"},
 		{"one gateway", "gateway replicas",
 			func(s *stack) { delete(s.compose.Services, "gateway-2") }, "at least two gateway replicas"},
 		{"replicas on different Redis databases", "gateway replicas",

@@ -125,3 +125,22 @@ func TestArchiveProjectWaitsForReview(t *testing.T) {
 		t.Errorf("refusal %q does not count the 2 assignments awaiting review", st.Message())
 	}
 }
+
+// After a project is archived, a Toloker who still holds one of its
+// assignments lands on a "closed" page (410), and Toloka is not asked.
+func TestLandingsOfAnArchivedProjectAreClosed(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{Clock: fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	aid := env.StartAssignment(p, "toloker-1") // taken in Toloka, never landed
+	if _, err := env.Projects.ArchiveProject(ctx, &crowdgatev1.ArchiveProjectRequest{ProjectId: p.GetProjectId()}); err != nil {
+		t.Fatalf("ArchiveProject: %v", err)
+	}
+	code, body := env.RESTRaw(http.MethodGet, "/start?assignment_id="+aid, "")
+	if code != http.StatusGone || !strings.Contains(string(body), "Task closed") {
+		t.Errorf("landing in an archived project = %d %s, want 410 Task closed", code, body)
+	}
+	if n := len(env.Requests(http.MethodGet, "/api/v1/assignments/"+aid)); n != 0 {
+		t.Errorf("Toloka was asked %d times", n)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/crowdgate/crowdgate/services/platform/token"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
@@ -151,6 +152,10 @@ func (s *Service) tolokaProject(p *crowdgatev1.Project) (*toloka.Project, error)
 	}
 	if strings.TrimSpace(p.GetPlatformAudience()) == "" {
 		p.PlatformAudience = platform.Scheme + "://" + platform.Host
+	}
+	if strings.HasPrefix(strings.ToLower(p.GetPlatformAudience()), token.TenantAudienceScheme) {
+		// Tokens carry their tenant's audience; no project may claim one.
+		return nil, serviceerror.NewInvalidArgument(f+"platform_audience", "must not start with %s (Crowdgate's tenant audiences)", token.TenantAudienceScheme)
 	}
 	if p.GetReturnUrl() != "" {
 		if _, err := RedirectURL(f+"return_url", p.GetReturnUrl(), false); err != nil {

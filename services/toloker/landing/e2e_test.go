@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,9 +25,12 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/gateway"
 	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/token"
 	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
+	"github.com/crowdgate/crowdgate/services/toloker/landing"
 )
 
 // crowdgate is a running gateway (gatewaytest) seen from the Toloker's
@@ -88,7 +92,7 @@ func (p *platform) connect(cg *crowdgate) {
 	p.cg = cg
 	p.verifier = &token.Verifier{
 		Keys:   token.NewRemoteKeySet(cg.base+token.JWKSPath, http.DefaultClient),
-		Issuer: cg.env.Config.PublicURL, Audience: p.srv.URL,
+		Issuer: cg.env.Config.PublicURL, Tenant: tenant.Default, Audience: p.srv.URL,
 	}
 }
 
@@ -193,7 +197,7 @@ func TestEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if claims.AssignmentID != aid || claims.PoolID != pool.PoolId || claims.ProjectID != pool.ProjectId || claims.Audience[0] != plat.srv.URL {
+			if claims.AssignmentID != aid || claims.PoolID != pool.PoolId || claims.ProjectID != pool.ProjectId || !slices.Contains(claims.Audience, plat.srv.URL) {
 				t.Errorf("claims %+v", claims)
 			}
 
@@ -380,3 +384,106 @@ func kid(t *testing.T, raw string) string {
 func jwtDecode(s string) ([]byte, error) { return jwt.NewParser().DecodeSegment(s) }
 
 func jwtEncode(b []byte) string { return (&jwt.Token{}).EncodeSegment(b) }
+
+// A tenant chooses its platform_url freely: tenant B can send its Tolokers
+// to tenant A's platform. A's platform neither exchanges B's codes (they
+// are B's) nor accepts B's tokens: its verifier is pinned to tenant A.
+func TestAnotherTenantsTokenIsRefusedByThePlatform(t *testing.T) {
+	plat := newPlatform(t, "rest")
+	cg := startCrowdgate(t, gatewaytest.Options{})
+	plat.connect(cg)
+
+	asB := gatewaytest.As("tenant-b")
+	env := cg.env
+	prj := gatewaytest.MinimalProject(env.MustCredential(asB, env.NewAPIKey("globex")))
+	prj.PlatformUrl = plat.srv.URL + "/start" // A's platform
+	p := env.MustPool(asB, gatewaytest.ValidPool(env.MustProject(asB, prj).GetProjectId(), env.Now()))
+	if _, err := env.Pools.OpenPool(asB, &crowdgatev1.OpenPoolRequest{PoolId: p.GetPoolId()}); err != nil {
+		t.Fatal(err)
+	}
+	aid := env.StartAssignment(p, "toloker-b")
+
+	// The Toloker lands on A's platform with B's code: A cannot exchange it.
+	resp, body := click(t, cg, aid)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "exchange") {
+		t.Fatalf("A's platform took B's code: %d %s", resp.StatusCode, body)
+	}
+	// B exchanges a fresh code itself and replays the token at A's platform.
+	start, err := env.Sessions.StartSession(asB, &crowdgatev1.StartSessionRequest{AssignmentId: aid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := env.Sessions.ExchangeCode(asB, &crowdgatev1.ExchangeCodeRequest{Code: start.GetCode()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plat.verifier.Verify(context.Background(), got.GetToken()); !errors.Is(err, token.ErrInvalidToken) {
+		t.Errorf("A's verifier accepted tenant B's token: %v", err)
+	}
+}
+
+// Landings with made-up assignment ids cannot spend a requester's Toloka
+// quota: past the pool's budget of unknown ids they get the 429 page, and
+// Toloka is not asked.
+func TestMadeUpAssignmentIDsStopAtThePoolsBudget(t *testing.T) {
+	cg := startCrowdgate(t, gatewaytest.Options{Config: func(c *gateway.Config) {
+		c.Session.UnknownPerPool = ratelimit.Limit{Rate: 2, Per: time.Hour}
+	}})
+	pool := cg.openPool(t, "https://platform.example/start")
+	prefix := cg.env.StartAssignment(pool, "toloker-1")[:12]
+	want := []int{http.StatusNotFound, http.StatusNotFound, http.StatusTooManyRequests, http.StatusTooManyRequests}
+	for i, status := range want {
+		aid := prefix + fmt.Sprintf("%024x", 0xfeed00+i)
+		resp, body := click(t, cg, aid)
+		if resp.StatusCode != status {
+			t.Errorf("made-up id %d: %d %s, want %d", i, resp.StatusCode, body, status)
+		}
+	}
+	if n := len(cg.env.Requests(http.MethodGet, "/api/v1/assignments/"+prefix)); n != 2 {
+		t.Errorf("Toloka was asked %d times, want 2 (the budget)", n)
+	}
+}
+
+// A client that connects directly cannot choose the address the landing
+// limits by writing X-Forwarded-For: only a trusted proxy's header counts.
+func TestSpoofedForwardedForDoesNotEscapeThePerAddressLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted string
+		through int // landings that get past the per-address limit
+	}{
+		{"nothing trusted", "", 3},
+		{"loopback is the trusted proxy", "127.0.0.0/8,::1/128", 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cg := startCrowdgate(t, gatewaytest.Options{Config: func(c *gateway.Config) {
+				c.Landing.PerIP = ratelimit.Limit{Rate: 3, Per: time.Hour, Burst: 3}
+				var err error
+				if c.Landing.TrustedProxies, err = landing.ParsePrefixes(tc.trusted); err != nil {
+					t.Fatal(err)
+				}
+			}})
+			pool := cg.openPool(t, "https://platform.example/start")
+			aid := cg.env.StartAssignment(pool, "toloker-1")
+			through := 0
+			for i := range 8 {
+				req, _ := http.NewRequest(http.MethodGet, cg.base+"/start?assignment_id="+aid, nil)
+				req.Header.Set("X-Forwarded-For", fmt.Sprintf("203.0.113.%d", i+1))
+				resp, err := noFollow.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusTooManyRequests {
+					through++
+				}
+			}
+			if through != tc.through {
+				t.Errorf("%d of 8 landings with rotated X-Forwarded-For got through, want %d", through, tc.through)
+			}
+		})
+	}
+}
+
+// noFollow is a client that does not follow redirects.
+var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -14,8 +14,10 @@
 // URL. Everything else is a small HTML page with the right status: 400 for
 // a malformed id, 404 for an unknown or foreign one, 409 for work already
 // submitted or bound to another Toloker, 410 for an expired or skipped
-// assignment or an ended session (with a link back to Toloka), 429 with
-// Retry-After when a limit is hit, 503 with Retry-After when Toloka or Redis
+// assignment, an ended session or an archived pool or project (with a link
+// back to Toloka where it is known), 429 with Retry-After when a limit is
+// hit (or the pool's budget of assignment ids Toloka does not know is
+// spent), 503 with Retry-After when Toloka or Redis
 // cannot be reached. No error ever shows a stack trace or a 500.
 //
 // A repeat landing (a reload, a double click) is answered with one Redis
@@ -81,6 +83,9 @@ type Settings struct {
 	// PerIP limits landings per client address; PerAssignment, per
 	// assignment. Only their Rate, Per and Burst are used.
 	PerIP, PerAssignment ratelimit.Limit
+	// TrustedProxies are the load balancers whose X-Forwarded-For is
+	// believed (see ClientIP); none by default.
+	TrustedProxies []netip.Prefix
 }
 
 // List returns the settings as configuration entries.
@@ -93,7 +98,41 @@ func (s *Settings) List() []settings.Setting {
 			"landings per client address: RATE/PERIOD,burst=N with PERIOD s, m, h or a duration", rate(&s.PerIP)),
 		settings.New("landing-limit-assignment", "CROWDGATE_LANDING_LIMIT_ASSIGNMENT", "30/m,burst=10",
 			"landings per assignment, in the same form", rate(&s.PerAssignment)),
+		settings.New("trusted-proxies", "CROWDGATE_TRUSTED_PROXIES", "",
+			"comma-separated CIDRs of the proxies whose X-Forwarded-For is believed (the load balancer); empty: the connection's address counts",
+			settings.Func(&s.TrustedProxies, ParsePrefixes, FormatPrefixes)),
 	}
+}
+
+// ParsePrefixes reads comma-separated CIDRs ("10.0.0.0/8, 192.0.2.7/32");
+// a bare address is a /32 or /128.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			a, aerr := netip.ParseAddr(part)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("want comma-separated CIDRs such as 10.0.0.0/8, got %q", part)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// FormatPrefixes writes CIDRs as ParsePrefixes reads them.
+func FormatPrefixes(ps []netip.Prefix) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // DefaultSettings returns the settings' built-in defaults.
@@ -114,7 +153,7 @@ type Config struct {
 	// Settings are the limits (the defaults where zero).
 	Settings
 	// ClientIP returns the client address a request is limited by
-	// (ForwardedClientIP when nil).
+	// (ClientIP(Settings.TrustedProxies) when nil).
 	ClientIP func(*http.Request) string
 	// Log receives failures (never a secret).
 	Log *slog.Logger
@@ -140,6 +179,7 @@ const (
 	outcomeConflict    = "conflict"
 	outcomeRateLimited = "rate_limited"
 	outcomeUnavailable = "unavailable"
+	outcomeClosed      = "closed"
 )
 
 // New returns the landing handler.
@@ -160,7 +200,7 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	if cfg.ClientIP == nil {
-		cfg.ClientIP = ForwardedClientIP
+		cfg.ClientIP = ClientIP(cfg.TrustedProxies)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -184,7 +224,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, local: ratelimit.NewLocal(ratelimit.LocalConfig{}), outcomes: map[string]prometheus.Counter{}, duration: hist}
 	for _, o := range []string{outcomeRedirect, outcomeBadRequest, outcomeNotFound, outcomeNotActive, outcomeEnded,
-		outcomeConflict, outcomeRateLimited, outcomeUnavailable} {
+		outcomeConflict, outcomeRateLimited, outcomeUnavailable, outcomeClosed} {
 		h.outcomes[o] = counter.WithLabelValues(o)
 	}
 	return h, nil
@@ -199,25 +239,47 @@ func RemoteIP(r *http.Request) string {
 	return host
 }
 
-// ForwardedClientIP is the last address of X-Forwarded-For when there is
-// one, the connection's remote address otherwise. Crowdgate serves plain
-// HTTP and runs behind a TLS-terminating proxy, which appends the address it
-// saw: the last entry is that proxy's word, whatever a client wrote before
-// it. (Without a proxy a client could choose it; the per-assignment limit
-// still holds then.) The address is returned as written; limits use its
-// canonical form.
-func ForwardedClientIP(r *http.Request) string {
-	values := r.Header.Values("X-Forwarded-For")
-	if len(values) > 0 {
-		last := values[len(values)-1]
-		if i := strings.LastIndexByte(last, ','); i >= 0 {
-			last = last[i+1:]
+// ClientIP returns the function that names the client of a request for
+// the limits: the connection's address, unless it is one of the trusted
+// proxies; then X-Forwarded-For is read right to left, every trusted hop
+// is skipped, and the first untrusted address is the client (the leftmost
+// when every hop is trusted). An entry that is not an address ends the
+// walk at the hop that wrote it. With no trusted proxies a client cannot
+// choose its address by writing the header.
+func ClientIP(trusted []netip.Prefix) func(*http.Request) string {
+	isTrusted := func(a netip.Addr) bool {
+		a = a.Unmap()
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
 		}
-		if ip := strings.TrimSpace(last); isIP(ip) {
-			return ip
-		}
+		return false
 	}
-	return RemoteIP(r)
+	return func(r *http.Request) string {
+		peer := RemoteIP(r)
+		addr, err := netip.ParseAddr(peer)
+		if err != nil || len(trusted) == 0 || !isTrusted(addr) {
+			return peer
+		}
+		client := peer
+		values := r.Header.Values("X-Forwarded-For")
+		for i := len(values) - 1; i >= 0; i-- {
+			hops := strings.Split(values[i], ",")
+			for j := len(hops) - 1; j >= 0; j-- {
+				hop := strings.TrimSpace(hops[j])
+				a, err := netip.ParseAddr(hop)
+				if err != nil || a.Zone() != "" {
+					return client
+				}
+				client = hop
+				if !isTrusted(a) {
+					return client
+				}
+			}
+		}
+		return client
+	}
 }
 
 // isIP reports whether s is an IP address (v4 or v6, without a zone).
@@ -344,7 +406,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, aid string, err e
 		fp        *serviceerror.FailedPrecondition
 		re        *serviceerror.ResourceExhausted
 	)
+	var (
+		closed *session.ClosedError
+		budget *session.BudgetError
+	)
 	switch {
+	case errors.As(err, &closed):
+		h.page(w, outcomeClosed, http.StatusGone, 0, pageClosed, "")
+	case errors.As(err, &budget):
+		h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(budget.RetryAfter), pageRateLimited, "")
 	case errors.As(err, &notActive):
 		switch toloka.AssignmentStatus(notActive.Status) {
 		case toloka.AssignmentExpired:
@@ -392,6 +462,8 @@ var (
 		"This task has already been submitted, so it cannot be started again. You can pick a new task in Toloka."}
 	pageExpired = pageText{"Task expired",
 		"The time for this task has run out. You can pick a new task in Toloka."}
+	pageClosed = pageText{"Task closed",
+		"The requester has closed this task, so it cannot be started any more. You can pick a new task in Toloka."}
 	pageSkipped = pageText{"Task skipped",
 		"This task was skipped, so it cannot be started again. You can pick a new task in Toloka."}
 	pageEnded = pageText{"Your session has ended",

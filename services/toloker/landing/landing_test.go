@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -262,6 +263,8 @@ func TestErrorPagesForEveryAnswer(t *testing.T) {
 		{"revoked", fakeSessions{err: &session.EndedError{Session: &crowdgatev1.Session{EndReason: crowdgatev1.EndReason_END_REASON_REVOKED}}}, http.StatusGone, "Your session has ended"},
 		{"bound to another Toloker", fakeSessions{err: serviceerror.NewFailedPrecondition("assignment %s is bound to another Toloker's session", aid)}, http.StatusConflict, "This task cannot be opened"},
 		{"unknown", fakeSessions{err: &serviceerror.NotFound{Resource: "assignment", ID: aid}}, http.StatusNotFound, "Task not found"},
+		{"archived pool", fakeSessions{err: &session.ClosedError{AssignmentID: aid, What: "pool"}}, http.StatusGone, "Task closed"},
+		{"unknown-id budget spent", fakeSessions{err: &session.BudgetError{RetryAfter: 40 * time.Second}}, http.StatusTooManyRequests, "Too many attempts"},
 		{"Toloka unavailable", fakeSessions{err: &serviceerror.Unavailable{Message: "toloka: x"}}, http.StatusServiceUnavailable, "Temporarily unavailable"},
 		{"an unexpected error", fakeSessions{err: io.ErrUnexpectedEOF}, http.StatusServiceUnavailable, "Temporarily unavailable"},
 		{"a panic", fakeSessions{panic: true}, http.StatusServiceUnavailable, "Temporarily unavailable"},
@@ -368,19 +371,28 @@ func TestRateLimitsAcrossReplicas(t *testing.T) {
 	}
 }
 
-func TestForwardedClientIP(t *testing.T) {
+// X-Forwarded-For is believed only from the proxies the operator trusts:
+// read right to left, trusted hops skipped; a client that connects
+// directly is limited by its own address whatever it writes.
+func TestClientIPTrustsOnlyConfiguredProxies(t *testing.T) {
+	lb := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:ffff::/48")}
 	for _, tc := range []struct {
-		name   string
-		remote string
-		xff    []string
-		want   string
+		name    string
+		trusted []netip.Prefix
+		remote  string
+		xff     []string
+		want    string
 	}{
-		{"no proxy", "198.51.100.7:5123", nil, "198.51.100.7"},
-		{"one proxy", "10.0.0.2:443", []string{"203.0.113.9"}, "203.0.113.9"},
-		{"a client-written entry before the proxy's", "10.0.0.2:443", []string{"1.2.3.4, 203.0.113.9"}, "203.0.113.9"},
-		{"several headers", "10.0.0.2:443", []string{"1.2.3.4", "203.0.113.9"}, "203.0.113.9"},
-		{"IPv6", "[::1]:80", []string{"2001:db8::1"}, "2001:db8::1"},
-		{"garbage falls back to the connection", "10.0.0.2:443", []string{"{evil}"}, "10.0.0.2"},
+		{"no proxy", lb, "198.51.100.7:5123", nil, "198.51.100.7"},
+		{"nothing trusted: a spoofed header is ignored", nil, "198.51.100.7:5123", []string{"203.0.113.9"}, "198.51.100.7"},
+		{"an untrusted peer's header is ignored", lb, "198.51.100.7:5123", []string{"203.0.113.9"}, "198.51.100.7"},
+		{"one trusted proxy", lb, "10.0.0.2:443", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"a client-written entry before the proxy's", lb, "10.0.0.2:443", []string{"1.2.3.4, 203.0.113.9"}, "203.0.113.9"},
+		{"several headers", lb, "10.0.0.2:443", []string{"1.2.3.4", "203.0.113.9"}, "203.0.113.9"},
+		{"trusted hops are skipped", lb, "10.0.0.2:443", []string{"1.2.3.4, 203.0.113.9, 10.1.1.1", "10.2.2.2"}, "203.0.113.9"},
+		{"IPv6", lb, "[2001:db8:ffff::1]:80", []string{"2001:db8::1"}, "2001:db8::1"},
+		{"every hop trusted: the first one", lb, "10.0.0.2:443", []string{"10.9.9.9, 10.1.1.1"}, "10.9.9.9"},
+		{"garbage from a trusted proxy falls back to the connection", lb, "10.0.0.2:443", []string{"{evil}"}, "10.0.0.2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/start", nil)
@@ -388,8 +400,8 @@ func TestForwardedClientIP(t *testing.T) {
 			for _, v := range tc.xff {
 				r.Header.Add("X-Forwarded-For", v)
 			}
-			if got := landing.ForwardedClientIP(r); got != tc.want {
-				t.Errorf("ForwardedClientIP = %q, want %q", got, tc.want)
+			if got := landing.ClientIP(tc.trusted)(r); got != tc.want {
+				t.Errorf("client address = %q, want %q", got, tc.want)
 			}
 		})
 	}

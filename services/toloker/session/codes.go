@@ -166,6 +166,8 @@ func (s *Service) Exchange(ctx context.Context, tenantID, code string) (*crowdga
 		SessionID:    sess.SessionId,
 	}
 	claims.Subject = sess.UserId
+	// The platform's audience lets a platform check its origin; Sign adds
+	// the tenant's, which pins the token to its tenant.
 	claims.Audience = []string{r.audience}
 	claims.ExpiresAt = jwt.NewNumericDate(sess.GetExpireTime().AsTime())
 	signed, exp, err := s.signer.Sign(ctx, claims)

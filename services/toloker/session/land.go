@@ -169,10 +169,14 @@ type negative struct {
 func (n *negative) Error() string { return n.err.Error() }
 func (n *negative) Unwrap() error { return n.err }
 
-// Cached answers: "n" (not found) or "s:<status>" (not active).
+// Cached answers: "n" (not found), "s:<status>" (not active) or
+// "c:<pool|project>" (archived).
 func cachedAnswer(aid, answer string) error {
-	if len(answer) > 2 && answer[:2] == "s:" {
+	switch {
+	case strings.HasPrefix(answer, "s:"):
 		return &NotActiveError{AssignmentID: aid, Status: answer[2:]}
+	case strings.HasPrefix(answer, "c:"):
+		return &ClosedError{AssignmentID: aid, What: answer[2:]}
 	}
 	return &serviceerror.NotFound{Resource: "assignment", ID: aid}
 }
@@ -213,6 +217,11 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 		if err := s.store.listLive(ctx, r, s.now()); err != nil {
 			s.log.Warn("session: listing a live session failed", "session_id", r.session.SessionId, "err", err)
 		}
+		// A fresh landing, with an assignment Toloka gave this Toloker,
+		// lifts a bar from an earlier revoked session in the pool.
+		if err := s.store.unblock(ctx, r.session.TenantId, r.session.PoolId, r.session.UserId); err != nil {
+			s.log.Warn("session: lifting a bar failed", "session_id", r.session.SessionId, "err", err)
+		}
 		return s.landed([]byte(stored), bin, true, onlyTenant)
 	}
 	// Another landing stored the assignment's session first (its lock
@@ -230,18 +239,55 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 }
 
 // resolve asks the catalog for the assignment (Toloka through the pool's
-// project's credential) and builds the session.
+// project's credential) and builds the session. A pool or project that is
+// archived, or whose budget of unknown ids is spent, is refused before
+// Toloka is asked.
 func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen]byte, onlyTenant string) (*record, error) {
-	found, err := s.catalog.FindAssignment(ctx, aid, onlyTenant, nil)
-	var notFound *catalog.AssignmentNotFound
+	budget := s.settings.UnknownPerPool
+	now := s.now()
+	window := now.UnixMilli() / budget.Per.Milliseconds()
+	check := func(r *catalog.Resolved) error {
+		switch {
+		case r.Project.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED:
+			return &negative{err: &ClosedError{AssignmentID: aid, What: "project"}, answer: "c:project", ttl: s.settings.NotActiveTTL}
+		case r.Pool.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED:
+			return &negative{err: &ClosedError{AssignmentID: aid, What: "pool"}, answer: "c:pool", ttl: s.settings.NotActiveTTL}
+		}
+		spent, err := s.store.unknownSpent(ctx, r.Pool.GetTenantId(), r.Pool.GetPoolId(), window)
+		if err != nil {
+			return err
+		}
+		if spent >= int64(budget.Rate) {
+			ends := time.UnixMilli((window + 1) * budget.Per.Milliseconds())
+			return &BudgetError{RetryAfter: ends.Sub(now)}
+		}
+		return nil
+	}
+	found, err := s.catalog.FindAssignment(ctx, aid, onlyTenant, check)
+	var (
+		notFound *catalog.AssignmentNotFound
+		neg      *negative
+		budgetE  *BudgetError
+	)
 	switch {
 	case errors.As(err, &notFound):
 		s.metrics.resolved("not_found")
+		for _, p := range notFound.AskedIn {
+			if err := s.store.spendUnknown(context.WithoutCancel(ctx), p.GetTenantId(), p.GetPoolId(), window, budget.Per); err != nil {
+				s.log.Warn("session: counting an unknown assignment id failed", "pool_id", p.GetPoolId(), "err", err)
+			}
+		}
 		answer := "n"
 		if !notFound.Final {
 			answer = "" // another tenant's pool was left out: not final for everyone
 		}
 		return nil, &negative{err: notFound, answer: answer, ttl: s.settings.NotFoundTTL}
+	case errors.As(err, &neg):
+		s.metrics.resolved("closed")
+		return nil, neg
+	case errors.As(err, &budgetE):
+		s.metrics.resolved("over_budget")
+		return nil, budgetE
 	case err != nil:
 		s.metrics.resolved("error")
 		return nil, tolokaUnavailable(err)

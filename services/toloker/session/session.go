@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/settings"
 	"github.com/crowdgate/crowdgate/services/platform/token"
 )
@@ -78,6 +80,11 @@ type Settings struct {
 	// DefaultReturnURL is where a Toloker goes back to when the project
 	// sets no return_url.
 	DefaultReturnURL string
+	// UnknownPerPool bounds what landings of made-up assignment ids cost a
+	// requester: at most Rate ids Toloka does not know per pool and Per
+	// (a fixed window); beyond it, first landings in the pool are refused
+	// without asking Toloka until the window ends.
+	UnknownPerPool ratelimit.Limit
 }
 
 // List returns the settings as configuration entries.
@@ -95,6 +102,16 @@ func (s *Settings) List() []settings.Setting {
 			"how long Toloka's answer that an assignment is not ACTIVE is remembered", settings.Duration(&s.NotActiveTTL)),
 		settings.New("session-default-return-url", "CROWDGATE_SESSION_DEFAULT_RETURN_URL", "https://toloka.ai/tasks",
 			"where a Toloker is sent back to when the project sets no return_url", settings.String(&s.DefaultReturnURL)),
+		settings.New("session-unknown-per-pool", "CROWDGATE_SESSION_UNKNOWN_PER_POOL", "60/m",
+			"landings of assignment ids Toloka does not know, per pool: RATE/PERIOD (a fixed window); beyond it first landings in the pool get the 429 page without a Toloka call",
+			settings.Func(&s.UnknownPerPool, func(v string) (ratelimit.Limit, error) {
+				l, err := ratelimit.ParseRate(v)
+				if err == nil && strings.Contains(v, ",") {
+					err = fmt.Errorf("want RATE/PERIOD such as 60/m (a window has no burst), got %q", v)
+				}
+				l.Burst = 0
+				return l, err
+			}, func(l ratelimit.Limit) string { r := l.RateString(); return r[:strings.IndexByte(r, ',')] })),
 	}
 }
 
@@ -166,6 +183,9 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if st.DefaultReturnURL == "" {
 		st.DefaultReturnURL = def.DefaultReturnURL
+	}
+	if st.UnknownPerPool.Rate <= 0 || st.UnknownPerPool.Per <= 0 {
+		st.UnknownPerPool = def.UnknownPerPool
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -245,6 +265,40 @@ func (e *EndedError) Error() string {
 // Unwrap returns the domain error.
 func (e *EndedError) Unwrap() error { return &serviceerror.FailedPrecondition{Message: e.Error()} }
 
+// ClosedError reports an assignment of a pool or project that was archived:
+// nobody can work on it any more, and Toloka is not asked. It unwraps to a
+// serviceerror.FailedPrecondition.
+type ClosedError struct {
+	// AssignmentID is the assignment.
+	AssignmentID string
+	// What is closed: "pool" or "project".
+	What string
+}
+
+// Error describes the refusal.
+func (e *ClosedError) Error() string {
+	return fmt.Sprintf("assignment %s belongs to an archived %s", e.AssignmentID, e.What)
+}
+
+// Unwrap returns the domain error.
+func (e *ClosedError) Unwrap() error { return &serviceerror.FailedPrecondition{Message: e.Error()} }
+
+// BudgetError reports a first landing refused because the pool's budget of
+// assignment ids Toloka does not know is spent for now. It unwraps to a
+// serviceerror.ResourceExhausted.
+type BudgetError struct {
+	// RetryAfter is when the budget is renewed.
+	RetryAfter time.Duration
+}
+
+// Error describes the refusal.
+func (e *BudgetError) Error() string { return e.Unwrap().Error() }
+
+// Unwrap returns the domain error.
+func (e *BudgetError) Unwrap() error {
+	return &serviceerror.ResourceExhausted{Message: "too many unknown assignment ids in this pool", RetryAfter: e.RetryAfter}
+}
+
 // view presents a record as of now: an active session past its expiry is
 // ENDED with reason EXPIRED.
 func (s *Service) view(r *record) {
@@ -298,7 +352,37 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 			s.log.Warn("session: unlisting an ended session failed", "session_id", sessionID, "err", err)
 		}
 	}
+	if bars(r.session.GetEndReason()) {
+		// Written whenever such an end is seen (also again), so a bar lost
+		// to a failure is restored by the next End.
+		if err := s.store.block(ctx, r.session.TenantId, r.session.PoolId, r.session.UserId, r.session.GetEndReason().String()); err != nil {
+			return nil, err
+		}
+	}
 	return r.session, nil
+}
+
+// bars reports whether a session ended this way bars its Toloker from the
+// pool: revoked by the platform or the requester, or ended by Toloka's
+// flags (restricted, filtered out).
+func bars(reason crowdgatev1.EndReason) bool {
+	switch reason {
+	case crowdgatev1.EndReason_END_REASON_REVOKED, crowdgatev1.EndReason_END_REASON_RESTRICTED, crowdgatev1.EndReason_END_REASON_FILTERED_OUT:
+		return true
+	}
+	return false
+}
+
+// Barred returns why a Toloker may not submit to a pool without a session
+// (END_REASON_UNSPECIFIED when they may): once a session of theirs in the
+// pool was revoked or ended by Toloka's flags, until a fresh landing opens
+// a new one.
+func (s *Service) Barred(ctx context.Context, tenantID, poolID, userID string) (crowdgatev1.EndReason, error) {
+	v, err := s.store.blocked(ctx, tenantID, poolID, userID)
+	if err != nil || v == "" {
+		return crowdgatev1.EndReason_END_REASON_UNSPECIFIED, err
+	}
+	return crowdgatev1.EndReason(crowdgatev1.EndReason_value[v]), nil
 }
 
 // RecordSubmit adds one submit and its reward to a session's totals,

@@ -23,6 +23,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/token"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
@@ -318,7 +319,7 @@ func TestCodes(t *testing.T) {
 
 	resp := exchange(t, env, l.Code)
 	keys := staticKeys(t, env)
-	v := &token.Verifier{Keys: keys, Issuer: sessiontest.Issuer, Audience: "urn:platform"}
+	v := &token.Verifier{Keys: keys, Issuer: sessiontest.Issuer, Tenant: tenant.Default, Audience: "urn:platform"}
 	claims, err := v.Verify(ctx, resp.GetToken())
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
@@ -762,7 +763,7 @@ func TestAudienceDefaultsToThePlatformOrigin(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{PlatformURL: "https://label.example:8443/toloka/start?src=t"})
 	pool := env.NewPool(t, tenant.Default, nil)
 	resp := exchange(t, env, land(t, env, env.StartAssignment(t, pool, "u")).Code)
-	v := &token.Verifier{Keys: staticKeys(t, env), Issuer: sessiontest.Issuer, Audience: "https://label.example:8443"}
+	v := &token.Verifier{Keys: staticKeys(t, env), Issuer: sessiontest.Issuer, Tenant: tenant.Default, Audience: "https://label.example:8443"}
 	if _, err := v.Verify(ctx, resp.GetToken()); err != nil {
 		t.Errorf("Verify with the platform's origin as audience: %v", err)
 	}
@@ -809,4 +810,121 @@ func newService(t *testing.T, cfg session.Config) *session.Service {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Made-up assignment ids cost the requester's Toloka quota: each pool has a
+// budget of ids Toloka does not know; once it is spent, first landings in
+// the pool are refused (RESOURCE_EXHAUSTED, with when to retry) without a
+// Toloka call, until the window ends. Other pools keep theirs.
+func TestUnknownIdsSpendThePoolsBudget(t *testing.T) {
+	clock := sessiontest.NewClock()
+	env := sessiontest.New(t, sessiontest.Options{Now: clock.Now, Session: func(c *session.Config) {
+		c.Settings.UnknownPerPool = ratelimit.Limit{Rate: 3, Per: time.Hour}
+	}})
+	pool := env.NewPool(t, tenant.Default, nil)
+	other := env.NewPool(t, tenant.Default, nil)
+	made := func(p *crowdgatev1.Pool, i int) string {
+		return poolHex(p.GetTolokaPoolId()) + "--" + fmt.Sprintf("%024x", 0xbad000+i)
+	}
+	asked := func() int { return len(env.Sim.Requests("/api/v1/assignments/")) }
+	for i := range 3 {
+		if _, err := env.Sessions.Land(ctx, made(pool, i)); !isNotFound(err) {
+			t.Fatalf("unknown id %d = %v, want NotFound", i, err)
+		}
+	}
+	if n := asked(); n != 3 {
+		t.Fatalf("Toloka was asked %d times for 3 unknown ids", n)
+	}
+	var budget *session.BudgetError
+	var re *serviceerror.ResourceExhausted
+	_, err := env.Sessions.Land(ctx, made(pool, 3))
+	if !errors.As(err, &budget) || !errors.As(err, &re) || re.RetryAfter <= 0 || re.RetryAfter > time.Hour {
+		t.Fatalf("a 4th unknown id = %v, want RESOURCE_EXHAUSTED with a retry time within the hour", err)
+	}
+	// While it is spent, no first landing in the pool reaches Toloka.
+	_, err = env.Sessions.Land(ctx, env.StartAssignment(t, pool, "toloker-1"))
+	if !errors.As(err, &budget) || asked() != 3 {
+		t.Errorf("a real assignment while the budget is spent = %v with %d Toloka calls, want refused without one", err, asked())
+	}
+	if l, err := env.Sessions.Land(ctx, env.StartAssignment(t, other, "toloker-2")); err != nil || !l.Created {
+		t.Errorf("another pool's landing = %v, %v; want a session", l, err)
+	}
+	clock.Advance(time.Hour)
+	if l, err := env.Sessions.Land(ctx, env.StartAssignment(t, pool, "toloker-3")); err != nil || !l.Created {
+		t.Errorf("after the window = %v, %v; want a session", l, err)
+	}
+}
+
+// An assignment of an archived pool or project is closed: refused without
+// asking Toloka, and remembered like Toloka's final answers.
+func TestArchivedPoolOrProjectIsClosedWithoutAskingToloka(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	for _, tc := range []struct {
+		what string
+		edit func(*crowdgatev1.Project, *crowdgatev1.Pool)
+	}{
+		{"pool", func(_ *crowdgatev1.Project, p *crowdgatev1.Pool) {
+			p.Status = crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED
+		}},
+		{"project", func(p *crowdgatev1.Project, _ *crowdgatev1.Pool) {
+			p.Status = crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED
+		}},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			pool := env.NewPool(t, tenant.Default, tc.edit)
+			aid := env.StartAssignment(t, pool, "toloker-1")
+			for range 2 {
+				var closed *session.ClosedError
+				var fp *serviceerror.FailedPrecondition
+				if _, err := env.Sessions.Land(ctx, aid); !errors.As(err, &closed) || closed.What != tc.what || !errors.As(err, &fp) {
+					t.Errorf("landing in an archived %s = %v, want ClosedError (FAILED_PRECONDITION)", tc.what, err)
+				}
+			}
+			if n := env.AssignmentGets(aid); n != 0 {
+				t.Errorf("Toloka was asked %d times about an assignment of an archived %s", n, tc.what)
+			}
+		})
+	}
+}
+
+// A Toloker whose session in a pool was revoked or ended by Toloka's flags
+// is barred from the pool (submits by pool and user are refused) until a
+// fresh landing opens a new session.
+func TestARevokedSessionBarsItsTolokerUntilTheyLandAgain(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	barred := func() crowdgatev1.EndReason {
+		t.Helper()
+		r, err := env.Sessions.Barred(ctx, tenant.Default, pool.GetPoolId(), "toloker-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	sess := started(t, env, env.StartAssignment(t, pool, "toloker-1"))
+	if r := barred(); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
+		t.Fatalf("barred before anything ended: %v", r)
+	}
+	if _, err := env.Sessions.End(ctx, tenant.Default, sess.GetSessionId(), crowdgatev1.EndReason_END_REASON_REVOKED); err != nil {
+		t.Fatal(err)
+	}
+	if r := barred(); r != crowdgatev1.EndReason_END_REASON_REVOKED {
+		t.Errorf("after a revocation: barred %v, want REVOKED", r)
+	}
+	if r, _ := env.Sessions.Barred(ctx, "other", pool.GetPoolId(), "toloker-1"); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
+		t.Errorf("another tenant sees the bar: %v", r)
+	}
+	env.Submit(t, pool, "toloker-1", true) // the revoked assignment ends in Toloka
+	started(t, env, env.StartAssignment(t, pool, "toloker-1"))
+	if r := barred(); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
+		t.Errorf("after a fresh landing: barred %v, want none", r)
+	}
+	// A session ended normally bars nothing.
+	sess = started(t, env, env.StartAssignment(t, pool, "toloker-2"))
+	if _, err := env.Sessions.End(ctx, tenant.Default, sess.GetSessionId(), crowdgatev1.EndReason_END_REASON_CLOSE_SESSION); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := env.Sessions.Barred(ctx, tenant.Default, pool.GetPoolId(), "toloker-2"); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
+		t.Errorf("close_session barred the Toloker: %v", r)
+	}
 }

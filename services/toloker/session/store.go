@@ -22,6 +22,8 @@ import (
 //	P ses-neg:{aid}        Toloka's cached final "no" for the assignment
 //	P ses-lock:{aid}       the resolve lock while Toloka is asked
 //	P ses-live:{tenant/pool} sorted set of active session ids by expiry
+//	P ses-unknown:{tenant/pool}:<window>  landings of ids Toloka does not know, this window
+//	P ses-block:{tenant/pool}:<user>      the reason a Toloker's session in the pool was revoked
 type store struct {
 	rdb redis.UniversalClient
 	// landing runs the landing's commands (usually rdb autopipelined); it
@@ -220,4 +222,57 @@ func (s *store) update(ctx context.Context, tenantID, sessionID string, change f
 		return out, nil
 	}
 	return nil, &serviceerror.Unavailable{Message: "the session is being changed concurrently; try again", RetryAfter: storage.RetryAfter}
+}
+
+func (s *store) unknownKey(tenantID, poolID string, window int64) string {
+	return s.prefix + "ses-unknown:{" + tenantID + "/" + poolID + "}:" + strconv.FormatInt(window, 10)
+}
+
+func (s *store) blockKey(tenantID, poolID, userID string) string {
+	return s.prefix + "ses-block:{" + tenantID + "/" + poolID + "}:" + userID
+}
+
+// unknownSpent returns how many unknown ids were landed in a pool in the
+// window.
+func (s *store) unknownSpent(ctx context.Context, tenantID, poolID string, window int64) (int64, error) {
+	n, err := s.landing.Get(ctx, s.unknownKey(tenantID, poolID, window)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, storage.Unavailable(err)
+}
+
+// spendUnknown counts one landing of an unknown id in a pool's window,
+// which lasts per.
+func (s *store) spendUnknown(ctx context.Context, tenantID, poolID string, window int64, per time.Duration) error {
+	key := s.unknownKey(tenantID, poolID, window)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, key)
+		p.PExpire(ctx, key, 2*per)
+		return nil
+	})
+	return storage.Unavailable(err)
+}
+
+// blockTTL bounds how long a revoked Toloker stays barred from a pool
+// without landing again.
+const blockTTL = 90 * 24 * time.Hour
+
+// block bars a Toloker's submits by pool and user in a pool, for reason.
+func (s *store) block(ctx context.Context, tenantID, poolID, userID, reason string) error {
+	return storage.Unavailable(s.rdb.Set(ctx, s.blockKey(tenantID, poolID, userID), reason, blockTTL).Err())
+}
+
+// unblock lifts the bar (a fresh landing opened a new session).
+func (s *store) unblock(ctx context.Context, tenantID, poolID, userID string) error {
+	return storage.Unavailable(s.rdb.Del(ctx, s.blockKey(tenantID, poolID, userID)).Err())
+}
+
+// blocked returns the reason a Toloker is barred from a pool ("" when not).
+func (s *store) blocked(ctx context.Context, tenantID, poolID, userID string) (string, error) {
+	v, err := s.rdb.Get(ctx, s.blockKey(tenantID, poolID, userID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, storage.Unavailable(err)
 }

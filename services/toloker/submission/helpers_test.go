@@ -88,6 +88,27 @@ func (f *fakeSessions) RecordSubmit(ctx context.Context, tenantID, sessionID str
 	return nil
 }
 
+// Barred bars a Toloker from a pool after a session of theirs there ended
+// as the session service bars them: revoked, restricted or filtered out.
+func (f *fakeSessions) Barred(_ context.Context, tenantID, poolID, userID string) (crowdgatev1.EndReason, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	reason := crowdgatev1.EndReason_END_REASON_UNSPECIFIED
+	for _, s := range f.sessions {
+		if s.TenantId == tenantID && s.PoolId == poolID && s.UserId == userID {
+			switch s.EndReason {
+			case crowdgatev1.EndReason_END_REASON_REVOKED, crowdgatev1.EndReason_END_REASON_RESTRICTED, crowdgatev1.EndReason_END_REASON_FILTERED_OUT:
+				reason = s.EndReason
+			case crowdgatev1.EndReason_END_REASON_UNSPECIFIED:
+				if s.State == crowdgatev1.SessionState_SESSION_STATE_ACTIVE {
+					return crowdgatev1.EndReason_END_REASON_UNSPECIFIED, nil // landed again
+				}
+			}
+		}
+	}
+	return reason, nil
+}
+
 func (f *fakeSessions) put(s *crowdgatev1.Session) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

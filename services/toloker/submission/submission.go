@@ -56,6 +56,11 @@ type Sessions interface {
 	End(ctx context.Context, tenantID, sessionID string, reason crowdgatev1.EndReason) (*crowdgatev1.Session, error)
 	// RecordSubmit adds one submit and its reward to a session's totals.
 	RecordSubmit(ctx context.Context, tenantID, sessionID string, reward money.Decimal) error
+	// Barred says why a Toloker may not submit to a pool without a session
+	// (END_REASON_UNSPECIFIED when they may): a session of theirs there
+	// was revoked or ended by Toloka's flags, and they have not landed
+	// again since.
+	Barred(ctx context.Context, tenantID, poolID, userID string) (crowdgatev1.EndReason, error)
 }
 
 // Settings tune the outbox. Zero durations and counts take the defaults.
@@ -240,6 +245,18 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	route, err := s.catalog.Route(ctx, tenantID, poolID)
 	if err != nil {
 		return nil, err
+	}
+	if sess == nil {
+		// The side door: a submit by pool and user pays the Toloker too, so
+		// it follows the rule a revoked session follows.
+		reason, err := s.sessions.Barred(ctx, tenantID, poolID, userID)
+		if err != nil {
+			return nil, err
+		}
+		if reason != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
+			return nil, serviceerror.NewFailedPrecondition("Toloker %s may not submit to pool %s: their session there ended (%s); a new landing opens a new session",
+				userID, poolID, reason)
+		}
 	}
 
 	shard := shardOf(tenantID, poolID)

@@ -409,7 +409,10 @@ func startCrowdgate(ctx context.Context, name, bin, dir string, e crowdgateEnv, 
 		grpcAddr: fmt.Sprintf("127.0.0.1:%d", gp),
 	}
 	// Defaults --gateway-env may change, then what it may not.
-	env := append(cleanEnv(), "CROWDGATE_LOG_LEVEL=info", "CROWDGATE_SHUTDOWN_TIMEOUT=10s")
+	// The harness stands in for the load balancer (it writes the Tolokers'
+	// addresses in X-Forwarded-For from loopback), so loopback is trusted.
+	env := append(cleanEnv(), "CROWDGATE_LOG_LEVEL=info", "CROWDGATE_SHUTDOWN_TIMEOUT=10s",
+		"CROWDGATE_TRUSTED_PROXIES=127.0.0.0/8,::1/128")
 	env = append(env, e.Extra...)
 	env = append(env,
 		"CROWDGATE_HTTP_ADDR="+g.httpAddr,
