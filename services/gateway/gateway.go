@@ -136,7 +136,7 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 	rpcMetrics := newRPCMetrics(g.metrics)
 	g.grpcServer = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(rpcMetrics.unary, recoverUnary(log), errorUnary(log), g.authUnary),
+		grpc.ChainUnaryInterceptor(rpcMetrics.unary, recoverUnary(log), errorUnary(log), g.authUnary, boundsUnary(o.now)),
 		grpc.ChainStreamInterceptor(recoverStream(log)),
 	}, tlsOpts...)...)
 	g.health = health.NewServer()
@@ -191,10 +191,11 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	g.restConn = conn
 	rest := runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(restHeaderMatcher),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &restMarshaler{JSONPb: runtime.JSONPb{
 			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}),
+		}}),
+		runtime.WithErrorHandler(restErrorHandler),
 	)
 	for _, register := range restHandlers {
 		if err := register(ctx, rest, conn); err != nil {

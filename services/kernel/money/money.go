@@ -22,8 +22,9 @@ const MaxFractionDigits = 8
 const maxIntegerDigits = 12
 
 // Decimal is an exact, non-empty decimal number in canonical text form: an
-// optional minus sign, integer digits without superfluous leading zeros, and
-// optional fraction digits. The zero value is invalid; use Zero.
+// optional minus sign (never on zero), integer digits without superfluous
+// leading zeros, and optional fraction digits. The zero value is invalid;
+// use Zero.
 type Decimal struct {
 	s string
 }
@@ -34,8 +35,14 @@ var Zero = Decimal{s: "0"}
 // ErrSyntax reports text that is not a plain decimal number.
 var ErrSyntax = errors.New("not a decimal number (want digits with an optional '.' and fraction, like 10.52)")
 
+// ErrNegativeZero reports a zero with a minus sign ("-0", "-0.00"): zero
+// has no sign, and a client that sends one has computed something wrong.
+var ErrNegativeZero = errors.New("zero has no sign (send 0, not -0)")
+
 // Parse reads a plain decimal ("10.52", "0.01", "-3"). Exponents, signs
-// other than a leading '-', spaces, "NaN" and "Inf" are refused.
+// other than a leading '-', a '-' on zero ("-0", "-0.00": ErrNegativeZero),
+// spaces, "NaN" and "Inf" are refused. Callers name the field in their
+// error.
 func Parse(s string) (Decimal, error) {
 	if s == "" {
 		return Decimal{}, errors.New("empty decimal")
@@ -71,7 +78,10 @@ func Parse(s string) (Decimal, error) {
 	if hasDot {
 		out += "." + frac
 	}
-	if neg && strings.Trim(out, "0.") != "" {
+	if neg {
+		if strings.Trim(out, "0.") == "" {
+			return Decimal{}, ErrNegativeZero
+		}
 		out = "-" + out
 	}
 	return Decimal{s: out}, nil

@@ -2,6 +2,7 @@ package money
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 )
 
@@ -14,7 +15,20 @@ func TestParse(t *testing.T) {
 		{in: "10.520", want: "10.520"},
 		{in: "0.01", want: "0.01"},
 		{in: "007", want: "7"},
-		{in: "-0.00", want: "0.00"},
+		// Zero has no sign: "-0" is malformed (a client that computed a
+		// negative zero has a bug worth hearing about), like "+0".
+		{in: "-0", wantErr: true},
+		{in: "-0.00", wantErr: true},
+		{in: "-000", wantErr: true},
+		{in: "-0.00000000", wantErr: true},
+		{in: "+0", wantErr: true},
+		{in: "+0.00", wantErr: true},
+		{in: "-", wantErr: true},
+		{in: "-.0", wantErr: true},
+		{in: "0.00", want: "0.00"},
+		{in: "000", want: "0"},
+		{in: "-0.01", want: "-0.01"},
+		{in: "-00.5", want: "-0.5"},
 		{in: "-3.5", want: "-3.5"},
 		{in: "0.12345678", want: "0.12345678"},
 		{in: "0.123456789", wantErr: true},
@@ -40,6 +54,18 @@ func TestParse(t *testing.T) {
 				t.Fatalf("Parse(%q) = %q, %v; want %q", tc.in, d, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseNegativeZeroIsErrNegativeZero(t *testing.T) {
+	for _, in := range []string{"-0", "-0.0", "-00.000"} {
+		if _, err := Parse(in); !errors.Is(err, ErrNegativeZero) {
+			t.Errorf("Parse(%q) error = %v, want ErrNegativeZero", in, err)
+		}
+	}
+	var d Decimal
+	if err := d.UnmarshalJSON([]byte(`"-0"`)); err == nil {
+		t.Errorf("UnmarshalJSON(\"-0\") = %s, want an error", d)
 	}
 }
 

@@ -9,9 +9,13 @@ import (
 	"time"
 	"unicode"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/bounds"
 )
 
 // Limits of a submit's fields.
@@ -50,8 +54,15 @@ type submitInput struct {
 }
 
 // validateSubmit checks every field of req that can be checked without
-// looking anything up, naming the first bad field.
+// looking anything up, naming the first bad field. Times are bounded from
+// the wall clock (the gateway's bounds interceptor has checked the same
+// rule on the gateway's clock before Submit runs).
 func validateSubmit(req *crowdgatev1.SubmitRequest) (*submitInput, error) {
+	return validateSubmitAt(req, time.Now())
+}
+
+// validateSubmitAt is validateSubmit at time now.
+func validateSubmitAt(req *crowdgatev1.SubmitRequest, now time.Time) (*submitInput, error) {
 	in := &submitInput{req: req}
 	for _, f := range []struct{ name, v string }{
 		{"session_id", req.GetSessionId()}, {"pool_id", req.GetPoolId()}, {"user_id", req.GetUserId()},
@@ -119,19 +130,11 @@ func validateSubmit(req *crowdgatev1.SubmitRequest) (*submitInput, error) {
 		}
 	}
 
-	if ts := req.GetStartTime(); ts != nil {
-		if err := ts.CheckValid(); err != nil {
-			return nil, serviceerror.NewInvalidArgument("start_time", "%v", err)
-		}
-		t := ts.AsTime()
-		in.start = &t
+	if in.start, err = submitTime("start_time", req.GetStartTime(), now); err != nil {
+		return nil, err
 	}
-	if ts := req.GetEndTime(); ts != nil {
-		if err := ts.CheckValid(); err != nil {
-			return nil, serviceerror.NewInvalidArgument("end_time", "%v", err)
-		}
-		t := ts.AsTime()
-		in.end = &t
+	if in.end, err = submitTime("end_time", req.GetEndTime(), now); err != nil {
+		return nil, err
 	}
 	if in.start != nil && in.end != nil && in.end.Before(*in.start) {
 		return nil, serviceerror.NewInvalidArgument("end_time", "must not be before start_time")
@@ -151,6 +154,27 @@ func validateSubmit(req *crowdgatev1.SubmitRequest) (*submitInput, error) {
 	}
 	return in, nil
 }
+
+// submitTime reads a submit's start_time or end_time (nil when not given):
+// a valid time, not before Toloka existed and not further in the future
+// than the bound of the field in services/platform/bounds (a submit reports
+// work already done).
+func submitTime(field string, ts *timestamppb.Timestamp, now time.Time) (*time.Time, error) {
+	if ts == nil {
+		return nil, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return nil, serviceerror.NewInvalidArgument(field, "%v", err)
+	}
+	t := ts.AsTime()
+	fd := submitRequestFields.ByName(protoreflect.Name(field))
+	if err := bounds.CheckTime(field, t, now, bounds.For(fd).Horizon); err != nil {
+		return nil, err
+	}
+	return &t, nil
+}
+
+var submitRequestFields = (&crowdgatev1.SubmitRequest{}).ProtoReflect().Descriptor().Fields()
 
 // checkID refuses ids that are too long or hold characters no Crowdgate or
 // Toloka id has (whitespace, control characters, and the key separators
