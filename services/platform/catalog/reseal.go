@@ -12,23 +12,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // Re-sealing after a rotation of the encryption key.
-
-// ResealCounts say what Reseal did with the stored API keys.
-type ResealCounts struct {
-	// Resealed were rewritten under the newest key (and their
-	// fingerprints recomputed).
-	Resealed int
-	// Current were already sealed under the newest key, with a current
-	// fingerprint.
-	Current int
-	// Unreadable open with no key of the ring; they were left as they are
-	// (their credentials cannot be used on any replica with this ring).
-	Unreadable int
-}
 
 var (
 	//go:embed lua/credential_reseal.lua
@@ -50,8 +38,8 @@ const resealAttempts = 5
 // credential id, never key material), counted and left as it is.
 //
 // The catalog's Toloka client is not used: New may be given nil for it.
-func (c *Catalog) Reseal(ctx context.Context) (ResealCounts, error) {
-	var counts ResealCounts
+func (c *Catalog) Reseal(ctx context.Context) (secretbox.ResealCounts, error) {
+	var counts secretbox.ResealCounts
 	keys, err := scanKeys(ctx, c.rdb, globEscape(c.prefix+"credential-secret:")+"*")
 	if err != nil {
 		return counts, err

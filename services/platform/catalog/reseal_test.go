@@ -81,10 +81,10 @@ func TestResealMovesEveryCredentialToTheNewestKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (catalog.ResealCounts{Resealed: 4, Unreadable: 1}); counts != want {
+	if want := (secretbox.ResealCounts{Resealed: 4, Unreadable: 1}); counts != want {
 		t.Errorf("Reseal = %+v, want %+v", counts, want)
 	}
-	if counts, err := rotating.Reseal(ctx); err != nil || counts != (catalog.ResealCounts{Current: 4, Unreadable: 1}) {
+	if counts, err := rotating.Reseal(ctx); err != nil || counts != (secretbox.ResealCounts{Current: 4, Unreadable: 1}) {
 		t.Errorf("second Reseal = %+v, %v; want everything current", counts, err)
 	}
 

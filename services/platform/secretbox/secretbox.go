@@ -281,3 +281,15 @@ func (b *Box) open(sealed []byte, context string) (pt []byte, current bool, err 
 	}
 	return nil, false, ErrOpen
 }
+
+// ResealCounts say what re-sealing a store's secrets under the newest key
+// did: how many were rewritten, how many were already under it, and how
+// many no key of the ring opens (left as they are).
+type ResealCounts struct {
+	// Resealed were rewritten under the newest key.
+	Resealed int
+	// Current were already sealed under it.
+	Current int
+	// Unreadable open with no key of the ring; they were left as they are.
+	Unreadable int
+}

@@ -9,21 +9,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
-
-// ResealCounts say what Reseal did with the stored signing keys.
-type ResealCounts struct {
-	// Resealed were rewritten under the newest encryption key.
-	Resealed int
-	// Current were already sealed under it.
-	Current int
-	// Unreadable open with no key of the ring (or are not readable
-	// records); they were left as they are. Their public halves stay
-	// published until they retire, so their tokens keep verifying; no
-	// replica with this ring signs with them.
-	Unreadable int
-}
 
 var (
 	//go:embed lua/key_reseal.lua
@@ -41,10 +29,10 @@ const resealAttempts = 5
 // it was read, so it is safe while replicas sign (every replica with the
 // ring opens both forms); running it again changes nothing. Keys stay as
 // they are otherwise: same kid, same activation, still published.
-func (s *Signer) Reseal(ctx context.Context) (ResealCounts, error) {
+func (s *Signer) Reseal(ctx context.Context) (secretbox.ResealCounts, error) {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
-	var counts ResealCounts
+	var counts secretbox.ResealCounts
 	kids, err := s.cfg.Redis.HKeys(ctx, s.keysKey).Result()
 	if err != nil {
 		return counts, storage.Unavailable(err)

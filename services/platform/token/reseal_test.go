@@ -55,10 +55,10 @@ func TestResealMovesSigningKeysToTheNewestKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (token.ResealCounts{Resealed: 2, Unreadable: 1}); counts != want {
+	if want := (secretbox.ResealCounts{Resealed: 2, Unreadable: 1}); counts != want {
 		t.Errorf("Reseal = %+v, want %+v", counts, want)
 	}
-	if counts, err := rotating.Reseal(ctx); err != nil || counts != (token.ResealCounts{Current: 2, Unreadable: 1}) {
+	if counts, err := rotating.Reseal(ctx); err != nil || counts != (secretbox.ResealCounts{Current: 2, Unreadable: 1}) {
 		t.Errorf("second Reseal = %+v, %v; want both keys current", counts, err)
 	}
 
