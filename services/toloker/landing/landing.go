@@ -180,6 +180,7 @@ const (
 	outcomeRateLimited = "rate_limited"
 	outcomeUnavailable = "unavailable"
 	outcomeClosed      = "closed"
+	outcomeBanned      = "banned"
 )
 
 // New returns the landing handler.
@@ -224,7 +225,7 @@ func New(cfg Config) (*Handler, error) {
 	}
 	h := &Handler{cfg: cfg, local: ratelimit.NewLocal(ratelimit.LocalConfig{}), outcomes: map[string]prometheus.Counter{}, duration: hist}
 	for _, o := range []string{outcomeRedirect, outcomeBadRequest, outcomeNotFound, outcomeNotActive, outcomeEnded,
-		outcomeConflict, outcomeRateLimited, outcomeUnavailable, outcomeClosed} {
+		outcomeConflict, outcomeRateLimited, outcomeUnavailable, outcomeClosed, outcomeBanned} {
 		h.outcomes[o] = counter.WithLabelValues(o)
 	}
 	return h, nil
@@ -409,8 +410,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, aid string, err e
 	var (
 		closed *session.ClosedError
 		budget *session.BudgetError
+		banned *session.BannedError
 	)
 	switch {
+	case errors.As(err, &banned):
+		h.page(w, outcomeBanned, http.StatusForbidden, 0, pageBanned, "")
 	case errors.As(err, &closed):
 		h.page(w, outcomeClosed, http.StatusGone, 0, pageClosed, "")
 	case errors.As(err, &budget):
@@ -462,6 +466,8 @@ var (
 		"This task has already been submitted, so it cannot be started again. You can pick a new task in Toloka."}
 	pageExpired = pageText{"Task expired",
 		"The time for this task has run out. You can pick a new task in Toloka."}
+	pageBanned = pageText{"You cannot take this task",
+		"The requester does not accept work from your account on this task. You can pick another task in Toloka."}
 	pageClosed = pageText{"Task closed",
 		"The requester has closed this task, so it cannot be started any more. You can pick a new task in Toloka."}
 	pageSkipped = pageText{"Task skipped",

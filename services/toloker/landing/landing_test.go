@@ -264,6 +264,7 @@ func TestErrorPagesForEveryAnswer(t *testing.T) {
 		{"bound to another Toloker", fakeSessions{err: serviceerror.NewFailedPrecondition("assignment %s is bound to another Toloker's session", aid)}, http.StatusConflict, "This task cannot be opened"},
 		{"unknown", fakeSessions{err: &serviceerror.NotFound{Resource: "assignment", ID: aid}}, http.StatusNotFound, "Task not found"},
 		{"archived pool", fakeSessions{err: &session.ClosedError{AssignmentID: aid, What: "pool"}}, http.StatusGone, "Task closed"},
+		{"banned Toloker", fakeSessions{err: &session.BannedError{AssignmentID: aid, Scope: "project"}}, http.StatusForbidden, "You cannot take this task"},
 		{"unknown-id budget spent", fakeSessions{err: &session.BudgetError{RetryAfter: 40 * time.Second}}, http.StatusTooManyRequests, "Too many attempts"},
 		{"Toloka unavailable", fakeSessions{err: &serviceerror.Unavailable{Message: "toloka: x"}}, http.StatusServiceUnavailable, "Temporarily unavailable"},
 		{"an unexpected error", fakeSessions{err: io.ErrUnexpectedEOF}, http.StatusServiceUnavailable, "Temporarily unavailable"},

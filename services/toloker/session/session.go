@@ -283,6 +283,25 @@ func (e *ClosedError) Error() string {
 // Unwrap returns the domain error.
 func (e *ClosedError) Unwrap() error { return &serviceerror.FailedPrecondition{Message: e.Error()} }
 
+// BannedError reports a Toloker who is restricted (banned) in the scope of
+// the assignment (its pool, its project, or all of the requester's
+// projects): they cannot take this task. It unwraps to a
+// serviceerror.PermissionDenied.
+type BannedError struct {
+	// AssignmentID is the assignment.
+	AssignmentID string
+	// Scope is the restriction's scope: "pool", "project" or "all_projects".
+	Scope string
+}
+
+// Error describes the refusal.
+func (e *BannedError) Error() string {
+	return fmt.Sprintf("the Toloker of assignment %s is restricted in this %s", e.AssignmentID, strings.ReplaceAll(e.Scope, "_", " "))
+}
+
+// Unwrap returns the domain error.
+func (e *BannedError) Unwrap() error { return &serviceerror.PermissionDenied{Message: e.Error()} }
+
 // BudgetError reports a first landing refused because the pool's budget of
 // assignment ids Toloka does not know is spent for now. It unwraps to a
 // serviceerror.ResourceExhausted.
