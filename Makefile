@@ -1,11 +1,26 @@
 # Crowdgate's everyday commands. Everything runs offline once the Go module
 # cache is filled: buf and the protoc plugins are Go tools pinned in go.mod.
 
-.PHONY: run test generate lint check-generated ci
+.PHONY: run build test generate lint check-generated ci
+
+# The build's stamp (crowdgate -version, tolokasim -version, the
+# crowdgate_build_info metric), from git unless given: make build VERSION=v1.2.3.
+# deploy/Dockerfile sets the same variables from its build arguments.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILD_TIME ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+BUILDINFO  := github.com/crowdgate/crowdgate/services/platform/buildinfo
+LDFLAGS    := -X $(BUILDINFO).Version=$(VERSION) -X $(BUILDINFO).Commit=$(COMMIT) -X $(BUILDINFO).BuildTime=$(BUILD_TIME)
 
 # Run the gateway: embedded Redis and Toloka emulator unless configured.
 run:
-	go run ./cmd/crowdgate -toloka-emulator=embedded -log-format=text
+	go run -ldflags "$(LDFLAGS)" ./cmd/crowdgate -toloka-emulator=embedded -log-format=text
+
+# Stamped binaries in bin/ (the images build theirs static and stripped:
+# deploy/Dockerfile). Plain go build flags, so the test builds' cache serves.
+build:
+	go build -ldflags "$(LDFLAGS)" -o bin/crowdgate ./cmd/crowdgate
+	go build -ldflags "$(LDFLAGS)" -o bin/tolokasim ./cmd/tolokasim
 
 # The test command (CI runs it with REDIS_URL set and -race).
 test:

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/crowdgate/crowdgate/services/gateway"
+	"github.com/crowdgate/crowdgate/services/platform/buildinfo"
 )
 
 // defaultGCPercent is the gateway's GOGC unless the environment sets one.
@@ -77,6 +78,7 @@ func realMain(ctx context.Context, args []string, log **slog.Logger) error {
 	reseal := fs.Bool("reseal", false,
 		"re-seal every stored secret (Toloka API keys, token signing keys) under the newest key of CROWDGATE_ENCRYPTION_KEY, log the counts and exit 0; "+
 			"run it once every replica has the ring, then drop the old key (deploy/README.md)")
+	version := fs.Bool("version", false, "print the build's version, commit, build time and Go version and exit")
 	// The usage goes out on -h only; a refused flag is the error's to say.
 	var usage bytes.Buffer
 	fs.SetOutput(&usage)
@@ -84,6 +86,11 @@ func realMain(ctx context.Context, args []string, log **slog.Logger) error {
 		if errors.Is(err, flag.ErrHelp) {
 			_, _ = os.Stdout.Write(usage.Bytes())
 		}
+		return err
+	}
+	if *version {
+		// Before the configuration is checked: it needs none.
+		_, err := fmt.Fprintln(os.Stdout, "crowdgate", buildinfo.Get())
 		return err
 	}
 	if err := errors.Join(envErr, cfg.Validate()); err != nil {
@@ -94,6 +101,7 @@ func realMain(ctx context.Context, args []string, log **slog.Logger) error {
 	}
 	*log = cfg.NewLogger(os.Stderr)
 	slog.SetDefault(*log)
+	(*log).Info("crowdgate is starting", buildinfo.Get().LogAttrs()...)
 	if *reseal {
 		if err := gateway.Reseal(ctx, cfg, *log); err != nil {
 			return resealError{err}

@@ -4,6 +4,10 @@
 // Every flag can also be set by an environment variable named TOLOKASIM_
 // followed by the flag name in upper case with dashes as underscores
 // (--api-keys: TOLOKASIM_API_KEYS); a flag on the command line wins.
+//
+// Alone, -version prints the build (version, commit, build time, Go
+// version) and -healthcheck asks the emulator at TOLOKASIM_ADDR whether it
+// is up (GET /_admin/healthz; exit 0 or 1), for container health checks.
 package main
 
 import (
@@ -22,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/crowdgate/crowdgate/services/platform/buildinfo"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
@@ -36,6 +41,13 @@ func main() {
 }
 
 func realMain(ctx context.Context) error {
+	if args := os.Args[1:]; len(args) == 1 && (args[0] == "-version" || args[0] == "--version") {
+		// The build's version, commit, build time and Go version (stamped
+		// with -ldflags by the Makefile and the Dockerfile); no
+		// configuration needed.
+		_, err := fmt.Fprintln(os.Stdout, "tolokasim", buildinfo.Get())
+		return err
+	}
 	return run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 }
 
@@ -52,6 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, logOut 
 		}
 		return err
 	}
+	cfg.Logger.Info("tolokasim is starting", buildinfo.Get().LogAttrs()...)
 	return tolokasim.Run(ctx, cfg)
 }
 

@@ -31,9 +31,11 @@ const deployDir = ".."
 // composeFile is the part of the Compose specification compose.yaml uses.
 // Decoding is strict: a key that is not here fails the test, which catches
 // typos that only `docker compose config` would otherwise see. Add fields
-// when compose.yaml starts using more of the specification.
+// when compose.yaml starts using more of the specification, but only fields
+// Docker Compose 1.29 accepts (the minimum deploy/README.md states; CI runs
+// its `docker-compose config` too): not the top-level `name`, not a
+// healthcheck's `start_interval`.
 type composeFile struct {
-	Name     string                     `json:"name"`
 	Services map[string]*composeService `json:"services"`
 	Volumes  map[string]*composeVolume  `json:"volumes"`
 	Networks map[string]*composeNetwork `json:"networks"`
@@ -87,13 +89,12 @@ type composeBuild struct {
 }
 
 type composeHealthcheck struct {
-	Test          []string `json:"test,omitempty"`
-	Interval      string   `json:"interval,omitempty"`
-	Timeout       string   `json:"timeout,omitempty"`
-	Retries       int      `json:"retries,omitempty"`
-	StartPeriod   string   `json:"start_period,omitempty"`
-	StartInterval string   `json:"start_interval,omitempty"`
-	Disable       bool     `json:"disable,omitempty"`
+	Test        []string `json:"test,omitempty"`
+	Interval    string   `json:"interval,omitempty"`
+	Timeout     string   `json:"timeout,omitempty"`
+	Retries     int      `json:"retries,omitempty"`
+	StartPeriod string   `json:"start_period,omitempty"`
+	Disable     bool     `json:"disable,omitempty"`
 }
 
 type composeDependency struct {
@@ -229,11 +230,13 @@ type stack struct {
 	alerts     *ruleFile
 	// anchors are the heading anchors of deploy/README.md.
 	anchors map[string]bool
-	// metrics are the crowdgate_* metric names the code under services/ registers.
-	metrics map[string]bool
+	// metrics are what a running gateway exports (see metrics_test.go).
+	metrics *exportedMetrics
+	// grafana is the Grafana provisioning of the stack.
+	grafana *grafanaProvisioning
 }
 
-func loadStack() (*stack, error) {
+func loadStack(t testing.TB) (*stack, error) {
 	s := &stack{prometheus: new(prometheusConfig), alerts: new(ruleFile)}
 	var err error
 	if s.compose, err = loadCompose(filepath.Join(deployDir, "compose.yaml")); err != nil {
@@ -253,34 +256,11 @@ func loadStack() (*stack, error) {
 		return nil, err
 	}
 	s.anchors = markdownAnchors(string(readme))
-	if s.metrics, err = registeredMetrics(filepath.Join(deployDir, "..", "services")); err != nil {
+	if s.grafana, err = loadGrafana(); err != nil {
 		return nil, err
 	}
+	s.metrics = gatewayMetrics(t)
 	return s, nil
-}
-
-// metricName matches a Crowdgate metric name.
-var metricName = regexp.MustCompile(`crowdgate_[a-z0-9_]+`)
-
-// registeredMetrics collects the "crowdgate_..." string literals of the
-// non-test Go files under dir: the metric names the code registers.
-func registeredMetrics(dir string) (map[string]bool, error) {
-	out := map[string]bool{}
-	quoted := regexp.MustCompile(`"(crowdgate_[a-z0-9_]+)"`)
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
-			return err
-		}
-		src, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for _, m := range quoted.FindAllStringSubmatch(string(src), -1) {
-			out[m[1]] = true
-		}
-		return nil
-	})
-	return out, err
 }
 
 // markdownAnchors returns the anchors GitHub gives a document's headings.
@@ -373,6 +353,7 @@ var stackChecks = []stackCheck{
 	{"trusted proxies", checkTrustedProxies},
 	{"prometheus", checkPrometheus},
 	{"alerts", checkAlerts},
+	{"grafana", checkGrafana},
 }
 
 func checkHealthchecks(s *stack) []error {
@@ -793,16 +774,8 @@ func checkAlerts(s *stack) []error {
 			if r.Annotations["summary"] == "" {
 				errs = append(errs, fmt.Errorf("alert %s has no summary", r.Alert))
 			}
-			for _, name := range metricName.FindAllString(r.Expr, -1) {
-				base := name
-				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-					if b, ok := strings.CutSuffix(name, suffix); ok && s.metrics[b] {
-						base = b
-					}
-				}
-				if !s.metrics[base] {
-					errs = append(errs, fmt.Errorf("alert %s: metric %s is not registered by any code under services/: the alert could never fire", r.Alert, name))
-				}
+			for _, err := range s.metrics.check(r.Expr) {
+				errs = append(errs, fmt.Errorf("alert %s: %w: the alert could never fire", r.Alert, err))
 			}
 			doc, anchor, _ := strings.Cut(r.Annotations["runbook"], "#")
 			if doc != "deploy/README.md" || !s.anchors[anchor] {
@@ -818,7 +791,7 @@ func checkAlerts(s *stack) []error {
 
 // TestComposeStack checks compose.yaml with haproxy.cfg, prometheus.yml and alerts.yml.
 func TestComposeStack(t *testing.T) {
-	s, err := loadStack()
+	s, err := loadStack(t)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -945,8 +918,18 @@ func TestStackChecksCatchBreakage(t *testing.T) {
 			func(s *stack) { s.prometheus.ScrapeConfigs[0].StaticConfigs[0].Targets = []string{"lb:8080"} }, "want each replica directly"},
 		{"alert on a metric nobody exports", "alerts",
 			func(s *stack) {
-				s.alerts.Groups[0].Rules[2].Expr = strings.ReplaceAll(s.alerts.Groups[0].Rules[2].Expr, "crowdgate_grpc_handled_total", "crowdgate_grpc_requests_total")
-			}, "crowdgate_grpc_requests_total is not registered"},
+				s.alerts.Groups[0].Rules[2].Expr = strings.ReplaceAll(s.alerts.Groups[0].Rules[2].Expr, "grpc_server_handled_total", "crowdgate_grpc_handled_total")
+			}, "metric crowdgate_grpc_handled_total is not exported"},
+		{"alert on a label the metric lacks", "alerts",
+			func(s *stack) {
+				s.alerts.Groups[0].Rules[2].Expr = strings.ReplaceAll(s.alerts.Groups[0].Rules[2].Expr, "grpc_method=", "method=")
+			}, "has no label method"},
+		{"Grafana without its provisioning", "grafana",
+			func(s *stack) { svc(s, "grafana").Volumes = svc(s, "grafana").Volumes[1:] }, "must mount ./grafana/provisioning"},
+		{"Grafana data source that is not the stack's Prometheus", "grafana",
+			func(s *stack) { s.grafana.datasources.Datasources[0].URL = "http://lb:8080" }, "is not the stack's Prometheus service"},
+		{"dashboards provider reads an unmounted directory", "grafana",
+			func(s *stack) { s.grafana.dashboards.Providers[0].Options.Path = "/var/lib/grafana/dashboards" }, "which service grafana does not mount"},
 		{"alert with a dead runbook link", "alerts",
 			func(s *stack) { s.alerts.Groups[0].Rules[0].Annotations["runbook"] = "deploy/README.md#nowhere" }, "is not a heading"},
 	} {
@@ -960,7 +943,7 @@ func TestStackChecksCatchBreakage(t *testing.T) {
 			if run == nil {
 				t.Fatalf("no check named %q", tc.check)
 			}
-			s, err := loadStack()
+			s, err := loadStack(t)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -985,6 +968,9 @@ func TestComposeDecodingIsStrict(t *testing.T) {
 		{"anchors and merge keys", "x-a: &a\n  image: redis:7\nservices:\n  r:\n    <<: *a\n", ""},
 		{"misspelled key", "services:\n  r:\n    image: redis:7\n    heathcheck: {test: [CMD, x]}\n", `unknown field "heathcheck"`},
 		{"duplicate key", "services:\n  r:\n    image: a\n    image: b\n", "already set"},
+		// Compose 1.29 (the stated minimum) refuses both.
+		{"top-level name", "name: crowdgate\nservices:\n  r:\n    image: redis:7\n", `unknown field "name"`},
+		{"healthcheck start_interval", "services:\n  r:\n    image: redis:7\n    healthcheck: {test: [CMD, x], start_interval: 1s}\n", `unknown field "start_interval"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")

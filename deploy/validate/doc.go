@@ -7,8 +7,11 @@
 // the pods, a disruption budget below the replica floor, a grace period
 // longer than the shutdown sequence, pinned production images, non-root and
 // read-only containers, Redis topology per environment). It checks the
-// compose stack, its load balancer, Prometheus configuration and alert rules
-// the same way.
+// compose stack (as Docker Compose 1.29 accepts it), its load balancer,
+// Prometheus configuration, alert rules, Grafana provisioning and the
+// image build's version stamping the same way, and checks every metric the
+// alert rules and the Grafana dashboard query against the /metrics of a
+// gateway it starts and exercises (metrics_test.go).
 //
 // The package has no code of its own outside its tests.
 package validate

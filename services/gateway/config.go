@@ -16,6 +16,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/toloker/registry"
 	"github.com/crowdgate/crowdgate/services/toloker/session"
 	"github.com/crowdgate/crowdgate/services/toloker/submission"
 )
@@ -40,10 +41,14 @@ type Config struct {
 	Secrets secretbox.Settings
 	// Access is who may call and how they prove it.
 	Access access.Settings
+	// CORS is which web pages on other origins may call the REST API.
+	CORS CORSSettings
 	// Landing, Session and Submission tune the Toloker's side.
 	Landing    landing.Settings
 	Session    session.Settings
 	Submission submission.Settings
+	// Tolokers tunes the registry of Tolokers.
+	Tolokers registry.Settings
 
 	// LogLevel is debug, info, warn or error; LogFormat json or text.
 	LogLevel, LogFormat string
@@ -70,9 +75,11 @@ func (c *Config) settings() []settings.Setting {
 	s = append(s, c.Toloka.List()...)
 	s = append(s, c.Secrets.List()...)
 	s = append(s, c.Access.List()...)
+	s = append(s, c.CORS.List()...)
 	s = append(s, c.Landing.List()...)
 	s = append(s, c.Session.List()...)
 	s = append(s, c.Submission.List()...)
+	s = append(s, c.Tolokers.List()...)
 	return append(s,
 		settings.New("log-level", "CROWDGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error", settings.String(&c.LogLevel)),
 		settings.New("log-format", "CROWDGATE_LOG_FORMAT", "json", "log format: json or text", settings.String(&c.LogFormat)),

@@ -12,6 +12,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/toloker/registry"
 	"github.com/crowdgate/crowdgate/services/toloker/session"
 	"github.com/crowdgate/crowdgate/services/toloker/submission"
 )
@@ -28,8 +29,9 @@ func TestLoad(t *testing.T) {
 			BaseBackoff: time.Second, MaxBackoff: 5 * time.Minute, Concurrency: 32, ReplicaTimeout: 100 * time.Millisecond,
 		},
 		// The packages' defaults, in the configuration's words.
-		Landing: landing.DefaultSettings(),
-		Session: session.DefaultSettings(),
+		Landing:  landing.DefaultSettings(),
+		Session:  session.DefaultSettings(),
+		Tolokers: registry.DefaultSettings(),
 	}
 	for _, tc := range []struct {
 		name    string
@@ -39,6 +41,11 @@ func TestLoad(t *testing.T) {
 		wantErr string
 	}{
 		{name: "defaults", want: func(*Config) {}},
+		{
+			name: "the Toloker registry's retention",
+			env:  map[string]string{"CROWDGATE_TOLOKER_RETENTION": "720h"},
+			want: func(c *Config) { c.Tolokers.Retention = 720 * time.Hour },
+		},
 		{
 			name: "environment",
 			env: map[string]string{

@@ -19,7 +19,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
@@ -29,7 +28,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/gen/openapi"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
@@ -114,7 +112,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*Ga
 // build is New's work; New closes what it opened when it fails.
 func (g *Gateway) build(ctx context.Context, o options) error {
 	cfg, log := g.cfg, g.log
-	g.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	tlsOpts, err := cfg.GRPCServerOptions()
 	if err != nil {
@@ -124,6 +121,9 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 		g.redis = &storage.Conn{Client: o.redis}
 		g.redis.KeepOpen = true
 	} else if g.redis, err = storage.Open(ctx, cfg.Redis, log); err != nil {
+		return err
+	}
+	if err := registerProcessMetrics(g.metrics, g.redis); err != nil {
 		return err
 	}
 	if g.grpcLis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -136,8 +136,8 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 	rpcMetrics := newRPCMetrics(g.metrics)
 	g.grpcServer = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
-		grpc.ChainUnaryInterceptor(rpcMetrics.unary, recoverUnary(log), errorUnary(log), g.authUnary, boundsUnary(o.now)),
-		grpc.ChainStreamInterceptor(recoverStream(log)),
+		grpc.ChainUnaryInterceptor(rpcMetrics.UnaryServerInterceptor(), recoverUnary(log), errorUnary(log), g.authUnary, boundsUnary(o.now)),
+		grpc.ChainStreamInterceptor(rpcMetrics.StreamServerInterceptor(), recoverStream(log)),
 	}, tlsOpts...)...)
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.grpcServer, g.health)
@@ -152,6 +152,7 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 		return err
 	}
 	g.workers, g.auth = w.workers, w.auth
+	rpcMetrics.InitializeMetrics(g.grpcServer)
 	return g.buildHTTP(ctx)
 }
 
@@ -172,6 +173,8 @@ var restHandlers = []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) 
 	crowdgatev1.RegisterSessionServiceHandler,
 	crowdgatev1.RegisterSubmissionServiceHandler,
 	crowdgatev1.RegisterReviewServiceHandler,
+	crowdgatev1.RegisterTolokerServiceHandler,
+	crowdgatev1.RegisterBanServiceHandler,
 	crowdgatev1.RegisterAccessServiceHandler,
 }
 
@@ -189,6 +192,10 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 		return fmt.Errorf("connect REST gateway to gRPC: %w", err)
 	}
 	g.restConn = conn
+	allow, err := newRESTAllow(ctx, conn) // 405 with Allow
+	if err != nil {
+		return err
+	}
 	rest := runtime.NewServeMux(
 		runtime.WithIncomingHeaderMatcher(restHeaderMatcher),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &restMarshaler{JSONPb: runtime.JSONPb{
@@ -196,6 +203,10 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
 		}}),
 		runtime.WithErrorHandler(restErrorHandler),
+		runtime.WithRoutingErrorHandler(allow.routingError),
+		runtime.WithOutgoingHeaderMatcher(noGRPCMetadata),
+		runtime.WithOutgoingTrailerMatcher(noGRPCMetadata),
+		runtime.WithMiddlewares(restRouteMiddleware), // the REST route, for the HTTP metrics
 	)
 	for _, register := range restHandlers {
 		if err := register(ctx, rest, conn); err != nil {
@@ -211,13 +222,17 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	})
 	mux.HandleFunc("GET /readyz", g.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.metrics, promhttp.HandlerOpts{Registry: g.metrics}))
+	doc, err := openAPIDocument(g.cfg.PublicURL)
+	if err != nil {
+		return err
+	}
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(openapi.JSON)
+		_, _ = w.Write(doc)
 	})
 
 	g.httpServer = &http.Server{
-		Handler:           newHTTPMetrics(g.metrics).wrap(mux),
+		Handler:           withCORS(g.cfg.CORS, newHTTPMetrics(g.metrics).wrap(mux)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -127,7 +127,7 @@ func TestServesHealthMetricsOpenAPIAndREST(t *testing.T) {
 
 	// Metrics count the REST call under its gRPC method.
 	_, metrics := get(t, base+"/metrics")
-	if want := `crowdgate_grpc_handled_total{code="NotFound",method="/crowdgate.v1.ProjectService/GetProject"} 1`; !strings.Contains(metrics, want) {
+	if want := `grpc_server_handled_total{grpc_code="NotFound",grpc_method="GetProject",grpc_service="crowdgate.v1.ProjectService",grpc_type="unary"} 1`; !strings.Contains(metrics, want) {
 		t.Errorf("/metrics lacks %s", want)
 	}
 	// HTTP requests count under the route that served them, never the raw
@@ -135,8 +135,8 @@ func TestServesHealthMetricsOpenAPIAndREST(t *testing.T) {
 	get(t, base+"/no/such/path/123")
 	_, metrics = get(t, base+"/metrics")
 	for _, want := range []string{
-		`crowdgate_http_requests_total{code="200",route="GET /healthz"} 1`,
-		`crowdgate_http_requests_total{code="404",route="unmatched"} 1`,
+		`http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",http_route="/healthz"} 1`,
+		`http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="404",http_route="unmatched"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)

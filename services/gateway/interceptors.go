@@ -3,12 +3,8 @@ package gateway
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"runtime/debug"
-	"strconv"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -63,83 +59,3 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 		return handler(srv, ss)
 	}
 }
-
-// rpcMetrics counts and times every unary RPC by method and result code.
-type rpcMetrics struct {
-	handled *prometheus.CounterVec
-	latency *prometheus.HistogramVec
-}
-
-func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
-	m := &rpcMetrics{
-		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crowdgate_grpc_handled_total",
-			Help: "RPCs completed, by full method and gRPC code (REST calls included: they pass through gRPC).",
-		}, []string{"method", "code"}),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "crowdgate_grpc_handling_seconds",
-			Help:    "RPC handling time, by full method.",
-			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
-		}, []string{"method"}),
-	}
-	reg.MustRegister(m.handled, m.latency)
-	return m
-}
-
-func (m *rpcMetrics) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	m.latency.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
-	m.handled.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return resp, err
-}
-
-// httpMetrics counts HTTP requests by route class and status.
-type httpMetrics struct {
-	requests *prometheus.CounterVec
-}
-
-func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
-	m := &httpMetrics{requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "crowdgate_http_requests_total",
-		Help: "HTTP requests, by route pattern and status code.",
-	}, []string{"route", "code"})}
-	reg.MustRegister(m.requests)
-	return m
-}
-
-// wrap counts each request under the pattern of the mux route that served
-// it (bounded cardinality: never the raw path).
-func (m *httpMetrics) wrap(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		mux.ServeHTTP(sw, r)
-		// The mux has set the pattern it routed by (routing once).
-		pattern := r.Pattern
-		if pattern == "" {
-			pattern = "unmatched"
-		}
-		m.requests.WithLabelValues(pattern, strconv.Itoa(sw.code)).Inc()
-	})
-}
-
-type statusWriter struct {
-	http.ResponseWriter
-	code        int
-	wroteHeader bool
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if !s.wroteHeader {
-		s.code, s.wroteHeader = code, true
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	s.wroteHeader = true
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

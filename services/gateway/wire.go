@@ -19,11 +19,13 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/token"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/requester/archive"
+	"github.com/crowdgate/crowdgate/services/requester/ban"
 	"github.com/crowdgate/crowdgate/services/requester/credential"
 	"github.com/crowdgate/crowdgate/services/requester/pool"
 	"github.com/crowdgate/crowdgate/services/requester/project"
 	"github.com/crowdgate/crowdgate/services/requester/review"
 	"github.com/crowdgate/crowdgate/services/toloker/landing"
+	"github.com/crowdgate/crowdgate/services/toloker/registry"
 	"github.com/crowdgate/crowdgate/services/toloker/session"
 	"github.com/crowdgate/crowdgate/services/toloker/submission"
 )
@@ -98,12 +100,15 @@ func wire(w wiring) (*wired, error) {
 	if err != nil {
 		return nil, fmt.Errorf("token signer: %w", err)
 	}
+	// The registry of Tolokers: written when a session starts or ends,
+	// read for bans once a landing knows its Toloker.
+	tolokers := registry.New(rdb, prefix, cfg.Tolokers, now, log)
 	sessions, err := session.NewService(session.Config{
 		Redis: rdb, Prefix: prefix, Catalog: cat, Signer: signer,
 		// Every replica with the same encryption key checks the others' codes.
 		CodeKey:  box.DeriveKey("landing-code/v1"),
 		Settings: cfg.Session, Now: now, Log: log, Metrics: w.metrics,
-	})
+	}, tolokers)
 	if err != nil {
 		return nil, err
 	}
@@ -122,14 +127,29 @@ func wire(w wiring) (*wired, error) {
 	submissions, err := submission.New(submission.Config{
 		Redis: rdb, Prefix: prefix, Catalog: cat, Sessions: sessions,
 		Settings: cfg.Submission, Now: now, Log: log, Metrics: w.metrics,
+		// The outbox counts each Toloker's pay for the registry.
+		PayRetention: tolokers.Retention(),
 	})
+	if err != nil {
+		return nil, err
+	}
+	tolokerService, err := registry.NewService(tolokers, cat, submissions)
 	if err != nil {
 		return nil, err
 	}
 
 	// The requester's side. Archiving is refused while any source of
 	// unfinished work reports some: each is an argument of archive.New.
-	reviews := review.NewService(cat, log)
+	// The review queue shows what the sessions and the outbox know of
+	// each assignment; bans act through the registry and the sessions.
+	reviews, err := review.NewService(cat, sessions, submissions, log)
+	if err != nil {
+		return nil, err
+	}
+	bans, err := ban.New(cat, tolokers, sessions, rdb, prefix, now, log)
+	if err != nil {
+		return nil, err
+	}
 	transitions := pool.NewTransitions(cat, log)
 	archiver, err := archive.New(cat, transitions, sessions, submissions, reviews, now, log)
 	if err != nil {
@@ -145,12 +165,20 @@ func wire(w wiring) (*wired, error) {
 		return nil, err
 	}
 
+	// Gauges of what is live and dead now, over every tenant's pools.
+	if err := registerStateGauges(w, stateSources{tenants: auth.TenantIDs, pools: cat.PoolIDs,
+		liveSession: sessions.LiveSessions, deadLetters: submissions.DeadLetters}); err != nil {
+		return nil, err
+	}
+
 	crowdgatev1.RegisterCredentialServiceServer(w.grpc, credentials)
 	crowdgatev1.RegisterProjectServiceServer(w.grpc, projects)
 	crowdgatev1.RegisterPoolServiceServer(w.grpc, pools)
 	crowdgatev1.RegisterReviewServiceServer(w.grpc, reviews)
 	crowdgatev1.RegisterSessionServiceServer(w.grpc, sessions)
 	crowdgatev1.RegisterSubmissionServiceServer(w.grpc, submissions)
+	crowdgatev1.RegisterTolokerServiceServer(w.grpc, tolokerService)
+	crowdgatev1.RegisterBanServiceServer(w.grpc, bans)
 	crowdgatev1.RegisterAccessServiceServer(w.grpc, auth)
 	w.http.Handle("GET "+LandingPath, land)
 	w.http.Handle("GET "+token.JWKSPath, signer.JWKSHandler())

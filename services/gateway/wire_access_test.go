@@ -560,6 +560,16 @@ func buildFlow(t testing.TB, a *accessGateway, asA context.Context) map[protoref
 		t.Fatalf("Submit as A: %v", err)
 	}
 	ids["submission_id"] = sub.GetSubmission().GetSubmissionId()
+	// The Toloker landed: the registry knows them by their Toloka user_id.
+	ids["user_id"] = "toloker-1"
+	// A ban of another Toloker in the pool (so A's session goes on).
+	b, err := crowdgatev1.NewBanServiceClient(a.conn).CreateBan(asA, &crowdgatev1.CreateBanRequest{
+		UserId: "banned-toloker", Scope: crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_POOL, PoolId: ids["pool_id"], PrivateComment: "A's ban",
+	})
+	if err != nil {
+		t.Fatalf("CreateBan as A: %v", err)
+	}
+	ids["ban_id"] = b.GetBan().GetBanId()
 
 	return ids
 }
@@ -617,6 +627,13 @@ func fill(t *testing.T, md protoreflect.MethodDescriptor, ids map[protoreflect.N
 			r.UpdateMask = &fieldmaskpb.FieldMask{Paths: []string{"private_name"}}
 		case *crowdgatev1.CreateApiKeyRequest:
 			r.DisplayName, r.Scope = "B's key", crowdgatev1.ApiKeyScope_API_KEY_SCOPE_ADMIN
+		case *crowdgatev1.CreateBanRequest:
+			// A pool ban names the pool only.
+			r.Scope, r.ProjectId, r.CredentialId = crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_POOL, "", ""
+		case *crowdgatev1.BatchAcceptAssignmentsRequest:
+			r.AssignmentIds = []string{ids["assignment_id"]}
+		case *crowdgatev1.BatchRejectAssignmentsRequest:
+			r.AssignmentIds, r.PublicComment = []string{ids["assignment_id"]}, "by B"
 		}
 	}
 	return req

@@ -38,17 +38,39 @@ const (
 // log is readable by the tenant it belongs to.
 type AccessServiceClient interface {
 	// CreateTenant adds a requester organisation (the bootstrap admin only).
+	//
+	// Only the bootstrap admin key (CROWDGATE_ADMIN_KEY) may call it; any other
+	// caller is PERMISSION_DENIED. The tenant's id is made here; give the tenant
+	// API keys with CreateApiKey.
 	CreateTenant(ctx context.Context, in *CreateTenantRequest, opts ...grpc.CallOption) (*CreateTenantResponse, error)
 	// ListTenants lists tenants (the bootstrap admin only).
+	//
+	// Only the bootstrap admin key may call it. Newest first, paged with
+	// page_size and page_token.
 	ListTenants(ctx context.Context, in *ListTenantsRequest, opts ...grpc.CallOption) (*ListTenantsResponse, error)
 	// CreateApiKey creates a key for a tenant (its own, for a tenant's ADMIN
 	// key); the secret is shown once.
+	//
+	// Scope ADMIN: a tenant's ADMIN key creates keys for its own tenant only
+	// (another tenant is NOT_FOUND), the bootstrap admin for any tenant. The
+	// secret (cgk_...) is in this answer only; Crowdgate keeps its SHA-256.
 	CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error)
 	// ListApiKeys lists a tenant's keys, without secrets.
+	//
+	// Scope ADMIN, as for CreateApiKey. Newest first, paged with page_size and
+	// page_token; secrets are never returned.
 	ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error)
 	// RevokeApiKey revokes a key at once.
+	//
+	// Scope ADMIN, as for CreateApiKey. Every replica refuses the key from its
+	// next call on. NOT_FOUND for a key of another tenant.
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
 	// ListAuditEvents lists recorded state-changing calls, newest first.
+	//
+	// Scope READ. A tenant's keys see their own tenant's events; the bootstrap
+	// admin sees every tenant's, or one tenant's when it names it in
+	// X-Crowdgate-Tenant. Events are kept 90 days; paged with page_size and
+	// page_token.
 	ListAuditEvents(ctx context.Context, in *ListAuditEventsRequest, opts ...grpc.CallOption) (*ListAuditEventsResponse, error)
 }
 
@@ -131,17 +153,39 @@ func (c *accessServiceClient) ListAuditEvents(ctx context.Context, in *ListAudit
 // log is readable by the tenant it belongs to.
 type AccessServiceServer interface {
 	// CreateTenant adds a requester organisation (the bootstrap admin only).
+	//
+	// Only the bootstrap admin key (CROWDGATE_ADMIN_KEY) may call it; any other
+	// caller is PERMISSION_DENIED. The tenant's id is made here; give the tenant
+	// API keys with CreateApiKey.
 	CreateTenant(context.Context, *CreateTenantRequest) (*CreateTenantResponse, error)
 	// ListTenants lists tenants (the bootstrap admin only).
+	//
+	// Only the bootstrap admin key may call it. Newest first, paged with
+	// page_size and page_token.
 	ListTenants(context.Context, *ListTenantsRequest) (*ListTenantsResponse, error)
 	// CreateApiKey creates a key for a tenant (its own, for a tenant's ADMIN
 	// key); the secret is shown once.
+	//
+	// Scope ADMIN: a tenant's ADMIN key creates keys for its own tenant only
+	// (another tenant is NOT_FOUND), the bootstrap admin for any tenant. The
+	// secret (cgk_...) is in this answer only; Crowdgate keeps its SHA-256.
 	CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error)
 	// ListApiKeys lists a tenant's keys, without secrets.
+	//
+	// Scope ADMIN, as for CreateApiKey. Newest first, paged with page_size and
+	// page_token; secrets are never returned.
 	ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error)
 	// RevokeApiKey revokes a key at once.
+	//
+	// Scope ADMIN, as for CreateApiKey. Every replica refuses the key from its
+	// next call on. NOT_FOUND for a key of another tenant.
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
 	// ListAuditEvents lists recorded state-changing calls, newest first.
+	//
+	// Scope READ. A tenant's keys see their own tenant's events; the bootstrap
+	// admin sees every tenant's, or one tenant's when it names it in
+	// X-Crowdgate-Tenant. Events are kept 90 days; paged with page_size and
+	// page_token.
 	ListAuditEvents(context.Context, *ListAuditEventsRequest) (*ListAuditEventsResponse, error)
 	mustEmbedUnimplementedAccessServiceServer()
 }

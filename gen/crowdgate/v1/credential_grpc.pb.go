@@ -36,13 +36,23 @@ type CredentialServiceClient interface {
 	// CreateCredential registers a Toloka API key (or legacy OAuth token) for
 	// one environment. A key Toloka refuses is refused here with
 	// FAILED_PRECONDITION.
+	//
+	// Scope WRITE. The key is checked with Toloka (GET /projects?limit=1),
+	// sealed at rest and never returned: answers carry its key_fingerprint
+	// instead.
 	CreateCredential(ctx context.Context, in *CreateCredentialRequest, opts ...grpc.CallOption) (*CreateCredentialResponse, error)
 	// GetCredential returns a credential's metadata (never the key).
+	//
+	// Scope READ. NOT_FOUND for a credential the tenant does not have.
 	GetCredential(ctx context.Context, in *GetCredentialRequest, opts ...grpc.CallOption) (*GetCredentialResponse, error)
 	// ListCredentials lists the tenant's credentials, newest first.
+	//
+	// Scope READ. Paged with page_size and page_token; keys are never returned.
 	ListCredentials(ctx context.Context, in *ListCredentialsRequest, opts ...grpc.CallOption) (*ListCredentialsResponse, error)
 	// DeleteCredential forgets a key. Refused with FAILED_PRECONDITION while an
 	// unarchived project uses it.
+	//
+	// Scope WRITE. NOT_FOUND for a credential the tenant does not have.
 	DeleteCredential(ctx context.Context, in *DeleteCredentialRequest, opts ...grpc.CallOption) (*DeleteCredentialResponse, error)
 	// ReplaceApiKey replaces a credential's Toloka API key in place, keeping
 	// the credential id and so every project and pool that uses it (for
@@ -55,6 +65,9 @@ type CredentialServiceClient interface {
 	// verify_time. The replica that answers uses it at once; other replicas
 	// within a minute (they keep an opened key that long). NOT_FOUND for a
 	// credential the tenant does not have.
+	//
+	// Scope WRITE. Neither key is ever returned: the answer carries the new
+	// key_fingerprint.
 	ReplaceApiKey(ctx context.Context, in *ReplaceApiKeyRequest, opts ...grpc.CallOption) (*ReplaceApiKeyResponse, error)
 }
 
@@ -126,13 +139,23 @@ type CredentialServiceServer interface {
 	// CreateCredential registers a Toloka API key (or legacy OAuth token) for
 	// one environment. A key Toloka refuses is refused here with
 	// FAILED_PRECONDITION.
+	//
+	// Scope WRITE. The key is checked with Toloka (GET /projects?limit=1),
+	// sealed at rest and never returned: answers carry its key_fingerprint
+	// instead.
 	CreateCredential(context.Context, *CreateCredentialRequest) (*CreateCredentialResponse, error)
 	// GetCredential returns a credential's metadata (never the key).
+	//
+	// Scope READ. NOT_FOUND for a credential the tenant does not have.
 	GetCredential(context.Context, *GetCredentialRequest) (*GetCredentialResponse, error)
 	// ListCredentials lists the tenant's credentials, newest first.
+	//
+	// Scope READ. Paged with page_size and page_token; keys are never returned.
 	ListCredentials(context.Context, *ListCredentialsRequest) (*ListCredentialsResponse, error)
 	// DeleteCredential forgets a key. Refused with FAILED_PRECONDITION while an
 	// unarchived project uses it.
+	//
+	// Scope WRITE. NOT_FOUND for a credential the tenant does not have.
 	DeleteCredential(context.Context, *DeleteCredentialRequest) (*DeleteCredentialResponse, error)
 	// ReplaceApiKey replaces a credential's Toloka API key in place, keeping
 	// the credential id and so every project and pool that uses it (for
@@ -145,6 +168,9 @@ type CredentialServiceServer interface {
 	// verify_time. The replica that answers uses it at once; other replicas
 	// within a minute (they keep an opened key that long). NOT_FOUND for a
 	// credential the tenant does not have.
+	//
+	// Scope WRITE. Neither key is ever returned: the answer carries the new
+	// key_fingerprint.
 	ReplaceApiKey(context.Context, *ReplaceApiKeyRequest) (*ReplaceApiKeyResponse, error)
 	mustEmbedUnimplementedCredentialServiceServer()
 }

@@ -37,18 +37,40 @@ const (
 // Toloka's documented ranges before Toloka is called.
 type PoolServiceClient interface {
 	// CreatePool creates a (stopped) pool in the project.
+	//
+	// Scope WRITE. Every field is checked before Toloka is called
+	// (INVALID_ARGUMENT naming it); NOT_FOUND when the project is not the
+	// tenant's; Toloka's rate limits are RESOURCE_EXHAUSTED with a retry time.
 	CreatePool(ctx context.Context, in *CreatePoolRequest, opts ...grpc.CallOption) (*CreatePoolResponse, error)
 	// GetPool returns one pool with its Toloka status.
+	//
+	// Scope READ. The status is read from Toloka with the project's credential.
+	// NOT_FOUND for a pool the tenant does not have.
 	GetPool(ctx context.Context, in *GetPoolRequest, opts ...grpc.CallOption) (*GetPoolResponse, error)
 	// ListPools lists a project's pools.
+	//
+	// Scope READ. Newest first, paged with page_size and page_token; NOT_FOUND
+	// when the project is not the tenant's.
 	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
 	// UpdatePool changes a stopped pool; FAILED_PRECONDITION while it is open.
+	//
+	// Scope WRITE. The fields named by update_mask change, in Crowdgate and in
+	// Toloka. NOT_FOUND for a pool the tenant does not have.
 	UpdatePool(ctx context.Context, in *UpdatePoolRequest, opts ...grpc.CallOption) (*UpdatePoolResponse, error)
 	// OpenPool starts the pool and waits for Toloka's operation to finish.
+	//
+	// Scope WRITE. Tolokers can then start its assignments and land on
+	// Crowdgate. NOT_FOUND for a pool the tenant does not have.
 	OpenPool(ctx context.Context, in *OpenPoolRequest, opts ...grpc.CallOption) (*OpenPoolResponse, error)
 	// ClosePool stops the pool and waits for Toloka's operation to finish.
+	//
+	// Scope WRITE. NOT_FOUND for a pool the tenant does not have.
 	ClosePool(ctx context.Context, in *ClosePoolRequest, opts ...grpc.CallOption) (*ClosePoolResponse, error)
 	// ArchivePool archives a stopped pool.
+	//
+	// Scope WRITE. Refused with FAILED_PRECONDITION, saying what is left, while
+	// the pool has live sessions, undelivered or dead submits, or assignments
+	// awaiting review. NOT_FOUND for a pool the tenant does not have.
 	ArchivePool(ctx context.Context, in *ArchivePoolRequest, opts ...grpc.CallOption) (*ArchivePoolResponse, error)
 }
 
@@ -139,18 +161,40 @@ func (c *poolServiceClient) ArchivePool(ctx context.Context, in *ArchivePoolRequ
 // Toloka's documented ranges before Toloka is called.
 type PoolServiceServer interface {
 	// CreatePool creates a (stopped) pool in the project.
+	//
+	// Scope WRITE. Every field is checked before Toloka is called
+	// (INVALID_ARGUMENT naming it); NOT_FOUND when the project is not the
+	// tenant's; Toloka's rate limits are RESOURCE_EXHAUSTED with a retry time.
 	CreatePool(context.Context, *CreatePoolRequest) (*CreatePoolResponse, error)
 	// GetPool returns one pool with its Toloka status.
+	//
+	// Scope READ. The status is read from Toloka with the project's credential.
+	// NOT_FOUND for a pool the tenant does not have.
 	GetPool(context.Context, *GetPoolRequest) (*GetPoolResponse, error)
 	// ListPools lists a project's pools.
+	//
+	// Scope READ. Newest first, paged with page_size and page_token; NOT_FOUND
+	// when the project is not the tenant's.
 	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
 	// UpdatePool changes a stopped pool; FAILED_PRECONDITION while it is open.
+	//
+	// Scope WRITE. The fields named by update_mask change, in Crowdgate and in
+	// Toloka. NOT_FOUND for a pool the tenant does not have.
 	UpdatePool(context.Context, *UpdatePoolRequest) (*UpdatePoolResponse, error)
 	// OpenPool starts the pool and waits for Toloka's operation to finish.
+	//
+	// Scope WRITE. Tolokers can then start its assignments and land on
+	// Crowdgate. NOT_FOUND for a pool the tenant does not have.
 	OpenPool(context.Context, *OpenPoolRequest) (*OpenPoolResponse, error)
 	// ClosePool stops the pool and waits for Toloka's operation to finish.
+	//
+	// Scope WRITE. NOT_FOUND for a pool the tenant does not have.
 	ClosePool(context.Context, *ClosePoolRequest) (*ClosePoolResponse, error)
 	// ArchivePool archives a stopped pool.
+	//
+	// Scope WRITE. Refused with FAILED_PRECONDITION, saying what is left, while
+	// the pool has live sessions, undelivered or dead submits, or assignments
+	// awaiting review. NOT_FOUND for a pool the tenant does not have.
 	ArchivePool(context.Context, *ArchivePoolRequest) (*ArchivePoolResponse, error)
 	mustEmbedUnimplementedPoolServiceServer()
 }

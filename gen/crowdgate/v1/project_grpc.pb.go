@@ -36,14 +36,24 @@ type ProjectServiceClient interface {
 	// CreateProject creates the project in Toloka with
 	// assignments_issuing_type EXTERNAL, Crowdgate's landing URL as
 	// redirect_url and the ptmik_* metadata.
+	//
+	// Scope WRITE. NOT_FOUND when the credential is not the tenant's; Toloka's
+	// refusals are INVALID_ARGUMENT naming the field or FAILED_PRECONDITION, its
+	// rate limits RESOURCE_EXHAUSTED with a retry time.
 	CreateProject(ctx context.Context, in *CreateProjectRequest, opts ...grpc.CallOption) (*CreateProjectResponse, error)
 	// GetProject returns one project.
+	//
+	// Scope READ. NOT_FOUND for a project the tenant does not have.
 	GetProject(ctx context.Context, in *GetProjectRequest, opts ...grpc.CallOption) (*GetProjectResponse, error)
 	// ListProjects lists the tenant's projects, newest first.
+	//
+	// Scope READ. Paged with page_size and page_token.
 	ListProjects(ctx context.Context, in *ListProjectsRequest, opts ...grpc.CallOption) (*ListProjectsResponse, error)
 	// ArchiveProject closes and archives every pool, then the project.
 	// Refused with FAILED_PRECONDITION, saying what is left, while work is
 	// unfinished: live sessions, undelivered submits, assignments awaiting review.
+	//
+	// Scope WRITE. NOT_FOUND for a project the tenant does not have.
 	ArchiveProject(ctx context.Context, in *ArchiveProjectRequest, opts ...grpc.CallOption) (*ArchiveProjectResponse, error)
 }
 
@@ -106,14 +116,24 @@ type ProjectServiceServer interface {
 	// CreateProject creates the project in Toloka with
 	// assignments_issuing_type EXTERNAL, Crowdgate's landing URL as
 	// redirect_url and the ptmik_* metadata.
+	//
+	// Scope WRITE. NOT_FOUND when the credential is not the tenant's; Toloka's
+	// refusals are INVALID_ARGUMENT naming the field or FAILED_PRECONDITION, its
+	// rate limits RESOURCE_EXHAUSTED with a retry time.
 	CreateProject(context.Context, *CreateProjectRequest) (*CreateProjectResponse, error)
 	// GetProject returns one project.
+	//
+	// Scope READ. NOT_FOUND for a project the tenant does not have.
 	GetProject(context.Context, *GetProjectRequest) (*GetProjectResponse, error)
 	// ListProjects lists the tenant's projects, newest first.
+	//
+	// Scope READ. Paged with page_size and page_token.
 	ListProjects(context.Context, *ListProjectsRequest) (*ListProjectsResponse, error)
 	// ArchiveProject closes and archives every pool, then the project.
 	// Refused with FAILED_PRECONDITION, saying what is left, while work is
 	// unfinished: live sessions, undelivered submits, assignments awaiting review.
+	//
+	// Scope WRITE. NOT_FOUND for a project the tenant does not have.
 	ArchiveProject(context.Context, *ArchiveProjectRequest) (*ArchiveProjectResponse, error)
 	mustEmbedUnimplementedProjectServiceServer()
 }

@@ -113,9 +113,14 @@ type Assignment struct {
 	// When accepted.
 	AcceptTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=accept_time,json=acceptTime,proto3" json:"accept_time,omitempty"`
 	// When rejected.
-	RejectTime    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=reject_time,json=rejectTime,proto3" json:"reject_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RejectTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=reject_time,json=rejectTime,proto3" json:"reject_time,omitempty"`
+	// The end of the review period: submit_time plus the pool's
+	// auto_accept_period_day. Toloka accepts SUBMITTED work by itself after
+	// it. Unset when the assignment is not submitted yet or the pool sets no
+	// review period.
+	ReviewDeadline *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=review_deadline,json=reviewDeadline,proto3" json:"review_deadline,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -214,6 +219,13 @@ func (x *Assignment) GetAcceptTime() *timestamppb.Timestamp {
 func (x *Assignment) GetRejectTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.RejectTime
+	}
+	return nil
+}
+
+func (x *Assignment) GetReviewDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReviewDeadline
 	}
 	return nil
 }
@@ -512,11 +524,610 @@ func (x *RejectAssignmentResponse) GetAssignment() *Assignment {
 	return nil
 }
 
+// ListAssignmentsRequest selects a pool's assignments in Toloka.
+type ListAssignmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's pool id; required.
+	PoolId string `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// Only these statuses; empty means SUBMITTED (the work awaiting review).
+	Statuses []AssignmentStatus `protobuf:"varint,2,rep,packed,name=statuses,proto3,enum=crowdgate.v1.AssignmentStatus" json:"statuses,omitempty"`
+	// Only this Toloker.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Only submitted at or after this time.
+	SubmitTimeFrom *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=submit_time_from,json=submitTimeFrom,proto3" json:"submit_time_from,omitempty"`
+	// Only submitted before this time.
+	SubmitTimeTo *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=submit_time_to,json=submitTimeTo,proto3" json:"submit_time_to,omitempty"`
+	// At most this many (default 50, at most 500).
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From the previous page's next_page_token (same filters).
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAssignmentsRequest) Reset() {
+	*x = ListAssignmentsRequest{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAssignmentsRequest) ProtoMessage() {}
+
+func (x *ListAssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*ListAssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListAssignmentsRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *ListAssignmentsRequest) GetStatuses() []AssignmentStatus {
+	if x != nil {
+		return x.Statuses
+	}
+	return nil
+}
+
+func (x *ListAssignmentsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ListAssignmentsRequest) GetSubmitTimeFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SubmitTimeFrom
+	}
+	return nil
+}
+
+func (x *ListAssignmentsRequest) GetSubmitTimeTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SubmitTimeTo
+	}
+	return nil
+}
+
+func (x *ListAssignmentsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAssignmentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListAssignmentsResponse is one page of a pool's review queue.
+type ListAssignmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The assignments, in Toloka's id order.
+	Assignments []*QueuedAssignment `protobuf:"bytes,1,rep,name=assignments,proto3" json:"assignments,omitempty"`
+	// Token for the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAssignmentsResponse) Reset() {
+	*x = ListAssignmentsResponse{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAssignmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAssignmentsResponse) ProtoMessage() {}
+
+func (x *ListAssignmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAssignmentsResponse.ProtoReflect.Descriptor instead.
+func (*ListAssignmentsResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListAssignmentsResponse) GetAssignments() []*QueuedAssignment {
+	if x != nil {
+		return x.Assignments
+	}
+	return nil
+}
+
+func (x *ListAssignmentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// QueuedAssignment is an assignment of the review queue and what Crowdgate
+// knows of it.
+type QueuedAssignment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The assignment as Toloka answers it, with its review deadline.
+	Assignment *Assignment `protobuf:"bytes,1,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	// The Crowdgate session of the assignment: its id from the session or
+	// from the submissions (sessions expire soon after the pool's time limit;
+	// submissions are kept).
+	SessionId string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The session, while Crowdgate still keeps it.
+	Session *Session `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`
+	// How many submits Crowdgate received for the assignment.
+	SubmissionsCount int64 `protobuf:"varint,4,opt,name=submissions_count,json=submissionsCount,proto3" json:"submissions_count,omitempty"`
+	// Their reward, a decimal in U.S. dollars, exact.
+	RewardTotal string `protobuf:"bytes,5,opt,name=reward_total,json=rewardTotal,proto3" json:"reward_total,omitempty"`
+	// The part Toloka accepted (DELIVERED).
+	RewardDelivered string `protobuf:"bytes,6,opt,name=reward_delivered,json=rewardDelivered,proto3" json:"reward_delivered,omitempty"`
+	// The submissions, oldest first (at most 100; submissions_count counts
+	// them all).
+	Submissions   []*Submission `protobuf:"bytes,7,rep,name=submissions,proto3" json:"submissions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuedAssignment) Reset() {
+	*x = QueuedAssignment{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuedAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuedAssignment) ProtoMessage() {}
+
+func (x *QueuedAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuedAssignment.ProtoReflect.Descriptor instead.
+func (*QueuedAssignment) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *QueuedAssignment) GetAssignment() *Assignment {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
+func (x *QueuedAssignment) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *QueuedAssignment) GetSession() *Session {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+func (x *QueuedAssignment) GetSubmissionsCount() int64 {
+	if x != nil {
+		return x.SubmissionsCount
+	}
+	return 0
+}
+
+func (x *QueuedAssignment) GetRewardTotal() string {
+	if x != nil {
+		return x.RewardTotal
+	}
+	return ""
+}
+
+func (x *QueuedAssignment) GetRewardDelivered() string {
+	if x != nil {
+		return x.RewardDelivered
+	}
+	return ""
+}
+
+func (x *QueuedAssignment) GetSubmissions() []*Submission {
+	if x != nil {
+		return x.Submissions
+	}
+	return nil
+}
+
+// BatchAcceptAssignmentsRequest accepts many assignments of one pool.
+type BatchAcceptAssignmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's pool id; required. Every assignment must be of this pool.
+	PoolId string `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// Toloka's assignment ids, 1 to 100.
+	AssignmentIds []string `protobuf:"bytes,2,rep,name=assignment_ids,json=assignmentIds,proto3" json:"assignment_ids,omitempty"`
+	// Optional comment to the Toloker, at most 2048 characters.
+	PublicComment string `protobuf:"bytes,3,opt,name=public_comment,json=publicComment,proto3" json:"public_comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchAcceptAssignmentsRequest) Reset() {
+	*x = BatchAcceptAssignmentsRequest{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchAcceptAssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchAcceptAssignmentsRequest) ProtoMessage() {}
+
+func (x *BatchAcceptAssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchAcceptAssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*BatchAcceptAssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *BatchAcceptAssignmentsRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *BatchAcceptAssignmentsRequest) GetAssignmentIds() []string {
+	if x != nil {
+		return x.AssignmentIds
+	}
+	return nil
+}
+
+func (x *BatchAcceptAssignmentsRequest) GetPublicComment() string {
+	if x != nil {
+		return x.PublicComment
+	}
+	return ""
+}
+
+// BatchAcceptAssignmentsResponse answers each assignment on its own.
+type BatchAcceptAssignmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per requested id, in the request's order.
+	Results       []*ReviewResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchAcceptAssignmentsResponse) Reset() {
+	*x = BatchAcceptAssignmentsResponse{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchAcceptAssignmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchAcceptAssignmentsResponse) ProtoMessage() {}
+
+func (x *BatchAcceptAssignmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchAcceptAssignmentsResponse.ProtoReflect.Descriptor instead.
+func (*BatchAcceptAssignmentsResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BatchAcceptAssignmentsResponse) GetResults() []*ReviewResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// BatchRejectAssignmentsRequest rejects many assignments of one pool.
+type BatchRejectAssignmentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's pool id; required. Every assignment must be of this pool.
+	PoolId string `protobuf:"bytes,1,opt,name=pool_id,json=poolId,proto3" json:"pool_id,omitempty"`
+	// Toloka's assignment ids, 1 to 100.
+	AssignmentIds []string `protobuf:"bytes,2,rep,name=assignment_ids,json=assignmentIds,proto3" json:"assignment_ids,omitempty"`
+	// Why, shown to the Toloker; required, at most 2048 characters.
+	PublicComment string `protobuf:"bytes,3,opt,name=public_comment,json=publicComment,proto3" json:"public_comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRejectAssignmentsRequest) Reset() {
+	*x = BatchRejectAssignmentsRequest{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRejectAssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRejectAssignmentsRequest) ProtoMessage() {}
+
+func (x *BatchRejectAssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRejectAssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*BatchRejectAssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BatchRejectAssignmentsRequest) GetPoolId() string {
+	if x != nil {
+		return x.PoolId
+	}
+	return ""
+}
+
+func (x *BatchRejectAssignmentsRequest) GetAssignmentIds() []string {
+	if x != nil {
+		return x.AssignmentIds
+	}
+	return nil
+}
+
+func (x *BatchRejectAssignmentsRequest) GetPublicComment() string {
+	if x != nil {
+		return x.PublicComment
+	}
+	return ""
+}
+
+// BatchRejectAssignmentsResponse answers each assignment on its own.
+type BatchRejectAssignmentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per requested id, in the request's order.
+	Results       []*ReviewResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchRejectAssignmentsResponse) Reset() {
+	*x = BatchRejectAssignmentsResponse{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchRejectAssignmentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchRejectAssignmentsResponse) ProtoMessage() {}
+
+func (x *BatchRejectAssignmentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchRejectAssignmentsResponse.ProtoReflect.Descriptor instead.
+func (*BatchRejectAssignmentsResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BatchRejectAssignmentsResponse) GetResults() []*ReviewResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// ReviewResult is what happened to one assignment of a batch.
+type ReviewResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Toloka's assignment id, as requested.
+	AssignmentId string `protobuf:"bytes,1,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	// The assignment as it is now, when the decision was applied.
+	Assignment *Assignment `protobuf:"bytes,2,opt,name=assignment,proto3" json:"assignment,omitempty"`
+	// Why it was not, when it was not.
+	Error         *ReviewError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewResult) Reset() {
+	*x = ReviewResult{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewResult) ProtoMessage() {}
+
+func (x *ReviewResult) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewResult.ProtoReflect.Descriptor instead.
+func (*ReviewResult) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ReviewResult) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
+}
+
+func (x *ReviewResult) GetAssignment() *Assignment {
+	if x != nil {
+		return x.Assignment
+	}
+	return nil
+}
+
+func (x *ReviewResult) GetError() *ReviewError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// ReviewError is one assignment's refusal in a batch: what a single
+// AcceptAssignment or RejectAssignment would have answered.
+type ReviewError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The gRPC code name: NOT_FOUND, FAILED_PRECONDITION, UNAVAILABLE, ...
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What went wrong, for people.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReviewError) Reset() {
+	*x = ReviewError{}
+	mi := &file_crowdgate_v1_review_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReviewError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReviewError) ProtoMessage() {}
+
+func (x *ReviewError) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_review_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReviewError.ProtoReflect.Descriptor instead.
+func (*ReviewError) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_review_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ReviewError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ReviewError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_crowdgate_v1_review_proto protoreflect.FileDescriptor
 
 const file_crowdgate_v1_review_proto_rawDesc = "" +
 	"\n" +
-	"\x19crowdgate/v1/review.proto\x12\fcrowdgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x03\n" +
+	"\x19crowdgate/v1/review.proto\x12\fcrowdgate.v1\x1a\x1acrowdgate/v1/session.proto\x1a\x1dcrowdgate/v1/submission.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x04\n" +
 	"\n" +
 	"Assignment\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x12\x17\n" +
@@ -533,7 +1144,8 @@ const file_crowdgate_v1_review_proto_rawDesc = "" +
 	"acceptTime\x12;\n" +
 	"\vreject_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"rejectTime\";\n" +
+	"rejectTime\x12C\n" +
+	"\x0freview_deadline\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0ereviewDeadline\";\n" +
 	"\x14GetAssignmentRequest\x12#\n" +
 	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\"Q\n" +
 	"\x15GetAssignmentResponse\x128\n" +
@@ -553,7 +1165,51 @@ const file_crowdgate_v1_review_proto_rawDesc = "" +
 	"\x18RejectAssignmentResponse\x128\n" +
 	"\n" +
 	"assignment\x18\x01 \x01(\v2\x18.crowdgate.v1.AssignmentR\n" +
-	"assignment*\xf2\x01\n" +
+	"assignment\"\xca\x02\n" +
+	"\x16ListAssignmentsRequest\x12\x17\n" +
+	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12:\n" +
+	"\bstatuses\x18\x02 \x03(\x0e2\x1e.crowdgate.v1.AssignmentStatusR\bstatuses\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12D\n" +
+	"\x10submit_time_from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0esubmitTimeFrom\x12@\n" +
+	"\x0esubmit_time_to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fsubmitTimeTo\x12\x1b\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"\x83\x01\n" +
+	"\x17ListAssignmentsResponse\x12@\n" +
+	"\vassignments\x18\x01 \x03(\v2\x1e.crowdgate.v1.QueuedAssignmentR\vassignments\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd3\x02\n" +
+	"\x10QueuedAssignment\x128\n" +
+	"\n" +
+	"assignment\x18\x01 \x01(\v2\x18.crowdgate.v1.AssignmentR\n" +
+	"assignment\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12/\n" +
+	"\asession\x18\x03 \x01(\v2\x15.crowdgate.v1.SessionR\asession\x12+\n" +
+	"\x11submissions_count\x18\x04 \x01(\x03R\x10submissionsCount\x12!\n" +
+	"\freward_total\x18\x05 \x01(\tR\vrewardTotal\x12)\n" +
+	"\x10reward_delivered\x18\x06 \x01(\tR\x0frewardDelivered\x12:\n" +
+	"\vsubmissions\x18\a \x03(\v2\x18.crowdgate.v1.SubmissionR\vsubmissions\"\x86\x01\n" +
+	"\x1dBatchAcceptAssignmentsRequest\x12\x17\n" +
+	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12%\n" +
+	"\x0eassignment_ids\x18\x02 \x03(\tR\rassignmentIds\x12%\n" +
+	"\x0epublic_comment\x18\x03 \x01(\tR\rpublicComment\"V\n" +
+	"\x1eBatchAcceptAssignmentsResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.crowdgate.v1.ReviewResultR\aresults\"\x86\x01\n" +
+	"\x1dBatchRejectAssignmentsRequest\x12\x17\n" +
+	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12%\n" +
+	"\x0eassignment_ids\x18\x02 \x03(\tR\rassignmentIds\x12%\n" +
+	"\x0epublic_comment\x18\x03 \x01(\tR\rpublicComment\"V\n" +
+	"\x1eBatchRejectAssignmentsResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.crowdgate.v1.ReviewResultR\aresults\"\x9e\x01\n" +
+	"\fReviewResult\x12#\n" +
+	"\rassignment_id\x18\x01 \x01(\tR\fassignmentId\x128\n" +
+	"\n" +
+	"assignment\x18\x02 \x01(\v2\x18.crowdgate.v1.AssignmentR\n" +
+	"assignment\x12/\n" +
+	"\x05error\x18\x03 \x01(\v2\x19.crowdgate.v1.ReviewErrorR\x05error\";\n" +
+	"\vReviewError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage*\xf2\x01\n" +
 	"\x10AssignmentStatus\x12!\n" +
 	"\x1dASSIGNMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18ASSIGNMENT_STATUS_ACTIVE\x10\x01\x12\x1f\n" +
@@ -561,11 +1217,14 @@ const file_crowdgate_v1_review_proto_rawDesc = "" +
 	"\x1aASSIGNMENT_STATUS_ACCEPTED\x10\x03\x12\x1e\n" +
 	"\x1aASSIGNMENT_STATUS_REJECTED\x10\x04\x12\x1d\n" +
 	"\x19ASSIGNMENT_STATUS_SKIPPED\x10\x05\x12\x1d\n" +
-	"\x19ASSIGNMENT_STATUS_EXPIRED\x10\x062\xaf\x02\n" +
+	"\x19ASSIGNMENT_STATUS_EXPIRED\x10\x062\xf9\x04\n" +
 	"\rReviewService\x12X\n" +
 	"\rGetAssignment\x12\".crowdgate.v1.GetAssignmentRequest\x1a#.crowdgate.v1.GetAssignmentResponse\x12a\n" +
 	"\x10AcceptAssignment\x12%.crowdgate.v1.AcceptAssignmentRequest\x1a&.crowdgate.v1.AcceptAssignmentResponse\x12a\n" +
-	"\x10RejectAssignment\x12%.crowdgate.v1.RejectAssignmentRequest\x1a&.crowdgate.v1.RejectAssignmentResponseB=Z;github.com/crowdgate/crowdgate/gen/crowdgate/v1;crowdgatev1b\x06proto3"
+	"\x10RejectAssignment\x12%.crowdgate.v1.RejectAssignmentRequest\x1a&.crowdgate.v1.RejectAssignmentResponse\x12^\n" +
+	"\x0fListAssignments\x12$.crowdgate.v1.ListAssignmentsRequest\x1a%.crowdgate.v1.ListAssignmentsResponse\x12s\n" +
+	"\x16BatchAcceptAssignments\x12+.crowdgate.v1.BatchAcceptAssignmentsRequest\x1a,.crowdgate.v1.BatchAcceptAssignmentsResponse\x12s\n" +
+	"\x16BatchRejectAssignments\x12+.crowdgate.v1.BatchRejectAssignmentsRequest\x1a,.crowdgate.v1.BatchRejectAssignmentsResponseB=Z;github.com/crowdgate/crowdgate/gen/crowdgate/v1;crowdgatev1b\x06proto3"
 
 var (
 	file_crowdgate_v1_review_proto_rawDescOnce sync.Once
@@ -580,38 +1239,67 @@ func file_crowdgate_v1_review_proto_rawDescGZIP() []byte {
 }
 
 var file_crowdgate_v1_review_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_crowdgate_v1_review_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_crowdgate_v1_review_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_crowdgate_v1_review_proto_goTypes = []any{
-	(AssignmentStatus)(0),            // 0: crowdgate.v1.AssignmentStatus
-	(*Assignment)(nil),               // 1: crowdgate.v1.Assignment
-	(*GetAssignmentRequest)(nil),     // 2: crowdgate.v1.GetAssignmentRequest
-	(*GetAssignmentResponse)(nil),    // 3: crowdgate.v1.GetAssignmentResponse
-	(*AcceptAssignmentRequest)(nil),  // 4: crowdgate.v1.AcceptAssignmentRequest
-	(*AcceptAssignmentResponse)(nil), // 5: crowdgate.v1.AcceptAssignmentResponse
-	(*RejectAssignmentRequest)(nil),  // 6: crowdgate.v1.RejectAssignmentRequest
-	(*RejectAssignmentResponse)(nil), // 7: crowdgate.v1.RejectAssignmentResponse
-	(*timestamppb.Timestamp)(nil),    // 8: google.protobuf.Timestamp
+	(AssignmentStatus)(0),                  // 0: crowdgate.v1.AssignmentStatus
+	(*Assignment)(nil),                     // 1: crowdgate.v1.Assignment
+	(*GetAssignmentRequest)(nil),           // 2: crowdgate.v1.GetAssignmentRequest
+	(*GetAssignmentResponse)(nil),          // 3: crowdgate.v1.GetAssignmentResponse
+	(*AcceptAssignmentRequest)(nil),        // 4: crowdgate.v1.AcceptAssignmentRequest
+	(*AcceptAssignmentResponse)(nil),       // 5: crowdgate.v1.AcceptAssignmentResponse
+	(*RejectAssignmentRequest)(nil),        // 6: crowdgate.v1.RejectAssignmentRequest
+	(*RejectAssignmentResponse)(nil),       // 7: crowdgate.v1.RejectAssignmentResponse
+	(*ListAssignmentsRequest)(nil),         // 8: crowdgate.v1.ListAssignmentsRequest
+	(*ListAssignmentsResponse)(nil),        // 9: crowdgate.v1.ListAssignmentsResponse
+	(*QueuedAssignment)(nil),               // 10: crowdgate.v1.QueuedAssignment
+	(*BatchAcceptAssignmentsRequest)(nil),  // 11: crowdgate.v1.BatchAcceptAssignmentsRequest
+	(*BatchAcceptAssignmentsResponse)(nil), // 12: crowdgate.v1.BatchAcceptAssignmentsResponse
+	(*BatchRejectAssignmentsRequest)(nil),  // 13: crowdgate.v1.BatchRejectAssignmentsRequest
+	(*BatchRejectAssignmentsResponse)(nil), // 14: crowdgate.v1.BatchRejectAssignmentsResponse
+	(*ReviewResult)(nil),                   // 15: crowdgate.v1.ReviewResult
+	(*ReviewError)(nil),                    // 16: crowdgate.v1.ReviewError
+	(*timestamppb.Timestamp)(nil),          // 17: google.protobuf.Timestamp
+	(*Session)(nil),                        // 18: crowdgate.v1.Session
+	(*Submission)(nil),                     // 19: crowdgate.v1.Submission
 }
 var file_crowdgate_v1_review_proto_depIdxs = []int32{
 	0,  // 0: crowdgate.v1.Assignment.status:type_name -> crowdgate.v1.AssignmentStatus
-	8,  // 1: crowdgate.v1.Assignment.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 2: crowdgate.v1.Assignment.submit_time:type_name -> google.protobuf.Timestamp
-	8,  // 3: crowdgate.v1.Assignment.accept_time:type_name -> google.protobuf.Timestamp
-	8,  // 4: crowdgate.v1.Assignment.reject_time:type_name -> google.protobuf.Timestamp
-	1,  // 5: crowdgate.v1.GetAssignmentResponse.assignment:type_name -> crowdgate.v1.Assignment
-	1,  // 6: crowdgate.v1.AcceptAssignmentResponse.assignment:type_name -> crowdgate.v1.Assignment
-	1,  // 7: crowdgate.v1.RejectAssignmentResponse.assignment:type_name -> crowdgate.v1.Assignment
-	2,  // 8: crowdgate.v1.ReviewService.GetAssignment:input_type -> crowdgate.v1.GetAssignmentRequest
-	4,  // 9: crowdgate.v1.ReviewService.AcceptAssignment:input_type -> crowdgate.v1.AcceptAssignmentRequest
-	6,  // 10: crowdgate.v1.ReviewService.RejectAssignment:input_type -> crowdgate.v1.RejectAssignmentRequest
-	3,  // 11: crowdgate.v1.ReviewService.GetAssignment:output_type -> crowdgate.v1.GetAssignmentResponse
-	5,  // 12: crowdgate.v1.ReviewService.AcceptAssignment:output_type -> crowdgate.v1.AcceptAssignmentResponse
-	7,  // 13: crowdgate.v1.ReviewService.RejectAssignment:output_type -> crowdgate.v1.RejectAssignmentResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	17, // 1: crowdgate.v1.Assignment.create_time:type_name -> google.protobuf.Timestamp
+	17, // 2: crowdgate.v1.Assignment.submit_time:type_name -> google.protobuf.Timestamp
+	17, // 3: crowdgate.v1.Assignment.accept_time:type_name -> google.protobuf.Timestamp
+	17, // 4: crowdgate.v1.Assignment.reject_time:type_name -> google.protobuf.Timestamp
+	17, // 5: crowdgate.v1.Assignment.review_deadline:type_name -> google.protobuf.Timestamp
+	1,  // 6: crowdgate.v1.GetAssignmentResponse.assignment:type_name -> crowdgate.v1.Assignment
+	1,  // 7: crowdgate.v1.AcceptAssignmentResponse.assignment:type_name -> crowdgate.v1.Assignment
+	1,  // 8: crowdgate.v1.RejectAssignmentResponse.assignment:type_name -> crowdgate.v1.Assignment
+	0,  // 9: crowdgate.v1.ListAssignmentsRequest.statuses:type_name -> crowdgate.v1.AssignmentStatus
+	17, // 10: crowdgate.v1.ListAssignmentsRequest.submit_time_from:type_name -> google.protobuf.Timestamp
+	17, // 11: crowdgate.v1.ListAssignmentsRequest.submit_time_to:type_name -> google.protobuf.Timestamp
+	10, // 12: crowdgate.v1.ListAssignmentsResponse.assignments:type_name -> crowdgate.v1.QueuedAssignment
+	1,  // 13: crowdgate.v1.QueuedAssignment.assignment:type_name -> crowdgate.v1.Assignment
+	18, // 14: crowdgate.v1.QueuedAssignment.session:type_name -> crowdgate.v1.Session
+	19, // 15: crowdgate.v1.QueuedAssignment.submissions:type_name -> crowdgate.v1.Submission
+	15, // 16: crowdgate.v1.BatchAcceptAssignmentsResponse.results:type_name -> crowdgate.v1.ReviewResult
+	15, // 17: crowdgate.v1.BatchRejectAssignmentsResponse.results:type_name -> crowdgate.v1.ReviewResult
+	1,  // 18: crowdgate.v1.ReviewResult.assignment:type_name -> crowdgate.v1.Assignment
+	16, // 19: crowdgate.v1.ReviewResult.error:type_name -> crowdgate.v1.ReviewError
+	2,  // 20: crowdgate.v1.ReviewService.GetAssignment:input_type -> crowdgate.v1.GetAssignmentRequest
+	4,  // 21: crowdgate.v1.ReviewService.AcceptAssignment:input_type -> crowdgate.v1.AcceptAssignmentRequest
+	6,  // 22: crowdgate.v1.ReviewService.RejectAssignment:input_type -> crowdgate.v1.RejectAssignmentRequest
+	8,  // 23: crowdgate.v1.ReviewService.ListAssignments:input_type -> crowdgate.v1.ListAssignmentsRequest
+	11, // 24: crowdgate.v1.ReviewService.BatchAcceptAssignments:input_type -> crowdgate.v1.BatchAcceptAssignmentsRequest
+	13, // 25: crowdgate.v1.ReviewService.BatchRejectAssignments:input_type -> crowdgate.v1.BatchRejectAssignmentsRequest
+	3,  // 26: crowdgate.v1.ReviewService.GetAssignment:output_type -> crowdgate.v1.GetAssignmentResponse
+	5,  // 27: crowdgate.v1.ReviewService.AcceptAssignment:output_type -> crowdgate.v1.AcceptAssignmentResponse
+	7,  // 28: crowdgate.v1.ReviewService.RejectAssignment:output_type -> crowdgate.v1.RejectAssignmentResponse
+	9,  // 29: crowdgate.v1.ReviewService.ListAssignments:output_type -> crowdgate.v1.ListAssignmentsResponse
+	12, // 30: crowdgate.v1.ReviewService.BatchAcceptAssignments:output_type -> crowdgate.v1.BatchAcceptAssignmentsResponse
+	14, // 31: crowdgate.v1.ReviewService.BatchRejectAssignments:output_type -> crowdgate.v1.BatchRejectAssignmentsResponse
+	26, // [26:32] is the sub-list for method output_type
+	20, // [20:26] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_crowdgate_v1_review_proto_init() }
@@ -619,13 +1307,15 @@ func file_crowdgate_v1_review_proto_init() {
 	if File_crowdgate_v1_review_proto != nil {
 		return
 	}
+	file_crowdgate_v1_session_proto_init()
+	file_crowdgate_v1_submission_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crowdgate_v1_review_proto_rawDesc), len(file_crowdgate_v1_review_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,9 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReviewService_GetAssignment_FullMethodName    = "/crowdgate.v1.ReviewService/GetAssignment"
-	ReviewService_AcceptAssignment_FullMethodName = "/crowdgate.v1.ReviewService/AcceptAssignment"
-	ReviewService_RejectAssignment_FullMethodName = "/crowdgate.v1.ReviewService/RejectAssignment"
+	ReviewService_GetAssignment_FullMethodName          = "/crowdgate.v1.ReviewService/GetAssignment"
+	ReviewService_AcceptAssignment_FullMethodName       = "/crowdgate.v1.ReviewService/AcceptAssignment"
+	ReviewService_RejectAssignment_FullMethodName       = "/crowdgate.v1.ReviewService/RejectAssignment"
+	ReviewService_ListAssignments_FullMethodName        = "/crowdgate.v1.ReviewService/ListAssignments"
+	ReviewService_BatchAcceptAssignments_FullMethodName = "/crowdgate.v1.ReviewService/BatchAcceptAssignments"
+	ReviewService_BatchRejectAssignments_FullMethodName = "/crowdgate.v1.ReviewService/BatchRejectAssignments"
 )
 
 // ReviewServiceClient is the client API for ReviewService service.
@@ -30,13 +33,51 @@ const (
 //
 // ReviewService accepts or rejects submitted work, with Toloka's allowed
 // transitions: SUBMITTED to ACCEPTED or REJECTED, and REJECTED to ACCEPTED.
+// Its queue lists a pool's assignments from Toloka (SUBMITTED by default),
+// each with its review deadline and what Crowdgate knows of it.
 type ReviewServiceClient interface {
 	// GetAssignment returns an assignment of one of the tenant's pools.
+	//
+	// Scope READ. Read from Toloka with the pool's credential; NOT_FOUND for an
+	// assignment of no pool of the tenant.
 	GetAssignment(ctx context.Context, in *GetAssignmentRequest, opts ...grpc.CallOption) (*GetAssignmentResponse, error)
 	// AcceptAssignment accepts submitted (or previously rejected) work.
+	//
+	// Scope WRITE. FAILED_PRECONDITION unless the assignment is SUBMITTED or
+	// REJECTED; NOT_FOUND for an assignment of no pool of the tenant.
 	AcceptAssignment(ctx context.Context, in *AcceptAssignmentRequest, opts ...grpc.CallOption) (*AcceptAssignmentResponse, error)
 	// RejectAssignment rejects submitted work; the comment is required.
+	//
+	// Scope WRITE. FAILED_PRECONDITION unless the assignment is SUBMITTED;
+	// INVALID_ARGUMENT without a comment; NOT_FOUND for an assignment of no pool
+	// of the tenant.
 	RejectAssignment(ctx context.Context, in *RejectAssignmentRequest, opts ...grpc.CallOption) (*RejectAssignmentResponse, error)
+	// ListAssignments is a pool's review queue: its assignments awaiting
+	// review, with their review deadline and what Crowdgate knows of them.
+	//
+	// Scope READ. Read from Toloka (GET /assignments) by status, SUBMITTED
+	// unless statuses says otherwise, in Toloka's id order and paged with
+	// Toloka's own paging (sort=id, id_gt) behind page_token; each with
+	// Crowdgate's session (while it is kept) and submissions of it. NOT_FOUND
+	// for a pool the tenant does not have; INVALID_ARGUMENT for a page_token of
+	// other filters.
+	ListAssignments(ctx context.Context, in *ListAssignmentsRequest, opts ...grpc.CallOption) (*ListAssignmentsResponse, error)
+	// BatchAcceptAssignments accepts many of a pool's assignments, each on its
+	// own.
+	//
+	// Scope WRITE. One result per id: an assignment that cannot be accepted
+	// (NOT_FOUND: not of this pool; FAILED_PRECONDITION: not SUBMITTED or
+	// REJECTED; UNAVAILABLE: Toloka) is answered with its error and does not
+	// stop the others. NOT_FOUND for a pool the tenant does not have;
+	// INVALID_ARGUMENT for no ids or more than 100.
+	BatchAcceptAssignments(ctx context.Context, in *BatchAcceptAssignmentsRequest, opts ...grpc.CallOption) (*BatchAcceptAssignmentsResponse, error)
+	// BatchRejectAssignments rejects many of a pool's assignments with one
+	// comment, each on its own.
+	//
+	// Scope WRITE. The comment is required (INVALID_ARGUMENT). One result per
+	// id, as BatchAcceptAssignments: FAILED_PRECONDITION for an assignment
+	// that is not SUBMITTED. NOT_FOUND for a pool the tenant does not have.
+	BatchRejectAssignments(ctx context.Context, in *BatchRejectAssignmentsRequest, opts ...grpc.CallOption) (*BatchRejectAssignmentsResponse, error)
 }
 
 type reviewServiceClient struct {
@@ -77,19 +118,87 @@ func (c *reviewServiceClient) RejectAssignment(ctx context.Context, in *RejectAs
 	return out, nil
 }
 
+func (c *reviewServiceClient) ListAssignments(ctx context.Context, in *ListAssignmentsRequest, opts ...grpc.CallOption) (*ListAssignmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAssignmentsResponse)
+	err := c.cc.Invoke(ctx, ReviewService_ListAssignments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reviewServiceClient) BatchAcceptAssignments(ctx context.Context, in *BatchAcceptAssignmentsRequest, opts ...grpc.CallOption) (*BatchAcceptAssignmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchAcceptAssignmentsResponse)
+	err := c.cc.Invoke(ctx, ReviewService_BatchAcceptAssignments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reviewServiceClient) BatchRejectAssignments(ctx context.Context, in *BatchRejectAssignmentsRequest, opts ...grpc.CallOption) (*BatchRejectAssignmentsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchRejectAssignmentsResponse)
+	err := c.cc.Invoke(ctx, ReviewService_BatchRejectAssignments_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReviewServiceServer is the server API for ReviewService service.
 // All implementations must embed UnimplementedReviewServiceServer
 // for forward compatibility.
 //
 // ReviewService accepts or rejects submitted work, with Toloka's allowed
 // transitions: SUBMITTED to ACCEPTED or REJECTED, and REJECTED to ACCEPTED.
+// Its queue lists a pool's assignments from Toloka (SUBMITTED by default),
+// each with its review deadline and what Crowdgate knows of it.
 type ReviewServiceServer interface {
 	// GetAssignment returns an assignment of one of the tenant's pools.
+	//
+	// Scope READ. Read from Toloka with the pool's credential; NOT_FOUND for an
+	// assignment of no pool of the tenant.
 	GetAssignment(context.Context, *GetAssignmentRequest) (*GetAssignmentResponse, error)
 	// AcceptAssignment accepts submitted (or previously rejected) work.
+	//
+	// Scope WRITE. FAILED_PRECONDITION unless the assignment is SUBMITTED or
+	// REJECTED; NOT_FOUND for an assignment of no pool of the tenant.
 	AcceptAssignment(context.Context, *AcceptAssignmentRequest) (*AcceptAssignmentResponse, error)
 	// RejectAssignment rejects submitted work; the comment is required.
+	//
+	// Scope WRITE. FAILED_PRECONDITION unless the assignment is SUBMITTED;
+	// INVALID_ARGUMENT without a comment; NOT_FOUND for an assignment of no pool
+	// of the tenant.
 	RejectAssignment(context.Context, *RejectAssignmentRequest) (*RejectAssignmentResponse, error)
+	// ListAssignments is a pool's review queue: its assignments awaiting
+	// review, with their review deadline and what Crowdgate knows of them.
+	//
+	// Scope READ. Read from Toloka (GET /assignments) by status, SUBMITTED
+	// unless statuses says otherwise, in Toloka's id order and paged with
+	// Toloka's own paging (sort=id, id_gt) behind page_token; each with
+	// Crowdgate's session (while it is kept) and submissions of it. NOT_FOUND
+	// for a pool the tenant does not have; INVALID_ARGUMENT for a page_token of
+	// other filters.
+	ListAssignments(context.Context, *ListAssignmentsRequest) (*ListAssignmentsResponse, error)
+	// BatchAcceptAssignments accepts many of a pool's assignments, each on its
+	// own.
+	//
+	// Scope WRITE. One result per id: an assignment that cannot be accepted
+	// (NOT_FOUND: not of this pool; FAILED_PRECONDITION: not SUBMITTED or
+	// REJECTED; UNAVAILABLE: Toloka) is answered with its error and does not
+	// stop the others. NOT_FOUND for a pool the tenant does not have;
+	// INVALID_ARGUMENT for no ids or more than 100.
+	BatchAcceptAssignments(context.Context, *BatchAcceptAssignmentsRequest) (*BatchAcceptAssignmentsResponse, error)
+	// BatchRejectAssignments rejects many of a pool's assignments with one
+	// comment, each on its own.
+	//
+	// Scope WRITE. The comment is required (INVALID_ARGUMENT). One result per
+	// id, as BatchAcceptAssignments: FAILED_PRECONDITION for an assignment
+	// that is not SUBMITTED. NOT_FOUND for a pool the tenant does not have.
+	BatchRejectAssignments(context.Context, *BatchRejectAssignmentsRequest) (*BatchRejectAssignmentsResponse, error)
 	mustEmbedUnimplementedReviewServiceServer()
 }
 
@@ -108,6 +217,15 @@ func (UnimplementedReviewServiceServer) AcceptAssignment(context.Context, *Accep
 }
 func (UnimplementedReviewServiceServer) RejectAssignment(context.Context, *RejectAssignmentRequest) (*RejectAssignmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RejectAssignment not implemented")
+}
+func (UnimplementedReviewServiceServer) ListAssignments(context.Context, *ListAssignmentsRequest) (*ListAssignmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAssignments not implemented")
+}
+func (UnimplementedReviewServiceServer) BatchAcceptAssignments(context.Context, *BatchAcceptAssignmentsRequest) (*BatchAcceptAssignmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchAcceptAssignments not implemented")
+}
+func (UnimplementedReviewServiceServer) BatchRejectAssignments(context.Context, *BatchRejectAssignmentsRequest) (*BatchRejectAssignmentsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchRejectAssignments not implemented")
 }
 func (UnimplementedReviewServiceServer) mustEmbedUnimplementedReviewServiceServer() {}
 func (UnimplementedReviewServiceServer) testEmbeddedByValue()                       {}
@@ -184,6 +302,60 @@ func _ReviewService_RejectAssignment_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReviewService_ListAssignments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAssignmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReviewServiceServer).ListAssignments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReviewService_ListAssignments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReviewServiceServer).ListAssignments(ctx, req.(*ListAssignmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReviewService_BatchAcceptAssignments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchAcceptAssignmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReviewServiceServer).BatchAcceptAssignments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReviewService_BatchAcceptAssignments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReviewServiceServer).BatchAcceptAssignments(ctx, req.(*BatchAcceptAssignmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReviewService_BatchRejectAssignments_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchRejectAssignmentsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReviewServiceServer).BatchRejectAssignments(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReviewService_BatchRejectAssignments_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReviewServiceServer).BatchRejectAssignments(ctx, req.(*BatchRejectAssignmentsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReviewService_ServiceDesc is the grpc.ServiceDesc for ReviewService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -202,6 +374,18 @@ var ReviewService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RejectAssignment",
 			Handler:    _ReviewService_RejectAssignment_Handler,
+		},
+		{
+			MethodName: "ListAssignments",
+			Handler:    _ReviewService_ListAssignments_Handler,
+		},
+		{
+			MethodName: "BatchAcceptAssignments",
+			Handler:    _ReviewService_BatchAcceptAssignments_Handler,
+		},
+		{
+			MethodName: "BatchRejectAssignments",
+			Handler:    _ReviewService_BatchRejectAssignments_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -37,13 +37,31 @@ const (
 type SessionServiceClient interface {
 	// StartSession resolves the assignment with Toloka and returns its session
 	// (the same one for every call with the same assignment) and a one-time code.
+	//
+	// Scope WRITE (the partner platform's side). It does what a Toloker's
+	// landing at GET /start does, for a platform that has the assignment id:
+	// NOT_FOUND for an assignment of no pool of the tenant, FAILED_PRECONDITION
+	// when Toloka says it is not ACTIVE or the session has ended,
+	// RESOURCE_EXHAUSTED under Toloka's rate limits.
 	StartSession(ctx context.Context, in *StartSessionRequest, opts ...grpc.CallOption) (*StartSessionResponse, error)
 	// GetSession returns a session.
+	//
+	// Scope WRITE (the partner platform's side of the flow). NOT_FOUND for an
+	// unknown or expired session, or another tenant's.
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*GetSessionResponse, error)
 	// EndSession ends a session (the Toloker is done, or an operator revokes it).
+	//
+	// Scope WRITE. Ended as REVOKED, the Toloker is barred from submits in the
+	// pool until they land again with a new assignment. NOT_FOUND for an unknown
+	// or expired session.
 	EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error)
 	// ExchangeCode trades a one-time code for a signed token (JWT, EdDSA,
 	// keys at /.well-known/jwks.json). A code works once.
+	//
+	// Scope WRITE, for the project's own tenant: a code presented by another
+	// tenant is burned and answers NOT_FOUND, as an unknown, used or expired
+	// code does. Verify the token against the JWKS (iss, aud with the tenant,
+	// exp).
 	ExchangeCode(ctx context.Context, in *ExchangeCodeRequest, opts ...grpc.CallOption) (*ExchangeCodeResponse, error)
 }
 
@@ -107,13 +125,31 @@ func (c *sessionServiceClient) ExchangeCode(ctx context.Context, in *ExchangeCod
 type SessionServiceServer interface {
 	// StartSession resolves the assignment with Toloka and returns its session
 	// (the same one for every call with the same assignment) and a one-time code.
+	//
+	// Scope WRITE (the partner platform's side). It does what a Toloker's
+	// landing at GET /start does, for a platform that has the assignment id:
+	// NOT_FOUND for an assignment of no pool of the tenant, FAILED_PRECONDITION
+	// when Toloka says it is not ACTIVE or the session has ended,
+	// RESOURCE_EXHAUSTED under Toloka's rate limits.
 	StartSession(context.Context, *StartSessionRequest) (*StartSessionResponse, error)
 	// GetSession returns a session.
+	//
+	// Scope WRITE (the partner platform's side of the flow). NOT_FOUND for an
+	// unknown or expired session, or another tenant's.
 	GetSession(context.Context, *GetSessionRequest) (*GetSessionResponse, error)
 	// EndSession ends a session (the Toloker is done, or an operator revokes it).
+	//
+	// Scope WRITE. Ended as REVOKED, the Toloker is barred from submits in the
+	// pool until they land again with a new assignment. NOT_FOUND for an unknown
+	// or expired session.
 	EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error)
 	// ExchangeCode trades a one-time code for a signed token (JWT, EdDSA,
 	// keys at /.well-known/jwks.json). A code works once.
+	//
+	// Scope WRITE, for the project's own tenant: a code presented by another
+	// tenant is burned and answers NOT_FOUND, as an unknown, used or expired
+	// code does. Verify the token against the JWKS (iss, aud with the tenant,
+	// exp).
 	ExchangeCode(context.Context, *ExchangeCodeRequest) (*ExchangeCodeResponse, error)
 	mustEmbedUnimplementedSessionServiceServer()
 }

@@ -196,8 +196,13 @@ type Submission struct {
 	LastAttemptTime *timestamppb.Timestamp `protobuf:"bytes,24,opt,name=last_attempt_time,json=lastAttemptTime,proto3" json:"last_attempt_time,omitempty"`
 	// When the next attempt is due (QUEUED only).
 	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,25,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Toloka's assignment the work belongs to: the session's assignment, or
+	// for a submit by pool_id and user_id the assignment of the Toloker's
+	// live session in the pool (the newest, if several); empty when the
+	// Toloker has no live session there.
+	AssignmentId  string `protobuf:"bytes,26,opt,name=assignment_id,json=assignmentId,proto3" json:"assignment_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Submission) Reset() {
@@ -403,6 +408,13 @@ func (x *Submission) GetNextAttemptTime() *timestamppb.Timestamp {
 		return x.NextAttemptTime
 	}
 	return nil
+}
+
+func (x *Submission) GetAssignmentId() string {
+	if x != nil {
+		return x.AssignmentId
+	}
+	return ""
 }
 
 // SubmitRequest is the platform's report of finished work (seed 001's body).
@@ -1191,7 +1203,7 @@ const file_crowdgate_v1_submission_proto_rawDesc = "" +
 	"\vTolokaFlags\x12=\n" +
 	"\x1bspeed_quality_balance_match\x18\x01 \x01(\bR\x18speedQualityBalanceMatch\x12+\n" +
 	"\x11restriction_match\x18\x02 \x01(\bR\x10restrictionMatch\x12!\n" +
-	"\ffilter_match\x18\x03 \x01(\bR\vfilterMatch\"\xad\b\n" +
+	"\ffilter_match\x18\x03 \x01(\bR\vfilterMatch\"\xd2\b\n" +
 	"\n" +
 	"Submission\x12#\n" +
 	"\rsubmission_id\x18\x01 \x01(\tR\fsubmissionId\x12\x1b\n" +
@@ -1225,7 +1237,8 @@ const file_crowdgate_v1_submission_proto_rawDesc = "" +
 	"createTime\x12=\n" +
 	"\fdeliver_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x12F\n" +
 	"\x11last_attempt_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastAttemptTime\x12F\n" +
-	"\x11next_attempt_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\"\x87\x04\n" +
+	"\x11next_attempt_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12#\n" +
+	"\rassignment_id\x18\x1a \x01(\tR\fassignmentId\"\x87\x04\n" +
 	"\rSubmitRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +

@@ -38,14 +38,31 @@ type SubmissionServiceClient interface {
 	// flags when Toloka answers within a short deadline, QUEUED otherwise. A
 	// repeated Submit with the same retry_id returns the first result and
 	// pays nothing more.
+	//
+	// Scope WRITE. By session_id, or by pool_id and user_id. FAILED_PRECONDITION
+	// for an ended session or a Toloker barred in the pool; INVALID_ARGUMENT
+	// naming the field for a bad reward or count; UNAVAILABLE when the submit
+	// could not be stored (retry with the same retry_id: it is paid once).
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	// GetSubmission returns a submission's state, attempts and Toloka's answer.
+	//
+	// Scope READ. NOT_FOUND for a submission the tenant does not have.
 	GetSubmission(ctx context.Context, in *GetSubmissionRequest, opts ...grpc.CallOption) (*GetSubmissionResponse, error)
 	// ListSubmissions lists submissions by pool, user, state and time, newest first.
+	//
+	// Scope READ. Paged with page_size and page_token; state
+	// SUBMISSION_STATE_DEAD lists a pool's dead letters.
 	ListSubmissions(ctx context.Context, in *ListSubmissionsRequest, opts ...grpc.CallOption) (*ListSubmissionsResponse, error)
 	// RetrySubmission puts a DEAD submission back in the outbox (same retry_id).
+	//
+	// Scope WRITE. FAILED_PRECONDITION unless the submission is DEAD; NOT_FOUND
+	// for a submission the tenant does not have. The same retry_id goes to
+	// Toloka, so it is never paid twice.
 	RetrySubmission(ctx context.Context, in *RetrySubmissionRequest, opts ...grpc.CallOption) (*RetrySubmissionResponse, error)
 	// GetPoolTotals returns a pool's submit counts and rewards, exact to the cent.
+	//
+	// Scope READ. Submits received, delivered, queued and dead, and the rewards
+	// delivered and queued, as decimal strings.
 	GetPoolTotals(ctx context.Context, in *GetPoolTotalsRequest, opts ...grpc.CallOption) (*GetPoolTotalsResponse, error)
 }
 
@@ -119,14 +136,31 @@ type SubmissionServiceServer interface {
 	// flags when Toloka answers within a short deadline, QUEUED otherwise. A
 	// repeated Submit with the same retry_id returns the first result and
 	// pays nothing more.
+	//
+	// Scope WRITE. By session_id, or by pool_id and user_id. FAILED_PRECONDITION
+	// for an ended session or a Toloker barred in the pool; INVALID_ARGUMENT
+	// naming the field for a bad reward or count; UNAVAILABLE when the submit
+	// could not be stored (retry with the same retry_id: it is paid once).
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	// GetSubmission returns a submission's state, attempts and Toloka's answer.
+	//
+	// Scope READ. NOT_FOUND for a submission the tenant does not have.
 	GetSubmission(context.Context, *GetSubmissionRequest) (*GetSubmissionResponse, error)
 	// ListSubmissions lists submissions by pool, user, state and time, newest first.
+	//
+	// Scope READ. Paged with page_size and page_token; state
+	// SUBMISSION_STATE_DEAD lists a pool's dead letters.
 	ListSubmissions(context.Context, *ListSubmissionsRequest) (*ListSubmissionsResponse, error)
 	// RetrySubmission puts a DEAD submission back in the outbox (same retry_id).
+	//
+	// Scope WRITE. FAILED_PRECONDITION unless the submission is DEAD; NOT_FOUND
+	// for a submission the tenant does not have. The same retry_id goes to
+	// Toloka, so it is never paid twice.
 	RetrySubmission(context.Context, *RetrySubmissionRequest) (*RetrySubmissionResponse, error)
 	// GetPoolTotals returns a pool's submit counts and rewards, exact to the cent.
+	//
+	// Scope READ. Submits received, delivered, queued and dead, and the rewards
+	// delivered and queued, as decimal strings.
 	GetPoolTotals(context.Context, *GetPoolTotalsRequest) (*GetPoolTotalsResponse, error)
 	mustEmbedUnimplementedSubmissionServiceServer()
 }

@@ -9,7 +9,8 @@
 //	key := env.NewAPIKey("acme")                      // an account in the emulator
 //	p := env.OpenPool(env.Ctx(), key)                 // credential, project, open pool
 //	aid := env.StartAssignment(p, "toloker-1")        // as if the Toloker clicked Start
-//	resp, body := env.Get("/start?assignment_id=" + aid)
+//	l := env.Land(aid)                                // GET /start: l.Status, l.Location, l.Body
+//	sess := env.LandSession(env.Ctx(), aid)           // land and exchange the code, as the platform does
 //
 // Authentication is off unless Options.Config turns it on, so a call acts
 // for the tenant named by the context (Ctx, As).
@@ -94,6 +95,8 @@ type Env struct {
 	Sessions    crowdgatev1.SessionServiceClient
 	Submissions crowdgatev1.SubmissionServiceClient
 	Access      crowdgatev1.AccessServiceClient
+	Tolokers    crowdgatev1.TolokerServiceClient
+	Bans        crowdgatev1.BanServiceClient
 }
 
 // OperationDelay is how long (by the emulator's clock) its pool and project
@@ -174,6 +177,8 @@ func Start(t testing.TB, opts Options) *Env {
 	env.Sessions = crowdgatev1.NewSessionServiceClient(env.Conn)
 	env.Submissions = crowdgatev1.NewSubmissionServiceClient(env.Conn)
 	env.Access = crowdgatev1.NewAccessServiceClient(env.Conn)
+	env.Tolokers = crowdgatev1.NewTolokerServiceClient(env.Conn)
+	env.Bans = crowdgatev1.NewBanServiceClient(env.Conn)
 	return env
 }
 

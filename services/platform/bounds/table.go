@@ -40,6 +40,8 @@ var table = map[protoreflect.FullName]Rule{
 	"skill_id":               {Bytes: IDBytes, Source: srcID},
 	"answer_weight_skill_id": {Bytes: IDBytes, Source: srcID},
 	"retry_id":               {Bytes: 128, Source: "submission.proto: retry_id is at most 128 characters (submission.MaxRetryIDLength)"},
+	"ban_id":                 {Bytes: IDBytes, Source: srcID},
+	"assignment_ids":         {Bytes: IDBytes, Items: 100, Source: "review.MaxBatch: a batch review names at most 100 assignments, each an id"},
 
 	// Secrets, codes and page tokens.
 	"api_key":    {Bytes: 256, Source: "a Toloka API key or OAuth token (about 40-60 bytes); it becomes an HTTP header to Toloka, so a few hundred bytes at most"},
@@ -115,6 +117,10 @@ var table = map[protoreflect.FullName]Rule{
 	"crowdgate.v1.RuleCondition.key":                    {Bytes: TokenBytes, Source: "a collector's key (toloka-api-facts.md lists them all)"},
 	"crowdgate.v1.RuleActionParameters.from_field":      {Bytes: TokenBytes, Source: "a rate key of the collector"},
 	"crowdgate.v1.RuleActionParameters.private_comment": {Chars: 499, Source: "Toloka: a user restriction's private_comment is at most 499 characters (toloka-api-facts.md)"},
+
+	// Review queue and bans.
+	"crowdgate.v1.ListAssignmentsRequest.statuses":  {Items: 6, Source: "Toloka has six assignment statuses (toloka-api-facts.md)"},
+	"crowdgate.v1.CreateBanRequest.private_comment": {Chars: 499, Source: "Toloka: a user restriction's private_comment is at most 499 characters (toloka-api-facts.md, ban.MaxCommentLength)"},
 
 	// Well-known types inside requests.
 	"google.protobuf.FieldMask.paths":    {Bytes: 256, Items: 100, Source: "an update mask names fields of one message"},

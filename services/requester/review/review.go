@@ -8,12 +8,24 @@
 // of its pool's project. The package also counts a pool's assignments
 // awaiting review, one of the things that keep a project from being
 // archived.
+//
+// The review queue (ListAssignments, queue.go) lists a pool's assignments
+// from Toloka by status, paged with Toloka's own paging (sort=id,
+// id_gt=<last id>, the cursor of the page token), each with its review
+// deadline (submit time plus the pool's auto_accept_period_day: Toloka
+// accepts SUBMITTED work by itself after it) and what Crowdgate knows of
+// it: its session while Crowdgate keeps it, and its submissions (kept).
+// BatchAcceptAssignments and BatchRejectAssignments decide many
+// assignments of one pool, each on its own: one refusal does not stop the
+// others, and each answers what the single call would have.
 package review
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -33,19 +45,39 @@ const MaxCommentLength = 2048
 // counted before the count says "at least".
 const MaxCountedAwaitingReview = 10000
 
+// Sessions are the sessions Crowdgate keeps of assignments
+// (*session.Service): those of the tenant, by assignment id.
+type Sessions interface {
+	OfAssignments(ctx context.Context, tenantID string, assignmentIDs []string) (map[string]*crowdgatev1.Session, error)
+}
+
+// Work is what the outbox received for a pool's assignments
+// (*submission.Service): per assignment, its submissions, their count and
+// totals, and the session they came in (QueuedAssignment without the
+// assignment).
+type Work interface {
+	AssignmentWork(ctx context.Context, tenantID, poolID string, assignmentIDs []string) (map[string]*crowdgatev1.QueuedAssignment, error)
+}
+
 // Service implements crowdgatev1.ReviewServiceServer.
 type Service struct {
 	crowdgatev1.UnimplementedReviewServiceServer
-	catalog *catalog.Catalog
-	log     *slog.Logger
+	catalog  *catalog.Catalog
+	sessions Sessions
+	work     Work
+	log      *slog.Logger
 }
 
-// NewService returns the review service over the catalog.
-func NewService(cat *catalog.Catalog, log *slog.Logger) *Service {
+// NewService returns the review service over the catalog, the sessions and
+// the outbox's work of assignments. cat, sessions and work are required.
+func NewService(cat *catalog.Catalog, sessions Sessions, work Work, log *slog.Logger) (*Service, error) {
+	if cat == nil || sessions == nil || work == nil {
+		return nil, errors.New("review: the catalog, the sessions and the work are required")
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{catalog: cat, log: log}
+	return &Service{catalog: cat, sessions: sessions, work: work, log: log}, nil
 }
 
 // locate finds the caller's assignment through the catalog.
@@ -111,7 +143,14 @@ func (s *Service) decide(ctx context.Context, assignmentID string, to toloka.Ass
 	if err != nil {
 		return nil, err
 	}
-	from := l.Assignment.Status
+	return s.apply(ctx, &l.Resolved, l.Assignment, to, comment)
+}
+
+// apply moves assignment a, read from Toloka through r, to status to, if
+// Toloka's rules allow it.
+func (s *Service) apply(ctx context.Context, r *catalog.Resolved, cur *toloka.Assignment, to toloka.AssignmentStatus, comment string) (*crowdgatev1.Assignment, error) {
+	assignmentID := cur.ID
+	from := cur.Status
 	ok := false
 	for _, st := range allowedFrom[to] {
 		ok = ok || st == from
@@ -124,18 +163,21 @@ func (s *Service) decide(ctx context.Context, assignmentID string, to toloka.Ass
 		return nil, serviceerror.NewFailedPrecondition("assignment %s is %s: only %s work can be %s",
 			assignmentID, from, strings.Join(names, " or "), strings.ToLower(string(to)))
 	}
-	var a *toloka.Assignment
+	var (
+		a   *toloka.Assignment
+		err error
+	)
 	if to == toloka.AssignmentAccepted {
-		a, err = l.Account.AcceptAssignment(ctx, assignmentID, comment)
+		a, err = r.Account.AcceptAssignment(ctx, assignmentID, comment)
 	} else {
-		a, err = l.Account.RejectAssignment(ctx, assignmentID, comment)
+		a, err = r.Account.RejectAssignment(ctx, assignmentID, comment)
 	}
 	if err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(ctx, "assignment reviewed", "tenant_id", l.Pool.GetTenantId(), "pool_id", l.Pool.GetPoolId(),
+	s.log.InfoContext(ctx, "assignment reviewed", "tenant_id", r.Pool.GetTenantId(), "pool_id", r.Pool.GetPoolId(),
 		"assignment_id", assignmentID, "from", string(from), "to", string(a.Status))
-	return toProto(l.Pool, a), nil
+	return toProto(r.Pool, a), nil
 }
 
 var assignmentStatuses = map[toloka.AssignmentStatus]crowdgatev1.AssignmentStatus{
@@ -167,6 +209,9 @@ func toProto(p *crowdgatev1.Pool, a *toloka.Assignment) *crowdgatev1.Assignment 
 	}
 	if a.Reward != nil {
 		out.Reward = a.Reward.String()
+	}
+	if a.Submitted != nil && !a.Submitted.IsZero() && p.AutoAcceptPeriodDay != nil {
+		out.ReviewDeadline = timestamppb.New(a.Submitted.Add(time.Duration(p.GetAutoAcceptPeriodDay()) * 24 * time.Hour))
 	}
 	return out
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/toloker/registry"
 	"github.com/crowdgate/crowdgate/services/toloker/session"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 	"github.com/redis/go-redis/v9"
@@ -77,6 +78,8 @@ type Env struct {
 	// Signer signs tokens; Sessions is the service under test.
 	Signer   *token.Signer
 	Sessions *session.Service
+	// Tolokers is the Toloker registry Sessions keeps up to date.
+	Tolokers *registry.Registry
 	// Config is the configuration Sessions was built with.
 	Config session.Config
 	// LandingRedis is the client the landing's shared limits use: Redis
@@ -139,7 +142,8 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.Session != nil {
 		opts.Session(&cfg)
 	}
-	sessions, err := session.NewService(cfg)
+	tolokers := registry.New(r.Client, r.Prefix, registry.Settings{}, opts.Now, slog.New(slog.DiscardHandler))
+	sessions, err := session.NewService(cfg, tolokers)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +153,7 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	return &Env{
 		Sim: sim, SimServer: ts, Toloka: client, Catalog: cat, Redis: r,
-		Signer: signer, Sessions: sessions, Config: cfg, LandingRedis: session.AutoPipelined(r.Client),
+		Signer: signer, Sessions: sessions, Tolokers: tolokers, Config: cfg, LandingRedis: session.AutoPipelined(r.Client),
 		platformURL: platformURL,
 	}
 }

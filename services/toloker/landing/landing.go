@@ -14,11 +14,14 @@
 // URL. Everything else is a small HTML page with the right status: 400 for
 // a malformed id, 404 for an unknown or foreign one, 409 for work already
 // submitted or bound to another Toloker, 410 for an expired or skipped
-// assignment, an ended session or an archived pool or project (with a link
-// back to Toloka where it is known), 429 with Retry-After when a limit is
-// hit (or the pool's budget of assignment ids Toloka does not know is
-// spent), 503 with Retry-After when Toloka or Redis
-// cannot be reached. No error ever shows a stack trace or a 500.
+// assignment, an ended session or an archived pool or project, 403 for a
+// banned Toloker, 429 with Retry-After when a limit is hit (or the pool's
+// budget of assignment ids Toloka does not know is spent), 503 with
+// Retry-After when Toloka or Redis cannot be reached. No error ever shows a
+// stack trace or a 500. Every page is in the Toloker's language, leads back
+// to Toloka, names the task where Crowdgate's records know it, and on 429
+// and 503 offers "Try again" and retries by itself when Retry-After says
+// (pages.go; the wording is in messages/).
 //
 // A repeat landing (a reload, a double click) is answered with one Redis
 // GET (the session; the one-time code needs no storage), with no template
@@ -26,20 +29,16 @@
 package landing
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"html/template"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -159,14 +158,22 @@ type Config struct {
 	Log *slog.Logger
 	// Metrics, when set, registers the landing's metrics.
 	Metrics prometheus.Registerer
+	// Pages describe an assignment's task on the pages that may name it
+	// (the partner's and the task's names, where "Back to Toloka" leads):
+	// Sessions when nil and it implements PageInfos (*session.Service
+	// does); without either, the pages name no task and lead back to
+	// session.DefaultSettings().DefaultReturnURL.
+	Pages PageInfos
 }
 
 // Handler serves the landing.
 type Handler struct {
-	cfg      Config
-	local    *ratelimit.Local
-	outcomes map[string]prometheus.Counter
-	duration prometheus.Observer
+	cfg       Config
+	infos     PageInfos
+	returnURL string // where "Back to Toloka" leads when no project is known
+	local     *ratelimit.Local
+	outcomes  map[string]prometheus.Counter
+	duration  prometheus.Observer
 }
 
 // Outcomes counted by crowdgate_landings_total.
@@ -224,6 +231,14 @@ func New(cfg Config) (*Handler, error) {
 		}
 	}
 	h := &Handler{cfg: cfg, local: ratelimit.NewLocal(ratelimit.LocalConfig{}), outcomes: map[string]prometheus.Counter{}, duration: hist}
+	h.infos = cfg.Pages
+	if h.infos == nil {
+		h.infos, _ = cfg.Sessions.(PageInfos)
+	}
+	h.returnURL = session.DefaultSettings().DefaultReturnURL
+	if h.infos != nil && h.infos.DefaultReturnURL() != "" {
+		h.returnURL = h.infos.DefaultReturnURL()
+	}
 	for _, o := range []string{outcomeRedirect, outcomeBadRequest, outcomeNotFound, outcomeNotActive, outcomeEnded,
 		outcomeConflict, outcomeRateLimited, outcomeUnavailable, outcomeClosed, outcomeBanned} {
 		h.outcomes[o] = counter.WithLabelValues(o)
@@ -298,7 +313,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				panic(p)
 			}
 			h.cfg.Log.Error("panic in the landing", "panic", p, "stack", string(debug.Stack()))
-			h.page(w, outcomeUnavailable, http.StatusServiceUnavailable, 5, pageUnavailable, "")
+			h.page(w, r, outcomeUnavailable, http.StatusServiceUnavailable, defaultRetry, pageUnavailable, session.PageInfo{})
 		}
 		h.duration.Observe(time.Since(start).Seconds())
 	}()
@@ -308,13 +323,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	aid := assignmentID(r.URL.RawQuery)
 	if _, ok := toloka.ParseAssignmentID(aid); !ok {
-		h.page(w, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, "")
+		h.page(w, r, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, session.PageInfo{})
 		return
 	}
 	perIP, perAsg := h.cfg.PerIP, h.cfg.PerAssignment
 	perIP.Name, perAsg.Name = limitName("ip-", h.cfg.ClientIP(r)), "asg-"+aid
 	if retry, ok := h.local.Allow(perIP, perAsg); !ok {
-		h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(retry), pageRateLimited, "")
+		h.page(w, r, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(retry), pageRateLimited, session.PageInfo{})
 		return
 	}
 	l, err := h.cfg.Sessions.Find(r.Context(), aid)
@@ -323,7 +338,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if err := h.cfg.Limiter.Wait(r.Context(), limitKey, perIP, perAsg); err != nil {
 				var re *serviceerror.ResourceExhausted
 				if errors.As(err, &re) {
-					h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(re.RetryAfter), pageRateLimited, "")
+					h.page(w, r, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(re.RetryAfter), pageRateLimited, session.PageInfo{})
 					return
 				}
 				h.fail(w, r, aid, err)
@@ -392,11 +407,6 @@ func limitName(prefix, ip string) string {
 	return prefix + string(b)
 }
 
-func retrySeconds(d time.Duration) int {
-	s := int(math.Ceil(d.Seconds()))
-	return max(s, 1)
-}
-
 // fail answers an error from the session service.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, aid string, err error) {
 	var (
@@ -414,113 +424,53 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, aid string, err e
 	)
 	switch {
 	case errors.As(err, &banned):
-		h.page(w, outcomeBanned, http.StatusForbidden, 0, pageBanned, "")
+		h.page(w, r, outcomeBanned, http.StatusForbidden, 0, pageBanned, h.describe(r, aid))
 	case errors.As(err, &closed):
-		h.page(w, outcomeClosed, http.StatusGone, 0, pageClosed, "")
+		h.page(w, r, outcomeClosed, http.StatusGone, 0, pageClosed, h.describe(r, aid))
 	case errors.As(err, &budget):
-		h.page(w, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(budget.RetryAfter), pageRateLimited, "")
+		h.page(w, r, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(budget.RetryAfter), pageRateLimited, session.PageInfo{})
 	case errors.As(err, &notActive):
 		switch toloka.AssignmentStatus(notActive.Status) {
 		case toloka.AssignmentExpired:
-			h.page(w, outcomeNotActive, http.StatusGone, 0, pageExpired, "")
+			h.page(w, r, outcomeNotActive, http.StatusGone, 0, pageExpired, h.describe(r, aid))
 		case toloka.AssignmentSkipped:
-			h.page(w, outcomeNotActive, http.StatusGone, 0, pageSkipped, "")
+			h.page(w, r, outcomeNotActive, http.StatusGone, 0, pageSkipped, h.describe(r, aid))
 		default:
-			h.page(w, outcomeNotActive, http.StatusConflict, 0, pageSubmitted, "")
+			h.page(w, r, outcomeNotActive, http.StatusConflict, 0, pageSubmitted, h.describe(r, aid))
 		}
 	case errors.As(err, &ended):
 		p := pageEnded
 		if ended.Session.GetEndReason() == crowdgatev1.EndReason_END_REASON_EXPIRED {
 			p = pageSessionExpired
 		}
-		h.page(w, outcomeEnded, http.StatusGone, 0, p, ended.Session.GetReturnUrl())
+		info := h.describe(r, aid)
+		if u := ended.Session.GetReturnUrl(); u != "" {
+			info.ReturnURL = u // the session's own, even when the look-up failed
+		}
+		h.page(w, r, outcomeEnded, http.StatusGone, 0, p, info)
 	case errors.As(err, &ia):
-		h.page(w, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, "")
+		h.page(w, r, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, session.PageInfo{})
 	case errors.As(err, &nf):
-		h.page(w, outcomeNotFound, http.StatusNotFound, 0, pageNotFound, "")
+		h.page(w, r, outcomeNotFound, http.StatusNotFound, 0, pageNotFound, session.PageInfo{})
 	case errors.As(err, &fp):
 		h.cfg.Log.Warn("landing refused", "assignment_id", aid, "err", err)
-		h.page(w, outcomeConflict, http.StatusConflict, 0, pageConflict, "")
+		h.page(w, r, outcomeConflict, http.StatusConflict, 0, pageConflict, h.describe(r, aid))
 	case errors.As(err, &re):
-		h.page(w, outcomeUnavailable, http.StatusServiceUnavailable, retrySeconds(re.RetryAfter), pageUnavailable, "")
+		h.page(w, r, outcomeUnavailable, http.StatusServiceUnavailable, retrySeconds(re.RetryAfter), pageUnavailable, session.PageInfo{})
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		// The Toloker went away; nobody reads the answer.
-		h.page(w, outcomeUnavailable, http.StatusServiceUnavailable, 5, pageUnavailable, "")
+		h.page(w, r, outcomeUnavailable, http.StatusServiceUnavailable, defaultRetry, pageUnavailable, session.PageInfo{})
 	default:
 		h.cfg.Log.Warn("landing unavailable", "assignment_id", aid, "err", err)
-		h.page(w, outcomeUnavailable, http.StatusServiceUnavailable, 5, pageUnavailable, "")
+		// Toloka's or Redis's own retry hint, when the error has one.
+		retry := defaultRetry
+		if un := (*serviceerror.Unavailable)(nil); errors.As(err, &un) && un.RetryAfter > 0 {
+			retry = retrySeconds(un.RetryAfter)
+		}
+		h.page(w, r, outcomeUnavailable, http.StatusServiceUnavailable, retry, pageUnavailable, session.PageInfo{})
 	}
 }
 
-// pageText is one page's wording.
-type pageText struct {
-	Title, Message string
-}
-
-var (
-	pageMalformed = pageText{"This link is not valid",
-		"The link that brought you here has no valid task (assignment) id. Please go back to Toloka and start the task again."}
-	pageNotFound = pageText{"Task not found",
-		"We could not find this task. It may belong to another service, or the link may be incomplete. Please go back to Toloka and start the task again."}
-	pageSubmitted = pageText{"Task already submitted",
-		"This task has already been submitted, so it cannot be started again. You can pick a new task in Toloka."}
-	pageExpired = pageText{"Task expired",
-		"The time for this task has run out. You can pick a new task in Toloka."}
-	pageBanned = pageText{"You cannot take this task",
-		"The requester does not accept work from your account on this task. You can pick another task in Toloka."}
-	pageClosed = pageText{"Task closed",
-		"The requester has closed this task, so it cannot be started any more. You can pick a new task in Toloka."}
-	pageSkipped = pageText{"Task skipped",
-		"This task was skipped, so it cannot be started again. You can pick a new task in Toloka."}
-	pageEnded = pageText{"Your session has ended",
-		"Your work on this task is finished. Thank you! You can return to Toloka for more tasks."}
-	pageSessionExpired = pageText{"Your session has expired",
-		"The time for this task has run out. You can return to Toloka for more tasks."}
-	pageConflict = pageText{"This task cannot be opened",
-		"This task is linked to another account. Please go back to Toloka and start the task again."}
-	pageRateLimited = pageText{"Too many attempts",
-		"Please wait a few seconds, then try again."}
-	pageUnavailable = pageText{"Temporarily unavailable",
-		"We cannot open this task right now. Please try again in a minute."}
-)
-
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222;line-height:1.5}a{color:#0b57d0}</style>
-</head>
-<body>
-<h1>{{.Title}}</h1>
-<p>{{.Message}}</p>
-{{if .ReturnURL}}<p><a href="{{.ReturnURL}}">Return to Toloka</a></p>{{end}}
-</body>
-</html>
-`))
-
-// page writes an HTML page with status (and Retry-After when retry > 0).
-func (h *Handler) page(w http.ResponseWriter, outcome string, status, retry int, p pageText, returnURL string) {
-	var buf bytes.Buffer
-	_ = pageTemplate.Execute(&buf, struct {
-		pageText
-		ReturnURL string
-	}{p, returnURL})
-	hdr := w.Header()
-	hdr.Del("Location")
-	hdr.Set("Content-Type", "text/html; charset=utf-8")
-	hdr.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	hdr.Set("X-Frame-Options", "DENY")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Referrer-Policy", "no-referrer")
-	if retry > 0 {
-		hdr.Set("Retry-After", strconv.Itoa(retry))
-	}
-	hdr.Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
-	h.outcomes[outcome].Inc()
-}
+// defaultRetry is the Retry-After, in seconds, of a 503 whose cause gives
+// no time.
+const defaultRetry = 5

@@ -14,6 +14,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/restriction"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
@@ -53,7 +54,7 @@ func (s *Service) find(ctx context.Context, aid string, bin [assignmentBinLen]by
 	if err != nil {
 		return nil, err
 	}
-	return s.landed(raw, bin, false, onlyTenant)
+	return s.landed(ctx, raw, bin, false, onlyTenant)
 }
 
 // Land starts or finds the session of an assignment for a Toloker who
@@ -88,9 +89,23 @@ func (s *Service) land(ctx context.Context, aid, onlyTenant string) (*Landing, e
 		}
 		switch kind {
 		case foundSession:
-			return s.landed([]byte(payload), bin, false, onlyTenant)
+			return s.landed(ctx, []byte(payload), bin, false, onlyTenant)
 		case foundAnswer:
-			return nil, cachedAnswer(aid, payload)
+			if !strings.HasPrefix(payload, "b:") {
+				return nil, cachedAnswer(aid, payload)
+			}
+			// The Toloker was banned where the assignment is: still so?
+			banned, err := s.stillBanned(ctx, aid, payload)
+			if err != nil {
+				return nil, err
+			}
+			if banned != nil {
+				return nil, banned
+			}
+			if err := s.store.forget(ctx, aid, payload); err != nil {
+				return nil, err
+			}
+			continue // the ban was lifted: ask Toloka again
 		case tookLock:
 			return s.resolveAndCreate(ctx, aid, bin, lockToken, onlyTenant)
 		}
@@ -109,8 +124,11 @@ func (s *Service) land(ctx context.Context, aid, onlyTenant string) (*Landing, e
 }
 
 // landed turns a stored record into the landing's answer, with a code
-// minted now (after any wait for Toloka), so it has its whole CodeTTL.
-func (s *Service) landed(raw []byte, bin [assignmentBinLen]byte, created bool, onlyTenant string) (*Landing, error) {
+// minted now (after any wait for Toloka), so it has its whole CodeTTL. An
+// ended session of a Toloker banned where it is answers *BannedError (no
+// Toloka call: the record names the Toloker); only ended records are
+// checked, so a warm landing stays one GET.
+func (s *Service) landed(ctx context.Context, raw []byte, bin [assignmentBinLen]byte, created bool, onlyTenant string) (*Landing, error) {
 	active, base, suffix, _, err := redirectSlices(raw)
 	if err != nil {
 		return nil, err
@@ -129,9 +147,43 @@ func (s *Service) landed(raw []byte, bin [assignmentBinLen]byte, created bool, o
 		return nil, &serviceerror.NotFound{Resource: "assignment", ID: r.session.GetAssignmentId()}
 	}
 	if !r.active() {
+		sess := r.session
+		ban, banned, err := s.bannedIn(ctx, sess.GetTenantId(), sess.GetUserId(), sess.GetPoolId())
+		if err != nil {
+			return nil, err
+		}
+		if banned {
+			return nil, &BannedError{AssignmentID: sess.GetAssignmentId(), Scope: ban.Scope.Name()}
+		}
 		return nil, &EndedError{Session: r.session}
 	}
 	return newLanding(base, suffix, s.codes.mint(bin, s.now().Add(s.settings.CodeTTL)), created, raw), nil
+}
+
+// banAnswer is the cached answer about an assignment whose Toloker (as
+// Toloka answered) was banned where the assignment is,
+// "b:<tenant>\t<user>\t<credential>\t<project>\t<pool>": later landings
+// with it are refused without asking Toloka while the ban lasts.
+func banAnswer(tenantID, userID string, t restriction.Target) string {
+	return "b:" + strings.Join([]string{tenantID, userID, t.CredentialID, t.ProjectID, t.PoolID}, "\t")
+}
+
+// stillBanned checks a cached ban answer against the Toloker's bans now:
+// the refusal when one still covers the assignment's place, nil when none
+// does.
+func (s *Service) stillBanned(ctx context.Context, aid, answer string) (*BannedError, error) {
+	parts := strings.Split(strings.TrimPrefix(answer, "b:"), "\t")
+	if len(parts) != 5 {
+		return nil, nil // not readable: ask Toloka again
+	}
+	rs, err := s.tolokers.Restrictions(ctx, parts[0], parts[1])
+	if err != nil {
+		return nil, err
+	}
+	if r, ok := restriction.Covering(rs, restriction.Target{CredentialID: parts[2], ProjectID: parts[3], PoolID: parts[4]}, s.now()); ok {
+		return &BannedError{AssignmentID: aid, Scope: r.Scope.Name()}, nil
+	}
+	return nil, nil
 }
 
 // newLanding builds the redirect to base + "code=" + code + suffix in one
@@ -193,9 +245,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 		if errors.As(err, &neg) {
 			answer, ttl, err = neg.answer, neg.ttl, neg.err
 		}
-		if rerr := s.store.release(context.WithoutCancel(ctx), aid, lockToken, answer, ttl); rerr != nil {
-			s.log.Warn("session: releasing the resolve lock failed", "assignment_id", aid, "err", rerr)
-		}
+		s.releaseLock(context.WithoutCancel(ctx), aid, lockToken, answer, ttl)
 		return nil, err
 	}
 	raw, err := r.marshal()
@@ -205,7 +255,30 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	// Toloka has answered: store the session even if this Toloker has gone
 	// away meanwhile, so the next landing need not ask again.
 	ctx = context.WithoutCancel(ctx)
-	created, stored, err := s.store.create(ctx, aid, raw, r.session.GetExpireTime().AsTime().Sub(s.now()), lockToken)
+	sess := r.session
+	// The Toloker registry lists the session before it exists, so no
+	// session exists that the registry missed (a replica killed between
+	// the two writes leaves a session counted that never existed: it reads
+	// as expired). It answers the Toloker's bans as they are after the
+	// listing: a ban made while Toloka was asked (after the check in
+	// resolve) refuses the landing here. The ban writes its restriction
+	// before it looks for live sessions, and this reads after listing the
+	// session, so one of the two sees the other.
+	rs, err := s.tolokers.Started(ctx, sess.TenantId, sess.UserId, sess.SessionId, sess.PoolId, sess.ProjectId, sess.GetExpireTime().AsTime())
+	if err != nil {
+		s.releaseLock(ctx, aid, lockToken, "", 0)
+		return nil, err
+	}
+	if ban, ok := restriction.Covering(rs, r.target(), s.now()); ok {
+		s.abandon(ctx, sess)
+		s.metrics.resolved("banned")
+		s.releaseLock(ctx, aid, lockToken, banAnswer(sess.TenantId, sess.UserId, r.target()), s.settings.NotActiveTTL)
+		return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
+	}
+	created, stored, err := s.store.create(ctx, aid, raw, sess.GetExpireTime().AsTime().Sub(s.now()), lockToken)
+	if err != nil || !created {
+		s.abandon(ctx, sess) // this session was not stored
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -215,14 +288,14 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	if created {
 		s.metrics.started.Inc()
 		if err := s.store.listLive(ctx, r, s.now()); err != nil {
-			s.log.Warn("session: listing a live session failed", "session_id", r.session.SessionId, "err", err)
+			s.log.Warn("session: listing a live session failed", "session_id", sess.SessionId, "err", err)
 		}
 		// A fresh landing, with an assignment Toloka gave this Toloker,
 		// lifts a bar from an earlier revoked session in the pool.
-		if err := s.store.unblock(ctx, r.session.TenantId, r.session.PoolId, r.session.UserId); err != nil {
-			s.log.Warn("session: lifting a bar failed", "session_id", r.session.SessionId, "err", err)
+		if err := s.store.unblock(ctx, sess.TenantId, sess.PoolId, sess.UserId); err != nil {
+			s.log.Warn("session: lifting a bar failed", "session_id", sess.SessionId, "err", err)
 		}
-		return s.landed([]byte(stored), bin, true, onlyTenant)
+		return s.landed(ctx, []byte(stored), bin, true, onlyTenant)
 	}
 	// Another landing stored the assignment's session first (its lock
 	// expired while this one waited on Toloka): it must be the same Toloker.
@@ -235,7 +308,23 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 			"assignment_id", aid, "session_id", existing.session.GetSessionId())
 		return nil, serviceerror.NewFailedPrecondition("assignment %s is bound to another Toloker's session", aid)
 	}
-	return s.landed([]byte(stored), bin, false, onlyTenant)
+	return s.landed(ctx, []byte(stored), bin, false, onlyTenant)
+}
+
+// releaseLock stores a final answer about the assignment (when answer is
+// not empty) and releases the resolve lock held with token.
+func (s *Service) releaseLock(ctx context.Context, aid, token, answer string, ttl time.Duration) {
+	if err := s.store.release(ctx, aid, token, answer, ttl); err != nil {
+		s.log.Warn("session: releasing the resolve lock failed", "assignment_id", aid, "err", err)
+	}
+}
+
+// abandon takes back the registry's count of a session that was not
+// stored after all.
+func (s *Service) abandon(ctx context.Context, sess *crowdgatev1.Session) {
+	if err := s.tolokers.Abandoned(ctx, sess.TenantId, sess.UserId, sess.SessionId); err != nil {
+		s.log.Warn("session: taking back a session the Toloker registry counted failed", "session_id", sess.SessionId, "err", err)
+	}
 }
 
 // resolve asks the catalog for the assignment (Toloka through the pool's
@@ -301,6 +390,19 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 		s.metrics.resolved("error")
 		return nil, tolokaUnavailable(errors.New("Toloka answered an assignment without user_id"))
 	}
+	// Toloka has named the Toloker: a ban of theirs that covers the pool
+	// refuses the landing, and the answer is kept so that the next
+	// landings with this assignment are refused without asking Toloka.
+	target := restriction.Target{CredentialID: found.Project.GetCredentialId(), ProjectID: found.Project.GetProjectId(), PoolID: found.Pool.GetPoolId()}
+	rs, err := s.tolokers.Restrictions(ctx, found.Pool.GetTenantId(), a.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if ban, ok := restriction.Covering(rs, target, now); ok {
+		s.metrics.resolved("banned")
+		return nil, &negative{err: &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()},
+			answer: banAnswer(found.Pool.GetTenantId(), a.UserID, target), ttl: s.settings.NotActiveTTL}
+	}
 	s.metrics.resolved("active")
 	return s.newRecord(aid, bin, found.Pool, found.Project, a.UserID)
 }
@@ -356,5 +458,6 @@ func (s *Service) newRecord(aid string, bin [assignmentBinLen]byte, p *crowdgate
 		redirectSuffix: suffix,
 		audience:       audience,
 		tolokaPoolID:   p.GetTolokaPoolId(),
+		credentialID:   prj.GetCredentialId(),
 	}, nil
 }

@@ -1,9 +1,15 @@
 package session
 
 import (
+	"context"
 	"errors"
+	"slices"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // metrics are the service's Prometheus metrics.
@@ -39,6 +45,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.resolves = register(reg, m.resolves)
 		m.exchanges = register(reg, m.exchanges)
 	}
+	// Every result's series exists from the start, at zero (rates and
+	// ratios over them work before the first of each).
+	for _, r := range []string{"active", "not_active", "not_found", "closed", "over_budget", "error"} {
+		m.resolves.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "unknown", "ended"} {
+		m.exchanges.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -58,3 +72,30 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 
 func (m *metrics) resolved(result string)  { m.resolves.WithLabelValues(result).Inc() }
 func (m *metrics) exchanged(result string) { m.exchanges.WithLabelValues(result).Inc() }
+
+// LiveSessions counts the sessions live now (started, not ended, not
+// expired) in the given pools of a tenant: one ZCOUNT of each pool's live
+// index, pipelined. The gateway's crowdgate_sessions_live gauge sums it over
+// every pool.
+func (s *Service) LiveSessions(ctx context.Context, tenantID string, poolIDs []string) (int64, error) {
+	now := "(" + strconv.FormatInt(s.now().UnixMilli(), 10)
+	var total int64
+	for batch := range slices.Chunk(poolIDs, countBatch) {
+		cmds := make([]*redis.IntCmd, len(batch))
+		if _, err := s.store.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, poolID := range batch {
+				cmds[i] = p.ZCount(ctx, s.store.liveKey(tenantID, poolID), now, "+inf")
+			}
+			return nil
+		}); err != nil {
+			return 0, storage.Unavailable(err)
+		}
+		for _, c := range cmds {
+			total += c.Val()
+		}
+	}
+	return total, nil
+}
+
+// countBatch bounds the commands of one pipeline of LiveSessions.
+const countBatch = 1000

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/platform/restriction"
 )
 
 // A session's Redis record is small and binary:
@@ -44,6 +45,14 @@ type record struct {
 	audience string
 	// tolokaPoolID is Toloka's id of the session's pool.
 	tolokaPoolID string
+	// credentialID is the credential of the pool's project, known when
+	// the record is made (it is not stored: the pool's route has it).
+	credentialID string
+}
+
+// target is where the session is, for bans.
+func (r *record) target() restriction.Target {
+	return restriction.Target{CredentialID: r.credentialID, ProjectID: r.session.GetProjectId(), PoolID: r.session.GetPoolId()}
 }
 
 func (r *record) active() bool {

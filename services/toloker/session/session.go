@@ -20,6 +20,16 @@
 // (HMAC under the code key) rather than stored, so a landing writes
 // nothing; the exchange marks a code used (codes.go).
 //
+// Every session started and ended is recorded in the Toloker registry
+// (Tolokers), which also holds the Toloker's bans: a landing refuses a
+// banned Toloker (BannedError) as soon as it knows who lands, without
+// asking Toloka when the assignment's session (its record names the
+// Toloker) or an earlier refusal (cached with the assignment) tells it; the
+// first landing of an assignment asks Toloka once, as every first landing
+// does. The registry lists a new session before it is stored and is read
+// for bans after that, so a ban made meanwhile is never missed. A warm
+// landing of a live session reads nothing more than its record.
+//
 // A session's record expires with the pool's assignment_max_duration_seconds
 // plus a margin (its Redis TTL), and a session ends earlier on close_session,
 // on Toloka's flags (restricted, filtered out) or explicitly (EndSession,
@@ -50,6 +60,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/platform/restriction"
 	"github.com/crowdgate/crowdgate/services/platform/settings"
 	"github.com/crowdgate/crowdgate/services/platform/token"
 )
@@ -148,11 +159,30 @@ type Config struct {
 	Metrics prometheus.Registerer
 }
 
+// Tolokers is the registry of Tolokers the sessions keep up to date and
+// read bans from (*registry.Registry). Its writes happen on a session's
+// start (an assignment's first landing) and end only, never on a warm
+// landing.
+type Tolokers interface {
+	// Started records a started session, once, and returns the Toloker's
+	// restrictions in force.
+	Started(ctx context.Context, tenantID, userID, sessionID, poolID, projectID string, expires time.Time) ([]restriction.Restriction, error)
+	// Abandoned takes back a started session that was not stored after all.
+	Abandoned(ctx context.Context, tenantID, userID, sessionID string) error
+	// Ended records how a session ended, once.
+	Ended(ctx context.Context, tenantID, userID, sessionID, poolID string, reason crowdgatev1.EndReason) (bool, error)
+	// Restrictions returns the Toloker's restrictions in force.
+	Restrictions(ctx context.Context, tenantID, userID string) ([]restriction.Restriction, error)
+	// LiveSessions returns the Toloker's live sessions.
+	LiveSessions(ctx context.Context, tenantID, userID string) ([]restriction.LiveSession, error)
+}
+
 // Service implements crowdgatev1.SessionServiceServer and the session
 // operations other capabilities use (Get, End, RecordSubmit, LiveCount).
 type Service struct {
 	crowdgatev1.UnimplementedSessionServiceServer
 	store    *store
+	tolokers Tolokers
 	catalog  *catalog.Catalog
 	signer   *token.Signer
 	codes    *codeMinter
@@ -162,12 +192,12 @@ type Service struct {
 	metrics  *metrics
 }
 
-// NewService returns the session service. Redis, Catalog, Signer and a
-// CodeKey of CodeKeySize bytes are required.
-func NewService(cfg Config) (*Service, error) {
+// NewService returns the session service over the Toloker registry.
+// Redis, Catalog, Signer and a CodeKey of CodeKeySize bytes are required.
+func NewService(cfg Config, tolokers Tolokers) (*Service, error) {
 	switch {
-	case cfg.Redis == nil || cfg.Catalog == nil || cfg.Signer == nil:
-		return nil, errors.New("session: Config.Redis, Catalog and Signer are required")
+	case cfg.Redis == nil || cfg.Catalog == nil || cfg.Signer == nil || tolokers == nil:
+		return nil, errors.New("session: Config.Redis, Catalog, Signer and the Tolokers are required")
 	case len(cfg.CodeKey) != CodeKeySize:
 		return nil, fmt.Errorf("session: Config.CodeKey must be %d bytes", CodeKeySize)
 	}
@@ -199,6 +229,7 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	return &Service{
 		store:    &store{rdb: cfg.Redis, landing: landing, prefix: cfg.Prefix},
+		tolokers: tolokers,
 		catalog:  cfg.Catalog,
 		signer:   cfg.Signer,
 		codes:    newCodeMinter(cfg.CodeKey),
@@ -371,6 +402,14 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 			s.log.Warn("session: unlisting an ended session failed", "session_id", sessionID, "err", err)
 		}
 	}
+	if !r.active() {
+		// Counted once by the registry, however often the end is seen, so
+		// an end whose count was lost to a failure is counted by the next.
+		sess := r.session
+		if _, err := s.tolokers.Ended(ctx, sess.TenantId, sess.UserId, sessionID, sess.PoolId, sess.GetEndReason()); err != nil {
+			s.log.Warn("session: recording an ended session in the Toloker registry failed", "session_id", sessionID, "err", err)
+		}
+	}
 	if bars(r.session.GetEndReason()) {
 		// Written whenever such an end is seen (also again), so a bar lost
 		// to a failure is restored by the next End.
@@ -395,13 +434,78 @@ func bars(reason crowdgatev1.EndReason) bool {
 // Barred returns why a Toloker may not submit to a pool without a session
 // (END_REASON_UNSPECIFIED when they may): once a session of theirs in the
 // pool was revoked or ended by Toloka's flags, until a fresh landing opens
-// a new one.
+// a new one; and while a ban covers the pool (REVOKED).
 func (s *Service) Barred(ctx context.Context, tenantID, poolID, userID string) (crowdgatev1.EndReason, error) {
 	v, err := s.store.blocked(ctx, tenantID, poolID, userID)
-	if err != nil || v == "" {
+	if err != nil {
 		return crowdgatev1.EndReason_END_REASON_UNSPECIFIED, err
 	}
-	return crowdgatev1.EndReason(crowdgatev1.EndReason_value[v]), nil
+	if v != "" {
+		return crowdgatev1.EndReason(crowdgatev1.EndReason_value[v]), nil
+	}
+	_, banned, err := s.bannedIn(ctx, tenantID, userID, poolID)
+	switch {
+	case err != nil:
+		return crowdgatev1.EndReason_END_REASON_UNSPECIFIED, err
+	case banned:
+		return crowdgatev1.EndReason_END_REASON_REVOKED, nil
+	}
+	return crowdgatev1.EndReason_END_REASON_UNSPECIFIED, nil
+}
+
+// bannedIn returns the ban of the Toloker that covers the pool, if any.
+// The pool's project and credential come from its route (kept in memory).
+func (s *Service) bannedIn(ctx context.Context, tenantID, userID, poolID string) (restriction.Restriction, bool, error) {
+	rs, err := s.tolokers.Restrictions(ctx, tenantID, userID)
+	if err != nil || len(rs) == 0 {
+		return restriction.Restriction{}, false, err
+	}
+	route, err := s.catalog.Route(ctx, tenantID, poolID)
+	if err != nil {
+		return restriction.Restriction{}, false, err
+	}
+	r, ok := restriction.Covering(rs, restriction.Target{CredentialID: route.CredentialID, ProjectID: route.ProjectID, PoolID: poolID}, s.now())
+	return r, ok, nil
+}
+
+// LiveAssignment returns the assignment of the Toloker's live session in
+// the pool (the one that expires last, if several), "" when they have none.
+func (s *Service) LiveAssignment(ctx context.Context, tenantID, poolID, userID string) (string, error) {
+	live, err := s.tolokers.LiveSessions(ctx, tenantID, userID)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range live {
+		if l.PoolID != poolID {
+			continue
+		}
+		if aid, ok := assignmentOfSession(l.SessionID); ok {
+			return aid, nil
+		}
+	}
+	return "", nil
+}
+
+// OfAssignments returns the sessions Crowdgate still keeps of assignments
+// of the tenant, by assignment id (the others are left out).
+func (s *Service) OfAssignments(ctx context.Context, tenantID string, assignmentIDs []string) (map[string]*crowdgatev1.Session, error) {
+	raws, err := s.store.getMany(ctx, assignmentIDs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*crowdgatev1.Session, len(raws))
+	for aid, raw := range raws {
+		r, err := unmarshalRecord(raw)
+		if err != nil {
+			return nil, err
+		}
+		if r.session.GetTenantId() != tenantID {
+			continue
+		}
+		s.view(r)
+		out[aid] = r.session
+	}
+	return out, nil
 }
 
 // RecordSubmit adds one submit and its reward to a session's totals,

@@ -413,7 +413,7 @@ func TestCodesWorkAcrossReplicasWithTheSameKey(t *testing.T) {
 	code := land(t, env, aid).Code
 
 	cfg := env.Config
-	other := newService(t, cfg)
+	other := newService(t, env, cfg)
 	if _, err := other.Exchange(ctx, tenant.Default, code); err != nil {
 		t.Fatalf("exchange on a replica with the same key: %v", err)
 	}
@@ -421,13 +421,13 @@ func TestCodesWorkAcrossReplicasWithTheSameKey(t *testing.T) {
 	// codes that live too long: they are refused.
 	ahead := cfg
 	ahead.Now = func() time.Time { return time.Now().Add(session.MaxClockSkew + time.Minute) }
-	if l, err := newService(t, ahead).Land(ctx, aid); err != nil {
+	if l, err := newService(t, env, ahead).Land(ctx, aid); err != nil {
 		t.Fatal(err)
 	} else if _, err := other.Exchange(ctx, tenant.Default, l.Code); !isNotFound(err) {
 		t.Errorf("exchange of a code from a clock %v ahead = %v, want NotFound", session.MaxClockSkew+time.Minute, err)
 	}
 	cfg.CodeKey = []byte("a different key, also 32 bytes..")
-	stranger := newService(t, cfg)
+	stranger := newService(t, env, cfg)
 	if _, err := stranger.Exchange(ctx, tenant.Default, land(t, env, aid).Code); !isNotFound(err) {
 		t.Errorf("exchange on a replica with another key = %v, want NotFound", err)
 	}
@@ -803,9 +803,9 @@ func TestSessionRecordIsSmall(t *testing.T) {
 var defaults = session.DefaultSettings()
 
 // newService builds another replica of the service from cfg.
-func newService(t *testing.T, cfg session.Config) *session.Service {
+func newService(t *testing.T, env *sessiontest.Env, cfg session.Config) *session.Service {
 	t.Helper()
-	s, err := session.NewService(cfg)
+	s, err := session.NewService(cfg, env.Tolokers)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,8 @@ import (
 //
 //	P ses:{aid}            the session record (see record.go), TTL = expiry
 //	P ses-used:{aid}:<n>   a used one-time code (n is its nonce), until it expires + MaxClockSkew
-//	P ses-neg:{aid}        Toloka's cached final "no" for the assignment
+//	P ses-neg:{aid}        Toloka's cached final "no" for the assignment (or that its
+//	                       Toloker is banned where it is: "b:...", see land.go)
 //	P ses-lock:{aid}       the resolve lock while Toloka is asked
 //	P ses-live:{tenant/pool} sorted set of active session ids by expiry
 //	P ses-unknown:{tenant/pool}:<window>  landings of ids Toloka does not know, this window
@@ -43,12 +44,15 @@ var (
 	exchangeLua string
 	//go:embed lua/live_add.lua
 	liveAddLua string
+	//go:embed lua/forget.lua
+	forgetLua string
 
 	landScript     = redis.NewScript(landLua)
 	createScript   = redis.NewScript(createLua)
 	releaseScript  = redis.NewScript(releaseLua)
 	exchangeScript = redis.NewScript(exchangeLua)
 	liveAddScript  = redis.NewScript(liveAddLua)
+	forgetScript   = redis.NewScript(forgetLua)
 )
 
 func (s *store) sessionKey(aid string) string { return s.prefix + "ses:{" + aid + "}" }
@@ -59,6 +63,39 @@ func (s *store) negKey(aid string) string  { return s.prefix + "ses-neg:{" + aid
 func (s *store) lockKey(aid string) string { return s.prefix + "ses-lock:{" + aid + "}" }
 func (s *store) liveKey(tenantID, poolID string) string {
 	return s.prefix + "ses-live:{" + tenantID + "/" + poolID + "}"
+}
+
+// getMany reads the records of assignments (those that have one) in one
+// pipeline.
+func (s *store) getMany(ctx context.Context, aids []string) (map[string][]byte, error) {
+	cmds := make([]*redis.StringCmd, len(aids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, aid := range aids {
+			cmds[i] = p.Get(ctx, s.sessionKey(aid))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storage.Unavailable(err)
+	}
+	out := make(map[string][]byte, len(aids))
+	for i, c := range cmds {
+		b, err := c.Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, storage.Unavailable(err)
+		}
+		out[aids[i]] = b
+	}
+	return out, nil
+}
+
+// forget drops the cached answer about an assignment if it is still
+// answer (a ban was lifted: the answer no longer holds).
+func (s *store) forget(ctx context.Context, aid, answer string) error {
+	return storage.Unavailable(forgetScript.Run(ctx, s.rdb, []string{s.negKey(aid)}, answer).Err())
 }
 
 // errNoRecord is get's answer for an assignment without a session.

@@ -1,7 +1,14 @@
 package submission
 
 import (
+	"context"
+	"errors"
+	"slices"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // metrics are the service's Prometheus metrics.
@@ -54,6 +61,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Outbox entries, by kind: ready (in the streams) or scheduled (waiting for a retry).",
 		}, []string{"kind"}),
 	}
+	// Every outcome's series exists from the start, at zero, so rates and
+	// ratios over them (dashboards, alerts) work before the first of each.
+	for _, o := range []string{outDelivered, outRetry, outDead} {
+		m.attempts.WithLabelValues(o)
+	}
+	for _, r := range []string{"ok", "busy", "stale"} {
+		m.claims.WithLabelValues(r)
+	}
+	for _, k := range []string{"ready", "scheduled"} {
+		m.backlog.WithLabelValues(k)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.received, m.replayed, m.delivered, m.dead, m.requeued, m.reclaimed,
 			m.replicaShortfall, m.attempts, m.claims, m.latency, m.lag, m.backlog} {
@@ -64,3 +82,33 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// DeadLetters counts the submissions DEAD now in the given pools of a
+// tenant: one HGET of each pool's totals (kept exact by the Lua scripts),
+// pipelined. The gateway's crowdgate_submission_dead_letters gauge sums it
+// over every pool.
+func (s *Service) DeadLetters(ctx context.Context, tenantID string, poolIDs []string) (int64, error) {
+	var total int64
+	for batch := range slices.Chunk(poolIDs, countBatch) {
+		cmds := make([]*redis.StringCmd, len(batch))
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, poolID := range batch {
+				cmds[i] = p.HGet(ctx, s.st.totalsKey(shardOf(tenantID, poolID), tenantID, poolID), "dead")
+			}
+			return nil
+		}); err != nil && !errors.Is(err, redis.Nil) {
+			return 0, storage.Unavailable(err)
+		}
+		for _, c := range cmds {
+			n, err := c.Int64()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return 0, storage.Unavailable(err)
+			}
+			total += n
+		}
+	}
+	return total, nil
+}
+
+// countBatch bounds the commands of one pipeline of DeadLetters.
+const countBatch = 1000

@@ -71,6 +71,9 @@ const (
 //	<prefix>outbox:{sub:N}                          the shard's outbox stream
 //	<prefix>sched:{sub:N}                           the shard's retry schedule (zset)
 //	<prefix>lease:{sub:N}:<submission id>           delivery lease
+//	<prefix>asub:{sub:N}:<tenant>:<assignment>      the assignment's submissions (zset by id)
+//	<prefix>tpay:{sub:N}:<tenant>:<user>            the Toloker's pay counters in the shard
+//	                                                (hash: delivered, dead, rd), TTL PayRetention
 //
 // The record hash holds pb (the Submission's request part as protobuf), st
 // (state), att (attempts), amt (reward in units of 1e-8 USD), tp (Toloka pool
@@ -80,6 +83,9 @@ const (
 type store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// payRetention is the TTL of a Toloker's pay counters, renewed by
+	// every change.
+	payRetention time.Duration
 	// batch groups concurrent accepts into pipelines.
 	batch batcher
 }
@@ -112,6 +118,19 @@ func (s *store) deadKey(shard int, tenantID, poolID string) string {
 	return s.prefix + "dead:" + tag(shard) + ":" + tenantID + ":" + poolID
 }
 func (s *store) streamKey(shard int) string { return s.prefix + "outbox:" + tag(shard) }
+
+// assignmentKey is the index of an assignment's submissions (in the shard
+// of the pool the assignment is in).
+func (s *store) assignmentKey(shard int, tenantID, assignmentID string) string {
+	return s.prefix + "asub:" + tag(shard) + ":" + tenantID + ":" + assignmentID
+}
+
+// payKey holds a Toloker's pay counters in one shard: the finish script
+// changes them with the submission's state, so each submission is counted
+// once, exactly (see lua/finish.lua).
+func (s *store) payKey(shard int, tenantID, userID string) string {
+	return s.prefix + "tpay:" + tag(shard) + ":" + tenantID + ":" + userID
+}
 
 // sessionPendingKey is the set of a session's submissions not yet settled
 // (QUEUED): a close_session submit waits until it is the only one left, so
@@ -197,7 +216,7 @@ func idTime(id string) time.Time {
 type acceptArgs struct {
 	shard                      int
 	tenantID, poolID, id       string
-	sessionID                  string
+	sessionID, assignmentID    string
 	retryID                    string
 	useIdem                    bool
 	reject                     string
@@ -240,9 +259,10 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 			s.streamKey(a.shard),
 			s.leaseKey(a.shard, a.id),
 			s.sessionPendingKey(a.shard, a.tenantID, a.sessionID),
+			s.assignmentKey(a.shard, a.tenantID, a.assignmentID),
 		},
 		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
-			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != "")},
+			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != "")},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
 		done: make(chan struct{}),
 	}
@@ -564,7 +584,7 @@ type outcome struct {
 
 // finish records an attempt's outcome; it returns what the script applied
 // (delivered, retry, dead, skip, gone).
-func (s *store) finish(ctx context.Context, e entry, poolID, sessionID, token string, at time.Time, o outcome) (string, error) {
+func (s *store) finish(ctx context.Context, e entry, poolID, sessionID, userID, token string, at time.Time, o outcome) (string, error) {
 	var errBytes []byte
 	if o.err != nil {
 		var err error
@@ -584,8 +604,9 @@ func (s *store) finish(ctx context.Context, e entry, poolID, sessionID, token st
 		s.schedKey(e.shard),
 		s.leaseKey(e.shard, e.id),
 		s.sessionPendingKey(e.shard, e.tenantID, sessionID),
+		s.payKey(e.shard, e.tenantID, userID),
 	}, o.kind, e.entryID, token, group, at.UnixMilli(), errBytes, fl, o.backoff.Milliseconds(),
-		schedMember(e.tenantID, e.id), e.id).Result()
+		schedMember(e.tenantID, e.id), e.id, s.payRetention.Milliseconds()).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)
 	}
@@ -604,12 +625,13 @@ func bit(b bool) string {
 }
 
 // requeue moves a DEAD submission back to the outbox.
-func (s *store) requeue(ctx context.Context, shard int, tenantID, poolID, id string, now time.Time) (string, error) {
+func (s *store) requeue(ctx context.Context, shard int, tenantID, poolID, userID, id string, now time.Time) (string, error) {
 	raw, err := requeueScript.Run(ctx, s.rdb, []string{
 		s.recordKey(shard, tenantID, id),
 		s.totalsKey(shard, tenantID, poolID),
 		s.deadKey(shard, tenantID, poolID),
 		s.streamKey(shard),
+		s.payKey(shard, tenantID, userID),
 	}, tenantID, id, now.UnixMilli()).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)

@@ -21,6 +21,14 @@
 //
 // Toloka's flags act: restriction_match or a failed filter_match ends the
 // Toloker's session, as does close_session.
+//
+// Each Submission names its assignment (the session's; for a submit by
+// pool and user, the Toloker's live session's in the pool, or none), and
+// the accept script indexes a pool's submissions by assignment for the
+// review queue (AssignmentWork). The finish script counts each Toloker's
+// delivered and dead submits and the reward delivered with the state
+// change itself, so each submission is counted once, exactly; the Toloker
+// registry reads those counters (TolokerPay).
 package submission
 
 import (
@@ -59,8 +67,12 @@ type Sessions interface {
 	// Barred says why a Toloker may not submit to a pool without a session
 	// (END_REASON_UNSPECIFIED when they may): a session of theirs there
 	// was revoked or ended by Toloka's flags, and they have not landed
-	// again since.
+	// again since; or a ban covers the pool.
 	Barred(ctx context.Context, tenantID, poolID, userID string) (crowdgatev1.EndReason, error)
+	// LiveAssignment returns the assignment of the Toloker's live session
+	// in the pool (the newest, if several), "" when they have none: the
+	// assignment a submit by pool and user belongs to.
+	LiveAssignment(ctx context.Context, tenantID, poolID, userID string) (string, error)
 }
 
 // Settings tune the outbox. Zero durations and counts take the defaults.
@@ -160,7 +172,15 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Now is the clock of record timestamps. Default time.Now.
 	Now func() time.Time
+	// PayRetention is how long a Toloker's pay counters (TolokerPay) are
+	// kept after their last change: the gateway gives the Toloker
+	// registry's retention. Zero: DefaultPayRetention.
+	PayRetention time.Duration
 }
+
+// DefaultPayRetention is the pay counters' retention when Config sets none
+// (the Toloker registry's default, 180 days).
+const DefaultPayRetention = 180 * 24 * time.Hour
 
 // Service implements crowdgatev1.SubmissionServiceServer and runs the
 // outbox's delivery workers (Run).
@@ -198,6 +218,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.PayRetention <= 0 {
+		cfg.PayRetention = DefaultPayRetention
+	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, err
@@ -212,7 +235,7 @@ func New(cfg Config) (*Service, error) {
 		sessions: cfg.Sessions,
 		rdb:      cfg.Redis,
 		now:      cfg.Now,
-		st:       &store{rdb: cfg.Redis, prefix: cfg.Prefix},
+		st:       &store{rdb: cfg.Redis, prefix: cfg.Prefix, payRetention: cfg.PayRetention},
 		log:      cfg.Log.With(slog.String("component", "submission")),
 		m:        m,
 		consumer: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),
@@ -229,7 +252,10 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	tenantID := tenant.FromContext(ctx)
 	now := s.now()
 	poolID, userID := req.GetPoolId(), req.GetUserId()
-	var sess *crowdgatev1.Session
+	var (
+		sess         *crowdgatev1.Session
+		assignmentID string
+	)
 	if req.GetSessionId() != "" {
 		if sess, err = s.sessions.Get(ctx, tenantID, req.GetSessionId()); err != nil {
 			return nil, err
@@ -240,7 +266,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		if userID != "" && userID != sess.GetUserId() {
 			return nil, serviceerror.NewInvalidArgument("session_id", "the session belongs to another Toloker than user_id %s", userID)
 		}
-		poolID, userID = sess.GetPoolId(), sess.GetUserId()
+		poolID, userID, assignmentID = sess.GetPoolId(), sess.GetUserId(), sess.GetAssignmentId()
 	}
 	route, err := s.catalog.Route(ctx, tenantID, poolID)
 	if err != nil {
@@ -256,6 +282,10 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		if reason != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
 			return nil, serviceerror.NewFailedPrecondition("Toloker %s may not submit to pool %s: their session there ended (%s); a new landing opens a new session",
 				userID, poolID, reason)
+		}
+		// The work is the live session's, if the Toloker has one there.
+		if assignmentID, err = s.sessions.LiveAssignment(ctx, tenantID, poolID, userID); err != nil {
+			return nil, err
 		}
 	}
 
@@ -284,6 +314,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		TrainingTasksCount: req.GetTrainingTasksCount(),
 		RealTasksCount:     req.GetRealTasksCount(),
 		CreateTime:         timestamppb.New(now),
+		AssignmentId:       assignmentID,
 	}
 	if in.quality != nil {
 		sub.Quality = in.quality.String()
@@ -298,7 +329,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		token = randomHex(12)
 	}
 	res, err := s.st.accept(ctx, acceptArgs{
-		shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(),
+		shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(), assignmentID: assignmentID,
 		retryID: retryID, useIdem: req.GetRetryId() != "", reject: sessionProblem(sess, now),
 		body: body, units: in.units, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
 		fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL,
@@ -490,7 +521,7 @@ func (s *Service) RetrySubmission(ctx context.Context, req *crowdgatev1.RetrySub
 	}
 	tenantID := tenant.FromContext(ctx)
 	now := s.now()
-	applied, err := s.st.requeue(ctx, shard, tenantID, r.sub.GetPoolId(), r.sub.GetSubmissionId(), now)
+	applied, err := s.st.requeue(ctx, shard, tenantID, r.sub.GetPoolId(), r.sub.GetUserId(), r.sub.GetSubmissionId(), now)
 	if err != nil {
 		return nil, err
 	}

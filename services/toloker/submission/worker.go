@@ -84,7 +84,7 @@ func (s *Service) deliver(ctx context.Context, j job) {
 		err     error
 	)
 	for try := 0; try < 3; try++ {
-		if applied, err = s.st.finish(ctx, j.e, j.sub.GetPoolId(), j.sub.GetSessionId(), j.token, s.now(), o); err == nil {
+		if applied, err = s.st.finish(ctx, j.e, j.sub.GetPoolId(), j.sub.GetSessionId(), j.sub.GetUserId(), j.token, s.now(), o); err == nil {
 			break
 		}
 		time.Sleep(time.Duration(100<<try) * time.Millisecond)

@@ -31,6 +31,7 @@ type gatewayAPI interface {
 	ExchangeCode(context.Context, *crowdgatev1.ExchangeCodeRequest) (*crowdgatev1.ExchangeCodeResponse, error)
 	Submit(context.Context, *crowdgatev1.SubmitRequest) (*crowdgatev1.SubmitResponse, error)
 	GetPoolTotals(context.Context, *crowdgatev1.GetPoolTotalsRequest) (*crowdgatev1.GetPoolTotalsResponse, error)
+	ListTolokers(context.Context, *crowdgatev1.ListTolokersRequest) (*crowdgatev1.ListTolokersResponse, error)
 }
 
 // callError is a failed call to the gateway.
@@ -207,6 +208,15 @@ func (c *restClient) GetPoolTotals(ctx context.Context, in *crowdgatev1.GetPoolT
 	return out, c.call(ctx, "GetPoolTotals", http.MethodGet, "/v1/pools/"+url.PathEscape(in.GetPoolId())+"/totals", nil, out)
 }
 
+func (c *restClient) ListTolokers(ctx context.Context, in *crowdgatev1.ListTolokersRequest) (*crowdgatev1.ListTolokersResponse, error) {
+	q := url.Values{"pool_id": {in.GetPoolId()}, "page_size": {fmt.Sprint(in.GetPageSize())}}
+	if in.GetPageToken() != "" {
+		q.Set("page_token", in.GetPageToken())
+	}
+	out := new(crowdgatev1.ListTolokersResponse)
+	return out, c.call(ctx, "ListTolokers", http.MethodGet, "/v1/tolokers?"+q.Encode(), nil, out)
+}
+
 // grpcClient calls one replica over gRPC.
 type grpcClient struct {
 	conn        *grpc.ClientConn
@@ -215,6 +225,7 @@ type grpcClient struct {
 	pools       crowdgatev1.PoolServiceClient
 	sessions    crowdgatev1.SessionServiceClient
 	submissions crowdgatev1.SubmissionServiceClient
+	tolokers    crowdgatev1.TolokerServiceClient
 }
 
 func newGRPCClient(addr string) (*grpcClient, error) {
@@ -229,6 +240,7 @@ func newGRPCClient(addr string) (*grpcClient, error) {
 		pools:       crowdgatev1.NewPoolServiceClient(conn),
 		sessions:    crowdgatev1.NewSessionServiceClient(conn),
 		submissions: crowdgatev1.NewSubmissionServiceClient(conn),
+		tolokers:    crowdgatev1.NewTolokerServiceClient(conn),
 	}, nil
 }
 
@@ -281,6 +293,10 @@ func (c *grpcClient) Submit(ctx context.Context, in *crowdgatev1.SubmitRequest) 
 
 func (c *grpcClient) GetPoolTotals(ctx context.Context, in *crowdgatev1.GetPoolTotalsRequest) (*crowdgatev1.GetPoolTotalsResponse, error) {
 	return call(ctx, "GetPoolTotals", c.submissions.GetPoolTotals, in)
+}
+
+func (c *grpcClient) ListTolokers(ctx context.Context, in *crowdgatev1.ListTolokersRequest) (*crowdgatev1.ListTolokersResponse, error) {
+	return call(ctx, "ListTolokers", c.tolokers.ListTolokers, in)
 }
 
 // probe is one RPC the flow needs, called with an empty request: any answer

@@ -111,12 +111,15 @@ const (
 	ProblemTotal ProblemKind = "total mismatch"
 	// ProblemGatewayTotals: GetPoolTotals disagrees with the ledger.
 	ProblemGatewayTotals ProblemKind = "gateway totals"
+	// ProblemRegistry: the Toloker registry (ListTolokers) disagrees with
+	// the ledger about a Toloker, or misses one who landed.
+	ProblemRegistry ProblemKind = "registry"
 )
 
 // problemOrder is the order problems are reported in.
 var problemOrder = []ProblemKind{
 	ProblemMissing, ProblemDuplicate, ProblemUnexpected, ProblemAmount, ProblemUser,
-	ProblemRefused, ProblemPaidRefused, ProblemTotal, ProblemGatewayTotals,
+	ProblemRefused, ProblemPaidRefused, ProblemTotal, ProblemGatewayTotals, ProblemRegistry,
 }
 
 // Problem is one thing wrong with the money.
@@ -156,8 +159,75 @@ type Reconciliation struct {
 	PaidTotal money.Decimal
 	// LedgerTotal is the total the emulator reported.
 	LedgerTotal money.Decimal
+	// Registry is what the Toloker registry was found to hold (nil when
+	// it was not checked).
+	Registry *RegistryCheck
 	// Problems lists everything wrong, in problemOrder then retry_id order.
 	Problems []Problem
+}
+
+// RegistryEntry is the part of a Toloker of the registry (ListTolokers)
+// the harness checks.
+type RegistryEntry struct {
+	// Delivered counts the Toloker's submits Toloka accepted.
+	Delivered int64
+	// RewardDelivered is the reward Toloka accepted for them.
+	RewardDelivered money.Decimal
+}
+
+// RegistryCheck is what CheckRegistry compared.
+type RegistryCheck struct {
+	// Tolokers is how many Tolokers the registry listed for the pool;
+	// Total the sum of their reward delivered.
+	Tolokers int
+	Total    money.Decimal
+}
+
+// CheckRegistry adds a problem to r for every Toloker whose registry entry
+// disagrees with the ledger once the outbox has drained: every Toloker who
+// landed is listed, and each one's delivered count and reward equal the
+// ledger's entries for them, exactly.
+func (r *Reconciliation) CheckRegistry(ledger Ledger, landed []string, registry map[string]RegistryEntry) {
+	add := func(format string, args ...any) {
+		r.Problems = append(r.Problems, Problem{Kind: ProblemRegistry, Detail: fmt.Sprintf(format, args...)})
+	}
+	type paid struct {
+		n     int64
+		total money.Decimal
+	}
+	byUser := map[string]paid{}
+	for _, e := range ledger.Entries {
+		p := byUser[e.UserID]
+		if p.total.IsZeroValue() {
+			p.total = money.Zero
+		}
+		p.n++
+		p.total = p.total.Add(reward(e.Reward))
+		byUser[e.UserID] = p
+	}
+	check := &RegistryCheck{Tolokers: len(registry), Total: money.Zero}
+	for _, u := range slices.Sorted(mapKeys(registry)) {
+		check.Total = check.Total.Add(reward(registry[u].RewardDelivered))
+	}
+	r.Registry = check
+	for _, u := range landed {
+		if _, ok := registry[u]; !ok {
+			add("Toloker %s landed but the registry does not list them", u)
+		}
+	}
+	users := slices.Sorted(mapKeys(byUser))
+	for _, u := range slices.Sorted(mapKeys(registry)) {
+		if _, ok := byUser[u]; !ok {
+			users = append(users, u)
+		}
+	}
+	for _, u := range users {
+		p, e := byUser[u], registry[u]
+		want := reward(p.total)
+		if got := reward(e.RewardDelivered); got.Cmp(want) != 0 || e.Delivered != p.n {
+			add("Toloker %s: the registry counts %d delivered, %s; the ledger %d, %s", u, e.Delivered, got, p.n, want)
+		}
+	}
 }
 
 // OK reports whether every submit was paid exactly once with the right

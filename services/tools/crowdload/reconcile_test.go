@@ -235,3 +235,38 @@ func TestResultExitCode(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckRegistry: the registry's reward and delivered count for each
+// Toloker must be the ledger's to the digit, and every Toloker who landed
+// must be listed.
+func TestCheckRegistry(t *testing.T) {
+	ledger := ledgerOf(paid("a", "u1", "0.10"), paid("b", "u1", "0.00000001"), paid("c", "u2", "2"))
+	entry := func(n int64, reward string) RegistryEntry {
+		return RegistryEntry{Delivered: n, RewardDelivered: money.MustParse(reward)}
+	}
+	agrees := map[string]RegistryEntry{"u1": entry(2, "0.10000001"), "u2": entry(1, "2.00"), "u3": entry(0, "0")}
+	tests := []struct {
+		name     string
+		landed   []string
+		registry map[string]RegistryEntry
+		want     int
+	}{
+		{"agrees, a Toloker who landed and was never paid included", []string{"u1", "u2", "u3"}, agrees, 0},
+		{"a hundred-millionth short", []string{"u1"}, map[string]RegistryEntry{"u1": entry(2, "0.1"), "u2": entry(1, "2")}, 1},
+		{"a delivered submit too many", nil, map[string]RegistryEntry{"u1": entry(3, "0.10000001"), "u2": entry(1, "2")}, 1},
+		{"a paid Toloker missing", []string{"u2"}, map[string]RegistryEntry{"u1": entry(2, "0.10000001")}, 2},
+		{"paid in the registry, not in the ledger", nil, map[string]RegistryEntry{"u1": entry(2, "0.10000001"), "u2": entry(1, "2"), "u9": entry(1, "1")}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r Reconciliation
+			r.CheckRegistry(ledger, tt.landed, tt.registry)
+			if got := r.Count(ProblemRegistry); got != tt.want {
+				t.Errorf("%d registry problems (%v), want %d", got, r.Problems, tt.want)
+			}
+			if r.Registry == nil || r.Registry.Tolokers != len(tt.registry) {
+				t.Errorf("Registry = %+v", r.Registry)
+			}
+		})
+	}
+}

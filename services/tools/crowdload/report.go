@@ -134,6 +134,10 @@ func (r *Result) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "  GetPoolTotals: received %d, delivered %d (%s), queued %d (%s), dead %d\n",
 			t.Received, t.Delivered, t.RewardDelivered, t.Queued, t.RewardQueued, t.Dead)
 	}
+	if g := rec.Registry; g != nil {
+		fmt.Fprintf(w, "  Toloker registry: %d Tolokers, %s delivered (each one's against the ledger: %d problems)\n",
+			g.Tolokers, g.Total, rec.Count(ProblemRegistry))
+	}
 	fmt.Fprintf(w, "  drain: %s (drained: %v)\n", r.DrainWait.Round(time.Millisecond), r.Drained)
 	for _, k := range problemOrder {
 		n := 0

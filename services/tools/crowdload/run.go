@@ -148,7 +148,7 @@ func (r *Result) ExitCode() int {
 	hard, soft := false, false
 	for _, p := range r.Reconciliation.Problems {
 		switch p.Kind {
-		case ProblemMissing, ProblemTotal, ProblemGatewayTotals:
+		case ProblemMissing, ProblemTotal, ProblemGatewayTotals, ProblemRegistry:
 			// Before the outbox drained a missing payment may be late,
 			// not lost.
 			if r.Drained {
@@ -1268,7 +1268,57 @@ func (r *runner) settle(ctx context.Context) {
 	r.res.Reconciliation = Reconcile(r.sent(), ledger)
 	if totals != nil && r.res.Drained {
 		r.res.Reconciliation.CheckGatewayTotals(*totals)
+		// The registry's pay per Toloker is the outbox's, counted in its
+		// finish step: once drained it must equal the ledger, per Toloker.
+		registry, err := r.registry(ctx)
+		switch {
+		case unimplemented(err):
+			r.logf("ListTolokers: %v; the registry is not checked", err)
+		case err != nil:
+			r.res.Incomplete = append(r.res.Incomplete, "could not read the Toloker registry: "+err.Error())
+		default:
+			r.res.Reconciliation.CheckRegistry(ledger, r.landedUsers(), registry)
+		}
 	}
+}
+
+// registry reads the pool's Tolokers from the registry (ListTolokers),
+// moving to the next replica on failure.
+func (r *runner) registry(ctx context.Context) (map[string]RegistryEntry, error) {
+	out := map[string]RegistryEntry{}
+	token := ""
+	for attempt := 0; ; {
+		actx, cancel := context.WithTimeout(ctx, r.cfg.RequestTimeout)
+		resp, err := r.apis[attempt%len(r.apis)].ListTolokers(actx, &crowdgatev1.ListTolokersRequest{PoolId: r.poolID, PageSize: 500, PageToken: token})
+		cancel()
+		if err != nil {
+			if attempt++; attempt < 2*len(r.apis) && retryable(err) && sleepCtx(ctx, time.Second) {
+				continue
+			}
+			return nil, err
+		}
+		for _, t := range resp.GetTolokers() {
+			d, err := parseMoney(t.GetRewardDelivered())
+			if err != nil {
+				return nil, fmt.Errorf("ListTolokers reward_delivered of %s: %w", t.GetUserId(), err)
+			}
+			out[t.GetUserId()] = RegistryEntry{Delivered: t.GetSubmissionsDelivered(), RewardDelivered: d}
+		}
+		if token = resp.GetNextPageToken(); token == "" {
+			return out, nil
+		}
+	}
+}
+
+// landedUsers are the Tolokers who reached the platform with a session.
+func (r *runner) landedUsers() []string {
+	var out []string
+	for _, t := range r.tolokers {
+		if t.sessionID != "" {
+			out = append(out, t.userID)
+		}
+	}
+	return out
 }
 
 // poolTotals reads GetPoolTotals, moving to the next replica on failure.

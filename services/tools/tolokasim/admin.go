@@ -11,18 +11,34 @@ import (
 )
 
 // SetUser sets the state of Toloker userID that decides the flags of its
-// external submits.
+// external submits. Restricted adds (or, false, lifts) Toloka's own ban of
+// the Toloker: a SYSTEM user restriction.
 func (s *Server) SetUser(userID string, st UserState) {
+	now := s.clock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	sys := s.systemRestrictionLocked(userID)
+	switch {
+	case st.Restricted && sys == nil:
+		r := &restriction{id: s.newID(), scope: ScopeSystem, userID: userID, created: now,
+			raw: map[string]json.RawMessage{"scope": rawJSON(ScopeSystem), "user_id": rawJSON(userID)}}
+		r.render()
+		s.state.restrictions[r.id] = r
+	case !st.Restricted && sys != nil:
+		delete(s.state.restrictions, sys.id)
+	}
+	st.Restricted = false // kept as the SYSTEM restriction
 	s.state.users[userID] = st
 }
 
-// User returns the state of Toloker userID (the zero UserState if unset).
+// User returns the state of Toloker userID (the zero UserState if unset);
+// Restricted reports a SYSTEM restriction.
 func (s *Server) User(userID string) UserState {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.state.users[userID]
+	st := s.state.users[userID]
+	st.Restricted = s.systemRestrictionLocked(userID) != nil
+	return st
 }
 
 // SetFaults replaces the fault injection configuration (and reseeds the

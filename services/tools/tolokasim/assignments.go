@@ -1,8 +1,13 @@
 package tolokasim
 
 import (
+	"bytes"
+	"cmp"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -292,37 +297,191 @@ func (s *Server) patchAssignment(c *apiCall) response {
 	return jsonResp(http.StatusOK, a.json)
 }
 
-func (s *Server) listAssignments(c *apiCall) response {
-	q := c.r.URL.Query()
-	lq, e := parseListQuery(q, maxAssignLimit, stringKey)
-	if e != nil {
-		return s.errResp(e)
+// assignmentDates are the dates GET /assignments filters (_gt, _gte, _lt,
+// _lte) and sorts by, besides id.
+var assignmentDates = []string{"created", "submitted", "accepted", "rejected", "skipped", "expired"}
+
+// date returns a's date of field (zero when unset).
+func (a *assignment) date(field string) time.Time {
+	switch field {
+	case "created":
+		return a.Created
+	case "submitted":
+		return a.Submitted
+	case "accepted":
+		return a.Accepted
+	case "rejected":
+		return a.Rejected
+	case "skipped":
+		return a.Skipped
+	case "expired":
+		return a.Expired
 	}
-	statuses := map[string]bool{}
+	return time.Time{}
+}
+
+// assignmentQuery is a parsed GET /assignments query: Toloka's filters
+// (pool_id, task_suite_id or task_id, which one is required; user_id;
+// status as a comma list; ranges on the id and every date), sort by the
+// same fields (comma separated, "-" for descending) and limit.
+type assignmentQuery struct {
+	limit                         int
+	sort                          []sortKey
+	poolID, suiteID, taskID, user string
+	taskGiven                     bool
+	statuses                      map[string]bool
+	idGt, idGte, idLt, idLte      keyBound[string]
+	dates                         map[string][4]timeBound // gt, gte, lt, lte
+}
+
+func parseAssignmentQuery(q url.Values) (assignmentQuery, *Error) {
+	aq := assignmentQuery{limit: defaultAssignLimit, sort: []sortKey{{field: "id"}}, statuses: map[string]bool{}, dates: map[string][4]timeBound{}}
+	fe := fieldErrors{}
+	aq.poolID, aq.suiteID, aq.user = q.Get("pool_id"), q.Get("task_suite_id"), q.Get("user_id")
+	aq.taskID, aq.taskGiven = q.Get("task_id"), q.Has("task_id")
+	if aq.poolID == "" && aq.suiteID == "" && aq.taskID == "" {
+		fe.add("pool_id", FieldValueRequired, "one of pool_id, task_suite_id or task_id is required")
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil:
+			fe.add("limit", FieldIntegerExpected, "limit must be an integer, got %q", v)
+		case n < 1:
+			fe.add("limit", FieldValueLessThanMin, "limit must be at least 1, got %d", n)
+		case n > maxAssignLimit:
+			fe.add("limit", FieldValueGreaterThanMax, "limit must be at most %d, got %d", maxAssignLimit, n)
+		default:
+			aq.limit = n
+		}
+	}
 	if v := q.Get("status"); v != "" {
 		for _, st := range strings.Split(v, ",") {
-			switch st {
+			switch st = strings.TrimSpace(st); st {
 			case AssignmentActive, AssignmentSubmitted, AssignmentAccepted, AssignmentRejected, AssignmentSkipped, AssignmentExpired:
-				statuses[st] = true
+				aq.statuses[st] = true
 			default:
-				return s.errResp(singleFieldError("status", FieldUnknownEnumValue, "unknown assignment status %q", st))
+				fe.add("status", FieldUnknownEnumValue, "unknown assignment status %q", st)
 			}
 		}
 	}
-	poolID, userID, suiteID := q.Get("pool_id"), q.Get("user_id"), q.Get("task_suite_id")
+	if v := q.Get("sort"); v != "" {
+		aq.sort = nil
+		for _, part := range strings.Split(v, ",") {
+			part = strings.TrimSpace(part)
+			k := sortKey{field: strings.TrimPrefix(part, "-"), desc: strings.HasPrefix(part, "-")}
+			if k.field != "id" && !slices.Contains(assignmentDates, k.field) {
+				fe.add("sort", FieldUnknownEnumValue, "sort must be id or a date (%s), \"-\" for descending, comma separated; got %q",
+					strings.Join(assignmentDates, ", "), v)
+				break
+			}
+			aq.sort = append(aq.sort, k)
+		}
+	}
+	for name, dst := range map[string]*keyBound[string]{"id_gt": &aq.idGt, "id_gte": &aq.idGte, "id_lt": &aq.idLt, "id_lte": &aq.idLte} {
+		if v := q.Get(name); v != "" {
+			*dst = keyBound[string]{v, true}
+		}
+	}
+	for _, field := range assignmentDates {
+		var b [4]timeBound
+		for i, op := range []string{"_gt", "_gte", "_lt", "_lte"} {
+			name := field + op
+			if v := q.Get(name); v != "" {
+				t, err := ParseTime(v)
+				if err != nil {
+					fe.add(name, FieldInvalidDateTime, "%s: %v, got %q", name, err, v)
+					continue
+				}
+				b[i] = timeBound{t, true}
+			}
+		}
+		aq.dates[field] = b
+	}
+	if e := fe.err(); e != nil {
+		return aq, e
+	}
+	return aq, nil
+}
+
+// match reports whether a passes the query's filters.
+func (aq *assignmentQuery) match(a *assignment) bool {
+	switch {
+	case aq.poolID != "" && a.PoolID != aq.poolID,
+		aq.suiteID != "" && a.TaskSuiteID != aq.suiteID,
+		aq.taskGiven, // tasks are not modelled: no assignment has one
+		aq.user != "" && a.UserID != aq.user,
+		len(aq.statuses) > 0 && !aq.statuses[a.Status],
+		aq.idGt.set && !(a.ID > aq.idGt.v),
+		aq.idGte.set && !(a.ID >= aq.idGte.v),
+		aq.idLt.set && !(a.ID < aq.idLt.v),
+		aq.idLte.set && !(a.ID <= aq.idLte.v):
+		return false
+	}
+	for field, b := range aq.dates {
+		t := a.date(field)
+		if (b[0].set || b[1].set || b[2].set || b[3].set) && t.IsZero() {
+			return false // a range on a date the assignment does not have
+		}
+		if b[0].set && !t.After(b[0].v) || b[1].set && t.Before(b[1].v) || b[2].set && !t.Before(b[2].v) || b[3].set && t.After(b[3].v) {
+			return false
+		}
+	}
+	return true
+}
+
+// compare orders two assignments by the query's sort, then by id.
+func (aq *assignmentQuery) compare(a, b *assignment) int {
+	for _, sk := range aq.sort {
+		var c int
+		if sk.field == "id" {
+			c = cmp.Compare(a.ID, b.ID)
+		} else {
+			c = a.date(sk.field).Compare(b.date(sk.field))
+		}
+		if sk.desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+// listAssignments is GET /assignments with Toloka's filters.
+func (s *Server) listAssignments(c *apiCall) response {
+	aq, e := parseAssignmentQuery(c.r.URL.Query())
+	if e != nil {
+		return s.errResp(e)
+	}
 	s.lock(c.now)
-	entries := make([]listEntry[string], 0)
+	var kept []*assignment
 	for _, a := range s.state.assignments {
-		if a.Account != c.account || (poolID != "" && a.PoolID != poolID) || (userID != "" && a.UserID != userID) ||
-			(suiteID != "" && a.TaskSuiteID != suiteID) {
+		if a.Account != c.account {
 			continue
 		}
 		s.refreshLocked(a, c.now)
-		if len(statuses) > 0 && !statuses[a.Status] {
-			continue
+		if aq.match(a) {
+			kept = append(kept, a)
 		}
-		entries = append(entries, listEntry[string]{a.ID, a.Created, a.json})
+	}
+	slices.SortFunc(kept, aq.compare)
+	hasMore := len(kept) > aq.limit
+	if hasMore {
+		kept = kept[:aq.limit]
+	}
+	var buf bytes.Buffer
+	buf.WriteString(`{"items":[`)
+	for i, a := range kept {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(a.json)
 	}
 	s.mu.Unlock()
-	return jsonResp(http.StatusOK, page(lq, entries))
+	buf.WriteString(`],"has_more":`)
+	buf.WriteString(strconv.FormatBool(hasMore))
+	buf.WriteByte('}')
+	return jsonResp(http.StatusOK, buf.Bytes())
 }

@@ -207,7 +207,7 @@ func TestListAssignments(t *testing.T) {
 	if diff := cmp.Diff(ids, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
-	got, _ = listIDs(t, h, "/api/v1/assignments?status=SUBMITTED", testKey, 10)
+	got, _ = listIDs(t, h, "/api/v1/assignments?status=SUBMITTED&pool_id="+poolID, testKey, 10)
 	if diff := cmp.Diff([]string{ids[1]}, got); diff != "" {
 		t.Errorf("SUBMITTED (-want +got):\n%s", diff)
 	}
@@ -234,5 +234,81 @@ func TestHonorAutoAccept(t *testing.T) {
 	h.clock.Advance(48 * time.Hour)
 	if got, _ := h.srv.GetAssignment(b.ID); got.Status != AssignmentAccepted {
 		t.Errorf("review pool after 2 days: %s, want ACCEPTED", got.Status)
+	}
+}
+
+// TestListAssignmentsAsTolokaDocumentsIt: GET /assignments needs pool_id,
+// task_suite_id or task_id; filters by status (a comma list), user_id and
+// submitted ranges; sorts by any date, descending with "-"; pages with
+// sort=id and id_gt.
+func TestListAssignmentsAsTolokaDocumentsIt(t *testing.T) {
+	h := newHarness(t, nil)
+	poolID := h.openPool(nil)
+	otherPool := h.openPool(nil)
+	var ids []string
+	for i, u := range []string{"a", "b", "c", "d"} {
+		ids = append(ids, h.startAssignment(poolID, u).ID)
+		if i < 3 { // d stays ACTIVE
+			h.clock.Advance(time.Minute)
+			h.expect(h.submit(map[string]any{"pool_id": poolID, "user_id": u, "reward": json.Number("1"), "close_session": true}), http.StatusOK)
+		}
+	}
+	h.startAssignment(otherPool, "a")
+	submitted := func(i int) string {
+		a, err := h.srv.GetAssignment(ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return FormatTime(a.Submitted)
+	}
+	h.expect(h.do("PATCH", "/api/v1/assignments/"+ids[2], testKey, map[string]any{"status": "REJECTED", "public_comment": "no"}), http.StatusOK)
+
+	// One of pool_id, task_suite_id, task_id is required.
+	if codes := h.do("GET", "/api/v1/assignments?status=SUBMITTED", testKey, nil).fieldCodes(t); codes["pool_id"] != FieldValueRequired {
+		t.Errorf("no pool_id: field codes %v, want pool_id VALUE_REQUIRED", codes)
+	}
+	list := func(query string) []string {
+		t.Helper()
+		body := h.expect(h.do("GET", "/api/v1/assignments?"+query, testKey, nil), http.StatusOK).obj(t)
+		var out []string
+		for _, it := range body["items"].([]any) {
+			out = append(out, it.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"pool_id=" + poolID, ids},
+		{"pool_id=" + poolID + "&status=SUBMITTED", []string{ids[0], ids[1]}},
+		{"pool_id=" + poolID + "&status=SUBMITTED,REJECTED", ids[:3]},
+		{"pool_id=" + poolID + "&status=ACTIVE&user_id=d", []string{ids[3]}},
+		{"pool_id=" + poolID + "&user_id=a", []string{ids[0]}},
+		{"pool_id=" + poolID + "&submitted_gte=" + submitted(1), []string{ids[1], ids[2]}},
+		{"pool_id=" + poolID + "&submitted_lt=" + submitted(1), []string{ids[0]}},
+		{"pool_id=" + poolID + "&submitted_gt=" + submitted(0) + "&submitted_lte=" + submitted(1), []string{ids[1]}},
+		{"pool_id=" + poolID + "&status=SUBMITTED,REJECTED&sort=-submitted", []string{ids[2], ids[1], ids[0]}},
+		{"pool_id=" + poolID + "&sort=-id&limit=2", []string{ids[3], ids[2]}},
+		{"pool_id=" + poolID + "&sort=id&id_gt=" + ids[1], []string{ids[2], ids[3]}},
+		{"pool_id=" + poolID + "&rejected_gte=" + submitted(0), []string{ids[2]}},
+	} {
+		if diff := cmp.Diff(tc.want, list(tc.query)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.query, diff)
+		}
+	}
+	// Toloka's paging: sort=id, id_gt=<last>, while has_more.
+	got, pages := listIDs(t, h, "/api/v1/assignments?pool_id="+poolID, testKey, 3)
+	if diff := cmp.Diff(ids, got); diff != "" || pages != 2 {
+		t.Errorf("paged in %d pages (-want +got):\n%s", pages, diff)
+	}
+	for _, bad := range []string{"status=DONE", "sort=reward", "submitted_gte=yesterday", "limit=100001"} {
+		if r := h.do("GET", "/api/v1/assignments?pool_id="+poolID+"&"+bad, testKey, nil); r.status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", bad, r.status, r.body)
+		}
+	}
+	// Another account sees none of them.
+	if r := h.expect(h.do("GET", "/api/v1/assignments?pool_id="+poolID, otherKey, nil), http.StatusOK); len(r.obj(t)["items"].([]any)) != 0 {
+		t.Errorf("another account lists %s", r.body)
 	}
 }

@@ -126,7 +126,10 @@ func (r RateLimits) withDefaults() RateLimits {
 // UserState is the per-Toloker state that decides the flags of a
 // tasks/external/submit answer.
 type UserState struct {
-	// Restricted makes restriction_match true.
+	// Restricted is Toloka's own ban of the Toloker: a SYSTEM user
+	// restriction, listed by GET /user-restrictions for every requester.
+	// Like any restriction that covers the pool, it makes
+	// restriction_match true.
 	Restricted bool `json:"restricted"`
 	// FilteredOut makes filter_match false.
 	FilteredOut bool `json:"filtered_out"`

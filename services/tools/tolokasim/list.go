@@ -15,6 +15,11 @@ const (
 	defaultListLimit = 20
 	maxListLimit     = 300    // projects, pools, restrictions
 	maxAssignLimit   = 100000 // assignments
+	// defaultAssignLimit is GET /assignments' page when limit is not given
+	// (toloka-kit's default for assignments, tasks and task suites).
+	defaultAssignLimit = 50
+	// maxRestrictionLimit bounds GET /user-restrictions (Toloka's OpenAPI).
+	maxRestrictionLimit = 500
 )
 
 type sortKey struct {

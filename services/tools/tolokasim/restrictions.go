@@ -11,12 +11,17 @@ const (
 	ScopeAllProjects = "ALL_PROJECTS"
 	ScopeProject     = "PROJECT"
 	ScopePool        = "POOL"
+	// ScopeSystem is Toloka's own ban of a Toloker (the admin API's
+	// "restricted"): every requester lists it, none may create or delete
+	// it, and it covers every pool.
+	ScopeSystem = "SYSTEM"
 )
 
-// restriction is a stored user restriction (a ban set by a requester).
+// restriction is a stored user restriction (a ban set by a requester, or a
+// SYSTEM one with no account).
 type restriction struct {
 	id         uint64
-	account    string
+	account    string // "" for SYSTEM
 	scope      string
 	userID     string
 	projectID  uint64
@@ -43,15 +48,31 @@ func (r *restriction) render() {
 	r.json = mustJSON(m)
 }
 
-// restrictedLocked reports whether account has an active restriction of
-// userID that covers pool p.
+// visibleTo reports whether account may read r: its own, and SYSTEM ones.
+func (r *restriction) visibleTo(account string) bool {
+	return r.account == account || r.scope == ScopeSystem
+}
+
+// systemRestrictionLocked returns userID's SYSTEM restriction, or nil.
+func (s *Server) systemRestrictionLocked(userID string) *restriction {
+	for _, r := range s.state.restrictions {
+		if r.scope == ScopeSystem && r.userID == userID {
+			return r
+		}
+	}
+	return nil
+}
+
+// restrictedLocked reports whether an active restriction of userID that
+// account sees (its own, or a SYSTEM one) covers pool p: what
+// restriction_match answers.
 func (s *Server) restrictedLocked(account, userID string, p *pool, now time.Time) bool {
 	for _, r := range s.state.restrictions {
-		if r.account != account || r.userID != userID || (!r.willExpire.IsZero() && !now.Before(r.willExpire)) {
+		if !r.visibleTo(account) || r.userID != userID || (!r.willExpire.IsZero() && !now.Before(r.willExpire)) {
 			continue
 		}
 		switch r.scope {
-		case ScopeAllProjects:
+		case ScopeSystem, ScopeAllProjects:
 			return true
 		case ScopeProject:
 			if r.projectID == p.projectID {
@@ -122,10 +143,49 @@ func (s *Server) getRestriction(c *apiCall) response {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r := s.state.restrictions[id]
-	if r == nil || r.account != c.account {
+	if r == nil || !r.visibleTo(c.account) {
 		return s.errResp(errNotFound("user restriction", pathID))
 	}
 	return jsonResp(http.StatusOK, r.json)
+}
+
+// listRestrictions is GET /user-restrictions: the account's restrictions
+// and the SYSTEM ones, filtered by scope, user_id, project_id and pool_id,
+// with the common list parameters.
+func (s *Server) listRestrictions(c *apiCall) response {
+	q := c.r.URL.Query()
+	lq, e := parseListQuery(q, maxRestrictionLimit, numericKey)
+	if e != nil {
+		return s.errResp(e)
+	}
+	scope := q.Get("scope")
+	switch scope {
+	case "", ScopeAllProjects, ScopeProject, ScopePool, ScopeSystem:
+	default:
+		return s.errResp(singleFieldError("scope", FieldUnknownEnumValue, "scope must be ALL_PROJECTS, PROJECT, POOL or SYSTEM, got %q", scope))
+	}
+	var projectID, poolID uint64
+	for name, dst := range map[string]*uint64{"project_id": &projectID, "pool_id": &poolID} {
+		if v := q.Get(name); v != "" {
+			id, ok := parseID(v)
+			if !ok {
+				return s.errResp(singleFieldError(name, FieldInvalidValue, "%s must be an id, got %q", name, v))
+			}
+			*dst = id
+		}
+	}
+	userID := q.Get("user_id")
+	s.mu.RLock()
+	entries := make([]listEntry[uint64], 0)
+	for _, r := range s.state.restrictions {
+		if !r.visibleTo(c.account) || (scope != "" && r.scope != scope) || (userID != "" && r.userID != userID) ||
+			(projectID != 0 && r.projectID != projectID) || (poolID != 0 && r.poolID != poolID) {
+			continue
+		}
+		entries = append(entries, listEntry[uint64]{r.id, r.created, r.json})
+	}
+	s.mu.RUnlock()
+	return jsonResp(http.StatusOK, page(lq, entries))
 }
 
 func (s *Server) deleteRestriction(c *apiCall) response {

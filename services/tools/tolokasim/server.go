@@ -265,6 +265,7 @@ func (s *Server) routes() {
 	api("POST /api/v1/tasks/external/submit", body, s.externalSubmit)
 
 	api("PUT /api/v1/user-restrictions", body, s.putRestriction)
+	api("GET /api/v1/user-restrictions", none, s.listRestrictions)
 	api("GET /api/v1/user-restrictions/{id}", none, s.getRestriction)
 	api("DELETE /api/v1/user-restrictions/{id}", none, s.deleteRestriction)
 	api("PUT /api/v1/user-skills", routeOpts{body: true, limit: limitUserSkills}, s.putUserSkill)

@@ -14,8 +14,9 @@ type SubmitResponse struct {
 	// SpeedQualityBalanceMatch: the Toloker is a top performer
 	// (UserState.TopPerformer).
 	SpeedQualityBalanceMatch bool `json:"speed_quality_balance_match"`
-	// RestrictionMatch: the Toloker is restricted (UserState.Restricted or
-	// an active user restriction covering the pool).
+	// RestrictionMatch: an active user restriction covers the pool: one of
+	// the requester's (PUT /user-restrictions), or Toloka's own SYSTEM one
+	// (UserState.Restricted).
 	RestrictionMatch bool `json:"restriction_match"`
 	// FilterMatch: the Toloker passes the pool's filters (not
 	// UserState.FilteredOut).
@@ -216,7 +217,7 @@ func (s *Server) externalSubmit(c *apiCall) response {
 	user := st.users[entry.UserID]
 	entry.Response = SubmitResponse{
 		SpeedQualityBalanceMatch: user.TopPerformer,
-		RestrictionMatch:         user.Restricted || s.restrictedLocked(c.account, entry.UserID, p, c.now),
+		RestrictionMatch:         s.restrictedLocked(c.account, entry.UserID, p, c.now),
 		FilterMatch:              !user.FilteredOut,
 	}
 	entry.Account = c.account

@@ -272,3 +272,94 @@ func TestUserSkills(t *testing.T) {
 		}
 	}
 }
+
+// TestUserRestrictionsListAndDecideTheFlag: restrictions are listed with
+// Toloka's filters, read by id and deleted; restriction_match comes from
+// them only. The admin API's "restricted" is Toloka's own platform ban, a
+// SYSTEM restriction every requester sees.
+func TestUserRestrictionsListAndDecideTheFlag(t *testing.T) {
+	h := newHarness(t, nil)
+	poolID := h.openPool(nil)
+	projectID := h.expect(h.do("GET", "/api/v1/pools/"+poolID, testKey, nil), http.StatusOK).obj(t)["project_id"].(string)
+	put := func(key string, body map[string]any) string {
+		t.Helper()
+		return h.expect(h.do("PUT", "/api/v1/user-restrictions", key, body), http.StatusOK).obj(t)["id"].(string)
+	}
+	onPool := put(testKey, map[string]any{"scope": "POOL", "user_id": "u1", "pool_id": poolID, "private_comment": "spam"})
+	onProject := put(testKey, map[string]any{"scope": "PROJECT", "user_id": "u2", "project_id": projectID})
+	everywhere := put(testKey, map[string]any{"scope": "ALL_PROJECTS", "user_id": "u1", "will_expire": "2030-01-01T00:00:00"})
+	put(otherKey, map[string]any{"scope": "ALL_PROJECTS", "user_id": "u1"})
+	list := func(query string) []string {
+		t.Helper()
+		body := h.expect(h.do("GET", "/api/v1/user-restrictions?"+query, testKey, nil), http.StatusOK).obj(t)
+		var out []string
+		for _, it := range body["items"].([]any) {
+			out = append(out, it.(map[string]any)["id"].(string))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{onPool, onProject, everywhere}},
+		{"user_id=u1", []string{onPool, everywhere}},
+		{"scope=PROJECT", []string{onProject}},
+		{"project_id=" + projectID, []string{onProject}},
+		{"pool_id=" + poolID, []string{onPool}},
+		{"user_id=u1&scope=POOL", []string{onPool}},
+		{"sort=-id&limit=1", []string{everywhere}},
+		{"sort=id&id_gt=" + onPool, []string{onProject, everywhere}},
+	} {
+		if diff := cmp.Diff(tc.want, list(tc.query)); diff != "" {
+			t.Errorf("?%s (-want +got):\n%s", tc.query, diff)
+		}
+	}
+	got := h.expect(h.do("GET", "/api/v1/user-restrictions/"+onPool, testKey, nil), http.StatusOK).obj(t)
+	if got["scope"] != "POOL" || got["user_id"] != "u1" || got["pool_id"] != poolID || got["private_comment"] != "spam" || got["created"] == nil {
+		t.Errorf("GET by id = %v", got)
+	}
+	if r := h.do("GET", "/api/v1/user-restrictions?scope=EVERYWHERE", testKey, nil); r.status != http.StatusBadRequest {
+		t.Errorf("unknown scope: %d, want 400", r.status)
+	}
+
+	// The flag follows the restrictions, and only them.
+	h.startAssignment(poolID, "u1")
+	h.startAssignment(poolID, "u3")
+	flag := func(user string) bool {
+		t.Helper()
+		var resp SubmitResponse
+		r := h.expect(h.submit(map[string]any{"pool_id": poolID, "user_id": user, "reward": json.Number("0.01")}), http.StatusOK)
+		if err := json.Unmarshal(r.body, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp.RestrictionMatch
+	}
+	if !flag("u1") || flag("u3") {
+		t.Errorf("restriction_match u1 %v u3 %v, want true false", flag("u1"), flag("u3"))
+	}
+	for _, id := range []string{onPool, everywhere} {
+		h.expect(h.do("DELETE", "/api/v1/user-restrictions/"+id, testKey, nil), http.StatusNoContent)
+	}
+	if flag("u1") {
+		t.Error("restriction_match after every restriction of u1 was deleted")
+	}
+
+	// Toloka's own ban (the admin API's "restricted") is a SYSTEM
+	// restriction: listed for every requester, and it sets the flag.
+	h.srv.SetUser("u3", UserState{Restricted: true})
+	if !flag("u3") {
+		t.Error("a SYSTEM restriction does not set restriction_match")
+	}
+	body := h.expect(h.do("GET", "/api/v1/user-restrictions?user_id=u3", otherKey, nil), http.StatusOK).obj(t)
+	if items := body["items"].([]any); len(items) != 1 || items[0].(map[string]any)["scope"] != "SYSTEM" {
+		t.Errorf("another requester lists %v, want u3's SYSTEM restriction", items)
+	}
+	if !h.srv.User("u3").Restricted {
+		t.Error("User does not report the SYSTEM restriction")
+	}
+	h.srv.SetUser("u3", UserState{})
+	if flag("u3") || len(list("user_id=u3")) != 0 {
+		t.Error("lifting Toloka's own ban left a restriction")
+	}
+}

@@ -9,6 +9,7 @@
 -- KEYS[5] outbox stream of the shard
 -- KEYS[6] the submission's delivery lease
 -- KEYS[7] the session's set of unsettled submissions
+-- KEYS[8] the assignment's submissions (zset by id), for the review queue
 --
 -- ARGV[1]  "1" when KEYS[1] is used (the platform gave a retry_id)
 -- ARGV[2]  rejection ("" to accept): returned unless this is a replay
@@ -22,6 +23,7 @@
 -- ARGV[10] lease token for the accepting replica's inline attempt ("" for none)
 -- ARGV[11] lease TTL in milliseconds
 -- ARGV[12] "1" when the submission belongs to a session (KEYS[7] is used)
+-- ARGV[13] "1" when the submission names its assignment (KEYS[8] is used)
 --
 -- Returns {"replay", id} | {"reject", reason} | {"new", id, stream entry id}.
 if ARGV[2] ~= '' then
@@ -57,5 +59,8 @@ end
 if ARGV[12] == '1' then
   redis.call('SADD', KEYS[7], ARGV[3])
   redis.call('PEXPIRE', KEYS[7], 2592000000)
+end
+if ARGV[13] == '1' then
+  redis.call('ZADD', KEYS[8], 0, ARGV[3])
 end
 return {'new', ARGV[3], eid}

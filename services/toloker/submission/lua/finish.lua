@@ -8,6 +8,9 @@
 -- KEYS[5] retry schedule of the shard (zset, score = due time in ms)
 -- KEYS[6] the submission's lease
 -- KEYS[7] the session's set of unsettled submissions
+-- KEYS[8] the Toloker's pay counters in this shard (hash: delivered, dead,
+--         rd = reward delivered in units of 1e-8 USD), read by the Toloker
+--         registry; changed here, with the state, so counted exactly once
 --
 -- ARGV[1]  outcome: delivered | retry | dead | defer (not attempted: an
 --          earlier submission of the session is unsettled; like retry, but
@@ -21,6 +24,7 @@
 -- ARGV[8]  backoff in ms (retry)
 -- ARGV[9]  schedule member (tenant TAB submission id)
 -- ARGV[10] submission id
+-- ARGV[11] the pay counters' retention in ms
 --
 -- Returns {outcome applied} | {"skip", state} when the submission was
 -- already DELIVERED (or DEAD for a retry) | {"gone"}.
@@ -70,6 +74,12 @@ if ARGV[1] == 'delivered' then
   end
   redis.call('HINCRBY', KEYS[2], 'delivered', 1)
   redis.call('HINCRBY', KEYS[2], 'rd', amt)
+  if st ~= '1' then
+    redis.call('HINCRBY', KEYS[8], 'dead', -1)
+  end
+  redis.call('HINCRBY', KEYS[8], 'delivered', 1)
+  redis.call('HINCRBY', KEYS[8], 'rd', amt)
+  redis.call('PEXPIRE', KEYS[8], ARGV[11])
   redis.call('SREM', KEYS[7], ARGV[10])
   return {'delivered'}
 end
@@ -94,6 +104,8 @@ redis.call('HDEL', KEYS[1], 'nat')
 redis.call('HINCRBY', KEYS[2], 'queued', -1)
 redis.call('HINCRBY', KEYS[2], 'rq', neg(amt))
 redis.call('HINCRBY', KEYS[2], 'dead', 1)
+redis.call('HINCRBY', KEYS[8], 'dead', 1)
+redis.call('PEXPIRE', KEYS[8], ARGV[11])
 redis.call('ZADD', KEYS[3], 0, ARGV[10])
 redis.call('SREM', KEYS[7], ARGV[10])
 return {'dead'}

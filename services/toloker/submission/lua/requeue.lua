@@ -4,6 +4,7 @@
 -- KEYS[2] pool totals
 -- KEYS[3] pool dead-letter index
 -- KEYS[4] outbox stream of the shard
+-- KEYS[5] the Toloker's pay counters in this shard
 --
 -- ARGV[1] tenant id
 -- ARGV[2] submission id
@@ -20,6 +21,9 @@ end
 local eid = redis.call('XADD', KEYS[4], '*', 't', ARGV[1], 's', ARGV[2])
 redis.call('HSET', KEYS[1], 'st', '1', 'eid', eid, 'nat', ARGV[3])
 redis.call('HINCRBY', KEYS[2], 'dead', -1)
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('HINCRBY', KEYS[5], 'dead', -1)
+end
 redis.call('HINCRBY', KEYS[2], 'queued', 1)
 redis.call('HINCRBY', KEYS[2], 'rq', r[2])
 redis.call('ZREM', KEYS[3], ARGV[2])

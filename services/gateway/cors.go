@@ -1,0 +1,108 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/rs/cors"
+
+	"github.com/crowdgate/crowdgate/services/platform/access"
+	"github.com/crowdgate/crowdgate/services/platform/settings"
+	"github.com/crowdgate/crowdgate/services/platform/token"
+)
+
+// CORSSettings say which web pages on other origins (partner dashboards)
+// may call the REST API from a browser.
+//
+// The REST API authenticates with a bearer key in the Authorization
+// header, never with cookies or HTTP authentication, so a cross-origin
+// call needs no credentials mode: Crowdgate never answers
+// Access-Control-Allow-Credentials. That also makes "*" safe to allow (a
+// page can only use a key it already holds), though a list of the
+// dashboards' origins is the better choice.
+type CORSSettings struct {
+	// Origins are the allowed origins ("https://dash.example.com",
+	// "https://*.example.com"), or "*" for any. None by default: no
+	// cross-origin access at all.
+	Origins []string
+}
+
+// List returns the settings as configuration entries.
+func (s *CORSSettings) List() []settings.Setting {
+	return []settings.Setting{
+		settings.New("cors-origins", "CROWDGATE_CORS_ORIGINS", "",
+			"comma-separated origins (https://dash.example.com, https://*.example.com, or * for any) whose web pages may call the REST API, /openapi.json and the JWKS from a browser; empty: none",
+			settings.Func(&s.Origins, ParseOrigins, func(o []string) string { return strings.Join(o, ",") })),
+	}
+}
+
+// ParseOrigins reads comma-separated origins: scheme://host[:port] with
+// scheme http or https, no path, at most one * in the host (any
+// subdomain), or "*" alone.
+func ParseOrigins(v string) ([]string, error) {
+	var out []string
+	for _, part := range strings.Split(v, ",") {
+		o := strings.TrimSpace(part)
+		if o == "" {
+			continue
+		}
+		if o == "*" {
+			out = append(out, o)
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || strings.Count(u.Host, "*") > 1 {
+			return nil, fmt.Errorf("want origins such as https://dash.example.com (scheme and host, no path or trailing slash), got %q", o)
+		}
+		out = append(out, strings.ToLower(o))
+	}
+	for _, o := range out {
+		if o == "*" && len(out) > 1 {
+			return nil, fmt.Errorf("* allows every origin: give it alone, got %q", v)
+		}
+	}
+	return out, nil
+}
+
+// corsMethods are the REST API's methods.
+var corsMethods = []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete}
+
+// withCORS answers CORS for the paths a dashboard calls (the REST API under
+// /v1/, /openapi.json and the JWKS), from the allowed origins only: a
+// preflight gets 204 with Access-Control-Allow-Origin, -Methods, -Headers
+// (Authorization, Content-Type and the tenant header) and -Max-Age, an
+// actual request Access-Control-Allow-Origin and the headers it may read
+// (Retry-After, WWW-Authenticate). A preflight from another origin gets
+// 204 without them, so the browser refuses the call. With no origins,
+// nothing changes: no CORS header anywhere, and a preflight is what any
+// OPTIONS request is (405 with Allow on the REST API). gateway.go wraps
+// the HTTP mux in it.
+func withCORS(s CORSSettings, h http.Handler) http.Handler {
+	if len(s.Origins) == 0 {
+		return h
+	}
+	c := cors.New(cors.Options{
+		AllowedOrigins:   s.Origins,
+		AllowedMethods:   corsMethods,
+		AllowedHeaders:   []string{"Authorization", "Content-Type", access.RESTTenantHeader},
+		ExposedHeaders:   []string{"Retry-After", "WWW-Authenticate"},
+		MaxAge:           600,
+		AllowCredentials: false, // see CORSSettings
+	})
+	withHeaders := c.Handler(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if corsPath(r.URL.Path) {
+			withHeaders.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// corsPath reports whether a path is one dashboards may call cross-origin.
+func corsPath(p string) bool {
+	return strings.HasPrefix(p, "/v1/") || p == "/openapi.json" || p == token.JWKSPath
+}

@@ -1,0 +1,295 @@
+// Package registry is each tenant's register of the Tolokers who landed in
+// its pools (seed 001's "account synchronisation"): who they are (Toloka's
+// user_id), when they first and last landed, the projects and pools they
+// worked in, their sessions and how each ended, their bans in force, and,
+// read from the outbox, the submits Toloka accepted or refused for them and
+// the reward it accepted. GetToloker and ListTolokers serve it (service.go).
+//
+// Who writes what, and the invariants:
+//
+//   - The landing writes only when it starts a session (an assignment's
+//     first landing: Started, before the session is stored, so no session
+//     exists that the registry missed; Abandoned when it was not stored
+//     after all) and the session service when a session ends (Ended). A
+//     warm landing, a repeat click on an assignment that has its session,
+//     writes nothing: it stays one Redis GET.
+//   - A session is counted once and its end once: Started lists the
+//     session live (HSETNX) and counts it only when it was not listed;
+//     Ended counts an end only when it takes the session off that list
+//     (HDEL). Both may be repeated. started = live + every end counted +
+//     expired, so the expired are what is left (sessions end by expiry
+//     without an event).
+//   - Money is not kept here. The outbox counts each Toloker's delivered
+//     and dead submits and the reward delivered (integer units of 1e-8 USD)
+//     in its finish script, atomically with the submission's state change
+//     and only on that change, so a retried finish counts nothing twice
+//     (submission.TolokerPay). The registry reads those counters: what it
+//     shows is exactly what the outbox recorded as delivered.
+//   - Restrictions (bans made with the ban service) are kept per Toloker,
+//     without a retention (a ban for ever is for ever), and read by the
+//     landing once it knows who lands (Restrictions), so a banned Toloker
+//     is refused without asking Toloka when Crowdgate already knows them.
+//   - A Toloker is forgotten Settings.Retention after their last activity
+//     (landing or session end): every write renews the record's TTL, and
+//     the activity indexes drop entries older than that.
+//
+// Redis layout (P is the configured prefix). Every key of a tenant carries
+// the hash tag {tolk:<tenant>}, so a script changes the Toloker's record and
+// the tenant's indexes atomically in one Cluster slot:
+//
+//	P tolk:{tolk:T}:u:<user>        the Toloker (hash): f first landing, l last
+//	                                landing, a last activity (Unix ms), n sessions
+//	                                started, e:<end> ends by kind, s:<session>
+//	                                "<expiry ms>\t<pool>" while live,
+//	                                p:<pool> and j:<project> last worked (ms);
+//	                                TTL Retention
+//	P tolk:{tolk:T}:act             zset: user -> last activity (ms); TTL Retention
+//	P tolk:{tolk:T}:pool:<pool>     zset: user -> last activity in the pool; TTL Retention
+//	P tolk:{tolk:T}:ban:<user>      hash: ban id -> restriction.Encode(); no TTL
+package registry
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/platform/restriction"
+	"github.com/crowdgate/crowdgate/services/platform/settings"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+)
+
+// Settings tune the registry.
+type Settings struct {
+	// Retention is how long a Toloker is kept after their last activity.
+	Retention time.Duration
+}
+
+// List returns the settings as configuration entries.
+func (s *Settings) List() []settings.Setting {
+	return []settings.Setting{
+		settings.New("toloker-retention", "CROWDGATE_TOLOKER_RETENTION", "4320h",
+			"how long the Toloker registry keeps a Toloker after their last landing or session end (4320h: 180 days)",
+			settings.Duration(&s.Retention)),
+	}
+}
+
+// DefaultSettings returns the settings' built-in defaults.
+func DefaultSettings() Settings {
+	var s Settings
+	settings.Defaults(s.List())
+	return s
+}
+
+var (
+	//go:embed lua/started.lua
+	startedLua string
+	//go:embed lua/ended.lua
+	endedLua string
+	//go:embed lua/abandoned.lua
+	abandonedLua string
+
+	startedScript   = redis.NewScript(startedLua)
+	endedScript     = redis.NewScript(endedLua)
+	abandonedScript = redis.NewScript(abandonedLua)
+)
+
+// Registry keeps the tenants' Tolokers in Redis. It is safe for
+// concurrent use.
+type Registry struct {
+	rdb       redis.UniversalClient
+	prefix    string
+	retention time.Duration
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+// New returns the registry over rdb (keys under prefix); zero settings take
+// the defaults, now is the clock (time.Now when nil).
+func New(rdb redis.UniversalClient, prefix string, s Settings, now func() time.Time, log *slog.Logger) *Registry {
+	if s.Retention <= 0 {
+		s.Retention = DefaultSettings().Retention
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Registry{rdb: rdb, prefix: prefix, retention: s.Retention, now: now, log: log}
+}
+
+// Retention is how long a Toloker is kept after their last activity.
+func (r *Registry) Retention() time.Duration { return r.retention }
+
+func (r *Registry) tag(tenantID string) string { return r.prefix + "tolk:{tolk:" + tenantID + "}:" }
+func (r *Registry) userKey(tenantID, userID string) string {
+	return r.tag(tenantID) + "u:" + userID
+}
+func (r *Registry) activityKey(tenantID string) string { return r.tag(tenantID) + "act" }
+func (r *Registry) poolKey(tenantID, poolID string) string {
+	return r.tag(tenantID) + "pool:" + poolID
+}
+func (r *Registry) banKey(tenantID, userID string) string {
+	return r.tag(tenantID) + "ban:" + userID
+}
+
+// Started records a session a first landing started (sessionID of
+// userID in poolID of projectID, expiring at expires): the session is
+// counted once however often this is called for it. It returns the
+// Toloker's restrictions in force after the write, so the landing catches a
+// ban made while it asked Toloka (a ban writes its restriction before it
+// looks for live sessions to end).
+func (r *Registry) Started(ctx context.Context, tenantID, userID, sessionID, poolID, projectID string, expires time.Time) ([]restriction.Restriction, error) {
+	now := r.now()
+	res, err := startedScript.Run(ctx, r.rdb,
+		[]string{r.userKey(tenantID, userID), r.activityKey(tenantID), r.poolKey(tenantID, poolID), r.banKey(tenantID, userID)},
+		sessionID, poolID, projectID, now.UnixMilli(), expires.UnixMilli(), r.retention.Milliseconds(), userID).Slice()
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	fields := make([]string, 0, len(res))
+	for _, v := range res[1:] {
+		str, _ := v.(string)
+		fields = append(fields, str)
+	}
+	return r.decodeRestrictions(fields, now), nil
+}
+
+// Abandoned takes back a session Started counted that was not stored after
+// all (another landing stored the assignment's session first, or the
+// store failed); a session not listed is left alone.
+func (r *Registry) Abandoned(ctx context.Context, tenantID, userID, sessionID string) error {
+	return storage.Unavailable(abandonedScript.Run(ctx, r.rdb, []string{r.userKey(tenantID, userID)}, sessionID).Err())
+}
+
+// endFields are the counters of each way a session ends (EXPIRED is not
+// an event: it is what is left).
+var endFields = map[crowdgatev1.EndReason]string{
+	crowdgatev1.EndReason_END_REASON_CLOSE_SESSION: "e:closed",
+	crowdgatev1.EndReason_END_REASON_RESTRICTED:    "e:restricted",
+	crowdgatev1.EndReason_END_REASON_FILTERED_OUT:  "e:filtered_out",
+	crowdgatev1.EndReason_END_REASON_ENDED:         "e:ended",
+	crowdgatev1.EndReason_END_REASON_REVOKED:       "e:revoked",
+}
+
+// Ended records how a session of the Toloker in poolID ended. The end is
+// counted once, and only while the session is listed live; an EXPIRED
+// "end" counts nothing (expiry is derived). It reports whether it counted.
+func (r *Registry) Ended(ctx context.Context, tenantID, userID, sessionID, poolID string, reason crowdgatev1.EndReason) (bool, error) {
+	field, ok := endFields[reason]
+	if !ok {
+		return false, nil
+	}
+	n, err := endedScript.Run(ctx, r.rdb,
+		[]string{r.userKey(tenantID, userID), r.activityKey(tenantID), r.poolKey(tenantID, poolID)},
+		sessionID, field, r.now().UnixMilli(), r.retention.Milliseconds(), userID).Int()
+	if err != nil {
+		return false, storage.Unavailable(err)
+	}
+	return n == 1, nil
+}
+
+// LiveSessions returns the Toloker's sessions listed live and not expired.
+func (r *Registry) LiveSessions(ctx context.Context, tenantID, userID string) ([]restriction.LiveSession, error) {
+	all, err := r.rdb.HGetAll(ctx, r.userKey(tenantID, userID)).Result()
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	return liveSessions(all, r.now()), nil
+}
+
+// liveSessions reads the live sessions of a record, newest expiry first.
+func liveSessions(record map[string]string, now time.Time) []restriction.LiveSession {
+	var out []restriction.LiveSession
+	for f, v := range record {
+		sid, ok := strings.CutPrefix(f, "s:")
+		if !ok {
+			continue
+		}
+		ms, pool, _ := strings.Cut(v, "\t")
+		exp, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil || exp <= now.UnixMilli() {
+			continue
+		}
+		out = append(out, restriction.LiveSession{SessionID: sid, PoolID: pool, Expires: time.UnixMilli(exp).UTC()})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Expires.Equal(out[j].Expires) {
+			return out[i].Expires.After(out[j].Expires)
+		}
+		return out[i].SessionID < out[j].SessionID
+	})
+	return out
+}
+
+// Restrict records a ban of the Toloker (replacing one with the same id),
+// dropping the Toloker's expired ones.
+func (r *Registry) Restrict(ctx context.Context, tenantID, userID string, res restriction.Restriction) error {
+	key := r.banKey(tenantID, userID)
+	if err := r.dropExpired(ctx, key); err != nil {
+		return err
+	}
+	return storage.Unavailable(r.rdb.HSet(ctx, key, res.ID, res.Encode()).Err())
+}
+
+// Lift removes a ban of the Toloker; lifting a lifted ban does nothing.
+func (r *Registry) Lift(ctx context.Context, tenantID, userID, banID string) error {
+	return storage.Unavailable(r.rdb.HDel(ctx, r.banKey(tenantID, userID), banID).Err())
+}
+
+// Restrictions returns the Toloker's bans in force.
+func (r *Registry) Restrictions(ctx context.Context, tenantID, userID string) ([]restriction.Restriction, error) {
+	all, err := r.rdb.HGetAll(ctx, r.banKey(tenantID, userID)).Result()
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	fields := make([]string, 0, 2*len(all))
+	for k, v := range all {
+		fields = append(fields, k, v)
+	}
+	return r.decodeRestrictions(fields, r.now()), nil
+}
+
+// decodeRestrictions reads field, value pairs of a restrictions hash: the
+// ones in force at now, by id.
+func (r *Registry) decodeRestrictions(fields []string, now time.Time) []restriction.Restriction {
+	var out []restriction.Restriction
+	for i := 0; i+1 < len(fields); i += 2 {
+		res, err := restriction.Decode(fields[i], fields[i+1])
+		if err != nil {
+			r.log.Error("registry: a stored restriction cannot be read", "ban_id", fields[i], "err", err)
+			continue
+		}
+		if res.Active(now) {
+			out = append(out, res)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// dropExpired removes the expired bans of a restrictions hash.
+func (r *Registry) dropExpired(ctx context.Context, key string) error {
+	all, err := r.rdb.HGetAll(ctx, key).Result()
+	if err != nil {
+		return storage.Unavailable(err)
+	}
+	now := r.now()
+	var gone []string
+	for id, v := range all {
+		if res, err := restriction.Decode(id, v); err == nil && !res.Active(now) {
+			gone = append(gone, id)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	return storage.Unavailable(r.rdb.HDel(ctx, key, gone...).Err())
+}
