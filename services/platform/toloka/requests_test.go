@@ -521,6 +521,10 @@ func TestAccountRejectsBadCredentials(t *testing.T) {
 		{Environment: Production},
 		{Environment: Production, Token: "OAuth "},
 		{Environment: Production, Token: "two words"},
+		// Bytes an HTTP header cannot carry: the request would never leave.
+		{Environment: Production, Token: "\x7f"},
+		{Environment: Production, Token: "key\x00x"},
+		{Environment: Production, Token: "clé.secrète.x"},
 		{Environment: Production, Token: oauthToken, Scheme: "Bearer"},
 	} {
 		if _, err := c.Account(cred); err == nil {

@@ -459,6 +459,12 @@ func (c *Client) Account(cred Credential) (*Account, error) {
 	if strings.ContainsAny(tok, " \t\r\n") {
 		return nil, errors.New("toloka: credential token contains whitespace")
 	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c < 0x21 || c > 0x7e {
+			// An Authorization header carries visible ASCII only.
+			return nil, errors.New("toloka: credential token contains a character a header cannot carry")
+		}
+	}
 	scheme := cred.scheme()
 	if scheme != AuthAPIKey && scheme != AuthOAuth {
 		return nil, fmt.Errorf("toloka: unknown auth scheme %q", string(scheme))
