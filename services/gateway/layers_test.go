@@ -8,8 +8,9 @@ import (
 
 // TestLayers keeps the dependencies pointing down the layers the folders
 // show: kernel imports nothing of Crowdgate's, platform imports only
-// platform and kernel, the flow's two sides never import each other or the
-// gateway, and only cmd/crowdgate imports the gateway (tests excepted).
+// platform and kernel, notify (events and webhooks) only those and itself,
+// the flow's two sides never import each other or the gateway, and only
+// cmd/crowdgate imports the gateway (tests excepted).
 func TestLayers(t *testing.T) {
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "../../...").CombinedOutput()
 	if err != nil {
@@ -21,7 +22,7 @@ func TestLayers(t *testing.T) {
 		if !ok {
 			return "" // not Crowdgate's
 		}
-		for _, l := range []string{"services/kernel/", "services/platform/", "services/requester/", "services/toloker/", "services/tools/", "services/testsupport/", "services/gateway", "gen/", "cmd/", "deploy/"} {
+		for _, l := range []string{"services/kernel/", "services/platform/", "services/notify/", "services/requester/", "services/toloker/", "services/tools/", "services/testsupport/", "services/gateway", "gen/", "cmd/", "deploy/"} {
 			if strings.HasPrefix(rest, l) {
 				return strings.TrimSuffix(l, "/")
 			}
@@ -31,8 +32,9 @@ func TestLayers(t *testing.T) {
 	allowed := map[string][]string{
 		"services/kernel":    {"services/kernel", "gen"},
 		"services/platform":  {"services/kernel", "services/platform", "gen"},
-		"services/requester": {"services/kernel", "services/platform", "services/requester", "gen"},
-		"services/toloker":   {"services/kernel", "services/platform", "services/toloker", "gen"},
+		"services/notify":    {"services/kernel", "services/platform", "services/notify", "gen"},
+		"services/requester": {"services/kernel", "services/platform", "services/notify", "services/requester", "gen"},
+		"services/toloker":   {"services/kernel", "services/platform", "services/notify", "services/toloker", "gen"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)
