@@ -47,6 +47,11 @@ var table = map[protoreflect.FullName]Rule{
 	"api_key":    {Bytes: 256, Source: "a Toloka API key or OAuth token (about 40-60 bytes); it becomes an HTTP header to Toloka, so a few hundred bytes at most"},
 	"page_token": {Bytes: 1024, Source: srcPage},
 
+	// Events: a cursor is a stream entry id (two 19-digit numbers and a dash).
+	"cursor":                                {Bytes: 40, Source: "an event cursor: a Redis stream entry id, at most 39 bytes"},
+	"crowdgate.v1.ListEventsRequest.types":  {Bytes: 64, Items: 20, Source: "event types: 11 exist (events.Types), each under 64 bytes"},
+	"crowdgate.v1.WatchEventsRequest.types": {Bytes: 64, Items: 20, Source: "as ListEventsRequest.types"},
+
 	"crowdgate.v1.ExchangeCodeRequest.code": {Bytes: 128, Source: "a one-time code is 71 base64url characters (session/codes.go)"},
 
 	// Names and comments, wherever they appear.

@@ -1,0 +1,239 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+)
+
+func newLog(t *testing.T, tenants ...string) (*Log, *redistest.Redis) {
+	t.Helper()
+	r := redistest.New(t)
+	l, err := New(Config{Redis: r.Client, Prefix: r.Prefix, Settings: Settings{Poll: 10 * time.Millisecond},
+		Tenants: func(context.Context) ([]string, error) { return tenants, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, r
+}
+
+func sessionEvent(l *Log, tenantID, typ, sessionID string) *crowdgatev1.Event {
+	ev := l.New(tenantID, typ, "sessions/"+sessionID, sessionID)
+	ev.Data = &crowdgatev1.Event_Session{Session: &crowdgatev1.Session{SessionId: sessionID, TenantId: tenantID}}
+	return ev
+}
+
+func ids(evs []*crowdgatev1.Event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.GetType()+" "+e.GetResource())
+	}
+	return out
+}
+
+func TestAppendRecordsAnEventOnce(t *testing.T) {
+	ctx := context.Background()
+	l, _ := newLog(t, "t1")
+	ev := sessionEvent(l, "t1", TypeSessionEnded, "s1")
+	for range 3 {
+		if err := l.Append(ctx, proto.CloneOf(ev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _, err := l.List(ctx, "t1", Query{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"session.ended sessions/s1"}, ids(got)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	if got[0].GetEventId() != ev.GetEventId() || got[0].GetCursor() == "" || got[0].GetSession().GetSessionId() != "s1" {
+		t.Errorf("event read back = %v", got[0])
+	}
+	if other, _, _ := l.List(ctx, "t2", Query{Limit: 10}); len(other) != 0 {
+		t.Errorf("another tenant reads %d events", len(other))
+	}
+}
+
+func TestListResumesExactlyAfterTheCursorAndFilters(t *testing.T) {
+	ctx := context.Background()
+	l, _ := newLog(t, "t1")
+	var want []string
+	for i := range 7 {
+		typ := TypeSessionStarted
+		if i%2 == 1 {
+			typ = TypeSubmissionDelivered
+		}
+		if err := l.Append(ctx, sessionEvent(l, "t1", typ, fmt.Sprint("s", i))); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%s sessions/s%d", typ, i))
+	}
+	var got []string
+	after := ""
+	for pages := 0; pages < 10; pages++ {
+		evs, next, err := l.List(ctx, "t1", Query{After: after, Limit: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ids(evs)...)
+		if next == after {
+			break
+		}
+		after = next
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("paged events (-want +got):\n%s", diff)
+	}
+	for _, types := range [][]string{{"submission.delivered"}, {"submission.*"}, {"submission."}} {
+		f, err := NewFilter("types", types)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, _, err := l.List(ctx, "t1", Query{Filter: f, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 3 {
+			t.Errorf("types %v: %d events, want 3", types, len(evs))
+		}
+	}
+	for _, bad := range []string{"submission.paid", "nothing.*", ""} {
+		_, err := NewFilter("types", []string{bad})
+		var ia *serviceerror.InvalidArgument
+		if !asInvalid(err, &ia) || ia.Field != "types" {
+			t.Errorf("type %q: err = %v, want INVALID_ARGUMENT on types", bad, err)
+		}
+	}
+}
+
+func TestWatchSendsNewEventsAfterTheCursor(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, _ := newLog(t, "t1")
+	if err := l.Append(ctx, sessionEvent(l, "t1", TypeSessionStarted, "old")); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Watch(ctx, "t1", Filter{}, "", func(ev *crowdgatev1.Event) error {
+			got <- ev.GetResource()
+			return nil
+		})
+	}()
+	// The watch starts after the newest event: wait until it has read its
+	// start (its first List) by appending until it answers.
+	for i := 0; ; i++ {
+		if err := l.Append(ctx, sessionEvent(l, "t1", TypeSessionStarted, fmt.Sprint("new", i))); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case r := <-got:
+			if r == "sessions/old" {
+				t.Fatalf("watch from now sent an older event")
+			}
+			cancel()
+			if err := <-done; err != context.Canceled {
+				t.Errorf("watch ended with %v", err)
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func TestFollowHandlesEveryEventOnceAcrossConsumers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, r := newLog(t, "t1", "t2")
+	l2, err := New(Config{Redis: r.Client, Prefix: r.Prefix, Settings: Settings{Poll: 10 * time.Millisecond},
+		Tenants: func(context.Context) ([]string, error) { return []string{"t1", "t2"}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var mu sync.Mutex
+	seen := map[string]int{}
+	all := make(chan struct{})
+	handle := func(_ context.Context, ev *crowdgatev1.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[ev.GetEventId()]++
+		if len(seen) == n {
+			close(all)
+		}
+		return nil
+	}
+	go l.Follow(ctx, "hooks", handle)
+	go l2.Follow(ctx, "hooks", handle)
+	for i := range n {
+		tn := []string{"t1", "t2"}[i%2]
+		if err := l.Append(ctx, sessionEvent(l, tn, TypeSessionStarted, fmt.Sprint("s", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-all
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range seen {
+		if c != 1 {
+			t.Errorf("event %s handled %d times", id, c)
+		}
+	}
+}
+
+func TestRelayRecordsEachIntentOnceAndDeletesIt(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, r := newLog(t, "t1")
+	stream := r.Prefix + "evq:{sub:0}"
+	ev := sessionEvent(l, "t1", TypeSubmissionDead, "x")
+	body, err := Encode(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same intent written twice (a producer repeated after a fault)
+	// becomes one event.
+	for range 2 {
+		if err := r.Client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{IntentField, body}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go l.Relay(ctx, []string{stream})
+	for {
+		n, err := r.Client.XLen(ctx, stream).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		<-time.After(5 * time.Millisecond)
+	}
+	got, _, err := l.List(ctx, "t1", Query{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].GetEventId() != ev.GetEventId() {
+		t.Errorf("log after the relay = %v, want the one event", ids(got))
+	}
+}
+
+func TestIDIsStableAndDistinct(t *testing.T) {
+	a, b := ID("t", "session.ended", "s1"), ID("t", "session.ended", "s2")
+	if a != ID("t", "session.ended", "s1") || a == b || len(a) != 30 {
+		t.Errorf("ID: %q %q", a, b)
+	}
+}

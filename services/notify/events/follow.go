@@ -1,0 +1,227 @@
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+)
+
+const (
+	// batch is the most entries read from one stream at a time.
+	batch = 100
+	// reclaimIdle is how long an entry stays with a consumer that has not
+	// acknowledged it (it failed, or its replica died) before another
+	// takes it.
+	reclaimIdle = 30 * time.Second
+	// reclaimEvery is how often a consumer looks for such entries.
+	reclaimEvery = 5 * time.Second
+)
+
+// Follow calls handle for every event of every tenant's log (Config.Tenants
+// lists them) as the consumer group named group, until ctx ends. Each event
+// is handled at least once across every replica following with the same
+// group: an event whose handle fails (or whose replica dies first) is
+// offered again once reclaimIdle has passed. Events of a tenant come in
+// log order, except that such a retried event comes after later ones.
+// A group created now starts at the oldest event kept.
+func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.Context, ev *crowdgatev1.Event) error) {
+	keys := func(ctx context.Context) ([]string, error) {
+		ts, err := l.tenants(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]string, len(ts))
+		for i, t := range ts {
+			out[i], _ = Keys(l.prefix, t)
+		}
+		return out, nil
+	}
+	l.consume(ctx, group, keys, false, func(ctx context.Context, _ string, m redis.XMessage) error {
+		ev, err := decode(m.ID, m.Values)
+		if err != nil {
+			l.log.Error("events: unreadable event skipped", "group", group, "error", err.Error())
+			return nil
+		}
+		return handle(ctx, ev)
+	})
+}
+
+// Relay copies every intent of streams (an Event in field IntentField,
+// written by a script of another package atomically with the change it
+// reports) to its tenant's log, then deletes it, until ctx ends. An intent
+// is deleted only after its event is recorded, and recording is
+// idempotent, so each intent becomes exactly one event across replicas and
+// faults.
+func (l *Log) Relay(ctx context.Context, streams []string) {
+	keys := func(context.Context) ([]string, error) { return streams, nil }
+	l.consume(ctx, "events", keys, true, func(ctx context.Context, _ string, m redis.XMessage) error {
+		raw, _ := m.Values[IntentField].(string)
+		ev := &crowdgatev1.Event{}
+		if err := proto.Unmarshal([]byte(raw), ev); err != nil || ev.GetTenantId() == "" || ev.GetEventId() == "" {
+			l.log.Error("events: unreadable intent dropped", "entry", m.ID)
+			return nil
+		}
+		return l.appendRaw(ctx, ev.GetTenantId(), ev.GetEventId(), []byte(raw))
+	})
+}
+
+// consumer reads streams as one member of a consumer group.
+type consumer struct {
+	l       *Log
+	group   string
+	name    string
+	del     bool
+	handle  func(ctx context.Context, key string, m redis.XMessage) error
+	created map[string]bool
+}
+
+// consume runs a consumer over the streams keys lists until ctx ends.
+// del deletes entries once handled (intent streams).
+func (l *Log) consume(ctx context.Context, group string, keys func(context.Context) ([]string, error), del bool,
+	handle func(ctx context.Context, key string, m redis.XMessage) error) {
+	c := &consumer{l: l, group: group, name: consumerName(), del: del, handle: handle, created: map[string]bool{}}
+	var lastReclaim time.Time
+	for ctx.Err() == nil {
+		woken := l.wake.wait()
+		ks, err := keys(ctx)
+		if err != nil {
+			l.log.Warn("events: cannot list the streams to follow", "group", group, "error", err.Error())
+		}
+		n := c.readNew(ctx, ks)
+		if time.Since(lastReclaim) >= reclaimEvery {
+			lastReclaim = time.Now()
+			n += c.reclaim(ctx, ks)
+		}
+		if n > 0 {
+			continue
+		}
+		t := time.NewTimer(l.set.Poll)
+		select {
+		case <-ctx.Done():
+		case <-woken:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func consumerName() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}
+
+// ensureGroups creates the group on streams that may not have it yet.
+func (c *consumer) ensureGroups(ctx context.Context, keys []string) {
+	var todo []string
+	for _, k := range keys {
+		if !c.created[k] {
+			todo = append(todo, k)
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	cmds := make([]*redis.StatusCmd, len(todo))
+	_, _ = c.l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range todo {
+			cmds[i] = p.XGroupCreateMkStream(ctx, k, c.group, "0")
+		}
+		return nil
+	})
+	for i, cmd := range cmds {
+		if err := cmd.Err(); err == nil || strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			c.created[todo[i]] = true
+		}
+	}
+}
+
+// readNew reads and handles what no member of the group has read yet, in
+// one pipeline over every stream; it returns how many entries it read.
+func (c *consumer) readNew(ctx context.Context, keys []string) int {
+	c.ensureGroups(ctx, keys)
+	cmds := make([]*redis.XStreamSliceCmd, len(keys))
+	_, _ = c.l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.XReadGroup(ctx, &redis.XReadGroupArgs{Group: c.group, Consumer: c.name,
+				Streams: []string{k, ">"}, Count: batch, Block: -1})
+		}
+		return nil
+	})
+	n := 0
+	for i, cmd := range cmds {
+		streams, err := cmd.Result()
+		if err != nil {
+			if strings.HasPrefix(err.Error(), "NOGROUP") {
+				delete(c.created, keys[i])
+			} else if !errors.Is(err, redis.Nil) && ctx.Err() == nil {
+				c.l.log.Warn("events: read failed", "group", c.group, "error", err.Error())
+			}
+			continue
+		}
+		for _, s := range streams {
+			n += len(s.Messages)
+			c.handleAll(ctx, keys[i], s.Messages)
+		}
+	}
+	return n
+}
+
+// reclaim takes over entries another member (or this one) read and did not
+// acknowledge within reclaimIdle, and handles them.
+func (c *consumer) reclaim(ctx context.Context, keys []string) int {
+	n := 0
+	for _, k := range keys {
+		msgs, _, err := c.l.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: k, Group: c.group, Consumer: c.name,
+			MinIdle: reclaimIdle, Start: "0-0", Count: batch}).Result()
+		if err != nil {
+			continue
+		}
+		n += len(msgs)
+		c.handleAll(ctx, k, msgs)
+	}
+	return n
+}
+
+// handleAll handles msgs in order and acknowledges those handled; the
+// first failure stops it (the rest stay pending, to be reclaimed).
+func (c *consumer) handleAll(ctx context.Context, key string, msgs []redis.XMessage) {
+	var done []string
+	for _, m := range msgs {
+		if m.Values == nil {
+			// Deleted while pending: nothing to handle.
+			done = append(done, m.ID)
+			continue
+		}
+		if err := c.handle(ctx, key, m); err != nil {
+			if ctx.Err() == nil {
+				c.l.log.Warn("events: handling failed; it is offered again later", "group", c.group, "entry", m.ID, "error", err.Error())
+			}
+			break
+		}
+		done = append(done, m.ID)
+	}
+	if len(done) == 0 {
+		return
+	}
+	_, err := c.l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAck(ctx, key, c.group, done...)
+		if c.del {
+			p.XDel(ctx, key, done...)
+		}
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		c.l.log.Warn("events: acknowledging failed; the entries are offered again", "group", c.group, "error", err.Error())
+	}
+}

@@ -1,0 +1,25 @@
+-- crowdgate_append_event appends one event to a tenant's log, once: an id
+-- already recorded within the retention appends nothing. Scripts of other
+-- packages that run in the tenant's slot (the Toloker registry) prepend
+-- this function to their text, so their state change and its event are one
+-- atomic step.
+--
+-- log   the tenant's event stream
+-- seen  the tenant's recorded ids (zset: id -> Redis time in ms)
+-- id    the event id
+-- body  the event (protobuf, without its cursor)
+-- keep  the retention in ms
+--
+-- Returns the entry id (the event's cursor), or false for a repeat.
+local function crowdgate_append_event(log, seen, id, body, keep)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if redis.call('ZADD', seen, 'NX', string.format('%.0f', now), id) == 0 then
+    return false
+  end
+  local min = string.format('%.0f', now - tonumber(keep))
+  redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. min)
+  local eid = redis.call('XADD', log, 'MINID', '~', min, '*', 'e', body)
+  redis.call('PEXPIRE', seen, keep)
+  return eid
+end

@@ -1,0 +1,93 @@
+package events
+
+import (
+	"context"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+)
+
+// Page sizes of ListEvents.
+const (
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+)
+
+// Service serves EventService over the log: a caller reads its own
+// tenant's events only.
+type Service struct {
+	crowdgatev1.UnimplementedEventServiceServer
+	log *Log
+}
+
+// NewService returns the EventService of l.
+func NewService(l *Log) *Service { return &Service{log: l} }
+
+// ListEvents returns a page of the caller's tenant's events.
+func (s *Service) ListEvents(ctx context.Context, req *crowdgatev1.ListEventsRequest) (*crowdgatev1.ListEventsResponse, error) {
+	f, err := NewFilter("types", req.GetTypes())
+	if err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, serviceerror.NewInvalidArgument("page_size", "must not be negative")
+	case size == 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	after := req.GetCursor()
+	if after != "" && !ValidCursor(after) {
+		return nil, serviceerror.NewInvalidArgument("cursor", "is not an event cursor (an event's cursor field)")
+	}
+	if tok := req.GetPageToken(); tok != "" {
+		if !ValidCursor(tok) {
+			return nil, serviceerror.NewInvalidArgument("page_token", "is not a page token of ListEvents")
+		}
+		after = tok
+	}
+	q := Query{Filter: f, After: after, Limit: size}
+	if t := req.GetStartTime(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return nil, serviceerror.NewInvalidArgument("start_time", "%v", err)
+		}
+		q.Start = t.AsTime()
+	}
+	if t := req.GetEndTime(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return nil, serviceerror.NewInvalidArgument("end_time", "%v", err)
+		}
+		q.End = t.AsTime()
+	}
+	evs, next, err := s.log.List(ctx, tenant.FromContext(ctx), q)
+	if err != nil {
+		return nil, err
+	}
+	if next == "" {
+		// An empty log: resume from its start.
+		next = "0-0"
+	}
+	return &crowdgatev1.ListEventsResponse{Events: evs, NextPageToken: next}, nil
+}
+
+// WatchEvents streams the caller's tenant's events from a cursor.
+func (s *Service) WatchEvents(req *crowdgatev1.WatchEventsRequest, stream crowdgatev1.EventService_WatchEventsServer) error {
+	ctx := stream.Context()
+	f, err := NewFilter("types", req.GetTypes())
+	if err != nil {
+		return err
+	}
+	if c := req.GetCursor(); c != "" && !ValidCursor(c) {
+		return serviceerror.NewInvalidArgument("cursor", "is not an event cursor (an event's cursor field)")
+	}
+	err = s.log.Watch(ctx, tenant.FromContext(ctx), f, req.GetCursor(), func(ev *crowdgatev1.Event) error {
+		return stream.Send(&crowdgatev1.WatchEventsResponse{Event: ev})
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
