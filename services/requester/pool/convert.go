@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"encoding/json"
 	"math"
 	"strconv"
 	"strings"
@@ -155,7 +156,40 @@ func tolokaPool(p *crowdgatev1.Pool, prj *crowdgatev1.Project, now time.Time) (*
 			return nil, err
 		}
 	}
+	if sq := p.GetSpeedQualityBalance(); sq != nil {
+		raw, err := speedQualityBalance(join(f, "speed_quality_balance"), sq)
+		if err != nil {
+			return nil, err
+		}
+		tp.Extra = toloka.Extra{"speed_quality_balance": raw}
+	}
 	return tp, nil
+}
+
+// speedQualityBalance validates a pool's speed_quality_balance (Toloka:
+// TOP_PERCENTAGE_BY_QUALITY with percent 10 to 100 in steps of 10, or
+// BEST_CONCURRENT_USERS_BY_QUALITY with a count of at least 1) and returns
+// its JSON.
+func speedQualityBalance(field string, sq *crowdgatev1.SpeedQualityBalance) (json.RawMessage, error) {
+	switch sq.GetType() {
+	case crowdgatev1.SpeedQualityBalanceType_SPEED_QUALITY_BALANCE_TYPE_TOP_PERCENTAGE_BY_QUALITY:
+		if sq.GetCount() != 0 {
+			return nil, bad(join(field, "count"), "is for BEST_CONCURRENT_USERS_BY_QUALITY only")
+		}
+		if v := sq.GetPercent(); v < 10 || v > 100 || v%10 != 0 {
+			return nil, bad(join(field, "percent"), "must be 10 to 100 in steps of 10, got %d", v)
+		}
+		return json.Marshal(map[string]any{"type": "TOP_PERCENTAGE_BY_QUALITY", "percent": sq.GetPercent()})
+	case crowdgatev1.SpeedQualityBalanceType_SPEED_QUALITY_BALANCE_TYPE_BEST_CONCURRENT_USERS_BY_QUALITY:
+		if sq.GetPercent() != 0 {
+			return nil, bad(join(field, "percent"), "is for TOP_PERCENTAGE_BY_QUALITY only")
+		}
+		if sq.GetCount() < 1 {
+			return nil, bad(join(field, "count"), "must be at least 1, got %d", sq.GetCount())
+		}
+		return json.Marshal(map[string]any{"type": "BEST_CONCURRENT_USERS_BY_QUALITY", "count": sq.GetCount()})
+	}
+	return nil, bad(join(field, "type"), "is required: TOP_PERCENTAGE_BY_QUALITY or BEST_CONCURRENT_USERS_BY_QUALITY")
 }
 
 func defaults(field string, d *crowdgatev1.PoolDefaults) (*toloka.PoolDefaults, error) {

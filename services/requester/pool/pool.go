@@ -86,7 +86,7 @@ func (s *Service) CreatePool(ctx context.Context, req *crowdgatev1.CreatePoolReq
 		return nil, err
 	}
 	// Validate everything before touching Toloka.
-	tp, err := tolokaPool(p, prj, s.now())
+	tp, tt, err := s.validate(ctx, tenantID, p, prj)
 	if err != nil {
 		return nil, err
 	}
@@ -97,8 +97,14 @@ func (s *Service) CreatePool(ctx context.Context, req *crowdgatev1.CreatePoolReq
 	if err != nil {
 		return nil, err
 	}
-	created, err := account.CreatePool(ctx, tp)
-	if err != nil {
+	var created *toloka.Pool
+	if tt != nil {
+		ct, cerr := account.CreateTraining(ctx, tt)
+		if cerr != nil {
+			return nil, project.TolokaError("pool", cerr)
+		}
+		created = ct.State()
+	} else if created, err = account.CreatePool(ctx, tp); err != nil {
 		return nil, project.TolokaError("pool", err)
 	}
 	p.PoolId = storage.NewID("pool")
@@ -163,6 +169,60 @@ func (s *Service) ListPools(ctx context.Context, req *crowdgatev1.ListPoolsReque
 	return &crowdgatev1.ListPoolsResponse{Pools: items, NextPageToken: next}, nil
 }
 
+// validate checks p, a pool of prj, and returns what Toloka gets: a pool,
+// or a training for a TRAINING pool. A training_requirement naming a
+// Crowdgate pool is sent as that training's Toloka id.
+func (s *Service) validate(ctx context.Context, tenantID string, p *crowdgatev1.Pool, prj *crowdgatev1.Project) (*toloka.Pool, *toloka.Training, error) {
+	if _, ok := crowdgatev1.PoolType_name[int32(p.GetType())]; !ok {
+		return nil, nil, serviceerror.NewInvalidArgument("pool.type", "must be REGULAR or TRAINING, got %d", p.GetType())
+	}
+	if isTraining(p) {
+		tt, err := tolokaTraining(p, prj)
+		return nil, tt, err
+	}
+	if p.GetTraining() != nil {
+		return nil, nil, serviceerror.NewInvalidArgument("pool.training", "is for TRAINING pools only (set type POOL_TYPE_TRAINING)")
+	}
+	tp, err := tolokaPool(p, prj, s.now())
+	if err != nil {
+		return nil, nil, err
+	}
+	if tr := tp.QualityControl; tr != nil && tr.TrainingRequirement != nil && strings.HasPrefix(tr.TrainingRequirement.TrainingPoolID, "pool_") {
+		const field = "pool.quality_control.training_requirement.training_pool_id"
+		training, err := s.catalog.Pool(ctx, tenantID, tr.TrainingRequirement.TrainingPoolID)
+		if err != nil {
+			return nil, nil, serviceerror.NewInvalidArgument(field, "%s is not a pool of this tenant", tr.TrainingRequirement.TrainingPoolID)
+		}
+		if !isTraining(training) || training.GetProjectId() != prj.GetProjectId() {
+			return nil, nil, serviceerror.NewInvalidArgument(field, "%s is not a TRAINING pool of project %s", training.GetPoolId(), prj.GetProjectId())
+		}
+		tr.TrainingRequirement.TrainingPoolID = training.GetTolokaPoolId()
+	}
+	return tp, nil, nil
+}
+
+// setPriority changes only a pool's priority, open or closed (Toloka's
+// PATCH /pools/{id}).
+func (s *Service) setPriority(ctx context.Context, r *catalog.Resolved, merged *crowdgatev1.Pool) (*crowdgatev1.UpdatePoolResponse, error) {
+	const field = "pool.priority"
+	if isTraining(merged) {
+		return nil, serviceerror.NewInvalidArgument(field, "is not a field of TRAINING pools")
+	}
+	if err := between(field, int64(merged.GetPriority()), MinPriority, MaxPriority); err != nil {
+		return nil, err
+	}
+	updated, err := r.Account.SetPoolPriority(ctx, merged.GetTolokaPoolId(), int(merged.GetPriority()))
+	if err != nil {
+		return nil, project.TolokaError("pool", err)
+	}
+	applyState(merged, updated)
+	if err := s.catalog.PutPool(ctx, merged); err != nil {
+		return nil, err
+	}
+	s.log.InfoContext(ctx, "pool priority set", "tenant_id", merged.GetTenantId(), "pool_id", merged.GetPoolId(), "priority", merged.GetPriority())
+	return &crowdgatev1.UpdatePoolResponse{Pool: merged}, nil
+}
+
 // outputOnly are the pool fields a caller never sets; an update mask naming
 // them is ignored for them (AIP-134).
 var outputOnly = map[string]bool{
@@ -199,26 +259,67 @@ func (s *Service) UpdatePool(ctx context.Context, req *crowdgatev1.UpdatePoolReq
 	if prj.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
 		return nil, serviceerror.NewFailedPrecondition("project %s is archived", prj.GetProjectId())
 	}
-	tp, err := tolokaPool(merged, prj, s.now())
+	if merged.GetType() == crowdgatev1.PoolType_POOL_TYPE_UNSPECIFIED {
+		merged.Type = stored.GetType()
+	}
+	if isTraining(merged) != isTraining(stored) {
+		return nil, serviceerror.NewInvalidArgument("pool.type", "cannot be changed (the pool is %s)", stored.GetType())
+	}
+	if paths := req.GetUpdateMask().GetPaths(); len(paths) == 1 && paths[0] == "priority" {
+		return s.setPriority(ctx, r, merged)
+	}
+	tp, tt, err := s.validate(ctx, tenantID, merged, prj)
 	if err != nil {
 		return nil, err
 	}
 	// Seed 000: a pool is changed only while stopped. Ask Toloka, not the
-	// stored status, which may be stale.
-	current, err := account.GetPool(ctx, stored.GetTolokaPoolId())
+	// stored status, which may be stale; an open pool is stopped with
+	// Toloka's close-for-update, changed and opened again.
+	rem := remoteOf(account, stored)
+	current, err := rem.get(ctx)
 	if err != nil {
 		return nil, project.TolokaError("pool", err)
 	}
-	if current.Status != toloka.PoolClosed {
-		return nil, serviceerror.NewFailedPrecondition("pool %s is %s: close (stop) it before changing it", stored.GetPoolId(), current.Status)
+	reopen := false
+	switch current.Status {
+	case toloka.PoolClosed:
+	case toloka.PoolOpen:
+		if _, err := s.transitions.CloseForUpdate(ctx, tenantID, stored.GetPoolId()); err != nil {
+			return nil, err
+		}
+		reopen = true
+	default:
+		return nil, serviceerror.NewFailedPrecondition("pool %s is %s: it cannot be changed", stored.GetPoolId(), current.Status)
 	}
-	updated, err := account.UpdatePool(ctx, stored.GetTolokaPoolId(), tp)
+	var updated *toloka.Pool
+	if tt != nil {
+		ut, uerr := account.UpdateTraining(ctx, stored.GetTolokaPoolId(), tt)
+		if uerr == nil {
+			updated = ut.State()
+		}
+		err = uerr
+	} else {
+		updated, err = account.UpdatePool(ctx, stored.GetTolokaPoolId(), tp)
+	}
 	if err != nil {
+		if reopen {
+			// Leave the pool as it was found: open, unchanged.
+			if _, oerr := s.transitions.Open(context.WithoutCancel(ctx), tenantID, stored.GetPoolId()); oerr != nil {
+				s.log.WarnContext(ctx, "pool closed for update not reopened after a failed update", "tenant_id", tenantID, "pool_id", stored.GetPoolId(), "error", oerr.Error())
+			}
+		}
 		return nil, project.TolokaError("pool", err)
 	}
 	applyState(merged, updated)
 	if err := s.catalog.PutPool(ctx, merged); err != nil {
 		return nil, err
+	}
+	if reopen {
+		opened, err := s.transitions.Open(ctx, tenantID, merged.GetPoolId())
+		if err != nil {
+			return nil, err
+		}
+		merged = opened
 	}
 	s.log.InfoContext(ctx, "pool updated", "tenant_id", tenantID, "pool_id", merged.GetPoolId(),
 		"toloka_pool_id", merged.GetTolokaPoolId(), "update_mask", strings.Join(req.GetUpdateMask().GetPaths(), ","))

@@ -38,8 +38,12 @@ func rule(action *crowdgatev1.RuleAction, conds ...*crowdgatev1.RuleCondition) *
 	return &crowdgatev1.QualityControlRule{Conditions: conds, Action: action}
 }
 
-func qcCond(key string, op crowdgatev1.ComparisonOperator, v int64) *crowdgatev1.RuleCondition {
+func qcCondV(key string, op crowdgatev1.ComparisonOperator, v *structpb.Value) *crowdgatev1.RuleCondition {
 	return &crowdgatev1.RuleCondition{Key: key, Operator: op, Value: v}
+}
+
+func qcCond(key string, op crowdgatev1.ComparisonOperator, v float64) *crowdgatev1.RuleCondition {
+	return &crowdgatev1.RuleCondition{Key: key, Operator: op, Value: structpb.NewNumberValue(v)}
 }
 
 func action(t crowdgatev1.RuleActionType, p *crowdgatev1.RuleActionParameters) *crowdgatev1.RuleAction {
@@ -50,6 +54,7 @@ const (
 	gt  = crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GT
 	lt  = crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_LT
 	gte = crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GTE
+	eq  = crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_EQ
 )
 
 // fullPool sets every field of seed 003 and every kind of seed 004 rule.
@@ -99,7 +104,7 @@ func fullPool(projectID string, now time.Time) *crowdgatev1.Pool {
 				CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT},
 				Rules: []*crowdgatev1.QualityControlRule{
 					rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_CHANGE_OVERLAP,
-						&crowdgatev1.RuleActionParameters{Delta: proto.Int32(1), OpenPool: proto.Bool(true)}), qcCond("assessment_event", gte, 1)),
+						&crowdgatev1.RuleActionParameters{Delta: proto.Int32(1), OpenPool: proto.Bool(true)}), qcCondV("assessment_event", eq, structpb.NewStringValue("REJECT"))),
 					rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_APPROVE_ALL_ASSIGNMENTS, nil), qcCond("accepted_assignments_count", gte, 10)),
 				},
 			},
@@ -179,7 +184,7 @@ const fullPoolJSON = `{
 			            "action": {"type": "REJECT_ALL_ASSIGNMENTS", "parameters": {"public_comment": "Too fast"}}}]},
 			{"collector_config": {"type": "ASSIGNMENTS_ASSESSMENT"},
 			 "rules": [
-				{"conditions": [{"key": "assessment_event", "operator": "GTE", "value": 1}],
+				{"conditions": [{"key": "assessment_event", "operator": "EQ", "value": "REJECT"}],
 				 "action": {"type": "CHANGE_OVERLAP", "parameters": {"delta": 1, "open_pool": true}}},
 				{"conditions": [{"key": "accepted_assignments_count", "operator": "GTE", "value": 10}],
 				 "action": {"type": "APPROVE_ALL_ASSIGNMENTS"}}]},
@@ -407,9 +412,9 @@ func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
 			"pool.quality_control.configs[0].rules[0].conditions"},
 		{"condition without key", qcPool(golden(rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)}), qcCond("", gt, 1)))),
 			"pool.quality_control.configs[0].rules[0].conditions[0].key"},
-		{"condition without operator", qcPool(golden(rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)}), qcCond("k", 0, 1)))),
+		{"condition without operator", qcPool(golden(rule(action(overlap, &crowdgatev1.RuleActionParameters{Delta: proto.Int32(1)}), qcCond("golden_set_answers_count", 0, 1)))),
 			"pool.quality_control.configs[0].rules[0].conditions[0].operator"},
-		{"rule without action", qcPool(golden(rule(nil, qcCond("k", gt, 1)))), "pool.quality_control.configs[0].rules[0].action"},
+		{"rule without action", qcPool(golden(rule(nil, qcCond("golden_set_answers_count", gt, 1)))), "pool.quality_control.configs[0].rules[0].action"},
 		{"action type unset", actionPool(0, nil), "pool.quality_control.configs[0].rules[0].action.type"},
 		{"set skill without skill", actionPool(setSkill, &crowdgatev1.RuleActionParameters{SkillValue: proto.Int32(5)}),
 			"pool.quality_control.configs[0].rules[0].action.parameters.skill_id"},
@@ -423,7 +428,8 @@ func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
 			"pool.quality_control.configs[0].rules[0].action.parameters.skill_id"},
 		{"skill from field without field", actionPool(fromField, &crowdgatev1.RuleActionParameters{SkillId: "1"}),
 			"pool.quality_control.configs[0].rules[0].action.parameters.from_field"},
-		{"change overlap without delta", actionPool(overlap, &crowdgatev1.RuleActionParameters{OpenPool: proto.Bool(true)}),
+		{"change overlap without delta", qcPool(&crowdgatev1.QualityControlConfig{CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT},
+			Rules: []*crowdgatev1.QualityControlRule{rule(action(overlap, &crowdgatev1.RuleActionParameters{OpenPool: proto.Bool(true)}), qcCond("rejected_assignments_count", gt, 1))}}),
 			"pool.quality_control.configs[0].rules[0].action.parameters.delta"},
 		{"restriction v2 without scope", actionPool(v2, &crowdgatev1.RuleActionParameters{DurationUnit: days, Duration: proto.Int32(1)}),
 			"pool.quality_control.configs[0].rules[0].action.parameters.scope"},
@@ -572,23 +578,52 @@ func TestPoolLifecycle(t *testing.T) {
 		t.Errorf("OpenPool returned after %s of Toloka time, before the operation's %s", waited, gatewaytest.OperationDelay)
 	}
 
-	// An open pool cannot be changed (seed 000), nor archived.
-	_, err = env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
-		Pool: &crowdgatev1.Pool{PoolId: id, RewardPerAssignment: "0.07"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"reward_per_assignment"}},
+	// An open pool is changed through Toloka's close-for-update: stopped
+	// (FOR_UPDATE), saved and opened again; its priority alone changes in
+	// place (PATCH). It cannot be archived while open.
+	tid := created.GetTolokaPoolId()
+	upd, err := env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: id, PublicDescription: "Now with a description"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"public_description"}},
 	})
-	st := gatewaytest.WantCode(t, err, codes.FailedPrecondition)
-	if !strings.Contains(st.Message(), "close") {
-		t.Errorf("refusal %q does not say to close the pool", st.Message())
+	if err != nil {
+		t.Fatalf("UpdatePool of an open pool: %v", err)
 	}
-	code, body := env.REST(http.MethodPatch, "/v1/pools/"+id, `{"reward_per_assignment": "0.07"}`)
-	if code != http.StatusBadRequest {
-		t.Errorf("REST PATCH of an open pool = %d %v, want 400 FAILED_PRECONDITION", code, body)
+	if p := upd.GetPool(); p.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN || p.GetLastCloseReason() != crowdgatev1.CloseReason_CLOSE_REASON_FOR_UPDATE ||
+		p.GetPublicDescription() != "Now with a description" {
+		t.Errorf("updated open pool = %v, want OPEN again, last closed FOR_UPDATE", p)
 	}
+	var steps []string
+	for _, r := range env.Requests(http.MethodPost, "/api/v1/pools/"+tid+"/") {
+		steps = append(steps, r.Method+" "+strings.TrimPrefix(r.Path, "/api/v1/pools/"+tid))
+	}
+	for _, r := range env.Requests(http.MethodPut, "/api/v1/pools/"+tid) {
+		steps = append(steps, r.Method)
+	}
+	if diff := cmp.Diff([]string{"POST /open", "POST /close-for-update", "POST /open", "PUT"}, steps); diff != "" {
+		t.Errorf("Toloka calls of the open update (-want +got):\n%s", diff)
+	}
+	if puts := env.Requests(http.MethodPut, "/api/v1/pools/"+tid); len(puts) != 1 ||
+		gatewaytest.DecodeJSON(t, puts[0].Body).(map[string]any)["public_description"] != "Now with a description" {
+		t.Errorf("PUT while closed for update = %+v", puts)
+	}
+	prio, err := env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: id, Priority: proto.Int32(40)}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"priority"}},
+	})
+	if err != nil || prio.GetPool().GetPriority() != 40 || prio.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN {
+		t.Fatalf("priority of an open pool = %v, %v", prio, err)
+	}
+	if patches := env.Requests(http.MethodPatch, "/api/v1/pools/"+tid); len(patches) != 1 || string(patches[0].Body) != `{"priority":40}` {
+		t.Errorf("PATCH /pools = %+v, want one with the priority", patches)
+	}
+	if n := len(env.Requests(http.MethodPost, "/api/v1/pools/"+tid+"/close-for-update")); n != 1 {
+		t.Errorf("the priority change stopped the pool (%d close-for-update)", n)
+	}
+	_, err = env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: id, Priority: proto.Int32(101)}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"priority"}},
+	})
+	gatewaytest.WantField(t, err, "pool.priority")
 	_, err = env.Pools.ArchivePool(env.Ctx(), &crowdgatev1.ArchivePoolRequest{PoolId: id})
 	gatewaytest.WantCode(t, err, codes.FailedPrecondition)
-	if puts := env.Requests(http.MethodPut, "/api/v1/pools/"); len(puts) != 0 {
-		t.Errorf("an update of an open pool reached Toloka: %+v", puts)
-	}
 
 	// Listing shows it open; the other status filter shows nothing.
 	list, err := env.Pools.ListPools(env.Ctx(), &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_OPEN})
@@ -609,7 +644,7 @@ func TestPoolLifecycle(t *testing.T) {
 	}
 
 	// Closed, it can be changed; the mask decides what changes.
-	upd, err := env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
+	upd, err = env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
 		Pool:       &crowdgatev1.Pool{PoolId: id, RewardPerAssignment: "0.07", PrivateName: "ignored: not in the mask", Priority: proto.Int32(-5)},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"reward_per_assignment", "priority", "status"}},
 	})
@@ -620,18 +655,19 @@ func TestPoolLifecycle(t *testing.T) {
 		t.Errorf("updated pool = %v", p)
 	}
 	puts := env.Requests(http.MethodPut, "/api/v1/pools/"+created.GetTolokaPoolId())
-	if len(puts) != 1 {
-		t.Fatalf("%d PUT /pools/%s, want 1", len(puts), created.GetTolokaPoolId())
+	if len(puts) != 2 {
+		t.Fatalf("%d PUT /pools/%s, want 2", len(puts), created.GetTolokaPoolId())
 	}
 	want := gatewaytest.DecodeJSON(t, firstBody).(map[string]any)
 	want["reward_per_assignment"] = gatewaytest.DecodeJSON(t, []byte("0.07"))
 	want["priority"] = gatewaytest.DecodeJSON(t, []byte("-5"))
-	if diff := cmp.Diff(want, gatewaytest.DecodeJSON(t, puts[0].Body)); diff != "" {
+	want["public_description"] = "Now with a description"
+	if diff := cmp.Diff(want, gatewaytest.DecodeJSON(t, puts[1].Body)); diff != "" {
 		t.Errorf("PUT body (-want +got):\n%s", diff)
 	}
 
 	// REST PATCH: the body's fields are the mask.
-	code, body = env.REST(http.MethodPatch, "/v1/pools/"+id, `{"public_description": "Now with a description", "mixer_config": {"real_tasks_count": 4}}`)
+	code, body := env.REST(http.MethodPatch, "/v1/pools/"+id, `{"public_description": "Now with a description", "mixer_config": {"real_tasks_count": 4}}`)
 	if code != http.StatusOK {
 		t.Fatalf("REST PATCH = %d %v", code, body)
 	}
@@ -654,8 +690,8 @@ func TestPoolLifecycle(t *testing.T) {
 		Pool: &crowdgatev1.Pool{PoolId: id, ProjectId: "prj_other"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"project_id"}},
 	})
 	gatewaytest.WantField(t, err, "pool.project_id")
-	if n := len(env.Requests(http.MethodPut, "/api/v1/pools/")); n != 2 {
-		t.Errorf("%d PUTs reached Toloka, want the 2 valid updates", n)
+	if n := len(env.Requests(http.MethodPut, "/api/v1/pools/")); n != 3 {
+		t.Errorf("%d PUTs reached Toloka, want the 3 valid updates", n)
 	}
 
 	// Get refreshes from Toloka; the landing finds the pool by Toloka id.

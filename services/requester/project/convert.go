@@ -317,7 +317,7 @@ func qualityControlConfig(p string, c *crowdgatev1.QualityControlConfig) (toloka
 	}
 	for j, r := range c.GetRules() {
 		rp := index(join(p, "rules"), j)
-		rule, err := qualityRule(rp, r)
+		rule, err := qualityRule(rp, cc.GetType(), r)
 		if err != nil {
 			return out, err
 		}
@@ -329,7 +329,7 @@ func qualityControlConfig(p string, c *crowdgatev1.QualityControlConfig) (toloka
 func collectorConfig(p string, cc *crowdgatev1.CollectorConfig) (*toloka.CollectorConfig, error) {
 	typ := cc.GetType()
 	if _, known := crowdgatev1.CollectorType_name[int32(typ)]; !known || typ == crowdgatev1.CollectorType_COLLECTOR_TYPE_UNSPECIFIED {
-		return nil, bad(join(p, "type"), "is required: GOLDEN_SET, MAJORITY_VOTE, INCOME, SKIPPED_IN_ROW_ASSIGNMENTS, ANSWER_COUNT, ASSIGNMENT_SUBMIT_TIME, ACCEPTANCE_RATE, ASSIGNMENTS_ASSESSMENT or USERS_ASSESSMENT")
+		return nil, bad(join(p, "type"), "is required: GOLDEN_SET, MAJORITY_VOTE, INCOME, SKIPPED_IN_ROW_ASSIGNMENTS, ANSWER_COUNT, ASSIGNMENT_SUBMIT_TIME, ACCEPTANCE_RATE, ASSIGNMENTS_ASSESSMENT, USERS_ASSESSMENT, TRAINING or CAPTCHA")
 	}
 	name := enumName(typ.String(), "COLLECTOR_TYPE_")
 	out := &toloka.CollectorConfig{Type: name}
@@ -352,6 +352,9 @@ func collectorConfig(p string, cc *crowdgatev1.CollectorConfig) (*toloka.Collect
 		if err := positive(f.name, f.v); err != nil {
 			return nil, err
 		}
+	}
+	if params.HistorySize != nil && !historyCollectors[typ] {
+		return nil, bad(join(pp, "history_size"), "is not a parameter of %s collectors (only GOLDEN_SET, MAJORITY_VOTE, ASSIGNMENT_SUBMIT_TIME, ACCEPTANCE_RATE and CAPTCHA count a history)", name)
 	}
 	historySize := params.HistorySize
 	isSubmitTime := typ == crowdgatev1.CollectorType_COLLECTOR_TYPE_ASSIGNMENT_SUBMIT_TIME
@@ -397,30 +400,41 @@ func collectorConfig(p string, cc *crowdgatev1.CollectorConfig) (*toloka.Collect
 	return out, nil
 }
 
-func qualityRule(rp string, r *crowdgatev1.QualityControlRule) (toloka.Rule, error) {
+func qualityRule(rp string, collector crowdgatev1.CollectorType, r *crowdgatev1.QualityControlRule) (toloka.Rule, error) {
 	var out toloka.Rule
 	if len(r.GetConditions()) == 0 {
 		return out, bad(join(rp, "conditions"), "must have at least one condition")
 	}
+	cname := enumName(collector.String(), "COLLECTOR_TYPE_")
+	keys := CollectorKeys(collector)
 	for k, c := range r.GetConditions() {
 		cp := index(join(rp, "conditions"), k)
-		if strings.TrimSpace(c.GetKey()) == "" {
-			return out, bad(join(cp, "key"), "is required (for example golden_set_correct_answers_rate)")
+		key := c.GetKey()
+		if strings.TrimSpace(key) == "" {
+			return out, bad(join(cp, "key"), "is required: one of %s for %s", strings.Join(keys, ", "), cname)
+		}
+		spec, ok := conditionKeys[collector][key]
+		if !ok {
+			return out, bad(join(cp, "key"), "%q is not a key of %s collectors: one of %s", key, cname, strings.Join(keys, ", "))
 		}
 		op := c.GetOperator()
 		if _, known := crowdgatev1.ComparisonOperator_name[int32(op)]; !known || op == crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_UNSPECIFIED {
 			return out, bad(join(cp, "operator"), "is required: EQ, NE, GT, LT, GTE or LTE")
 		}
-		out.Conditions = append(out.Conditions, toloka.Condition{
-			Key:      c.GetKey(),
-			Operator: enumName(op.String(), "COMPARISON_OPERATOR_"),
-			Value:    json.RawMessage(strconv.FormatInt(c.GetValue(), 10)),
-		})
+		opName := enumName(op.String(), "COMPARISON_OPERATOR_")
+		if spec.equalityOnly() && opName != "EQ" && opName != "NE" {
+			return out, bad(join(cp, "operator"), "%s compares with EQ or NE only, got %s", key, opName)
+		}
+		v, err := spec.value(join(cp, "value"), key, c.GetValue())
+		if err != nil {
+			return out, err
+		}
+		out.Conditions = append(out.Conditions, toloka.Condition{Key: key, Operator: opName, Value: v})
 	}
 	if r.GetAction() == nil {
 		return out, bad(join(rp, "action"), "is required")
 	}
-	action, err := ruleAction(join(rp, "action"), r.GetAction())
+	action, err := ruleAction(join(rp, "action"), collector, r.GetAction())
 	if err != nil {
 		return out, err
 	}
@@ -439,7 +453,7 @@ var actionParams = map[crowdgatev1.RuleActionType][]string{
 	crowdgatev1.RuleActionType_RULE_ACTION_TYPE_SET_SKILL:                   {"skill_id", "skill_value"},
 }
 
-func ruleAction(ap string, a *crowdgatev1.RuleAction) (*toloka.Action, error) {
+func ruleAction(ap string, collector crowdgatev1.CollectorType, a *crowdgatev1.RuleAction) (*toloka.Action, error) {
 	typ := a.GetType()
 	allowed, known := actionParams[typ]
 	if !known {
@@ -518,8 +532,16 @@ func ruleAction(ap string, a *crowdgatev1.RuleAction) (*toloka.Action, error) {
 		if !set["skill_id"] {
 			return nil, bad(join(pp, "skill_id"), "is required for SET_SKILL_FROM_OUTPUT_FIELD")
 		}
+		fields := OutputFields(collector)
+		cname := enumName(collector.String(), "COLLECTOR_TYPE_")
+		if len(fields) == 0 {
+			return nil, bad(join(ap, "type"), "SET_SKILL_FROM_OUTPUT_FIELD needs a collector with a rate (GOLDEN_SET, MAJORITY_VOTE, ACCEPTANCE_RATE, TRAINING or CAPTCHA), not %s", cname)
+		}
 		if !set["from_field"] {
-			return nil, bad(join(pp, "from_field"), "is required for SET_SKILL_FROM_OUTPUT_FIELD (for example correct_answers_rate)")
+			return nil, bad(join(pp, "from_field"), "is required for SET_SKILL_FROM_OUTPUT_FIELD: one of %s", strings.Join(fields, ", "))
+		}
+		if !oneOf(p.GetFromField(), fields) {
+			return nil, bad(join(pp, "from_field"), "%q is not a field of %s collectors: one of %s", p.GetFromField(), cname, strings.Join(fields, ", "))
 		}
 		tp.SkillID, tp.FromField = p.GetSkillId(), p.GetFromField()
 	case crowdgatev1.RuleActionType_RULE_ACTION_TYPE_SET_SKILL:
@@ -534,6 +556,9 @@ func ruleAction(ap string, a *crowdgatev1.RuleAction) (*toloka.Action, error) {
 		}
 		tp.SkillID, tp.SkillValue = p.GetSkillId(), toloka.Ptr(int(*p.SkillValue))
 	case crowdgatev1.RuleActionType_RULE_ACTION_TYPE_CHANGE_OVERLAP:
+		if collector != crowdgatev1.CollectorType_COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT && collector != crowdgatev1.CollectorType_COLLECTOR_TYPE_USERS_ASSESSMENT {
+			return nil, bad(join(ap, "type"), "CHANGE_OVERLAP is for ASSIGNMENTS_ASSESSMENT and USERS_ASSESSMENT collectors, not %s", enumName(collector.String(), "COLLECTOR_TYPE_"))
+		}
 		if p.Delta == nil {
 			return nil, bad(join(pp, "delta"), "is required for CHANGE_OVERLAP")
 		}

@@ -231,7 +231,7 @@ func TestCreateProjectValidation(t *testing.T) {
 		{"quality rule without action", func(p *crowdgatev1.Project) {
 			p.QualityControl = &crowdgatev1.ProjectQualityControl{Configs: []*crowdgatev1.QualityControlConfig{{
 				CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_INCOME},
-				Rules:           []*crowdgatev1.QualityControlRule{{Conditions: []*crowdgatev1.RuleCondition{{Key: "income_sum_for_last_24_hours", Operator: crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GT, Value: 20}}}},
+				Rules:           []*crowdgatev1.QualityControlRule{{Conditions: []*crowdgatev1.RuleCondition{{Key: "income_sum_for_last_24_hours", Operator: crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GT, Value: structpb.NewNumberValue(20)}}}},
 			}}}
 		}, "project.quality_control.configs[0].rules[0].action"},
 		{"max active assignments 0", func(p *crowdgatev1.Project) { p.MaxActiveAssignmentsCount = proto.Int32(0) }, "project.max_active_assignments_count"},

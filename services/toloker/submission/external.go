@@ -6,8 +6,10 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
-// externalSubmit is the body Toloka gets for sub. Optional fields are sent
-// only when set: false flags and zero counts are left out.
+// externalSubmit is the body Toloka gets for sub. Every optional field of
+// seed 001 is sent exactly when the platform gave it, with its value:
+// close_session and skipped false, and counts of 0, are sent as false and 0;
+// a field the platform did not give is left out.
 func externalSubmit(sub *crowdgatev1.Submission, tolokaPoolID string) (*toloka.ExternalSubmit, error) {
 	reward, err := money.Parse(sub.GetReward())
 	if err != nil {
@@ -27,11 +29,11 @@ func externalSubmit(sub *crowdgatev1.Submission, tolokaPoolID string) (*toloka.E
 		}
 		es.Quality = &d
 	}
-	if sub.GetCloseSession() {
-		es.CloseSession = toloka.Ptr(true)
+	if sub.CloseSession != nil {
+		es.CloseSession = toloka.Ptr(sub.GetCloseSession())
 	}
-	if sub.GetSkipped() {
-		es.Skipped = toloka.Ptr(true)
+	if sub.Skipped != nil {
+		es.Skipped = toloka.Ptr(sub.GetSkipped())
 	}
 	if t := sub.GetStartTime(); t != nil {
 		es.StartTime = toloka.Ptr(t.AsTime())
@@ -40,15 +42,15 @@ func externalSubmit(sub *crowdgatev1.Submission, tolokaPoolID string) (*toloka.E
 		es.EndTime = toloka.Ptr(t.AsTime())
 	}
 	for _, c := range []struct {
-		n   int32
+		n   *int32
 		dst **int
 	}{
-		{sub.GetGoldenTasksCount(), &es.GoldenTasksCount},
-		{sub.GetTrainingTasksCount(), &es.TrainingTasksCount},
-		{sub.GetRealTasksCount(), &es.RealTasksCount},
+		{sub.GoldenTasksCount, &es.GoldenTasksCount},
+		{sub.TrainingTasksCount, &es.TrainingTasksCount},
+		{sub.RealTasksCount, &es.RealTasksCount},
 	} {
-		if c.n > 0 {
-			*c.dst = toloka.Ptr(int(c.n))
+		if c.n != nil {
+			*c.dst = toloka.Ptr(int(*c.n))
 		}
 	}
 	return es, nil

@@ -172,6 +172,17 @@ func (s *Server) CreateAssignment(poolID, userID string) (Assignment, error) {
 	if p.status != PoolOpen {
 		return Assignment{}, errInappropriate("pool "+poolID+" is "+p.status, PoolOpen)
 	}
+	if st := s.state.users[userID]; st.Profile != nil {
+		// A modelled Toloker sees the task only where Toloka would show it.
+		switch {
+		case s.restrictedLocked(p.account, userID, p, now):
+			return Assignment{}, errConflict("user %s is restricted from pool %s", userID, poolID)
+		case !s.filterMatchLocked(p.account, p, userID, st.Profile):
+			return Assignment{}, errConflict("user %s does not match the filter of pool %s", userID, poolID)
+		case !trainingPassed(p, st):
+			return Assignment{}, errConflict("user %s has not passed the training that pool %s requires", userID, poolID)
+		}
+	}
 	key := poolUser{p.id, userID}
 	if cur := s.state.active[key]; cur != nil {
 		s.refreshLocked(cur, now)
@@ -288,12 +299,22 @@ func (s *Server) patchAssignment(c *apiCall) response {
 	default:
 		return s.errResp(errInappropriate("assignment "+id+" is "+a.Status, AssignmentSubmitted))
 	}
+	event := "REJECT"
+	if status == AssignmentAccepted {
+		event = "ACCEPT"
+		if a.Status == AssignmentRejected {
+			event = "ACCEPT_AFTER_REJECT"
+		}
+	}
 	a.Status = status
 	a.autoAcceptAt = time.Time{}
 	if hasComment {
 		a.PublicComment = comment
 	}
 	a.render()
+	if p := s.state.pools[a.poolID]; p != nil {
+		s.evaluateReviewLocked(c.account, p, a.UserID, event, c.now)
+	}
 	return jsonResp(http.StatusOK, a.json)
 }
 

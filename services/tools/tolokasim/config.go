@@ -133,6 +133,16 @@ type UserState struct {
 	Restricted bool `json:"restricted"`
 	// FilteredOut makes filter_match false.
 	FilteredOut bool `json:"filtered_out"`
-	// TopPerformer makes speed_quality_balance_match true.
+	// TopPerformer makes speed_quality_balance_match true in pools without
+	// a speed_quality_balance (with one, the match is computed).
 	TopPerformer bool `json:"top_performer"`
+	// Profile makes the Toloker modelled: pool filters are evaluated
+	// against it (filter_match), and the admin API starts an assignment
+	// for them only where Toloka would show them the task (filters,
+	// restrictions, training requirement). Without a profile the Toloker
+	// passes every filter and may start any assignment.
+	Profile Profile `json:"profile,omitempty"`
+	// Trainings are the Toloker's results in trainings, a percentage of
+	// correct answers by the training's id, for pools' training_requirement.
+	Trainings map[string]float64 `json:"trainings,omitempty"`
 }

@@ -13,7 +13,14 @@ const (
 	opPoolClose      = "POOL.CLOSE"
 	opPoolArchive    = "POOL.ARCHIVE"
 	opProjectArchive = "PROJECT.ARCHIVE"
+
+	opTrainingOpen    = "TRAINING.OPEN"
+	opTrainingClose   = "TRAINING.CLOSE"
+	opTrainingArchive = "TRAINING.ARCHIVE"
 )
+
+// poolOpOf is the pool operation a training operation performs.
+var poolOpOf = map[string]string{opTrainingOpen: opPoolOpen, opTrainingClose: opPoolClose, opTrainingArchive: opPoolArchive}
 
 // Operation statuses.
 const (
@@ -34,7 +41,10 @@ type operation struct {
 	submitted time.Time
 	due       time.Time
 	final     string // SUCCESS or FAIL once applied; empty while pending
-	details   map[string]any
+	// closeReason is the last_close_reason a close sets (MANUAL unless
+	// the close is a close-for-update: FOR_UPDATE).
+	closeReason string
+	details     map[string]any
 }
 
 type operationJSON struct {
@@ -60,6 +70,9 @@ func (op *operation) render(now time.Time, delay time.Duration) []byte {
 	}
 	if op.poolID != 0 {
 		j.Parameters = map[string]string{"pool_id": formatID(op.poolID)}
+		if _, training := poolOpOf[op.typ]; training {
+			j.Parameters = map[string]string{"training_id": formatID(op.poolID)}
+		}
 	} else {
 		j.Parameters = map[string]string{"project_id": formatID(op.projectID)}
 	}
@@ -83,14 +96,21 @@ func (op *operation) render(now time.Time, delay time.Duration) []byte {
 // startOpLocked registers an operation and applies it at once when the
 // delay is zero.
 func (s *Server) startOpLocked(typ, account string, poolID, projectID uint64, now time.Time) *operation {
+	return s.startCloseOpLocked(typ, "", account, poolID, projectID, now)
+}
+
+// startCloseOpLocked is startOpLocked for a close whose last_close_reason
+// is closeReason (empty: MANUAL).
+func (s *Server) startCloseOpLocked(typ, closeReason, account string, poolID, projectID uint64, now time.Time) *operation {
 	op := &operation{
-		id:        fmt.Sprintf("%08x-0000-4000-a000-%012x", 0x0c0ffee0, s.opSeq.Add(1)),
-		typ:       typ,
-		account:   account,
-		poolID:    poolID,
-		projectID: projectID,
-		submitted: now,
-		due:       now.Add(s.cfg.OperationDelay),
+		closeReason: closeReason,
+		id:          fmt.Sprintf("%08x-0000-4000-a000-%012x", 0x0c0ffee0, s.opSeq.Add(1)),
+		typ:         typ,
+		account:     account,
+		poolID:      poolID,
+		projectID:   projectID,
+		submitted:   now,
+		due:         now.Add(s.cfg.OperationDelay),
 	}
 	st := s.state
 	st.ops[op.id] = op
@@ -186,7 +206,11 @@ func (s *Server) applyOpLocked(op *operation) {
 	}
 	p.pending = nil
 	defer p.render()
-	switch op.typ {
+	typ := op.typ
+	if t, ok := poolOpOf[typ]; ok {
+		typ = t
+	}
+	switch typ {
 	case opPoolOpen:
 		switch p.status {
 		case PoolClosed:
@@ -199,6 +223,9 @@ func (s *Server) applyOpLocked(op *operation) {
 		if p.status == PoolOpen {
 			p.status = PoolClosed
 			p.lastCloseReason = "MANUAL"
+			if op.closeReason != "" {
+				p.lastCloseReason = op.closeReason
+			}
 			p.lastStopped = at
 		}
 	case opPoolArchive:

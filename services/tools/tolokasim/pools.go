@@ -30,6 +30,8 @@ type pool struct {
 	lastStarted     time.Time
 	lastStopped     time.Time
 	pending         *operation
+	// training: created with POST /trainings, served under /trainings only.
+	training bool
 	poolSettings
 	json []byte
 }
@@ -42,6 +44,16 @@ type poolSettings struct {
 	autoAccept     bool // auto_accept_solutions, default true
 	autoAcceptDays int64
 	typ            string
+	// balance is speed_quality_balance (nil when unset).
+	balance *speedQualityBalance
+}
+
+// speedQualityBalance is a pool's speed_quality_balance.
+type speedQualityBalance struct {
+	// typ is TOP_PERCENTAGE_BY_QUALITY or BEST_CONCURRENT_USERS_BY_QUALITY.
+	typ string
+	// percent or count, by typ.
+	percent, count int64
 }
 
 func (p *pool) render() {
@@ -53,7 +65,9 @@ func (p *pool) render() {
 	m["project_id"] = rawJSON(formatID(p.projectID))
 	m["status"] = rawJSON(p.status)
 	m["created"] = rawJSON(FormatTime(p.created))
-	m["type"] = rawJSON(p.typ)
+	if !p.training {
+		m["type"] = rawJSON(p.typ)
+	}
 	m["owner"] = rawJSON(ownerOf(p.account))
 	setTime := func(key string, t time.Time) {
 		if t.IsZero() {
@@ -149,6 +163,22 @@ func validatePool(obj map[string]any, now time.Time) (poolSettings, uint64, fiel
 				c.distribution(df, join(p, k))
 			}
 		}
+	}
+	if sq, ok := c.object(obj, "speed_quality_balance", "", false); ok {
+		const p = "speed_quality_balance"
+		b := &speedQualityBalance{}
+		b.typ, _ = c.enum(sq, "type", p, true, "TOP_PERCENTAGE_BY_QUALITY", "BEST_CONCURRENT_USERS_BY_QUALITY")
+		switch b.typ {
+		case "TOP_PERCENTAGE_BY_QUALITY":
+			if v, ok := c.integer(sq, "percent", p, true, atLeast(10), atMost(100)); ok && v%10 != 0 {
+				c.fe.add(join(p, "percent"), FieldInvalidValue, "percent must be a multiple of 10, got %d", v)
+			} else {
+				b.percent = v
+			}
+		case "BEST_CONCURRENT_USERS_BY_QUALITY":
+			b.count, _ = c.integer(sq, "count", p, true, atLeast(1), noBound)
+		}
+		ps.balance = b
 	}
 	ps.typ = "REGULAR"
 	if t, ok := c.enum(obj, "type", "", false, "REGULAR", "TRAINING"); ok {
@@ -254,8 +284,18 @@ func (s *Server) createPool(c *apiCall) response {
 func (s *Server) ownPoolLocked(account, pathID string) (*pool, *Error) {
 	id, _ := parseID(pathID)
 	p := s.state.pools[id]
-	if p == nil || p.account != account {
+	if p == nil || p.account != account || p.training {
 		return nil, errNotFound("pool", pathID)
+	}
+	return p, nil
+}
+
+// ownTrainingLocked returns the caller's training named by a path id.
+func (s *Server) ownTrainingLocked(account, pathID string) (*pool, *Error) {
+	id, _ := parseID(pathID)
+	p := s.state.pools[id]
+	if p == nil || p.account != account || !p.training {
+		return nil, errNotFound("training", pathID)
 	}
 	return p, nil
 }
@@ -350,7 +390,7 @@ func (s *Server) listPools(c *apiCall) response {
 	s.rlock(c.now)
 	entries := make([]listEntry[uint64], 0, len(s.state.pools))
 	for _, p := range s.state.pools {
-		if p.account != c.account || (status != "" && p.status != status) || (filterProject && p.projectID != projectID) {
+		if p.account != c.account || p.training || (status != "" && p.status != status) || (filterProject && p.projectID != projectID) {
 			continue
 		}
 		entries = append(entries, listEntry[uint64]{p.id, p.created, p.json})
@@ -361,10 +401,21 @@ func (s *Server) listPools(c *apiCall) response {
 
 // poolAction returns the handler of POST /pools/{id}/open|close|archive.
 func (s *Server) poolAction(typ string) apiHandler {
+	return s.objectAction(typ, "", s.ownPoolLocked)
+}
+
+// objectAction returns the handler of an open, close or archive of a pool
+// or a training (own finds it); closeReason is the close's
+// last_close_reason when not MANUAL (close-for-update: FOR_UPDATE).
+func (s *Server) objectAction(typ, closeReason string, own func(account, pathID string) (*pool, *Error)) apiHandler {
+	kind := typ
+	if t, ok := poolOpOf[typ]; ok {
+		kind = t
+	}
 	return func(c *apiCall) response {
 		s.lock(c.now)
 		defer s.mu.Unlock()
-		p, e := s.ownPoolLocked(c.account, c.r.PathValue("id"))
+		p, e := own(c.account, c.r.PathValue("id"))
 		if e != nil {
 			return s.errResp(e)
 		}
@@ -374,7 +425,7 @@ func (s *Server) poolAction(typ string) apiHandler {
 			}
 			return s.errResp(errConflict("operation %s %s is in progress for pool %s", p.pending.typ, p.pending.id, formatID(p.id)))
 		}
-		switch typ {
+		switch kind {
 		case opPoolOpen:
 			switch p.status {
 			case PoolOpen:
@@ -382,7 +433,7 @@ func (s *Server) poolAction(typ string) apiHandler {
 			case PoolArchived:
 				return s.errResp(errInappropriate("an archived pool cannot be opened", PoolClosed))
 			}
-			if !p.willExpire.After(c.now) {
+			if !p.training && !p.willExpire.After(c.now) {
 				return s.errResp(errConflict("pool %s expired at %s; edit will_expire before opening it", formatID(p.id), FormatTime(p.willExpire)))
 			}
 		case opPoolClose:
@@ -397,7 +448,7 @@ func (s *Server) poolAction(typ string) apiHandler {
 				return s.errResp(errInappropriate("close pool "+formatID(p.id)+" before archiving it", PoolClosed))
 			}
 		}
-		op := s.startOpLocked(typ, c.account, p.id, 0, c.now)
+		op := s.startCloseOpLocked(typ, closeReason, c.account, p.id, 0, c.now)
 		return jsonResp(http.StatusAccepted, op.render(c.now, s.cfg.OperationDelay))
 	}
 }

@@ -74,6 +74,8 @@ type state struct {
 	users        map[string]UserState
 	restrictions map[uint64]*restriction
 	skills       map[uint64]*userSkill
+	skillDefs    map[uint64]*skill
+	qcHistory    map[qcKey][]submitStat
 	skillIndex   map[skillKey]*userSkill
 	ledger       []*LedgerEntry
 	retries      map[retryKey]*LedgerEntry
@@ -89,6 +91,8 @@ func newState() *state {
 		users:        map[string]UserState{},
 		restrictions: map[uint64]*restriction{},
 		skills:       map[uint64]*userSkill{},
+		skillDefs:    map[uint64]*skill{},
+		qcHistory:    map[qcKey][]submitStat{},
 		skillIndex:   map[skillKey]*userSkill{},
 		retries:      map[retryKey]*LedgerEntry{},
 	}
@@ -255,6 +259,16 @@ func (s *Server) routes() {
 	api("POST /api/v1/pools/{id}/open", none, s.poolAction(opPoolOpen))
 	api("POST /api/v1/pools/{id}/close", none, s.poolAction(opPoolClose))
 	api("POST /api/v1/pools/{id}/archive", none, s.poolAction(opPoolArchive))
+	api("POST /api/v1/pools/{id}/close-for-update", none, s.objectAction(opPoolClose, "FOR_UPDATE", s.ownPoolLocked))
+
+	api("POST /api/v1/trainings", routeOpts{body: true, limit: limitCreatePool}, s.createTraining)
+	api("GET /api/v1/trainings", none, s.listTrainings)
+	api("GET /api/v1/trainings/{id}", none, s.getTraining)
+	api("PUT /api/v1/trainings/{id}", body, s.editTraining)
+	api("POST /api/v1/trainings/{id}/open", none, s.objectAction(opTrainingOpen, "", s.ownTrainingLocked))
+	api("POST /api/v1/trainings/{id}/close", none, s.objectAction(opTrainingClose, "", s.ownTrainingLocked))
+	api("POST /api/v1/trainings/{id}/archive", none, s.objectAction(opTrainingArchive, "", s.ownTrainingLocked))
+	api("POST /api/v1/trainings/{id}/close-for-update", none, s.objectAction(opTrainingClose, "FOR_UPDATE", s.ownTrainingLocked))
 
 	api("GET /api/v1/operations/{id}", none, s.getOperation)
 
@@ -269,6 +283,12 @@ func (s *Server) routes() {
 	api("GET /api/v1/user-restrictions/{id}", none, s.getRestriction)
 	api("DELETE /api/v1/user-restrictions/{id}", none, s.deleteRestriction)
 	api("PUT /api/v1/user-skills", routeOpts{body: true, limit: limitUserSkills}, s.putUserSkill)
+	api("GET /api/v1/user-skills", none, s.listUserSkills)
+	api("GET /api/v1/user-skills/{id}", none, s.getUserSkill)
+	api("DELETE /api/v1/user-skills/{id}", none, s.deleteUserSkill)
+	api("POST /api/v1/skills", body, s.createSkill)
+	api("GET /api/v1/skills", none, s.listSkills)
+	api("GET /api/v1/skills/{id}", none, s.getSkill)
 
 	api("/api/v1/", none, func(c *apiCall) response {
 		return s.errResp(&Error{Status: http.StatusNotFound, Code: CodeDoesNotExist,

@@ -215,11 +215,21 @@ func (s *Server) externalSubmit(c *apiCall) response {
 		return s.errResp(errConflict("user %s has no ACTIVE assignment in pool %s", entry.UserID, formatID(p.id)))
 	}
 	user := st.users[entry.UserID]
+	s.recordSubmitLocked(p, &entry, c.now)
 	entry.Response = SubmitResponse{
 		SpeedQualityBalanceMatch: user.TopPerformer,
 		RestrictionMatch:         s.restrictedLocked(c.account, entry.UserID, p, c.now),
 		FilterMatch:              !user.FilteredOut,
 	}
+	if user.Profile != nil {
+		entry.Response.FilterMatch = entry.Response.FilterMatch && s.filterMatchLocked(c.account, p, entry.UserID, user.Profile)
+	}
+	if p.balance != nil {
+		entry.Response.SpeedQualityBalanceMatch = s.balanceMatchLocked(p, entry.UserID)
+	}
+	// The pool's rules act after the answer, as Toloka's quality control
+	// runs after a submit: a ban shows in the next submit's answer.
+	defer s.evaluateLocked(c.account, p, entry.UserID, c.now)
 	entry.Account = c.account
 	entry.PoolID = formatID(p.id)
 	entry.AssignmentID = a.ID
