@@ -4,7 +4,9 @@
 // on loopback addresses, and reconciles the money at the end: every submit
 // paid exactly once, totals equal to the cent. "crowdload landing" is the
 // landing benchmark instead: warm and cold landings with their ceilings
-// measured in the same run. Run with --help for the flags; the logic lives
+// measured in the same run; "crowdload webhooks" is the webhook fan-out
+// benchmark: events delivered per second into one local endpoint and the
+// p99 from an event to its receipt, beside the endpoint's own ceiling. Run with --help for the flags; the logic lives
 // in package services/crowdload.
 package main
 
@@ -53,6 +55,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "landing" {
 		return runLanding(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "webhooks" {
+		return runWebhooks(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := crowdload.ParseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, crowdload.ErrHelp) {
@@ -95,6 +100,31 @@ func runLanding(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "crowdload landing:", err)
 		if res != nil && res.WorkDir != "" {
 			fmt.Fprintln(stderr, "crowdload landing: logs in", res.WorkDir)
+		}
+		return exitCannot
+	}
+	return 0
+}
+
+// runWebhooks is "crowdload webhooks": the webhook fan-out benchmark.
+func runWebhooks(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := crowdload.ParseWebhooksFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, crowdload.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "crowdload webhooks:", err)
+		fmt.Fprintln(stderr, "run crowdload webhooks --help for the flags")
+		return exitUsage
+	}
+	res, err := crowdload.RunWebhooks(ctx, cfg, stderr)
+	if res != nil && res.Live.Events > 0 {
+		res.WriteSummary(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "crowdload webhooks:", err)
+		if res != nil && res.WorkDir != "" {
+			fmt.Fprintln(stderr, "crowdload webhooks: logs in", res.WorkDir)
 		}
 		return exitCannot
 	}

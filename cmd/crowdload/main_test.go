@@ -28,6 +28,9 @@ func TestExitStatusOfFlags(t *testing.T) {
 		{"landing help", []string{"landing", "--help"}, 0, "ceiling of warm landings"},
 		{"landing bad flag", []string{"landing", "--connections=0"}, exitUsage, "--connections must be within"},
 		{"landing without wrk", []string{"landing", "--wrk=/nonexistent/wrk"}, exitCannot, "apt-get install wrk"},
+		{"webhook receiver that fails everything", []string{"--webhook", "--webhook-fail-rate=1"}, exitUsage, "--webhook-fail-rate must be within 0..1"},
+		{"webhooks help", []string{"webhooks", "--help"}, 0, "webhook fan-out into one local endpoint"},
+		{"webhooks bad flag", []string{"webhooks", "--tolokers=0"}, exitUsage, "--tolokers must be within"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -33,3 +33,29 @@ func boundsUnary(now func() time.Time) grpc.UnaryServerInterceptor {
 		return handler(ctx, req)
 	}
 }
+
+// boundsStream checks every message a client streams in (WatchEvents'
+// request) as boundsUnary checks a unary request.
+func boundsStream(now func() time.Time) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &boundedStream{ServerStream: ss, now: now})
+	}
+}
+
+type boundedStream struct {
+	grpc.ServerStream
+	now func() time.Time
+}
+
+func (s *boundedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if pm, ok := m.(proto.Message); ok {
+		if err := bounds.Check(pm.ProtoReflect(), s.now()); err != nil {
+			return err
+		}
+		bounds.DiscardUnknown(pm.ProtoReflect())
+	}
+	return nil
+}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/redis/go-redis/v9"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
@@ -141,7 +143,7 @@ func TestWholeFlowOnRedisCluster(t *testing.T) {
 	subs := crowdgatev1.NewSubmissionServiceClient(a.conn)
 	for i, retry := range []string{"r-1", "r-2", "r-1"} {
 		if _, err := subs.Submit(ctx, &crowdgatev1.SubmitRequest{
-			SessionId: ex.GetSession().GetSessionId(), RetryId: retry, Reward: "0.25", RealTasksCount: 1,
+			SessionId: ex.GetSession().GetSessionId(), RetryId: retry, Reward: "0.25", RealTasksCount: proto.Int32(1),
 		}); err != nil {
 			t.Fatalf("Submit %d on the cluster: %v", i, err)
 		}

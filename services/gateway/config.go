@@ -10,11 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/notify/webhook"
 	"github.com/crowdgate/crowdgate/services/platform/access"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/settings"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/requester/pool"
 	"github.com/crowdgate/crowdgate/services/toloker/landing"
 	"github.com/crowdgate/crowdgate/services/toloker/registry"
 	"github.com/crowdgate/crowdgate/services/toloker/session"
@@ -49,6 +52,12 @@ type Config struct {
 	Submission submission.Settings
 	// Tolokers tunes the registry of Tolokers.
 	Tolokers registry.Settings
+	// Events tunes the tenants' event logs.
+	Events events.Settings
+	// PoolWatch tunes the poll that learns of pools Toloka closes itself.
+	PoolWatch pool.WatchSettings
+	// Webhooks tunes webhook delivery and its SSRF guard.
+	Webhooks webhook.Settings
 
 	// LogLevel is debug, info, warn or error; LogFormat json or text.
 	LogLevel, LogFormat string
@@ -80,6 +89,9 @@ func (c *Config) settings() []settings.Setting {
 	s = append(s, c.Session.List()...)
 	s = append(s, c.Submission.List()...)
 	s = append(s, c.Tolokers.List()...)
+	s = append(s, c.Events.List()...)
+	s = append(s, c.PoolWatch.List()...)
+	s = append(s, c.Webhooks.List()...)
 	return append(s,
 		settings.New("log-level", "CROWDGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error", settings.String(&c.LogLevel)),
 		settings.New("log-format", "CROWDGATE_LOG_FORMAT", "json", "log format: json or text", settings.String(&c.LogFormat)),

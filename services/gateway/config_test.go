@@ -8,9 +8,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/notify/webhook"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/requester/pool"
 	"github.com/crowdgate/crowdgate/services/toloker/landing"
 	"github.com/crowdgate/crowdgate/services/toloker/registry"
 	"github.com/crowdgate/crowdgate/services/toloker/session"
@@ -29,9 +32,12 @@ func TestLoad(t *testing.T) {
 			BaseBackoff: time.Second, MaxBackoff: 5 * time.Minute, Concurrency: 32, ReplicaTimeout: 100 * time.Millisecond,
 		},
 		// The packages' defaults, in the configuration's words.
-		Landing:  landing.DefaultSettings(),
-		Session:  session.DefaultSettings(),
-		Tolokers: registry.DefaultSettings(),
+		Landing:   landing.DefaultSettings(),
+		Session:   session.DefaultSettings(),
+		Tolokers:  registry.DefaultSettings(),
+		Events:    events.DefaultSettings(),
+		PoolWatch: pool.DefaultWatchSettings(),
+		Webhooks:  webhook.DefaultSettings(),
 	}
 	for _, tc := range []struct {
 		name    string

@@ -159,7 +159,7 @@ func TestWrongMethodAnswers405WithAllow(t *testing.T) {
 		method, path, allow string
 	}{
 		{http.MethodDelete, "/v1/projects", "GET, POST"},
-		{http.MethodPut, "/v1/projects/prj_1", "GET"},
+		{http.MethodPut, "/v1/projects/prj_1", "GET, PATCH"},
 		{http.MethodGet, "/v1/pools", "POST"},
 		{http.MethodPost, "/v1/pools/pool_1", "GET, PATCH"},
 		{http.MethodPost, "/v1/credentials/cred_1", "GET, DELETE"},

@@ -52,6 +52,7 @@ type Gateway struct {
 	mux        *http.ServeMux
 	workers    []func(context.Context)
 	auth       grpc.UnaryServerInterceptor
+	authStream grpc.StreamServerInterceptor
 
 	// drain waits out the shutdown drain delay; tests replace it.
 	drain func(time.Duration)
@@ -137,7 +138,7 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 	g.grpcServer = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
 		grpc.ChainUnaryInterceptor(rpcMetrics.UnaryServerInterceptor(), recoverUnary(log), errorUnary(log), g.authUnary, boundsUnary(o.now)),
-		grpc.ChainStreamInterceptor(rpcMetrics.StreamServerInterceptor(), recoverStream(log)),
+		grpc.ChainStreamInterceptor(rpcMetrics.StreamServerInterceptor(), recoverStream(log), errorStream(log), g.authStreams, boundsStream(o.now)),
 	}, tlsOpts...)...)
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.grpcServer, g.health)
@@ -151,7 +152,7 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	g.workers, g.auth = w.workers, w.auth
+	g.workers, g.auth, g.authStream = w.workers, w.auth, w.authStream
 	rpcMetrics.InitializeMetrics(g.grpcServer)
 	return g.buildHTTP(ctx)
 }
@@ -165,6 +166,14 @@ func (g *Gateway) authUnary(ctx context.Context, req any, info *grpc.UnaryServer
 	return g.auth(ctx, req, info, handler)
 }
 
+// authStreams runs the access check on server streams, as authUnary does.
+func (g *Gateway) authStreams(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if g.authStream == nil || !strings.HasPrefix(info.FullMethod, "/crowdgate.") {
+		return handler(srv, ss)
+	}
+	return g.authStream(srv, ss, info, handler)
+}
+
 // restHandlers are the grpc-gateway registrations of every service.
 var restHandlers = []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 	crowdgatev1.RegisterCredentialServiceHandler,
@@ -175,7 +184,10 @@ var restHandlers = []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) 
 	crowdgatev1.RegisterReviewServiceHandler,
 	crowdgatev1.RegisterTolokerServiceHandler,
 	crowdgatev1.RegisterBanServiceHandler,
+	crowdgatev1.RegisterSkillServiceHandler,
 	crowdgatev1.RegisterAccessServiceHandler,
+	crowdgatev1.RegisterEventServiceHandler,
+	crowdgatev1.RegisterWebhookServiceHandler,
 }
 
 // buildHTTP assembles the HTTP side: REST (through the gRPC server, so REST

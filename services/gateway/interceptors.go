@@ -59,3 +59,22 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 		return handler(srv, ss)
 	}
 }
+
+// errorStream converts a stream's domain error to its gRPC status, as
+// errorUnary does for unary calls.
+func errorStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		err := handler(srv, ss)
+		if err == nil {
+			return nil
+		}
+		st := serviceerror.ToStatus(err)
+		switch st.Code() {
+		case codes.Internal, codes.Unknown:
+			log.ErrorContext(ss.Context(), "stream failed", "method", info.FullMethod, "code", st.Code().String(), "err", err.Error())
+		case codes.Unavailable:
+			log.WarnContext(ss.Context(), "stream unavailable", "method", info.FullMethod, "err", err.Error())
+		}
+		return st.Err()
+	}
+}

@@ -99,7 +99,12 @@ func TestRequesterFlowThroughTheGateway(t *testing.T) {
 	if got := call("POST", "/v1/pools/"+poolID+"/open", `{}`, http.StatusOK)["pool"].(map[string]any)["status"]; got != "POOL_STATUS_OPEN" {
 		t.Errorf("open: status %v", got)
 	}
-	call("PATCH", "/v1/pools/"+poolID, `{"reward_per_assignment": "0.06"}`, http.StatusBadRequest)
+	// An open pool is changed as Toloka does it: stopped for the update
+	// (close-for-update), saved, opened again.
+	patched := call("PATCH", "/v1/pools/"+poolID, `{"reward_per_assignment": "0.06"}`, http.StatusOK)["pool"].(map[string]any)
+	if patched["status"] != "POOL_STATUS_OPEN" || patched["last_close_reason"] != "CLOSE_REASON_FOR_UPDATE" || patched["reward_per_assignment"] != "0.06" {
+		t.Errorf("PATCH of an open pool = %v, want it open again, last closed FOR_UPDATE, with the new reward", patched)
+	}
 
 	conn, err := grpc.NewClient(g.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -111,11 +116,11 @@ func TestRequesterFlowThroughTheGateway(t *testing.T) {
 	if err != nil || got.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN {
 		t.Fatalf("gRPC GetPool = %v, %v", got, err)
 	}
-	_, err = pools.UpdatePool(ctx, &crowdgatev1.UpdatePoolRequest{
-		Pool: &crowdgatev1.Pool{PoolId: poolID, RewardPerAssignment: "0.06"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"reward_per_assignment"}},
+	updated, err := pools.UpdatePool(ctx, &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: poolID, RewardPerAssignment: "0.07"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"reward_per_assignment"}},
 	})
-	if status.Code(err) != codes.FailedPrecondition {
-		t.Errorf("gRPC UpdatePool of an open pool: %v, want FAILED_PRECONDITION", err)
+	if err != nil || updated.GetPool().GetRewardPerAssignment() != "0.07" || updated.GetPool().GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN {
+		t.Errorf("gRPC UpdatePool of an open pool: %v, %v; want it updated and open again", updated, err)
 	}
 	_, err = crowdgatev1.NewReviewServiceClient(conn).GetAssignment(ctx, &crowdgatev1.GetAssignmentRequest{AssignmentId: "0000000fff--000000000000000000000001"})
 	if status.Code(err) != codes.NotFound {

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/notify/webhook"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/token"
@@ -15,9 +17,10 @@ import (
 // Reseal re-seals every secret Crowdgate stores at rest under the newest
 // key of CROWDGATE_ENCRYPTION_KEY, so that the older keys of the ring can
 // be dropped: the Toloka API keys of every tenant's credentials (with their
-// fingerprints, computed under the newest derived key) and the token
-// signing keys. Each owner of sealed data does its own part (catalog,
-// token); this composes them over the configured Redis. It is what
+// fingerprints, computed under the newest derived key), the token signing
+// keys and the webhook endpoints' signing secrets. Each owner of sealed
+// data does its own part (catalog, token, webhook); this composes them
+// over the configured Redis. It is what
 // `crowdgate -reseal` runs.
 //
 // It is idempotent and safe while replicas serve, provided every replica
@@ -62,9 +65,26 @@ func Reseal(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("re-seal token signing keys: %w", err)
 	}
+	evlog, err := events.New(events.Config{Redis: conn.Client, Prefix: prefix, Log: log})
+	if err != nil {
+		return err
+	}
+	hooks, err := webhook.New(webhook.Config{Redis: conn.Client, Prefix: prefix, Box: box, Events: evlog, Log: log})
+	if err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	secrets, err := hooks.Reseal(ctx)
+	if err != nil {
+		return fmt.Errorf("re-seal webhook signing secrets: %w", err)
+	}
 	log.Info("secrets re-sealed under the newest encryption key", "key_id", box.KeyID(),
 		"credentials_resealed", credentials.Resealed, "credentials_current", credentials.Current, "credentials_unreadable", credentials.Unreadable,
-		"signing_keys_resealed", signing.Resealed, "signing_keys_current", signing.Current, "signing_keys_unreadable", signing.Unreadable)
+		"signing_keys_resealed", signing.Resealed, "signing_keys_current", signing.Current, "signing_keys_unreadable", signing.Unreadable,
+		"webhook_secrets_resealed", secrets.Resealed, "webhook_secrets_current", secrets.Current, "webhook_secrets_unreadable", secrets.Unreadable)
+	if secrets.Unreadable > 0 {
+		return fmt.Errorf("CROWDGATE_ENCRYPTION_KEY: %d stored webhook signing secret(s) open with no key of the ring and were left as they are; "+
+			"do not drop a key from the ring until this is understood", secrets.Unreadable)
+	}
 	if credentials.Unreadable > 0 {
 		return fmt.Errorf("CROWDGATE_ENCRYPTION_KEY: %d stored Toloka API key(s) open with no key of the ring and were left as they are (their ids are logged); "+
 			"do not drop a key from the ring until this is understood", credentials.Unreadable)

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/notify/webhook"
 	"github.com/crowdgate/crowdgate/services/platform/access"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
@@ -24,6 +26,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/requester/pool"
 	"github.com/crowdgate/crowdgate/services/requester/project"
 	"github.com/crowdgate/crowdgate/services/requester/review"
+	"github.com/crowdgate/crowdgate/services/requester/skill"
 	"github.com/crowdgate/crowdgate/services/toloker/landing"
 	"github.com/crowdgate/crowdgate/services/toloker/registry"
 	"github.com/crowdgate/crowdgate/services/toloker/session"
@@ -48,6 +51,8 @@ type wired struct {
 	// auth authenticates every Crowdgate RPC (REST included) and puts the
 	// caller's tenant in the context.
 	auth grpc.UnaryServerInterceptor
+	// authStream does the same for server streams (WatchEvents).
+	authStream grpc.StreamServerInterceptor
 	// workers are background loops (outbox delivery, signing keys). Serve
 	// starts them, and stops them only after the servers have drained, so
 	// work accepted before shutdown is still delivered.
@@ -92,6 +97,26 @@ func wire(w wiring) (*wired, error) {
 	}
 	cat := catalog.New(rdb, prefix, box, client, now, log)
 
+	// Who may call what, and the tenants.
+	auth, err := wireAccess(w)
+	if err != nil {
+		return nil, err
+	}
+	// Each tenant's event log: the registry, the outbox and the requester's
+	// side record what happened in it; webhooks and WatchEvents read it.
+	evlog, err := events.New(events.Config{Redis: rdb, Prefix: prefix, Settings: cfg.Events,
+		Tenants: auth.TenantIDs, Now: now, Log: log.With("component", "events")})
+	if err != nil {
+		return nil, err
+	}
+	// Webhooks: each tenant's events pushed to its endpoints, signed, on
+	// the shared outbox; endpoint secrets sealed with the box.
+	webhooks, err := webhook.New(webhook.Config{Redis: rdb, Prefix: prefix, Box: box, Events: evlog,
+		Settings: cfg.Webhooks, Now: now, Log: log, Metrics: w.metrics})
+	if err != nil {
+		return nil, err
+	}
+
 	// The Toloker's side: sessions and their tokens, the landing, the outbox.
 	signer, err := token.NewSigner(token.Config{
 		Redis: rdb, Prefix: prefix + "token:", Box: box,
@@ -102,7 +127,7 @@ func wire(w wiring) (*wired, error) {
 	}
 	// The registry of Tolokers: written when a session starts or ends,
 	// read for bans once a landing knows its Toloker.
-	tolokers := registry.New(rdb, prefix, cfg.Tolokers, now, log)
+	tolokers := registry.New(rdb, prefix, cfg.Tolokers, evlog, now, log)
 	sessions, err := session.NewService(session.Config{
 		Redis: rdb, Prefix: prefix, Catalog: cat, Signer: signer,
 		// Every replica with the same encryption key checks the others' codes.
@@ -126,7 +151,7 @@ func wire(w wiring) (*wired, error) {
 	}
 	submissions, err := submission.New(submission.Config{
 		Redis: rdb, Prefix: prefix, Catalog: cat, Sessions: sessions,
-		Settings: cfg.Submission, Now: now, Log: log, Metrics: w.metrics,
+		Settings: cfg.Submission, Events: evlog, Now: now, Log: log, Metrics: w.metrics,
 		// The outbox counts each Toloker's pay for the registry.
 		PayRetention: tolokers.Retention(),
 	})
@@ -142,7 +167,7 @@ func wire(w wiring) (*wired, error) {
 	// unfinished work reports some: each is an argument of archive.New.
 	// The review queue shows what the sessions and the outbox know of
 	// each assignment; bans act through the registry and the sessions.
-	reviews, err := review.NewService(cat, sessions, submissions, log)
+	reviews, err := review.NewService(cat, sessions, submissions, evlog, log)
 	if err != nil {
 		return nil, err
 	}
@@ -150,20 +175,15 @@ func wire(w wiring) (*wired, error) {
 	if err != nil {
 		return nil, err
 	}
-	transitions := pool.NewTransitions(cat, log)
-	archiver, err := archive.New(cat, transitions, sessions, submissions, reviews, now, log)
+	transitions := pool.NewTransitions(cat, evlog, log)
+	archiver, err := archive.New(cat, transitions, sessions, submissions, reviews, evlog, now, log)
 	if err != nil {
 		return nil, err
 	}
 	credentials := credential.NewService(cat, client, now, log)
 	projects := project.NewService(cat, archiver, cfg.LandingURL(), now, log)
 	pools := pool.NewService(cat, transitions, archiver, now, log)
-
-	// Who may call what.
-	auth, err := wireAccess(w)
-	if err != nil {
-		return nil, err
-	}
+	skills := skill.NewService(cat)
 
 	// Gauges of what is live and dead now, over every tenant's pools.
 	if err := registerStateGauges(w, stateSources{tenants: auth.TenantIDs, pools: cat.PoolIDs,
@@ -179,10 +199,19 @@ func wire(w wiring) (*wired, error) {
 	crowdgatev1.RegisterSubmissionServiceServer(w.grpc, submissions)
 	crowdgatev1.RegisterTolokerServiceServer(w.grpc, tolokerService)
 	crowdgatev1.RegisterBanServiceServer(w.grpc, bans)
+	crowdgatev1.RegisterSkillServiceServer(w.grpc, skills)
 	crowdgatev1.RegisterAccessServiceServer(w.grpc, auth)
+	crowdgatev1.RegisterEventServiceServer(w.grpc, events.NewService(evlog))
+	crowdgatev1.RegisterWebhookServiceServer(w.grpc, webhooks)
 	w.http.Handle("GET "+LandingPath, land)
 	w.http.Handle("GET "+token.JWKSPath, signer.JWKSHandler())
-	return &wired{auth: auth.Unary, workers: []func(context.Context){signer.Run, submissions.Run}}, nil
+	return &wired{auth: auth.Unary, authStream: auth.Stream, workers: []func(context.Context){
+		signer.Run, submissions.Run, submissions.RelayEvents, webhooks.Run,
+		// Sessions whose Toloker walked away end, with their event.
+		func(ctx context.Context) { tolokers.Sweep(ctx, auth.TenantIDs) },
+		// Pools Toloka closes on its own raise pool.closed.
+		func(ctx context.Context) { transitions.Watch(ctx, auth.TenantIDs, cfg.PoolWatch.Interval) },
+	}}, nil
 }
 
 // wireAccess builds tenants, API keys, the audit log and the interceptor

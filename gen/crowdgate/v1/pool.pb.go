@@ -214,6 +214,112 @@ func (CaptchaFrequency) EnumDescriptor() ([]byte, []int) {
 	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{2}
 }
 
+// PoolType says whether a pool pays for work or trains Tolokers.
+type PoolType int32
+
+const (
+	// REGULAR.
+	PoolType_POOL_TYPE_UNSPECIFIED PoolType = 0
+	// Work for pay.
+	PoolType_POOL_TYPE_REGULAR PoolType = 1
+	// A training: Tolokers practise on tasks with known answers, unpaid.
+	PoolType_POOL_TYPE_TRAINING PoolType = 2
+)
+
+// Enum value maps for PoolType.
+var (
+	PoolType_name = map[int32]string{
+		0: "POOL_TYPE_UNSPECIFIED",
+		1: "POOL_TYPE_REGULAR",
+		2: "POOL_TYPE_TRAINING",
+	}
+	PoolType_value = map[string]int32{
+		"POOL_TYPE_UNSPECIFIED": 0,
+		"POOL_TYPE_REGULAR":     1,
+		"POOL_TYPE_TRAINING":    2,
+	}
+)
+
+func (x PoolType) Enum() *PoolType {
+	p := new(PoolType)
+	*p = x
+	return p
+}
+
+func (x PoolType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PoolType) Descriptor() protoreflect.EnumDescriptor {
+	return file_crowdgate_v1_pool_proto_enumTypes[3].Descriptor()
+}
+
+func (PoolType) Type() protoreflect.EnumType {
+	return &file_crowdgate_v1_pool_proto_enumTypes[3]
+}
+
+func (x PoolType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PoolType.Descriptor instead.
+func (PoolType) EnumDescriptor() ([]byte, []int) {
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{3}
+}
+
+// SpeedQualityBalanceType is how a pool picks its Tolokers.
+type SpeedQualityBalanceType int32
+
+const (
+	// Not set: refused when speed_quality_balance is given.
+	SpeedQualityBalanceType_SPEED_QUALITY_BALANCE_TYPE_UNSPECIFIED SpeedQualityBalanceType = 0
+	// The top percent of Tolokers by quality.
+	SpeedQualityBalanceType_SPEED_QUALITY_BALANCE_TYPE_TOP_PERCENTAGE_BY_QUALITY SpeedQualityBalanceType = 1
+	// The best count Tolokers working at once, by quality.
+	SpeedQualityBalanceType_SPEED_QUALITY_BALANCE_TYPE_BEST_CONCURRENT_USERS_BY_QUALITY SpeedQualityBalanceType = 2
+)
+
+// Enum value maps for SpeedQualityBalanceType.
+var (
+	SpeedQualityBalanceType_name = map[int32]string{
+		0: "SPEED_QUALITY_BALANCE_TYPE_UNSPECIFIED",
+		1: "SPEED_QUALITY_BALANCE_TYPE_TOP_PERCENTAGE_BY_QUALITY",
+		2: "SPEED_QUALITY_BALANCE_TYPE_BEST_CONCURRENT_USERS_BY_QUALITY",
+	}
+	SpeedQualityBalanceType_value = map[string]int32{
+		"SPEED_QUALITY_BALANCE_TYPE_UNSPECIFIED":                      0,
+		"SPEED_QUALITY_BALANCE_TYPE_TOP_PERCENTAGE_BY_QUALITY":        1,
+		"SPEED_QUALITY_BALANCE_TYPE_BEST_CONCURRENT_USERS_BY_QUALITY": 2,
+	}
+)
+
+func (x SpeedQualityBalanceType) Enum() *SpeedQualityBalanceType {
+	p := new(SpeedQualityBalanceType)
+	*p = x
+	return p
+}
+
+func (x SpeedQualityBalanceType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SpeedQualityBalanceType) Descriptor() protoreflect.EnumDescriptor {
+	return file_crowdgate_v1_pool_proto_enumTypes[4].Descriptor()
+}
+
+func (SpeedQualityBalanceType) Type() protoreflect.EnumType {
+	return &file_crowdgate_v1_pool_proto_enumTypes[4]
+}
+
+func (x SpeedQualityBalanceType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SpeedQualityBalanceType.Descriptor instead.
+func (SpeedQualityBalanceType) EnumDescriptor() ([]byte, []int) {
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{4}
+}
+
 // Pool is a Toloka pool of an EXTERNAL project (seed 003).
 type Pool struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -271,7 +377,17 @@ type Pool struct {
 	// When last opened (output only).
 	LastStarted *timestamppb.Timestamp `protobuf:"bytes,26,opt,name=last_started,json=lastStarted,proto3" json:"last_started,omitempty"`
 	// When last closed (output only).
-	LastStopped   *timestamppb.Timestamp `protobuf:"bytes,27,opt,name=last_stopped,json=lastStopped,proto3" json:"last_stopped,omitempty"`
+	LastStopped *timestamppb.Timestamp `protobuf:"bytes,27,opt,name=last_stopped,json=lastStopped,proto3" json:"last_stopped,omitempty"`
+	// Which Tolokers the pool is offered to first, by speed and quality; it
+	// also decides Toloka's speed_quality_balance_match flag of a submit.
+	SpeedQualityBalance *SpeedQualityBalance `protobuf:"bytes,28,opt,name=speed_quality_balance,json=speedQualityBalance,proto3" json:"speed_quality_balance,omitempty"`
+	// REGULAR (the default) or TRAINING; fixed after create. A TRAINING pool
+	// is a Toloka training (/trainings): reward_per_assignment is 0 or unset,
+	// will_expire is not used, the training block is required, and other
+	// pools of the project name it in quality_control.training_requirement.
+	Type PoolType `protobuf:"varint,29,opt,name=type,proto3,enum=crowdgate.v1.PoolType" json:"type,omitempty"`
+	// The training's settings (TRAINING pools only).
+	Training      *TrainingSettings `protobuf:"bytes,30,opt,name=training,proto3" json:"training,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -495,6 +611,174 @@ func (x *Pool) GetLastStopped() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Pool) GetSpeedQualityBalance() *SpeedQualityBalance {
+	if x != nil {
+		return x.SpeedQualityBalance
+	}
+	return nil
+}
+
+func (x *Pool) GetType() PoolType {
+	if x != nil {
+		return x.Type
+	}
+	return PoolType_POOL_TYPE_UNSPECIFIED
+}
+
+func (x *Pool) GetTraining() *TrainingSettings {
+	if x != nil {
+		return x.Training
+	}
+	return nil
+}
+
+// TrainingSettings are a Toloka training's own fields.
+type TrainingSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Training tasks per task suite, 0 to 500; required.
+	TrainingTasksInTaskSuiteCount int32 `protobuf:"varint,1,opt,name=training_tasks_in_task_suite_count,json=trainingTasksInTaskSuiteCount,proto3" json:"training_tasks_in_task_suite_count,omitempty"`
+	// Task suites a Toloker must complete to pass, 0 to 500.
+	TaskSuitesRequiredToPass *int32 `protobuf:"varint,2,opt,name=task_suites_required_to_pass,json=taskSuitesRequiredToPass,proto3,oneof" json:"task_suites_required_to_pass,omitempty"`
+	// Days before a Toloker who failed may retry, at least 1.
+	RetryTrainingAfterDays *int32 `protobuf:"varint,3,opt,name=retry_training_after_days,json=retryTrainingAfterDays,proto3,oneof" json:"retry_training_after_days,omitempty"`
+	// Show the project's instructions (Toloka requires the field; default
+	// true).
+	InheritedInstructions *bool `protobuf:"varint,4,opt,name=inherited_instructions,json=inheritedInstructions,proto3,oneof" json:"inherited_instructions,omitempty"`
+	// The training's own instructions, when not inherited.
+	PublicInstructions string `protobuf:"bytes,5,opt,name=public_instructions,json=publicInstructions,proto3" json:"public_instructions,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *TrainingSettings) Reset() {
+	*x = TrainingSettings{}
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrainingSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrainingSettings) ProtoMessage() {}
+
+func (x *TrainingSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrainingSettings.ProtoReflect.Descriptor instead.
+func (*TrainingSettings) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *TrainingSettings) GetTrainingTasksInTaskSuiteCount() int32 {
+	if x != nil {
+		return x.TrainingTasksInTaskSuiteCount
+	}
+	return 0
+}
+
+func (x *TrainingSettings) GetTaskSuitesRequiredToPass() int32 {
+	if x != nil && x.TaskSuitesRequiredToPass != nil {
+		return *x.TaskSuitesRequiredToPass
+	}
+	return 0
+}
+
+func (x *TrainingSettings) GetRetryTrainingAfterDays() int32 {
+	if x != nil && x.RetryTrainingAfterDays != nil {
+		return *x.RetryTrainingAfterDays
+	}
+	return 0
+}
+
+func (x *TrainingSettings) GetInheritedInstructions() bool {
+	if x != nil && x.InheritedInstructions != nil {
+		return *x.InheritedInstructions
+	}
+	return false
+}
+
+func (x *TrainingSettings) GetPublicInstructions() string {
+	if x != nil {
+		return x.PublicInstructions
+	}
+	return ""
+}
+
+// SpeedQualityBalance is Toloka's speed_quality_balance.
+type SpeedQualityBalance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The balance; required.
+	Type SpeedQualityBalanceType `protobuf:"varint,1,opt,name=type,proto3,enum=crowdgate.v1.SpeedQualityBalanceType" json:"type,omitempty"`
+	// TOP_PERCENTAGE_BY_QUALITY: 10 to 100 in steps of 10.
+	Percent int32 `protobuf:"varint,2,opt,name=percent,proto3" json:"percent,omitempty"`
+	// BEST_CONCURRENT_USERS_BY_QUALITY: at least 1.
+	Count         int32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpeedQualityBalance) Reset() {
+	*x = SpeedQualityBalance{}
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpeedQualityBalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpeedQualityBalance) ProtoMessage() {}
+
+func (x *SpeedQualityBalance) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpeedQualityBalance.ProtoReflect.Descriptor instead.
+func (*SpeedQualityBalance) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SpeedQualityBalance) GetType() SpeedQualityBalanceType {
+	if x != nil {
+		return x.Type
+	}
+	return SpeedQualityBalanceType_SPEED_QUALITY_BALANCE_TYPE_UNSPECIFIED
+}
+
+func (x *SpeedQualityBalance) GetPercent() int32 {
+	if x != nil {
+		return x.Percent
+	}
+	return 0
+}
+
+func (x *SpeedQualityBalance) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // PoolQualityControl is a pool's quality_control block.
 type PoolQualityControl struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -512,7 +796,7 @@ type PoolQualityControl struct {
 
 func (x *PoolQualityControl) Reset() {
 	*x = PoolQualityControl{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[1]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +808,7 @@ func (x *PoolQualityControl) String() string {
 func (*PoolQualityControl) ProtoMessage() {}
 
 func (x *PoolQualityControl) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[1]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +821,7 @@ func (x *PoolQualityControl) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolQualityControl.ProtoReflect.Descriptor instead.
 func (*PoolQualityControl) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{1}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PoolQualityControl) GetTrainingRequirement() *TrainingRequirement {
@@ -571,7 +855,9 @@ func (x *PoolQualityControl) GetCheckpointsConfig() *CheckpointsConfig {
 // TrainingRequirement links a training pool.
 type TrainingRequirement struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Toloka id of the training pool; required in this block.
+	// The training pool: Crowdgate's pool id of a TRAINING pool of the same
+	// project (stored and sent as its Toloka id), or Toloka's id; required in
+	// this block.
 	TrainingPoolId string `protobuf:"bytes,1,opt,name=training_pool_id,json=trainingPoolId,proto3" json:"training_pool_id,omitempty"`
 	// Percentage of correct training answers needed, 0 to 100.
 	TrainingPassingSkillValue int32 `protobuf:"varint,2,opt,name=training_passing_skill_value,json=trainingPassingSkillValue,proto3" json:"training_passing_skill_value,omitempty"`
@@ -581,7 +867,7 @@ type TrainingRequirement struct {
 
 func (x *TrainingRequirement) Reset() {
 	*x = TrainingRequirement{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[2]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +879,7 @@ func (x *TrainingRequirement) String() string {
 func (*TrainingRequirement) ProtoMessage() {}
 
 func (x *TrainingRequirement) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[2]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +892,7 @@ func (x *TrainingRequirement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TrainingRequirement.ProtoReflect.Descriptor instead.
 func (*TrainingRequirement) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{2}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TrainingRequirement) GetTrainingPoolId() string {
@@ -638,7 +924,7 @@ type CheckpointsConfig struct {
 
 func (x *CheckpointsConfig) Reset() {
 	*x = CheckpointsConfig{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[3]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +936,7 @@ func (x *CheckpointsConfig) String() string {
 func (*CheckpointsConfig) ProtoMessage() {}
 
 func (x *CheckpointsConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[3]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +949,7 @@ func (x *CheckpointsConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointsConfig.ProtoReflect.Descriptor instead.
 func (*CheckpointsConfig) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{3}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckpointsConfig) GetRealSettings() *CheckpointSettings {
@@ -700,7 +986,7 @@ type CheckpointSettings struct {
 
 func (x *CheckpointSettings) Reset() {
 	*x = CheckpointSettings{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[4]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -712,7 +998,7 @@ func (x *CheckpointSettings) String() string {
 func (*CheckpointSettings) ProtoMessage() {}
 
 func (x *CheckpointSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[4]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -725,7 +1011,7 @@ func (x *CheckpointSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointSettings.ProtoReflect.Descriptor instead.
 func (*CheckpointSettings) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{4}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckpointSettings) GetTargetOverlap() int32 {
@@ -759,7 +1045,7 @@ type TaskDistributionFunction struct {
 
 func (x *TaskDistributionFunction) Reset() {
 	*x = TaskDistributionFunction{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[5]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +1057,7 @@ func (x *TaskDistributionFunction) String() string {
 func (*TaskDistributionFunction) ProtoMessage() {}
 
 func (x *TaskDistributionFunction) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[5]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +1070,7 @@ func (x *TaskDistributionFunction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskDistributionFunction.ProtoReflect.Descriptor instead.
 func (*TaskDistributionFunction) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{5}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskDistributionFunction) GetScope() string {
@@ -830,7 +1116,7 @@ type DistributionInterval struct {
 
 func (x *DistributionInterval) Reset() {
 	*x = DistributionInterval{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[6]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1128,7 @@ func (x *DistributionInterval) String() string {
 func (*DistributionInterval) ProtoMessage() {}
 
 func (x *DistributionInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[6]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1141,7 @@ func (x *DistributionInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionInterval.ProtoReflect.Descriptor instead.
 func (*DistributionInterval) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{6}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DistributionInterval) GetFrom() int32 {
@@ -894,7 +1180,7 @@ type DynamicPricingConfig struct {
 
 func (x *DynamicPricingConfig) Reset() {
 	*x = DynamicPricingConfig{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[7]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1192,7 @@ func (x *DynamicPricingConfig) String() string {
 func (*DynamicPricingConfig) ProtoMessage() {}
 
 func (x *DynamicPricingConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[7]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1205,7 @@ func (x *DynamicPricingConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamicPricingConfig.ProtoReflect.Descriptor instead.
 func (*DynamicPricingConfig) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{7}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DynamicPricingConfig) GetType() string {
@@ -958,7 +1244,7 @@ type PricingInterval struct {
 
 func (x *PricingInterval) Reset() {
 	*x = PricingInterval{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[8]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1256,7 @@ func (x *PricingInterval) String() string {
 func (*PricingInterval) ProtoMessage() {}
 
 func (x *PricingInterval) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[8]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1269,7 @@ func (x *PricingInterval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PricingInterval.ProtoReflect.Descriptor instead.
 func (*PricingInterval) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{8}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PricingInterval) GetFrom() int32 {
@@ -1026,7 +1312,7 @@ type DynamicOverlapConfig struct {
 
 func (x *DynamicOverlapConfig) Reset() {
 	*x = DynamicOverlapConfig{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[9]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1324,7 @@ func (x *DynamicOverlapConfig) String() string {
 func (*DynamicOverlapConfig) ProtoMessage() {}
 
 func (x *DynamicOverlapConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[9]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1337,7 @@ func (x *DynamicOverlapConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamicOverlapConfig.ProtoReflect.Descriptor instead.
 func (*DynamicOverlapConfig) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{9}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DynamicOverlapConfig) GetType() string {
@@ -1100,7 +1386,7 @@ type DynamicOverlapField struct {
 
 func (x *DynamicOverlapField) Reset() {
 	*x = DynamicOverlapField{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[10]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1398,7 @@ func (x *DynamicOverlapField) String() string {
 func (*DynamicOverlapField) ProtoMessage() {}
 
 func (x *DynamicOverlapField) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[10]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1411,7 @@ func (x *DynamicOverlapField) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DynamicOverlapField.ProtoReflect.Descriptor instead.
 func (*DynamicOverlapField) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{10}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DynamicOverlapField) GetName() string {
@@ -1168,7 +1454,7 @@ type MixerConfig struct {
 
 func (x *MixerConfig) Reset() {
 	*x = MixerConfig{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[11]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1466,7 @@ func (x *MixerConfig) String() string {
 func (*MixerConfig) ProtoMessage() {}
 
 func (x *MixerConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[11]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1479,7 @@ func (x *MixerConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MixerConfig.ProtoReflect.Descriptor instead.
 func (*MixerConfig) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{11}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *MixerConfig) GetRealTasksCount() int32 {
@@ -1293,7 +1579,7 @@ type PoolDefaults struct {
 
 func (x *PoolDefaults) Reset() {
 	*x = PoolDefaults{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[12]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1305,7 +1591,7 @@ func (x *PoolDefaults) String() string {
 func (*PoolDefaults) ProtoMessage() {}
 
 func (x *PoolDefaults) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[12]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1318,7 +1604,7 @@ func (x *PoolDefaults) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolDefaults.ProtoReflect.Descriptor instead.
 func (*PoolDefaults) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{12}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PoolDefaults) GetDefaultOverlapForNewTaskSuites() int32 {
@@ -1346,7 +1632,7 @@ type AssignmentsIssuingConfig struct {
 
 func (x *AssignmentsIssuingConfig) Reset() {
 	*x = AssignmentsIssuingConfig{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[13]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1358,7 +1644,7 @@ func (x *AssignmentsIssuingConfig) String() string {
 func (*AssignmentsIssuingConfig) ProtoMessage() {}
 
 func (x *AssignmentsIssuingConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[13]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1371,7 +1657,7 @@ func (x *AssignmentsIssuingConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssignmentsIssuingConfig.ProtoReflect.Descriptor instead.
 func (*AssignmentsIssuingConfig) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{13}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AssignmentsIssuingConfig) GetIssueTaskSuitesInCreationOrder() bool {
@@ -1392,7 +1678,7 @@ type CreatePoolRequest struct {
 
 func (x *CreatePoolRequest) Reset() {
 	*x = CreatePoolRequest{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[14]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1690,7 @@ func (x *CreatePoolRequest) String() string {
 func (*CreatePoolRequest) ProtoMessage() {}
 
 func (x *CreatePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[14]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1703,7 @@ func (x *CreatePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePoolRequest.ProtoReflect.Descriptor instead.
 func (*CreatePoolRequest) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{14}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreatePoolRequest) GetPool() *Pool {
@@ -1438,7 +1724,7 @@ type CreatePoolResponse struct {
 
 func (x *CreatePoolResponse) Reset() {
 	*x = CreatePoolResponse{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[15]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1450,7 +1736,7 @@ func (x *CreatePoolResponse) String() string {
 func (*CreatePoolResponse) ProtoMessage() {}
 
 func (x *CreatePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[15]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1463,7 +1749,7 @@ func (x *CreatePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePoolResponse.ProtoReflect.Descriptor instead.
 func (*CreatePoolResponse) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{15}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreatePoolResponse) GetPool() *Pool {
@@ -1484,7 +1770,7 @@ type GetPoolRequest struct {
 
 func (x *GetPoolRequest) Reset() {
 	*x = GetPoolRequest{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[16]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1782,7 @@ func (x *GetPoolRequest) String() string {
 func (*GetPoolRequest) ProtoMessage() {}
 
 func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[16]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1795,7 @@ func (x *GetPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRequest) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{16}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetPoolRequest) GetPoolId() string {
@@ -1530,7 +1816,7 @@ type GetPoolResponse struct {
 
 func (x *GetPoolResponse) Reset() {
 	*x = GetPoolResponse{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[17]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1828,7 @@ func (x *GetPoolResponse) String() string {
 func (*GetPoolResponse) ProtoMessage() {}
 
 func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[17]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1841,7 @@ func (x *GetPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolResponse) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{17}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetPoolResponse) GetPool() *Pool {
@@ -1582,7 +1868,7 @@ type ListPoolsRequest struct {
 
 func (x *ListPoolsRequest) Reset() {
 	*x = ListPoolsRequest{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[18]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1880,7 @@ func (x *ListPoolsRequest) String() string {
 func (*ListPoolsRequest) ProtoMessage() {}
 
 func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[18]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1893,7 @@ func (x *ListPoolsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsRequest.ProtoReflect.Descriptor instead.
 func (*ListPoolsRequest) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{18}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListPoolsRequest) GetProjectId() string {
@@ -1651,7 +1937,7 @@ type ListPoolsResponse struct {
 
 func (x *ListPoolsResponse) Reset() {
 	*x = ListPoolsResponse{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[19]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1949,7 @@ func (x *ListPoolsResponse) String() string {
 func (*ListPoolsResponse) ProtoMessage() {}
 
 func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[19]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1962,7 @@ func (x *ListPoolsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoolsResponse.ProtoReflect.Descriptor instead.
 func (*ListPoolsResponse) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{19}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPoolsResponse) GetPools() []*Pool {
@@ -1693,7 +1979,7 @@ func (x *ListPoolsResponse) GetNextPageToken() string {
 	return ""
 }
 
-// UpdatePoolRequest changes a stopped pool.
+// UpdatePoolRequest changes a pool.
 type UpdatePoolRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The pool with pool_id set and the new values.
@@ -1707,7 +1993,7 @@ type UpdatePoolRequest struct {
 
 func (x *UpdatePoolRequest) Reset() {
 	*x = UpdatePoolRequest{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[20]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +2005,7 @@ func (x *UpdatePoolRequest) String() string {
 func (*UpdatePoolRequest) ProtoMessage() {}
 
 func (x *UpdatePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[20]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +2018,7 @@ func (x *UpdatePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePoolRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePoolRequest) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{20}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdatePoolRequest) GetPool() *Pool {
@@ -1760,7 +2046,7 @@ type UpdatePoolResponse struct {
 
 func (x *UpdatePoolResponse) Reset() {
 	*x = UpdatePoolResponse{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[21]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +2058,7 @@ func (x *UpdatePoolResponse) String() string {
 func (*UpdatePoolResponse) ProtoMessage() {}
 
 func (x *UpdatePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[21]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +2071,7 @@ func (x *UpdatePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePoolResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePoolResponse) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{21}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdatePoolResponse) GetPool() *Pool {
@@ -1806,7 +2092,7 @@ type OpenPoolRequest struct {
 
 func (x *OpenPoolRequest) Reset() {
 	*x = OpenPoolRequest{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[22]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +2104,7 @@ func (x *OpenPoolRequest) String() string {
 func (*OpenPoolRequest) ProtoMessage() {}
 
 func (x *OpenPoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[22]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +2117,7 @@ func (x *OpenPoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenPoolRequest.ProtoReflect.Descriptor instead.
 func (*OpenPoolRequest) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{22}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OpenPoolRequest) GetPoolId() string {
@@ -1852,7 +2138,7 @@ type OpenPoolResponse struct {
 
 func (x *OpenPoolResponse) Reset() {
 	*x = OpenPoolResponse{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[23]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1864,7 +2150,7 @@ func (x *OpenPoolResponse) String() string {
 func (*OpenPoolResponse) ProtoMessage() {}
 
 func (x *OpenPoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[23]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1877,7 +2163,7 @@ func (x *OpenPoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenPoolResponse.ProtoReflect.Descriptor instead.
 func (*OpenPoolResponse) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{23}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OpenPoolResponse) GetPool() *Pool {
@@ -1898,7 +2184,7 @@ type ClosePoolRequest struct {
 
 func (x *ClosePoolRequest) Reset() {
 	*x = ClosePoolRequest{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[24]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1910,7 +2196,7 @@ func (x *ClosePoolRequest) String() string {
 func (*ClosePoolRequest) ProtoMessage() {}
 
 func (x *ClosePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[24]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1923,7 +2209,7 @@ func (x *ClosePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosePoolRequest.ProtoReflect.Descriptor instead.
 func (*ClosePoolRequest) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{24}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ClosePoolRequest) GetPoolId() string {
@@ -1944,7 +2230,7 @@ type ClosePoolResponse struct {
 
 func (x *ClosePoolResponse) Reset() {
 	*x = ClosePoolResponse{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[25]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2242,7 @@ func (x *ClosePoolResponse) String() string {
 func (*ClosePoolResponse) ProtoMessage() {}
 
 func (x *ClosePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[25]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2255,7 @@ func (x *ClosePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClosePoolResponse.ProtoReflect.Descriptor instead.
 func (*ClosePoolResponse) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{25}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ClosePoolResponse) GetPool() *Pool {
@@ -1990,7 +2276,7 @@ type ArchivePoolRequest struct {
 
 func (x *ArchivePoolRequest) Reset() {
 	*x = ArchivePoolRequest{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[26]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2002,7 +2288,7 @@ func (x *ArchivePoolRequest) String() string {
 func (*ArchivePoolRequest) ProtoMessage() {}
 
 func (x *ArchivePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[26]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2015,7 +2301,7 @@ func (x *ArchivePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchivePoolRequest.ProtoReflect.Descriptor instead.
 func (*ArchivePoolRequest) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{26}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ArchivePoolRequest) GetPoolId() string {
@@ -2036,7 +2322,7 @@ type ArchivePoolResponse struct {
 
 func (x *ArchivePoolResponse) Reset() {
 	*x = ArchivePoolResponse{}
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[27]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2334,7 @@ func (x *ArchivePoolResponse) String() string {
 func (*ArchivePoolResponse) ProtoMessage() {}
 
 func (x *ArchivePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_crowdgate_v1_pool_proto_msgTypes[27]
+	mi := &file_crowdgate_v1_pool_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2347,7 @@ func (x *ArchivePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ArchivePoolResponse.ProtoReflect.Descriptor instead.
 func (*ArchivePoolResponse) Descriptor() ([]byte, []int) {
-	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{27}
+	return file_crowdgate_v1_pool_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ArchivePoolResponse) GetPool() *Pool {
@@ -2075,7 +2361,7 @@ var File_crowdgate_v1_pool_proto protoreflect.FileDescriptor
 
 const file_crowdgate_v1_pool_proto_rawDesc = "" +
 	"\n" +
-	"\x17crowdgate/v1/pool.proto\x12\fcrowdgate.v1\x1a\x19crowdgate/v1/filter.proto\x1a\"crowdgate/v1/quality_control.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\r\n" +
+	"\x17crowdgate/v1/pool.proto\x12\fcrowdgate.v1\x1a\x19crowdgate/v1/filter.proto\x1a\"crowdgate/v1/quality_control.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x0e\n" +
 	"\x04Pool\x12\x17\n" +
 	"\apool_id\x18\x01 \x01(\tR\x06poolId\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x1d\n" +
@@ -2107,11 +2393,27 @@ const file_crowdgate_v1_pool_proto_rawDesc = "" +
 	"\vcreate_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12=\n" +
 	"\flast_started\x18\x1a \x01(\v2\x1a.google.protobuf.TimestampR\vlastStarted\x12=\n" +
-	"\flast_stopped\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\vlastStoppedB\x18\n" +
+	"\flast_stopped\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\vlastStopped\x12U\n" +
+	"\x15speed_quality_balance\x18\x1c \x01(\v2!.crowdgate.v1.SpeedQualityBalanceR\x13speedQualityBalance\x12*\n" +
+	"\x04type\x18\x1d \x01(\x0e2\x16.crowdgate.v1.PoolTypeR\x04type\x12:\n" +
+	"\btraining\x18\x1e \x01(\v2\x1e.crowdgate.v1.TrainingSettingsR\btrainingB\x18\n" +
 	"\x16_auto_accept_solutionsB\x19\n" +
 	"\x17_auto_accept_period_dayB*\n" +
 	"(_auto_close_after_complete_delay_secondsB\v\n" +
-	"\t_priority\"\xc5\x02\n" +
+	"\t_priority\"\xa9\x03\n" +
+	"\x10TrainingSettings\x12I\n" +
+	"\"training_tasks_in_task_suite_count\x18\x01 \x01(\x05R\x1dtrainingTasksInTaskSuiteCount\x12C\n" +
+	"\x1ctask_suites_required_to_pass\x18\x02 \x01(\x05H\x00R\x18taskSuitesRequiredToPass\x88\x01\x01\x12>\n" +
+	"\x19retry_training_after_days\x18\x03 \x01(\x05H\x01R\x16retryTrainingAfterDays\x88\x01\x01\x12:\n" +
+	"\x16inherited_instructions\x18\x04 \x01(\bH\x02R\x15inheritedInstructions\x88\x01\x01\x12/\n" +
+	"\x13public_instructions\x18\x05 \x01(\tR\x12publicInstructionsB\x1f\n" +
+	"\x1d_task_suites_required_to_passB\x1c\n" +
+	"\x1a_retry_training_after_daysB\x19\n" +
+	"\x17_inherited_instructions\"\x80\x01\n" +
+	"\x13SpeedQualityBalance\x129\n" +
+	"\x04type\x18\x01 \x01(\x0e2%.crowdgate.v1.SpeedQualityBalanceTypeR\x04type\x12\x18\n" +
+	"\apercent\x18\x02 \x01(\x05R\apercent\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\x05R\x05count\"\xc5\x02\n" +
 	"\x12PoolQualityControl\x12T\n" +
 	"\x14training_requirement\x18\x01 \x01(\v2!.crowdgate.v1.TrainingRequirementR\x13trainingRequirement\x12K\n" +
 	"\x11captcha_frequency\x18\x02 \x01(\x0e2\x1e.crowdgate.v1.CaptchaFrequencyR\x10captchaFrequency\x12<\n" +
@@ -2237,7 +2539,15 @@ const file_crowdgate_v1_pool_proto_rawDesc = "" +
 	"\x1dCAPTCHA_FREQUENCY_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CAPTCHA_FREQUENCY_LOW\x10\x01\x12\x1c\n" +
 	"\x18CAPTCHA_FREQUENCY_MEDIUM\x10\x02\x12\x1a\n" +
-	"\x16CAPTCHA_FREQUENCY_HIGH\x10\x032\xb2\x04\n" +
+	"\x16CAPTCHA_FREQUENCY_HIGH\x10\x03*T\n" +
+	"\bPoolType\x12\x19\n" +
+	"\x15POOL_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11POOL_TYPE_REGULAR\x10\x01\x12\x16\n" +
+	"\x12POOL_TYPE_TRAINING\x10\x02*\xc0\x01\n" +
+	"\x17SpeedQualityBalanceType\x12*\n" +
+	"&SPEED_QUALITY_BALANCE_TYPE_UNSPECIFIED\x10\x00\x128\n" +
+	"4SPEED_QUALITY_BALANCE_TYPE_TOP_PERCENTAGE_BY_QUALITY\x10\x01\x12?\n" +
+	";SPEED_QUALITY_BALANCE_TYPE_BEST_CONCURRENT_USERS_BY_QUALITY\x10\x022\xb2\x04\n" +
 	"\vPoolService\x12O\n" +
 	"\n" +
 	"CreatePool\x12\x1f.crowdgate.v1.CreatePoolRequest\x1a .crowdgate.v1.CreatePoolResponse\x12F\n" +
@@ -2261,102 +2571,110 @@ func file_crowdgate_v1_pool_proto_rawDescGZIP() []byte {
 	return file_crowdgate_v1_pool_proto_rawDescData
 }
 
-var file_crowdgate_v1_pool_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_crowdgate_v1_pool_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_crowdgate_v1_pool_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_crowdgate_v1_pool_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_crowdgate_v1_pool_proto_goTypes = []any{
 	(PoolStatus)(0),                  // 0: crowdgate.v1.PoolStatus
 	(CloseReason)(0),                 // 1: crowdgate.v1.CloseReason
 	(CaptchaFrequency)(0),            // 2: crowdgate.v1.CaptchaFrequency
-	(*Pool)(nil),                     // 3: crowdgate.v1.Pool
-	(*PoolQualityControl)(nil),       // 4: crowdgate.v1.PoolQualityControl
-	(*TrainingRequirement)(nil),      // 5: crowdgate.v1.TrainingRequirement
-	(*CheckpointsConfig)(nil),        // 6: crowdgate.v1.CheckpointsConfig
-	(*CheckpointSettings)(nil),       // 7: crowdgate.v1.CheckpointSettings
-	(*TaskDistributionFunction)(nil), // 8: crowdgate.v1.TaskDistributionFunction
-	(*DistributionInterval)(nil),     // 9: crowdgate.v1.DistributionInterval
-	(*DynamicPricingConfig)(nil),     // 10: crowdgate.v1.DynamicPricingConfig
-	(*PricingInterval)(nil),          // 11: crowdgate.v1.PricingInterval
-	(*DynamicOverlapConfig)(nil),     // 12: crowdgate.v1.DynamicOverlapConfig
-	(*DynamicOverlapField)(nil),      // 13: crowdgate.v1.DynamicOverlapField
-	(*MixerConfig)(nil),              // 14: crowdgate.v1.MixerConfig
-	(*PoolDefaults)(nil),             // 15: crowdgate.v1.PoolDefaults
-	(*AssignmentsIssuingConfig)(nil), // 16: crowdgate.v1.AssignmentsIssuingConfig
-	(*CreatePoolRequest)(nil),        // 17: crowdgate.v1.CreatePoolRequest
-	(*CreatePoolResponse)(nil),       // 18: crowdgate.v1.CreatePoolResponse
-	(*GetPoolRequest)(nil),           // 19: crowdgate.v1.GetPoolRequest
-	(*GetPoolResponse)(nil),          // 20: crowdgate.v1.GetPoolResponse
-	(*ListPoolsRequest)(nil),         // 21: crowdgate.v1.ListPoolsRequest
-	(*ListPoolsResponse)(nil),        // 22: crowdgate.v1.ListPoolsResponse
-	(*UpdatePoolRequest)(nil),        // 23: crowdgate.v1.UpdatePoolRequest
-	(*UpdatePoolResponse)(nil),       // 24: crowdgate.v1.UpdatePoolResponse
-	(*OpenPoolRequest)(nil),          // 25: crowdgate.v1.OpenPoolRequest
-	(*OpenPoolResponse)(nil),         // 26: crowdgate.v1.OpenPoolResponse
-	(*ClosePoolRequest)(nil),         // 27: crowdgate.v1.ClosePoolRequest
-	(*ClosePoolResponse)(nil),        // 28: crowdgate.v1.ClosePoolResponse
-	(*ArchivePoolRequest)(nil),       // 29: crowdgate.v1.ArchivePoolRequest
-	(*ArchivePoolResponse)(nil),      // 30: crowdgate.v1.ArchivePoolResponse
-	(*timestamppb.Timestamp)(nil),    // 31: google.protobuf.Timestamp
-	(*Filter)(nil),                   // 32: crowdgate.v1.Filter
-	(*QualityControlConfig)(nil),     // 33: crowdgate.v1.QualityControlConfig
-	(*fieldmaskpb.FieldMask)(nil),    // 34: google.protobuf.FieldMask
+	(PoolType)(0),                    // 3: crowdgate.v1.PoolType
+	(SpeedQualityBalanceType)(0),     // 4: crowdgate.v1.SpeedQualityBalanceType
+	(*Pool)(nil),                     // 5: crowdgate.v1.Pool
+	(*TrainingSettings)(nil),         // 6: crowdgate.v1.TrainingSettings
+	(*SpeedQualityBalance)(nil),      // 7: crowdgate.v1.SpeedQualityBalance
+	(*PoolQualityControl)(nil),       // 8: crowdgate.v1.PoolQualityControl
+	(*TrainingRequirement)(nil),      // 9: crowdgate.v1.TrainingRequirement
+	(*CheckpointsConfig)(nil),        // 10: crowdgate.v1.CheckpointsConfig
+	(*CheckpointSettings)(nil),       // 11: crowdgate.v1.CheckpointSettings
+	(*TaskDistributionFunction)(nil), // 12: crowdgate.v1.TaskDistributionFunction
+	(*DistributionInterval)(nil),     // 13: crowdgate.v1.DistributionInterval
+	(*DynamicPricingConfig)(nil),     // 14: crowdgate.v1.DynamicPricingConfig
+	(*PricingInterval)(nil),          // 15: crowdgate.v1.PricingInterval
+	(*DynamicOverlapConfig)(nil),     // 16: crowdgate.v1.DynamicOverlapConfig
+	(*DynamicOverlapField)(nil),      // 17: crowdgate.v1.DynamicOverlapField
+	(*MixerConfig)(nil),              // 18: crowdgate.v1.MixerConfig
+	(*PoolDefaults)(nil),             // 19: crowdgate.v1.PoolDefaults
+	(*AssignmentsIssuingConfig)(nil), // 20: crowdgate.v1.AssignmentsIssuingConfig
+	(*CreatePoolRequest)(nil),        // 21: crowdgate.v1.CreatePoolRequest
+	(*CreatePoolResponse)(nil),       // 22: crowdgate.v1.CreatePoolResponse
+	(*GetPoolRequest)(nil),           // 23: crowdgate.v1.GetPoolRequest
+	(*GetPoolResponse)(nil),          // 24: crowdgate.v1.GetPoolResponse
+	(*ListPoolsRequest)(nil),         // 25: crowdgate.v1.ListPoolsRequest
+	(*ListPoolsResponse)(nil),        // 26: crowdgate.v1.ListPoolsResponse
+	(*UpdatePoolRequest)(nil),        // 27: crowdgate.v1.UpdatePoolRequest
+	(*UpdatePoolResponse)(nil),       // 28: crowdgate.v1.UpdatePoolResponse
+	(*OpenPoolRequest)(nil),          // 29: crowdgate.v1.OpenPoolRequest
+	(*OpenPoolResponse)(nil),         // 30: crowdgate.v1.OpenPoolResponse
+	(*ClosePoolRequest)(nil),         // 31: crowdgate.v1.ClosePoolRequest
+	(*ClosePoolResponse)(nil),        // 32: crowdgate.v1.ClosePoolResponse
+	(*ArchivePoolRequest)(nil),       // 33: crowdgate.v1.ArchivePoolRequest
+	(*ArchivePoolResponse)(nil),      // 34: crowdgate.v1.ArchivePoolResponse
+	(*timestamppb.Timestamp)(nil),    // 35: google.protobuf.Timestamp
+	(*Filter)(nil),                   // 36: crowdgate.v1.Filter
+	(*QualityControlConfig)(nil),     // 37: crowdgate.v1.QualityControlConfig
+	(*fieldmaskpb.FieldMask)(nil),    // 38: google.protobuf.FieldMask
 }
 var file_crowdgate_v1_pool_proto_depIdxs = []int32{
 	0,  // 0: crowdgate.v1.Pool.status:type_name -> crowdgate.v1.PoolStatus
 	1,  // 1: crowdgate.v1.Pool.last_close_reason:type_name -> crowdgate.v1.CloseReason
-	31, // 2: crowdgate.v1.Pool.will_expire:type_name -> google.protobuf.Timestamp
-	32, // 3: crowdgate.v1.Pool.filter:type_name -> crowdgate.v1.Filter
-	4,  // 4: crowdgate.v1.Pool.quality_control:type_name -> crowdgate.v1.PoolQualityControl
-	10, // 5: crowdgate.v1.Pool.dynamic_pricing_config:type_name -> crowdgate.v1.DynamicPricingConfig
-	12, // 6: crowdgate.v1.Pool.dynamic_overlap_config:type_name -> crowdgate.v1.DynamicOverlapConfig
-	14, // 7: crowdgate.v1.Pool.mixer_config:type_name -> crowdgate.v1.MixerConfig
-	15, // 8: crowdgate.v1.Pool.defaults:type_name -> crowdgate.v1.PoolDefaults
-	16, // 9: crowdgate.v1.Pool.assignments_issuing_config:type_name -> crowdgate.v1.AssignmentsIssuingConfig
-	31, // 10: crowdgate.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
-	31, // 11: crowdgate.v1.Pool.last_started:type_name -> google.protobuf.Timestamp
-	31, // 12: crowdgate.v1.Pool.last_stopped:type_name -> google.protobuf.Timestamp
-	5,  // 13: crowdgate.v1.PoolQualityControl.training_requirement:type_name -> crowdgate.v1.TrainingRequirement
-	2,  // 14: crowdgate.v1.PoolQualityControl.captcha_frequency:type_name -> crowdgate.v1.CaptchaFrequency
-	33, // 15: crowdgate.v1.PoolQualityControl.configs:type_name -> crowdgate.v1.QualityControlConfig
-	6,  // 16: crowdgate.v1.PoolQualityControl.checkpoints_config:type_name -> crowdgate.v1.CheckpointsConfig
-	7,  // 17: crowdgate.v1.CheckpointsConfig.real_settings:type_name -> crowdgate.v1.CheckpointSettings
-	7,  // 18: crowdgate.v1.CheckpointsConfig.golden_settings:type_name -> crowdgate.v1.CheckpointSettings
-	7,  // 19: crowdgate.v1.CheckpointsConfig.training_settings:type_name -> crowdgate.v1.CheckpointSettings
-	8,  // 20: crowdgate.v1.CheckpointSettings.task_distribution_function:type_name -> crowdgate.v1.TaskDistributionFunction
-	9,  // 21: crowdgate.v1.TaskDistributionFunction.intervals:type_name -> crowdgate.v1.DistributionInterval
-	11, // 22: crowdgate.v1.DynamicPricingConfig.intervals:type_name -> crowdgate.v1.PricingInterval
-	13, // 23: crowdgate.v1.DynamicOverlapConfig.fields:type_name -> crowdgate.v1.DynamicOverlapField
-	8,  // 24: crowdgate.v1.MixerConfig.golden_task_distribution_function:type_name -> crowdgate.v1.TaskDistributionFunction
-	8,  // 25: crowdgate.v1.MixerConfig.training_task_distribution_function:type_name -> crowdgate.v1.TaskDistributionFunction
-	3,  // 26: crowdgate.v1.CreatePoolRequest.pool:type_name -> crowdgate.v1.Pool
-	3,  // 27: crowdgate.v1.CreatePoolResponse.pool:type_name -> crowdgate.v1.Pool
-	3,  // 28: crowdgate.v1.GetPoolResponse.pool:type_name -> crowdgate.v1.Pool
-	0,  // 29: crowdgate.v1.ListPoolsRequest.status:type_name -> crowdgate.v1.PoolStatus
-	3,  // 30: crowdgate.v1.ListPoolsResponse.pools:type_name -> crowdgate.v1.Pool
-	3,  // 31: crowdgate.v1.UpdatePoolRequest.pool:type_name -> crowdgate.v1.Pool
-	34, // 32: crowdgate.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
-	3,  // 33: crowdgate.v1.UpdatePoolResponse.pool:type_name -> crowdgate.v1.Pool
-	3,  // 34: crowdgate.v1.OpenPoolResponse.pool:type_name -> crowdgate.v1.Pool
-	3,  // 35: crowdgate.v1.ClosePoolResponse.pool:type_name -> crowdgate.v1.Pool
-	3,  // 36: crowdgate.v1.ArchivePoolResponse.pool:type_name -> crowdgate.v1.Pool
-	17, // 37: crowdgate.v1.PoolService.CreatePool:input_type -> crowdgate.v1.CreatePoolRequest
-	19, // 38: crowdgate.v1.PoolService.GetPool:input_type -> crowdgate.v1.GetPoolRequest
-	21, // 39: crowdgate.v1.PoolService.ListPools:input_type -> crowdgate.v1.ListPoolsRequest
-	23, // 40: crowdgate.v1.PoolService.UpdatePool:input_type -> crowdgate.v1.UpdatePoolRequest
-	25, // 41: crowdgate.v1.PoolService.OpenPool:input_type -> crowdgate.v1.OpenPoolRequest
-	27, // 42: crowdgate.v1.PoolService.ClosePool:input_type -> crowdgate.v1.ClosePoolRequest
-	29, // 43: crowdgate.v1.PoolService.ArchivePool:input_type -> crowdgate.v1.ArchivePoolRequest
-	18, // 44: crowdgate.v1.PoolService.CreatePool:output_type -> crowdgate.v1.CreatePoolResponse
-	20, // 45: crowdgate.v1.PoolService.GetPool:output_type -> crowdgate.v1.GetPoolResponse
-	22, // 46: crowdgate.v1.PoolService.ListPools:output_type -> crowdgate.v1.ListPoolsResponse
-	24, // 47: crowdgate.v1.PoolService.UpdatePool:output_type -> crowdgate.v1.UpdatePoolResponse
-	26, // 48: crowdgate.v1.PoolService.OpenPool:output_type -> crowdgate.v1.OpenPoolResponse
-	28, // 49: crowdgate.v1.PoolService.ClosePool:output_type -> crowdgate.v1.ClosePoolResponse
-	30, // 50: crowdgate.v1.PoolService.ArchivePool:output_type -> crowdgate.v1.ArchivePoolResponse
-	44, // [44:51] is the sub-list for method output_type
-	37, // [37:44] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	35, // 2: crowdgate.v1.Pool.will_expire:type_name -> google.protobuf.Timestamp
+	36, // 3: crowdgate.v1.Pool.filter:type_name -> crowdgate.v1.Filter
+	8,  // 4: crowdgate.v1.Pool.quality_control:type_name -> crowdgate.v1.PoolQualityControl
+	14, // 5: crowdgate.v1.Pool.dynamic_pricing_config:type_name -> crowdgate.v1.DynamicPricingConfig
+	16, // 6: crowdgate.v1.Pool.dynamic_overlap_config:type_name -> crowdgate.v1.DynamicOverlapConfig
+	18, // 7: crowdgate.v1.Pool.mixer_config:type_name -> crowdgate.v1.MixerConfig
+	19, // 8: crowdgate.v1.Pool.defaults:type_name -> crowdgate.v1.PoolDefaults
+	20, // 9: crowdgate.v1.Pool.assignments_issuing_config:type_name -> crowdgate.v1.AssignmentsIssuingConfig
+	35, // 10: crowdgate.v1.Pool.create_time:type_name -> google.protobuf.Timestamp
+	35, // 11: crowdgate.v1.Pool.last_started:type_name -> google.protobuf.Timestamp
+	35, // 12: crowdgate.v1.Pool.last_stopped:type_name -> google.protobuf.Timestamp
+	7,  // 13: crowdgate.v1.Pool.speed_quality_balance:type_name -> crowdgate.v1.SpeedQualityBalance
+	3,  // 14: crowdgate.v1.Pool.type:type_name -> crowdgate.v1.PoolType
+	6,  // 15: crowdgate.v1.Pool.training:type_name -> crowdgate.v1.TrainingSettings
+	4,  // 16: crowdgate.v1.SpeedQualityBalance.type:type_name -> crowdgate.v1.SpeedQualityBalanceType
+	9,  // 17: crowdgate.v1.PoolQualityControl.training_requirement:type_name -> crowdgate.v1.TrainingRequirement
+	2,  // 18: crowdgate.v1.PoolQualityControl.captcha_frequency:type_name -> crowdgate.v1.CaptchaFrequency
+	37, // 19: crowdgate.v1.PoolQualityControl.configs:type_name -> crowdgate.v1.QualityControlConfig
+	10, // 20: crowdgate.v1.PoolQualityControl.checkpoints_config:type_name -> crowdgate.v1.CheckpointsConfig
+	11, // 21: crowdgate.v1.CheckpointsConfig.real_settings:type_name -> crowdgate.v1.CheckpointSettings
+	11, // 22: crowdgate.v1.CheckpointsConfig.golden_settings:type_name -> crowdgate.v1.CheckpointSettings
+	11, // 23: crowdgate.v1.CheckpointsConfig.training_settings:type_name -> crowdgate.v1.CheckpointSettings
+	12, // 24: crowdgate.v1.CheckpointSettings.task_distribution_function:type_name -> crowdgate.v1.TaskDistributionFunction
+	13, // 25: crowdgate.v1.TaskDistributionFunction.intervals:type_name -> crowdgate.v1.DistributionInterval
+	15, // 26: crowdgate.v1.DynamicPricingConfig.intervals:type_name -> crowdgate.v1.PricingInterval
+	17, // 27: crowdgate.v1.DynamicOverlapConfig.fields:type_name -> crowdgate.v1.DynamicOverlapField
+	12, // 28: crowdgate.v1.MixerConfig.golden_task_distribution_function:type_name -> crowdgate.v1.TaskDistributionFunction
+	12, // 29: crowdgate.v1.MixerConfig.training_task_distribution_function:type_name -> crowdgate.v1.TaskDistributionFunction
+	5,  // 30: crowdgate.v1.CreatePoolRequest.pool:type_name -> crowdgate.v1.Pool
+	5,  // 31: crowdgate.v1.CreatePoolResponse.pool:type_name -> crowdgate.v1.Pool
+	5,  // 32: crowdgate.v1.GetPoolResponse.pool:type_name -> crowdgate.v1.Pool
+	0,  // 33: crowdgate.v1.ListPoolsRequest.status:type_name -> crowdgate.v1.PoolStatus
+	5,  // 34: crowdgate.v1.ListPoolsResponse.pools:type_name -> crowdgate.v1.Pool
+	5,  // 35: crowdgate.v1.UpdatePoolRequest.pool:type_name -> crowdgate.v1.Pool
+	38, // 36: crowdgate.v1.UpdatePoolRequest.update_mask:type_name -> google.protobuf.FieldMask
+	5,  // 37: crowdgate.v1.UpdatePoolResponse.pool:type_name -> crowdgate.v1.Pool
+	5,  // 38: crowdgate.v1.OpenPoolResponse.pool:type_name -> crowdgate.v1.Pool
+	5,  // 39: crowdgate.v1.ClosePoolResponse.pool:type_name -> crowdgate.v1.Pool
+	5,  // 40: crowdgate.v1.ArchivePoolResponse.pool:type_name -> crowdgate.v1.Pool
+	21, // 41: crowdgate.v1.PoolService.CreatePool:input_type -> crowdgate.v1.CreatePoolRequest
+	23, // 42: crowdgate.v1.PoolService.GetPool:input_type -> crowdgate.v1.GetPoolRequest
+	25, // 43: crowdgate.v1.PoolService.ListPools:input_type -> crowdgate.v1.ListPoolsRequest
+	27, // 44: crowdgate.v1.PoolService.UpdatePool:input_type -> crowdgate.v1.UpdatePoolRequest
+	29, // 45: crowdgate.v1.PoolService.OpenPool:input_type -> crowdgate.v1.OpenPoolRequest
+	31, // 46: crowdgate.v1.PoolService.ClosePool:input_type -> crowdgate.v1.ClosePoolRequest
+	33, // 47: crowdgate.v1.PoolService.ArchivePool:input_type -> crowdgate.v1.ArchivePoolRequest
+	22, // 48: crowdgate.v1.PoolService.CreatePool:output_type -> crowdgate.v1.CreatePoolResponse
+	24, // 49: crowdgate.v1.PoolService.GetPool:output_type -> crowdgate.v1.GetPoolResponse
+	26, // 50: crowdgate.v1.PoolService.ListPools:output_type -> crowdgate.v1.ListPoolsResponse
+	28, // 51: crowdgate.v1.PoolService.UpdatePool:output_type -> crowdgate.v1.UpdatePoolResponse
+	30, // 52: crowdgate.v1.PoolService.OpenPool:output_type -> crowdgate.v1.OpenPoolResponse
+	32, // 53: crowdgate.v1.PoolService.ClosePool:output_type -> crowdgate.v1.ClosePoolResponse
+	34, // 54: crowdgate.v1.PoolService.ArchivePool:output_type -> crowdgate.v1.ArchivePoolResponse
+	48, // [48:55] is the sub-list for method output_type
+	41, // [41:48] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_crowdgate_v1_pool_proto_init() }
@@ -2367,15 +2685,16 @@ func file_crowdgate_v1_pool_proto_init() {
 	file_crowdgate_v1_filter_proto_init()
 	file_crowdgate_v1_quality_control_proto_init()
 	file_crowdgate_v1_pool_proto_msgTypes[0].OneofWrappers = []any{}
-	file_crowdgate_v1_pool_proto_msgTypes[11].OneofWrappers = []any{}
-	file_crowdgate_v1_pool_proto_msgTypes[12].OneofWrappers = []any{}
+	file_crowdgate_v1_pool_proto_msgTypes[1].OneofWrappers = []any{}
+	file_crowdgate_v1_pool_proto_msgTypes[13].OneofWrappers = []any{}
+	file_crowdgate_v1_pool_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crowdgate_v1_pool_proto_rawDesc), len(file_crowdgate_v1_pool_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   28,
+			NumEnums:      5,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

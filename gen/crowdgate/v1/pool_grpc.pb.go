@@ -52,10 +52,13 @@ type PoolServiceClient interface {
 	// Scope READ. Newest first, paged with page_size and page_token; NOT_FOUND
 	// when the project is not the tenant's.
 	ListPools(ctx context.Context, in *ListPoolsRequest, opts ...grpc.CallOption) (*ListPoolsResponse, error)
-	// UpdatePool changes a stopped pool; FAILED_PRECONDITION while it is open.
+	// UpdatePool changes a pool.
 	//
 	// Scope WRITE. The fields named by update_mask change, in Crowdgate and in
-	// Toloka. NOT_FOUND for a pool the tenant does not have.
+	// Toloka. A mask of priority alone changes an open pool in place
+	// (Toloka's PATCH); any other change to an open pool stops it with
+	// Toloka's close-for-update, saves it and opens it again. NOT_FOUND for a
+	// pool the tenant does not have.
 	UpdatePool(ctx context.Context, in *UpdatePoolRequest, opts ...grpc.CallOption) (*UpdatePoolResponse, error)
 	// OpenPool starts the pool and waits for Toloka's operation to finish.
 	//
@@ -176,10 +179,13 @@ type PoolServiceServer interface {
 	// Scope READ. Newest first, paged with page_size and page_token; NOT_FOUND
 	// when the project is not the tenant's.
 	ListPools(context.Context, *ListPoolsRequest) (*ListPoolsResponse, error)
-	// UpdatePool changes a stopped pool; FAILED_PRECONDITION while it is open.
+	// UpdatePool changes a pool.
 	//
 	// Scope WRITE. The fields named by update_mask change, in Crowdgate and in
-	// Toloka. NOT_FOUND for a pool the tenant does not have.
+	// Toloka. A mask of priority alone changes an open pool in place
+	// (Toloka's PATCH); any other change to an open pool stops it with
+	// Toloka's close-for-update, saves it and opens it again. NOT_FOUND for a
+	// pool the tenant does not have.
 	UpdatePool(context.Context, *UpdatePoolRequest) (*UpdatePoolResponse, error)
 	// OpenPool starts the pool and waits for Toloka's operation to finish.
 	//

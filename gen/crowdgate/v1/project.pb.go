@@ -9,6 +9,7 @@ package crowdgatev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -1522,11 +1523,113 @@ func (x *ArchiveProjectResponse) GetProject() *Project {
 	return nil
 }
 
+// UpdateProjectRequest changes a project.
+type UpdateProjectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The project with project_id set and the new values.
+	Project *Project `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	// Fields to change (proto names, for example "public_description");
+	// empty replaces every settable field.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProjectRequest) Reset() {
+	*x = UpdateProjectRequest{}
+	mi := &file_crowdgate_v1_project_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProjectRequest) ProtoMessage() {}
+
+func (x *UpdateProjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_project_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProjectRequest.ProtoReflect.Descriptor instead.
+func (*UpdateProjectRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_project_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UpdateProjectRequest) GetProject() *Project {
+	if x != nil {
+		return x.Project
+	}
+	return nil
+}
+
+func (x *UpdateProjectRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateProjectResponse carries the updated project.
+type UpdateProjectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The project as stored.
+	Project       *Project `protobuf:"bytes,1,opt,name=project,proto3" json:"project,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateProjectResponse) Reset() {
+	*x = UpdateProjectResponse{}
+	mi := &file_crowdgate_v1_project_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateProjectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateProjectResponse) ProtoMessage() {}
+
+func (x *UpdateProjectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_project_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateProjectResponse.ProtoReflect.Descriptor instead.
+func (*UpdateProjectResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_project_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UpdateProjectResponse) GetProject() *Project {
+	if x != nil {
+		return x.Project
+	}
+	return nil
+}
+
 var File_crowdgate_v1_project_proto protoreflect.FileDescriptor
 
 const file_crowdgate_v1_project_proto_rawDesc = "" +
 	"\n" +
-	"\x1acrowdgate/v1/project.proto\x12\fcrowdgate.v1\x1a\x19crowdgate/v1/common.proto\x1a\x19crowdgate/v1/filter.proto\x1a\"crowdgate/v1/quality_control.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\n" +
+	"\x1acrowdgate/v1/project.proto\x12\fcrowdgate.v1\x1a\x19crowdgate/v1/common.proto\x1a\x19crowdgate/v1/filter.proto\x1a\"crowdgate/v1/quality_control.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\n" +
 	"\n" +
 	"\aProject\x12\x1d\n" +
 	"\n" +
@@ -1677,17 +1780,24 @@ const file_crowdgate_v1_project_proto_rawDesc = "" +
 	"\n" +
 	"project_id\x18\x01 \x01(\tR\tprojectId\"I\n" +
 	"\x16ArchiveProjectResponse\x12/\n" +
+	"\aproject\x18\x01 \x01(\v2\x15.crowdgate.v1.ProjectR\aproject\"\x84\x01\n" +
+	"\x14UpdateProjectRequest\x12/\n" +
+	"\aproject\x18\x01 \x01(\v2\x15.crowdgate.v1.ProjectR\aproject\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"H\n" +
+	"\x15UpdateProjectResponse\x12/\n" +
 	"\aproject\x18\x01 \x01(\v2\x15.crowdgate.v1.ProjectR\aproject*g\n" +
 	"\rProjectStatus\x12\x1e\n" +
 	"\x1aPROJECT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PROJECT_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
-	"\x17PROJECT_STATUS_ARCHIVED\x10\x022\xef\x02\n" +
+	"\x17PROJECT_STATUS_ARCHIVED\x10\x022\xc9\x03\n" +
 	"\x0eProjectService\x12X\n" +
 	"\rCreateProject\x12\".crowdgate.v1.CreateProjectRequest\x1a#.crowdgate.v1.CreateProjectResponse\x12O\n" +
 	"\n" +
 	"GetProject\x12\x1f.crowdgate.v1.GetProjectRequest\x1a .crowdgate.v1.GetProjectResponse\x12U\n" +
 	"\fListProjects\x12!.crowdgate.v1.ListProjectsRequest\x1a\".crowdgate.v1.ListProjectsResponse\x12[\n" +
-	"\x0eArchiveProject\x12#.crowdgate.v1.ArchiveProjectRequest\x1a$.crowdgate.v1.ArchiveProjectResponseB=Z;github.com/crowdgate/crowdgate/gen/crowdgate/v1;crowdgatev1b\x06proto3"
+	"\x0eArchiveProject\x12#.crowdgate.v1.ArchiveProjectRequest\x1a$.crowdgate.v1.ArchiveProjectResponse\x12X\n" +
+	"\rUpdateProject\x12\".crowdgate.v1.UpdateProjectRequest\x1a#.crowdgate.v1.UpdateProjectResponseB=Z;github.com/crowdgate/crowdgate/gen/crowdgate/v1;crowdgatev1b\x06proto3"
 
 var (
 	file_crowdgate_v1_project_proto_rawDescOnce sync.Once
@@ -1702,7 +1812,7 @@ func file_crowdgate_v1_project_proto_rawDescGZIP() []byte {
 }
 
 var file_crowdgate_v1_project_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_crowdgate_v1_project_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_crowdgate_v1_project_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_crowdgate_v1_project_proto_goTypes = []any{
 	(ProjectStatus)(0),             // 0: crowdgate.v1.ProjectStatus
 	(*Project)(nil),                // 1: crowdgate.v1.Project
@@ -1724,59 +1834,67 @@ var file_crowdgate_v1_project_proto_goTypes = []any{
 	(*ListProjectsResponse)(nil),   // 17: crowdgate.v1.ListProjectsResponse
 	(*ArchiveProjectRequest)(nil),  // 18: crowdgate.v1.ArchiveProjectRequest
 	(*ArchiveProjectResponse)(nil), // 19: crowdgate.v1.ArchiveProjectResponse
-	nil,                            // 20: crowdgate.v1.TaskSpec.InputSpecEntry
-	nil,                            // 21: crowdgate.v1.TaskSpec.OutputSpecEntry
-	(Environment)(0),               // 22: crowdgate.v1.Environment
-	(*timestamppb.Timestamp)(nil),  // 23: google.protobuf.Timestamp
-	(*Filter)(nil),                 // 24: crowdgate.v1.Filter
-	(*structpb.Value)(nil),         // 25: google.protobuf.Value
-	(*structpb.Struct)(nil),        // 26: google.protobuf.Struct
-	(*QualityControlConfig)(nil),   // 27: crowdgate.v1.QualityControlConfig
+	(*UpdateProjectRequest)(nil),   // 20: crowdgate.v1.UpdateProjectRequest
+	(*UpdateProjectResponse)(nil),  // 21: crowdgate.v1.UpdateProjectResponse
+	nil,                            // 22: crowdgate.v1.TaskSpec.InputSpecEntry
+	nil,                            // 23: crowdgate.v1.TaskSpec.OutputSpecEntry
+	(Environment)(0),               // 24: crowdgate.v1.Environment
+	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
+	(*Filter)(nil),                 // 26: crowdgate.v1.Filter
+	(*structpb.Value)(nil),         // 27: google.protobuf.Value
+	(*structpb.Struct)(nil),        // 28: google.protobuf.Struct
+	(*QualityControlConfig)(nil),   // 29: crowdgate.v1.QualityControlConfig
+	(*fieldmaskpb.FieldMask)(nil),  // 30: google.protobuf.FieldMask
 }
 var file_crowdgate_v1_project_proto_depIdxs = []int32{
-	22, // 0: crowdgate.v1.Project.environment:type_name -> crowdgate.v1.Environment
+	24, // 0: crowdgate.v1.Project.environment:type_name -> crowdgate.v1.Environment
 	0,  // 1: crowdgate.v1.Project.status:type_name -> crowdgate.v1.ProjectStatus
 	2,  // 2: crowdgate.v1.Project.toloker_requirements:type_name -> crowdgate.v1.TolokerRequirements
 	3,  // 3: crowdgate.v1.Project.task_spec:type_name -> crowdgate.v1.TaskSpec
 	8,  // 4: crowdgate.v1.Project.localization_config:type_name -> crowdgate.v1.LocalizationConfig
 	11, // 5: crowdgate.v1.Project.quality_control:type_name -> crowdgate.v1.ProjectQualityControl
-	23, // 6: crowdgate.v1.Project.create_time:type_name -> google.protobuf.Timestamp
-	23, // 7: crowdgate.v1.Project.archive_time:type_name -> google.protobuf.Timestamp
-	24, // 8: crowdgate.v1.TolokerRequirements.filter:type_name -> crowdgate.v1.Filter
-	20, // 9: crowdgate.v1.TaskSpec.input_spec:type_name -> crowdgate.v1.TaskSpec.InputSpecEntry
-	21, // 10: crowdgate.v1.TaskSpec.output_spec:type_name -> crowdgate.v1.TaskSpec.OutputSpecEntry
+	25, // 6: crowdgate.v1.Project.create_time:type_name -> google.protobuf.Timestamp
+	25, // 7: crowdgate.v1.Project.archive_time:type_name -> google.protobuf.Timestamp
+	26, // 8: crowdgate.v1.TolokerRequirements.filter:type_name -> crowdgate.v1.Filter
+	22, // 9: crowdgate.v1.TaskSpec.input_spec:type_name -> crowdgate.v1.TaskSpec.InputSpecEntry
+	23, // 10: crowdgate.v1.TaskSpec.output_spec:type_name -> crowdgate.v1.TaskSpec.OutputSpecEntry
 	5,  // 11: crowdgate.v1.TaskSpec.view_spec:type_name -> crowdgate.v1.ViewSpec
-	25, // 12: crowdgate.v1.FieldSpec.allowed_values:type_name -> google.protobuf.Value
+	27, // 12: crowdgate.v1.FieldSpec.allowed_values:type_name -> google.protobuf.Value
 	6,  // 13: crowdgate.v1.ViewSpec.settings:type_name -> crowdgate.v1.ViewSettings
 	7,  // 14: crowdgate.v1.ViewSpec.assets:type_name -> crowdgate.v1.ViewAssets
-	26, // 15: crowdgate.v1.ViewSpec.config:type_name -> google.protobuf.Struct
-	26, // 16: crowdgate.v1.ViewSpec.localization_config:type_name -> google.protobuf.Struct
+	28, // 15: crowdgate.v1.ViewSpec.config:type_name -> google.protobuf.Struct
+	28, // 16: crowdgate.v1.ViewSpec.localization_config:type_name -> google.protobuf.Struct
 	9,  // 17: crowdgate.v1.LocalizationConfig.additional_languages:type_name -> crowdgate.v1.AdditionalLanguage
 	10, // 18: crowdgate.v1.AdditionalLanguage.public_name:type_name -> crowdgate.v1.LocalizedText
 	10, // 19: crowdgate.v1.AdditionalLanguage.public_description:type_name -> crowdgate.v1.LocalizedText
 	10, // 20: crowdgate.v1.AdditionalLanguage.public_instructions:type_name -> crowdgate.v1.LocalizedText
-	27, // 21: crowdgate.v1.ProjectQualityControl.configs:type_name -> crowdgate.v1.QualityControlConfig
+	29, // 21: crowdgate.v1.ProjectQualityControl.configs:type_name -> crowdgate.v1.QualityControlConfig
 	1,  // 22: crowdgate.v1.CreateProjectRequest.project:type_name -> crowdgate.v1.Project
 	1,  // 23: crowdgate.v1.CreateProjectResponse.project:type_name -> crowdgate.v1.Project
 	1,  // 24: crowdgate.v1.GetProjectResponse.project:type_name -> crowdgate.v1.Project
 	0,  // 25: crowdgate.v1.ListProjectsRequest.status:type_name -> crowdgate.v1.ProjectStatus
 	1,  // 26: crowdgate.v1.ListProjectsResponse.projects:type_name -> crowdgate.v1.Project
 	1,  // 27: crowdgate.v1.ArchiveProjectResponse.project:type_name -> crowdgate.v1.Project
-	4,  // 28: crowdgate.v1.TaskSpec.InputSpecEntry.value:type_name -> crowdgate.v1.FieldSpec
-	4,  // 29: crowdgate.v1.TaskSpec.OutputSpecEntry.value:type_name -> crowdgate.v1.FieldSpec
-	12, // 30: crowdgate.v1.ProjectService.CreateProject:input_type -> crowdgate.v1.CreateProjectRequest
-	14, // 31: crowdgate.v1.ProjectService.GetProject:input_type -> crowdgate.v1.GetProjectRequest
-	16, // 32: crowdgate.v1.ProjectService.ListProjects:input_type -> crowdgate.v1.ListProjectsRequest
-	18, // 33: crowdgate.v1.ProjectService.ArchiveProject:input_type -> crowdgate.v1.ArchiveProjectRequest
-	13, // 34: crowdgate.v1.ProjectService.CreateProject:output_type -> crowdgate.v1.CreateProjectResponse
-	15, // 35: crowdgate.v1.ProjectService.GetProject:output_type -> crowdgate.v1.GetProjectResponse
-	17, // 36: crowdgate.v1.ProjectService.ListProjects:output_type -> crowdgate.v1.ListProjectsResponse
-	19, // 37: crowdgate.v1.ProjectService.ArchiveProject:output_type -> crowdgate.v1.ArchiveProjectResponse
-	34, // [34:38] is the sub-list for method output_type
-	30, // [30:34] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	1,  // 28: crowdgate.v1.UpdateProjectRequest.project:type_name -> crowdgate.v1.Project
+	30, // 29: crowdgate.v1.UpdateProjectRequest.update_mask:type_name -> google.protobuf.FieldMask
+	1,  // 30: crowdgate.v1.UpdateProjectResponse.project:type_name -> crowdgate.v1.Project
+	4,  // 31: crowdgate.v1.TaskSpec.InputSpecEntry.value:type_name -> crowdgate.v1.FieldSpec
+	4,  // 32: crowdgate.v1.TaskSpec.OutputSpecEntry.value:type_name -> crowdgate.v1.FieldSpec
+	12, // 33: crowdgate.v1.ProjectService.CreateProject:input_type -> crowdgate.v1.CreateProjectRequest
+	14, // 34: crowdgate.v1.ProjectService.GetProject:input_type -> crowdgate.v1.GetProjectRequest
+	16, // 35: crowdgate.v1.ProjectService.ListProjects:input_type -> crowdgate.v1.ListProjectsRequest
+	18, // 36: crowdgate.v1.ProjectService.ArchiveProject:input_type -> crowdgate.v1.ArchiveProjectRequest
+	20, // 37: crowdgate.v1.ProjectService.UpdateProject:input_type -> crowdgate.v1.UpdateProjectRequest
+	13, // 38: crowdgate.v1.ProjectService.CreateProject:output_type -> crowdgate.v1.CreateProjectResponse
+	15, // 39: crowdgate.v1.ProjectService.GetProject:output_type -> crowdgate.v1.GetProjectResponse
+	17, // 40: crowdgate.v1.ProjectService.ListProjects:output_type -> crowdgate.v1.ListProjectsResponse
+	19, // 41: crowdgate.v1.ProjectService.ArchiveProject:output_type -> crowdgate.v1.ArchiveProjectResponse
+	21, // 42: crowdgate.v1.ProjectService.UpdateProject:output_type -> crowdgate.v1.UpdateProjectResponse
+	38, // [38:43] is the sub-list for method output_type
+	33, // [33:38] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_crowdgate_v1_project_proto_init() }
@@ -1797,7 +1915,7 @@ func file_crowdgate_v1_project_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crowdgate_v1_project_proto_rawDesc), len(file_crowdgate_v1_project_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

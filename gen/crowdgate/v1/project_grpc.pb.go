@@ -23,6 +23,7 @@ const (
 	ProjectService_GetProject_FullMethodName     = "/crowdgate.v1.ProjectService/GetProject"
 	ProjectService_ListProjects_FullMethodName   = "/crowdgate.v1.ProjectService/ListProjects"
 	ProjectService_ArchiveProject_FullMethodName = "/crowdgate.v1.ProjectService/ArchiveProject"
+	ProjectService_UpdateProject_FullMethodName  = "/crowdgate.v1.ProjectService/UpdateProject"
 )
 
 // ProjectServiceClient is the client API for ProjectService service.
@@ -55,6 +56,19 @@ type ProjectServiceClient interface {
 	//
 	// Scope WRITE. NOT_FOUND for a project the tenant does not have.
 	ArchiveProject(ctx context.Context, in *ArchiveProjectRequest, opts ...grpc.CallOption) (*ArchiveProjectResponse, error)
+	// UpdateProject changes a project in Crowdgate and in Toloka (Toloka's
+	// PUT /projects/{id}).
+	//
+	// Scope WRITE. The fields named by update_mask change (empty: every
+	// settable field): texts, instructions, platform_url, platform_audience,
+	// return_url, partner and bonus metadata, toloker_requirements, task_spec,
+	// localization_config, quality_control, max_active_assignments_count and
+	// assignments_automerge_enabled; credential_id and the output-only fields
+	// never change. Each is validated as on create (INVALID_ARGUMENT naming
+	// it). New toloker_requirements apply to pools created or updated after.
+	// FAILED_PRECONDITION for an archived project; NOT_FOUND for a project
+	// the tenant does not have.
+	UpdateProject(ctx context.Context, in *UpdateProjectRequest, opts ...grpc.CallOption) (*UpdateProjectResponse, error)
 }
 
 type projectServiceClient struct {
@@ -105,6 +119,16 @@ func (c *projectServiceClient) ArchiveProject(ctx context.Context, in *ArchivePr
 	return out, nil
 }
 
+func (c *projectServiceClient) UpdateProject(ctx context.Context, in *UpdateProjectRequest, opts ...grpc.CallOption) (*UpdateProjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateProjectResponse)
+	err := c.cc.Invoke(ctx, ProjectService_UpdateProject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProjectServiceServer is the server API for ProjectService service.
 // All implementations must embed UnimplementedProjectServiceServer
 // for forward compatibility.
@@ -135,6 +159,19 @@ type ProjectServiceServer interface {
 	//
 	// Scope WRITE. NOT_FOUND for a project the tenant does not have.
 	ArchiveProject(context.Context, *ArchiveProjectRequest) (*ArchiveProjectResponse, error)
+	// UpdateProject changes a project in Crowdgate and in Toloka (Toloka's
+	// PUT /projects/{id}).
+	//
+	// Scope WRITE. The fields named by update_mask change (empty: every
+	// settable field): texts, instructions, platform_url, platform_audience,
+	// return_url, partner and bonus metadata, toloker_requirements, task_spec,
+	// localization_config, quality_control, max_active_assignments_count and
+	// assignments_automerge_enabled; credential_id and the output-only fields
+	// never change. Each is validated as on create (INVALID_ARGUMENT naming
+	// it). New toloker_requirements apply to pools created or updated after.
+	// FAILED_PRECONDITION for an archived project; NOT_FOUND for a project
+	// the tenant does not have.
+	UpdateProject(context.Context, *UpdateProjectRequest) (*UpdateProjectResponse, error)
 	mustEmbedUnimplementedProjectServiceServer()
 }
 
@@ -156,6 +193,9 @@ func (UnimplementedProjectServiceServer) ListProjects(context.Context, *ListProj
 }
 func (UnimplementedProjectServiceServer) ArchiveProject(context.Context, *ArchiveProjectRequest) (*ArchiveProjectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ArchiveProject not implemented")
+}
+func (UnimplementedProjectServiceServer) UpdateProject(context.Context, *UpdateProjectRequest) (*UpdateProjectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateProject not implemented")
 }
 func (UnimplementedProjectServiceServer) mustEmbedUnimplementedProjectServiceServer() {}
 func (UnimplementedProjectServiceServer) testEmbeddedByValue()                        {}
@@ -250,6 +290,24 @@ func _ProjectService_ArchiveProject_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ProjectService_UpdateProject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateProjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProjectServiceServer).UpdateProject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProjectService_UpdateProject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProjectServiceServer).UpdateProject(ctx, req.(*UpdateProjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProjectService_ServiceDesc is the grpc.ServiceDesc for ProjectService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -272,6 +330,10 @@ var ProjectService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ArchiveProject",
 			Handler:    _ProjectService_ArchiveProject_Handler,
+		},
+		{
+			MethodName: "UpdateProject",
+			Handler:    _ProjectService_UpdateProject_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -9,6 +9,7 @@ package crowdgatev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -45,21 +46,27 @@ const (
 	CollectorType_COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT CollectorType = 8
 	// The Toloker's skill value and bans.
 	CollectorType_COLLECTOR_TYPE_USERS_ASSESSMENT CollectorType = 9
+	// Answers in a training pool (training pools only).
+	CollectorType_COLLECTOR_TYPE_TRAINING CollectorType = 10
+	// Captcha results (deprecated by Toloka; kept so old rules can be written).
+	CollectorType_COLLECTOR_TYPE_CAPTCHA CollectorType = 11
 )
 
 // Enum value maps for CollectorType.
 var (
 	CollectorType_name = map[int32]string{
-		0: "COLLECTOR_TYPE_UNSPECIFIED",
-		1: "COLLECTOR_TYPE_GOLDEN_SET",
-		2: "COLLECTOR_TYPE_MAJORITY_VOTE",
-		3: "COLLECTOR_TYPE_INCOME",
-		4: "COLLECTOR_TYPE_SKIPPED_IN_ROW_ASSIGNMENTS",
-		5: "COLLECTOR_TYPE_ANSWER_COUNT",
-		6: "COLLECTOR_TYPE_ASSIGNMENT_SUBMIT_TIME",
-		7: "COLLECTOR_TYPE_ACCEPTANCE_RATE",
-		8: "COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT",
-		9: "COLLECTOR_TYPE_USERS_ASSESSMENT",
+		0:  "COLLECTOR_TYPE_UNSPECIFIED",
+		1:  "COLLECTOR_TYPE_GOLDEN_SET",
+		2:  "COLLECTOR_TYPE_MAJORITY_VOTE",
+		3:  "COLLECTOR_TYPE_INCOME",
+		4:  "COLLECTOR_TYPE_SKIPPED_IN_ROW_ASSIGNMENTS",
+		5:  "COLLECTOR_TYPE_ANSWER_COUNT",
+		6:  "COLLECTOR_TYPE_ASSIGNMENT_SUBMIT_TIME",
+		7:  "COLLECTOR_TYPE_ACCEPTANCE_RATE",
+		8:  "COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT",
+		9:  "COLLECTOR_TYPE_USERS_ASSESSMENT",
+		10: "COLLECTOR_TYPE_TRAINING",
+		11: "COLLECTOR_TYPE_CAPTCHA",
 	}
 	CollectorType_value = map[string]int32{
 		"COLLECTOR_TYPE_UNSPECIFIED":                0,
@@ -72,6 +79,8 @@ var (
 		"COLLECTOR_TYPE_ACCEPTANCE_RATE":            7,
 		"COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT":     8,
 		"COLLECTOR_TYPE_USERS_ASSESSMENT":           9,
+		"COLLECTOR_TYPE_TRAINING":                   10,
+		"COLLECTOR_TYPE_CAPTCHA":                    11,
 	}
 )
 
@@ -604,15 +613,36 @@ func (x *QualityControlRule) GetAction() *RuleAction {
 }
 
 // RuleCondition compares one collected value with a threshold.
+//
+// The keys each collector takes, and the type of their value:
+// GOLDEN_SET: total_answers_count, golden_set_answers_count (integers),
+// correct_answers_rate, incorrect_answers_rate,
+// golden_set_correct_answers_rate, golden_set_incorrect_answers_rate
+// (numbers 0 to 100, 75.5 allowed); MAJORITY_VOTE: total_answers_count,
+// correct_answers_rate, incorrect_answers_rate; INCOME:
+// income_sum_for_last_24_hours (a number, at least 0);
+// SKIPPED_IN_ROW_ASSIGNMENTS: skipped_in_row_count; ANSWER_COUNT:
+// assignments_accepted_count; ASSIGNMENT_SUBMIT_TIME: total_submitted_count,
+// fast_submitted_count; ACCEPTANCE_RATE: total_assignments_count,
+// accepted_assignments_rate, rejected_assignments_rate;
+// ASSIGNMENTS_ASSESSMENT: pending_assignments_count,
+// accepted_assignments_count, rejected_assignments_count, assessment_event
+// (ACCEPT, ACCEPT_AFTER_REJECT or REJECT; EQ and NE only); USERS_ASSESSMENT:
+// pool_access_revoked_reason (SKILL_CHANGE or RESTRICTION; EQ and NE only),
+// skill_id (a skill id string; EQ and NE only); TRAINING:
+// submitted_assignments_count, total_answers_count, correct_answers_rate,
+// incorrect_answers_rate, next_assignment_available (a boolean; EQ and NE
+// only); CAPTCHA: stored_results_count, success_rate, fail_rate.
 type RuleCondition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The value checked, for example golden_set_correct_answers_rate or
-	// skipped_in_row_count; required.
+	// The value checked, one of its collector's keys; required.
 	Key string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// The comparison; required.
 	Operator ComparisonOperator `protobuf:"varint,2,opt,name=operator,proto3,enum=crowdgate.v1.ComparisonOperator" json:"operator,omitempty"`
-	// The threshold (an integer in Toloka's reference).
-	Value         int64 `protobuf:"varint,3,opt,name=value,proto3" json:"value,omitempty"`
+	// The threshold, of the key's type: a number (integer for counts), a
+	// string (assessment_event, pool_access_revoked_reason, skill_id) or a
+	// boolean (next_assignment_available); required. Sent to Toloka as given.
+	Value         *structpb.Value `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -661,11 +691,11 @@ func (x *RuleCondition) GetOperator() ComparisonOperator {
 	return ComparisonOperator_COMPARISON_OPERATOR_UNSPECIFIED
 }
 
-func (x *RuleCondition) GetValue() int64 {
+func (x *RuleCondition) GetValue() *structpb.Value {
 	if x != nil {
 		return x.Value
 	}
-	return 0
+	return nil
 }
 
 // RuleAction is what Toloka does when a rule's conditions hold.
@@ -855,7 +885,7 @@ var File_crowdgate_v1_quality_control_proto protoreflect.FileDescriptor
 
 const file_crowdgate_v1_quality_control_proto_rawDesc = "" +
 	"\n" +
-	"\"crowdgate/v1/quality_control.proto\x12\fcrowdgate.v1\"\x98\x01\n" +
+	"\"crowdgate/v1/quality_control.proto\x12\fcrowdgate.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x98\x01\n" +
 	"\x14QualityControlConfig\x12H\n" +
 	"\x10collector_config\x18\x01 \x01(\v2\x1d.crowdgate.v1.CollectorConfigR\x0fcollectorConfig\x126\n" +
 	"\x05rules\x18\x02 \x03(\v2 .crowdgate.v1.QualityControlRuleR\x05rules\"\x85\x01\n" +
@@ -877,11 +907,11 @@ const file_crowdgate_v1_quality_control_proto_rawDesc = "" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2\x1b.crowdgate.v1.RuleConditionR\n" +
 	"conditions\x120\n" +
-	"\x06action\x18\x02 \x01(\v2\x18.crowdgate.v1.RuleActionR\x06action\"u\n" +
+	"\x06action\x18\x02 \x01(\v2\x18.crowdgate.v1.RuleActionR\x06action\"\x93\x01\n" +
 	"\rRuleCondition\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12<\n" +
-	"\boperator\x18\x02 \x01(\x0e2 .crowdgate.v1.ComparisonOperatorR\boperator\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\x03R\x05value\"\x82\x01\n" +
+	"\boperator\x18\x02 \x01(\x0e2 .crowdgate.v1.ComparisonOperatorR\boperator\x12,\n" +
+	"\x05value\x18\x04 \x01(\v2\x16.google.protobuf.ValueR\x05valueJ\x04\b\x03\x10\x04\"\x82\x01\n" +
 	"\n" +
 	"RuleAction\x120\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1c.crowdgate.v1.RuleActionTypeR\x04type\x12B\n" +
@@ -906,7 +936,7 @@ const file_crowdgate_v1_quality_control_proto_rawDesc = "" +
 	"\x06_deltaB\f\n" +
 	"\n" +
 	"_open_poolB\v\n" +
-	"\t_duration*\xfa\x02\n" +
+	"\t_duration*\xb3\x03\n" +
 	"\rCollectorType\x12\x1e\n" +
 	"\x1aCOLLECTOR_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19COLLECTOR_TYPE_GOLDEN_SET\x10\x01\x12 \n" +
@@ -917,7 +947,10 @@ const file_crowdgate_v1_quality_control_proto_rawDesc = "" +
 	"%COLLECTOR_TYPE_ASSIGNMENT_SUBMIT_TIME\x10\x06\x12\"\n" +
 	"\x1eCOLLECTOR_TYPE_ACCEPTANCE_RATE\x10\a\x12)\n" +
 	"%COLLECTOR_TYPE_ASSIGNMENTS_ASSESSMENT\x10\b\x12#\n" +
-	"\x1fCOLLECTOR_TYPE_USERS_ASSESSMENT\x10\t*\xe3\x01\n" +
+	"\x1fCOLLECTOR_TYPE_USERS_ASSESSMENT\x10\t\x12\x1b\n" +
+	"\x17COLLECTOR_TYPE_TRAINING\x10\n" +
+	"\x12\x1a\n" +
+	"\x16COLLECTOR_TYPE_CAPTCHA\x10\v*\xe3\x01\n" +
 	"\x12ComparisonOperator\x12#\n" +
 	"\x1fCOMPARISON_OPERATOR_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16COMPARISON_OPERATOR_EQ\x10\x01\x12\x1a\n" +
@@ -974,6 +1007,7 @@ var file_crowdgate_v1_quality_control_proto_goTypes = []any{
 	(*RuleCondition)(nil),        // 9: crowdgate.v1.RuleCondition
 	(*RuleAction)(nil),           // 10: crowdgate.v1.RuleAction
 	(*RuleActionParameters)(nil), // 11: crowdgate.v1.RuleActionParameters
+	(*structpb.Value)(nil),       // 12: google.protobuf.Value
 }
 var file_crowdgate_v1_quality_control_proto_depIdxs = []int32{
 	6,  // 0: crowdgate.v1.QualityControlConfig.collector_config:type_name -> crowdgate.v1.CollectorConfig
@@ -983,15 +1017,16 @@ var file_crowdgate_v1_quality_control_proto_depIdxs = []int32{
 	9,  // 4: crowdgate.v1.QualityControlRule.conditions:type_name -> crowdgate.v1.RuleCondition
 	10, // 5: crowdgate.v1.QualityControlRule.action:type_name -> crowdgate.v1.RuleAction
 	1,  // 6: crowdgate.v1.RuleCondition.operator:type_name -> crowdgate.v1.ComparisonOperator
-	2,  // 7: crowdgate.v1.RuleAction.type:type_name -> crowdgate.v1.RuleActionType
-	11, // 8: crowdgate.v1.RuleAction.parameters:type_name -> crowdgate.v1.RuleActionParameters
-	3,  // 9: crowdgate.v1.RuleActionParameters.scope:type_name -> crowdgate.v1.RestrictionScope
-	4,  // 10: crowdgate.v1.RuleActionParameters.duration_unit:type_name -> crowdgate.v1.DurationUnit
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	12, // 7: crowdgate.v1.RuleCondition.value:type_name -> google.protobuf.Value
+	2,  // 8: crowdgate.v1.RuleAction.type:type_name -> crowdgate.v1.RuleActionType
+	11, // 9: crowdgate.v1.RuleAction.parameters:type_name -> crowdgate.v1.RuleActionParameters
+	3,  // 10: crowdgate.v1.RuleActionParameters.scope:type_name -> crowdgate.v1.RestrictionScope
+	4,  // 11: crowdgate.v1.RuleActionParameters.duration_unit:type_name -> crowdgate.v1.DurationUnit
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_crowdgate_v1_quality_control_proto_init() }

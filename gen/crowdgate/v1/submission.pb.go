@@ -164,22 +164,22 @@ type Submission struct {
 	Reward string `protobuf:"bytes,8,opt,name=reward,proto3" json:"reward,omitempty"`
 	// Quality, a decimal from 0 to 1; empty when not given.
 	Quality string `protobuf:"bytes,9,opt,name=quality,proto3" json:"quality,omitempty"`
-	// This was the Toloker's last task.
-	CloseSession bool `protobuf:"varint,10,opt,name=close_session,json=closeSession,proto3" json:"close_session,omitempty"`
+	// This was the Toloker's last task; unset when the platform did not say.
+	CloseSession *bool `protobuf:"varint,10,opt,name=close_session,json=closeSession,proto3,oneof" json:"close_session,omitempty"`
 	// JSON for antifraud.
 	CustomLog string `protobuf:"bytes,11,opt,name=custom_log,json=customLog,proto3" json:"custom_log,omitempty"`
 	// When the task started.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// When the task ended.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// The Toloker skipped the task.
-	Skipped bool `protobuf:"varint,14,opt,name=skipped,proto3" json:"skipped,omitempty"`
-	// Control tasks included.
-	GoldenTasksCount int32 `protobuf:"varint,15,opt,name=golden_tasks_count,json=goldenTasksCount,proto3" json:"golden_tasks_count,omitempty"`
-	// Training tasks included.
-	TrainingTasksCount int32 `protobuf:"varint,16,opt,name=training_tasks_count,json=trainingTasksCount,proto3" json:"training_tasks_count,omitempty"`
-	// Paid tasks completed.
-	RealTasksCount int32 `protobuf:"varint,17,opt,name=real_tasks_count,json=realTasksCount,proto3" json:"real_tasks_count,omitempty"`
+	// The Toloker skipped the task; unset when not given.
+	Skipped *bool `protobuf:"varint,14,opt,name=skipped,proto3,oneof" json:"skipped,omitempty"`
+	// Control tasks included; unset when not given.
+	GoldenTasksCount *int32 `protobuf:"varint,15,opt,name=golden_tasks_count,json=goldenTasksCount,proto3,oneof" json:"golden_tasks_count,omitempty"`
+	// Training tasks included; unset when not given.
+	TrainingTasksCount *int32 `protobuf:"varint,16,opt,name=training_tasks_count,json=trainingTasksCount,proto3,oneof" json:"training_tasks_count,omitempty"`
+	// Paid tasks completed; unset when not given.
+	RealTasksCount *int32 `protobuf:"varint,17,opt,name=real_tasks_count,json=realTasksCount,proto3,oneof" json:"real_tasks_count,omitempty"`
 	// Delivery state.
 	State SubmissionState `protobuf:"varint,18,opt,name=state,proto3,enum=crowdgate.v1.SubmissionState" json:"state,omitempty"`
 	// Delivery attempts so far.
@@ -299,8 +299,8 @@ func (x *Submission) GetQuality() string {
 }
 
 func (x *Submission) GetCloseSession() bool {
-	if x != nil {
-		return x.CloseSession
+	if x != nil && x.CloseSession != nil {
+		return *x.CloseSession
 	}
 	return false
 }
@@ -327,29 +327,29 @@ func (x *Submission) GetEndTime() *timestamppb.Timestamp {
 }
 
 func (x *Submission) GetSkipped() bool {
-	if x != nil {
-		return x.Skipped
+	if x != nil && x.Skipped != nil {
+		return *x.Skipped
 	}
 	return false
 }
 
 func (x *Submission) GetGoldenTasksCount() int32 {
-	if x != nil {
-		return x.GoldenTasksCount
+	if x != nil && x.GoldenTasksCount != nil {
+		return *x.GoldenTasksCount
 	}
 	return 0
 }
 
 func (x *Submission) GetTrainingTasksCount() int32 {
-	if x != nil {
-		return x.TrainingTasksCount
+	if x != nil && x.TrainingTasksCount != nil {
+		return *x.TrainingTasksCount
 	}
 	return 0
 }
 
 func (x *Submission) GetRealTasksCount() int32 {
-	if x != nil {
-		return x.RealTasksCount
+	if x != nil && x.RealTasksCount != nil {
+		return *x.RealTasksCount
 	}
 	return 0
 }
@@ -433,22 +433,24 @@ type SubmitRequest struct {
 	Reward string `protobuf:"bytes,5,opt,name=reward,proto3" json:"reward,omitempty"`
 	// Quality, a decimal from 0 to 1; optional.
 	Quality string `protobuf:"bytes,6,opt,name=quality,proto3" json:"quality,omitempty"`
-	// This is the Toloker's last task: the session ends.
-	CloseSession bool `protobuf:"varint,7,opt,name=close_session,json=closeSession,proto3" json:"close_session,omitempty"`
+	// This is the Toloker's last task: the session ends. Sent to Toloka as
+	// given (false included); omitted when not given.
+	CloseSession *bool `protobuf:"varint,7,opt,name=close_session,json=closeSession,proto3,oneof" json:"close_session,omitempty"`
 	// A JSON document for antifraud; must parse as JSON when given.
 	CustomLog string `protobuf:"bytes,8,opt,name=custom_log,json=customLog,proto3" json:"custom_log,omitempty"`
 	// When the task started.
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
 	// When it ended; not before start_time.
 	EndTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
-	// The Toloker skipped the task.
-	Skipped bool `protobuf:"varint,11,opt,name=skipped,proto3" json:"skipped,omitempty"`
-	// Control tasks included, not negative.
-	GoldenTasksCount int32 `protobuf:"varint,12,opt,name=golden_tasks_count,json=goldenTasksCount,proto3" json:"golden_tasks_count,omitempty"`
-	// Training tasks included, not negative.
-	TrainingTasksCount int32 `protobuf:"varint,13,opt,name=training_tasks_count,json=trainingTasksCount,proto3" json:"training_tasks_count,omitempty"`
-	// Paid tasks completed, not negative.
-	RealTasksCount int32 `protobuf:"varint,14,opt,name=real_tasks_count,json=realTasksCount,proto3" json:"real_tasks_count,omitempty"`
+	// The Toloker skipped the task. Sent as given (false included); omitted
+	// when not given.
+	Skipped *bool `protobuf:"varint,11,opt,name=skipped,proto3,oneof" json:"skipped,omitempty"`
+	// Control tasks included, not negative; sent as given (0 included).
+	GoldenTasksCount *int32 `protobuf:"varint,12,opt,name=golden_tasks_count,json=goldenTasksCount,proto3,oneof" json:"golden_tasks_count,omitempty"`
+	// Training tasks included, not negative; sent as given (0 included).
+	TrainingTasksCount *int32 `protobuf:"varint,13,opt,name=training_tasks_count,json=trainingTasksCount,proto3,oneof" json:"training_tasks_count,omitempty"`
+	// Paid tasks completed, not negative; sent as given (0 included).
+	RealTasksCount *int32 `protobuf:"varint,14,opt,name=real_tasks_count,json=realTasksCount,proto3,oneof" json:"real_tasks_count,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -526,8 +528,8 @@ func (x *SubmitRequest) GetQuality() string {
 }
 
 func (x *SubmitRequest) GetCloseSession() bool {
-	if x != nil {
-		return x.CloseSession
+	if x != nil && x.CloseSession != nil {
+		return *x.CloseSession
 	}
 	return false
 }
@@ -554,29 +556,29 @@ func (x *SubmitRequest) GetEndTime() *timestamppb.Timestamp {
 }
 
 func (x *SubmitRequest) GetSkipped() bool {
-	if x != nil {
-		return x.Skipped
+	if x != nil && x.Skipped != nil {
+		return *x.Skipped
 	}
 	return false
 }
 
 func (x *SubmitRequest) GetGoldenTasksCount() int32 {
-	if x != nil {
-		return x.GoldenTasksCount
+	if x != nil && x.GoldenTasksCount != nil {
+		return *x.GoldenTasksCount
 	}
 	return 0
 }
 
 func (x *SubmitRequest) GetTrainingTasksCount() int32 {
-	if x != nil {
-		return x.TrainingTasksCount
+	if x != nil && x.TrainingTasksCount != nil {
+		return *x.TrainingTasksCount
 	}
 	return 0
 }
 
 func (x *SubmitRequest) GetRealTasksCount() int32 {
-	if x != nil {
-		return x.RealTasksCount
+	if x != nil && x.RealTasksCount != nil {
+		return *x.RealTasksCount
 	}
 	return 0
 }
@@ -1203,7 +1205,7 @@ const file_crowdgate_v1_submission_proto_rawDesc = "" +
 	"\vTolokaFlags\x12=\n" +
 	"\x1bspeed_quality_balance_match\x18\x01 \x01(\bR\x18speedQualityBalanceMatch\x12+\n" +
 	"\x11restriction_match\x18\x02 \x01(\bR\x10restrictionMatch\x12!\n" +
-	"\ffilter_match\x18\x03 \x01(\bR\vfilterMatch\"\xd2\b\n" +
+	"\ffilter_match\x18\x03 \x01(\bR\vfilterMatch\"\xce\t\n" +
 	"\n" +
 	"Submission\x12#\n" +
 	"\rsubmission_id\x18\x01 \x01(\tR\fsubmissionId\x12\x1b\n" +
@@ -1216,18 +1218,18 @@ const file_crowdgate_v1_submission_proto_rawDesc = "" +
 	"session_id\x18\x06 \x01(\tR\tsessionId\x12\x19\n" +
 	"\bretry_id\x18\a \x01(\tR\aretryId\x12\x16\n" +
 	"\x06reward\x18\b \x01(\tR\x06reward\x12\x18\n" +
-	"\aquality\x18\t \x01(\tR\aquality\x12#\n" +
+	"\aquality\x18\t \x01(\tR\aquality\x12(\n" +
 	"\rclose_session\x18\n" +
-	" \x01(\bR\fcloseSession\x12\x1d\n" +
+	" \x01(\bH\x00R\fcloseSession\x88\x01\x01\x12\x1d\n" +
 	"\n" +
 	"custom_log\x18\v \x01(\tR\tcustomLog\x129\n" +
 	"\n" +
 	"start_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
-	"\askipped\x18\x0e \x01(\bR\askipped\x12,\n" +
-	"\x12golden_tasks_count\x18\x0f \x01(\x05R\x10goldenTasksCount\x120\n" +
-	"\x14training_tasks_count\x18\x10 \x01(\x05R\x12trainingTasksCount\x12(\n" +
-	"\x10real_tasks_count\x18\x11 \x01(\x05R\x0erealTasksCount\x123\n" +
+	"\bend_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1d\n" +
+	"\askipped\x18\x0e \x01(\bH\x01R\askipped\x88\x01\x01\x121\n" +
+	"\x12golden_tasks_count\x18\x0f \x01(\x05H\x02R\x10goldenTasksCount\x88\x01\x01\x125\n" +
+	"\x14training_tasks_count\x18\x10 \x01(\x05H\x03R\x12trainingTasksCount\x88\x01\x01\x12-\n" +
+	"\x10real_tasks_count\x18\x11 \x01(\x05H\x04R\x0erealTasksCount\x88\x01\x01\x123\n" +
 	"\x05state\x18\x12 \x01(\x0e2\x1d.crowdgate.v1.SubmissionStateR\x05state\x12\x1a\n" +
 	"\battempts\x18\x13 \x01(\x05R\battempts\x12/\n" +
 	"\x05flags\x18\x14 \x01(\v2\x19.crowdgate.v1.TolokaFlagsR\x05flags\x128\n" +
@@ -1238,7 +1240,13 @@ const file_crowdgate_v1_submission_proto_rawDesc = "" +
 	"\fdeliver_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x12F\n" +
 	"\x11last_attempt_time\x18\x18 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastAttemptTime\x12F\n" +
 	"\x11next_attempt_time\x18\x19 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12#\n" +
-	"\rassignment_id\x18\x1a \x01(\tR\fassignmentId\"\x87\x04\n" +
+	"\rassignment_id\x18\x1a \x01(\tR\fassignmentIdB\x10\n" +
+	"\x0e_close_sessionB\n" +
+	"\n" +
+	"\b_skippedB\x15\n" +
+	"\x13_golden_tasks_countB\x17\n" +
+	"\x15_training_tasks_countB\x13\n" +
+	"\x11_real_tasks_count\"\x83\x05\n" +
 	"\rSubmitRequest\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x17\n" +
@@ -1246,18 +1254,24 @@ const file_crowdgate_v1_submission_proto_rawDesc = "" +
 	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x19\n" +
 	"\bretry_id\x18\x04 \x01(\tR\aretryId\x12\x16\n" +
 	"\x06reward\x18\x05 \x01(\tR\x06reward\x12\x18\n" +
-	"\aquality\x18\x06 \x01(\tR\aquality\x12#\n" +
-	"\rclose_session\x18\a \x01(\bR\fcloseSession\x12\x1d\n" +
+	"\aquality\x18\x06 \x01(\tR\aquality\x12(\n" +
+	"\rclose_session\x18\a \x01(\bH\x00R\fcloseSession\x88\x01\x01\x12\x1d\n" +
 	"\n" +
 	"custom_log\x18\b \x01(\tR\tcustomLog\x129\n" +
 	"\n" +
 	"start_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x18\n" +
-	"\askipped\x18\v \x01(\bR\askipped\x12,\n" +
-	"\x12golden_tasks_count\x18\f \x01(\x05R\x10goldenTasksCount\x120\n" +
-	"\x14training_tasks_count\x18\r \x01(\x05R\x12trainingTasksCount\x12(\n" +
-	"\x10real_tasks_count\x18\x0e \x01(\x05R\x0erealTasksCount\"\xd8\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1d\n" +
+	"\askipped\x18\v \x01(\bH\x01R\askipped\x88\x01\x01\x121\n" +
+	"\x12golden_tasks_count\x18\f \x01(\x05H\x02R\x10goldenTasksCount\x88\x01\x01\x125\n" +
+	"\x14training_tasks_count\x18\r \x01(\x05H\x03R\x12trainingTasksCount\x88\x01\x01\x12-\n" +
+	"\x10real_tasks_count\x18\x0e \x01(\x05H\x04R\x0erealTasksCount\x88\x01\x01B\x10\n" +
+	"\x0e_close_sessionB\n" +
+	"\n" +
+	"\b_skippedB\x15\n" +
+	"\x13_golden_tasks_countB\x17\n" +
+	"\x15_training_tasks_countB\x13\n" +
+	"\x11_real_tasks_count\"\xd8\x01\n" +
 	"\x0eSubmitResponse\x128\n" +
 	"\n" +
 	"submission\x18\x01 \x01(\v2\x18.crowdgate.v1.SubmissionR\n" +
@@ -1391,6 +1405,8 @@ func file_crowdgate_v1_submission_proto_init() {
 		return
 	}
 	file_crowdgate_v1_common_proto_init()
+	file_crowdgate_v1_submission_proto_msgTypes[1].OneofWrappers = []any{}
+	file_crowdgate_v1_submission_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -9,6 +9,7 @@ package crowdgatev1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -74,6 +75,64 @@ func (x WebhookEndpointState) Number() protoreflect.EnumNumber {
 // Deprecated: Use WebhookEndpointState.Descriptor instead.
 func (WebhookEndpointState) EnumDescriptor() ([]byte, []int) {
 	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{0}
+}
+
+// WebhookDeliveryState is where a delivery is.
+type WebhookDeliveryState int32
+
+const (
+	// Not set.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_UNSPECIFIED WebhookDeliveryState = 0
+	// Waiting for an attempt or a retry.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_PENDING WebhookDeliveryState = 1
+	// The endpoint answered 2xx.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DELIVERED WebhookDeliveryState = 2
+	// Every attempt failed for the retry schedule's length, or the endpoint
+	// was disabled or deleted.
+	WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DEAD WebhookDeliveryState = 3
+)
+
+// Enum value maps for WebhookDeliveryState.
+var (
+	WebhookDeliveryState_name = map[int32]string{
+		0: "WEBHOOK_DELIVERY_STATE_UNSPECIFIED",
+		1: "WEBHOOK_DELIVERY_STATE_PENDING",
+		2: "WEBHOOK_DELIVERY_STATE_DELIVERED",
+		3: "WEBHOOK_DELIVERY_STATE_DEAD",
+	}
+	WebhookDeliveryState_value = map[string]int32{
+		"WEBHOOK_DELIVERY_STATE_UNSPECIFIED": 0,
+		"WEBHOOK_DELIVERY_STATE_PENDING":     1,
+		"WEBHOOK_DELIVERY_STATE_DELIVERED":   2,
+		"WEBHOOK_DELIVERY_STATE_DEAD":        3,
+	}
+)
+
+func (x WebhookDeliveryState) Enum() *WebhookDeliveryState {
+	p := new(WebhookDeliveryState)
+	*p = x
+	return p
+}
+
+func (x WebhookDeliveryState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WebhookDeliveryState) Descriptor() protoreflect.EnumDescriptor {
+	return file_crowdgate_v1_webhook_proto_enumTypes[1].Descriptor()
+}
+
+func (WebhookDeliveryState) Type() protoreflect.EnumType {
+	return &file_crowdgate_v1_webhook_proto_enumTypes[1]
+}
+
+func (x WebhookDeliveryState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WebhookDeliveryState.Descriptor instead.
+func (WebhookDeliveryState) EnumDescriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{1}
 }
 
 // WebhookEndpoint is a URL of the tenant's that receives its events, signed
@@ -195,11 +254,1135 @@ func (x *WebhookEndpoint) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// CreateWebhookEndpointRequest describes a new endpoint.
+type CreateWebhookEndpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// An https URL (at most 2,048 bytes); required.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Event types sent ("submission.delivered", or a family
+	// "submission.*"); every type when empty.
+	EventTypes []string `protobuf:"bytes,2,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	// Free text, at most 512 characters.
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWebhookEndpointRequest) Reset() {
+	*x = CreateWebhookEndpointRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWebhookEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWebhookEndpointRequest) ProtoMessage() {}
+
+func (x *CreateWebhookEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWebhookEndpointRequest.ProtoReflect.Descriptor instead.
+func (*CreateWebhookEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateWebhookEndpointRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *CreateWebhookEndpointRequest) GetEventTypes() []string {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+func (x *CreateWebhookEndpointRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// CreateWebhookEndpointResponse carries the endpoint and its secret.
+type CreateWebhookEndpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endpoint, ENABLED.
+	Endpoint *WebhookEndpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// The signing secret, "whsec_" and base64 of 24 random bytes: shown this
+	// once.
+	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWebhookEndpointResponse) Reset() {
+	*x = CreateWebhookEndpointResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWebhookEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWebhookEndpointResponse) ProtoMessage() {}
+
+func (x *CreateWebhookEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWebhookEndpointResponse.ProtoReflect.Descriptor instead.
+func (*CreateWebhookEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CreateWebhookEndpointResponse) GetEndpoint() *WebhookEndpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *CreateWebhookEndpointResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// GetWebhookEndpointRequest names an endpoint.
+type GetWebhookEndpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's endpoint id.
+	EndpointId    string `protobuf:"bytes,1,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWebhookEndpointRequest) Reset() {
+	*x = GetWebhookEndpointRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWebhookEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWebhookEndpointRequest) ProtoMessage() {}
+
+func (x *GetWebhookEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWebhookEndpointRequest.ProtoReflect.Descriptor instead.
+func (*GetWebhookEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetWebhookEndpointRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+// GetWebhookEndpointResponse carries an endpoint.
+type GetWebhookEndpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endpoint.
+	Endpoint      *WebhookEndpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWebhookEndpointResponse) Reset() {
+	*x = GetWebhookEndpointResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWebhookEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWebhookEndpointResponse) ProtoMessage() {}
+
+func (x *GetWebhookEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWebhookEndpointResponse.ProtoReflect.Descriptor instead.
+func (*GetWebhookEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetWebhookEndpointResponse) GetEndpoint() *WebhookEndpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// ListWebhookEndpointsRequest pages the tenant's endpoints.
+type ListWebhookEndpointsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many (default 50, at most 500).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From the previous page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookEndpointsRequest) Reset() {
+	*x = ListWebhookEndpointsRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookEndpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookEndpointsRequest) ProtoMessage() {}
+
+func (x *ListWebhookEndpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookEndpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhookEndpointsRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListWebhookEndpointsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWebhookEndpointsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListWebhookEndpointsResponse is one page of endpoints.
+type ListWebhookEndpointsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Endpoints, oldest first.
+	Endpoints []*WebhookEndpoint `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// Token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookEndpointsResponse) Reset() {
+	*x = ListWebhookEndpointsResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookEndpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookEndpointsResponse) ProtoMessage() {}
+
+func (x *ListWebhookEndpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookEndpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhookEndpointsResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ListWebhookEndpointsResponse) GetEndpoints() []*WebhookEndpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *ListWebhookEndpointsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdateWebhookEndpointRequest changes an endpoint.
+type UpdateWebhookEndpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endpoint with endpoint_id set and the new values of url,
+	// event_types, description and state.
+	Endpoint *WebhookEndpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Fields to change (proto names: url, event_types, description, state);
+	// empty changes every one of them.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateWebhookEndpointRequest) Reset() {
+	*x = UpdateWebhookEndpointRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateWebhookEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateWebhookEndpointRequest) ProtoMessage() {}
+
+func (x *UpdateWebhookEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateWebhookEndpointRequest.ProtoReflect.Descriptor instead.
+func (*UpdateWebhookEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *UpdateWebhookEndpointRequest) GetEndpoint() *WebhookEndpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *UpdateWebhookEndpointRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateWebhookEndpointResponse carries the changed endpoint.
+type UpdateWebhookEndpointResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endpoint as stored.
+	Endpoint      *WebhookEndpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateWebhookEndpointResponse) Reset() {
+	*x = UpdateWebhookEndpointResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateWebhookEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateWebhookEndpointResponse) ProtoMessage() {}
+
+func (x *UpdateWebhookEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateWebhookEndpointResponse.ProtoReflect.Descriptor instead.
+func (*UpdateWebhookEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UpdateWebhookEndpointResponse) GetEndpoint() *WebhookEndpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// DeleteWebhookEndpointRequest names an endpoint.
+type DeleteWebhookEndpointRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's endpoint id.
+	EndpointId    string `protobuf:"bytes,1,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookEndpointRequest) Reset() {
+	*x = DeleteWebhookEndpointRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookEndpointRequest) ProtoMessage() {}
+
+func (x *DeleteWebhookEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookEndpointRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeleteWebhookEndpointRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+// DeleteWebhookEndpointResponse is empty.
+type DeleteWebhookEndpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWebhookEndpointResponse) Reset() {
+	*x = DeleteWebhookEndpointResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWebhookEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWebhookEndpointResponse) ProtoMessage() {}
+
+func (x *DeleteWebhookEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWebhookEndpointResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWebhookEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{10}
+}
+
+// RotateWebhookSecretRequest names an endpoint.
+type RotateWebhookSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's endpoint id.
+	EndpointId    string `protobuf:"bytes,1,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateWebhookSecretRequest) Reset() {
+	*x = RotateWebhookSecretRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookSecretRequest) ProtoMessage() {}
+
+func (x *RotateWebhookSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookSecretRequest.ProtoReflect.Descriptor instead.
+func (*RotateWebhookSecretRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RotateWebhookSecretRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+// RotateWebhookSecretResponse carries the new secret.
+type RotateWebhookSecretResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endpoint.
+	Endpoint *WebhookEndpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// The new signing secret: shown this once.
+	Secret string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	// Until when the previous secret signs too.
+	PreviousSecretExpireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=previous_secret_expire_time,json=previousSecretExpireTime,proto3" json:"previous_secret_expire_time,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *RotateWebhookSecretResponse) Reset() {
+	*x = RotateWebhookSecretResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateWebhookSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateWebhookSecretResponse) ProtoMessage() {}
+
+func (x *RotateWebhookSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateWebhookSecretResponse.ProtoReflect.Descriptor instead.
+func (*RotateWebhookSecretResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RotateWebhookSecretResponse) GetEndpoint() *WebhookEndpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *RotateWebhookSecretResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *RotateWebhookSecretResponse) GetPreviousSecretExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousSecretExpireTime
+	}
+	return nil
+}
+
+// WebhookAttempt is one attempt at a delivery.
+type WebhookAttempt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it was made.
+	AttemptTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=attempt_time,json=attemptTime,proto3" json:"attempt_time,omitempty"`
+	// The HTTP status the endpoint answered; 0 without an answer.
+	HttpStatus int32 `protobuf:"varint,2,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	// How long it took, in milliseconds.
+	LatencyMs int64 `protobuf:"varint,3,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
+	// Why it failed ("timeout", "connection refused", "HTTP 503", "address
+	// not allowed"); empty on success. Never a secret or an internal
+	// address.
+	Error         string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookAttempt) Reset() {
+	*x = WebhookAttempt{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookAttempt) ProtoMessage() {}
+
+func (x *WebhookAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookAttempt.ProtoReflect.Descriptor instead.
+func (*WebhookAttempt) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WebhookAttempt) GetAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AttemptTime
+	}
+	return nil
+}
+
+func (x *WebhookAttempt) GetHttpStatus() int32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *WebhookAttempt) GetLatencyMs() int64 {
+	if x != nil {
+		return x.LatencyMs
+	}
+	return 0
+}
+
+func (x *WebhookAttempt) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+// WebhookDelivery is one event sent to one endpoint.
+type WebhookDelivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's delivery id, "whd_...".
+	DeliveryId string `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
+	// The endpoint.
+	EndpointId string `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	// The event (its webhook-id).
+	EventId string `protobuf:"bytes,3,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The event's type.
+	EventType string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// The state.
+	State WebhookDeliveryState `protobuf:"varint,5,opt,name=state,proto3,enum=crowdgate.v1.WebhookDeliveryState" json:"state,omitempty"`
+	// When it was first queued.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When the next attempt is due (PENDING).
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	// The attempts, oldest first (at most the latest 100).
+	Attempts      []*WebhookAttempt `protobuf:"bytes,8,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookDelivery) Reset() {
+	*x = WebhookDelivery{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookDelivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookDelivery) ProtoMessage() {}
+
+func (x *WebhookDelivery) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookDelivery.ProtoReflect.Descriptor instead.
+func (*WebhookDelivery) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WebhookDelivery) GetDeliveryId() string {
+	if x != nil {
+		return x.DeliveryId
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *WebhookDelivery) GetState() WebhookDeliveryState {
+	if x != nil {
+		return x.State
+	}
+	return WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_UNSPECIFIED
+}
+
+func (x *WebhookDelivery) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
+	}
+	return nil
+}
+
+func (x *WebhookDelivery) GetAttempts() []*WebhookAttempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+// ListWebhookDeliveriesRequest pages an endpoint's deliveries.
+type ListWebhookDeliveriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's endpoint id.
+	EndpointId string `protobuf:"bytes,1,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	// At most this many (default 50, at most 500).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From the previous page.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookDeliveriesRequest) Reset() {
+	*x = ListWebhookDeliveriesRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListWebhookDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListWebhookDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListWebhookDeliveriesRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *ListWebhookDeliveriesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWebhookDeliveriesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListWebhookDeliveriesResponse is one page of deliveries.
+type ListWebhookDeliveriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deliveries, newest first.
+	Deliveries []*WebhookDelivery `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// Token of the next page; empty on the last.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWebhookDeliveriesResponse) Reset() {
+	*x = ListWebhookDeliveriesResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWebhookDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWebhookDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListWebhookDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWebhookDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListWebhookDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListWebhookDeliveriesResponse) GetDeliveries() []*WebhookDelivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *ListWebhookDeliveriesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RedeliverWebhookEventRequest names an event to send again.
+type RedeliverWebhookEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's endpoint id.
+	EndpointId string `protobuf:"bytes,1,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	// The event id ("evt_...").
+	EventId       string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookEventRequest) Reset() {
+	*x = RedeliverWebhookEventRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookEventRequest) ProtoMessage() {}
+
+func (x *RedeliverWebhookEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookEventRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookEventRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RedeliverWebhookEventRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *RedeliverWebhookEventRequest) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+// RedeliverWebhookEventResponse carries the delivery.
+type RedeliverWebhookEventResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The delivery, PENDING.
+	Delivery      *WebhookDelivery `protobuf:"bytes,1,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookEventResponse) Reset() {
+	*x = RedeliverWebhookEventResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookEventResponse) ProtoMessage() {}
+
+func (x *RedeliverWebhookEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookEventResponse.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookEventResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RedeliverWebhookEventResponse) GetDelivery() *WebhookDelivery {
+	if x != nil {
+		return x.Delivery
+	}
+	return nil
+}
+
+// RedeliverWebhookEventsRequest selects events to send again.
+type RedeliverWebhookEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Crowdgate's endpoint id.
+	EndpointId string `protobuf:"bytes,1,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	// Events at or after this time; required.
+	StartTime     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookEventsRequest) Reset() {
+	*x = RedeliverWebhookEventsRequest{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookEventsRequest) ProtoMessage() {}
+
+func (x *RedeliverWebhookEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookEventsRequest.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookEventsRequest) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RedeliverWebhookEventsRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *RedeliverWebhookEventsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+// RedeliverWebhookEventsResponse says how many were queued.
+type RedeliverWebhookEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deliveries queued again (or for the first time).
+	Queued        int32 `protobuf:"varint,1,opt,name=queued,proto3" json:"queued,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedeliverWebhookEventsResponse) Reset() {
+	*x = RedeliverWebhookEventsResponse{}
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedeliverWebhookEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedeliverWebhookEventsResponse) ProtoMessage() {}
+
+func (x *RedeliverWebhookEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_crowdgate_v1_webhook_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedeliverWebhookEventsResponse.ProtoReflect.Descriptor instead.
+func (*RedeliverWebhookEventsResponse) Descriptor() ([]byte, []int) {
+	return file_crowdgate_v1_webhook_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RedeliverWebhookEventsResponse) GetQueued() int32 {
+	if x != nil {
+		return x.Queued
+	}
+	return 0
+}
+
 var File_crowdgate_v1_webhook_proto protoreflect.FileDescriptor
 
 const file_crowdgate_v1_webhook_proto_rawDesc = "" +
 	"\n" +
-	"\x1acrowdgate/v1/webhook.proto\x12\fcrowdgate.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x03\n" +
+	"\x1acrowdgate/v1/webhook.proto\x12\fcrowdgate.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x03\n" +
 	"\x0fWebhookEndpoint\x12\x1f\n" +
 	"\vendpoint_id\x18\x01 \x01(\tR\n" +
 	"endpointId\x12\x1b\n" +
@@ -213,11 +1396,107 @@ const file_crowdgate_v1_webhook_proto_rawDesc = "" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime*\x87\x01\n" +
+	"updateTime\"s\n" +
+	"\x1cCreateWebhookEndpointRequest\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1f\n" +
+	"\vevent_types\x18\x02 \x03(\tR\n" +
+	"eventTypes\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"r\n" +
+	"\x1dCreateWebhookEndpointResponse\x129\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1d.crowdgate.v1.WebhookEndpointR\bendpoint\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"<\n" +
+	"\x19GetWebhookEndpointRequest\x12\x1f\n" +
+	"\vendpoint_id\x18\x01 \x01(\tR\n" +
+	"endpointId\"W\n" +
+	"\x1aGetWebhookEndpointResponse\x129\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1d.crowdgate.v1.WebhookEndpointR\bendpoint\"Y\n" +
+	"\x1bListWebhookEndpointsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x83\x01\n" +
+	"\x1cListWebhookEndpointsResponse\x12;\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x1d.crowdgate.v1.WebhookEndpointR\tendpoints\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x96\x01\n" +
+	"\x1cUpdateWebhookEndpointRequest\x129\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1d.crowdgate.v1.WebhookEndpointR\bendpoint\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"Z\n" +
+	"\x1dUpdateWebhookEndpointResponse\x129\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1d.crowdgate.v1.WebhookEndpointR\bendpoint\"?\n" +
+	"\x1cDeleteWebhookEndpointRequest\x12\x1f\n" +
+	"\vendpoint_id\x18\x01 \x01(\tR\n" +
+	"endpointId\"\x1f\n" +
+	"\x1dDeleteWebhookEndpointResponse\"=\n" +
+	"\x1aRotateWebhookSecretRequest\x12\x1f\n" +
+	"\vendpoint_id\x18\x01 \x01(\tR\n" +
+	"endpointId\"\xcb\x01\n" +
+	"\x1bRotateWebhookSecretResponse\x129\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1d.crowdgate.v1.WebhookEndpointR\bendpoint\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\x12Y\n" +
+	"\x1bprevious_secret_expire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x18previousSecretExpireTime\"\xa5\x01\n" +
+	"\x0eWebhookAttempt\x12=\n" +
+	"\fattempt_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vattemptTime\x12\x1f\n" +
+	"\vhttp_status\x18\x02 \x01(\x05R\n" +
+	"httpStatus\x12\x1d\n" +
+	"\n" +
+	"latency_ms\x18\x03 \x01(\x03R\tlatencyMs\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\"\x86\x03\n" +
+	"\x0fWebhookDelivery\x12\x1f\n" +
+	"\vdelivery_id\x18\x01 \x01(\tR\n" +
+	"deliveryId\x12\x1f\n" +
+	"\vendpoint_id\x18\x02 \x01(\tR\n" +
+	"endpointId\x12\x19\n" +
+	"\bevent_id\x18\x03 \x01(\tR\aeventId\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x04 \x01(\tR\teventType\x128\n" +
+	"\x05state\x18\x05 \x01(\x0e2\".crowdgate.v1.WebhookDeliveryStateR\x05state\x12;\n" +
+	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12F\n" +
+	"\x11next_attempt_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x128\n" +
+	"\battempts\x18\b \x03(\v2\x1c.crowdgate.v1.WebhookAttemptR\battempts\"{\n" +
+	"\x1cListWebhookDeliveriesRequest\x12\x1f\n" +
+	"\vendpoint_id\x18\x01 \x01(\tR\n" +
+	"endpointId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x86\x01\n" +
+	"\x1dListWebhookDeliveriesResponse\x12=\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x1d.crowdgate.v1.WebhookDeliveryR\n" +
+	"deliveries\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Z\n" +
+	"\x1cRedeliverWebhookEventRequest\x12\x1f\n" +
+	"\vendpoint_id\x18\x01 \x01(\tR\n" +
+	"endpointId\x12\x19\n" +
+	"\bevent_id\x18\x02 \x01(\tR\aeventId\"Z\n" +
+	"\x1dRedeliverWebhookEventResponse\x129\n" +
+	"\bdelivery\x18\x01 \x01(\v2\x1d.crowdgate.v1.WebhookDeliveryR\bdelivery\"{\n" +
+	"\x1dRedeliverWebhookEventsRequest\x12\x1f\n" +
+	"\vendpoint_id\x18\x01 \x01(\tR\n" +
+	"endpointId\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\"8\n" +
+	"\x1eRedeliverWebhookEventsResponse\x12\x16\n" +
+	"\x06queued\x18\x01 \x01(\x05R\x06queued*\x87\x01\n" +
 	"\x14WebhookEndpointState\x12&\n" +
 	"\"WEBHOOK_ENDPOINT_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eWEBHOOK_ENDPOINT_STATE_ENABLED\x10\x01\x12#\n" +
-	"\x1fWEBHOOK_ENDPOINT_STATE_DISABLED\x10\x02B=Z;github.com/crowdgate/crowdgate/gen/crowdgate/v1;crowdgatev1b\x06proto3"
+	"\x1fWEBHOOK_ENDPOINT_STATE_DISABLED\x10\x02*\xa9\x01\n" +
+	"\x14WebhookDeliveryState\x12&\n" +
+	"\"WEBHOOK_DELIVERY_STATE_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x1eWEBHOOK_DELIVERY_STATE_PENDING\x10\x01\x12$\n" +
+	" WEBHOOK_DELIVERY_STATE_DELIVERED\x10\x02\x12\x1f\n" +
+	"\x1bWEBHOOK_DELIVERY_STATE_DEAD\x10\x032\x83\b\n" +
+	"\x0eWebhookService\x12p\n" +
+	"\x15CreateWebhookEndpoint\x12*.crowdgate.v1.CreateWebhookEndpointRequest\x1a+.crowdgate.v1.CreateWebhookEndpointResponse\x12g\n" +
+	"\x12GetWebhookEndpoint\x12'.crowdgate.v1.GetWebhookEndpointRequest\x1a(.crowdgate.v1.GetWebhookEndpointResponse\x12m\n" +
+	"\x14ListWebhookEndpoints\x12).crowdgate.v1.ListWebhookEndpointsRequest\x1a*.crowdgate.v1.ListWebhookEndpointsResponse\x12p\n" +
+	"\x15UpdateWebhookEndpoint\x12*.crowdgate.v1.UpdateWebhookEndpointRequest\x1a+.crowdgate.v1.UpdateWebhookEndpointResponse\x12p\n" +
+	"\x15DeleteWebhookEndpoint\x12*.crowdgate.v1.DeleteWebhookEndpointRequest\x1a+.crowdgate.v1.DeleteWebhookEndpointResponse\x12j\n" +
+	"\x13RotateWebhookSecret\x12(.crowdgate.v1.RotateWebhookSecretRequest\x1a).crowdgate.v1.RotateWebhookSecretResponse\x12p\n" +
+	"\x15ListWebhookDeliveries\x12*.crowdgate.v1.ListWebhookDeliveriesRequest\x1a+.crowdgate.v1.ListWebhookDeliveriesResponse\x12p\n" +
+	"\x15RedeliverWebhookEvent\x12*.crowdgate.v1.RedeliverWebhookEventRequest\x1a+.crowdgate.v1.RedeliverWebhookEventResponse\x12s\n" +
+	"\x16RedeliverWebhookEvents\x12+.crowdgate.v1.RedeliverWebhookEventsRequest\x1a,.crowdgate.v1.RedeliverWebhookEventsResponseB=Z;github.com/crowdgate/crowdgate/gen/crowdgate/v1;crowdgatev1b\x06proto3"
 
 var (
 	file_crowdgate_v1_webhook_proto_rawDescOnce sync.Once
@@ -231,22 +1510,78 @@ func file_crowdgate_v1_webhook_proto_rawDescGZIP() []byte {
 	return file_crowdgate_v1_webhook_proto_rawDescData
 }
 
-var file_crowdgate_v1_webhook_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_crowdgate_v1_webhook_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_crowdgate_v1_webhook_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_crowdgate_v1_webhook_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_crowdgate_v1_webhook_proto_goTypes = []any{
-	(WebhookEndpointState)(0),     // 0: crowdgate.v1.WebhookEndpointState
-	(*WebhookEndpoint)(nil),       // 1: crowdgate.v1.WebhookEndpoint
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(WebhookEndpointState)(0),              // 0: crowdgate.v1.WebhookEndpointState
+	(WebhookDeliveryState)(0),              // 1: crowdgate.v1.WebhookDeliveryState
+	(*WebhookEndpoint)(nil),                // 2: crowdgate.v1.WebhookEndpoint
+	(*CreateWebhookEndpointRequest)(nil),   // 3: crowdgate.v1.CreateWebhookEndpointRequest
+	(*CreateWebhookEndpointResponse)(nil),  // 4: crowdgate.v1.CreateWebhookEndpointResponse
+	(*GetWebhookEndpointRequest)(nil),      // 5: crowdgate.v1.GetWebhookEndpointRequest
+	(*GetWebhookEndpointResponse)(nil),     // 6: crowdgate.v1.GetWebhookEndpointResponse
+	(*ListWebhookEndpointsRequest)(nil),    // 7: crowdgate.v1.ListWebhookEndpointsRequest
+	(*ListWebhookEndpointsResponse)(nil),   // 8: crowdgate.v1.ListWebhookEndpointsResponse
+	(*UpdateWebhookEndpointRequest)(nil),   // 9: crowdgate.v1.UpdateWebhookEndpointRequest
+	(*UpdateWebhookEndpointResponse)(nil),  // 10: crowdgate.v1.UpdateWebhookEndpointResponse
+	(*DeleteWebhookEndpointRequest)(nil),   // 11: crowdgate.v1.DeleteWebhookEndpointRequest
+	(*DeleteWebhookEndpointResponse)(nil),  // 12: crowdgate.v1.DeleteWebhookEndpointResponse
+	(*RotateWebhookSecretRequest)(nil),     // 13: crowdgate.v1.RotateWebhookSecretRequest
+	(*RotateWebhookSecretResponse)(nil),    // 14: crowdgate.v1.RotateWebhookSecretResponse
+	(*WebhookAttempt)(nil),                 // 15: crowdgate.v1.WebhookAttempt
+	(*WebhookDelivery)(nil),                // 16: crowdgate.v1.WebhookDelivery
+	(*ListWebhookDeliveriesRequest)(nil),   // 17: crowdgate.v1.ListWebhookDeliveriesRequest
+	(*ListWebhookDeliveriesResponse)(nil),  // 18: crowdgate.v1.ListWebhookDeliveriesResponse
+	(*RedeliverWebhookEventRequest)(nil),   // 19: crowdgate.v1.RedeliverWebhookEventRequest
+	(*RedeliverWebhookEventResponse)(nil),  // 20: crowdgate.v1.RedeliverWebhookEventResponse
+	(*RedeliverWebhookEventsRequest)(nil),  // 21: crowdgate.v1.RedeliverWebhookEventsRequest
+	(*RedeliverWebhookEventsResponse)(nil), // 22: crowdgate.v1.RedeliverWebhookEventsResponse
+	(*timestamppb.Timestamp)(nil),          // 23: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),          // 24: google.protobuf.FieldMask
 }
 var file_crowdgate_v1_webhook_proto_depIdxs = []int32{
-	0, // 0: crowdgate.v1.WebhookEndpoint.state:type_name -> crowdgate.v1.WebhookEndpointState
-	2, // 1: crowdgate.v1.WebhookEndpoint.create_time:type_name -> google.protobuf.Timestamp
-	2, // 2: crowdgate.v1.WebhookEndpoint.update_time:type_name -> google.protobuf.Timestamp
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	0,  // 0: crowdgate.v1.WebhookEndpoint.state:type_name -> crowdgate.v1.WebhookEndpointState
+	23, // 1: crowdgate.v1.WebhookEndpoint.create_time:type_name -> google.protobuf.Timestamp
+	23, // 2: crowdgate.v1.WebhookEndpoint.update_time:type_name -> google.protobuf.Timestamp
+	2,  // 3: crowdgate.v1.CreateWebhookEndpointResponse.endpoint:type_name -> crowdgate.v1.WebhookEndpoint
+	2,  // 4: crowdgate.v1.GetWebhookEndpointResponse.endpoint:type_name -> crowdgate.v1.WebhookEndpoint
+	2,  // 5: crowdgate.v1.ListWebhookEndpointsResponse.endpoints:type_name -> crowdgate.v1.WebhookEndpoint
+	2,  // 6: crowdgate.v1.UpdateWebhookEndpointRequest.endpoint:type_name -> crowdgate.v1.WebhookEndpoint
+	24, // 7: crowdgate.v1.UpdateWebhookEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 8: crowdgate.v1.UpdateWebhookEndpointResponse.endpoint:type_name -> crowdgate.v1.WebhookEndpoint
+	2,  // 9: crowdgate.v1.RotateWebhookSecretResponse.endpoint:type_name -> crowdgate.v1.WebhookEndpoint
+	23, // 10: crowdgate.v1.RotateWebhookSecretResponse.previous_secret_expire_time:type_name -> google.protobuf.Timestamp
+	23, // 11: crowdgate.v1.WebhookAttempt.attempt_time:type_name -> google.protobuf.Timestamp
+	1,  // 12: crowdgate.v1.WebhookDelivery.state:type_name -> crowdgate.v1.WebhookDeliveryState
+	23, // 13: crowdgate.v1.WebhookDelivery.create_time:type_name -> google.protobuf.Timestamp
+	23, // 14: crowdgate.v1.WebhookDelivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	15, // 15: crowdgate.v1.WebhookDelivery.attempts:type_name -> crowdgate.v1.WebhookAttempt
+	16, // 16: crowdgate.v1.ListWebhookDeliveriesResponse.deliveries:type_name -> crowdgate.v1.WebhookDelivery
+	16, // 17: crowdgate.v1.RedeliverWebhookEventResponse.delivery:type_name -> crowdgate.v1.WebhookDelivery
+	23, // 18: crowdgate.v1.RedeliverWebhookEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	3,  // 19: crowdgate.v1.WebhookService.CreateWebhookEndpoint:input_type -> crowdgate.v1.CreateWebhookEndpointRequest
+	5,  // 20: crowdgate.v1.WebhookService.GetWebhookEndpoint:input_type -> crowdgate.v1.GetWebhookEndpointRequest
+	7,  // 21: crowdgate.v1.WebhookService.ListWebhookEndpoints:input_type -> crowdgate.v1.ListWebhookEndpointsRequest
+	9,  // 22: crowdgate.v1.WebhookService.UpdateWebhookEndpoint:input_type -> crowdgate.v1.UpdateWebhookEndpointRequest
+	11, // 23: crowdgate.v1.WebhookService.DeleteWebhookEndpoint:input_type -> crowdgate.v1.DeleteWebhookEndpointRequest
+	13, // 24: crowdgate.v1.WebhookService.RotateWebhookSecret:input_type -> crowdgate.v1.RotateWebhookSecretRequest
+	17, // 25: crowdgate.v1.WebhookService.ListWebhookDeliveries:input_type -> crowdgate.v1.ListWebhookDeliveriesRequest
+	19, // 26: crowdgate.v1.WebhookService.RedeliverWebhookEvent:input_type -> crowdgate.v1.RedeliverWebhookEventRequest
+	21, // 27: crowdgate.v1.WebhookService.RedeliverWebhookEvents:input_type -> crowdgate.v1.RedeliverWebhookEventsRequest
+	4,  // 28: crowdgate.v1.WebhookService.CreateWebhookEndpoint:output_type -> crowdgate.v1.CreateWebhookEndpointResponse
+	6,  // 29: crowdgate.v1.WebhookService.GetWebhookEndpoint:output_type -> crowdgate.v1.GetWebhookEndpointResponse
+	8,  // 30: crowdgate.v1.WebhookService.ListWebhookEndpoints:output_type -> crowdgate.v1.ListWebhookEndpointsResponse
+	10, // 31: crowdgate.v1.WebhookService.UpdateWebhookEndpoint:output_type -> crowdgate.v1.UpdateWebhookEndpointResponse
+	12, // 32: crowdgate.v1.WebhookService.DeleteWebhookEndpoint:output_type -> crowdgate.v1.DeleteWebhookEndpointResponse
+	14, // 33: crowdgate.v1.WebhookService.RotateWebhookSecret:output_type -> crowdgate.v1.RotateWebhookSecretResponse
+	18, // 34: crowdgate.v1.WebhookService.ListWebhookDeliveries:output_type -> crowdgate.v1.ListWebhookDeliveriesResponse
+	20, // 35: crowdgate.v1.WebhookService.RedeliverWebhookEvent:output_type -> crowdgate.v1.RedeliverWebhookEventResponse
+	22, // 36: crowdgate.v1.WebhookService.RedeliverWebhookEvents:output_type -> crowdgate.v1.RedeliverWebhookEventsResponse
+	28, // [28:37] is the sub-list for method output_type
+	19, // [19:28] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_crowdgate_v1_webhook_proto_init() }
@@ -259,10 +1594,10 @@ func file_crowdgate_v1_webhook_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_crowdgate_v1_webhook_proto_rawDesc), len(file_crowdgate_v1_webhook_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   1,
+			NumEnums:      2,
+			NumMessages:   21,
 			NumExtensions: 0,
-			NumServices:   0,
+			NumServices:   1,
 		},
 		GoTypes:           file_crowdgate_v1_webhook_proto_goTypes,
 		DependencyIndexes: file_crowdgate_v1_webhook_proto_depIdxs,

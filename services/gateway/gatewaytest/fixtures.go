@@ -46,7 +46,7 @@ func FullProject(credID string) *crowdgatev1.Project {
 	p.QualityControl = &crowdgatev1.ProjectQualityControl{Configs: []*crowdgatev1.QualityControlConfig{{
 		CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_SKIPPED_IN_ROW_ASSIGNMENTS},
 		Rules: []*crowdgatev1.QualityControlRule{{
-			Conditions: []*crowdgatev1.RuleCondition{{Key: "skipped_in_row_count", Operator: crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GTE, Value: 10}},
+			Conditions: []*crowdgatev1.RuleCondition{{Key: "skipped_in_row_count", Operator: crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_GTE, Value: structpb.NewNumberValue(10)}},
 			Action: &crowdgatev1.RuleAction{Type: crowdgatev1.RuleActionType_RULE_ACTION_TYPE_RESTRICTION_V2, Parameters: &crowdgatev1.RuleActionParameters{
 				Scope: crowdgatev1.RestrictionScope_RESTRICTION_SCOPE_PROJECT, DurationUnit: crowdgatev1.DurationUnit_DURATION_UNIT_DAYS,
 				Duration: proto.Int32(10), PrivateComment: "Skipped too many",

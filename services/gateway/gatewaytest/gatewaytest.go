@@ -97,6 +97,7 @@ type Env struct {
 	Access      crowdgatev1.AccessServiceClient
 	Tolokers    crowdgatev1.TolokerServiceClient
 	Bans        crowdgatev1.BanServiceClient
+	Events      crowdgatev1.EventServiceClient
 }
 
 // OperationDelay is how long (by the emulator's clock) its pool and project
@@ -179,6 +180,7 @@ func Start(t testing.TB, opts Options) *Env {
 	env.Access = crowdgatev1.NewAccessServiceClient(env.Conn)
 	env.Tolokers = crowdgatev1.NewTolokerServiceClient(env.Conn)
 	env.Bans = crowdgatev1.NewBanServiceClient(env.Conn)
+	env.Events = crowdgatev1.NewEventServiceClient(env.Conn)
 	return env
 }
 

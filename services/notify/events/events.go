@@ -7,8 +7,12 @@
 //
 //   - An event is recorded once. Its id is made from what it is about
 //     (ID: the session and its end, the submission and its attempt), and
-//     the log refuses an id it has recorded within the retention, so a
-//     step repeated after a fault records nothing new.
+//     the log refuses an id it has recorded within the dedupe window (the
+//     retention, at most DedupeWindow), so a step repeated after a fault
+//     records nothing new. Steps whose repeat could come later than that
+//     are guarded by their own state (a session's end by its live listing,
+//     a submission's outcome by its state, a pool's change by the stored
+//     state).
 //   - An event is recorded atomically with the change it reports, or from a
 //     durable intent written atomically with it. The Toloker registry's
 //     scripts run in the tenant's slot and append with the same Lua
@@ -27,7 +31,7 @@
 //
 //	P events:{tolk:T}        stream: e = Event (protobuf, without cursor)
 //	P events-seen:{tolk:T}   zset: event id -> when recorded (ms), trimmed
-//	                         to the retention
+//	                         to the dedupe window
 package events
 
 import (
@@ -73,6 +77,10 @@ var Types = []string{
 	TypePoolOpened, TypePoolClosed, TypeProjectArchived,
 	TypeWebhookEndpointDisabled,
 }
+
+// DedupeWindow is the longest time the log remembers an event id to refuse
+// it again (lua/append.lua): repeats come from retries within minutes.
+const DedupeWindow = 24 * time.Hour
 
 // IntentField is the stream field that carries an Event in an intent
 // stream (and in the log itself).

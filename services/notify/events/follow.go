@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -17,22 +18,29 @@ import (
 
 const (
 	// batch is the most entries read from one stream at a time.
-	batch = 100
+	batch = 200
 	// reclaimIdle is how long an entry stays with a consumer that has not
 	// acknowledged it (it failed, or its replica died) before another
 	// takes it.
 	reclaimIdle = 30 * time.Second
 	// reclaimEvery is how often a consumer looks for such entries.
 	reclaimEvery = 5 * time.Second
+	// forgetIdle is how long a member of a group with nothing pending may
+	// be idle before it is removed from the group (a replica that is gone:
+	// each run of a replica joins under a new name).
+	forgetIdle = time.Hour
+	// forgetEvery is how often a consumer removes such members.
+	forgetEvery = 10 * time.Minute
 )
 
 // Follow calls handle for every event of every tenant's log (Config.Tenants
 // lists them) as the consumer group named group, until ctx ends. Each event
 // is handled at least once across every replica following with the same
 // group: an event whose handle fails (or whose replica dies first) is
-// offered again once reclaimIdle has passed. Events of a tenant come in
-// log order, except that such a retried event comes after later ones.
-// A group created now starts at the oldest event kept.
+// offered again once reclaimIdle has passed. Events are read in log order
+// and handled up to 32 at once (handle must be safe for concurrent use), so
+// they may finish out of order. A group created now starts at the oldest
+// event kept.
 func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.Context, ev *crowdgatev1.Event) error) {
 	keys := func(ctx context.Context) ([]string, error) {
 		ts, err := l.tenants(ctx)
@@ -45,7 +53,7 @@ func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.
 		}
 		return out, nil
 	}
-	l.consume(ctx, group, keys, false, func(ctx context.Context, _ string, m redis.XMessage) error {
+	l.consume(ctx, group, keys, false, false, func(ctx context.Context, _ string, m redis.XMessage) error {
 		ev, err := decode(m.ID, m.Values)
 		if err != nil {
 			l.log.Error("events: unreadable event skipped", "group", group, "error", err.Error())
@@ -63,7 +71,7 @@ func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.
 // faults.
 func (l *Log) Relay(ctx context.Context, streams []string) {
 	keys := func(context.Context) ([]string, error) { return streams, nil }
-	l.consume(ctx, "events", keys, true, func(ctx context.Context, _ string, m redis.XMessage) error {
+	l.consume(ctx, "events", keys, true, true, func(ctx context.Context, _ string, m redis.XMessage) error {
 		raw, _ := m.Values[IntentField].(string)
 		ev := &crowdgatev1.Event{}
 		if err := proto.Unmarshal([]byte(raw), ev); err != nil || ev.GetTenantId() == "" || ev.GetEventId() == "" {
@@ -76,20 +84,25 @@ func (l *Log) Relay(ctx context.Context, streams []string) {
 
 // consumer reads streams as one member of a consumer group.
 type consumer struct {
-	l       *Log
-	group   string
-	name    string
-	del     bool
+	l     *Log
+	group string
+	name  string
+	del   bool
+	// inOrder handles a stream's entries one after another (the relay: a
+	// submission's events keep their order); otherwise up to parallel at
+	// once.
+	inOrder bool
 	handle  func(ctx context.Context, key string, m redis.XMessage) error
 	created map[string]bool
 }
 
 // consume runs a consumer over the streams keys lists until ctx ends.
-// del deletes entries once handled (intent streams).
-func (l *Log) consume(ctx context.Context, group string, keys func(context.Context) ([]string, error), del bool,
+// del deletes entries once handled (intent streams); inOrder handles each
+// stream's entries one after another, the streams side by side.
+func (l *Log) consume(ctx context.Context, group string, keys func(context.Context) ([]string, error), del, inOrder bool,
 	handle func(ctx context.Context, key string, m redis.XMessage) error) {
-	c := &consumer{l: l, group: group, name: consumerName(), del: del, handle: handle, created: map[string]bool{}}
-	var lastReclaim time.Time
+	c := &consumer{l: l, group: group, name: consumerName(), del: del, inOrder: inOrder, handle: handle, created: map[string]bool{}}
+	var lastReclaim, lastForget time.Time
 	for ctx.Err() == nil {
 		woken := l.wake.wait()
 		ks, err := keys(ctx)
@@ -100,6 +113,10 @@ func (l *Log) consume(ctx context.Context, group string, keys func(context.Conte
 		if time.Since(lastReclaim) >= reclaimEvery {
 			lastReclaim = time.Now()
 			n += c.reclaim(ctx, ks)
+		}
+		if time.Since(lastForget) >= forgetEvery {
+			lastForget = time.Now()
+			c.forgetGone(ctx, ks)
 		}
 		if n > 0 {
 			continue
@@ -159,6 +176,7 @@ func (c *consumer) readNew(ctx context.Context, keys []string) int {
 		return nil
 	})
 	n := 0
+	var wg sync.WaitGroup
 	for i, cmd := range cmds {
 		streams, err := cmd.Result()
 		if err != nil {
@@ -171,9 +189,10 @@ func (c *consumer) readNew(ctx context.Context, keys []string) int {
 		}
 		for _, s := range streams {
 			n += len(s.Messages)
-			c.handleAll(ctx, keys[i], s.Messages)
+			wg.Go(func() { c.handleAll(ctx, keys[i], s.Messages) })
 		}
 	}
+	wg.Wait()
 	return n
 }
 
@@ -193,23 +212,60 @@ func (c *consumer) reclaim(ctx context.Context, keys []string) int {
 	return n
 }
 
-// handleAll handles msgs in order and acknowledges those handled; the
-// first failure stops it (the rest stay pending, to be reclaimed).
+// parallel is how many entries of a batch are handled at once.
+const parallel = 32
+
+// handleAll handles msgs, up to parallel at once (one after another, up
+// to the first failure, when inOrder), and acknowledges those handled; a
+// failed one stays pending, to be reclaimed.
 func (c *consumer) handleAll(ctx context.Context, key string, msgs []redis.XMessage) {
-	var done []string
-	for _, m := range msgs {
+	ok := make([]bool, len(msgs))
+	if c.inOrder {
+		for i, m := range msgs {
+			if m.Values != nil {
+				if err := c.handle(ctx, key, m); err != nil {
+					if ctx.Err() == nil {
+						c.l.log.Warn("events: handling failed; it is offered again later", "group", c.group, "entry", m.ID, "error", err.Error())
+					}
+					break
+				}
+			}
+			ok[i] = true
+		}
+		c.ack(ctx, key, msgs, ok)
+		return
+	}
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	for i, m := range msgs {
 		if m.Values == nil {
 			// Deleted while pending: nothing to handle.
-			done = append(done, m.ID)
+			ok[i] = true
 			continue
 		}
-		if err := c.handle(ctx, key, m); err != nil {
-			if ctx.Err() == nil {
-				c.l.log.Warn("events: handling failed; it is offered again later", "group", c.group, "entry", m.ID, "error", err.Error())
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := c.handle(ctx, key, m); err != nil {
+				if ctx.Err() == nil {
+					c.l.log.Warn("events: handling failed; it is offered again later", "group", c.group, "entry", m.ID, "error", err.Error())
+				}
+				return
 			}
-			break
+			ok[i] = true
+		})
+	}
+	wg.Wait()
+	c.ack(ctx, key, msgs, ok)
+}
+
+// ack acknowledges (and for intent streams deletes) the entries handled.
+func (c *consumer) ack(ctx context.Context, key string, msgs []redis.XMessage, ok []bool) {
+	var done []string
+	for i, m := range msgs {
+		if ok[i] {
+			done = append(done, m.ID)
 		}
-		done = append(done, m.ID)
 	}
 	if len(done) == 0 {
 		return
@@ -223,5 +279,21 @@ func (c *consumer) handleAll(ctx context.Context, key string, msgs []redis.XMess
 	})
 	if err != nil && ctx.Err() == nil {
 		c.l.log.Warn("events: acknowledging failed; the entries are offered again", "group", c.group, "error", err.Error())
+	}
+}
+
+// forgetGone removes from the group the members with nothing pending that
+// have been idle for forgetIdle: replicas that are gone.
+func (c *consumer) forgetGone(ctx context.Context, keys []string) {
+	for _, k := range keys {
+		members, err := c.l.rdb.XInfoConsumers(ctx, k, c.group).Result()
+		if err != nil {
+			continue
+		}
+		for _, m := range members {
+			if m.Name != c.name && m.Pending == 0 && m.Idle >= forgetIdle {
+				c.l.rdb.XGroupDelConsumer(ctx, k, c.group, m.Name)
+			}
+		}
 	}
 }

@@ -3,10 +3,17 @@ package events
 import (
 	"context"
 
+	"google.golang.org/grpc/metadata"
+
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 )
+
+// LiveHeader is the response header a WatchEvents stream sends once it is
+// live: its value is the cursor the stream sends events after. A call that
+// fails ends without it.
+const LiveHeader = "x-crowdgate-watch-cursor"
 
 // Page sizes of ListEvents.
 const (
@@ -83,7 +90,19 @@ func (s *Service) WatchEvents(req *crowdgatev1.WatchEventsRequest, stream crowdg
 	if c := req.GetCursor(); c != "" && !ValidCursor(c) {
 		return serviceerror.NewInvalidArgument("cursor", "is not an event cursor (an event's cursor field)")
 	}
-	err = s.log.Watch(ctx, tenant.FromContext(ctx), f, req.GetCursor(), func(ev *crowdgatev1.Event) error {
+	tenantID := tenant.FromContext(ctx)
+	cursor := req.GetCursor()
+	if cursor == "" {
+		if cursor, err = s.log.Last(ctx, tenantID); err != nil {
+			return err
+		}
+	}
+	// The stream is live from here: the header tells the client that every
+	// event recorded from now on will be sent.
+	if err := stream.SendHeader(metadata.Pairs(LiveHeader, cursor)); err != nil {
+		return err
+	}
+	err = s.log.Watch(ctx, tenantID, f, cursor, func(ev *crowdgatev1.Event) error {
 		return stream.Send(&crowdgatev1.WatchEventsResponse{Event: ev})
 	})
 	if ctx.Err() != nil {

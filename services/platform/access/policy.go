@@ -42,6 +42,15 @@ var adminMethods = map[string]bool{
 	crowdgatev1.AccessService_CreateApiKey_FullMethodName: true,
 	crowdgatev1.AccessService_ListApiKeys_FullMethodName:  true,
 	crowdgatev1.AccessService_RevokeApiKey_FullMethodName: true,
+	// Webhook endpoints decide where a tenant's events (and the data in
+	// them) are sent: ADMIN, of the tenant's own endpoints only (every
+	// store reads inside the caller's tenant).
+	crowdgatev1.WebhookService_CreateWebhookEndpoint_FullMethodName:  true,
+	crowdgatev1.WebhookService_UpdateWebhookEndpoint_FullMethodName:  true,
+	crowdgatev1.WebhookService_DeleteWebhookEndpoint_FullMethodName:  true,
+	crowdgatev1.WebhookService_RotateWebhookSecret_FullMethodName:    true,
+	crowdgatev1.WebhookService_RedeliverWebhookEvent_FullMethodName:  true,
+	crowdgatev1.WebhookService_RedeliverWebhookEvents_FullMethodName: true,
 }
 
 // platformReads are reads that belong to the partner platform's side of
@@ -56,12 +65,12 @@ func methodName(fullMethod string) string {
 	return fullMethod[strings.LastIndexByte(fullMethod, '/')+1:]
 }
 
-// IsRead reports whether a method only reads: its name starts with Get or
-// List. Every other method (including any added later) counts as a state
-// change: it needs a WRITE key and is audited.
+// IsRead reports whether a method only reads: its name starts with Get,
+// List or Watch. Every other method (including any added later) counts as
+// a state change: it needs a WRITE key and is audited.
 func IsRead(fullMethod string) bool {
 	m := methodName(fullMethod)
-	return strings.HasPrefix(m, "Get") || strings.HasPrefix(m, "List")
+	return strings.HasPrefix(m, "Get") || strings.HasPrefix(m, "List") || strings.HasPrefix(m, "Watch")
 }
 
 // Required returns what a caller must hold to call fullMethod.

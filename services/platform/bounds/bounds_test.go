@@ -463,7 +463,7 @@ func TestDiscardUnknown(t *testing.T) {
 func BenchmarkCheckSubmit(b *testing.B) {
 	req := &crowdgatev1.SubmitRequest{
 		SessionId: "ses_000000020000000000000000000wmzehxexrsd6y", RetryId: "r-0123456789", Reward: "0.05", Quality: "0.9",
-		CustomLog: `{"ip":"203.0.113.9"}`, StartTime: timestamppb.New(now.Add(-time.Minute)), EndTime: timestamppb.New(now), RealTasksCount: 3,
+		CustomLog: `{"ip":"203.0.113.9"}`, StartTime: timestamppb.New(now.Add(-time.Minute)), EndTime: timestamppb.New(now), RealTasksCount: proto.Int32(3),
 	}
 	m := req.ProtoReflect()
 	b.ReportAllocs()

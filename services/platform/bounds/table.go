@@ -38,6 +38,7 @@ var table = map[protoreflect.FullName]Rule{
 	"toloka_project_id":      {Bytes: IDBytes, Source: srcID},
 	"training_pool_id":       {Bytes: IDBytes, Source: srcID},
 	"skill_id":               {Bytes: IDBytes, Source: srcID},
+	"user_skill_id":          {Bytes: IDBytes, Source: srcID},
 	"answer_weight_skill_id": {Bytes: IDBytes, Source: srcID},
 	"retry_id":               {Bytes: 128, Source: "submission.proto: retry_id is at most 128 characters (submission.MaxRetryIDLength)"},
 	"ban_id":                 {Bytes: IDBytes, Source: srcID},
@@ -126,6 +127,16 @@ var table = map[protoreflect.FullName]Rule{
 	// Review queue and bans.
 	"crowdgate.v1.ListAssignmentsRequest.statuses":  {Items: 6, Source: "Toloka has six assignment statuses (toloka-api-facts.md)"},
 	"crowdgate.v1.CreateBanRequest.private_comment": {Chars: 499, Source: "Toloka: a user restriction's private_comment is at most 499 characters (toloka-api-facts.md, ban.MaxCommentLength)"},
+
+	// Webhooks.
+	"endpoint_id": {Bytes: IDBytes, Source: srcID},
+	"event_id":    {Bytes: IDBytes, Source: srcID},
+	"crowdgate.v1.CreateWebhookEndpointRequest.url":         {Chars: URLChars, Source: srcURL},
+	"crowdgate.v1.CreateWebhookEndpointRequest.event_types": {Bytes: 64, Items: 20, Source: "as ListEventsRequest.types"},
+	"crowdgate.v1.CreateWebhookEndpointRequest.description": {Chars: 512, Source: "webhook.maxDescription: a note of 512 characters"},
+	"crowdgate.v1.WebhookEndpoint.url":                      {Chars: URLChars, Source: srcURL},
+	"crowdgate.v1.WebhookEndpoint.event_types":              {Bytes: 64, Items: 20, Source: "as ListEventsRequest.types"},
+	"crowdgate.v1.WebhookEndpoint.description":              {Chars: 512, Source: "as CreateWebhookEndpointRequest.description"},
 
 	// Well-known types inside requests.
 	"google.protobuf.FieldMask.paths":    {Bytes: 256, Items: 100, Source: "an update mask names fields of one message"},

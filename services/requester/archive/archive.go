@@ -32,6 +32,7 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/requester/project"
 )
@@ -67,15 +68,17 @@ type Service struct {
 	sessions LiveSessions
 	submits  PendingSubmits
 	review   AwaitingReview
+	events   *events.Log
 	now      func() time.Time
 	log      *slog.Logger
 }
 
 // New returns the archive use case over the catalog and pool transitions,
-// with every source of unfinished work. None may be nil.
-func New(cat *catalog.Catalog, pools Pools, sessions LiveSessions, submits PendingSubmits, review AwaitingReview, now func() time.Time, log *slog.Logger) (*Service, error) {
-	if cat == nil || pools == nil || sessions == nil || submits == nil || review == nil {
-		return nil, errors.New("archive: the catalog, the pools and every source of unfinished work are required")
+// with every source of unfinished work, recording project.archived in evs.
+// None may be nil.
+func New(cat *catalog.Catalog, pools Pools, sessions LiveSessions, submits PendingSubmits, review AwaitingReview, evs *events.Log, now func() time.Time, log *slog.Logger) (*Service, error) {
+	if cat == nil || pools == nil || sessions == nil || submits == nil || review == nil || evs == nil {
+		return nil, errors.New("archive: the catalog, the pools, every source of unfinished work and the event log are required")
 	}
 	if now == nil {
 		now = time.Now
@@ -83,7 +86,7 @@ func New(cat *catalog.Catalog, pools Pools, sessions LiveSessions, submits Pendi
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{catalog: cat, pools: pools, sessions: sessions, submits: submits, review: review, now: now, log: log}, nil
+	return &Service{catalog: cat, pools: pools, sessions: sessions, submits: submits, review: review, events: evs, now: now, log: log}, nil
 }
 
 // ArchiveProject closes and archives every pool of a tenant's project, then
@@ -144,6 +147,13 @@ func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string
 	}
 	s.log.InfoContext(ctx, "project archived", "tenant_id", tenantID, "project_id", p.GetProjectId(),
 		"toloka_project_id", p.GetTolokaProjectId(), "pools", len(pools))
+	ev := s.events.New(tenantID, events.TypeProjectArchived, "projects/"+p.GetProjectId())
+	ev.Data = &crowdgatev1.Event_Project{Project: p}
+	if err := s.events.Append(context.WithoutCancel(ctx), ev); err != nil {
+		// The project is archived; the event is what is lost.
+		s.log.ErrorContext(ctx, "archive: the project.archived event was not recorded", "tenant_id", tenantID,
+			"project_id", p.GetProjectId(), "error", err.Error())
+	}
 	return p, nil
 }
 

@@ -99,7 +99,19 @@ func TestArchiveWaitsForTheOutbox(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if _, err := env.Projects.ArchiveProject(ctx, &crowdgatev1.ArchiveProjectRequest{ProjectId: p.GetProjectId()}); err != nil {
-		t.Errorf("ArchiveProject after delivery: %v", err)
+		t.Fatalf("ArchiveProject after delivery: %v", err)
+	}
+	// The archive is one project.archived event, however often it is asked.
+	if _, err := env.Projects.ArchiveProject(ctx, &crowdgatev1.ArchiveProjectRequest{ProjectId: p.GetProjectId()}); err != nil {
+		t.Fatalf("ArchiveProject again: %v", err)
+	}
+	evs, err := env.Events.ListEvents(ctx, &crowdgatev1.ListEventsRequest{Types: []string{"project.archived"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(evs.GetEvents()); n != 1 || evs.GetEvents()[0].GetProject().GetStatus() != crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED ||
+		evs.GetEvents()[0].GetResource() != "projects/"+p.GetProjectId() {
+		t.Errorf("project.archived events: %v, want one with the archived project", evs.GetEvents())
 	}
 }
 

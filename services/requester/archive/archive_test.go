@@ -18,6 +18,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
@@ -79,6 +80,7 @@ type component struct {
 	archiver *archive.Service
 	work     *work
 	key      string
+	events   *events.Log
 }
 
 func newComponent(t *testing.T) *component {
@@ -100,18 +102,25 @@ func newComponent(t *testing.T) *component {
 	}
 	cat := catalog.New(env.Redis.Client, env.Redis.Prefix, box, client, clk.Now, slog.New(slog.DiscardHandler))
 	w := newWork()
-	a, err := archive.New(cat, pool.NewTransitions(cat, slog.New(slog.DiscardHandler)), w, w, w, clk.Now, slog.New(slog.DiscardHandler))
+	evs, err := events.New(events.Config{Redis: env.Redis.Client, Prefix: env.Redis.Prefix, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &component{env: env, catalog: cat, archiver: a, work: w, key: env.NewAPIKey("acme")}
+	a, err := archive.New(cat, pool.NewTransitions(cat, evs, slog.New(slog.DiscardHandler)), w, w, w, evs, clk.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &component{env: env, catalog: cat, archiver: a, work: w, key: env.NewAPIKey("acme"), events: evs}
 }
 
 func TestNewRefusesAMissingSourceOfWork(t *testing.T) {
 	c := newComponent(t)
 	w := newWork()
-	if _, err := archive.New(c.catalog, pool.NewTransitions(c.catalog, nil), nil, w, w, nil, nil); err == nil {
+	if _, err := archive.New(c.catalog, pool.NewTransitions(c.catalog, c.events, nil), nil, w, w, c.events, nil, nil); err == nil {
 		t.Error("archive.New accepted a nil source of live sessions")
+	}
+	if _, err := archive.New(c.catalog, pool.NewTransitions(c.catalog, c.events, nil), w, w, w, nil, nil, nil); err == nil {
+		t.Error("archive.New accepted no event log")
 	}
 }
 

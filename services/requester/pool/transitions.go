@@ -3,11 +3,14 @@ package pool
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/requester/project"
@@ -17,17 +20,26 @@ import (
 // open, close or archive operation, waits for it, and stores the state
 // Toloka then reports. It checks no unfinished work: the pool service and
 // the archive use case decide when a transition may happen.
+//
+// Every stored change of a pool's state goes through refresh, which
+// records pool.opened and pool.closed events before it stores the state:
+// the changes Crowdgate makes and those Toloka makes on its own (a pool
+// that expired or ran out of work), which Watch finds by polling open
+// pools. An event's id is made from Toloka's last_started or last_stopped,
+// so every replica that sees the change records it once.
 type Transitions struct {
 	catalog *catalog.Catalog
+	events  *events.Log
 	log     *slog.Logger
 }
 
-// NewTransitions returns the transitions of the pools in cat.
-func NewTransitions(cat *catalog.Catalog, log *slog.Logger) *Transitions {
+// NewTransitions returns the transitions of the pools in cat, recording
+// their events in evs.
+func NewTransitions(cat *catalog.Catalog, evs *events.Log, log *slog.Logger) *Transitions {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Transitions{catalog: cat, log: log}
+	return &Transitions{catalog: cat, events: evs, log: log}
 }
 
 // Open opens a tenant's pool; its project must not be archived.
@@ -38,6 +50,12 @@ func (t *Transitions) Open(ctx context.Context, tenantID, poolID string) (*crowd
 // Close closes a tenant's pool.
 func (t *Transitions) Close(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error) {
 	return t.transition(ctx, tenantID, poolID, "close")
+}
+
+// CloseForUpdate stops a tenant's open pool for editing (Toloka's
+// close-for-update: last_close_reason FOR_UPDATE).
+func (t *Transitions) CloseForUpdate(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error) {
+	return t.transition(ctx, tenantID, poolID, "close-for-update")
 }
 
 // Archive archives a tenant's pool, which must not be open in Toloka.
@@ -53,31 +71,32 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 	if err != nil {
 		return nil, err
 	}
-	p, account := r.Pool, r.Account
+	p := r.Pool
+	rem := remoteOf(r.Account, p)
 	var op *toloka.Operation
 	switch action {
 	case "open":
 		if r.Project.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
 			return nil, serviceerror.NewFailedPrecondition("project %s is archived", r.Project.GetProjectId())
 		}
-		op, err = account.OpenPool(ctx, p.GetTolokaPoolId())
-	case "close":
-		op, err = account.ClosePool(ctx, p.GetTolokaPoolId())
+		op, err = rem.act(ctx, "open")
+	case "close", "close-for-update":
+		op, err = rem.act(ctx, action)
 	case "archive":
-		current, gerr := account.GetPool(ctx, p.GetTolokaPoolId())
+		current, gerr := rem.get(ctx)
 		if gerr != nil {
 			return nil, project.TolokaError("pool", gerr)
 		}
 		if current.Status == toloka.PoolOpen {
 			return nil, serviceerror.NewFailedPrecondition("pool %s is OPEN: close it before archiving it", poolID)
 		}
-		op, err = account.ArchivePool(ctx, p.GetTolokaPoolId())
+		op, err = rem.act(ctx, "archive")
 	}
 	if err != nil {
 		return nil, project.TolokaError("pool", err)
 	}
 	if op != nil {
-		if _, err := account.WaitOperation(ctx, op.ID); err != nil {
+		if _, err := r.Account.WaitOperation(ctx, op.ID); err != nil {
 			return nil, err
 		}
 	}
@@ -92,15 +111,47 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 
 // refresh reads the pool's state from Toloka and stores it if it changed.
 func (t *Transitions) refresh(ctx context.Context, r *catalog.Resolved) (*crowdgatev1.Pool, error) {
-	tp, err := r.Account.GetPool(ctx, r.Pool.GetTolokaPoolId())
+	tp, err := remoteOf(r.Account, r.Pool).get(ctx)
 	if err != nil {
 		return nil, err
 	}
 	p := proto.CloneOf(r.Pool)
 	if applyState(p, tp) {
+		if err := t.recordChange(ctx, r.Pool, p); err != nil {
+			return nil, err
+		}
 		if err := t.catalog.PutPool(ctx, p); err != nil {
 			return nil, err
 		}
 	}
 	return p, nil
+}
+
+// recordChange appends the events of a pool's change from before to
+// after: pool.closed when Toloka's last_stopped moved, pool.opened when
+// its last_started did, in the order they happened. It runs before the
+// change is stored, so a change stored has its events.
+func (t *Transitions) recordChange(ctx context.Context, before, after *crowdgatev1.Pool) error {
+	type change struct {
+		typ string
+		at  *timestamppb.Timestamp
+	}
+	var cs []change
+	if at := after.GetLastStopped(); at != nil && !proto.Equal(at, before.GetLastStopped()) {
+		cs = append(cs, change{events.TypePoolClosed, at})
+	}
+	if at := after.GetLastStarted(); at != nil && !proto.Equal(at, before.GetLastStarted()) {
+		cs = append(cs, change{events.TypePoolOpened, at})
+	}
+	if len(cs) == 2 && cs[1].at.AsTime().Before(cs[0].at.AsTime()) {
+		cs[0], cs[1] = cs[1], cs[0]
+	}
+	for _, c := range cs {
+		ev := events.NewEvent(after.GetTenantId(), c.typ, "pools/"+after.GetPoolId(), c.at.AsTime(), c.at.AsTime().UTC().Format(time.RFC3339Nano))
+		ev.Data = &crowdgatev1.Event_Pool{Pool: after}
+		if err := t.events.Append(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -46,7 +46,7 @@ func work(env *gatewaytest.Env, ctx context.Context, p *crowdgatev1.Pool, userID
 	sess := env.LandSession(ctx, aid)
 	for i, r := range rewards {
 		resp, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{
-			SessionId: sess.GetSessionId(), Reward: r, CloseSession: i == len(rewards)-1,
+			SessionId: sess.GetSessionId(), Reward: r, CloseSession: proto.Bool(i == len(rewards)-1),
 		})
 		if err != nil {
 			env.T.Fatalf("Submit for %s: %v", userID, err)

@@ -33,6 +33,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/requester/project"
@@ -65,19 +66,22 @@ type Service struct {
 	catalog  *catalog.Catalog
 	sessions Sessions
 	work     Work
+	events   *events.Log
 	log      *slog.Logger
 }
 
 // NewService returns the review service over the catalog, the sessions and
-// the outbox's work of assignments. cat, sessions and work are required.
-func NewService(cat *catalog.Catalog, sessions Sessions, work Work, log *slog.Logger) (*Service, error) {
-	if cat == nil || sessions == nil || work == nil {
-		return nil, errors.New("review: the catalog, the sessions and the work are required")
+// the outbox's work of assignments, recording each decision in evs
+// (assignment.accepted, assignment.rejected). cat, sessions, work and evs
+// are required.
+func NewService(cat *catalog.Catalog, sessions Sessions, work Work, evs *events.Log, log *slog.Logger) (*Service, error) {
+	if cat == nil || sessions == nil || work == nil || evs == nil {
+		return nil, errors.New("review: the catalog, the sessions, the work and the event log are required")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{catalog: cat, sessions: sessions, work: work, log: log}, nil
+	return &Service{catalog: cat, sessions: sessions, work: work, events: evs, log: log}, nil
 }
 
 // locate finds the caller's assignment through the catalog.
@@ -177,7 +181,25 @@ func (s *Service) apply(ctx context.Context, r *catalog.Resolved, cur *toloka.As
 	}
 	s.log.InfoContext(ctx, "assignment reviewed", "tenant_id", r.Pool.GetTenantId(), "pool_id", r.Pool.GetPoolId(),
 		"assignment_id", assignmentID, "from", string(from), "to", string(a.Status))
-	return toProto(r.Pool, a), nil
+	out := toProto(r.Pool, a)
+	s.recordDecision(ctx, r.Pool.GetTenantId(), out, to)
+	return out, nil
+}
+
+// recordDecision appends the decision's event. Toloka has made the
+// decision: a failure to record it is logged, not answered (the review
+// stands; the event is what is lost).
+func (s *Service) recordDecision(ctx context.Context, tenantID string, a *crowdgatev1.Assignment, to toloka.AssignmentStatus) {
+	typ := events.TypeAssignmentAccepted
+	if to == toloka.AssignmentRejected {
+		typ = events.TypeAssignmentRejected
+	}
+	ev := s.events.New(tenantID, typ, "assignments/"+a.GetAssignmentId())
+	ev.Data = &crowdgatev1.Event_Assignment{Assignment: a}
+	if err := s.events.Append(context.WithoutCancel(ctx), ev); err != nil {
+		s.log.ErrorContext(ctx, "review: the decision's event was not recorded", "tenant_id", tenantID,
+			"assignment_id", a.GetAssignmentId(), "type", typ, "error", err.Error())
+	}
 }
 
 var assignmentStatuses = map[toloka.AssignmentStatus]crowdgatev1.AssignmentStatus{

@@ -2,6 +2,7 @@ package review_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -145,6 +146,27 @@ func TestReviewFollowsTolokasTransitions(t *testing.T) {
 	code, body = env.REST(http.MethodPost, "/v1/assignments/"+id2+"/reject", `{"public_comment": "late"}`)
 	if code != http.StatusBadRequest || !strings.Contains(body["message"].(string), "ACCEPTED") {
 		t.Errorf("REST reject of accepted work = %d %v, want 400 FAILED_PRECONDITION", code, body)
+	}
+
+	// Each decision Toloka made is one event, with the comment; refusals
+	// are none. Read over REST, as a partner dashboard would.
+	code, body = env.REST(http.MethodGet, "/v1/events?types=assignment.*", "")
+	if code != http.StatusOK {
+		t.Fatalf("REST ListEvents = %d %v", code, body)
+	}
+	var story []string
+	for _, e := range body["events"].([]any) {
+		ev := e.(map[string]any)
+		a := ev["assignment"].(map[string]any)
+		story = append(story, fmt.Sprintf("%s %s %s %v", ev["type"], ev["resource"], a["status"], a["public_comment"]))
+	}
+	wantEvents := []string{
+		"assignment.rejected assignments/" + id + " ASSIGNMENT_STATUS_REJECTED Boxes are missing",
+		"assignment.accepted assignments/" + id + " ASSIGNMENT_STATUS_ACCEPTED Fixed, thanks",
+		"assignment.accepted assignments/" + id2 + " ASSIGNMENT_STATUS_ACCEPTED Great",
+	}
+	if diff := cmp.Diff(wantEvents, story); diff != "" {
+		t.Errorf("assignment events (-want +got):\n%s", diff)
 	}
 }
 

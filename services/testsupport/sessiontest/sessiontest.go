@@ -25,6 +25,7 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/token"
@@ -80,6 +81,8 @@ type Env struct {
 	Sessions *session.Service
 	// Tolokers is the Toloker registry Sessions keeps up to date.
 	Tolokers *registry.Registry
+	// Events is the event log the registry records session events in.
+	Events *events.Log
 	// Config is the configuration Sessions was built with.
 	Config session.Config
 	// LandingRedis is the client the landing's shared limits use: Redis
@@ -142,7 +145,11 @@ func New(t testing.TB, opts Options) *Env {
 	if opts.Session != nil {
 		opts.Session(&cfg)
 	}
-	tolokers := registry.New(r.Client, r.Prefix, registry.Settings{}, opts.Now, slog.New(slog.DiscardHandler))
+	evlog, err := events.New(events.Config{Redis: r.Client, Prefix: r.Prefix, Now: opts.Now, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tolokers := registry.New(r.Client, r.Prefix, registry.Settings{}, evlog, opts.Now, slog.New(slog.DiscardHandler))
 	sessions, err := session.NewService(cfg, tolokers)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +160,7 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	return &Env{
 		Sim: sim, SimServer: ts, Toloka: client, Catalog: cat, Redis: r,
-		Signer: signer, Sessions: sessions, Tolokers: tolokers, Config: cfg, LandingRedis: session.AutoPipelined(r.Client),
+		Signer: signer, Sessions: sessions, Tolokers: tolokers, Events: evlog, Config: cfg, LandingRedis: session.AutoPipelined(r.Client),
 		platformURL: platformURL,
 	}
 }

@@ -46,6 +46,28 @@
 //	P tolk:{tolk:T}:act             zset: user -> last activity (ms); TTL Retention
 //	P tolk:{tolk:T}:pool:<pool>     zset: user -> last activity in the pool; TTL Retention
 //	P tolk:{tolk:T}:ban:<user>      hash: ban id -> restriction.Encode(); no TTL
+//	P tolk:{tolk:T}:dl              zset: user TAB session -> expiry (ms), for
+//	                                every session listed live
+//	P tolk:{tolk:T}:snap            hash: session -> Session (protobuf) while
+//	                                listed; p:<session> while its
+//	                                session.started event is pending
+//
+// Session events. The registry records session.started and session.ended
+// (services/notify/events) in the same scripts that list and unlist a
+// session, in the tenant's slot where the event log lives, so each session
+// has exactly one of each:
+//
+//   - session.started when the session is stored (Confirmed), or, if that
+//     call was lost to a fault, together with its end;
+//   - session.ended when the session is taken off the live list: by Ended
+//     (close_session, Toloka's flags, the platform, an operator), or by the
+//     expiry sweep (Sweep) once its deadline has passed, with reason
+//     EXPIRED. The sweep reads a deadline index, not keyspace
+//     notifications, and only the step that takes the listing records the
+//     event, so however many replicas sweep, an abandoned session raises
+//     one event. A replica killed between the session store's end and
+//     Ended leaves the listing in place: the session then reads as EXPIRED
+//     at its deadline, unless a repeated end (EndSession again) records it.
 package registry
 
 import (
@@ -58,8 +80,10 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/restriction"
 	"github.com/crowdgate/crowdgate/services/platform/settings"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
@@ -94,10 +118,16 @@ var (
 	endedLua string
 	//go:embed lua/abandoned.lua
 	abandonedLua string
+	//go:embed lua/confirmed.lua
+	confirmedLua string
+	//go:embed lua/expired.lua
+	expiredLua string
 
 	startedScript   = redis.NewScript(startedLua)
-	endedScript     = redis.NewScript(endedLua)
+	endedScript     = redis.NewScript(events.AppendLua() + endedLua)
 	abandonedScript = redis.NewScript(abandonedLua)
+	confirmedScript = redis.NewScript(events.AppendLua() + confirmedLua)
+	expiredScript   = redis.NewScript(events.AppendLua() + expiredLua)
 )
 
 // Registry keeps the tenants' Tolokers in Redis. It is safe for
@@ -105,14 +135,16 @@ var (
 type Registry struct {
 	rdb       redis.UniversalClient
 	prefix    string
+	events    *events.Log
 	retention time.Duration
 	now       func() time.Time
 	log       *slog.Logger
 }
 
-// New returns the registry over rdb (keys under prefix); zero settings take
-// the defaults, now is the clock (time.Now when nil).
-func New(rdb redis.UniversalClient, prefix string, s Settings, now func() time.Time, log *slog.Logger) *Registry {
+// New returns the registry over rdb (keys under prefix), recording session
+// events in evs; zero settings take the defaults, now is the clock
+// (time.Now when nil).
+func New(rdb redis.UniversalClient, prefix string, s Settings, evs *events.Log, now func() time.Time, log *slog.Logger) *Registry {
 	if s.Retention <= 0 {
 		s.Retention = DefaultSettings().Retention
 	}
@@ -122,7 +154,7 @@ func New(rdb redis.UniversalClient, prefix string, s Settings, now func() time.T
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{rdb: rdb, prefix: prefix, retention: s.Retention, now: now, log: log}
+	return &Registry{rdb: rdb, prefix: prefix, events: evs, retention: s.Retention, now: now, log: log}
 }
 
 // Retention is how long a Toloker is kept after their last activity.
@@ -139,18 +171,27 @@ func (r *Registry) poolKey(tenantID, poolID string) string {
 func (r *Registry) banKey(tenantID, userID string) string {
 	return r.tag(tenantID) + "ban:" + userID
 }
+func (r *Registry) deadlineKey(tenantID string) string { return r.tag(tenantID) + "dl" }
+func (r *Registry) snapKey(tenantID string) string     { return r.tag(tenantID) + "snap" }
 
-// Started records a session a first landing started (sessionID of
-// userID in poolID of projectID, expiring at expires): the session is
-// counted once however often this is called for it. It returns the
-// Toloker's restrictions in force after the write, so the landing catches a
-// ban made while it asked Toloka (a ban writes its restriction before it
-// looks for live sessions to end).
-func (r *Registry) Started(ctx context.Context, tenantID, userID, sessionID, poolID, projectID string, expires time.Time) ([]restriction.Restriction, error) {
+// Started records a session a first landing started, before it is
+// stored: the session is counted once however often this is called for
+// it, and listed live with its deadline. It returns the Toloker's
+// restrictions in force after the write, so the landing catches a ban made
+// while it asked Toloka (a ban writes its restriction before it looks for
+// live sessions to end).
+func (r *Registry) Started(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, error) {
 	now := r.now()
+	snap, err := proto.Marshal(sess)
+	if err != nil {
+		return nil, err
+	}
+	t := sess.GetTenantId()
 	res, err := startedScript.Run(ctx, r.rdb,
-		[]string{r.userKey(tenantID, userID), r.activityKey(tenantID), r.poolKey(tenantID, poolID), r.banKey(tenantID, userID)},
-		sessionID, poolID, projectID, now.UnixMilli(), expires.UnixMilli(), r.retention.Milliseconds(), userID).Slice()
+		[]string{r.userKey(t, sess.GetUserId()), r.activityKey(t), r.poolKey(t, sess.GetPoolId()), r.banKey(t, sess.GetUserId()),
+			r.deadlineKey(t), r.snapKey(t)},
+		sess.GetSessionId(), sess.GetPoolId(), sess.GetProjectId(), now.UnixMilli(), sess.GetExpireTime().AsTime().UnixMilli(),
+		r.retention.Milliseconds(), sess.GetUserId(), snap).Slice()
 	if err != nil {
 		return nil, storage.Unavailable(err)
 	}
@@ -162,11 +203,53 @@ func (r *Registry) Started(ctx context.Context, tenantID, userID, sessionID, poo
 	return r.decodeRestrictions(fields, now), nil
 }
 
+// Confirmed records that a session Started listed was stored: its
+// session.started event, once.
+func (r *Registry) Confirmed(ctx context.Context, sess *crowdgatev1.Session) error {
+	started, err := sessionEvent(events.TypeSessionStarted, sess)
+	if err != nil {
+		return err
+	}
+	t := sess.GetTenantId()
+	log, seen := events.Keys(r.prefix, t)
+	err = confirmedScript.Run(ctx, r.rdb, []string{r.snapKey(t), log, seen},
+		sess.GetSessionId(), started.id, started.body, r.events.Retention().Milliseconds()).Err()
+	r.events.Appended()
+	return storage.Unavailable(err)
+}
+
 // Abandoned takes back a session Started counted that was not stored after
 // all (another landing stored the assignment's session first, or the
-// store failed); a session not listed is left alone.
+// store failed); a session not listed is left alone. It raises no event.
 func (r *Registry) Abandoned(ctx context.Context, tenantID, userID, sessionID string) error {
-	return storage.Unavailable(abandonedScript.Run(ctx, r.rdb, []string{r.userKey(tenantID, userID)}, sessionID).Err())
+	return storage.Unavailable(abandonedScript.Run(ctx, r.rdb,
+		[]string{r.userKey(tenantID, userID), r.deadlineKey(tenantID), r.snapKey(tenantID)}, sessionID, userID).Err())
+}
+
+// encodedEvent is an event ready for a script.
+type encodedEvent struct {
+	id   string
+	body []byte
+}
+
+// sessionEvent returns the event of type typ about sess, as of sess: a
+// started event with the session as it started, an ended one as it ended
+// (at its end time, or its deadline for an expiry).
+func sessionEvent(typ string, sess *crowdgatev1.Session) (encodedEvent, error) {
+	body := proto.CloneOf(sess)
+	at := sess.GetCreateTime().AsTime()
+	if typ == events.TypeSessionStarted {
+		body.State = crowdgatev1.SessionState_SESSION_STATE_ACTIVE
+		body.EndReason = crowdgatev1.EndReason_END_REASON_UNSPECIFIED
+		body.EndTime = nil
+		body.SubmitsCount, body.RewardTotal = 0, ""
+	} else {
+		at = sess.GetEndTime().AsTime()
+	}
+	ev := events.NewEvent(sess.GetTenantId(), typ, "sessions/"+sess.GetSessionId(), at)
+	ev.Data = &crowdgatev1.Event_Session{Session: body}
+	raw, err := events.Encode(ev)
+	return encodedEvent{id: ev.GetEventId(), body: raw}, err
 }
 
 // endFields are the counters of each way a session ends (EXPIRED is not
@@ -179,20 +262,33 @@ var endFields = map[crowdgatev1.EndReason]string{
 	crowdgatev1.EndReason_END_REASON_REVOKED:       "e:revoked",
 }
 
-// Ended records how a session of the Toloker in poolID ended. The end is
-// counted once, and only while the session is listed live; an EXPIRED
-// "end" counts nothing (expiry is derived). It reports whether it counted.
-func (r *Registry) Ended(ctx context.Context, tenantID, userID, sessionID, poolID string, reason crowdgatev1.EndReason) (bool, error) {
-	field, ok := endFields[reason]
+// Ended records how sess ended. The end is counted once, and only while
+// the session is listed live, in the same step as its session.ended event
+// (and its session.started, if still pending); an EXPIRED "end" counts
+// nothing here (the sweep records expiries). It reports whether it counted.
+func (r *Registry) Ended(ctx context.Context, sess *crowdgatev1.Session) (bool, error) {
+	field, ok := endFields[sess.GetEndReason()]
 	if !ok {
 		return false, nil
 	}
+	started, err := sessionEvent(events.TypeSessionStarted, sess)
+	if err != nil {
+		return false, err
+	}
+	ended, err := sessionEvent(events.TypeSessionEnded, sess)
+	if err != nil {
+		return false, err
+	}
+	t, user := sess.GetTenantId(), sess.GetUserId()
+	log, seen := events.Keys(r.prefix, t)
 	n, err := endedScript.Run(ctx, r.rdb,
-		[]string{r.userKey(tenantID, userID), r.activityKey(tenantID), r.poolKey(tenantID, poolID)},
-		sessionID, field, r.now().UnixMilli(), r.retention.Milliseconds(), userID).Int()
+		[]string{r.userKey(t, user), r.activityKey(t), r.poolKey(t, sess.GetPoolId()), r.deadlineKey(t), r.snapKey(t), log, seen},
+		sess.GetSessionId(), field, r.now().UnixMilli(), r.retention.Milliseconds(), user,
+		started.id, started.body, ended.id, ended.body, r.events.Retention().Milliseconds()).Int()
 	if err != nil {
 		return false, storage.Unavailable(err)
 	}
+	r.events.Appended()
 	return n == 1, nil
 }
 

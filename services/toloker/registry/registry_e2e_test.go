@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
+	protobuf "google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -60,7 +61,7 @@ func TestRegistryKeepsEveryTolokerWhoLanded(t *testing.T) {
 	a1 := env.StartAssignment(p1, "toloker-1")
 	s1 := env.LandSession(ctx, a1)
 	for i, r := range []string{"0.05", "0.10000001"} {
-		if got := submit(env, &crowdgatev1.SubmitRequest{SessionId: s1.GetSessionId(), Reward: r, CloseSession: i == 1}); got.GetAssignmentId() != a1 {
+		if got := submit(env, &crowdgatev1.SubmitRequest{SessionId: s1.GetSessionId(), Reward: r, CloseSession: protobuf.Bool(i == 1)}); got.GetAssignmentId() != a1 {
 			t.Errorf("a session's submission names assignment %q, want %s", got.GetAssignmentId(), a1)
 		}
 	}

@@ -264,7 +264,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	// resolve) refuses the landing here. The ban writes its restriction
 	// before it looks for live sessions, and this reads after listing the
 	// session, so one of the two sees the other.
-	rs, err := s.tolokers.Started(ctx, sess.TenantId, sess.UserId, sess.SessionId, sess.PoolId, sess.ProjectId, sess.GetExpireTime().AsTime())
+	rs, err := s.tolokers.Started(ctx, sess)
 	if err != nil {
 		s.releaseLock(ctx, aid, lockToken, "", 0)
 		return nil, err
@@ -287,6 +287,11 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	}
 	if created {
 		s.metrics.started.Inc()
+		// Its session.started event. Lost to a fault, it is recorded with
+		// the session's end (the registry's package doc).
+		if err := s.tolokers.Confirmed(ctx, sess); err != nil {
+			s.log.Warn("session: recording the session.started event failed; it is recorded with the end", "session_id", sess.SessionId, "err", err)
+		}
 		if err := s.store.listLive(ctx, r, s.now()); err != nil {
 			s.log.Warn("session: listing a live session failed", "session_id", sess.SessionId, "err", err)
 		}

@@ -164,13 +164,16 @@ type Config struct {
 // start (an assignment's first landing) and end only, never on a warm
 // landing.
 type Tolokers interface {
-	// Started records a started session, once, and returns the Toloker's
-	// restrictions in force.
-	Started(ctx context.Context, tenantID, userID, sessionID, poolID, projectID string, expires time.Time) ([]restriction.Restriction, error)
+	// Started records a started session, once, before it is stored, and
+	// returns the Toloker's restrictions in force.
+	Started(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, error)
+	// Confirmed records that the started session was stored (its
+	// session.started event), once.
+	Confirmed(ctx context.Context, sess *crowdgatev1.Session) error
 	// Abandoned takes back a started session that was not stored after all.
 	Abandoned(ctx context.Context, tenantID, userID, sessionID string) error
-	// Ended records how a session ended, once.
-	Ended(ctx context.Context, tenantID, userID, sessionID, poolID string, reason crowdgatev1.EndReason) (bool, error)
+	// Ended records how a session ended (and its session.ended event), once.
+	Ended(ctx context.Context, sess *crowdgatev1.Session) (bool, error)
 	// Restrictions returns the Toloker's restrictions in force.
 	Restrictions(ctx context.Context, tenantID, userID string) ([]restriction.Restriction, error)
 	// LiveSessions returns the Toloker's live sessions.
@@ -405,8 +408,17 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 	if !r.active() {
 		// Counted once by the registry, however often the end is seen, so
 		// an end whose count was lost to a failure is counted by the next.
-		sess := r.session
-		if _, err := s.tolokers.Ended(ctx, sess.TenantId, sess.UserId, sessionID, sess.PoolId, sess.GetEndReason()); err != nil {
+		// Tried again briefly: this records the session.ended event.
+		var err error
+		for try := range 3 {
+			if _, err = s.tolokers.Ended(context.WithoutCancel(ctx), r.session); err == nil {
+				break
+			}
+			if try < 2 {
+				time.Sleep(time.Duration(100<<try) * time.Millisecond)
+			}
+		}
+		if err != nil {
 			s.log.Warn("session: recording an ended session in the Toloker registry failed", "session_id", sessionID, "err", err)
 		}
 	}

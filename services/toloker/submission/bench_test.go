@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
@@ -48,7 +50,7 @@ func BenchmarkSubmitAccept(b *testing.B) {
 			t0 := time.Now()
 			_, err := f.svc.Submit(ctx, &crowdgatev1.SubmitRequest{
 				SessionId: s.SessionId, RetryId: fmt.Sprintf("bench-%d", n), Reward: "0.05", Quality: "0.9",
-				CustomLog: `{"ip":"10.0.0.1"}`, RealTasksCount: 4,
+				CustomLog: `{"ip":"10.0.0.1"}`, RealTasksCount: proto.Int32(4),
 			})
 			local = append(local, time.Since(t0))
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
@@ -146,7 +147,12 @@ type fixture struct {
 
 // config is a configuration with test-sized timings; mutate adjusts it.
 func (f *fixture) config(mutate func(*Config)) Config {
+	evlog, err := events.New(events.Config{Redis: f.redis.Client, Prefix: f.redis.Prefix, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
 	cfg := Config{
+		Events:   evlog,
 		Redis:    f.redis.Client,
 		Prefix:   f.redis.Prefix,
 		Catalog:  f.catalog,

@@ -154,6 +154,10 @@ func (s *store) othersPending(ctx context.Context, shard int, tenantID, sessionI
 	return false, nil
 }
 func (s *store) schedKey(shard int) string { return s.prefix + "sched:" + tag(shard) }
+
+// intentKey is the shard's stream of event intents (events.Relay copies
+// them to the tenants' logs).
+func (s *store) intentKey(shard int) string { return s.prefix + "evq:" + tag(shard) }
 func (s *store) leaseKey(shard int, id string) string {
 	return s.prefix + "lease:" + tag(shard) + ":" + id
 }
@@ -582,9 +586,11 @@ type outcome struct {
 	backoff time.Duration
 }
 
-// finish records an attempt's outcome; it returns what the script applied
-// (delivered, retry, dead, skip, gone).
-func (s *store) finish(ctx context.Context, e entry, poolID, sessionID, userID, token string, at time.Time, o outcome) (string, error) {
+// finish records an attempt's outcome for sub, which had made attempts
+// before this one; it returns what the script applied (delivered, retry,
+// dead, skip, gone). A delivery or a death writes its event's intent in
+// the same step.
+func (s *store) finish(ctx context.Context, e entry, sub *crowdgatev1.Submission, attempts int, token string, at time.Time, o outcome) (string, error) {
 	var errBytes []byte
 	if o.err != nil {
 		var err error
@@ -596,17 +602,22 @@ func (s *store) finish(ctx context.Context, e entry, poolID, sessionID, userID, 
 	if f := o.flags; f != nil {
 		fl = bit(f.SpeedQualityBalanceMatch) + bit(f.RestrictionMatch) + bit(f.FilterMatch)
 	}
+	delivered, dead, err := outcomeEvents(e.tenantID, sub, attempts+1, at, o)
+	if err != nil {
+		return "", err
+	}
 	raw, err := finishScript.Run(ctx, s.rdb, []string{
 		s.recordKey(e.shard, e.tenantID, e.id),
-		s.totalsKey(e.shard, e.tenantID, poolID),
-		s.deadKey(e.shard, e.tenantID, poolID),
+		s.totalsKey(e.shard, e.tenantID, sub.GetPoolId()),
+		s.deadKey(e.shard, e.tenantID, sub.GetPoolId()),
 		s.streamKey(e.shard),
 		s.schedKey(e.shard),
 		s.leaseKey(e.shard, e.id),
-		s.sessionPendingKey(e.shard, e.tenantID, sessionID),
-		s.payKey(e.shard, e.tenantID, userID),
+		s.sessionPendingKey(e.shard, e.tenantID, sub.GetSessionId()),
+		s.payKey(e.shard, e.tenantID, sub.GetUserId()),
+		s.intentKey(e.shard),
 	}, o.kind, e.entryID, token, group, at.UnixMilli(), errBytes, fl, o.backoff.Milliseconds(),
-		schedMember(e.tenantID, e.id), e.id, s.payRetention.Milliseconds()).Result()
+		schedMember(e.tenantID, e.id), e.id, s.payRetention.Milliseconds(), delivered, dead).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)
 	}
@@ -624,15 +635,22 @@ func bit(b bool) string {
 	return "0"
 }
 
-// requeue moves a DEAD submission back to the outbox.
-func (s *store) requeue(ctx context.Context, shard int, tenantID, poolID, userID, id string, now time.Time) (string, error) {
+// requeue moves a DEAD submission back to the outbox, with its
+// submission.retried event's intent.
+func (s *store) requeue(ctx context.Context, shard int, sub *crowdgatev1.Submission, now time.Time) (string, error) {
+	tenantID, id := sub.GetTenantId(), sub.GetSubmissionId()
+	retried, err := retriedEvent(sub, now)
+	if err != nil {
+		return "", err
+	}
 	raw, err := requeueScript.Run(ctx, s.rdb, []string{
 		s.recordKey(shard, tenantID, id),
-		s.totalsKey(shard, tenantID, poolID),
-		s.deadKey(shard, tenantID, poolID),
+		s.totalsKey(shard, tenantID, sub.GetPoolId()),
+		s.deadKey(shard, tenantID, sub.GetPoolId()),
 		s.streamKey(shard),
-		s.payKey(shard, tenantID, userID),
-	}, tenantID, id, now.UnixMilli()).Result()
+		s.payKey(shard, tenantID, sub.GetUserId()),
+		s.intentKey(shard),
+	}, tenantID, id, now.UnixMilli(), retried).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)
 	}

@@ -51,6 +51,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/settings"
 )
@@ -172,6 +173,9 @@ type Config struct {
 	Metrics prometheus.Registerer
 	// Now is the clock of record timestamps. Default time.Now.
 	Now func() time.Time
+	// Events is the event log the outbox's events reach (RelayEvents);
+	// required.
+	Events *events.Log
 	// PayRetention is how long a Toloker's pay counters (TolokerPay) are
 	// kept after their last change: the gateway gives the Toloker
 	// registry's retention. Zero: DefaultPayRetention.
@@ -189,6 +193,7 @@ type Service struct {
 	cfg      Settings
 	catalog  *catalog.Catalog
 	sessions Sessions
+	events   *events.Log
 	rdb      redis.UniversalClient
 	now      func() time.Time
 	st       *store
@@ -207,8 +212,8 @@ type Service struct {
 func New(cfg Config) (*Service, error) {
 	st := cfg.Settings.withDefaults()
 	switch {
-	case cfg.Redis == nil || cfg.Catalog == nil || cfg.Sessions == nil:
-		return nil, errors.New("submission: Config.Redis, Catalog and Sessions are required")
+	case cfg.Redis == nil || cfg.Catalog == nil || cfg.Sessions == nil || cfg.Events == nil:
+		return nil, errors.New("submission: Config.Redis, Catalog, Sessions and Events are required")
 	case st.LeaseTTL <= st.AttemptTimeout:
 		return nil, fmt.Errorf("submission: the lease (%s) must outlast a delivery attempt (%s)", st.LeaseTTL, st.AttemptTimeout)
 	}
@@ -233,6 +238,7 @@ func New(cfg Config) (*Service, error) {
 		cfg:      st,
 		catalog:  cfg.Catalog,
 		sessions: cfg.Sessions,
+		events:   cfg.Events,
 		rdb:      cfg.Redis,
 		now:      cfg.Now,
 		st:       &store{rdb: cfg.Redis, prefix: cfg.Prefix, payRetention: cfg.PayRetention},
@@ -305,14 +311,14 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		SessionId:          req.GetSessionId(),
 		RetryId:            retryID,
 		Reward:             in.reward.String(),
-		CloseSession:       req.GetCloseSession(),
+		CloseSession:       req.CloseSession,
 		CustomLog:          req.GetCustomLog(),
 		StartTime:          req.GetStartTime(),
 		EndTime:            req.GetEndTime(),
-		Skipped:            req.GetSkipped(),
-		GoldenTasksCount:   req.GetGoldenTasksCount(),
-		TrainingTasksCount: req.GetTrainingTasksCount(),
-		RealTasksCount:     req.GetRealTasksCount(),
+		Skipped:            req.Skipped,
+		GoldenTasksCount:   req.GoldenTasksCount,
+		TrainingTasksCount: req.TrainingTasksCount,
+		RealTasksCount:     req.RealTasksCount,
 		CreateTime:         timestamppb.New(now),
 		AssignmentId:       assignmentID,
 	}
@@ -484,10 +490,22 @@ func (s *Service) endSession(ctx context.Context, sub *crowdgatev1.Submission, r
 		return
 	}
 	reason := endReason(sub)
-	if _, err := s.sessions.End(ctx, sub.GetTenantId(), sub.GetSessionId(), reason); err != nil {
-		s.log.Warn("submission: could not end the session",
-			slog.String("session_id", sub.GetSessionId()), slog.String("reason", reason.String()), slog.String("error", err.Error()))
+	// A store that fails for a moment (a failover) is tried again briefly;
+	// the delivery of a close_session submit ends the session again, so an
+	// end lost here is made there.
+	var err error
+	for try := range 4 {
+		if _, err = s.sessions.End(context.WithoutCancel(ctx), sub.GetTenantId(), sub.GetSessionId(), reason); err == nil {
+			return
+		}
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) || try == 3 {
+			break
+		}
+		time.Sleep(time.Duration(100<<try) * time.Millisecond)
 	}
+	s.log.Warn("submission: could not end the session",
+		slog.String("session_id", sub.GetSessionId()), slog.String("reason", reason.String()), slog.String("error", err.Error()))
 }
 
 // lookup reads a tenant's submission by id.
@@ -521,7 +539,7 @@ func (s *Service) RetrySubmission(ctx context.Context, req *crowdgatev1.RetrySub
 	}
 	tenantID := tenant.FromContext(ctx)
 	now := s.now()
-	applied, err := s.st.requeue(ctx, shard, tenantID, r.sub.GetPoolId(), r.sub.GetUserId(), r.sub.GetSubmissionId(), now)
+	applied, err := s.st.requeue(ctx, shard, r.sub, now)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -70,7 +72,7 @@ func TestSubmitDeliversAndActsOnFlags(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, nil)
 			s := f.toloker(tc.user)
-			resp := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "r1", Reward: "0.05", CloseSession: tc.closeSession})
+			resp := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "r1", Reward: "0.05", CloseSession: proto.Bool(tc.closeSession)})
 
 			sub := resp.Submission
 			if sub.State != delivered || sub.Attempts != 1 || sub.DeliverTime == nil {
@@ -109,7 +111,7 @@ func TestSubmitSendsEveryFieldWithItsDigits(t *testing.T) {
 	resp := f.submit(&crowdgatev1.SubmitRequest{
 		SessionId: s.SessionId, RetryId: "task-42", Reward: "10.520", Quality: "0.210",
 		CustomLog: `{"ip":"10.0.0.1"}`, StartTime: timestamppb.New(start), EndTime: timestamppb.New(start.Add(15 * time.Minute)),
-		Skipped: true, GoldenTasksCount: 2, TrainingTasksCount: 3, RealTasksCount: 4,
+		Skipped: proto.Bool(true), GoldenTasksCount: proto.Int32(2), TrainingTasksCount: proto.Int32(3), RealTasksCount: proto.Int32(4),
 	})
 	if resp.Submission.Reward != "10.520" || resp.Submission.Quality != "0.210" {
 		t.Errorf("submission keeps reward %q quality %q, want 10.520 and 0.210", resp.Submission.Reward, resp.Submission.Quality)
@@ -154,7 +156,7 @@ func TestSubmitSendsEveryFieldWithItsDigits(t *testing.T) {
 func TestReplayedSubmitPaysOnce(t *testing.T) {
 	f := newFixture(t, nil)
 	s := f.toloker(tolokasim.UserState{})
-	req := &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "once", Reward: "1.25", CloseSession: true}
+	req := &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "once", Reward: "1.25", CloseSession: proto.Bool(true)}
 	first := f.submit(req)
 	// The first submit ended the session (close_session); the platform's
 	// retry of the same submit is still answered, from the first result.
@@ -169,7 +171,7 @@ func TestReplayedSubmitPaysOnce(t *testing.T) {
 		t.Errorf("replay says session_ended %v return_url %q, want true and %s", second.SessionEnded, second.ReturnUrl, returnURL)
 	}
 	// By pool and user instead of session: the same key.
-	third := f.submit(&crowdgatev1.SubmitRequest{PoolId: poolID, UserId: s.UserId, RetryId: "once", Reward: "1.250", CloseSession: true})
+	third := f.submit(&crowdgatev1.SubmitRequest{PoolId: poolID, UserId: s.UserId, RetryId: "once", Reward: "1.250", CloseSession: proto.Bool(true)})
 	if !third.Replayed || third.Submission.SubmissionId != first.Submission.SubmissionId {
 		t.Errorf("submit by pool and user: replayed %v id %s, want the first (%s)", third.Replayed, third.Submission.SubmissionId, first.Submission.SubmissionId)
 	}
@@ -246,9 +248,9 @@ func TestSubmitValidation(t *testing.T) {
 			r.StartTime, r.EndTime = timestamppb.New(now), timestamppb.New(now.Add(-time.Second))
 		}), "end_time"},
 		{"invalid start time", ok(func(r *crowdgatev1.SubmitRequest) { r.StartTime = &timestamppb.Timestamp{Nanos: -1} }), "start_time"},
-		{"negative golden count", ok(func(r *crowdgatev1.SubmitRequest) { r.GoldenTasksCount = -1 }), "golden_tasks_count"},
-		{"negative training count", ok(func(r *crowdgatev1.SubmitRequest) { r.TrainingTasksCount = -1 }), "training_tasks_count"},
-		{"negative real count", ok(func(r *crowdgatev1.SubmitRequest) { r.RealTasksCount = -2 }), "real_tasks_count"},
+		{"negative golden count", ok(func(r *crowdgatev1.SubmitRequest) { r.GoldenTasksCount = proto.Int32(-1) }), "golden_tasks_count"},
+		{"negative training count", ok(func(r *crowdgatev1.SubmitRequest) { r.TrainingTasksCount = proto.Int32(-1) }), "training_tasks_count"},
+		{"negative real count", ok(func(r *crowdgatev1.SubmitRequest) { r.RealTasksCount = proto.Int32(-2) }), "real_tasks_count"},
 		{"retry_id too long", ok(func(r *crowdgatev1.SubmitRequest) { r.RetryId = strings.Repeat("r", 129) }), "retry_id"},
 		{"retry_id with a space", ok(func(r *crowdgatev1.SubmitRequest) { r.RetryId = "a b" }), "retry_id"},
 		{"ended session", ok(func(r *crowdgatev1.SubmitRequest) { r.SessionId = ended.SessionId }), "session_id"},
@@ -672,7 +674,7 @@ func TestCloseSessionWaitsForTheSessionsEarlierSubmits(t *testing.T) {
 		t.Fatalf("first submit during the outage: %s, want QUEUED", first.Submission.State)
 	}
 	f.sim.ClearFaults()
-	last := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-2", Reward: "0.60", CloseSession: true})
+	last := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-2", Reward: "0.60", CloseSession: proto.Bool(true)})
 	if last.Submission.State != queued {
 		t.Errorf("closing submit answered %s while an earlier submit was queued, want QUEUED (it must go last)", last.Submission.State)
 	}

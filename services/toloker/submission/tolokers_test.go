@@ -55,7 +55,7 @@ func TestTolokerPayCountsEachSubmissionOnce(t *testing.T) {
 	shard, _ := parseID(sub.SubmissionId)
 	e := entry{shard: shard, tenantID: tenant.Default, id: sub.SubmissionId}
 	before := f.pay(s.UserId)
-	if applied, err := f.svc.st.finish(f.ctx, e, poolID, s.SessionId, s.UserId, "another-token", time.Now(), outcome{kind: outDelivered}); err != nil || applied != "skip" {
+	if applied, err := f.svc.st.finish(f.ctx, e, sub, 1, "another-token", time.Now(), outcome{kind: outDelivered}); err != nil || applied != "skip" {
 		t.Fatalf("finish again: %q, %v; want skip", applied, err)
 	}
 	if after := f.pay(s.UserId); after != before {
@@ -81,7 +81,7 @@ func TestTolokerPayCountsEachSubmissionOnce(t *testing.T) {
 		t.Errorf("pay after a retry that died again %+v, want 1 dead", p)
 	}
 	shard, _ = parseID(refused.SubmissionId)
-	if applied, err := f.svc.st.finish(f.ctx, entry{shard: shard, tenantID: tenant.Default, id: refused.SubmissionId}, poolID, "", stranger,
+	if applied, err := f.svc.st.finish(f.ctx, entry{shard: shard, tenantID: tenant.Default, id: refused.SubmissionId}, refused, 1,
 		"late", time.Now(), outcome{kind: outDelivered}); err != nil || applied != outDelivered {
 		t.Fatalf("late delivery of the dead submit: %q, %v", applied, err)
 	}

@@ -6,15 +6,13 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
-	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/crowdgate/crowdgate/services/platform/outbox"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
@@ -61,18 +59,19 @@ func (s *Service) deliver(ctx context.Context, j job) {
 	log := s.log.With(slog.String("submission_id", j.e.id), slog.String("pool_id", j.sub.GetPoolId()),
 		slog.Int("attempt", j.attempts+1))
 	if o.kind == outDelivered {
-		// Flags that arrive through any delivery end the session (a
-		// close_session is acted on by Submit). This happens before the
-		// outcome is recorded, so a submission seen DELIVERED has acted; a
-		// crash in between repeats it, and ending an ended session is a
-		// no-op.
+		// Flags that arrive through any delivery end the session, and so
+		// does a close_session (Submit acted on it already; this is its
+		// second chance, should that end have failed). This happens before
+		// the outcome is recorded, so a submission seen DELIVERED has
+		// acted; a crash in between repeats it, and ending an ended
+		// session changes nothing (the registry records its end once).
 		delivered := proto.CloneOf(j.sub)
 		delivered.State = crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED
 		delivered.Flags = o.flags
-		if r := endReason(delivered); r == crowdgatev1.EndReason_END_REASON_RESTRICTED || r == crowdgatev1.EndReason_END_REASON_FILTERED_OUT {
+		if r := endReason(delivered); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
 			if sid := j.sub.GetSessionId(); sid != "" {
 				if _, err := s.sessions.End(ctx, j.e.tenantID, sid, r); err != nil {
-					log.Warn("submission: could not end the session on Toloka's flags",
+					log.Warn("submission: could not end the session on delivery",
 						slog.String("session_id", sid), slog.String("reason", r.String()), slog.String("error", err.Error()))
 				}
 			}
@@ -83,7 +82,7 @@ func (s *Service) deliver(ctx context.Context, j job) {
 		err     error
 	)
 	for try := 0; try < 3; try++ {
-		if applied, err = s.st.finish(ctx, j.e, j.sub.GetPoolId(), j.sub.GetSessionId(), j.sub.GetUserId(), j.token, s.now(), o); err == nil {
+		if applied, err = s.st.finish(ctx, j.e, j.sub, j.attempts, j.token, s.now(), o); err == nil {
 			break
 		}
 		time.Sleep(time.Duration(100<<try) * time.Millisecond)
@@ -224,84 +223,62 @@ func (s *Service) backoff(n int, atLeast time.Duration) time.Duration {
 	return max(d, atLeast)
 }
 
-// Run delivers the outbox until ctx is done: the loop every replica runs.
-// One reader takes new entries of every shard's stream in this replica's
-// consumer, reclaims entries other consumers left unacknowledged past
-// VisibilityTimeout and moves due retries back to the streams; Concurrency
-// workers deliver what it reads. When ctx ends the reader stops, the workers
-// finish the entries already read (each attempt bounded by AttemptTimeout),
-// and Run waits for the attempts Submit started.
+// Run delivers the outbox until ctx is done: the loop every replica runs,
+// on the shared outbox engine (services/platform/outbox). One reader takes
+// new entries of every shard's stream in this replica's consumer, reclaims
+// entries other consumers left unacknowledged past VisibilityTimeout and
+// moves due retries back to the streams; Concurrency workers deliver what
+// it reads. When ctx ends the reader stops, the workers finish the entries
+// already read (each attempt bounded by AttemptTimeout), and Run waits for
+// the attempts Submit started.
 func (s *Service) Run(ctx context.Context) {
 	s.log.Info("submission workers starting", slog.String("consumer", s.consumer), slog.Int("concurrency", s.cfg.Concurrency))
-	for shard := range Shards {
-		s.ensureGroup(ctx, shard)
-	}
-	work := make(chan entry, s.cfg.Concurrency)
-	dctx := context.WithoutCancel(ctx)
-	var wg sync.WaitGroup
-	for range s.cfg.Concurrency {
-		wg.Go(func() {
-			for e := range work {
-				s.process(dctx, e)
-			}
-		})
-	}
-	s.read(ctx, work)
-	close(work)
-	wg.Wait()
+	s.queue().Run(ctx)
 	s.inline.Wait()
 	s.log.Info("submission workers stopped", slog.String("consumer", s.consumer))
 }
 
-// read feeds work until ctx is done.
-func (s *Service) read(ctx context.Context, work chan<- entry) {
-	var (
-		cursors                                        [Shards]string
-		lastPromote, lastReclaim, lastLag, lastCleanup time.Time
-	)
-	for i := range cursors {
-		cursors[i] = "0-0"
+// queue is the outbox engine over the submission layout: its streams,
+// schedules, records and promote script (store.go, lua/promote.lua), with
+// process as the Handler.
+func (s *Service) queue() *outbox.Queue {
+	var hooks outbox.Hooks
+	hooks.OnReclaimed = func(n int) { s.m.reclaimed.Add(float64(n)) }
+	if s.m.enabled {
+		hooks.OnLag = func(lag time.Duration, ready, scheduled int64) {
+			s.m.lag.Set(lag.Seconds())
+			s.m.backlog.WithLabelValues("ready").Set(float64(ready))
+			s.m.backlog.WithLabelValues("scheduled").Set(float64(scheduled))
+		}
 	}
-	reclaimEvery := max(s.cfg.VisibilityTimeout/4, s.cfg.PollInterval)
-	for ctx.Err() == nil {
-		now := time.Now()
-		if now.Sub(lastPromote) >= s.cfg.PollInterval {
-			s.promoteAll(ctx)
-			lastPromote = now
-		}
-		room := cap(work) - len(work)
-		var got []entry
-		if room > 0 {
-			got = s.readNew(ctx, room)
-		}
-		if rest := room - len(got); rest > 0 && now.Sub(lastReclaim) >= reclaimEvery {
-			got = append(got, s.reclaim(ctx, rest, &cursors)...)
-			lastReclaim = now
-		}
-		for _, e := range got {
-			// Blocks while every worker is busy: entries are read only as
-			// fast as they are delivered.
-			work <- e
-		}
-		if s.m.enabled && now.Sub(lastLag) >= 5*time.Second {
-			s.updateLag(ctx)
-			lastLag = now
-		}
-		if now.Sub(lastCleanup) >= 10*time.Minute {
-			s.cleanupConsumers(ctx)
-			lastCleanup = now
-		}
-		if len(got) > 0 {
-			continue // more may be waiting
-		}
-		t := time.NewTimer(s.cfg.PollInterval)
-		select {
-		case <-ctx.Done():
-		case <-s.wake:
-		case <-t.C:
-		}
-		t.Stop()
+	q, err := outbox.New(outbox.Config{
+		Name:              "submission",
+		Redis:             s.rdb,
+		Shards:            Shards,
+		Group:             group,
+		Consumer:          s.consumer,
+		Stream:            s.st.streamKey,
+		Schedule:          s.st.schedKey,
+		RecordPrefix:      s.st.recordPrefix,
+		PromoteScript:     promoteScript,
+		Handle:            func(ctx context.Context, e outbox.Entry) { s.process(ctx, fromOutbox(e)) },
+		Concurrency:       s.cfg.Concurrency,
+		PollInterval:      s.cfg.PollInterval,
+		VisibilityTimeout: s.cfg.VisibilityTimeout,
+		Wake:              s.wake,
+		Hooks:             hooks,
+		Log:               s.log,
+	})
+	if err != nil {
+		// Every field is set above from validated settings.
+		panic("submission: " + err.Error())
 	}
+	return q
+}
+
+// fromOutbox is the submission entry of an outbox entry.
+func fromOutbox(e outbox.Entry) entry {
+	return entry{shard: e.Shard, entryID: e.StreamID, tenantID: e.Tenant, id: e.Item}
 }
 
 // process claims and delivers one entry.
@@ -320,171 +297,18 @@ func (s *Service) process(ctx context.Context, e entry) {
 	s.deliver(ctx, job{e: e, sub: c.sub, attempts: c.attempts, token: token, tolokaPoolID: c.tolokaPoolID, credentialID: c.credentialID})
 }
 
-// ensureGroup creates shard's stream and consumer group if missing. It
-// reads the stream from its start, so entries written before the group
-// existed are delivered too.
-func (s *Service) ensureGroup(ctx context.Context, shard int) {
-	err := s.rdb.XGroupCreateMkStream(ctx, s.st.streamKey(shard), group, "0").Err()
-	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") && ctx.Err() == nil {
-		s.log.Warn("submission: could not create the outbox consumer group", slog.Int("shard", shard), slog.String("error", err.Error()))
-	}
-}
+// ensureGroup creates shard's stream and consumer group if missing.
+func (s *Service) ensureGroup(ctx context.Context, shard int) { s.queue().EnsureGroup(ctx, shard) }
 
-// readNew reads new entries of every shard in one round trip (a pipeline;
-// Redis Cluster splits it by node), up to free from each shard.
+// readNew reads up to free new entries of every shard in this replica's
+// consumer.
 func (s *Service) readNew(ctx context.Context, free int) []entry {
-	cmds := make([]*redis.XStreamSliceCmd, Shards)
-	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for shard := range Shards {
-			cmds[shard] = p.XReadGroup(ctx, &redis.XReadGroupArgs{
-				Group: group, Consumer: s.consumer, Streams: []string{s.st.streamKey(shard), ">"},
-				Count: int64(free), Block: -1,
-			})
-		}
-		return nil
-	})
-	var out []entry
-	for shard, c := range cmds {
-		res, err := c.Result()
-		if err != nil {
-			switch {
-			case errors.Is(err, redis.Nil) || ctx.Err() != nil:
-			case redis.HasErrorPrefix(err, "NOGROUP"):
-				s.ensureGroup(ctx, shard)
-			default:
-				s.log.Warn("submission: could not read the outbox", slog.Int("shard", shard), slog.String("error", err.Error()))
-			}
-			continue
-		}
-		for _, st := range res {
-			out = append(out, s.entries(shard, st.Messages)...)
-		}
+	got := s.queue().ReadNew(ctx, free)
+	out := make([]entry, len(got))
+	for i, e := range got {
+		out[i] = fromOutbox(e)
 	}
 	return out
-}
-
-// reclaim takes up to free entries that other consumers (or this one) took
-// and left unacknowledged for VisibilityTimeout: their replica died, or
-// their submission's lease was busy.
-func (s *Service) reclaim(ctx context.Context, free int, cursors *[Shards]string) []entry {
-	var out []entry
-	for shard := 0; shard < Shards && len(out) < free; shard++ {
-		msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: s.st.streamKey(shard), Group: group, Consumer: s.consumer,
-			MinIdle: s.cfg.VisibilityTimeout, Start: cursors[shard], Count: int64(free - len(out)),
-		}).Result()
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, redis.Nil) {
-				if redis.HasErrorPrefix(err, "NOGROUP") {
-					s.ensureGroup(ctx, shard)
-				} else {
-					s.log.Warn("submission: could not reclaim outbox entries", slog.Int("shard", shard), slog.String("error", err.Error()))
-				}
-			}
-			continue
-		}
-		cursors[shard] = next
-		if len(msgs) > 0 {
-			s.m.reclaimed.Add(float64(len(msgs)))
-		}
-		out = append(out, s.entries(shard, msgs)...)
-	}
-	return out
-}
-
-func (s *Service) entries(shard int, msgs []redis.XMessage) []entry {
-	out := make([]entry, 0, len(msgs))
-	for _, m := range msgs {
-		t, _ := m.Values["t"].(string)
-		id, _ := m.Values["s"].(string)
-		if id == "" {
-			// Not ours: acknowledge it so it does not come back.
-			s.rdb.XAck(context.Background(), s.st.streamKey(shard), group, m.ID)
-			continue
-		}
-		out = append(out, entry{shard: shard, entryID: m.ID, tenantID: t, id: id})
-	}
-	return out
-}
-
-// promoteAll moves due retries of every shard back to the streams, in one
-// round trip.
-func (s *Service) promoteAll(ctx context.Context) {
-	calls := make([]storage.Call, Shards)
-	for shard := range Shards {
-		calls[shard] = storage.Call{Keys: []string{s.st.schedKey(shard), s.st.streamKey(shard)}, Args: []any{500, s.st.recordPrefix(shard)}}
-	}
-	cmds, err := storage.EvalAll(ctx, s.rdb, promoteScript, calls, nil)
-	for _, c := range cmds {
-		if err == nil {
-			err = c.Err()
-		}
-	}
-	if err != nil && ctx.Err() == nil {
-		s.log.Warn("submission: could not move due retries to the outbox", slog.String("error", err.Error()))
-	}
-}
-
-// updateLag sets the outbox gauges: the age of the oldest entry waiting in
-// the streams or overdue in the schedules, and how many wait.
-func (s *Service) updateLag(ctx context.Context) {
-	now := time.Now()
-	var oldest time.Time
-	var ready, scheduled int64
-	for shard := range Shards {
-		if first, err := s.rdb.XRangeN(ctx, s.st.streamKey(shard), "-", "+", 1).Result(); err == nil && len(first) > 0 {
-			if t := entryTime(first[0].ID); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
-				oldest = t
-			}
-		}
-		if n, err := s.rdb.XLen(ctx, s.st.streamKey(shard)).Result(); err == nil {
-			ready += n
-		}
-		if z, err := s.rdb.ZRangeWithScores(ctx, s.st.schedKey(shard), 0, 0).Result(); err == nil && len(z) > 0 {
-			if t := time.UnixMilli(int64(z[0].Score)); t.Before(now) && (oldest.IsZero() || t.Before(oldest)) {
-				oldest = t
-			}
-		}
-		if n, err := s.rdb.ZCard(ctx, s.st.schedKey(shard)).Result(); err == nil {
-			scheduled += n
-		}
-	}
-	lag := 0.0
-	if !oldest.IsZero() {
-		lag = max(now.Sub(oldest).Seconds(), 0)
-	}
-	s.m.lag.Set(lag)
-	s.m.backlog.WithLabelValues("ready").Set(float64(ready))
-	s.m.backlog.WithLabelValues("scheduled").Set(float64(scheduled))
-}
-
-// entryTime is the time in a stream entry id ("<ms>-<seq>").
-func entryTime(id string) time.Time {
-	var ms int64
-	for i := 0; i < len(id) && id[i] != '-'; i++ {
-		if id[i] < '0' || id[i] > '9' {
-			return time.Time{}
-		}
-		ms = ms*10 + int64(id[i]-'0')
-	}
-	return time.UnixMilli(ms)
-}
-
-// cleanupConsumers removes consumers of other replicas that hold nothing and
-// have been idle for an hour (replicas that went away), so the group does
-// not grow for ever.
-func (s *Service) cleanupConsumers(ctx context.Context) {
-	for shard := range Shards {
-		cs, err := s.rdb.XInfoConsumers(ctx, s.st.streamKey(shard), group).Result()
-		if err != nil {
-			continue
-		}
-		for _, c := range cs {
-			if c.Name != s.consumer && c.Pending == 0 && c.Idle > time.Hour {
-				s.rdb.XGroupDelConsumer(ctx, s.st.streamKey(shard), group, c.Name)
-			}
-		}
-	}
 }
 
 // submitExternal posts one external submit with a tenant's credential.

@@ -32,6 +32,11 @@ type gatewayAPI interface {
 	Submit(context.Context, *crowdgatev1.SubmitRequest) (*crowdgatev1.SubmitResponse, error)
 	GetPoolTotals(context.Context, *crowdgatev1.GetPoolTotalsRequest) (*crowdgatev1.GetPoolTotalsResponse, error)
 	ListTolokers(context.Context, *crowdgatev1.ListTolokersRequest) (*crowdgatev1.ListTolokersResponse, error)
+	// The event log and webhooks (--webhook, crowdload webhooks).
+	EndSession(context.Context, *crowdgatev1.EndSessionRequest) (*crowdgatev1.EndSessionResponse, error)
+	CreateWebhookEndpoint(context.Context, *crowdgatev1.CreateWebhookEndpointRequest) (*crowdgatev1.CreateWebhookEndpointResponse, error)
+	ListEvents(context.Context, *crowdgatev1.ListEventsRequest) (*crowdgatev1.ListEventsResponse, error)
+	RedeliverWebhookEvents(context.Context, *crowdgatev1.RedeliverWebhookEventsRequest) (*crowdgatev1.RedeliverWebhookEventsResponse, error)
 }
 
 // callError is a failed call to the gateway.
@@ -217,6 +222,40 @@ func (c *restClient) ListTolokers(ctx context.Context, in *crowdgatev1.ListTolok
 	return out, c.call(ctx, "ListTolokers", http.MethodGet, "/v1/tolokers?"+q.Encode(), nil, out)
 }
 
+func (c *restClient) EndSession(ctx context.Context, in *crowdgatev1.EndSessionRequest) (*crowdgatev1.EndSessionResponse, error) {
+	out := new(crowdgatev1.EndSessionResponse)
+	return out, c.call(ctx, "EndSession", http.MethodPost, "/v1/sessions/"+url.PathEscape(in.GetSessionId())+"/end", &crowdgatev1.EndSessionRequest{Reason: in.GetReason()}, out)
+}
+
+func (c *restClient) CreateWebhookEndpoint(ctx context.Context, in *crowdgatev1.CreateWebhookEndpointRequest) (*crowdgatev1.CreateWebhookEndpointResponse, error) {
+	out := new(crowdgatev1.CreateWebhookEndpointResponse)
+	return out, c.call(ctx, "CreateWebhookEndpoint", http.MethodPost, "/v1/webhook_endpoints", in, out)
+}
+
+func (c *restClient) ListEvents(ctx context.Context, in *crowdgatev1.ListEventsRequest) (*crowdgatev1.ListEventsResponse, error) {
+	q := url.Values{}
+	for _, t := range in.GetTypes() {
+		q.Add("types", t)
+	}
+	if in.GetCursor() != "" {
+		q.Set("cursor", in.GetCursor())
+	}
+	if in.GetPageSize() != 0 {
+		q.Set("page_size", fmt.Sprint(in.GetPageSize()))
+	}
+	if in.GetPageToken() != "" {
+		q.Set("page_token", in.GetPageToken())
+	}
+	out := new(crowdgatev1.ListEventsResponse)
+	return out, c.call(ctx, "ListEvents", http.MethodGet, "/v1/events?"+q.Encode(), nil, out)
+}
+
+func (c *restClient) RedeliverWebhookEvents(ctx context.Context, in *crowdgatev1.RedeliverWebhookEventsRequest) (*crowdgatev1.RedeliverWebhookEventsResponse, error) {
+	out := new(crowdgatev1.RedeliverWebhookEventsResponse)
+	return out, c.call(ctx, "RedeliverWebhookEvents", http.MethodPost, "/v1/webhook_endpoints/"+url.PathEscape(in.GetEndpointId())+":redeliver",
+		&crowdgatev1.RedeliverWebhookEventsRequest{StartTime: in.GetStartTime()}, out)
+}
+
 // grpcClient calls one replica over gRPC.
 type grpcClient struct {
 	conn        *grpc.ClientConn
@@ -226,6 +265,8 @@ type grpcClient struct {
 	sessions    crowdgatev1.SessionServiceClient
 	submissions crowdgatev1.SubmissionServiceClient
 	tolokers    crowdgatev1.TolokerServiceClient
+	events      crowdgatev1.EventServiceClient
+	webhooks    crowdgatev1.WebhookServiceClient
 }
 
 func newGRPCClient(addr string) (*grpcClient, error) {
@@ -241,6 +282,8 @@ func newGRPCClient(addr string) (*grpcClient, error) {
 		sessions:    crowdgatev1.NewSessionServiceClient(conn),
 		submissions: crowdgatev1.NewSubmissionServiceClient(conn),
 		tolokers:    crowdgatev1.NewTolokerServiceClient(conn),
+		events:      crowdgatev1.NewEventServiceClient(conn),
+		webhooks:    crowdgatev1.NewWebhookServiceClient(conn),
 	}, nil
 }
 
@@ -297,6 +340,22 @@ func (c *grpcClient) GetPoolTotals(ctx context.Context, in *crowdgatev1.GetPoolT
 
 func (c *grpcClient) ListTolokers(ctx context.Context, in *crowdgatev1.ListTolokersRequest) (*crowdgatev1.ListTolokersResponse, error) {
 	return call(ctx, "ListTolokers", c.tolokers.ListTolokers, in)
+}
+
+func (c *grpcClient) EndSession(ctx context.Context, in *crowdgatev1.EndSessionRequest) (*crowdgatev1.EndSessionResponse, error) {
+	return call(ctx, "EndSession", c.sessions.EndSession, in)
+}
+
+func (c *grpcClient) CreateWebhookEndpoint(ctx context.Context, in *crowdgatev1.CreateWebhookEndpointRequest) (*crowdgatev1.CreateWebhookEndpointResponse, error) {
+	return call(ctx, "CreateWebhookEndpoint", c.webhooks.CreateWebhookEndpoint, in)
+}
+
+func (c *grpcClient) ListEvents(ctx context.Context, in *crowdgatev1.ListEventsRequest) (*crowdgatev1.ListEventsResponse, error) {
+	return call(ctx, "ListEvents", c.events.ListEvents, in)
+}
+
+func (c *grpcClient) RedeliverWebhookEvents(ctx context.Context, in *crowdgatev1.RedeliverWebhookEventsRequest) (*crowdgatev1.RedeliverWebhookEventsResponse, error) {
+	return call(ctx, "RedeliverWebhookEvents", c.webhooks.RedeliverWebhookEvents, in)
 }
 
 // probe is one RPC the flow needs, called with an empty request: any answer

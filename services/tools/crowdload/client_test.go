@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -126,7 +128,7 @@ func TestRESTRequests(t *testing.T) {
 	if _, err := c.OpenPool(ctx, &crowdgatev1.OpenPoolRequest{PoolId: "pool_1"}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.Submit(ctx, &crowdgatev1.SubmitRequest{SessionId: "ses_1", RetryId: "r-1", Reward: "0.10", CloseSession: true, EndTime: timestamppb.New(timestamppb.Now().AsTime())})
+	resp, err := c.Submit(ctx, &crowdgatev1.SubmitRequest{SessionId: "ses_1", RetryId: "r-1", Reward: "0.10", CloseSession: proto.Bool(true), EndTime: timestamppb.New(timestamppb.Now().AsTime())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,12 @@
 // Chaos mode injects Toloka faults, SIGKILLs and restarts gateway replicas
 // and restarts Redis, and still demands exact money.
 //
+// With --webhook (on in chaos mode) a webhook receiver on 127.0.0.1
+// verifies every delivery with the Standard Webhooks library, and the
+// tenant's event log is reconciled with the run and with what the receiver
+// got (eventcheck.go). "crowdload webhooks" measures webhook fan-out into
+// one endpoint beside the endpoint's own ceiling (webhookbench.go).
+//
 // cmd/crowdload is the command; this package holds its logic so it can be
 // tested.
 package crowdload
@@ -230,6 +236,24 @@ type Config struct {
 	// always).
 	RedisRestarts int
 
+	// Webhook starts a webhook receiver on 127.0.0.1, registers it as an
+	// endpoint of the run's tenant for every event type (the replicas
+	// crowdload starts get CROWDGATE_WEBHOOK_ALLOW_PRIVATE=true and a
+	// retry schedule of seconds), verifies every delivery with the
+	// Standard Webhooks library, and reconciles the tenant's event log
+	// with the run and with what the receiver got.
+	Webhook bool
+	// WebhookFailRate is the fraction of verified deliveries the receiver
+	// answers 503, to force retries.
+	WebhookFailRate float64
+	// WebhookPrint writes one line per event to the progress output as
+	// it is first received.
+	WebhookPrint bool
+	// WebhookWait bounds the wait, after the drain, for the event log to
+	// hold every session's end and submission's outcome and for the
+	// receiver to catch up with the log.
+	WebhookWait time.Duration
+
 	// Progress is how often a progress line is written (0: never).
 	Progress time.Duration
 }
@@ -262,7 +286,7 @@ var Presets = map[string]map[string]string{
 // modeDefaults apply after a preset, to flags still not given.
 var modeDefaults = map[Mode]map[string]string{
 	ModeThroughput: {"replicas": "1"},
-	ModeChaos:      {"replicas": "2", "fault-rate": "0.3", "kills": "1", "redis-restarts": "1"},
+	ModeChaos:      {"replicas": "2", "fault-rate": "0.3", "kills": "1", "redis-restarts": "1", "webhook": "true", "webhook-fail-rate": "0.3"},
 }
 
 // ErrHelp is returned by ParseFlags after printing --help.
@@ -412,6 +436,10 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.Kills, "kills", 0, "chaos: SIGKILL a random gateway replica this many times at random moments of the load and restart it (default 1 in chaos mode)")
 	fs.DurationVar(&c.RestartDelay, "restart-delay", 500*time.Millisecond, "chaos: how long a killed replica stays down")
 	fs.IntVar(&c.RedisRestarts, "redis-restarts", 0, "chaos: SIGKILL and restart the Redis this run started (AOF on, fsync always) this many times (default 1 in chaos mode when Redis is started here)")
+	fs.BoolVar(&c.Webhook, "webhook", false, "start a webhook receiver on 127.0.0.1, register it for the run's tenant (replicas started here get CROWDGATE_WEBHOOK_ALLOW_PRIVATE=true), verify every delivery with the Standard Webhooks library and reconcile the event log (default true in chaos mode)")
+	fs.Float64Var(&c.WebhookFailRate, "webhook-fail-rate", 0, "fraction (0..1) of verified webhook deliveries the receiver answers 503, to force retries (default 0.3 in chaos mode)")
+	fs.BoolVar(&c.WebhookPrint, "webhook-print", false, "print each event the receiver gets, one line each (type, resource, key state), as it arrives")
+	fs.DurationVar(&c.WebhookWait, "webhook-wait", 90*time.Second, "after the drain, bound on the wait for the event log to hold every outcome and for webhook delivery to catch up (a killed replica's deliveries are reclaimed after 30s)")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	fs.Usage = func() { usage(fs) }
 	return fs
@@ -436,6 +464,8 @@ Usage:
   crowdload [flags]
   crowdload --preset=ci            # short chaos run (CI)
   crowdload --preset=long          # 10,000 Tolokers x 10 submits, chaos target
+  crowdload --webhook --webhook-print --tolokers=3 --submits=2   # watch the signed events
+  crowdload webhooks               # webhook fan-out benchmark (crowdload webhooks --help)
 
 Flags:
 `)
@@ -462,9 +492,12 @@ Presets (explicit flags win):
 	}
 	fmt.Fprint(w, `
 Exit status:
-  0  every Toloker finished and every submit was paid exactly once
+  0  every Toloker finished and every submit was paid exactly once (with
+     --webhook: and the event log and the receiver reconcile)
   1  money is wrong: a submit lost, paid twice, paid a different amount,
-     paid without being sent, or refused by the gateway
+     paid without being sent, or refused by the gateway; or (--webhook)
+     an event is missing, twice in the log, never received, or a
+     delivery's signature is wrong
   2  bad flags
   3  the run could not be carried out (a process did not start, setup failed,
      or the gateway answers UNIMPLEMENTED for an RPC the flow needs)
@@ -582,6 +615,15 @@ func (c *Config) Validate() error {
 	}
 	if c.ThrottleBurst > 0 && c.ThrottleEvery <= 0 {
 		bad("--throttle-every must be positive when --throttle-burst is set")
+	}
+	if c.WebhookFailRate < 0 || c.WebhookFailRate >= 1 || math.IsNaN(c.WebhookFailRate) {
+		bad("--webhook-fail-rate must be within 0..1 (1 excluded: nothing would be delivered), got %v", c.WebhookFailRate)
+	}
+	if c.WebhookPrint && !c.Webhook {
+		bad("--webhook-print needs --webhook")
+	}
+	if c.Webhook && c.WebhookWait <= 0 {
+		bad("--webhook-wait must be positive, got %s", c.WebhookWait)
 	}
 	if c.Kills < 0 || c.RedisRestarts < 0 {
 		bad("--kills and --redis-restarts must not be negative")

@@ -95,12 +95,49 @@ func TestParseFlagsRefuses(t *testing.T) {
 		{"gateway env that is not KEY=VALUE", []string{"--gateway-env=verbose"}, "want KEY=VALUE"},
 		{"gateway env overriding the harness", []string{"--gateway-env=REDIS_URL=redis://127.0.0.1:1"}, "cannot set REDIS_URL"},
 		{"gateway env for external replicas", []string{"--gateway-env=A=1", "--gateway=http://127.0.0.1:8080", "--toloka-url=http://127.0.0.1:8081"}, "not to --gateway ones"},
+		{"a webhook that never answers 2xx", []string{"--webhook", "--webhook-fail-rate=1"}, "--webhook-fail-rate must be within 0..1"},
+		{"a negative webhook fail rate", []string{"--webhook", "--webhook-fail-rate=-0.1"}, "--webhook-fail-rate must be within 0..1"},
+		{"printing events without a receiver", []string{"--webhook-print"}, "--webhook-print needs --webhook"},
+		{"no wait for webhook delivery", []string{"--webhook", "--webhook-wait=0s"}, "--webhook-wait must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseFlags(tt.args, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("ParseFlags(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+			}
+		})
+	}
+}
+
+// Chaos mode reconciles events through a webhook receiver that fails 30%
+// of deliveries, unless told otherwise; throughput mode has no receiver
+// unless asked.
+func TestParseFlagsWebhook(t *testing.T) {
+	type want struct {
+		Webhook, Print bool
+		FailRate       float64
+	}
+	tests := []struct {
+		name string
+		args []string
+		want want
+	}{
+		{"throughput: no receiver", nil, want{false, false, 0}},
+		{"throughput with --webhook: every delivery answered 2xx", []string{"--webhook", "--webhook-print"}, want{true, true, 0}},
+		{"chaos: a receiver failing 30%", []string{"--mode=chaos"}, want{true, false, 0.3}},
+		{"preset ci: the same", []string{"--preset=ci"}, want{true, false, 0.3}},
+		{"chaos without a receiver", []string{"--mode=chaos", "--webhook=false"}, want{false, false, 0.3}},
+		{"chaos with another fail rate", []string{"--mode=chaos", "--webhook-fail-rate=0"}, want{true, false, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseFlags(tt.args, io.Discard)
+			if err != nil {
+				t.Fatalf("ParseFlags(%q): %v", tt.args, err)
+			}
+			if diff := cmp.Diff(tt.want, want{c.Webhook, c.WebhookPrint, c.WebhookFailRate}); diff != "" {
+				t.Errorf("ParseFlags(%q) (-want +got):\n%s", tt.args, diff)
 			}
 		})
 	}

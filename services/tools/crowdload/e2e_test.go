@@ -30,6 +30,15 @@ func e2eConfig(t *testing.T, mode Mode) Config {
 	cfg.Crowdgate = binary(t, "crowdgate")
 	cfg.Tolokasim = binary(t, "tolokasim")
 	cfg.WorkDir = t.TempDir()
+	if os.Getenv("CROWDLOAD_KEEP_LOGS") != "" {
+		// Logs that outlive the test, to read after a failure.
+		d, err := os.MkdirTemp("", "crowdload-e2e-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.WorkDir = d
+		t.Logf("CROWDLOAD_KEEP_LOGS: logs in %s", d)
+	}
 	cfg.Progress = 0
 	cfg.Duration = 25 * time.Second
 	cfg.DrainTimeout = 20 * time.Second
@@ -74,6 +83,9 @@ func TestEndToEndThroughput(t *testing.T) {
 			cfg := e2eConfig(t, ModeThroughput)
 			cfg.API = api
 			cfg.Tolokers, cfg.Submits, cfg.Concurrency = 6, 3, 3
+			// The receiver registers and the log is read over this API
+			// too (CreateWebhookEndpoint, ListEvents, over REST or gRPC).
+			cfg.Webhook = true
 			res := runE2E(t, cfg, nil)
 			out := summary(res)
 			if res.ExitCode() != 0 {
@@ -104,7 +116,10 @@ func TestEndToEndThroughput(t *testing.T) {
 			if res.Redis.Known && (res.Redis.LiveSessions != 6 || res.Redis.After == 0) {
 				t.Errorf("redis memory %+v, want 6 live sessions measured", res.Redis)
 			}
-			for _, want := range []string{"landing (GET /start)", "submit (accepted)", "per live session", "gateway RSS", "PASS"} {
+			if e := res.EventCheck; e == nil || e.Webhook == nil || e.Delivered != 18 || e.SessionsEnded != 6 || e.Webhook.Stats.Distinct != int64(e.Events) {
+				t.Errorf("events: %+v:\n%s", e, out)
+			}
+			for _, want := range []string{"landing (GET /start)", "submit (accepted)", "per live session", "gateway RSS", "each received by the webhook", "PASS"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("summary lacks %q:\n%s", want, out)
 				}
@@ -146,6 +161,57 @@ func TestEndToEndChaos(t *testing.T) {
 	}
 	if rec := res.Reconciliation; rec.Paid != 48 || rec.Accepted != 48 {
 		t.Errorf("paid %d, accepted %d; want 48:\n%s", rec.Paid, rec.Accepted, out)
+	}
+	// Chaos mode reconciles events too, through a receiver that answers
+	// 30% of deliveries 503 and verifies each with the Standard Webhooks
+	// library, while a replica is SIGKILLed.
+	e := res.EventCheck
+	if e == nil || e.Webhook == nil {
+		t.Fatalf("no event reconciliation:\n%s", out)
+	}
+	if e.Delivered != 48 || e.Dead != 0 || e.SessionsStarted != 16 || e.SessionsEnded != 16 || e.EndReasons["CLOSE_SESSION"] != 16 {
+		t.Errorf("events: %d delivered, %d dead, %d sessions started, %d ended (%v); want 48, 0, 16, 16 closed:\n%s",
+			e.Delivered, e.Dead, e.SessionsStarted, e.SessionsEnded, e.EndReasons, out)
+	}
+	w := e.Webhook
+	if !w.CaughtUp || len(w.Missing) != 0 || len(w.Extra) != 0 || w.Stats.Distinct != int64(w.Expected) || w.Expected != e.Events {
+		t.Errorf("webhook: caught up %v, expected %d of %d events, received %d, missing %v, extra %v:\n%s",
+			w.CaughtUp, w.Expected, e.Events, w.Stats.Distinct, w.Missing, w.Extra, out)
+	}
+	if w.Stats.FailedOnPurpose == 0 || w.Stats.BadSignature != 0 || w.Stats.Malformed != 0 {
+		t.Errorf("webhook: %+v; want some deliveries failed on purpose and none refused:\n%s", w.Stats, out)
+	}
+	if !strings.Contains(out, "each received by the webhook") {
+		t.Errorf("summary does not say the events reconcile:\n%s", out)
+	}
+}
+
+// With --webhook, a run that leaves sessions open (Tolokers who landed and
+// never submitted) ends them with EndSession while settling, and each has
+// one session.started and one session.ended event, received by the
+// webhook; the run is incomplete (submits never sent), not wrong.
+func TestEndToEndWebhookEndsOpenSessions(t *testing.T) {
+	cfg := e2eConfig(t, ModeThroughput)
+	cfg.Tolokers, cfg.Submits, cfg.Concurrency = 5, 2, 3
+	cfg.Webhook, cfg.WebhookFailRate, cfg.WebhookWait = true, 0.3, 30*time.Second
+	res := runE2E(t, cfg, &testHooks{landOnly: 2})
+	out := summary(res)
+	if res.ExitCode() != 4 {
+		t.Fatalf("exit code %d, want 4 (incomplete: 4 submits never sent):\n%s", res.ExitCode(), out)
+	}
+	if n := res.Reconciliation.Count(ProblemEventLog) + res.Reconciliation.Count(ProblemWebhook); n != 0 {
+		t.Errorf("%d event problems:\n%s", n, out)
+	}
+	e := res.EventCheck
+	if e == nil || e.Webhook == nil {
+		t.Fatalf("no event reconciliation:\n%s", out)
+	}
+	if e.EndedAtSettle != 2 || e.SessionsStarted != 5 || e.SessionsEnded != 5 || e.EndReasons["ENDED"] != 2 || e.EndReasons["CLOSE_SESSION"] != 3 || e.Delivered != 6 {
+		t.Errorf("ended at settle %d, sessions %d started and %d ended (%v), %d delivered; want 2, 5, 5 (3 closed, 2 ended), 6:\n%s",
+			e.EndedAtSettle, e.SessionsStarted, e.SessionsEnded, e.EndReasons, e.Delivered, out)
+	}
+	if w := e.Webhook; !w.CaughtUp || w.Stats.Distinct != int64(w.Expected) || w.Expected != e.Events {
+		t.Errorf("webhook: caught up %v, %d of %d expected received, %d events in the log:\n%s", w.CaughtUp, w.Stats.Distinct, w.Expected, e.Events, out)
 	}
 }
 

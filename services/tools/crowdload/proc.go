@@ -392,7 +392,18 @@ type crowdgateEnv struct {
 	EncryptionKey string
 	// Extra are more KEY=VALUE pairs (--gateway-env).
 	Extra []string
+	// Webhook lets webhook endpoints be http on loopback
+	// (CROWDGATE_WEBHOOK_ALLOW_PRIVATE=true, which --gateway-env cannot
+	// turn off then) and retries failed deliveries within seconds
+	// (webhookRetrySchedule, unless --gateway-env sets another).
+	Webhook bool
 }
+
+// webhookRetrySchedule is the retry schedule of replicas started with
+// --webhook: the default's first wait is 5s and its second 5m, so with 30%
+// of answers failing on purpose a run would wait minutes for a few events.
+// Twenty retries make a delivery dead with probability 0.3^21 (1e-11).
+const webhookRetrySchedule = "100ms,200ms,400ms,800ms,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s,1s"
 
 func startCrowdgate(ctx context.Context, name, bin, dir string, e crowdgateEnv, hc *http.Client) (*crowdgateReplica, error) {
 	hp, err := freePort()
@@ -413,7 +424,13 @@ func startCrowdgate(ctx context.Context, name, bin, dir string, e crowdgateEnv, 
 	// addresses in X-Forwarded-For from loopback), so loopback is trusted.
 	env := append(cleanEnv(), "CROWDGATE_LOG_LEVEL=info", "CROWDGATE_SHUTDOWN_TIMEOUT=10s",
 		"CROWDGATE_TRUSTED_PROXIES=127.0.0.0/8,::1/128")
+	if e.Webhook {
+		env = append(env, "CROWDGATE_WEBHOOK_RETRY_SCHEDULE="+webhookRetrySchedule)
+	}
 	env = append(env, e.Extra...)
+	if e.Webhook {
+		env = append(env, "CROWDGATE_WEBHOOK_ALLOW_PRIVATE=true")
+	}
 	env = append(env,
 		"CROWDGATE_HTTP_ADDR="+g.httpAddr,
 		"CROWDGATE_GRPC_ADDR="+g.grpcAddr,

@@ -120,6 +120,7 @@ const (
 var problemOrder = []ProblemKind{
 	ProblemMissing, ProblemDuplicate, ProblemUnexpected, ProblemAmount, ProblemUser,
 	ProblemRefused, ProblemPaidRefused, ProblemTotal, ProblemGatewayTotals, ProblemRegistry,
+	ProblemEventLog, ProblemWebhook,
 }
 
 // Problem is one thing wrong with the money.

@@ -139,6 +139,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 			g.Tolokers, g.Total, rec.Count(ProblemRegistry))
 	}
 	fmt.Fprintf(w, "  drain: %s (drained: %v)\n", r.DrainWait.Round(time.Millisecond), r.Drained)
+	if e := r.EventCheck; e != nil {
+		writeEventCheck(w, e, r.Totals)
+	}
 	for _, k := range problemOrder {
 		n := 0
 		for _, p := range rec.Problems {
@@ -150,6 +153,15 @@ func (r *Result) WriteSummary(w io.Writer) {
 				break
 			}
 			fmt.Fprintf(w, "  %s\n", p)
+		}
+	}
+	if len(r.ReceiverErrors) > 0 {
+		fmt.Fprintln(w, "\nwebhook deliveries the receiver refused (examples):")
+		for i, e := range r.ReceiverErrors {
+			if i == maxListed {
+				break
+			}
+			fmt.Fprintf(w, "  %s\n", e)
 		}
 	}
 	if len(r.Errors) > 0 {
@@ -171,10 +183,53 @@ func (r *Result) WriteSummary(w io.Writer) {
 	fmt.Fprintln(w)
 	switch r.ExitCode() {
 	case 0:
-		fmt.Fprintf(w, "PASS: %d submits paid exactly once, %s in total\n", rec.Paid, rec.PaidTotal)
+		fmt.Fprintf(w, "PASS: %d submits paid exactly once, %s in total", rec.Paid, rec.PaidTotal)
+		if e := r.EventCheck; e != nil {
+			fmt.Fprintf(w, "; %d events reconciled, each received by the webhook", e.Events)
+		}
+		fmt.Fprintln(w)
 	case 1:
-		fmt.Fprintf(w, "FAIL: money is wrong (%d problems)\n", len(rec.Problems))
+		events := rec.Count(ProblemEventLog) + rec.Count(ProblemWebhook)
+		switch {
+		case events == 0:
+			fmt.Fprintf(w, "FAIL: money is wrong (%d problems)\n", len(rec.Problems))
+		case events == len(rec.Problems):
+			fmt.Fprintf(w, "FAIL: events are wrong (%d problems)\n", events)
+		default:
+			fmt.Fprintf(w, "FAIL: money is wrong (%d problems) and events are wrong (%d problems)\n", len(rec.Problems)-events, events)
+		}
 	default:
 		fmt.Fprintln(w, "INCOMPLETE: what was confirmed reconciles, but the run did not finish")
+	}
+}
+
+// writeEventCheck writes the event log's and the receiver's reconciliation.
+func writeEventCheck(w io.Writer, e *EventCheck, totals *PoolTotals) {
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "events (the tenant's log, ListEvents, against the run and the webhook receiver):")
+	types := slices.Sorted(mapKeys(e.ByType))
+	parts := make([]string, 0, len(types))
+	for _, t := range types {
+		parts = append(parts, fmt.Sprintf("%s %d", t, e.ByType[t]))
+	}
+	fmt.Fprintf(w, "  log: %d events (%s)\n", e.Events, strings.Join(parts, ", "))
+	pool := ""
+	if totals != nil {
+		pool = fmt.Sprintf(" (pool totals: %d delivered, %d dead)", totals.Delivered, totals.Dead)
+	}
+	fmt.Fprintf(w, "  submissions: %d submission.delivered + %d submission.dead events%s\n", e.Delivered, e.Dead, pool)
+	reasons := slices.Sorted(mapKeys(e.EndReasons))
+	parts = parts[:0]
+	for _, k := range reasons {
+		parts = append(parts, fmt.Sprintf("%s %d", k, e.EndReasons[k]))
+	}
+	fmt.Fprintf(w, "  sessions: %d session.started, %d session.ended (%s); %d ended by crowdload with EndSession while settling, %d never seen by the platform\n",
+		e.SessionsStarted, e.SessionsEnded, strings.Join(parts, ", "), e.EndedAtSettle, e.SessionsUnseen)
+	if h := e.Webhook; h != nil {
+		s := h.Stats
+		fmt.Fprintf(w, "  webhook: %d events expected, %d received (distinct webhook-ids), %d missing, %d not in the log; caught up: %v after %s\n",
+			h.Expected, s.Distinct, len(h.Missing), len(h.Extra), h.CaughtUp, h.WaitDescription)
+		fmt.Fprintf(w, "  webhook requests: %d (verified %d: accepted %d of which duplicates %d, answered 503 on purpose %d; bad signature %d, malformed %d, before the secret %d)\n",
+			s.Requests, s.Verified, s.Accepted, s.Duplicates, s.FailedOnPurpose, s.BadSignature, s.Malformed, s.NotReady)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
@@ -86,6 +87,12 @@ type Result struct {
 	Totals *PoolTotals
 	// Reconciliation compares what was sent with the ledger.
 	Reconciliation Reconciliation
+	// EventCheck is the reconciliation of the tenant's event log and of
+	// the webhook receiver (--webhook; nil otherwise). Its problems are in
+	// Reconciliation.Problems (kinds ProblemEventLog and ProblemWebhook).
+	EventCheck *EventCheck
+	// ReceiverErrors are examples of deliveries the receiver refused.
+	ReceiverErrors []string
 	// Incomplete lists why the run is not a full pass even if the money
 	// that was confirmed reconciles.
 	Incomplete []string
@@ -148,7 +155,7 @@ func (r *Result) ExitCode() int {
 	hard, soft := false, false
 	for _, p := range r.Reconciliation.Problems {
 		switch p.Kind {
-		case ProblemMissing, ProblemTotal, ProblemGatewayTotals, ProblemRegistry:
+		case ProblemMissing, ProblemTotal, ProblemGatewayTotals, ProblemRegistry, ProblemEventLog, ProblemWebhook:
 			// Before the outbox drained a missing payment may be late,
 			// not lost.
 			if r.Drained {
@@ -178,6 +185,10 @@ type testHooks struct {
 	// replicas are given instead of the emulator's own (a tampering proxy
 	// in front of it).
 	gatewayToloka string
+	// landOnly Tolokers (the first ones) land and never submit in
+	// throughput mode: their sessions stay open until the settle ends
+	// them (--webhook).
+	landOnly int
 }
 
 // toloker is one simulated Toloker.
@@ -206,24 +217,30 @@ type counters struct {
 // runner carries one run.
 type runner struct {
 	cfg      Config
+	hooks    *testHooks
 	res      *Result
 	progress io.Writer
 	start    time.Time
 
-	workDir     string
-	ownWorkDir  bool
-	hc, browser *http.Client
-	emu         *emulator
-	tolokaKey   string
-	redisURL    string
-	rdb         *redis.Client
-	ownRedis    *redisServer
-	ownToloka   *tolokasimServer
-	ownReplicas []*crowdgateReplica
-	replicas    []replica
-	apis        []gatewayAPI
-	grpcClients []*grpcClient
-	platform    *platform
+	workDir      string
+	ownWorkDir   bool
+	hc, browser  *http.Client
+	emu          *emulator
+	tolokaKey    string
+	redisURL     string
+	rdb          *redis.Client
+	ownRedis     *redisServer
+	ownToloka    *tolokasimServer
+	ownReplicas  []*crowdgateReplica
+	replicas     []replica
+	apis         []gatewayAPI
+	grpcClients  []*grpcClient
+	platform     *platform
+	hook         *WebhookReceiver // --webhook
+	hookBefore   map[string]bool  // event ids in the log before the endpoint
+	hookTypes    []string         // the endpoint's event types
+	hookSecret   string           // its signing secret
+	hookEndpoint string           // its endpoint id
 
 	poolID, tolokaPoolID string
 	tolokers             []*toloker
@@ -263,6 +280,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer, hooks *testHooks) 
 	}
 	r, closeRunner := newRunner(cfg, progress)
 	defer func() { closeRunner(err) }()
+	r.hooks = hooks
 	if err := r.setupInfra(ctx, hooks); err != nil {
 		return r.res, err
 	}
@@ -322,6 +340,11 @@ func (r *runner) setupInfra(ctx context.Context, hooks *testHooks) error {
 		return err
 	}
 	r.res.WorkDir = r.workDir
+	if cfg.Webhook {
+		if err := r.startReceiver(); err != nil {
+			return err
+		}
+	}
 
 	var repo string
 	needBuild := (cfg.TolokaURL == "" && cfg.Tolokasim == "") || (len(cfg.Gateways) == 0 && cfg.Crowdgate == "")
@@ -402,7 +425,7 @@ func (r *runner) setupInfra(ctx context.Context, hooks *testHooks) error {
 		env := crowdgateEnv{
 			RedisURL: r.redisURL, RedisPrefix: "crowdload:" + r.res.RunID + ":",
 			TolokaAPIURL: r.emu.apiURL(), EncryptionKey: base64.StdEncoding.EncodeToString(key),
-			Extra: cfg.GatewayEnv,
+			Extra: cfg.GatewayEnv, Webhook: cfg.Webhook,
 		}
 		if hooks != nil && hooks.gatewayToloka != "" {
 			env.TolokaAPIURL = strings.TrimRight(hooks.gatewayToloka, "/") + "/api/v1"
@@ -508,6 +531,13 @@ func (r *runner) setupResources(ctx context.Context) error {
 		return err
 	}
 	r.platform = p
+	if r.hook != nil {
+		// Before anything the run makes, so every event of the run is
+		// delivered.
+		if err := r.registerWebhook(ctx); err != nil {
+			return err
+		}
+	}
 	api, to := r.apis[0], r.cfg.RequestTimeout
 	cred, err := setupCall(ctx, to, func(ctx context.Context) (*crowdgatev1.CreateCredentialResponse, error) {
 		return api.CreateCredential(ctx, &crowdgatev1.CreateCredentialRequest{
@@ -784,10 +814,10 @@ func (r *runner) submit(ctx context.Context, t *toloker, k int, s *submitRecord)
 		RetryId:        s.retryID,
 		Reward:         s.reward.String(),
 		Quality:        "0.9",
-		CloseSession:   last,
+		CloseSession:   proto.Bool(last),
 		StartTime:      timestamppb.New(end.Add(-30 * time.Second)),
 		EndTime:        timestamppb.New(end),
-		RealTasksCount: 1,
+		RealTasksCount: proto.Int32(1),
 	}
 	s.outcome = OutcomeUnconfirmed
 	r.c.sent.Add(1)
@@ -919,6 +949,9 @@ func (r *runner) load(ctx context.Context) error {
 		}
 		start = time.Now()
 		r.forEach(loadCtx, func(t *toloker) {
+			if r.hooks != nil && t.idx < r.hooks.landOnly {
+				return
+			}
 			if t.sessionID != "" {
 				r.work(loadCtx, t)
 			}
@@ -1280,6 +1313,9 @@ func (r *runner) settle(ctx context.Context) {
 			r.res.Reconciliation.CheckRegistry(ledger, r.landedUsers(), registry)
 		}
 	}
+	if r.hook != nil {
+		r.settleEvents(ctx)
+	}
 }
 
 // registry reads the pool's Tolokers from the registry (ListTolokers),
@@ -1415,6 +1451,9 @@ func (r *runner) finish() {
 func (r *runner) teardown(runErr error) {
 	if r.platform != nil {
 		r.platform.close()
+	}
+	if r.hook != nil {
+		_ = r.hook.Close()
 	}
 	for _, c := range r.grpcClients {
 		_ = c.close()

@@ -1,5 +1,6 @@
 -- crowdgate_append_event appends one event to a tenant's log, once: an id
--- already recorded within the retention appends nothing. Scripts of other
+-- already recorded within the dedupe window (the retention, at most 24
+-- hours: repeats come from retries within minutes) appends nothing. Scripts of other
 -- packages that run in the tenant's slot (the Toloker registry) prepend
 -- this function to their text, so their state change and its event are one
 -- atomic step.
@@ -17,9 +18,10 @@ local function crowdgate_append_event(log, seen, id, body, keep)
   if redis.call('ZADD', seen, 'NX', string.format('%.0f', now), id) == 0 then
     return false
   end
+  local window = math.min(tonumber(keep), 86400000)
+  redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. string.format('%.0f', now - window))
+  redis.call('PEXPIRE', seen, window)
   local min = string.format('%.0f', now - tonumber(keep))
-  redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. min)
   local eid = redis.call('XADD', log, 'MINID', '~', min, '*', 'e', body)
-  redis.call('PEXPIRE', seen, keep)
   return eid
 end

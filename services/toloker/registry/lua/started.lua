@@ -8,6 +8,9 @@
 -- KEYS[2] the tenant's activity index (zset: user -> last activity ms)
 -- KEYS[3] the pool's activity index (zset: user -> last activity in it ms)
 -- KEYS[4] the Toloker's restrictions (hash: ban id -> restriction)
+-- KEYS[5] the tenant's deadlines (zset: user TAB session -> expiry ms)
+-- KEYS[6] the tenant's session snapshots (hash: session -> Session
+--         protobuf, p:<session> -> 1 until its started event is recorded)
 --
 -- ARGV[1] session id
 -- ARGV[2] pool id
@@ -16,6 +19,7 @@
 -- ARGV[5] the session's expiry (ms)
 -- ARGV[6] retention (ms)
 -- ARGV[7] user id
+-- ARGV[8] the session (protobuf), for its events
 --
 -- Returns {counted (0|1), restriction fields and values...}.
 local now = tonumber(ARGV[4])
@@ -41,8 +45,11 @@ for i = 1, #all, 2 do
   local f, v = all[i], all[i + 1]
   local kind = string.sub(f, 1, 2)
   if kind == 's:' then
+    -- A session with a deadline is ended by the expiry sweep, which
+    -- records its event; only a listing without one (written before
+    -- deadlines existed) is dropped here.
     local exp = tonumber(string.match(v, '^%d+'))
-    if not exp or exp <= now then
+    if (not exp or exp <= now) and not redis.call('ZSCORE', KEYS[5], ARGV[7] .. '\t' .. string.sub(f, 3)) then
       redis.call('HDEL', KEYS[1], f)
     end
   elseif kind == 'p:' or kind == 'j:' then
@@ -55,6 +62,8 @@ end
 local counted = 0
 if redis.call('HSETNX', KEYS[1], 's:' .. ARGV[1], ARGV[5] .. '\t' .. ARGV[2]) == 1 then
   counted = 1
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7] .. '\t' .. ARGV[1])
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[8], 'p:' .. ARGV[1], '1')
   redis.call('HINCRBY', KEYS[1], 'n', 1)
   redis.call('HSETNX', KEYS[1], 'f', ARGV[4])
   setmax(KEYS[1], 'l', now)

@@ -11,6 +11,8 @@
 -- KEYS[8] the Toloker's pay counters in this shard (hash: delivered, dead,
 --         rd = reward delivered in units of 1e-8 USD), read by the Toloker
 --         registry; changed here, with the state, so counted exactly once
+-- KEYS[9] the shard's event intents (stream), relayed to the tenant's
+--         event log: written here, with the state change it reports
 --
 -- ARGV[1]  outcome: delivered | retry | dead | defer (not attempted: an
 --          earlier submission of the session is unsettled; like retry, but
@@ -25,6 +27,8 @@
 -- ARGV[9]  schedule member (tenant TAB submission id)
 -- ARGV[10] submission id
 -- ARGV[11] the pay counters' retention in ms
+-- ARGV[12] the submission.delivered event (protobuf)
+-- ARGV[13] the submission.dead event (protobuf)
 --
 -- Returns {outcome applied} | {"skip", state} when the submission was
 -- already DELIVERED (or DEAD for a retry) | {"gone"}.
@@ -81,6 +85,7 @@ if ARGV[1] == 'delivered' then
   redis.call('HINCRBY', KEYS[8], 'rd', amt)
   redis.call('PEXPIRE', KEYS[8], ARGV[11])
   redis.call('SREM', KEYS[7], ARGV[10])
+  redis.call('XADD', KEYS[9], '*', 'e', ARGV[12])
   return {'delivered'}
 end
 if st ~= '1' or eid ~= ARGV[2] then
@@ -108,4 +113,5 @@ redis.call('HINCRBY', KEYS[8], 'dead', 1)
 redis.call('PEXPIRE', KEYS[8], ARGV[11])
 redis.call('ZADD', KEYS[3], 0, ARGV[10])
 redis.call('SREM', KEYS[7], ARGV[10])
+redis.call('XADD', KEYS[9], '*', 'e', ARGV[13])
 return {'dead'}

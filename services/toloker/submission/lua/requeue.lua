@@ -5,10 +5,12 @@
 -- KEYS[3] pool dead-letter index
 -- KEYS[4] outbox stream of the shard
 -- KEYS[5] the Toloker's pay counters in this shard
+-- KEYS[6] the shard's event intents (stream)
 --
 -- ARGV[1] tenant id
 -- ARGV[2] submission id
 -- ARGV[3] now, unix ms (next attempt time for the record)
+-- ARGV[4] the submission.retried event (protobuf)
 --
 -- Returns {"ok"} | {"state", st} when it is not DEAD | {"gone"}.
 local r = redis.call('HMGET', KEYS[1], 'st', 'amt')
@@ -27,4 +29,5 @@ end
 redis.call('HINCRBY', KEYS[2], 'queued', 1)
 redis.call('HINCRBY', KEYS[2], 'rq', r[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('XADD', KEYS[6], '*', 'e', ARGV[4])
 return {'ok'}

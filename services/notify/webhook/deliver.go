@@ -1,0 +1,343 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/platform/outbox"
+)
+
+// Bounds of a delivery.
+const (
+	// MaxBodyBytes bounds an event's body; a larger event is sent without
+	// its data (the resource's state), which the receiver reads over the
+	// API.
+	MaxBodyBytes = 256 << 10
+	// maxAnswerBytes is how much of an endpoint's answer is read.
+	maxAnswerBytes = 64 << 10
+	// maxAttemptsKept bounds a delivery's recorded attempts.
+	maxAttemptsKept = 100
+)
+
+// fanout queues one delivery of ev per enabled endpoint of its tenant whose
+// event types select it. It is idempotent: the delivery's id is made from
+// the event and the endpoint. An error makes the log offer ev again.
+func (s *Service) fanout(ctx context.Context, ev *crowdgatev1.Event) error {
+	eps, err := s.st.allEndpoints(ctx, ev.GetTenantId())
+	if err != nil {
+		return err
+	}
+	for _, r := range eps {
+		if r.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED || !selects(r.ep, ev.GetType()) {
+			continue
+		}
+		if _, err := s.enqueue(ctx, r.ep, ev, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// selects reports whether an endpoint's event types select typ.
+func selects(ep *crowdgatev1.WebhookEndpoint, typ string) bool {
+	f, err := events.NewFilter("event_types", ep.GetEventTypes())
+	return err == nil && f.Match(typ)
+}
+
+// enqueue queues ev for ep: once, or again (a new run of attempts) when
+// again is set and an earlier delivery has settled. It reports whether a
+// run was queued.
+func (s *Service) enqueue(ctx context.Context, ep *crowdgatev1.WebhookEndpoint, ev *crowdgatev1.Event, again bool) (bool, error) {
+	pb, err := proto.Marshal(ev)
+	if err != nil {
+		return false, err
+	}
+	tenantID, it := ev.GetTenantId(), item(ep.GetEndpointId(), ev.GetEventId())
+	at := s.now()
+	if ct := ev.GetCreateTime(); ct != nil {
+		at = ct.AsTime()
+	}
+	// The index entry first: a delivery is then always listed (an entry
+	// whose delivery was never queued, or has expired, is skipped).
+	idx := s.st.deliveryIndex(tenantID, ep.GetEndpointId())
+	if err := s.st.rdb.ZAdd(ctx, idx, redisZ(indexMember(at, ev.GetEventId()))).Err(); err != nil {
+		return false, unavailable(err)
+	}
+	// Entries older than the retention go (their records have expired):
+	// now and then, which keeps an index within a few dozen stale entries.
+	if rand.N(32) == 0 {
+		s.st.rdb.ZRemRangeByLex(ctx, idx, "-", "("+indexMember(s.now().Add(-s.cfg.Retention-s.retrySpan()), ""))
+	}
+	created, err := s.rec.Enqueue(ctx, shardOf(it), tenantID, it, again,
+		"pb", pb, "ty", ev.GetType(), "ct", strconv.FormatInt(s.now().UnixMilli(), 10), "nat", strconv.FormatInt(s.now().UnixMilli(), 10))
+	if err != nil {
+		return false, err
+	}
+	if created {
+		s.m.queued.Inc()
+		s.nudge()
+	}
+	return created, nil
+}
+
+// retrySpan is the retry schedule's length.
+func (s *Service) retrySpan() time.Duration {
+	var d time.Duration
+	for _, w := range s.cfg.RetrySchedule {
+		d += w
+	}
+	return d
+}
+
+// process is the outbox Handler: it takes a delivery's lease, makes one
+// attempt and records it.
+func (s *Service) process(ctx context.Context, e outbox.Entry) {
+	token := randomHex(12)
+	c, err := s.rec.Claim(ctx, e, token, s.cfg.AttemptTimeout+5*time.Second)
+	if err != nil {
+		s.log.Warn("webhook: could not claim a delivery; it stays pending", slog.String("error", err.Error()))
+		return
+	}
+	if c.Kind != "ok" {
+		return
+	}
+	ev := new(crowdgatev1.Event)
+	if err := proto.Unmarshal(c.Payload, ev); err != nil {
+		s.settle(ctx, e, token, outbox.Settlement{Outcome: outbox.Drop}, outDropped)
+		return
+	}
+	endpointID, _, _ := strings.Cut(e.Item, "/")
+	r, err := s.st.getEndpoint(ctx, e.Tenant, endpointID)
+	if err != nil || r.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED {
+		if err != nil && !isNotFound(err) {
+			// Not recorded: the entry stays pending and comes back.
+			s.log.Warn("webhook: could not read the endpoint of a delivery", slog.String("endpoint_id", endpointID), slog.String("error", err.Error()))
+			return
+		}
+		s.settle(ctx, e, token, outbox.Settlement{Outcome: outbox.Drop}, outDropped)
+		return
+	}
+	a := s.attempt(ctx, r, ev)
+	s.m.duration.Observe(float64(a.GetLatencyMs()) / 1000)
+	journal, _ := proto.Marshal(a)
+	ok := a.GetError() == "" && a.GetHttpStatus() >= 200 && a.GetHttpStatus() < 300
+	st := outbox.Settlement{Journal: journal}
+	kind := outDelivered
+	switch {
+	case ok:
+		st.Outcome = outbox.Done
+	case c.RunAttempts < len(s.cfg.RetrySchedule):
+		st.Outcome, kind = outbox.Retry, outRetry
+		st.Backoff = jitter(s.cfg.RetrySchedule[c.RunAttempts])
+		st.Fields = []any{"nat", strconv.FormatInt(s.now().Add(st.Backoff).UnixMilli(), 10)}
+	default:
+		st.Outcome, kind = outbox.Dead, outDead
+	}
+	if !s.settle(ctx, e, token, st, kind) {
+		return
+	}
+	log := s.log.With(slog.String("endpoint_id", endpointID), slog.String("event_id", ev.GetEventId()), slog.Int("attempt", c.Attempts+1))
+	if ok {
+		if ct := ev.GetCreateTime(); ct != nil {
+			s.m.latency.Observe(s.now().Sub(ct.AsTime()).Seconds())
+		}
+		if !r.failingSince.IsZero() {
+			if err := s.st.rdb.HDel(ctx, s.st.endpointKey(e.Tenant, endpointID), "fs").Err(); err != nil {
+				log.Warn("webhook: could not clear an endpoint's failures", slog.String("error", err.Error()))
+			}
+		}
+		log.Debug("webhook: delivered")
+		return
+	}
+	log.Info("webhook: attempt failed", slog.String("outcome", kind), slog.Int("http_status", int(a.GetHttpStatus())), slog.String("error", a.GetError()))
+	s.failed(ctx, r)
+}
+
+// settle records an attempt's outcome, retrying a Redis failure a few
+// times; false when it could not (the entry stays pending and is offered
+// again, with the same webhook-id).
+func (s *Service) settle(ctx context.Context, e outbox.Entry, token string, st outbox.Settlement, kind string) bool {
+	var err error
+	for try := range 3 {
+		if _, err = s.rec.Settle(ctx, e, token, st); err == nil {
+			s.m.attempts.WithLabelValues(kind).Inc()
+			return true
+		}
+		t := time.NewTimer(time.Duration(100<<try) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	s.log.Error("webhook: could not record a delivery attempt; it will be retried", slog.String("error", err.Error()))
+	return false
+}
+
+// jitter adds up to 10% to d.
+func jitter(d time.Duration) time.Duration { return d + rand.N(d/10+1) }
+
+// attempt POSTs ev to the endpoint once.
+func (s *Service) attempt(ctx context.Context, r *endpointRecord, ev *crowdgatev1.Event) *crowdgatev1.WebhookAttempt {
+	start := s.now()
+	a := &crowdgatev1.WebhookAttempt{AttemptTime: timestamppb.New(start)}
+	body, err := Body(ev)
+	if err != nil {
+		a.Error = "the event could not be encoded"
+		return a
+	}
+	keys, err := r.keys(s.st.box, start)
+	if err != nil {
+		a.Error = "the endpoint's secret could not be read"
+		return a
+	}
+	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, r.ep.GetUrl(), bytes.NewReader(body))
+	if err != nil {
+		a.Error = "invalid URL"
+		return a
+	}
+	unix := start.Unix()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "Crowdgate-Webhooks/1")
+	req.Header.Set("webhook-id", ev.GetEventId())
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(unix, 10))
+	req.Header.Set("webhook-signature", signature(ev.GetEventId(), unix, body, keys...))
+	t0 := time.Now()
+	resp, err := s.client.Do(req)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
+		_ = resp.Body.Close()
+		a.HttpStatus = int32(resp.StatusCode)
+		if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+			a.Error = "HTTP " + strconv.Itoa(resp.StatusCode)
+			if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+				a.Error += " (redirects are not followed)"
+			}
+		}
+	} else {
+		a.Error = errorText(err)
+	}
+	a.LatencyMs = time.Since(t0).Milliseconds()
+	return a
+}
+
+// Body is the body of ev's delivery: the Event as protojson with proto
+// field names; without its data when that would exceed MaxBodyBytes.
+func Body(ev *crowdgatev1.Event) ([]byte, error) {
+	opts := protojson.MarshalOptions{UseProtoNames: true}
+	b, err := opts.Marshal(ev)
+	if err != nil || len(b) <= MaxBodyBytes {
+		return b, err
+	}
+	small := proto.CloneOf(ev)
+	small.Data = nil
+	return opts.Marshal(small)
+}
+
+// errorText describes a failed request without its URL, an address or
+// anything the endpoint sent: "timeout", "connection refused", ...
+func errorText(err error) string {
+	var dnsErr *net.DNSError
+	switch {
+	case errors.Is(err, errBlockedAddress):
+		return errBlockedAddress.Error()
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timeout"
+	case errors.As(err, &dnsErr):
+		return "the host does not resolve"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "host unreachable"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	if isTLSError(err) {
+		return "TLS handshake failed"
+	}
+	return "request failed"
+}
+
+// failed records a failed attempt on its endpoint and disables the
+// endpoint once it has failed for DisableAfter.
+func (s *Service) failed(ctx context.Context, r *endpointRecord) {
+	tenantID, id := r.ep.GetTenantId(), r.ep.GetEndpointId()
+	key := s.st.endpointKey(tenantID, id)
+	now := s.now()
+	since := r.failingSince
+	if since.IsZero() {
+		set, err := s.st.rdb.HSetNX(ctx, key, "fs", strconv.FormatInt(now.UnixMilli(), 10)).Result()
+		if err != nil || set {
+			return
+		}
+		ms, err := s.st.rdb.HGet(ctx, key, "fs").Int64()
+		if err != nil {
+			return
+		}
+		since = time.UnixMilli(ms)
+	}
+	if now.Sub(since) < s.cfg.DisableAfter {
+		return
+	}
+	reason := "every delivery attempt failed for " + s.cfg.DisableAfter.String()
+	var flipped bool
+	got, err := s.st.changeEndpoint(ctx, tenantID, id, func(cur *endpointRecord) ([]any, []string, error) {
+		if cur.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED || cur.failingSince.IsZero() {
+			return nil, nil, nil
+		}
+		cur.ep.State = crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED
+		cur.ep.DisabledReason = reason
+		cur.ep.UpdateTime = timestamppb.New(now)
+		flipped = true
+		return []any{}, nil, nil
+	})
+	if err != nil {
+		s.log.Warn("webhook: could not disable a failing endpoint", slog.String("endpoint_id", id), slog.String("error", err.Error()))
+		return
+	}
+	if !flipped {
+		return
+	}
+	s.m.disabled.Inc()
+	s.log.Warn("webhook: endpoint disabled: it kept failing", slog.String("endpoint_id", id), slog.Duration("failing_for", now.Sub(since)))
+	s.appendDisabled(ctx, got.ep, since)
+}
+
+// appendDisabled records the webhook_endpoint.disabled event. Its id is
+// made from the endpoint and the start of the failures that disabled it, so
+// repeating it records nothing new.
+func (s *Service) appendDisabled(ctx context.Context, ep *crowdgatev1.WebhookEndpoint, since time.Time) {
+	ev := events.NewEvent(ep.GetTenantId(), events.TypeWebhookEndpointDisabled, "webhook_endpoints/"+ep.GetEndpointId(),
+		s.now(), strconv.FormatInt(since.UnixMilli(), 10))
+	ev.Data = &crowdgatev1.Event_WebhookEndpoint{WebhookEndpoint: proto.CloneOf(ep)}
+	for try := range 3 {
+		err := s.events.Append(ctx, ev)
+		if err == nil {
+			return
+		}
+		s.log.Warn("webhook: could not record webhook_endpoint.disabled", slog.Int("try", try+1), slog.String("error", err.Error()))
+	}
+}

@@ -1,0 +1,107 @@
+package webhook
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+)
+
+// Reseal re-seals every endpoint's secrets (current and previous) under
+// the newest key of the box, for `crowdgate -reseal`. It is idempotent and
+// safe while replicas serve; a secret no key of the ring opens is left as
+// it is and counted Unreadable (its endpoint id is logged).
+func (s *Service) Reseal(ctx context.Context) (secretbox.ResealCounts, error) {
+	var counts secretbox.ResealCounts
+	base := s.st.prefix + "whe:"
+	keys, err := scanKeys(ctx, s.st.rdb, globEscape(base)+"*")
+	if err != nil {
+		return counts, err
+	}
+	for _, key := range keys {
+		rest := strings.TrimPrefix(key, base)
+		i := strings.LastIndexByte(rest, ':')
+		if i <= 0 || !validEndpointID(rest[i+1:]) {
+			continue
+		}
+		tenantID, id := rest[:i], rest[i+1:]
+		var resealed, current, unreadable int
+		_, err := s.st.changeEndpoint(ctx, tenantID, id, func(r *endpointRecord) ([]any, []string, error) {
+			resealed, current, unreadable = 0, 0, 0
+			var set []any
+			sc := sealContext(tenantID, id)
+			for _, f := range []struct {
+				field  string
+				sealed []byte
+			}{{"sec", r.sealed}, {"osec", r.sealedPrevious}} {
+				if len(f.sealed) == 0 {
+					continue
+				}
+				out, changed, err := s.st.box.Reseal(f.sealed, sc)
+				switch {
+				case err != nil:
+					unreadable++
+				case changed:
+					resealed++
+					set = append(set, f.field, out)
+				default:
+					current++
+				}
+			}
+			return set, nil, nil
+		})
+		if err != nil && !isNotFound(err) {
+			return counts, err
+		}
+		counts.Resealed += resealed
+		counts.Current += current
+		counts.Unreadable += unreadable
+		if unreadable > 0 {
+			s.log.ErrorContext(ctx, "reseal: a webhook endpoint's secret opens with no key of CROWDGATE_ENCRYPTION_KEY; left as it is (rotate it with RotateWebhookSecret)",
+				"tenant_id", tenantID, "endpoint_id", id)
+		}
+	}
+	return counts, nil
+}
+
+// scanKeys returns every key matching the glob pattern match, on every
+// master of a Redis Cluster, each once.
+func scanKeys(ctx context.Context, rdb redis.UniversalClient, match string) ([]string, error) {
+	var (
+		mu   sync.Mutex
+		seen = map[string]bool{}
+		out  []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, match, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			if k := iter.Val(); !seen[k] {
+				seen[k] = true
+				out = append(out, k)
+			}
+			mu.Unlock()
+		}
+		return storage.Unavailable(iter.Err())
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return out, cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
+	}
+	return out, scan(ctx, rdb)
+}
+
+// globEscape escapes the characters SCAN's MATCH gives a meaning to.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

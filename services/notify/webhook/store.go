@@ -1,0 +1,365 @@
+package webhook
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+)
+
+// Shards is how many outbox streams deliveries are spread over.
+const Shards = 16
+
+// group is the consumer group of the delivery streams.
+const group = "webhook"
+
+// store is the Redis layout of endpoints and deliveries:
+//
+//	<prefix>whe:<tenant>:<endpoint id>          endpoint (hash: pb = WebhookEndpoint
+//	                                            protobuf, sec = sealed secret, osec =
+//	                                            sealed previous secret, oexp = when it
+//	                                            stops signing (unix ms), fs = failing
+//	                                            since (unix ms))
+//	<prefix>wheidx:<tenant>                     the tenant's endpoints (zset by id)
+//	<prefix>whdidx:<tenant>:<endpoint id>       the endpoint's deliveries (zset by
+//	                                            "<13-digit ms>:<event id>")
+//	<prefix>wh*:{wh:N}:...                      the delivery outbox (outbox.Records:
+//	                                            record pb = Event protobuf, ep, ev,
+//	                                            ty, ct, nat; journal = WebhookAttempt
+//	                                            protobufs)
+type store struct {
+	rdb    redis.UniversalClient
+	prefix string
+	box    *secretbox.Box
+}
+
+func (s *store) endpointKey(tenantID, id string) string {
+	return s.prefix + "whe:" + tenantID + ":" + id
+}
+func (s *store) endpointIndex(tenantID string) string { return s.prefix + "wheidx:" + tenantID }
+func (s *store) deliveryIndex(tenantID, endpointID string) string {
+	return s.prefix + "whdidx:" + tenantID + ":" + endpointID
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// newEndpointID returns "whe_" and 26 characters: the time in nanoseconds
+// and random bytes, so ids sort by creation.
+func newEndpointID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
+	if _, err := rand.Read(b[8:]); err != nil {
+		panic("webhook: crypto/rand failed: " + err.Error())
+	}
+	return "whe_" + idEncoding.EncodeToString(b[:])
+}
+
+// validEndpointID reports whether id can be an endpoint id.
+func validEndpointID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "whe_")
+	if !ok || len(rest) != 26 {
+		return false
+	}
+	for i := range len(rest) {
+		if strings.IndexByte("0123456789abcdefghjkmnpqrstvwxyz", rest[i]) < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// item is the outbox item of an event's delivery to an endpoint.
+func item(endpointID, eventID string) string { return endpointID + "/" + eventID }
+
+// shardOf is an item's shard.
+func shardOf(it string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(it))
+	return int(h.Sum32() % Shards)
+}
+
+// deliveryID is the public id of an event's delivery to an endpoint.
+func deliveryID(endpointID, eventID string) string {
+	h := sha256.Sum256([]byte(endpointID + "\x00" + eventID))
+	return "whd_" + idEncoding.EncodeToString(h[:16])
+}
+
+// sealContext binds a sealed secret to its endpoint.
+func sealContext(tenantID, endpointID string) string {
+	return "webhook-secret/" + tenantID + "/" + endpointID
+}
+
+// endpointRecord is a stored endpoint with its sealed secrets (opened only
+// to sign: listing endpoints and fanning events out never opens one).
+type endpointRecord struct {
+	ep *crowdgatev1.WebhookEndpoint
+	// sealed is the current secret; sealedPrevious signs too until
+	// previousUntil.
+	sealed, sealedPrevious []byte
+	previousUntil          time.Time
+	// failingSince is when its current run of failures started (zero when
+	// its last attempt succeeded).
+	failingSince time.Time
+}
+
+// keys returns the HMAC keys that sign at now: the previous secret's
+// during a rotation's overlap (first), then the current one's.
+func (r *endpointRecord) keys(box *secretbox.Box, now time.Time) ([][]byte, error) {
+	sc := sealContext(r.ep.GetTenantId(), r.ep.GetEndpointId())
+	open := func(sealed []byte) ([]byte, error) {
+		b, err := box.Open(sealed, sc)
+		if err != nil {
+			return nil, fmt.Errorf("webhook: the secret of endpoint %s does not open (was CROWDGATE_ENCRYPTION_KEY changed?)", r.ep.GetEndpointId())
+		}
+		return secretKey(string(b))
+	}
+	var out [][]byte
+	if len(r.sealedPrevious) > 0 && now.Before(r.previousUntil) {
+		k, err := open(r.sealedPrevious)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	k, err := open(r.sealed)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, k), nil
+}
+
+var endpointFields = []string{"pb", "sec", "osec", "oexp", "fs"}
+
+// getEndpoint reads an endpoint; NotFound when the tenant has none of
+// that id.
+func (s *store) getEndpoint(ctx context.Context, tenantID, id string) (*endpointRecord, error) {
+	if !validEndpointID(id) {
+		return nil, &serviceerror.NotFound{Resource: "webhook endpoint", ID: id}
+	}
+	vals, err := s.rdb.HMGet(ctx, s.endpointKey(tenantID, id), endpointFields...).Result()
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	r, err := s.decodeEndpoint(tenantID, id, vals)
+	if err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, &serviceerror.NotFound{Resource: "webhook endpoint", ID: id}
+	}
+	return r, nil
+}
+
+func (s *store) decodeEndpoint(tenantID, id string, vals []any) (*endpointRecord, error) {
+	str := func(i int) string { v, _ := vals[i].(string); return v }
+	if str(0) == "" {
+		return nil, nil
+	}
+	ep := new(crowdgatev1.WebhookEndpoint)
+	if err := proto.Unmarshal([]byte(str(0)), ep); err != nil {
+		return nil, fmt.Errorf("webhook: decode endpoint %s: %w", id, err)
+	}
+	if ep.GetTenantId() != tenantID || ep.GetEndpointId() != id {
+		return nil, fmt.Errorf("webhook: endpoint record %s/%s holds another endpoint", tenantID, id)
+	}
+	r := &endpointRecord{ep: ep, sealed: []byte(str(1)), sealedPrevious: []byte(str(2))}
+	if ms, err := strconv.ParseInt(str(3), 10, 64); err == nil {
+		r.previousUntil = time.UnixMilli(ms)
+	}
+	if ms, err := strconv.ParseInt(str(4), 10, 64); err == nil {
+		r.failingSince = time.UnixMilli(ms)
+	}
+	return r, nil
+}
+
+// createEndpoint stores a new endpoint with its secret.
+func (s *store) createEndpoint(ctx context.Context, ep *crowdgatev1.WebhookEndpoint, secret string) error {
+	pb, err := proto.Marshal(ep)
+	if err != nil {
+		return err
+	}
+	sealed := s.box.Seal([]byte(secret), sealContext(ep.GetTenantId(), ep.GetEndpointId()))
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.endpointKey(ep.GetTenantId(), ep.GetEndpointId()), "pb", pb, "sec", sealed)
+		return nil
+	})
+	if err != nil {
+		return storage.Unavailable(err)
+	}
+	// The index is written after the record: an index entry never names
+	// an endpoint that does not exist (one without an entry is not listed
+	// until the write is repeated).
+	if err := s.rdb.ZAdd(ctx, s.endpointIndex(ep.GetTenantId()), redis.Z{Member: ep.GetEndpointId()}).Err(); err != nil {
+		return storage.Unavailable(err)
+	}
+	return nil
+}
+
+// errConflict is a concurrent change of one endpoint.
+var errConflict = errors.New("webhook: the endpoint changed concurrently")
+
+// changeEndpoint applies change to a stored endpoint atomically (WATCH;
+// retried on a concurrent change). change may set fields to write besides
+// pb (name, value pairs) and fields to delete.
+func (s *store) changeEndpoint(ctx context.Context, tenantID, id string,
+	change func(r *endpointRecord) (set []any, del []string, err error)) (*endpointRecord, error) {
+	key := s.endpointKey(tenantID, id)
+	for range 10 {
+		var out *endpointRecord
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			vals, err := tx.HMGet(ctx, key, endpointFields...).Result()
+			if err != nil {
+				return storage.Unavailable(err)
+			}
+			r, err := s.decodeEndpoint(tenantID, id, vals)
+			if err != nil {
+				return err
+			}
+			if r == nil {
+				return &serviceerror.NotFound{Resource: "webhook endpoint", ID: id}
+			}
+			set, del, err := change(r)
+			if err != nil {
+				return err
+			}
+			if set == nil && del == nil {
+				out = r
+				return nil
+			}
+			pb, err := proto.Marshal(r.ep)
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.HSet(ctx, key, append([]any{"pb", pb}, set...)...)
+				if len(del) > 0 {
+					p.HDel(ctx, key, del...)
+				}
+				return nil
+			})
+			if errors.Is(err, redis.TxFailedErr) {
+				return errConflict
+			}
+			if err != nil {
+				return storage.Unavailable(err)
+			}
+			out = r
+			return nil
+		}, key)
+		if errors.Is(err, errConflict) || errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	return nil, serviceerror.NewFailedPrecondition("the webhook endpoint is being changed concurrently; try again")
+}
+
+// deleteEndpoint removes an endpoint and its index entries.
+func (s *store) deleteEndpoint(ctx context.Context, tenantID, id string) error {
+	n, err := s.rdb.Del(ctx, s.endpointKey(tenantID, id)).Result()
+	if err != nil {
+		return storage.Unavailable(err)
+	}
+	if n == 0 {
+		return &serviceerror.NotFound{Resource: "webhook endpoint", ID: id}
+	}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, s.endpointIndex(tenantID), id)
+		p.Del(ctx, s.deliveryIndex(tenantID, id))
+		return nil
+	}); err != nil {
+		return storage.Unavailable(err)
+	}
+	return nil
+}
+
+// listEndpoints returns up to n of the tenant's endpoints after the id
+// after, oldest first, and the last id read ("" at the end).
+func (s *store) listEndpoints(ctx context.Context, tenantID, after string, n int) ([]*endpointRecord, string, error) {
+	min := "-"
+	if after != "" {
+		min = "(" + after
+	}
+	ids, err := s.rdb.ZRangeByLex(ctx, s.endpointIndex(tenantID), &redis.ZRangeBy{Min: min, Max: "+", Count: int64(n + 1)}).Result()
+	if err != nil {
+		return nil, "", storage.Unavailable(err)
+	}
+	more := len(ids) > n
+	if more {
+		ids = ids[:n]
+	}
+	out, err := s.endpoints(ctx, tenantID, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if more && len(ids) > 0 {
+		next = ids[len(ids)-1]
+	}
+	return out, next, nil
+}
+
+// allEndpoints returns every endpoint of the tenant.
+func (s *store) allEndpoints(ctx context.Context, tenantID string) ([]*endpointRecord, error) {
+	ids, err := s.rdb.ZRange(ctx, s.endpointIndex(tenantID), 0, -1).Result()
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	return s.endpoints(ctx, tenantID, ids)
+}
+
+func (s *store) endpoints(ctx context.Context, tenantID string, ids []string) ([]*endpointRecord, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.SliceCmd, len(ids))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HMGet(ctx, s.endpointKey(tenantID, id), endpointFields...)
+		}
+		return nil
+	}); err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	out := make([]*endpointRecord, 0, len(ids))
+	for i, c := range cmds {
+		r, err := s.decodeEndpoint(tenantID, ids[i], c.Val())
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// indexMember is a delivery's member in its endpoint's index: it sorts by
+// the event's time.
+func indexMember(at time.Time, eventID string) string {
+	return fmt.Sprintf("%013d:%s", max(at.UnixMilli(), 0), eventID)
+}
+
+// memberEvent is the event id of an index member.
+func memberEvent(m string) string {
+	_, ev, _ := strings.Cut(m, ":")
+	return ev
+}

@@ -1,0 +1,33 @@
+-- enqueue: write an item's record and its stream entry, once.
+--
+-- KEYS[1] the item's record (hash)
+-- KEYS[2] stream of the shard
+-- KEYS[3] retry schedule of the shard
+--
+-- ARGV[1] tenant
+-- ARGV[2] item id
+-- ARGV[3] "again": a settled record (done or dead) is queued again, its
+--         run's attempt count (ratt) starting at 0 (an operator's
+--         redelivery); "" leaves an existing record alone (idempotent)
+-- ARGV[4..] field, value pairs written with a new record (or a requeued
+--         one)
+--
+-- Returns {"new", entry} | {"requeued", entry} | {"exists", state}.
+local st = redis.call('HGET', KEYS[1], 'st')
+if st then
+  if ARGV[3] ~= 'again' or st == '1' then
+    return {'exists', st}
+  end
+end
+local eid = redis.call('XADD', KEYS[2], '*', 't', ARGV[1], 's', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[1] .. '\t' .. ARGV[2])
+redis.call('PERSIST', KEYS[1])
+redis.call('HSET', KEYS[1], 'st', '1', 'eid', eid, 'ratt', '0')
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if st then
+  return {'requeued', eid}
+end
+redis.call('HSET', KEYS[1], 'att', '0')
+return {'new', eid}

@@ -1,0 +1,399 @@
+// Package outbox is Crowdgate's one durable delivery mechanism: work
+// written to Redis is handed to a Handler, on some replica, until the
+// Handler settles it. The submission outbox (payments to Toloka) and the
+// webhook deliveries both run on it.
+//
+// Layout. Work is spread over Shards shards; each shard has a Redis stream
+// (entries "t" = tenant, "s" = item id) read by one consumer group, and a
+// retry schedule (a sorted set of "tenant TAB item" scored by the due time
+// in unix ms). A shard's keys share one hash tag, so a Lua script changes a
+// record, its stream and its schedule atomically, also on Redis Cluster.
+//
+// Invariants (what a user of the package may rely on):
+//
+//   - At least once. An entry is acknowledged only by the user's settle
+//     script (atomically with the record's new state). An entry read by a
+//     replica that dies stays pending and is reclaimed (XAUTOCLAIM) by
+//     another replica once idle for VisibilityTimeout; an item whose
+//     outcome could not be recorded is thus offered again.
+//   - One lease holder. A Handler first takes the item's lease (a Redis key
+//     with a token and an expiry, Claim for records of this package's
+//     layout); while it lives no other replica attempts the item, so no two
+//     attempts of one item are ever in flight when the lease outlasts an
+//     attempt. Entries whose lease is busy stay pending and come back.
+//   - Durable schedule. A retry is a member of the shard's schedule, written
+//     in the same script as the outcome; Promote moves due members back to
+//     the stream (only for records still queued and without a live entry),
+//     so a retry survives every restart and is never doubled.
+//   - Bounded work. A replica reads only as many entries as it has free
+//     workers (Concurrency); when its context ends, the reader stops and the
+//     workers finish the entries already read.
+//   - Observability. Reclaims, the oldest waiting entry's age (lag) and the
+//     ready and scheduled depths are reported through Hooks; consumers of
+//     replicas gone for an hour, holding nothing, are removed.
+//
+// The Handler decides what an attempt is and what its outcome means; the
+// Queue only moves entries. Records of the generic layout (records.go:
+// Enqueue, Claim, Settle) give a new user all of the above without writing
+// Lua; the submission outbox keeps its own scripts, which also keep a pool's
+// totals, and plugs them in through Config.PromoteScript and its Handler.
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+)
+
+// Entry is one stream entry: an item of a tenant to work on.
+type Entry struct {
+	// Shard is the shard whose stream carries the entry.
+	Shard int
+	// StreamID is the stream entry's id ("<ms>-<seq>").
+	StreamID string
+	// Tenant owns the item.
+	Tenant string
+	// Item is the item's id (a submission id, a delivery id).
+	Item string
+}
+
+// Handler works on one entry a worker read. It must leave the entry pending
+// when it cannot record an outcome (then it is reclaimed later), and
+// acknowledge it (in its settle script) when it does.
+type Handler func(ctx context.Context, e Entry)
+
+// Hooks report the queue's measurements; nil hooks are skipped. Lag is
+// polled only when OnLag is set.
+type Hooks struct {
+	// OnReclaimed counts entries taken over from a consumer that left them.
+	OnReclaimed func(n int)
+	// OnLag reports the age of the oldest entry waiting (in a stream, or
+	// overdue in a schedule) and the ready and scheduled depths.
+	OnLag func(lag time.Duration, ready, scheduled int64)
+}
+
+// Config describes one outbox.
+type Config struct {
+	// Name prefixes log lines ("submission").
+	Name string
+	// Redis holds the outbox.
+	Redis redis.UniversalClient
+	// Shards is the number of shards (streams); at least 1.
+	Shards int
+	// Group is the consumer group every replica reads with.
+	Group string
+	// Consumer names this replica in the group.
+	Consumer string
+	// Stream and Schedule name a shard's stream and retry schedule.
+	Stream, Schedule func(shard int) string
+	// RecordPrefix is the key prefix of a shard's records: a record's key
+	// is RecordPrefix(shard) + tenant + ":" + item. Promote reads it.
+	RecordPrefix func(shard int) string
+	// PromoteScript moves due schedule members to the stream: KEYS
+	// schedule, stream; ARGV most members to move, record prefix. Default
+	// PromoteScript (records with st "1" and no live entry "eid").
+	PromoteScript *redis.Script
+	// Handle works on each entry read.
+	Handle Handler
+	// Concurrency is the number of workers; at least 1.
+	Concurrency int
+	// PollInterval is how often an idle reader looks for due retries.
+	PollInterval time.Duration
+	// VisibilityTimeout is the idle time after which an unacknowledged
+	// entry is reclaimed.
+	VisibilityTimeout time.Duration
+	// Wake, when set, wakes an idle reader (new work was written).
+	Wake <-chan struct{}
+	// Hooks report measurements.
+	Hooks Hooks
+	// Log receives the queue's logs (slog.Default when nil).
+	Log *slog.Logger
+}
+
+// Queue reads an outbox and hands its entries to a Handler.
+type Queue struct {
+	cfg Config
+}
+
+// New returns a queue; it fails on an incomplete Config.
+func New(cfg Config) (*Queue, error) {
+	switch {
+	case cfg.Redis == nil, cfg.Stream == nil, cfg.Schedule == nil, cfg.RecordPrefix == nil:
+		return nil, errors.New("outbox: Config.Redis, Stream, Schedule and RecordPrefix are required")
+	case cfg.Shards < 1, cfg.Group == "", cfg.Consumer == "":
+		return nil, errors.New("outbox: Config.Shards, Group and Consumer are required")
+	case cfg.PollInterval <= 0, cfg.VisibilityTimeout <= 0:
+		return nil, errors.New("outbox: Config.PollInterval and VisibilityTimeout must be positive")
+	}
+	if cfg.PromoteScript == nil {
+		cfg.PromoteScript = PromoteScript
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Name == "" {
+		cfg.Name = "outbox"
+	}
+	return &Queue{cfg: cfg}, nil
+}
+
+// Run reads the outbox until ctx is done: one reader takes new entries of
+// every shard's stream in this replica's consumer, reclaims entries left
+// unacknowledged past VisibilityTimeout and moves due retries back to the
+// streams; Concurrency workers run the Handler on what it reads. When ctx
+// ends the reader stops and Run returns once the workers have finished the
+// entries already read (they run on a context that is not cancelled: each
+// attempt must bound itself).
+func (q *Queue) Run(ctx context.Context) {
+	if q.cfg.Handle == nil {
+		panic("outbox: Run without a Handler")
+	}
+	for shard := range q.cfg.Shards {
+		q.EnsureGroup(ctx, shard)
+	}
+	work := make(chan Entry, q.cfg.Concurrency)
+	dctx := context.WithoutCancel(ctx)
+	var wg sync.WaitGroup
+	for range q.cfg.Concurrency {
+		wg.Go(func() {
+			for e := range work {
+				q.cfg.Handle(dctx, e)
+			}
+		})
+	}
+	q.read(ctx, work)
+	close(work)
+	wg.Wait()
+}
+
+// read feeds work until ctx is done.
+func (q *Queue) read(ctx context.Context, work chan<- Entry) {
+	var lastPromote, lastReclaim, lastLag, lastCleanup time.Time
+	cursors := make([]string, q.cfg.Shards)
+	for i := range cursors {
+		cursors[i] = "0-0"
+	}
+	reclaimEvery := max(q.cfg.VisibilityTimeout/4, q.cfg.PollInterval)
+	for ctx.Err() == nil {
+		now := time.Now()
+		if now.Sub(lastPromote) >= q.cfg.PollInterval {
+			q.Promote(ctx)
+			lastPromote = now
+		}
+		room := cap(work) - len(work)
+		var got []Entry
+		if room > 0 {
+			got = q.ReadNew(ctx, room)
+		}
+		if rest := room - len(got); rest > 0 && now.Sub(lastReclaim) >= reclaimEvery {
+			got = append(got, q.reclaim(ctx, rest, cursors)...)
+			lastReclaim = now
+		}
+		for _, e := range got {
+			// Blocks while every worker is busy: entries are read only as
+			// fast as they are handled.
+			work <- e
+		}
+		if q.cfg.Hooks.OnLag != nil && now.Sub(lastLag) >= 5*time.Second {
+			q.updateLag(ctx)
+			lastLag = now
+		}
+		if now.Sub(lastCleanup) >= 10*time.Minute {
+			q.cleanupConsumers(ctx)
+			lastCleanup = now
+		}
+		if len(got) > 0 {
+			continue // more may be waiting
+		}
+		t := time.NewTimer(q.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+		case <-q.cfg.Wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// EnsureGroup creates shard's stream and consumer group if missing. It
+// reads the stream from its start, so entries written before the group
+// existed are handled too.
+func (q *Queue) EnsureGroup(ctx context.Context, shard int) {
+	err := q.cfg.Redis.XGroupCreateMkStream(ctx, q.cfg.Stream(shard), q.cfg.Group, "0").Err()
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") && ctx.Err() == nil {
+		q.cfg.Log.Warn(q.cfg.Name+": could not create the outbox consumer group", slog.Int("shard", shard), slog.String("error", err.Error()))
+	}
+}
+
+// ReadNew reads new entries of every shard in one round trip (a pipeline;
+// Redis Cluster splits it by node), up to free from each shard.
+func (q *Queue) ReadNew(ctx context.Context, free int) []Entry {
+	cmds := make([]*redis.XStreamSliceCmd, q.cfg.Shards)
+	_, _ = q.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for shard := range q.cfg.Shards {
+			cmds[shard] = p.XReadGroup(ctx, &redis.XReadGroupArgs{
+				Group: q.cfg.Group, Consumer: q.cfg.Consumer, Streams: []string{q.cfg.Stream(shard), ">"},
+				Count: int64(free), Block: -1,
+			})
+		}
+		return nil
+	})
+	var out []Entry
+	for shard, c := range cmds {
+		res, err := c.Result()
+		if err != nil {
+			switch {
+			case errors.Is(err, redis.Nil) || ctx.Err() != nil:
+			case redis.HasErrorPrefix(err, "NOGROUP"):
+				q.EnsureGroup(ctx, shard)
+			default:
+				q.cfg.Log.Warn(q.cfg.Name+": could not read the outbox", slog.Int("shard", shard), slog.String("error", err.Error()))
+			}
+			continue
+		}
+		for _, st := range res {
+			out = append(out, q.entries(shard, st.Messages)...)
+		}
+	}
+	return out
+}
+
+// reclaim takes up to free entries that other consumers (or this one) took
+// and left unacknowledged for VisibilityTimeout: their replica died, or
+// their item's lease was busy.
+func (q *Queue) reclaim(ctx context.Context, free int, cursors []string) []Entry {
+	var out []Entry
+	for shard := 0; shard < q.cfg.Shards && len(out) < free; shard++ {
+		msgs, next, err := q.cfg.Redis.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: q.cfg.Stream(shard), Group: q.cfg.Group, Consumer: q.cfg.Consumer,
+			MinIdle: q.cfg.VisibilityTimeout, Start: cursors[shard], Count: int64(free - len(out)),
+		}).Result()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, redis.Nil) {
+				if redis.HasErrorPrefix(err, "NOGROUP") {
+					q.EnsureGroup(ctx, shard)
+				} else {
+					q.cfg.Log.Warn(q.cfg.Name+": could not reclaim outbox entries", slog.Int("shard", shard), slog.String("error", err.Error()))
+				}
+			}
+			continue
+		}
+		cursors[shard] = next
+		if len(msgs) > 0 && q.cfg.Hooks.OnReclaimed != nil {
+			q.cfg.Hooks.OnReclaimed(len(msgs))
+		}
+		out = append(out, q.entries(shard, msgs)...)
+	}
+	return out
+}
+
+func (q *Queue) entries(shard int, msgs []redis.XMessage) []Entry {
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		t, _ := m.Values["t"].(string)
+		id, _ := m.Values["s"].(string)
+		if id == "" {
+			// Not ours: acknowledge it so it does not come back.
+			q.cfg.Redis.XAck(context.Background(), q.cfg.Stream(shard), q.cfg.Group, m.ID)
+			continue
+		}
+		out = append(out, Entry{Shard: shard, StreamID: m.ID, Tenant: t, Item: id})
+	}
+	return out
+}
+
+// Promote moves due retries of every shard back to the streams, in one
+// round trip.
+func (q *Queue) Promote(ctx context.Context) {
+	calls := make([]storage.Call, q.cfg.Shards)
+	for shard := range q.cfg.Shards {
+		calls[shard] = storage.Call{Keys: []string{q.cfg.Schedule(shard), q.cfg.Stream(shard)}, Args: []any{500, q.cfg.RecordPrefix(shard)}}
+	}
+	cmds, err := storage.EvalAll(ctx, q.cfg.Redis, q.cfg.PromoteScript, calls, nil)
+	for _, c := range cmds {
+		if err == nil {
+			err = c.Err()
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		q.cfg.Log.Warn(q.cfg.Name+": could not move due retries to the outbox", slog.String("error", err.Error()))
+	}
+}
+
+// updateLag reports the age of the oldest entry waiting in the streams or
+// overdue in the schedules, and how many wait.
+func (q *Queue) updateLag(ctx context.Context) {
+	now := time.Now()
+	var oldest time.Time
+	var ready, scheduled int64
+	rdb := q.cfg.Redis
+	for shard := range q.cfg.Shards {
+		if first, err := rdb.XRangeN(ctx, q.cfg.Stream(shard), "-", "+", 1).Result(); err == nil && len(first) > 0 {
+			if t := EntryTime(first[0].ID); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
+				oldest = t
+			}
+		}
+		if n, err := rdb.XLen(ctx, q.cfg.Stream(shard)).Result(); err == nil {
+			ready += n
+		}
+		if z, err := rdb.ZRangeWithScores(ctx, q.cfg.Schedule(shard), 0, 0).Result(); err == nil && len(z) > 0 {
+			if t := time.UnixMilli(int64(z[0].Score)); t.Before(now) && (oldest.IsZero() || t.Before(oldest)) {
+				oldest = t
+			}
+		}
+		if n, err := rdb.ZCard(ctx, q.cfg.Schedule(shard)).Result(); err == nil {
+			scheduled += n
+		}
+	}
+	var lag time.Duration
+	if !oldest.IsZero() {
+		lag = max(now.Sub(oldest), 0)
+	}
+	q.cfg.Hooks.OnLag(lag, ready, scheduled)
+}
+
+// EntryTime is the time in a stream entry id ("<ms>-<seq>"); zero for an
+// id that is not one.
+func EntryTime(id string) time.Time {
+	var ms int64
+	for i := 0; i < len(id) && id[i] != '-'; i++ {
+		if id[i] < '0' || id[i] > '9' {
+			return time.Time{}
+		}
+		ms = ms*10 + int64(id[i]-'0')
+	}
+	return time.UnixMilli(ms)
+}
+
+// cleanupConsumers removes consumers of other replicas that hold nothing and
+// have been idle for an hour (replicas that went away), so the group does
+// not grow for ever.
+func (q *Queue) cleanupConsumers(ctx context.Context) {
+	for shard := range q.cfg.Shards {
+		cs, err := q.cfg.Redis.XInfoConsumers(ctx, q.cfg.Stream(shard), q.cfg.Group).Result()
+		if err != nil {
+			continue
+		}
+		for _, c := range cs {
+			if c.Name != q.cfg.Consumer && c.Pending == 0 && c.Idle > time.Hour {
+				q.cfg.Redis.XGroupDelConsumer(ctx, q.cfg.Stream(shard), q.cfg.Group, c.Name)
+			}
+		}
+	}
+}
+
+// SchedMember is an item's member in its shard's schedule.
+func SchedMember(tenant, item string) string { return tenant + "\t" + item }
+
+// String renders an entry for logs.
+func (e Entry) String() string { return fmt.Sprintf("%d/%s/%s", e.Shard, e.Tenant, e.Item) }

@@ -1,0 +1,283 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+)
+
+const testShards = 4
+
+type fixture struct {
+	t   *testing.T
+	ctx context.Context
+	rdb *redistest.Redis
+	rec *Records
+}
+
+func newFixture(t *testing.T) *fixture {
+	r := redistest.New(t)
+	return &fixture{t: t, ctx: context.Background(), rdb: r,
+		rec: &Records{Redis: r.Client, Prefix: r.Prefix, Name: "ob", Group: "g", Retention: time.Hour}}
+}
+
+func shardOf(item string) int { return len(item) % testShards }
+
+func (f *fixture) enqueue(item string, again bool) bool {
+	f.t.Helper()
+	created, err := f.rec.Enqueue(f.ctx, shardOf(item), "t1", item, again, "pb", "payload of "+item)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return created
+}
+
+// queue returns a queue of consumer whose handler is handle.
+func (f *fixture) queue(consumer string, handle Handler, change func(*Config)) *Queue {
+	f.t.Helper()
+	cfg := Config{
+		Name: "test", Redis: f.rdb.Client, Shards: testShards, Group: "g", Consumer: consumer,
+		Stream: f.rec.Stream, Schedule: f.rec.Schedule, RecordPrefix: f.rec.RecordPrefix,
+		Handle: handle, Concurrency: 4, PollInterval: 5 * time.Millisecond, VisibilityTimeout: 10 * time.Second,
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	q, err := New(cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return q
+}
+
+func (f *fixture) run(q *Queue) {
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); q.Run(ctx) }()
+	f.t.Cleanup(func() { cancel(); <-done })
+}
+
+func (f *fixture) state(item string) string {
+	st, _ := f.rdb.Client.HGet(f.ctx, f.rec.Record(shardOf(item), "t1", item), "st").Result()
+	return st
+}
+
+func (f *fixture) waitFor(what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// settler claims and settles each entry with outcome(claim).
+func (f *fixture) settler(outcome func(e Entry, c Claim) Settlement, seen func(e Entry, c Claim)) Handler {
+	var n atomic.Int64
+	return func(ctx context.Context, e Entry) {
+		token := fmt.Sprint(n.Add(1))
+		c, err := f.rec.Claim(ctx, e, token, 5*time.Second)
+		if err != nil || c.Kind != "ok" {
+			return
+		}
+		if seen != nil {
+			seen(e, c)
+		}
+		if _, err := f.rec.Settle(ctx, e, token, outcome(e, c)); err != nil {
+			f.t.Error(err)
+		}
+	}
+}
+
+func TestEveryItemIsHandledOnceByTwoReplicas(t *testing.T) {
+	f := newFixture(t)
+	var items []string
+	for i := range 60 {
+		it := fmt.Sprintf("item-%d", i)
+		items = append(items, it)
+		if !f.enqueue(it, false) {
+			t.Fatalf("%s not created", it)
+		}
+	}
+	if f.enqueue(items[0], false) {
+		t.Errorf("an item enqueued twice was created twice")
+	}
+	var mu sync.Mutex
+	handled := map[string]int{}
+	h := f.settler(func(Entry, Claim) Settlement { return Settlement{Outcome: Done} }, func(e Entry, c Claim) {
+		mu.Lock()
+		defer mu.Unlock()
+		handled[e.Item]++
+		if string(c.Payload) != "payload of "+e.Item || e.Tenant != "t1" {
+			t.Errorf("claim of %s: %q %q", e.Item, c.Payload, e.Tenant)
+		}
+	})
+	f.run(f.queue("a", h, nil))
+	f.run(f.queue("b", h, nil))
+	f.waitFor("every item done", func() bool {
+		for _, it := range items {
+			if f.state(it) != StateDone {
+				return false
+			}
+		}
+		return true
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, it := range items {
+		if handled[it] != 1 {
+			t.Errorf("%s handled %d times", it, handled[it])
+		}
+	}
+	for shard := range testShards {
+		if n, _ := f.rdb.Client.XLen(f.ctx, f.rec.Stream(shard)).Result(); n != 0 {
+			t.Errorf("shard %d's stream keeps %d entries", shard, n)
+		}
+	}
+}
+
+func TestRetriesComeBackFromTheDurableSchedule(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue("flaky", false)
+	var mu sync.Mutex
+	var runs []int
+	h := f.settler(func(_ Entry, c Claim) Settlement {
+		if c.RunAttempts < 2 {
+			return Settlement{Outcome: Retry, Backoff: time.Millisecond, Journal: []byte(fmt.Sprint("attempt ", c.Attempts))}
+		}
+		return Settlement{Outcome: Done, Journal: []byte(fmt.Sprint("attempt ", c.Attempts)), Fields: []any{"note", "ok"}}
+	}, func(_ Entry, c Claim) {
+		mu.Lock()
+		defer mu.Unlock()
+		runs = append(runs, c.RunAttempts)
+	})
+	f.run(f.queue("a", h, nil))
+	f.waitFor("done", func() bool { return f.state("flaky") == StateDone })
+	mu.Lock()
+	if diff := cmp.Diff([]int{0, 1, 2}, runs); diff != "" {
+		t.Errorf("run attempts seen (-want +got):\n%s", diff)
+	}
+	mu.Unlock()
+	journal, _ := f.rdb.Client.LRange(f.ctx, f.rec.Journal(shardOf("flaky"), "t1", "flaky"), 0, -1).Result()
+	if diff := cmp.Diff([]string{"attempt 0", "attempt 1", "attempt 2"}, journal); diff != "" {
+		t.Errorf("journal (-want +got):\n%s", diff)
+	}
+	rec, _ := f.rdb.Client.HGetAll(f.ctx, f.rec.Record(shardOf("flaky"), "t1", "flaky")).Result()
+	if rec["att"] != "3" || rec["note"] != "ok" || rec["eid"] != "" {
+		t.Errorf("record %v", rec)
+	}
+	if ttl, _ := f.rdb.Client.PTTL(f.ctx, f.rec.Record(shardOf("flaky"), "t1", "flaky")).Result(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("a settled record's TTL is %v, want the retention", ttl)
+	}
+	// Queued again (an operator's redelivery): a new run, the count kept.
+	if !f.enqueue("flaky", true) {
+		t.Fatal("a settled item was not queued again")
+	}
+	f.waitFor("done again", func() bool { return f.state("flaky") == StateDone && len(runs) == 6 })
+	if n, _ := f.rdb.Client.HGet(f.ctx, f.rec.Record(shardOf("flaky"), "t1", "flaky"), "att").Result(); n != "6" {
+		t.Errorf("attempts after a second run: %s, want 6", n)
+	}
+}
+
+func TestEntriesLeftByADeadReplicaAreReclaimed(t *testing.T) {
+	f := newFixture(t)
+	for _, it := range []string{"x", "yy", "zzz"} {
+		f.enqueue(it, false)
+	}
+	// Replica A reads every entry and dies without a word.
+	dead := f.queue("dead", func(context.Context, Entry) {}, nil)
+	for shard := range testShards {
+		dead.EnsureGroup(f.ctx, shard)
+	}
+	if got := dead.ReadNew(f.ctx, 10); len(got) != 3 {
+		t.Fatalf("replica A read %d entries", len(got))
+	}
+	var reclaimed atomic.Int64
+	h := f.settler(func(Entry, Claim) Settlement { return Settlement{Outcome: Done} }, nil)
+	f.run(f.queue("b", h, func(c *Config) {
+		c.VisibilityTimeout = 20 * time.Millisecond
+		c.Hooks.OnReclaimed = func(n int) { reclaimed.Add(int64(n)) }
+	}))
+	f.waitFor("every item done by B", func() bool {
+		return f.state("x") == StateDone && f.state("yy") == StateDone && f.state("zzz") == StateDone
+	})
+	if reclaimed.Load() < 3 {
+		t.Errorf("reclaimed %d, want 3", reclaimed.Load())
+	}
+}
+
+func TestOneLeaseHolder(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue("one", false)
+	q := f.queue("a", func(context.Context, Entry) {}, nil)
+	q.EnsureGroup(f.ctx, shardOf("one"))
+	es := q.ReadNew(f.ctx, 1)
+	if len(es) != 1 {
+		t.Fatalf("read %d", len(es))
+	}
+	first, err := f.rec.Claim(f.ctx, es[0], "first", time.Minute)
+	if err != nil || first.Kind != "ok" {
+		t.Fatalf("first claim %v %v", first, err)
+	}
+	second, err := f.rec.Claim(f.ctx, es[0], "second", time.Minute)
+	if err != nil || second.Kind != "busy" {
+		t.Errorf("second claim under a live lease: %v %v, want busy", second, err)
+	}
+	if applied, err := f.rec.Settle(f.ctx, es[0], "first", Settlement{Outcome: Drop}); err != nil || applied != Drop {
+		t.Fatalf("settle: %q %v", applied, err)
+	}
+	if f.state("one") != StateDead {
+		t.Errorf("dropped item's state %s", f.state("one"))
+	}
+	if n, _ := f.rdb.Client.HGet(f.ctx, f.rec.Record(shardOf("one"), "t1", "one"), "att").Result(); n != "0" {
+		t.Errorf("a drop counted %s attempts", n)
+	}
+	// The entry is gone; a stale claim acknowledges and says so.
+	if c, err := f.rec.Claim(f.ctx, es[0], "third", time.Minute); err != nil || c.Kind != "stale" {
+		t.Errorf("claim after settling: %v %v, want stale", c, err)
+	}
+}
+
+func TestLagHookReportsTheBacklog(t *testing.T) {
+	f := newFixture(t)
+	for _, it := range []string{"a", "bb"} {
+		f.enqueue(it, false)
+	}
+	got := make(chan [2]int64, 1)
+	q := f.queue("a", func(context.Context, Entry) {}, func(c *Config) {
+		c.Hooks.OnLag = func(lag time.Duration, ready, scheduled int64) {
+			select {
+			case got <- [2]int64{ready, scheduled}:
+			default:
+			}
+		}
+	})
+	q.updateLag(f.ctx)
+	if diff := cmp.Diff([2]int64{2, 0}, <-got); diff != "" {
+		t.Errorf("ready, scheduled (-want +got):\n%s", diff)
+	}
+}
+
+func TestEntryTime(t *testing.T) {
+	for id, want := range map[string]int64{"1700000000000-0": 1700000000000, "12-3": 12, "x-1": 0} {
+		got := EntryTime(id)
+		if want == 0 {
+			if !got.IsZero() {
+				t.Errorf("EntryTime(%q) = %v", id, got)
+			}
+		} else if got.UnixMilli() != want {
+			t.Errorf("EntryTime(%q) = %v", id, got)
+		}
+	}
+}

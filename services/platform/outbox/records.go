@@ -1,0 +1,218 @@
+package outbox
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+)
+
+var (
+	//go:embed lua/promote.lua
+	promoteLua string
+	//go:embed lua/enqueue.lua
+	enqueueLua string
+	//go:embed lua/claim.lua
+	claimLua string
+	//go:embed lua/settle.lua
+	settleLua string
+
+	// PromoteScript is the default Config.PromoteScript: it moves due
+	// members of a schedule to the stream for records still queued (st "1")
+	// without a live entry (eid "").
+	PromoteScript = redis.NewScript(promoteLua)
+	enqueueScript = redis.NewScript(enqueueLua)
+	claimScript   = redis.NewScript(claimLua)
+	settleScript  = redis.NewScript(settleLua)
+)
+
+// Record states as stored in a record's "st" field.
+const (
+	StateQueued = "1"
+	StateDone   = "2"
+	StateDead   = "3"
+)
+
+// Outcomes given to Settle.
+const (
+	// Done settles the item: it was handled.
+	Done = "done"
+	// Retry schedules another attempt after a backoff.
+	Retry = "retry"
+	// Dead settles the item as failed for good.
+	Dead = "dead"
+	// Drop settles the item as dead without counting an attempt (nothing
+	// was attempted: its target is gone).
+	Drop = "drop"
+)
+
+// Records is the generic record layout: a record hash per item (st, eid,
+// att = attempts ever, ratt = attempts of the current run, pb = payload,
+// and the user's fields), a lease key and a journal list per item, and a
+// stream and a schedule per shard. Every key of a shard carries the hash
+// tag {<Name>:<shard>}:
+//
+//	<Prefix><Name>:{<Name>:N}:<tenant>:<item>   record (hash)
+//	<Prefix><Name>j:{<Name>:N}:<tenant>:<item>  journal (list)
+//	<Prefix><Name>l:{<Name>:N}:<item>           lease
+//	<Prefix><Name>o:{<Name>:N}                  stream
+//	<Prefix><Name>s:{<Name>:N}                  schedule (zset)
+type Records struct {
+	// Redis holds the records.
+	Redis redis.UniversalClient
+	// Prefix starts every key; Name names the outbox ("wh").
+	Prefix, Name string
+	// Group is the consumer group of the streams.
+	Group string
+	// JournalMax bounds an item's journal (default 100).
+	JournalMax int
+	// Retention is how long a settled record and its journal are kept.
+	Retention time.Duration
+}
+
+func (r *Records) tag(shard int) string { return "{" + r.Name + ":" + strconv.Itoa(shard) + "}" }
+
+// RecordPrefix is the key prefix of shard's records (Config.RecordPrefix).
+func (r *Records) RecordPrefix(shard int) string { return r.Prefix + r.Name + ":" + r.tag(shard) + ":" }
+
+// Record is an item's record key.
+func (r *Records) Record(shard int, tenant, item string) string {
+	return r.RecordPrefix(shard) + tenant + ":" + item
+}
+
+// Journal is an item's journal key.
+func (r *Records) Journal(shard int, tenant, item string) string {
+	return r.Prefix + r.Name + "j:" + r.tag(shard) + ":" + tenant + ":" + item
+}
+
+// Lease is an item's lease key.
+func (r *Records) Lease(shard int, item string) string {
+	return r.Prefix + r.Name + "l:" + r.tag(shard) + ":" + item
+}
+
+// Stream is shard's stream (Config.Stream).
+func (r *Records) Stream(shard int) string { return r.Prefix + r.Name + "o:" + r.tag(shard) }
+
+// Schedule is shard's schedule (Config.Schedule).
+func (r *Records) Schedule(shard int) string { return r.Prefix + r.Name + "s:" + r.tag(shard) }
+
+// Enqueue writes an item's record with fields (name, value pairs; "pb" is
+// the payload Claim returns) and its stream entry. An existing record is
+// left alone (created is false) unless again is set and it is settled: then
+// it is queued again (an operator's redelivery).
+func (r *Records) Enqueue(ctx context.Context, shard int, tenant, item string, again bool, fields ...any) (created bool, err error) {
+	mode := ""
+	if again {
+		mode = "again"
+	}
+	args := append([]any{tenant, item, mode}, fields...)
+	raw, err := enqueueScript.Run(ctx, r.Redis, []string{r.Record(shard, tenant, item), r.Stream(shard), r.Schedule(shard)}, args...).Result()
+	if err != nil {
+		return false, storage.Unavailable(err)
+	}
+	parts, err := strs(raw)
+	if err != nil {
+		return false, err
+	}
+	return parts[0] != "exists", nil
+}
+
+// Claim is an item taken by Claim.
+type Claim struct {
+	// Kind is "ok" (the caller holds the lease and must attempt), "busy"
+	// (another holder's lease lives; the entry stays pending) or "stale"
+	// (nothing to do; the entry was acknowledged).
+	Kind string
+	// Attempts are the attempts made so far, RunAttempts those since the
+	// item was last queued by Enqueue.
+	Attempts, RunAttempts int
+	// Payload is the record's "pb".
+	Payload []byte
+}
+
+// Claim takes the lease of the item e carries for ttl, with token.
+func (r *Records) Claim(ctx context.Context, e Entry, token string, ttl time.Duration) (Claim, error) {
+	raw, err := claimScript.Run(ctx, r.Redis,
+		[]string{r.Record(e.Shard, e.Tenant, e.Item), r.Lease(e.Shard, e.Item), r.Stream(e.Shard)},
+		e.StreamID, token, ttl.Milliseconds(), r.Group).Result()
+	if err != nil {
+		return Claim{}, storage.Unavailable(err)
+	}
+	parts, err := strs(raw)
+	if err != nil {
+		return Claim{}, err
+	}
+	c := Claim{Kind: parts[0]}
+	if c.Kind == "ok" && len(parts) >= 4 {
+		c.Attempts, _ = strconv.Atoi(parts[1])
+		c.RunAttempts, _ = strconv.Atoi(parts[2])
+		c.Payload = []byte(parts[3])
+	}
+	return c, nil
+}
+
+// Settlement is the outcome of one attempt.
+type Settlement struct {
+	// Outcome is Done, Retry, Dead or Drop.
+	Outcome string
+	// Backoff is the wait before the next attempt (Retry).
+	Backoff time.Duration
+	// Journal, when not empty, is appended to the item's journal.
+	Journal []byte
+	// Fields are name, value pairs written to the record.
+	Fields []any
+}
+
+// Settle records s for the item e carries, acknowledges e and releases the
+// lease held with token. It returns the outcome applied, or "skip" when the
+// item had moved on, or "gone".
+func (r *Records) Settle(ctx context.Context, e Entry, token string, s Settlement) (string, error) {
+	jmax := r.JournalMax
+	if jmax <= 0 {
+		jmax = 100
+	}
+	ret := r.Retention
+	if ret <= 0 {
+		ret = 7 * 24 * time.Hour
+	}
+	args := append([]any{s.Outcome, e.StreamID, token, r.Group, s.Backoff.Milliseconds(), SchedMember(e.Tenant, e.Item),
+		s.Journal, jmax, ret.Milliseconds()}, s.Fields...)
+	raw, err := settleScript.Run(ctx, r.Redis, []string{
+		r.Record(e.Shard, e.Tenant, e.Item), r.Stream(e.Shard), r.Schedule(e.Shard),
+		r.Lease(e.Shard, e.Item), r.Journal(e.Shard, e.Tenant, e.Item),
+	}, args...).Result()
+	if err != nil {
+		return "", storage.Unavailable(err)
+	}
+	parts, err := strs(raw)
+	if err != nil {
+		return "", err
+	}
+	return parts[0], nil
+}
+
+// strs reads a script's array-of-strings answer.
+func strs(raw any) ([]string, error) {
+	arr, ok := raw.([]any)
+	if !ok || len(arr) == 0 {
+		return nil, fmt.Errorf("outbox: unexpected script answer %T", raw)
+	}
+	out := make([]string, len(arr))
+	for i, v := range arr {
+		switch x := v.(type) {
+		case string:
+			out[i] = x
+		case int64:
+			out[i] = strconv.FormatInt(x, 10)
+		case nil:
+		default:
+			return nil, fmt.Errorf("outbox: unexpected script answer element %T", v)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,85 @@
+package pool
+
+import (
+	"context"
+	"time"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/platform/settings"
+)
+
+// WatchSettings tune the poll that finds what Toloka changes on its own.
+type WatchSettings struct {
+	// Interval is how often each open pool is read from Toloka.
+	Interval time.Duration
+}
+
+// List returns the settings as configuration entries.
+func (s *WatchSettings) List() []settings.Setting {
+	return []settings.Setting{
+		settings.New("pool-poll-interval", "CROWDGATE_POOL_POLL_INTERVAL", "60s",
+			"how often each replica reads every open pool from Toloka to learn of closes Toloka makes on its own (expiry, all work done) and raise pool.closed; "+
+				"each poll is one request per open pool within the account's rate limits; 0 turns the poll off",
+			settings.Duration(&s.Interval)),
+	}
+}
+
+// DefaultWatchSettings returns the settings' built-in defaults.
+func DefaultWatchSettings() WatchSettings {
+	var s WatchSettings
+	settings.Defaults(s.List())
+	return s
+}
+
+// Watch reads every open pool of every tenant from Toloka each interval
+// until ctx ends, storing (and recording the events of) what changed: a
+// pool Toloka closed on its own raises pool.closed with its
+// last_close_reason. Pools Crowdgate knows closed are not read: Crowdgate
+// opens them itself. A zero interval watches nothing.
+func (t *Transitions) Watch(ctx context.Context, tenants func(context.Context) ([]string, error), interval time.Duration) {
+	if interval <= 0 {
+		return
+	}
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		ts, err := tenants(ctx)
+		if err != nil {
+			t.log.WarnContext(ctx, "pool watch: cannot list tenants", "error", err.Error())
+			continue
+		}
+		for _, tenantID := range ts {
+			t.watchTenant(ctx, tenantID)
+		}
+	}
+}
+
+// watchTenant refreshes the tenant's open pools.
+func (t *Transitions) watchTenant(ctx context.Context, tenantID string) {
+	ids, err := t.catalog.PoolIDs(ctx, tenantID)
+	if err != nil {
+		t.log.WarnContext(ctx, "pool watch: cannot list pools", "tenant_id", tenantID, "error", err.Error())
+		return
+	}
+	for _, id := range ids {
+		if ctx.Err() != nil {
+			return
+		}
+		p, err := t.catalog.Pool(ctx, tenantID, id)
+		if err != nil || p.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN {
+			continue
+		}
+		r, err := t.catalog.Resolve(ctx, p)
+		if err != nil {
+			continue
+		}
+		if _, err := t.refresh(ctx, r); err != nil && ctx.Err() == nil {
+			t.log.WarnContext(ctx, "pool watch: cannot read a pool from Toloka", "tenant_id", tenantID, "pool_id", id, "error", err.Error())
+		}
+	}
+}
