@@ -35,8 +35,10 @@
 // The Handler decides what an attempt is and what its outcome means; the
 // Queue only moves entries. Records of the generic layout (records.go:
 // Enqueue, Claim, Settle) give a new user all of the above without writing
-// Lua; the submission outbox keeps its own scripts, which also keep a pool's
-// totals, and plugs them in through Config.PromoteScript and its Handler.
+// Lua; the submission outbox keeps its own claim and finish scripts, which
+// also keep a pool's totals, and plugs them in through its Handler. Every
+// record, of either kind, keeps its state in the hash fields Promote reads:
+// st ("1" while queued) and eid (its live stream entry, "" when none).
 package outbox
 
 import (
@@ -94,12 +96,10 @@ type Config struct {
 	// Stream and Schedule name a shard's stream and retry schedule.
 	Stream, Schedule func(shard int) string
 	// RecordPrefix is the key prefix of a shard's records: a record's key
-	// is RecordPrefix(shard) + tenant + ":" + item. Promote reads it.
+	// is RecordPrefix(shard) + tenant + ":" + item. Promote reads it (a
+	// due member gets a new entry only while its record's st is "1" and
+	// its eid is "").
 	RecordPrefix func(shard int) string
-	// PromoteScript moves due schedule members to the stream: KEYS
-	// schedule, stream; ARGV most members to move, record prefix. Default
-	// PromoteScript (records with st "1" and no live entry "eid").
-	PromoteScript *redis.Script
 	// Handle works on each entry read.
 	Handle Handler
 	// Concurrency is the number of workers; at least 1.
@@ -131,9 +131,6 @@ func New(cfg Config) (*Queue, error) {
 		return nil, errors.New("outbox: Config.Shards, Group and Consumer are required")
 	case cfg.PollInterval <= 0, cfg.VisibilityTimeout <= 0:
 		return nil, errors.New("outbox: Config.PollInterval and VisibilityTimeout must be positive")
-	}
-	if cfg.PromoteScript == nil {
-		cfg.PromoteScript = PromoteScript
 	}
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = 1
@@ -319,7 +316,7 @@ func (q *Queue) Promote(ctx context.Context) {
 	for shard := range q.cfg.Shards {
 		calls[shard] = storage.Call{Keys: []string{q.cfg.Schedule(shard), q.cfg.Stream(shard)}, Args: []any{500, q.cfg.RecordPrefix(shard)}}
 	}
-	cmds, err := storage.EvalAll(ctx, q.cfg.Redis, q.cfg.PromoteScript, calls, nil)
+	cmds, err := storage.EvalAll(ctx, q.cfg.Redis, promoteScript, calls, nil)
 	for _, c := range cmds {
 		if err == nil {
 			err = c.Err()

@@ -22,10 +22,10 @@ var (
 	//go:embed lua/settle.lua
 	settleLua string
 
-	// PromoteScript is the default Config.PromoteScript: it moves due
-	// members of a schedule to the stream for records still queued (st "1")
-	// without a live entry (eid "").
-	PromoteScript = redis.NewScript(promoteLua)
+	// promoteScript moves due members of a schedule to the stream for
+	// records still queued (st "1") without a live entry (eid ""): every
+	// queue's, the submission outbox's included.
+	promoteScript = redis.NewScript(promoteLua)
 	enqueueScript = redis.NewScript(enqueueLua)
 	claimScript   = redis.NewScript(claimLua)
 	settleScript  = redis.NewScript(settleLua)

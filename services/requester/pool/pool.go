@@ -21,10 +21,10 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/fieldmask"
 	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
@@ -344,35 +344,11 @@ func merge(stored, src *crowdgatev1.Pool, paths []string) (*crowdgatev1.Pool, er
 		if outputOnly[parts[0]] || parts[0] == "project_id" {
 			continue
 		}
-		if err := copyPath(out.ProtoReflect(), src.ProtoReflect(), parts, path); err != nil {
+		if err := fieldmask.Copy(out.ProtoReflect(), src.ProtoReflect(), path); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
-}
-
-// copyPath sets the field at parts in dst to its value in src (clearing it
-// when src does not have it).
-func copyPath(dst, src protoreflect.Message, parts []string, path string) error {
-	fd := dst.Descriptor().Fields().ByName(protoreflect.Name(parts[0]))
-	if fd == nil {
-		return serviceerror.NewInvalidArgument("update_mask", "%q names no field of Pool", path)
-	}
-	if len(parts) == 1 {
-		if src.Has(fd) {
-			dst.Set(fd, src.Get(fd))
-		} else {
-			dst.Clear(fd)
-		}
-		return nil
-	}
-	if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
-		return serviceerror.NewInvalidArgument("update_mask", "%q: %s has no subfields", path, fd.Name())
-	}
-	if !src.Has(fd) && !dst.Has(fd) {
-		return nil
-	}
-	return copyPath(dst.Mutable(fd).Message(), src.Get(fd).Message(), parts[1:], path)
 }
 
 // OpenPool opens the pool and waits for Toloka's operation.

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/fieldmask"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 )
@@ -82,7 +83,7 @@ func mergeProject(stored, src *crowdgatev1.Project, paths []string) (*crowdgatev
 			if fixedFields[parts[0]] {
 				continue
 			}
-			if err := copyField(out.ProtoReflect(), src.ProtoReflect(), parts, path); err != nil {
+			if err := fieldmask.Copy(out.ProtoReflect(), src.ProtoReflect(), path); err != nil {
 				return nil, err
 			}
 		}
@@ -98,28 +99,4 @@ func mergeProject(stored, src *crowdgatev1.Project, paths []string) (*crowdgatev
 		}
 	}
 	return out, nil
-}
-
-// copyField sets the field at parts in dst to its value in src (clearing
-// it when src does not have it).
-func copyField(dst, src protoreflect.Message, parts []string, path string) error {
-	fd := dst.Descriptor().Fields().ByName(protoreflect.Name(parts[0]))
-	if fd == nil {
-		return serviceerror.NewInvalidArgument("update_mask", "%q names no field of %s", path, dst.Descriptor().Name())
-	}
-	if len(parts) == 1 {
-		if src.Has(fd) {
-			dst.Set(fd, src.Get(fd))
-		} else {
-			dst.Clear(fd)
-		}
-		return nil
-	}
-	if fd.Kind() != protoreflect.MessageKind || fd.IsList() || fd.IsMap() {
-		return serviceerror.NewInvalidArgument("update_mask", "%q: %s has no subfields", path, fd.Name())
-	}
-	if !src.Has(fd) && !dst.Has(fd) {
-		return nil
-	}
-	return copyField(dst.Mutable(fd).Message(), src.Get(fd).Message(), parts[1:], path)
 }

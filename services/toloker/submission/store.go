@@ -40,15 +40,12 @@ var (
 	claimLua string
 	//go:embed lua/finish.lua
 	finishLua string
-	//go:embed lua/promote.lua
-	promoteLua string
 	//go:embed lua/requeue.lua
 	requeueLua string
 
 	acceptScript  = redis.NewScript(acceptLua)
 	claimScript   = redis.NewScript(claimLua)
 	finishScript  = redis.NewScript(finishLua)
-	promoteScript = redis.NewScript(promoteLua)
 	requeueScript = redis.NewScript(requeueLua)
 )
 

@@ -239,8 +239,8 @@ func (s *Service) Run(ctx context.Context) {
 }
 
 // queue is the outbox engine over the submission layout: its streams,
-// schedules, records and promote script (store.go, lua/promote.lua), with
-// process as the Handler.
+// schedules and records (store.go; the engine's promote script reads their
+// st and eid), with process as the Handler.
 func (s *Service) queue() *outbox.Queue {
 	var hooks outbox.Hooks
 	hooks.OnReclaimed = func(n int) { s.m.reclaimed.Add(float64(n)) }
@@ -260,7 +260,6 @@ func (s *Service) queue() *outbox.Queue {
 		Stream:            s.st.streamKey,
 		Schedule:          s.st.schedKey,
 		RecordPrefix:      s.st.recordPrefix,
-		PromoteScript:     promoteScript,
 		Handle:            func(ctx context.Context, e outbox.Entry) { s.process(ctx, fromOutbox(e)) },
 		Concurrency:       s.cfg.Concurrency,
 		PollInterval:      s.cfg.PollInterval,
