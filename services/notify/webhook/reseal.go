@@ -3,9 +3,6 @@ package webhook
 import (
 	"context"
 	"strings"
-	"sync"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
@@ -18,7 +15,7 @@ import (
 func (s *Service) Reseal(ctx context.Context) (secretbox.ResealCounts, error) {
 	var counts secretbox.ResealCounts
 	base := s.st.prefix + "whe:"
-	keys, err := scanKeys(ctx, s.st.rdb, globEscape(base)+"*")
+	keys, err := storage.ScanKeys(ctx, s.st.rdb, storage.GlobEscape(base)+"*")
 	if err != nil {
 		return counts, err
 	}
@@ -66,42 +63,4 @@ func (s *Service) Reseal(ctx context.Context) (secretbox.ResealCounts, error) {
 		}
 	}
 	return counts, nil
-}
-
-// scanKeys returns every key matching the glob pattern match, on every
-// master of a Redis Cluster, each once.
-func scanKeys(ctx context.Context, rdb redis.UniversalClient, match string) ([]string, error) {
-	var (
-		mu   sync.Mutex
-		seen = map[string]bool{}
-		out  []string
-	)
-	scan := func(ctx context.Context, c redis.Cmdable) error {
-		iter := c.Scan(ctx, 0, match, 1000).Iterator()
-		for iter.Next(ctx) {
-			mu.Lock()
-			if k := iter.Val(); !seen[k] {
-				seen[k] = true
-				out = append(out, k)
-			}
-			mu.Unlock()
-		}
-		return storage.Unavailable(iter.Err())
-	}
-	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		return out, cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
-	}
-	return out, scan(ctx, rdb)
-}
-
-// globEscape escapes the characters SCAN's MATCH gives a meaning to.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
@@ -40,7 +39,7 @@ const resealAttempts = 5
 // The catalog's Toloka client is not used: New may be given nil for it.
 func (c *Catalog) Reseal(ctx context.Context) (secretbox.ResealCounts, error) {
 	var counts secretbox.ResealCounts
-	keys, err := scanKeys(ctx, c.rdb, globEscape(c.prefix+"credential-secret:")+"*")
+	keys, err := storage.ScanKeys(ctx, c.rdb, storage.GlobEscape(c.prefix+"credential-secret:")+"*")
 	if err != nil {
 		return counts, err
 	}
@@ -149,45 +148,4 @@ func (c *Catalog) parseSecretKey(key string) (tenantID, id string, ok bool) {
 		return "", "", false
 	}
 	return tenantID, id, true
-}
-
-// scanKeys returns every key matching the glob pattern match, on every
-// master of a Redis Cluster (SCAN sees one node's keys), each once.
-func scanKeys(ctx context.Context, rdb redis.UniversalClient, match string) ([]string, error) {
-	var (
-		mu   sync.Mutex
-		seen = map[string]bool{}
-		out  []string
-	)
-	scan := func(ctx context.Context, c redis.Cmdable) error {
-		iter := c.Scan(ctx, 0, match, 1000).Iterator()
-		for iter.Next(ctx) {
-			mu.Lock()
-			if k := iter.Val(); !seen[k] {
-				seen[k] = true
-				out = append(out, k)
-			}
-			mu.Unlock()
-		}
-		return storage.Unavailable(iter.Err())
-	}
-	var err error
-	if cc, ok := rdb.(*redis.ClusterClient); ok {
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return scan(ctx, node) })
-	} else {
-		err = scan(ctx, rdb)
-	}
-	return out, err
-}
-
-// globEscape escapes the characters SCAN's MATCH gives a meaning to.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if strings.ContainsRune(`*?[]\`, r) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }
