@@ -19,7 +19,9 @@
 //     function (AppendLua). The outbox, whose keys live in other slots,
 //     writes an intent (an Event, field IntentField) to a stream in its own
 //     slot inside the script that changes the submission; Relay copies each
-//     intent to its tenant's log and deletes it only after it is recorded.
+//     intent to its tenant's log and deletes it only after it is recorded,
+//     one replica at a time per stream, so a stream's events keep the
+//     order their intents were written in.
 //     Requester actions (review, pools, archive) are appended after Toloka
 //     confirmed them, with ids that make a repeat a no-op.
 //   - The log is a Redis stream per tenant; an event's cursor is its entry

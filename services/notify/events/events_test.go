@@ -237,3 +237,50 @@ func TestIDIsStableAndDistinct(t *testing.T) {
 		t.Errorf("ID: %q %q", a, b)
 	}
 }
+
+// Three replicas relay one intent stream: the log holds its intents in the
+// order they were written (a submission's dead, retried and delivered must
+// not be recorded out of order), each once, and the stream ends empty.
+func TestRelayKeepsAStreamsOrderAcrossReplicas(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, r := newLog(t, "t1")
+	stream := r.Prefix + "evq:{sub:0}"
+	var want []string
+	for i := range 600 {
+		ev := sessionEvent(l, "t1", TypeSubmissionDelivered, fmt.Sprintf("s%04d", i))
+		body, err := Encode(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{IntentField, body}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ev.GetType()+" "+ev.GetResource())
+	}
+	for range 3 {
+		replica, err := New(Config{Redis: r.Client, Prefix: r.Prefix, Settings: Settings{Poll: 10 * time.Millisecond},
+			Tenants: func(context.Context) ([]string, error) { return []string{"t1"}, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go replica.Relay(ctx, []string{stream})
+	}
+	for {
+		n, err := r.Client.XLen(ctx, stream).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		<-time.After(5 * time.Millisecond)
+	}
+	got, _, err := l.List(ctx, "t1", Query{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, ids(got)); diff != "" {
+		t.Errorf("log after three relays (-written +recorded):\n%s", diff)
+	}
+}

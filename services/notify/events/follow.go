@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"google.golang.org/protobuf/proto"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 )
@@ -53,7 +52,7 @@ func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.
 		}
 		return out, nil
 	}
-	l.consume(ctx, group, keys, false, false, func(ctx context.Context, _ string, m redis.XMessage) error {
+	l.consume(ctx, group, keys, func(ctx context.Context, _ string, m redis.XMessage) error {
 		ev, err := decode(m.ID, m.Values)
 		if err != nil {
 			l.log.Error("events: unreadable event skipped", "group", group, "error", err.Error())
@@ -63,45 +62,19 @@ func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.
 	})
 }
 
-// Relay copies every intent of streams (an Event in field IntentField,
-// written by a script of another package atomically with the change it
-// reports) to its tenant's log, then deletes it, until ctx ends. An intent
-// is deleted only after its event is recorded, and recording is
-// idempotent, so each intent becomes exactly one event across replicas and
-// faults.
-func (l *Log) Relay(ctx context.Context, streams []string) {
-	keys := func(context.Context) ([]string, error) { return streams, nil }
-	l.consume(ctx, "events", keys, true, true, func(ctx context.Context, _ string, m redis.XMessage) error {
-		raw, _ := m.Values[IntentField].(string)
-		ev := &crowdgatev1.Event{}
-		if err := proto.Unmarshal([]byte(raw), ev); err != nil || ev.GetTenantId() == "" || ev.GetEventId() == "" {
-			l.log.Error("events: unreadable intent dropped", "entry", m.ID)
-			return nil
-		}
-		return l.appendRaw(ctx, ev.GetTenantId(), ev.GetEventId(), []byte(raw))
-	})
-}
-
 // consumer reads streams as one member of a consumer group.
 type consumer struct {
-	l     *Log
-	group string
-	name  string
-	del   bool
-	// inOrder handles a stream's entries one after another (the relay: a
-	// submission's events keep their order); otherwise up to parallel at
-	// once.
-	inOrder bool
+	l       *Log
+	group   string
+	name    string
 	handle  func(ctx context.Context, key string, m redis.XMessage) error
 	created map[string]bool
 }
 
 // consume runs a consumer over the streams keys lists until ctx ends.
-// del deletes entries once handled (intent streams); inOrder handles each
-// stream's entries one after another, the streams side by side.
-func (l *Log) consume(ctx context.Context, group string, keys func(context.Context) ([]string, error), del, inOrder bool,
+func (l *Log) consume(ctx context.Context, group string, keys func(context.Context) ([]string, error),
 	handle func(ctx context.Context, key string, m redis.XMessage) error) {
-	c := &consumer{l: l, group: group, name: consumerName(), del: del, inOrder: inOrder, handle: handle, created: map[string]bool{}}
+	c := &consumer{l: l, group: group, name: consumerName(), handle: handle, created: map[string]bool{}}
 	var lastReclaim, lastForget time.Time
 	for ctx.Err() == nil {
 		woken := l.wake.wait()
@@ -215,26 +188,11 @@ func (c *consumer) reclaim(ctx context.Context, keys []string) int {
 // parallel is how many entries of a batch are handled at once.
 const parallel = 32
 
-// handleAll handles msgs, up to parallel at once (one after another, up
-// to the first failure, when inOrder), and acknowledges those handled; a
+// handleAll handles msgs, up to parallel at once, and acknowledges those
+// handled; a
 // failed one stays pending, to be reclaimed.
 func (c *consumer) handleAll(ctx context.Context, key string, msgs []redis.XMessage) {
 	ok := make([]bool, len(msgs))
-	if c.inOrder {
-		for i, m := range msgs {
-			if m.Values != nil {
-				if err := c.handle(ctx, key, m); err != nil {
-					if ctx.Err() == nil {
-						c.l.log.Warn("events: handling failed; it is offered again later", "group", c.group, "entry", m.ID, "error", err.Error())
-					}
-					break
-				}
-			}
-			ok[i] = true
-		}
-		c.ack(ctx, key, msgs, ok)
-		return
-	}
 	sem := make(chan struct{}, parallel)
 	var wg sync.WaitGroup
 	for i, m := range msgs {
@@ -270,14 +228,7 @@ func (c *consumer) ack(ctx context.Context, key string, msgs []redis.XMessage, o
 	if len(done) == 0 {
 		return
 	}
-	_, err := c.l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAck(ctx, key, c.group, done...)
-		if c.del {
-			p.XDel(ctx, key, done...)
-		}
-		return nil
-	})
-	if err != nil && ctx.Err() == nil {
+	if err := c.l.rdb.XAck(ctx, key, c.group, done...).Err(); err != nil && ctx.Err() == nil {
 		c.l.log.Warn("events: acknowledging failed; the entries are offered again", "group", c.group, "error", err.Error())
 	}
 }
