@@ -28,7 +28,7 @@ import (
 func BenchmarkFanOutToOneEndpoint(b *testing.B) {
 	f := newFixture(b, func(c *Config) {
 		c.Now = time.Now
-		c.Settings.Concurrency = 32
+		c.Settings.Concurrency = 128
 		c.Settings.PollInterval = 50 * time.Millisecond
 	})
 	var (

@@ -22,6 +22,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/outbox"
+	"github.com/redis/go-redis/v9"
 )
 
 // Bounds of a delivery.
@@ -44,15 +45,14 @@ func (s *Service) fanout(ctx context.Context, ev *crowdgatev1.Event) error {
 	if err != nil {
 		return err
 	}
+	var ds []delivery
 	for _, r := range eps {
-		if r.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED || !selects(r.ep, ev.GetType()) {
-			continue
-		}
-		if _, err := s.enqueue(ctx, r.ep, ev, false); err != nil {
-			return err
+		if r.ep.GetState() == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED && selects(r.ep, ev.GetType()) {
+			ds = append(ds, delivery{r.ep, ev})
 		}
 	}
-	return nil
+	_, err = s.enqueue(ctx, ds, false)
+	return err
 }
 
 // selects reports whether an endpoint's event types select typ.
@@ -61,40 +61,76 @@ func selects(ep *crowdgatev1.WebhookEndpoint, typ string) bool {
 	return err == nil && f.Match(typ)
 }
 
-// enqueue queues ev for ep: once, or again (a new run of attempts) when
-// again is set and an earlier delivery has settled. It reports whether a
-// run was queued.
-func (s *Service) enqueue(ctx context.Context, ep *crowdgatev1.WebhookEndpoint, ev *crowdgatev1.Event, again bool) (bool, error) {
-	pb, err := proto.Marshal(ev)
-	if err != nil {
-		return false, err
+// delivery is an event to deliver to an endpoint.
+type delivery struct {
+	ep *crowdgatev1.WebhookEndpoint
+	ev *crowdgatev1.Event
+}
+
+// enqueue queues each delivery: once, or again (a new run of attempts)
+// when again is set and an earlier delivery has settled. It reports how
+// many runs were queued. However many deliveries, it costs two round
+// trips: the deliveries' index entries (one ZADD per endpoint), then
+// their records and stream entries (one pipeline of the outbox's enqueue
+// script). On an error some may have been queued; repeating the call is
+// safe (idempotent).
+func (s *Service) enqueue(ctx context.Context, ds []delivery, again bool) (int, error) {
+	if len(ds) == 0 {
+		return 0, nil
 	}
-	tenantID, it := ev.GetTenantId(), item(ep.GetEndpointId(), ev.GetEventId())
-	at := s.now()
-	if ct := ev.GetCreateTime(); ct != nil {
-		at = ct.AsTime()
+	now := s.now()
+	nowMs := strconv.FormatInt(now.UnixMilli(), 10)
+	index := map[string][]redis.Z{}
+	items := make([]outbox.Item, len(ds))
+	for i, d := range ds {
+		pb, err := proto.Marshal(d.ev)
+		if err != nil {
+			return 0, err
+		}
+		tenantID, endpointID, eventID := d.ev.GetTenantId(), d.ep.GetEndpointId(), d.ev.GetEventId()
+		at := now
+		if ct := d.ev.GetCreateTime(); ct != nil {
+			at = ct.AsTime()
+		}
+		key := s.st.deliveryIndex(tenantID, endpointID)
+		index[key] = append(index[key], redisZ(indexMember(at, eventID)))
+		it := item(endpointID, eventID)
+		items[i] = outbox.Item{Shard: shardOf(it), Tenant: tenantID, ID: it,
+			Fields: []any{"pb", pb, "ty", d.ev.GetType(), "ct", nowMs, "nat", nowMs}}
 	}
-	// The index entry first: a delivery is then always listed (an entry
+	// The index entries first: a delivery is then always listed (an entry
 	// whose delivery was never queued, or has expired, is skipped).
-	idx := s.st.deliveryIndex(tenantID, ep.GetEndpointId())
-	if err := s.st.rdb.ZAdd(ctx, idx, redisZ(indexMember(at, ev.GetEventId()))).Err(); err != nil {
-		return false, unavailable(err)
+	_, err := s.st.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for key, zs := range index {
+			p.ZAdd(ctx, key, zs...)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, unavailable(err)
 	}
 	// Entries older than the retention go (their records have expired):
 	// now and then, which keeps an index within a few dozen stale entries.
 	if rand.N(32) == 0 {
-		s.st.rdb.ZRemRangeByLex(ctx, idx, "-", "("+indexMember(s.now().Add(-s.cfg.Retention-s.retrySpan()), ""))
+		for key := range index {
+			s.st.rdb.ZRemRangeByLex(ctx, key, "-", "("+indexMember(now.Add(-s.cfg.Retention-s.retrySpan()), ""))
+		}
 	}
-	created, err := s.rec.Enqueue(ctx, shardOf(it), tenantID, it, again,
-		"pb", pb, "ty", ev.GetType(), "ct", strconv.FormatInt(s.now().UnixMilli(), 10), "nat", strconv.FormatInt(s.now().UnixMilli(), 10))
+	created, err := s.rec.EnqueueMany(ctx, items, again)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	if created {
-		s.m.queued.Inc()
+	n := 0
+	for _, c := range created {
+		if c {
+			n++
+		}
+	}
+	if n > 0 {
+		s.m.queued.Add(float64(n))
 		s.nudge()
 	}
-	return created, nil
+	return n, nil
 }
 
 // retrySpan is the retry schedule's length.

@@ -376,7 +376,7 @@ func (s *Service) RedeliverWebhookEvent(ctx context.Context, req *crowdgatev1.Re
 	if err := proto.Unmarshal([]byte(pb), ev); err != nil {
 		return nil, err
 	}
-	if _, err := s.enqueue(ctx, r.ep, ev, true); err != nil {
+	if _, err := s.enqueue(ctx, []delivery{{r.ep, ev}}, true); err != nil {
 		return nil, err
 	}
 	ds, err := s.deliveries(ctx, tenantID, r.ep.GetEndpointId(), []string{indexMember(ev.GetCreateTime().AsTime(), eventID)})
@@ -389,6 +389,10 @@ func (s *Service) RedeliverWebhookEvent(ctx context.Context, req *crowdgatev1.Re
 	}
 	return resp, nil
 }
+
+// redeliverBatch is how many deliveries RedeliverWebhookEvents queues
+// per round trip.
+const redeliverBatch = 256
 
 // RedeliverWebhookEvents queues a new run of attempts of every event of the
 // log since a time that the endpoint subscribes to.
@@ -407,19 +411,31 @@ func (s *Service) RedeliverWebhookEvents(ctx context.Context, req *crowdgatev1.R
 	if err != nil {
 		return nil, err
 	}
-	var n int32
+	// Queued in batches: two round trips per batch, not per event.
+	var (
+		n     int
+		batch []delivery
+	)
+	flush := func() error {
+		queued, err := s.enqueue(ctx, batch, true)
+		n += queued
+		batch = batch[:0]
+		return err
+	}
 	err = s.events.Since(ctx, tenantID, req.GetStartTime().AsTime(), func(ev *crowdgatev1.Event) error {
 		if ev.GetTenantId() != tenantID || !selects(r.ep, ev.GetType()) {
 			return nil
 		}
-		queued, err := s.enqueue(ctx, r.ep, ev, true)
-		if queued {
-			n++
+		if batch = append(batch, delivery{r.ep, ev}); len(batch) == redeliverBatch {
+			return flush()
 		}
-		return err
+		return nil
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &crowdgatev1.RedeliverWebhookEventsResponse{Queued: n}, nil
+	return &crowdgatev1.RedeliverWebhookEventsResponse{Queued: int32(n)}, nil
 }

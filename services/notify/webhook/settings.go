@@ -53,7 +53,7 @@ func (s *Settings) List() []settings.Setting {
 			settings.Duration(&s.DisableAfter)),
 		settings.New("webhook-attempt-timeout", "CROWDGATE_WEBHOOK_ATTEMPT_TIMEOUT", "10s",
 			"bound of one webhook delivery attempt (connect, send, read at most 64 KiB of the answer)", settings.Duration(&s.AttemptTimeout)),
-		settings.New("webhook-concurrency", "CROWDGATE_WEBHOOK_CONCURRENCY", "16",
+		settings.New("webhook-concurrency", "CROWDGATE_WEBHOOK_CONCURRENCY", "64",
 			"webhook delivery attempts in flight per replica", settings.Int(&s.Concurrency)),
 		settings.New("webhook-retention", "CROWDGATE_WEBHOOK_RETENTION", "168h",
 			"how long a settled webhook delivery and its attempts stay visible (ListWebhookDeliveries)", settings.Duration(&s.Retention)),

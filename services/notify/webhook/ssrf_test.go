@@ -98,7 +98,7 @@ func TestTheDialerRefusesPrivateAddressesAtDeliveryTime(t *testing.T) {
 	// A real request to a loopback server never connects.
 	rcv := newReceiver(t)
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, rcv.srv.URL, nil)
-	if _, err := newClient(g, testSettings().AttemptTimeout).Do(req); err == nil || errorText(err) != errBlockedAddress.Error() {
+	if _, err := newClient(g, testSettings().AttemptTimeout, 4).Do(req); err == nil || errorText(err) != errBlockedAddress.Error() {
 		t.Errorf("request to 127.0.0.1: %v", err)
 	}
 	if rcv.count() != 0 {

@@ -141,7 +141,7 @@ func New(cfg Config) (*Service, error) {
 		st:     &store{rdb: cfg.Redis, prefix: cfg.Prefix, box: cfg.Box},
 		events: cfg.Events,
 		guard:  g,
-		client: newClient(g, set.AttemptTimeout),
+		client: newClient(g, set.AttemptTimeout, set.Concurrency),
 		log:    cfg.Log.With(slog.String("component", "webhook")),
 		m:      m,
 		now:    cfg.Now,
@@ -155,8 +155,10 @@ func New(cfg Config) (*Service, error) {
 
 // newClient is the delivery client: every connection through the guard,
 // no proxy (a proxy would dial for us, past the guard), no redirects, and
-// bounded handshakes and headers.
-func newClient(g guard, timeout time.Duration) *http.Client {
+// bounded handshakes and headers. It keeps up to conns idle connections
+// per endpoint host (a replica's attempts in flight), so a busy endpoint
+// is not dialled again for every delivery.
+func newClient(g guard, timeout time.Duration, conns int) *http.Client {
 	d := g.dialer()
 	d.Timeout = timeout
 	return &http.Client{
@@ -166,7 +168,8 @@ func newClient(g guard, timeout time.Duration) *http.Client {
 			TLSHandshakeTimeout:    timeout,
 			ResponseHeaderTimeout:  timeout,
 			MaxResponseHeaderBytes: 16 << 10,
-			MaxIdleConnsPerHost:    4,
+			MaxIdleConns:           max(conns, 100),
+			MaxIdleConnsPerHost:    conns,
 			IdleConnTimeout:        90 * time.Second,
 			ForceAttemptHTTP2:      true,
 		},

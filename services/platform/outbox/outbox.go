@@ -25,8 +25,9 @@
 //     in the same script as the outcome; Promote moves due members back to
 //     the stream (only for records still queued and without a live entry),
 //     so a retry survives every restart and is never doubled.
-//   - Bounded work. A replica reads only as many entries as it has free
-//     workers (Concurrency); when its context ends, the reader stops and the
+//   - Bounded work. A replica reads only for the workers it has free (of
+//     Concurrency; one read across shards may bring a few more, which wait
+//     for a worker); when its context ends, the reader stops and the
 //     workers finish the entries already read.
 //   - Observability. Reclaims, the oldest waiting entry's age (lag) and the
 //     ready and scheduled depths are reported through Hooks; consumers of
@@ -159,46 +160,97 @@ func (q *Queue) Run(ctx context.Context) {
 		q.EnsureGroup(ctx, shard)
 	}
 	work := make(chan Entry, q.cfg.Concurrency)
+	free := &freeWorkers{n: q.cfg.Concurrency, freed: make(chan struct{}, 1)}
 	dctx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for range q.cfg.Concurrency {
 		wg.Go(func() {
 			for e := range work {
 				q.cfg.Handle(dctx, e)
+				free.release()
 			}
 		})
 	}
-	q.read(ctx, work)
+	q.read(ctx, work, free)
 	close(work)
 	wg.Wait()
 }
 
-// read feeds work until ctx is done.
-func (q *Queue) read(ctx context.Context, work chan<- Entry) {
+// freeWorkers counts the workers not holding an entry: the reader takes
+// them before it hands entries out, workers give them back when done.
+type freeWorkers struct {
+	mu    sync.Mutex
+	n     int
+	freed chan struct{} // signalled when a worker gives one back
+}
+
+// take takes up to want free workers and returns how many it took.
+func (f *freeWorkers) take(want int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	got := min(want, f.n)
+	f.n -= got
+	return got
+}
+
+// give returns n workers taken but not used.
+func (f *freeWorkers) give(n int) {
+	f.mu.Lock()
+	f.n += n
+	f.mu.Unlock()
+}
+
+func (f *freeWorkers) available() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+// release gives back one worker and wakes the reader.
+func (f *freeWorkers) release() {
+	f.give(1)
+	select {
+	case f.freed <- struct{}{}:
+	default:
+	}
+}
+
+// read feeds work until ctx is done. It reads only for workers that are
+// free, and waits until at least a quarter of them are (or a poll
+// interval has passed) before it reads again: under load it reads in
+// batches rather than a few entries per round trip.
+func (q *Queue) read(ctx context.Context, work chan<- Entry, free *freeWorkers) {
 	var lastPromote, lastReclaim, lastLag, lastCleanup time.Time
 	cursors := make([]string, q.cfg.Shards)
 	for i := range cursors {
 		cursors[i] = "0-0"
 	}
 	reclaimEvery := max(q.cfg.VisibilityTimeout/4, q.cfg.PollInterval)
+	batch := max(q.cfg.Concurrency/4, 1)
 	for ctx.Err() == nil {
 		now := time.Now()
 		if now.Sub(lastPromote) >= q.cfg.PollInterval {
 			q.Promote(ctx)
 			lastPromote = now
 		}
-		room := cap(work) - len(work)
 		var got []Entry
-		if room > 0 {
+		if room := free.take(q.cfg.Concurrency); room > 0 {
 			got = q.ReadNew(ctx, room)
-		}
-		if rest := room - len(got); rest > 0 && now.Sub(lastReclaim) >= reclaimEvery {
-			got = append(got, q.reclaim(ctx, rest, cursors)...)
-			lastReclaim = now
+			if rest := room - len(got); rest > 0 && now.Sub(lastReclaim) >= reclaimEvery {
+				got = append(got, q.reclaim(ctx, rest, cursors)...)
+				lastReclaim = now
+			}
+			// ReadNew may return up to room entries from each shard:
+			// the extra ones wait for a worker below.
+			if len(got) < room {
+				free.give(room - len(got))
+			} else if len(got) > room {
+				free.give(-(len(got) - room))
+			}
 		}
 		for _, e := range got {
-			// Blocks while every worker is busy: entries are read only as
-			// fast as they are handled.
+			// Blocks while every worker is busy (the extra entries of a
+			// read across shards).
 			work <- e
 		}
 		if q.cfg.Hooks.OnLag != nil && now.Sub(lastLag) >= 5*time.Second {
@@ -210,7 +262,10 @@ func (q *Queue) read(ctx context.Context, work chan<- Entry) {
 			lastCleanup = now
 		}
 		if len(got) > 0 {
-			continue // more may be waiting
+			// More may be waiting: read again once a batch of workers is
+			// free (or the poll interval has passed).
+			q.waitFree(ctx, free, batch)
+			continue
 		}
 		t := time.NewTimer(q.cfg.PollInterval)
 		select {
@@ -219,6 +274,22 @@ func (q *Queue) read(ctx context.Context, work chan<- Entry) {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// waitFree waits until at least want workers are free, the poll interval
+// has passed or ctx is done.
+func (q *Queue) waitFree(ctx context.Context, free *freeWorkers, want int) {
+	t := time.NewTimer(q.cfg.PollInterval)
+	defer t.Stop()
+	for free.available() < want {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-free.freed:
+		}
 	}
 }
 

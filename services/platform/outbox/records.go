@@ -106,20 +106,58 @@ func (r *Records) Schedule(shard int) string { return r.Prefix + r.Name + "s:" +
 // left alone (created is false) unless again is set and it is settled: then
 // it is queued again (an operator's redelivery).
 func (r *Records) Enqueue(ctx context.Context, shard int, tenant, item string, again bool, fields ...any) (created bool, err error) {
+	c, err := r.EnqueueMany(ctx, []Item{{Shard: shard, Tenant: tenant, ID: item, Fields: fields}}, again)
+	if err != nil {
+		return false, err
+	}
+	return c[0], nil
+}
+
+// Item is one item for EnqueueMany.
+type Item struct {
+	// Shard, Tenant and ID name the item.
+	Shard  int
+	Tenant string
+	ID     string
+	// Fields are name, value pairs written with a new (or requeued)
+	// record; "pb" is the payload Claim returns.
+	Fields []any
+}
+
+// EnqueueMany is Enqueue for many items in one round trip (a pipeline of
+// the same script; Redis Cluster splits it by node), each item atomic on
+// its own. created[i] reports whether items[i] was queued. err is the
+// first failure: items before it may have been queued, and enqueueing is
+// idempotent, so a caller repeats the whole batch.
+func (r *Records) EnqueueMany(ctx context.Context, items []Item, again bool) (created []bool, err error) {
 	mode := ""
 	if again {
 		mode = "again"
 	}
-	args := append([]any{tenant, item, mode}, fields...)
-	raw, err := enqueueScript.Run(ctx, r.Redis, []string{r.Record(shard, tenant, item), r.Stream(shard), r.Schedule(shard)}, args...).Result()
-	if err != nil {
-		return false, storage.Unavailable(err)
+	calls := make([]storage.Call, len(items))
+	for i, it := range items {
+		calls[i] = storage.Call{
+			Keys: []string{r.Record(it.Shard, it.Tenant, it.ID), r.Stream(it.Shard), r.Schedule(it.Shard)},
+			Args: append([]any{it.Tenant, it.ID, mode}, it.Fields...),
+		}
 	}
-	parts, err := strs(raw)
+	cmds, err := storage.EvalAll(ctx, r.Redis, enqueueScript, calls, nil)
 	if err != nil {
-		return false, err
+		return nil, storage.Unavailable(err)
 	}
-	return parts[0] != "exists", nil
+	created = make([]bool, len(items))
+	for i, c := range cmds {
+		raw, err := c.Result()
+		if err != nil {
+			return nil, storage.Unavailable(err)
+		}
+		parts, err := strs(raw)
+		if err != nil {
+			return nil, err
+		}
+		created[i] = parts[0] != "exists"
+	}
+	return created, nil
 }
 
 // Claim is an item taken by Claim.
