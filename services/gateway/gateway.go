@@ -174,6 +174,16 @@ func (g *Gateway) authStreams(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 	return g.authStream(srv, ss, info, handler)
 }
 
+// loopbackWindow is the REST gateway's gRPC flow-control window a stream.
+const loopbackWindow = 256 << 10
+
+// restJSON is the REST answers' marshaler: proto field names, unset fields
+// present, unknown fields refused.
+var restJSON = &restMarshaler{JSONPb: runtime.JSONPb{
+	MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
+	UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+}}
+
 // restHandlers are the grpc-gateway registrations of every service.
 var restHandlers = []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
 	crowdgatev1.RegisterCredentialServiceHandler,
@@ -188,6 +198,7 @@ var restHandlers = []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) 
 	crowdgatev1.RegisterAccessServiceHandler,
 	crowdgatev1.RegisterEventServiceHandler,
 	crowdgatev1.RegisterWebhookServiceHandler,
+	crowdgatev1.RegisterExportServiceHandler,
 }
 
 // buildHTTP assembles the HTTP side: REST (through the gRPC server, so REST
@@ -199,7 +210,12 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	}
 	conn, err := grpc.NewClient(loopbackAddr(g.grpcLis.Addr()),
 		grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16*MaxRequestBytes)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16*MaxRequestBytes)),
+		// Fixed flow-control windows (which turns off gRPC's BDP estimate,
+		// whose windows grow to 16 MiB a stream): an export's rows wait in
+		// Redis, not in this buffer, while a slow REST client reads
+		// (services/gateway/export.go). Loopback needs no more for speed.
+		grpc.WithInitialWindowSize(loopbackWindow), grpc.WithInitialConnWindowSize(4*loopbackWindow))
 	if err != nil {
 		return fmt.Errorf("connect REST gateway to gRPC: %w", err)
 	}
@@ -208,18 +224,16 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rest := runtime.NewServeMux(
+	var rest *runtime.ServeMux
+	rest = runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithIncomingHeaderMatcher(restHeaderMatcher),
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &restMarshaler{JSONPb: runtime.JSONPb{
-			MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-		}}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, restJSON),
 		runtime.WithErrorHandler(restErrorHandler),
 		runtime.WithRoutingErrorHandler(allow.routingError),
 		runtime.WithOutgoingHeaderMatcher(noGRPCMetadata),
 		runtime.WithOutgoingTrailerMatcher(noGRPCMetadata),
 		runtime.WithMiddlewares(restRouteMiddleware), // the REST route, for the HTTP metrics
-	)
+	}, exportMuxOptions(&rest)...)...) // exports: JSON Lines or CSV (export.go)
 	for _, register := range restHandlers {
 		if err := register(ctx, rest, conn); err != nil {
 			return fmt.Errorf("register REST handler: %w", err)

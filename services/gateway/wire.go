@@ -23,6 +23,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/requester/archive"
 	"github.com/crowdgate/crowdgate/services/requester/ban"
 	"github.com/crowdgate/crowdgate/services/requester/credential"
+	"github.com/crowdgate/crowdgate/services/requester/export"
 	"github.com/crowdgate/crowdgate/services/requester/pool"
 	"github.com/crowdgate/crowdgate/services/requester/project"
 	"github.com/crowdgate/crowdgate/services/requester/review"
@@ -203,6 +204,8 @@ func wire(w wiring) (*wired, error) {
 	crowdgatev1.RegisterAccessServiceServer(w.grpc, auth)
 	crowdgatev1.RegisterEventServiceServer(w.grpc, events.NewService(evlog))
 	crowdgatev1.RegisterWebhookServiceServer(w.grpc, webhooks)
+	// Exports stream a pool's submissions, live sessions and Tolokers.
+	crowdgatev1.RegisterExportServiceServer(w.grpc, export.NewService(cat, submissions.Export, sessions.ExportLive, tolokerService.Export))
 	w.http.Handle("GET "+LandingPath, land)
 	w.http.Handle("GET "+token.JWKSPath, signer.JWKSHandler())
 	return &wired{auth: auth.Unary, authStream: auth.Stream, workers: []func(context.Context){

@@ -43,6 +43,9 @@ func TestRequired(t *testing.T) {
 		"/crowdgate.v1.AccessService/ListApiKeys":          NeedAdmin,
 		"/crowdgate.v1.AccessService/RevokeApiKey":         NeedAdmin,
 		"/crowdgate.v1.CredentialService/DeleteCredential": NeedWrite,
+		"/crowdgate.v1.ExportService/ExportSubmissions":    NeedRead,
+		"/crowdgate.v1.ExportService/ExportTolokers":       NeedRead,
+		"/crowdgate.v1.ExportService/ExportSessions":       NeedWrite,
 	} {
 		if got := Required(method); got != want {
 			t.Errorf("Required(%s) = %v, want %v", method, got, want)

@@ -58,6 +58,8 @@ var adminMethods = map[string]bool{
 // they need the platform's WRITE key like the rest of that side.
 var platformReads = map[string]bool{
 	crowdgatev1.SessionService_GetSession_FullMethodName: true,
+	// A pool's live sessions are GetSession's records in bulk.
+	crowdgatev1.ExportService_ExportSessions_FullMethodName: true,
 }
 
 // methodName returns "OpenPool" of "/crowdgate.v1.PoolService/OpenPool".
@@ -66,11 +68,12 @@ func methodName(fullMethod string) string {
 }
 
 // IsRead reports whether a method only reads: its name starts with Get,
-// List or Watch. Every other method (including any added later) counts as
-// a state change: it needs a WRITE key and is audited.
+// List, Watch or Export (the ExportService's streams, which read what the
+// List methods do). Every other method (including any added later) counts
+// as a state change: it needs a WRITE key and is audited.
 func IsRead(fullMethod string) bool {
 	m := methodName(fullMethod)
-	return strings.HasPrefix(m, "Get") || strings.HasPrefix(m, "List") || strings.HasPrefix(m, "Watch")
+	return strings.HasPrefix(m, "Get") || strings.HasPrefix(m, "List") || strings.HasPrefix(m, "Watch") || strings.HasPrefix(m, "Export")
 }
 
 // Required returns what a caller must hold to call fullMethod.

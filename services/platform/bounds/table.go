@@ -53,6 +53,11 @@ var table = map[protoreflect.FullName]Rule{
 	"crowdgate.v1.ListEventsRequest.types":  {Bytes: 64, Items: 20, Source: "event types: 11 exist (events.Types), each under 64 bytes"},
 	"crowdgate.v1.WatchEventsRequest.types": {Bytes: 64, Items: 20, Source: "as ListEventsRequest.types"},
 
+	// Exports: a cursor is a page token (services/requester/export).
+	"crowdgate.v1.ExportSubmissionsRequest.cursor": {Bytes: 1024, Source: srcPage},
+	"crowdgate.v1.ExportSessionsRequest.cursor":    {Bytes: 1024, Source: srcPage},
+	"crowdgate.v1.ExportTolokersRequest.cursor":    {Bytes: 1024, Source: srcPage},
+
 	"crowdgate.v1.ExchangeCodeRequest.code": {Bytes: 128, Source: "a one-time code is 71 base64url characters (session/codes.go)"},
 
 	// Names and comments, wherever they appear.
