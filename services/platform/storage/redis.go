@@ -90,6 +90,9 @@ func Open(ctx context.Context, cfg Settings, log *slog.Logger) (*Conn, error) {
 		_ = client.Close()
 		return nil, fmt.Errorf("REDIS_URL: redis (%s mode) did not answer PING: %w", modeOrDefault(cfg.Mode), err)
 	}
+	for _, w := range CheckServer(pingCtx, client) {
+		log.Warn(w)
+	}
 	return &Conn{Client: client}, nil
 }
 

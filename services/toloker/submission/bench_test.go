@@ -1,10 +1,15 @@
 package submission
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +22,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
+	"github.com/redis/go-redis/v9"
 )
 
 // BenchmarkSubmitAccept measures durable acceptance: validation, the
@@ -141,4 +147,79 @@ func BenchmarkDeliveryThroughput(b *testing.B) {
 			b.ReportMetric(float64(throttled), "429s")
 		})
 	}
+}
+
+// BenchmarkRedisMemoryPerSubmission makes b.N submits (each delivered at
+// once, as the accepting replica does) and reports the Redis memory each
+// leaves behind, by MEMORY USAGE of every key under the test's prefix: the
+// record, its idempotency key, its entries in the pool's and the
+// assignment's indexes, the Toloker's pay counters. Streams are listed but
+// not counted: the outbox's entry is deleted when the submission settles
+// and its event intent once relayed. It needs a real Redis (miniredis has
+// no MEMORY USAGE); the record's encoding depends on the server's
+// hash-max-listpack-value (storage.MinHashListpackValue):
+//
+//	redis-server --port 6399 --save '' --hash-max-listpack-value 1024 &
+//	REDIS_URL=redis://127.0.0.1:6399/0 go test -run '^$' -bench RedisMemoryPerSubmission -benchtime 2000x -v ./services/toloker/submission/
+func BenchmarkRedisMemoryPerSubmission(b *testing.B) {
+	f := newFixture(b, nil)
+	ctx := context.Background()
+	if err := f.redis.Client.Do(ctx, "MEMORY", "USAGE", "none").Err(); err != nil && !errors.Is(err, redis.Nil) {
+		b.Skip("needs a real Redis (REDIS_URL): ", err)
+	}
+	var sessions []*crowdgatev1.Session
+	for range 20 {
+		sessions = append(sessions, f.toloker(tolokasim.UserState{}))
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		s := sessions[i%len(sessions)]
+		sub, err := f.svc.Submit(f.ctx, &crowdgatev1.SubmitRequest{
+			SessionId: s.SessionId, RetryId: fmt.Sprintf("retry-%08d", i), Reward: "0.05", Quality: "0.9",
+			CustomLog: `{"ip":"10.0.0.1"}`, RealTasksCount: proto.Int32(4),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if sub.GetSubmission().GetState() != crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED {
+			b.Fatalf("submit %d is %v, want DELIVERED", i, sub.GetSubmission().GetState())
+		}
+	}
+	b.StopTimer()
+	type family struct {
+		keys  int
+		bytes int64
+	}
+	families := map[string]*family{}
+	var kept int64
+	ids := regexp.MustCompile(`[0-9a-z]{20,}|retry-\d+|user\d+|\d{3,}`)
+	it := f.redis.Client.Scan(ctx, 0, f.redis.Prefix+"*", 1000).Iterator()
+	for it.Next(ctx) {
+		k := it.Val()
+		n, err := f.redis.Client.MemoryUsage(ctx, k).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		typ, _ := f.redis.Client.Type(ctx, k).Result()
+		enc, _ := f.redis.Client.ObjectEncoding(ctx, k).Result()
+		name := ids.ReplaceAllString(strings.TrimPrefix(k, f.redis.Prefix), "…") + " (" + typ + ", " + enc + ")"
+		if families[name] == nil {
+			families[name] = &family{}
+		}
+		families[name].keys++
+		families[name].bytes += n
+		if typ != "stream" {
+			kept += n
+		}
+	}
+	if err := it.Err(); err != nil {
+		b.Fatal(err)
+	}
+	names := slices.Collect(maps.Keys(families))
+	slices.SortFunc(names, func(x, y string) int { return cmp.Compare(families[y].bytes, families[x].bytes) })
+	for _, name := range names {
+		fm := families[name]
+		b.Logf("%-62s %6d keys %9d B  %7.1f B/submission", name, fm.keys, fm.bytes, float64(fm.bytes)/float64(b.N))
+	}
+	b.ReportMetric(float64(kept)/float64(b.N), "B/submission")
 }

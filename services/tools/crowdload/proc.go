@@ -271,6 +271,8 @@ func startRedis(ctx context.Context, bin, dir string) (*redisServer, error) {
 			args: []string{
 				"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", data,
 				"--appendonly", "yes", "--appendfsync", "always", "--save", "",
+				// As deploy/README.md asks: submission records stay compact.
+				"--hash-max-listpack-value", "1024",
 				"--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
 			},
 		},
