@@ -18,7 +18,7 @@ type WatchSettings struct {
 func (s *WatchSettings) List() []settings.Setting {
 	return []settings.Setting{
 		settings.New("pool-poll-interval", "CROWDGATE_POOL_POLL_INTERVAL", "60s",
-			"how often each replica reads every open pool from Toloka to learn of closes Toloka makes on its own (expiry, all work done) and raise pool.closed; "+
+			"how often every open pool is read from Toloka (by one replica, whichever takes the tenant's turn) to learn of closes Toloka makes on its own (expiry, all work done) and raise pool.closed; "+
 				"each poll is one request per open pool within the account's rate limits; 0 turns the poll off",
 			settings.Duration(&s.Interval)),
 	}
@@ -31,11 +31,8 @@ func DefaultWatchSettings() WatchSettings {
 	return s
 }
 
-// Watch reads every open pool of every tenant from Toloka each interval
-// until ctx ends, storing (and recording the events of) what changed: a
-// pool Toloka closed on its own raises pool.closed with its
-// last_close_reason. Pools Crowdgate knows closed are not read: Crowdgate
-// opens them itself. A zero interval watches nothing.
+// Watch polls (Poll) every interval until ctx ends. A zero interval
+// watches nothing.
 func (t *Transitions) Watch(ctx context.Context, tenants func(context.Context) ([]string, error), interval time.Duration) {
 	if interval <= 0 {
 		return
@@ -48,12 +45,30 @@ func (t *Transitions) Watch(ctx context.Context, tenants func(context.Context) (
 			return
 		case <-tick.C:
 		}
-		ts, err := tenants(ctx)
+		t.Poll(ctx, tenants, interval)
+	}
+}
+
+// Poll reads every open pool of the tenants whose turn this replica takes
+// from Toloka, storing (and recording the events of) what changed: a pool
+// Toloka closed on its own raises pool.closed with its last_close_reason.
+// Pools Crowdgate knows closed are not read: Crowdgate opens them itself.
+// A tenant's turn lasts nine tenths of interval: however many replicas
+// poll, each tenant's pools are read about once an interval, not once per
+// replica (each read spends the requester's Toloka quota).
+func (t *Transitions) Poll(ctx context.Context, tenants func(context.Context) ([]string, error), interval time.Duration) {
+	ts, err := tenants(ctx)
+	if err != nil {
+		t.log.WarnContext(ctx, "pool watch: cannot list tenants", "error", err.Error())
+		return
+	}
+	for _, tenantID := range ts {
+		mine, err := t.catalog.TakeTurn(ctx, "pool-watch:"+tenantID, interval*9/10)
 		if err != nil {
-			t.log.WarnContext(ctx, "pool watch: cannot list tenants", "error", err.Error())
+			t.log.WarnContext(ctx, "pool watch: cannot take the tenant's turn", "tenant_id", tenantID, "error", err.Error())
 			continue
 		}
-		for _, tenantID := range ts {
+		if mine {
 			t.watchTenant(ctx, tenantID)
 		}
 	}
