@@ -1,7 +1,7 @@
 # Crowdgate's everyday commands. Everything runs offline once the Go module
 # cache is filled: buf and the protoc plugins are Go tools pinned in go.mod.
 
-.PHONY: run build test generate lint check-generated ci bench-webhooks
+.PHONY: run build test generate lint check-generated ci bench-webhooks bench-submits
 
 # The build's stamp (crowdgate -version, tolokasim -version, the
 # crowdgate_build_info metric), from git unless given: make build VERSION=v1.2.3.
@@ -51,3 +51,6 @@ ci:
 # (wrk), measured in the same run (README, Webhook fan-out).
 bench-webhooks:
 	go run ./cmd/crowdload webhooks
+
+bench-submits:
+	go run ./cmd/crowdload submits

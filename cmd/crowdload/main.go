@@ -6,7 +6,9 @@
 // landing benchmark instead: warm and cold landings with their ceilings
 // measured in the same run; "crowdload webhooks" is the webhook fan-out
 // benchmark: events delivered per second into one local endpoint and the
-// p99 from an event to its receipt, beside the endpoint's own ceiling. Run with --help for the flags; the logic lives
+// p99 from an event to its receipt, beside the endpoint's own ceiling;
+// "crowdload submits" is the submit acceptance benchmark: Submit over gRPC
+// and REST beside redis-benchmark's rate for the same writes. Run with --help for the flags; the logic lives
 // in package services/crowdload.
 package main
 
@@ -57,6 +59,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) > 0 && args[0] == "webhooks" {
 		return runWebhooks(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "submits" {
+		return runSubmits(ctx, args[1:], stdout, stderr)
 	}
 	cfg, err := crowdload.ParseFlags(args, stderr)
 	if err != nil {
@@ -125,6 +130,31 @@ func runWebhooks(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "crowdload webhooks:", err)
 		if res != nil && res.WorkDir != "" {
 			fmt.Fprintln(stderr, "crowdload webhooks: logs in", res.WorkDir)
+		}
+		return exitCannot
+	}
+	return 0
+}
+
+// runSubmits is "crowdload submits": the submit acceptance benchmark.
+func runSubmits(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	cfg, err := crowdload.ParseSubmitsFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, crowdload.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "crowdload submits:", err)
+		fmt.Fprintln(stderr, "run crowdload submits --help for the flags")
+		return exitUsage
+	}
+	res, err := crowdload.RunSubmits(ctx, cfg, stderr)
+	if res != nil && res.GRPC.Accepted > 0 {
+		res.WriteSummary(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "crowdload submits:", err)
+		if res != nil && res.WorkDir != "" {
+			fmt.Fprintln(stderr, "crowdload submits: logs in", res.WorkDir)
 		}
 		return exitCannot
 	}

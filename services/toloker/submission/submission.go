@@ -113,7 +113,7 @@ type Settings struct {
 // List returns the settings as configuration entries.
 func (s *Settings) List() []settings.Setting {
 	return []settings.Setting{
-		settings.New("submit-sync-timeout", "CROWDGATE_SUBMIT_SYNC_TIMEOUT", "2s", "how long Submit waits for Toloka's answer before it answers QUEUED", settings.Duration(&s.SyncTimeout)),
+		settings.New("submit-sync-timeout", "CROWDGATE_SUBMIT_SYNC_TIMEOUT", "2s", "how long Submit waits for Toloka's answer before it answers QUEUED; negative: no attempt at accept time (the workers deliver every submit)", settings.Func(&s.SyncTimeout, parseSyncTimeout, time.Duration.String)),
 		settings.New("submit-attempt-timeout", "CROWDGATE_SUBMIT_ATTEMPT_TIMEOUT", "10s", "bound of one delivery attempt to Toloka", settings.Duration(&s.AttemptTimeout)),
 		settings.New("submit-lease-ttl", "CROWDGATE_SUBMIT_LEASE_TTL", "0s", "per-submission delivery lease, longer than the attempt timeout (0: attempt timeout + 5s)", settings.Duration(&s.LeaseTTL)),
 		settings.New("submit-visibility-timeout", "CROWDGATE_SUBMIT_VISIBILITY_TIMEOUT", "30s", "idle time after which another replica reclaims an outbox entry a replica took (a crashed replica's work)", settings.Duration(&s.VisibilityTimeout)),
@@ -125,6 +125,17 @@ func (s *Settings) List() []settings.Setting {
 		settings.New("submit-min-replicas", "CROWDGATE_SUBMIT_MIN_REPLICAS", "0", "Redis replicas that must hold a submit before Submit answers (WAIT); 0 on a standalone Redis", settings.Int(&s.MinReplicas)),
 		settings.New("submit-replica-timeout", "CROWDGATE_SUBMIT_REPLICA_TIMEOUT", "100ms", "how long Submit waits for those replicas", settings.Duration(&s.ReplicaTimeout)),
 	}
+}
+
+// parseSyncTimeout reads CROWDGATE_SUBMIT_SYNC_TIMEOUT: a duration; a
+// negative one (e.g. -1s) makes no attempt at accept time, as
+// Settings.SyncTimeout says (the workers deliver everything).
+func parseSyncTimeout(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration like 2s (negative: no attempt at accept time), got %q", v)
+	}
+	return d, nil
 }
 
 // DefaultSettings returns the settings' built-in defaults.
