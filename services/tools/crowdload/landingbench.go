@@ -44,6 +44,16 @@ import (
 // Phase 2 is bounded by the Toloka account's rate limit and uses a Go
 // client; phases 1 and 3 are CPU-bound and use wrk, whose cost per
 // request is small and the same for both.
+//
+// With Accounts > 1 the emulator has that many requester accounts, each
+// with its own API key and Toloka's 300 requests/s, and the gateway one
+// credential, project and open pool per account (all in the tenant the
+// gateway gives unauthenticated calls); the assignments are spread over
+// the pools round-robin, so the cold phase lands in every pool at once and
+// one account's cap no longer bounds its rate (the gateway's and Redis's
+// CPU do, or, at few connections, each landing's sequential Redis round
+// trips, each waiting for appendfsync always). The emulator phase then
+// asks with every account's key.
 type LandingConfig struct {
 	// Duration is how long each wrk phase and the emulator phase run.
 	Duration time.Duration
@@ -54,6 +64,9 @@ type LandingConfig struct {
 	// assignment land 10 times at once and 30 a minute, so it should be
 	// at least a fifteenth of the warm landings expected in Duration.
 	Assignments int
+	// Accounts is how many Toloka requester accounts (each with its own
+	// pool in the gateway) the assignments are spread over.
+	Accounts int
 	// Wrk is the wrk binary.
 	Wrk string
 	// TolokaRateLimits keeps the emulator's documented rate limits.
@@ -73,6 +86,7 @@ func ParseLandingFlags(args []string, out io.Writer) (LandingConfig, error) {
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of each measured phase")
 	fs.IntVar(&c.Connections, "connections", 32, "keep-alive connections of each phase (at 64 the 2 cores are saturated and latency is mostly queueing)")
 	fs.IntVar(&c.Assignments, "assignments", 30000, "assignments landed cold once each, then cycled over by the warm phase (at least a fifteenth of the warm landings expected, for the per-assignment limit)")
+	fs.IntVar(&c.Accounts, "accounts", 1, "Toloka requester accounts, each with its own API key, 300 requests/s and pool in the gateway; the assignments are spread over them round-robin, so above 1 one account's cap no longer bounds the cold phase")
 	fs.StringVar(&c.Wrk, "wrk", "wrk", "wrk binary (Debian: apt-get install wrk)")
 	fs.BoolVar(&c.TolokaRateLimits, "toloka-rate-limits", true, "keep the emulator's documented Toloka rate limits (300 requests/s per account), as in production")
 	fs.Var(envFlag{&c.GatewayEnv}, "gateway-env", "extra KEY=VALUE environment for the gateway, comma-separated or repeated (e.g. CROWDGATE_LANDING_LIMIT_ASSIGNMENT=100/s,burst=100 for short runs on few assignments)")
@@ -88,7 +102,10 @@ func ParseLandingFlags(args []string, out io.Writer) (LandingConfig, error) {
 Phases: a bare Go redirect handler under wrk (the ceiling of warm landings);
 the emulator alone answering GET /api/v1/assignments/{id} (the ceiling of
 cold landings); cold landings (each assignment's first); warm landings
-(repeat clicks) under wrk.
+(repeat clicks) under wrk. With --accounts N the assignments are spread
+over N Toloka accounts, each with its own pool and 300 requests/s, and the
+report gives the gateway's and Redis's CPU and Redis's commands per cold
+landing.
 
 Flags:
 `)
@@ -109,6 +126,12 @@ Flags:
 	}
 	if c.Assignments < 1 || c.Assignments > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--assignments must be within 1..1,000,000, got %d", c.Assignments))
+	}
+	switch {
+	case c.Accounts < 1 || c.Accounts > maxLandingAccounts:
+		errs = append(errs, fmt.Errorf("--accounts must be within 1..%d, got %d", maxLandingAccounts, c.Accounts))
+	case c.Assignments >= 1 && c.Accounts > c.Assignments:
+		errs = append(errs, fmt.Errorf("--accounts (%d) must not exceed --assignments (%d): every account's pool gets cold landings", c.Accounts, c.Assignments))
 	}
 	for _, kv := range c.GatewayEnv {
 		if k, _, _ := strings.Cut(kv, "="); slices.Contains(harnessEnv, k) {
@@ -159,6 +182,27 @@ type LandingResult struct {
 	// landings (crowdgate_landings_total) over the cold and warm phases:
 	// redirects, and everything else (which fails the run).
 	RedirectsCounted, OtherOutcomes float64
+	// Accounts are the Toloka accounts and their pools, with the cold
+	// landings each pool got.
+	Accounts []*LandingAccount
+	// ColdRedis is what Redis ran during the cold phase (INFO
+	// commandstats after minus before), over every client of the run's
+	// Redis: the gateway's landings and its background work alike.
+	ColdRedis RedisCommandStats
+}
+
+// Cold landing targets (issue 21 item 2): CPU per cold landing.
+const (
+	coldTargetGatewayCPU = 400 * time.Microsecond
+	coldTargetRedisCPU   = 150 * time.Microsecond
+)
+
+// coldCPU is the CPU a process used per cold landing (0 when unknown).
+func (r *LandingResult) coldCPU(name string) time.Duration {
+	if r.Cold.Requests <= 0 {
+		return 0
+	}
+	return r.Cold.CPU[name] / time.Duration(r.Cold.Requests)
 }
 
 // Landing targets (issue: Toloker landing).
@@ -170,8 +214,8 @@ const (
 
 // WriteSummary prints the figures and the targets.
 func (r *LandingResult) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "crowdload landing: %d connections, %s phases, %d assignments, %d CPUs\n",
-		r.Config.Connections, r.Config.Duration, r.Config.Assignments, r.CPUs)
+	fmt.Fprintf(w, "crowdload landing: %d connections, %s phases, %d assignments, %d CPUs, %s\n",
+		r.Config.Connections, r.Config.Duration, r.Config.Assignments, r.CPUs, plural(max(len(r.Accounts), r.Config.Accounts), "Toloka account"))
 	fmt.Fprintf(w, "  %-44s %10s %9s %9s  %s\n", "phase", "answers/s", "p50", "p99", "CPU per answer")
 	for _, p := range []PhaseResult{r.Ceiling, r.Warm, r.Emulator, r.Cold} {
 		var cpu []string
@@ -188,7 +232,31 @@ func (r *LandingResult) WriteSummary(w io.Writer) {
 	part := r.Cold.Rate() / max(r.Emulator.Rate(), 1)
 	fmt.Fprintf(w, "cold landings: %.0f/s = %.0f%% of the emulator's GET /assignments/{id}; target >= %.0f%%: %s\n",
 		r.Cold.Rate(), 100*part, 100*coldTargetPart, verdict(part >= coldTargetPart))
+	gw, rd := r.coldCPU("gateway"), r.coldCPU("redis")
+	fmt.Fprintf(w, "cold landings CPU: %.0f/s over %s; gateway %s, Redis %s of CPU each; issue 21 targets <= %s and <= %s: %s\n",
+		r.Cold.Rate(), plural(len(r.Accounts), "account"), ms(gw), ms(rd), ms(coldTargetGatewayCPU), ms(coldTargetRedisCPU),
+		verdict(r.Cold.Requests > 0 && gw <= coldTargetGatewayCPU && rd <= coldTargetRedisCPU))
+	if len(r.Accounts) > 1 {
+		var per []string
+		for _, a := range r.Accounts {
+			per = append(per, strconv.FormatInt(a.ColdLandings, 10))
+		}
+		fmt.Fprintf(w, "cold landings per account's pool: %s\n", strings.Join(per, " "))
+	}
+	if r.ColdRedis != nil && r.Cold.Requests > 0 {
+		n := float64(r.Cold.Requests)
+		fmt.Fprintf(w, "Redis per cold landing: %.2f script calls, %.2f commands (a script's commands counted too); time executing, by command (a script's includes its commands'): %s\n",
+			float64(r.ColdRedis.Scripts())/n, float64(r.ColdRedis.Calls())/n, r.ColdRedis.PerOp(r.Cold.Requests))
+	}
 	fmt.Fprintf(w, "gateway counted %.0f redirects and %.0f other answers over both landing phases\n", r.RedirectsCounted, r.OtherOutcomes)
+}
+
+// plural is "1 account", "8 accounts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }
 
 func verdict(ok bool) string {
@@ -228,10 +296,23 @@ func RunLanding(ctx context.Context, cfg LandingConfig, progress io.Writer) (*La
 			return err
 		}
 		res.WorkDir = r.workDir
-		r.logf("creating %d assignments", cfg.Assignments)
-		ids, err := r.createAssignments(ctx, cfg.Assignments)
+		accounts, err := r.setupLandingAccounts(ctx, max(cfg.Accounts, 1))
 		if err != nil {
 			return err
+		}
+		res.Accounts = accounts
+		r.logf("creating %d assignments in %d pools", cfg.Assignments, len(accounts))
+		ids, err := r.createAssignments(ctx, cfg.Assignments, func(i int) string {
+			return accounts[accountOf(i, len(accounts))].TolokaPoolID
+		})
+		if err != nil {
+			return err
+		}
+		for i, a := range accounts {
+			a.Assignments = int64(len(ids) / len(accounts))
+			if i < len(ids)%len(accounts) {
+				a.Assignments++
+			}
 		}
 		gw := r.ownReplicas[0]
 		procs := map[string]int{"gateway": gw.PID(), "redis": r.ownRedis.proc.pid(), "emulator": r.ownToloka.proc.pid()}
@@ -263,30 +344,59 @@ func RunLanding(ctx context.Context, cfg LandingConfig, progress io.Writer) (*La
 		if err != nil {
 			return err
 		}
-		// 2. Cold landings: every assignment once.
-		r.logf("cold: the first landing of each of %d assignments", len(ids))
+		// 2. Cold landings: every assignment once, spread over the
+		// accounts' pools.
+		r.logf("cold: the first landing of each of %d assignments, over %d accounts", len(ids), len(accounts))
 		start := gw.HTTPURL() + "/start?assignment_id="
-		res.Cold, err = runClient(ctx, cfg.Connections, 0, len(ids), func(i int) string { return start + ids[i] }, nil, http.StatusSeeOther, procs)
+		redisBefore, err := redisCommandStats(ctx, r.rdb)
 		if err != nil {
 			return err
+		}
+		perPool := make([]atomic.Int64, len(accounts))
+		res.Cold, err = runClient(ctx, cfg.Connections, 0, len(ids), func(i int) string { return start + ids[i] }, nil, http.StatusSeeOther, procs,
+			func(i int) { perPool[accountOf(i, len(accounts))].Add(1) })
+		if err != nil {
+			return err
+		}
+		redisAfter, err := redisCommandStats(ctx, r.rdb)
+		if err != nil {
+			return err
+		}
+		res.ColdRedis = redisAfter.Sub(redisBefore)
+		for i, a := range accounts {
+			a.ColdLandings = perPool[i].Load()
 		}
 		res.Cold.Name = "cold landings (first of each assignment)"
 		if res.Cold.Other > 0 {
 			return fmt.Errorf("cold landings: %d answers were not a redirect (see %s)", res.Cold.Other, gw.proc.logPath)
+		}
+		// Every pool's cold landings, as the gateway recorded them: each
+		// assignment is a Toloker of its own.
+		for _, a := range accounts {
+			if a.Tolokers, err = r.tolokersInPool(ctx, a.PoolID); err != nil {
+				return fmt.Errorf("pool %s: %w", a.PoolID, err)
+			}
+			if a.Tolokers != a.Assignments || a.ColdLandings != a.Assignments {
+				return fmt.Errorf("pool %s: %d assignments, %d cold landings redirected, %d Tolokers in the gateway's registry; want them equal", a.PoolID, a.Assignments, a.ColdLandings, a.Tolokers)
+			}
 		}
 
 		// The emulator alone, for whole seconds of the clock at least as
 		// long as the cold phase took: Toloka's limit counts fixed
 		// one-second windows, so a phase that starts mid-second would get
 		// part of one more window's worth.
-		r.logf("emulator: GET /api/v1/assignments/{id} with the account's key")
+		r.logf("emulator: GET /api/v1/assignments/{id} with the accounts' keys")
 		emuURL := r.emu.apiURL() + "/assignments/"
-		hdr := http.Header{"Authorization": {"ApiKey " + r.tolokaKey}}
+		hdrs := make([]http.Header, len(accounts))
+		for i, a := range accounts {
+			hdrs[i] = http.Header{"Authorization": {"ApiKey " + a.Key}}
+		}
+		hdr := func(i int) http.Header { return hdrs[accountOf(i%len(ids), len(accounts))] }
 		if !sleepCtx(ctx, time.Until(time.Now().Truncate(time.Second).Add(time.Second))) {
 			return ctx.Err()
 		}
 		emuFor := max(cfg.Duration, res.Cold.Elapsed).Round(time.Second)
-		res.Emulator, err = runClient(ctx, cfg.Connections, emuFor, len(ids), func(i int) string { return emuURL + ids[i%len(ids)] }, hdr, http.StatusOK, procs)
+		res.Emulator, err = runClient(ctx, cfg.Connections, emuFor, len(ids), func(i int) string { return emuURL + ids[i%len(ids)] }, hdr, http.StatusOK, procs, nil)
 		if err != nil {
 			return err
 		}
@@ -347,8 +457,9 @@ func newRunner(cfg Config, progress io.Writer) (*runner, func(error)) {
 	}
 }
 
-// createAssignments starts n assignments in the run's pool, in parallel.
-func (r *runner) createAssignments(ctx context.Context, n int) ([]string, error) {
+// createAssignments starts n assignments in parallel, the i-th in the
+// Toloka pool pool(i).
+func (r *runner) createAssignments(ctx context.Context, n int, pool func(i int) string) ([]string, error) {
 	ids := make([]string, n)
 	var (
 		next atomic.Int64
@@ -363,7 +474,7 @@ func (r *runner) createAssignments(ctx context.Context, n int) ([]string, error)
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				id, err := r.emu.createAssignment(ctx, r.tolokaPoolID, fmt.Sprintf("bench-%s-%07d", r.res.RunID, i))
+				id, err := r.emu.createAssignment(ctx, pool(i), fmt.Sprintf("bench-%s-%07d", r.res.RunID, i))
 				if err != nil {
 					mu.Lock()
 					errs = append(errs, err)
@@ -499,9 +610,10 @@ func wrkDuration(v, unit string) time.Duration {
 }
 
 // runClient sends GETs over conns keep-alive connections: for d, cycling
-// over n URLs, or (d == 0) each of the n URLs once. Answers with status
-// want are counted and timed.
-func runClient(ctx context.Context, conns int, d time.Duration, n int, url func(int) string, hdr http.Header, want int, procs map[string]int) (PhaseResult, error) {
+// over n URLs, or (d == 0) each of the n URLs once, the i-th request with
+// the headers hdr(i) (hdr may be nil). Answers with status want are
+// counted and timed, and passed to counted (when not nil) by i.
+func runClient(ctx context.Context, conns int, d time.Duration, n int, url func(int) string, hdr func(int) http.Header, want int, procs map[string]int, counted func(i int)) (PhaseResult, error) {
 	transport := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, DisableCompression: true}
 	defer transport.CloseIdleConnections()
 	client := &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -513,7 +625,7 @@ func runClient(ctx context.Context, conns int, d time.Duration, n int, url func(
 	}
 	var (
 		next     atomic.Int64
-		counted  latencies
+		lat      latencies
 		other    atomic.Int64
 		firstErr error
 		errOnce  sync.Once
@@ -535,7 +647,9 @@ func runClient(ctx context.Context, conns int, d time.Duration, n int, url func(
 					errOnce.Do(func() { firstErr = err })
 					return
 				}
-				maps(req.Header, hdr)
+				if hdr != nil {
+					maps(req.Header, hdr(i))
+				}
 				if want == http.StatusSeeOther { // a landing: from one of many Tolokers
 					req.Header.Set("X-Forwarded-For", benchIP(i))
 				}
@@ -548,7 +662,10 @@ func runClient(ctx context.Context, conns int, d time.Duration, n int, url func(
 				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode == want {
-					counted.add(time.Since(t0))
+					lat.add(time.Since(t0))
+					if counted != nil {
+						counted(i)
+					}
 				} else {
 					other.Add(1)
 				}
@@ -557,7 +674,7 @@ func runClient(ctx context.Context, conns int, d time.Duration, n int, url func(
 	}
 	wg.Wait()
 	res := PhaseResult{Elapsed: time.Since(start), CPU: cpuSince(procs, before), Other: other.Load()}
-	s := counted.summary()
+	s := lat.summary()
 	res.Requests, res.P50, res.P99 = int64(s.Count), s.P50, s.P99
 	if firstErr != nil && !errors.Is(firstErr, context.Canceled) {
 		return res, firstErr

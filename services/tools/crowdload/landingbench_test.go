@@ -102,7 +102,7 @@ func TestParseLandingFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Connections != 8 || c.Duration != 10*time.Second || c.Assignments != 30000 || !c.TolokaRateLimits {
+	if c.Connections != 8 || c.Duration != 10*time.Second || c.Assignments != 30000 || !c.TolokaRateLimits || c.Accounts != 1 {
 		t.Errorf("config %+v", c)
 	}
 	if diff := cmp.Diff([]string{"CROWDGATE_LANDING_LIMIT_IP=1000/s,burst=1000"}, c.GatewayEnv); diff != "" {
@@ -117,6 +117,11 @@ func TestParseLandingFlags(t *testing.T) {
 		{[]string{"--assignments=0"}, "--assignments"},
 		{[]string{"--gateway-env=REDIS_URL=redis://x"}, "cannot set REDIS_URL"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"--accounts=0"}, "--accounts must be within 1..256, got 0"},
+		{[]string{"--accounts=-3"}, "--accounts must be within 1..256, got -3"},
+		{[]string{"--accounts=257"}, "--accounts must be within 1..256, got 257"},
+		{[]string{"--accounts=x"}, "invalid value \"x\" for flag -accounts"},
+		{[]string{"--accounts=8", "--assignments=5"}, "--accounts (8) must not exceed --assignments (5)"},
 	} {
 		if _, err := ParseLandingFlags(tc.args, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseLandingFlags(%q) = %v, want an error naming %s", tc.args, err, tc.want)
