@@ -3,12 +3,14 @@ package events
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // relayLease is how long a replica relays an intent stream alone without
@@ -41,32 +43,37 @@ return 0
 // reports) to its tenant's log, then deletes it, until ctx ends.
 //
 // One replica at a time relays a stream (a lease per stream, the stream's
-// key + ":relay", renewed on every pass): it reads the stream from its
-// oldest intent, records the intents one after another up to the first
-// failure, and deletes those recorded. So a stream's events are recorded
-// in the order its intents were written (a submission's dead, retried and
-// delivered stay in that order), and each intent becomes exactly one event
-// across replicas and faults: an intent is deleted only after its event is
-// recorded, and recording is idempotent, so a replica that takes a stream
-// over repeats at most what its previous holder recorded but had not yet
-// deleted, which records nothing new.
+// key + ":relay", renewed while it works): it reads the stream from its
+// oldest intent, records a batch in order (one pipeline, which Redis runs
+// in order), and deletes the intents recorded up to the first that failed.
+// So a stream's events are recorded in the order its intents were written
+// (a submission's dead, retried and delivered stay in that order), and each
+// intent becomes exactly one event across replicas and faults: an intent
+// is deleted only after its event is recorded, and recording is
+// idempotent, so a replica that takes a stream over repeats at most what
+// its previous holder recorded but had not yet deleted, which records
+// nothing new. The streams are relayed side by side, one loop each.
 func (l *Log) Relay(ctx context.Context, streams []string) {
 	token := consumerName()
-	defer func() {
-		// Hand the streams over at once rather than after relayLease.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		for _, s := range streams {
-			_ = releaseScript.Run(rctx, l.rdb, []string{s + ":relay"}, token).Err()
-		}
-	}()
+	var wg sync.WaitGroup
+	for _, s := range streams {
+		wg.Go(func() { l.relayLoop(ctx, s, token) })
+	}
+	wg.Wait()
+	// Hand the streams over at once rather than after relayLease.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	for _, s := range streams {
+		_ = releaseScript.Run(rctx, l.rdb, []string{s + ":relay"}, token).Err()
+	}
+}
+
+// relayLoop relays one stream until ctx ends.
+func (l *Log) relayLoop(ctx context.Context, stream, token string) {
+	var renewed time.Time // when this replica last took or renewed the lease
 	for ctx.Err() == nil {
 		woken := l.wake.wait()
-		n := 0
-		for _, s := range streams {
-			n += l.relayStream(ctx, s, token)
-		}
-		if n > 0 {
+		if n := l.relayStream(ctx, stream, token, &renewed); n > 0 {
 			continue
 		}
 		t := time.NewTimer(l.set.Poll)
@@ -80,14 +87,20 @@ func (l *Log) Relay(ctx context.Context, streams []string) {
 }
 
 // relayStream relays up to batch intents of stream if this replica holds
-// (or can take) its lease, and returns how many it recorded.
-func (l *Log) relayStream(ctx context.Context, stream, token string) int {
-	held, err := relayLeaseScript.Run(ctx, l.rdb, []string{stream + ":relay"}, token, relayLease.Milliseconds()).Int()
-	if err != nil || held != 1 {
-		if err != nil && ctx.Err() == nil {
-			l.log.Warn("events: cannot take an intent stream's relay lease", "stream", stream, "error", err.Error())
+// (or can take) its lease, and returns how many it recorded. The lease is
+// renewed once a third of it has passed since *renewed, so a busy stream
+// costs no lease write per batch.
+func (l *Log) relayStream(ctx context.Context, stream, token string, renewed *time.Time) int {
+	if time.Since(*renewed) >= relayLease/3 {
+		held, err := relayLeaseScript.Run(ctx, l.rdb, []string{stream + ":relay"}, token, relayLease.Milliseconds()).Int()
+		if err != nil || held != 1 {
+			if err != nil && ctx.Err() == nil {
+				l.log.Warn("events: cannot take an intent stream's relay lease", "stream", stream, "error", err.Error())
+			}
+			*renewed = time.Time{}
+			return 0
 		}
-		return 0
+		*renewed = time.Now()
 	}
 	msgs, err := l.rdb.XRangeN(ctx, stream, "-", "+", batch).Result()
 	if err != nil {
@@ -96,28 +109,48 @@ func (l *Log) relayStream(ctx context.Context, stream, token string) int {
 		}
 		return 0
 	}
-	var done []string
-	for _, m := range msgs {
+	if len(msgs) == 0 {
+		return 0
+	}
+	calls := make([]storage.Call, 0, len(msgs))
+	at := make([]int, 0, len(msgs)) // msgs index of each call
+	for i, m := range msgs {
 		raw, _ := m.Values[IntentField].(string)
 		ev := &crowdgatev1.Event{}
 		if err := proto.Unmarshal([]byte(raw), ev); err != nil || ev.GetTenantId() == "" || ev.GetEventId() == "" {
 			l.log.Error("events: unreadable intent dropped", "entry", m.ID)
-			done = append(done, m.ID)
 			continue
 		}
-		if err := l.appendRaw(ctx, ev.GetTenantId(), ev.GetEventId(), []byte(raw)); err != nil {
-			if ctx.Err() == nil {
-				l.log.Warn("events: recording an intent failed; it is relayed again", "entry", m.ID, "error", err.Error())
-			}
-			break // the rest wait: a stream's events keep their order
-		}
-		done = append(done, m.ID)
+		log, seen := Keys(l.prefix, ev.GetTenantId())
+		calls = append(calls, storage.Call{Keys: []string{log, seen}, Args: []any{ev.GetEventId(), raw, l.set.Retention.Milliseconds()}})
+		at = append(at, i)
 	}
-	if len(done) == 0 {
+	// Recorded: every intent before the first whose append failed
+	// (unreadable ones included: they are dropped).
+	done := len(msgs)
+	cmds, err := storage.EvalAll(ctx, l.rdb, appendScript, calls, nil)
+	for c, cmd := range cmds {
+		if e := cmd.Err(); err != nil || (e != nil && !errors.Is(e, redis.Nil)) {
+			if err == nil {
+				err = e
+			}
+			done = at[c]
+			break
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		l.log.Warn("events: recording intents failed; they are relayed again", "stream", stream, "error", err.Error())
+	}
+	if done == 0 {
 		return 0
 	}
-	if err := l.rdb.XDel(ctx, stream, done...).Err(); err != nil && ctx.Err() == nil {
+	l.wake.notify()
+	ids := make([]string, done)
+	for i := range done {
+		ids[i] = msgs[i].ID
+	}
+	if err := l.rdb.XDel(ctx, stream, ids...).Err(); err != nil && ctx.Err() == nil {
 		l.log.Warn("events: cannot delete relayed intents; they are relayed again (recording nothing new)", "stream", stream, "error", err.Error())
 	}
-	return len(done)
+	return done
 }
