@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,28 +53,37 @@ return 0
 // is deleted only after its event is recorded, and recording is
 // idempotent, so a replica that takes a stream over repeats at most what
 // its previous holder recorded but had not yet deleted, which records
-// nothing new. The streams are relayed side by side, one loop each.
+// nothing new. One read covers every stream; the streams with intents are
+// relayed side by side.
 func (l *Log) Relay(ctx context.Context, streams []string) {
 	token := consumerName()
-	var wg sync.WaitGroup
-	for _, s := range streams {
-		wg.Go(func() { l.relayLoop(ctx, s, token) })
-	}
-	wg.Wait()
-	// Hand the streams over at once rather than after relayLease.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	for _, s := range streams {
-		_ = releaseScript.Run(rctx, l.rdb, []string{s + ":relay"}, token).Err()
-	}
-}
-
-// relayLoop relays one stream until ctx ends.
-func (l *Log) relayLoop(ctx context.Context, stream, token string) {
-	var renewed time.Time // when this replica last took or renewed the lease
+	renewed := make([]time.Time, len(streams)) // when this replica last took or renewed each lease
 	for ctx.Err() == nil {
 		woken := l.wake.wait()
-		if n := l.relayStream(ctx, stream, token, &renewed); n > 0 {
+		// Every stream's oldest intents in one round trip.
+		cmds := make([]*redis.XMessageSliceCmd, len(streams))
+		_, _ = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, s := range streams {
+				cmds[i] = p.XRangeN(ctx, s, "-", "+", batch)
+			}
+			return nil
+		})
+		var n atomic.Int64
+		var wg sync.WaitGroup
+		for i, cmd := range cmds {
+			msgs, err := cmd.Result()
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, redis.Nil) {
+					l.log.Warn("events: cannot read an intent stream", "stream", streams[i], "error", err.Error())
+				}
+				continue
+			}
+			if len(msgs) > 0 {
+				wg.Go(func() { n.Add(int64(l.relayBatch(ctx, streams[i], token, &renewed[i], msgs))) })
+			}
+		}
+		wg.Wait()
+		if n.Load() > 0 {
 			continue
 		}
 		t := time.NewTimer(l.set.Poll)
@@ -84,13 +94,19 @@ func (l *Log) relayLoop(ctx context.Context, stream, token string) {
 		}
 		t.Stop()
 	}
+	// Hand the streams over at once rather than after relayLease.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	for _, s := range streams {
+		_ = releaseScript.Run(rctx, l.rdb, []string{s + ":relay"}, token).Err()
+	}
 }
 
-// relayStream relays up to batch intents of stream if this replica holds
-// (or can take) its lease, and returns how many it recorded. The lease is
-// renewed once a third of it has passed since *renewed, so a busy stream
-// costs no lease write per batch.
-func (l *Log) relayStream(ctx context.Context, stream, token string, renewed *time.Time) int {
+// relayBatch records msgs, the oldest intents of stream, if this replica
+// holds (or can take) the stream's lease, and returns how many it
+// recorded. The lease is renewed once a third of it has passed since
+// *renewed, so a busy stream costs no lease write per batch.
+func (l *Log) relayBatch(ctx context.Context, stream, token string, renewed *time.Time, msgs []redis.XMessage) int {
 	if time.Since(*renewed) >= relayLease/3 {
 		held, err := relayLeaseScript.Run(ctx, l.rdb, []string{stream + ":relay"}, token, relayLease.Milliseconds()).Int()
 		if err != nil || held != 1 {
@@ -101,16 +117,6 @@ func (l *Log) relayStream(ctx context.Context, stream, token string, renewed *ti
 			return 0
 		}
 		*renewed = time.Now()
-	}
-	msgs, err := l.rdb.XRangeN(ctx, stream, "-", "+", batch).Result()
-	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, redis.Nil) {
-			l.log.Warn("events: cannot read an intent stream", "stream", stream, "error", err.Error())
-		}
-		return 0
-	}
-	if len(msgs) == 0 {
-		return 0
 	}
 	calls := make([]storage.Call, 0, len(msgs))
 	at := make([]int, 0, len(msgs)) // msgs index of each call
