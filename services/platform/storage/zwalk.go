@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -63,4 +64,44 @@ func ZAfter(ctx context.Context, rdb redis.UniversalClient, key string, after *Z
 		offset += batch
 	}
 	return out, nil
+}
+
+// CursorOf is the cursor of entry z (String of its ZCursor): a walk resumed
+// from it continues after z.
+func CursorOf(z redis.Z) string {
+	return ZCursor{Score: int64(z.Score), Member: z.Member.(string)}.String()
+}
+
+// WalkZ walks a sorted set of integer scores in ascending order, after the
+// cursor after ("" from the first entry; one String did not write is
+// INVALID_ARGUMENT naming cursor), in pages of up to n entries whose score
+// is at least min() (read before each page), calling page with each until
+// the set is exhausted, ctx ends or page fails. It holds one page at a
+// time: exports walk whole indexes with it.
+func WalkZ(ctx context.Context, rdb redis.UniversalClient, key, after string, min func() int64, n int, page func(zs []redis.Z) error) error {
+	var cur *ZCursor
+	if after != "" {
+		c, ok := ParseZCursor(after)
+		if !ok {
+			return serviceerror.NewInvalidArgument("cursor", "is not a cursor of this export")
+		}
+		cur = &c
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		zs, err := ZAfter(ctx, rdb, key, cur, min(), n)
+		if err != nil {
+			return err
+		}
+		if err := page(zs); err != nil {
+			return err
+		}
+		if len(zs) < n {
+			return nil
+		}
+		last := zs[len(zs)-1]
+		cur = &ZCursor{Score: int64(last.Score), Member: last.Member.(string)}
+	}
 }

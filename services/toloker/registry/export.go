@@ -4,8 +4,8 @@ import (
 	"context"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/redis/go-redis/v9"
 )
 
 // ExportBatch is how many Tolokers Export reads from Redis at a time.
@@ -20,25 +20,10 @@ const ExportBatch = 256
 // checked that the pool is the tenant's. A malformed after is
 // INVALID_ARGUMENT naming cursor.
 func (s *Service) Export(ctx context.Context, tenantID, poolID, after string, emit func(t *crowdgatev1.Toloker, cursor string) error) error {
-	var cur *storage.ZCursor
-	if after != "" {
-		c, ok := storage.ParseZCursor(after)
-		if !ok {
-			return serviceerror.NewInvalidArgument("cursor", "is not a cursor of this export")
-		}
-		cur = &c
-	}
 	index := s.reg.poolKey(tenantID, poolID)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		// Older entries are past the retention (the index drops them lazily).
-		min := s.reg.now().Add(-s.reg.retention).UnixMilli()
-		zs, err := storage.ZAfter(ctx, s.reg.rdb, index, cur, min, ExportBatch)
-		if err != nil {
-			return err
-		}
+	// Older entries are past the retention (the index drops them lazily).
+	min := func() int64 { return s.reg.now().Add(-s.reg.retention).UnixMilli() }
+	return storage.WalkZ(ctx, s.reg.rdb, index, after, min, ExportBatch, func(zs []redis.Z) error {
 		users := make([]string, len(zs))
 		for i, z := range zs {
 			users[i] = z.Member.(string)
@@ -53,16 +38,11 @@ func (s *Service) Export(ctx context.Context, tenantID, poolID, after string, em
 			if j == len(got) || got[j].GetUserId() != z.Member.(string) {
 				continue
 			}
-			c := storage.ZCursor{Score: int64(z.Score), Member: z.Member.(string)}
-			if err := emit(got[j], c.String()); err != nil {
+			if err := emit(got[j], storage.CursorOf(z)); err != nil {
 				return err
 			}
 			j++
 		}
-		if len(zs) < ExportBatch {
-			return nil
-		}
-		last := zs[len(zs)-1]
-		cur = &storage.ZCursor{Score: int64(last.Score), Member: last.Member.(string)}
-	}
+		return nil
+	})
 }

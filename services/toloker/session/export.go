@@ -4,8 +4,8 @@ import (
 	"context"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/redis/go-redis/v9"
 )
 
 // ExportBatch is how many sessions ExportLive reads from Redis at a time.
@@ -19,25 +19,10 @@ const ExportBatch = 256
 // walked. The caller has checked that the pool is the tenant's. A
 // malformed after is INVALID_ARGUMENT naming cursor.
 func (s *Service) ExportLive(ctx context.Context, tenantID, poolID, after string, emit func(sess *crowdgatev1.Session, cursor string) error) error {
-	var cur *storage.ZCursor
-	if after != "" {
-		c, ok := storage.ParseZCursor(after)
-		if !ok {
-			return serviceerror.NewInvalidArgument("cursor", "is not a cursor of this export")
-		}
-		cur = &c
-	}
 	key := s.store.liveKey(tenantID, poolID)
 	// Entries at or before now have expired (the index drops them lazily).
-	min := s.now().UnixMilli() + 1
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		zs, err := storage.ZAfter(ctx, s.store.rdb, key, cur, min, ExportBatch)
-		if err != nil {
-			return err
-		}
+	now := s.now().UnixMilli() + 1
+	return storage.WalkZ(ctx, s.store.rdb, key, after, func() int64 { return now }, ExportBatch, func(zs []redis.Z) error {
 		aids := make([]string, 0, len(zs))
 		for _, z := range zs {
 			if aid, ok := assignmentOfSession(z.Member.(string)); ok {
@@ -63,15 +48,10 @@ func (s *Service) ExportLive(ctx context.Context, tenantID, poolID, after string
 				continue
 			}
 			s.view(r)
-			c := storage.ZCursor{Score: int64(z.Score), Member: sid}
-			if err := emit(r.session, c.String()); err != nil {
+			if err := emit(r.session, storage.CursorOf(z)); err != nil {
 				return err
 			}
 		}
-		if len(zs) < ExportBatch {
-			return nil
-		}
-		last := zs[len(zs)-1]
-		cur = &storage.ZCursor{Score: int64(last.Score), Member: last.Member.(string)}
-	}
+		return nil
+	})
 }
