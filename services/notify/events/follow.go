@@ -94,13 +94,7 @@ func (l *Log) consume(ctx context.Context, group string, keys func(context.Conte
 		if n > 0 {
 			continue
 		}
-		t := time.NewTimer(l.set.Poll)
-		select {
-		case <-ctx.Done():
-		case <-woken:
-		case <-t.C:
-		}
-		t.Stop()
+		_ = l.idle(ctx, woken) // the loop ends with ctx
 	}
 }
 

@@ -200,16 +200,24 @@ func (l *Log) Watch(ctx context.Context, tenantID string, f Filter, cursor strin
 			cursor = next
 			continue
 		}
-		t := time.NewTimer(l.set.Poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-woken:
-		case <-t.C:
+		if err := l.idle(ctx, woken); err != nil {
+			return err
 		}
-		t.Stop()
 	}
+}
+
+// idle waits for woken (an event was recorded on this replica), the poll
+// interval or the end of ctx, whose error it returns.
+func (l *Log) idle(ctx context.Context, woken <-chan struct{}) error {
+	t := time.NewTimer(l.set.Poll)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-woken:
+	case <-t.C:
+	}
+	return nil
 }
 
 // broadcast wakes every waiter at once: wait returns a channel closed by

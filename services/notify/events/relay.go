@@ -86,13 +86,7 @@ func (l *Log) Relay(ctx context.Context, streams []string) {
 		if n.Load() > 0 {
 			continue
 		}
-		t := time.NewTimer(l.set.Poll)
-		select {
-		case <-ctx.Done():
-		case <-woken:
-		case <-t.C:
-		}
-		t.Stop()
+		_ = l.idle(ctx, woken) // the loop ends with ctx
 	}
 	// Hand the streams over at once rather than after relayLease.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
