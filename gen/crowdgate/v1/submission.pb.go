@@ -427,7 +427,12 @@ type SubmitRequest struct {
 	// Toloka's user_id, when session_id is not given.
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Idempotency key, at most 128 characters; Crowdgate makes one when empty
-	// and returns it.
+	// and returns it. A retry_id is remembered for
+	// CROWDGATE_SUBMISSION_RETENTION (30 days) after its submission settles;
+	// so that a later replay is never paid again, a submit with a retry_id is
+	// refused when its work (the session's start, start_time or end_time,
+	// whichever is earliest) is older than half of that, and a submit by
+	// pool_id and user_id with a retry_id must give start_time or end_time.
 	RetryId string `protobuf:"bytes,4,opt,name=retry_id,json=retryId,proto3" json:"retry_id,omitempty"`
 	// Reward, a decimal in U.S. dollars such as "10.52", not negative; required.
 	Reward string `protobuf:"bytes,5,opt,name=reward,proto3" json:"reward,omitempty"`

@@ -1,6 +1,8 @@
 package archive_test
 
 import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"net/http"
 	"strings"
 	"testing"
@@ -77,7 +79,7 @@ func TestArchiveWaitsForTheOutbox(t *testing.T) {
 	}
 	for _, user := range []string{"toloker-1", "toloker-2"} {
 		env.StartAssignment(p, user)
-		if _, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: user, Reward: "0.05", RetryId: "r-" + user}); err != nil {
+		if _, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: user, Reward: "0.05", RetryId: "r-" + user, EndTime: timestamppb.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}

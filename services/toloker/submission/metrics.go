@@ -17,7 +17,7 @@ type metrics struct {
 	// count, but nothing reads them, so the outbox gauges are not polled.
 	enabled bool
 
-	received, replayed, delivered, dead, requeued, reclaimed, replicaShortfall prometheus.Counter
+	received, replayed, delivered, dead, requeued, reclaimed, replicaShortfall, expired prometheus.Counter
 
 	attempts *prometheus.CounterVec
 	claims   *prometheus.CounterVec
@@ -39,6 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		requeued:         counter("crowdgate_submissions_requeued_total", "Dead submissions an operator put back in the outbox."),
 		reclaimed:        counter("crowdgate_submission_outbox_reclaimed_total", "Outbox entries reclaimed from a consumer that left them unacknowledged."),
 		replicaShortfall: counter("crowdgate_submission_replica_shortfall_total", "Submits fewer Redis replicas acknowledged than asked for."),
+		expired:          counter("crowdgate_submissions_expired_total", "Settled submissions deleted with their idempotency keys once their retention passed."),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdgate_submission_delivery_attempts_total",
 			Help: "Delivery attempts to Toloka, by outcome: delivered, retry (transient failure) or dead.",
@@ -74,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.received, m.replayed, m.delivered, m.dead, m.requeued, m.reclaimed,
-			m.replicaShortfall, m.attempts, m.claims, m.latency, m.lag, m.backlog} {
+			m.replicaShortfall, m.expired, m.attempts, m.claims, m.latency, m.lag, m.backlog} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -71,6 +71,8 @@ const (
 //	<prefix>asub:{sub:N}:<tenant>:<assignment>      the assignment's submissions (zset by id)
 //	<prefix>tpay:{sub:N}:<tenant>:<user>            the Toloker's pay counters in the shard
 //	                                                (hash: delivered, dead, rd), TTL PayRetention
+//	<prefix>pools:{sub:N}                           the shard's pools with submissions
+//	                                                (set of tenant TAB pool), walked by expire
 //
 // The record hash holds pb (the Submission's request part as protobuf), st
 // (state), att (attempts), amt (reward in units of 1e-8 USD), tp (Toloka pool
@@ -151,6 +153,13 @@ func (s *store) othersPending(ctx context.Context, shard int, tenantID, sessionI
 	return false, nil
 }
 func (s *store) schedKey(shard int) string { return s.prefix + "sched:" + tag(shard) }
+
+// poolsKey is the set of the shard's pools that have submissions: what the
+// retention sweep (expire) walks.
+func (s *store) poolsKey(shard int) string { return s.prefix + "pools:" + tag(shard) }
+
+// poolMember is a pool's member of its shard's poolsKey set.
+func poolMember(tenantID, poolID string) string { return tenantID + "\t" + poolID }
 
 // intentKey is the shard's stream of event intents (events.Relay copies
 // them to the tenants' logs).
@@ -261,9 +270,11 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 			s.leaseKey(a.shard, a.id),
 			s.sessionPendingKey(a.shard, a.tenantID, a.sessionID),
 			s.assignmentKey(a.shard, a.tenantID, a.assignmentID),
+			s.poolsKey(a.shard),
 		},
 		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
-			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != "")},
+			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != ""),
+			poolMember(a.tenantID, a.poolID)},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
 		done: make(chan struct{}),
 	}

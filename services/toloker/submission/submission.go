@@ -108,7 +108,26 @@ type Settings struct {
 	// replicas have the submit (or ReplicaTimeout passes).
 	MinReplicas    int
 	ReplicaTimeout time.Duration
+	// Retention is how long a settled (DELIVERED or DEAD) submission's
+	// record, index entries and idempotency key are kept after it settled.
+	// It also sets the replay window (ReplayWindow): submits whose work is
+	// older than that are refused, so a replay that comes after its key
+	// was deleted is refused too, never paid again.
+	Retention time.Duration
 }
+
+// MinRetention bounds Settings.Retention from below.
+const MinRetention = time.Minute
+
+// ReplayWindow is how old a submit's work may be when it is accepted: half
+// the retention. See retention.go for why no replay is paid twice.
+func (s Settings) ReplayWindow() time.Duration { return s.Retention / 2 }
+
+// FutureSlack is how far ahead of Crowdgate's clock a submit's
+// start_time or end_time may be: an hour for platforms' clocks, less when
+// the retention is short (at most a quarter of it, which the replay window
+// needs; see retention.go).
+func (s Settings) FutureSlack() time.Duration { return min(time.Hour, s.Retention/4) }
 
 // List returns the settings as configuration entries.
 func (s *Settings) List() []settings.Setting {
@@ -124,6 +143,7 @@ func (s *Settings) List() []settings.Setting {
 		settings.New("submit-max-attempts", "CROWDGATE_SUBMIT_MAX_ATTEMPTS", "0", "failed delivery attempts after which a submission is DEAD (0: retry transient failures for ever)", settings.Int(&s.MaxAttempts)),
 		settings.New("submit-min-replicas", "CROWDGATE_SUBMIT_MIN_REPLICAS", "0", "Redis replicas that must hold a submit before Submit answers (WAIT); 0 on a standalone Redis", settings.Int(&s.MinReplicas)),
 		settings.New("submit-replica-timeout", "CROWDGATE_SUBMIT_REPLICA_TIMEOUT", "100ms", "how long Submit waits for those replicas", settings.Duration(&s.ReplicaTimeout)),
+		settings.New("submission-retention", "CROWDGATE_SUBMISSION_RETENTION", "720h", "how long a settled (delivered or dead) submission, its index entries and its retry_id's idempotency key are kept after it settled (at least 1m); submits whose work is older than half of it (the replay window) are refused, so an expired retry_id is never paid again", settings.Duration(&s.Retention)),
 	}
 }
 
@@ -152,6 +172,7 @@ func (s Settings) withDefaults() Settings {
 		{&s.SyncTimeout, &def.SyncTimeout}, {&s.AttemptTimeout, &def.AttemptTimeout},
 		{&s.VisibilityTimeout, &def.VisibilityTimeout}, {&s.PollInterval, &def.PollInterval},
 		{&s.BaseBackoff, &def.BaseBackoff}, {&s.MaxBackoff, &def.MaxBackoff}, {&s.ReplicaTimeout, &def.ReplicaTimeout},
+		{&s.Retention, &def.Retention},
 	} {
 		if *d.got == 0 {
 			*d.got = *d.def
@@ -227,6 +248,8 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("submission: Config.Redis, Catalog, Sessions and Events are required")
 	case st.LeaseTTL <= st.AttemptTimeout:
 		return nil, fmt.Errorf("submission: the lease (%s) must outlast a delivery attempt (%s)", st.LeaseTTL, st.AttemptTimeout)
+	case st.Retention < MinRetention:
+		return nil, fmt.Errorf("submission: the retention (%s) must be at least %s", st.Retention, MinRetention)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -345,9 +368,15 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	if s.cfg.SyncTimeout > 0 {
 		token = randomHex(12)
 	}
+	// A submit the session or the replay window refuses writes nothing,
+	// but a replay of one accepted earlier is still answered (accept.lua).
+	rejectField, reject := "session_id", sessionProblem(sess, now)
+	if reject == "" {
+		rejectField, reject = s.staleWork(in, sess, req.GetRetryId() != "", now)
+	}
 	res, err := s.st.accept(ctx, acceptArgs{
 		shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(), assignmentID: assignmentID,
-		retryID: retryID, useIdem: req.GetRetryId() != "", reject: sessionProblem(sess, now),
+		retryID: retryID, useIdem: req.GetRetryId() != "", reject: reject,
 		body: body, units: in.units, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
 		fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL,
 		minReplicas: s.cfg.MinReplicas, replicaTimeout: s.cfg.ReplicaTimeout,
@@ -357,7 +386,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	}
 	switch res.kind {
 	case "reject":
-		return nil, serviceerror.NewInvalidArgument("session_id", "%s", res.reason)
+		return nil, serviceerror.NewInvalidArgument(rejectField, "%s", res.reason)
 	case "replay":
 		return s.replay(ctx, tenantID, shard, res.id, fingerprint, sess)
 	}

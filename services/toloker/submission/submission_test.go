@@ -107,7 +107,9 @@ func TestSubmitDeliversAndActsOnFlags(t *testing.T) {
 func TestSubmitSendsEveryFieldWithItsDigits(t *testing.T) {
 	f := newFixture(t, nil)
 	s := f.toloker(tolokasim.UserState{})
-	start := time.Date(2024, 8, 22, 14, 0, 0, 0, time.UTC)
+	// Seed 001's example times, moved to this morning: work older than
+	// the replay window is refused (retention_test.go).
+	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-10 * time.Hour)
 	resp := f.submit(&crowdgatev1.SubmitRequest{
 		SessionId: s.SessionId, RetryId: "task-42", Reward: "10.520", Quality: "0.210",
 		CustomLog: `{"ip":"10.0.0.1"}`, StartTime: timestamppb.New(start), EndTime: timestamppb.New(start.Add(15 * time.Minute)),
@@ -135,8 +137,8 @@ func TestSubmitSendsEveryFieldWithItsDigits(t *testing.T) {
 		"reward":               "10.520",
 		"quality":              "0.210",
 		"custom_log":           `"{\"ip\":\"10.0.0.1\"}"`,
-		"start_time":           `"2024-08-22T14:00:00Z"`,
-		"end_time":             `"2024-08-22T14:15:00Z"`,
+		"start_time":           `"` + start.Format(time.RFC3339) + `"`,
+		"end_time":             `"` + start.Add(15*time.Minute).Format(time.RFC3339) + `"`,
 		"skipped":              "true",
 		"golden_tasks_count":   "2",
 		"training_tasks_count": "3",
@@ -451,7 +453,7 @@ func TestConflictIsDeadUntilFixed(t *testing.T) {
 	f := newFixture(t, nil)
 	f.run(f.svc)
 	// A Toloker with no active assignment: Toloka answers 409.
-	resp := f.submit(&crowdgatev1.SubmitRequest{PoolId: poolID, UserId: "stranger", RetryId: "c1", Reward: "0.20"})
+	resp := f.submit(&crowdgatev1.SubmitRequest{PoolId: poolID, UserId: "stranger", RetryId: "c1", Reward: "0.20", EndTime: timestamppb.Now()})
 	if e := resp.Submission.LastError; resp.Submission.State != dead || e.GetHttpStatus() != 409 || e.GetCode() != "CONFLICT_STATE" {
 		t.Fatalf("Submit answered %v, want DEAD with Toloka's 409", resp.Submission)
 	}

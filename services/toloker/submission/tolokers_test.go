@@ -1,6 +1,8 @@
 package submission
 
 import (
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	"fmt"
 	"testing"
 	"time"
@@ -66,7 +68,7 @@ func TestTolokerPayCountsEachSubmissionOnce(t *testing.T) {
 	// delivery of it: delivered, no longer dead.
 	f.nextID++
 	stranger := fmt.Sprintf("user%04d", f.nextID)
-	refused := f.submit(&crowdgatev1.SubmitRequest{PoolId: poolID, UserId: stranger, RetryId: "d1", Reward: "0.25"}).Submission
+	refused := f.submit(&crowdgatev1.SubmitRequest{PoolId: poolID, UserId: stranger, RetryId: "d1", Reward: "0.25", EndTime: timestamppb.Now()}).Submission
 	if refused.State != dead || refused.AssignmentId != "" {
 		t.Fatalf("submit without an assignment: %v, want DEAD naming no assignment", refused)
 	}

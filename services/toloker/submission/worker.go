@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -230,10 +231,14 @@ func (s *Service) backoff(n int, atLeast time.Duration) time.Duration {
 // moves due retries back to the streams; Concurrency workers deliver what
 // it reads. When ctx ends the reader stops, the workers finish the entries
 // already read (each attempt bounded by AttemptTimeout), and Run waits for
-// the attempts Submit started.
+// the attempts Submit started. Alongside, it deletes settled submissions
+// whose retention has passed (retention.go).
 func (s *Service) Run(ctx context.Context) {
 	s.log.Info("submission workers starting", slog.String("consumer", s.consumer), slog.Int("concurrency", s.cfg.Concurrency))
+	var expiry sync.WaitGroup
+	expiry.Go(func() { s.runExpiry(ctx) })
 	s.queue().Run(ctx)
+	expiry.Wait()
 	s.inline.Wait()
 	s.log.Info("submission workers stopped", slog.String("consumer", s.consumer))
 }

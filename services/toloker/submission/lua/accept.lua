@@ -10,6 +10,8 @@
 -- KEYS[6] the submission's delivery lease
 -- KEYS[7] the session's set of unsettled submissions
 -- KEYS[8] the assignment's submissions (zset by id), for the review queue
+-- KEYS[9] the shard's pools with submissions (set of tenant TAB pool), which
+--         the retention sweep walks
 --
 -- ARGV[1]  "1" when KEYS[1] is used (the platform gave a retry_id)
 -- ARGV[2]  rejection ("" to accept): returned unless this is a replay
@@ -24,6 +26,7 @@
 -- ARGV[11] lease TTL in milliseconds
 -- ARGV[12] "1" when the submission belongs to a session (KEYS[7] is used)
 -- ARGV[13] "1" when the submission names its assignment (KEYS[8] is used)
+-- ARGV[14] the pool's member of KEYS[9]
 --
 -- Returns {"replay", id} | {"reject", reason} | {"new", id, stream entry id}.
 if ARGV[2] ~= '' then
@@ -51,6 +54,7 @@ redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'st', '1', 'amt', ARGV[6],
 redis.call('HINCRBY', KEYS[3], 'queued', 1)
 redis.call('HINCRBY', KEYS[3], 'rq', ARGV[6])
 redis.call('ZADD', KEYS[4], 0, ARGV[3])
+redis.call('SADD', KEYS[9], ARGV[14])
 if ARGV[10] ~= '' then
   local t = redis.call('TIME')
   local exp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[11])

@@ -1,0 +1,266 @@
+package submission
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
+)
+
+// retentionFixture is a fixture whose service runs on a fake clock with a
+// retention of a day (a replay window of 12 hours).
+func retentionFixture(t *testing.T) (*fixture, *fakeclock.Clock) {
+	clock := fakeclock.New(time.Now())
+	f := newFixture(t, func(c *Config) {
+		c.Now = clock.Now
+		c.Settings.Retention = 24 * time.Hour
+	})
+	return f, clock
+}
+
+// longSession is a Toloker's session that outlives the test's clock jumps.
+func (f *fixture) longSession(t *testing.T, created time.Time) *crowdgatev1.Session {
+	t.Helper()
+	s := f.toloker(tolokasim.UserState{})
+	s.CreateTime = timestamppb.New(created)
+	s.ExpireTime = timestamppb.New(created.Add(1000 * time.Hour))
+	f.sessions.put(s)
+	return s
+}
+
+// keysOf lists the test's Redis keys that hold a submission, by kind
+// (record, idempotency key, index entries).
+func (f *fixture) submissionKeys(t *testing.T, id, retryID string) []string {
+	t.Helper()
+	ctx := context.Background()
+	shard, _ := parseID(id)
+	st := f.svc.st
+	var present []string
+	if n, _ := f.redis.Client.Exists(ctx, st.recordKey(shard, tenant.Default, id)).Result(); n > 0 {
+		present = append(present, "record")
+	}
+	if retryID != "" {
+		if v, _ := f.redis.Client.Get(ctx, st.idemKey(shard, tenant.Default, poolID, retryID)).Result(); v == id {
+			present = append(present, "idempotency key")
+		}
+	}
+	for _, k := range []struct{ name, key string }{
+		{"pool index", st.indexKey(shard, tenant.Default, poolID)},
+		{"dead letters", st.deadKey(shard, tenant.Default, poolID)},
+	} {
+		if _, err := f.redis.Client.ZScore(ctx, k.key, id).Result(); err == nil {
+			present = append(present, k.name)
+		}
+	}
+	return present
+}
+
+func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *testing.T) {
+	f, clock := retentionFixture(t)
+	start := clock.Now()
+	s := f.longSession(t, start)
+	delivered := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start)})
+	// A Toloker Toloka refuses: the submit goes DEAD.
+	deadReq := &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: "stranger", RetryId: "refused", Reward: "0.50", EndTime: timestamppb.New(start)}
+	dead := f.submit(deadReq)
+	if got := dead.Submission.GetState(); got != crowdgatev1.SubmissionState_SUBMISSION_STATE_DEAD {
+		t.Fatalf("the stranger's submit is %s, want DEAD", got)
+	}
+	// Toloka is down for the third: it stays queued however long it takes.
+	if err := f.sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/tasks/external/submit", ErrorRates: map[int]float64{503: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	queued := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "waiting", Reward: "2", EndTime: timestamppb.New(start)})
+	if got := queued.Submission.GetState(); got != crowdgatev1.SubmissionState_SUBMISSION_STATE_QUEUED {
+		t.Fatalf("submit while Toloka is down is %s, want QUEUED", got)
+	}
+	totals := f.totals()
+	pay, err := f.svc.TolokerPay(f.ctx, tenant.Default, []string{s.UserId, "stranger"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Within the retention everything is kept, and a replay is answered.
+	clock.Advance(23 * time.Hour)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 0 {
+		t.Fatalf("expire after 23h: %d deleted, %v; want 0", n, err)
+	}
+	again := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start)})
+	if !again.Replayed || again.Submission.SubmissionId != delivered.Submission.SubmissionId {
+		t.Errorf("replay after 23h: replayed %v id %s, want the first submission %s", again.Replayed, again.Submission.SubmissionId, delivered.Submission.SubmissionId)
+	}
+
+	// After it, the settled ones are gone without a trace; the queued one
+	// and every total stay.
+	clock.Advance(2 * time.Hour)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 2 {
+		t.Fatalf("expire after 25h: %d deleted, %v; want 2", n, err)
+	}
+	for _, sub := range []*crowdgatev1.Submission{delivered.Submission, dead.Submission} {
+		if keys := f.submissionKeys(t, sub.SubmissionId, sub.RetryId); len(keys) != 0 {
+			t.Errorf("submission %s (%s) still has %v in Redis", sub.RetryId, sub.State, keys)
+		}
+		_, err := f.svc.GetSubmission(f.ctx, &crowdgatev1.GetSubmissionRequest{SubmissionId: sub.SubmissionId})
+		var nf *serviceerror.NotFound
+		if !errors.As(err, &nf) {
+			t.Errorf("GetSubmission(%s) after retention: %v, want NotFound", sub.RetryId, err)
+		}
+	}
+	if keys := f.submissionKeys(t, queued.Submission.SubmissionId, "waiting"); len(keys) != 3 {
+		t.Errorf("the queued submission has %v in Redis, want its record, idempotency key and pool index entry", keys)
+	}
+	list, err := f.svc.ListSubmissions(f.ctx, &crowdgatev1.ListSubmissionsRequest{PoolId: poolID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Submissions) != 1 || list.Submissions[0].RetryId != "waiting" {
+		t.Errorf("ListSubmissions after retention lists %d, want only the queued one", len(list.Submissions))
+	}
+	if diff := cmp.Diff(totals, f.totals(), protocmp.Transform()); diff != "" {
+		t.Errorf("pool totals changed when records expired (-before +after):\n%s", diff)
+	}
+	payAfter, err := f.svc.TolokerPay(f.ctx, tenant.Default, []string{s.UserId, "stranger"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(pay, payAfter); diff != "" {
+		t.Errorf("Tolokers' pay changed when records expired (-before +after):\n%s", diff)
+	}
+
+	// Replays of the expired retry_ids are refused, naming what made them
+	// too old, and nothing more is paid.
+	for _, tc := range []struct {
+		name  string
+		req   *crowdgatev1.SubmitRequest
+		field string
+	}{
+		{"by session", &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start)}, "session_id"},
+		{"by pool and user", deadReq, "end_time"},
+	} {
+		_, err := f.svc.Submit(f.ctx, tc.req)
+		if field := invalidField(t, err); field != tc.field || !strings.Contains(err.Error(), "replay window") {
+			t.Errorf("%s: replay of an expired retry_id: %v (field %q), want INVALID_ARGUMENT %s naming the replay window", tc.name, err, field, tc.field)
+		}
+	}
+	if led := f.ledger(); led.Count != 1 {
+		t.Errorf("Toloka paid %d submits, want 1 (the first, once)", led.Count)
+	}
+	if diff := cmp.Diff(totals, f.totals(), protocmp.Transform()); diff != "" {
+		t.Errorf("refused replays changed the pool totals (-before +after):\n%s", diff)
+	}
+
+	// The queued one is delivered once Toloka is back, and expires a
+	// retention after that.
+	f.sim.ClearFaults()
+	f.run(f.svc)
+	f.waitTotals("queued submit delivered", 10*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Queued == 0 })
+	clock.Advance(23 * time.Hour)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 0 {
+		t.Fatalf("expire 23h after the late delivery: %d deleted, %v; want 0", n, err)
+	}
+	clock.Advance(2 * time.Hour)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 1 {
+		t.Fatalf("expire 25h after the late delivery: %d deleted, %v; want 1", n, err)
+	}
+	if keys := f.submissionKeys(t, queued.Submission.SubmissionId, "waiting"); len(keys) != 0 {
+		t.Errorf("the late submission still has %v in Redis", keys)
+	}
+	f.paidOnce([]string{"paid", "waiting"})
+}
+
+func TestReplayWindowRefusesWorkTooOldToBeKnownUnpaid(t *testing.T) {
+	f, clock := retentionFixture(t)
+	now := clock.Now()
+	fresh := f.longSession(t, now.Add(-time.Hour))
+	old := f.longSession(t, now.Add(-13*time.Hour))
+	at := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(now.Add(d)) }
+	for _, tc := range []struct {
+		name  string
+		req   *crowdgatev1.SubmitRequest
+		field string // "" when accepted
+	}{
+		{"fresh session, no times", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "a", Reward: "0.01"}, ""},
+		{"fresh session, end_time now", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "b", Reward: "0.01", EndTime: at(0)}, ""},
+		{"session older than the window", &crowdgatev1.SubmitRequest{SessionId: old.SessionId, RetryId: "c", Reward: "0.01", EndTime: at(0)}, "session_id"},
+		{"end_time older than the window", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "d", Reward: "0.01", EndTime: at(-13 * time.Hour)}, "end_time"},
+		{"start_time older than the window", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "e", Reward: "0.01", StartTime: at(-13 * time.Hour), EndTime: at(0)}, "start_time"},
+		{"end_time far ahead of the clock", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "f", Reward: "0.01", EndTime: at(2 * time.Hour)}, "end_time"},
+		{"end_time a minute ahead", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "g", Reward: "0.01", EndTime: at(time.Minute)}, ""},
+		{"by pool and user with a retry_id and no time", &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: fresh.UserId, RetryId: "h", Reward: "0.01"}, "end_time"},
+		{"by pool and user with a retry_id and end_time", &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: fresh.UserId, RetryId: "i", Reward: "0.01", EndTime: at(0)}, ""},
+		{"by pool and user with a retry_id and start_time", &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: fresh.UserId, RetryId: "j", Reward: "0.01", StartTime: at(-time.Minute)}, ""},
+		{"by pool and user without a retry_id", &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: fresh.UserId, Reward: "0.01"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.svc.Submit(f.ctx, tc.req)
+			if tc.field == "" {
+				if err != nil {
+					t.Fatalf("Submit: %v, want accepted", err)
+				}
+				return
+			}
+			if field := invalidField(t, err); field != tc.field {
+				t.Errorf("Submit: %v (field %q), want INVALID_ARGUMENT %s", err, field, tc.field)
+			}
+		})
+	}
+	if led := f.ledger(); led.Count != 6 {
+		t.Errorf("Toloka paid %d submits, want the 6 accepted", led.Count)
+	}
+
+	// A replay of accepted work is answered while its key lives, even once
+	// the work is older than the window.
+	clock.Advance(20 * time.Hour)
+	again, err := f.svc.Submit(f.ctx, &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "b", Reward: "0.01", EndTime: at(0)})
+	if err != nil || !again.Replayed {
+		t.Fatalf("replay 20h later (key alive): %v, replayed %v; want answered as a replay", err, again.GetReplayed())
+	}
+}
+
+func TestTwoReplicasExpireEachSubmissionOnce(t *testing.T) {
+	f, clock := retentionFixture(t)
+	s := f.longSession(t, clock.Now())
+	for i := range 300 {
+		f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, Reward: "0.01", RealTasksCount: ptr(int32(i))})
+	}
+	other := f.newService(func(c *Config) {
+		c.Now = clock.Now
+		c.Settings.Retention = 24 * time.Hour
+	})
+	clock.Advance(25 * time.Hour)
+	got := make(chan int, 2)
+	errs := make(chan error, 2)
+	for _, svc := range []*Service{f.svc, other} {
+		go func() {
+			n, err := svc.expire(context.Background())
+			got <- n
+			errs <- err
+		}()
+	}
+	total := <-got + <-got
+	if err := errors.Join(<-errs, <-errs); err != nil {
+		t.Fatal(err)
+	}
+	if total != 300 {
+		t.Errorf("two replicas expired %d submissions together, want 300 (each once)", total)
+	}
+	if n, _ := f.redis.Client.ZCard(context.Background(), f.svc.st.indexKey(shardOf(tenant.Default, poolID), tenant.Default, poolID)).Result(); n != 0 {
+		t.Errorf("the pool index keeps %d entries, want 0", n)
+	}
+	if tot := f.totals(); tot.Delivered != 300 || tot.RewardDelivered != "3.00" {
+		t.Errorf("totals %v after expiry, want 300 delivered, 3.00", tot)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
