@@ -10,6 +10,7 @@ import (
 
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/notify/webhook"
+	"github.com/crowdgate/crowdgate/services/platform/access"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
@@ -32,6 +33,7 @@ func TestLoad(t *testing.T) {
 			BaseBackoff: time.Second, MaxBackoff: 5 * time.Minute, Concurrency: 32, ReplicaTimeout: 100 * time.Millisecond,
 			Retention: 720 * time.Hour,
 		},
+		Access: access.Settings{AuditRetention: 90 * 24 * time.Hour},
 		// The packages' defaults, in the configuration's words.
 		Landing:   landing.DefaultSettings(),
 		Session:   session.DefaultSettings(),

@@ -2,6 +2,7 @@ package access
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/crowdgate/crowdgate/services/platform/settings"
 )
@@ -18,6 +19,8 @@ type Settings struct {
 	ServiceTokens string
 	// TLS are gRPC's certificate, key and client CA (PEM files).
 	TLS TLSFiles
+	// AuditRetention bounds the age of audit events.
+	AuditRetention time.Duration
 }
 
 // List returns the settings as configuration entries.
@@ -28,6 +31,7 @@ func (s *Settings) List() []settings.Setting {
 		settings.New("service-tokens", "CROWDGATE_SERVICE_TOKENS", "", "internal services' bearer tokens: name=token pairs separated by commas, or @/path/to/file with one pair a line", settings.Secret(&s.ServiceTokens)),
 		settings.New("grpc-tls-cert", "CROWDGATE_GRPC_TLS_CERT", "", "PEM certificate of the gRPC server; with -grpc-tls-key, gRPC is served over TLS", settings.String(&s.TLS.Cert)),
 		settings.New("grpc-tls-key", "CROWDGATE_GRPC_TLS_KEY", "", "PEM private key of the gRPC server", settings.String(&s.TLS.Key)),
+		settings.New("audit-retention", "CROWDGATE_AUDIT_RETENTION", "2160h", "how long audit events are kept (at most 50,000 a tenant)", settings.Duration(&s.AuditRetention)),
 		settings.New("grpc-client-ca", "CROWDGATE_GRPC_CLIENT_CA", "", "PEM CA whose client certificates authenticate internal services over mutual TLS (service name: the certificate's first DNS name, else its CN)", settings.String(&s.TLS.ClientCA)),
 	}
 }
@@ -51,6 +55,9 @@ func (s *Settings) Config() (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("CROWDGATE_SERVICE_TOKENS: %w", err)
 	}
+	if s.AuditRetention < 0 {
+		return Config{}, fmt.Errorf("CROWDGATE_AUDIT_RETENTION: want a positive duration, got %s", s.AuditRetention)
+	}
 	if err := s.TLS.Validate(); err != nil {
 		return Config{}, fmt.Errorf("CROWDGATE_GRPC_TLS_CERT/KEY, CROWDGATE_GRPC_CLIENT_CA: %w", err)
 	}
@@ -59,5 +66,6 @@ func (s *Settings) Config() (Config, error) {
 		AdminKey:         s.AdminKey,
 		ServiceTokens:    tokens,
 		TrustClientCerts: s.TLS.ClientCA != "",
+		AuditRetention:   s.AuditRetention,
 	}, nil
 }
