@@ -430,9 +430,9 @@ type SubmitRequest struct {
 	// and returns it. A retry_id is remembered for
 	// CROWDGATE_SUBMISSION_RETENTION (30 days) after its submission settles;
 	// so that a later replay is never paid again, a submit with a retry_id is
-	// refused when its work (the session's start, start_time or end_time,
-	// whichever is earliest) is older than half of that, and a submit by
-	// pool_id and user_id with a retry_id must give start_time or end_time.
+	// refused when its work (the earlier of start_time and end_time, else the
+	// session's start) is older than half of that, and a submit by pool_id
+	// and user_id with a retry_id must give start_time or end_time.
 	RetryId string `protobuf:"bytes,4,opt,name=retry_id,json=retryId,proto3" json:"retry_id,omitempty"`
 	// Reward, a decimal in U.S. dollars such as "10.52", not negative; required.
 	Reward string `protobuf:"bytes,5,opt,name=reward,proto3" json:"reward,omitempty"`

@@ -14,11 +14,11 @@ package submission
 // Why an expired retry_id is never paid again. A submit with a retry_id is
 // accepted only if its work time w is inside the replay window
 // W = Retention/2, and no client-given time is more than F = FutureSlack
-// (at most Retention/4) ahead of the clock, where w is the earliest of the
-// session's start (for a submit by session_id), start_time and end_time; a
-// submit by pool_id and user_id with a retry_id must give start_time or
-// end_time. Say the first submit was accepted at a1 and its key deleted at
-// s1 + Retention ≥ a1 + Retention. A replay is the same request: the same
+// (at most Retention/4) ahead of the clock, where w is the earlier of
+// start_time and end_time, or, when neither is given, the session's start
+// (for a submit by session_id); a submit by pool_id and user_id with a
+// retry_id must give start_time or end_time. Say the first submit was
+// accepted at a1 and its key deleted at s1 + Retention ≥ a1 + Retention. A replay is the same request: the same
 // session, the same times (both are part of what a retry_id names: a
 // different end_time is a different submit, refused while the key lives).
 // While the key lives the replay is answered from it. After that it comes
@@ -67,14 +67,14 @@ func (s *Service) staleWork(in *submitInput, sess *crowdgatev1.Session, hasRetry
 		t           time.Time
 	}
 	var times []known
-	if sess != nil && sess.GetCreateTime() != nil {
-		times = append(times, known{"session_id", "the session started", sess.GetCreateTime().AsTime()})
-	}
 	if in.start != nil {
 		times = append(times, known{"start_time", "the work started", *in.start})
 	}
 	if in.end != nil {
 		times = append(times, known{"end_time", "the work ended", *in.end})
+	}
+	if len(times) == 0 && sess != nil && sess.GetCreateTime() != nil {
+		times = append(times, known{"session_id", "the session started", sess.GetCreateTime().AsTime()})
 	}
 	if len(times) == 0 {
 		return "end_time", "is required for a submit by pool_id and user_id with a retry_id (or give start_time): " +

@@ -71,6 +71,8 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 	start := clock.Now()
 	s := f.longSession(t, start)
 	delivered := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start)})
+	// Without times: the session's start is the work's time.
+	bare := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "bare", Reward: "0.10"})
 	// A Toloker Toloka refuses: the submit goes DEAD.
 	deadReq := &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: "stranger", RetryId: "refused", Reward: "0.50", EndTime: timestamppb.New(start)}
 	dead := f.submit(deadReq)
@@ -104,10 +106,10 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 	// After it, the settled ones are gone without a trace; the queued one
 	// and every total stay.
 	clock.Advance(2 * time.Hour)
-	if n, err := f.svc.expire(f.ctx); err != nil || n != 2 {
-		t.Fatalf("expire after 25h: %d deleted, %v; want 2", n, err)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 3 {
+		t.Fatalf("expire after 25h: %d deleted, %v; want 3", n, err)
 	}
-	for _, sub := range []*crowdgatev1.Submission{delivered.Submission, dead.Submission} {
+	for _, sub := range []*crowdgatev1.Submission{delivered.Submission, bare.Submission, dead.Submission} {
 		if keys := f.submissionKeys(t, sub.SubmissionId, sub.RetryId); len(keys) != 0 {
 			t.Errorf("submission %s (%s) still has %v in Redis", sub.RetryId, sub.State, keys)
 		}
@@ -145,7 +147,8 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 		req   *crowdgatev1.SubmitRequest
 		field string
 	}{
-		{"by session", &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start)}, "session_id"},
+		{"by session", &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start)}, "end_time"},
+		{"by session without times", &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "bare", Reward: "0.10"}, "session_id"},
 		{"by pool and user", deadReq, "end_time"},
 	} {
 		_, err := f.svc.Submit(f.ctx, tc.req)
@@ -153,8 +156,8 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 			t.Errorf("%s: replay of an expired retry_id: %v (field %q), want INVALID_ARGUMENT %s naming the replay window", tc.name, err, field, tc.field)
 		}
 	}
-	if led := f.ledger(); led.Count != 1 {
-		t.Errorf("Toloka paid %d submits, want 1 (the first, once)", led.Count)
+	if led := f.ledger(); led.Count != 2 {
+		t.Errorf("Toloka paid %d submits, want 2 (each first submit, once)", led.Count)
 	}
 	if diff := cmp.Diff(totals, f.totals(), protocmp.Transform()); diff != "" {
 		t.Errorf("refused replays changed the pool totals (-before +after):\n%s", diff)
@@ -176,7 +179,7 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 	if keys := f.submissionKeys(t, queued.Submission.SubmissionId, "waiting"); len(keys) != 0 {
 		t.Errorf("the late submission still has %v in Redis", keys)
 	}
-	f.paidOnce([]string{"paid", "waiting"})
+	f.paidOnce([]string{"paid", "bare", "waiting"})
 }
 
 func TestReplayWindowRefusesWorkTooOldToBeKnownUnpaid(t *testing.T) {
@@ -192,7 +195,8 @@ func TestReplayWindowRefusesWorkTooOldToBeKnownUnpaid(t *testing.T) {
 	}{
 		{"fresh session, no times", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "a", Reward: "0.01"}, ""},
 		{"fresh session, end_time now", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "b", Reward: "0.01", EndTime: at(0)}, ""},
-		{"session older than the window", &crowdgatev1.SubmitRequest{SessionId: old.SessionId, RetryId: "c", Reward: "0.01", EndTime: at(0)}, "session_id"},
+		{"session older than the window, no times", &crowdgatev1.SubmitRequest{SessionId: old.SessionId, RetryId: "c", Reward: "0.01"}, "session_id"},
+		{"session older than the window, end_time now", &crowdgatev1.SubmitRequest{SessionId: old.SessionId, RetryId: "c2", Reward: "0.01", EndTime: at(0)}, ""},
 		{"end_time older than the window", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "d", Reward: "0.01", EndTime: at(-13 * time.Hour)}, "end_time"},
 		{"start_time older than the window", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "e", Reward: "0.01", StartTime: at(-13 * time.Hour), EndTime: at(0)}, "start_time"},
 		{"end_time far ahead of the clock", &crowdgatev1.SubmitRequest{SessionId: fresh.SessionId, RetryId: "f", Reward: "0.01", EndTime: at(2 * time.Hour)}, "end_time"},
@@ -215,8 +219,8 @@ func TestReplayWindowRefusesWorkTooOldToBeKnownUnpaid(t *testing.T) {
 			}
 		})
 	}
-	if led := f.ledger(); led.Count != 6 {
-		t.Errorf("Toloka paid %d submits, want the 6 accepted", led.Count)
+	if led := f.ledger(); led.Count != 7 {
+		t.Errorf("Toloka paid %d submits, want the 7 accepted", led.Count)
 	}
 
 	// A replay of accepted work is answered while its key lives, even once
