@@ -428,7 +428,8 @@ type SubmitRequest struct {
 	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Idempotency key, at most 128 characters; Crowdgate makes one when empty
 	// and returns it. A retry_id is remembered for
-	// CROWDGATE_SUBMISSION_RETENTION (30 days) after its submission settles;
+	// CROWDGATE_SUBMISSION_RETENTION (30 days) after its submission is
+	// delivered (a queued or dead one keeps it);
 	// so that a later replay is never paid again, a submit with a retry_id is
 	// refused when its work (the earlier of start_time and end_time, else the
 	// session's start) is older than half of that, and a submit by pool_id

@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		requeued:         counter("crowdgate_submissions_requeued_total", "Dead submissions an operator put back in the outbox."),
 		reclaimed:        counter("crowdgate_submission_outbox_reclaimed_total", "Outbox entries reclaimed from a consumer that left them unacknowledged."),
 		replicaShortfall: counter("crowdgate_submission_replica_shortfall_total", "Submits fewer Redis replicas acknowledged than asked for."),
-		expired:          counter("crowdgate_submissions_expired_total", "Settled submissions deleted with their idempotency keys once their retention passed."),
+		expired:          counter("crowdgate_submissions_expired_total", "Delivered submissions deleted with their idempotency keys once their retention passed."),
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdgate_submission_delivery_attempts_total",
 			Help: "Delivery attempts to Toloka, by outcome: delivered, retry (transient failure) or dead.",

@@ -1,45 +1,59 @@
 package submission
 
-// Retention: settled submissions do not stay in Redis for ever, and no
+// Retention: delivered submissions do not stay in Redis for ever, and no
 // retry_id is paid twice because of it.
 //
-// A submission that settled (DELIVERED, or DEAD) at time s is deleted at
-// s + Retention: its record, its entries in the pool index, the dead
-// letters and the assignment index, and its idempotency key, all in one
-// script (lua/expire.lua), so a reader never finds a key without its
-// record. Queued submissions are never deleted, however old. Pool totals
-// and the Tolokers' pay counters are counters, not sums over records, so
-// they stay exact.
+// A DELIVERED submission is deleted once a retention R has passed both since
+// it was delivered and since its work was done (the earlier of start_time
+// and end_time, when given): its record, its entries in the pool and
+// assignment indexes, and its idempotency key, all in one script
+// (lua/expire.lua), so a reader never finds a key without its record.
+// Queued and DEAD submissions are never deleted: both are unpaid work (a
+// DEAD one waits for an operator's RetrySubmission and expires a retention
+// after it is delivered). Pool totals and the Tolokers' pay counters are
+// counters, not sums over records, so they stay exact.
+//
+// Replicas may run with different retentions (a rolling change). Each one
+// says in Redis which retention it uses (the hash <prefix>subret: retention
+// → when a replica last said so); deletion uses the longest retention any
+// live replica uses and the replay window the shortest, so the replicas
+// never disagree into a gap.
 //
 // Why an expired retry_id is never paid again. A submit with a retry_id is
 // accepted only if its work time w is inside the replay window
-// W = Retention/2, and no client-given time is more than F = FutureSlack
-// (at most Retention/4) ahead of the clock, where w is the earlier of
-// start_time and end_time, or, when neither is given, the session's start
-// (for a submit by session_id); a submit by pool_id and user_id with a
-// retry_id must give start_time or end_time. Say the first submit was
-// accepted at a1 and its key deleted at s1 + Retention ≥ a1 + Retention. A replay is the same request: the same
-// session, the same times (both are part of what a retry_id names: a
-// different end_time is a different submit, refused while the key lives).
-// While the key lives the replay is answered from it. After that it comes
-// at a2 ≥ a1 + Retention, and its work time is w ≤ a1 + F (the session
-// started before a1; client times were at most F ahead of a1), so
-// a2 − w ≥ Retention − F ≥ 3/4 Retention > W: the window refuses it, with
-// INVALID_ARGUMENT naming the field. A replay inside the window is always
-// answered by its key (the refusal only applies when the key is gone: see
-// accept.lua), so the window never turns a paid submit's replay into an
-// error while its key lives.
+// W = R_min/2: w is the earlier of start_time and end_time, or, when the
+// request gives neither, the session's start (for a submit by session_id);
+// a submit by pool_id and user_id with a retry_id must give start_time or
+// end_time. A replay is the same request (the same times and session: a
+// different end_time is a different submit, refused while the key lives),
+// so it has the same w. The key lives at least until w + R_del ≤ now on the
+// deleting replica's clock (R_del ≥ R_min), and a session's start is before
+// the delivery. So a replay that finds no key comes when its work is at
+// least R_min − δ old, δ the clock skew between the two replicas, and the
+// window (R_min/2) refuses it unless δ > R_min/2 (30 s at the 1 m minimum,
+// 15 days at the default): INVALID_ARGUMENT naming the field. A replay that
+// finds its key is answered from it whatever its age (the window refuses
+// only when the key is gone: see accept.lua). A platform that makes a new
+// end_time on each resend is refused while the key lives (another submit
+// under the same retry_id), and would be paid again after it: that is a
+// retry_id reused for new work, which the README warns of.
+//
+// No client time may be more than FutureSlack ahead of the clock, so a
+// record's deletion is not put off by a wrong date for longer than that.
 
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
@@ -58,7 +72,7 @@ const expireBatch = 256
 // (the field to name and the reason), or "" when it is inside; see the
 // comment at the top of this file. Submits without a retry_id cannot be
 // replays (each gets a new id) and are not held to the window.
-func (s *Service) staleWork(in *submitInput, sess *crowdgatev1.Session, hasRetryID bool, now time.Time) (field, reason string) {
+func (s *Service) staleWork(ctx context.Context, in *submitInput, sess *crowdgatev1.Session, hasRetryID bool, now time.Time) (field, reason string) {
 	if !hasRetryID {
 		return "", ""
 	}
@@ -80,7 +94,11 @@ func (s *Service) staleWork(in *submitInput, sess *crowdgatev1.Session, hasRetry
 		return "end_time", "is required for a submit by pool_id and user_id with a retry_id (or give start_time): " +
 			"the work's time is how Crowdgate refuses a replay that comes after the retry_id's idempotency key expired"
 	}
-	window, slack := s.cfg.ReplayWindow(), s.cfg.FutureSlack()
+	shortest, _, err := s.retentions.current(ctx, now)
+	if err != nil {
+		return "retry_id", "cannot be checked against the replay window now (the store is unavailable); send it again"
+	}
+	window, slack := shortest/2, min(time.Hour, shortest/4)
 	oldest := times[0]
 	for _, k := range times {
 		if k.field != "session_id" && k.t.After(now.Add(slack)) {
@@ -94,7 +112,7 @@ func (s *Service) staleWork(in *submitInput, sess *crowdgatev1.Session, hasRetry
 	if now.Sub(oldest.t) > window {
 		return oldest.field, fmt.Sprintf("%s at %s, more than the replay window (%s) ago: a retry_id is remembered for %s after its submission settles, "+
 			"so a submit this old could be a replay of one already paid; it is refused",
-			oldest.what, oldest.t.UTC().Format(time.RFC3339), window, s.cfg.Retention)
+			oldest.what, oldest.t.UTC().Format(time.RFC3339), window, shortest)
 	}
 	return "", ""
 }
@@ -117,37 +135,49 @@ func (s *Service) runExpiry(ctx context.Context) {
 	}
 }
 
-// expire deletes, in every shard, the settled submissions whose retention
-// has passed, and returns how many it deleted.
+// expire says which retention this replica uses, then deletes, in every
+// shard, the delivered submissions whose retention (the longest any live
+// replica uses) has passed, and returns how many it deleted. A pool that
+// fails is left for the next pass; the others go on.
 func (s *Service) expire(ctx context.Context) (int, error) {
+	now := s.now()
+	if err := s.retentions.refresh(ctx, now); err != nil {
+		return 0, err
+	}
+	_, longest, err := s.retentions.current(ctx, now)
+	if err != nil {
+		return 0, err
+	}
 	total := 0
+	var errs []error
 	for shard := range Shards {
 		pools, err := s.rdb.SMembers(ctx, s.st.poolsKey(shard)).Result()
 		if err != nil {
-			return total, storage.Unavailable(err)
+			errs = append(errs, storage.Unavailable(err))
+			continue
 		}
 		for _, m := range pools {
 			tenantID, poolID, ok := strings.Cut(m, "\t")
 			if !ok {
 				continue
 			}
-			n, err := s.expirePool(ctx, shard, tenantID, poolID)
+			n, err := s.expirePool(ctx, shard, tenantID, poolID, now, longest)
 			total += n
 			if err != nil {
-				return total, err
+				errs = append(errs, fmt.Errorf("pool %s: %w", poolID, err))
 			}
 		}
 	}
-	return total, nil
+	return total, errors.Join(errs...)
 }
 
-// expirePool deletes a pool's expired submissions. Only submissions made
-// before now − Retention can have expired (a submission settles after it
-// is made), so it reads that range of the pool's index (ids begin with
-// their creation time), oldest first.
-func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID string) (int, error) {
-	now := s.now()
-	cutoff := now.Add(-s.cfg.Retention)
+// expirePool deletes a pool's delivered submissions whose retention has
+// passed at now. Only submissions made before now − retention can have
+// expired (a submission is delivered after it is made), so it reads that
+// range of the pool's index (ids begin with their creation time), oldest
+// first.
+func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID string, now time.Time, retention time.Duration) (int, error) {
+	cutoff := now.Add(-retention)
 	index := s.st.indexKey(shard, tenantID, poolID)
 	lo, hi := "-", "("+idBound(cutoff)
 	deleted := 0
@@ -176,31 +206,26 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 				s.log.Warn("submission: an unreadable record is kept", slog.String("submission_id", id), slog.String("error", err.Error()))
 				continue
 			}
-			state, settled, idem := "", "", "0"
-			assignmentID, retryID := "", ""
+			delivered, assignmentID, retryID, idem := "", "", "", "0"
 			if r != nil {
-				var at time.Time
-				switch r.sub.GetState() {
-				case crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED:
-					state, at = stDelivered, r.sub.GetDeliverTime().AsTime()
-				case crowdgatev1.SubmissionState_SUBMISSION_STATE_DEAD:
-					state, at = stDead, r.sub.GetLastAttemptTime().AsTime()
-				default:
-					continue // queued: kept until it settles
+				sub := r.sub
+				if sub.GetState() != crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED {
+					continue // queued or dead: unpaid, kept
 				}
-				if at.Add(s.cfg.Retention).After(now) {
+				at := sub.GetDeliverTime().AsTime()
+				if !expired(now, retention, at, sub.GetStartTime(), sub.GetEndTime()) {
 					continue
 				}
-				settled = strconv.FormatInt(at.UnixMilli(), 10)
-				assignmentID, retryID = r.sub.GetAssignmentId(), r.sub.GetRetryId()
+				delivered = strconv.FormatInt(at.UnixMilli(), 10)
+				assignmentID, retryID = sub.GetAssignmentId(), sub.GetRetryId()
 				if retryID != id {
 					idem = "1"
 				}
 			}
 			keys = append(keys,
-				s.st.recordKey(shard, tenantID, id), index, s.st.deadKey(shard, tenantID, poolID),
+				s.st.recordKey(shard, tenantID, id), index,
 				s.st.assignmentKey(shard, tenantID, assignmentID), s.st.idemKey(shard, tenantID, poolID, retryID))
-			args = append(args, id, state, settled, idem)
+			args = append(args, id, delivered, idem)
 		}
 		if len(args) > 0 {
 			n, err := expireScript.Run(ctx, s.rdb, keys, args...).Int()
@@ -215,4 +240,96 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 		}
 		lo = "(" + ids[len(ids)-1]
 	}
+}
+
+// expired reports whether a submission delivered at delivered, for work
+// done at the given times, is past the retention at now: both its delivery
+// and its work (the earlier of start and end) at least retention ago.
+func expired(now time.Time, retention time.Duration, delivered time.Time, start, end *timestamppb.Timestamp) bool {
+	if delivered.Add(retention).After(now) {
+		return false
+	}
+	for _, t := range []*timestamppb.Timestamp{start, end} {
+		if t != nil && t.AsTime().Add(retention).After(now) {
+			return false
+		}
+	}
+	return true
+}
+
+// retentions are the retentions the replicas use, as each says in Redis
+// (see the comment at the top of this file).
+type retentions struct {
+	rdb redis.UniversalClient
+	key string
+	own time.Duration
+
+	mu                sync.Mutex
+	loaded            bool
+	shortest, longest time.Duration
+}
+
+// refresh says in Redis that this replica uses its retention at now, reads
+// the others', and forgets those no replica has said for longer than the
+// longest retention (their replicas are gone, and what they deleted is by
+// then past every window).
+func (r *retentions) refresh(ctx context.Context, now time.Time) error {
+	var all *redis.MapStringStringCmd
+	if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, r.key, strconv.FormatInt(r.own.Milliseconds(), 10), now.UnixMilli())
+		all = p.HGetAll(ctx, r.key)
+		return nil
+	}); err != nil {
+		return storage.Unavailable(err)
+	}
+	type seen struct {
+		retention time.Duration
+		at        time.Time
+	}
+	var list []seen
+	longest := r.own
+	for k, v := range all.Val() {
+		ms, err1 := strconv.ParseInt(k, 10, 64)
+		at, err2 := strconv.ParseInt(v, 10, 64)
+		if err1 != nil || err2 != nil || ms <= 0 {
+			continue
+		}
+		list = append(list, seen{time.Duration(ms) * time.Millisecond, time.UnixMilli(at)})
+		longest = max(longest, time.Duration(ms)*time.Millisecond)
+	}
+	shortest, keepLongest := r.own, r.own
+	var stale []string
+	for _, x := range list {
+		if x.at.Add(longest).Before(now) {
+			stale = append(stale, strconv.FormatInt(x.retention.Milliseconds(), 10))
+			continue
+		}
+		shortest, keepLongest = min(shortest, x.retention), max(keepLongest, x.retention)
+	}
+	if len(stale) > 0 {
+		// Another replica may have said one of these again meanwhile; it
+		// says it again on its next pass, and until then this replica's
+		// own window (from shortest) is no longer than before.
+		_ = r.rdb.HDel(ctx, r.key, stale...).Err()
+	}
+	r.mu.Lock()
+	r.loaded, r.shortest, r.longest = true, shortest, keepLongest
+	r.mu.Unlock()
+	return nil
+}
+
+// current returns the shortest and the longest retention in use, reading
+// them from Redis the first time.
+func (r *retentions) current(ctx context.Context, now time.Time) (shortest, longest time.Duration, err error) {
+	r.mu.Lock()
+	loaded := r.loaded
+	shortest, longest = r.shortest, r.longest
+	r.mu.Unlock()
+	if loaded {
+		return shortest, longest, nil
+	}
+	if err := r.refresh(ctx, now); err != nil {
+		return 0, 0, err
+	}
+	return r.current(ctx, now)
 }

@@ -106,10 +106,10 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 	// After it, the settled ones are gone without a trace; the queued one
 	// and every total stay.
 	clock.Advance(2 * time.Hour)
-	if n, err := f.svc.expire(f.ctx); err != nil || n != 3 {
-		t.Fatalf("expire after 25h: %d deleted, %v; want 3", n, err)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 2 {
+		t.Fatalf("expire after 25h: %d deleted, %v; want 2", n, err)
 	}
-	for _, sub := range []*crowdgatev1.Submission{delivered.Submission, bare.Submission, dead.Submission} {
+	for _, sub := range []*crowdgatev1.Submission{delivered.Submission, bare.Submission} {
 		if keys := f.submissionKeys(t, sub.SubmissionId, sub.RetryId); len(keys) != 0 {
 			t.Errorf("submission %s (%s) still has %v in Redis", sub.RetryId, sub.State, keys)
 		}
@@ -122,12 +122,16 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 	if keys := f.submissionKeys(t, queued.Submission.SubmissionId, "waiting"); len(keys) != 3 {
 		t.Errorf("the queued submission has %v in Redis, want its record, idempotency key and pool index entry", keys)
 	}
+	// The dead letter is unpaid work: kept until an operator acts.
+	if keys := f.submissionKeys(t, dead.Submission.SubmissionId, "refused"); len(keys) != 4 {
+		t.Errorf("the dead letter has %v in Redis, want its record, idempotency key, pool index and dead letters entries", keys)
+	}
 	list, err := f.svc.ListSubmissions(f.ctx, &crowdgatev1.ListSubmissionsRequest{PoolId: poolID})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Submissions) != 1 || list.Submissions[0].RetryId != "waiting" {
-		t.Errorf("ListSubmissions after retention lists %d, want only the queued one", len(list.Submissions))
+	if len(list.Submissions) != 2 {
+		t.Errorf("ListSubmissions after retention lists %d, want the queued one and the dead letter", len(list.Submissions))
 	}
 	if diff := cmp.Diff(totals, f.totals(), protocmp.Transform()); diff != "" {
 		t.Errorf("pool totals changed when records expired (-before +after):\n%s", diff)
@@ -149,12 +153,14 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 	}{
 		{"by session", &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start)}, "end_time"},
 		{"by session without times", &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "bare", Reward: "0.10"}, "session_id"},
-		{"by pool and user", deadReq, "end_time"},
 	} {
 		_, err := f.svc.Submit(f.ctx, tc.req)
 		if field := invalidField(t, err); field != tc.field || !strings.Contains(err.Error(), "replay window") {
 			t.Errorf("%s: replay of an expired retry_id: %v (field %q), want INVALID_ARGUMENT %s naming the replay window", tc.name, err, field, tc.field)
 		}
+	}
+	if again, err := f.svc.Submit(f.ctx, deadReq); err != nil || !again.Replayed {
+		t.Errorf("replay of the dead letter's submit: %v, replayed %v; want answered from it", err, again.GetReplayed())
 	}
 	if led := f.ledger(); led.Count != 2 {
 		t.Errorf("Toloka paid %d submits, want 2 (each first submit, once)", led.Count)
@@ -268,3 +274,114 @@ func TestTwoReplicasExpireEachSubmissionOnce(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestReplicasWithDifferentRetentionsNeverPayAReplayTwice(t *testing.T) {
+	// A rolling change of the retention: one replica deletes after 24h,
+	// another (started later) keeps 72h and so would accept work of up to
+	// 36h. Neither may take a replay whose key the other deleted for new.
+	for _, tc := range []struct {
+		name         string
+		first, other time.Duration
+	}{
+		{"raised", 24 * time.Hour, 72 * time.Hour},
+		{"lowered", 72 * time.Hour, 24 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := fakeclock.New(time.Now())
+			f := newFixture(t, func(c *Config) { c.Now = clock.Now; c.Settings.Retention = tc.first })
+			other := f.newService(func(c *Config) { c.Now = clock.Now; c.Settings.Retention = tc.other })
+			start := clock.Now()
+			req := &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: "user-r", RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start)}
+			f.sim.SetUser("user-r", tolokasim.UserState{})
+			if _, err := f.sim.CreateAssignment(f.tolokaPool, "user-r"); err != nil {
+				t.Fatal(err)
+			}
+			f.submit(req)
+			if _, err := other.expire(f.ctx); err != nil { // both replicas have said what they keep
+				t.Fatal(err)
+			}
+			for _, hours := range []int{25, 30, 40, 73, 80} {
+				clock.Advance(start.Add(time.Duration(hours) * time.Hour).Sub(clock.Now()))
+				for _, svc := range []*Service{f.svc, other} {
+					if _, err := svc.expire(f.ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for i, svc := range []*Service{f.svc, other} {
+					resp, err := svc.Submit(f.ctx, req)
+					if err == nil && !resp.Replayed {
+						t.Fatalf("after %dh replica %d took the replay for new work (%s): paid twice", hours, i, resp.Submission.SubmissionId)
+					}
+				}
+			}
+			if led := f.ledger(); led.Count != 1 {
+				t.Errorf("Toloka paid %d times, want once", led.Count)
+			}
+		})
+	}
+}
+
+func TestSkewedSweeperNeverOpensAGap(t *testing.T) {
+	// The shortest retention, a sweeping replica 20s ahead of the one that
+	// answers the replay, and work dated 14s after the submit: the key
+	// stays until the work itself is a retention old.
+	clock := fakeclock.New(time.Now())
+	f := newFixture(t, func(c *Config) { c.Now = clock.Now; c.Settings.Retention = MinRetention })
+	ahead := f.newService(func(c *Config) {
+		c.Now = func() time.Time { return clock.Now().Add(20 * time.Second) }
+		c.Settings.Retention = MinRetention
+	})
+	start := clock.Now()
+	s := f.longSession(t, start)
+	req := &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "paid", Reward: "1.25", EndTime: timestamppb.New(start.Add(14 * time.Second))}
+	f.submit(req)
+	for step := range 90 {
+		clock.Advance(time.Second)
+		if _, err := ahead.expire(f.ctx); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := f.svc.Submit(f.ctx, req)
+		if err == nil && !resp.Replayed {
+			t.Fatalf("%ds after the submit the replay was taken for new work: paid twice", step+1)
+		}
+	}
+	if led := f.ledger(); led.Count != 1 {
+		t.Errorf("Toloka paid %d times, want once", led.Count)
+	}
+}
+
+func TestDeadLettersStayUntilAnOperatorActs(t *testing.T) {
+	f, clock := retentionFixture(t)
+	dead := f.submit(&crowdgatev1.SubmitRequest{PoolId: poolID, UserId: "stranger", RetryId: "refused", Reward: "0.50", EndTime: timestamppb.New(clock.Now())})
+	if dead.Submission.GetState() != crowdgatev1.SubmissionState_SUBMISSION_STATE_DEAD {
+		t.Fatalf("want DEAD, got %s", dead.Submission.GetState())
+	}
+	clock.Advance(100 * time.Hour)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 0 {
+		t.Fatalf("expire: %d deleted, %v; want the dead letter kept", n, err)
+	}
+	if keys := f.submissionKeys(t, dead.Submission.SubmissionId, "refused"); len(keys) != 4 {
+		t.Errorf("the dead letter has %v in Redis, want record, key, pool index and dead letters", keys)
+	}
+	if _, deadN, err := f.svc.PendingCount(f.ctx, tenant.Default, poolID); err != nil || deadN != 1 {
+		t.Errorf("PendingCount dead = %d, %v; want 1", deadN, err)
+	}
+	// The operator retries it (Toloka now knows the Toloker): delivered,
+	// and a retention after that, gone.
+	f.sim.SetUser("stranger", tolokasim.UserState{})
+	if _, err := f.sim.CreateAssignment(f.tolokaPool, "stranger"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.RetrySubmission(f.ctx, &crowdgatev1.RetrySubmissionRequest{SubmissionId: dead.Submission.SubmissionId}); err != nil {
+		t.Fatal(err)
+	}
+	f.run(f.svc)
+	f.waitTotals("the retried dead letter delivered", 10*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Delivered == 1 })
+	clock.Advance(25 * time.Hour)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 1 {
+		t.Fatalf("expire a retention after the delivery: %d, %v; want 1", n, err)
+	}
+	if tot := f.totals(); tot.Dead != 0 || tot.Delivered != 1 {
+		t.Errorf("totals %v, want 1 delivered and no dead", tot)
+	}
+}

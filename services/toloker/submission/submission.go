@@ -108,26 +108,18 @@ type Settings struct {
 	// replicas have the submit (or ReplicaTimeout passes).
 	MinReplicas    int
 	ReplicaTimeout time.Duration
-	// Retention is how long a settled (DELIVERED or DEAD) submission's
-	// record, index entries and idempotency key are kept after it settled.
-	// It also sets the replay window (ReplayWindow): submits whose work is
-	// older than that are refused, so a replay that comes after its key
-	// was deleted is refused too, never paid again.
+	// Retention is how long a DELIVERED submission's record, index
+	// entries and idempotency key are kept after its delivery and its work
+	// (queued and DEAD ones are kept until delivered). Half the shortest
+	// retention any replica uses is the replay window: submits with a
+	// retry_id whose work is older than that are refused, so a replay that
+	// comes after its key was deleted is refused too, never paid again
+	// (retention.go).
 	Retention time.Duration
 }
 
 // MinRetention bounds Settings.Retention from below.
 const MinRetention = time.Minute
-
-// ReplayWindow is how old a submit's work may be when it is accepted: half
-// the retention. See retention.go for why no replay is paid twice.
-func (s Settings) ReplayWindow() time.Duration { return s.Retention / 2 }
-
-// FutureSlack is how far ahead of Crowdgate's clock a submit's
-// start_time or end_time may be: an hour for platforms' clocks, less when
-// the retention is short (at most a quarter of it, which the replay window
-// needs; see retention.go).
-func (s Settings) FutureSlack() time.Duration { return min(time.Hour, s.Retention/4) }
 
 // List returns the settings as configuration entries.
 func (s *Settings) List() []settings.Setting {
@@ -143,7 +135,7 @@ func (s *Settings) List() []settings.Setting {
 		settings.New("submit-max-attempts", "CROWDGATE_SUBMIT_MAX_ATTEMPTS", "0", "failed delivery attempts after which a submission is DEAD (0: retry transient failures for ever)", settings.Int(&s.MaxAttempts)),
 		settings.New("submit-min-replicas", "CROWDGATE_SUBMIT_MIN_REPLICAS", "0", "Redis replicas that must hold a submit before Submit answers (WAIT); 0 on a standalone Redis", settings.Int(&s.MinReplicas)),
 		settings.New("submit-replica-timeout", "CROWDGATE_SUBMIT_REPLICA_TIMEOUT", "100ms", "how long Submit waits for those replicas", settings.Duration(&s.ReplicaTimeout)),
-		settings.New("submission-retention", "CROWDGATE_SUBMISSION_RETENTION", "720h", "how long a settled (delivered or dead) submission, its index entries and its retry_id's idempotency key are kept after it settled (at least 1m); submits whose work is older than half of it (the replay window) are refused, so an expired retry_id is never paid again", settings.Duration(&s.Retention)),
+		settings.New("submission-retention", "CROWDGATE_SUBMISSION_RETENTION", "720h", "how long a delivered submission, its index entries and its retry_id's idempotency key are kept after its delivery and its work (at least 1m; dead and queued ones are kept until delivered); submits with a retry_id whose work is older than half of it (the replay window) are refused, so an expired retry_id is never paid again", settings.Duration(&s.Retention)),
 	}
 }
 
@@ -238,6 +230,8 @@ type Service struct {
 	inline sync.WaitGroup
 	// wake nudges this replica's workers (a requeue).
 	wake chan struct{}
+	// retentions are the retentions the replicas use (retention.go).
+	retentions *retentions
 }
 
 // New returns the service. It fails only on an invalid configuration.
@@ -269,17 +263,18 @@ func New(cfg Config) (*Service, error) {
 		host = "crowdgate"
 	}
 	return &Service{
-		cfg:      st,
-		catalog:  cfg.Catalog,
-		sessions: cfg.Sessions,
-		events:   cfg.Events,
-		rdb:      cfg.Redis,
-		now:      cfg.Now,
-		st:       &store{rdb: cfg.Redis, prefix: cfg.Prefix, payRetention: cfg.PayRetention},
-		log:      cfg.Log.With(slog.String("component", "submission")),
-		m:        m,
-		consumer: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),
-		wake:     make(chan struct{}, 1),
+		cfg:        st,
+		catalog:    cfg.Catalog,
+		sessions:   cfg.Sessions,
+		events:     cfg.Events,
+		rdb:        cfg.Redis,
+		now:        cfg.Now,
+		st:         &store{rdb: cfg.Redis, prefix: cfg.Prefix, payRetention: cfg.PayRetention},
+		log:        cfg.Log.With(slog.String("component", "submission")),
+		m:          m,
+		consumer:   fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),
+		wake:       make(chan struct{}, 1),
+		retentions: &retentions{rdb: cfg.Redis, key: cfg.Prefix + "subret", own: st.Retention},
 	}, nil
 }
 
@@ -372,7 +367,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	// but a replay of one accepted earlier is still answered (accept.lua).
 	rejectField, reject := "session_id", sessionProblem(sess, now)
 	if reject == "" {
-		rejectField, reject = s.staleWork(in, sess, req.GetRetryId() != "", now)
+		rejectField, reject = s.staleWork(ctx, in, sess, req.GetRetryId() != "", now)
 	}
 	res, err := s.st.accept(ctx, acceptArgs{
 		shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(), assignmentID: assignmentID,
@@ -469,6 +464,12 @@ func (s *Service) deliverNow(ctx context.Context, j job) *crowdgatev1.Submission
 // it is now, nothing more paid.
 func (s *Service) replay(ctx context.Context, tenantID string, shard int, id, fingerprint string, sess *crowdgatev1.Session) (*crowdgatev1.SubmitResponse, error) {
 	r, err := s.st.get(ctx, shard, tenantID, id)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		// Deleted by the retention sweep since the accept script found its
+		// key: sent again, the submit meets the replay window.
+		return nil, &serviceerror.Unavailable{Message: "the submission this retry_id names expired while it was being read; send the submit again", RetryAfter: time.Second}
+	}
 	if err != nil {
 		return nil, err
 	}
