@@ -189,10 +189,13 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 		if len(ids) == 0 {
 			return deleted, nil
 		}
-		cmds := make([]*redis.SliceCmd, len(ids))
+		// First the state and delivery time of each (a few bytes: kept
+		// dead letters and old queued ones are read on every pass), then
+		// the whole record of those delivered long enough ago.
+		heads := make([]*redis.SliceCmd, len(ids))
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range ids {
-				cmds[i] = p.HMGet(ctx, s.st.recordKey(shard, tenantID, id), recordFields...)
+				heads[i] = p.HMGet(ctx, s.st.recordKey(shard, tenantID, id), "st", "dt")
 			}
 			return nil
 		}); err != nil {
@@ -200,32 +203,42 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 		}
 		var keys []string
 		var args []any
+		var due []string
 		for i, id := range ids {
-			r, err := decodeRecord(cmds[i].Val())
-			if err != nil {
-				s.log.Warn("submission: an unreadable record is kept", slog.String("submission_id", id), slog.String("error", err.Error()))
+			v := heads[i].Val()
+			st, _ := v[0].(string)
+			dt, _ := v[1].(string)
+			ms, _ := strconv.ParseInt(dt, 10, 64)
+			switch {
+			case v[0] == nil: // deleted by another replica since the index was read
+				keys = append(keys, s.st.recordKey(shard, tenantID, id), index,
+					s.st.assignmentKey(shard, tenantID, ""), s.st.idemKey(shard, tenantID, poolID, ""))
+				args = append(args, id, "", "0")
+			case st == stDelivered && !time.UnixMilli(ms).Add(retention).After(now):
+				due = append(due, id)
+			}
+		}
+		recs, err := s.st.getMany(ctx, shard, tenantID, due)
+		if err != nil {
+			return deleted, err
+		}
+		for _, r := range recs {
+			sub := r.sub
+			if sub.GetState() != crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED {
 				continue
 			}
-			delivered, assignmentID, retryID, idem := "", "", "", "0"
-			if r != nil {
-				sub := r.sub
-				if sub.GetState() != crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED {
-					continue // queued or dead: unpaid, kept
-				}
-				at := sub.GetDeliverTime().AsTime()
-				if !expired(now, retention, at, sub.GetStartTime(), sub.GetEndTime()) {
-					continue
-				}
-				delivered = strconv.FormatInt(at.UnixMilli(), 10)
-				assignmentID, retryID = sub.GetAssignmentId(), sub.GetRetryId()
-				if retryID != id {
-					idem = "1"
-				}
+			at := sub.GetDeliverTime().AsTime()
+			if !expired(now, retention, at, sub.GetStartTime(), sub.GetEndTime()) {
+				continue
 			}
-			keys = append(keys,
-				s.st.recordKey(shard, tenantID, id), index,
-				s.st.assignmentKey(shard, tenantID, assignmentID), s.st.idemKey(shard, tenantID, poolID, retryID))
-			args = append(args, id, delivered, idem)
+			id := sub.GetSubmissionId()
+			idem := "0"
+			if sub.GetRetryId() != id {
+				idem = "1"
+			}
+			keys = append(keys, s.st.recordKey(shard, tenantID, id), index,
+				s.st.assignmentKey(shard, tenantID, sub.GetAssignmentId()), s.st.idemKey(shard, tenantID, poolID, sub.GetRetryId()))
+			args = append(args, id, strconv.FormatInt(at.UnixMilli(), 10), idem)
 		}
 		if len(args) > 0 {
 			n, err := expireScript.Run(ctx, s.rdb, keys, args...).Int()
