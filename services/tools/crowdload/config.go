@@ -256,6 +256,12 @@ type Config struct {
 
 	// Progress is how often a progress line is written (0: never).
 	Progress time.Duration
+
+	// FlatAfter, when positive, makes the run a soak: memory is sampled
+	// every second, plotted, and must be flat after FlatAfter (the
+	// gateway's retentions must then be shorter than the run; the
+	// registry, whose entries expire, is not reconciled).
+	FlatAfter time.Duration
 }
 
 // Presets name ready-made runs. Flags given explicitly win over a preset.
@@ -275,6 +281,19 @@ var Presets = map[string]map[string]string{
 		"mode": "chaos", "tolokers": "10000", "submits": "10", "concurrency": "128",
 		"fault-rate": "0.3", "kills": "3", "redis-restarts": "1", "replicas": "2",
 		"duration": "90m", "drain-timeout": "10m",
+	},
+	// soak is the retention soak: 2,000,000 submits (200,000 Tolokers ×
+	// 10) as fast as the machine allows (the emulator's and the client's
+	// rate limits lifted), every retention at two minutes, no faults;
+	// Redis's and the gateway's memory must be flat after six minutes
+	// and the money exact.
+	"soak": {
+		"mode": "chaos", "tolokers": "200000", "submits": "10", "concurrency": "64",
+		"fault-rate": "0", "kills": "0", "redis-restarts": "0", "webhook": "false", "throttle-burst": "0",
+		"replicas": "1", "toloka-rate-limits": "false", "assignment-duration": "2m",
+		"duration": "4h", "drain-timeout": "10m", "memory-flat-after": "6m", "progress": "10s",
+		"gateway-env": "CROWDGATE_SUBMISSION_RETENTION=2m,CROWDGATE_EVENT_RETENTION=2m,CROWDGATE_TOLOKER_RETENTION=2m," +
+			"CROWDGATE_WEBHOOK_RETENTION=2m,CROWDGATE_AUDIT_RETENTION=2m,CROWDGATE_SESSION_EXPIRY_MARGIN=1m,CROWDGATE_TOLOKA_REQUEST_LIMIT=100000/s",
 	},
 	// bench is the recorded throughput run.
 	"bench": {
@@ -402,7 +421,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 
 	fs.Var(enumFlag[Mode]{&c.Mode, []Mode{ModeThroughput, ModeChaos}}, "mode",
 		"throughput: speed and memory, no faults (Tolokers all land, then all submit); chaos: Toloka faults, replica kills and a Redis restart while Tolokers land and submit")
-	fs.StringVar(&c.Preset, "preset", "", "fill unset flags from a preset: ci (short chaos run for CI), long (10,000 x 10 chaos target), bench (10,000 x 10 throughput)")
+	fs.StringVar(&c.Preset, "preset", "", "fill unset flags from a preset: ci (short chaos run for CI), long (10,000 x 10 chaos target), bench (10,000 x 10 throughput), soak (2,000,000 submits with retentions of minutes: memory must stay flat)")
 	fs.IntVar(&c.Tolokers, "tolokers", 100, "number of Tolokers (N); each gets one assignment in the pool")
 	fs.IntVar(&c.Submits, "submits", 5, "submits per Toloker (K); the last one carries close_session")
 	fs.IntVar(&c.Concurrency, "concurrency", 16, "Tolokers in flight at once")
@@ -441,6 +460,7 @@ func newFlagSet(c *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.WebhookPrint, "webhook-print", false, "print each event the receiver gets, one line each (type, resource, key state), as it arrives")
 	fs.DurationVar(&c.WebhookWait, "webhook-wait", 90*time.Second, "after the drain, bound on the wait for the event log to hold every outcome and for webhook delivery to catch up (a killed replica's deliveries are reclaimed after 30s)")
 	fs.DurationVar(&c.Progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
+	fs.DurationVar(&c.FlatAfter, "memory-flat-after", 0, "soak: sample Redis's and the gateway's memory every second, plot them, and fail unless both are flat after this long (set the gateway's retentions shorter with --gateway-env; the registry is then not reconciled). 0: off")
 	fs.Usage = func() { usage(fs) }
 	return fs
 }
@@ -464,6 +484,7 @@ Usage:
   crowdload [flags]
   crowdload --preset=ci            # short chaos run (CI)
   crowdload --preset=long          # 10,000 Tolokers x 10 submits, chaos target
+  crowdload --preset=soak          # 2,000,000 submits, retentions of 2 minutes: memory must stay flat
   crowdload --webhook --webhook-print --tolokers=3 --submits=2   # watch the signed events
   crowdload webhooks               # webhook fan-out benchmark (crowdload webhooks --help)
 
@@ -497,7 +518,8 @@ Exit status:
   1  money is wrong: a submit lost, paid twice, paid a different amount,
      paid without being sent, or refused by the gateway; or (--webhook)
      an event is missing, twice in the log, never received, or a
-     delivery's signature is wrong
+     delivery's signature is wrong; or (--memory-flat-after) Redis's or
+     the gateway's memory still grows after the settling time
   2  bad flags
   3  the run could not be carried out (a process did not start, setup failed,
      or the gateway answers UNIMPLEMENTED for an RPC the flow needs)

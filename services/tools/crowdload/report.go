@@ -117,6 +117,10 @@ func (r *Result) WriteSummary(w io.Writer) {
 	}
 	tw.Flush()
 
+	if r.Soak != nil {
+		r.Soak.write(w)
+	}
+
 	rec := r.Reconciliation
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "reconciliation (the emulator's ledger against what the platform sent):")
@@ -191,6 +195,9 @@ func (r *Result) WriteSummary(w io.Writer) {
 	case 1:
 		events := rec.Count(ProblemEventLog) + rec.Count(ProblemWebhook)
 		switch {
+		case len(rec.Problems) == 0 && r.Soak != nil && !r.Soak.Flat():
+			fmt.Fprintf(w, "FAIL: memory is not flat after %s (the money reconciles: %d submits paid exactly once, %s in total)\n",
+				r.Soak.FlatAfter, rec.Paid, rec.PaidTotal)
 		case events == 0:
 			fmt.Fprintf(w, "FAIL: money is wrong (%d problems)\n", len(rec.Problems))
 		case events == len(rec.Problems):
