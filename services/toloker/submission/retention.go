@@ -15,10 +15,16 @@ package submission
 //
 // Replicas may run with different retentions (a rolling change). Each one
 // says in Redis which retention it uses (the hash <prefix>subret: retention
-// → when a replica last said so); deletion uses the longest retention any
-// live replica uses and the replay window the shortest, so the replicas
-// never disagree into a gap.
-//
+// → when a replica last said so) at least every tenth of its retention (at
+// most every minute: each sweep, and before a submit when its copy is older
+// than that), and forgets a retention nobody has said for the longest one.
+// Deletion uses the longest retention in use and the replay window the
+// shortest. A replica's copy is at most that tenth old, and its own entry
+// can only be forgotten after the longest retention without saying it, so
+// while it accepts submits every deleting replica counts its retention in
+// the longest, and it counts every deleting replica's in its shortest once
+// its copy is fresh.
+
 // Why an expired retry_id is never paid again. A submit with a retry_id is
 // accepted only if its work time w is inside the replay window
 // W = R_min/2: w is the earlier of start_time and end_time, or, when the
@@ -38,8 +44,9 @@ package submission
 // under the same retry_id), and would be paid again after it: that is a
 // retry_id reused for new work, which the README warns of.
 //
-// No client time may be more than FutureSlack ahead of the clock, so a
-// record's deletion is not put off by a wrong date for longer than that.
+// A record whose work time is far ahead (before this version no such bound
+// existed, and a submit without a retry_id has none) is kept until its work
+// time is a retention old.
 
 import (
 	"context"
@@ -72,9 +79,9 @@ const expireBatch = 256
 // (the field to name and the reason), or "" when it is inside; see the
 // comment at the top of this file. Submits without a retry_id cannot be
 // replays (each gets a new id) and are not held to the window.
-func (s *Service) staleWork(ctx context.Context, in *submitInput, sess *crowdgatev1.Session, hasRetryID bool, now time.Time) (field, reason string) {
+func (s *Service) staleWork(ctx context.Context, in *submitInput, sess *crowdgatev1.Session, hasRetryID bool, now time.Time) (field, reason string, err error) {
 	if !hasRetryID {
-		return "", ""
+		return "", "", nil
 	}
 	type known struct {
 		field, what string
@@ -92,18 +99,18 @@ func (s *Service) staleWork(ctx context.Context, in *submitInput, sess *crowdgat
 	}
 	if len(times) == 0 {
 		return "end_time", "is required for a submit by pool_id and user_id with a retry_id (or give start_time): " +
-			"the work's time is how Crowdgate refuses a replay that comes after the retry_id's idempotency key expired"
+			"the work's time is how Crowdgate refuses a replay that comes after the retry_id's idempotency key expired", nil
 	}
 	shortest, _, err := s.retentions.current(ctx, now)
 	if err != nil {
-		return "retry_id", "cannot be checked against the replay window now (the store is unavailable); send it again"
+		return "", "", err
 	}
 	window, slack := shortest/2, min(time.Hour, shortest/4)
 	oldest := times[0]
 	for _, k := range times {
 		if k.field != "session_id" && k.t.After(now.Add(slack)) {
 			return k.field, fmt.Sprintf("is %s ahead of Crowdgate's clock, more than %s: a submit reports work already done",
-				k.t.Sub(now).Round(time.Second), slack)
+				k.t.Sub(now).Round(time.Second), slack), nil
 		}
 		if k.t.Before(oldest.t) {
 			oldest = k
@@ -112,9 +119,9 @@ func (s *Service) staleWork(ctx context.Context, in *submitInput, sess *crowdgat
 	if now.Sub(oldest.t) > window {
 		return oldest.field, fmt.Sprintf("%s at %s, more than the replay window (%s) ago: a retry_id is remembered for %s after its submission settles, "+
 			"so a submit this old could be a replay of one already paid; it is refused",
-			oldest.what, oldest.t.UTC().Format(time.RFC3339), window, shortest)
+			oldest.what, oldest.t.UTC().Format(time.RFC3339), window, shortest), nil
 	}
-	return "", ""
+	return "", "", nil
 }
 
 // runExpiry deletes expired submissions every interval (a tenth of the
@@ -227,13 +234,14 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 			if sub.GetState() != crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED {
 				continue
 			}
+			id := sub.GetSubmissionId()
 			at := sub.GetDeliverTime().AsTime()
-			if !expired(now, retention, at, sub.GetStartTime(), sub.GetEndTime()) {
+			withKey := sub.GetRetryId() != id
+			if !expired(now, retention, at, withKey, sub.GetStartTime(), sub.GetEndTime()) {
 				continue
 			}
-			id := sub.GetSubmissionId()
 			idem := "0"
-			if sub.GetRetryId() != id {
+			if withKey {
 				idem = "1"
 			}
 			keys = append(keys, s.st.recordKey(shard, tenantID, id), index,
@@ -255,19 +263,26 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 	}
 }
 
-// expired reports whether a submission delivered at delivered, for work
-// done at the given times, is past the retention at now: both its delivery
-// and its work (the earlier of start and end) at least retention ago.
-func expired(now time.Time, retention time.Duration, delivered time.Time, start, end *timestamppb.Timestamp) bool {
+// expired reports whether a submission delivered at delivered is past the
+// retention at now. With a retry_id (withKey) its work must be a retention
+// old too: the earlier of start and end, the time the replay window judges
+// a replay by. Without one there is no key a replay could find.
+func expired(now time.Time, retention time.Duration, delivered time.Time, withKey bool, start, end *timestamppb.Timestamp) bool {
 	if delivered.Add(retention).After(now) {
 		return false
 	}
+	if !withKey {
+		return true
+	}
+	var work *time.Time
 	for _, t := range []*timestamppb.Timestamp{start, end} {
-		if t != nil && t.AsTime().Add(retention).After(now) {
-			return false
+		if t != nil {
+			if w := t.AsTime(); work == nil || w.Before(*work) {
+				work = &w
+			}
 		}
 	}
-	return true
+	return work == nil || !work.Add(retention).After(now)
 }
 
 // retentions are the retentions the replicas use, as each says in Redis
@@ -278,9 +293,13 @@ type retentions struct {
 	own time.Duration
 
 	mu                sync.Mutex
-	loaded            bool
+	loadedAt          time.Time // zero until the first refresh
 	shortest, longest time.Duration
 }
+
+// every is how often a replica says its retention and reads the others':
+// a tenth of its own, at most a minute (the sweep's interval).
+func (r *retentions) every() time.Duration { return min(time.Minute, r.own/10) }
 
 // refresh says in Redis that this replica uses its retention at now, reads
 // the others', and forgets those no replica has said for longer than the
@@ -326,23 +345,26 @@ func (r *retentions) refresh(ctx context.Context, now time.Time) error {
 		_ = r.rdb.HDel(ctx, r.key, stale...).Err()
 	}
 	r.mu.Lock()
-	r.loaded, r.shortest, r.longest = true, shortest, keepLongest
+	r.loadedAt, r.shortest, r.longest = now, shortest, keepLongest
 	r.mu.Unlock()
 	return nil
 }
 
 // current returns the shortest and the longest retention in use, reading
-// them from Redis the first time.
+// them from Redis (and saying this replica's) when its copy is older than
+// every().
 func (r *retentions) current(ctx context.Context, now time.Time) (shortest, longest time.Duration, err error) {
 	r.mu.Lock()
-	loaded := r.loaded
+	at := r.loadedAt
 	shortest, longest = r.shortest, r.longest
 	r.mu.Unlock()
-	if loaded {
+	if !at.IsZero() && now.Sub(at) < r.every() && !now.Before(at) {
 		return shortest, longest, nil
 	}
 	if err := r.refresh(ctx, now); err != nil {
 		return 0, 0, err
 	}
-	return r.current(ctx, now)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.shortest, r.longest, nil
 }

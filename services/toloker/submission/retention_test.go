@@ -385,3 +385,60 @@ func TestDeadLettersStayUntilAnOperatorActs(t *testing.T) {
 		t.Errorf("totals %v, want 1 delivered and no dead", tot)
 	}
 }
+
+func TestAnIdleReplicaReadsTheRetentionsAgainBeforeItJudgesAReplay(t *testing.T) {
+	// W (10m) has said its retention and gone quiet; D (1m) forgets it
+	// after 10m and then deletes by 1m. W's next submit must judge by 1m,
+	// not by what it read 11 minutes ago.
+	clock := fakeclock.New(time.Now())
+	f := newFixture(t, func(c *Config) { c.Now = clock.Now; c.Settings.Retention = 10 * time.Minute })
+	d := f.newService(func(c *Config) { c.Now = clock.Now; c.Settings.Retention = time.Minute })
+	w := f.svc
+	t0 := clock.Now()
+	s := f.longSession(t, t0)
+	if _, err := w.expire(f.ctx); err != nil { // W says 10m
+		t.Fatal(err)
+	}
+	clock.Advance(8 * time.Minute)
+	req := &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "b", Reward: "0.75", EndTime: timestamppb.New(clock.Now())}
+	if _, err := d.Submit(f.ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(3 * time.Minute)
+	if n, err := d.expire(f.ctx); err != nil || n != 1 {
+		t.Fatalf("D's sweep 11m in: %d deleted, %v; want the submit (W has said nothing for 11m)", n, err)
+	}
+	resp, err := w.Submit(f.ctx, req)
+	if err == nil && !resp.Replayed {
+		t.Fatalf("W took the replay of a deleted key for new work: paid twice")
+	}
+	if field := invalidField(t, err); field != "end_time" {
+		t.Errorf("W's answer: %v, want INVALID_ARGUMENT end_time (outside the 30s window)", err)
+	}
+	if led := f.ledger(); led.Count != 1 {
+		t.Errorf("Toloka paid %d times, want once", led.Count)
+	}
+}
+
+func TestExpiredJudgesDeliveryAndTheWorkTheWindowJudges(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	r := 24 * time.Hour
+	ts := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(now.Add(d)) }
+	for _, tc := range []struct {
+		name       string
+		delivered  time.Duration
+		withKey    bool
+		start, end *timestamppb.Timestamp
+		want       bool
+	}{
+		{"delivered a retention ago, no times", -25 * time.Hour, true, nil, nil, true},
+		{"delivered too recently", -23 * time.Hour, true, nil, nil, false},
+		{"work too recent (a far end_time)", -25 * time.Hour, true, nil, ts(time.Hour), false},
+		{"the earlier time decides, as in the window", -25 * time.Hour, true, ts(-26 * time.Hour), ts(time.Hour), true},
+		{"no retry_id: no key a replay could find", -25 * time.Hour, false, nil, ts(5 * 365 * 24 * time.Hour), true},
+	} {
+		if got := expired(now, r, now.Add(tc.delivered), tc.withKey, tc.start, tc.end); got != tc.want {
+			t.Errorf("%s: expired = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -367,7 +367,9 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	// but a replay of one accepted earlier is still answered (accept.lua).
 	rejectField, reject := "session_id", sessionProblem(sess, now)
 	if reject == "" {
-		rejectField, reject = s.staleWork(ctx, in, sess, req.GetRetryId() != "", now)
+		if rejectField, reject, err = s.staleWork(ctx, in, sess, req.GetRetryId() != "", now); err != nil {
+			return nil, err
+		}
 	}
 	res, err := s.st.accept(ctx, acceptArgs{
 		shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(), assignmentID: assignmentID,
