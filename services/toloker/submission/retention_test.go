@@ -136,6 +136,14 @@ func TestSettledSubmissionsExpireAfterRetentionAndTheirReplaysAreRefused(t *test
 	if diff := cmp.Diff(totals, f.totals(), protocmp.Transform()); diff != "" {
 		t.Errorf("pool totals changed when records expired (-before +after):\n%s", diff)
 	}
+	// The review queue: the session's assignment has only the queued one.
+	work, err := f.svc.AssignmentWork(f.ctx, tenant.Default, poolID, []string{s.AssignmentId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := work[s.AssignmentId]; q.GetSubmissionsCount() != 1 || q.GetRewardTotal() != "2.00" {
+		t.Errorf("AssignmentWork after retention: %v, want the queued submit alone (2.00)", q)
+	}
 	payAfter, err := f.svc.TolokerPay(f.ctx, tenant.Default, []string{s.UserId, "stranger"})
 	if err != nil {
 		t.Fatal(err)

@@ -94,6 +94,9 @@ func (s *Service) AssignmentWork(ctx context.Context, tenantID, poolID string, a
 		if err != nil {
 			return nil, err
 		}
+		if len(recs) == 0 {
+			continue // expired since the index was read (retention.go)
+		}
 		var total, delivered int64
 		q := &crowdgatev1.QueuedAssignment{SubmissionsCount: int64(len(recs))}
 		for _, r := range recs {
