@@ -231,7 +231,7 @@ func (s *Service) backoff(n int, atLeast time.Duration) time.Duration {
 // moves due retries back to the streams; Concurrency workers deliver what
 // it reads. When ctx ends the reader stops, the workers finish the entries
 // already read (each attempt bounded by AttemptTimeout), and Run waits for
-// the attempts Submit started. Alongside, it deletes settled submissions
+// the attempts Submit started. Alongside, it deletes delivered submissions
 // whose retention has passed (retention.go).
 func (s *Service) Run(ctx context.Context) {
 	s.log.Info("submission workers starting", slog.String("consumer", s.consumer), slog.Int("concurrency", s.cfg.Concurrency))
