@@ -16,10 +16,11 @@ import (
 // Every limit is a smoothed rate (GCRA, as Limiter's with Burst > 0): Rate
 // per Per, Burst at once after a quiet period; a Burst of 0 counts as 1
 // (not as Limiter's sliding window). Limit.Name is the key counted under;
-// two limits with one Name in one call take two slots of that key. About
-// MaxKeys keys are kept (at least 64): when a key's shard is full, keys
-// whose burst is whole again are dropped, then arbitrary keys are
-// forgotten (they get a full burst back) rather than new keys refused.
+// two limits with one Name in one call take two slots of that key. Keys
+// whose burst is whole again are dropped about once a second as new keys
+// come, so memory follows the keys in use; at most about MaxKeys are kept
+// (at least 64): when a key's shard is full, arbitrary keys are forgotten
+// (they get a full burst back) rather than new keys refused.
 // Time is measured on the monotonic clock, so a wall-clock step does not
 // lock keys out.
 type Local struct {
@@ -142,12 +143,19 @@ func lockOrder(shards []int) []int {
 	return out
 }
 
-// store records key's new tat, making room when the shard is full: first by
-// dropping keys whose burst is whole again (at most every sweepNS), then
-// by forgetting an arbitrary key.
+// localSweepEvery is how often a shard that takes a new key drops the keys
+// whose burst is whole again even when it is not full, so memory follows
+// the keys in use rather than every key seen up to MaxKeys.
+const localSweepEvery = int64(time.Second)
+
+// store records key's new tat. A new key first drops the keys whose burst
+// is whole again (a missing key has a whole burst, so nothing changes for
+// them): at most every localSweepEvery, or every sweepNS when the shard is
+// full; a full shard then forgets arbitrary keys.
 func (s *localShard) store(key string, tat, now int64, limit int, sweepNS int64) {
-	if _, ok := s.tat[key]; !ok && len(s.tat) >= limit {
-		if now-s.swept >= sweepNS {
+	if _, ok := s.tat[key]; !ok {
+		full := len(s.tat) >= limit
+		if since := now - s.swept; since >= localSweepEvery || (full && since >= sweepNS) {
 			s.swept = now
 			for k, t := range s.tat {
 				if t <= now {

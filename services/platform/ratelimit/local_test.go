@@ -151,3 +151,28 @@ func TestLockOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalForgetsWholeKeysBeforeItIsFull: memory follows the keys in use,
+// not every key ever seen up to MaxKeys. A landing per assignment adds a key
+// per assignment; a long run with fewer assignments than MaxKeys grew the
+// gateway for its whole length (crowdload's 2,000,000-submit soak).
+func TestLocalForgetsWholeKeysBeforeItIsFull(t *testing.T) {
+	clock := newFakeClock()
+	l := NewLocal(LocalConfig{Now: clock.Now}) // the default MaxKeys, far from full
+	lim := func(i int) Limit { return Limit{Name: fmt.Sprintf("asg-%d", i), Rate: 30, Per: time.Minute, Burst: 10} }
+	for i := range 20_000 {
+		l.Allow(lim(i))
+	}
+	if n := l.Len(); n != 20_000 {
+		t.Fatalf("%d keys kept, want the 20,000 just used", n)
+	}
+	// Their bursts are whole again two seconds later: new keys landing in
+	// every shard drop them.
+	clock.Advance(3 * time.Second)
+	for i := range 1000 {
+		l.Allow(lim(1_000_000 + i))
+	}
+	if n := l.Len(); n > 1500 {
+		t.Errorf("%d keys kept, want about the 1,000 in use (the 20,000 whole again dropped)", n)
+	}
+}
