@@ -210,6 +210,13 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 		}
 		var keys []string
 		var args []any
+		// add asks the script to delete id if it is still delivered at
+		// delivered ("" for an index entry without a record).
+		add := func(id, assignmentID, retryID, delivered string, withKey bool) {
+			keys = append(keys, s.st.recordKey(shard, tenantID, id), index,
+				s.st.assignmentKey(shard, tenantID, assignmentID), s.st.idemKey(shard, tenantID, poolID, retryID))
+			args = append(args, id, delivered, bit(withKey))
+		}
 		var due []string
 		for i, id := range ids {
 			v := heads[i].Val()
@@ -218,9 +225,7 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 			ms, _ := strconv.ParseInt(dt, 10, 64)
 			switch {
 			case v[0] == nil: // deleted by another replica since the index was read
-				keys = append(keys, s.st.recordKey(shard, tenantID, id), index,
-					s.st.assignmentKey(shard, tenantID, ""), s.st.idemKey(shard, tenantID, poolID, ""))
-				args = append(args, id, "", "0")
+				add(id, "", "", "", false)
 			case st == stDelivered && !time.UnixMilli(ms).Add(retention).After(now):
 				due = append(due, id)
 			}
@@ -240,13 +245,7 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 			if !expired(now, retention, at, withKey, sub.GetStartTime(), sub.GetEndTime()) {
 				continue
 			}
-			idem := "0"
-			if withKey {
-				idem = "1"
-			}
-			keys = append(keys, s.st.recordKey(shard, tenantID, id), index,
-				s.st.assignmentKey(shard, tenantID, sub.GetAssignmentId()), s.st.idemKey(shard, tenantID, poolID, sub.GetRetryId()))
-			args = append(args, id, strconv.FormatInt(at.UnixMilli(), 10), idem)
+			add(id, sub.GetAssignmentId(), sub.GetRetryId(), strconv.FormatInt(at.UnixMilli(), 10), withKey)
 		}
 		if len(args) > 0 {
 			n, err := expireScript.Run(ctx, s.rdb, keys, args...).Int()
