@@ -71,9 +71,18 @@ type Limiter interface {
 	Wait(ctx context.Context, key string, limits ...ratelimit.Limit) error
 }
 
-// limitKey is the one rate-limit key (hash tag) of every landing limit: one
-// script call checks the address's and the assignment's limit together.
-const limitKey = "landing"
+// sharedLimits reserves a landing in the limits every replica shares: the
+// address's, then the assignment's. Each has its own key (hash tag), so
+// the landing's limits spread over a Redis Cluster's slots instead of all
+// sitting on one master. A landing the address's limit refuses costs the
+// assignment nothing; one the assignment's refuses has spent a slot of the
+// address's, which counts the landings tried from it.
+func (h *Handler) sharedLimits(r *http.Request, perIP, perAsg ratelimit.Limit) error {
+	if err := h.cfg.Limiter.Wait(r.Context(), "landing-"+perIP.Name, perIP); err != nil {
+		return err
+	}
+	return h.cfg.Limiter.Wait(r.Context(), "landing-"+perAsg.Name, perAsg)
+}
 
 // Settings are the landing's limits. A Toloker clicks Start once, maybe
 // reloads a few times; many Tolokers may share one address (mobile
@@ -335,7 +344,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l, err := h.cfg.Sessions.Find(r.Context(), aid)
 	if errors.Is(err, session.ErrNoSession) {
 		if h.cfg.Limiter != nil {
-			if err := h.cfg.Limiter.Wait(r.Context(), limitKey, perIP, perAsg); err != nil {
+			if err := h.sharedLimits(r, perIP, perAsg); err != nil {
 				var re *serviceerror.ResourceExhausted
 				if errors.As(err, &re) {
 					h.page(w, r, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(re.RetryAfter), pageRateLimited, session.PageInfo{})
