@@ -31,7 +31,7 @@ func TestLoad(t *testing.T) {
 			SyncTimeout: 2 * time.Second, AttemptTimeout: 10 * time.Second,
 			VisibilityTimeout: 30 * time.Second, PollInterval: 200 * time.Millisecond,
 			BaseBackoff: time.Second, MaxBackoff: 5 * time.Minute, Concurrency: 32, ReplicaTimeout: 100 * time.Millisecond,
-			Retention: 720 * time.Hour,
+			Retention: 720 * time.Hour, Shards: 16,
 		},
 		Access: access.Settings{AuditRetention: 90 * 24 * time.Hour},
 		// The packages' defaults, in the configuration's words.

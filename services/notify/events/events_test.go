@@ -211,7 +211,7 @@ func TestRelayRecordsEachIntentOnceAndDeletesIt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	go l.Relay(ctx, []string{stream})
+	go l.Relay(ctx, func() []string { return []string{stream} })
 	for {
 		n, err := r.Client.XLen(ctx, stream).Result()
 		if err != nil {
@@ -264,7 +264,7 @@ func TestRelayKeepsAStreamsOrderAcrossReplicas(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go replica.Relay(ctx, []string{stream})
+		go replica.Relay(ctx, func() []string { return []string{stream} })
 	}
 	for {
 		n, err := r.Client.XLen(ctx, stream).Result()

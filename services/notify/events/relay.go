@@ -39,7 +39,8 @@ end
 return 0
 `)
 
-// Relay copies every intent of streams (an Event in field IntentField,
+// Relay copies every intent of the streams streams lists (asked before
+// every read, so the list may grow at its end while it runs; an Event in field IntentField,
 // written by a script of another package atomically with the change it
 // reports) to its tenant's log, then deletes it, until ctx ends.
 //
@@ -55,10 +56,15 @@ return 0
 // its previous holder recorded but had not yet deleted, which records
 // nothing new. One read covers every stream; the streams with intents are
 // relayed side by side.
-func (l *Log) Relay(ctx context.Context, streams []string) {
+func (l *Log) Relay(ctx context.Context, list func() []string) {
 	token := consumerName()
-	renewed := make([]time.Time, len(streams)) // when this replica last took or renewed each lease
+	var streams []string
+	var renewed []time.Time // when this replica last took or renewed each stream's lease
 	for ctx.Err() == nil {
+		if now := list(); len(now) != len(streams) {
+			streams = now
+			renewed = append(renewed, make([]time.Time, max(len(now)-len(renewed), 0))...)[:len(now)]
+		}
 		woken := l.wake.wait()
 		// Every stream's oldest intents in one round trip.
 		cmds := make([]*redis.XMessageSliceCmd, len(streams))

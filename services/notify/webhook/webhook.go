@@ -196,7 +196,7 @@ func (s *Service) queue() *outbox.Queue {
 	q, err := outbox.New(outbox.Config{
 		Name:              "webhook",
 		Redis:             s.rec.Redis,
-		Shards:            Shards,
+		Shards:            func() int { return Shards },
 		Group:             group,
 		Consumer:          s.consume,
 		Stream:            s.rec.Stream,

@@ -3,7 +3,9 @@
 // Handler settles it. The submission outbox (payments to Toloka) and the
 // webhook deliveries both run on it.
 //
-// Layout. Work is spread over Shards shards; each shard has a Redis stream
+// Layout. Work is spread over Shards() shards (a count that may grow while
+// the queue runs: the reader creates the new shards' groups and reads them
+// from then on); each shard has a Redis stream
 // (entries "t" = tenant, "s" = item id) read by one consumer group, and a
 // retry schedule (a sorted set of "tenant TAB item" scored by the due time
 // in unix ms). A shard's keys share one hash tag, so a Lua script changes a
@@ -88,8 +90,11 @@ type Config struct {
 	Name string
 	// Redis holds the outbox.
 	Redis redis.UniversalClient
-	// Shards is the number of shards (streams); at least 1.
-	Shards int
+	// Shards is the number of shards (streams) to read, asked before every
+	// read: it may grow while the queue runs (a shard count raised on a
+	// running system: the new shards' groups are created as they appear),
+	// and should never shrink while a shard it drops holds work. At least 1.
+	Shards func() int
 	// Group is the consumer group every replica reads with.
 	Group string
 	// Consumer names this replica in the group.
@@ -128,7 +133,7 @@ func New(cfg Config) (*Queue, error) {
 	switch {
 	case cfg.Redis == nil, cfg.Stream == nil, cfg.Schedule == nil, cfg.RecordPrefix == nil:
 		return nil, errors.New("outbox: Config.Redis, Stream, Schedule and RecordPrefix are required")
-	case cfg.Shards < 1, cfg.Group == "", cfg.Consumer == "":
+	case cfg.Shards == nil, cfg.Group == "", cfg.Consumer == "":
 		return nil, errors.New("outbox: Config.Shards, Group and Consumer are required")
 	case cfg.PollInterval <= 0, cfg.VisibilityTimeout <= 0:
 		return nil, errors.New("outbox: Config.PollInterval and VisibilityTimeout must be positive")
@@ -145,6 +150,9 @@ func New(cfg Config) (*Queue, error) {
 	return &Queue{cfg: cfg}, nil
 }
 
+// shards is how many shards to read now (at least 1).
+func (q *Queue) shards() int { return max(q.cfg.Shards(), 1) }
+
 // Run reads the outbox until ctx is done: one reader takes new entries of
 // every shard's stream in this replica's consumer, reclaims entries left
 // unacknowledged past VisibilityTimeout and moves due retries back to the
@@ -155,9 +163,6 @@ func New(cfg Config) (*Queue, error) {
 func (q *Queue) Run(ctx context.Context) {
 	if q.cfg.Handle == nil {
 		panic("outbox: Run without a Handler")
-	}
-	for shard := range q.cfg.Shards {
-		q.EnsureGroup(ctx, shard)
 	}
 	work := make(chan Entry, q.cfg.Concurrency)
 	free := &freeWorkers{n: q.cfg.Concurrency, freed: make(chan struct{}, 1)}
@@ -221,13 +226,14 @@ func (f *freeWorkers) release() {
 // batches rather than a few entries per round trip.
 func (q *Queue) read(ctx context.Context, work chan<- Entry, free *freeWorkers) {
 	var lastPromote, lastReclaim, lastLag, lastCleanup time.Time
-	cursors := make([]string, q.cfg.Shards)
-	for i := range cursors {
-		cursors[i] = "0-0"
-	}
+	var cursors []string // XAUTOCLAIM cursor of each shard
 	reclaimEvery := max(q.cfg.VisibilityTimeout/4, q.cfg.PollInterval)
 	batch := max(q.cfg.Concurrency/4, 1)
 	for ctx.Err() == nil {
+		for n := q.shards(); len(cursors) < n; {
+			q.EnsureGroup(ctx, len(cursors))
+			cursors = append(cursors, "0-0")
+		}
 		now := time.Now()
 		if now.Sub(lastPromote) >= q.cfg.PollInterval {
 			q.Promote(ctx)
@@ -306,9 +312,9 @@ func (q *Queue) EnsureGroup(ctx context.Context, shard int) {
 // ReadNew reads new entries of every shard in one round trip (a pipeline;
 // Redis Cluster splits it by node), up to free from each shard.
 func (q *Queue) ReadNew(ctx context.Context, free int) []Entry {
-	cmds := make([]*redis.XStreamSliceCmd, q.cfg.Shards)
+	cmds := make([]*redis.XStreamSliceCmd, q.shards())
 	_, _ = q.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for shard := range q.cfg.Shards {
+		for shard := range cmds {
 			cmds[shard] = p.XReadGroup(ctx, &redis.XReadGroupArgs{
 				Group: q.cfg.Group, Consumer: q.cfg.Consumer, Streams: []string{q.cfg.Stream(shard), ">"},
 				Count: int64(free), Block: -1,
@@ -341,7 +347,7 @@ func (q *Queue) ReadNew(ctx context.Context, free int) []Entry {
 // their item's lease was busy.
 func (q *Queue) reclaim(ctx context.Context, free int, cursors []string) []Entry {
 	var out []Entry
-	for shard := 0; shard < q.cfg.Shards && len(out) < free; shard++ {
+	for shard := 0; shard < len(cursors) && len(out) < free; shard++ {
 		msgs, next, err := q.cfg.Redis.XAutoClaim(ctx, &redis.XAutoClaimArgs{
 			Stream: q.cfg.Stream(shard), Group: q.cfg.Group, Consumer: q.cfg.Consumer,
 			MinIdle: q.cfg.VisibilityTimeout, Start: cursors[shard], Count: int64(free - len(out)),
@@ -383,8 +389,8 @@ func (q *Queue) entries(shard int, msgs []redis.XMessage) []Entry {
 // Promote moves due retries of every shard back to the streams, in one
 // round trip.
 func (q *Queue) Promote(ctx context.Context) {
-	calls := make([]storage.Call, q.cfg.Shards)
-	for shard := range q.cfg.Shards {
+	calls := make([]storage.Call, q.shards())
+	for shard := range calls {
 		calls[shard] = storage.Call{Keys: []string{q.cfg.Schedule(shard), q.cfg.Stream(shard)}, Args: []any{500, q.cfg.RecordPrefix(shard)}}
 	}
 	cmds, err := storage.EvalAll(ctx, q.cfg.Redis, promoteScript, calls, nil)
@@ -405,7 +411,7 @@ func (q *Queue) updateLag(ctx context.Context) {
 	var oldest time.Time
 	var ready, scheduled int64
 	rdb := q.cfg.Redis
-	for shard := range q.cfg.Shards {
+	for shard := range q.shards() {
 		if first, err := rdb.XRangeN(ctx, q.cfg.Stream(shard), "-", "+", 1).Result(); err == nil && len(first) > 0 {
 			if t := EntryTime(first[0].ID); !t.IsZero() && (oldest.IsZero() || t.Before(oldest)) {
 				oldest = t
@@ -447,7 +453,7 @@ func EntryTime(id string) time.Time {
 // have been idle for an hour (replicas that went away), so the group does
 // not grow for ever.
 func (q *Queue) cleanupConsumers(ctx context.Context) {
-	for shard := range q.cfg.Shards {
+	for shard := range q.shards() {
 		cs, err := q.cfg.Redis.XInfoConsumers(ctx, q.cfg.Stream(shard), q.cfg.Group).Result()
 		if err != nil {
 			continue

@@ -43,7 +43,7 @@ func (f *fixture) enqueue(item string, again bool) bool {
 func (f *fixture) queue(consumer string, handle Handler, change func(*Config)) *Queue {
 	f.t.Helper()
 	cfg := Config{
-		Name: "test", Redis: f.rdb.Client, Shards: testShards, Group: "g", Consumer: consumer,
+		Name: "test", Redis: f.rdb.Client, Shards: func() int { return testShards }, Group: "g", Consumer: consumer,
 		Stream: f.rec.Stream, Schedule: f.rec.Schedule, RecordPrefix: f.rec.RecordPrefix,
 		Handle: handle, Concurrency: 4, PollInterval: 5 * time.Millisecond, VisibilityTimeout: 10 * time.Second,
 	}

@@ -68,11 +68,14 @@ func retriedEvent(sub *crowdgatev1.Submission, now time.Time) ([]byte, error) {
 }
 
 // RelayEvents moves the outbox's event intents to the tenants' event logs
-// until ctx ends (every replica runs it; each intent becomes one event).
+// until ctx ends (every replica runs it; each intent becomes one event). It
+// reads every shard's intents, more as the shard count grows.
 func (s *Service) RelayEvents(ctx context.Context) {
-	streams := make([]string, Shards)
-	for i := range streams {
-		streams[i] = s.st.intentKey(i)
-	}
-	s.events.Relay(ctx, streams)
+	var streams []string
+	s.events.Relay(ctx, func() []string {
+		for n := s.knownShards(); len(streams) < n; {
+			streams = append(streams, s.st.intentKey(len(streams)))
+		}
+		return streams
+	})
 }

@@ -3,13 +3,10 @@ package submission
 import (
 	"context"
 
-	"github.com/redis/go-redis/v9"
-
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
-	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // maxScan bounds the records one ListSubmissions call reads while
@@ -18,8 +15,8 @@ const maxScan = 5000
 
 // ListSubmissions lists a pool's submissions, newest first, filtered by
 // user, state and creation time. Time bounds and pages are ranges of the
-// pool's index (ids begin with their creation time); the dead letters have
-// an index of their own; the user and other states are filtered while
+// pool's index (ids begin with their creation time), merged over the
+// shards that hold its parts; the dead letters have an index of their own; the user and other states are filtered while
 // reading, at most maxScan records a call (a short page then carries a
 // token to go on).
 func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubmissionsRequest) (*crowdgatev1.ListSubmissionsResponse, error) {
@@ -55,13 +52,16 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 	if _, err := s.catalog.Pool(ctx, tenantID, poolID); err != nil {
 		return nil, err
 	}
-	shard := shardOf(tenantID, poolID)
+	shards, err := s.shardCount(ctx)
+	if err != nil {
+		return nil, err
+	}
 
 	// Bounds on the lexicographic index of ids (which begin with their
 	// creation time).
 	hi, lo := "+", "-"
 	if after := page.After; after != "" {
-		if afterShard, ok := parseID(after); !ok || afterShard != shard {
+		if _, ok := parseID(after); !ok {
 			return nil, serviceerror.NewInvalidArgument("page_token", "is not a next_page_token of this list")
 		}
 		hi = "(" + after
@@ -74,15 +74,17 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 	if from != nil {
 		lo = "[" + idBound(from.AsTime())
 	}
-	index := s.st.indexKey(shard, tenantID, poolID)
+	index := func(shard int) string { return s.st.indexKey(shard, tenantID, poolID) }
 	if req.GetState() == crowdgatev1.SubmissionState_SUBMISSION_STATE_DEAD {
-		index = s.st.deadKey(shard, tenantID, poolID)
+		index = func(shard int) string { return s.st.deadKey(shard, tenantID, poolID) }
 	}
 	keep := func(sub *crowdgatev1.Submission) bool {
 		return (req.GetState() == crowdgatev1.SubmissionState_SUBMISSION_STATE_UNSPECIFIED || sub.GetState() == req.GetState()) &&
 			(req.GetUserId() == "" || sub.GetUserId() == req.GetUserId())
 	}
 
+	// Every shard holds a part of the pool's index: merged, newest first.
+	merged := newIndexMerge(s.rdb, shardKeys(shards, index), lo, hi, true, min(size*2, 500))
 	var (
 		out     []*crowdgatev1.Submission
 		next    string
@@ -90,16 +92,16 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 	)
 	for {
 		batch := min(max(size-len(out), 1)*2, 500)
-		ids, err := s.rdb.ZRevRangeByLex(ctx, index, &redis.ZRangeBy{Max: hi, Min: lo, Count: int64(batch)}).Result()
+		ids, err := merged.next(ctx, batch)
 		if err != nil {
-			return nil, storage.Unavailable(err)
+			return nil, err
 		}
-		recs, err := s.st.getMany(ctx, shard, tenantID, ids)
+		recs, err := s.st.getMany(ctx, tenantID, ids)
 		if err != nil {
 			return nil, err
 		}
 		scanned += len(ids)
-		exhausted := len(ids) < batch
+		exhausted := merged.exhausted()
 		for i, r := range recs {
 			if !keep(r.sub) {
 				continue
@@ -116,7 +118,6 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 		if exhausted || len(out) == size {
 			break
 		}
-		hi = "(" + ids[len(ids)-1]
 		if scanned >= maxScan {
 			next = ids[len(ids)-1]
 			break

@@ -85,16 +85,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 // DeadLetters counts the submissions DEAD now in the given pools of a
-// tenant: one HGET of each pool's totals (kept exact by the Lua scripts),
-// pipelined. The gateway's crowdgate_submission_dead_letters gauge sums it
+// tenant: one HGET of each shard's part of each pool's totals (kept exact
+// by the Lua scripts), pipelined. The gateway's crowdgate_submission_dead_letters gauge sums it
 // over every pool.
 func (s *Service) DeadLetters(ctx context.Context, tenantID string, poolIDs []string) (int64, error) {
+	shards, err := s.shardCount(ctx)
+	if err != nil {
+		return 0, err
+	}
 	var total int64
-	for batch := range slices.Chunk(poolIDs, countBatch) {
-		cmds := make([]*redis.StringCmd, len(batch))
+	for batch := range slices.Chunk(poolIDs, max(countBatch/shards, 1)) {
+		cmds := make([]*redis.StringCmd, 0, len(batch)*shards)
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, poolID := range batch {
-				cmds[i] = p.HGet(ctx, s.st.totalsKey(shardOf(tenantID, poolID), tenantID, poolID), "dead")
+			for _, poolID := range batch {
+				for shard := range shards {
+					cmds = append(cmds, p.HGet(ctx, s.st.totalsKey(shard, tenantID, poolID), "dead"))
+				}
 			}
 			return nil
 		}); err != nil && !errors.Is(err, redis.Nil) {

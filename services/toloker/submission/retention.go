@@ -70,6 +70,10 @@ var (
 	//go:embed lua/expire.lua
 	expireLua    string
 	expireScript = redis.NewScript(expireLua)
+
+	// dropClaimScript deletes a claim (KEYS[1], layout.go) if the key
+	// still holds one.
+	dropClaimScript = redis.NewScript(`local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 4) == 'fwd:' then return redis.call('DEL', KEYS[1]) end return 0`)
 )
 
 // expireBatch is how many index entries one expire pass reads at a time.
@@ -155,9 +159,13 @@ func (s *Service) expire(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	v, err := s.retentions.layout(ctx, now)
+	if err != nil {
+		return 0, err
+	}
 	total := 0
 	var errs []error
-	for shard := range Shards {
+	for shard := range v.max {
 		pools, err := s.rdb.SMembers(ctx, s.st.poolsKey(shard)).Result()
 		if err != nil {
 			errs = append(errs, storage.Unavailable(err))
@@ -218,6 +226,7 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 			args = append(args, id, delivered, bit(withKey))
 		}
 		var due []string
+		var claims []storage.Call // arbiter's claims naming the deleted submissions (layout.go)
 		for i, id := range ids {
 			v := heads[i].Val()
 			st, _ := v[0].(string)
@@ -230,7 +239,7 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 				due = append(due, id)
 			}
 		}
-		recs, err := s.st.getMany(ctx, shard, tenantID, due)
+		recs, err := s.st.getMany(ctx, tenantID, due)
 		if err != nil {
 			return deleted, err
 		}
@@ -246,6 +255,11 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 				continue
 			}
 			add(id, sub.GetAssignmentId(), sub.GetRetryId(), strconv.FormatInt(at.UnixMilli(), 10), withKey)
+			for _, c := range strings.Split(r.claims, ",") {
+				if claimAt, err := strconv.Atoi(c); err == nil && withKey && claimAt != shard {
+					claims = append(claims, storage.Call{Keys: []string{s.st.idemKey(claimAt, tenantID, poolID, sub.GetRetryId())}})
+				}
+			}
 		}
 		if len(args) > 0 {
 			n, err := expireScript.Run(ctx, s.rdb, keys, args...).Int()
@@ -254,6 +268,22 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 			}
 			deleted += n
 			s.m.expired.Add(float64(n))
+		}
+		if len(claims) > 0 {
+			// After their submissions, like their idempotency keys: a
+			// replay that finds neither is past the window. A claim left
+			// by a failure here expires (claimTTL).
+			cmds, err := storage.EvalAll(ctx, s.rdb, dropClaimScript, claims, nil)
+			if err == nil {
+				for _, c := range cmds {
+					if err = c.Err(); err != nil {
+						break
+					}
+				}
+			}
+			if err != nil {
+				return deleted, storage.Unavailable(err)
+			}
 		}
 		if len(ids) < expireBatch {
 			return deleted, nil
@@ -284,16 +314,26 @@ func expired(now time.Time, retention time.Duration, delivered time.Time, withKe
 	return work == nil || !work.Add(retention).After(now)
 }
 
-// retentions are the retentions the replicas use, as each says in Redis
-// (see the comment at the top of this file).
+// retentions are the retentions and the layouts the replicas use, as each
+// says in Redis (see the comment at the top of this file and layout.go).
 type retentions struct {
 	rdb redis.UniversalClient
 	key string
 	own time.Duration
+	// layoutKey is the layouts' hash; ownLayout this replica's layout
+	// (layoutName(shards), shards its shard count); streamKey names a
+	// shard's outbox stream (to find data of the rule before layouts).
+	layoutKey string
+	ownLayout string
+	shards    int
+	streamKey func(shard int) string
 
 	mu                sync.Mutex
 	loadedAt          time.Time // zero until the first refresh
 	shortest, longest time.Duration
+	view              layoutView
+	// layoutSaid is set once this replica has said its layout.
+	layoutSaid bool
 }
 
 // every is how often a replica says its retention and reads the others':
@@ -343,10 +383,27 @@ func (r *retentions) refresh(ctx context.Context, now time.Time) error {
 		// own window (from shortest) is no longer than before.
 		_ = r.rdb.HDel(ctx, r.key, stale...).Err()
 	}
+	// The layouts: forgotten after the longest retention unsaid, like the
+	// retentions.
+	view, err := r.sayLayout(ctx, now, now.Add(-keepLongest))
+	if err != nil {
+		return err
+	}
 	r.mu.Lock()
-	r.loadedAt, r.shortest, r.longest = now, shortest, keepLongest
+	r.loadedAt, r.shortest, r.longest, r.view = now, shortest, keepLongest, view
 	r.mu.Unlock()
 	return nil
+}
+
+// layout returns the layouts in use, reading them from Redis (and saying
+// this replica's) when its copy is older than every().
+func (r *retentions) layout(ctx context.Context, now time.Time) (layoutView, error) {
+	if _, _, err := r.current(ctx, now); err != nil {
+		return layoutView{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.view, nil
 }
 
 // current returns the shortest and the longest retention in use, reading

@@ -16,7 +16,8 @@ import (
 
 // SeedDelivered writes n DELIVERED submissions of a tenant's pool straight
 // into Redis in the outbox's layout (record and pool index only: no
-// totals, idempotency keys or stream entries), made one millisecond apart
+// totals, idempotency keys or stream entries), spread over the default
+// shards, made one millisecond apart
 // from start, for benchmarks and tests that need a pool far larger than
 // submits could fill in reasonable time (the export's memory check).
 // fill sets each submission's request part (user, reward, ...); its
@@ -24,12 +25,11 @@ import (
 func SeedDelivered(ctx context.Context, rdb redis.UniversalClient, prefix, tenantID, poolID string, n int, start time.Time,
 	fill func(i int, sub *crowdgatev1.Submission)) error {
 	st := &store{rdb: rdb, prefix: prefix}
-	shard := shardOf(tenantID, poolID)
-	index := st.indexKey(shard, tenantID, poolID)
 	for lo := 0; lo < n; lo += 1000 {
 		p := rdb.Pipeline()
 		for i := lo; i < min(lo+1000, n); i++ {
 			at := start.Add(time.Duration(i) * time.Millisecond)
+			shard := i % DefaultShards // spread like submits without a retry_id
 			id := newID(at, shard)
 			sub := &crowdgatev1.Submission{SubmissionId: id, TenantId: tenantID, PoolId: poolID, RetryId: id, CreateTime: timestamppb.New(at)}
 			fill(i, sub)
@@ -49,7 +49,7 @@ func SeedDelivered(ctx context.Context, rdb redis.UniversalClient, prefix, tenan
 			ms := strconv.FormatInt(at.Add(time.Second).UnixMilli(), 10)
 			p.HSet(ctx, st.recordKey(shard, tenantID, id), "pb", body, "st", stDelivered, "att", "1",
 				"amt", units, "fl", "101", "dt", ms, "lat", ms, "eid", "")
-			p.ZAdd(ctx, index, redis.Z{Member: id})
+			p.ZAdd(ctx, st.indexKey(shard, tenantID, poolID), redis.Z{Member: id})
 		}
 		if _, err := p.Exec(ctx); err != nil {
 			return err

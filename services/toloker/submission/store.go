@@ -7,7 +7,6 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,14 +20,6 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
-
-// Shards is how many outbox streams (and Redis Cluster hash slots) the
-// submissions are spread over. A pool's keys (records, idempotency keys,
-// totals, indexes) all live in its shard's slot, so one Lua script can
-// change them atomically together with the shard's stream. The number is
-// part of the data layout: changing it moves pools to other shards, so it is
-// a constant.
-const Shards = 16
 
 // group is the consumer group every replica's workers read the outbox with.
 const group = "delivery"
@@ -58,17 +49,21 @@ const (
 
 // store is the Redis layout of the outbox.
 //
-// Every key of a pool carries the hash tag of the pool's shard, {sub:N}:
+// A submission's keys, and its shard's part of its pool's keys, carry the
+// hash tag of its shard, {sub:N} (layout.go says which shard), so one Lua
+// script changes them atomically with the shard's stream:
 //
 //	<prefix>sub:{sub:N}:<tenant>:<submission id>    record (hash)
 //	<prefix>idem:{sub:N}:<tenant>:<pool>:<retry_id> idempotency key -> submission id
-//	<prefix>tot:{sub:N}:<tenant>:<pool>             pool totals (hash: delivered, queued, dead, rd, rq)
-//	<prefix>idx:{sub:N}:<tenant>:<pool>             pool's submissions (zset by id)
-//	<prefix>dead:{sub:N}:<tenant>:<pool>            pool's dead letters
+//	                                                (or an arbiter's claim "fwd:<shard>")
+//	<prefix>tot:{sub:N}:<tenant>:<pool>             the shard's part of the pool's totals
+//	                                                (hash: delivered, queued, dead, rd, rq)
+//	<prefix>idx:{sub:N}:<tenant>:<pool>             the pool's submissions in the shard (zset by id)
+//	<prefix>dead:{sub:N}:<tenant>:<pool>            the pool's dead letters in the shard
 //	<prefix>outbox:{sub:N}                          the shard's outbox stream
 //	<prefix>sched:{sub:N}                           the shard's retry schedule (zset)
 //	<prefix>lease:{sub:N}:<submission id>           delivery lease
-//	<prefix>asub:{sub:N}:<tenant>:<assignment>      the assignment's submissions (zset by id)
+//	<prefix>asub:{sub:N}:<tenant>:<assignment>      the assignment's submissions in the shard (zset by id)
 //	<prefix>tpay:{sub:N}:<tenant>:<user>            the Toloker's pay counters in the shard
 //	                                                (hash: delivered, dead, rd), TTL PayRetention
 //	<prefix>pools:{sub:N}                           the shard's pools with submissions
@@ -91,15 +86,6 @@ type store struct {
 
 func tag(shard int) string { return "{sub:" + strconv.Itoa(shard) + "}" }
 
-// shardOf is the shard of a tenant's pool.
-func shardOf(tenantID, poolID string) int {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(tenantID))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(poolID))
-	return int(h.Sum32() % Shards)
-}
-
 func (s *store) recordKey(shard int, tenantID, id string) string {
 	return s.recordPrefix(shard) + tenantID + ":" + id
 }
@@ -118,8 +104,7 @@ func (s *store) deadKey(shard int, tenantID, poolID string) string {
 }
 func (s *store) streamKey(shard int) string { return s.prefix + "outbox:" + tag(shard) }
 
-// assignmentKey is the index of an assignment's submissions (in the shard
-// of the pool the assignment is in).
+// assignmentKey is the index of an assignment's submissions in a shard.
 func (s *store) assignmentKey(shard int, tenantID, assignmentID string) string {
 	return s.prefix + "asub:" + tag(shard) + ":" + tenantID + ":" + assignmentID
 }
@@ -139,15 +124,22 @@ func (s *store) sessionPendingKey(shard int, tenantID, sessionID string) string 
 }
 
 // othersPending reports whether submissions of sessionID other than id are
-// still QUEUED.
-func (s *store) othersPending(ctx context.Context, shard int, tenantID, sessionID, id string) (bool, error) {
-	ids, err := s.rdb.SMembers(ctx, s.sessionPendingKey(shard, tenantID, sessionID)).Result()
-	if err != nil {
+// still QUEUED, in any of shards shards.
+func (s *store) othersPending(ctx context.Context, shards int, tenantID, sessionID, id string) (bool, error) {
+	cmds := make([]*redis.StringSliceCmd, shards)
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for shard := range cmds {
+			cmds[shard] = p.SMembers(ctx, s.sessionPendingKey(shard, tenantID, sessionID))
+		}
+		return nil
+	}); err != nil {
 		return false, storage.Unavailable(err)
 	}
-	for _, other := range ids {
-		if other != id {
-			return true, nil
+	for _, c := range cmds {
+		for _, other := range c.Val() {
+			if other != id {
+				return true, nil
+			}
 		}
 	}
 	return false, nil
@@ -207,7 +199,7 @@ func parseID(id string) (int, bool) {
 		}
 	}
 	n, err := strconv.Atoi(rest[idTimeLen+1:])
-	if err != nil || n < 0 || n >= Shards || strconv.Itoa(n) != rest[idTimeLen+1:] {
+	if err != nil || n < 0 || n >= MaxShards || strconv.Itoa(n) != rest[idTimeLen+1:] {
 		return 0, false
 	}
 	return n, true
@@ -236,14 +228,18 @@ type acceptArgs struct {
 	fingerprint                string
 	leaseToken                 string
 	leaseTTL                   time.Duration
-	minReplicas                int
-	replicaTimeout             time.Duration
+	// claims are the shards whose idempotency keys hold claims this
+	// submit wrote or followed (layout.go).
+	claims         []int
+	minReplicas    int
+	replicaTimeout time.Duration
 }
 
 // acceptResult is accept's answer.
 type acceptResult struct {
-	kind    string // new, replay, reject
+	kind    string // new, replay, reject, forward
 	id      string // the new or the earlier submission id
+	shard   int    // forward: the shard the retry_id belongs to
 	entryID string // stream entry of a new submission
 	reason  string // rejection
 	// replicas is how many replicas acknowledged the write (with
@@ -274,7 +270,7 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 		},
 		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
 			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != ""),
-			poolMember(a.tenantID, a.poolID)},
+			poolMember(a.tenantID, a.poolID), claimArg(a.claims), a.shard},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
 		done: make(chan struct{}),
 	}
@@ -304,6 +300,12 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 		res.id = parts[1]
 	case "reject":
 		res.reason = parts[1]
+	case "forward":
+		n, ok := parseForward(forwardPrefix + parts[1])
+		if !ok {
+			return acceptResult{}, fmt.Errorf("submission: idempotency key holds a claim of shard %q", parts[1])
+		}
+		res.shard = n
 	}
 	return res, nil
 }
@@ -451,10 +453,14 @@ type record struct {
 	units        int64
 	fingerprint  string
 	entryID      string
+	// claims are the shards whose idempotency keys hold claims of this
+	// submission's retry_id (comma-separated, "" when none; layout.go):
+	// the retention sweep deletes them with the submission.
+	claims string
 }
 
 // recordFields are the hash fields load reads, in order.
-var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", "tp", "cred", "amt", "fp", "eid"}
+var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", "tp", "cred", "amt", "fp", "eid", "arb"}
 
 // get reads one record; a missing one is NotFound.
 func (s *store) get(ctx context.Context, shard int, tenantID, id string) (*record, error) {
@@ -473,13 +479,16 @@ func (s *store) get(ctx context.Context, shard int, tenantID, id string) (*recor
 }
 
 // getMany reads records in one round trip; missing ones are left out.
-func (s *store) getMany(ctx context.Context, shard int, tenantID string, ids []string) ([]*record, error) {
+func (s *store) getMany(ctx context.Context, tenantID string, ids []string) ([]*record, error) {
 	if len(ids) == 0 {
 		return nil, nil
 	}
 	cmds := make([]*redis.SliceCmd, len(ids))
 	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, id := range ids {
+			// Every id names its shard; one that does not (never
+			// written by this package) reads as a missing record.
+			shard, _ := parseID(id)
 			cmds[i] = p.HMGet(ctx, s.recordKey(shard, tenantID, id), recordFields...)
 		}
 		return nil
@@ -538,7 +547,7 @@ func decodeRecord(vals []any) (*record, error) {
 		sub.NextAttemptTime = msTime(str(7))
 	}
 	units, _ := strconv.ParseInt(str(10), 10, 64)
-	return &record{sub: sub, tolokaPoolID: str(8), credentialID: str(9), units: units, fingerprint: str(11), entryID: str(12)}, nil
+	return &record{sub: sub, tolokaPoolID: str(8), credentialID: str(9), units: units, fingerprint: str(11), entryID: str(12), claims: str(13)}, nil
 }
 
 func msTime(s string) *timestamppb.Timestamp {
@@ -636,6 +645,16 @@ func (s *store) finish(ctx context.Context, e entry, sub *crowdgatev1.Submission
 	return parts[0], nil
 }
 
+// claimArg is accept's ARGV of the claims' shards: comma-separated, "" for
+// none.
+func claimArg(shards []int) string {
+	parts := make([]string, len(shards))
+	for i, n := range shards {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
 func bit(b bool) string {
 	if b {
 		return "1"
@@ -675,16 +694,24 @@ type totals struct {
 	rewardDelivered, rewardQueued     int64 // units
 }
 
-func (s *store) totals(ctx context.Context, tenantID, poolID string) (totals, error) {
-	vals, err := s.rdb.HMGet(ctx, s.totalsKey(shardOf(tenantID, poolID), tenantID, poolID),
-		"delivered", "queued", "dead", "rd", "rq").Result()
-	if err != nil {
+// totals adds the parts of a pool's totals in shards shards.
+func (s *store) totals(ctx context.Context, shards int, tenantID, poolID string) (totals, error) {
+	cmds := make([]*redis.SliceCmd, shards)
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for shard := range cmds {
+			cmds[shard] = p.HMGet(ctx, s.totalsKey(shard, tenantID, poolID), "delivered", "queued", "dead", "rd", "rq")
+		}
+		return nil
+	}); err != nil {
 		return totals{}, storage.Unavailable(err)
 	}
-	n := make([]int64, len(vals))
-	for i, v := range vals {
-		if str, ok := v.(string); ok {
-			n[i], _ = strconv.ParseInt(str, 10, 64)
+	n := make([]int64, 5)
+	for _, c := range cmds {
+		for i, v := range c.Val() {
+			if str, ok := v.(string); ok {
+				x, _ := strconv.ParseInt(str, 10, 64)
+				n[i] += x
+			}
 		}
 	}
 	// Every submission is in exactly one state, so the states add up to

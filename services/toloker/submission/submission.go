@@ -3,10 +3,13 @@
 // once, through a durable outbox in Redis.
 //
 // Submit validates the request, then in one Lua script (every key in one
-// Redis Cluster hash slot: the pool's shard) stores the submission record,
-// the idempotency key (tenant, pool, retry_id) → submission id, the pool's
-// totals and indexes, and an entry in the shard's outbox stream. Only then is
-// anything sent to Toloka. The accepting replica makes the first delivery
+// Redis Cluster hash slot: the submission's shard, chosen by its retry_id,
+// see layout.go) stores the submission record, the idempotency key
+// (tenant, pool, retry_id) → submission id, the shard's part of the pool's
+// totals and indexes, and an entry in the shard's outbox stream. Only then
+// is anything sent to Toloka. The number of shards is a setting that may
+// change on a running system; a retry_id is one submission whatever the
+// counts of the replicas it reaches (layout.go). The accepting replica makes the first delivery
 // attempt at once, under a per-submission lease, and answers with Toloka's
 // flags when Toloka answers within Config.SyncTimeout, QUEUED otherwise.
 //
@@ -39,6 +42,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -116,6 +120,12 @@ type Settings struct {
 	// comes after its key was deleted is refused too, never paid again
 	// (retention.go).
 	Retention time.Duration
+	// Shards is how many shards (outbox streams, Redis Cluster hash slots)
+	// this replica spreads new submissions over, 1 to MaxShards. It may be
+	// raised (or lowered) on a running system, one replica at a time:
+	// readers cover every shard ever used, and a retry_id stays paid once
+	// across replicas with different counts (layout.go).
+	Shards int
 }
 
 // MinRetention bounds Settings.Retention from below.
@@ -135,6 +145,7 @@ func (s *Settings) List() []settings.Setting {
 		settings.New("submit-max-attempts", "CROWDGATE_SUBMIT_MAX_ATTEMPTS", "0", "failed delivery attempts after which a submission is DEAD (0: retry transient failures for ever)", settings.Int(&s.MaxAttempts)),
 		settings.New("submit-min-replicas", "CROWDGATE_SUBMIT_MIN_REPLICAS", "0", "Redis replicas that must hold a submit before Submit answers (WAIT); 0 on a standalone Redis", settings.Int(&s.MinReplicas)),
 		settings.New("submit-replica-timeout", "CROWDGATE_SUBMIT_REPLICA_TIMEOUT", "100ms", "how long Submit waits for those replicas", settings.Duration(&s.ReplicaTimeout)),
+		settings.New("submission-shards", "CROWDGATE_SUBMISSION_SHARDS", strconv.Itoa(DefaultShards), "shards (outbox streams, Redis Cluster hash slots) new submissions are spread over, 1 to 1024; may be raised on a running system, one replica at a time (more shards than masters spread a pool's history over every master)", settings.Int(&s.Shards)),
 		settings.New("submission-retention", "CROWDGATE_SUBMISSION_RETENTION", "720h", "how long a delivered submission, its index entries and its retry_id's idempotency key are kept after its delivery and its work (at least 1m; dead and queued ones are kept until delivered); submits with a retry_id whose work is older than half of it (the replay window) are refused, so an expired retry_id is never paid again", settings.Duration(&s.Retention)),
 	}
 }
@@ -175,6 +186,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.Concurrency <= 0 {
 		s.Concurrency = def.Concurrency
+	}
+	if s.Shards == 0 {
+		s.Shards = def.Shards
 	}
 	return s
 }
@@ -244,6 +258,8 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("submission: the lease (%s) must outlast a delivery attempt (%s)", st.LeaseTTL, st.AttemptTimeout)
 	case st.Retention < MinRetention:
 		return nil, fmt.Errorf("submission: the retention (%s) must be at least %s", st.Retention, MinRetention)
+	case st.Shards < 1 || st.Shards > MaxShards:
+		return nil, fmt.Errorf("submission: the shard count (%d) must be 1 to %d", st.Shards, MaxShards)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
@@ -262,19 +278,21 @@ func New(cfg Config) (*Service, error) {
 	if host == "" {
 		host = "crowdgate"
 	}
+	store := &store{rdb: cfg.Redis, prefix: cfg.Prefix, payRetention: cfg.PayRetention}
 	return &Service{
-		cfg:        st,
-		catalog:    cfg.Catalog,
-		sessions:   cfg.Sessions,
-		events:     cfg.Events,
-		rdb:        cfg.Redis,
-		now:        cfg.Now,
-		st:         &store{rdb: cfg.Redis, prefix: cfg.Prefix, payRetention: cfg.PayRetention},
-		log:        cfg.Log.With(slog.String("component", "submission")),
-		m:          m,
-		consumer:   fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),
-		wake:       make(chan struct{}, 1),
-		retentions: &retentions{rdb: cfg.Redis, key: cfg.Prefix + "subret", own: st.Retention},
+		cfg:      st,
+		catalog:  cfg.Catalog,
+		sessions: cfg.Sessions,
+		events:   cfg.Events,
+		rdb:      cfg.Redis,
+		now:      cfg.Now,
+		st:       store,
+		log:      cfg.Log.With(slog.String("component", "submission")),
+		m:        m,
+		consumer: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),
+		wake:     make(chan struct{}, 1),
+		retentions: &retentions{rdb: cfg.Redis, key: cfg.Prefix + "subret", own: st.Retention,
+			layoutKey: cfg.Prefix + "sublayout", ownLayout: layoutName(st.Shards), shards: st.Shards, streamKey: store.streamKey},
 	}, nil
 }
 
@@ -324,21 +342,29 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		}
 	}
 
-	shard := shardOf(tenantID, poolID)
-	id := newID(now, shard)
-	retryID := req.GetRetryId()
-	if retryID == "" {
-		// Deterministic per submission: the same on every attempt.
-		retryID = id
+	fingerprint := in.fingerprint(poolID, userID)
+	// A submit the session or the replay window refuses writes nothing,
+	// but a replay of one accepted earlier is still answered (accept.lua).
+	rejectField, reject := "session_id", sessionProblem(sess, now)
+	if reject == "" {
+		if rejectField, reject, err = s.staleWork(ctx, in, sess, req.GetRetryId() != "", now); err != nil {
+			return nil, err
+		}
+	}
+	shard, claims, replayOf, err := s.place(ctx, tenantID, poolID, req.GetRetryId(), reject != "", now)
+	if err != nil {
+		return nil, err
+	}
+	if replayOf != "" {
+		return s.replay(ctx, tenantID, replayOf, fingerprint, sess)
 	}
 	sub := &crowdgatev1.Submission{
-		SubmissionId:       id,
 		TenantId:           tenantID,
 		ProjectId:          route.ProjectID,
 		PoolId:             poolID,
 		UserId:             userID,
 		SessionId:          req.GetSessionId(),
-		RetryId:            retryID,
+		RetryId:            req.GetRetryId(),
 		Reward:             in.reward.String(),
 		CloseSession:       req.CloseSession,
 		CustomLog:          req.GetCustomLog(),
@@ -354,38 +380,52 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	if in.quality != nil {
 		sub.Quality = in.quality.String()
 	}
-	body, err := proto.Marshal(sub)
-	if err != nil {
-		return nil, fmt.Errorf("encode submission: %w", err)
-	}
-	fingerprint := in.fingerprint(poolID, userID)
 	var token string
 	if s.cfg.SyncTimeout > 0 {
 		token = randomHex(12)
 	}
-	// A submit the session or the replay window refuses writes nothing,
-	// but a replay of one accepted earlier is still answered (accept.lua).
-	rejectField, reject := "session_id", sessionProblem(sess, now)
-	if reject == "" {
-		if rejectField, reject, err = s.staleWork(ctx, in, sess, req.GetRetryId() != "", now); err != nil {
+	var (
+		id  string
+		res acceptResult
+	)
+	for hops := 0; ; hops++ {
+		// The id ends with its shard: made again when the retry_id
+		// turns out to belong to another shard (layout.go).
+		id = newID(now, shard)
+		sub.SubmissionId = id
+		if req.GetRetryId() == "" {
+			// Deterministic per submission: the same on every attempt.
+			sub.RetryId = id
+		}
+		body, err := proto.Marshal(sub)
+		if err != nil {
+			return nil, fmt.Errorf("encode submission: %w", err)
+		}
+		res, err = s.st.accept(ctx, acceptArgs{
+			shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(), assignmentID: assignmentID,
+			retryID: sub.GetRetryId(), useIdem: req.GetRetryId() != "", reject: reject,
+			body: body, units: in.units, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
+			fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL, claims: claims,
+			minReplicas: s.cfg.MinReplicas, replicaTimeout: s.cfg.ReplicaTimeout,
+		})
+		if err != nil {
 			return nil, err
 		}
-	}
-	res, err := s.st.accept(ctx, acceptArgs{
-		shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(), assignmentID: assignmentID,
-		retryID: retryID, useIdem: req.GetRetryId() != "", reject: reject,
-		body: body, units: in.units, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
-		fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL,
-		minReplicas: s.cfg.MinReplicas, replicaTimeout: s.cfg.ReplicaTimeout,
-	})
-	if err != nil {
-		return nil, err
+		if res.kind != "forward" {
+			break
+		}
+		if hops == 2 {
+			return nil, errTooManyForwards
+		}
+		// This shard's key holds a claim naming res.shard.
+		claims = append(claims, shard)
+		shard = res.shard
 	}
 	switch res.kind {
 	case "reject":
 		return nil, serviceerror.NewInvalidArgument(rejectField, "%s", res.reason)
 	case "replay":
-		return s.replay(ctx, tenantID, shard, res.id, fingerprint, sess)
+		return s.replay(ctx, tenantID, res.id, fingerprint, sess)
 	}
 	if res.replicas >= 0 && res.replicas < int64(s.cfg.MinReplicas) {
 		s.m.replicaShortfall.Inc()
@@ -464,7 +504,11 @@ func (s *Service) deliverNow(ctx context.Context, j job) *crowdgatev1.Submission
 
 // replay answers a Submit whose retry_id was seen: the first submission as
 // it is now, nothing more paid.
-func (s *Service) replay(ctx context.Context, tenantID string, shard int, id, fingerprint string, sess *crowdgatev1.Session) (*crowdgatev1.SubmitResponse, error) {
+func (s *Service) replay(ctx context.Context, tenantID, id, fingerprint string, sess *crowdgatev1.Session) (*crowdgatev1.SubmitResponse, error) {
+	shard, ok := parseID(id)
+	if !ok {
+		return nil, fmt.Errorf("submission: idempotency key holds %q, not a submission id", id)
+	}
 	r, err := s.st.get(ctx, shard, tenantID, id)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
@@ -617,7 +661,11 @@ func (s *Service) GetPoolTotals(ctx context.Context, req *crowdgatev1.GetPoolTot
 	if _, err := s.catalog.Pool(ctx, tenantID, req.GetPoolId()); err != nil {
 		return nil, err
 	}
-	t, err := s.st.totals(ctx, tenantID, req.GetPoolId())
+	shards, err := s.shardCount(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.st.totals(ctx, shards, tenantID, req.GetPoolId())
 	if err != nil {
 		return nil, err
 	}
@@ -635,7 +683,11 @@ func (s *Service) GetPoolTotals(ctx context.Context, req *crowdgatev1.GetPoolTot
 // PendingCount returns how many of a pool's submits are not yet delivered
 // (queued) and how many are dead: the outbox's part of the archive check.
 func (s *Service) PendingCount(ctx context.Context, tenantID, poolID string) (queued, dead int64, err error) {
-	t, err := s.st.totals(ctx, tenantID, poolID)
+	shards, err := s.shardCount(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	t, err := s.st.totals(ctx, shards, tenantID, poolID)
 	if err != nil {
 		return 0, 0, err
 	}

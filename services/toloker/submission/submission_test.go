@@ -484,7 +484,7 @@ func TestCrashedWorkersEntriesAreReclaimed(t *testing.T) {
 		c.Settings.SyncTimeout, c.Settings.AttemptTimeout, c.Settings.LeaseTTL = -1, time.Second, 2*time.Second
 	})
 	a.consumer = "replica-a"
-	for shard := range Shards {
+	for shard := range a.knownShards() {
 		a.ensureGroup(f.ctx, shard)
 	}
 	taken := a.readNew(f.ctx, 10)

@@ -2,6 +2,7 @@ package submission
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
@@ -29,11 +30,15 @@ type TolokerPay struct {
 // TolokerPay reads the pay counters of userIDs (every shard's, in one
 // pipeline). A Toloker the outbox never paid has zero counters.
 func (s *Service) TolokerPay(ctx context.Context, tenantID string, userIDs []string) (map[string]TolokerPay, error) {
+	shards, err := s.shardCount(ctx)
+	if err != nil {
+		return nil, err
+	}
 	cmds := make([][]*redis.SliceCmd, len(userIDs))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, u := range userIDs {
-			cmds[i] = make([]*redis.SliceCmd, Shards)
-			for shard := range Shards {
+			cmds[i] = make([]*redis.SliceCmd, shards)
+			for shard := range shards {
 				cmds[i][shard] = p.HMGet(ctx, s.st.payKey(shard, tenantID, u), "delivered", "dead", "rd")
 			}
 		}
@@ -73,11 +78,18 @@ const maxListedPerAssignment = 100
 // as the Crowdgate part of a review queue entry. Assignments without
 // submissions are left out.
 func (s *Service) AssignmentWork(ctx context.Context, tenantID, poolID string, assignmentIDs []string) (map[string]*crowdgatev1.QueuedAssignment, error) {
-	shard := shardOf(tenantID, poolID)
-	idx := make([]*redis.StringSliceCmd, len(assignmentIDs))
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	shards, err := s.shardCount(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Each shard holds the assignment's submissions placed there.
+	idx := make([][]*redis.StringSliceCmd, len(assignmentIDs))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, aid := range assignmentIDs {
-			idx[i] = p.ZRange(ctx, s.st.assignmentKey(shard, tenantID, aid), 0, -1)
+			idx[i] = make([]*redis.StringSliceCmd, shards)
+			for shard := range shards {
+				idx[i][shard] = p.ZRange(ctx, s.st.assignmentKey(shard, tenantID, aid), 0, -1)
+			}
 		}
 		return nil
 	})
@@ -86,11 +98,15 @@ func (s *Service) AssignmentWork(ctx context.Context, tenantID, poolID string, a
 	}
 	out := make(map[string]*crowdgatev1.QueuedAssignment)
 	for i, aid := range assignmentIDs {
-		ids := idx[i].Val()
+		var ids []string
+		for _, c := range idx[i] {
+			ids = append(ids, c.Val()...)
+		}
 		if len(ids) == 0 {
 			continue
 		}
-		recs, err := s.st.getMany(ctx, shard, tenantID, ids)
+		slices.Sort(ids) // oldest first: ids begin with their creation time
+		recs, err := s.st.getMany(ctx, tenantID, ids)
 		if err != nil {
 			return nil, err
 		}

@@ -47,7 +47,7 @@ func TestUnits(t *testing.T) {
 
 func TestIDs(t *testing.T) {
 	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
-	for shard := range Shards {
+	for shard := range MaxShards {
 		id := newID(now, shard)
 		got, ok := parseID(id)
 		if !ok || got != shard {
@@ -61,7 +61,7 @@ func TestIDs(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"", "sub_", "prj_0000000000000000000000000_1", "sub_0000000000000000000000000u_1",
-		"sub_00000000000000000000000000_16", "sub_00000000000000000000000000_01", "sub_00000000000000000000000000-1"} {
+		"sub_00000000000000000000000000_1024", "sub_00000000000000000000000000_01", "sub_00000000000000000000000000-1"} {
 		if _, ok := parseID(bad); ok {
 			t.Errorf("parseID(%q) accepted it", bad)
 		}

@@ -122,7 +122,11 @@ func (s *Service) mustWait(ctx context.Context, j job) bool {
 	if !j.sub.GetCloseSession() || j.sub.GetSessionId() == "" {
 		return false
 	}
-	wait, err := s.st.othersPending(ctx, j.e.shard, j.e.tenantID, j.sub.GetSessionId(), j.e.id)
+	shards, err := s.shardCount(ctx)
+	if err != nil {
+		return false
+	}
+	wait, err := s.st.othersPending(ctx, shards, j.e.tenantID, j.sub.GetSessionId(), j.e.id)
 	return err == nil && wait
 }
 
@@ -234,7 +238,22 @@ func (s *Service) backoff(n int, atLeast time.Duration) time.Duration {
 // the attempts Submit started. Alongside, it deletes delivered submissions
 // whose retention has passed (retention.go).
 func (s *Service) Run(ctx context.Context) {
-	s.log.Info("submission workers starting", slog.String("consumer", s.consumer), slog.Int("concurrency", s.cfg.Concurrency))
+	s.log.Info("submission workers starting", slog.String("consumer", s.consumer), slog.Int("concurrency", s.cfg.Concurrency),
+		slog.Int("shards", s.cfg.Shards))
+	// Say this replica's layout before its workers create any stream
+	// (layout.go: streams without a layout hash are data of the rule
+	// before), so wait for Redis rather than start without it.
+	for {
+		err := s.retentions.refresh(ctx, s.now())
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		s.log.Warn("submission: could not say this replica's layout; the workers wait for it", slog.String("error", err.Error()))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 	var expiry sync.WaitGroup
 	expiry.Go(func() { s.runExpiry(ctx) })
 	s.queue().Run(ctx)
@@ -259,7 +278,7 @@ func (s *Service) queue() *outbox.Queue {
 	q, err := outbox.New(outbox.Config{
 		Name:              "submission",
 		Redis:             s.rdb,
-		Shards:            Shards,
+		Shards:            s.knownShards,
 		Group:             group,
 		Consumer:          s.consumer,
 		Stream:            s.st.streamKey,

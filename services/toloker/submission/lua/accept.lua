@@ -27,15 +27,31 @@
 -- ARGV[12] "1" when the submission belongs to a session (KEYS[7] is used)
 -- ARGV[13] "1" when the submission names its assignment (KEYS[8] is used)
 -- ARGV[14] the pool's member of KEYS[9]
+-- ARGV[15] the shards whose idempotency keys hold claims of this retry_id
+--          (comma-separated, "" for none), kept as arb for the retention sweep
+-- ARGV[16] this shard
 --
--- Returns {"replay", id} | {"reject", reason} | {"new", id, stream entry id}.
+-- KEYS[1] may hold a claim (see layout.go): "fwd:<ARGV[16]>" names this
+-- shard, so the submit is accepted here (the key then takes its id);
+-- "fwd:<another>" sends it there.
+--
+-- Returns {"replay", id} | {"reject", reason} | {"new", id, stream entry id}
+-- | {"forward", shard}: the key holds an arbiter's claim "fwd:<shard>" (see
+-- layout.go), so the retry_id belongs to that shard; nothing was written.
+local own = 'fwd:' .. ARGV[16]
+local function found(existing)
+  if string.sub(existing, 1, 4) == 'fwd:' then
+    return {'forward', string.sub(existing, 5)}
+  end
+  return {'replay', existing}
+end
 if ARGV[2] ~= '' then
   -- A rejected submit writes nothing, but a replay of an accepted one is
   -- still answered.
   if ARGV[1] == '1' then
     local existing = redis.call('GET', KEYS[1])
-    if existing then
-      return {'replay', existing}
+    if existing and existing ~= own then
+      return found(existing)
     end
   end
   return {'reject', ARGV[2]}
@@ -44,13 +60,20 @@ if ARGV[1] == '1' then
   -- Claim the retry_id, or learn whose it is, in one command.
   local existing = redis.call('SET', KEYS[1], ARGV[3], 'NX', 'GET')
   if existing then
-    return {'replay', existing}
+    if existing ~= own then
+      return found(existing)
+    end
+    -- A claim naming this shard: the submission is made here.
+    redis.call('SET', KEYS[1], ARGV[3])
   end
 end
 local eid = redis.call('XADD', KEYS[5], '*', 't', ARGV[4], 's', ARGV[3])
 redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'st', '1', 'amt', ARGV[6],
   'tp', ARGV[7], 'cred', ARGV[8], 'fp', ARGV[9], 'eid', eid)
 -- received is queued + delivered + dead: only the states are counted.
+if ARGV[15] ~= '' then
+  redis.call('HSET', KEYS[2], 'arb', ARGV[15])
+end
 redis.call('HINCRBY', KEYS[3], 'queued', 1)
 redis.call('HINCRBY', KEYS[3], 'rq', ARGV[6])
 redis.call('ZADD', KEYS[4], 0, ARGV[3])

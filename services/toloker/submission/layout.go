@@ -1,0 +1,356 @@
+package submission
+
+// Layout: how many shards the submissions are spread over, and how that
+// number changes on a running system without a submission lost, delivered
+// twice or paid twice.
+//
+// Placement. A submission with a retry_id goes to shard
+// hash(tenant, pool, retry_id) mod S, S the replica's shard count
+// (Settings.Shards, CROWDGATE_SUBMISSION_SHARDS); one without a retry_id
+// cannot be replayed and goes to a random shard. So a pool's submissions,
+// and with them its totals, indexes and dead letters (each shard holds its
+// part; readers add and merge the parts), spread over every shard and over
+// the masters of a Redis Cluster. A submission's id ends with its shard, so
+// every later step (delivery, RetrySubmission, GetSubmission, retention)
+// finds it whatever S is by then.
+//
+// Layouts. A layout is a placement rule: "r<S>" (by retry_id over S
+// shards), or "p16", the rule before this version (by pool, over 16). Every
+// replica says in Redis which layout it uses, with its retention
+// (retention.go): the hash <prefix>sublayout holds, for each layout, when a
+// replica first and last said it (f:<layout>, l:<layout>, unix ms), when it
+// was retired (r:<layout>), and "max", the most shards any layout ever had.
+// Workers, readers and the retention sweep cover shards 0..max-1 for ever,
+// so lowering S again loses nothing: old shards drain, new ones fill. A
+// layout no replica has said for the longest retention R is retired; one
+// retired for R more is dropped; a retired layout said again is back. The
+// first replica of this version to find no layout hash but outbox streams
+// (data of the rule before) says "p16" for it.
+//
+// One retry_id, one submission, across layouts. An idempotency key is in
+// the shard its layout places it in, so replicas with different layouts
+// would look in different shards. The arbiter is the oldest layout (first
+// said) not retired; the chain is the retired layouts older than it, oldest
+// first, then the arbiter. A submit with a retry_id walks the chain's keys
+// (the idempotency keys of the retry_id's shard under each, each shard
+// once): at each it proposes its shard t (SET NX GET of "fwd:<t>"); a claim
+// found there ("fwd:<x>", another replica's) replaces t by x and is carried
+// on down the chain; a submission id found there is the answer (a replay).
+// Then it is accepted in t, where accept.lua decides atomically as before:
+// a claim naming t counts as empty (the key takes the new id), one naming
+// another shard sends the submit there ("forward"). When the chain's last
+// key is t's own, no claim is written: accept.lua decides in that key. So
+// with one layout nothing is added; otherwise one SET per chain key whose
+// shard differs.
+//
+// Why every submit of a retry_id reaches the same shard. All chains end
+// in one arbiter's key as long as views agree; the value first written
+// there (a claim, or an id by accept.lua) never changes and every later
+// walk takes it. Views differ only for a minute (a replica reads the hash
+// at least every min(1m, R/10)) around two moments: when a layout retires
+// (chains [A] and [A, B] meet: both pass A's key first, and B's key only
+// ever gets A's decision) and when it is dropped (chains [A, B] and [B]
+// meet, R after it retired). Work decided through A alone was decided
+// before A retired, plus that minute, so a resend reaching a chain without
+// A is R − 1m old or more and the replay window (R/2, retention.go)
+// refuses it. A submission's record lists the keys holding its claims (arb);
+// the retention sweep deletes them after the submission, as it deletes the
+// idempotency key, and a claim whose submit never completed expires
+// (claimTTL). The claim is written before the accept, so a submit that
+// fails between them accepted nothing: its resend walks the same chain.
+//
+// The version before this one wrote no claims and read only the pool's
+// shard: while both versions run, an old replica answers a submit whose
+// key holds a claim with an error (the platform's resend reaches an
+// upgraded replica), and its archive check would not see queued work in
+// other shards. Finish the upgrade before changing the count.
+
+import (
+	"cmp"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
+)
+
+// Shard counts a replica may use. MaxShards bounds the shard number in an
+// id, so it cannot change.
+const (
+	DefaultShards = 16
+	MaxShards     = 1024
+)
+
+// legacyLayout is the rule before layouts existed: every submission of a
+// pool in shard hash(tenant, pool) mod 16.
+const legacyLayout = "p16"
+
+var (
+	//go:embed lua/layout.lua
+	layoutLua    string
+	layoutScript = redis.NewScript(layoutLua)
+)
+
+// layoutName is the layout of a replica placing by retry_id over shards.
+func layoutName(shards int) string { return "r" + strconv.Itoa(shards) }
+
+// shardOfRetry is the shard of a retry_id of a tenant's pool under the
+// layout name (legacyLayout or "r<S>").
+func shardOfRetry(layout, tenantID, poolID, retryID string) int {
+	if layout == legacyLayout {
+		return shardOf(tenantID, poolID)
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(layout, "r"))
+	if err != nil || n < 1 {
+		n = DefaultShards
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tenantID))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(poolID))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(retryID))
+	return int(h.Sum32() % uint32(n))
+}
+
+// shardOf is the shard of a tenant's pool under the legacy layout.
+func shardOf(tenantID, poolID string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tenantID))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(poolID))
+	return int(h.Sum32() % 16)
+}
+
+// layoutView is what a replica knows of the layouts in use.
+type layoutView struct {
+	// chain is the layouts whose shards decide a retry_id, in order: the
+	// retired ones still handing over (oldest first), then the arbiter.
+	chain []string
+	// arbiter is the last of chain.
+	arbiter string
+	// max is the most shards any layout ever had: what readers cover.
+	max int
+}
+
+// forwardPrefix starts an arbiter's claim value: "fwd:<shard>".
+const forwardPrefix = "fwd:"
+
+// parseForward returns the shard of a claim value, ok false when v is not one.
+func parseForward(v string) (int, bool) {
+	rest, ok := strings.CutPrefix(v, forwardPrefix)
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 0 || n >= MaxShards {
+		return 0, false
+	}
+	return n, true
+}
+
+// sayLayout says in Redis that this replica uses its layout at now, forgets
+// layouts nobody said since forgetBefore, and returns the view.
+func (r *retentions) sayLayout(ctx context.Context, now, forgetBefore time.Time) (layoutView, error) {
+	r.mu.Lock()
+	said := r.layoutSaid
+	r.mu.Unlock()
+	seed := "0"
+	if !said {
+		// The first time: data of the rule before layouts (its streams)
+		// makes that rule a layout, if no replica has said one yet.
+		n, err := r.rdb.Exists(ctx, r.layoutKey).Result()
+		if err != nil {
+			return layoutView{}, storage.Unavailable(err)
+		}
+		if n == 0 {
+			legacy, err := r.legacyData(ctx)
+			if err != nil {
+				return layoutView{}, err
+			}
+			seed = bit(legacy)
+		}
+	}
+	raw, err := layoutScript.Run(ctx, r.rdb, []string{r.layoutKey},
+		r.ownLayout, r.shards, now.UnixMilli(), seed, forgetBefore.UnixMilli(), legacyLayout).StringSlice()
+	if err != nil {
+		return layoutView{}, storage.Unavailable(err)
+	}
+	r.mu.Lock()
+	r.layoutSaid = true
+	r.mu.Unlock()
+	v := layoutView{max: r.shards}
+	type layout struct {
+		name    string
+		first   int64
+		retired bool
+	}
+	byName := map[string]*layout{}
+	get := func(name string) *layout {
+		if byName[name] == nil {
+			byName[name] = &layout{name: name, first: -1}
+		}
+		return byName[name]
+	}
+	for i := 0; i+1 < len(raw); i += 2 {
+		k, val := raw[i], raw[i+1]
+		switch {
+		case k == "max":
+			if n, err := strconv.Atoi(val); err == nil {
+				v.max = max(v.max, min(n, MaxShards))
+			}
+		case strings.HasPrefix(k, "f:"):
+			if ms, err := strconv.ParseInt(val, 10, 64); err == nil {
+				get(k[2:]).first = ms
+			}
+		case strings.HasPrefix(k, "r:"):
+			get(k[2:]).retired = true
+		}
+	}
+	var all []*layout
+	for _, l := range byName {
+		if l.first >= 0 {
+			all = append(all, l)
+		}
+	}
+	slices.SortFunc(all, func(a, b *layout) int { return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.name, b.name)) })
+	for _, l := range all {
+		v.chain = append(v.chain, l.name)
+		if !l.retired {
+			break // the arbiter: the oldest layout still said
+		}
+	}
+	if len(v.chain) == 0 || byName[v.chain[len(v.chain)-1]].retired {
+		v.chain = append(v.chain, r.ownLayout) // not yet in the hash (never: it was just said)
+	}
+	v.arbiter = v.chain[len(v.chain)-1]
+	return v, nil
+}
+
+// legacyData reports whether an outbox stream of the rule before layouts
+// exists.
+func (r *retentions) legacyData(ctx context.Context) (bool, error) {
+	cmds := make([]*redis.IntCmd, 16)
+	if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for shard := range cmds {
+			cmds[shard] = p.Exists(ctx, r.streamKey(shard))
+		}
+		return nil
+	}); err != nil {
+		return false, storage.Unavailable(err)
+	}
+	for _, c := range cmds {
+		if c.Val() > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// place chooses the shard of a new submission: the retry_id's shard, as
+// the chain of deciding layouts decides it (see the top of this file), when
+// the platform gave one; a random shard otherwise. It returns the shard and
+// the shards whose keys hold a claim this submit wrote or followed (for the
+// retention sweep), or the id of the submission the retry_id already
+// belongs to (replayOf). A rejected submit (reject true) writes no claim; it
+// only looks.
+func (s *Service) place(ctx context.Context, tenantID, poolID, retryID string, reject bool, now time.Time) (shard int, claims []int, replayOf string, err error) {
+	// Said (and so counted in the readers' max) before anything is
+	// written to this replica's shards.
+	v, err := s.retentions.layout(ctx, now)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	if retryID == "" {
+		return rand.IntN(s.cfg.Shards), nil, "", nil
+	}
+	target := shardOfRetry(s.retentions.ownLayout, tenantID, poolID, retryID)
+	var keys []int // the chain's shards, each once
+	for _, l := range v.chain {
+		if x := shardOfRetry(l, tenantID, poolID, retryID); !slices.Contains(keys, x) {
+			keys = append(keys, x)
+		}
+	}
+	var ttl time.Duration
+	if !reject {
+		_, longest, err := s.retentions.current(ctx, now)
+		if err != nil {
+			return 0, nil, "", err
+		}
+		ttl = claimTTL(longest)
+	}
+	for i, x := range keys {
+		if i == len(keys)-1 && x == target {
+			break // the accept script decides in this very key
+		}
+		key := s.st.idemKey(x, tenantID, poolID, retryID)
+		var got string
+		if reject {
+			got, err = s.rdb.Get(ctx, key).Result()
+		} else {
+			got, err = s.rdb.SetArgs(ctx, key, forwardPrefix+strconv.Itoa(target), redis.SetArgs{Mode: "NX", Get: true, TTL: ttl}).Result()
+		}
+		switch {
+		case errors.Is(err, redis.Nil):
+			if !reject {
+				claims = append(claims, x)
+			}
+			continue
+		case err != nil:
+			return 0, nil, "", storage.Unavailable(err)
+		}
+		if y, ok := parseForward(got); ok {
+			// An earlier claim decided: carried down the chain.
+			target = y
+			if !reject {
+				claims = append(claims, x)
+			}
+			continue
+		}
+		if _, ok := parseID(got); !ok {
+			return 0, nil, "", fmt.Errorf("submission: idempotency key %s holds %q", key, got)
+		}
+		return 0, nil, got, nil
+	}
+	return target, claims, "", nil
+}
+
+// claimTTL is how long a claim lives at most: the retention sweep deletes
+// it with the submission it names (which lives at least a retention), so
+// the TTL only bounds the claims of submits that never completed. Four
+// times the longest retention leaves room for raising the retention later.
+func claimTTL(longest time.Duration) time.Duration { return 4 * longest }
+
+// shardCount is how many shards readers cover: every shard any layout
+// ever used, read from Redis now (one HGET). A replica says a larger count
+// before it writes to a new shard, so a reader (the archive check, pool
+// totals) never misses a shard's part.
+func (s *Service) shardCount(ctx context.Context) (int, error) {
+	n, err := s.rdb.HGet(ctx, s.retentions.layoutKey, "max").Int()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, storage.Unavailable(err)
+	}
+	return max(min(n, MaxShards), s.cfg.Shards, DefaultShards), nil
+}
+
+// knownShards is the shard count as last read (without a round trip; at
+// least the replica's own): what the workers and the event relay read.
+func (s *Service) knownShards() int {
+	s.retentions.mu.Lock()
+	defer s.retentions.mu.Unlock()
+	return max(s.retentions.view.max, s.cfg.Shards)
+}
+
+// errTooManyForwards guards against claim values that point around in a
+// circle (never written by this code).
+var errTooManyForwards = &serviceerror.Unavailable{Message: "the submission's shard could not be settled; try again"}
