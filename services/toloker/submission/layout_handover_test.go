@@ -10,7 +10,6 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
-	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
@@ -35,21 +34,9 @@ func pickRetry(t *testing.T, ok func(shard func(layout string) int) bool) string
 // (the handover), so the resend is the same submission. (A review found
 // the double payment when r16 was simply forgotten.)
 func TestARetiredArbiterStillDecidesWhileTwoLayoutsRun(t *testing.T) {
-	clock := fakeclock.New(time.Now())
-	hourly := func(c *Config) {
-		c.Now = clock.Now
-		c.Settings.SyncTimeout, c.Settings.Retention = -1, time.Hour
-	}
-	f := newFixture(t, hourly)
-	a, b, c := f.replica(16, hourly), f.replica(32, hourly), f.replica(7, hourly)
-	say := func(r *Service) layoutView {
-		t.Helper()
-		v, err := r.retentions.layout(f.ctx, clock.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	f := newHourly(t, time.Now(), -1)
+	clock, say := f.clock, f.view
+	a, b, c := f.replica(16), f.replica(32), f.replica(7)
 	say(a) // the 16-shard fleet; then it is replaced
 	clock.Advance(time.Minute)
 	say(b)
@@ -97,13 +84,9 @@ func TestARetiredArbiterStillDecidesWhileTwoLayoutsRun(t *testing.T) {
 // (whose own layout now arbitrates) is the same submission: p16 still
 // decides first during the handover.
 func TestTheOldRuleHandsOverWhileACanaryRuns(t *testing.T) {
-	clock := fakeclock.New(time.Now())
-	hourly := func(c *Config) {
-		c.Now = clock.Now
-		c.Settings.SyncTimeout, c.Settings.Retention = -1, time.Hour
-	}
-	f := newFixture(t, hourly)
-	legacy := f.replica(16, hourly)
+	f := newHourly(t, time.Now(), -1)
+	clock, say := f.clock, f.view
+	legacy := f.replica(16)
 	legacy.retentions.ownLayout = legacyLayout
 	legacy.retentions.layoutKey = f.redis.Prefix + "not-the-layout-hash"
 	s := f.toloker(tolokasim.UserState{})
@@ -112,15 +95,7 @@ func TestTheOldRuleHandsOverWhileACanaryRuns(t *testing.T) {
 			EndTime: timestamppb.New(clock.Now().Add(-time.Second))}
 	}
 	f.submitVia(legacy, req("old-version-work")) // streams of the rule before
-	fleet, canary := f.replica(16, hourly), f.replica(32, hourly)
-	say := func(r *Service) layoutView {
-		t.Helper()
-		v, err := r.retentions.layout(f.ctx, clock.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	fleet, canary := f.replica(16), f.replica(32)
 	if v := say(fleet); v.arbiter != legacyLayout {
 		t.Fatalf("arbiter after the upgrade %s, want p16", v.arbiter)
 	}
@@ -156,21 +131,9 @@ func TestTheOldRuleHandsOverWhileACanaryRuns(t *testing.T) {
 // replay reaches a 7-shard replica whose view (32 s old) still names r16
 // alone: both went through r16's key first, so it is one submission.
 func TestAStaleViewAtTheHandoverStillPaysOnce(t *testing.T) {
-	clock := fakeclock.New(time.Now())
-	hourly := func(c *Config) {
-		c.Now = clock.Now
-		c.Settings.SyncTimeout, c.Settings.Retention = -1, time.Hour
-	}
-	f := newFixture(t, hourly)
-	a, b, c := f.replica(16, hourly), f.replica(32, hourly), f.replica(7, hourly)
-	say := func(r *Service) layoutView {
-		t.Helper()
-		v, err := r.retentions.layout(f.ctx, clock.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	f := newHourly(t, time.Now(), -1)
+	clock, say := f.clock, f.view
+	a, b, c := f.replica(16), f.replica(32), f.replica(7)
 	say(a)
 	clock.Advance(time.Minute)
 	say(b)
@@ -212,18 +175,11 @@ func TestAStaleViewAtTheHandoverStillPaysOnce(t *testing.T) {
 // deletes the submission, then both go (and its replay is refused by the
 // window, never paid again).
 func TestTheSweepDeletesAClaimWithItsSubmission(t *testing.T) {
-	clock := fakeclock.New(time.Now())
-	hourly := func(c *Config) {
-		c.Now = clock.Now
-		c.Settings.SyncTimeout, c.Settings.Retention = 5*time.Second, time.Hour
-	}
-	f := newFixture(t, hourly)
-	old, grown := f.replica(16, hourly), f.replica(32, hourly)
-	for _, r := range []*Service{old, grown} {
-		if _, err := r.retentions.layout(f.ctx, clock.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := newHourly(t, time.Now(), 5*time.Second)
+	clock := f.clock
+	old, grown := f.replica(16), f.replica(32)
+	f.view(old)
+	f.view(grown)
 	retry := pickRetry(t, func(s func(string) int) bool { return s("r16") != s("r32") })
 	arbiter := shardOfRetry("r16", tenant.Default, poolID, retry)
 	claim := grown.st.idemKey(arbiter, tenant.Default, poolID, retry)

@@ -29,6 +29,39 @@ func (f *fixture) replica(shards int, mutate func(*Config)) *Service {
 	})
 }
 
+// hourly is a fixture whose replicas share a fake clock and a one-hour
+// retention (a 30-minute replay window).
+type hourly struct {
+	*fixture
+	clock  *fakeclock.Clock
+	config func(*Config)
+}
+
+// newHourly builds it; syncTimeout is Settings.SyncTimeout (-1: the
+// workers deliver everything).
+func newHourly(t *testing.T, start time.Time, syncTimeout time.Duration) *hourly {
+	clock := fakeclock.New(start)
+	config := func(c *Config) {
+		c.Now = clock.Now
+		c.Settings.SyncTimeout, c.Settings.Retention = syncTimeout, time.Hour
+	}
+	return &hourly{fixture: newFixture(t, config), clock: clock, config: config}
+}
+
+// replica is another replica with shards shards, on the shared clock.
+func (h *hourly) replica(shards int) *Service { return h.fixture.replica(shards, h.config) }
+
+// view says r's layout at the clock's time (reading Redis when r's copy is
+// old) and returns r's view.
+func (h *hourly) view(r *Service) layoutView {
+	h.t.Helper()
+	v, err := r.retentions.layout(h.ctx, h.clock.Now())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return v
+}
+
 // submitVia submits through svc and fails the test on an error.
 func (f *fixture) submitVia(svc *Service, req *crowdgatev1.SubmitRequest) *crowdgatev1.Submission {
 	f.t.Helper()
@@ -232,21 +265,9 @@ func TestSubmissionsOfTheRuleBeforeLayoutsStayPaidOnce(t *testing.T) {
 // replica says for the longest retention is retired, and for one more
 // retention it still decides first (a handover), before it is dropped.
 func TestAFreshRedisHasNoOldRuleAndARetiredLayoutHandsOver(t *testing.T) {
-	clock := fakeclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
-	hourly := func(c *Config) {
-		c.Now = clock.Now
-		c.Settings.SyncTimeout, c.Settings.Retention = -1, time.Hour
-	}
-	f := newFixture(t, hourly)
-	a, b := f.replica(16, hourly), f.replica(32, hourly)
-	view := func(r *Service) layoutView {
-		t.Helper()
-		v, err := r.retentions.layout(f.ctx, clock.Now())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
+	f := newHourly(t, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), -1)
+	clock, view := f.clock, f.view
+	a, b := f.replica(16), f.replica(32)
 	opt := cmp.AllowUnexported(layoutView{})
 	va := view(a)
 	clock.Advance(time.Minute)
@@ -267,7 +288,7 @@ func TestAFreshRedisHasNoOldRuleAndARetiredLayoutHandsOver(t *testing.T) {
 		t.Errorf("r16 retired for the retention (-want +got):\n%s", diff)
 	}
 	// Lowering later keeps reading every shard ever used.
-	c := f.replica(4, hourly)
+	c := f.replica(4)
 	if n, err := c.shardCount(f.ctx); err != nil || n != 32 {
 		t.Errorf("a 4-shard replica reads %d shards (%v), want 32", n, err)
 	}
