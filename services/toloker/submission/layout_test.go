@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -344,5 +345,23 @@ func TestIndexMergeReadsShardsAsOneSortedIndex(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTheShardCountIsBoundedAndNamedWhenWrong: 1 to MaxShards are taken;
+// anything else is refused at start with the setting's name.
+func TestTheShardCountIsBoundedAndNamedWhenWrong(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, tc := range []struct {
+		shards int
+		ok     bool
+	}{{1, true}, {16, true}, {MaxShards, true}, {-1, false}, {MaxShards + 1, false}} {
+		_, err := New(f.config(func(c *Config) { c.Settings.Shards = tc.shards }))
+		if got := err == nil; got != tc.ok {
+			t.Errorf("New with %d shards: %v, want ok %v", tc.shards, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "CROWDGATE_SUBMISSION_SHARDS") {
+			t.Errorf("New with %d shards: %q does not name the setting", tc.shards, err)
+		}
 	}
 }

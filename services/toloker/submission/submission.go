@@ -259,7 +259,7 @@ func New(cfg Config) (*Service, error) {
 	case st.Retention < MinRetention:
 		return nil, fmt.Errorf("submission: the retention (%s) must be at least %s", st.Retention, MinRetention)
 	case st.Shards < 1 || st.Shards > MaxShards:
-		return nil, fmt.Errorf("submission: the shard count (%d) must be 1 to %d", st.Shards, MaxShards)
+		return nil, fmt.Errorf("submission: CROWDGATE_SUBMISSION_SHARDS: want 1 to %d shards, got %d", MaxShards, st.Shards)
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
