@@ -31,33 +31,49 @@ package submission
 // the shard its layout places it in, so replicas with different layouts
 // would look in different shards. The arbiter is the oldest layout (first
 // said) not retired; the chain is the retired layouts older than it, oldest
-// first, then the arbiter. A submit with a retry_id walks the chain's keys
-// (the idempotency keys of the retry_id's shard under each, each shard
-// once): at each it proposes its shard t (SET NX GET of "fwd:<t>"); a claim
-// found there ("fwd:<x>", another replica's) replaces t by x and is carried
-// on down the chain; a submission id found there is the answer (a replay).
-// Then it is accepted in t, where accept.lua decides atomically as before:
-// a claim naming t counts as empty (the key takes the new id), one naming
-// another shard sends the submit there ("forward"). When the chain's last
-// key is t's own, no claim is written: accept.lua decides in that key. So
-// with one layout nothing is added; otherwise one SET per chain key whose
-// shard differs.
+// first, then the arbiter. Each layout instance (a layout and when it was
+// first said) has claim keys of its own, one per retry_id, in the shard it
+// places the retry_id in: arb:{sub:N}:<instance>:<tenant>:<pool>:<retry_id>
+// holding "fwd:<shard>", the shard the retry_id belongs to. A submit with a
+// retry_id walks the chain: at each layout's shard x, one script
+// (lua/decide.lua) answers a replay when x's idempotency key holds a
+// submission id, and otherwise proposes the submit's shard t as the
+// layout's claim (SET if empty); a claim found there replaces t and is
+// carried on down the chain. Then it is accepted in t (accept.lua), which
+// reads the arbiter's claim key when t is the arbiter's shard: a claim
+// naming another shard sends the submit there ("forward", once: that shard
+// is not the arbiter's). When t is the arbiter's shard no claim is written
+// there: accept.lua decides, reading the claim key and the idempotency key
+// together. So with one layout in use nothing is added to a submit;
+// otherwise one script call per chain layout whose shard differs from t.
 //
-// Why every submit of a retry_id reaches the same shard. All chains end
-// in one arbiter's key as long as views agree; the value first written
-// there (a claim, or an id by accept.lua) never changes and every later
-// walk takes it. Views differ only for a minute (a replica reads the hash
-// at least every min(1m, R/10)) around two moments: when a layout retires
-// (chains [A] and [A, B] meet: both pass A's key first, and B's key only
-// ever gets A's decision) and when it is dropped (chains [A, B] and [B]
-// meet, R after it retired). Work decided through A alone was decided
-// before A retired, plus that minute, so a resend reaching a chain without
-// A is R − 1m old or more and the replay window (R/2, retention.go)
-// refuses it. A submission's record lists the keys holding its claims (arb);
-// the retention sweep deletes them after the submission, as it deletes the
+// Why every submit of a retry_id reaches the same shard. The arbiter's
+// claim key and idempotency key decide together in one slot: the first
+// of a claim (decide.lua) or a submission id (accept.lua) there is
+// final, and every later walk with that arbiter takes it. Views differ
+// only for a minute (a replica reads the hash at least every
+// min(1m, R/10)) around two moments: when a layout A retires (chains [A]
+// and [A, B] meet: both pass A's keys first, and B's claim only ever takes
+// A's decision) and when it is dropped (chains [A, B] and [B] meet, R after
+// it retired: a walk through A carries A's decision into B's claim, where
+// a decision made by a walk without A wins). Work decided through A alone
+// was decided before A retired, plus that minute, so a resend reaching a
+// chain without A is R − 1m old or more and the replay window (R/2,
+// retention.go) refuses it. Claim keys belong to one layout instance, so
+// claims left in a dropped layout's keys are never read again (a first
+// design kept claims in the idempotency keys, shared by shard number with
+// later layouts, and a review found a double payment and a submit that
+// could never settle at a drop: layout_handover_test.go). A submission's
+// record lists the claim keys its submit wrote or followed (arb); the
+// retention sweep deletes them after the submission, as it deletes the
 // idempotency key, and a claim whose submit never completed expires
 // (claimTTL). The claim is written before the accept, so a submit that
-// fails between them accepted nothing: its resend walks the same chain.
+// fails between them accepted nothing: its resend walks the chain again.
+//
+// The legacy layout's claims are also written in its shard's idempotency
+// key (when empty), where the version before, which knows no claim keys,
+// finds a value that is not a submission and accepts nothing; this version
+// reads a "fwd:" value in an idempotency key as no submission.
 //
 // The version before this one wrote no claims and read only the pool's
 // shard: while both versions run, an old replica answers a submit whose
@@ -99,6 +115,9 @@ var (
 	//go:embed lua/layout.lua
 	layoutLua    string
 	layoutScript = redis.NewScript(layoutLua)
+	//go:embed lua/decide.lua
+	decideLua    string
+	decideScript = redis.NewScript(decideLua)
 )
 
 // layoutName is the layout of a replica placing by retry_id over shards.
@@ -135,8 +154,10 @@ func shardOf(tenantID, poolID string) int {
 // layoutView is what a replica knows of the layouts in use.
 type layoutView struct {
 	// chain is the layouts whose shards decide a retry_id, in order: the
-	// retired ones still handing over (oldest first), then the arbiter.
-	chain []string
+	// retired ones still handing over (oldest first), then the arbiter;
+	// instances names each with the time it was first said, which names
+	// its claim keys (a layout dropped and said again starts afresh).
+	chain, instances []string
 	// arbiter is the last of chain.
 	arbiter string
 	// max is the most shards any layout ever had: what readers cover.
@@ -226,12 +247,14 @@ func (r *retentions) sayLayout(ctx context.Context, now, forgetBefore time.Time)
 	slices.SortFunc(all, func(a, b *layout) int { return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.name, b.name)) })
 	for _, l := range all {
 		v.chain = append(v.chain, l.name)
+		v.instances = append(v.instances, l.name+"@"+strconv.FormatInt(l.first, 10))
 		if !l.retired {
 			break // the arbiter: the oldest layout still said
 		}
 	}
 	if len(v.chain) == 0 || byName[v.chain[len(v.chain)-1]].retired {
-		v.chain = append(v.chain, r.ownLayout) // not yet in the hash (never: it was just said)
+		// Never: this replica's layout was just said.
+		return layoutView{}, fmt.Errorf("submission: the layout hash lists no layout in use after saying %s", r.ownLayout)
 	}
 	v.arbiter = v.chain[len(v.chain)-1]
 	return v, nil
@@ -257,72 +280,89 @@ func (r *retentions) legacyData(ctx context.Context) (bool, error) {
 	return false, nil
 }
 
+// placement is where a new submission goes, as place decides it.
+type placement struct {
+	// shard is where it is accepted; replayOf, when set, is the
+	// submission the retry_id already belongs to (nothing is accepted).
+	shard    int
+	replayOf string
+	// check is the arbiter's claim key in shard, which accept.lua reads
+	// ("" when shard is not the arbiter's shard for the retry_id), and
+	// checkClaim its entry in claims should accept.lua follow it.
+	check, checkClaim string
+	// claims are the keys holding claims of the retry_id this submit
+	// wrote or followed ("c<shard>@<instance>", "k<shard>" for a legacy
+	// claim), kept with the submission for the retention sweep.
+	claims []string
+}
+
 // place chooses the shard of a new submission: the retry_id's shard, as
 // the chain of deciding layouts decides it (see the top of this file), when
-// the platform gave one; a random shard otherwise. It returns the shard and
-// the shards whose keys hold a claim this submit wrote or followed (for the
-// retention sweep), or the id of the submission the retry_id already
-// belongs to (replayOf). A rejected submit (reject true) writes no claim; it
-// only looks.
-func (s *Service) place(ctx context.Context, tenantID, poolID, retryID string, reject bool, now time.Time) (shard int, claims []int, replayOf string, err error) {
+// the platform gave one; a random shard otherwise. A rejected submit
+// (reject true) writes no claim; it only looks.
+func (s *Service) place(ctx context.Context, tenantID, poolID, retryID string, reject bool, now time.Time) (placement, error) {
 	// Said (and so counted in the readers' max) before anything is
 	// written to this replica's shards.
 	v, err := s.retentions.layout(ctx, now)
 	if err != nil {
-		return 0, nil, "", err
+		return placement{}, err
 	}
 	if retryID == "" {
-		return rand.IntN(s.cfg.Shards), nil, "", nil
+		return placement{shard: rand.IntN(s.cfg.Shards)}, nil
 	}
-	target := shardOfRetry(s.retentions.ownLayout, tenantID, poolID, retryID)
-	var keys []int // the chain's shards, each once
-	for _, l := range v.chain {
-		if x := shardOfRetry(l, tenantID, poolID, retryID); !slices.Contains(keys, x) {
-			keys = append(keys, x)
-		}
-	}
+	p := placement{shard: shardOfRetry(s.retentions.ownLayout, tenantID, poolID, retryID)}
 	var ttl time.Duration
 	if !reject {
 		_, longest, err := s.retentions.current(ctx, now)
 		if err != nil {
-			return 0, nil, "", err
+			return placement{}, err
 		}
 		ttl = claimTTL(longest)
 	}
-	for i, x := range keys {
-		if i == len(keys)-1 && x == target {
-			break // the accept script decides in this very key
+	last := len(v.chain) - 1
+	arbiterShard := shardOfRetry(v.chain[last], tenantID, poolID, retryID)
+	for i, layout := range v.chain {
+		x := shardOfRetry(layout, tenantID, poolID, retryID)
+		if i == last && x == p.shard {
+			break // accept.lua decides, reading this claim key
 		}
-		key := s.st.idemKey(x, tenantID, poolID, retryID)
-		var got string
-		if reject {
-			got, err = s.rdb.Get(ctx, key).Result()
-		} else {
-			got, err = s.rdb.SetArgs(ctx, key, forwardPrefix+strconv.Itoa(target), redis.SetArgs{Mode: "NX", Get: true, TTL: ttl}).Result()
+		legacy := layout == legacyLayout
+		res, err := decideScript.Run(ctx, s.rdb,
+			[]string{s.st.idemKey(x, tenantID, poolID, retryID), s.st.claimKey(x, v.instances[i], tenantID, poolID, retryID)},
+			forwardPrefix+strconv.Itoa(p.shard), bit(!reject), bit(legacy), ttl.Milliseconds()).StringSlice()
+		if err != nil {
+			return placement{}, storage.Unavailable(err)
 		}
 		switch {
-		case errors.Is(err, redis.Nil):
-			if !reject {
-				claims = append(claims, x)
+		case len(res) == 2 && res[0] == "replay":
+			if _, ok := parseID(res[1]); !ok {
+				return placement{}, fmt.Errorf("submission: idempotency key of shard %d holds %q", x, res[1])
 			}
-			continue
-		case err != nil:
-			return 0, nil, "", storage.Unavailable(err)
-		}
-		if y, ok := parseForward(got); ok {
-			// An earlier claim decided: carried down the chain.
-			target = y
-			if !reject {
-				claims = append(claims, x)
+			return placement{replayOf: res[1]}, nil
+		case len(res) == 2 && res[0] == "claim" && res[1] == "":
+			continue // looked, and no claim yet
+		case len(res) == 2 && res[0] == "claim":
+			y, ok := parseForward(res[1])
+			if !ok {
+				return placement{}, fmt.Errorf("submission: claim key of shard %d holds %q", x, res[1])
 			}
-			continue
+			p.shard = y // an earlier claim decided: carried down the chain
+		case len(res) == 1 && res[0] == "claimed":
+		default:
+			return placement{}, fmt.Errorf("submission: unexpected decide answer %v", res)
 		}
-		if _, ok := parseID(got); !ok {
-			return 0, nil, "", fmt.Errorf("submission: idempotency key %s holds %q", key, got)
+		if !reject {
+			p.claims = append(p.claims, "c"+strconv.Itoa(x)+"@"+v.instances[i])
+			if legacy {
+				p.claims = append(p.claims, "k"+strconv.Itoa(x))
+			}
 		}
-		return 0, nil, got, nil
 	}
-	return target, claims, "", nil
+	if p.shard == arbiterShard {
+		p.check = s.st.claimKey(arbiterShard, v.instances[last], tenantID, poolID, retryID)
+		p.checkClaim = "c" + strconv.Itoa(arbiterShard) + "@" + v.instances[last]
+	}
+	return p, nil
 }
 
 // claimTTL is how long a claim lives at most: the retention sweep deletes

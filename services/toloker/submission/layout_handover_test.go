@@ -182,7 +182,7 @@ func TestTheSweepDeletesAClaimWithItsSubmission(t *testing.T) {
 	f.view(grown)
 	retry := pickRetry(t, func(s func(string) int) bool { return s("r16") != s("r32") })
 	arbiter := shardOfRetry("r16", tenant.Default, poolID, retry)
-	claim := grown.st.idemKey(arbiter, tenant.Default, poolID, retry)
+	claim := grown.st.claimKey(arbiter, f.view(grown).instances[0], tenant.Default, poolID, retry)
 	s := f.toloker(tolokasim.UserState{})
 	req := &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: s.UserId, RetryId: retry, Reward: "0.10",
 		EndTime: timestamppb.New(clock.Now().Add(-time.Second))}
@@ -191,7 +191,7 @@ func TestTheSweepDeletesAClaimWithItsSubmission(t *testing.T) {
 		t.Fatalf("submission %s, want delivered inline", sub.GetState())
 	}
 	if got, _ := f.redis.Client.Get(f.ctx, claim).Result(); got != forwardPrefix+strconv.Itoa(shardOfRetry("r32", tenant.Default, poolID, retry)) {
-		t.Fatalf("the arbiter's key holds %q, want the claim naming the 32-shard layout's shard", got)
+		t.Fatalf("the arbiter's claim key holds %q, want the claim naming the 32-shard layout's shard", got)
 	}
 	clock.Advance(time.Hour + time.Minute)
 	if n, err := grown.expire(f.ctx); err != nil || n != 1 {

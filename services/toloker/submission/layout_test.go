@@ -256,8 +256,19 @@ func TestSubmissionsOfTheRuleBeforeLayoutsStayPaidOnce(t *testing.T) {
 	if v, err := upgraded.retentions.layout(f.ctx, time.Now()); err != nil || v.arbiter != legacyLayout {
 		t.Errorf("after the upgrade the arbiter is %q (%v), want the old rule %q", v.arbiter, err, legacyLayout)
 	}
+	// New work through the upgraded replica: where the old version would
+	// accept the retry_id (the pool's shard) it finds a claim, not nothing,
+	// so an old replica still running accepts nothing (its accept script
+	// claims the key with SET NX GET).
+	fresh := pickRetry(t, func(s func(string) int) bool { return s("r16") != s(legacyLayout) })
+	f.submitVia(upgraded, &crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: fresh, Reward: "0.05"})
+	retries = append(retries, fresh)
+	oldKey := upgraded.st.idemKey(shardOf(tenant.Default, poolID), tenant.Default, poolID, fresh)
+	if got, err := f.redis.Client.SetArgs(f.ctx, oldKey, "sub_old_version", redis.SetArgs{Mode: "NX", Get: true}).Result(); err != nil || !strings.HasPrefix(got, forwardPrefix) {
+		t.Errorf("the old version's SET NX GET in the pool's shard got %q (%v), want the claim", got, err)
+	}
 	f.run(upgraded)
-	f.waitTotals("delivered", 20*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Delivered == 30 })
+	f.waitTotals("delivered", 20*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Delivered == 31 })
 	f.paidOnce(retries)
 }
 
@@ -267,25 +278,35 @@ func TestSubmissionsOfTheRuleBeforeLayoutsStayPaidOnce(t *testing.T) {
 // retention it still decides first (a handover), before it is dropped.
 func TestAFreshRedisHasNoOldRuleAndARetiredLayoutHandsOver(t *testing.T) {
 	f := newHourly(t, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), -1)
-	clock, view := f.clock, f.view
+	clock := f.clock
 	a, b := f.replica(16), f.replica(32)
-	opt := cmp.AllowUnexported(layoutView{})
+	// What a view decides by: the chain's layouts and the shards read.
+	type decides struct {
+		Chain []string
+		Max   int
+	}
+	view := func(r *Service) decides {
+		v := f.view(r)
+		if v.arbiter != v.chain[len(v.chain)-1] || len(v.instances) != len(v.chain) {
+			t.Errorf("view %+v: the arbiter is not the chain's last, or an instance is missing", v)
+		}
+		return decides{v.chain, v.max}
+	}
 	va := view(a)
 	clock.Advance(time.Minute)
 	vb := view(b)
-	if diff := cmp.Diff([]layoutView{{chain: []string{"r16"}, arbiter: "r16", max: 16}, {chain: []string{"r16"}, arbiter: "r16", max: 32}},
-		[]layoutView{va, vb}, opt); diff != "" {
+	if diff := cmp.Diff([]decides{{[]string{"r16"}, 16}, {[]string{"r16"}, 32}}, []decides{va, vb}); diff != "" {
 		t.Errorf("views of the 16- and 32-shard replicas (-want +got):\n%s", diff)
 	}
 	// The 16-shard replica goes away. An hour (the longest retention)
 	// later r16 is retired: it still decides first, r32 after it.
 	clock.Advance(time.Hour + 2*time.Minute)
-	if diff := cmp.Diff(layoutView{chain: []string{"r16", "r32"}, arbiter: "r32", max: 32}, view(b), opt); diff != "" {
+	if diff := cmp.Diff(decides{[]string{"r16", "r32"}, 32}, view(b)); diff != "" {
 		t.Errorf("r16 unsaid for the retention (-want +got):\n%s", diff)
 	}
 	// Another hour: dropped, r32 decides alone, still over 32 shards.
 	clock.Advance(time.Hour + 2*time.Minute)
-	if diff := cmp.Diff(layoutView{chain: []string{"r32"}, arbiter: "r32", max: 32}, view(b), opt); diff != "" {
+	if diff := cmp.Diff(decides{[]string{"r32"}, 32}, view(b)); diff != "" {
 		t.Errorf("r16 retired for the retention (-want +got):\n%s", diff)
 	}
 	// Lowering later keeps reading every shard ever used.

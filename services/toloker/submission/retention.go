@@ -255,9 +255,11 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 				continue
 			}
 			add(id, sub.GetAssignmentId(), sub.GetRetryId(), strconv.FormatInt(at.UnixMilli(), 10), withKey)
-			for _, c := range strings.Split(r.claims, ",") {
-				if claimAt, err := strconv.Atoi(c); err == nil && withKey && claimAt != shard {
-					claims = append(claims, storage.Call{Keys: []string{s.st.idemKey(claimAt, tenantID, poolID, sub.GetRetryId())}})
+			if withKey {
+				for _, c := range strings.Split(r.claims, ",") {
+					if key := s.st.claimEntryKey(c, tenantID, poolID, sub.GetRetryId()); key != "" {
+						claims = append(claims, storage.Call{Keys: []string{key}})
+					}
 				}
 			}
 		}

@@ -1,6 +1,7 @@
 package submission
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -93,6 +94,32 @@ func (s *store) recordPrefix(shard int) string { return s.prefix + "sub:" + tag(
 func (s *store) idemKey(shard int, tenantID, poolID, retryID string) string {
 	return s.prefix + "idem:" + tag(shard) + ":" + tenantID + ":" + poolID + ":" + retryID
 }
+
+// claimKey is a layout instance's claim of a retry_id in a shard
+// (layout.go): "fwd:<shard>", the shard the retry_id belongs to.
+func (s *store) claimKey(shard int, instance, tenantID, poolID, retryID string) string {
+	return s.prefix + "arb:" + tag(shard) + ":" + instance + ":" + tenantID + ":" + poolID + ":" + retryID
+}
+
+// claimEntryKey is the key of an entry of placement.claims ("" for a
+// malformed one).
+func (s *store) claimEntryKey(entry, tenantID, poolID, retryID string) string {
+	if len(entry) < 2 {
+		return ""
+	}
+	shardText, instance, _ := strings.Cut(entry[1:], "@")
+	shard, err := strconv.Atoi(shardText)
+	switch {
+	case err != nil || shard < 0 || shard >= MaxShards:
+		return ""
+	case entry[0] == 'c' && instance != "":
+		return s.claimKey(shard, instance, tenantID, poolID, retryID)
+	case entry[0] == 'k':
+		return s.idemKey(shard, tenantID, poolID, retryID)
+	}
+	return ""
+}
+
 func (s *store) totalsKey(shard int, tenantID, poolID string) string {
 	return s.prefix + "tot:" + tag(shard) + ":" + tenantID + ":" + poolID
 }
@@ -228,9 +255,11 @@ type acceptArgs struct {
 	fingerprint                string
 	leaseToken                 string
 	leaseTTL                   time.Duration
-	// claims are the shards whose idempotency keys hold claims this
-	// submit wrote or followed (layout.go).
-	claims         []int
+	// claims are the keys holding claims of the retry_id this submit
+	// wrote or followed (placement.claims); check is the arbiter's claim
+	// key in this shard for accept.lua to read ("" for none).
+	claims         []string
+	check          string
 	minReplicas    int
 	replicaTimeout time.Duration
 }
@@ -267,10 +296,11 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 			s.sessionPendingKey(a.shard, a.tenantID, a.sessionID),
 			s.assignmentKey(a.shard, a.tenantID, a.assignmentID),
 			s.poolsKey(a.shard),
+			cmp.Or(a.check, s.idemKey(a.shard, a.tenantID, a.poolID, a.retryID)), // unused unless ARGV[17]
 		},
 		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
 			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != ""),
-			poolMember(a.tenantID, a.poolID), claimArg(a.claims), a.shard},
+			poolMember(a.tenantID, a.poolID), strings.Join(a.claims, ","), a.shard, bit(a.check != "")},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
 		done: make(chan struct{}),
 	}
@@ -453,9 +483,9 @@ type record struct {
 	units        int64
 	fingerprint  string
 	entryID      string
-	// claims are the shards whose idempotency keys hold claims of this
-	// submission's retry_id (comma-separated, "" when none; layout.go):
-	// the retention sweep deletes them with the submission.
+	// claims are the keys holding claims of this submission's retry_id
+	// (placement.claims, comma-separated, "" when none; layout.go): the
+	// retention sweep deletes them with the submission.
 	claims string
 }
 
@@ -643,16 +673,6 @@ func (s *store) finish(ctx context.Context, e entry, sub *crowdgatev1.Submission
 		return "", err
 	}
 	return parts[0], nil
-}
-
-// claimArg is accept's ARGV of the claims' shards: comma-separated, "" for
-// none.
-func claimArg(shards []int) string {
-	parts := make([]string, len(shards))
-	for i, n := range shards {
-		parts[i] = strconv.Itoa(n)
-	}
-	return strings.Join(parts, ",")
 }
 
 func bit(b bool) string {

@@ -351,13 +351,14 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			return nil, err
 		}
 	}
-	shard, claims, replayOf, err := s.place(ctx, tenantID, poolID, req.GetRetryId(), reject != "", now)
+	place, err := s.place(ctx, tenantID, poolID, req.GetRetryId(), reject != "", now)
 	if err != nil {
 		return nil, err
 	}
-	if replayOf != "" {
-		return s.replay(ctx, tenantID, replayOf, fingerprint, sess)
+	if place.replayOf != "" {
+		return s.replay(ctx, tenantID, place.replayOf, fingerprint, sess)
 	}
+	shard := place.shard
 	sub := &crowdgatev1.Submission{
 		TenantId:           tenantID,
 		ProjectId:          route.ProjectID,
@@ -405,7 +406,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(), assignmentID: assignmentID,
 			retryID: sub.GetRetryId(), useIdem: req.GetRetryId() != "", reject: reject,
 			body: body, units: in.units, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
-			fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL, claims: claims,
+			fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL, claims: place.claims, check: place.check,
 			minReplicas: s.cfg.MinReplicas, replicaTimeout: s.cfg.ReplicaTimeout,
 		})
 		if err != nil {
@@ -414,12 +415,13 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		if res.kind != "forward" {
 			break
 		}
-		if hops == 2 {
+		if hops == 1 {
 			return nil, errTooManyForwards
 		}
-		// This shard's key holds a claim naming res.shard.
-		claims = append(claims, shard)
-		shard = res.shard
+		// The arbiter's claim gives the retry_id to res.shard (not the
+		// arbiter's shard, so nothing more to read there).
+		place.claims = append(place.claims, place.checkClaim)
+		shard, place.check = res.shard, ""
 	}
 	switch res.kind {
 	case "reject":

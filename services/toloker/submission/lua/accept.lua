@@ -12,6 +12,8 @@
 -- KEYS[8] the assignment's submissions (zset by id), for the review queue
 -- KEYS[9] the shard's pools with submissions (set of tenant TAB pool), which
 --         the retention sweep walks
+-- KEYS[10] the arbiter layout's claim key for the retry_id in this shard
+--          (layout.go): a claim there naming another shard decides
 --
 -- ARGV[1]  "1" when KEYS[1] is used (the platform gave a retry_id)
 -- ARGV[2]  rejection ("" to accept): returned unless this is a replay
@@ -27,53 +29,44 @@
 -- ARGV[12] "1" when the submission belongs to a session (KEYS[7] is used)
 -- ARGV[13] "1" when the submission names its assignment (KEYS[8] is used)
 -- ARGV[14] the pool's member of KEYS[9]
--- ARGV[15] the shards whose idempotency keys hold claims of this retry_id
---          (comma-separated, "" for none), kept as arb for the retention sweep
+-- ARGV[15] the keys holding claims of this retry_id that this submit wrote
+--          or followed (layout.go; "" for none), kept as arb for the
+--          retention sweep
 -- ARGV[16] this shard
---
--- KEYS[1] may hold a claim (see layout.go): "fwd:<ARGV[16]>" names this
--- shard, so the submit is accepted here (the key then takes its id);
--- "fwd:<another>" sends it there.
+-- ARGV[17] "1" when KEYS[10] is used
 --
 -- Returns {"replay", id} | {"reject", reason} | {"new", id, stream entry id}
--- | {"forward", shard}: the key holds an arbiter's claim "fwd:<shard>" (see
--- layout.go), so the retry_id belongs to that shard; nothing was written.
-local own = 'fwd:' .. ARGV[16]
-local function found(existing)
-  if string.sub(existing, 1, 4) == 'fwd:' then
-    return {'forward', string.sub(existing, 5)}
+-- | {"forward", shard}: the arbiter's claim gives the retry_id to that
+-- shard; nothing was written. KEYS[1] holds a submission id or nothing (a
+-- legacy claim "fwd:<shard>", written for the version before, counts as
+-- nothing: claims decide in their own keys).
+if ARGV[1] == '1' then
+  local existing = redis.call('GET', KEYS[1])
+  if existing and string.sub(existing, 1, 4) ~= 'fwd:' then
+    return {'replay', existing}
   end
-  return {'replay', existing}
-end
-if ARGV[2] ~= '' then
-  -- A rejected submit writes nothing, but a replay of an accepted one is
-  -- still answered.
-  if ARGV[1] == '1' then
-    local existing = redis.call('GET', KEYS[1])
-    if existing and existing ~= own then
-      return found(existing)
+  if ARGV[17] == '1' then
+    local c = redis.call('GET', KEYS[10])
+    if c and c ~= 'fwd:' .. ARGV[16] then
+      return {'forward', string.sub(c, 5)}
     end
   end
+end
+if ARGV[2] ~= '' then
+  -- A rejected submit writes nothing (a replay of an accepted one was
+  -- answered above).
   return {'reject', ARGV[2]}
 end
 if ARGV[1] == '1' then
-  -- Claim the retry_id, or learn whose it is, in one command.
-  local existing = redis.call('SET', KEYS[1], ARGV[3], 'NX', 'GET')
-  if existing then
-    if existing ~= own then
-      return found(existing)
-    end
-    -- A claim naming this shard: the submission is made here.
-    redis.call('SET', KEYS[1], ARGV[3])
-  end
+  redis.call('SET', KEYS[1], ARGV[3])
 end
 local eid = redis.call('XADD', KEYS[5], '*', 't', ARGV[4], 's', ARGV[3])
 redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'st', '1', 'amt', ARGV[6],
   'tp', ARGV[7], 'cred', ARGV[8], 'fp', ARGV[9], 'eid', eid)
--- received is queued + delivered + dead: only the states are counted.
 if ARGV[15] ~= '' then
   redis.call('HSET', KEYS[2], 'arb', ARGV[15])
 end
+-- received is queued + delivered + dead: only the states are counted.
 redis.call('HINCRBY', KEYS[3], 'queued', 1)
 redis.call('HINCRBY', KEYS[3], 'rq', ARGV[6])
 redis.call('ZADD', KEYS[4], 0, ARGV[3])

@@ -1,0 +1,217 @@
+package submission
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
+)
+
+// dropWorld runs layouts said in order (one minute apart) on an
+// hourly retention with a fake clock.
+type dropWorld struct {
+	t     *testing.T
+	f     *fixture
+	clock *fakeclock.Clock
+}
+
+func newDropWorld(t *testing.T) (*dropWorld, func(*Config)) {
+	clock := fakeclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
+	hourly := func(c *Config) {
+		c.Now = clock.Now
+		c.Settings.SyncTimeout, c.Settings.Retention = -1, time.Hour
+	}
+	f := newFixture(t, hourly)
+	return &dropWorld{t: t, f: f, clock: clock}, hourly
+}
+
+func (w *dropWorld) say(r *Service) layoutView {
+	w.t.Helper()
+	v, err := r.retentions.layout(w.f.ctx, w.clock.Now())
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return v
+}
+
+func (w *dropWorld) refresh(r *Service) layoutView {
+	w.t.Helper()
+	if err := r.retentions.refresh(w.f.ctx, w.clock.Now()); err != nil {
+		w.t.Fatal(err)
+	}
+	return w.say(r)
+}
+
+// TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes: layouts
+// r16 (A), r8 (B), r32 (G), r7 (Z), first said in that order. The r16
+// replicas go first (A retires at +1h, is dropped at +2h); the r8 ones stop
+// a little after A retired; r32 and r7 keep running.
+//
+// Just after A's drop a 7-shard replica (fresh view [r8]) accepts a
+// retry_id: claim "fwd:z" in B's key, record in z. Within the same minute
+// the platform resends to a 32-shard replica whose view is still [r16,
+// r8] (stale, less than every() old): it walks A's key first, finds it
+// empty and writes its own claim there, "fwd:a" (its shard under r32 is
+// the same number as under r16), then follows B's claim to z and gets the
+// replay. A's key now holds a self-claim that is no decision.
+//
+// B retires a few minutes later; the chain becomes [r8, r32], and r32's
+// key for the retry_id is that very key. A resend of the same work (age
+// ~15 minutes, inside the 30-minute window) walks B's key (fwd:z), then
+// r32's key. With claims kept in the idempotency keys (the first design),
+// "fwd:a" replaced z and accept.lua took a claim naming its own shard as
+// empty: a second submission, paid twice (a review found it). Claim keys
+// per layout instance leave r16's claims unread: one submission.
+func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
+	w, hourly := newDropWorld(t)
+	f, clock := w.f, w.clock
+	a, b, g, z := f.replica(16, hourly), f.replica(8, hourly), f.replica(32, hourly), f.replica(7, hourly)
+	w.say(a)
+	clock.Advance(time.Minute)
+	w.say(b)
+	clock.Advance(time.Minute)
+	w.say(g)
+	clock.Advance(time.Minute)
+	w.say(z)
+	// A said last at +0; B keeps saying until +75m; G and Z throughout.
+	for m := 4; m <= 121; m++ {
+		clock.Advance(time.Minute)
+		if m <= 75 {
+			w.say(b)
+		}
+		w.say(g)
+		w.say(z)
+	}
+	if v := w.say(g); len(v.chain) != 2 || v.chain[0] != "r16" || v.arbiter != "r8" {
+		t.Fatalf("at +121m the 32-shard view is %+v, want [r16 r8]", v)
+	}
+	retry := pickRetry(t, func(s func(string) int) bool {
+		return s("r32") == s("r16") && s("r8") != s("r16") && s("r7") != s("r16") && s("r7") != s("r8")
+	})
+	// +121m30s: the 7-shard replica refreshes and drops r16.
+	clock.Advance(30 * time.Second)
+	if v := w.refresh(z); len(v.chain) != 1 || v.arbiter != "r8" {
+		t.Fatalf("after the drop the 7-shard view is %+v, want [r8]", v)
+	}
+	s := f.toloker(tolokasim.UserState{})
+	req := &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: s.UserId, RetryId: retry, Reward: "0.10",
+		EndTime: timestamppb.New(clock.Now().Add(-time.Second))}
+	id1 := f.submitVia(z, req).GetSubmissionId()
+	// The 32-shard replica's view is 30 s old: still [r16, r8].
+	if v := w.say(g); v.chain[0] != "r16" {
+		t.Fatalf("the 32-shard replica's cached view %+v, want it to still name r16", v)
+	}
+	if id := f.submitVia(g, req).GetSubmissionId(); id != id1 {
+		t.Fatalf("resend through the stale view answered %s, want %s", id, id1)
+	}
+	// B (last said +75m) retires at +135m; the resend comes at +136m.
+	for range 15 {
+		clock.Advance(time.Minute)
+		w.say(g)
+		w.say(z)
+	}
+	if v := w.say(z); len(v.chain) != 2 || v.chain[0] != "r8" || v.arbiter != "r32" {
+		t.Fatalf("at +136m the view is %+v, want [r8 r32]", v)
+	}
+	got, err := z.Submit(f.ctx, req) // work ~15 minutes old: inside the 30-minute window
+	if err != nil {
+		t.Fatalf("resend at +136m: %v", err)
+	}
+	if id2 := got.GetSubmission().GetSubmissionId(); id2 != id1 {
+		t.Errorf("retry_id %s accepted twice: %s, then %s 15 minutes later (a self-claim left in r16's key by a stale walk at its drop became r32's decision)",
+			retry, id1, id2)
+	}
+	if tot := f.totals(); tot.Received != 1 {
+		t.Errorf("the pool received %d submissions for one retry_id", tot.Received)
+	}
+	// Delivered: Toloka's ledger shows what was paid.
+	f.run(z)
+	f.waitTotals("every submission delivered", 20*time.Second, func(tot *crowdgatev1.PoolTotals) bool {
+		return tot.Queued == 0 && tot.Delivered >= 1
+	})
+	tot := f.totals()
+	led := f.ledger()
+	t.Logf("after delivery: totals %v; Toloka ledger %d entries, %s (the emulator dedupes by retry_id itself)", tot, led.Count, led.RewardTotal)
+	if tot.Delivered != 1 || tot.RewardDelivered != "0.10" {
+		t.Errorf("Crowdgate counts %d delivered, %s paid out for one retry_id, want 1, 0.10", tot.Delivered, tot.RewardDelivered)
+	}
+	pay, err := z.TolokerPay(f.ctx, tenant.Default, []string{s.UserId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := pay[s.UserId]; p.Delivered != 1 || p.RewardDelivered != "0.10" {
+		t.Errorf("the Toloker's pay counters: %+v, want 1 delivered, 0.10", p)
+	}
+	f.paidOnce([]string{retry})
+}
+
+// TestASubmitCutAtADropSettlesOnItsResend: layouts r16 (A), r8 (B), r32
+// (G); the r16 replicas are gone, r8 and r32 run. Just before A is
+// dropped an 8-shard replica (view [r16, r8]) walks the chain: it writes
+// "fwd:b" in A's key (b its own shard, B's key is its target, so the
+// accept would decide there), and its accept then fails (timeout, the
+// process dies: the case layout.go says is safe, "its resend walks the
+// same chain"). A is dropped. The platform resends to a 32-shard replica
+// (view [r8]) whose shard for the retry_id is A's shard number a: it claims
+// "fwd:a" in B's key. With claims kept in the idempotency keys (the first
+// design), accept.lua at a found "fwd:b", at b "fwd:a", ... and every
+// resend looped until the window refused it: a lost submission (a review
+// found it). Now the resend is accepted, once.
+func TestASubmitCutAtADropSettlesOnItsResend(t *testing.T) {
+	w, hourly := newDropWorld(t)
+	f, clock := w.f, w.clock
+	a, b, g := f.replica(16, hourly), f.replica(8, hourly), f.replica(32, hourly)
+	w.say(a)
+	clock.Advance(time.Minute)
+	w.say(b)
+	clock.Advance(time.Minute)
+	w.say(g)
+	for m := 3; m <= 121; m++ {
+		clock.Advance(time.Minute)
+		w.say(b)
+		w.say(g)
+	}
+	retry := pickRetry(t, func(s func(string) int) bool {
+		return s("r32") == s("r16") && s("r8") != s("r16")
+	})
+	if v := w.say(b); len(v.chain) != 2 || v.chain[0] != "r16" {
+		t.Fatalf("at +121m the 8-shard view is %+v, want [r16 r8]", v)
+	}
+	// The 8-shard replica's submit: the chain walk, then its accept fails.
+	p, err := b.place(f.ctx, tenant.Default, poolID, retry, false, clock.Now())
+	if err != nil || p.replayOf != "" {
+		t.Fatal(err, p.replayOf)
+	}
+	t.Logf("cut submit: target %d, claims %v", p.shard, p.claims)
+	workEnd := clock.Now().Add(-time.Second)
+	// 30 s later r16 is dropped; the resend reaches a 32-shard replica.
+	clock.Advance(30 * time.Second)
+	if v := w.refresh(g); len(v.chain) != 1 || v.arbiter != "r8" {
+		t.Fatalf("after the drop the 32-shard view is %+v, want [r8]", v)
+	}
+	s := f.toloker(tolokasim.UserState{})
+	req := &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: s.UserId, RetryId: retry, Reward: "0.10",
+		EndTime: timestamppb.New(workEnd)}
+	var ok int
+	for i, via := range []*Service{g, b, g, b} {
+		if i == 1 {
+			clock.Advance(time.Minute) // b's view is fresh too from now on
+		}
+		if _, err := via.Submit(f.ctx, req); err != nil {
+			t.Errorf("resend %d through %d shards: %v", i, via.cfg.Shards, err)
+			continue
+		}
+		ok++
+	}
+	if ok == 0 {
+		t.Errorf("retry_id %s: no resend was ever accepted; the submission is lost", retry)
+	}
+	if tot := f.totals(); tot.Received != 1 {
+		t.Errorf("the pool received %d submissions, want 1", tot.Received)
+	}
+}
