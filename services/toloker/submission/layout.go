@@ -75,6 +75,15 @@ package submission
 // finds a value that is not a submission and accepts nothing; this version
 // reads a "fwd:" value in an idempotency key as no submission.
 //
+// Known limits (a third review). Claims expire after claimTTL; a
+// submission still queued or dead that long (an operator never retried it)
+// then has its resend refused by the window rather than answered from it:
+// nothing is paid twice, and the submission itself stays. The legacy
+// layout is seeded only when the version before left outbox streams (its
+// replicas create them when they start), and it is dropped two retentions
+// after the upgrade whatever still runs: replicas of the version before
+// must be gone by then.
+//
 // The version before this one wrote no claims and read only the pool's
 // shard: while both versions run, an old replica answers a submit whose
 // key holds a claim with an error (the platform's resend reaches an

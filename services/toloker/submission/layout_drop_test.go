@@ -215,3 +215,48 @@ func TestASubmitCutAtADropSettlesOnItsResend(t *testing.T) {
 		t.Errorf("the pool received %d submissions, want 1", tot.Received)
 	}
 }
+
+// TestALayoutSaidLaterSortsLaterWhateverItsClock: the arbiter is the
+// layout with the smallest f:<layout>. When f: was the caller's own clock
+// (a third review found this), on a Redis with no layout of
+// the rule before (a fresh system), a 16-shard replica says r16 first and
+// its view is [r16]. Half a second later a 32-shard replica whose clock is
+// one second behind (or whose call, made with an earlier now, arrives
+// later) says r32 with an f: before r16's: its view is [r32]. The two
+// replicas had disjoint chains for up to every() (a minute): each decided
+// a retry_id alone in its own shard, so the platform's resend of one submit
+// was accepted twice. A layout said for the first time now sorts after
+// every layout known: one submission.
+func TestALayoutSaidLaterSortsLaterWhateverItsClock(t *testing.T) {
+	h := newHourly(t, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), -1)
+	clock := h.clock
+	b := h.replica(16)
+	c := h.fixture.replica(32, func(cfg *Config) {
+		h.config(cfg)
+		cfg.Now = func() time.Time { return clock.Now().Add(-time.Second) } // 1 s behind
+	})
+	if v := h.view(b); v.arbiter != "r16" {
+		t.Fatalf("the first layout said is %s, want r16", v.arbiter)
+	}
+	clock.Advance(500 * time.Millisecond)
+	vc, err := c.retentions.layout(h.ctx, c.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vb := h.view(b) // cached: said 0.5 s ago
+	t.Logf("16-shard view %v, 32-shard view %v", vb.chain, vc.chain)
+	retry := pickRetry(t, func(s func(string) int) bool { return s("r16") != s("r32") })
+	s := h.toloker(tolokasim.UserState{})
+	req := &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: s.UserId, RetryId: retry, Reward: "0.10",
+		EndTime: timestamppb.New(clock.Now().Add(-5 * time.Second))}
+	id1 := h.submitVia(b, req).GetSubmissionId()
+	clock.Advance(2 * time.Second) // the platform resends, to the other replica
+	id2 := h.submitVia(c, req).GetSubmissionId()
+	if id1 != id2 {
+		t.Errorf("retry_id %s accepted twice: %s by the 16-shard replica (chain %v), %s by the 32-shard one (chain %v)",
+			retry, id1, vb.chain, id2, vc.chain)
+	}
+	if tot := h.totals(); tot.Received != 1 {
+		t.Errorf("the pool received %d submissions for one retry_id", tot.Received)
+	}
+}

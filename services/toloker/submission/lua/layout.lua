@@ -2,7 +2,8 @@
 -- (see layout.go).
 --
 -- KEYS[1] the layout hash: f:<layout>, l:<layout> (first and last time a
---         replica said it, unix ms), r:<layout> (when it was retired: no
+--         replica said it, unix ms; a first time is later than every other
+--         layout's), r:<layout> (when it was retired: no
 --         replica had said it for the longest retention), max (the most
 --         shards any layout had)
 --
@@ -18,7 +19,18 @@
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'f:' .. ARGV[6], 0, 'l:' .. ARGV[6], ARGV[3], 'max', 16)
 end
-redis.call('HSETNX', KEYS[1], 'f:' .. ARGV[1], ARGV[3])
+if redis.call('HEXISTS', KEYS[1], 'f:' .. ARGV[1]) == 0 then
+  -- A layout said for the first time sorts after every layout known, even
+  -- from a replica whose clock is behind: only retiring moves the arbiter.
+  local first = tonumber(ARGV[3])
+  local known = redis.call('HGETALL', KEYS[1])
+  for i = 1, #known, 2 do
+    if string.sub(known[i], 1, 2) == 'f:' and tonumber(known[i + 1]) >= first then
+      first = tonumber(known[i + 1]) + 1
+    end
+  end
+  redis.call('HSET', KEYS[1], 'f:' .. ARGV[1], string.format('%.0f', first))
+end
 redis.call('HSET', KEYS[1], 'l:' .. ARGV[1], ARGV[3])
 redis.call('HDEL', KEYS[1], 'r:' .. ARGV[1])
 local m = tonumber(redis.call('HGET', KEYS[1], 'max')) or 0
