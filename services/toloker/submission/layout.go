@@ -75,11 +75,10 @@ package submission
 // finds a value that is not a submission and accepts nothing; this version
 // reads a "fwd:" value in an idempotency key as no submission.
 //
-// Known limits (a third review). Claims expire after claimTTL; a
-// submission still queued or dead that long (an operator never retried it)
-// then has its resend refused by the window rather than answered from it:
-// nothing is paid twice, and the submission itself stays. The legacy
-// layout is seeded only when the version before left outbox streams (its
+// Claims expire after claimTTL, but the retention sweep renews the claims
+// of submissions still queued or dead (kept until delivered, however
+// long), so a resend is always led to them. Known limit (a third review):
+// the legacy layout is seeded only when the version before left outbox streams (its
 // replicas create them when they start), and it is dropped two retentions
 // after the upgrade whatever still runs: replicas of the version before
 // must be gone by then.

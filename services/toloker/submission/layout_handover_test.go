@@ -208,3 +208,44 @@ func TestTheSweepDeletesAClaimWithItsSubmission(t *testing.T) {
 		t.Errorf("Toloka paid %d submits, want 1", led.Count)
 	}
 }
+
+// TestAClaimLivesAsLongAsItsUnpaidSubmission: a submission accepted through
+// a claim and still queued (Toloka down, no worker) long after the claim's
+// TTL (4 retentions) is still found by a resend through any replica: the
+// retention sweep renews the claims of submissions not yet delivered. (A
+// review found the resend refused as stale work once the claim expired.)
+func TestAClaimLivesAsLongAsItsUnpaidSubmission(t *testing.T) {
+	h := newHourly(t, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), -1)
+	if h.redis.Mini == nil {
+		t.Skip("needs miniredis to move Redis's clock past the claim's TTL")
+	}
+	old, grown := h.replica(16), h.replica(32)
+	h.view(old)
+	h.view(grown)
+	retry := pickRetry(t, func(s func(string) int) bool { return s("r16") != s("r32") })
+	s := h.toloker(tolokasim.UserState{})
+	req := &crowdgatev1.SubmitRequest{PoolId: poolID, UserId: s.UserId, RetryId: retry, Reward: "0.10",
+		EndTime: timestamppb.New(h.clock.Now().Add(-time.Second))}
+	id := h.submitVia(grown, req).GetSubmissionId() // the claim is in r16's key
+	// Six hours, queued all along; both replicas say their layouts and
+	// sweep every minute.
+	for range 6 * 60 {
+		h.clock.Advance(time.Minute)
+		h.redis.Mini.FastForward(time.Minute)
+		for _, r := range []*Service{old, grown} {
+			h.view(r)
+			if _, err := r.expire(h.ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, via := range []*Service{old, grown} {
+		resp, err := via.Submit(h.ctx, req)
+		if err != nil {
+			t.Fatalf("the resend through %d shards, 6 h later (still queued): %v; want the queued submission", via.cfg.Shards, err)
+		}
+		if got := resp.GetSubmission().GetSubmissionId(); got != id {
+			t.Errorf("the resend through %d shards answered %s, want %s", via.cfg.Shards, got, id)
+		}
+	}
+}

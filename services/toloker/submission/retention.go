@@ -71,6 +71,10 @@ var (
 	expireLua    string
 	expireScript = redis.NewScript(expireLua)
 
+	// renewClaimScript sets a claim's TTL (KEYS[1], ARGV[1] ms) if the key
+	// holds one (never an idempotency key's submission id).
+	renewClaimScript = redis.NewScript(`local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 4) == 'fwd:' then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return 0`)
+
 	// dropClaimScript deletes a claim (KEYS[1], layout.go) if the key
 	// still holds one.
 	dropClaimScript = redis.NewScript(`local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 4) == 'fwd:' then return redis.call('DEL', KEYS[1]) end return 0`)
@@ -210,7 +214,7 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 		heads := make([]*redis.SliceCmd, len(ids))
 		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, id := range ids {
-				heads[i] = p.HMGet(ctx, s.st.recordKey(shard, tenantID, id), "st", "dt")
+				heads[i] = p.HMGet(ctx, s.st.recordKey(shard, tenantID, id), "st", "dt", "arb")
 			}
 			return nil
 		}); err != nil {
@@ -225,19 +229,25 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 				s.st.assignmentKey(shard, tenantID, assignmentID), s.st.idemKey(shard, tenantID, poolID, retryID))
 			args = append(args, id, delivered, bit(withKey))
 		}
-		var due []string
+		var due, unpaid []string
 		var claims []storage.Call // arbiter's claims naming the deleted submissions (layout.go)
 		for i, id := range ids {
 			v := heads[i].Val()
 			st, _ := v[0].(string)
 			dt, _ := v[1].(string)
+			arb, _ := v[2].(string)
 			ms, _ := strconv.ParseInt(dt, 10, 64)
 			switch {
 			case v[0] == nil: // deleted by another replica since the index was read
 				add(id, "", "", "", false)
 			case st == stDelivered && !time.UnixMilli(ms).Add(retention).After(now):
 				due = append(due, id)
+			case st != stDelivered && arb != "":
+				unpaid = append(unpaid, id)
 			}
+		}
+		if err := s.renewClaims(ctx, tenantID, poolID, unpaid, retention); err != nil {
+			return deleted, err
 		}
 		recs, err := s.st.getMany(ctx, tenantID, due)
 		if err != nil {
@@ -292,6 +302,41 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 		}
 		lo = "(" + ids[len(ids)-1]
 	}
+}
+
+// renewClaims keeps the claims of submissions still queued or dead (ids,
+// made more than a retention ago) alive for another claimTTL: they are kept
+// until delivered, however long, and a resend must still be led to them
+// (layout.go).
+func (s *Service) renewClaims(ctx context.Context, tenantID, poolID string, ids []string, retention time.Duration) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	recs, err := s.st.getMany(ctx, tenantID, ids)
+	if err != nil {
+		return err
+	}
+	var calls []storage.Call
+	for _, r := range recs {
+		for _, c := range strings.Split(r.claims, ",") {
+			if key := s.st.claimEntryKey(c, tenantID, poolID, r.sub.GetRetryId()); key != "" {
+				calls = append(calls, storage.Call{Keys: []string{key}, Args: []any{claimTTL(retention).Milliseconds()}})
+			}
+		}
+	}
+	if len(calls) == 0 {
+		return nil
+	}
+	cmds, err := storage.EvalAll(ctx, s.rdb, renewClaimScript, calls, nil)
+	for _, c := range cmds {
+		if err == nil {
+			err = c.Err()
+		}
+	}
+	if err != nil {
+		return storage.Unavailable(err)
+	}
+	return nil
 }
 
 // expired reports whether a submission delivered at delivered is past the
