@@ -8,44 +8,8 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
-	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
-
-// dropWorld runs layouts said in order (one minute apart) on an
-// hourly retention with a fake clock.
-type dropWorld struct {
-	t     *testing.T
-	f     *fixture
-	clock *fakeclock.Clock
-}
-
-func newDropWorld(t *testing.T) (*dropWorld, func(*Config)) {
-	clock := fakeclock.New(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC))
-	hourly := func(c *Config) {
-		c.Now = clock.Now
-		c.Settings.SyncTimeout, c.Settings.Retention = -1, time.Hour
-	}
-	f := newFixture(t, hourly)
-	return &dropWorld{t: t, f: f, clock: clock}, hourly
-}
-
-func (w *dropWorld) say(r *Service) layoutView {
-	w.t.Helper()
-	v, err := r.retentions.layout(w.f.ctx, w.clock.Now())
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return v
-}
-
-func (w *dropWorld) refresh(r *Service) layoutView {
-	w.t.Helper()
-	if err := r.retentions.refresh(w.f.ctx, w.clock.Now()); err != nil {
-		w.t.Fatal(err)
-	}
-	return w.say(r)
-}
 
 // TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes: layouts
 // r16 (A), r8 (B), r32 (G), r7 (Z), first said in that order. The r16
@@ -68,26 +32,26 @@ func (w *dropWorld) refresh(r *Service) layoutView {
 // empty: a second submission, paid twice (a review found it). Claim keys
 // per layout instance leave r16's claims unread: one submission.
 func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
-	w, hourly := newDropWorld(t)
-	f, clock := w.f, w.clock
-	a, b, g, z := f.replica(16, hourly), f.replica(8, hourly), f.replica(32, hourly), f.replica(7, hourly)
-	w.say(a)
+	f := newHourly(t, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), -1)
+	clock := f.clock
+	a, b, g, z := f.replica(16), f.replica(8), f.replica(32), f.replica(7)
+	f.view(a)
 	clock.Advance(time.Minute)
-	w.say(b)
+	f.view(b)
 	clock.Advance(time.Minute)
-	w.say(g)
+	f.view(g)
 	clock.Advance(time.Minute)
-	w.say(z)
+	f.view(z)
 	// A said last at +0; B keeps saying until +75m; G and Z throughout.
 	for m := 4; m <= 121; m++ {
 		clock.Advance(time.Minute)
 		if m <= 75 {
-			w.say(b)
+			f.view(b)
 		}
-		w.say(g)
-		w.say(z)
+		f.view(g)
+		f.view(z)
 	}
-	if v := w.say(g); len(v.chain) != 2 || v.chain[0] != "r16" || v.arbiter != "r8" {
+	if v := f.view(g); len(v.chain) != 2 || v.chain[0] != "r16" || v.arbiter != "r8" {
 		t.Fatalf("at +121m the 32-shard view is %+v, want [r16 r8]", v)
 	}
 	retry := pickRetry(t, func(s func(string) int) bool {
@@ -95,7 +59,7 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 	})
 	// +121m30s: the 7-shard replica refreshes and drops r16.
 	clock.Advance(30 * time.Second)
-	if v := w.refresh(z); len(v.chain) != 1 || v.arbiter != "r8" {
+	if v := f.refresh(z); len(v.chain) != 1 || v.arbiter != "r8" {
 		t.Fatalf("after the drop the 7-shard view is %+v, want [r8]", v)
 	}
 	s := f.toloker(tolokasim.UserState{})
@@ -103,7 +67,7 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 		EndTime: timestamppb.New(clock.Now().Add(-time.Second))}
 	id1 := f.submitVia(z, req).GetSubmissionId()
 	// The 32-shard replica's view is 30 s old: still [r16, r8].
-	if v := w.say(g); v.chain[0] != "r16" {
+	if v := f.view(g); v.chain[0] != "r16" {
 		t.Fatalf("the 32-shard replica's cached view %+v, want it to still name r16", v)
 	}
 	if id := f.submitVia(g, req).GetSubmissionId(); id != id1 {
@@ -112,10 +76,10 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 	// B (last said +75m) retires at +135m; the resend comes at +136m.
 	for range 15 {
 		clock.Advance(time.Minute)
-		w.say(g)
-		w.say(z)
+		f.view(g)
+		f.view(z)
 	}
-	if v := w.say(z); len(v.chain) != 2 || v.chain[0] != "r8" || v.arbiter != "r32" {
+	if v := f.view(z); len(v.chain) != 2 || v.chain[0] != "r8" || v.arbiter != "r32" {
 		t.Fatalf("at +136m the view is %+v, want [r8 r32]", v)
 	}
 	got, err := z.Submit(f.ctx, req) // work ~15 minutes old: inside the 30-minute window
@@ -163,23 +127,23 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 // resend looped until the window refused it: a lost submission (a review
 // found it). Now the resend is accepted, once.
 func TestASubmitCutAtADropSettlesOnItsResend(t *testing.T) {
-	w, hourly := newDropWorld(t)
-	f, clock := w.f, w.clock
-	a, b, g := f.replica(16, hourly), f.replica(8, hourly), f.replica(32, hourly)
-	w.say(a)
+	f := newHourly(t, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), -1)
+	clock := f.clock
+	a, b, g := f.replica(16), f.replica(8), f.replica(32)
+	f.view(a)
 	clock.Advance(time.Minute)
-	w.say(b)
+	f.view(b)
 	clock.Advance(time.Minute)
-	w.say(g)
+	f.view(g)
 	for m := 3; m <= 121; m++ {
 		clock.Advance(time.Minute)
-		w.say(b)
-		w.say(g)
+		f.view(b)
+		f.view(g)
 	}
 	retry := pickRetry(t, func(s func(string) int) bool {
 		return s("r32") == s("r16") && s("r8") != s("r16")
 	})
-	if v := w.say(b); len(v.chain) != 2 || v.chain[0] != "r16" {
+	if v := f.view(b); len(v.chain) != 2 || v.chain[0] != "r16" {
 		t.Fatalf("at +121m the 8-shard view is %+v, want [r16 r8]", v)
 	}
 	// The 8-shard replica's submit: the chain walk, then its accept fails.
@@ -191,7 +155,7 @@ func TestASubmitCutAtADropSettlesOnItsResend(t *testing.T) {
 	workEnd := clock.Now().Add(-time.Second)
 	// 30 s later r16 is dropped; the resend reaches a 32-shard replica.
 	clock.Advance(30 * time.Second)
-	if v := w.refresh(g); len(v.chain) != 1 || v.arbiter != "r8" {
+	if v := f.refresh(g); len(v.chain) != 1 || v.arbiter != "r8" {
 		t.Fatalf("after the drop the 32-shard view is %+v, want [r8]", v)
 	}
 	s := f.toloker(tolokasim.UserState{})

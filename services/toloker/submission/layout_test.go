@@ -63,6 +63,16 @@ func (h *hourly) view(r *Service) layoutView {
 	return v
 }
 
+// refresh makes r read the layouts (and say its own) now, whatever the
+// age of its copy, and returns its view.
+func (h *hourly) refresh(r *Service) layoutView {
+	h.t.Helper()
+	if err := r.retentions.refresh(h.ctx, h.clock.Now()); err != nil {
+		h.t.Fatal(err)
+	}
+	return h.view(r)
+}
+
 // submitVia submits through svc and fails the test on an error.
 func (f *fixture) submitVia(svc *Service, req *crowdgatev1.SubmitRequest) *crowdgatev1.Submission {
 	f.t.Helper()
