@@ -18,8 +18,10 @@ package submission
 // shards), or "p16", the rule before this version (by pool, over 16). Every
 // replica says in Redis which layout it uses, with its retention
 // (retention.go): the hash <prefix>sublayout holds, for each layout, when a
-// replica first and last said it (f:<layout>, l:<layout>, unix ms), when it
-// was retired (r:<layout>), and "max", the most shards any layout ever had.
+// replica first and last said it (f:<layout>, l:<layout>, unix ms; a
+// layout said for the first time is stamped after every layout known,
+// whatever the replica's clock), when it was retired (r:<layout>), and
+// "max", the most shards any layout ever had.
 // Workers, readers and the retention sweep cover shards 0..max-1 for ever,
 // so lowering S again loses nothing: old shards drain, new ones fill. A
 // layout no replica has said for the longest retention R is retired; one
@@ -63,7 +65,7 @@ package submission
 // claims left in a dropped layout's keys are never read again (a first
 // design kept claims in the idempotency keys, shared by shard number with
 // later layouts, and a review found a double payment and a submit that
-// could never settle at a drop: layout_handover_test.go). A submission's
+// could never settle at a drop: layout_drop_test.go). A submission's
 // record lists the claim keys its submit wrote or followed (arb); the
 // retention sweep deletes them after the submission, as it deletes the
 // idempotency key, and a claim whose submit never completed expires
@@ -78,10 +80,10 @@ package submission
 // Claims expire after claimTTL, but the retention sweep renews the claims
 // of submissions still queued or dead (kept until delivered, however
 // long), so a resend is always led to them. Known limit (a third review):
-// the legacy layout is seeded only when the version before left outbox streams (its
-// replicas create them when they start), and it is dropped two retentions
-// after the upgrade whatever still runs: replicas of the version before
-// must be gone by then.
+// the legacy layout is seeded only when the version before left outbox
+// streams (its replicas create them when they start), and it is dropped
+// two retentions after the upgrade whatever still runs: replicas of the
+// version before must be gone by then.
 //
 // The version before this one wrote no claims and read only the pool's
 // shard: while both versions run, an old replica answers a submit whose
