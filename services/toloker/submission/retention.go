@@ -132,6 +132,37 @@ func (s *Service) staleWork(ctx context.Context, in *submitInput, sess *crowdgat
 	return "", "", nil
 }
 
+// backfillPools adds to each shard's set of pools with submissions (what
+// the sweep walks) every pool that has an index there: pools whose
+// submissions were all made before the accept script kept the set would
+// otherwise never be swept. It runs once per Redis (a marker key records
+// it; replicas that start together both add, which is harmless) and reads
+// one key per pool and shard, not per submission.
+func (s *Service) backfillPools(ctx context.Context) error {
+	marker := s.st.prefix + "subpools:backfilled"
+	if n, err := s.rdb.Exists(ctx, marker).Result(); err != nil {
+		return storage.Unavailable(err)
+	} else if n > 0 {
+		return nil
+	}
+	keys, err := storage.ScanKeys(ctx, s.rdb, storage.GlobEscape(s.st.prefix)+"idx:{sub:*}:*")
+	if err != nil {
+		return err
+	}
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			shard, tenantID, poolID, ok := s.st.parseIndexKey(k)
+			if ok {
+				p.SAdd(ctx, s.st.poolsKey(shard), poolMember(tenantID, poolID))
+			}
+		}
+		return nil
+	}); err != nil {
+		return storage.Unavailable(err)
+	}
+	return storage.Unavailable(s.rdb.Set(ctx, marker, s.now().UnixMilli(), 0).Err())
+}
+
 // runExpiry deletes expired submissions every interval (a tenth of the
 // retention, at most a minute) until ctx ends. Every replica runs it; the
 // expire script makes each deletion once.

@@ -452,3 +452,38 @@ func TestExpiredJudgesDeliveryAndTheWorkTheWindowJudges(t *testing.T) {
 		}
 	}
 }
+
+// TestPoolsFromBeforeThePoolsSetAreSweptOnceBackfilled: submissions of a
+// pool that took no submit since the sweep's set of pools existed (seeded
+// straight into Redis, as the version before left them) are deleted once
+// their retention has passed, after the start's backfill lists the pool;
+// the backfill runs once per Redis.
+func TestPoolsFromBeforeThePoolsSetAreSweptOnceBackfilled(t *testing.T) {
+	start := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	clock := fakeclock.New(start)
+	f := newFixture(t, func(c *Config) { c.Now = clock.Now; c.Settings.Retention = time.Hour })
+	if err := SeedDelivered(f.ctx, f.redis.Client, f.redis.Prefix, tenant.Default, poolID, 40, start,
+		func(i int, sub *crowdgatev1.Submission) { sub.Reward = "0.01" }); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Hour)
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 0 {
+		t.Fatalf("before the backfill the sweep deleted %d (%v): the pool is not in its set, want 0", n, err)
+	}
+	if err := f.svc.backfillPools(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.svc.expire(f.ctx); err != nil || n != 40 {
+		t.Errorf("after the backfill the sweep deleted %d (%v), want the 40 expired submissions", n, err)
+	}
+	// Once per Redis: a second start finds the marker and scans nothing.
+	if err := f.redis.Client.Del(f.ctx, f.svc.st.poolsKey(0)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.backfillPools(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := f.redis.Client.SCard(f.ctx, f.svc.st.poolsKey(0)).Result(); n != 0 {
+		t.Errorf("the second backfill ran again: shard 0's set has %d pools", n)
+	}
+}

@@ -126,6 +126,24 @@ func (s *store) totalsKey(shard int, tenantID, poolID string) string {
 func (s *store) indexKey(shard int, tenantID, poolID string) string {
 	return s.prefix + "idx:" + tag(shard) + ":" + tenantID + ":" + poolID
 }
+// parseIndexKey reads a pool index's key (indexKey), ok false for another.
+func (s *store) parseIndexKey(key string) (shard int, tenantID, poolID string, ok bool) {
+	rest, ok := strings.CutPrefix(key, s.prefix+"idx:{sub:")
+	if !ok {
+		return 0, "", "", false
+	}
+	n, rest, ok := strings.Cut(rest, "}:")
+	shard, err := strconv.Atoi(n)
+	if !ok || err != nil || shard < 0 || shard >= MaxShards {
+		return 0, "", "", false
+	}
+	i := strings.LastIndexByte(rest, ':')
+	if i <= 0 || i == len(rest)-1 {
+		return 0, "", "", false
+	}
+	return shard, rest[:i], rest[i+1:], true
+}
+
 func (s *store) deadKey(shard int, tenantID, poolID string) string {
 	return s.prefix + "dead:" + tag(shard) + ":" + tenantID + ":" + poolID
 }

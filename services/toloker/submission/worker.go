@@ -254,6 +254,9 @@ func (s *Service) Run(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+	if err := s.backfillPools(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("submission: could not list the pools the retention sweep walks; the next start tries again", slog.String("error", err.Error()))
+	}
 	var expiry sync.WaitGroup
 	expiry.Go(func() { s.runExpiry(ctx) })
 	s.queue().Run(ctx)
