@@ -254,11 +254,14 @@ func (s *Service) Run(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
-	if err := s.backfillPools(ctx); err != nil && ctx.Err() == nil {
-		s.log.Warn("submission: could not list the pools the retention sweep walks; the next start tries again", slog.String("error", err.Error()))
-	}
 	var expiry sync.WaitGroup
-	expiry.Go(func() { s.runExpiry(ctx) })
+	expiry.Go(func() {
+		// Beside the workers: a scan, once per Redis.
+		if err := s.backfillPools(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("submission: could not list the pools the retention sweep walks; the next start tries again", slog.String("error", err.Error()))
+		}
+		s.runExpiry(ctx)
+	})
 	s.queue().Run(ctx)
 	expiry.Wait()
 	s.inline.Wait()
