@@ -126,6 +126,7 @@ func (s *store) totalsKey(shard int, tenantID, poolID string) string {
 func (s *store) indexKey(shard int, tenantID, poolID string) string {
 	return s.prefix + "idx:" + tag(shard) + ":" + tenantID + ":" + poolID
 }
+
 // parseIndexKey reads a pool index's key (indexKey), ok false for another.
 func (s *store) parseIndexKey(key string) (shard int, tenantID, poolID string, ok bool) {
 	rest, ok := strings.CutPrefix(key, s.prefix+"idx:{sub:")
