@@ -118,8 +118,11 @@ const (
 )
 
 // legacyLayout is the rule before layouts existed: every submission of a
-// pool in shard hash(tenant, pool) mod 16.
-const legacyLayout = "p16"
+// pool in shard hash(tenant, pool) mod legacyShards.
+const (
+	legacyLayout = "p16"
+	legacyShards = 16
+)
 
 var (
 	//go:embed lua/layout.lua
@@ -143,22 +146,24 @@ func shardOfRetry(layout, tenantID, poolID, retryID string) int {
 	if err != nil || n < 1 {
 		n = DefaultShards
 	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(tenantID))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(poolID))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(retryID))
-	return int(h.Sum32() % uint32(n))
+	return int(hashParts(tenantID, poolID, retryID) % uint32(n))
 }
 
 // shardOf is the shard of a tenant's pool under the legacy layout.
 func shardOf(tenantID, poolID string) int {
+	return int(hashParts(tenantID, poolID) % legacyShards)
+}
+
+// hashParts is the FNV-1a hash of parts joined by NUL bytes.
+func hashParts(parts ...string) uint32 {
 	h := fnv.New32a()
-	_, _ = h.Write([]byte(tenantID))
-	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(poolID))
-	return int(h.Sum32() % 16)
+	for i, p := range parts {
+		if i > 0 {
+			_, _ = h.Write([]byte{0})
+		}
+		_, _ = h.Write([]byte(p))
+	}
+	return h.Sum32()
 }
 
 // layoutView is what a replica knows of the layouts in use.
@@ -168,10 +173,17 @@ type layoutView struct {
 	// instances names each with the time it was first said, which names
 	// its claim keys (a layout dropped and said again starts afresh).
 	chain, instances []string
-	// arbiter is the last of chain.
-	arbiter string
 	// max is the most shards any layout ever had: what readers cover.
 	max int
+}
+
+// arbiter is the layout that decides alone once the retired ones have
+// handed over: the last of the chain ("" in an empty view).
+func (v layoutView) arbiter() string {
+	if len(v.chain) == 0 {
+		return ""
+	}
+	return v.chain[len(v.chain)-1]
 }
 
 // forwardPrefix starts an arbiter's claim value: "fwd:<shard>".
@@ -213,7 +225,7 @@ func (r *retentions) sayLayout(ctx context.Context, now, forgetBefore time.Time)
 		}
 	}
 	raw, err := layoutScript.Run(ctx, r.rdb, []string{r.layoutKey},
-		r.ownLayout, r.shards, now.UnixMilli(), seed, forgetBefore.UnixMilli(), legacyLayout).StringSlice()
+		r.ownLayout, r.shards, now.UnixMilli(), seed, forgetBefore.UnixMilli(), legacyLayout, legacyShards).StringSlice()
 	if err != nil {
 		return layoutView{}, storage.Unavailable(err)
 	}
@@ -266,14 +278,13 @@ func (r *retentions) sayLayout(ctx context.Context, now, forgetBefore time.Time)
 		// Never: this replica's layout was just said.
 		return layoutView{}, fmt.Errorf("submission: the layout hash lists no layout in use after saying %s", r.ownLayout)
 	}
-	v.arbiter = v.chain[len(v.chain)-1]
 	return v, nil
 }
 
 // legacyData reports whether an outbox stream of the rule before layouts
 // exists.
 func (r *retentions) legacyData(ctx context.Context) (bool, error) {
-	cmds := make([]*redis.IntCmd, 16)
+	cmds := make([]*redis.IntCmd, legacyShards)
 	if _, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for shard := range cmds {
 			cmds[shard] = p.Exists(ctx, r.streamKey(shard))
@@ -401,6 +412,7 @@ func (s *Service) knownShards() int {
 	return max(s.retentions.view.max, s.cfg.Shards)
 }
 
-// errTooManyForwards guards against claim values that point around in a
-// circle (never written by this code).
+// errTooManyForwards answers a submit that accept.lua sent on twice: the
+// shard an arbiter's claim names is not the arbiter's shard, so a second
+// forward means a claim this code never writes.
 var errTooManyForwards = &serviceerror.Unavailable{Message: "the submission's shard could not be settled; try again"}

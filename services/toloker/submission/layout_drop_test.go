@@ -51,7 +51,7 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 		f.view(g)
 		f.view(z)
 	}
-	if v := f.view(g); len(v.chain) != 2 || v.chain[0] != "r16" || v.arbiter != "r8" {
+	if v := f.view(g); len(v.chain) != 2 || v.chain[0] != "r16" || v.arbiter() != "r8" {
 		t.Fatalf("at +121m the 32-shard view is %+v, want [r16 r8]", v)
 	}
 	retry := pickRetry(t, func(s func(string) int) bool {
@@ -59,7 +59,7 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 	})
 	// +121m30s: the 7-shard replica refreshes and drops r16.
 	clock.Advance(30 * time.Second)
-	if v := f.refresh(z); len(v.chain) != 1 || v.arbiter != "r8" {
+	if v := f.refresh(z); len(v.chain) != 1 || v.arbiter() != "r8" {
 		t.Fatalf("after the drop the 7-shard view is %+v, want [r8]", v)
 	}
 	s := f.toloker(tolokasim.UserState{})
@@ -79,7 +79,7 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 		f.view(g)
 		f.view(z)
 	}
-	if v := f.view(z); len(v.chain) != 2 || v.chain[0] != "r8" || v.arbiter != "r32" {
+	if v := f.view(z); len(v.chain) != 2 || v.chain[0] != "r8" || v.arbiter() != "r32" {
 		t.Fatalf("at +136m the view is %+v, want [r8 r32]", v)
 	}
 	got, err := z.Submit(f.ctx, req) // work ~15 minutes old: inside the 30-minute window
@@ -155,7 +155,7 @@ func TestASubmitCutAtADropSettlesOnItsResend(t *testing.T) {
 	workEnd := clock.Now().Add(-time.Second)
 	// 30 s later r16 is dropped; the resend reaches a 32-shard replica.
 	clock.Advance(30 * time.Second)
-	if v := f.refresh(g); len(v.chain) != 1 || v.arbiter != "r8" {
+	if v := f.refresh(g); len(v.chain) != 1 || v.arbiter() != "r8" {
 		t.Fatalf("after the drop the 32-shard view is %+v, want [r8]", v)
 	}
 	s := f.toloker(tolokasim.UserState{})
@@ -199,8 +199,8 @@ func TestALayoutSaidLaterSortsLaterWhateverItsClock(t *testing.T) {
 		h.config(cfg)
 		cfg.Now = func() time.Time { return clock.Now().Add(-time.Second) } // 1 s behind
 	})
-	if v := h.view(b); v.arbiter != "r16" {
-		t.Fatalf("the first layout said is %s, want r16", v.arbiter)
+	if v := h.view(b); v.arbiter() != "r16" {
+		t.Fatalf("the first layout said is %s, want r16", v.arbiter())
 	}
 	clock.Advance(500 * time.Millisecond)
 	vc, err := c.retentions.layout(h.ctx, c.now())

@@ -57,14 +57,14 @@ func TestARetiredArbiterStillDecidesWhileTwoLayoutsRun(t *testing.T) {
 			EndTime: timestamppb.New(clock.Now().Add(-time.Second))}
 	}
 	first := req()
-	if v := say(c); v.arbiter != "r16" {
-		t.Fatalf("before the switch the arbiter is %s, want r16", v.arbiter)
+	if v := say(c); v.arbiter() != "r16" {
+		t.Fatalf("before the switch the arbiter is %s, want r16", v.arbiter())
 	}
 	id1 := f.submitVia(c, first).GetSubmissionId()
 	// The platform resends (same request, same end_time) three minutes later.
 	clock.Advance(3 * time.Minute)
-	if v := say(b); v.arbiter != "r32" {
-		t.Fatalf("after the switch the arbiter is %s, want r32", v.arbiter)
+	if v := say(b); v.arbiter() != "r32" {
+		t.Fatalf("after the switch the arbiter is %s, want r32", v.arbiter())
 	}
 	first.Reward = "0.10"
 	id2 := f.submitVia(b, first).GetSubmissionId()
@@ -96,8 +96,8 @@ func TestTheOldRuleHandsOverWhileACanaryRuns(t *testing.T) {
 	}
 	f.submitVia(legacy, req("old-version-work")) // streams of the rule before
 	fleet, canary := f.replica(16), f.replica(32)
-	if v := say(fleet); v.arbiter != legacyLayout {
-		t.Fatalf("arbiter after the upgrade %s, want p16", v.arbiter)
+	if v := say(fleet); v.arbiter() != legacyLayout {
+		t.Fatalf("arbiter after the upgrade %s, want p16", v.arbiter())
 	}
 	say(canary)
 	for range 40 {
@@ -115,8 +115,8 @@ func TestTheOldRuleHandsOverWhileACanaryRuns(t *testing.T) {
 		say(fleet)
 		say(canary)
 	}
-	if v := say(fleet); v.arbiter != "r16" {
-		t.Fatalf("arbiter a retention after the upgrade: %s, want r16", v.arbiter)
+	if v := say(fleet); v.arbiter() != "r16" {
+		t.Fatalf("arbiter a retention after the upgrade: %s, want r16", v.arbiter())
 	}
 	// The work is 21 minutes old, inside the 30-minute replay window.
 	id2 := f.submitVia(fleet, r1).GetSubmissionId()
@@ -150,8 +150,8 @@ func TestAStaleViewAtTheHandoverStillPaysOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock.Advance(31 * time.Second)
-	if v := say(b); v.arbiter != "r32" { // b refreshes at t0+60m01s
-		t.Fatalf("b's arbiter %s, want r32", v.arbiter)
+	if v := say(b); v.arbiter() != "r32" { // b refreshes at t0+60m01s
+		t.Fatalf("b's arbiter %s, want r32", v.arbiter())
 	}
 	retry := pickRetry(t, func(s func(string) int) bool {
 		return s("r7") != s("r16") && s("r32") != s("r7") && s("r32") != s("r16")
@@ -161,8 +161,8 @@ func TestAStaleViewAtTheHandoverStillPaysOnce(t *testing.T) {
 		EndTime: timestamppb.New(clock.Now().Add(-time.Second))}
 	id1 := f.submitVia(b, r1).GetSubmissionId()
 	clock.Advance(time.Second)
-	if v := say(c); v.arbiter != "r16" {
-		t.Fatalf("c's cached arbiter %s, want r16 (stale)", v.arbiter)
+	if v := say(c); v.arbiter() != "r16" {
+		t.Fatalf("c's cached arbiter %s, want r16 (stale)", v.arbiter())
 	}
 	id2 := f.submitVia(c, r1).GetSubmissionId()
 	if id1 != id2 {

@@ -3,9 +3,9 @@
 --
 -- KEYS[1] the layout hash: f:<layout>, l:<layout> (first and last time a
 --         replica said it, unix ms; a first time is later than every other
---         layout's), r:<layout> (when it was retired: no
---         replica had said it for the longest retention), max (the most
---         shards any layout had)
+--         layout's), r:<layout> (when it was retired: no replica had said
+--         it for the longest retention), max (the most shards any layout
+--         had)
 --
 -- ARGV[1] this replica's layout
 -- ARGV[2] its shard count
@@ -13,11 +13,12 @@
 -- ARGV[4] "1" to add the legacy layout (first said at 0) when the hash is new
 -- ARGV[5] now minus the longest retention, unix ms: a layout last said
 --         before it is retired, one retired before it is dropped
--- ARGV[6] the legacy layout's name (16 shards)
+-- ARGV[6] the legacy layout's name
+-- ARGV[7] its shard count
 --
 -- Returns the hash after the change (HGETALL).
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'f:' .. ARGV[6], 0, 'l:' .. ARGV[6], ARGV[3], 'max', 16)
+  redis.call('HSET', KEYS[1], 'f:' .. ARGV[6], 0, 'l:' .. ARGV[6], ARGV[3], 'max', ARGV[7])
 end
 if redis.call('HEXISTS', KEYS[1], 'f:' .. ARGV[1]) == 0 then
   -- A layout said for the first time sorts after every layout known, even
