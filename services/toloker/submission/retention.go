@@ -71,13 +71,13 @@ var (
 	expireLua    string
 	expireScript = redis.NewScript(expireLua)
 
-	// renewClaimScript sets a claim's TTL (KEYS[1], ARGV[1] ms) if the key
-	// holds one (never an idempotency key's submission id).
-	renewClaimScript = redis.NewScript(`local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 4) == 'fwd:' then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end return 0`)
-
-	// dropClaimScript deletes a claim (KEYS[1], layout.go) if the key
-	// still holds one.
-	dropClaimScript = redis.NewScript(`local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 4) == 'fwd:' then return redis.call('DEL', KEYS[1]) end return 0`)
+	// claimKeyScript deletes (ARGV[1] "") or renews for ARGV[1] ms a claim
+	// (KEYS[1], layout.go) if the key holds one (never an idempotency
+	// key's submission id).
+	claimKeyScript = redis.NewScript(`local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, 4) ~= 'fwd:' then return 0 end
+if ARGV[1] == '' then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])`)
 )
 
 // expireBatch is how many index entries one expire pass reads at a time.
@@ -261,7 +261,7 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 			args = append(args, id, delivered, bit(withKey))
 		}
 		var due, unpaid []string
-		var claims []storage.Call // arbiter's claims naming the deleted submissions (layout.go)
+		var gone []*record // deleted with a retry_id: their claims go too (layout.go)
 		for i, id := range ids {
 			v := heads[i].Val()
 			st, _ := v[0].(string)
@@ -297,11 +297,7 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 			}
 			add(id, sub.GetAssignmentId(), sub.GetRetryId(), strconv.FormatInt(at.UnixMilli(), 10), withKey)
 			if withKey {
-				for _, c := range strings.Split(r.claims, ",") {
-					if key := s.st.claimEntryKey(c, tenantID, poolID, sub.GetRetryId()); key != "" {
-						claims = append(claims, storage.Call{Keys: []string{key}})
-					}
-				}
+				gone = append(gone, r)
 			}
 		}
 		if len(args) > 0 {
@@ -312,21 +308,11 @@ func (s *Service) expirePool(ctx context.Context, shard int, tenantID, poolID st
 			deleted += n
 			s.m.expired.Add(float64(n))
 		}
-		if len(claims) > 0 {
-			// After their submissions, like their idempotency keys: a
-			// replay that finds neither is past the window. A claim left
-			// by a failure here expires (claimTTL).
-			cmds, err := storage.EvalAll(ctx, s.rdb, dropClaimScript, claims, nil)
-			if err == nil {
-				for _, c := range cmds {
-					if err = c.Err(); err != nil {
-						break
-					}
-				}
-			}
-			if err != nil {
-				return deleted, storage.Unavailable(err)
-			}
+		// The claims after their submissions, like their idempotency
+		// keys: a replay that finds neither is past the window. A claim
+		// left by a failure here expires (claimTTL).
+		if err := s.keepClaims(ctx, tenantID, poolID, gone, 0); err != nil {
+			return deleted, err
 		}
 		if len(ids) < expireBatch {
 			return deleted, nil
@@ -347,27 +333,34 @@ func (s *Service) renewClaims(ctx context.Context, tenantID, poolID string, ids 
 	if err != nil {
 		return err
 	}
+	return s.keepClaims(ctx, tenantID, poolID, recs, claimTTL(retention))
+}
+
+// keepClaims deletes (ttl 0) or renews for ttl the claims recs' submits
+// wrote or followed (record.claims), in one pipeline.
+func (s *Service) keepClaims(ctx context.Context, tenantID, poolID string, recs []*record, ttl time.Duration) error {
+	arg := ""
+	if ttl > 0 {
+		arg = strconv.FormatInt(ttl.Milliseconds(), 10)
+	}
 	var calls []storage.Call
 	for _, r := range recs {
 		for _, c := range strings.Split(r.claims, ",") {
 			if key := s.st.claimEntryKey(c, tenantID, poolID, r.sub.GetRetryId()); key != "" {
-				calls = append(calls, storage.Call{Keys: []string{key}, Args: []any{claimTTL(retention).Milliseconds()}})
+				calls = append(calls, storage.Call{Keys: []string{key}, Args: []any{arg}})
 			}
 		}
 	}
 	if len(calls) == 0 {
 		return nil
 	}
-	cmds, err := storage.EvalAll(ctx, s.rdb, renewClaimScript, calls, nil)
+	cmds, err := storage.EvalAll(ctx, s.rdb, claimKeyScript, calls, nil)
 	for _, c := range cmds {
 		if err == nil {
 			err = c.Err()
 		}
 	}
-	if err != nil {
-		return storage.Unavailable(err)
-	}
-	return nil
+	return storage.Unavailable(err)
 }
 
 // expired reports whether a submission delivered at delivered is past the

@@ -663,11 +663,7 @@ func (s *Service) GetPoolTotals(ctx context.Context, req *crowdgatev1.GetPoolTot
 	if _, err := s.catalog.Pool(ctx, tenantID, req.GetPoolId()); err != nil {
 		return nil, err
 	}
-	shards, err := s.shardCount(ctx)
-	if err != nil {
-		return nil, err
-	}
-	t, err := s.st.totals(ctx, shards, tenantID, req.GetPoolId())
+	t, err := s.poolTotals(ctx, tenantID, req.GetPoolId())
 	if err != nil {
 		return nil, err
 	}
@@ -682,14 +678,19 @@ func (s *Service) GetPoolTotals(ctx context.Context, req *crowdgatev1.GetPoolTot
 	}}, nil
 }
 
+// poolTotals adds a pool's totals over every shard ever used.
+func (s *Service) poolTotals(ctx context.Context, tenantID, poolID string) (totals, error) {
+	shards, err := s.shardCount(ctx)
+	if err != nil {
+		return totals{}, err
+	}
+	return s.st.totals(ctx, shards, tenantID, poolID)
+}
+
 // PendingCount returns how many of a pool's submits are not yet delivered
 // (queued) and how many are dead: the outbox's part of the archive check.
 func (s *Service) PendingCount(ctx context.Context, tenantID, poolID string) (queued, dead int64, err error) {
-	shards, err := s.shardCount(ctx)
-	if err != nil {
-		return 0, 0, err
-	}
-	t, err := s.st.totals(ctx, shards, tenantID, poolID)
+	t, err := s.poolTotals(ctx, tenantID, poolID)
 	if err != nil {
 		return 0, 0, err
 	}
