@@ -39,10 +39,11 @@ end
 return 0
 `)
 
-// Relay copies every intent of the streams streams lists (asked before
-// every read, so the list may grow at its end while it runs; an Event in field IntentField,
-// written by a script of another package atomically with the change it
-// reports) to its tenant's log, then deletes it, until ctx ends.
+// Relay copies every intent (an Event in field IntentField, written by a
+// script of another package atomically with the change it reports) of the
+// streams list returns to its tenant's log, then deletes it, until ctx
+// ends. list is asked before every read, so the streams may grow at the
+// end of the list while Relay runs.
 //
 // One replica at a time relays a stream (a lease per stream, the stream's
 // key + ":relay", renewed while it works): it reads the stream from its
@@ -61,9 +62,9 @@ func (l *Log) Relay(ctx context.Context, list func() []string) {
 	var streams []string
 	var renewed []time.Time // when this replica last took or renewed each stream's lease
 	for ctx.Err() == nil {
-		if now := list(); len(now) != len(streams) {
-			streams = now
-			renewed = append(renewed, make([]time.Time, max(len(now)-len(renewed), 0))...)[:len(now)]
+		if current := list(); len(current) != len(streams) {
+			streams = current
+			renewed = append(renewed, make([]time.Time, max(len(current)-len(renewed), 0))...)[:len(current)]
 		}
 		woken := l.wake.wait()
 		// Every stream's oldest intents in one round trip.

@@ -16,9 +16,9 @@ const maxScan = 5000
 // ListSubmissions lists a pool's submissions, newest first, filtered by
 // user, state and creation time. Time bounds and pages are ranges of the
 // pool's index (ids begin with their creation time), merged over the
-// shards that hold its parts; the dead letters have an index of their own; the user and other states are filtered while
-// reading, at most maxScan records a call (a short page then carries a
-// token to go on).
+// shards that hold its parts; the dead letters have an index of their own;
+// the user and other states are filtered while reading, at most maxScan
+// records a call (a short page then carries a token to go on).
 func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubmissionsRequest) (*crowdgatev1.ListSubmissionsResponse, error) {
 	if req.GetPoolId() == "" {
 		return nil, serviceerror.NewInvalidArgument("pool_id", "is required")

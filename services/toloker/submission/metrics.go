@@ -86,8 +86,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // DeadLetters counts the submissions DEAD now in the given pools of a
 // tenant: one HGET of each shard's part of each pool's totals (kept exact
-// by the Lua scripts), pipelined. The gateway's crowdgate_submission_dead_letters gauge sums it
-// over every pool.
+// by the Lua scripts), pipelined. The gateway's
+// crowdgate_submission_dead_letters gauge sums it over every pool.
 func (s *Service) DeadLetters(ctx context.Context, tenantID string, poolIDs []string) (int64, error) {
 	shards, err := s.shardCount(ctx)
 	if err != nil {

@@ -55,8 +55,10 @@ const (
 // script changes them atomically with the shard's stream:
 //
 //	<prefix>sub:{sub:N}:<tenant>:<submission id>    record (hash)
-//	<prefix>idem:{sub:N}:<tenant>:<pool>:<retry_id> idempotency key -> submission id
-//	                                                (or an arbiter's claim "fwd:<shard>")
+//	<prefix>idem:{sub:N}:<tenant>:<pool>:<retry_id> idempotency key -> submission id (in the
+//	                                                legacy layout's shard, or a copy of its claim)
+//	<prefix>arb:{sub:N}:<instance>:<tenant>:<pool>:<retry_id>
+//	                                                a layout instance's claim, "fwd:<shard>"
 //	<prefix>tot:{sub:N}:<tenant>:<pool>             the shard's part of the pool's totals
 //	                                                (hash: delivered, queued, dead, rd, rq)
 //	<prefix>idx:{sub:N}:<tenant>:<pool>             the pool's submissions in the shard (zset by id)
@@ -74,7 +76,9 @@ const (
 // (state), att (attempts), amt (reward in units of 1e-8 USD), tp (Toloka pool
 // id), cred (credential id), fp (request fingerprint), eid (current stream
 // entry, "" when none), err (TolokaError protobuf), fl (flags), dt, lat and
-// nat (deliver, last attempt and next attempt times in unix ms).
+// nat (deliver, last attempt and next attempt times in unix ms), and arb
+// (the claim keys its submit wrote or followed, layout.go). The layouts in
+// use are in <prefix>sublayout (layout.go).
 type store struct {
 	rdb    redis.UniversalClient
 	prefix string

@@ -9,9 +9,10 @@
 // totals and indexes, and an entry in the shard's outbox stream. Only then
 // is anything sent to Toloka. The number of shards is a setting that may
 // change on a running system; a retry_id is one submission whatever the
-// counts of the replicas it reaches (layout.go). The accepting replica makes the first delivery
-// attempt at once, under a per-submission lease, and answers with Toloka's
-// flags when Toloka answers within Config.SyncTimeout, QUEUED otherwise.
+// counts of the replicas it reaches (layout.go). The accepting replica
+// makes the first delivery attempt at once, under a per-submission lease,
+// and answers with Toloka's flags when Toloka answers within
+// Config.SyncTimeout, QUEUED otherwise.
 //
 // Every replica runs Run: workers of one consumer group read the outbox
 // streams, take the submission's lease, post it to Toloka with the same
