@@ -18,6 +18,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/access"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/token"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/requester/archive"
@@ -140,7 +141,7 @@ func wire(w wiring) (*wired, error) {
 	}
 	// The landing's shared limits never wait: a Toloker over a limit gets a
 	// 429 page at once.
-	landingLimiter, err := ratelimit.New(ratelimit.Config{Client: session.AutoPipelined(rdb), Prefix: prefix + "ratelimit:", MaxWait: -1})
+	landingLimiter, err := ratelimit.New(ratelimit.Config{Client: storage.AutoPipelined(rdb), Prefix: prefix + "ratelimit:", MaxWait: -1})
 	if err != nil {
 		return nil, err
 	}

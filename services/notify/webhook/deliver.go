@@ -160,7 +160,7 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		return
 	}
 	endpointID, _, _ := strings.Cut(e.Item, "/")
-	r, err := s.st.getEndpoint(ctx, e.Tenant, endpointID)
+	r, err := s.st.attemptEndpoint(ctx, e.Tenant, endpointID)
 	if err != nil || r.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED {
 		if err != nil && !isNotFound(err) {
 			// Not recorded: the entry stays pending and comes back.

@@ -43,9 +43,12 @@ const group = "webhook"
 //	                                            ty, ct, nat; journal = WebhookAttempt
 //	                                            protobufs)
 type store struct {
-	rdb    redis.UniversalClient
-	prefix string
-	box    *secretbox.Box
+	rdb redis.UniversalClient
+	// workers carries the reads every delivery attempt makes (an
+	// autopipelined rdb: the attempts in flight share round trips).
+	workers redis.Cmdable
+	prefix  string
+	box     *secretbox.Box
 }
 
 func (s *store) endpointKey(tenantID, id string) string {
@@ -148,10 +151,20 @@ var endpointFields = []string{"pb", "sec", "osec", "oexp", "fs"}
 // getEndpoint reads an endpoint; NotFound when the tenant has none of
 // that id.
 func (s *store) getEndpoint(ctx context.Context, tenantID, id string) (*endpointRecord, error) {
+	return s.readEndpoint(ctx, s.rdb, tenantID, id)
+}
+
+// attemptEndpoint is getEndpoint for a delivery attempt, read through
+// workers.
+func (s *store) attemptEndpoint(ctx context.Context, tenantID, id string) (*endpointRecord, error) {
+	return s.readEndpoint(ctx, s.workers, tenantID, id)
+}
+
+func (s *store) readEndpoint(ctx context.Context, c redis.Cmdable, tenantID, id string) (*endpointRecord, error) {
 	if !validEndpointID(id) {
 		return nil, &serviceerror.NotFound{Resource: "webhook endpoint", ID: id}
 	}
-	vals, err := s.rdb.HMGet(ctx, s.endpointKey(tenantID, id), endpointFields...).Result()
+	vals, err := c.HMGet(ctx, s.endpointKey(tenantID, id), endpointFields...).Result()
 	if err != nil {
 		return nil, storage.Unavailable(err)
 	}

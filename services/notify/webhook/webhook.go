@@ -49,6 +49,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/platform/outbox"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
 // RotationOverlap is how long a rotated-out secret keeps signing.
@@ -132,13 +133,16 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	g := guard{allowPrivate: set.AllowPrivate, resolver: cfg.Resolver}
+	// Every attempt claims, reads its endpoint and settles: many attempts
+	// in flight share those round trips.
+	workers := storage.AutoPipelined(cfg.Redis)
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "crowdgate"
 	}
 	s := &Service{
 		cfg:    set,
-		st:     &store{rdb: cfg.Redis, prefix: cfg.Prefix, box: cfg.Box},
+		st:     &store{rdb: cfg.Redis, workers: workers, prefix: cfg.Prefix, box: cfg.Box},
 		events: cfg.Events,
 		guard:  g,
 		client: newClient(g, set.AttemptTimeout, set.Concurrency),
@@ -146,7 +150,7 @@ func New(cfg Config) (*Service, error) {
 		m:      m,
 		now:    cfg.Now,
 		wake:   make(chan struct{}, 1),
-		rec: &outbox.Records{Redis: cfg.Redis, Prefix: cfg.Prefix, Name: "wh", Group: group,
+		rec: &outbox.Records{Redis: cfg.Redis, Workers: workers, Prefix: cfg.Prefix, Name: "wh", Group: group,
 			JournalMax: maxAttemptsKept, Retention: set.Retention},
 		consume: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),
 	}

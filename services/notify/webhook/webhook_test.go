@@ -230,6 +230,12 @@ func TestAnEndpointFailingForTheDisablePeriodIsDisabledWithAnEvent(t *testing.T)
 		ds := f.deliveries(ep.EndpointId)
 		return len(ds) == 1 && len(ds[0].Attempts) == 1
 	})
+	// The worker marks the endpoint failing after it records the attempt:
+	// the clock moves on only once it has.
+	f.waitFor("the endpoint marked failing", func() bool {
+		r, err := f.svc.st.getEndpoint(f.ctx, ep.GetTenantId(), ep.GetEndpointId())
+		return err == nil && !r.failingSince.IsZero()
+	})
 	f.clock.Advance(30 * time.Minute)
 	f.event(events.TypePoolClosed, "pools/p-1")
 	f.waitFor("the second failure", func() bool { return rcv.count() == 2 })

@@ -65,6 +65,11 @@ const (
 type Records struct {
 	// Redis holds the records.
 	Redis redis.UniversalClient
+	// Workers, when set, carries Claim and Settle, the calls every attempt
+	// makes (Redis when nil): an autopipelined client
+	// (storage.AutoPipelined) lets the attempts in flight share round
+	// trips. Both are safe to resend.
+	Workers redis.Scripter
 	// Prefix starts every key; Name names the outbox ("wh").
 	Prefix, Name string
 	// Group is the consumer group of the streams.
@@ -100,6 +105,14 @@ func (r *Records) Stream(shard int) string { return r.Prefix + r.Name + "o:" + r
 
 // Schedule is shard's schedule (Config.Schedule).
 func (r *Records) Schedule(shard int) string { return r.Prefix + r.Name + "s:" + r.tag(shard) }
+
+// workers is the client of Claim and Settle.
+func (r *Records) workers() redis.Scripter {
+	if r.Workers != nil {
+		return r.Workers
+	}
+	return r.Redis
+}
 
 // Enqueue writes an item's record with fields (name, value pairs; "pb" is
 // the payload Claim returns) and its stream entry. An existing record is
@@ -175,7 +188,7 @@ type Claim struct {
 
 // Claim takes the lease of the item e carries for ttl, with token.
 func (r *Records) Claim(ctx context.Context, e Entry, token string, ttl time.Duration) (Claim, error) {
-	raw, err := claimScript.Run(ctx, r.Redis,
+	raw, err := claimScript.Run(ctx, r.workers(),
 		[]string{r.Record(e.Shard, e.Tenant, e.Item), r.Lease(e.Shard, e.Item), r.Stream(e.Shard)},
 		e.StreamID, token, ttl.Milliseconds(), r.Group).Result()
 	if err != nil {
@@ -220,7 +233,7 @@ func (r *Records) Settle(ctx context.Context, e Entry, token string, s Settlemen
 	}
 	args := append([]any{s.Outcome, e.StreamID, token, r.Group, s.Backoff.Milliseconds(), SchedMember(e.Tenant, e.Item),
 		s.Journal, jmax, ret.Milliseconds()}, s.Fields...)
-	raw, err := settleScript.Run(ctx, r.Redis, []string{
+	raw, err := settleScript.Run(ctx, r.workers(), []string{
 		r.Record(e.Shard, e.Tenant, e.Item), r.Stream(e.Shard), r.Schedule(e.Shard),
 		r.Lease(e.Shard, e.Item), r.Journal(e.Shard, e.Tenant, e.Item),
 	}, args...).Result()

@@ -19,7 +19,7 @@ import (
 //     _conn_total_current, _conn_idle_current, _conn_stale_total;
 //   - crowdgate_redis_command_duration_seconds{command}: every command's
 //     round trip, by command name (a pipeline, autopipelined landings
-//     included, once as "pipeline"); never a key;
+//     and webhook attempts included, once as "pipeline"); never a key;
 //   - crowdgate_redis_command_errors_total{command}: commands that failed.
 //     A missing key (redis.Nil) is an answer, not an error, and so is
 //     NOSCRIPT, which Script.Run answers by sending the script; and a new

@@ -28,6 +28,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/token"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
@@ -160,7 +161,7 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	return &Env{
 		Sim: sim, SimServer: ts, Toloka: client, Catalog: cat, Redis: r,
-		Signer: signer, Sessions: sessions, Tolokers: tolokers, Events: evlog, Config: cfg, LandingRedis: session.AutoPipelined(r.Client),
+		Signer: signer, Sessions: sessions, Tolokers: tolokers, Events: evlog, Config: cfg, LandingRedis: storage.AutoPipelined(r.Client),
 		platformURL: platformURL,
 	}
 }

@@ -62,6 +62,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/restriction"
 	"github.com/crowdgate/crowdgate/services/platform/settings"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/token"
 )
 
@@ -226,7 +227,7 @@ func NewService(cfg Config, tolokers Tolokers) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	landing := AutoPipelined(cfg.Redis)
+	landing := storage.AutoPipelined(cfg.Redis)
 	if cfg.DirectLanding {
 		landing = cfg.Redis
 	}
@@ -241,29 +242,6 @@ func NewService(cfg Config, tolokers Tolokers) (*Service, error) {
 		log:      cfg.Log,
 		metrics:  newMetrics(cfg.Metrics),
 	}, nil
-}
-
-// AutoPipelined returns a client that batches the commands of concurrent
-// callers into pipelines over rdb (go-redis's blocking AutoPipeline: each
-// call still waits for its own answer), or rdb itself when it cannot. Under
-// many concurrent landings this saves system calls on both sides: in
-// BenchmarkLanding/warm it cuts the CPU a landing costs by about 30%. A
-// batch that fails on the network may be resent whole, so give it only
-// commands that are safe to repeat: the landing's scripts and rate limits
-// are (a repeat re-reads a session, or spends a slot twice); the code
-// exchange is not, and does not use it.
-func AutoPipelined(rdb redis.UniversalClient) redis.UniversalClient {
-	c, ok := rdb.(interface {
-		AutoPipeline() (*redis.AutoPipeliner, error)
-	})
-	if !ok {
-		return rdb
-	}
-	ap, err := c.AutoPipeline()
-	if err != nil {
-		return rdb
-	}
-	return ap
 }
 
 // NotActiveError reports an assignment Toloka does not answer as ACTIVE:
