@@ -25,7 +25,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	r := redistest.New(t)
 	return &fixture{t: t, ctx: context.Background(), rdb: r,
-		rec: &Records{Redis: r.Client, Prefix: r.Prefix, Name: "ob", Group: "g", Retention: time.Hour}}
+		rec: &Records{Redis: r.Client, Prefix: r.Prefix, Name: "ob", Group: "g", Retention: time.Hour, JournalMax: 5}}
 }
 
 func shardOf(item string) int { return len(item) % testShards }
@@ -187,6 +187,11 @@ func TestRetriesComeBackFromTheDurableSchedule(t *testing.T) {
 	f.waitFor("done again", func() bool { return f.state("flaky") == StateDone && len(runs) == 6 })
 	if n, _ := f.rdb.Client.HGet(f.ctx, f.rec.Record(shardOf("flaky"), "t1", "flaky"), "att").Result(); n != "6" {
 		t.Errorf("attempts after a second run: %s, want 6", n)
+	}
+	// The journal keeps the newest JournalMax attempts.
+	journal, _ = f.rdb.Client.LRange(f.ctx, f.rec.Journal(shardOf("flaky"), "t1", "flaky"), 0, -1).Result()
+	if diff := cmp.Diff([]string{"attempt 1", "attempt 2", "attempt 3", "attempt 4", "attempt 5"}, journal); diff != "" {
+		t.Errorf("journal after a second run (-want +got):\n%s", diff)
 	}
 }
 

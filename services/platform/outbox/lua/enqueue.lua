@@ -14,20 +14,22 @@
 --
 -- Returns {"new", entry} | {"requeued", entry} | {"exists", state}.
 local st = redis.call('HGET', KEYS[1], 'st')
-if st then
-  if ARGV[3] ~= 'again' or st == '1' then
-    return {'exists', st}
-  end
+if st and (ARGV[3] ~= 'again' or st == '1') then
+  return {'exists', st}
 end
 local eid = redis.call('XADD', KEYS[2], '*', 't', ARGV[1], 's', ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[1] .. '\t' .. ARGV[2])
-redis.call('PERSIST', KEYS[1])
-redis.call('HSET', KEYS[1], 'st', '1', 'eid', eid, 'ratt', '0')
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+-- One HSET of every field (each command a script runs costs Redis time).
+local f = {'st', '1', 'eid', eid, 'ratt', '0'}
+for i = 4, #ARGV do
+  f[#f + 1] = ARGV[i]
 end
 if st then
+  redis.call('PERSIST', KEYS[1])
+  redis.call('HSET', KEYS[1], unpack(f))
   return {'requeued', eid}
 end
-redis.call('HSET', KEYS[1], 'att', '0')
+f[#f + 1] = 'att'
+f[#f + 1] = '0'
+redis.call('HSET', KEYS[1], unpack(f))
 return {'new', eid}

@@ -27,38 +27,47 @@ if ARGV[2] ~= '' then
   redis.call('XACK', KEYS[2], ARGV[4], ARGV[2])
   redis.call('XDEL', KEYS[2], ARGV[2])
 end
-local r = redis.call('HMGET', KEYS[1], 'st', 'eid')
+local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'att', 'ratt')
 local st, eid = r[1], r[2]
 if not st then
   return {'gone'}
 end
 if ARGV[7] ~= '' then
-  redis.call('RPUSH', KEYS[5], ARGV[7])
-  redis.call('LTRIM', KEYS[5], -tonumber(ARGV[8]), -1)
+  local max = tonumber(ARGV[8])
+  if redis.call('RPUSH', KEYS[5], ARGV[7]) > max then
+    redis.call('LTRIM', KEYS[5], -max, -1)
+  end
 end
 if st ~= '1' or eid ~= ARGV[2] then
   return {'skip', st}
 end
+-- One HSET of every field (each command a script runs costs Redis time):
+-- the attempt counted (not for a drop), the caller's fields, no live
+-- entry, and the new state once settled.
+local f = {}
 if ARGV[1] ~= 'drop' then
-  redis.call('HINCRBY', KEYS[1], 'att', 1)
-  redis.call('HINCRBY', KEYS[1], 'ratt', 1)
+  f = {'att', tostring((tonumber(r[3]) or 0) + 1), 'ratt', tostring((tonumber(r[4]) or 0) + 1)}
 end
-for i = 10, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+for i = 10, #ARGV do
+  f[#f + 1] = ARGV[i]
 end
-redis.call('HSET', KEYS[1], 'eid', '')
+f[#f + 1] = 'eid'
+f[#f + 1] = ''
 if ARGV[1] == 'retry' then
+  redis.call('HSET', KEYS[1], unpack(f))
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', KEYS[3], string.format('%.0f', now + tonumber(ARGV[5])), ARGV[6])
   return {'retry'}
 end
-redis.call('ZREM', KEYS[3], ARGV[6])
+f[#f + 1] = 'st'
 if ARGV[1] == 'done' then
-  redis.call('HSET', KEYS[1], 'st', '2')
+  f[#f + 1] = '2'
 else
-  redis.call('HSET', KEYS[1], 'st', '3')
+  f[#f + 1] = '3'
 end
+redis.call('HSET', KEYS[1], unpack(f))
+redis.call('ZREM', KEYS[3], ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
 redis.call('PEXPIRE', KEYS[5], ARGV[9])
 return {ARGV[1]}
