@@ -5,10 +5,12 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -391,8 +393,12 @@ func (s *Service) RedeliverWebhookEvent(ctx context.Context, req *crowdgatev1.Re
 }
 
 // redeliverBatch is how many deliveries RedeliverWebhookEvents queues
-// per round trip.
-const redeliverBatch = 256
+// per round trip, and redeliverInFlight how many batches it has in flight
+// at once (the log is read while earlier batches are written).
+const (
+	redeliverBatch    = 512
+	redeliverInFlight = 4
+)
 
 // RedeliverWebhookEvents queues a new run of attempts of every event of the
 // log since a time that the endpoint subscribes to.
@@ -411,31 +417,41 @@ func (s *Service) RedeliverWebhookEvents(ctx context.Context, req *crowdgatev1.R
 	if err != nil {
 		return nil, err
 	}
-	// Queued in batches: two round trips per batch, not per event.
+	// Queued in batches (two round trips per batch, not per event), a few
+	// batches in flight while the log is read on.
 	var (
-		n     int
-		batch []delivery
+		queued atomic.Int64
+		batch  []delivery
 	)
-	flush := func() error {
-		queued, err := s.enqueue(ctx, batch, true)
-		n += queued
-		batch = batch[:0]
-		return err
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(redeliverInFlight)
+	flush := func() {
+		b := batch
+		batch = nil
+		g.Go(func() error {
+			n, err := s.enqueue(gctx, b, true)
+			queued.Add(int64(n))
+			return err
+		})
 	}
-	err = s.events.Since(ctx, tenantID, req.GetStartTime().AsTime(), func(ev *crowdgatev1.Event) error {
+	err = s.events.Since(gctx, tenantID, req.GetStartTime().AsTime(), func(ev *crowdgatev1.Event) error {
 		if ev.GetTenantId() != tenantID || !selects(r.ep, ev.GetType()) {
 			return nil
 		}
 		if batch = append(batch, delivery{r.ep, ev}); len(batch) == redeliverBatch {
-			return flush()
+			flush()
 		}
-		return nil
+		return gctx.Err()
 	})
-	if err == nil {
-		err = flush()
+	if err == nil && len(batch) > 0 {
+		flush()
+	}
+	if werr := g.Wait(); werr != nil {
+		err = werr // a failed batch stops the read: it is the cause
 	}
 	if err != nil {
 		return nil, err
 	}
+	n := queued.Load()
 	return &crowdgatev1.RedeliverWebhookEventsResponse{Queued: int32(n)}, nil
 }
