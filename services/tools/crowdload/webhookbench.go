@@ -144,10 +144,27 @@ type FanoutPhase struct {
 	P50, P99, Max time.Duration
 	// Skipped says why the phase was not run.
 	Skipped string
+	// CPU is the CPU time each process used during the phase, by name
+	// (backlog and ceiling): "gateway", "redis", "receiver" (crowdload
+	// itself: the receiver and its verification, and the harness) and,
+	// for the ceiling, "wrk".
+	CPU map[string]time.Duration
 }
 
 // Rate is events (or requests) per second.
 func (p FanoutPhase) Rate() float64 { return Rate(int(p.Events), p.Elapsed) }
+
+// cpuEach renders the CPU each process spent per event, "" when unknown.
+func (p FanoutPhase) cpuEach() string {
+	if p.Events == 0 {
+		return ""
+	}
+	var out []string
+	for _, name := range slices.Sorted(mapKeys(p.CPU)) {
+		out = append(out, fmt.Sprintf("%s %.1fus", name, float64(p.CPU[name].Microseconds())/float64(p.Events)))
+	}
+	return "  " + strings.Join(out, ", ")
+}
 
 // WebhooksResult is what the webhook benchmark measured.
 type WebhooksResult struct {
@@ -174,13 +191,13 @@ func (r *WebhooksResult) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "\ncrowdload webhooks: %d Tolokers x %d submits (%d events), one gateway, one endpoint on 127.0.0.1; %d CPUs\n",
 		c.Tolokers, c.Submits, r.Live.Events, r.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tevents\tper second\tp50\tp99\tmax\t")
+	fmt.Fprintln(tw, "phase\tevents\tper second\tp50\tp99\tmax\t  CPU per event")
 	row := func(p FanoutPhase) {
 		if p.Skipped != "" {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t\n", p.Name)
 			return
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t\n", p.Name, p.Events, p.Rate(), ms(p.P50), ms(p.P99), ms(p.Max))
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\n", p.Name, p.Events, p.Rate(), ms(p.P50), ms(p.P99), ms(p.Max), p.cpuEach())
 	}
 	row(r.Created)
 	row(r.Live)
@@ -317,6 +334,8 @@ func RunWebhooks(ctx context.Context, cfg WebhooksConfig, progress io.Writer) (*
 		}
 		want := len(rcs)
 		r.logf("backlog: redelivering the run's %d events to a second endpoint at once", want)
+		procs := map[string]int{"gateway": r.ownReplicas[0].PID(), "redis": r.ownRedis.proc.pid(), "receiver": os.Getpid()}
+		cpu0 := cpuTimes(procs)
 		t0 := time.Now()
 		if _, err := setupCall(ctx, 5*time.Minute, func(ctx context.Context) (*crowdgatev1.RedeliverWebhookEventsResponse, error) {
 			return r.apis[0].RedeliverWebhookEvents(ctx, &crowdgatev1.RedeliverWebhookEventsRequest{
@@ -325,10 +344,12 @@ func RunWebhooks(ctx context.Context, cfg WebhooksConfig, progress io.Writer) (*
 		}); err != nil {
 			return fmt.Errorf("backlog: RedeliverWebhookEvents: %w", err)
 		}
+		r.logf("backlog: every delivery queued after %s", time.Since(t0).Round(time.Millisecond))
 		if err := waitReceived(ctx, h2, want, cfg.Wait); err != nil {
 			return fmt.Errorf("backlog: %w", err)
 		}
 		res.Backlog = receiptStats(h2.Receipts(), t0)
+		res.Backlog.CPU = cpuSince(procs, cpu0)
 		res.Backlog.Name = "backlog: redelivery request to receipt"
 		if s := h2.Stats(); s.BadSignature+s.Malformed > 0 {
 			return fmt.Errorf("backlog: %d deliveries failed verification (%v)", s.BadSignature+s.Malformed, h2.Errors())
@@ -347,7 +368,7 @@ func RunWebhooks(ctx context.Context, cfg WebhooksConfig, progress io.Writer) (*
 			return err
 		}
 		r.logf("ceiling: wrk against the receiver with one signed delivery")
-		ph, err := runWrk(ctx, wrk, LandingConfig{Connections: cfg.Connections, Duration: cfg.Duration}, script, r.hook.URL(), map[string]int{})
+		ph, err := runWrk(ctx, wrk, LandingConfig{Connections: cfg.Connections, Duration: cfg.Duration}, script, r.hook.URL(), procs)
 		if err != nil {
 			return err
 		}
@@ -355,6 +376,7 @@ func RunWebhooks(ctx context.Context, cfg WebhooksConfig, progress io.Writer) (*
 			return fmt.Errorf("ceiling: %d answers were not 2xx; wrk's report:\n%s", ph.Other, ph.Report)
 		}
 		res.Ceiling.Events, res.Ceiling.Elapsed, res.Ceiling.P50, res.Ceiling.P99 = ph.Requests, ph.Elapsed, ph.P50, ph.P99
+		res.Ceiling.CPU = ph.CPU
 		return nil
 	}()
 	return res, runErr
