@@ -30,16 +30,3 @@ func AutoPipelined(rdb redis.UniversalClient) redis.UniversalClient {
 	}
 	return ap
 }
-
-// autoPipelineOptions configure the clients Open makes: full duplex, one
-// connection that streams the callers' commands while it reads the
-// answers, instead of one batch per round trip. Against a Redis that
-// fsyncs every write (`appendfsync always`) an answer waits for the disk,
-// and the next batch need not wait for it: in `crowdload webhooks` the
-// webhook backlog was delivered faster with it, and warm landings were
-// the same within the machine's noise.
-func autoPipelineOptions() *redis.AutoPipelineOptions {
-	o := redis.DefaultBlockingAutoPipelineOptions()
-	o.FullDuplex = true
-	return o
-}

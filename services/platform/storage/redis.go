@@ -110,7 +110,6 @@ func newClient(cfg Settings) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		o.AutoPipelineOptions = autoPipelineOptions()
 		return redis.NewClient(o), nil
 	case ModeSentinel:
 		o, err := redis.ParseFailoverURL(cfg.URL)
@@ -120,14 +119,12 @@ func newClient(cfg Settings) (redis.UniversalClient, error) {
 		if o.MasterName == "" {
 			return nil, fmt.Errorf("REDIS_URL: sentinel mode needs ?master_name=")
 		}
-		o.AutoPipelineOptions = autoPipelineOptions()
 		return redis.NewFailoverClient(o), nil
 	case ModeCluster:
 		o, err := redis.ParseClusterURL(cfg.URL)
 		if err != nil {
 			return nil, fmt.Errorf("REDIS_URL: %w", err)
 		}
-		o.AutoPipelineOptions = autoPipelineOptions()
 		return redis.NewClusterClient(o), nil
 	default:
 		return nil, fmt.Errorf("REDIS_MODE: unknown mode %q (want standalone, sentinel or cluster)", cfg.Mode)
