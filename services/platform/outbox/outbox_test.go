@@ -86,7 +86,7 @@ func (f *fixture) waitFor(what string, cond func() bool) {
 func (f *fixture) settler(outcome func(e Entry, c Claim) Settlement, seen func(e Entry, c Claim)) Handler {
 	var n atomic.Int64
 	return func(ctx context.Context, e Entry) {
-		token := fmt.Sprint(n.Add(1))
+		token := fmt.Sprintf("%p-%d", &n, n.Add(1)) // unique across replicas
 		c, err := f.rec.Claim(ctx, e, token, 5*time.Second)
 		if err != nil || c.Kind != "ok" {
 			return
@@ -283,6 +283,54 @@ func TestEntryTime(t *testing.T) {
 			}
 		} else if got.UnixMilli() != want {
 			t.Errorf("EntryTime(%q) = %v", id, got)
+		}
+	}
+}
+
+func TestASettlementSentTwiceIsRecordedOnce(t *testing.T) {
+	f := newFixture(t)
+	// An autopipelined client may send a batch again when its connection
+	// drops: the second settlement must change nothing.
+	outcomes := map[string]Settlement{
+		"retried": {Outcome: Retry, Backoff: time.Hour, Journal: []byte("attempt 0")},
+		"done":    {Outcome: Done, Journal: []byte("attempt 0")},
+	}
+	answers := map[string][]string{}
+	var mu sync.Mutex
+	for it := range outcomes {
+		f.enqueue(it, false)
+	}
+	f.run(f.queue("a", func(ctx context.Context, e Entry) {
+		c, err := f.rec.Claim(ctx, e, "token", 5*time.Second)
+		if err != nil || c.Kind != "ok" {
+			t.Errorf("claim %s: %v %v", e.Item, c, err)
+			return
+		}
+		for range 2 {
+			got, err := f.rec.Settle(ctx, e, "token", outcomes[e.Item])
+			if err != nil {
+				t.Error(err)
+			}
+			mu.Lock()
+			answers[e.Item] = append(answers[e.Item], got)
+			mu.Unlock()
+		}
+	}, nil))
+	f.waitFor("both settled twice", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(answers["retried"]) == 2 && len(answers["done"]) == 2
+	})
+	if diff := cmp.Diff(map[string][]string{"retried": {"retry", "skip"}, "done": {"done", "skip"}}, answers); diff != "" {
+		t.Errorf("settle answers (-want +got):\n%s", diff)
+	}
+	for it := range outcomes {
+		journal, _ := f.rdb.Client.LRange(f.ctx, f.rec.Journal(shardOf(it), "t1", it), 0, -1).Result()
+		if diff := cmp.Diff([]string{"attempt 0"}, journal); diff != "" {
+			t.Errorf("%s's journal (-want +got):\n%s", it, diff)
+		}
+		if n, _ := f.rdb.Client.HGet(f.ctx, f.rec.Record(shardOf(it), "t1", it), "att").Result(); n != "1" {
+			t.Errorf("%s's attempts: %s, want 1", it, n)
 		}
 	}
 }

@@ -53,7 +53,8 @@ const (
 
 // Records is the generic record layout: a record hash per item (st, eid,
 // att = attempts ever, ratt = attempts of the current run, pb = payload,
-// and the user's fields), a lease key and a journal list per item, and a
+// lt = the lease token of the last settlement recorded, so that one sent
+// twice records nothing twice, and the user's fields), a lease key and a journal list per item, and a
 // stream and a schedule per shard. Every key of a shard carries the hash
 // tag {<Name>:<shard>}:
 //

@@ -18,7 +18,8 @@
 -- ARGV[10..] field, value pairs written to the record
 --
 -- Returns {outcome applied} | {"skip", state} when the item had already
--- moved on (settled, or another entry carries it) | {"gone"}.
+-- moved on (settled, or another entry carries it), or this settlement (its
+-- lease token) was recorded already | {"gone"}.
 local cur = redis.call('GET', KEYS[4])
 if cur and string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
   redis.call('DEL', KEYS[4])
@@ -27,10 +28,15 @@ if ARGV[2] ~= '' then
   redis.call('XACK', KEYS[2], ARGV[4], ARGV[2])
   redis.call('XDEL', KEYS[2], ARGV[2])
 end
-local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'att', 'ratt')
+local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'att', 'ratt', 'lt')
 local st, eid = r[1], r[2]
 if not st then
   return {'gone'}
+end
+-- lt is the lease token of the last settlement recorded: the same
+-- settlement sent again (a client resending a batch) records nothing.
+if r[5] == ARGV[3] then
+  return {'skip', st}
 end
 if ARGV[7] ~= '' then
   local max = tonumber(ARGV[8])
@@ -39,6 +45,7 @@ if ARGV[7] ~= '' then
   end
 end
 if st ~= '1' or eid ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], 'lt', ARGV[3])
   return {'skip', st}
 end
 -- One HSET of every field (each command a script runs costs Redis time):
@@ -53,6 +60,8 @@ for i = 10, #ARGV do
 end
 f[#f + 1] = 'eid'
 f[#f + 1] = ''
+f[#f + 1] = 'lt'
+f[#f + 1] = ARGV[3]
 if ARGV[1] == 'retry' then
   redis.call('HSET', KEYS[1], unpack(f))
   local t = redis.call('TIME')
