@@ -341,9 +341,13 @@ func (s *Service) failed(ctx context.Context, r *endpointRecord) {
 	reason := "every delivery attempt failed for " + s.cfg.DisableAfter.String()
 	var flipped bool
 	got, err := s.st.changeEndpoint(ctx, tenantID, id, func(cur *endpointRecord) ([]any, []string, error) {
-		if cur.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED || cur.failingSince.IsZero() {
+		// Judged again on the record as it is now: the failures read
+		// before the attempt may have ended (a success) and started again.
+		if cur.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED || cur.failingSince.IsZero() ||
+			now.Sub(cur.failingSince) < s.cfg.DisableAfter {
 			return nil, nil, nil
 		}
+		since = cur.failingSince
 		cur.ep.State = crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED
 		cur.ep.DisabledReason = reason
 		cur.ep.UpdateTime = timestamppb.New(now)

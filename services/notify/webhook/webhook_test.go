@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -638,5 +639,34 @@ func TestAttemptErrorsNameNoAddress(t *testing.T) {
 	host := strings.TrimPrefix(url, "http://")
 	if logs := f.logs.String(); strings.Contains(logs, host) || strings.Contains(logs, "s3cr3t") {
 		t.Errorf("the logs name the endpoint's address or query")
+	}
+}
+
+func TestAFailureJudgedOnAStaleReadDoesNotDisableAnEndpointFailingSinceMoments(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Settings.DisableAfter = time.Hour })
+	ep, _ := f.create(f.ctx, "https://hooks.example.com/in")
+	// An attempt read the endpoint when its failures had started two
+	// hours ago. While it ran, another attempt succeeded (the failures
+	// ended) and a third failed: the endpoint has been failing for a
+	// minute when the first attempt's failure is recorded.
+	r, err := f.svc.st.getEndpoint(f.ctx, "t1", ep.GetEndpointId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.failingSince = f.clock.Now().Add(-2 * time.Hour)
+	key := f.svc.st.endpointKey("t1", ep.GetEndpointId())
+	if err := f.redis.Client.HSet(f.ctx, key, "fs", strconv.FormatInt(f.clock.Now().Add(-time.Minute).UnixMilli(), 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.svc.failed(f.ctx, r)
+	got, err := f.svc.GetWebhookEndpoint(f.ctx, &crowdgatev1.GetWebhookEndpointRequest{EndpointId: ep.GetEndpointId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetEndpoint().GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED {
+		t.Errorf("endpoint %v after a stale failure; want it enabled: it has failed for a minute of the hour", got.GetEndpoint().GetState())
+	}
+	if n := len(f.log.ofType(events.TypeWebhookEndpointDisabled)); n != 0 {
+		t.Errorf("%d webhook_endpoint.disabled events", n)
 	}
 }
