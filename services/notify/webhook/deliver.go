@@ -203,7 +203,7 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		return
 	}
 	log.Info("webhook: attempt failed", slog.String("outcome", kind), slog.Int("http_status", int(a.GetHttpStatus())), slog.String("error", a.GetError()))
-	s.failed(ctx, r)
+	s.failed(ctx, r, a.GetAttemptTime().AsTime())
 }
 
 // settle records an attempt's outcome, retrying a Redis failure a few
@@ -317,12 +317,13 @@ func errorText(err error) string {
 	return "request failed"
 }
 
-// failed records a failed attempt on its endpoint and disables the
-// endpoint once it has failed for DisableAfter.
-func (s *Service) failed(ctx context.Context, r *endpointRecord) {
+// failed records an attempt made at now that failed on its endpoint, and
+// disables the endpoint once it has failed for DisableAfter: from its
+// first failed attempt since the last success to this one (the attempts'
+// times, not when they are recorded).
+func (s *Service) failed(ctx context.Context, r *endpointRecord, now time.Time) {
 	tenantID, id := r.ep.GetTenantId(), r.ep.GetEndpointId()
 	key := s.st.endpointKey(tenantID, id)
-	now := s.now()
 	since := r.failingSince
 	if since.IsZero() {
 		set, err := s.st.rdb.HSetNX(ctx, key, "fs", strconv.FormatInt(now.UnixMilli(), 10)).Result()
@@ -350,7 +351,7 @@ func (s *Service) failed(ctx context.Context, r *endpointRecord) {
 		since = cur.failingSince
 		cur.ep.State = crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED
 		cur.ep.DisabledReason = reason
-		cur.ep.UpdateTime = timestamppb.New(now)
+		cur.ep.UpdateTime = timestamppb.New(s.now())
 		flipped = true
 		return []any{}, nil, nil
 	})

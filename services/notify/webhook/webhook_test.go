@@ -658,7 +658,7 @@ func TestAFailureJudgedOnAStaleReadDoesNotDisableAnEndpointFailingSinceMoments(t
 	if err := f.redis.Client.HSet(f.ctx, key, "fs", strconv.FormatInt(f.clock.Now().Add(-time.Minute).UnixMilli(), 10)).Err(); err != nil {
 		t.Fatal(err)
 	}
-	f.svc.failed(f.ctx, r)
+	f.svc.failed(f.ctx, r, f.clock.Now())
 	got, err := f.svc.GetWebhookEndpoint(f.ctx, &crowdgatev1.GetWebhookEndpointRequest{EndpointId: ep.GetEndpointId()})
 	if err != nil {
 		t.Fatal(err)
