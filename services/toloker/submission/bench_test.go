@@ -193,6 +193,7 @@ func BenchmarkRedisMemoryPerSubmission(b *testing.B) {
 	families := map[string]*family{}
 	var kept int64
 	ids := regexp.MustCompile(`[0-9a-z]{20,}|retry-\d+|user\d+|\d{3,}`)
+	shard, idShard := regexp.MustCompile(`\{sub:\d+\}`), regexp.MustCompile(`_\d+$`) // one family over every shard
 	it := f.redis.Client.Scan(ctx, 0, f.redis.Prefix+"*", 1000).Iterator()
 	for it.Next(ctx) {
 		k := it.Val()
@@ -202,7 +203,9 @@ func BenchmarkRedisMemoryPerSubmission(b *testing.B) {
 		}
 		typ, _ := f.redis.Client.Type(ctx, k).Result()
 		enc, _ := f.redis.Client.ObjectEncoding(ctx, k).Result()
-		name := ids.ReplaceAllString(strings.TrimPrefix(k, f.redis.Prefix), "…") + " (" + typ + ", " + enc + ")"
+		name := strings.TrimPrefix(k, f.redis.Prefix)
+		name = idShard.ReplaceAllString(shard.ReplaceAllString(name, "{sub:N}"), "_N")
+		name = ids.ReplaceAllString(name, "…") + " (" + typ + ", " + enc + ")"
 		if families[name] == nil {
 			families[name] = &family{}
 		}
