@@ -334,3 +334,25 @@ func TestASettlementSentTwiceIsRecordedOnce(t *testing.T) {
 		}
 	}
 }
+
+func TestFieldsTheScriptsCannotWriteWholeAreRefusedBeforeAnyWrite(t *testing.T) {
+	f := newFixture(t)
+	tooMany := make([]any, 2*(MaxFields+1))
+	for i := range tooMany {
+		tooMany[i] = fmt.Sprint("f", i)
+	}
+	for name, fields := range map[string][]any{"too many": tooMany, "odd": {"pb", "payload", "note"}} {
+		if _, err := f.rec.Enqueue(f.ctx, shardOf("big"), "t1", "big", false, fields...); err == nil {
+			t.Errorf("%s: enqueued", name)
+		}
+		if _, err := f.rec.Settle(f.ctx, Entry{Shard: shardOf("big"), StreamID: "1-1", Tenant: "t1", Item: "big"}, "token", Settlement{Outcome: Done, Fields: fields}); err == nil {
+			t.Errorf("%s: settled", name)
+		}
+	}
+	if n, _ := f.rdb.Client.XLen(f.ctx, f.rec.Stream(shardOf("big"))).Result(); n != 0 {
+		t.Errorf("the stream holds %d entries after refused writes", n)
+	}
+	if n, _ := f.rdb.Client.Exists(f.ctx, f.rec.Record(shardOf("big"), "t1", "big")).Result(); n != 0 {
+		t.Errorf("a record was written")
+	}
+}

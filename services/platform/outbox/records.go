@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -150,6 +151,9 @@ func (r *Records) EnqueueMany(ctx context.Context, items []Item, again bool) (cr
 	}
 	calls := make([]storage.Call, len(items))
 	for i, it := range items {
+		if err := checkFields(it.Fields); err != nil {
+			return nil, err
+		}
 		calls[i] = storage.Call{
 			Keys: []string{r.Record(it.Shard, it.Tenant, it.ID), r.Stream(it.Shard), r.Schedule(it.Shard)},
 			Args: append([]any{it.Tenant, it.ID, mode}, it.Fields...),
@@ -224,6 +228,12 @@ type Settlement struct {
 // lease held with token. It returns the outcome applied, or "skip" when the
 // item had moved on, or "gone".
 func (r *Records) Settle(ctx context.Context, e Entry, token string, s Settlement) (string, error) {
+	if err := checkFields(s.Fields); err != nil {
+		return "", err
+	}
+	if token == "" {
+		return "", errors.New("outbox: Settle needs the lease token")
+	}
 	jmax := r.JournalMax
 	if jmax <= 0 {
 		jmax = 100
@@ -246,6 +256,20 @@ func (r *Records) Settle(ctx context.Context, e Entry, token string, s Settlemen
 		return "", err
 	}
 	return parts[0], nil
+}
+
+// MaxFields bounds the name, value pairs of an Item or a Settlement. The
+// scripts write a record's fields with one HSET, and Lua passes at most a
+// few thousand values to one call: a larger set would fail half way
+// through a script, after its stream writes.
+const MaxFields = 64
+
+// checkFields refuses fields the scripts could not write whole.
+func checkFields(fields []any) error {
+	if len(fields)%2 != 0 || len(fields) > 2*MaxFields {
+		return fmt.Errorf("outbox: %d field arguments: want name, value pairs, at most %d", len(fields), MaxFields)
+	}
+	return nil
 }
 
 // strs reads a script's array-of-strings answer.
