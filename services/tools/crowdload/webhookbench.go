@@ -175,6 +175,9 @@ type WebhooksResult struct {
 	Created FanoutPhase
 	// Live, Backlog and Ceiling are the three phases.
 	Live, Backlog, Ceiling FanoutPhase
+	// BacklogRedis is what Redis ran during the backlog phase (INFO
+	// commandstats after minus before), every client's.
+	BacklogRedis RedisCommandStats
 	// Run is the flow's result, with its money and event reconciliation.
 	Run *Result
 }
@@ -210,6 +213,11 @@ func (r *WebhooksResult) WriteSummary(w io.Writer) {
 		best := max(r.Backlog.Rate(), r.Live.Rate())
 		fmt.Fprintf(w, "fan-out / ceiling: backlog %.1f%%, live %.1f%% (live is bounded by the rate events are made at); target >= %.0f%%: %s\n",
 			100*r.Backlog.Rate()/ceil, 100*r.Live.Rate()/ceil, 100*webhookTargetShare, verdict(best >= webhookTargetShare*ceil))
+	}
+	if r.BacklogRedis != nil && r.Backlog.Events > 0 {
+		n := float64(r.Backlog.Events)
+		fmt.Fprintf(w, "Redis per backlog event: %.2f script calls, %.2f commands (a script's commands counted too); time executing, by command (a script's includes its commands'): %s\n",
+			float64(r.BacklogRedis.Scripts())/n, float64(r.BacklogRedis.Calls())/n, r.BacklogRedis.PerOp(r.Backlog.Events))
 	}
 	fmt.Fprintf(w, "live p99 from create_time to receipt: %s; target < %s: %s\n", ms(r.Live.P99), webhookTargetP99, verdict(r.Live.P99 > 0 && r.Live.P99 < webhookTargetP99))
 	if r.Run != nil {
@@ -336,6 +344,10 @@ func RunWebhooks(ctx context.Context, cfg WebhooksConfig, progress io.Writer) (*
 		r.logf("backlog: redelivering the run's %d events to a second endpoint at once", want)
 		procs := map[string]int{"gateway": r.ownReplicas[0].PID(), "redis": r.ownRedis.proc.pid(), "receiver": os.Getpid()}
 		cpu0 := cpuTimes(procs)
+		redis0, err := redisCommandStats(ctx, r.rdb)
+		if err != nil {
+			return err
+		}
 		t0 := time.Now()
 		if _, err := setupCall(ctx, 5*time.Minute, func(ctx context.Context) (*crowdgatev1.RedeliverWebhookEventsResponse, error) {
 			return r.apis[0].RedeliverWebhookEvents(ctx, &crowdgatev1.RedeliverWebhookEventsRequest{
@@ -350,6 +362,11 @@ func RunWebhooks(ctx context.Context, cfg WebhooksConfig, progress io.Writer) (*
 		}
 		res.Backlog = receiptStats(h2.Receipts(), t0)
 		res.Backlog.CPU = cpuSince(procs, cpu0)
+		redis1, err := redisCommandStats(ctx, r.rdb)
+		if err != nil {
+			return err
+		}
+		res.BacklogRedis = redis1.Sub(redis0)
 		res.Backlog.Name = "backlog: redelivery request to receipt"
 		if s := h2.Stats(); s.BadSignature+s.Malformed > 0 {
 			return fmt.Errorf("backlog: %d deliveries failed verification (%v)", s.BadSignature+s.Malformed, h2.Errors())
