@@ -35,22 +35,10 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 	f := newHourly(t, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), -1)
 	clock := f.clock
 	a, b, g, z := f.replica(16), f.replica(8), f.replica(32), f.replica(7)
-	f.view(a)
-	clock.Advance(time.Minute)
-	f.view(b)
-	clock.Advance(time.Minute)
-	f.view(g)
-	clock.Advance(time.Minute)
-	f.view(z)
+	f.inTurn(a, b, g, z)
 	// A said last at +0; B keeps saying until +75m; G and Z throughout.
-	for m := 4; m <= 121; m++ {
-		clock.Advance(time.Minute)
-		if m <= 75 {
-			f.view(b)
-		}
-		f.view(g)
-		f.view(z)
-	}
+	f.minutes(72, b, g, z) // to +75m
+	f.minutes(46, g, z)    // to +121m
 	if v := f.view(g); len(v.chain) != 2 || v.chain[0] != "r16" || v.arbiter() != "r8" {
 		t.Fatalf("at +121m the 32-shard view is %+v, want [r16 r8]", v)
 	}
@@ -74,11 +62,7 @@ func TestAStaleWalkAtADropLeavesNoClaimALaterLayoutTakes(t *testing.T) {
 		t.Fatalf("resend through the stale view answered %s, want %s", id, id1)
 	}
 	// B (last said +75m) retires at +135m; the resend comes at +136m.
-	for range 15 {
-		clock.Advance(time.Minute)
-		f.view(g)
-		f.view(z)
-	}
+	f.minutes(15, g, z)
 	if v := f.view(z); len(v.chain) != 2 || v.chain[0] != "r8" || v.arbiter() != "r32" {
 		t.Fatalf("at +136m the view is %+v, want [r8 r32]", v)
 	}
@@ -130,16 +114,8 @@ func TestASubmitCutAtADropSettlesOnItsResend(t *testing.T) {
 	f := newHourly(t, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), -1)
 	clock := f.clock
 	a, b, g := f.replica(16), f.replica(8), f.replica(32)
-	f.view(a)
-	clock.Advance(time.Minute)
-	f.view(b)
-	clock.Advance(time.Minute)
-	f.view(g)
-	for m := 3; m <= 121; m++ {
-		clock.Advance(time.Minute)
-		f.view(b)
-		f.view(g)
-	}
+	f.inTurn(a, b, g)
+	f.minutes(119, b, g) // to +121m
 	retry := pickRetry(t, func(s func(string) int) bool {
 		return s("r32") == s("r16") && s("r8") != s("r16")
 	})

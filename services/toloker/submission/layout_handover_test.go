@@ -37,17 +37,9 @@ func TestARetiredArbiterStillDecidesWhileTwoLayoutsRun(t *testing.T) {
 	f := newHourly(t, time.Now(), -1)
 	clock, say := f.clock, f.view
 	a, b, c := f.replica(16), f.replica(32), f.replica(7)
-	say(a) // the 16-shard fleet; then it is replaced
-	clock.Advance(time.Minute)
-	say(b)
-	clock.Advance(time.Minute)
-	say(c)
+	f.inTurn(a, b, c) // a: the 16-shard fleet; then it is replaced
 	// b and c keep saying their layouts; a says nothing any more.
-	for range 56 {
-		clock.Advance(time.Minute)
-		say(b)
-		say(c)
-	}
+	f.minutes(56, b, c)
 	retry := pickRetry(t, func(s func(string) int) bool {
 		return s("r7") != s("r16") && s("r32") != s("r7") && s("r32") != s("r16")
 	})
@@ -100,21 +92,13 @@ func TestTheOldRuleHandsOverWhileACanaryRuns(t *testing.T) {
 		t.Fatalf("arbiter after the upgrade %s, want p16", v.arbiter())
 	}
 	say(canary)
-	for range 40 {
-		clock.Advance(time.Minute)
-		say(fleet)
-		say(canary)
-	}
+	f.minutes(40, fleet, canary)
 	retry := pickRetry(t, func(s func(string) int) bool {
 		return s("r32") != s(legacyLayout) && s("r16") != s("r32")
 	})
 	r1 := req(retry)
 	id1 := f.submitVia(canary, r1).GetSubmissionId() // 40 min after the upgrade
-	for range 21 {                                   // p16 retired at upgrade + 1h
-		clock.Advance(time.Minute)
-		say(fleet)
-		say(canary)
-	}
+	f.minutes(21, fleet, canary)                     // p16 retired at upgrade + 1h
 	if v := say(fleet); v.arbiter() != "r16" {
 		t.Fatalf("arbiter a retention after the upgrade: %s, want r16", v.arbiter())
 	}
@@ -134,16 +118,8 @@ func TestAStaleViewAtTheHandoverStillPaysOnce(t *testing.T) {
 	f := newHourly(t, time.Now(), -1)
 	clock, say := f.clock, f.view
 	a, b, c := f.replica(16), f.replica(32), f.replica(7)
-	say(a)
-	clock.Advance(time.Minute)
-	say(b)
-	clock.Advance(time.Minute)
-	say(c)
-	for range 57 {
-		clock.Advance(time.Minute)
-		say(b)
-		say(c)
-	}
+	f.inTurn(a, b, c)
+	f.minutes(57, b, c)
 	// c's last refresh at t0+59m30s (its view names r16, rightly then).
 	clock.Advance(30 * time.Second)
 	if err := c.retentions.refresh(f.ctx, clock.Now()); err != nil {

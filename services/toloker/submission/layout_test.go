@@ -63,6 +63,29 @@ func (h *hourly) view(r *Service) layoutView {
 	return v
 }
 
+// inTurn has each of rs say its layout, a minute apart, the first now.
+func (h *hourly) inTurn(rs ...*Service) {
+	h.t.Helper()
+	for i, r := range rs {
+		if i > 0 {
+			h.clock.Advance(time.Minute)
+		}
+		h.view(r)
+	}
+}
+
+// minutes lets n minutes pass, each of rs saying its layout every minute
+// (in that order), the way running replicas do.
+func (h *hourly) minutes(n int, rs ...*Service) {
+	h.t.Helper()
+	for range n {
+		h.clock.Advance(time.Minute)
+		for _, r := range rs {
+			h.view(r)
+		}
+	}
+}
+
 // refresh makes r read the layouts (and say its own) now, whatever the
 // age of its copy, and returns its view.
 func (h *hourly) refresh(r *Service) layoutView {
