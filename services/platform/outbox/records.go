@@ -55,9 +55,9 @@ const (
 // Records is the generic record layout: a record hash per item (st, eid,
 // att = attempts ever, ratt = attempts of the current run, pb = payload,
 // lt = the lease token of the last settlement recorded, so that one sent
-// twice records nothing twice, and the user's fields), a lease key and a journal list per item, and a
-// stream and a schedule per shard. Every key of a shard carries the hash
-// tag {<Name>:<shard>}:
+// twice records nothing twice, and the user's fields), a lease key and a
+// journal list per item, and a stream and a schedule per shard. Every key
+// of a shard carries the hash tag {<Name>:<shard>}:
 //
 //	<Prefix><Name>:{<Name>:N}:<tenant>:<item>   record (hash)
 //	<Prefix><Name>j:{<Name>:N}:<tenant>:<item>  journal (list)
