@@ -218,13 +218,7 @@ func (r *LandingResult) WriteSummary(w io.Writer) {
 		r.Config.Connections, r.Config.Duration, r.Config.Assignments, r.CPUs, plural(max(len(r.Accounts), r.Config.Accounts), "Toloka account"))
 	fmt.Fprintf(w, "  %-44s %10s %9s %9s  %s\n", "phase", "answers/s", "p50", "p99", "CPU per answer")
 	for _, p := range []PhaseResult{r.Ceiling, r.Warm, r.Emulator, r.Cold} {
-		var cpu []string
-		for _, name := range slices.Sorted(mapKeys(p.CPU)) {
-			if p.Requests > 0 {
-				cpu = append(cpu, fmt.Sprintf("%s %.1fus", name, float64(p.CPU[name].Microseconds())/float64(p.Requests)))
-			}
-		}
-		fmt.Fprintf(w, "  %-44s %10.0f %9s %9s  %s\n", p.Name, p.Rate(), ms(p.P50), ms(p.P99), strings.Join(cpu, ", "))
+		fmt.Fprintf(w, "  %-44s %10.0f %9s %9s  %s\n", p.Name, p.Rate(), ms(p.P50), ms(p.P99), cpuPer(p.CPU, p.Requests))
 	}
 	warmOK := r.Warm.Rate() >= warmTargetRate && r.Warm.P99 < warmTargetP99
 	fmt.Fprintf(w, "warm landings: %.0f/s p99 %s = %.0f%% of the ceiling; target >= %d/s with p99 < %s: %s\n",
@@ -244,11 +238,22 @@ func (r *LandingResult) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "cold landings per account's pool: %s\n", strings.Join(per, " "))
 	}
 	if r.ColdRedis != nil && r.Cold.Requests > 0 {
-		n := float64(r.Cold.Requests)
-		fmt.Fprintf(w, "Redis per cold landing: %.2f script calls, %.2f commands (a script's commands counted too); time executing, by command (a script's includes its commands'): %s\n",
-			float64(r.ColdRedis.Scripts())/n, float64(r.ColdRedis.Calls())/n, r.ColdRedis.PerOp(r.Cold.Requests))
+		fmt.Fprintf(w, "Redis per cold landing: %s\n", r.ColdRedis.Summary(r.Cold.Requests))
 	}
 	fmt.Fprintf(w, "gateway counted %.0f redirects and %.0f other answers over both landing phases\n", r.RedirectsCounted, r.OtherOutcomes)
+}
+
+// cpuPer renders the CPU each process spent per operation, by name:
+// "gateway 50.7us, redis 5.2us"; "" when ops is 0.
+func cpuPer(cpu map[string]time.Duration, ops int64) string {
+	if ops <= 0 {
+		return ""
+	}
+	var out []string
+	for _, name := range slices.Sorted(mapKeys(cpu)) {
+		out = append(out, fmt.Sprintf("%s %.1fus", name, float64(cpu[name].Microseconds())/float64(ops)))
+	}
+	return strings.Join(out, ", ")
 }
 
 // plural is "1 account", "8 accounts".

@@ -108,6 +108,14 @@ func (s RedisCommandStats) PerOp(ops int64) string {
 	return strings.Join(parts, ", ")
 }
 
+// Summary is what Redis ran per operation: script calls, commands and the
+// time executing them, by command.
+func (s RedisCommandStats) Summary(ops int64) string {
+	n := float64(max(ops, 1))
+	return fmt.Sprintf("%.2f script calls, %.2f commands (a script's commands counted too); time executing, by command (a script's includes its commands'): %s",
+		float64(s.Scripts())/n, float64(s.Calls())/n, s.PerOp(ops))
+}
+
 // Scripts counts the calls of scripts and functions.
 func (s RedisCommandStats) Scripts() int64 {
 	var n int64

@@ -154,18 +154,6 @@ type FanoutPhase struct {
 // Rate is events (or requests) per second.
 func (p FanoutPhase) Rate() float64 { return Rate(int(p.Events), p.Elapsed) }
 
-// cpuEach renders the CPU each process spent per event, "" when unknown.
-func (p FanoutPhase) cpuEach() string {
-	if p.Events == 0 {
-		return ""
-	}
-	var out []string
-	for _, name := range slices.Sorted(mapKeys(p.CPU)) {
-		out = append(out, fmt.Sprintf("%s %.1fus", name, float64(p.CPU[name].Microseconds())/float64(p.Events)))
-	}
-	return "  " + strings.Join(out, ", ")
-}
-
 // WebhooksResult is what the webhook benchmark measured.
 type WebhooksResult struct {
 	Config  WebhooksConfig
@@ -200,7 +188,7 @@ func (r *WebhooksResult) WriteSummary(w io.Writer) {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\t\n", p.Name)
 			return
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\n", p.Name, p.Events, p.Rate(), ms(p.P50), ms(p.P99), ms(p.Max), p.cpuEach())
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\n", p.Name, p.Events, p.Rate(), ms(p.P50), ms(p.P99), ms(p.Max), "  "+cpuPer(p.CPU, p.Events))
 	}
 	row(r.Created)
 	row(r.Live)
@@ -215,9 +203,7 @@ func (r *WebhooksResult) WriteSummary(w io.Writer) {
 			100*r.Backlog.Rate()/ceil, 100*r.Live.Rate()/ceil, 100*webhookTargetShare, verdict(best >= webhookTargetShare*ceil))
 	}
 	if r.BacklogRedis != nil && r.Backlog.Events > 0 {
-		n := float64(r.Backlog.Events)
-		fmt.Fprintf(w, "Redis per backlog event: %.2f script calls, %.2f commands (a script's commands counted too); time executing, by command (a script's includes its commands'): %s\n",
-			float64(r.BacklogRedis.Scripts())/n, float64(r.BacklogRedis.Calls())/n, r.BacklogRedis.PerOp(r.Backlog.Events))
+		fmt.Fprintf(w, "Redis per backlog event: %s\n", r.BacklogRedis.Summary(r.Backlog.Events))
 	}
 	fmt.Fprintf(w, "live p99 from create_time to receipt: %s; target < %s: %s\n", ms(r.Live.P99), webhookTargetP99, verdict(r.Live.P99 > 0 && r.Live.P99 < webhookTargetP99))
 	if r.Run != nil {
