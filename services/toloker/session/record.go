@@ -19,7 +19,8 @@ import (
 //	uvarint length + redirect base (the platform URL up to where the code goes)
 //	uvarint length + redirect suffix (the platform URL's #fragment, if any)
 //	the crowdgatev1.Session in protobuf wire format, followed by the fields
-//	the API does not show (audience, Toloka pool id) as extra fields
+//	the API does not show (audience, Toloka pool id, and the revision of
+//	the last change, see store.update) as extra fields
 //
 // The first byte lets the landing's Lua script mint a code for an active
 // session only; the redirect parts let a warm landing build its redirect
@@ -34,6 +35,7 @@ const (
 const (
 	fieldAudience     protowire.Number = 1001
 	fieldTolokaPoolID protowire.Number = 1002
+	fieldRevision     protowire.Number = 1003
 )
 
 // record is a session and what Crowdgate keeps beside it.
@@ -48,6 +50,12 @@ type record struct {
 	// credentialID is the credential of the pool's project, known when
 	// the record is made (it is not stored: the pool's route has it).
 	credentialID string
+	// revision is random and new on every change (store.update), so the
+	// bytes of a record written are never those of another write: a swap
+	// that finds its own bytes knows it was applied. Empty until the
+	// first change; replicas that do not know it drop it, which only
+	// makes a record differ from any other.
+	revision string
 }
 
 // target is where the session is, for bans.
@@ -64,7 +72,7 @@ func (r *record) marshal() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: encode: %w", err)
 	}
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen32+len(r.redirectBase)+len(r.redirectSuffix)+len(pb)+len(r.audience)+len(r.tolokaPoolID)+8)
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen32+len(r.redirectBase)+len(r.redirectSuffix)+len(pb)+len(r.audience)+len(r.tolokaPoolID)+len(r.revision)+12)
 	state := byte(stateEnded)
 	if r.active() {
 		state = stateActive
@@ -79,6 +87,10 @@ func (r *record) marshal() ([]byte, error) {
 	b = protowire.AppendString(b, r.audience)
 	b = protowire.AppendTag(b, fieldTolokaPoolID, protowire.BytesType)
 	b = protowire.AppendString(b, r.tolokaPoolID)
+	if r.revision != "" {
+		b = protowire.AppendTag(b, fieldRevision, protowire.BytesType)
+		b = protowire.AppendString(b, r.revision)
+	}
 	return b, nil
 }
 
@@ -145,6 +157,8 @@ func unmarshalRecord(b []byte) (*record, error) {
 			r.audience = v
 		case fieldTolokaPoolID:
 			r.tolokaPoolID = v
+		case fieldRevision:
+			r.revision = v
 		}
 	}
 	r.session.ProtoReflect().SetUnknown(nil)

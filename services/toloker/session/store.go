@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
 	"errors"
 	"strconv"
@@ -46,6 +47,8 @@ var (
 	liveAddLua string
 	//go:embed lua/forget.lua
 	forgetLua string
+	//go:embed lua/swap.lua
+	swapLua string
 
 	landScript     = redis.NewScript(landLua)
 	createScript   = redis.NewScript(createLua)
@@ -53,6 +56,7 @@ var (
 	exchangeScript = redis.NewScript(exchangeLua)
 	liveAddScript  = redis.NewScript(liveAddLua)
 	forgetScript   = redis.NewScript(forgetLua)
+	swapScript     = redis.NewScript(swapLua)
 )
 
 func (s *store) sessionKey(aid string) string { return s.prefix + "ses:{" + aid + "}" }
@@ -189,7 +193,7 @@ func (s *store) read(ctx context.Context, tenantID, sessionID string) (*record, 
 	if !ok {
 		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
 	}
-	b, err := s.rdb.Get(ctx, s.sessionKey(aid)).Bytes()
+	b, err := s.landing.Get(ctx, s.sessionKey(aid)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
 	}
@@ -206,9 +210,17 @@ func (s *store) read(ctx context.Context, tenantID, sessionID string) (*record, 
 	return r, nil
 }
 
-// update changes a tenant's session record atomically (optimistic locking
-// with WATCH), keeping its TTL. change reports whether it changed the
-// record; the record as it is afterwards is returned.
+// update changes a tenant's session record atomically, keeping its TTL:
+// it reads the record, changes it, and swaps the change in only if the
+// record is still the one read (swap.lua), else reads again. change
+// reports whether it changed the record; the record as it is afterwards
+// is returned.
+//
+// Both steps go through the landing's autopipelined client, so concurrent
+// updates (a Submit's RecordSubmit, say) share round trips instead of
+// each holding a connection for a WATCH transaction. A batch that is
+// resent is safe: a read is, and a swap finds its own record, made unique
+// by its new revision, and answers that it was applied.
 func (s *store) update(ctx context.Context, tenantID, sessionID string, change func(*record) bool) (*record, error) {
 	aid, ok := assignmentOfSession(sessionID)
 	if !ok {
@@ -216,49 +228,45 @@ func (s *store) update(ctx context.Context, tenantID, sessionID string, change f
 	}
 	key := s.sessionKey(aid)
 	for range 50 {
-		var out *record
-		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
-			b, err := tx.Get(ctx, key).Bytes()
-			if errors.Is(err, redis.Nil) {
-				return &serviceerror.NotFound{Resource: "session", ID: sessionID}
-			}
-			if err != nil {
-				return err
-			}
-			r, err := unmarshalRecord(b)
-			if err != nil {
-				return err
-			}
-			if r.session.GetSessionId() != sessionID || r.session.GetTenantId() != tenantID {
-				return &serviceerror.NotFound{Resource: "session", ID: sessionID}
-			}
-			out = r
-			if !change(r) {
-				return nil
-			}
-			nb, err := r.marshal()
-			if err != nil {
-				return err
-			}
-			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-				p.SetArgs(ctx, key, nb, redis.SetArgs{KeepTTL: true, Mode: "XX"})
-				return nil
-			})
-			return err
-		}, key)
-		if errors.Is(err, redis.TxFailedErr) {
-			continue // changed meanwhile: read again
+		old, err := s.landing.Get(ctx, key).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
 		}
 		if err != nil {
-			var nf *serviceerror.NotFound
-			if errors.As(err, &nf) || errors.Is(err, errCorrupt) {
-				return nil, err
-			}
 			return nil, storage.Unavailable(err)
 		}
-		return out, nil
+		r, err := unmarshalRecord(old)
+		if err != nil {
+			return nil, err
+		}
+		if r.session.GetSessionId() != sessionID || r.session.GetTenantId() != tenantID {
+			return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
+		}
+		if !change(r) {
+			return r, nil
+		}
+		r.revision = newRevision()
+		changed, err := r.marshal()
+		if err != nil {
+			return nil, err
+		}
+		swapped, err := swapScript.Run(ctx, s.landing, []string{key}, old, changed).Int()
+		if err != nil {
+			return nil, storage.Unavailable(err)
+		}
+		if swapped == 1 {
+			return r, nil
+		}
+		// Changed meanwhile: read again.
 	}
 	return nil, &serviceerror.Unavailable{Message: "the session is being changed concurrently; try again", RetryAfter: storage.RetryAfter}
+}
+
+// newRevision returns a record revision: 8 random bytes.
+func newRevision() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return string(b[:])
 }
 
 func (s *store) unknownKey(tenantID, poolID string, window int64) string {

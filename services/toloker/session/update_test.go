@@ -1,0 +1,112 @@
+package session_test
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/money"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
+)
+
+// resendSwaps runs every pipeline that holds a session swap (swap.lua)
+// twice, as go-redis does when a batch's reply is lost and the batch is
+// sent again: the second run's answers are the ones the caller sees.
+type resendSwaps struct {
+	sha  string
+	sent int
+}
+
+func (h *resendSwaps) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *resendSwaps) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.isSwap(cmd) {
+			h.sent++
+			_ = next(ctx, cmd)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *resendSwaps) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if h.isSwap(c) {
+				h.sent++
+				_ = next(ctx, cmds)
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (h *resendSwaps) isSwap(cmd redis.Cmder) bool {
+	a := cmd.Args()
+	if len(a) < 2 {
+		return false
+	}
+	s, _ := a[1].(string)
+	switch strings.ToLower(cmd.Name()) {
+	case "evalsha":
+		return s == h.sha
+	case "eval":
+		return strings.Contains(s, "compare and swap")
+	}
+	return false
+}
+
+// TestAChangeSentTwiceIsAppliedOnce: a session's changes (RecordSubmit's
+// totals, End) are read, changed and swapped in through the autopipelined
+// client, whose batches may be sent again after a lost reply. A swap sent
+// twice must count once: a Toloker's totals that doubled would misreport
+// what they were paid.
+func TestAChangeSentTwiceIsAppliedOnce(t *testing.T) {
+	lua, err := os.ReadFile("lua/swap.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(lua)
+	hook := &resendSwaps{sha: hex.EncodeToString(sum[:])}
+	r := redistest.New(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resending := redis.NewClient(opts)
+	resending.AddHook(hook)
+	t.Cleanup(func() { _ = resending.Close() })
+
+	env := sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = resending }})
+	pool := env.NewPool(t, tenant.Default, nil)
+	sid := started(t, env, env.StartAssignment(t, pool, "toloker-1")).GetSessionId()
+	for range 4 {
+		if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, money.MustParse("0.25")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := env.Sessions.Get(ctx, tenant.Default, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetSubmitsCount() != 4 || got.GetRewardTotal() != "1" {
+		t.Errorf("after 4 submits of 0.25, each change sent twice: submits %d, reward %s; want 4, 1", got.GetSubmitsCount(), got.GetRewardTotal())
+	}
+	if hook.sent < 4 {
+		t.Fatalf("the hook resent %d swaps; the test needs every change resent", hook.sent)
+	}
+	ended, err := env.Sessions.End(ctx, tenant.Default, sid, crowdgatev1.EndReason_END_REASON_CLOSE_SESSION)
+	if err != nil || ended.GetEndReason() != crowdgatev1.EndReason_END_REASON_CLOSE_SESSION || ended.GetSubmitsCount() != 4 {
+		t.Errorf("End, sent twice = %v, %v", ended, err)
+	}
+}
