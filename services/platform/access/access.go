@@ -133,7 +133,10 @@ type Config struct {
 type Service struct {
 	crowdgatev1.UnimplementedAccessServiceServer
 
-	rdb      redis.UniversalClient
+	rdb redis.UniversalClient
+	// audits sends the audit entries of concurrent calls in shared
+	// pipelines.
+	audits   *storage.GroupCommit
 	prefix   string
 	mode     Mode
 	now      func() time.Time
@@ -166,6 +169,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		rdb:      cfg.Redis,
+		audits:   storage.NewGroupCommit(cfg.Redis),
 		prefix:   cfg.Prefix + "access:",
 		mode:     cfg.Mode,
 		now:      cfg.Now,

@@ -106,17 +106,18 @@ func (s *Service) appendAudit(ctx context.Context, ev *crowdgatev1.AuditEvent) e
 		key string
 		max int64
 	}{{s.auditKey(ev.TenantId), s.auditMax}, {s.auditAllKey(), allTenantsFactor * s.auditMax}}
+	// Every state-changing call writes one, so concurrent calls' entries
+	// share pipelines.
 	adds := make([]*redis.StringCmd, len(streams))
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	err = s.audits.Do(ctx, func(ctx context.Context, p redis.Pipeliner) {
 		for i, st := range streams {
 			p.XTrimMinID(ctx, st.key, minID)
 			adds[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: st.key, MaxLen: st.max, ID: id, Values: []any{"e", b}})
 			p.PExpire(ctx, st.key, s.auditAge)
 		}
-		return nil
 	})
-	if err == nil {
-		return nil
+	if err != nil {
+		return storage.Unavailable(err)
 	}
 	for i, st := range streams {
 		if err := adds[i].Err(); err != nil && strings.Contains(err.Error(), "equal or smaller") {

@@ -6,6 +6,7 @@
 //     embedded in-process Redis for trying Crowdgate out on a laptop;
 //   - Store keeps tenant-scoped records (credentials, projects, pools,
 //     tenants, keys) as binary protobuf with newest-first paged listing;
+//   - GroupCommit sends the writes of concurrent calls in shared pipelines;
 //   - EvalAll runs a Lua script for many calls in one pipeline, falling back
 //     from EVALSHA to EVAL for the calls Redis does not have the script for
 //     (single calls use go-redis's Script.Run, which does the same);

@@ -1,0 +1,171 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+)
+
+// gate holds every pipeline until it is opened, and counts them.
+type gate struct {
+	open      chan struct{}
+	pipelines atomic.Int64
+}
+
+func (g *gate) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		g.pipelines.Add(1)
+		<-g.open
+		return next(ctx, cmds)
+	}
+}
+
+// waitFor polls until ok is true, failing the test after 10 s.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10 s for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitQueued waits until n calls wait in the queue.
+func waitQueued(t *testing.T, gc *GroupCommit, n int) {
+	t.Helper()
+	waitFor(t, strconv.Itoa(n)+" calls queued", func() bool {
+		gc.mu.Lock()
+		defer gc.mu.Unlock()
+		return len(gc.queue) == n
+	})
+}
+
+func TestGroupCommitSharesPipelinesAndGivesEachCallerItsOwnResults(t *testing.T) {
+	r := redistest.New(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	g := &gate{open: make(chan struct{})}
+	rdb.AddHook(g)
+	gc := NewGroupCommit(rdb)
+
+	// The first GroupCommitFlushers calls each start a pipeline, held by
+	// the gate; the rest queue, then share pipelines once it opens.
+	const calls = 300
+	ctx := context.Background()
+	got := make([]int64, calls)
+	errs := make([]error, calls)
+	var wg sync.WaitGroup
+	start := func(i int) {
+		wg.Go(func() {
+			key := r.Prefix + "gc:" + strconv.Itoa(i)
+			var incr *redis.IntCmd
+			if errs[i] = gc.Do(ctx, func(ctx context.Context, p redis.Pipeliner) {
+				p.Set(ctx, key, i*10, time.Minute)
+				incr = p.Incr(ctx, key)
+			}); errs[i] == nil {
+				got[i], errs[i] = incr.Result()
+			}
+		})
+	}
+	// One at a time, so each held pipeline holds one call.
+	for i := range GroupCommitFlushers {
+		start(i)
+		waitFor(t, "pipeline "+strconv.Itoa(i+1)+" held", func() bool { return g.pipelines.Load() == int64(i+1) })
+	}
+	for i := GroupCommitFlushers; i < calls; i++ {
+		start(i)
+	}
+	waitQueued(t, gc, calls-GroupCommitFlushers)
+	close(g.open)
+	wg.Wait()
+	for i := range calls {
+		if errs[i] != nil || got[i] != int64(i*10+1) {
+			t.Fatalf("call %d: %d, %v; want %d", i, got[i], errs[i], i*10+1)
+		}
+	}
+	// 4 held pipelines, then the 296 queued calls in pipelines of at most
+	// GroupCommitBatch: at least 3, and at most one per flusher more.
+	n := g.pipelines.Load()
+	if n < GroupCommitFlushers+3 || n > GroupCommitFlushers+3+GroupCommitFlushers {
+		t.Errorf("%d calls took %d pipelines; want 4 held and 3 to 7 shared", calls, n)
+	}
+	gc.mu.Lock()
+	defer gc.mu.Unlock()
+	if gc.flushing != 0 || len(gc.queue) != 0 {
+		t.Errorf("after the calls: %d flushers, %d queued; want none", gc.flushing, len(gc.queue))
+	}
+}
+
+func TestGroupCommitKeepsEachCallersErrorsItsOwn(t *testing.T) {
+	r := redistest.New(t)
+	gc := NewGroupCommit(r.Client)
+	ctx := context.Background()
+	notANumber := r.Prefix + "gc:word"
+	if err := r.Client.Set(ctx, notANumber, "word", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	bad, good := make([]error, 20), make([]int64, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			var incr *redis.IntCmd
+			key := r.Prefix + "gc:n:" + strconv.Itoa(i)
+			if i%2 == 0 {
+				key = notANumber
+			}
+			if err := gc.Do(ctx, func(ctx context.Context, p redis.Pipeliner) { incr = p.Incr(ctx, key) }); err != nil {
+				t.Error(err)
+				return
+			}
+			good[i], bad[i] = incr.Result()
+		})
+	}
+	wg.Wait()
+	for i := range 20 {
+		if i%2 == 0 && bad[i] == nil {
+			t.Errorf("call %d: INCR of a word succeeded", i)
+		}
+		if i%2 == 1 && (bad[i] != nil || good[i] != 1) {
+			t.Errorf("call %d: %d, %v; want 1 beside the others' failures", i, good[i], bad[i])
+		}
+	}
+}
+
+func TestGroupCommitReturnsWhenTheCallerGivesUp(t *testing.T) {
+	r := redistest.New(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	g := &gate{open: make(chan struct{})}
+	rdb.AddHook(g)
+	gc := NewGroupCommit(rdb)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	key := r.Prefix + "gc:late"
+	err = gc.Do(ctx, func(ctx context.Context, p redis.Pipeliner) { p.Set(ctx, key, "x", time.Minute) })
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do with an ended context = %v", err)
+	}
+	close(g.open)
+	// The commands still run: the call they record has happened.
+	waitFor(t, "the given-up call's write", func() bool { return r.Client.Exists(context.Background(), key).Val() == 1 })
+}
