@@ -56,6 +56,9 @@ type record struct {
 	// first change; replicas that do not know it drop it, which only
 	// makes a record differ from any other.
 	revision string
+	// stored is the record as it was read from Redis ("" for one made
+	// here), what a change swaps out (store.update).
+	stored string
 }
 
 // target is where the session is, for bans.

@@ -344,12 +344,20 @@ func (s *Service) view(r *record) {
 // (EXPIRED) until Redis drops it; then, like a foreign tenant's, it is
 // NotFound.
 func (s *Service) Get(ctx context.Context, tenantID, sessionID string) (*crowdgatev1.Session, error) {
+	sess, _, err := s.Read(ctx, tenantID, sessionID)
+	return sess, err
+}
+
+// Read is Get, and the version of the session it read: a RecordSubmit
+// given that version starts from it instead of reading the session again
+// (and reads it again only when it changed meanwhile).
+func (s *Service) Read(ctx context.Context, tenantID, sessionID string) (*crowdgatev1.Session, string, error) {
 	r, err := s.store.read(ctx, tenantID, sessionID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	s.view(r)
-	return r.session, nil
+	return r.session, r.stored, nil
 }
 
 // End ends a session for reason (UNSPECIFIED means ENDED); ending an ended
@@ -363,7 +371,7 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 		return nil, serviceerror.NewInvalidArgument("reason", "unknown end reason %d", reason)
 	}
 	ended := false
-	r, err := s.store.update(ctx, tenantID, sessionID, func(r *record) bool {
+	r, err := s.store.update(ctx, tenantID, sessionID, "", func(r *record) bool {
 		s.view(r)
 		if !r.active() {
 			return false
@@ -500,12 +508,13 @@ func (s *Service) OfAssignments(ctx context.Context, tenantID string, assignment
 
 // RecordSubmit adds one submit and its reward to a session's totals,
 // exactly (also after the session ended: the submit happened in it).
-func (s *Service) RecordSubmit(ctx context.Context, tenantID, sessionID string, reward money.Decimal) error {
+// version is what Read returned with the session ("" to read it here).
+func (s *Service) RecordSubmit(ctx context.Context, tenantID, sessionID, version string, reward money.Decimal) error {
 	if reward.IsZeroValue() {
 		return serviceerror.NewInvalidArgument("reward", "required")
 	}
 	var bad error
-	_, err := s.store.update(ctx, tenantID, sessionID, func(r *record) bool {
+	_, err := s.store.update(ctx, tenantID, sessionID, version, func(r *record) bool {
 		total := money.Zero
 		if t := r.session.GetRewardTotal(); t != "" {
 			var err error

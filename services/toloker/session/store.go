@@ -193,13 +193,24 @@ func (s *store) read(ctx context.Context, tenantID, sessionID string) (*record, 
 	if !ok {
 		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
 	}
-	b, err := s.landing.Get(ctx, s.sessionKey(aid)).Bytes()
+	return s.getRecord(ctx, s.sessionKey(aid), tenantID, sessionID)
+}
+
+// getRecord reads and decodes the record at key, the tenant's session sessionID.
+func (s *store) getRecord(ctx context.Context, key, tenantID, sessionID string) (*record, error) {
+	b, err := s.landing.Get(ctx, key).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
 	}
 	if err != nil {
 		return nil, storage.Unavailable(err)
 	}
+	return decode(b, tenantID, sessionID)
+}
+
+// decode decodes a stored record that must be the tenant's session
+// sessionID, keeping the bytes it was read from (record.stored).
+func decode(b []byte, tenantID, sessionID string) (*record, error) {
 	r, err := unmarshalRecord(b)
 	if err != nil {
 		return nil, err
@@ -207,41 +218,42 @@ func (s *store) read(ctx context.Context, tenantID, sessionID string) (*record, 
 	if r.session.GetSessionId() != sessionID || r.session.GetTenantId() != tenantID {
 		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
 	}
+	r.stored = string(b)
 	return r, nil
 }
 
 // update changes a tenant's session record atomically, keeping its TTL:
 // it reads the record, changes it, and swaps the change in only if the
-// record is still the one read (swap.lua), else reads again. change
-// reports whether it changed the record; the record as it is afterwards
-// is returned.
+// record is still the one read (swap.lua), else reads again. from, when
+// not empty, is the record as the caller read it (record.stored): the
+// first try starts from it instead of reading. change reports whether it
+// changed the record; the record as it is afterwards is returned.
 //
 // Both steps go through the landing's autopipelined client, so concurrent
 // updates (a Submit's RecordSubmit, say) share round trips instead of
 // each holding a connection for a WATCH transaction. A batch that is
 // resent is safe: a read is, and a swap finds its own record, made unique
 // by its new revision, and answers that it was applied.
-func (s *store) update(ctx context.Context, tenantID, sessionID string, change func(*record) bool) (*record, error) {
+func (s *store) update(ctx context.Context, tenantID, sessionID, from string, change func(*record) bool) (*record, error) {
 	aid, ok := assignmentOfSession(sessionID)
 	if !ok {
 		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
 	}
 	key := s.sessionKey(aid)
-	for range 50 {
-		old, err := s.landing.Get(ctx, key).Bytes()
-		if errors.Is(err, redis.Nil) {
-			return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
+	for try := range 50 {
+		var (
+			r   *record
+			err error
+		)
+		if try == 0 && from != "" {
+			r, err = decode([]byte(from), tenantID, sessionID)
+		} else {
+			r, err = s.getRecord(ctx, key, tenantID, sessionID)
 		}
-		if err != nil {
-			return nil, storage.Unavailable(err)
-		}
-		r, err := unmarshalRecord(old)
 		if err != nil {
 			return nil, err
 		}
-		if r.session.GetSessionId() != sessionID || r.session.GetTenantId() != tenantID {
-			return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
-		}
+		old := r.stored
 		if !change(r) {
 			return r, nil
 		}
@@ -255,6 +267,7 @@ func (s *store) update(ctx context.Context, tenantID, sessionID string, change f
 			return nil, storage.Unavailable(err)
 		}
 		if swapped == 1 {
+			r.stored = string(changed)
 			return r, nil
 		}
 		// Changed meanwhile: read again.

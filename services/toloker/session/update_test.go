@@ -90,8 +90,16 @@ func TestAChangeSentTwiceIsAppliedOnce(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = resending }})
 	pool := env.NewPool(t, tenant.Default, nil)
 	sid := started(t, env, env.StartAssignment(t, pool, "toloker-1")).GetSessionId()
-	for range 4 {
-		if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, money.MustParse("0.25")); err != nil {
+	for i := range 4 {
+		version := ""
+		if i%2 == 1 {
+			// As Submit does: from the session it read.
+			var err error
+			if _, version, err = env.Sessions.Read(ctx, tenant.Default, sid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, version, money.MustParse("0.25")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -47,14 +47,14 @@ type fakeSessions struct {
 	recorded map[string]money.Decimal // session -> reward total
 }
 
-func (f *fakeSessions) Get(ctx context.Context, tenantID, sessionID string) (*crowdgatev1.Session, error) {
+func (f *fakeSessions) Read(ctx context.Context, tenantID, sessionID string) (*crowdgatev1.Session, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.sessions[tenantID+"/"+sessionID]
 	if !ok {
-		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
+		return nil, "", &serviceerror.NotFound{Resource: "session", ID: sessionID}
 	}
-	return proto.CloneOf(s), nil
+	return proto.CloneOf(s), "", nil
 }
 
 func (f *fakeSessions) End(ctx context.Context, tenantID, sessionID string, reason crowdgatev1.EndReason) (*crowdgatev1.Session, error) {
@@ -73,7 +73,7 @@ func (f *fakeSessions) End(ctx context.Context, tenantID, sessionID string, reas
 	return proto.CloneOf(s), nil
 }
 
-func (f *fakeSessions) RecordSubmit(ctx context.Context, tenantID, sessionID string, reward money.Decimal) error {
+func (f *fakeSessions) RecordSubmit(ctx context.Context, tenantID, sessionID, _ string, reward money.Decimal) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.sessions[tenantID+"/"+sessionID]
@@ -358,7 +358,7 @@ func (f *fixture) toloker(st tolokasim.UserState) *crowdgatev1.Session {
 
 func (f *fixture) session(id string) *crowdgatev1.Session {
 	f.t.Helper()
-	s, err := f.sessions.Get(f.ctx, tenant.Default, id)
+	s, _, err := f.sessions.Read(f.ctx, tenant.Default, id)
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -64,12 +64,14 @@ import (
 // Sessions is what submissions need of Tolokers' sessions
 // (*session.Service implements it).
 type Sessions interface {
-	// Get returns a tenant's session (NotFound when it does not exist).
-	Get(ctx context.Context, tenantID, sessionID string) (*crowdgatev1.Session, error)
+	// Read returns a tenant's session (NotFound when it does not exist)
+	// and the version it was read at, for RecordSubmit.
+	Read(ctx context.Context, tenantID, sessionID string) (*crowdgatev1.Session, string, error)
 	// End ends a session; ending an ended session returns it unchanged.
 	End(ctx context.Context, tenantID, sessionID string, reason crowdgatev1.EndReason) (*crowdgatev1.Session, error)
-	// RecordSubmit adds one submit and its reward to a session's totals.
-	RecordSubmit(ctx context.Context, tenantID, sessionID string, reward money.Decimal) error
+	// RecordSubmit adds one submit and its reward to a session's totals,
+	// starting from the version Read returned ("" to read it again).
+	RecordSubmit(ctx context.Context, tenantID, sessionID, version string, reward money.Decimal) error
 	// Barred says why a Toloker may not submit to a pool without a session
 	// (END_REASON_UNSPECIFIED when they may): a session of theirs there
 	// was revoked or ended by Toloka's flags, and they have not landed
@@ -308,10 +310,11 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	poolID, userID := req.GetPoolId(), req.GetUserId()
 	var (
 		sess         *crowdgatev1.Session
+		version      string // of sess, as read
 		assignmentID string
 	)
 	if req.GetSessionId() != "" {
-		if sess, err = s.sessions.Get(ctx, tenantID, req.GetSessionId()); err != nil {
+		if sess, version, err = s.sessions.Read(ctx, tenantID, req.GetSessionId()); err != nil {
 			return nil, err
 		}
 		if poolID != "" && poolID != sess.GetPoolId() {
@@ -437,7 +440,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	}
 	s.m.received.Inc()
 	if sess != nil {
-		if err := s.sessions.RecordSubmit(ctx, tenantID, sess.GetSessionId(), in.reward); err != nil {
+		if err := s.sessions.RecordSubmit(ctx, tenantID, sess.GetSessionId(), version, in.reward); err != nil {
 			s.log.Warn("submission: could not add the submit to the session's totals",
 				slog.String("submission_id", id), slog.String("session_id", sess.GetSessionId()), slog.String("error", err.Error()))
 		}
