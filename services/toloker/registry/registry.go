@@ -133,7 +133,13 @@ var (
 // Registry keeps the tenants' Tolokers in Redis. It is safe for
 // concurrent use.
 type Registry struct {
-	rdb       redis.UniversalClient
+	rdb redis.UniversalClient
+	// landing runs what an assignment's first landing does (Started,
+	// Confirmed, Abandoned, Restrictions): rdb autopipelined, so
+	// concurrent cold landings share round trips. Each is safe to send
+	// again: a session is counted and its event recorded once however
+	// often they run.
+	landing   redis.UniversalClient
 	prefix    string
 	events    *events.Log
 	retention time.Duration
@@ -154,7 +160,7 @@ func New(rdb redis.UniversalClient, prefix string, s Settings, evs *events.Log, 
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Registry{rdb: rdb, prefix: prefix, events: evs, retention: s.Retention, now: now, log: log}
+	return &Registry{rdb: rdb, landing: storage.AutoPipelined(rdb), prefix: prefix, events: evs, retention: s.Retention, now: now, log: log}
 }
 
 // Retention is how long a Toloker is kept after their last activity.
@@ -187,7 +193,7 @@ func (r *Registry) Started(ctx context.Context, sess *crowdgatev1.Session) ([]re
 		return nil, err
 	}
 	t := sess.GetTenantId()
-	res, err := startedScript.Run(ctx, r.rdb,
+	res, err := startedScript.Run(ctx, r.landing,
 		[]string{r.userKey(t, sess.GetUserId()), r.activityKey(t), r.poolKey(t, sess.GetPoolId()), r.banKey(t, sess.GetUserId()),
 			r.deadlineKey(t), r.snapKey(t)},
 		sess.GetSessionId(), sess.GetPoolId(), sess.GetProjectId(), now.UnixMilli(), sess.GetExpireTime().AsTime().UnixMilli(),
@@ -212,7 +218,7 @@ func (r *Registry) Confirmed(ctx context.Context, sess *crowdgatev1.Session) err
 	}
 	t := sess.GetTenantId()
 	log, seen := events.Keys(r.prefix, t)
-	err = confirmedScript.Run(ctx, r.rdb, []string{r.snapKey(t), log, seen},
+	err = confirmedScript.Run(ctx, r.landing, []string{r.snapKey(t), log, seen},
 		sess.GetSessionId(), started.id, started.body, r.events.Retention().Milliseconds()).Err()
 	r.events.Appended()
 	return storage.Unavailable(err)
@@ -222,7 +228,7 @@ func (r *Registry) Confirmed(ctx context.Context, sess *crowdgatev1.Session) err
 // all (another landing stored the assignment's session first, or the
 // store failed); a session not listed is left alone. It raises no event.
 func (r *Registry) Abandoned(ctx context.Context, tenantID, userID, sessionID string) error {
-	return storage.Unavailable(abandonedScript.Run(ctx, r.rdb,
+	return storage.Unavailable(abandonedScript.Run(ctx, r.landing,
 		[]string{r.userKey(tenantID, userID), r.deadlineKey(tenantID), r.snapKey(tenantID)}, sessionID, userID).Err())
 }
 
@@ -342,7 +348,7 @@ func (r *Registry) Lift(ctx context.Context, tenantID, userID, banID string) err
 
 // Restrictions returns the Toloker's bans in force.
 func (r *Registry) Restrictions(ctx context.Context, tenantID, userID string) ([]restriction.Restriction, error) {
-	all, err := r.rdb.HGetAll(ctx, r.banKey(tenantID, userID)).Result()
+	all, err := r.landing.HGetAll(ctx, r.banKey(tenantID, userID)).Result()
 	if err != nil {
 		return nil, storage.Unavailable(err)
 	}
