@@ -136,7 +136,7 @@ type Service struct {
 	rdb redis.UniversalClient
 	// audits sends the audit entries of concurrent calls in shared
 	// pipelines.
-	audits   *storage.GroupCommit
+	audits   *storage.GroupCommit[storage.Commands]
 	prefix   string
 	mode     Mode
 	now      func() time.Time
@@ -169,7 +169,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		rdb:      cfg.Redis,
-		audits:   storage.NewGroupCommit(cfg.Redis),
+		audits:   storage.NewPipelineCommit(cfg.Redis),
 		prefix:   cfg.Prefix + "access:",
 		mode:     cfg.Mode,
 		now:      cfg.Now,

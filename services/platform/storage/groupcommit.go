@@ -8,54 +8,55 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// GroupCommit sends the commands of concurrent callers in shared pipelines
-// (group commit): each caller waits for its own commands, but many callers
-// wait for one round trip. It is for writes every call makes, such as the
-// audit entry of a state-changing call, that go-redis's autopipeliner
-// cannot share because each is a pipeline of its own.
+// GroupCommit runs the calls of concurrent callers in batches (group
+// commit): each caller waits for its own call, but many callers wait for
+// one round trip. The submission outbox's accepts run through one (a batch
+// is one pipeline of accept scripts), and so do the audit entries every
+// state-changing call writes (NewPipelineCommit).
 //
-// A call is queued; when fewer than GroupCommitFlushers pipelines are in
-// flight a flusher starts and sends everything queued (up to
-// GroupCommitBatch calls a pipeline), again and again until the queue is
-// empty, then ends. A lone call is sent at once, and no goroutine outlives
-// the queue. Like any pipeline, a batch that fails on the network may be
-// sent again by go-redis.
-type GroupCommit struct {
-	rdb redis.UniversalClient
+// A call is queued; when fewer than GroupCommitFlushers batches are in
+// flight a flusher starts and runs everything queued (up to
+// GroupCommitBatch calls a batch), again and again until the queue is
+// empty, then ends. A lone call is run at once, and no goroutine outlives
+// the queue.
+type GroupCommit[C any] struct {
+	run func(batch []C)
 
 	mu       sync.Mutex
-	queue    []*groupCall
+	queue    []groupCall[C]
 	flushing int
 }
 
 // Group commit bounds.
 const (
-	// GroupCommitBatch bounds the calls of one pipeline.
+	// GroupCommitBatch bounds the calls of one batch.
 	GroupCommitBatch = 128
-	// GroupCommitFlushers bounds the pipelines in flight at once.
+	// GroupCommitFlushers bounds the batches in flight at once (Redis
+	// connections).
 	GroupCommitFlushers = 4
-	// groupCommitTimeout bounds one pipeline: it runs on its own, so a
-	// caller that gave up does not cut the others' writes short.
+	// groupCommitTimeout bounds one pipeline of NewPipelineCommit: it runs
+	// on its own, so a caller that gave up does not cut the others' writes
+	// short.
 	groupCommitTimeout = 30 * time.Second
 )
 
-type groupCall struct {
-	add  func(ctx context.Context, p redis.Pipeliner)
+type groupCall[C any] struct {
+	call C
 	done chan struct{}
 }
 
-// NewGroupCommit returns a group commit over rdb.
-func NewGroupCommit(rdb redis.UniversalClient) *GroupCommit {
-	return &GroupCommit{rdb: rdb}
+// NewGroupCommit returns a group commit that runs each batch with run. run
+// sets each call's outcome where its caller reads it (in the call itself);
+// it runs on its own, whatever the callers' contexts.
+func NewGroupCommit[C any](run func(batch []C)) *GroupCommit[C] {
+	return &GroupCommit[C]{run: run}
 }
 
-// Do queues the commands add puts in a pipeline and waits until that
-// pipeline has run; the caller then reads its commands' results (each
-// command has its own: one caller's failed command does not fail the
-// others'). When ctx ends first Do returns ctx's error at once; the
-// commands still run, and their results must not be read.
-func (g *GroupCommit) Do(ctx context.Context, add func(ctx context.Context, p redis.Pipeliner)) error {
-	c := &groupCall{add: add, done: make(chan struct{})}
+// Do queues call and waits until its batch has run; the caller then reads
+// the call's outcome. When ctx ends first Do returns ctx's error at once;
+// the call still runs, and its outcome must not be read.
+func (g *GroupCommit[C]) Do(ctx context.Context, call C) error {
+	c := groupCall[C]{call: call, done: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
 	start := g.flushing < GroupCommitFlushers
@@ -74,7 +75,7 @@ func (g *GroupCommit) Do(ctx context.Context, add func(ctx context.Context, p re
 	}
 }
 
-func (g *GroupCommit) flush() {
+func (g *GroupCommit[C]) flush() {
 	for {
 		g.mu.Lock()
 		if len(g.queue) == 0 {
@@ -83,24 +84,42 @@ func (g *GroupCommit) flush() {
 			return
 		}
 		n := min(len(g.queue), GroupCommitBatch)
-		batch := make([]*groupCall, n)
+		batch := make([]groupCall[C], n)
 		copy(batch, g.queue)
 		g.queue = g.queue[n:]
 		if len(g.queue) == 0 {
 			g.queue = nil
 		}
 		g.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
-		// Errors are each command's, read by its caller.
-		_, _ = g.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for _, c := range batch {
-				c.add(ctx, p)
-			}
-			return nil
-		})
-		cancel()
+		calls := make([]C, n)
+		for i, c := range batch {
+			calls[i] = c.call
+		}
+		g.run(calls)
 		for _, c := range batch {
 			close(c.done)
 		}
 	}
+}
+
+// Commands puts one caller's commands in a shared pipeline.
+type Commands func(ctx context.Context, p redis.Pipeliner)
+
+// NewPipelineCommit returns a group commit whose batch is one pipeline
+// over rdb: each caller's Commands add its commands, and the caller reads
+// their results once Do returns nil (each command has its own: one
+// caller's failed command does not fail the others'). Like any pipeline,
+// a batch that fails on the network may be sent again by go-redis.
+func NewPipelineCommit(rdb redis.UniversalClient) *GroupCommit[Commands] {
+	return NewGroupCommit(func(batch []Commands) {
+		ctx, cancel := context.WithTimeout(context.Background(), groupCommitTimeout)
+		defer cancel()
+		// Errors are each command's, read by its caller.
+		_, _ = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for _, add := range batch {
+				add(ctx, p)
+			}
+			return nil
+		})
+	})
 }

@@ -43,7 +43,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 // waitQueued waits until n calls wait in the queue.
-func waitQueued(t *testing.T, gc *GroupCommit, n int) {
+func waitQueued(t *testing.T, gc *GroupCommit[Commands], n int) {
 	t.Helper()
 	waitFor(t, strconv.Itoa(n)+" calls queued", func() bool {
 		gc.mu.Lock()
@@ -62,7 +62,7 @@ func TestGroupCommitSharesPipelinesAndGivesEachCallerItsOwnResults(t *testing.T)
 	t.Cleanup(func() { _ = rdb.Close() })
 	g := &gate{open: make(chan struct{})}
 	rdb.AddHook(g)
-	gc := NewGroupCommit(rdb)
+	gc := NewPipelineCommit(rdb)
 
 	// The first GroupCommitFlushers calls each start a pipeline, held by
 	// the gate; the rest queue, then share pipelines once it opens.
@@ -114,7 +114,7 @@ func TestGroupCommitSharesPipelinesAndGivesEachCallerItsOwnResults(t *testing.T)
 
 func TestGroupCommitKeepsEachCallersErrorsItsOwn(t *testing.T) {
 	r := redistest.New(t)
-	gc := NewGroupCommit(r.Client)
+	gc := NewPipelineCommit(r.Client)
 	ctx := context.Background()
 	notANumber := r.Prefix + "gc:word"
 	if err := r.Client.Set(ctx, notANumber, "word", time.Minute).Err(); err != nil {
@@ -157,7 +157,7 @@ func TestGroupCommitReturnsWhenTheCallerGivesUp(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	g := &gate{open: make(chan struct{})}
 	rdb.AddHook(g)
-	gc := NewGroupCommit(rdb)
+	gc := NewPipelineCommit(rdb)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	key := r.Prefix + "gc:late"

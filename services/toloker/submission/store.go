@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -85,8 +84,14 @@ type store struct {
 	// payRetention is the TTL of a Toloker's pay counters, renewed by
 	// every change.
 	payRetention time.Duration
-	// batch groups concurrent accepts into pipelines.
-	batch batcher
+	// batch groups concurrent accepts into pipelines (runAccepts).
+	batch *storage.GroupCommit[*acceptCall]
+}
+
+// newStore returns the outbox's store over rdb.
+func newStore(rdb redis.UniversalClient, prefix string, payRetention time.Duration) *store {
+	return &store{rdb: rdb, prefix: prefix, payRetention: payRetention,
+		batch: storage.NewGroupCommit(func(batch []*acceptCall) { runAccepts(rdb, batch) })}
 }
 
 func tag(shard int) string { return "{sub:" + strconv.Itoa(shard) + "}" }
@@ -325,17 +330,13 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != ""),
 			poolMember(a.tenantID, a.poolID), strings.Join(a.claims, ","), a.shard, bit(a.check != "")},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
-		done: make(chan struct{}),
 	}
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster && a.minReplicas > 0 {
 		// WAIT must go to the node that took the write: one at a time.
 		c.raw, c.replicas, c.err = s.evalAndWait(ctx, c.keys, c.args, a.minReplicas, a.replicaTimeout)
 	} else {
-		s.batch.submit(s.rdb, c)
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return acceptResult{}, ctx.Err()
+		if err := s.batch.Do(ctx, c); err != nil {
+			return acceptResult{}, err
 		}
 	}
 	if c.err != nil {
@@ -363,7 +364,7 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 	return res, nil
 }
 
-// acceptCall is one accept waiting in the batcher.
+// acceptCall is one accept waiting in the batch (store.batch).
 type acceptCall struct {
 	keys           []string
 	args           []any
@@ -373,62 +374,6 @@ type acceptCall struct {
 	raw      any
 	replicas int64
 	err      error
-	done     chan struct{}
-}
-
-// Group commit bounds.
-const (
-	// maxBatch bounds the accepts of one pipeline.
-	maxBatch = 128
-	// maxFlushers bounds the pipelines in flight at once (connections).
-	maxFlushers = 4
-)
-
-// batcher groups concurrent accepts into pipelines. A call is queued; when
-// fewer than maxFlushers pipelines are in flight a flusher goroutine starts
-// and sends everything queued, again and again until the queue is empty,
-// then ends. A lone call is sent at once, and no goroutine outlives the
-// queue.
-type batcher struct {
-	mu       sync.Mutex
-	queue    []*acceptCall
-	flushing int
-}
-
-func (b *batcher) submit(rdb redis.UniversalClient, c *acceptCall) {
-	b.mu.Lock()
-	b.queue = append(b.queue, c)
-	start := b.flushing < maxFlushers
-	if start {
-		b.flushing++
-	}
-	b.mu.Unlock()
-	if start {
-		go b.flush(rdb)
-	}
-}
-
-func (b *batcher) flush(rdb redis.UniversalClient) {
-	for {
-		b.mu.Lock()
-		if len(b.queue) == 0 {
-			b.flushing--
-			b.mu.Unlock()
-			return
-		}
-		n := min(len(b.queue), maxBatch)
-		batch := make([]*acceptCall, n)
-		copy(batch, b.queue)
-		b.queue = b.queue[n:]
-		if len(b.queue) == 0 {
-			b.queue = nil
-		}
-		b.mu.Unlock()
-		runAccepts(rdb, batch)
-		for _, c := range batch {
-			close(c.done)
-		}
-	}
 }
 
 // runAccepts sends a batch of accepts in one pipeline (storage.EvalAll:

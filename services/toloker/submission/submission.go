@@ -281,7 +281,7 @@ func New(cfg Config) (*Service, error) {
 	if host == "" {
 		host = "crowdgate"
 	}
-	store := &store{rdb: cfg.Redis, prefix: cfg.Prefix, payRetention: cfg.PayRetention}
+	store := newStore(cfg.Redis, cfg.Prefix, cfg.PayRetention)
 	return &Service{
 		cfg:      st,
 		catalog:  cfg.Catalog,
