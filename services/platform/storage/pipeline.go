@@ -16,8 +16,8 @@ import "github.com/redis/go-redis/v9"
 // may be resent whole, so give it only commands that are safe to repeat:
 // reads are; the landing's scripts and rate limits are (a repeat re-reads
 // a session, or spends a slot twice); a session change is (its swap finds
-// its own record, made unique by a new revision, and answers that it was
-// applied); the registry's started, confirmed and abandoned scripts count
+// its own random revision among the record's last few and answers that it
+// was applied); the registry's started, confirmed and abandoned scripts count
 // and record a session once however often they run; an outbox lease taken
 // again with the same token and a settlement recorded again are too (it
 // answers "skip"). The code exchange is not, and does not use it.

@@ -19,8 +19,8 @@ import (
 //	uvarint length + redirect base (the platform URL up to where the code goes)
 //	uvarint length + redirect suffix (the platform URL's #fragment, if any)
 //	the crowdgatev1.Session in protobuf wire format, followed by the fields
-//	the API does not show (audience, Toloka pool id, and the revision of
-//	the last change, see store.update) as extra fields
+//	the API does not show (audience, Toloka pool id, and the revisions of
+//	the last changes, see store.update) as extra fields
 //
 // The first byte lets the landing's Lua script mint a code for an active
 // session only; the redirect parts let a warm landing build its redirect
@@ -50,12 +50,13 @@ type record struct {
 	// credentialID is the credential of the pool's project, known when
 	// the record is made (it is not stored: the pool's route has it).
 	credentialID string
-	// revision is random and new on every change (store.update), so the
-	// bytes of a record written are never those of another write: a swap
-	// that finds its own bytes knows it was applied. Empty until the
-	// first change; replicas that do not know it drop it, which only
-	// makes a record differ from any other.
-	revision string
+	// revisions name the record's last changes (store.update), oldest
+	// first, at most keptRevisions: each change adds a random one. A swap
+	// sent again after a lost reply looks for its own revision in the
+	// record (swap.lua), so it counts once even when other changes came
+	// after it. Empty until the first change. Replicas that do not know
+	// them drop them when they change the record.
+	revisions []string
 	// stored is the record as it was read from Redis ("" for one made
 	// here), what a change swaps out (store.update).
 	stored string
@@ -75,7 +76,7 @@ func (r *record) marshal() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: encode: %w", err)
 	}
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen32+len(r.redirectBase)+len(r.redirectSuffix)+len(pb)+len(r.audience)+len(r.tolokaPoolID)+len(r.revision)+12)
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen32+len(r.redirectBase)+len(r.redirectSuffix)+len(pb)+len(r.audience)+len(r.tolokaPoolID)+len(r.revisions)*(revisionSize+3)+8)
 	state := byte(stateEnded)
 	if r.active() {
 		state = stateActive
@@ -90,9 +91,9 @@ func (r *record) marshal() ([]byte, error) {
 	b = protowire.AppendString(b, r.audience)
 	b = protowire.AppendTag(b, fieldTolokaPoolID, protowire.BytesType)
 	b = protowire.AppendString(b, r.tolokaPoolID)
-	if r.revision != "" {
+	for _, rev := range r.revisions {
 		b = protowire.AppendTag(b, fieldRevision, protowire.BytesType)
-		b = protowire.AppendString(b, r.revision)
+		b = protowire.AppendString(b, rev)
 	}
 	return b, nil
 }
@@ -161,7 +162,7 @@ func unmarshalRecord(b []byte) (*record, error) {
 		case fieldTolokaPoolID:
 			r.tolokaPoolID = v
 		case fieldRevision:
-			r.revision = v
+			r.revisions = append(r.revisions, v)
 		}
 	}
 	r.session.ProtoReflect().SetUnknown(nil)

@@ -101,3 +101,30 @@ func TestRecordRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestARecordKeepsItsLastRevisions(t *testing.T) {
+	var revs []string
+	for i := range 10 {
+		revs = withRevision(revs, newRevision())
+		if want := min(i+1, keptRevisions); len(revs) != want {
+			t.Fatalf("after %d changes the record keeps %d revisions, want %d", i+1, len(revs), want)
+		}
+	}
+	r := &record{session: &crowdgatev1.Session{SessionId: "ses_1", TenantId: "t"}, redirectBase: "https://p.example/?", revisions: revs}
+	b, err := r.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := unmarshalRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(revs, got.revisions); diff != "" {
+		t.Errorf("revisions after a round trip (-want +got):\n%s", diff)
+	}
+	for _, rev := range revs {
+		if len(rev) != revisionSize || !strings.Contains(string(b), rev) {
+			t.Errorf("revision %x is not in the stored record as its %d bytes", rev, revisionSize)
+		}
+	}
+}

@@ -372,6 +372,7 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 	}
 	ended := false
 	r, err := s.store.update(ctx, tenantID, sessionID, "", func(r *record) bool {
+		ended = false // a try before found the session changed meanwhile
 		s.view(r)
 		if !r.active() {
 			return false

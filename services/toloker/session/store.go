@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"errors"
+	"slices"
 	"strconv"
 	"time"
 
@@ -232,8 +233,9 @@ func decode(b []byte, tenantID, sessionID string) (*record, error) {
 // Both steps go through the landing's autopipelined client, so concurrent
 // updates (a Submit's RecordSubmit, say) share round trips instead of
 // each holding a connection for a WATCH transaction. A batch that is
-// resent is safe: a read is, and a swap finds its own record, made unique
-// by its new revision, and answers that it was applied.
+// resent is safe: a read is, and a swap finds its change's new revision
+// in the record (among the last keptRevisions, so also after other
+// changes) and answers that it was applied.
 func (s *store) update(ctx context.Context, tenantID, sessionID, from string, change func(*record) bool) (*record, error) {
 	aid, ok := assignmentOfSession(sessionID)
 	if !ok {
@@ -241,6 +243,11 @@ func (s *store) update(ctx context.Context, tenantID, sessionID, from string, ch
 	}
 	key := s.sessionKey(aid)
 	for try := range 50 {
+		// The autopipelined client runs a command however long its
+		// caller waits: the caller's end is checked here.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		var (
 			r   *record
 			err error
@@ -257,12 +264,13 @@ func (s *store) update(ctx context.Context, tenantID, sessionID, from string, ch
 		if !change(r) {
 			return r, nil
 		}
-		r.revision = newRevision()
+		rev := newRevision()
+		r.revisions = withRevision(r.revisions, rev)
 		changed, err := r.marshal()
 		if err != nil {
 			return nil, err
 		}
-		swapped, err := swapScript.Run(ctx, s.landing, []string{key}, old, changed).Int()
+		swapped, err := swapScript.Run(ctx, s.landing, []string{key}, old, changed, rev).Int()
 		if err != nil {
 			return nil, storage.Unavailable(err)
 		}
@@ -275,9 +283,27 @@ func (s *store) update(ctx context.Context, tenantID, sessionID, from string, ch
 	return nil, &serviceerror.Unavailable{Message: "the session is being changed concurrently; try again", RetryAfter: storage.RetryAfter}
 }
 
-// newRevision returns a record revision: 8 random bytes.
+// A record's revisions (record.revisions).
+const (
+	// revisionSize is a revision's length: random bytes, so one is found
+	// in a record only where it was written.
+	revisionSize = 8
+	// keptRevisions bounds the revisions a record keeps: a swap resent
+	// after more changes than this came after it could count twice. A
+	// resend follows its first send within go-redis's retry backoff
+	// (milliseconds), and a session changes a few times a minute.
+	keptRevisions = 4
+)
+
+// withRevision returns revs with rev added, the oldest dropped past
+// keptRevisions.
+func withRevision(revs []string, rev string) []string {
+	return append(slices.Clone(revs[max(0, len(revs)-keptRevisions+1):]), rev)
+}
+
+// newRevision returns a new record revision.
 func newRevision() string {
-	var b [8]byte
+	var b [revisionSize]byte
 	_, _ = rand.Read(b[:])
 	return string(b[:])
 }

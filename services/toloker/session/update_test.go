@@ -24,6 +24,17 @@ import (
 type resendSwaps struct {
 	sha  string
 	sent int
+	// between, when set, runs once, between the next first run and its
+	// resend, as another replica's change could.
+	between func()
+}
+
+func (h *resendSwaps) resent() {
+	h.sent++
+	if b := h.between; b != nil {
+		h.between = nil
+		b()
+	}
 }
 
 func (h *resendSwaps) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -31,8 +42,8 @@ func (h *resendSwaps) DialHook(next redis.DialHook) redis.DialHook { return next
 func (h *resendSwaps) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if h.isSwap(cmd) {
-			h.sent++
 			_ = next(ctx, cmd)
+			h.resent()
 		}
 		return next(ctx, cmd)
 	}
@@ -42,8 +53,8 @@ func (h *resendSwaps) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, c := range cmds {
 			if h.isSwap(c) {
-				h.sent++
 				_ = next(ctx, cmds)
+				h.resent()
 				break
 			}
 		}
@@ -66,12 +77,9 @@ func (h *resendSwaps) isSwap(cmd redis.Cmder) bool {
 	return false
 }
 
-// TestAChangeSentTwiceIsAppliedOnce: a session's changes (RecordSubmit's
-// totals, End) are read, changed and swapped in through the autopipelined
-// client, whose batches may be sent again after a lost reply. A swap sent
-// twice must count once: a Toloker's totals that doubled would misreport
-// what they were paid.
-func TestAChangeSentTwiceIsAppliedOnce(t *testing.T) {
+// resendingEnv returns sessions whose swaps are each sent twice (hook).
+func resendingEnv(t *testing.T) (*sessiontest.Env, *resendSwaps) {
+	t.Helper()
 	lua, err := os.ReadFile("lua/swap.lua")
 	if err != nil {
 		t.Fatal(err)
@@ -86,8 +94,16 @@ func TestAChangeSentTwiceIsAppliedOnce(t *testing.T) {
 	resending := redis.NewClient(opts)
 	resending.AddHook(hook)
 	t.Cleanup(func() { _ = resending.Close() })
+	return sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = resending }}), hook
+}
 
-	env := sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = resending }})
+// TestAChangeSentTwiceIsAppliedOnce: a session's changes (RecordSubmit's
+// totals, End) are read, changed and swapped in through the autopipelined
+// client, whose batches may be sent again after a lost reply. A swap sent
+// twice must count once: a Toloker's totals that doubled would misreport
+// what they were paid.
+func TestAChangeSentTwiceIsAppliedOnce(t *testing.T) {
+	env, hook := resendingEnv(t)
 	pool := env.NewPool(t, tenant.Default, nil)
 	sid := started(t, env, env.StartAssignment(t, pool, "toloker-1")).GetSessionId()
 	for i := range 4 {
@@ -116,5 +132,33 @@ func TestAChangeSentTwiceIsAppliedOnce(t *testing.T) {
 	ended, err := env.Sessions.End(ctx, tenant.Default, sid, crowdgatev1.EndReason_END_REASON_CLOSE_SESSION)
 	if err != nil || ended.GetEndReason() != crowdgatev1.EndReason_END_REASON_CLOSE_SESSION || ended.GetSubmitsCount() != 4 {
 		t.Errorf("End, sent twice = %v, %v", ended, err)
+	}
+}
+
+// TestAChangeResentAfterAnotherChangeIsAppliedOnce: between a swap that
+// was applied and its resend, another replica changes the session (a
+// submit of its own). The resend must still find that it was applied,
+// not add its submit a second time on top of the other.
+func TestAChangeResentAfterAnotherChangeIsAppliedOnce(t *testing.T) {
+	env, hook := resendingEnv(t)
+	// The other replica: the same Redis and prefix, no resends.
+	other := sessiontest.New(t, sessiontest.Options{Redis: env.Redis})
+	pool := env.NewPool(t, tenant.Default, nil)
+	sid := started(t, env, env.StartAssignment(t, pool, "toloker-1")).GetSessionId()
+	hook.between = func() {
+		if err := other.Sessions.RecordSubmit(ctx, tenant.Default, sid, "", money.MustParse("0.5")); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, "", money.MustParse("0.25")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := env.Sessions.Get(ctx, tenant.Default, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hook.between != nil || got.GetSubmitsCount() != 2 || got.GetRewardTotal() != "0.75" {
+		t.Errorf("a submit of 0.25 resent after another replica's 0.5 (which ran: %t): submits %d, reward %s; want 2, 0.75",
+			hook.between == nil, got.GetSubmitsCount(), got.GetRewardTotal())
 	}
 }
