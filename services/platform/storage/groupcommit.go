@@ -18,7 +18,8 @@ import (
 // flight a flusher starts and runs everything queued (up to
 // GroupCommitBatch calls a batch), again and again until the queue is
 // empty, then ends. A lone call is run at once, and no goroutine outlives
-// the queue.
+// the queue. A call whose caller has gone (its context ended) before its
+// batch is formed is dropped, not run: the caller was told it failed.
 type GroupCommit[C any] struct {
 	run func(batch []C)
 
@@ -41,6 +42,7 @@ const (
 )
 
 type groupCall[C any] struct {
+	ctx  context.Context
 	call C
 	done chan struct{}
 }
@@ -53,10 +55,11 @@ func NewGroupCommit[C any](run func(batch []C)) *GroupCommit[C] {
 }
 
 // Do queues call and waits until its batch has run; the caller then reads
-// the call's outcome. When ctx ends first Do returns ctx's error at once;
-// the call still runs, and its outcome must not be read.
+// the call's outcome. When ctx ends first Do returns ctx's error at once,
+// and the call's outcome must not be read: it is dropped if its batch is
+// not formed yet, and may still run if it is.
 func (g *GroupCommit[C]) Do(ctx context.Context, call C) error {
-	c := groupCall[C]{call: call, done: make(chan struct{})}
+	c := groupCall[C]{ctx: ctx, call: call, done: make(chan struct{})}
 	g.mu.Lock()
 	g.queue = append(g.queue, c)
 	start := g.flushing < GroupCommitFlushers
@@ -91,11 +94,15 @@ func (g *GroupCommit[C]) flush() {
 			g.queue = nil
 		}
 		g.mu.Unlock()
-		calls := make([]C, n)
-		for i, c := range batch {
-			calls[i] = c.call
+		calls := make([]C, 0, n)
+		for _, c := range batch {
+			if c.ctx.Err() == nil {
+				calls = append(calls, c.call)
+			}
 		}
-		g.run(calls)
+		if len(calls) > 0 {
+			g.run(calls)
+		}
 		for _, c := range batch {
 			close(c.done)
 		}

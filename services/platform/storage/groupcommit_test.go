@@ -147,7 +147,7 @@ func TestGroupCommitKeepsEachCallersErrorsItsOwn(t *testing.T) {
 	}
 }
 
-func TestGroupCommitReturnsWhenTheCallerGivesUp(t *testing.T) {
+func TestGroupCommitDropsACallWhoseCallerGaveUpBeforeItsBatch(t *testing.T) {
 	r := redistest.New(t)
 	opts, err := redis.ParseURL(r.URL)
 	if err != nil {
@@ -158,14 +158,45 @@ func TestGroupCommitReturnsWhenTheCallerGivesUp(t *testing.T) {
 	g := &gate{open: make(chan struct{})}
 	rdb.AddHook(g)
 	gc := NewPipelineCommit(rdb)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	key := r.Prefix + "gc:late"
-	err = gc.Do(ctx, func(ctx context.Context, p redis.Pipeliner) { p.Set(ctx, key, "x", time.Minute) })
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Do with an ended context = %v", err)
+	background := context.Background()
+	set := func(key string) Commands {
+		return func(ctx context.Context, p redis.Pipeliner) { p.Set(ctx, r.Prefix+key, "x", time.Minute) }
+	}
+
+	// Every flusher held at the gate with a call of its own.
+	var wg sync.WaitGroup
+	for i := range GroupCommitFlushers {
+		wg.Go(func() {
+			if err := gc.Do(background, set("held:"+strconv.Itoa(i))); err != nil {
+				t.Error(err)
+			}
+		})
+		waitFor(t, "pipeline "+strconv.Itoa(i+1)+" held", func() bool { return g.pipelines.Load() == int64(i+1) })
+	}
+	// Two queued calls; one caller gives up while its call waits.
+	gaveUp, giveUp := context.WithCancel(background)
+	done := make(chan error, 1)
+	go func() { done <- gc.Do(gaveUp, set("gave-up")) }()
+	wg.Go(func() {
+		if err := gc.Do(background, set("waited")); err != nil {
+			t.Error(err)
+		}
+	})
+	waitQueued(t, gc, 2)
+	giveUp()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do of a caller who gave up = %v", err)
 	}
 	close(g.open)
-	// The commands still run: the call they record has happened.
-	waitFor(t, "the given-up call's write", func() bool { return r.Client.Exists(context.Background(), key).Val() == 1 })
+	wg.Wait()
+	waitFor(t, "the flushers to end", func() bool {
+		gc.mu.Lock()
+		defer gc.mu.Unlock()
+		return gc.flushing == 0
+	})
+	for key, want := range map[string]int64{"held:0": 1, "waited": 1, "gave-up": 0} {
+		if got := r.Client.Exists(background, r.Prefix+key).Val(); got != want {
+			t.Errorf("%s: %d keys written, want %d", key, got, want)
+		}
+	}
 }
