@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -35,11 +36,19 @@ const (
 	// GroupCommitFlushers bounds the batches in flight at once (Redis
 	// connections).
 	GroupCommitFlushers = 4
+	// GroupCommitQueue bounds the calls waiting for a batch: past it Do
+	// refuses at once (ErrGroupCommitFull), so a Redis that hangs does not
+	// collect every call made meanwhile. Healthy, the queue holds about
+	// as many calls as there are callers.
+	GroupCommitQueue = 64 * GroupCommitBatch
 	// groupCommitTimeout bounds one pipeline of NewPipelineCommit: it runs
 	// on its own, so a caller that gave up does not cut the others' writes
 	// short.
 	groupCommitTimeout = 30 * time.Second
 )
+
+// ErrGroupCommitFull is Do's answer when GroupCommitQueue calls wait.
+var ErrGroupCommitFull = errors.New("storage: too many calls wait for Redis")
 
 type groupCall[C any] struct {
 	ctx  context.Context
@@ -55,12 +64,17 @@ func NewGroupCommit[C any](run func(batch []C)) *GroupCommit[C] {
 }
 
 // Do queues call and waits until its batch has run; the caller then reads
-// the call's outcome. When ctx ends first Do returns ctx's error at once,
-// and the call's outcome must not be read: it is dropped if its batch is
-// not formed yet, and may still run if it is.
+// the call's outcome. It refuses (ErrGroupCommitFull) when
+// GroupCommitQueue calls wait already. When ctx ends first Do returns
+// ctx's error at once, and the call's outcome must not be read: it is
+// dropped if its batch is not formed yet, and may still run if it is.
 func (g *GroupCommit[C]) Do(ctx context.Context, call C) error {
 	c := groupCall[C]{ctx: ctx, call: call, done: make(chan struct{})}
 	g.mu.Lock()
+	if len(g.queue) >= GroupCommitQueue {
+		g.mu.Unlock()
+		return ErrGroupCommitFull
+	}
 	g.queue = append(g.queue, c)
 	start := g.flushing < GroupCommitFlushers
 	if start {

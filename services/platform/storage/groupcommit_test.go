@@ -200,3 +200,54 @@ func TestGroupCommitDropsACallWhoseCallerGaveUpBeforeItsBatch(t *testing.T) {
 		}
 	}
 }
+
+func TestGroupCommitRefusesPastItsQueueBound(t *testing.T) {
+	r := redistest.New(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	g := &gate{open: make(chan struct{})}
+	rdb.AddHook(g)
+	gc := NewPipelineCommit(rdb)
+	background := context.Background()
+	incr := func(ctx context.Context, p redis.Pipeliner) { p.Incr(ctx, r.Prefix+"n") }
+
+	// Redis hangs: every flusher waits at the gate with a call of its own.
+	var wg sync.WaitGroup
+	for i := range GroupCommitFlushers {
+		wg.Go(func() {
+			if err := gc.Do(background, incr); err != nil {
+				t.Error(err)
+			}
+		})
+		waitFor(t, "pipeline "+strconv.Itoa(i+1)+" held", func() bool { return g.pipelines.Load() == int64(i+1) })
+	}
+	// Callers who give up leave their calls queued until a batch forms.
+	gone, cancel := context.WithCancel(background)
+	cancel()
+	for range GroupCommitQueue {
+		if err := gc.Do(gone, incr); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Do of a caller who has gone = %v", err)
+		}
+	}
+	if err := gc.Do(background, incr); !errors.Is(err, ErrGroupCommitFull) {
+		t.Fatalf("Do past %d queued calls = %v, want ErrGroupCommitFull", GroupCommitQueue, err)
+	}
+	close(g.open)
+	wg.Wait()
+	waitFor(t, "the flushers to end", func() bool {
+		gc.mu.Lock()
+		defer gc.mu.Unlock()
+		return gc.flushing == 0 && len(gc.queue) == 0
+	})
+	// Only the held calls ran; once drained, calls are taken again.
+	if err := gc.Do(background, incr); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Client.Get(background, r.Prefix+"n").Val(); got != strconv.Itoa(GroupCommitFlushers+1) {
+		t.Errorf("counter = %s, want %d: the held calls and the last, none of the given-up ones", got, GroupCommitFlushers+1)
+	}
+}

@@ -336,7 +336,7 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 		c.raw, c.replicas, c.err = s.evalAndWait(ctx, c.keys, c.args, a.minReplicas, a.replicaTimeout)
 	} else {
 		if err := s.batch.Do(ctx, c); err != nil {
-			return acceptResult{}, err
+			return acceptResult{}, storage.Unavailable(err)
 		}
 	}
 	if c.err != nil {
