@@ -77,7 +77,22 @@ type Catalog struct {
 	mu       sync.Mutex
 	accounts map[recordKey]cachedAccount
 	routes   map[recordKey]Route
+	// byToloka holds the pools found under a Toloka pool id (never an
+	// empty find), for tolokaIndexTTL.
+	byToloka map[string]cachedIndex
 }
+
+// cachedIndex is what poolsByTolokaID found in the index.
+type cachedIndex struct {
+	pools   []recordKey
+	expires time.Time
+}
+
+// tolokaIndexTTL is how long a replica keeps what the index of Toloka
+// pool ids said. A Toloka pool id is given once, by Toloka, so the index
+// only grows; the bound is for a pool of another environment registered
+// under the same id since.
+const tolokaIndexTTL = 5 * time.Second
 
 type recordKey struct{ tenantID, id string }
 
@@ -102,6 +117,7 @@ func New(rdb redis.UniversalClient, prefix string, box *secretbox.Box, client *t
 		pools:       storage.NewStore(rdb, prefix, "pool", func() *crowdgatev1.Pool { return new(crowdgatev1.Pool) }),
 		accounts:    map[recordKey]cachedAccount{},
 		routes:      map[recordKey]Route{},
+		byToloka:    map[string]cachedIndex{},
 	}
 }
 
@@ -273,8 +289,37 @@ func (c *Catalog) tolokaKey(env crowdgatev1.Environment, tolokaPoolID string) st
 }
 
 // poolsByTolokaID returns the pools (of any tenant) with this Toloka pool
-// id: at most one per environment.
+// id: at most one per environment. The index is read from Redis when this
+// replica has not found the id in the last tolokaIndexTTL (every cold
+// landing asks it); the pools themselves are read each time.
 func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string) ([]*crowdgatev1.Pool, error) {
+	keys, err := c.tolokaIndex(ctx, tolokaPoolID)
+	if err != nil {
+		return nil, err
+	}
+	var out []*crowdgatev1.Pool
+	for _, k := range keys {
+		p, err := c.Pool(ctx, k.tenantID, k.id)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// tolokaIndex returns the pools the index names under a Toloka pool id.
+func (c *Catalog) tolokaIndex(ctx context.Context, tolokaPoolID string) ([]recordKey, error) {
+	now := c.now()
+	c.mu.Lock()
+	hit, ok := c.byToloka[tolokaPoolID]
+	c.mu.Unlock()
+	if ok && now.Before(hit.expires) {
+		return hit.pools, nil
+	}
 	cmds := make([]*redis.StringCmd, len(environments))
 	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, env := range environments {
@@ -285,7 +330,7 @@ func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string) ([]*
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, storage.Unavailable(err)
 	}
-	var out []*crowdgatev1.Pool
+	var keys []recordKey
 	for _, cmd := range cmds {
 		v, err := cmd.Result()
 		if errors.Is(err, redis.Nil) {
@@ -298,16 +343,18 @@ func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string) ([]*
 		if !ok {
 			continue
 		}
-		p, err := c.Pool(ctx, tenantID, poolID)
-		if isNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
+		keys = append(keys, recordKey{tenantID, poolID})
 	}
-	return out, nil
+	if len(keys) > 0 {
+		// An empty find is not kept: the pool may be registered next.
+		c.mu.Lock()
+		if len(c.byToloka) >= maxCached {
+			clear(c.byToloka)
+		}
+		c.byToloka[tolokaPoolID] = cachedIndex{pools: keys, expires: now.Add(tolokaIndexTTL)}
+		c.mu.Unlock()
+	}
+	return keys, nil
 }
 
 func isNotFound(err error) bool {

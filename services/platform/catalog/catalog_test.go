@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"testing"
+	"time"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
@@ -89,6 +90,44 @@ func TestRouteIsReadOnce(t *testing.T) {
 	var nf *serviceerror.NotFound
 	if _, err := cat.Pool(ctx, "acme", p.GetPoolId()); !errors.As(err, &nf) {
 		t.Errorf("Pool after the record was deleted = %v, want NotFound (records are not cached)", err)
+	}
+}
+
+// Every cold landing asks the index of Toloka pool ids which pools have
+// the assignment's pool id. A replica keeps what the index said for a few
+// seconds; it keeps no empty answer, so a pool registered next is found at
+// once.
+func TestTheTolokaPoolIndexIsKeptBriefly(t *testing.T) {
+	clock := sessiontest.NewClock()
+	env := sessiontest.New(t, sessiontest.Options{Now: clock.Now})
+	cat := env.Catalog
+	p := env.NewPool(t, "acme", nil)
+	aid := env.StartAssignment(t, p, "toloker-1")
+	if _, err := cat.FindAssignment(ctx, aid, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	index := env.Redis.Prefix + "pool-by-toloka:SANDBOX:" + p.GetTolokaPoolId()
+	entry, err := env.Redis.Client.Get(ctx, index).Result()
+	if err != nil {
+		t.Fatalf("the pool's index entry %s: %v", index, err)
+	}
+	if err := env.Redis.Client.Del(ctx, index).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := cat.FindAssignment(ctx, aid, "", nil); err != nil || found.Pool.GetPoolId() != p.GetPoolId() {
+		t.Fatalf("within the index's lifetime in memory: %v, %v; want the pool, as found before", found, err)
+	}
+	clock.Advance(5 * time.Second)
+	var nf *catalog.AssignmentNotFound
+	if _, err := cat.FindAssignment(ctx, aid, "", nil); !errors.As(err, &nf) || len(nf.AskedIn) != 0 {
+		t.Fatalf("after its lifetime, with the entry gone: %v; want NotFound, no pool asked", err)
+	}
+	// The empty answer was not kept.
+	if err := env.Redis.Client.Set(ctx, index, entry, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := cat.FindAssignment(ctx, aid, "", nil); err != nil || found.Pool.GetPoolId() != p.GetPoolId() {
+		t.Errorf("once the entry is back: %v, %v; want the pool at once", found, err)
 	}
 }
 
