@@ -19,13 +19,14 @@ import (
 // flight a flusher starts and runs everything queued (up to
 // GroupCommitBatch calls a batch), again and again until the queue is
 // empty, then ends. A lone call is run at once, and no goroutine outlives
-// the queue. A call whose caller has gone (its context ended) before its
-// batch is formed is dropped, not run: the caller was told it failed.
+// the queue. A call whose caller has gone (its context ended) before a
+// batch takes it is dropped, not run, and its caller is told so; a call a
+// batch has taken is run, and its caller waits for the outcome.
 type GroupCommit[C any] struct {
 	run func(batch []C)
 
 	mu       sync.Mutex
-	queue    []groupCall[C]
+	queue    []*groupCall[C]
 	flushing int
 }
 
@@ -50,10 +51,17 @@ const (
 // ErrGroupCommitFull is Do's answer when GroupCommitQueue calls wait.
 var ErrGroupCommitFull = errors.New("storage: too many calls wait for Redis")
 
+// groupCall is one queued call. A flusher decides under the mutex whether
+// a batch takes it (taken) or drops it because its caller has gone
+// (gone), and Do decides under the same mutex when its caller goes: a call
+// is either run, with its caller told the outcome, or neither run nor
+// reported as run.
 type groupCall[C any] struct {
-	ctx  context.Context
-	call C
-	done chan struct{}
+	ctx   context.Context
+	call  C
+	done  chan struct{} // closed once a taken call has run
+	taken bool
+	gone  bool
 }
 
 // NewGroupCommit returns a group commit that runs each batch with run. run
@@ -65,11 +73,12 @@ func NewGroupCommit[C any](run func(batch []C)) *GroupCommit[C] {
 
 // Do queues call and waits until its batch has run; the caller then reads
 // the call's outcome. It refuses (ErrGroupCommitFull) when
-// GroupCommitQueue calls wait already. When ctx ends first Do returns
-// ctx's error at once, and the call's outcome must not be read: it is
-// dropped if its batch is not formed yet, and may still run if it is.
+// GroupCommitQueue calls wait already. When ctx ends while the call still
+// waits for a batch, Do returns ctx's error and the call is dropped, never
+// run; once a batch has taken it, Do waits for the batch (bounded by the
+// run's own timeout) and returns nil, whatever ctx says.
 func (g *GroupCommit[C]) Do(ctx context.Context, call C) error {
-	c := groupCall[C]{ctx: ctx, call: call, done: make(chan struct{})}
+	c := &groupCall[C]{ctx: ctx, call: call, done: make(chan struct{})}
 	g.mu.Lock()
 	if len(g.queue) >= GroupCommitQueue {
 		g.mu.Unlock()
@@ -88,8 +97,18 @@ func (g *GroupCommit[C]) Do(ctx context.Context, call C) error {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	taken := c.taken
+	if !taken {
+		c.gone = true
+	}
+	g.mu.Unlock()
+	if !taken {
 		return ctx.Err()
 	}
+	<-c.done
+	return nil
 }
 
 func (g *GroupCommit[C]) flush() {
@@ -101,22 +120,28 @@ func (g *GroupCommit[C]) flush() {
 			return
 		}
 		n := min(len(g.queue), GroupCommitBatch)
-		batch := make([]groupCall[C], n)
-		copy(batch, g.queue)
+		batch := make([]*groupCall[C], 0, n)
+		for _, c := range g.queue[:n] {
+			if c.gone || c.ctx.Err() != nil {
+				c.gone = true // its caller is told ctx's error
+				continue
+			}
+			c.taken = true
+			batch = append(batch, c)
+		}
 		g.queue = g.queue[n:]
 		if len(g.queue) == 0 {
 			g.queue = nil
 		}
 		g.mu.Unlock()
-		calls := make([]C, 0, n)
-		for _, c := range batch {
-			if c.ctx.Err() == nil {
-				calls = append(calls, c.call)
-			}
+		if len(batch) == 0 {
+			continue
 		}
-		if len(calls) > 0 {
-			g.run(calls)
+		calls := make([]C, len(batch))
+		for i, c := range batch {
+			calls[i] = c.call
 		}
+		g.run(calls)
 		for _, c := range batch {
 			close(c.done)
 		}

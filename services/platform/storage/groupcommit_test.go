@@ -251,3 +251,34 @@ func TestGroupCommitRefusesPastItsQueueBound(t *testing.T) {
 		t.Errorf("counter = %s, want %d: the held calls and the last, none of the given-up ones", got, GroupCommitFlushers+1)
 	}
 }
+
+// A call a batch has taken runs, and its caller is told the outcome even
+// when it gives up meanwhile: a write must not be reported as failed when
+// it happened.
+func TestGroupCommitReportsATakenCallsOutcomeToACallerWhoGaveUp(t *testing.T) {
+	r := redistest.New(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { _ = rdb.Close() })
+	g := &gate{open: make(chan struct{})}
+	rdb.AddHook(g)
+	gc := NewPipelineCommit(rdb)
+	caller, giveUp := context.WithCancel(context.Background())
+	var incr *redis.IntCmd
+	done := make(chan error, 1)
+	go func() {
+		done <- gc.Do(caller, func(ctx context.Context, p redis.Pipeliner) { incr = p.Incr(ctx, r.Prefix+"n") })
+	}()
+	waitFor(t, "the call's batch to be held", func() bool { return g.pipelines.Load() == 1 })
+	giveUp()
+	close(g.open)
+	if err := <-done; err != nil {
+		t.Fatalf("Do of a taken call whose caller gave up = %v, want nil: the write happened", err)
+	}
+	if n, err := incr.Result(); n != 1 || err != nil {
+		t.Errorf("the taken call's INCR = %d, %v; want 1", n, err)
+	}
+}

@@ -440,7 +440,12 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	}
 	s.m.received.Inc()
 	if sess != nil {
-		if err := s.sessions.RecordSubmit(ctx, tenantID, sess.GetSessionId(), version, in.reward); err != nil {
+		// The submit is stored: its totals are added even when the caller
+		// has gone meanwhile.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordSubmitTimeout)
+		err := s.sessions.RecordSubmit(rctx, tenantID, sess.GetSessionId(), version, in.reward)
+		cancel()
+		if err != nil {
 			s.log.Warn("submission: could not add the submit to the session's totals",
 				slog.String("submission_id", id), slog.String("session_id", sess.GetSessionId()), slog.String("error", err.Error()))
 		}
@@ -461,6 +466,10 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	}
 	return resp, nil
 }
+
+// recordSubmitTimeout bounds adding a stored submit to its session's
+// totals once the caller has gone.
+const recordSubmitTimeout = 5 * time.Second
 
 // sessionProblem says why a session takes no more submits ("" when it does).
 func sessionProblem(sess *crowdgatev1.Session, now time.Time) string {
