@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
@@ -71,10 +72,34 @@ func (c *Catalog) FindAssignment(ctx context.Context, assignmentID, tenantID str
 	if !ok {
 		return nil, malformedAssignmentID("assignment_id")
 	}
-	pools, err := c.poolsByTolokaID(ctx, tolokaPoolID)
+	pools, kept, err := c.poolsByTolokaID(ctx, tolokaPoolID, false)
 	if err != nil {
 		return nil, err
 	}
+	found, err := c.findIn(ctx, assignmentID, tenantID, check, pools)
+	var nf *AssignmentNotFound
+	if !kept || !errors.As(err, &nf) {
+		return found, err
+	}
+	// Not found through an index answer kept in memory: a pool registered
+	// since (in the other environment) would be missing from it, so the
+	// search is made again when a fresh answer names other pools.
+	fresh, _, ferr := c.poolsByTolokaID(ctx, tolokaPoolID, true)
+	if ferr != nil || samePools(pools, fresh) {
+		return found, err
+	}
+	return c.findIn(ctx, assignmentID, tenantID, check, fresh)
+}
+
+// samePools reports whether a and b are the same pools.
+func samePools(a, b []*crowdgatev1.Pool) bool {
+	return slices.EqualFunc(a, b, func(x, y *crowdgatev1.Pool) bool {
+		return x.GetTenantId() == y.GetTenantId() && x.GetPoolId() == y.GetPoolId()
+	})
+}
+
+// findIn asks Toloka for the assignment in pools (FindAssignment).
+func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, check func(*Resolved) error, pools []*crowdgatev1.Pool) (*Found, error) {
 	notFound := &AssignmentNotFound{AssignmentID: assignmentID, Final: true}
 	var transient error
 	for _, p := range pools {

@@ -18,10 +18,13 @@
 //   - API keys are sealed (secretbox) bound to their tenant and credential
 //     id, so a sealed key copied onto another record does not open; they
 //     are never logged or returned.
-//   - What the catalog caches in process never goes stale: a pool's route
-//     (its project, Toloka pool, credential and environment) never changes
-//     after the pool is created. Opened accounts are kept for AccountTTL and
-//     dropped at once on this replica when their credential changes.
+//   - What the catalog caches in process does not go stale, or only
+//     briefly: a pool's route (its project, Toloka pool, credential and
+//     environment) never changes after the pool is created. Opened accounts
+//     are kept for AccountTTL and dropped at once on this replica when
+//     their credential changes. What the index of Toloka pool ids said is
+//     kept for tolokaIndexTTL, never an empty answer, and an assignment not
+//     found through a kept answer is looked for again through a fresh one.
 //
 // Redis layout (P is the configured prefix; records through storage.Store):
 //
@@ -77,8 +80,8 @@ type Catalog struct {
 	mu       sync.Mutex
 	accounts map[recordKey]cachedAccount
 	routes   map[recordKey]Route
-	// byToloka holds the pools found under a Toloka pool id (never an
-	// empty find), for tolokaIndexTTL.
+	// byToloka holds, by Toloka pool id, the pools the index named there
+	// (tolokaIndex; never an empty answer), for tolokaIndexTTL.
 	byToloka map[string]cachedIndex
 }
 
@@ -289,13 +292,14 @@ func (c *Catalog) tolokaKey(env crowdgatev1.Environment, tolokaPoolID string) st
 }
 
 // poolsByTolokaID returns the pools (of any tenant) with this Toloka pool
-// id: at most one per environment. The index is read from Redis when this
-// replica has not found the id in the last tolokaIndexTTL (every cold
-// landing asks it); the pools themselves are read each time.
-func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string) ([]*crowdgatev1.Pool, error) {
-	keys, err := c.tolokaIndex(ctx, tolokaPoolID)
+// id: at most one per environment. Every cold landing asks, so the index
+// is read from Redis only when this replica has not found the id there in
+// the last tolokaIndexTTL, or when fresh is set; the pools themselves are
+// read each time. kept reports an answer from memory.
+func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string, fresh bool) (pools []*crowdgatev1.Pool, kept bool, err error) {
+	keys, kept, err := c.tolokaIndex(ctx, tolokaPoolID, fresh)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var out []*crowdgatev1.Pool
 	for _, k := range keys {
@@ -304,21 +308,22 @@ func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string) ([]*
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, kept, nil
 }
 
-// tolokaIndex returns the pools the index names under a Toloka pool id.
-func (c *Catalog) tolokaIndex(ctx context.Context, tolokaPoolID string) ([]recordKey, error) {
+// tolokaIndex returns the pools the index names under a Toloka pool id,
+// and whether the answer was kept in memory.
+func (c *Catalog) tolokaIndex(ctx context.Context, tolokaPoolID string, fresh bool) ([]recordKey, bool, error) {
 	now := c.now()
 	c.mu.Lock()
 	hit, ok := c.byToloka[tolokaPoolID]
 	c.mu.Unlock()
-	if ok && now.Before(hit.expires) {
-		return hit.pools, nil
+	if ok && !fresh && now.Before(hit.expires) {
+		return hit.pools, true, nil
 	}
 	cmds := make([]*redis.StringCmd, len(environments))
 	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -328,7 +333,7 @@ func (c *Catalog) tolokaIndex(ctx context.Context, tolokaPoolID string) ([]recor
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, storage.Unavailable(err)
+		return nil, false, storage.Unavailable(err)
 	}
 	var keys []recordKey
 	for _, cmd := range cmds {
@@ -337,7 +342,7 @@ func (c *Catalog) tolokaIndex(ctx context.Context, tolokaPoolID string) ([]recor
 			continue
 		}
 		if err != nil {
-			return nil, storage.Unavailable(err)
+			return nil, false, storage.Unavailable(err)
 		}
 		tenantID, poolID, ok := strings.Cut(v, indexSep)
 		if !ok {
@@ -354,7 +359,7 @@ func (c *Catalog) tolokaIndex(ctx context.Context, tolokaPoolID string) ([]recor
 		c.byToloka[tolokaPoolID] = cachedIndex{pools: keys, expires: now.Add(tolokaIndexTTL)}
 		c.mu.Unlock()
 	}
-	return keys, nil
+	return keys, false, nil
 }
 
 func isNotFound(err error) bool {

@@ -129,6 +129,24 @@ func TestTheTolokaPoolIndexIsKeptBriefly(t *testing.T) {
 	if found, err := cat.FindAssignment(ctx, aid, "", nil); err != nil || found.Pool.GetPoolId() != p.GetPoolId() {
 		t.Errorf("once the entry is back: %v, %v; want the pool at once", found, err)
 	}
+
+	// A kept answer that misses the assignment's pool (one registered
+	// since) is not the last word: a fresh one that names other pools is
+	// searched too.
+	other := env.NewPool(t, "acme", nil)
+	if err := env.Redis.Client.Set(ctx, index, "acme\x1f"+other.GetPoolId(), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(5 * time.Second)
+	if _, err := cat.FindAssignment(ctx, aid, "", nil); !errors.As(err, &nf) {
+		t.Fatalf("through an entry naming another pool: %v; want NotFound", err)
+	}
+	if err := env.Redis.Client.Set(ctx, index, entry, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := cat.FindAssignment(ctx, aid, "", nil); err != nil || found.Pool.GetPoolId() != p.GetPoolId() {
+		t.Errorf("with the other pool's answer kept and the entry back: %v, %v; want the pool at once", found, err)
+	}
 }
 
 // A sealed key copied onto another credential's record does not open, and
