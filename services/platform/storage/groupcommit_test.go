@@ -52,7 +52,10 @@ func waitQueued(t *testing.T, gc *GroupCommit[Commands], n int) {
 	})
 }
 
-func TestGroupCommitSharesPipelinesAndGivesEachCallerItsOwnResults(t *testing.T) {
+// gatedCommit returns a Redis for the test and a pipeline group commit
+// over a client of its own whose pipelines wait at g until it opens.
+func gatedCommit(t *testing.T) (*redistest.Redis, *gate, *GroupCommit[Commands]) {
+	t.Helper()
 	r := redistest.New(t)
 	opts, err := redis.ParseURL(r.URL)
 	if err != nil {
@@ -62,7 +65,31 @@ func TestGroupCommitSharesPipelinesAndGivesEachCallerItsOwnResults(t *testing.T)
 	t.Cleanup(func() { _ = rdb.Close() })
 	g := &gate{open: make(chan struct{})}
 	rdb.AddHook(g)
-	gc := NewPipelineCommit(rdb)
+	return r, g, NewPipelineCommit(rdb)
+}
+
+// holdEveryFlusher starts GroupCommitFlushers calls (start(i)) one at a
+// time, so that each flusher waits at the gate with a call of its own.
+func holdEveryFlusher(t *testing.T, g *gate, start func(i int)) {
+	t.Helper()
+	for i := range GroupCommitFlushers {
+		start(i)
+		waitFor(t, "pipeline "+strconv.Itoa(i+1)+" held", func() bool { return g.pipelines.Load() == int64(i+1) })
+	}
+}
+
+// waitDrained waits until no flusher runs and nothing is queued.
+func waitDrained(t *testing.T, gc *GroupCommit[Commands]) {
+	t.Helper()
+	waitFor(t, "the flushers to end", func() bool {
+		gc.mu.Lock()
+		defer gc.mu.Unlock()
+		return gc.flushing == 0 && len(gc.queue) == 0
+	})
+}
+
+func TestGroupCommitSharesPipelinesAndGivesEachCallerItsOwnResults(t *testing.T) {
+	r, g, gc := gatedCommit(t)
 
 	// The first GroupCommitFlushers calls each start a pipeline, held by
 	// the gate; the rest queue, then share pipelines once it opens.
@@ -83,11 +110,7 @@ func TestGroupCommitSharesPipelinesAndGivesEachCallerItsOwnResults(t *testing.T)
 			}
 		})
 	}
-	// One at a time, so each held pipeline holds one call.
-	for i := range GroupCommitFlushers {
-		start(i)
-		waitFor(t, "pipeline "+strconv.Itoa(i+1)+" held", func() bool { return g.pipelines.Load() == int64(i+1) })
-	}
+	holdEveryFlusher(t, g, start)
 	for i := GroupCommitFlushers; i < calls; i++ {
 		start(i)
 	}
@@ -148,16 +171,7 @@ func TestGroupCommitKeepsEachCallersErrorsItsOwn(t *testing.T) {
 }
 
 func TestGroupCommitDropsACallWhoseCallerGaveUpBeforeItsBatch(t *testing.T) {
-	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
-	g := &gate{open: make(chan struct{})}
-	rdb.AddHook(g)
-	gc := NewPipelineCommit(rdb)
+	r, g, gc := gatedCommit(t)
 	background := context.Background()
 	set := func(key string) Commands {
 		return func(ctx context.Context, p redis.Pipeliner) { p.Set(ctx, r.Prefix+key, "x", time.Minute) }
@@ -165,14 +179,13 @@ func TestGroupCommitDropsACallWhoseCallerGaveUpBeforeItsBatch(t *testing.T) {
 
 	// Every flusher held at the gate with a call of its own.
 	var wg sync.WaitGroup
-	for i := range GroupCommitFlushers {
+	holdEveryFlusher(t, g, func(i int) {
 		wg.Go(func() {
 			if err := gc.Do(background, set("held:"+strconv.Itoa(i))); err != nil {
 				t.Error(err)
 			}
 		})
-		waitFor(t, "pipeline "+strconv.Itoa(i+1)+" held", func() bool { return g.pipelines.Load() == int64(i+1) })
-	}
+	})
 	// Two queued calls; one caller gives up while its call waits.
 	gaveUp, giveUp := context.WithCancel(background)
 	done := make(chan error, 1)
@@ -189,11 +202,7 @@ func TestGroupCommitDropsACallWhoseCallerGaveUpBeforeItsBatch(t *testing.T) {
 	}
 	close(g.open)
 	wg.Wait()
-	waitFor(t, "the flushers to end", func() bool {
-		gc.mu.Lock()
-		defer gc.mu.Unlock()
-		return gc.flushing == 0
-	})
+	waitDrained(t, gc)
 	for key, want := range map[string]int64{"held:0": 1, "waited": 1, "gave-up": 0} {
 		if got := r.Client.Exists(background, r.Prefix+key).Val(); got != want {
 			t.Errorf("%s: %d keys written, want %d", key, got, want)
@@ -202,29 +211,19 @@ func TestGroupCommitDropsACallWhoseCallerGaveUpBeforeItsBatch(t *testing.T) {
 }
 
 func TestGroupCommitRefusesPastItsQueueBound(t *testing.T) {
-	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
-	g := &gate{open: make(chan struct{})}
-	rdb.AddHook(g)
-	gc := NewPipelineCommit(rdb)
+	r, g, gc := gatedCommit(t)
 	background := context.Background()
 	incr := func(ctx context.Context, p redis.Pipeliner) { p.Incr(ctx, r.Prefix+"n") }
 
 	// Redis hangs: every flusher waits at the gate with a call of its own.
 	var wg sync.WaitGroup
-	for i := range GroupCommitFlushers {
+	holdEveryFlusher(t, g, func(int) {
 		wg.Go(func() {
 			if err := gc.Do(background, incr); err != nil {
 				t.Error(err)
 			}
 		})
-		waitFor(t, "pipeline "+strconv.Itoa(i+1)+" held", func() bool { return g.pipelines.Load() == int64(i+1) })
-	}
+	})
 	// Callers who give up leave their calls queued until a batch forms.
 	gone, cancel := context.WithCancel(background)
 	cancel()
@@ -238,11 +237,7 @@ func TestGroupCommitRefusesPastItsQueueBound(t *testing.T) {
 	}
 	close(g.open)
 	wg.Wait()
-	waitFor(t, "the flushers to end", func() bool {
-		gc.mu.Lock()
-		defer gc.mu.Unlock()
-		return gc.flushing == 0 && len(gc.queue) == 0
-	})
+	waitDrained(t, gc)
 	// Only the held calls ran; once drained, calls are taken again.
 	if err := gc.Do(background, incr); err != nil {
 		t.Fatal(err)
@@ -256,16 +251,7 @@ func TestGroupCommitRefusesPastItsQueueBound(t *testing.T) {
 // when it gives up meanwhile: a write must not be reported as failed when
 // it happened.
 func TestGroupCommitReportsATakenCallsOutcomeToACallerWhoGaveUp(t *testing.T) {
-	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
-	g := &gate{open: make(chan struct{})}
-	rdb.AddHook(g)
-	gc := NewPipelineCommit(rdb)
+	r, g, gc := gatedCommit(t)
 	caller, giveUp := context.WithCancel(context.Background())
 	var incr *redis.IntCmd
 	done := make(chan error, 1)
