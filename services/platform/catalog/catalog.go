@@ -85,7 +85,8 @@ type Catalog struct {
 	byToloka map[string]cachedIndex
 }
 
-// cachedIndex is what poolsByTolokaID found in the index.
+// cachedIndex is what tolokaIndex read from the index, and until when
+// it is kept.
 type cachedIndex struct {
 	pools   []recordKey
 	expires time.Time
