@@ -253,3 +253,32 @@ func snapshot(t *testing.T, env *gatewaytest.Env) redisSnapshot {
 	}
 	return out
 }
+
+// TestPoolsWorkedInLongerAgoThanTheRetentionAreForgotten: a Toloker who
+// keeps landing is kept, but a pool and project they last worked in longer
+// ago than the retention leave their record at their next landing.
+func TestPoolsWorkedInLongerAgoThanTheRetentionAreForgotten(t *testing.T) {
+	env := start(t)
+	ctx := env.Ctx()
+	key := env.NewAPIKey("acme")
+	old, kept, latest := env.OpenPool(ctx, key), env.OpenPool(ctx, key), env.OpenPool(ctx, key)
+	env.LandSession(ctx, env.StartAssignment(old, "toloker-7"))
+	env.Clock.Advance(retention - time.Hour)
+	env.LandSession(ctx, env.StartAssignment(kept, "toloker-7"))
+	env.Clock.Advance(2 * time.Hour)
+	env.LandSession(ctx, env.StartAssignment(latest, "toloker-7"))
+
+	got, err := env.Tolokers.GetToloker(ctx, &crowdgatev1.GetTolokerRequest{UserId: "toloker-7"})
+	if err != nil {
+		t.Fatalf("GetToloker: %v", err)
+	}
+	want := &crowdgatev1.Toloker{
+		ProjectIds: []string{latest.GetProjectId(), kept.GetProjectId()},
+		PoolIds:    []string{latest.GetPoolId(), kept.GetPoolId()},
+		Sessions:   &crowdgatev1.TolokerSessions{Started: 3, Live: 1, Expired: 2},
+	}
+	if diff := cmp.Diff(want, got.GetToloker(), protocmp.Transform(),
+		protocmp.IgnoreFields(&crowdgatev1.Toloker{}, "user_id", "tenant_id", "first_landing_time", "last_landing_time", "last_activity_time", "expire_time", "reward_delivered")); diff != "" {
+		t.Errorf("toloker-7 (-want +got):\n%s", diff)
+	}
+}

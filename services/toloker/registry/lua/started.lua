@@ -23,60 +23,65 @@
 --
 -- Returns {counted (0|1), restriction fields and values...}.
 local now = tonumber(ARGV[4])
+local nowms = ARGV[4]
 local retention = tonumber(ARGV[6])
 local horizon = now - retention
 
-local function setmax(key, field, v)
-  local cur = redis.call('HGET', key, field)
-  if not cur or tonumber(cur) < v then
-    redis.call('HSET', key, field, string.format('%.0f', v))
-  end
-end
-local function zmax(key, member, v)
-  local cur = redis.call('ZSCORE', key, member)
-  if not cur or tonumber(cur) < v then
-    redis.call('ZADD', key, string.format('%.0f', v), member)
-  end
-end
-
--- What has expired (sessions) or passed the retention (pools, projects).
+-- One read of the record decides every change below, so the record is
+-- written with one HDEL and one HSET (a call inside a script costs about
+-- as much as the command it runs: a first landing's Redis time is mostly
+-- this script's).
 local all = redis.call('HGETALL', KEYS[1])
+local have, stale = {}, {}
 for i = 1, #all, 2 do
   local f, v = all[i], all[i + 1]
   local kind = string.sub(f, 1, 2)
+  local drop = false
   if kind == 's:' then
-    -- A session with a deadline is ended by the expiry sweep, which
-    -- records its event; only a listing without one (written before
-    -- deadlines existed) is dropped here.
+    -- What has expired: a session with a deadline is ended by the expiry
+    -- sweep, which records its event; only a listing without one
+    -- (written before deadlines existed) is dropped here.
     local exp = tonumber(string.match(v, '^%d+'))
-    if (not exp or exp <= now) and not redis.call('ZSCORE', KEYS[5], ARGV[7] .. '\t' .. string.sub(f, 3)) then
-      redis.call('HDEL', KEYS[1], f)
-    end
+    drop = (not exp or exp <= now) and not redis.call('ZSCORE', KEYS[5], ARGV[7] .. '\t' .. string.sub(f, 3))
   elseif kind == 'p:' or kind == 'j:' then
-    if tonumber(v) < horizon then
-      redis.call('HDEL', KEYS[1], f)
-    end
+    -- Pools and projects past the retention.
+    drop = tonumber(v) < horizon
   end
+  if drop then
+    stale[#stale + 1] = f
+  else
+    have[f] = v
+  end
+end
+for i = 1, #stale, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(stale, i, math.min(i + 999, #stale)))
 end
 
 local counted = 0
-if redis.call('HSETNX', KEYS[1], 's:' .. ARGV[1], ARGV[5] .. '\t' .. ARGV[2]) == 1 then
+local listing = 's:' .. ARGV[1]
+if not have[listing] then
   counted = 1
   redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7] .. '\t' .. ARGV[1])
   redis.call('HSET', KEYS[6], ARGV[1], ARGV[8], 'p:' .. ARGV[1], '1')
-  redis.call('HINCRBY', KEYS[1], 'n', 1)
-  redis.call('HSETNX', KEYS[1], 'f', ARGV[4])
-  setmax(KEYS[1], 'l', now)
-  setmax(KEYS[1], 'a', now)
-  setmax(KEYS[1], 'p:' .. ARGV[2], now)
-  setmax(KEYS[1], 'j:' .. ARGV[3], now)
-  zmax(KEYS[2], ARGV[7], now)
-  zmax(KEYS[3], ARGV[7], now)
-  for _, k in ipairs({KEYS[2], KEYS[3]}) do
-    redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. string.format('%.0f', horizon))
-    if redis.call('PTTL', k) < retention then
-      redis.call('PEXPIRE', k, retention)
+  local set = {listing, ARGV[5] .. '\t' .. ARGV[2], 'n', string.format('%.0f', (tonumber(have['n']) or 0) + 1)}
+  if not have['f'] then
+    set[#set + 1] = 'f'
+    set[#set + 1] = nowms
+  end
+  -- Last landing, last activity, last worked in the pool and the project:
+  -- each only ever moves forward.
+  for _, f in ipairs({'l', 'a', 'p:' .. ARGV[2], 'j:' .. ARGV[3]}) do
+    local cur = have[f]
+    if not cur or tonumber(cur) < now then
+      set[#set + 1] = f
+      set[#set + 1] = nowms
     end
+  end
+  redis.call('HSET', KEYS[1], unpack(set))
+  for _, k in ipairs({KEYS[2], KEYS[3]}) do
+    redis.call('ZADD', k, 'GT', nowms, ARGV[7])
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. string.format('%.0f', horizon))
+    redis.call('PEXPIRE', k, retention)
   end
 end
 redis.call('PEXPIRE', KEYS[1], retention)
