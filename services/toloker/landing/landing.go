@@ -59,7 +59,8 @@ type Sessions interface {
 	// session.ErrNoSession.
 	Find(ctx context.Context, assignmentID string) (*session.Landing, error)
 	// Land returns where to send the Toloker who landed with assignmentID,
-	// asking Toloka when the assignment has no session yet.
+	// asking Toloka when the assignment has no session yet. The handler
+	// calls it once Find has answered session.ErrNoSession.
 	Land(ctx context.Context, assignmentID string) (*session.Landing, error)
 }
 

@@ -58,26 +58,30 @@ func (s *Service) find(ctx context.Context, aid string, bin [assignmentBinLen]by
 }
 
 // Land starts or finds the session of an assignment for a Toloker who
-// landed with it, and returns where to redirect them. It is the landing's
-// whole work, and a repeat landing is one Redis GET.
+// landed with it, and returns where to redirect them. The landing calls it
+// once Find has found no session, so it does not read the session again:
+// its first step, the script that takes the resolve lock, still answers a
+// session stored meanwhile.
 //
 // Errors: InvalidArgument (malformed id), NotFound (unknown, or not in a
 // pool Crowdgate manages), *NotActiveError, *EndedError, Unavailable
 // (Toloka or Redis unreachable), FailedPrecondition (bound to another
 // Toloker).
 func (s *Service) Land(ctx context.Context, assignmentID string) (*Landing, error) {
-	return s.land(ctx, assignmentID, "")
+	return s.land(ctx, assignmentID, "", false)
 }
 
-// land is Land, only for pools of onlyTenant when it is not empty.
-func (s *Service) land(ctx context.Context, aid, onlyTenant string) (*Landing, error) {
+// land is Land, only for pools of onlyTenant when it is not empty; with
+// findFirst it answers a session that exists with one GET (Find's path).
+func (s *Service) land(ctx context.Context, aid, onlyTenant string, findFirst bool) (*Landing, error) {
 	bin, ok := toloka.AssignmentIDBytes(aid)
 	if !ok {
 		return nil, catalog.CheckAssignmentID("assignment_id", aid)
 	}
-	// The warm path: a repeat landing finds its session.
-	if l, err := s.find(ctx, aid, bin, onlyTenant); !errors.Is(err, ErrNoSession) {
-		return l, err
+	if findFirst {
+		if l, err := s.find(ctx, aid, bin, onlyTenant); !errors.Is(err, ErrNoSession) {
+			return l, err
+		}
 	}
 	lockToken := newLockToken() // unique to this landing
 	lockTTL := s.settings.ResolveTimeout + 2*time.Second
@@ -287,19 +291,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	}
 	if created {
 		s.metrics.started.Inc()
-		// Its session.started event. Lost to a fault, it is recorded with
-		// the session's end (the registry's package doc).
-		if err := s.tolokers.Confirmed(ctx, sess); err != nil {
-			s.log.Warn("session: recording the session.started event failed; it is recorded with the end", "session_id", sess.SessionId, "err", err)
-		}
-		if err := s.store.listLive(ctx, r, s.now()); err != nil {
-			s.log.Warn("session: listing a live session failed", "session_id", sess.SessionId, "err", err)
-		}
-		// A fresh landing, with an assignment Toloka gave this Toloker,
-		// lifts a bar from an earlier revoked session in the pool.
-		if err := s.store.unblock(ctx, sess.TenantId, sess.PoolId, sess.UserId); err != nil {
-			s.log.Warn("session: lifting a bar failed", "session_id", sess.SessionId, "err", err)
-		}
+		s.recordStart(ctx, r)
 		return s.landed(ctx, []byte(stored), bin, true, onlyTenant)
 	}
 	// Another landing stored the assignment's session first (its lock
@@ -314,6 +306,24 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 		return nil, serviceerror.NewFailedPrecondition("assignment %s is bound to another Toloker's session", aid)
 	}
 	return s.landed(ctx, []byte(stored), bin, false, onlyTenant)
+}
+
+// recordStart makes the two writes that follow a stored session, at once:
+// they are independent, so under appendfsync always they share Redis's
+// write to disk instead of each waiting for its own. The registry records
+// the session.started event (lost to a fault, it is recorded with the
+// session's end: the registry's package doc); the store lists the session
+// live in its pool and lifts the Toloker's bar there.
+func (s *Service) recordStart(ctx context.Context, r *record) {
+	sess := r.session
+	confirmed := make(chan error, 1)
+	go func() { confirmed <- s.tolokers.Confirmed(ctx, sess) }()
+	if err := s.store.listLive(ctx, r, s.now()); err != nil {
+		s.log.Warn("session: listing a live session and lifting its Toloker's bar failed", "session_id", sess.SessionId, "err", err)
+	}
+	if err := <-confirmed; err != nil {
+		s.log.Warn("session: recording the session.started event failed; it is recorded with the end", "session_id", sess.SessionId, "err", err)
+	}
 }
 
 // releaseLock stores a final answer about the assignment (when answer is

@@ -548,7 +548,7 @@ func (s *Service) StartSession(ctx context.Context, req *crowdgatev1.StartSessio
 	if req.GetAssignmentId() == "" {
 		return nil, serviceerror.NewInvalidArgument("assignment_id", "required")
 	}
-	l, err := s.land(ctx, req.GetAssignmentId(), tenant.FromContext(ctx))
+	l, err := s.land(ctx, req.GetAssignmentId(), tenant.FromContext(ctx), true)
 	if err != nil {
 		return nil, err
 	}

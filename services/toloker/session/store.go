@@ -169,10 +169,15 @@ func (s *store) exchange(ctx context.Context, aid, nonce string, markerTTL time.
 	return raw, storage.Unavailable(err)
 }
 
-// listLive lists an active session under its pool until expiry.
+// listLive lists an active session under its pool until expiry and lifts
+// the Toloker's bar in the pool (a fresh landing, with an assignment Toloka
+// gave them, lifts a bar from an earlier revoked session), in one script.
+// It does not use the autopipeliner: the bar's removal is not safe to
+// resend after a revoke has set it again.
 func (s *store) listLive(ctx context.Context, r *record, now time.Time) error {
 	sess := r.session
-	return storage.Unavailable(liveAddScript.Run(ctx, s.landing, []string{s.liveKey(sess.TenantId, sess.PoolId)},
+	return storage.Unavailable(liveAddScript.Run(ctx, s.rdb,
+		[]string{s.liveKey(sess.TenantId, sess.PoolId), s.blockKey(sess.TenantId, sess.PoolId, sess.UserId)},
 		sess.SessionId, sess.GetExpireTime().AsTime().UnixMilli(), now.UnixMilli()).Err())
 }
 
@@ -345,11 +350,6 @@ const blockTTL = 90 * 24 * time.Hour
 // block bars a Toloker's submits by pool and user in a pool, for reason.
 func (s *store) block(ctx context.Context, tenantID, poolID, userID, reason string) error {
 	return storage.Unavailable(s.rdb.Set(ctx, s.blockKey(tenantID, poolID, userID), reason, blockTTL).Err())
-}
-
-// unblock lifts the bar (a fresh landing opened a new session).
-func (s *store) unblock(ctx context.Context, tenantID, poolID, userID string) error {
-	return storage.Unavailable(s.rdb.Del(ctx, s.blockKey(tenantID, poolID, userID)).Err())
 }
 
 // blocked returns the reason a Toloker is barred from a pool ("" when not).

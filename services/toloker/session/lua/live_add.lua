@@ -1,11 +1,15 @@
--- Lists an active session under its pool until it expires, dropping
--- entries that expired, and keeps the index alive as long as its longest
--- session.
--- KEYS: the pool's live index. ARGV: session id, expiry (ms), now (ms).
+-- A session was started: lists it under its pool until it expires,
+-- dropping entries that expired, keeps the index alive as long as its
+-- longest session, and lifts the Toloker's bar from an earlier revoked
+-- session in the pool (a fresh landing, with an assignment Toloka gave
+-- them, lifts it). Both keys are in the pool's slot.
+-- KEYS: the pool's live index, the Toloker's bar in the pool.
+-- ARGV: session id, expiry (ms), now (ms).
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 local ttl = tonumber(ARGV[2]) - tonumber(ARGV[3])
 if redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
+redis.call('DEL', KEYS[2])
 return 1
