@@ -254,7 +254,7 @@ func TestShardsGrowAndSlotsMoveUnderLoadOnRedisCluster(t *testing.T) {
 	}
 	for what, pattern := range map[string]string{
 		"the pool's submission records":       "crowdgate:sub:{sub:*",
-		"the landing's per-assignment limits": "*{landing-asg-*",
+		"the landing's per-assignment limits": "*}:landing-asg",
 	} {
 		holding := 0
 		for _, n := range nodes {

@@ -130,23 +130,27 @@ func wire(w wiring) (*wired, error) {
 	// The registry of Tolokers: written when a session starts or ends,
 	// read for bans once a landing knows its Toloker.
 	tolokers := registry.New(rdb, prefix, cfg.Tolokers, evlog, now, log)
+	// The landing's shared limits never wait: a Toloker over a limit gets a
+	// 429 page at once. The address's is the landing's; the assignment's is
+	// reserved by the session service in the step that takes the
+	// assignment's resolve lock.
+	landingLimiter, err := ratelimit.New(ratelimit.Config{Client: storage.AutoPipelined(rdb), Prefix: prefix + "ratelimit:", MaxWait: -1})
+	if err != nil {
+		return nil, err
+	}
+	landingSettings := cfg.Landing.WithDefaults()
 	sessions, err := session.NewService(session.Config{
 		Redis: rdb, Prefix: prefix, Catalog: cat, Signer: signer,
 		// Every replica with the same encryption key checks the others' codes.
 		CodeKey:  box.DeriveKey("landing-code/v1"),
 		Settings: cfg.Session, Now: now, Log: log, Metrics: w.metrics,
+		Limiter: landingLimiter, PerAssignment: landingSettings.PerAssignment,
 	}, tolokers)
 	if err != nil {
 		return nil, err
 	}
-	// The landing's shared limits never wait: a Toloker over a limit gets a
-	// 429 page at once.
-	landingLimiter, err := ratelimit.New(ratelimit.Config{Client: storage.AutoPipelined(rdb), Prefix: prefix + "ratelimit:", MaxWait: -1})
-	if err != nil {
-		return nil, err
-	}
 	land, err := landing.New(landing.Config{
-		Sessions: sessions, Limiter: landingLimiter, Settings: cfg.Landing, Log: log, Metrics: w.metrics,
+		Sessions: sessions, Limiter: landingLimiter, Settings: landingSettings, Log: log, Metrics: w.metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("landing: %w", err)

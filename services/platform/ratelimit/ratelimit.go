@@ -162,39 +162,17 @@ func (l *Limiter) Wait(ctx context.Context, key string, limits ...Limit) error {
 	if len(limits) == 0 {
 		return nil
 	}
-	if key == "" || strings.ContainsAny(key, "{}") {
-		return fmt.Errorf("ratelimit: key %q is empty or contains '{' or '}'", key)
-	}
-	keys := make([]string, len(limits))
-	args := make([]any, 0, 3+4*len(limits))
-	now := int64(-1)
-	if l.now != nil {
-		now = l.now().UnixMicro()
-	}
 	maxWait := l.maxWait
 	if dl, ok := ctx.Deadline(); ok {
 		if left := time.Until(dl); left < maxWait {
 			maxWait = max(left, 0)
 		}
 	}
-	args = append(args, now, maxWait.Microseconds(), nonce())
-	seen := make(map[string]bool, len(limits))
-	for i, lim := range limits {
-		if err := lim.validate(); err != nil {
-			return fmt.Errorf("ratelimit: %w", err)
-		}
-		if seen[lim.Name] {
-			return fmt.Errorf("ratelimit: limit %q given twice", lim.Name)
-		}
-		seen[lim.Name] = true
-		keys[i] = l.prefix + "{" + key + "}:" + lim.Name
-		kind := "w"
-		if lim.Burst > 0 {
-			kind = "g"
-		}
-		args = append(args, kind, lim.Rate, lim.Per.Microseconds(), lim.Burst)
+	r, err := l.prepare(key, maxWait, limits)
+	if err != nil {
+		return err
 	}
-	res, err := reserveScript.Run(ctx, l.client, keys, args...).Int64Slice()
+	res, err := reserveScript.Run(ctx, l.client, r.Keys, r.Args...).Int64Slice()
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return ctxErr
@@ -204,22 +182,85 @@ func (l *Limiter) Wait(ctx context.Context, key string, limits ...Limit) error {
 	if len(res) != 3 {
 		return fmt.Errorf("ratelimit: unexpected script reply %v", res)
 	}
-	granted, wait, worst := res[0] == 1, time.Duration(res[1])*time.Microsecond, res[2]
-	if !granted {
-		name := "rate limit"
-		if worst >= 1 && int(worst) <= len(limits) {
-			name = limits[worst-1].String()
-		}
-		return &serviceerror.ResourceExhausted{
-			Message:    "rate limit reached (" + name + ")",
-			RetryAfter: roundUp(wait),
-		}
+	if res[0] != 1 {
+		return r.Refused(res[1], res[2])
 	}
-	if wait <= 0 {
-		return nil
+	if wait := time.Duration(res[1]) * time.Microsecond; wait > 0 {
+		return l.sleep(ctx, wait)
 	}
-	return l.sleep(ctx, wait)
+	return nil
 }
+
+// A Reservation is a reservation of one slot in every limit under a key,
+// made ready for a script of another package that reserves in the same
+// atomic step as its own work: the script's text starts with ReserveLua,
+// it passes Keys among its own (they share the key's hash slot, which must
+// be the script's) and calls crowdgate_reserve(keys, args, from) with Args
+// at args[from] on. A reservation made inside a script never waits: every
+// limit has room now, or crowdgate_reserve answers {0, wait, worst}, which
+// Refused turns into Wait's error.
+type Reservation struct {
+	// Keys are the limits' keys; Args crowdgate_reserve's arguments.
+	Keys []string
+	Args []any
+
+	limits []Limit
+}
+
+// Prepare returns the reservation of one slot in every limit under key, as
+// Wait would make it with no time to wait. key becomes the limits' hash
+// tag, so a script that also works on keys tagged {key} may reserve them.
+func (l *Limiter) Prepare(key string, limits ...Limit) (*Reservation, error) {
+	return l.prepare(key, 0, limits)
+}
+
+func (l *Limiter) prepare(key string, maxWait time.Duration, limits []Limit) (*Reservation, error) {
+	if key == "" || strings.ContainsAny(key, "{}") {
+		return nil, fmt.Errorf("ratelimit: key %q is empty or contains '{' or '}'", key)
+	}
+	keys := make([]string, len(limits))
+	args := make([]any, 0, 3+4*len(limits))
+	now := int64(-1)
+	if l.now != nil {
+		now = l.now().UnixMicro()
+	}
+	args = append(args, now, maxWait.Microseconds(), nonce())
+	seen := make(map[string]bool, len(limits))
+	for i, lim := range limits {
+		if err := lim.validate(); err != nil {
+			return nil, fmt.Errorf("ratelimit: %w", err)
+		}
+		if seen[lim.Name] {
+			return nil, fmt.Errorf("ratelimit: limit %q given twice", lim.Name)
+		}
+		seen[lim.Name] = true
+		keys[i] = l.prefix + "{" + key + "}:" + lim.Name
+		kind := "w"
+		if lim.Burst > 0 {
+			kind = "g"
+		}
+		args = append(args, kind, lim.Rate, lim.Per.Microseconds(), lim.Burst)
+	}
+	return &Reservation{Keys: keys, Args: args, limits: limits}, nil
+}
+
+// Refused is the *serviceerror.ResourceExhausted of a refused reservation:
+// crowdgate_reserve's wait (µs) and the index of the limit that decided it,
+// named in the message, with RetryAfter the wait.
+func (r *Reservation) Refused(wait, worst int64) *serviceerror.ResourceExhausted {
+	name := "rate limit"
+	if worst >= 1 && int(worst) <= len(r.limits) {
+		name = r.limits[worst-1].String()
+	}
+	return &serviceerror.ResourceExhausted{
+		Message:    "rate limit reached (" + name + ")",
+		RetryAfter: roundUp(time.Duration(wait) * time.Microsecond),
+	}
+}
+
+// ReserveLua is the Lua function crowdgate_reserve (reserve.lua), for a
+// script that reserves with a Reservation: prepend it to the script's text.
+func ReserveLua() string { return reserveLua }
 
 // roundUp rounds d up to a whole millisecond so a caller that waits
 // RetryAfter is never early by a fraction.
@@ -250,4 +291,4 @@ func sleepTimer(ctx context.Context, d time.Duration) error {
 //go:embed reserve.lua
 var reserveLua string
 
-var reserveScript = redis.NewScript(reserveLua)
+var reserveScript = redis.NewScript(reserveLua + "return crowdgate_reserve(KEYS, ARGV, 1)\n")

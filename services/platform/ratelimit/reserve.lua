@@ -1,11 +1,16 @@
--- Reserve one slot in every limit, all or nothing.
+-- crowdgate_reserve reserves one slot in every limit, all or nothing. The
+-- Limiter runs it alone (ReserveLua + "return crowdgate_reserve(KEYS, ARGV,
+-- 1)"); a script of another package prepends it to its own text to reserve
+-- in the same atomic step as its own work (Limiter.Prepare).
 --
--- KEYS[i]   the key of limit i (all keys share one {hash tag})
--- ARGV[1]   now in microseconds since the epoch, or -1 to use the server clock
--- ARGV[2]   the longest wait, in microseconds, for which a slot is reserved
--- ARGV[3]   a random member name for sliding-window entries
--- ARGV[4+4(i-1) ...] for limit i: kind ("w" sliding window, "g" GCRA),
---           rate, period in microseconds, burst
+-- keys[i]            the key of limit i (all keys share one {hash tag})
+-- args[from]         now in microseconds since the epoch, or -1 to use the
+--                    server clock
+-- args[from+1]       the longest wait, in microseconds, for which a slot is
+--                    reserved
+-- args[from+2]       a random member name for sliding-window entries
+-- args[from+3+4(i-1) ...] for limit i: kind ("w" sliding window, "g" GCRA),
+--                    rate, period in microseconds, burst
 --
 -- Returns {granted (1 or 0), wait in microseconds, index of the limit that
 -- decided the wait (0 when none had to)}. Numbers passed to redis.call are
@@ -13,89 +18,90 @@
 -- few for microsecond timestamps. When granted, the slot is reserved
 -- at now+wait; the caller sleeps until then. When not granted nothing changed
 -- except that expired window entries were dropped.
-
-local now = tonumber(ARGV[1])
-if now < 0 then
-  -- Reading the clock makes the script non-deterministic; replicate its
-  -- effects, not the script (a no-op since Redis 7, needed before).
-  if redis.replicate_commands then
-    pcall(redis.replicate_commands)
+local function crowdgate_reserve(keys, args, from)
+  local now = tonumber(args[from])
+  if now < 0 then
+    -- Reading the clock makes the script non-deterministic; replicate its
+    -- effects, not the script (a no-op since Redis 7, needed before).
+    if redis.replicate_commands then
+      pcall(redis.replicate_commands)
+    end
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   end
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local maxwait = tonumber(ARGV[2])
-local member = ARGV[3]
+  local maxwait = tonumber(args[from + 1])
+  local member = args[from + 2]
 
-local at = now
-local worst = 0
-local state = {}
+  local at = now
+  local worst = 0
+  local state = {}
 
-for i = 1, #KEYS do
-  local base = 3 + (i - 1) * 4
-  local kind = ARGV[base + 1]
-  local rate = tonumber(ARGV[base + 2])
-  local per = tonumber(ARGV[base + 3])
-  local burst = tonumber(ARGV[base + 4])
-  local earliest = now
-  if kind == 'g' then
-    -- GCRA: a reservation at t is allowed when t >= tat - tau.
-    local interval = per / rate
-    local tau = (burst - 1) * interval
-    local tat = tonumber(redis.call('GET', KEYS[i])) or now
-    if tat < now then
-      tat = now
-    end
-    if tat - tau > earliest then
-      earliest = tat - tau
-    end
-    state[i] = {kind = kind, interval = interval, tat = tat, tau = tau}
-  else
-    -- Sliding window: entries are reservation times. Entries at or before
-    -- now-per are outside every window that can contain a new reservation.
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', string.format('%.0f', now - per))
-    local n = redis.call('ZCARD', KEYS[i])
-    if n >= rate then
-      -- Reserve after every existing entry, and at least per after the
-      -- rate-th newest, so no window of length per holds more than rate.
-      local last = tonumber(redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')[2])
-      local kth = tonumber(redis.call('ZRANGE', KEYS[i], n - rate, n - rate, 'WITHSCORES')[2])
-      if last > earliest then
-        earliest = last
+  for i = 1, #keys do
+    local base = from + 2 + (i - 1) * 4
+    local kind = args[base + 1]
+    local rate = tonumber(args[base + 2])
+    local per = tonumber(args[base + 3])
+    local burst = tonumber(args[base + 4])
+    local earliest = now
+    if kind == 'g' then
+      -- GCRA: a reservation at t is allowed when t >= tat - tau.
+      local interval = per / rate
+      local tau = (burst - 1) * interval
+      local tat = tonumber(redis.call('GET', keys[i])) or now
+      if tat < now then
+        tat = now
       end
-      if kth + per > earliest then
-        earliest = kth + per
+      if tat - tau > earliest then
+        earliest = tat - tau
       end
+      state[i] = {kind = kind, interval = interval, tat = tat, tau = tau}
+    else
+      -- Sliding window: entries are reservation times. Entries at or before
+      -- now-per are outside every window that can contain a new reservation.
+      redis.call('ZREMRANGEBYSCORE', keys[i], '-inf', string.format('%.0f', now - per))
+      local n = redis.call('ZCARD', keys[i])
+      if n >= rate then
+        -- Reserve after every existing entry, and at least per after the
+        -- rate-th newest, so no window of length per holds more than rate.
+        local last = tonumber(redis.call('ZRANGE', keys[i], -1, -1, 'WITHSCORES')[2])
+        local kth = tonumber(redis.call('ZRANGE', keys[i], n - rate, n - rate, 'WITHSCORES')[2])
+        if last > earliest then
+          earliest = last
+        end
+        if kth + per > earliest then
+          earliest = kth + per
+        end
+      end
+      state[i] = {kind = kind, per = per}
     end
-    state[i] = {kind = kind, per = per}
-  end
-  if earliest > at then
-    at = earliest
-    worst = i
-  end
-end
-
-local wait = at - now
-if wait > maxwait then
-  return {0, math.ceil(wait), worst}
-end
-
-for i = 1, #KEYS do
-  local s = state[i]
-  if s.kind == 'g' then
-    local tat = s.tat
-    if at > tat then
-      tat = at
+    if earliest > at then
+      at = earliest
+      worst = i
     end
-    tat = tat + s.interval
-    local ttl = math.ceil((tat - now) / 1000) + 1000
-    redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', ttl)
-  else
-    redis.call('ZADD', KEYS[i], string.format('%.0f', math.ceil(at)), member)
-    local last = tonumber(redis.call('ZRANGE', KEYS[i], -1, -1, 'WITHSCORES')[2])
-    local ttl = math.ceil((last - now + s.per) / 1000) + 1000
-    redis.call('PEXPIRE', KEYS[i], ttl)
   end
-end
 
-return {1, math.ceil(wait), worst}
+  local wait = at - now
+  if wait > maxwait then
+    return {0, math.ceil(wait), worst}
+  end
+
+  for i = 1, #keys do
+    local s = state[i]
+    if s.kind == 'g' then
+      local tat = s.tat
+      if at > tat then
+        tat = at
+      end
+      tat = tat + s.interval
+      local ttl = math.ceil((tat - now) / 1000) + 1000
+      redis.call('SET', keys[i], string.format('%.3f', tat), 'PX', ttl)
+    else
+      redis.call('ZADD', keys[i], string.format('%.0f', math.ceil(at)), member)
+      local last = tonumber(redis.call('ZRANGE', keys[i], -1, -1, 'WITHSCORES')[2])
+      local ttl = math.ceil((last - now + s.per) / 1000) + 1000
+      redis.call('PEXPIRE', keys[i], ttl)
+    end
+  end
+
+  return {1, math.ceil(wait), worst}
+end

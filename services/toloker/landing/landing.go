@@ -72,17 +72,16 @@ type Limiter interface {
 	Wait(ctx context.Context, key string, limits ...ratelimit.Limit) error
 }
 
-// sharedLimits reserves a landing in the limits every replica shares: the
-// address's, then the assignment's. Each has its own key (hash tag), so
-// the landing's limits spread over a Redis Cluster's slots instead of all
-// sitting on one master. A landing the address's limit refuses costs the
+// sharedIPLimit reserves a landing in the address's limit every replica
+// shares (its own key, so the limits spread over a Redis Cluster's slots).
+// The assignment's shared limit is the session service's: reserved in the
+// assignment's slot by the same script that takes its resolve lock
+// (session.Config.PerAssignment, which the gateway sets to this handler's
+// PerAssignment). A landing the address's limit refuses costs the
 // assignment nothing; one the assignment's refuses has spent a slot of the
 // address's, which counts the landings tried from it.
-func (h *Handler) sharedLimits(r *http.Request, perIP, perAsg ratelimit.Limit) error {
-	if err := h.cfg.Limiter.Wait(r.Context(), "landing-"+perIP.Name, perIP); err != nil {
-		return err
-	}
-	return h.cfg.Limiter.Wait(r.Context(), "landing-"+perAsg.Name, perAsg)
+func (h *Handler) sharedIPLimit(r *http.Request, perIP ratelimit.Limit) error {
+	return h.cfg.Limiter.Wait(r.Context(), "landing-"+perIP.Name, perIP)
 }
 
 // Settings are the landing's limits. A Toloker clicks Start once, maybe
@@ -151,13 +150,27 @@ func DefaultSettings() Settings {
 	return s
 }
 
+// WithDefaults returns s with the built-in default for each limit not set.
+func (s Settings) WithDefaults() Settings {
+	def := DefaultSettings()
+	if s.PerIP.Rate == 0 {
+		s.PerIP = def.PerIP
+	}
+	if s.PerAssignment.Rate == 0 {
+		s.PerAssignment = def.PerAssignment
+	}
+	return s
+}
+
 // Config configures the landing.
 type Config struct {
 	// Sessions answers landings.
 	Sessions Sessions
-	// Limiter applies the rate limits across replicas to landings that
-	// find no session (those may ask Toloka); nil turns that off. Every
-	// landing is also counted in this replica (ratelimit.Local).
+	// Limiter applies the per-address limit across replicas to landings
+	// that find no session (those may ask Toloka); nil turns that off. The
+	// per-assignment limit across replicas is the session service's
+	// (session.Config.PerAssignment). Every landing is also counted against
+	// both in this replica (ratelimit.Local).
 	Limiter Limiter
 	// Settings are the limits (the defaults where zero).
 	Settings
@@ -205,13 +218,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Sessions == nil {
 		return nil, errors.New("landing: Config.Sessions is nil")
 	}
-	def := DefaultSettings()
-	if cfg.PerIP.Rate == 0 {
-		cfg.PerIP = def.PerIP
-	}
-	if cfg.PerAssignment.Rate == 0 {
-		cfg.PerAssignment = def.PerAssignment
-	}
+	cfg.Settings = cfg.Settings.WithDefaults()
 	for _, l := range []ratelimit.Limit{cfg.PerIP, cfg.PerAssignment} {
 		if l.Rate < 1 || l.Per <= 0 || l.Burst < 1 {
 			return nil, fmt.Errorf("landing: a limit needs a positive rate, period and burst, got %d per %s, burst %d", l.Rate, l.Per, l.Burst)
@@ -345,7 +352,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l, err := h.cfg.Sessions.Find(r.Context(), aid)
 	if errors.Is(err, session.ErrNoSession) {
 		if h.cfg.Limiter != nil {
-			if err := h.sharedLimits(r, perIP, perAsg); err != nil {
+			if err := h.sharedIPLimit(r, perIP); err != nil {
 				var re *serviceerror.ResourceExhausted
 				if errors.As(err, &re) {
 					h.page(w, r, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(re.RetryAfter), pageRateLimited, session.PageInfo{})
@@ -428,11 +435,14 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, aid string, err e
 		re        *serviceerror.ResourceExhausted
 	)
 	var (
-		closed *session.ClosedError
-		budget *session.BudgetError
-		banned *session.BannedError
+		closed  *session.ClosedError
+		budget  *session.BudgetError
+		banned  *session.BannedError
+		limited *session.LimitedError
 	)
 	switch {
+	case errors.As(err, &limited):
+		h.page(w, r, outcomeRateLimited, http.StatusTooManyRequests, retrySeconds(limited.Exhausted.RetryAfter), pageRateLimited, session.PageInfo{})
 	case errors.As(err, &banned):
 		h.page(w, r, outcomeBanned, http.StatusForbidden, 0, pageBanned, h.describe(r, aid))
 	case errors.As(err, &closed):

@@ -266,6 +266,8 @@ func TestErrorPagesForEveryAnswer(t *testing.T) {
 		{"archived pool", fakeSessions{err: &session.ClosedError{AssignmentID: aid, What: "pool"}}, http.StatusGone, "Task closed"},
 		{"banned Toloker", fakeSessions{err: &session.BannedError{AssignmentID: aid, Scope: "project"}}, http.StatusForbidden, "You cannot take this task"},
 		{"unknown-id budget spent", fakeSessions{err: &session.BudgetError{RetryAfter: 40 * time.Second}}, http.StatusTooManyRequests, "Too many attempts"},
+		{"the assignment's shared limit", fakeSessions{err: &session.LimitedError{AssignmentID: aid,
+			Exhausted: &serviceerror.ResourceExhausted{Message: "rate limit reached", RetryAfter: 20 * time.Second}}}, http.StatusTooManyRequests, "Too many attempts"},
 		{"Toloka unavailable", fakeSessions{err: &serviceerror.Unavailable{Message: "toloka: x"}}, http.StatusServiceUnavailable, "Temporarily unavailable"},
 		{"an unexpected error", fakeSessions{err: io.ErrUnexpectedEOF}, http.StatusServiceUnavailable, "Temporarily unavailable"},
 		{"a panic", fakeSessions{panic: true}, http.StatusServiceUnavailable, "Temporarily unavailable"},

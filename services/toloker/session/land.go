@@ -14,6 +14,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/restriction"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
@@ -64,9 +65,9 @@ func (s *Service) find(ctx context.Context, aid string, bin [assignmentBinLen]by
 // session stored meanwhile.
 //
 // Errors: InvalidArgument (malformed id), NotFound (unknown, or not in a
-// pool Crowdgate manages), *NotActiveError, *EndedError, Unavailable
-// (Toloka or Redis unreachable), FailedPrecondition (bound to another
-// Toloker).
+// pool Crowdgate manages), *NotActiveError, *EndedError, *LimitedError
+// (the assignment's landing limit has no room), Unavailable (Toloka or
+// Redis unreachable), FailedPrecondition (bound to another Toloker).
 func (s *Service) Land(ctx context.Context, assignmentID string) (*Landing, error) {
 	return s.land(ctx, assignmentID, "", false)
 }
@@ -86,8 +87,18 @@ func (s *Service) land(ctx context.Context, aid, onlyTenant string, findFirst bo
 	lockToken := newLockToken() // unique to this landing
 	lockTTL := s.settings.ResolveTimeout + 2*time.Second
 	deadline := time.Now().Add(lockTTL)
+	// The assignment's landing limit, spent once per landing: by its first
+	// step only, not while it waits for another landing's answer.
+	var limit *ratelimit.Reservation
+	if s.limiter != nil {
+		var err error
+		if limit, err = s.limiter.Prepare(aid, s.perAsg); err != nil {
+			return nil, err
+		}
+	}
 	for {
-		kind, payload, err := s.store.land(ctx, aid, lockToken, lockTTL)
+		kind, payload, err := s.store.land(ctx, aid, lockToken, lockTTL, limit)
+		limit = nil
 		if err != nil {
 			return nil, err
 		}

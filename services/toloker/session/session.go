@@ -149,6 +149,16 @@ type Config struct {
 	CodeKey []byte
 	// Settings are the lifetimes (DefaultSettings for zero fields).
 	Settings Settings
+	// Limiter and PerAssignment, when both are set, limit an assignment's
+	// first landings (those that find no session, and may ask Toloka)
+	// across every replica: Land reserves a slot of PerAssignment in the
+	// same script that takes the assignment's resolve lock, in the
+	// assignment's hash slot, so a landing the limit refuses asks nothing,
+	// and one that finds a session stored meanwhile spends nothing. The
+	// landing's own setting is passed here (landing.Settings); only its
+	// Rate, Per and Burst are used.
+	Limiter       *ratelimit.Limiter
+	PerAssignment ratelimit.Limit
 	// DirectLanding turns off the pipelining of concurrent landings'
 	// commands (see AutoPipelined), for benchmarks that compare the two.
 	DirectLanding bool
@@ -191,6 +201,8 @@ type Service struct {
 	signer   *token.Signer
 	codes    *codeMinter
 	settings Settings
+	limiter  *ratelimit.Limiter
+	perAsg   ratelimit.Limit // Name set; used only with limiter
 	now      func() time.Time
 	log      *slog.Logger
 	metrics  *metrics
@@ -227,6 +239,15 @@ func NewService(cfg Config, tolokers Tolokers) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if cfg.PerAssignment.Rate <= 0 {
+		cfg.Limiter = nil // no limit
+	}
+	cfg.PerAssignment.Name = "landing-asg"
+	if cfg.Limiter != nil { // a limit that cannot be reserved fails here, not at a landing
+		if _, err := cfg.Limiter.Prepare("check", cfg.PerAssignment); err != nil {
+			return nil, fmt.Errorf("session: Config.PerAssignment: %w", err)
+		}
+	}
 	landing := storage.AutoPipelined(cfg.Redis)
 	if cfg.DirectLanding {
 		landing = cfg.Redis
@@ -238,11 +259,29 @@ func NewService(cfg Config, tolokers Tolokers) (*Service, error) {
 		signer:   cfg.Signer,
 		codes:    newCodeMinter(cfg.CodeKey),
 		settings: st,
+		limiter:  cfg.Limiter,
+		perAsg:   cfg.PerAssignment,
 		now:      cfg.Now,
 		log:      cfg.Log,
 		metrics:  newMetrics(cfg.Metrics),
 	}, nil
 }
+
+// LimitedError is Land's refusal of an assignment's first landing when the
+// assignment's landing limit (Config.PerAssignment) has no room now: nothing
+// was asked. It unwraps to a serviceerror.ResourceExhausted whose
+// RetryAfter says when the limit has room.
+type LimitedError struct {
+	// AssignmentID is the assignment.
+	AssignmentID string
+	// Exhausted is the limit's refusal, with its RetryAfter.
+	Exhausted *serviceerror.ResourceExhausted
+}
+
+func (e *LimitedError) Error() string { return e.Exhausted.Error() }
+
+// Unwrap returns Exhausted.
+func (e *LimitedError) Unwrap() error { return e.Exhausted }
 
 // NotActiveError reports an assignment Toloka does not answer as ACTIVE:
 // already submitted (SUBMITTED, ACCEPTED, REJECTED), EXPIRED or SKIPPED.

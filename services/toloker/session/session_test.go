@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -279,6 +280,56 @@ func TestTolokaUnreachable(t *testing.T) {
 	down.SimServer.Close()
 	if _, err := down.Sessions.Land(ctx, aid); !isUnavailable(err) {
 		t.Fatalf("Land with Toloka down = %v, want Unavailable", err)
+	}
+}
+
+// An assignment's first landings are limited across replicas, in the
+// step that takes its resolve lock: each spends one slot, whichever replica
+// it reaches; one the limit refuses asks Toloka nothing and answers when to
+// try again; a landing that finds its session spends nothing.
+func TestAnAssignmentsFirstLandingsAreLimitedAcrossReplicas(t *testing.T) {
+	r := redistest.New(t)
+	lim, err := ratelimit.New(ratelimit.Config{Client: r.Client, Prefix: r.Prefix + "ratelimit:", MaxWait: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) {
+		c.Limiter, c.PerAssignment = lim, ratelimit.Limit{Rate: 2, Per: time.Hour, Burst: 2}
+	}})
+	other, err := session.NewService(env.Config, env.Tolokers) // a second replica
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/assignments", ErrorRates: map[int]float64{503: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	for i, replica := range []*session.Service{env.Sessions, other} {
+		if _, err := replica.Land(ctx, aid); !isUnavailable(err) {
+			t.Fatalf("first landing %d, Toloka failing: %v, want Unavailable", i+1, err)
+		}
+	}
+	env.Sim.ClearFaults()
+	asked := env.AssignmentGets(aid)
+	_, err = env.Sessions.Land(ctx, aid)
+	var limited *session.LimitedError
+	if !errors.As(err, &limited) || limited.Exhausted.RetryAfter <= 0 || limited.Exhausted.RetryAfter > 30*time.Minute {
+		t.Fatalf("a third first landing = %v, want a *session.LimitedError with a RetryAfter within the limit's spacing", err)
+	}
+	if code := serviceerror.ToStatus(err).Code(); code != codes.ResourceExhausted {
+		t.Errorf("the refusal is %v over the API, want RESOURCE_EXHAUSTED", code)
+	}
+	if n := env.AssignmentGets(aid); asked == 0 || n != asked {
+		t.Errorf("Toloka was asked %d times by the first two landings and %d by the refused one, want some and none", asked, n-asked)
+	}
+
+	// Landings that find their session spend nothing, however many.
+	aid2 := env.StartAssignment(t, pool, "toloker-2")
+	for i := range 5 {
+		if _, err := other.Land(ctx, aid2); err != nil {
+			t.Fatalf("landing %d with a session: %v", i+1, err)
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
 
@@ -51,7 +52,7 @@ var (
 	//go:embed lua/swap.lua
 	swapLua string
 
-	landScript     = redis.NewScript(landLua)
+	landScript     = redis.NewScript(ratelimit.ReserveLua() + landLua)
 	createScript   = redis.NewScript(createLua)
 	releaseScript  = redis.NewScript(releaseLua)
 	exchangeScript = redis.NewScript(exchangeLua)
@@ -122,17 +123,31 @@ const (
 	foundAnswer  = 2
 	tookLock     = 3
 	lockHeld     = 4
+	limited      = 5
 )
 
-// land runs a first landing's read (landScript): the session, a cached
-// answer, the resolve lock taken with token, or the lock held by another.
-func (s *store) land(ctx context.Context, aid, token string, lockTTL time.Duration) (kind int64, payload string, err error) {
-	res, err := landScript.Run(ctx, s.landing, []string{s.sessionKey(aid), s.negKey(aid), s.lockKey(aid)}, lockTTL.Milliseconds(), token).Slice()
+// land runs a first landing's step (landScript): the session, a slot in
+// the assignment's landing limit (when limit is not nil; its refusal when
+// there is none), a cached answer, the resolve lock taken with token, or
+// the lock held by another.
+func (s *store) land(ctx context.Context, aid, token string, lockTTL time.Duration, limit *ratelimit.Reservation) (kind int64, payload string, err error) {
+	keys := []string{s.sessionKey(aid), s.negKey(aid), s.lockKey(aid)}
+	args := []any{lockTTL.Milliseconds(), token}
+	if limit != nil {
+		keys = append(keys, limit.Keys...)
+		args = append(args, limit.Args...)
+	}
+	res, err := landScript.Run(ctx, s.landing, keys, args...).Slice()
 	if err != nil {
 		return 0, "", storage.Unavailable(err)
 	}
 	kind, _ = res[0].(int64)
-	if len(res) > 1 {
+	switch {
+	case kind == limited && len(res) == 3:
+		wait, _ := res[1].(int64)
+		worst, _ := res[2].(int64)
+		return kind, "", &LimitedError{AssignmentID: aid, Exhausted: limit.Refused(wait, worst)}
+	case len(res) > 1:
 		payload, _ = res[1].(string)
 	}
 	return kind, payload, nil

@@ -1,10 +1,19 @@
--- A first landing's read: the session if one exists {1, record}; else a
--- cached final answer {2, answer}; else it takes the resolve lock {3}, or
--- reports that another landing holds it {4}.
--- KEYS: session, cached answer, resolve lock. ARGV: lock TTL (ms), lock token.
+-- A first landing's step: the session if one exists {1, record}; else,
+-- when the assignment's landing limit is given, a slot in it, or {5, wait
+-- (µs), limit} when it has no room now; else a cached final answer {2,
+-- answer}; else it takes the resolve lock {3}, or reports that another
+-- landing holds it {4}. The text starts with ratelimit's crowdgate_reserve.
+-- KEYS: session, cached answer, resolve lock[, the assignment's limit].
+-- ARGV: lock TTL (ms), lock token[, crowdgate_reserve's arguments].
 local s = redis.call('GET', KEYS[1])
 if s then
   return {1, s}
+end
+if #KEYS > 3 then
+  local r = crowdgate_reserve({KEYS[4]}, ARGV, 3)
+  if r[1] ~= 1 then
+    return {5, r[2], r[3]}
+  end
 end
 local n = redis.call('GET', KEYS[2])
 if n then
