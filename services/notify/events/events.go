@@ -150,7 +150,8 @@ type Log struct {
 	tenants func(ctx context.Context) ([]string, error)
 	now     func() time.Time
 	log     *slog.Logger
-	wake    *broadcast
+	wake    *broadcast // events recorded: the log's readers look
+	intents *broadcast // intents written: the relay looks
 }
 
 // New returns the log; zero settings take the defaults.
@@ -175,7 +176,7 @@ func New(cfg Config) (*Log, error) {
 		cfg.Tenants = func(context.Context) ([]string, error) { return nil, nil }
 	}
 	return &Log{rdb: cfg.Redis, prefix: cfg.Prefix, set: cfg.Settings, tenants: cfg.Tenants,
-		now: cfg.Now, log: cfg.Log, wake: newBroadcast()}, nil
+		now: cfg.Now, log: cfg.Log, wake: newBroadcast(), intents: newBroadcast()}, nil
 }
 
 // Retention is how long events are kept.
@@ -266,3 +267,9 @@ func (l *Log) appendRaw(ctx context.Context, tenantID, id string, body []byte) e
 // script of another package (which appends with AppendLua), so they look
 // at once rather than at their next poll.
 func (l *Log) Appended() { l.wake.notify() }
+
+// Intended tells this replica's relay (Relay) that a script of another
+// package wrote intents, so it relays them at once rather than at its next
+// poll. Recorded events do not wake the relay: it has nothing to do with
+// them.
+func (l *Log) Intended() { l.intents.notify() }

@@ -231,6 +231,47 @@ func TestRelayRecordsEachIntentOnceAndDeletesIt(t *testing.T) {
 	}
 }
 
+// The relay looks when the intents' writer says so (Intended), not only at
+// its next poll: here the poll is an hour away.
+func TestTheRelayLooksWhenTheWriterSaysSo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := redistest.New(t)
+	l, err := New(Config{Redis: r.Client, Prefix: r.Prefix, Settings: Settings{Poll: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := r.Prefix + "evq:{sub:0}"
+	intend := func(sessionID string) {
+		body, err := Encode(sessionEvent(l, "t1", TypeSubmissionDead, sessionID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{IntentField, body}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		l.Intended()
+	}
+	recorded := func(n int) {
+		t.Helper()
+		for {
+			got, _, err := l.List(ctx, "t1", Query{Limit: 10})
+			if err != nil {
+				t.Fatalf("after %d intents the log holds %d events: %v", n, len(got), err)
+			}
+			if len(got) == n {
+				return
+			}
+			<-time.After(5 * time.Millisecond)
+		}
+	}
+	intend("s1")
+	go l.Relay(ctx, func() []string { return []string{stream} })
+	recorded(1)
+	intend("s2")
+	recorded(2)
+}
+
 func TestIDIsStableAndDistinct(t *testing.T) {
 	a, b := ID("t", "session.ended", "s1"), ID("t", "session.ended", "s2")
 	if a != ID("t", "session.ended", "s1") || a == b || len(a) != 30 {

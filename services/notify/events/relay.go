@@ -43,7 +43,9 @@ return 0
 // script of another package atomically with the change it reports) of the
 // streams list returns to its tenant's log, then deletes it, until ctx
 // ends. list is asked before every read, so the streams may grow at the
-// end of the list while Relay runs.
+// end of the list while Relay runs. It looks when the writer says so
+// (Intended), and at every poll otherwise (intents written by another
+// replica).
 //
 // One replica at a time relays a stream (a lease per stream, the stream's
 // key + ":relay", renewed while it works): it reads the stream from its
@@ -66,7 +68,7 @@ func (l *Log) Relay(ctx context.Context, list func() []string) {
 			streams = current
 			renewed = append(renewed, make([]time.Time, max(len(current)-len(renewed), 0))...)[:len(current)]
 		}
-		woken := l.wake.wait()
+		woken := l.intents.wait()
 		// Every stream's oldest intents in one round trip.
 		cmds := make([]*redis.XMessageSliceCmd, len(streams))
 		_, _ = l.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {

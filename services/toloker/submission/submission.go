@@ -645,6 +645,9 @@ func (s *Service) RetrySubmission(ctx context.Context, req *crowdgatev1.RetrySub
 	if err != nil {
 		return nil, err
 	}
+	if s.events != nil {
+		s.events.Intended() // the submission.retried intent, for the relay
+	}
 	switch applied {
 	case "gone":
 		return nil, &serviceerror.NotFound{Resource: "submission", ID: req.GetSubmissionId()}

@@ -88,6 +88,9 @@ func (s *Service) deliver(ctx context.Context, j job) {
 		}
 		time.Sleep(time.Duration(100<<try) * time.Millisecond)
 	}
+	if err == nil && s.events != nil {
+		s.events.Intended() // the outcome's event intent, for the relay
+	}
 	if err != nil {
 		// Not recorded: the entry stays pending and is reclaimed once idle.
 		// A submit Toloka took is then sent again with the same retry_id,
