@@ -92,22 +92,23 @@ func (c *Catalog) FindAssignment(ctx context.Context, assignmentID, tenantID str
 }
 
 // samePools reports whether a and b are the same pools.
-func samePools(a, b []*crowdgatev1.Pool) bool {
-	return slices.EqualFunc(a, b, func(x, y *crowdgatev1.Pool) bool {
-		return x.GetTenantId() == y.GetTenantId() && x.GetPoolId() == y.GetPoolId()
+func samePools(a, b []candidate) bool {
+	return slices.EqualFunc(a, b, func(x, y candidate) bool {
+		return x.pool.GetTenantId() == y.pool.GetTenantId() && x.pool.GetPoolId() == y.pool.GetPoolId()
 	})
 }
 
 // findIn asks Toloka for the assignment in pools (FindAssignment).
-func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, check func(*Resolved) error, pools []*crowdgatev1.Pool) (*Found, error) {
+func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, check func(*Resolved) error, pools []candidate) (*Found, error) {
 	notFound := &AssignmentNotFound{AssignmentID: assignmentID, Final: true}
 	var transient error
-	for _, p := range pools {
+	for _, cand := range pools {
+		p := cand.pool
 		if tenantID != "" && p.GetTenantId() != tenantID {
 			notFound.Final = false
 			continue
 		}
-		res, err := c.Resolve(ctx, p)
+		res, err := c.resolve(ctx, cand)
 		if err != nil {
 			if !isNotFound(err) {
 				transient = err

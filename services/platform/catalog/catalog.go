@@ -83,6 +83,17 @@ type Catalog struct {
 	// byToloka holds, by Toloka pool id, the pools the index named there
 	// (tolokaIndex; never an empty answer), for tolokaIndexTTL.
 	byToloka map[string]cachedIndex
+	// projectOf holds each pool's project id once read: a pool never
+	// changes project, so a cold landing reads the pool and its project in
+	// one round trip.
+	projectOf map[recordKey]string
+}
+
+// candidate is a pool a cold landing may find its assignment in, with its
+// project when it was read alongside (nil: read it).
+type candidate struct {
+	pool    *crowdgatev1.Pool
+	project *crowdgatev1.Project
 }
 
 // cachedIndex is what tolokaIndex read from the index, and until when
@@ -122,6 +133,7 @@ func New(rdb redis.UniversalClient, prefix string, box *secretbox.Box, client *t
 		accounts:    map[recordKey]cachedAccount{},
 		routes:      map[recordKey]Route{},
 		byToloka:    map[string]cachedIndex{},
+		projectOf:   map[recordKey]string{},
 	}
 }
 
@@ -222,9 +234,17 @@ func (c *Catalog) ResolvePool(ctx context.Context, tenantID, poolID string) (*Re
 
 // Resolve returns pool p (already read) with its project and account.
 func (c *Catalog) Resolve(ctx context.Context, p *crowdgatev1.Pool) (*Resolved, error) {
-	prj, err := c.Project(ctx, p.GetTenantId(), p.GetProjectId())
-	if err != nil {
-		return nil, err
+	return c.resolve(ctx, candidate{pool: p})
+}
+
+// resolve is Resolve, with the project when the candidate has it.
+func (c *Catalog) resolve(ctx context.Context, cand candidate) (*Resolved, error) {
+	p, prj := cand.pool, cand.project
+	if prj == nil {
+		var err error
+		if prj, err = c.Project(ctx, p.GetTenantId(), p.GetProjectId()); err != nil {
+			return nil, err
+		}
 	}
 	account, err := c.Account(ctx, p.GetTenantId(), prj.GetCredentialId())
 	if err != nil {
@@ -293,25 +313,56 @@ func (c *Catalog) tolokaKey(env crowdgatev1.Environment, tolokaPoolID string) st
 }
 
 // poolsByTolokaID returns the pools (of any tenant) with this Toloka pool
-// id: at most one per environment. Every cold landing asks, so the index
-// is read from Redis only when this replica has not found the id there in
-// the last tolokaIndexTTL, or when fresh is set; the pools themselves are
-// read each time. kept reports an answer from memory.
-func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string, fresh bool) (pools []*crowdgatev1.Pool, kept bool, err error) {
+// id: at most one per environment, each with its project when this replica
+// knows which it is. Every cold landing asks, so the index is read from
+// Redis only when this replica has not found the id there in the last
+// tolokaIndexTTL, or when fresh is set; the pools and projects themselves
+// are read each time, in one round trip. kept reports an index answer from
+// memory.
+func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string, fresh bool) (pools []candidate, kept bool, err error) {
 	keys, kept, err := c.tolokaIndex(ctx, tolokaPoolID, fresh)
 	if err != nil {
 		return nil, false, err
 	}
-	var out []*crowdgatev1.Pool
-	for _, k := range keys {
-		p, err := c.Pool(ctx, k.tenantID, k.id)
+	poolCmds := make([]*redis.StringCmd, len(keys))
+	projectCmds := make([]*redis.StringCmd, len(keys))
+	projectIDs := make([]string, len(keys))
+	c.mu.Lock()
+	for i, k := range keys {
+		projectIDs[i] = c.projectOf[k]
+	}
+	c.mu.Unlock()
+	_, _ = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { // each answer is read below
+		for i, k := range keys {
+			poolCmds[i] = c.pools.GetIn(ctx, p, k.tenantID, k.id)
+			if projectIDs[i] != "" {
+				projectCmds[i] = c.projects.GetIn(ctx, p, k.tenantID, projectIDs[i])
+			}
+		}
+		return nil
+	})
+	var out []candidate
+	for i, k := range keys {
+		p, err := c.pools.Got(poolCmds[i], k.id)
 		if isNotFound(err) {
 			continue
 		}
 		if err != nil {
 			return nil, false, err
 		}
-		out = append(out, p)
+		cand := candidate{pool: p}
+		if projectCmds[i] != nil && p.GetProjectId() == projectIDs[i] {
+			// A project not found, or not read, is read again by Resolve.
+			cand.project, _ = c.projects.Got(projectCmds[i], projectIDs[i])
+		} else if p.GetProjectId() != "" {
+			c.mu.Lock()
+			if len(c.projectOf) >= maxCached {
+				clear(c.projectOf)
+			}
+			c.projectOf[k] = p.GetProjectId()
+			c.mu.Unlock()
+		}
+		out = append(out, cand)
 	}
 	return out, kept, nil
 }

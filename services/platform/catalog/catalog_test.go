@@ -3,9 +3,13 @@ package catalog_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/testing/protocmp"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
@@ -146,6 +150,55 @@ func TestTheTolokaPoolIndexIsKeptBriefly(t *testing.T) {
 	}
 	if found, err := cat.FindAssignment(ctx, aid, "", nil); err != nil || found.Pool.GetPoolId() != p.GetPoolId() {
 		t.Errorf("with the other pool's answer kept and the entry back: %v, %v; want the pool at once", found, err)
+	}
+}
+
+// A cold landing reads the pool and its project as they are now, in one
+// round trip once the replica knows the pool's project: what a requester
+// changed since the last landing (an archived project, a new platform URL)
+// is seen at once.
+func TestFindAssignmentReadsThePoolAndProjectAsTheyAreNow(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	cat := env.Catalog
+	p := env.NewPool(t, "acme", nil)
+	for i, change := range []func(*crowdgatev1.Project, *crowdgatev1.Pool){
+		nil,
+		func(prj *crowdgatev1.Project, _ *crowdgatev1.Pool) { prj.PlatformUrl = "https://platform.example/v2" },
+		func(prj *crowdgatev1.Project, _ *crowdgatev1.Pool) {
+			prj.Status = crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED
+		},
+		func(_ *crowdgatev1.Project, pool *crowdgatev1.Pool) {
+			pool.Status = crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED
+		},
+	} {
+		prj, err := cat.Project(ctx, "acme", p.GetProjectId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool, err := cat.Pool(ctx, "acme", p.GetPoolId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if change != nil {
+			change(prj, pool)
+			if err := cat.PutProject(ctx, prj); err != nil {
+				t.Fatal(err)
+			}
+			if err := cat.PutPool(ctx, pool); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var seen *catalog.Resolved
+		aid := env.StartAssignment(t, p, fmt.Sprintf("toloker-%d", i))
+		if _, err := cat.FindAssignment(ctx, aid, "", func(r *catalog.Resolved) error { seen = r; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(prj, seen.Project, protocmp.Transform()); diff != "" {
+			t.Errorf("landing %d: the project (-stored +seen):\n%s", i, diff)
+		}
+		if diff := cmp.Diff(pool, seen.Pool, protocmp.Transform()); diff != "" {
+			t.Errorf("landing %d: the pool (-stored +seen):\n%s", i, diff)
+		}
 	}
 }
 

@@ -57,7 +57,20 @@ func (s *Store[M]) Get(ctx context.Context, tenantID, id string) (M, error) {
 	if id == "" {
 		return zero, &serviceerror.NotFound{Resource: s.kind, ID: id}
 	}
-	b, err := s.rdb.Get(ctx, s.Key(tenantID, id)).Bytes()
+	return s.Got(s.rdb.Get(ctx, s.Key(tenantID, id)), id)
+}
+
+// GetIn queues the read of a record in pipeline p, for a caller that reads
+// records of several kinds in one round trip; Got decodes its answer.
+func (s *Store[M]) GetIn(ctx context.Context, p redis.Pipeliner, tenantID, id string) *redis.StringCmd {
+	return p.Get(ctx, s.Key(tenantID, id))
+}
+
+// Got decodes the answer to the read of record id (GetIn), as Get does: a
+// missing one is a serviceerror.NotFound.
+func (s *Store[M]) Got(cmd *redis.StringCmd, id string) (M, error) {
+	var zero M
+	b, err := cmd.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return zero, &serviceerror.NotFound{Resource: s.kind, ID: id}
 	}
