@@ -42,7 +42,9 @@ type SessionServiceClient interface {
 	// landing at GET /start does, for a platform that has the assignment id:
 	// NOT_FOUND for an assignment of no pool of the tenant, FAILED_PRECONDITION
 	// when Toloka says it is not ACTIVE or the session has ended,
-	// RESOURCE_EXHAUSTED under Toloka's rate limits.
+	// RESOURCE_EXHAUSTED under Toloka's rate limits or when the assignment's
+	// first landings have spent the landing's per-assignment limit
+	// (CROWDGATE_LANDING_LIMIT_ASSIGNMENT, shared with GET /start).
 	StartSession(ctx context.Context, in *StartSessionRequest, opts ...grpc.CallOption) (*StartSessionResponse, error)
 	// GetSession returns a session.
 	//
@@ -130,7 +132,9 @@ type SessionServiceServer interface {
 	// landing at GET /start does, for a platform that has the assignment id:
 	// NOT_FOUND for an assignment of no pool of the tenant, FAILED_PRECONDITION
 	// when Toloka says it is not ACTIVE or the session has ended,
-	// RESOURCE_EXHAUSTED under Toloka's rate limits.
+	// RESOURCE_EXHAUSTED under Toloka's rate limits or when the assignment's
+	// first landings have spent the landing's per-assignment limit
+	// (CROWDGATE_LANDING_LIMIT_ASSIGNMENT, shared with GET /start).
 	StartSession(context.Context, *StartSessionRequest) (*StartSessionResponse, error)
 	// GetSession returns a session.
 	//

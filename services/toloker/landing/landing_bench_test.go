@@ -53,6 +53,7 @@ import (
 
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
@@ -87,6 +88,18 @@ func benchEnvWith(b *testing.B, tolokaLimits, autoPipeline bool) (*sessiontest.E
 		b.Skip("the landing benchmark needs a real Redis: set REDIS_URL")
 	}
 	r := redistest.New(b)
+	// The limits are checked on every landing (the assignment's by the
+	// session service, in its lock script), but set high enough that one
+	// benchmark client from one address is never refused.
+	high := ratelimit.Limit{Rate: 10_000_000, Per: time.Second, Burst: 10_000_000}
+	limRedis := storage.AutoPipelined(r.Client)
+	if !autoPipeline {
+		limRedis = r.Client
+	}
+	lim, err := ratelimit.New(ratelimit.Config{Client: limRedis, Prefix: r.Prefix + "ratelimit:", MaxWait: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
 	env := sessiontest.New(b, sessiontest.Options{
 		Redis: r,
 		Sim: func(c *tolokasim.Config) {
@@ -99,6 +112,7 @@ func benchEnvWith(b *testing.B, tolokaLimits, autoPipeline bool) (*sessiontest.E
 			if !autoPipeline {
 				c.DirectLanding = true
 			}
+			c.Limiter, c.PerAssignment = lim, high
 		},
 		Toloka: func(c *toloka.Config) {
 			c.HTTPClient = &http.Client{Transport: benchTransport()}
@@ -111,17 +125,6 @@ func benchEnvWith(b *testing.B, tolokaLimits, autoPipeline bool) (*sessiontest.E
 			}
 		},
 	})
-	limRedis := env.LandingRedis
-	if !autoPipeline {
-		limRedis = r.Client
-	}
-	lim, err := ratelimit.New(ratelimit.Config{Client: limRedis, Prefix: env.Redis.Prefix + "ratelimit:", MaxWait: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	// The limits are checked on every landing, but set high enough that
-	// one benchmark client from one address is never refused.
-	high := ratelimit.Limit{Rate: 10_000_000, Per: time.Second, Burst: 10_000_000}
 	h, err := landing.New(landing.Config{Sessions: env.Sessions, Limiter: lim, Settings: landing.Settings{PerIP: high, PerAssignment: high}})
 	if err != nil {
 		b.Fatal(err)

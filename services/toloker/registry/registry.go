@@ -14,7 +14,8 @@
 //     warm landing, a repeat click on an assignment that has its session,
 //     writes nothing: it stays one Redis GET.
 //   - A session is counted once and its end once: Started lists the
-//     session live (HSETNX) and counts it only when it was not listed;
+//     session live and counts it only when it was not listed (it reads
+//     the Toloker's record once and writes it with one HSET);
 //     Ended counts an end only when it takes the session off that list
 //     (HDEL). Both may be repeated. started = live + every end counted +
 //     expired, so the expired are what is left (sessions end by expiry

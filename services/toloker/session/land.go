@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -328,7 +329,14 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 func (s *Service) recordStart(ctx context.Context, r *record) {
 	sess := r.session
 	confirmed := make(chan error, 1)
-	go func() { confirmed <- s.tolokers.Confirmed(ctx, sess) }()
+	go func() {
+		defer func() { // the landing's own recover does not reach this goroutine
+			if p := recover(); p != nil {
+				confirmed <- fmt.Errorf("panic: %v", p)
+			}
+		}()
+		confirmed <- s.tolokers.Confirmed(ctx, sess)
+	}()
 	if err := s.store.listLive(ctx, r, s.now()); err != nil {
 		s.log.Warn("session: listing a live session and lifting its Toloker's bar failed", "session_id", sess.SessionId, "err", err)
 	}

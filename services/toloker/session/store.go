@@ -187,11 +187,13 @@ func (s *store) exchange(ctx context.Context, aid, nonce string, markerTTL time.
 // listLive lists an active session under its pool until expiry and lifts
 // the Toloker's bar in the pool (a fresh landing, with an assignment Toloka
 // gave them, lifts a bar from an earlier revoked session), in one script.
-// It does not use the autopipeliner: the bar's removal is not safe to
-// resend after a revoke has set it again.
+// Sent again after a lost reply (by the autopipeliner, as by any go-redis
+// client's retries), it lists the same session and lifts the bar again: a
+// bar set meanwhile would have to come from revoking this very session in
+// the milliseconds before its landing is answered.
 func (s *store) listLive(ctx context.Context, r *record, now time.Time) error {
 	sess := r.session
-	return storage.Unavailable(liveAddScript.Run(ctx, s.rdb,
+	return storage.Unavailable(liveAddScript.Run(ctx, s.landing,
 		[]string{s.liveKey(sess.TenantId, sess.PoolId), s.blockKey(sess.TenantId, sess.PoolId, sess.UserId)},
 		sess.SessionId, sess.GetExpireTime().AsTime().UnixMilli(), now.UnixMilli()).Err())
 }

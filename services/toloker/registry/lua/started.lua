@@ -81,7 +81,7 @@ if not have[listing] then
   for _, k in ipairs({KEYS[2], KEYS[3]}) do
     redis.call('ZADD', k, 'GT', nowms, ARGV[7])
     redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. string.format('%.0f', horizon))
-    redis.call('PEXPIRE', k, retention)
+    redis.call('PEXPIRE', k, retention) -- entries older are trimmed anyway
   end
 end
 redis.call('PEXPIRE', KEYS[1], retention)

@@ -3,14 +3,14 @@
 -- (µs), limit} when it has no room now; else a cached final answer {2,
 -- answer}; else it takes the resolve lock {3}, or reports that another
 -- landing holds it {4}. The text starts with ratelimit's crowdgate_reserve.
--- KEYS: session, cached answer, resolve lock[, the assignment's limit].
+-- KEYS: session, cached answer, resolve lock[, the assignment's limits].
 -- ARGV: lock TTL (ms), lock token[, crowdgate_reserve's arguments].
 local s = redis.call('GET', KEYS[1])
 if s then
   return {1, s}
 end
 if #KEYS > 3 then
-  local r = crowdgate_reserve({KEYS[4]}, ARGV, 3)
+  local r = crowdgate_reserve({unpack(KEYS, 4)}, ARGV, 3)
   if r[1] ~= 1 then
     return {5, r[2], r[3]}
   end
