@@ -166,12 +166,14 @@ func TestFollowHandlesEveryEventOnceAcrossConsumers(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string]int{}
 	all := make(chan struct{})
-	handle := func(_ context.Context, ev *crowdgatev1.Event) error {
+	handle := func(_ context.Context, evs []*crowdgatev1.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
-		seen[ev.GetEventId()]++
-		if len(seen) == n {
-			close(all)
+		for _, ev := range evs {
+			seen[ev.GetEventId()]++
+			if len(seen) == n {
+				close(all)
+			}
 		}
 		return nil
 	}

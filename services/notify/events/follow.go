@@ -33,14 +33,16 @@ const (
 )
 
 // Follow calls handle for every event of every tenant's log (Config.Tenants
-// lists them) as the consumer group named group, until ctx ends. Each event
-// is handled at least once across every replica following with the same
-// group: an event whose handle fails (or whose replica dies first) is
-// offered again once reclaimIdle has passed. Events are read in log order
-// and handled up to 32 at once (handle must be safe for concurrent use), so
-// they may finish out of order. A group created now starts at the oldest
-// event kept.
-func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.Context, ev *crowdgatev1.Event) error) {
+// lists them) as the consumer group named group, until ctx ends. handle
+// gets a batch: up to 200 events of one tenant, in log order, read
+// together, so it can do for all of them at once what it would do for each
+// (a batch's events share its round trips). Each event is handled at least
+// once across every replica following with the same group: a batch whose
+// handle fails (or whose replica dies first) is offered again once
+// reclaimIdle has passed. Batches of different tenants are handled at the
+// same time (handle must be safe for concurrent use). A group created now
+// starts at the oldest event kept.
+func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.Context, evs []*crowdgatev1.Event) error) {
 	keys := func(ctx context.Context) ([]string, error) {
 		ts, err := l.tenants(ctx)
 		if err != nil {
@@ -52,13 +54,23 @@ func (l *Log) Follow(ctx context.Context, group string, handle func(ctx context.
 		}
 		return out, nil
 	}
-	l.consume(ctx, group, keys, func(ctx context.Context, _ string, m redis.XMessage) error {
-		ev, err := decode(m.ID, m.Values)
-		if err != nil {
-			l.log.Error("events: unreadable event skipped", "group", group, "error", err.Error())
+	l.consume(ctx, group, keys, func(ctx context.Context, _ string, msgs []redis.XMessage) error {
+		evs := make([]*crowdgatev1.Event, 0, len(msgs))
+		for _, m := range msgs {
+			if m.Values == nil {
+				continue // deleted while pending: nothing to handle
+			}
+			ev, err := decode(m.ID, m.Values)
+			if err != nil {
+				l.log.Error("events: unreadable event skipped", "group", group, "entry", m.ID, "error", err.Error())
+				continue
+			}
+			evs = append(evs, ev)
+		}
+		if len(evs) == 0 {
 			return nil
 		}
-		return handle(ctx, ev)
+		return handle(ctx, evs)
 	})
 }
 
@@ -67,13 +79,13 @@ type consumer struct {
 	l       *Log
 	group   string
 	name    string
-	handle  func(ctx context.Context, key string, m redis.XMessage) error
+	handle  func(ctx context.Context, key string, msgs []redis.XMessage) error
 	created map[string]bool
 }
 
 // consume runs a consumer over the streams keys lists until ctx ends.
 func (l *Log) consume(ctx context.Context, group string, keys func(context.Context) ([]string, error),
-	handle func(ctx context.Context, key string, m redis.XMessage) error) {
+	handle func(ctx context.Context, key string, msgs []redis.XMessage) error) {
 	c := &consumer{l: l, group: group, name: consumerName(), handle: handle, created: map[string]bool{}}
 	var lastReclaim, lastForget time.Time
 	for ctx.Err() == nil {
@@ -179,35 +191,23 @@ func (c *consumer) reclaim(ctx context.Context, keys []string) int {
 	return n
 }
 
-// parallel is how many entries of a batch are handled at once.
-const parallel = 32
-
-// handleAll handles msgs, up to parallel at once, and acknowledges those
-// handled; a
-// failed one stays pending, to be reclaimed.
+// handleAll handles msgs, one stream's batch, and acknowledges them when
+// that succeeds; when it fails they stay pending and are reclaimed later.
 func (c *consumer) handleAll(ctx context.Context, key string, msgs []redis.XMessage) {
-	ok := make([]bool, len(msgs))
-	sem := make(chan struct{}, parallel)
-	var wg sync.WaitGroup
-	for i, m := range msgs {
-		if m.Values == nil {
-			// Deleted while pending: nothing to handle.
-			ok[i] = true
-			continue
-		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := c.handle(ctx, key, m); err != nil {
-				if ctx.Err() == nil {
-					c.l.log.Warn("events: handling failed; it is offered again later", "group", c.group, "entry", m.ID, "error", err.Error())
-				}
-				return
-			}
-			ok[i] = true
-		})
+	if len(msgs) == 0 {
+		return
 	}
-	wg.Wait()
+	if err := c.handle(ctx, key, msgs); err != nil {
+		if ctx.Err() == nil {
+			c.l.log.Warn("events: handling failed; the batch is offered again later", "group", c.group,
+				"entries", len(msgs), "first", msgs[0].ID, "error", err.Error())
+		}
+		return
+	}
+	ok := make([]bool, len(msgs))
+	for i := range ok {
+		ok[i] = true
+	}
 	c.ack(ctx, key, msgs, ok)
 }
 

@@ -37,21 +37,31 @@ const (
 	maxAttemptsKept = 100
 )
 
-// fanout queues one delivery of ev per enabled endpoint of its tenant whose
-// event types select it. It is idempotent: the delivery's id is made from
-// the event and the endpoint. An error makes the log offer ev again.
-func (s *Service) fanout(ctx context.Context, ev *crowdgatev1.Event) error {
-	eps, err := s.st.allEndpoints(ctx, ev.GetTenantId())
-	if err != nil {
-		return err
-	}
+// fanout queues one delivery of each event of evs per enabled endpoint of
+// its tenant whose event types select it: the endpoints are read once per
+// tenant of the batch (as they are when the batch is handled), and every
+// delivery is queued in one enqueue. It is idempotent: a delivery's id is
+// made from the event and the endpoint. An error makes the log offer the
+// batch again.
+func (s *Service) fanout(ctx context.Context, evs []*crowdgatev1.Event) error {
+	endpoints := map[string][]*endpointRecord{}
 	var ds []delivery
-	for _, r := range eps {
-		if r.ep.GetState() == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED && selects(r.ep, ev.GetType()) {
-			ds = append(ds, delivery{r.ep, ev})
+	for _, ev := range evs {
+		eps, ok := endpoints[ev.GetTenantId()]
+		if !ok {
+			var err error
+			if eps, err = s.st.allEndpoints(ctx, ev.GetTenantId()); err != nil {
+				return err
+			}
+			endpoints[ev.GetTenantId()] = eps
+		}
+		for _, r := range eps {
+			if r.ep.GetState() == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED && selects(r.ep, ev.GetType()) {
+				ds = append(ds, delivery{r.ep, ev})
+			}
 		}
 	}
-	_, err = s.enqueue(ctx, ds, false)
+	_, err := s.enqueue(ctx, ds, false)
 	return err
 }
 

@@ -25,8 +25,9 @@ import (
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 )
 
-// fakeLog is an in-memory event log: Follow hands every appended event to
-// its handler in order, offering one again while the handler fails.
+// fakeLog is an in-memory event log: Follow hands the appended events to
+// its handler in order, in batches of those not yet handled, offering a
+// batch again while the handler fails.
 type fakeLog struct {
 	mu      sync.Mutex
 	evs     []*crowdgatev1.Event
@@ -74,20 +75,21 @@ func (l *fakeLog) offer(ev *crowdgatev1.Event) {
 	}
 }
 
-func (l *fakeLog) Follow(ctx context.Context, _ string, handle func(ctx context.Context, ev *crowdgatev1.Event) error) {
+func (l *fakeLog) Follow(ctx context.Context, _ string, handle func(ctx context.Context, evs []*crowdgatev1.Event) error) {
 	next := 0
 	for ctx.Err() == nil {
+		// Every event not yet handled, as one batch (the real log hands
+		// out up to 200 of a tenant's at once).
 		l.mu.Lock()
-		var ev *crowdgatev1.Event
-		if next < len(l.evs) {
-			ev = l.evs[next]
-		}
+		batch := append([]*crowdgatev1.Event(nil), l.evs[next:]...)
 		l.mu.Unlock()
-		if ev != nil {
-			if handle(ctx, ev) == nil {
-				next++
+		if len(batch) > 0 {
+			if handle(ctx, batch) == nil {
+				next += len(batch)
 				l.mu.Lock()
-				l.handled[ev.GetEventId()] = true
+				for _, ev := range batch {
+					l.handled[ev.GetEventId()] = true
+				}
 				l.mu.Unlock()
 			}
 			continue

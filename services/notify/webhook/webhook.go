@@ -64,9 +64,9 @@ type EventLog interface {
 	// Append records an event, once per event id.
 	Append(ctx context.Context, ev *crowdgatev1.Event) error
 	// Follow calls handle for every event of every tenant, at least once,
-	// in order per tenant, until ctx ends; an event whose handle fails is
-	// offered again.
-	Follow(ctx context.Context, group string, handle func(ctx context.Context, ev *crowdgatev1.Event) error)
+	// in batches of one tenant's events in log order, until ctx ends; a
+	// batch whose handle fails is offered again.
+	Follow(ctx context.Context, group string, handle func(ctx context.Context, evs []*crowdgatev1.Event) error)
 	// Since calls each for the tenant's events at or after since, oldest
 	// first.
 	Since(ctx context.Context, tenantID string, since time.Time, each func(*crowdgatev1.Event) error) error
