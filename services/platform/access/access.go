@@ -150,6 +150,10 @@ type Service struct {
 
 	auditAge time.Duration
 	auditMax int64
+	// trimmed holds, by audit stream, when this replica last trimmed it to
+	// the retention and renewed its TTL (at most every auditTrimEvery).
+	trimMu  sync.Mutex
+	trimmed map[string]time.Time
 
 	authTotal    *prometheus.CounterVec
 	auditFailure prometheus.Counter

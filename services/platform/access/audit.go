@@ -109,11 +109,19 @@ func (s *Service) appendAudit(ctx context.Context, ev *crowdgatev1.AuditEvent) e
 	// Every state-changing call writes one, so concurrent calls' entries
 	// share pipelines.
 	adds := make([]*redis.StringCmd, len(streams))
+	trim := make([]bool, len(streams))
+	for i, st := range streams {
+		trim[i] = s.trimDue(st.key, ev.GetTime().AsTime())
+	}
 	err = s.audits.Do(ctx, func(ctx context.Context, p redis.Pipeliner) {
 		for i, st := range streams {
-			p.XTrimMinID(ctx, st.key, minID)
+			if trim[i] {
+				p.XTrimMinID(ctx, st.key, minID)
+			}
 			adds[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: st.key, MaxLen: st.max, ID: id, Values: []any{"e", b}})
-			p.PExpire(ctx, st.key, s.auditAge)
+			if trim[i] {
+				p.PExpire(ctx, st.key, s.auditAge)
+			}
 		}
 	})
 	if err != nil {
@@ -130,6 +138,30 @@ func (s *Service) appendAudit(ctx context.Context, ev *crowdgatev1.AuditEvent) e
 		}
 	}
 	return nil
+}
+
+// auditTrimEvery is how often a replica trims an audit stream to the
+// retention and renews its TTL: every call writes an entry (its length
+// bound, MaxLen, is applied by each), but trimming by age and the TTL need
+// not follow each one. A stream then keeps entries past the retention for
+// at most this long, and expires at most this long before the retention
+// after its last entry (ListAuditEvents never shows entries past the
+// retention).
+const auditTrimEvery = time.Second
+
+// trimDue reports whether the audit stream key is due to be trimmed and
+// its TTL renewed at now, and if so counts it done.
+func (s *Service) trimDue(key string, now time.Time) bool {
+	s.trimMu.Lock()
+	defer s.trimMu.Unlock()
+	if last, ok := s.trimmed[key]; ok && !now.Before(last) && now.Sub(last) < auditTrimEvery {
+		return false
+	}
+	if s.trimmed == nil || len(s.trimmed) >= 10_000 {
+		s.trimmed = map[string]time.Time{}
+	}
+	s.trimmed[key] = now
+	return true
 }
 
 // minAuditID is the oldest stream id still within retention.

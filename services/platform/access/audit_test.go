@@ -192,6 +192,38 @@ func TestAuditRetentionTrimsByCountAndAge(t *testing.T) {
 	}
 }
 
+// A replica trims an audit stream to the retention and renews its TTL at
+// most once a second, not with every entry: a stream written again within
+// the second keeps its TTL; a second later it is renewed.
+func TestAuditStreamsAreTrimmedAtMostEverySecond(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.AuditRetention = time.Hour })
+	tid := f.newTenant(t, "Acme")
+	_, key := f.newKey(t, tid, write)
+	create := func() {
+		t.Helper()
+		if _, err := f.projects().CreateProject(bearer(key), &crowdgatev1.CreateProjectRequest{Project: &crowdgatev1.Project{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ttl := func() time.Duration {
+		return f.redis.Client.PTTL(context.Background(), f.svc.auditKey(tid)).Val()
+	}
+	create()
+	if err := f.redis.Client.PExpire(context.Background(), f.svc.auditKey(tid), time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(500 * time.Millisecond)
+	create()
+	if got := ttl(); got > time.Minute {
+		t.Errorf("written again within the second, the stream's TTL is %v; want it left (at most a minute)", got)
+	}
+	f.clock.Advance(time.Second)
+	create()
+	if got := ttl(); got <= time.Minute || got > time.Hour {
+		t.Errorf("written a second later, the stream's TTL is %v; want it renewed to the retention", got)
+	}
+}
+
 func TestAuditSurvivesAClockBehindTheStream(t *testing.T) {
 	f := newFixture(t, nil)
 	tid := f.newTenant(t, "Acme")
