@@ -92,8 +92,10 @@ const IntentField = "e"
 type Settings struct {
 	// Retention is how long events are kept.
 	Retention time.Duration
-	// Poll is how often WatchEvents and Follow look for new events when
-	// they have seen none.
+	// Poll is how often WatchEvents and Follow look for new events, and
+	// the relay for new intents, when they have seen none (what this
+	// replica records wakes them at once; what another replica records is
+	// seen at the next poll).
 	Poll time.Duration
 }
 
@@ -104,7 +106,7 @@ func (s *Settings) List() []settings.Setting {
 			"how long each tenant's event log keeps events (ListEvents, WatchEvents, webhook redelivery); a cursor older than this resumes at the oldest event kept",
 			settings.Duration(&s.Retention)),
 		settings.New("event-poll", "CROWDGATE_EVENT_POLL", "100ms",
-			"how often WatchEvents streams and the webhook dispatcher look for new events when idle",
+			"how often WatchEvents streams and the webhook dispatcher look for new events, and the relay for submission events' intents, when idle",
 			settings.Duration(&s.Poll)),
 	}
 }

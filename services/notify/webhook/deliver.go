@@ -61,8 +61,17 @@ func (s *Service) fanout(ctx context.Context, evs []*crowdgatev1.Event) error {
 			}
 		}
 	}
-	_, err := s.enqueue(ctx, ds, false)
-	return err
+	// A batch's deliveries (its events times the tenant's endpoints) are
+	// queued in groups, as a redelivery's are, so no pipeline grows with
+	// the endpoints.
+	for len(ds) > 0 {
+		n := min(len(ds), redeliverBatch)
+		if _, err := s.enqueue(ctx, ds[:n], false); err != nil {
+			return err
+		}
+		ds = ds[n:]
+	}
+	return nil
 }
 
 // selects reports whether an endpoint's event types select typ.
@@ -120,8 +129,9 @@ func (s *Service) enqueue(ctx context.Context, ds []delivery, again bool) (int, 
 		return 0, unavailable(err)
 	}
 	// Entries older than the retention go (their records have expired):
-	// now and then, which keeps an index within a few dozen stale entries.
-	if rand.N(32) == 0 {
+	// about once every 32 deliveries queued, which keeps an index within a
+	// few dozen stale entries.
+	if rand.N(32) < len(ds) {
 		for key := range index {
 			s.st.rdb.ZRemRangeByLex(ctx, key, "-", "("+indexMember(now.Add(-s.cfg.Retention-s.retrySpan()), ""))
 		}

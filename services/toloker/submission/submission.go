@@ -645,7 +645,7 @@ func (s *Service) RetrySubmission(ctx context.Context, req *crowdgatev1.RetrySub
 	if err != nil {
 		return nil, err
 	}
-	if s.events != nil {
+	if applied == "ok" && s.events != nil {
 		s.events.Intended() // the submission.retried intent, for the relay
 	}
 	switch applied {

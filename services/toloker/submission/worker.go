@@ -88,7 +88,7 @@ func (s *Service) deliver(ctx context.Context, j job) {
 		}
 		time.Sleep(time.Duration(100<<try) * time.Millisecond)
 	}
-	if err == nil && s.events != nil {
+	if (applied == outDelivered || applied == outDead) && s.events != nil {
 		s.events.Intended() // the outcome's event intent, for the relay
 	}
 	if err != nil {
