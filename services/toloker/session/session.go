@@ -14,11 +14,14 @@
 // replica finds the session the first one made, and Toloka is asked once per
 // assignment (a Redis lock makes concurrent first landings wait for one
 // resolution; Toloka's final answers, "unknown" and "not active", are cached
-// for a while too). A repeat landing is one Redis GET. Every landing mints a
-// fresh one-time code, which the platform trades for a signed token with
-// ExchangeCode; a code works once and for CodeTTL. Codes are authenticated
-// (HMAC under the code key) rather than stored, so a landing writes
-// nothing; the exchange marks a code used (codes.go).
+// for a while too). An assignment's first landings also spend its landing
+// limit (Config.PerAssignment), shared by every replica, in the script that
+// takes that lock, so a landing the limit refuses asks nothing and one that
+// finds its session spends nothing. A repeat landing is one Redis GET.
+// Every landing mints a fresh one-time code, which the platform trades for
+// a signed token with ExchangeCode; a code works once and for CodeTTL.
+// Codes are authenticated (HMAC under the code key) rather than stored, so
+// a landing writes nothing; the exchange marks a code used (codes.go).
 //
 // Every session started and ended is recorded in the Toloker registry
 // (Tolokers), which also holds the Toloker's bans: a landing refuses a
