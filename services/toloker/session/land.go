@@ -292,6 +292,27 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 		return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
 	}
 	created, stored, err := s.store.create(ctx, aid, raw, sess.GetExpireTime().AsTime().Sub(s.now()), lockToken)
+	if err != nil {
+		// The write may have happened all the same (Redis failed after it,
+		// or its reply was lost): read the session back before taking the
+		// registry's count back.
+		got, gerr := s.store.get(ctx, aid)
+		switch {
+		case gerr == nil:
+			existing, uerr := unmarshalRecord(got)
+			if uerr != nil {
+				return nil, uerr
+			}
+			created, stored, err = existing.session.GetSessionId() == sess.GetSessionId(), string(got), nil
+		case errors.Is(gerr, errNoRecord):
+			// Not stored: abandoned below.
+		default:
+			// Not known: the registry keeps the listing, so no stored
+			// session goes uncounted (one that was not stored reads as
+			// expired at its deadline: the registry's package doc).
+			return nil, err
+		}
+	}
 	if err != nil || !created {
 		s.abandon(ctx, sess) // this session was not stored
 	}

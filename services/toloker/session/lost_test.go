@@ -1,0 +1,134 @@
+package session_test
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
+	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
+)
+
+// loseCreateReply lets the first session create (create.lua) that Redis
+// runs reach it and then reports its reply lost, as a Redis killed after
+// the write or a dropped connection would.
+type loseCreateReply struct {
+	sha  string
+	lost int
+}
+
+var errReplyLost = errors.New("read tcp: connection reset by peer")
+
+func (h *loseCreateReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *loseCreateReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil && h.lost == 0 && h.isCreate(cmd) {
+			h.lost++
+			cmd.SetErr(errReplyLost)
+			return errReplyLost
+		}
+		return err
+	}
+}
+
+func (h *loseCreateReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if c.Err() == nil && h.lost == 0 && h.isCreate(c) {
+				h.lost++
+				for _, c := range cmds {
+					c.SetErr(errReplyLost)
+				}
+				return errReplyLost
+			}
+		}
+		return err
+	}
+}
+
+func (h *loseCreateReply) isCreate(cmd redis.Cmder) bool {
+	a := cmd.Args()
+	if len(a) < 2 {
+		return false
+	}
+	s, _ := a[1].(string)
+	switch strings.ToLower(cmd.Name()) {
+	case "evalsha":
+		return s == h.sha
+	case "eval":
+		return strings.Contains(s, "Stores a new session unless one exists")
+	}
+	return false
+}
+
+// A session stored whose reply was lost is not taken back from the Toloker
+// registry: the landing reads it back and goes on, the registry lists it,
+// and its end records its session.started and session.ended events. (Taken
+// back, the session lived on uncounted, and its end raised no event.)
+func TestASessionStoredWhoseReplyWasLostIsKept(t *testing.T) {
+	lua, err := os.ReadFile("lua/create.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(lua)
+	hook := &loseCreateReply{sha: hex.EncodeToString(sum[:])}
+	r := redistest.New(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	losing := redis.NewClient(opts)
+	losing.AddHook(hook)
+	t.Cleanup(func() { _ = losing.Close() })
+	env := sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = losing }})
+
+	pool := env.NewPool(t, tenant.Default, nil)
+	l, err := env.Sessions.Land(ctx, env.StartAssignment(t, pool, "toloker-1"))
+	if hook.lost != 1 {
+		t.Fatalf("the hook lost %d create replies; the test needs one", hook.lost)
+	}
+	if err != nil {
+		t.Fatalf("Land whose stored session's reply was lost: %v; want the session", err)
+	}
+	ex, err := env.Sessions.Exchange(ctx, tenant.Default, l.Code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := ex.GetSession().GetSessionId()
+	live, err := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(live) != 1 || live[0].SessionID != sid {
+		t.Errorf("the registry lists %v live; want session %s", live, sid)
+	}
+	if _, err := env.Sessions.End(ctx, tenant.Default, sid, crowdgatev1.EndReason_END_REASON_CLOSE_SESSION); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := env.Events.List(ctx, tenant.Default, events.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range evs {
+		if ev.GetSession().GetSessionId() == sid {
+			got = append(got, ev.GetType())
+		}
+	}
+	if strings.Join(got, " ") != "session.started session.ended" && strings.Join(got, " ") != "session.ended session.started" {
+		t.Errorf("the session's events: %v; want session.started and session.ended", got)
+	}
+}
