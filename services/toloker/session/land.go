@@ -305,7 +305,10 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 			}
 			created, stored, err = existing.session.GetSessionId() == sess.GetSessionId(), string(got), nil
 		case errors.Is(gerr, errNoRecord):
-			// Not stored: abandoned below.
+			// Not stored: abandoned below, and the resolve lock (which the
+			// create would have released) is released now, so the next
+			// landing need not wait for it to expire.
+			s.releaseLock(ctx, aid, lockToken, "", 0)
 		default:
 			// Not known: the registry keeps the listing, so no stored
 			// session goes uncounted (one that was not stored reads as

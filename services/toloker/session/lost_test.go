@@ -25,6 +25,8 @@ import (
 type loseCreateReply struct {
 	sha  string
 	lost int
+	// drop, when set, fails the create before it reaches Redis instead.
+	drop bool
 }
 
 var errReplyLost = errors.New("read tcp: connection reset by peer")
@@ -33,6 +35,11 @@ func (h *loseCreateReply) DialHook(next redis.DialHook) redis.DialHook { return 
 
 func (h *loseCreateReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.drop && h.lost == 0 && h.isCreate(cmd) {
+			h.lost++
+			cmd.SetErr(errReplyLost)
+			return errReplyLost
+		}
 		err := next(ctx, cmd)
 		if err == nil && h.lost == 0 && h.isCreate(cmd) {
 			h.lost++
@@ -45,6 +52,15 @@ func (h *loseCreateReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 
 func (h *loseCreateReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if h.drop && h.lost == 0 && h.isCreate(c) {
+				h.lost++
+				for _, c := range cmds {
+					c.SetErr(errReplyLost)
+				}
+				return errReplyLost
+			}
+		}
 		err := next(ctx, cmds)
 		for _, c := range cmds {
 			if c.Err() == nil && h.lost == 0 && h.isCreate(c) {
@@ -74,17 +90,16 @@ func (h *loseCreateReply) isCreate(cmd redis.Cmder) bool {
 	return false
 }
 
-// A session stored whose reply was lost is not taken back from the Toloker
-// registry: the landing reads it back and goes on, the registry lists it,
-// and its end records its session.started and session.ended events. (Taken
-// back, the session lived on uncounted, and its end raised no event.)
-func TestASessionStoredWhoseReplyWasLostIsKept(t *testing.T) {
+// losingEnv returns sessions whose first create is lost: its reply (drop
+// false) or the create itself (drop true).
+func losingEnv(t *testing.T, drop bool) (*sessiontest.Env, *loseCreateReply) {
+	t.Helper()
 	lua, err := os.ReadFile("lua/create.lua")
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha1.Sum(lua)
-	hook := &loseCreateReply{sha: hex.EncodeToString(sum[:])}
+	hook := &loseCreateReply{sha: hex.EncodeToString(sum[:]), drop: drop}
 	r := redistest.New(t)
 	opts, err := redis.ParseURL(r.URL)
 	if err != nil {
@@ -93,7 +108,15 @@ func TestASessionStoredWhoseReplyWasLostIsKept(t *testing.T) {
 	losing := redis.NewClient(opts)
 	losing.AddHook(hook)
 	t.Cleanup(func() { _ = losing.Close() })
-	env := sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = losing }})
+	return sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = losing }}), hook
+}
+
+// A session stored whose reply was lost is not taken back from the Toloker
+// registry: the landing reads it back and goes on, the registry lists it,
+// and its end records its session.started and session.ended events. (Taken
+// back, the session lived on uncounted, and its end raised no event.)
+func TestASessionStoredWhoseReplyWasLostIsKept(t *testing.T) {
+	env, hook := losingEnv(t, false)
 
 	pool := env.NewPool(t, tenant.Default, nil)
 	l, err := env.Sessions.Land(ctx, env.StartAssignment(t, pool, "toloker-1"))
@@ -130,5 +153,26 @@ func TestASessionStoredWhoseReplyWasLostIsKept(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "session.started session.ended" && strings.Join(got, " ") != "session.ended session.started" {
 		t.Errorf("the session's events: %v; want session.started and session.ended", got)
+	}
+}
+
+// A create that never reached Redis is taken back from the registry, and
+// its resolve lock is released, so the Toloker's next landing starts the
+// session at once rather than waiting for the lock to expire.
+func TestASessionNeverStoredIsTakenBackAndItsLockReleased(t *testing.T) {
+	env, hook := losingEnv(t, true)
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	if _, err := env.Sessions.Land(ctx, aid); err == nil || hook.lost != 1 {
+		t.Fatalf("Land whose create was lost: %v (%d lost); want an error", err, hook.lost)
+	}
+	if live, err := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); err != nil || len(live) != 0 {
+		t.Errorf("the registry lists %v, %v; want nothing (the session was not stored)", live, err)
+	}
+	if n := env.Redis.Client.Exists(ctx, env.Redis.Prefix+"ses-lock:{"+aid+"}").Val(); n != 0 {
+		t.Errorf("the resolve lock is still held after the failed landing")
+	}
+	if s := started(t, env, aid); s.GetUserId() != "toloker-1" {
+		t.Errorf("the next landing's session is %q's", s.GetUserId())
 	}
 }
