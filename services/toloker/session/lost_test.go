@@ -2,10 +2,7 @@ package session_test
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
@@ -14,17 +11,15 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/notify/events"
-	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
-	"github.com/crowdgate/crowdgate/services/toloker/session"
 )
 
 // loseCreateReply lets the first session create (create.lua) that Redis
 // runs reach it and then reports its reply lost, as a Redis killed after
 // the write or a dropped connection would.
 type loseCreateReply struct {
-	sha  string
-	lost int
+	create luaScript
+	lost   int
 	// drop, when set, fails the create before it reaches Redis instead.
 	drop bool
 }
@@ -35,15 +30,12 @@ func (h *loseCreateReply) DialHook(next redis.DialHook) redis.DialHook { return 
 
 func (h *loseCreateReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.drop && h.lost == 0 && h.isCreate(cmd) {
-			h.lost++
-			cmd.SetErr(errReplyLost)
+		cmds := []redis.Cmder{cmd}
+		if h.lose(cmds, false) {
 			return errReplyLost
 		}
 		err := next(ctx, cmd)
-		if err == nil && h.lost == 0 && h.isCreate(cmd) {
-			h.lost++
-			cmd.SetErr(errReplyLost)
+		if h.lose(cmds, true) {
 			return errReplyLost
 		}
 		return err
@@ -52,40 +44,32 @@ func (h *loseCreateReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 
 func (h *loseCreateReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, c := range cmds {
-			if h.drop && h.lost == 0 && h.isCreate(c) {
-				h.lost++
-				for _, c := range cmds {
-					c.SetErr(errReplyLost)
-				}
-				return errReplyLost
-			}
+		if h.lose(cmds, false) {
+			return errReplyLost
 		}
 		err := next(ctx, cmds)
-		for _, c := range cmds {
-			if c.Err() == nil && h.lost == 0 && h.isCreate(c) {
-				h.lost++
-				for _, c := range cmds {
-					c.SetErr(errReplyLost)
-				}
-				return errReplyLost
-			}
+		if h.lose(cmds, true) {
+			return errReplyLost
 		}
 		return err
 	}
 }
 
-func (h *loseCreateReply) isCreate(cmd redis.Cmder) bool {
-	a := cmd.Args()
-	if len(a) < 2 {
+// lose reports whether cmds hold the create to lose, and then fails them
+// all: the first create, before Redis runs it when drop is set, once Redis
+// has run it otherwise (ran says which moment this is).
+func (h *loseCreateReply) lose(cmds []redis.Cmder, ran bool) bool {
+	if h.lost > 0 || h.drop == ran {
 		return false
 	}
-	s, _ := a[1].(string)
-	switch strings.ToLower(cmd.Name()) {
-	case "evalsha":
-		return s == h.sha
-	case "eval":
-		return strings.Contains(s, "Stores a new session unless one exists")
+	for _, c := range cmds {
+		if h.create.runs(c) && (!ran || c.Err() == nil) {
+			h.lost++
+			for _, c := range cmds {
+				c.SetErr(errReplyLost)
+			}
+			return true
+		}
 	}
 	return false
 }
@@ -94,21 +78,8 @@ func (h *loseCreateReply) isCreate(cmd redis.Cmder) bool {
 // false) or the create itself (drop true).
 func losingEnv(t *testing.T, drop bool) (*sessiontest.Env, *loseCreateReply) {
 	t.Helper()
-	lua, err := os.ReadFile("lua/create.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha1.Sum(lua)
-	hook := &loseCreateReply{sha: hex.EncodeToString(sum[:]), drop: drop}
-	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	losing := redis.NewClient(opts)
-	losing.AddHook(hook)
-	t.Cleanup(func() { _ = losing.Close() })
-	return sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = losing }}), hook
+	hook := &loseCreateReply{create: readScript(t, "create.lua"), drop: drop}
+	return hookedEnv(t, hook), hook
 }
 
 // A session stored whose reply was lost is not taken back from the Toloker

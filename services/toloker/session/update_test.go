@@ -2,10 +2,6 @@ package session_test
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -13,16 +9,14 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
-	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
-	"github.com/crowdgate/crowdgate/services/toloker/session"
 )
 
 // resendSwaps runs every pipeline that holds a session swap (swap.lua)
 // twice, as go-redis does when a batch's reply is lost and the batch is
 // sent again: the second run's answers are the ones the caller sees.
 type resendSwaps struct {
-	sha  string
+	swap luaScript
 	sent int
 	// between, when set, runs once, between the next first run and its
 	// resend, as another replica's change could.
@@ -41,7 +35,7 @@ func (h *resendSwaps) DialHook(next redis.DialHook) redis.DialHook { return next
 
 func (h *resendSwaps) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.isSwap(cmd) {
+		if h.swap.runs(cmd) {
 			_ = next(ctx, cmd)
 			h.resent()
 		}
@@ -52,7 +46,7 @@ func (h *resendSwaps) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h *resendSwaps) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, c := range cmds {
-			if h.isSwap(c) {
+			if h.swap.runs(c) {
 				_ = next(ctx, cmds)
 				h.resent()
 				break
@@ -62,39 +56,11 @@ func (h *resendSwaps) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	}
 }
 
-func (h *resendSwaps) isSwap(cmd redis.Cmder) bool {
-	a := cmd.Args()
-	if len(a) < 2 {
-		return false
-	}
-	s, _ := a[1].(string)
-	switch strings.ToLower(cmd.Name()) {
-	case "evalsha":
-		return s == h.sha
-	case "eval":
-		return strings.Contains(s, "compare and swap")
-	}
-	return false
-}
-
 // resendingEnv returns sessions whose swaps are each sent twice (hook).
 func resendingEnv(t *testing.T) (*sessiontest.Env, *resendSwaps) {
 	t.Helper()
-	lua, err := os.ReadFile("lua/swap.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha1.Sum(lua)
-	hook := &resendSwaps{sha: hex.EncodeToString(sum[:])}
-	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resending := redis.NewClient(opts)
-	resending.AddHook(hook)
-	t.Cleanup(func() { _ = resending.Close() })
-	return sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = resending }}), hook
+	hook := &resendSwaps{swap: readScript(t, "swap.lua")}
+	return hookedEnv(t, hook), hook
 }
 
 // TestAChangeSentTwiceIsAppliedOnce: a session's changes (RecordSubmit's
