@@ -204,25 +204,11 @@ func (c *consumer) handleAll(ctx context.Context, key string, msgs []redis.XMess
 		}
 		return
 	}
-	ok := make([]bool, len(msgs))
-	for i := range ok {
-		ok[i] = true
-	}
-	c.ack(ctx, key, msgs, ok)
-}
-
-// ack acknowledges (and for intent streams deletes) the entries handled.
-func (c *consumer) ack(ctx context.Context, key string, msgs []redis.XMessage, ok []bool) {
-	var done []string
+	ids := make([]string, len(msgs))
 	for i, m := range msgs {
-		if ok[i] {
-			done = append(done, m.ID)
-		}
+		ids[i] = m.ID
 	}
-	if len(done) == 0 {
-		return
-	}
-	if err := c.l.rdb.XAck(ctx, key, c.group, done...).Err(); err != nil && ctx.Err() == nil {
+	if err := c.l.rdb.XAck(ctx, key, c.group, ids...).Err(); err != nil && ctx.Err() == nil {
 		c.l.log.Warn("events: acknowledging failed; the entries are offered again", "group", c.group, "error", err.Error())
 	}
 }
