@@ -163,10 +163,24 @@ func (s *Service) retrySpan() time.Duration {
 }
 
 // process is the outbox Handler: it takes a delivery's lease, makes one
-// attempt and records it.
+// attempt and records it. The lease and the endpoint are asked for at
+// once (one round trip of the workers' pipeline, not two one after the
+// other); the endpoint read is wasted only for an entry whose lease is
+// not taken.
 func (s *Service) process(ctx context.Context, e outbox.Entry) {
 	token := randomHex(12)
+	endpointID, _, _ := strings.Cut(e.Item, "/")
+	type endpointRead struct {
+		r   *endpointRecord
+		err error
+	}
+	read := make(chan endpointRead, 1)
+	go func() {
+		r, err := s.st.attemptEndpoint(ctx, e.Tenant, endpointID)
+		read <- endpointRead{r, err}
+	}()
 	c, err := s.rec.Claim(ctx, e, token, s.cfg.AttemptTimeout+5*time.Second)
+	got := <-read
 	if err != nil {
 		s.log.Warn("webhook: could not claim a delivery; it stays pending", slog.String("error", err.Error()))
 		return
@@ -179,8 +193,7 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		s.settle(ctx, e, token, outbox.Settlement{Outcome: outbox.Drop}, outDropped)
 		return
 	}
-	endpointID, _, _ := strings.Cut(e.Item, "/")
-	r, err := s.st.attemptEndpoint(ctx, e.Tenant, endpointID)
+	r, err := got.r, got.err
 	if err != nil || r.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED {
 		if err != nil && !isNotFound(err) {
 			// Not recorded: the entry stays pending and comes back.
@@ -191,6 +204,26 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		return
 	}
 	a := s.attempt(ctx, r, ev)
+	// The attempt is recorded beside the worker's next claim, not before
+	// it: each is a write Redis answers after its fsync, and a worker that
+	// waited for both would spend two of those per delivery. At most one
+	// settlement per worker is in flight (settleSlots), and Run waits for
+	// them all.
+	s.settleSlots <- struct{}{}
+	s.settling.Add(1)
+	go func() {
+		defer func() {
+			<-s.settleSlots
+			s.settling.Done()
+		}()
+		s.record(ctx, e, token, c, r, ev, a)
+	}()
+}
+
+// record settles a delivery's attempt a (an attempt of the run's
+// c.RunAttempts+1th try) and acts on it: a success clears the endpoint's
+// failures, a failure counts towards disabling it.
+func (s *Service) record(ctx context.Context, e outbox.Entry, token string, c outbox.Claim, r *endpointRecord, ev *crowdgatev1.Event, a *crowdgatev1.WebhookAttempt) {
 	s.m.duration.Observe(float64(a.GetLatencyMs()) / 1000)
 	journal, _ := proto.Marshal(a)
 	ok := a.GetError() == "" && a.GetHttpStatus() >= 200 && a.GetHttpStatus() < 300
@@ -209,6 +242,7 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 	if !s.settle(ctx, e, token, st, kind) {
 		return
 	}
+	endpointID := r.ep.GetEndpointId()
 	log := s.log.With(slog.String("endpoint_id", endpointID), slog.String("event_id", ev.GetEventId()), slog.Int("attempt", c.Attempts+1))
 	if ok {
 		if ct := ev.GetCreateTime(); ct != nil {

@@ -99,18 +99,21 @@ type Config struct {
 // webhooks (Run).
 type Service struct {
 	crowdgatev1.UnimplementedWebhookServiceServer
-	cfg     Settings
-	st      *store
-	rec     *outbox.Records
-	events  EventLog
-	guard   guard
-	client  *http.Client
-	log     *slog.Logger
-	m       *metrics
-	now     func() time.Time
-	wake    chan struct{}
-	inline  sync.WaitGroup
-	consume string
+	cfg    Settings
+	st     *store
+	rec    *outbox.Records
+	events EventLog
+	guard  guard
+	client *http.Client
+	log    *slog.Logger
+	m      *metrics
+	now    func() time.Time
+	wake   chan struct{}
+	// settling counts the settlements in flight; settleSlots bounds them
+	// (one per worker).
+	settling    sync.WaitGroup
+	settleSlots chan struct{}
+	consume     string
 }
 
 // New returns the service; it fails only on an invalid configuration.
@@ -141,15 +144,16 @@ func New(cfg Config) (*Service, error) {
 		host = "crowdgate"
 	}
 	s := &Service{
-		cfg:    set,
-		st:     &store{rdb: cfg.Redis, workers: workers, prefix: cfg.Prefix, box: cfg.Box},
-		events: cfg.Events,
-		guard:  g,
-		client: newClient(g, set.AttemptTimeout, set.Concurrency),
-		log:    cfg.Log.With(slog.String("component", "webhook")),
-		m:      m,
-		now:    cfg.Now,
-		wake:   make(chan struct{}, 1),
+		cfg:         set,
+		st:          &store{rdb: cfg.Redis, workers: workers, prefix: cfg.Prefix, box: cfg.Box},
+		events:      cfg.Events,
+		guard:       g,
+		client:      newClient(g, set.AttemptTimeout, set.Concurrency),
+		log:         cfg.Log.With(slog.String("component", "webhook")),
+		m:           m,
+		now:         cfg.Now,
+		wake:        make(chan struct{}, 1),
+		settleSlots: make(chan struct{}, set.Concurrency),
 		rec: &outbox.Records{Redis: cfg.Redis, Workers: workers, Prefix: cfg.Prefix, Name: "wh", Group: group,
 			JournalMax: maxAttemptsKept, Retention: set.Retention},
 		consume: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),
@@ -184,14 +188,14 @@ func newClient(g guard, timeout time.Duration, conns int) *http.Client {
 
 // Run fans events out to deliveries and delivers them until ctx ends: the
 // loop every replica runs. It returns once the workers have finished the
-// attempts in flight.
+// attempts in flight and recorded them.
 func (s *Service) Run(ctx context.Context) {
 	s.log.Info("webhook workers starting", slog.String("consumer", s.consume), slog.Int("concurrency", s.cfg.Concurrency))
 	var wg sync.WaitGroup
 	wg.Go(func() { s.events.Follow(ctx, FollowGroup, s.fanout) })
 	wg.Go(func() { s.queue().Run(ctx) })
 	wg.Wait()
-	s.inline.Wait()
+	s.settling.Wait()
 	s.log.Info("webhook workers stopped", slog.String("consumer", s.consume))
 }
 
@@ -208,6 +212,7 @@ func (s *Service) queue() *outbox.Queue {
 		RecordPrefix:      s.rec.RecordPrefix,
 		Handle:            s.process,
 		Concurrency:       s.cfg.Concurrency,
+		Prefetch:          s.cfg.Concurrency,
 		PollInterval:      s.cfg.PollInterval,
 		VisibilityTimeout: s.cfg.VisibilityTimeout,
 		Wake:              s.wake,

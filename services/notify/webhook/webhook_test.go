@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -668,5 +669,30 @@ func TestAFailureJudgedOnAStaleReadDoesNotDisableAnEndpointFailingSinceMoments(t
 	}
 	if n := len(f.log.ofType(events.TypeWebhookEndpointDisabled)); n != 0 {
 		t.Errorf("%d webhook_endpoint.disabled events", n)
+	}
+}
+
+// TestRunReturnsOnlyOnceTheAttemptsItMadeAreRecorded: an attempt is
+// recorded beside the worker's next claim, not before the worker moves
+// on; a replica shutting down must still record every attempt it made
+// before Run returns (an unrecorded one would be sent again by another
+// replica).
+func TestRunReturnsOnlyOnceTheAttemptsItMadeAreRecorded(t *testing.T) {
+	f := newFixture(t, nil)
+	rcv := newReceiver(t)
+	ep, secret := f.create(f.ctx, rcv.srv.URL)
+	rcv.setSecret(secret)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The replica is told to stop while the endpoint answers.
+	rcv.setStatus(func(int) int { cancel(); return http.StatusNoContent })
+	done := make(chan struct{})
+	go func() { defer close(done); f.svc.Run(ctx) }()
+	ev := f.event(events.TypePoolOpened, "pools/pool-1")
+	<-done
+	ds := f.deliveries(ep.EndpointId)
+	if len(ds) != 1 || ds[0].GetEventId() != ev.GetEventId() || ds[0].GetState() != crowdgatev1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DELIVERED ||
+		len(ds[0].GetAttempts()) != 1 || ds[0].GetAttempts()[0].GetHttpStatus() != http.StatusNoContent {
+		t.Fatalf("after Run returned, the deliveries are %v; want the one attempted, recorded as delivered with its 204", ds)
 	}
 }

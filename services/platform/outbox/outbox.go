@@ -27,10 +27,11 @@
 //     in the same script as the outcome; Promote moves due members back to
 //     the stream (only for records still queued and without a live entry),
 //     so a retry survives every restart and is never doubled.
-//   - Bounded work. A replica reads only for the workers it has free (of
-//     Concurrency; one read across shards may bring a few more, which wait
-//     for a worker); when its context ends, the reader stops and the
-//     workers finish the entries already read.
+//   - Bounded work. A replica reads only for the slots it has free: its
+//     Concurrency workers plus Prefetch entries read ahead, which wait for
+//     a worker (one read across shards may bring a few more); when its
+//     context ends, the reader stops and the workers finish the entries
+//     already read.
 //   - Observability. Reclaims, the oldest waiting entry's age (lag) and the
 //     ready and scheduled depths are reported through Hooks; consumers of
 //     replicas gone for an hour, holding nothing, are removed.
@@ -110,6 +111,14 @@ type Config struct {
 	Handle Handler
 	// Concurrency is the number of workers; at least 1.
 	Concurrency int
+	// Prefetch is how many entries the reader reads ahead of the workers
+	// (0: none). Read-ahead entries wait in memory, pending in this
+	// replica's consumer, so a worker that finishes finds its next entry
+	// at once instead of waiting for a read's round trip. They are worked
+	// on before Run returns; an entry that waits past VisibilityTimeout
+	// may be reclaimed by another replica, whose lease then makes this
+	// replica's Handler skip it.
+	Prefetch int
 	// PollInterval is how often an idle reader looks for due retries.
 	PollInterval time.Duration
 	// VisibilityTimeout is the idle time after which an unacknowledged
@@ -141,6 +150,7 @@ func New(cfg Config) (*Queue, error) {
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = 1
 	}
+	cfg.Prefetch = max(cfg.Prefetch, 0)
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
@@ -158,14 +168,15 @@ func (q *Queue) shards() int { return max(q.cfg.Shards(), 1) }
 // unacknowledged past VisibilityTimeout and moves due retries back to the
 // streams; Concurrency workers run the Handler on what it reads. When ctx
 // ends the reader stops and Run returns once the workers have finished the
-// entries already read (they run on a context that is not cancelled: each
-// attempt must bound itself).
+// entries already read, the read-ahead ones included (they run on a
+// context that is not cancelled: each attempt must bound itself).
 func (q *Queue) Run(ctx context.Context) {
 	if q.cfg.Handle == nil {
 		panic("outbox: Run without a Handler")
 	}
-	work := make(chan Entry, q.cfg.Concurrency)
-	free := &freeWorkers{n: q.cfg.Concurrency, freed: make(chan struct{}, 1)}
+	slots := q.slots()
+	work := make(chan Entry, slots)
+	free := &freeWorkers{n: slots, freed: make(chan struct{}, 1)}
 	dctx := context.WithoutCancel(ctx)
 	var wg sync.WaitGroup
 	for range q.cfg.Concurrency {
@@ -181,8 +192,13 @@ func (q *Queue) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// freeWorkers counts the workers not holding an entry: the reader takes
-// them before it hands entries out, workers give them back when done.
+// slots is how many entries a replica holds at most: one per worker and
+// the read-ahead ones.
+func (q *Queue) slots() int { return q.cfg.Concurrency + q.cfg.Prefetch }
+
+// freeWorkers counts the free slots (workers and read-ahead room) not
+// holding an entry: the reader takes them before it hands entries out,
+// workers give them back when done.
 type freeWorkers struct {
 	mu    sync.Mutex
 	n     int
@@ -220,7 +236,7 @@ func (f *freeWorkers) release() {
 	}
 }
 
-// read feeds work until ctx is done. It reads only for workers that are
+// read feeds work until ctx is done. It reads only for slots that are
 // free, and waits until at least a quarter of them are (or a poll
 // interval has passed) before it reads again: under load it reads in
 // batches rather than a few entries per round trip.
@@ -228,7 +244,7 @@ func (q *Queue) read(ctx context.Context, work chan<- Entry, free *freeWorkers) 
 	var lastPromote, lastReclaim, lastLag, lastCleanup time.Time
 	var cursors []string // XAUTOCLAIM cursor of each shard
 	reclaimEvery := max(q.cfg.VisibilityTimeout/4, q.cfg.PollInterval)
-	batch := max(q.cfg.Concurrency/4, 1)
+	batch := max(q.slots()/4, 1)
 	for ctx.Err() == nil {
 		for n := q.shards(); len(cursors) < n; {
 			q.EnsureGroup(ctx, len(cursors))
@@ -240,7 +256,7 @@ func (q *Queue) read(ctx context.Context, work chan<- Entry, free *freeWorkers) 
 			lastPromote = now
 		}
 		var got []Entry
-		if room := free.take(q.cfg.Concurrency); room > 0 {
+		if room := free.take(q.slots()); room > 0 {
 			got = q.ReadNew(ctx, room)
 			if rest := room - len(got); rest > 0 && now.Sub(lastReclaim) >= reclaimEvery {
 				got = append(got, q.reclaim(ctx, rest, cursors)...)

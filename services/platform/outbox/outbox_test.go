@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 )
@@ -354,5 +355,55 @@ func TestFieldsTheScriptsCannotWriteWholeAreRefusedBeforeAnyWrite(t *testing.T) 
 	}
 	if n, _ := f.rdb.Client.Exists(f.ctx, f.rec.Record(shardOf("big"), "t1", "big")).Result(); n != 0 {
 		t.Errorf("a record was written")
+	}
+}
+
+// TestPrefetchReadsAheadOfBusyWorkersAndRunFinishesWhatItRead: with its
+// one worker held on an entry, a queue with Prefetch 2 reads two more
+// entries of the shard (pending in its consumer; a reader without
+// read-ahead reads only for free workers, so it would hold one), and no
+// fourth; when Run's context ends, the read-ahead entries are still
+// handled before Run returns.
+func TestPrefetchReadsAheadOfBusyWorkersAndRunFinishesWhatItRead(t *testing.T) {
+	f := newFixture(t)
+	items := []string{"a", "bbbbb", "ccccccccc", "ddddddddddddd"} // all of shard 1
+	for _, it := range items {
+		f.enqueue(it, false)
+	}
+	release := make(chan struct{})
+	started := make(chan struct{}, len(items))
+	var mu sync.Mutex
+	var handled []string
+	q := f.queue("c1", func(ctx context.Context, e Entry) {
+		started <- struct{}{}
+		<-release
+		f.rdb.Client.XAck(f.ctx, f.rec.Stream(e.Shard), "g", e.StreamID)
+		mu.Lock()
+		handled = append(handled, e.Item)
+		mu.Unlock()
+	}, func(c *Config) { c.Concurrency, c.Prefetch = 1, 2 })
+	ctx, cancel := context.WithCancel(f.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); q.Run(ctx) }()
+	<-started
+	pending := func() int64 {
+		p, err := f.rdb.Client.XPending(f.ctx, f.rec.Stream(1), "g").Result()
+		if err != nil {
+			return 0
+		}
+		return p.Count
+	}
+	f.waitFor("the reader to read two entries ahead of its busy worker", func() bool { return pending() >= 3 })
+	cancel()
+	close(release)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff(items[:3], handled); diff != "" {
+		t.Errorf("entries handled before Run returned (-want +got):\n%s", diff)
+	}
+	left, err := f.rdb.Client.XReadGroup(f.ctx, &redis.XReadGroupArgs{Group: "g", Consumer: "probe", Streams: []string{f.rec.Stream(1), ">"}, Count: 10, Block: -1}).Result()
+	if err != nil || len(left) != 1 || len(left[0].Messages) != 1 || left[0].Messages[0].Values["s"] != items[3] {
+		t.Errorf("entries never read: %v (%v), want only %q", left, err, items[3])
 	}
 }
