@@ -18,9 +18,10 @@
 //     replica that dies stays pending and is reclaimed (XAUTOCLAIM) by
 //     another replica once idle for VisibilityTimeout; an item whose
 //     outcome could not be recorded is thus offered again.
-//   - One lease holder. A Handler first takes the item's lease (a Redis key
-//     with a token and an expiry, Claim for records of this package's
-//     layout); while it lives no other replica attempts the item, so no two
+//   - One lease holder. A Handler first takes the item's lease (a token
+//     and an expiry in Redis: the record's ls field for records of this
+//     package's layout, taken by Claim; a key of its own for the
+//     submission outbox); while it lives no other replica attempts the item, so no two
 //     attempts of one item are ever in flight when the lease outlasts an
 //     attempt. Entries whose lease is busy stay pending and come back.
 //   - Durable schedule. A retry is a member of the shard's schedule, written

@@ -255,6 +255,56 @@ func TestOneLeaseHolder(t *testing.T) {
 	}
 }
 
+// TestASettlementReleasesOnlyItsOwnLease: a retry's settlement frees the
+// lease at once (the retry is claimed without waiting for the lease to
+// expire), and a late settlement of an older entry leaves the lease of the
+// attempt now in flight alone.
+func TestASettlementReleasesOnlyItsOwnLease(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue("one", false)
+	q := f.queue("a", func(context.Context, Entry) {}, nil)
+	shard := shardOf("one")
+	q.EnsureGroup(f.ctx, shard)
+	read := func() Entry {
+		t.Helper()
+		es := q.ReadNew(f.ctx, 1)
+		if len(es) != 1 {
+			t.Fatalf("read %d entries, want 1", len(es))
+		}
+		return es[0]
+	}
+	first := read()
+	if c, err := f.rec.Claim(f.ctx, first, "first", time.Hour); err != nil || c.Kind != "ok" {
+		t.Fatalf("first claim: %v %v", c, err)
+	}
+	if applied, err := f.rec.Settle(f.ctx, first, "first", Settlement{Outcome: Retry, Backoff: 0}); err != nil || applied != Retry {
+		t.Fatalf("settle: %q %v", applied, err)
+	}
+	f.waitFor("the retry to be due", func() bool {
+		q.Promote(f.ctx)
+		n, _ := f.rdb.Client.XLen(f.ctx, f.rec.Stream(shard)).Result()
+		return n == 1
+	})
+	retry := read()
+	if c, err := f.rec.Claim(f.ctx, retry, "second", time.Hour); err != nil || c.Kind != "ok" {
+		t.Fatalf("the retry's claim: %v %v, want ok: the first attempt's settlement freed the lease", c, err)
+	}
+	// A settlement of the first entry sent late (another token) changes
+	// nothing of the attempt in flight.
+	if applied, err := f.rec.Settle(f.ctx, first, "late", Settlement{Outcome: Done}); err != nil || applied != "skip" {
+		t.Fatalf("late settlement: %q %v, want skip", applied, err)
+	}
+	if c, err := f.rec.Claim(f.ctx, retry, "third", time.Hour); err != nil || c.Kind != "busy" {
+		t.Errorf("a claim while the retry's lease lives: %v %v, want busy", c, err)
+	}
+	if applied, err := f.rec.Settle(f.ctx, retry, "second", Settlement{Outcome: Done}); err != nil || applied != Done {
+		t.Fatalf("the retry's settlement: %q %v", applied, err)
+	}
+	if f.state("one") != StateDone {
+		t.Errorf("state %s, want done", f.state("one"))
+	}
+}
+
 func TestLagHookReportsTheBacklog(t *testing.T) {
 	f := newFixture(t)
 	for _, it := range []string{"a", "bb"} {

@@ -54,14 +54,14 @@ const (
 
 // Records is the generic record layout: a record hash per item (st, eid,
 // att = attempts ever, ratt = attempts of the current run, pb = payload,
-// lt = the lease token of the last settlement recorded, so that one sent
-// twice records nothing twice, and the user's fields), a lease key and a
-// journal list per item, and a stream and a schedule per shard. Every key
-// of a shard carries the hash tag {<Name>:<shard>}:
+// ls = the lease, "<token>|<expiry in unix ms>" or "" when free, lt = the
+// lease token of the last settlement recorded, so that one sent twice
+// records nothing twice, and the user's fields), a journal list per item,
+// and a stream and a schedule per shard. Every key of a shard carries the
+// hash tag {<Name>:<shard>}:
 //
 //	<Prefix><Name>:{<Name>:N}:<tenant>:<item>   record (hash)
 //	<Prefix><Name>j:{<Name>:N}:<tenant>:<item>  journal (list)
-//	<Prefix><Name>l:{<Name>:N}:<item>           lease
 //	<Prefix><Name>o:{<Name>:N}                  stream
 //	<Prefix><Name>s:{<Name>:N}                  schedule (zset)
 type Records struct {
@@ -95,11 +95,6 @@ func (r *Records) Record(shard int, tenant, item string) string {
 // Journal is an item's journal key.
 func (r *Records) Journal(shard int, tenant, item string) string {
 	return r.Prefix + r.Name + "j:" + r.tag(shard) + ":" + tenant + ":" + item
-}
-
-// Lease is an item's lease key.
-func (r *Records) Lease(shard int, item string) string {
-	return r.Prefix + r.Name + "l:" + r.tag(shard) + ":" + item
 }
 
 // Stream is shard's stream (Config.Stream).
@@ -194,7 +189,7 @@ type Claim struct {
 // Claim takes the lease of the item e carries for ttl, with token.
 func (r *Records) Claim(ctx context.Context, e Entry, token string, ttl time.Duration) (Claim, error) {
 	raw, err := claimScript.Run(ctx, r.workers(),
-		[]string{r.Record(e.Shard, e.Tenant, e.Item), r.Lease(e.Shard, e.Item), r.Stream(e.Shard)},
+		[]string{r.Record(e.Shard, e.Tenant, e.Item), r.Stream(e.Shard)},
 		e.StreamID, token, ttl.Milliseconds(), r.Group).Result()
 	if err != nil {
 		return Claim{}, storage.Unavailable(err)
@@ -246,7 +241,7 @@ func (r *Records) Settle(ctx context.Context, e Entry, token string, s Settlemen
 		s.Journal, jmax, ret.Milliseconds()}, s.Fields...)
 	raw, err := settleScript.Run(ctx, r.workers(), []string{
 		r.Record(e.Shard, e.Tenant, e.Item), r.Stream(e.Shard), r.Schedule(e.Shard),
-		r.Lease(e.Shard, e.Item), r.Journal(e.Shard, e.Tenant, e.Item),
+		r.Journal(e.Shard, e.Tenant, e.Item),
 	}, args...).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)

@@ -18,13 +18,16 @@ if st and (ARGV[3] ~= 'again' or st == '1') then
   return {'exists', st}
 end
 local eid = redis.call('XADD', KEYS[2], '*', 't', ARGV[1], 's', ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[1] .. '\t' .. ARGV[2])
 -- One HSET of every field (each command a script runs costs Redis time).
 local f = {'st', '1', 'eid', eid, 'ratt', '0'}
 for i = 4, #ARGV do
   f[#f + 1] = ARGV[i]
 end
 if st then
+  -- A settled record queued again: no retry of its earlier run may come
+  -- back. (A new record has no schedule member: a member lives only while
+  -- its record is queued, and queued records never expire.)
+  redis.call('ZREM', KEYS[3], ARGV[1] .. '\t' .. ARGV[2])
   redis.call('PERSIST', KEYS[1])
   redis.call('HSET', KEYS[1], unpack(f))
   return {'requeued', eid}

@@ -3,8 +3,7 @@
 -- KEYS[1] the item's record
 -- KEYS[2] stream of the shard
 -- KEYS[3] retry schedule of the shard
--- KEYS[4] the item's lease
--- KEYS[5] the item's journal (list of attempts, newest last)
+-- KEYS[4] the item's journal (list of attempts, newest last)
 --
 -- ARGV[1] outcome: done | retry | dead | drop (dead without an attempt)
 -- ARGV[2] stream entry id that carried the attempt
@@ -20,15 +19,11 @@
 -- Returns {outcome applied} | {"skip", state} when the item had already
 -- moved on (settled, or another entry carries it), or this settlement (its
 -- lease token) was recorded already | {"gone"}.
-local cur = redis.call('GET', KEYS[4])
-if cur and string.sub(cur, 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
-  redis.call('DEL', KEYS[4])
-end
 if ARGV[2] ~= '' then
   redis.call('XACK', KEYS[2], ARGV[4], ARGV[2])
   redis.call('XDEL', KEYS[2], ARGV[2])
 end
-local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'att', 'ratt', 'lt')
+local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'att', 'ratt', 'lt', 'ls')
 local st, eid = r[1], r[2]
 if not st then
   return {'gone'}
@@ -40,28 +35,35 @@ if r[5] == ARGV[3] then
 end
 if ARGV[7] ~= '' then
   local max = tonumber(ARGV[8])
-  if redis.call('RPUSH', KEYS[5], ARGV[7]) > max then
-    redis.call('LTRIM', KEYS[5], -max, -1)
+  if redis.call('RPUSH', KEYS[4], ARGV[7]) > max then
+    redis.call('LTRIM', KEYS[4], -max, -1)
   end
 end
+-- The lease (the record's ls field) is released when it is this
+-- settlement's; another holder's is left alone.
+local f = {'lt', ARGV[3]}
+if r[6] and string.sub(r[6], 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
+  f[#f + 1] = 'ls'
+  f[#f + 1] = ''
+end
 if st ~= '1' or eid ~= ARGV[2] then
-  redis.call('HSET', KEYS[1], 'lt', ARGV[3])
+  redis.call('HSET', KEYS[1], unpack(f))
   return {'skip', st}
 end
 -- One HSET of every field (each command a script runs costs Redis time):
 -- the attempt counted (not for a drop), the caller's fields, no live
 -- entry, and the new state once settled.
-local f = {}
 if ARGV[1] ~= 'drop' then
-  f = {'att', tostring((tonumber(r[3]) or 0) + 1), 'ratt', tostring((tonumber(r[4]) or 0) + 1)}
+  f[#f + 1] = 'att'
+  f[#f + 1] = tostring((tonumber(r[3]) or 0) + 1)
+  f[#f + 1] = 'ratt'
+  f[#f + 1] = tostring((tonumber(r[4]) or 0) + 1)
 end
 for i = 10, #ARGV do
   f[#f + 1] = ARGV[i]
 end
 f[#f + 1] = 'eid'
 f[#f + 1] = ''
-f[#f + 1] = 'lt'
-f[#f + 1] = ARGV[3]
 if ARGV[1] == 'retry' then
   redis.call('HSET', KEYS[1], unpack(f))
   local t = redis.call('TIME')
@@ -78,5 +80,5 @@ end
 redis.call('HSET', KEYS[1], unpack(f))
 redis.call('ZREM', KEYS[3], ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
-redis.call('PEXPIRE', KEYS[5], ARGV[9])
+redis.call('PEXPIRE', KEYS[4], ARGV[9])
 return {ARGV[1]}
