@@ -188,26 +188,46 @@ func (r *Registry) snapKey(tenantID string) string     { return r.tag(tenantID) 
 // while it asked Toloka (a ban writes its restriction before it looks for
 // live sessions to end).
 func (r *Registry) Started(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, error) {
+	rs, _, err := r.started(ctx, sess, false)
+	return rs, err
+}
+
+// StartedUnlessRestricted is Started for a Toloker with no restriction
+// stored, in the same one script call: when the Toloker has any (in force
+// or not, covering this pool or not), it records nothing and returns those
+// in force with listed false, for the caller to judge them and call
+// Started. A landing thus reads the Toloker's bans and lists the session
+// in one step, and a barred Toloker leaves nothing to take back.
+func (r *Registry) StartedUnlessRestricted(ctx context.Context, sess *crowdgatev1.Session) (rs []restriction.Restriction, listed bool, err error) {
+	return r.started(ctx, sess, true)
+}
+
+func (r *Registry) started(ctx context.Context, sess *crowdgatev1.Session, unlessRestricted bool) ([]restriction.Restriction, bool, error) {
+	guard := ""
+	if unlessRestricted {
+		guard = "1"
+	}
 	now := r.now()
 	snap, err := proto.Marshal(sess)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	t := sess.GetTenantId()
 	res, err := startedScript.Run(ctx, r.landing,
 		[]string{r.userKey(t, sess.GetUserId()), r.activityKey(t), r.poolKey(t, sess.GetPoolId()), r.banKey(t, sess.GetUserId()),
 			r.deadlineKey(t), r.snapKey(t)},
 		sess.GetSessionId(), sess.GetPoolId(), sess.GetProjectId(), now.UnixMilli(), sess.GetExpireTime().AsTime().UnixMilli(),
-		r.retention.Milliseconds(), sess.GetUserId(), snap).Slice()
+		r.retention.Milliseconds(), sess.GetUserId(), snap, guard).Slice()
 	if err != nil {
-		return nil, storage.Unavailable(err)
+		return nil, false, storage.Unavailable(err)
 	}
 	fields := make([]string, 0, len(res))
 	for _, v := range res[1:] {
 		str, _ := v.(string)
 		fields = append(fields, str)
 	}
-	return r.decodeRestrictions(fields, now), nil
+	counted, _ := res[0].(int64)
+	return r.decodeRestrictions(fields, now), counted >= 0, nil
 }
 
 // Confirmed records that a session Started listed was stored: its

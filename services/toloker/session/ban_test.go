@@ -15,26 +15,25 @@ import (
 )
 
 // lateBan is the registry as a landing sees it when a ban is made while
-// Toloka is asked: the check before the session starts finds no ban; the
-// ban is written right after it.
+// Toloka is asked: the ban is written after Toloka answered, right
+// before the landing lists the session.
 type lateBan struct {
 	*registry.Registry
 	ban     func()
 	checked atomic.Bool
 }
 
-func (l *lateBan) Restrictions(ctx context.Context, tenantID, userID string) ([]restriction.Restriction, error) {
-	rs, err := l.Registry.Restrictions(ctx, tenantID, userID)
+func (l *lateBan) StartedUnlessRestricted(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, bool, error) {
 	if l.checked.CompareAndSwap(false, true) {
 		l.ban()
 	}
-	return rs, err
+	return l.Registry.StartedUnlessRestricted(ctx, sess)
 }
 
-// TestABanMadeWhileTolokaIsAskedRefusesTheLanding: the registry lists the
-// session before it is stored and answers the bans after listing it, so a
-// ban that came after the landing's first check still refuses it, and no
-// session is stored or counted.
+// TestABanMadeWhileTolokaIsAskedRefusesTheLanding: the registry reads
+// the bans in the script that lists the session, so a ban that came while
+// Toloka was asked refuses the landing, and no session is stored or
+// counted.
 func TestABanMadeWhileTolokaIsAskedRefusesTheLanding(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{})
 	pool := env.NewPool(t, tenant.Default, nil)
@@ -87,5 +86,91 @@ func TestABanMadeWhileTolokaIsAskedRefusesTheLanding(t *testing.T) {
 	}
 	if live, _ := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); len(live) != 0 {
 		t.Errorf("the registry lists %v live after the end", live)
+	}
+}
+
+// countingTolokers counts the registry calls a landing makes.
+type countingTolokers struct {
+	*registry.Registry
+	restrictions, unlessRestricted, started, abandoned atomic.Int32
+}
+
+func (c *countingTolokers) Restrictions(ctx context.Context, tenantID, userID string) ([]restriction.Restriction, error) {
+	c.restrictions.Add(1)
+	return c.Registry.Restrictions(ctx, tenantID, userID)
+}
+
+func (c *countingTolokers) StartedUnlessRestricted(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, bool, error) {
+	c.unlessRestricted.Add(1)
+	return c.Registry.StartedUnlessRestricted(ctx, sess)
+}
+
+func (c *countingTolokers) Started(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, error) {
+	c.started.Add(1)
+	return c.Registry.Started(ctx, sess)
+}
+
+func (c *countingTolokers) Abandoned(ctx context.Context, tenantID, userID, sessionID string) error {
+	c.abandoned.Add(1)
+	return c.Registry.Abandoned(ctx, tenantID, userID, sessionID)
+}
+
+func (c *countingTolokers) calls() [4]int32 {
+	return [4]int32{c.restrictions.Load(), c.unlessRestricted.Load(), c.started.Load(), c.abandoned.Load()}
+}
+
+// TestAFirstLandingReadsTheBansWhereItListsTheSession: a Toloker with no
+// restriction is listed in the one registry call that reads their bans (no
+// read of its own before it); one with a ban elsewhere is listed by a
+// second call once the ban is judged not to cover the pool; one banned in
+// the pool is refused with nothing listed, so nothing is taken back.
+func TestAFirstLandingReadsTheBansWhereItListsTheSession(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	elsewhere := env.NewPool(t, tenant.Default, nil)
+	reg := &countingTolokers{Registry: env.Tolokers}
+	svc, err := session.NewService(env.Config, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ban := func(user, poolID string) {
+		t.Helper()
+		if err := env.Tolokers.Restrict(ctx, tenant.Default, user, restriction.Restriction{
+			ID: "ban_" + user, Scope: restriction.Pool, Target: restriction.Target{PoolID: poolID},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ban("banned-elsewhere", elsewhere.GetPoolId())
+	ban("banned-here", pool.GetPoolId())
+	for _, tc := range []struct {
+		user string
+		// calls: Restrictions, StartedUnlessRestricted, Started, Abandoned
+		calls  [4]int32
+		banned bool
+		live   int
+	}{
+		{user: "no-bans", calls: [4]int32{0, 1, 0, 0}, live: 1},
+		{user: "banned-elsewhere", calls: [4]int32{0, 1, 1, 0}, live: 1},
+		{user: "banned-here", calls: [4]int32{0, 1, 0, 0}, banned: true, live: 0},
+	} {
+		t.Run(tc.user, func(t *testing.T) {
+			*reg = countingTolokers{Registry: env.Tolokers}
+			aid := env.StartAssignment(t, pool, tc.user)
+			l, err := svc.Land(ctx, aid)
+			var banned *session.BannedError
+			switch {
+			case tc.banned && !errors.As(err, &banned):
+				t.Fatalf("Land: %v, want BannedError", err)
+			case !tc.banned && (err != nil || !l.Created):
+				t.Fatalf("Land: %v, %v; want a new session", l, err)
+			}
+			if got := reg.calls(); got != tc.calls {
+				t.Errorf("registry calls (Restrictions, StartedUnlessRestricted, Started, Abandoned) = %v, want %v", got, tc.calls)
+			}
+			if live, _ := env.Tolokers.LiveSessions(ctx, tenant.Default, tc.user); len(live) != tc.live {
+				t.Errorf("the registry lists %d live sessions of %s, want %d", len(live), tc.user, tc.live)
+			}
+		})
 	}
 }

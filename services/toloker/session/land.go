@@ -272,25 +272,41 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	// away meanwhile, so the next landing need not ask again.
 	ctx = context.WithoutCancel(ctx)
 	sess := r.session
+	// Toloka has named the Toloker: a ban of theirs that covers the pool
+	// refuses the landing, and the answer is kept so that the next
+	// landings with this assignment are refused without asking Toloka.
+	//
 	// The Toloker registry lists the session before it exists, so no
 	// session exists that the registry missed (a replica killed between
 	// the two writes leaves a session counted that never existed: it reads
-	// as expired). It answers the Toloker's bans as they are after the
-	// listing: a ban made while Toloka was asked (after the check in
-	// resolve) refuses the landing here. The ban writes its restriction
-	// before it looks for live sessions, and this reads after listing the
-	// session, so one of the two sees the other.
-	rs, err := s.tolokers.Started(ctx, sess)
+	// as expired). It reads the Toloker's bans in the same script: before
+	// listing, where it lists nothing for a Toloker with any restriction
+	// stored (almost every Toloker has none: one step for bans and
+	// listing), and after listing when called again for a Toloker whose
+	// restrictions do not cover this pool. A ban writes its restriction
+	// before it looks for live sessions to end, so one of the two always
+	// sees the other.
+	refuse := func(ban restriction.Restriction) (*Landing, error) {
+		s.metrics.resolved("banned")
+		s.releaseLock(ctx, aid, lockToken, banAnswer(sess.TenantId, sess.UserId, r.target()), s.settings.NotActiveTTL)
+		return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
+	}
+	rs, listed, err := s.tolokers.StartedUnlessRestricted(ctx, sess)
+	if err == nil && !listed {
+		if ban, ok := restriction.Covering(rs, r.target(), s.now()); ok {
+			return refuse(ban) // nothing was listed
+		}
+		rs, err = s.tolokers.Started(ctx, sess)
+	}
 	if err != nil {
 		s.releaseLock(ctx, aid, lockToken, "", 0)
 		return nil, err
 	}
 	if ban, ok := restriction.Covering(rs, r.target(), s.now()); ok {
 		s.abandon(ctx, sess)
-		s.metrics.resolved("banned")
-		s.releaseLock(ctx, aid, lockToken, banAnswer(sess.TenantId, sess.UserId, r.target()), s.settings.NotActiveTTL)
-		return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
+		return refuse(ban)
 	}
+	s.metrics.resolved("active")
 	created, stored, err := s.store.create(ctx, aid, raw, sess.GetExpireTime().AsTime().Sub(s.now()), lockToken)
 	if err != nil {
 		// The write may have happened all the same (Redis failed after it,
@@ -448,20 +464,8 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 		s.metrics.resolved("error")
 		return nil, tolokaUnavailable(errors.New("Toloka answered an assignment without user_id"))
 	}
-	// Toloka has named the Toloker: a ban of theirs that covers the pool
-	// refuses the landing, and the answer is kept so that the next
-	// landings with this assignment are refused without asking Toloka.
-	target := restriction.Target{CredentialID: found.Project.GetCredentialId(), ProjectID: found.Project.GetProjectId(), PoolID: found.Pool.GetPoolId()}
-	rs, err := s.tolokers.Restrictions(ctx, found.Pool.GetTenantId(), a.UserID)
-	if err != nil {
-		return nil, err
-	}
-	if ban, ok := restriction.Covering(rs, target, now); ok {
-		s.metrics.resolved("banned")
-		return nil, &negative{err: &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()},
-			answer: banAnswer(found.Pool.GetTenantId(), a.UserID, target), ttl: s.settings.NotActiveTTL}
-	}
-	s.metrics.resolved("active")
+	// The Toloker's bans are judged where the session is listed
+	// (resolveAndCreate), which also counts the resolution.
 	return s.newRecord(aid, bin, found.Pool, found.Project, a.UserID)
 }
 

@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		resolves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdgate_session_toloka_resolves_total",
-			Help: "First landings resolved through the catalog and Toloka (GET /assignments/{id}), by result: active, not_active, not_found, closed (archived pool or project), over_budget (too many unknown ids in the pool), error.",
+			Help: "First landings resolved through the catalog and Toloka (GET /assignments/{id}), by result: active, not_active, not_found, closed (archived pool or project), over_budget (too many unknown ids in the pool), banned (a ban of the Toloker covers the pool), error.",
 		}, []string{"result"}),
 		exchanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crowdgate_session_code_exchanges_total",

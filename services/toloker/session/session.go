@@ -181,6 +181,10 @@ type Tolokers interface {
 	// Started records a started session, once, before it is stored, and
 	// returns the Toloker's restrictions in force.
 	Started(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, error)
+	// StartedUnlessRestricted is Started when the Toloker has no
+	// restriction stored; otherwise it records nothing and returns the
+	// restrictions in force with listed false.
+	StartedUnlessRestricted(ctx context.Context, sess *crowdgatev1.Session) (rs []restriction.Restriction, listed bool, err error)
 	// Confirmed records that the started session was stored (its
 	// session.started event), once.
 	Confirmed(ctx context.Context, sess *crowdgatev1.Session) error

@@ -20,8 +20,22 @@
 -- ARGV[6] retention (ms)
 -- ARGV[7] user id
 -- ARGV[8] the session (protobuf), for its events
+-- ARGV[9] "1": write nothing when the Toloker has any restriction stored
+--         (the caller judges them and calls again without it)
 --
--- Returns {counted (0|1), restriction fields and values...}.
+-- Returns {counted (0|1), restriction fields and values...}, or {-1,
+-- restriction fields and values...} when ARGV[9] held it back.
+local bans
+if ARGV[9] == '1' then
+  bans = redis.call('HGETALL', KEYS[4])
+  if #bans > 0 then
+    local out = {-1}
+    for i = 1, #bans do
+      out[#out + 1] = bans[i]
+    end
+    return out
+  end
+end
 local now = tonumber(ARGV[4])
 local nowms = ARGV[4]
 local retention = tonumber(ARGV[6])
@@ -86,7 +100,10 @@ if not have[listing] then
 end
 redis.call('PEXPIRE', KEYS[1], retention)
 local out = {counted}
-local rs = redis.call('HGETALL', KEYS[4])
+-- Read after the listing (or, held back above, in the same script): a ban
+-- writes its restriction before it looks for live sessions to end, so one
+-- of the two sees the other.
+local rs = bans or redis.call('HGETALL', KEYS[4])
 for i = 1, #rs do
   out[#out + 1] = rs[i]
 end
