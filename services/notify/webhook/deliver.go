@@ -165,9 +165,18 @@ func (s *Service) retrySpan() time.Duration {
 // process is the outbox Handler: it takes a delivery's lease, makes one
 // attempt and records it. The lease and the endpoint are asked for at
 // once (one round trip of the workers' pipeline, not two one after the
-// other); the endpoint read is wasted only for an entry whose lease is
-// not taken.
+// other); the endpoint read is wasted only when no attempt follows.
 func (s *Service) process(ctx context.Context, e outbox.Entry) {
+	// The slot of this attempt's settlement is taken before the lease, so
+	// a wait for one (Redis slow to record earlier attempts) never eats
+	// into the lease.
+	s.settleSlots <- struct{}{}
+	settling := false
+	defer func() {
+		if !settling {
+			<-s.settleSlots
+		}
+	}()
 	token := randomHex(12)
 	endpointID, _, _ := strings.Cut(e.Item, "/")
 	type endpointRead struct {
@@ -206,10 +215,11 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 	a := s.attempt(ctx, r, ev)
 	// The attempt is recorded beside the worker's next claim, not before
 	// it: each is a write Redis answers after its fsync, and a worker that
-	// waited for both would spend two of those per delivery. At most one
-	// settlement per worker is in flight (settleSlots), and Run waits for
+	// waited for both would spend two of those per delivery. The
+	// settlement keeps the slot taken above (at most Concurrency
+	// settlements are in flight beside the attempts), and Run waits for
 	// them all.
-	s.settleSlots <- struct{}{}
+	settling = true
 	s.settling.Add(1)
 	go func() {
 		defer func() {

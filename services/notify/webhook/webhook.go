@@ -109,8 +109,10 @@ type Service struct {
 	m      *metrics
 	now    func() time.Time
 	wake   chan struct{}
-	// settling counts the settlements in flight; settleSlots bounds them
-	// (one per worker).
+	// settling counts the settlements in flight. settleSlots bounds the
+	// attempts and settlements in flight together (2 x Concurrency): an
+	// attempt takes a slot before its lease and its settlement gives it
+	// back.
 	settling    sync.WaitGroup
 	settleSlots chan struct{}
 	consume     string
@@ -153,7 +155,7 @@ func New(cfg Config) (*Service, error) {
 		m:           m,
 		now:         cfg.Now,
 		wake:        make(chan struct{}, 1),
-		settleSlots: make(chan struct{}, set.Concurrency),
+		settleSlots: make(chan struct{}, 2*set.Concurrency),
 		rec: &outbox.Records{Redis: cfg.Redis, Workers: workers, Prefix: cfg.Prefix, Name: "wh", Group: group,
 			JournalMax: maxAttemptsKept, Retention: set.Retention},
 		consume: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),

@@ -2,9 +2,12 @@ package webhook
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,12 +20,15 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/redis/go-redis/v9"
+
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/access"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 )
 
 func statusCode(err error) codes.Code { return serviceerror.ToStatus(err).Code() }
@@ -672,13 +678,70 @@ func TestAFailureJudgedOnAStaleReadDoesNotDisableAnEndpointFailingSinceMoments(t
 	}
 }
 
+// slowSettlements is a Redis hook that holds every pipeline or command
+// running the outbox's settle script for a while before sending it.
+type slowSettlements struct {
+	text, sha string
+	delay     time.Duration
+}
+
+func newSlowSettlements(t *testing.T, delay time.Duration) *slowSettlements {
+	t.Helper()
+	b, err := os.ReadFile("../../platform/outbox/lua/settle.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(b)
+	return &slowSettlements{text: string(b), sha: hex.EncodeToString(sum[:]), delay: delay}
+}
+
+func (h *slowSettlements) settles(cmd redis.Cmder) bool {
+	a := cmd.Args()
+	if len(a) < 2 {
+		return false
+	}
+	arg, _ := a[1].(string)
+	return (strings.EqualFold(cmd.Name(), "evalsha") && arg == h.sha) || (strings.EqualFold(cmd.Name(), "eval") && arg == h.text)
+}
+
+func (h *slowSettlements) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *slowSettlements) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.settles(cmd) {
+			time.Sleep(h.delay) // the settlement is slow to reach Redis
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *slowSettlements) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if h.settles(c) {
+				time.Sleep(h.delay) // the settlement is slow to reach Redis
+				break
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
 // TestRunReturnsOnlyOnceTheAttemptsItMadeAreRecorded: an attempt is
 // recorded beside the worker's next claim, not before the worker moves
 // on; a replica shutting down must still record every attempt it made
 // before Run returns (an unrecorded one would be sent again by another
-// replica).
+// replica), however slowly Redis takes the record.
 func TestRunReturnsOnlyOnceTheAttemptsItMadeAreRecorded(t *testing.T) {
-	f := newFixture(t, nil)
+	r := redistest.New(t)
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooked := redis.NewClient(opts)
+	hooked.AddHook(newSlowSettlements(t, 300*time.Millisecond))
+	t.Cleanup(func() { _ = hooked.Close() })
+	f := newFixture(t, func(c *Config) { c.Redis, c.Prefix = hooked, r.Prefix })
 	rcv := newReceiver(t)
 	ep, secret := f.create(f.ctx, rcv.srv.URL)
 	rcv.setSecret(secret)
@@ -689,7 +752,11 @@ func TestRunReturnsOnlyOnceTheAttemptsItMadeAreRecorded(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); f.svc.Run(ctx) }()
 	ev := f.event(events.TypePoolOpened, "pools/pool-1")
-	<-done
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30 s of its context's end")
+	}
 	ds := f.deliveries(ep.EndpointId)
 	if len(ds) != 1 || ds[0].GetEventId() != ev.GetEventId() || ds[0].GetState() != crowdgatev1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DELIVERED ||
 		len(ds[0].GetAttempts()) != 1 || ds[0].GetAttempts()[0].GetHttpStatus() != http.StatusNoContent {

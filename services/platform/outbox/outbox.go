@@ -30,9 +30,9 @@
 //     so a retry survives every restart and is never doubled.
 //   - Bounded work. A replica reads only for the slots it has free: its
 //     Concurrency workers plus Prefetch entries read ahead, which wait for
-//     a worker (one read across shards may bring a few more); when its
-//     context ends, the reader stops and the workers finish the entries
-//     already read.
+//     a worker (a read across shards may bring up to one entry per shard
+//     more); when its context ends, the reader stops and the workers
+//     finish the entries already read.
 //   - Observability. Reclaims, the oldest waiting entry's age (lag) and the
 //     ready and scheduled depths are reported through Hooks; consumers of
 //     replicas gone for an hour, holding nothing, are removed.
@@ -263,8 +263,8 @@ func (q *Queue) read(ctx context.Context, work chan<- Entry, free *freeWorkers) 
 				got = append(got, q.reclaim(ctx, rest, cursors)...)
 				lastReclaim = now
 			}
-			// ReadNew may return up to room entries from each shard:
-			// the extra ones wait for a worker below.
+			// ReadNew may return up to one entry per shard more than
+			// room: the extra ones wait for a slot below.
 			if len(got) < room {
 				free.give(room - len(got))
 			} else if len(got) > room {
@@ -326,21 +326,42 @@ func (q *Queue) EnsureGroup(ctx context.Context, shard int) {
 	}
 }
 
-// ReadNew reads new entries of every shard in one round trip (a pipeline;
-// Redis Cluster splits it by node), up to free from each shard.
+// ReadNew reads up to about free new entries across the shards: a share
+// of free from every shard in one round trip (a pipeline; Redis Cluster
+// splits it by node), then, while fewer than free came and some shard
+// gave its whole share (it may hold more), the rest shared among those.
+// It may bring up to one entry per shard more than free (the shares are
+// rounded up).
 func (q *Queue) ReadNew(ctx context.Context, free int) []Entry {
-	cmds := make([]*redis.XStreamSliceCmd, q.shards())
+	shards := make([]int, q.shards())
+	for i := range shards {
+		shards[i] = i
+	}
+	var out []Entry
+	for len(shards) > 0 && len(out) < free {
+		share := (free - len(out) + len(shards) - 1) / len(shards)
+		got, full := q.readShards(ctx, shards, share)
+		out = append(out, got...)
+		shards = full
+	}
+	return out
+}
+
+// readShards reads up to count new entries of each shard in one round
+// trip, and names the shards that gave count (they may hold more).
+func (q *Queue) readShards(ctx context.Context, shards []int, count int) (out []Entry, full []int) {
+	cmds := make([]*redis.XStreamSliceCmd, len(shards))
 	_, _ = q.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for shard := range cmds {
-			cmds[shard] = p.XReadGroup(ctx, &redis.XReadGroupArgs{
+		for i, shard := range shards {
+			cmds[i] = p.XReadGroup(ctx, &redis.XReadGroupArgs{
 				Group: q.cfg.Group, Consumer: q.cfg.Consumer, Streams: []string{q.cfg.Stream(shard), ">"},
-				Count: int64(free), Block: -1,
+				Count: int64(count), Block: -1,
 			})
 		}
 		return nil
 	})
-	var out []Entry
-	for shard, c := range cmds {
+	for i, c := range cmds {
+		shard := shards[i]
 		res, err := c.Result()
 		if err != nil {
 			switch {
@@ -352,11 +373,16 @@ func (q *Queue) ReadNew(ctx context.Context, free int) []Entry {
 			}
 			continue
 		}
+		n := 0
 		for _, st := range res {
+			n += len(st.Messages)
 			out = append(out, q.entries(shard, st.Messages)...)
 		}
+		if n >= count {
+			full = append(full, shard)
+		}
 	}
-	return out
+	return out, full
 }
 
 // reclaim takes up to free entries that other consumers (or this one) took

@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -456,4 +457,47 @@ func TestPrefetchReadsAheadOfBusyWorkersAndRunFinishesWhatItRead(t *testing.T) {
 	if err != nil || len(left) != 1 || len(left[0].Messages) != 1 || left[0].Messages[0].Values["s"] != items[3] {
 		t.Errorf("entries never read: %v (%v), want only %q", left, err, items[3])
 	}
+}
+
+// TestReadNewReadsAboutWhatItIsAskedForAcrossShards: a read across shards
+// brings at most one entry per shard more than asked for, however much
+// every shard holds, and all that was asked for when one shard holds it
+// all.
+func TestReadNewReadsAboutWhatItIsAskedForAcrossShards(t *testing.T) {
+	t.Run("every shard full", func(t *testing.T) {
+		f := newFixture(t)
+		for shard := range testShards {
+			for k := 1; k <= 8; k++ {
+				f.enqueue(strings.Repeat("x", 4*k+shard), false) // shardOf: its length mod 4
+			}
+		}
+		q := f.queue("c1", func(context.Context, Entry) {}, nil)
+		for shard := range testShards {
+			q.EnsureGroup(f.ctx, shard)
+		}
+		read := 0
+		for _, free := range []int{4, 6, 1} {
+			got := q.ReadNew(f.ctx, free)
+			if len(got) < free || len(got) > free+testShards-1 {
+				t.Errorf("ReadNew(%d) read %d entries, want %d to %d", free, len(got), free, free+testShards-1)
+			}
+			read += len(got)
+		}
+		if rest := q.ReadNew(f.ctx, 100); read+len(rest) != 8*testShards {
+			t.Errorf("read %d then %d entries, want %d in all", read, len(rest), 8*testShards)
+		}
+	})
+	t.Run("one shard holds everything", func(t *testing.T) {
+		f := newFixture(t)
+		for c := 'a'; c < 'a'+10; c++ {
+			f.enqueue(strings.Repeat(string(c), 5), false) // all of shard 1
+		}
+		q := f.queue("c1", func(context.Context, Entry) {}, nil)
+		for shard := range testShards {
+			q.EnsureGroup(f.ctx, shard)
+		}
+		if got := q.ReadNew(f.ctx, 10); len(got) != 10 {
+			t.Errorf("ReadNew(10) read %d entries of the one full shard, want 10", len(got))
+		}
+	})
 }

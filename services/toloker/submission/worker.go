@@ -332,8 +332,8 @@ func (s *Service) process(ctx context.Context, e entry) {
 // ensureGroup creates shard's stream and consumer group if missing.
 func (s *Service) ensureGroup(ctx context.Context, shard int) { s.queue().EnsureGroup(ctx, shard) }
 
-// readNew reads up to free new entries of every shard in this replica's
-// consumer.
+// readNew reads up to about free new entries across the shards in this
+// replica's consumer (outbox.Queue.ReadNew).
 func (s *Service) readNew(ctx context.Context, free int) []entry {
 	got := s.queue().ReadNew(ctx, free)
 	out := make([]entry, len(got))

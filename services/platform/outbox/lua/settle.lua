@@ -39,31 +39,33 @@ if ARGV[7] ~= '' then
     redis.call('LTRIM', KEYS[4], -max, -1)
   end
 end
--- The lease (the record's ls field) is released when it is this
--- settlement's; another holder's is left alone.
-local f = {'lt', ARGV[3]}
+-- The settlement's own fields go last, after the caller's: lt, and the
+-- lease (the record's ls field) released when it is this settlement's
+-- (another holder's is left alone).
+local own = {'lt', ARGV[3]}
 if r[6] and string.sub(r[6], 1, #ARGV[3] + 1) == ARGV[3] .. '|' then
-  f[#f + 1] = 'ls'
-  f[#f + 1] = ''
+  own[#own + 1] = 'ls'
+  own[#own + 1] = ''
 end
 if st ~= '1' or eid ~= ARGV[2] then
-  redis.call('HSET', KEYS[1], unpack(f))
+  redis.call('HSET', KEYS[1], unpack(own))
   return {'skip', st}
 end
 -- One HSET of every field (each command a script runs costs Redis time):
 -- the attempt counted (not for a drop), the caller's fields, no live
--- entry, and the new state once settled.
+-- entry, the settlement's own, and the new state once settled.
+local f = {}
 if ARGV[1] ~= 'drop' then
-  f[#f + 1] = 'att'
-  f[#f + 1] = tostring((tonumber(r[3]) or 0) + 1)
-  f[#f + 1] = 'ratt'
-  f[#f + 1] = tostring((tonumber(r[4]) or 0) + 1)
+  f = {'att', tostring((tonumber(r[3]) or 0) + 1), 'ratt', tostring((tonumber(r[4]) or 0) + 1)}
 end
 for i = 10, #ARGV do
   f[#f + 1] = ARGV[i]
 end
 f[#f + 1] = 'eid'
 f[#f + 1] = ''
+for i = 1, #own do
+  f[#f + 1] = own[i]
+end
 if ARGV[1] == 'retry' then
   redis.call('HSET', KEYS[1], unpack(f))
   local t = redis.call('TIME')
