@@ -10,9 +10,10 @@
 //
 //   - it is recorded on the Toloker in the registry (Tolokers.Restrict)
 //     before anything else looks at their sessions, so a landing that
-//     starts a session concurrently sees it (the landing lists the session
-//     first and reads the bans after; this reads the sessions after
-//     writing the ban: one of the two sees the other);
+//     starts a session concurrently sees it (the landing reads the bans in
+//     the script that lists the session, before listing it or after; this
+//     reads the sessions after writing the ban: one of the two sees the
+//     other);
 //   - it ends the Toloker's live sessions in its scope (REVOKED, which also
 //     bars pool+user submits to those pools), found through the registry's
 //     per-Toloker list of live sessions;

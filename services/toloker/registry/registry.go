@@ -8,9 +8,10 @@
 // Who writes what, and the invariants:
 //
 //   - The landing writes only when it starts a session (an assignment's
-//     first landing: Started, before the session is stored, so no session
-//     exists that the registry missed; Abandoned when it was not stored
-//     after all) and the session service when a session ends (Ended). A
+//     first landing: StartedUnlessRestricted or Started, before the session
+//     is stored, so no session exists that the registry missed; Abandoned
+//     when it was not stored after all) and the session service when a
+//     session ends (Ended). A
 //     warm landing, a repeat click on an assignment that has its session,
 //     writes nothing: it stays one Redis GET.
 //   - A session is counted once and its end once: Started lists the
@@ -28,8 +29,14 @@
 //     shows is exactly what the outbox recorded as delivered.
 //   - Restrictions (bans made with the ban service) are kept per Toloker,
 //     without a retention (a ban for ever is for ever), and read by the
-//     landing once it knows who lands (Restrictions), so a banned Toloker
-//     is refused without asking Toloka when Crowdgate already knows them.
+//     landing once it knows who lands (Restrictions for a known session or
+//     a cached refusal, so a banned Toloker is refused without asking
+//     Toloka when Crowdgate already knows them; on a first landing, in the
+//     script that lists the session: StartedUnlessRestricted writes
+//     nothing for a Toloker with any restriction stored, unless the
+//     session is listed already, a call sent again, and Started answers
+//     them as they are after listing). A ban writes its restriction before
+//     it reads the live sessions to end, so one of the two sees the other.
 //   - A Toloker is forgotten Settings.Retention after their last activity
 //     (landing or session end): every write renews the record's TTL, and
 //     the activity indexes drop entries older than that.

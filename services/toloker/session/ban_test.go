@@ -5,6 +5,10 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
@@ -15,29 +19,42 @@ import (
 )
 
 // lateBan is the registry as a landing sees it when a ban is made while
-// Toloka is asked: the ban is written after Toloka answered, right
-// before the landing lists the session.
+// the landing lists the session: the Toloker's ban elsewhere sends the
+// landing to Started, and the ban covering the pool is written right
+// before Started lists the session.
 type lateBan struct {
 	*registry.Registry
-	ban     func()
-	checked atomic.Bool
+	ban       func()
+	checked   atomic.Bool
+	abandoned atomic.Int32
 }
 
-func (l *lateBan) StartedUnlessRestricted(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, bool, error) {
+func (l *lateBan) Started(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, error) {
 	if l.checked.CompareAndSwap(false, true) {
 		l.ban()
 	}
-	return l.Registry.StartedUnlessRestricted(ctx, sess)
+	return l.Registry.Started(ctx, sess)
 }
 
-// TestABanMadeWhileTolokaIsAskedRefusesTheLanding: the registry reads
-// the bans in the script that lists the session, so a ban that came while
-// Toloka was asked refuses the landing, and no session is stored or
-// counted.
-func TestABanMadeWhileTolokaIsAskedRefusesTheLanding(t *testing.T) {
+func (l *lateBan) Abandoned(ctx context.Context, tenantID, userID, sessionID string) error {
+	l.abandoned.Add(1)
+	return l.Registry.Abandoned(ctx, tenantID, userID, sessionID)
+}
+
+// TestABanMadeWhileTheSessionIsListedRefusesTheLanding: the registry
+// answers the bans after listing the session, so a ban that came while
+// the landing listed it still refuses the landing, the listing is taken
+// back, and no session is stored or counted.
+func TestABanMadeWhileTheSessionIsListedRefusesTheLanding(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{})
 	pool := env.NewPool(t, tenant.Default, nil)
+	elsewhere := env.NewPool(t, tenant.Default, nil)
 	aid := env.StartAssignment(t, pool, "toloker-1")
+	if err := env.Tolokers.Restrict(ctx, tenant.Default, "toloker-1", restriction.Restriction{
+		ID: "ban_0", Scope: restriction.Pool, Target: restriction.Target{PoolID: elsewhere.GetPoolId()},
+	}); err != nil {
+		t.Fatal(err)
+	}
 	late := &lateBan{Registry: env.Tolokers}
 	late.ban = func() {
 		if err := env.Tolokers.Restrict(ctx, tenant.Default, "toloker-1", restriction.Restriction{
@@ -58,8 +75,8 @@ func TestABanMadeWhileTolokaIsAskedRefusesTheLanding(t *testing.T) {
 	if _, err := svc.Find(ctx, aid); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("Find after the refusal: %v, want no session stored", err)
 	}
-	if live, _ := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); len(live) != 0 {
-		t.Errorf("the registry lists %v live, want none", live)
+	if live, _ := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); len(live) != 0 || late.abandoned.Load() != 1 {
+		t.Errorf("the registry lists %v live after %d take-backs, want none after one", live, late.abandoned.Load())
 	}
 	// The refusal is remembered: no Toloka call while the ban lasts.
 	asked := env.AssignmentGets(aid)
@@ -172,5 +189,38 @@ func TestAFirstLandingReadsTheBansWhereItListsTheSession(t *testing.T) {
 				t.Errorf("the registry lists %d live sessions of %s, want %d", len(live), tc.user, tc.live)
 			}
 		})
+	}
+}
+
+// TestAListingSentAgainAfterABanIsAnsweredAsListed: a guarded Started sent
+// again after its reply was lost (the autopipeliner resends a batch that
+// failed on the network) finds its own listing and answers it as listed,
+// with the bans as they are now, so the landing takes the listing back
+// instead of leaving it counted for a session never stored.
+func TestAListingSentAgainAfterABanIsAnsweredAsListed(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	sess := &crowdgatev1.Session{SessionId: "ses_1", TenantId: tenant.Default, UserId: "toloker-1", PoolId: pool.GetPoolId(),
+		ProjectId: pool.GetProjectId(), CreateTime: timestamppb.Now(), ExpireTime: timestamppb.New(time.Now().Add(time.Hour))}
+	if _, listed, err := env.Tolokers.StartedUnlessRestricted(ctx, sess); err != nil || !listed {
+		t.Fatalf("first call: listed %v, %v; want listed", listed, err)
+	}
+	if err := env.Tolokers.Restrict(ctx, tenant.Default, "toloker-1", restriction.Restriction{
+		ID: "ban_1", Scope: restriction.Pool, Target: restriction.Target{PoolID: pool.GetPoolId()},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rs, listed, err := env.Tolokers.StartedUnlessRestricted(ctx, sess)
+	if err != nil || !listed || len(rs) != 1 || rs[0].ID != "ban_1" {
+		t.Fatalf("the same call sent again: listed %v, restrictions %v, %v; want listed with ban_1", listed, rs, err)
+	}
+	// And a session not listed yet is held back.
+	other := proto.CloneOf(sess)
+	other.SessionId = "ses_2"
+	if _, listed, err := env.Tolokers.StartedUnlessRestricted(ctx, other); err != nil || listed {
+		t.Fatalf("a new session of the banned Toloker: listed %v, %v; want held back", listed, err)
+	}
+	if live, _ := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); len(live) != 1 {
+		t.Errorf("the registry lists %d live sessions, want the first only", len(live))
 	}
 }

@@ -266,6 +266,8 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	}
 	raw, err := r.marshal()
 	if err != nil {
+		s.metrics.resolved("error")
+		s.releaseLock(context.WithoutCancel(ctx), aid, lockToken, "", 0)
 		return nil, err
 	}
 	// Toloka has answered: store the session even if this Toloker has gone
@@ -299,6 +301,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 		rs, err = s.tolokers.Started(ctx, sess)
 	}
 	if err != nil {
+		s.metrics.resolved("error")
 		s.releaseLock(ctx, aid, lockToken, "", 0)
 		return nil, err
 	}
@@ -466,7 +469,11 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 	}
 	// The Toloker's bans are judged where the session is listed
 	// (resolveAndCreate), which also counts the resolution.
-	return s.newRecord(aid, bin, found.Pool, found.Project, a.UserID)
+	rec, err := s.newRecord(aid, bin, found.Pool, found.Project, a.UserID)
+	if err != nil {
+		s.metrics.resolved("error")
+	}
+	return rec, err
 }
 
 // tolokaUnavailable is the Unavailable of a resolution that could not ask

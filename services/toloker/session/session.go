@@ -29,8 +29,9 @@
 // asking Toloka when the assignment's session (its record names the
 // Toloker) or an earlier refusal (cached with the assignment) tells it; the
 // first landing of an assignment asks Toloka once, as every first landing
-// does. The registry lists a new session before it is stored and is read
-// for bans after that, so a ban made meanwhile is never missed. A warm
+// does. The registry lists a new session before it is stored, reading the
+// bans in the same script, so a ban made meanwhile is never missed by
+// both. A warm
 // landing of a live session reads nothing more than its record.
 //
 // A session's record expires with the pool's assignment_max_duration_seconds

@@ -21,21 +21,14 @@
 -- ARGV[7] user id
 -- ARGV[8] the session (protobuf), for its events
 -- ARGV[9] "1": write nothing when the Toloker has any restriction stored
---         (the caller judges them and calls again without it)
+--         and the session is not listed yet (the caller judges the
+--         restrictions and calls again without it). A session already
+--         listed (this call sent again after its reply was lost) is
+--         answered as without it, so the caller takes back a listing
+--         a ban now covers.
 --
 -- Returns {counted (0|1), restriction fields and values...}, or {-1,
 -- restriction fields and values...} when ARGV[9] held it back.
-local bans
-if ARGV[9] == '1' then
-  bans = redis.call('HGETALL', KEYS[4])
-  if #bans > 0 then
-    local out = {-1}
-    for i = 1, #bans do
-      out[#out + 1] = bans[i]
-    end
-    return out
-  end
-end
 local now = tonumber(ARGV[4])
 local nowms = ARGV[4]
 local retention = tonumber(ARGV[6])
@@ -67,12 +60,24 @@ for i = 1, #all, 2 do
     have[f] = v
   end
 end
+local listing = 's:' .. ARGV[1]
+local bans
+if ARGV[9] == '1' and not have[listing] then
+  bans = redis.call('HGETALL', KEYS[4])
+  if #bans > 0 then
+    local out = {-1}
+    for i = 1, #bans do
+      out[#out + 1] = bans[i]
+    end
+    return out
+  end
+end
+
 for i = 1, #stale, 1000 do
   redis.call('HDEL', KEYS[1], unpack(stale, i, math.min(i + 999, #stale)))
 end
 
 local counted = 0
-local listing = 's:' .. ARGV[1]
 if not have[listing] then
   counted = 1
   redis.call('ZADD', KEYS[5], ARGV[5], ARGV[7] .. '\t' .. ARGV[1])
