@@ -13,7 +13,8 @@
 //     starts a session concurrently sees it (the landing reads the bans in
 //     the script that lists the session, before listing it or after; this
 //     reads the sessions after writing the ban: one of the two sees the
-//     other);
+//     other; a session listed but not stored yet is skipped here, and the
+//     landing, reading the bans again once it is stored, ends it);
 //   - it ends the Toloker's live sessions in its scope (REVOKED, which also
 //     bars pool+user submits to those pools), found through the registry's
 //     per-Toloker list of live sessions;

@@ -36,7 +36,10 @@
 //     nothing for a Toloker with any restriction stored, unless the
 //     session is listed already, a call sent again, and Started answers
 //     them as they are after listing). A ban writes its restriction before
-//     it reads the live sessions to end, so one of the two sees the other.
+//     it reads the live sessions to end, so one of the two sees the other;
+//     a session listed but not stored yet when the ban looks is skipped
+//     by the ban, and Confirmed, after the store, answers the bans again
+//     so the landing ends it.
 //   - A Toloker is forgotten Settings.Retention after their last activity
 //     (landing or session end): every write renews the record's TTL, and
 //     the activity indexes drop entries older than that.
@@ -238,18 +241,30 @@ func (r *Registry) started(ctx context.Context, sess *crowdgatev1.Session, unles
 }
 
 // Confirmed records that a session Started listed was stored: its
-// session.started event, once.
-func (r *Registry) Confirmed(ctx context.Context, sess *crowdgatev1.Session) error {
+// session.started event, once. It returns the Toloker's restrictions in
+// force after the session was stored: a ban made between the listing and
+// the store may have looked for the session before it existed (and found
+// nothing to end), so the caller ends it when one covers it.
+func (r *Registry) Confirmed(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, error) {
 	started, err := sessionEvent(events.TypeSessionStarted, sess)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	t := sess.GetTenantId()
+	now := r.now()
 	log, seen := events.Keys(r.prefix, t)
-	err = confirmedScript.Run(ctx, r.landing, []string{r.snapKey(t), log, seen},
-		sess.GetSessionId(), started.id, started.body, r.events.Retention().Milliseconds()).Err()
+	res, err := confirmedScript.Run(ctx, r.landing, []string{r.snapKey(t), log, seen, r.banKey(t, sess.GetUserId())},
+		sess.GetSessionId(), started.id, started.body, r.events.Retention().Milliseconds()).Slice()
 	r.events.Appended()
-	return storage.Unavailable(err)
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	fields := make([]string, 0, len(res))
+	for _, v := range res[1:] {
+		str, _ := v.(string)
+		fields = append(fields, str)
+	}
+	return r.decodeRestrictions(fields, now), nil
 }
 
 // Abandoned takes back a session Started counted that was not stored after

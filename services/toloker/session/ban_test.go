@@ -224,3 +224,59 @@ func TestAListingSentAgainAfterABanIsAnsweredAsListed(t *testing.T) {
 		t.Errorf("the registry lists %d live sessions, want the first only", len(live))
 	}
 }
+
+// banWhileStored is the registry as a landing sees it when a ban is made
+// after the session is listed and before it is stored: the ban looked for
+// the Toloker's live sessions while this one was not stored yet, found
+// nothing to end, and only its restriction is left.
+type banWhileStored struct {
+	*registry.Registry
+	ban       func()
+	sessionID atomic.Value
+}
+
+func (b *banWhileStored) StartedUnlessRestricted(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, bool, error) {
+	rs, listed, err := b.Registry.StartedUnlessRestricted(ctx, sess)
+	b.sessionID.Store(sess.GetSessionId())
+	b.ban()
+	return rs, listed, err
+}
+
+// TestABanMadeWhileTheSessionIsStoredEndsIt: the registry answers the
+// bans again once the session is stored (in the script that records its
+// session.started event), so a session a ban could not see yet is ended
+// by the landing itself (REVOKED) and the Toloker is refused, as the ban
+// would have done.
+func TestABanMadeWhileTheSessionIsStoredEndsIt(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	reg := &banWhileStored{Registry: env.Tolokers}
+	reg.ban = func() {
+		if err := env.Tolokers.Restrict(ctx, tenant.Default, "toloker-1", restriction.Restriction{
+			ID: "ban_1", Scope: restriction.Pool, Target: restriction.Target{PoolID: pool.GetPoolId()},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc, err := session.NewService(env.Config, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Land(ctx, aid)
+	var banned *session.BannedError
+	if !errors.As(err, &banned) || banned.Scope != "pool" {
+		t.Fatalf("Land: %v, want BannedError in the pool", err)
+	}
+	sid, _ := reg.sessionID.Load().(string)
+	sess, err := svc.Get(ctx, tenant.Default, sid)
+	if err != nil || sess.GetState() != crowdgatev1.SessionState_SESSION_STATE_ENDED || sess.GetEndReason() != crowdgatev1.EndReason_END_REASON_REVOKED {
+		t.Fatalf("the stored session: %v, %v; want it ended, REVOKED", sess, err)
+	}
+	if live, _ := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); len(live) != 0 {
+		t.Errorf("the registry lists %v live, want none", live)
+	}
+	if _, err := svc.Land(ctx, aid); !errors.As(err, &banned) {
+		t.Errorf("landing again: %v, want BannedError", err)
+	}
+}

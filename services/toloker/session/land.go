@@ -346,7 +346,16 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	}
 	if created {
 		s.metrics.started.Inc()
-		s.recordStart(ctx, r)
+		if ban, ok := s.recordStart(ctx, r); ok {
+			// A ban made while the session was being stored: it looked
+			// for the Toloker's sessions before this one existed, so the
+			// landing ends it as the ban would have.
+			if _, err := s.End(ctx, sess.TenantId, sess.SessionId, crowdgatev1.EndReason_END_REASON_REVOKED); err != nil {
+				s.log.Error("session: ending a session a ban made while it was stored covers failed", "session_id", sess.SessionId, "err", err)
+				return nil, err
+			}
+			return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
+		}
 		return s.landed(ctx, []byte(stored), bin, true, onlyTenant)
 	}
 	// Another landing stored the assignment's session first (its lock
@@ -367,25 +376,34 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 // they are independent, so under appendfsync always they share Redis's
 // write to disk instead of each waiting for its own. The registry records
 // the session.started event (lost to a fault, it is recorded with the
-// session's end: the registry's package doc); the store lists the session
-// live in its pool and lifts the Toloker's bar there.
-func (s *Service) recordStart(ctx context.Context, r *record) {
+// session's end: the registry's package doc) and answers the Toloker's
+// bans as they are now, the ban that covers the session's pool (if any)
+// is returned; the store lists the session live in its pool and lifts the
+// Toloker's bar there.
+func (s *Service) recordStart(ctx context.Context, r *record) (restriction.Restriction, bool) {
 	sess := r.session
-	confirmed := make(chan error, 1)
+	type answer struct {
+		rs  []restriction.Restriction
+		err error
+	}
+	confirmed := make(chan answer, 1)
 	go func() {
 		defer func() { // the landing's own recover does not reach this goroutine
 			if p := recover(); p != nil {
-				confirmed <- fmt.Errorf("panic: %v", p)
+				confirmed <- answer{err: fmt.Errorf("panic: %v", p)}
 			}
 		}()
-		confirmed <- s.tolokers.Confirmed(ctx, sess)
+		rs, err := s.tolokers.Confirmed(ctx, sess)
+		confirmed <- answer{rs, err}
 	}()
 	if err := s.store.listLive(ctx, r, s.now()); err != nil {
 		s.log.Warn("session: listing a live session and lifting its Toloker's bar failed", "session_id", sess.SessionId, "err", err)
 	}
-	if err := <-confirmed; err != nil {
-		s.log.Warn("session: recording the session.started event failed; it is recorded with the end", "session_id", sess.SessionId, "err", err)
+	got := <-confirmed
+	if got.err != nil {
+		s.log.Warn("session: recording the session.started event failed; it is recorded with the end", "session_id", sess.SessionId, "err", got.err)
 	}
+	return restriction.Covering(got.rs, r.target(), s.now())
 }
 
 // releaseLock stores a final answer about the assignment (when answer is

@@ -187,8 +187,9 @@ type Tolokers interface {
 	// restrictions in force with listed false.
 	StartedUnlessRestricted(ctx context.Context, sess *crowdgatev1.Session) (rs []restriction.Restriction, listed bool, err error)
 	// Confirmed records that the started session was stored (its
-	// session.started event), once.
-	Confirmed(ctx context.Context, sess *crowdgatev1.Session) error
+	// session.started event), once, and returns the Toloker's
+	// restrictions in force after the store.
+	Confirmed(ctx context.Context, sess *crowdgatev1.Session) ([]restriction.Restriction, error)
 	// Abandoned takes back a started session that was not stored after all.
 	Abandoned(ctx context.Context, tenantID, userID, sessionID string) error
 	// Ended records how a session ended (and its session.ended event), once.
