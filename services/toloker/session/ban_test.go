@@ -276,6 +276,9 @@ func TestABanMadeWhileTheSessionIsStoredEndsIt(t *testing.T) {
 	if live, _ := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); len(live) != 0 {
 		t.Errorf("the registry lists %v live, want none", live)
 	}
+	if n, err := svc.LiveCount(ctx, tenant.Default, pool.GetPoolId()); err != nil || n != 0 {
+		t.Errorf("the pool counts %d live sessions (%v), want none", n, err)
+	}
 	if _, err := svc.Land(ctx, aid); !errors.As(err, &banned) {
 		t.Errorf("landing again: %v, want BannedError", err)
 	}

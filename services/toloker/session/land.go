@@ -350,11 +350,17 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 			// A ban made while the session was being stored: it looked
 			// for the Toloker's sessions before this one existed, so the
 			// landing ends it as the ban would have.
-			if _, err := s.End(ctx, sess.TenantId, sess.SessionId, crowdgatev1.EndReason_END_REASON_REVOKED); err != nil {
-				s.log.Error("session: ending a session a ban made while it was stored covers failed", "session_id", sess.SessionId, "err", err)
-				return nil, err
+			var err error
+			for try := range 3 {
+				if _, err = s.End(ctx, sess.TenantId, sess.SessionId, crowdgatev1.EndReason_END_REASON_REVOKED); err == nil {
+					return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
+				}
+				if try < 2 {
+					time.Sleep(time.Duration(100<<try) * time.Millisecond)
+				}
 			}
-			return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
+			s.log.Error("session: ending a session a ban made while it was stored covers failed", "session_id", sess.SessionId, "err", err)
+			return nil, err
 		}
 		return s.landed(ctx, []byte(stored), bin, true, onlyTenant)
 	}
@@ -402,6 +408,10 @@ func (s *Service) recordStart(ctx context.Context, r *record) (restriction.Restr
 	got := <-confirmed
 	if got.err != nil {
 		s.log.Warn("session: recording the session.started event failed; it is recorded with the end", "session_id", sess.SessionId, "err", got.err)
+		// The bans are still read after the store, on their own.
+		if got.rs, got.err = s.tolokers.Restrictions(ctx, sess.TenantId, sess.UserId); got.err != nil {
+			s.log.Warn("session: reading the Toloker's bans after the store failed", "session_id", sess.SessionId, "err", got.err)
+		}
 	}
 	return restriction.Covering(got.rs, r.target(), s.now())
 }

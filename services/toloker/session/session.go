@@ -436,6 +436,11 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 	}
 	if ended {
 		s.metrics.ended.WithLabelValues(reason.String()).Inc()
+	}
+	if !r.active() {
+		// Unlisted whenever an end is seen, not only by the call that
+		// ended it: a landing that listed its session live after a ban
+		// had ended it is taken off the pool's live index by its own End.
 		if err := s.store.unlistLive(ctx, r.session.TenantId, r.session.PoolId, sessionID); err != nil {
 			s.log.Warn("session: unlisting an ended session failed", "session_id", sessionID, "err", err)
 		}
