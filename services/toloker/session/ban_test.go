@@ -50,28 +50,11 @@ func TestABanMadeWhileTheSessionIsListedRefusesTheLanding(t *testing.T) {
 	pool := env.NewPool(t, tenant.Default, nil)
 	elsewhere := env.NewPool(t, tenant.Default, nil)
 	aid := env.StartAssignment(t, pool, "toloker-1")
-	if err := env.Tolokers.Restrict(ctx, tenant.Default, "toloker-1", restriction.Restriction{
-		ID: "ban_0", Scope: restriction.Pool, Target: restriction.Target{PoolID: elsewhere.GetPoolId()},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	banInPool(t, env, "toloker-1", "ban_0", elsewhere.GetPoolId())
 	late := &lateBan{Registry: env.Tolokers}
-	late.ban = func() {
-		if err := env.Tolokers.Restrict(ctx, tenant.Default, "toloker-1", restriction.Restriction{
-			ID: "ban_1", Scope: restriction.Pool, Target: restriction.Target{PoolID: pool.GetPoolId()},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	svc, err := session.NewService(env.Config, late)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = svc.Land(ctx, aid)
+	late.ban = func() { banInPool(t, env, "toloker-1", "ban_1", pool.GetPoolId()) }
+	svc := landRefused(t, env, late, aid)
 	var banned *session.BannedError
-	if !errors.As(err, &banned) || banned.Scope != "pool" {
-		t.Fatalf("Land: %v, want BannedError in the pool", err)
-	}
 	if _, err := svc.Find(ctx, aid); !errors.Is(err, session.ErrNoSession) {
 		t.Errorf("Find after the refusal: %v, want no session stored", err)
 	}
@@ -150,16 +133,8 @@ func TestAFirstLandingReadsTheBansWhereItListsTheSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ban := func(user, poolID string) {
-		t.Helper()
-		if err := env.Tolokers.Restrict(ctx, tenant.Default, user, restriction.Restriction{
-			ID: "ban_" + user, Scope: restriction.Pool, Target: restriction.Target{PoolID: poolID},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ban("banned-elsewhere", elsewhere.GetPoolId())
-	ban("banned-here", pool.GetPoolId())
+	banInPool(t, env, "banned-elsewhere", "ban_banned-elsewhere", elsewhere.GetPoolId())
+	banInPool(t, env, "banned-here", "ban_banned-here", pool.GetPoolId())
 	for _, tc := range []struct {
 		user string
 		// calls: Restrictions, StartedUnlessRestricted, Started, Abandoned
@@ -205,11 +180,7 @@ func TestAListingSentAgainAfterABanIsAnsweredAsListed(t *testing.T) {
 	if _, listed, err := env.Tolokers.StartedUnlessRestricted(ctx, sess); err != nil || !listed {
 		t.Fatalf("first call: listed %v, %v; want listed", listed, err)
 	}
-	if err := env.Tolokers.Restrict(ctx, tenant.Default, "toloker-1", restriction.Restriction{
-		ID: "ban_1", Scope: restriction.Pool, Target: restriction.Target{PoolID: pool.GetPoolId()},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	banInPool(t, env, "toloker-1", "ban_1", pool.GetPoolId())
 	rs, listed, err := env.Tolokers.StartedUnlessRestricted(ctx, sess)
 	if err != nil || !listed || len(rs) != 1 || rs[0].ID != "ban_1" {
 		t.Fatalf("the same call sent again: listed %v, restrictions %v, %v; want listed with ban_1", listed, rs, err)
@@ -252,22 +223,9 @@ func TestABanMadeWhileTheSessionIsStoredEndsIt(t *testing.T) {
 	pool := env.NewPool(t, tenant.Default, nil)
 	aid := env.StartAssignment(t, pool, "toloker-1")
 	reg := &banWhileStored{Registry: env.Tolokers}
-	reg.ban = func() {
-		if err := env.Tolokers.Restrict(ctx, tenant.Default, "toloker-1", restriction.Restriction{
-			ID: "ban_1", Scope: restriction.Pool, Target: restriction.Target{PoolID: pool.GetPoolId()},
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	svc, err := session.NewService(env.Config, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = svc.Land(ctx, aid)
+	reg.ban = func() { banInPool(t, env, "toloker-1", "ban_1", pool.GetPoolId()) }
+	svc := landRefused(t, env, reg, aid)
 	var banned *session.BannedError
-	if !errors.As(err, &banned) || banned.Scope != "pool" {
-		t.Fatalf("Land: %v, want BannedError in the pool", err)
-	}
 	sid, _ := reg.sessionID.Load().(string)
 	sess, err := svc.Get(ctx, tenant.Default, sid)
 	if err != nil || sess.GetState() != crowdgatev1.SessionState_SESSION_STATE_ENDED || sess.GetEndReason() != crowdgatev1.EndReason_END_REASON_REVOKED {
@@ -282,4 +240,31 @@ func TestABanMadeWhileTheSessionIsStoredEndsIt(t *testing.T) {
 	if _, err := svc.Land(ctx, aid); !errors.As(err, &banned) {
 		t.Errorf("landing again: %v, want BannedError", err)
 	}
+}
+
+// banInPool records a ban of user in poolID in the registry (as the ban
+// service does first).
+func banInPool(t *testing.T, env *sessiontest.Env, user, id, poolID string) {
+	t.Helper()
+	if err := env.Tolokers.Restrict(ctx, tenant.Default, user, restriction.Restriction{
+		ID: id, Scope: restriction.Pool, Target: restriction.Target{PoolID: poolID},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// landRefused builds the sessions over tolokers and lands aid, which must
+// be refused for a ban in its pool.
+func landRefused(t *testing.T, env *sessiontest.Env, tolokers session.Tolokers, aid string) *session.Service {
+	t.Helper()
+	svc, err := session.NewService(env.Config, tolokers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = svc.Land(ctx, aid)
+	var banned *session.BannedError
+	if !errors.As(err, &banned) || banned.Scope != "pool" {
+		t.Fatalf("Land: %v, want BannedError in the pool", err)
+	}
+	return svc
 }
