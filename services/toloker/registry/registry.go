@@ -231,13 +231,8 @@ func (r *Registry) started(ctx context.Context, sess *crowdgatev1.Session, unles
 	if err != nil {
 		return nil, false, storage.Unavailable(err)
 	}
-	fields := make([]string, 0, len(res))
-	for _, v := range res[1:] {
-		str, _ := v.(string)
-		fields = append(fields, str)
-	}
 	counted, _ := res[0].(int64)
-	return r.decodeRestrictions(fields, now), counted >= 0, nil
+	return r.scriptRestrictions(res, now), counted >= 0, nil
 }
 
 // Confirmed records that a session Started listed was stored: its
@@ -259,12 +254,7 @@ func (r *Registry) Confirmed(ctx context.Context, sess *crowdgatev1.Session) ([]
 	if err != nil {
 		return nil, storage.Unavailable(err)
 	}
-	fields := make([]string, 0, len(res))
-	for _, v := range res[1:] {
-		str, _ := v.(string)
-		fields = append(fields, str)
-	}
-	return r.decodeRestrictions(fields, now), nil
+	return r.scriptRestrictions(res, now), nil
 }
 
 // Abandoned takes back a session Started counted that was not stored after
@@ -400,6 +390,18 @@ func (r *Registry) Restrictions(ctx context.Context, tenantID, userID string) ([
 		fields = append(fields, k, v)
 	}
 	return r.decodeRestrictions(fields, r.now()), nil
+}
+
+// scriptRestrictions reads the restrictions a script answered after its
+// first element (started's and confirmed's): the field, value pairs of
+// the Toloker's restrictions hash, those in force at now.
+func (r *Registry) scriptRestrictions(res []any, now time.Time) []restriction.Restriction {
+	fields := make([]string, 0, len(res))
+	for _, v := range res[1:] {
+		str, _ := v.(string)
+		fields = append(fields, str)
+	}
+	return r.decodeRestrictions(fields, now)
 }
 
 // decodeRestrictions reads field, value pairs of a restrictions hash: the

@@ -350,17 +350,14 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 			// A ban made while the session was being stored: it looked
 			// for the Toloker's sessions before this one existed, so the
 			// landing ends it as the ban would have.
-			var err error
-			for try := range 3 {
-				if _, err = s.End(ctx, sess.TenantId, sess.SessionId, crowdgatev1.EndReason_END_REASON_REVOKED); err == nil {
-					return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
-				}
-				if try < 2 {
-					time.Sleep(time.Duration(100<<try) * time.Millisecond)
-				}
+			if err := tryThrice(func() error {
+				_, err := s.End(ctx, sess.TenantId, sess.SessionId, crowdgatev1.EndReason_END_REASON_REVOKED)
+				return err
+			}); err != nil {
+				s.log.Error("session: ending a session a ban made while it was stored covers failed", "session_id", sess.SessionId, "err", err)
+				return nil, err
 			}
-			s.log.Error("session: ending a session a ban made while it was stored covers failed", "session_id", sess.SessionId, "err", err)
-			return nil, err
+			return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
 		}
 		return s.landed(ctx, []byte(stored), bin, true, onlyTenant)
 	}

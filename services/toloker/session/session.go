@@ -449,16 +449,10 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 		// Counted once by the registry, however often the end is seen, so
 		// an end whose count was lost to a failure is counted by the next.
 		// Tried again briefly: this records the session.ended event.
-		var err error
-		for try := range 3 {
-			if _, err = s.tolokers.Ended(context.WithoutCancel(ctx), r.session); err == nil {
-				break
-			}
-			if try < 2 {
-				time.Sleep(time.Duration(100<<try) * time.Millisecond)
-			}
-		}
-		if err != nil {
+		if err := tryThrice(func() error {
+			_, err := s.tolokers.Ended(context.WithoutCancel(ctx), r.session)
+			return err
+		}); err != nil {
 			s.log.Warn("session: recording an ended session in the Toloker registry failed", "session_id", sessionID, "err", err)
 		}
 	}
@@ -649,4 +643,20 @@ func (s *Service) EndSession(ctx context.Context, req *crowdgatev1.EndSessionReq
 // ExchangeCode trades a one-time code for a signed token.
 func (s *Service) ExchangeCode(ctx context.Context, req *crowdgatev1.ExchangeCodeRequest) (*crowdgatev1.ExchangeCodeResponse, error) {
 	return s.Exchange(ctx, tenant.FromContext(ctx), req.GetCode())
+}
+
+// tryThrice runs f up to three times, 100 ms and then 200 ms apart, until
+// it succeeds, and returns its last error: for a write that must follow
+// another, tried again briefly before giving up.
+func tryThrice(f func() error) error {
+	var err error
+	for try := range 3 {
+		if err = f(); err == nil {
+			return nil
+		}
+		if try < 2 {
+			time.Sleep(time.Duration(100<<try) * time.Millisecond)
+		}
+	}
+	return err
 }
