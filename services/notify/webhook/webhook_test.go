@@ -2,12 +2,9 @@ package webhook
 
 import (
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -681,34 +678,20 @@ func TestAFailureJudgedOnAStaleReadDoesNotDisableAnEndpointFailingSinceMoments(t
 // slowSettlements is a Redis hook that holds every pipeline or command
 // running the outbox's settle script for a while before sending it.
 type slowSettlements struct {
-	text, sha string
-	delay     time.Duration
+	settle redistest.Script
+	delay  time.Duration
 }
 
 func newSlowSettlements(t *testing.T, delay time.Duration) *slowSettlements {
 	t.Helper()
-	b, err := os.ReadFile("../../platform/outbox/lua/settle.lua")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha1.Sum(b)
-	return &slowSettlements{text: string(b), sha: hex.EncodeToString(sum[:]), delay: delay}
-}
-
-func (h *slowSettlements) settles(cmd redis.Cmder) bool {
-	a := cmd.Args()
-	if len(a) < 2 {
-		return false
-	}
-	arg, _ := a[1].(string)
-	return (strings.EqualFold(cmd.Name(), "evalsha") && arg == h.sha) || (strings.EqualFold(cmd.Name(), "eval") && arg == h.text)
+	return &slowSettlements{settle: redistest.ReadScript(t, "../../platform/outbox/lua/settle.lua"), delay: delay}
 }
 
 func (h *slowSettlements) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *slowSettlements) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.settles(cmd) {
+		if h.settle.Runs(cmd) {
 			time.Sleep(h.delay) // the settlement is slow to reach Redis
 		}
 		return next(ctx, cmd)
@@ -718,7 +701,7 @@ func (h *slowSettlements) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 func (h *slowSettlements) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, c := range cmds {
-			if h.settles(c) {
+			if h.settle.Runs(c) {
 				time.Sleep(h.delay) // the settlement is slow to reach Redis
 				break
 			}
@@ -734,13 +717,7 @@ func (h *slowSettlements) ProcessPipelineHook(next redis.ProcessPipelineHook) re
 // replica), however slowly Redis takes the record.
 func TestRunReturnsOnlyOnceTheAttemptsItMadeAreRecorded(t *testing.T) {
 	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hooked := redis.NewClient(opts)
-	hooked.AddHook(newSlowSettlements(t, 300*time.Millisecond))
-	t.Cleanup(func() { _ = hooked.Close() })
+	hooked := r.HookedClient(t, newSlowSettlements(t, 300*time.Millisecond))
 	f := newFixture(t, func(c *Config) { c.Redis, c.Prefix = hooked, r.Prefix })
 	rcv := newReceiver(t)
 	ep, secret := f.create(f.ctx, rcv.srv.URL)

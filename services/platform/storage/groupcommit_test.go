@@ -57,15 +57,8 @@ func waitQueued(t *testing.T, gc *GroupCommit[Commands], n int) {
 func gatedCommit(t *testing.T) (*redistest.Redis, *gate, *GroupCommit[Commands]) {
 	t.Helper()
 	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { _ = rdb.Close() })
 	g := &gate{open: make(chan struct{})}
-	rdb.AddHook(g)
-	return r, g, NewPipelineCommit(rdb)
+	return r, g, NewPipelineCommit(r.HookedClient(t, g))
 }
 
 // holdEveryFlusher starts GroupCommitFlushers calls (start(i)) one at a

@@ -9,8 +9,10 @@ package redistest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -68,4 +70,52 @@ func randomHex(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// HookedClient returns a client of its own for the same server, running
+// hooks on every command and pipeline (to delay, gate or fail them), and
+// closes it when t ends.
+func (r *Redis) HookedClient(t testing.TB, hooks ...redis.Hook) *redis.Client {
+	t.Helper()
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	for _, h := range hooks {
+		c.AddHook(h)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// Script is a Lua script as go-redis sends it: by its SHA-1 (EVALSHA), or
+// whole (EVAL) when Redis does not have it yet.
+type Script struct{ text, sha string }
+
+// ReadScript reads the script at path (relative to the test's package).
+func ReadScript(t testing.TB, path string) Script {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha1.Sum(b)
+	return Script{text: string(b), sha: hex.EncodeToString(sum[:])}
+}
+
+// Runs reports whether cmd runs the script.
+func (s Script) Runs(cmd redis.Cmder) bool {
+	a := cmd.Args()
+	if len(a) < 2 {
+		return false
+	}
+	arg, _ := a[1].(string)
+	switch strings.ToLower(cmd.Name()) {
+	case "evalsha":
+		return arg == s.sha
+	case "eval":
+		return arg == s.text
+	}
+	return false
 }

@@ -1,10 +1,6 @@
 package session_test
 
 import (
-	"crypto/sha1"
-	"encoding/hex"
-	"os"
-	"strings"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -14,35 +10,10 @@ import (
 	"github.com/crowdgate/crowdgate/services/toloker/session"
 )
 
-// luaScript is one of the service's scripts as go-redis sends it: by its
-// SHA-1 (EVALSHA), or whole (EVAL) when Redis does not have it yet.
-type luaScript struct{ text, sha string }
-
-// readScript reads lua/<name>.
-func readScript(t *testing.T, name string) luaScript {
+// readScript reads lua/<name>, one of the service's scripts.
+func readScript(t *testing.T, name string) redistest.Script {
 	t.Helper()
-	b, err := os.ReadFile("lua/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha1.Sum(b)
-	return luaScript{text: string(b), sha: hex.EncodeToString(sum[:])}
-}
-
-// runs reports whether cmd runs the script.
-func (s luaScript) runs(cmd redis.Cmder) bool {
-	a := cmd.Args()
-	if len(a) < 2 {
-		return false
-	}
-	arg, _ := a[1].(string)
-	switch strings.ToLower(cmd.Name()) {
-	case "evalsha":
-		return arg == s.sha
-	case "eval":
-		return arg == s.text
-	}
-	return false
+	return redistest.ReadScript(t, "lua/"+name)
 }
 
 // hookedEnv returns sessions whose Redis client runs hook, on the Redis
@@ -50,12 +21,6 @@ func (s luaScript) runs(cmd redis.Cmder) bool {
 func hookedEnv(t *testing.T, hook redis.Hook) *sessiontest.Env {
 	t.Helper()
 	r := redistest.New(t)
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hooked := redis.NewClient(opts)
-	hooked.AddHook(hook)
-	t.Cleanup(func() { _ = hooked.Close() })
+	hooked := r.HookedClient(t, hook)
 	return sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) { c.Redis = hooked }})
 }

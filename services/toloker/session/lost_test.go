@@ -11,6 +11,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
 )
 
@@ -18,7 +19,7 @@ import (
 // runs reach it and then reports its reply lost, as a Redis killed after
 // the write or a dropped connection would.
 type loseCreateReply struct {
-	create luaScript
+	create redistest.Script
 	lost   int
 	// drop, when set, fails the create before it reaches Redis instead.
 	drop bool
@@ -63,7 +64,7 @@ func (h *loseCreateReply) lose(cmds []redis.Cmder, ran bool) bool {
 		return false
 	}
 	for _, c := range cmds {
-		if h.create.runs(c) && (!ran || c.Err() == nil) {
+		if h.create.Runs(c) && (!ran || c.Err() == nil) {
 			h.lost++
 			for _, c := range cmds {
 				c.SetErr(errReplyLost)

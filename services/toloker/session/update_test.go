@@ -9,6 +9,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
 )
 
@@ -16,7 +17,7 @@ import (
 // twice, as go-redis does when a batch's reply is lost and the batch is
 // sent again: the second run's answers are the ones the caller sees.
 type resendSwaps struct {
-	swap luaScript
+	swap redistest.Script
 	sent int
 	// between, when set, runs once, between the next first run and its
 	// resend, as another replica's change could.
@@ -35,7 +36,7 @@ func (h *resendSwaps) DialHook(next redis.DialHook) redis.DialHook { return next
 
 func (h *resendSwaps) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.swap.runs(cmd) {
+		if h.swap.Runs(cmd) {
 			_ = next(ctx, cmd)
 			h.resent()
 		}
@@ -46,7 +47,7 @@ func (h *resendSwaps) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func (h *resendSwaps) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		for _, c := range cmds {
-			if h.swap.runs(c) {
+			if h.swap.Runs(c) {
 				_ = next(ctx, cmds)
 				h.resent()
 				break
