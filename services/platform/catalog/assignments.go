@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/redis/go-redis/v9"
+
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
@@ -56,23 +59,37 @@ func CheckAssignmentID(field, id string) error {
 	return nil
 }
 
+// Check vets each pool FindAssignment may ask Toloka in, before Toloka is
+// asked.
+type Check struct {
+	// Key, when set, names a key about a pool (a string: a counter, a
+	// budget) whose value Vet needs. It is read in the round trip that
+	// reads the pool and its project, so the check costs no round trip of
+	// its own.
+	Key func(tenantID, poolID string) string
+	// Vet judges the resolved pool, given Key's value ("" when the key does
+	// not exist or Key is nil). An error stops the search and is returned
+	// as is.
+	Vet func(r *Resolved, value string) error
+}
+
 // FindAssignment finds an assignment in Toloka through the pools its id can
 // belong to: those with the Toloka pool id the assignment id starts with,
 // of tenantID only when it is not empty. For each such pool it resolves the
-// project and account, calls check (when set) and asks Toloka
+// project and account, vets the pool with check (when set) and asks Toloka
 // GET /assignments/{id}; the first pool Toloka places the assignment in
-// answers. An error from check stops the search and is returned as is.
+// answers.
 //
 // Errors: InvalidArgument naming "assignment_id" for a malformed id;
 // *AssignmentNotFound; otherwise the last failure of a pool that could not
 // be asked (Toloka or Redis unavailable, a rate limit, a credential that
 // does not open), returned as is.
-func (c *Catalog) FindAssignment(ctx context.Context, assignmentID, tenantID string, check func(*Resolved) error) (*Found, error) {
+func (c *Catalog) FindAssignment(ctx context.Context, assignmentID, tenantID string, check *Check) (*Found, error) {
 	tolokaPoolID, ok := toloka.ParseAssignmentID(assignmentID)
 	if !ok {
 		return nil, malformedAssignmentID("assignment_id")
 	}
-	pools, kept, err := c.poolsByTolokaID(ctx, tolokaPoolID, false)
+	pools, kept, err := c.poolsByTolokaID(ctx, tolokaPoolID, false, check)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +101,7 @@ func (c *Catalog) FindAssignment(ctx context.Context, assignmentID, tenantID str
 	// Not found through an index answer kept in memory: a pool registered
 	// since (in the other environment) would be missing from it, so the
 	// search is made again when a fresh answer names other pools.
-	fresh, _, ferr := c.poolsByTolokaID(ctx, tolokaPoolID, true)
+	fresh, _, ferr := c.poolsByTolokaID(ctx, tolokaPoolID, true, check)
 	if ferr != nil || samePools(pools, fresh) {
 		return found, err
 	}
@@ -99,7 +116,7 @@ func samePools(a, b []candidate) bool {
 }
 
 // findIn asks Toloka for the assignment in pools (FindAssignment).
-func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, check func(*Resolved) error, pools []candidate) (*Found, error) {
+func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, check *Check, pools []candidate) (*Found, error) {
 	notFound := &AssignmentNotFound{AssignmentID: assignmentID, Final: true}
 	var transient error
 	for _, cand := range pools {
@@ -117,8 +134,12 @@ func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, che
 			}
 			continue
 		}
-		if check != nil {
-			if err := check(res); err != nil {
+		if check != nil && check.Vet != nil {
+			value, err := c.checkValue(ctx, check, cand)
+			if err != nil {
+				return nil, err
+			}
+			if err := check.Vet(res, value); err != nil {
 				return nil, err
 			}
 		}
@@ -147,4 +168,21 @@ func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, che
 // String describes where an assignment was found, for logs.
 func (f *Found) String() string {
 	return fmt.Sprintf("assignment %s in pool %s (tenant %s)", f.Assignment.ID, f.Pool.GetPoolId(), f.Pool.GetTenantId())
+}
+
+// checkValue is the value of check.Key for cand's pool: as read with the
+// pool, or read now when it was not.
+func (c *Catalog) checkValue(ctx context.Context, check *Check, cand candidate) (string, error) {
+	if check.Key == nil {
+		return "", nil
+	}
+	cmd := cand.checked
+	if cmd == nil {
+		cmd = c.rdb.Get(ctx, check.Key(cand.pool.GetTenantId(), cand.pool.GetPoolId()))
+	}
+	v, err := cmd.Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, storage.Unavailable(err)
 }

@@ -94,6 +94,9 @@ type Catalog struct {
 type candidate struct {
 	pool    *crowdgatev1.Pool
 	project *crowdgatev1.Project
+	// checked is the read of the search's Check.Key for the pool, made
+	// with the pool's (nil when there is none).
+	checked *redis.StringCmd
 }
 
 // cachedIndex is what tolokaIndex read from the index, and until when
@@ -317,15 +320,16 @@ func (c *Catalog) tolokaKey(env crowdgatev1.Environment, tolokaPoolID string) st
 // knows which it is. Every cold landing asks, so the index is read from
 // Redis only when this replica has not found the id there in the last
 // tolokaIndexTTL, or when fresh is set; the pools and projects themselves
-// are read each time, in one round trip. kept reports an index answer from
-// memory.
-func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string, fresh bool) (pools []candidate, kept bool, err error) {
+// are read each time, in one round trip with each pool's check.Key. kept
+// reports an index answer from memory.
+func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string, fresh bool, check *Check) (pools []candidate, kept bool, err error) {
 	keys, kept, err := c.tolokaIndex(ctx, tolokaPoolID, fresh)
 	if err != nil {
 		return nil, false, err
 	}
 	poolCmds := make([]*redis.StringCmd, len(keys))
 	projectCmds := make([]*redis.StringCmd, len(keys))
+	checkCmds := make([]*redis.StringCmd, len(keys))
 	projectIDs := make([]string, len(keys))
 	c.mu.Lock()
 	for i, k := range keys {
@@ -337,6 +341,9 @@ func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string, fres
 			poolCmds[i] = c.pools.GetIn(ctx, p, k.tenantID, k.id)
 			if projectIDs[i] != "" {
 				projectCmds[i] = c.projects.GetIn(ctx, p, k.tenantID, projectIDs[i])
+			}
+			if check != nil && check.Key != nil {
+				checkCmds[i] = p.Get(ctx, check.Key(k.tenantID, k.id))
 			}
 		}
 		return nil
@@ -350,7 +357,7 @@ func (c *Catalog) poolsByTolokaID(ctx context.Context, tolokaPoolID string, fres
 		if err != nil {
 			return nil, false, err
 		}
-		cand := candidate{pool: p}
+		cand := candidate{pool: p, checked: checkCmds[i]}
 		if projectCmds[i] != nil && p.GetProjectId() == projectIDs[i] {
 			// A project not found, or not read, is read again by Resolve.
 			cand.project, _ = c.projects.Got(projectCmds[i], projectIDs[i])

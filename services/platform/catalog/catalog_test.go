@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
@@ -61,12 +63,97 @@ func TestFindAssignment(t *testing.T) {
 	// check runs before Toloka is asked, and its refusal stops the search.
 	refused := errors.New("refused")
 	before := len(env.Sim.Requests("/api/v1/assignments/"))
-	if _, err := cat.FindAssignment(ctx, aid, "", func(*catalog.Resolved) error { return refused }); !errors.Is(err, refused) {
+	refuse := &catalog.Check{Vet: func(*catalog.Resolved, string) error { return refused }}
+	if _, err := cat.FindAssignment(ctx, aid, "", refuse); !errors.Is(err, refused) {
 		t.Errorf("check's refusal = %v", err)
 	}
 	if after := len(env.Sim.Requests("/api/v1/assignments/")); after != before {
 		t.Errorf("a refused check still asked Toloka (%d requests)", after-before)
 	}
+}
+
+// A check's key about a pool is read with the pool and its project, in
+// their round trip (not a command of its own), and Vet gets its value: ""
+// while the key does not exist.
+func TestACheckReadsItsKeyWithThePool(t *testing.T) {
+	env := sessiontest.New(t, sessiontest.Options{})
+	cat := env.Catalog
+	p := env.NewPool(t, "acme", nil)
+	aid := env.StartAssignment(t, p, "toloker-1")
+	key := env.Redis.Prefix + "test-budget:{" + p.GetTenantId() + "/" + p.GetPoolId() + "}"
+	var alone, piped []string // the check key's reads: on their own, in a pipeline
+	env.Redis.Client.AddHook(keyReads{key: key, alone: &alone, piped: &piped})
+	var keyedFor, vetted []string
+	check := &catalog.Check{
+		Key: func(tenantID, poolID string) string {
+			keyedFor = append(keyedFor, tenantID+"/"+poolID)
+			return key
+		},
+		Vet: func(_ *catalog.Resolved, value string) error {
+			vetted = append(vetted, value)
+			return nil
+		},
+	}
+	for _, set := range []string{"", "7"} {
+		if set != "" {
+			if err := env.Redis.Client.Set(ctx, key, set, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := cat.FindAssignment(ctx, aid, "", check); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{p.GetTenantId() + "/" + p.GetPoolId(), p.GetTenantId() + "/" + p.GetPoolId()}
+	if diff := cmp.Diff(want, keyedFor); diff != "" {
+		t.Errorf("Key asked for (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"", "7"}, vetted); diff != "" {
+		t.Errorf("values Vet got (-want +got):\n%s", diff)
+	}
+	if len(alone) != 0 || len(piped) != 2 {
+		t.Errorf("the key was read %d times on its own and %d times with the pool, want 0 and 2", len(alone), len(piped))
+	}
+}
+
+// keyReads records the reads of one key, on their own or in a pipeline
+// that also reads a pool.
+type keyReads struct {
+	key          string
+	alone, piped *[]string
+}
+
+func (h keyReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h keyReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if reads(cmd, h.key) {
+			*h.alone = append(*h.alone, cmd.String())
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h keyReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		pool := false
+		for _, c := range cmds {
+			pool = pool || strings.Contains(fmt.Sprint(c.Args()...), ":pool:")
+		}
+		for _, c := range cmds {
+			if reads(c, h.key) && pool {
+				*h.piped = append(*h.piped, c.String())
+			} else if reads(c, h.key) {
+				*h.alone = append(*h.alone, c.String())
+			}
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func reads(cmd redis.Cmder, key string) bool {
+	args := cmd.Args()
+	return len(args) == 2 && strings.EqualFold(fmt.Sprint(args[0]), "get") && args[1] == key
 }
 
 // A pool's route never changes, so it is read once; records are always
@@ -190,7 +277,8 @@ func TestFindAssignmentReadsThePoolAndProjectAsTheyAreNow(t *testing.T) {
 		}
 		var seen *catalog.Resolved
 		aid := env.StartAssignment(t, p, fmt.Sprintf("toloker-%d", i))
-		if _, err := cat.FindAssignment(ctx, aid, "", func(r *catalog.Resolved) error { seen = r; return nil }); err != nil {
+		see := &catalog.Check{Vet: func(r *catalog.Resolved, _ string) error { seen = r; return nil }}
+		if _, err := cat.FindAssignment(ctx, aid, "", see); err != nil {
 			t.Fatal(err)
 		}
 		if diff := cmp.Diff(prj, seen.Project, protocmp.Transform()); diff != "" {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -437,18 +438,19 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 	budget := s.settings.UnknownPerPool
 	now := s.now()
 	window := now.UnixMilli() / budget.Per.Milliseconds()
-	check := func(r *catalog.Resolved) error {
+	// The budget's counter is read with the pool and its project (one
+	// round trip), before Toloka is asked.
+	check := &catalog.Check{Key: func(tenantID, poolID string) string {
+		return s.store.unknownKey(tenantID, poolID, window)
+	}}
+	check.Vet = func(r *catalog.Resolved, value string) error {
 		switch {
 		case r.Project.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED:
 			return &negative{err: &ClosedError{AssignmentID: aid, What: "project"}, answer: "c:project", ttl: s.settings.NotActiveTTL}
 		case r.Pool.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED:
 			return &negative{err: &ClosedError{AssignmentID: aid, What: "pool"}, answer: "c:pool", ttl: s.settings.NotActiveTTL}
 		}
-		spent, err := s.store.unknownSpent(ctx, r.Pool.GetTenantId(), r.Pool.GetPoolId(), window)
-		if err != nil {
-			return err
-		}
-		if spent >= int64(budget.Rate) {
+		if spent, _ := strconv.ParseInt(value, 10, 64); spent >= int64(budget.Rate) {
 			ends := time.UnixMilli((window + 1) * budget.Per.Milliseconds())
 			return &BudgetError{RetryAfter: ends.Sub(now)}
 		}

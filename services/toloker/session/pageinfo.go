@@ -60,10 +60,10 @@ func (s *Service) PageInfo(ctx context.Context, assignmentID string) (PageInfo, 
 		return info, err
 	}
 	var prj *crowdgatev1.Project
-	_, err = s.catalog.FindAssignment(ctx, assignmentID, "", func(r *catalog.Resolved) error {
+	_, err = s.catalog.FindAssignment(ctx, assignmentID, "", &catalog.Check{Vet: func(r *catalog.Resolved, _ string) error {
 		prj = r.Project
 		return errStopSearch
-	})
+	}})
 	if prj == nil {
 		if err == nil || errors.Is(err, errStopSearch) || catalogNotFound(err) {
 			return info, nil

@@ -338,16 +338,6 @@ func (s *store) blockKey(tenantID, poolID, userID string) string {
 	return s.prefix + "ses-block:{" + tenantID + "/" + poolID + "}:" + userID
 }
 
-// unknownSpent returns how many unknown ids were landed in a pool in the
-// window.
-func (s *store) unknownSpent(ctx context.Context, tenantID, poolID string, window int64) (int64, error) {
-	n, err := s.landing.Get(ctx, s.unknownKey(tenantID, poolID, window)).Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, nil
-	}
-	return n, storage.Unavailable(err)
-}
-
 // spendUnknown counts one landing of an unknown id in a pool's window,
 // which lasts per.
 func (s *store) spendUnknown(ctx context.Context, tenantID, poolID string, window int64, per time.Duration) error {
