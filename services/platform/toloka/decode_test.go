@@ -226,3 +226,45 @@ func TestExternalSubmitJSONRoundTrip(t *testing.T) {
 		t.Errorf("string pool_id: %v, %q", err, out.PoolID)
 	}
 }
+
+// An object's members the struct does not model are kept in Extra, and
+// only those: a value is skipped whole whatever it holds (nested objects
+// with other names, strings with quotes, braces and escapes), and a name
+// the struct knows only without regard to case is kept as Toloka sent it.
+// (The names are read without a second decode when every one is modelled.)
+func TestUnmarshalWithExtraKeepsOnlyUnmodelledMembers(t *testing.T) {
+	t.Parallel()
+	type doc struct {
+		A string          `json:"a"`
+		B json.RawMessage `json:"b,omitempty"`
+		N *float64        `json:"n,omitempty"`
+	}
+	tests := []struct {
+		in   string
+		want Extra
+	}{
+		{in: `{"a":"x"}`},
+		{in: ` { "a" : "x" , "n" : -1.5e3 } `},
+		{in: `{"a":"x","b":{"zz":[1,{"yy":"}]"}],"q":"\"{"},"n":2}`},
+		{in: `{"b":["a","\\",{"c":null}],"a":"\\\"}"}`},
+		{in: `{"a":"x","extra":{"k":[1,2]},"n":1}`, want: Extra{"extra": json.RawMessage(`{"k":[1,2]}`)}},
+		{in: `{"a":"x","last":true}`, want: Extra{"last": json.RawMessage(`true`)}},
+		{in: `{"b":{"x":{"y":[{},[]]}},"zz":1}`, want: Extra{"zz": json.RawMessage(`1`)}},
+		{in: `{"a":"q\"}","b":"\\","zz":null}`, want: Extra{"zz": json.RawMessage(`null`)}},
+		{in: `{"A":"x"}`, want: Extra{"A": json.RawMessage(`"x"`)}},
+		{in: `{"\u0061":"x"}`}, // "a", written with an escape
+		{in: `{}`},
+		{in: `null`},
+	}
+	for _, tc := range tests {
+		var d doc
+		got, err := unmarshalWithExtra([]byte(tc.in), &d)
+		if err != nil {
+			t.Errorf("%s: %v", tc.in, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s: Extra (-want +got):\n%s", tc.in, diff)
+		}
+	}
+}

@@ -63,6 +63,10 @@ func unmarshalWithExtra(b []byte, v any) (Extra, error) {
 	if err := json.Unmarshal(b, v); err != nil {
 		return nil, err
 	}
+	known := jsonNames(reflect.TypeOf(v).Elem())
+	if onlyKnown(b, known) {
+		return nil, nil // the usual answer: no second decode
+	}
 	if bytes.Equal(bytes.TrimSpace(b), []byte("null")) {
 		return nil, nil
 	}
@@ -70,7 +74,6 @@ func unmarshalWithExtra(b []byte, v any) (Extra, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, err
 	}
-	known := jsonNames(reflect.TypeOf(v).Elem())
 	var extra Extra
 	for k, raw := range m {
 		if known[k] {
@@ -82,4 +85,92 @@ func unmarshalWithExtra(b []byte, v any) (Extra, error) {
 		extra[k] = raw
 	}
 	return extra, nil
+}
+
+// onlyKnown reports whether b, an object json.Unmarshal has accepted (so
+// valid JSON), has only members named in known. It reads the members'
+// names and skips their values without decoding them. Anything it does not
+// expect (null, a name written with escapes, one json.Unmarshal matched
+// without regard to case) answers false, for the general path to read.
+func onlyKnown(b []byte, known map[string]bool) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	for i++; ; {
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case '}':
+			return true
+		case ',':
+			i++
+			continue
+		case '"':
+		default:
+			return false
+		}
+		j := i + 1
+		for j < len(b) && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		if j >= len(b) || b[j] != '"' || !known[string(b[i+1:j])] {
+			return false
+		}
+		i = skipSpace(b, j+1)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		if i = skipValue(b, i+1); i < 0 {
+			return false
+		}
+	}
+}
+
+// skipSpace returns the index of the first byte at or after i in b that is
+// not JSON whitespace.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the JSON value that starts at or
+// after i in valid JSON b (a scalar ends at the ',' or '}' that follows
+// it), or -1 when b ends first.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return -1
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			if depth--; depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }

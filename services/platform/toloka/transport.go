@@ -89,7 +89,7 @@ func (a *Account) do(ctx context.Context, r request) (int, error) {
 	}
 	pol := c.cfg.Retry
 	start := c.cfg.Now()
-	log := c.log.With(slog.String("op", r.op), slog.String("account", a.key))
+	log := &callLog{base: c.log, op: r.op, account: a.key}
 
 	for attempt := 1; ; attempt++ {
 		if err := a.reserve(ctx, r, attempt, log); err != nil {
@@ -137,7 +137,7 @@ func (a *Account) do(ctx context.Context, r request) (int, error) {
 			retry = false
 		case c.cfg.Now().Add(wait).Sub(start) > pol.Budget:
 			retry = false
-			log.Debug("toloka: not retrying: the wait does not fit the budget", slog.Duration("wait", wait), slog.Duration("budget", pol.Budget))
+			log.get().Debug("toloka: not retrying: the wait does not fit the budget", slog.Duration("wait", wait), slog.Duration("budget", pol.Budget))
 		default:
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 				retry = false
@@ -147,7 +147,7 @@ func (a *Account) do(ctx context.Context, r request) (int, error) {
 		if !retry {
 			return 0, e
 		}
-		log.Debug("toloka: retrying", slog.Int("attempt", attempt), slog.Duration("wait", wait))
+		log.get().Debug("toloka: retrying", slog.Int("attempt", attempt), slog.Duration("wait", wait))
 		if serr := c.cfg.Sleep(ctx, wait); serr != nil {
 			e.Err = ctx.Err()
 			if e.Err == nil {
@@ -158,11 +158,26 @@ func (a *Account) do(ctx context.Context, r request) (int, error) {
 	}
 }
 
+// callLog is one call's logger: made with the call's attributes only when
+// something is logged (most calls log nothing).
+type callLog struct {
+	base        *slog.Logger
+	op, account string
+	l           *slog.Logger
+}
+
+func (c *callLog) get() *slog.Logger {
+	if c.l == nil {
+		c.l = c.base.With(slog.String("op", c.op), slog.String("account", c.account))
+	}
+	return c.l
+}
+
 // reserve asks the limiter for a slot. Create limits count once per call,
 // on the first attempt: Toloka did not count an attempt it refused.
 // A limiter that fails (Redis down) is logged and skipped: Toloka's own 429s,
 // which are retried, still protect the account.
-func (a *Account) reserve(ctx context.Context, r request, attempt int, log *slog.Logger) error {
+func (a *Account) reserve(ctx context.Context, r request, attempt int, log *callLog) error {
 	lim := a.client.cfg.Limiter
 	if lim == nil {
 		return nil
@@ -182,7 +197,7 @@ func (a *Account) reserve(ctx context.Context, r request, attempt int, log *slog
 	case ctx.Err() != nil:
 		return &Error{Op: r.op, Method: r.method, Path: r.path, Resource: r.resource, ResourceID: r.id, Attempts: attempt - 1, Err: ctx.Err()}
 	}
-	log.Warn("toloka: rate limiter failed; sending without it", slog.String("error", err.Error()))
+	log.get().Warn("toloka: rate limiter failed; sending without it", slog.String("error", err.Error()))
 	return nil
 }
 
@@ -304,21 +319,25 @@ func waitFromResponse(e *Error, h http.Header, now time.Time) (time.Duration, bo
 }
 
 // observe logs an attempt and reports it to Config.OnAttempt.
-func (a *Account) observe(log *slog.Logger, r request, n, status int, e *Error, began time.Time, retry bool) {
+func (a *Account) observe(log *callLog, r request, n, status int, e *Error, began time.Time, retry bool) {
 	d := time.Since(began)
 	var code string
-	attrs := []slog.Attr{
-		slog.String("method", r.method), slog.String("path", r.path),
-		slog.Int("attempt", n), slog.Int("status", status), slog.Duration("duration", d), slog.Bool("retry", retry),
-	}
 	if e != nil {
 		code = e.Code
-		attrs = append(attrs, slog.String("code", e.Code), slog.String("request_id", e.RequestID))
-		if e.Err != nil {
-			attrs = append(attrs, slog.String("error", e.Err.Error()))
-		}
 	}
-	log.LogAttrs(context.Background(), slog.LevelDebug, "toloka: request", attrs...)
+	if log.base.Enabled(context.Background(), slog.LevelDebug) {
+		attrs := []slog.Attr{
+			slog.String("method", r.method), slog.String("path", r.path),
+			slog.Int("attempt", n), slog.Int("status", status), slog.Duration("duration", d), slog.Bool("retry", retry),
+		}
+		if e != nil {
+			attrs = append(attrs, slog.String("code", e.Code), slog.String("request_id", e.RequestID))
+			if e.Err != nil {
+				attrs = append(attrs, slog.String("error", e.Err.Error()))
+			}
+		}
+		log.get().LogAttrs(context.Background(), slog.LevelDebug, "toloka: request", attrs...)
+	}
 	at := Attempt{Op: r.op, Number: n, StatusCode: status, Code: code, Duration: d, Retry: retry}
 	if m := a.client.metrics; m != nil {
 		m.observe(at)
