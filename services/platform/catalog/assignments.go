@@ -78,7 +78,8 @@ type Check struct {
 // of tenantID only when it is not empty. For each such pool it resolves the
 // project and account, vets the pool with check (when set) and asks Toloka
 // GET /assignments/{id}; the first pool Toloka places the assignment in
-// answers.
+// answers. A refusal from check.Vet, or a failure to read check.Key, stops
+// the search (the next pool is not tried) and is returned.
 //
 // Errors: InvalidArgument naming "assignment_id" for a malformed id;
 // *AssignmentNotFound; otherwise the last failure of a pool that could not
@@ -135,7 +136,7 @@ func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, che
 			continue
 		}
 		if check != nil && check.Vet != nil {
-			value, err := c.checkValue(ctx, check, cand)
+			value, err := checkValue(cand)
 			if err != nil {
 				return nil, err
 			}
@@ -170,17 +171,13 @@ func (f *Found) String() string {
 	return fmt.Sprintf("assignment %s in pool %s (tenant %s)", f.Assignment.ID, f.Pool.GetPoolId(), f.Pool.GetTenantId())
 }
 
-// checkValue is the value of check.Key for cand's pool: as read with the
-// pool, or read now when it was not.
-func (c *Catalog) checkValue(ctx context.Context, check *Check, cand candidate) (string, error) {
-	if check.Key == nil {
+// checkValue is the value of the search's check.Key for cand's pool, as
+// read with the pool ("" without a Key).
+func checkValue(cand candidate) (string, error) {
+	if cand.checked == nil {
 		return "", nil
 	}
-	cmd := cand.checked
-	if cmd == nil {
-		cmd = c.rdb.Get(ctx, check.Key(cand.pool.GetTenantId(), cand.pool.GetPoolId()))
-	}
-	v, err := cmd.Result()
+	v, err := cand.checked.Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil
 	}

@@ -450,6 +450,7 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 		case r.Pool.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED:
 			return &negative{err: &ClosedError{AssignmentID: aid, What: "pool"}, answer: "c:pool", ttl: s.settings.NotActiveTTL}
 		}
+		// Only INCR writes the counter; "" (none yet) is 0.
 		if spent, _ := strconv.ParseInt(value, 10, 64); spent >= int64(budget.Rate) {
 			ends := time.UnixMilli((window + 1) * budget.Per.Milliseconds())
 			return &BudgetError{RetryAfter: ends.Sub(now)}
