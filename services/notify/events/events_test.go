@@ -327,3 +327,59 @@ func TestRelayKeepsAStreamsOrderAcrossReplicas(t *testing.T) {
 		t.Errorf("log after three relays (-written +recorded):\n%s", diff)
 	}
 }
+
+// Entries that keep failing at the head of a stream's pending list do not
+// hide the ones behind them: each reclaim goes on from where the last one
+// stopped, so every entry that can be handled is, and only the failing
+// ones stay pending.
+func TestReclaimReachesEntriesBehindOnesThatKeepFailing(t *testing.T) {
+	ctx := context.Background()
+	l, r := newLog(t)
+	key := r.Prefix + "reclaim-test"
+	const group, total = "g", 2*batch + 10
+	if err := r.Client.XGroupCreateMkStream(ctx, key, group, "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for i := range total {
+		id, err := r.Client.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []string{"n", fmt.Sprint(i)}}).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	// A member that read every entry and died.
+	if err := r.Client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: "gone", Streams: []string{key, ">"}, Count: total}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	failing := map[string]bool{}
+	for _, id := range ids[:batch] {
+		failing[id] = true
+	}
+	handled := map[string]bool{}
+	c := &consumer{l: l, group: group, name: "me", created: map[string]bool{key: true}, cursors: map[string]string{},
+		handle: func(_ context.Context, _ string, msgs []redis.XMessage) error {
+			for _, m := range msgs {
+				if failing[m.ID] {
+					return fmt.Errorf("entry %s cannot be handled", m.ID)
+				}
+			}
+			for _, m := range msgs {
+				handled[m.ID] = true
+			}
+			return nil
+		}}
+	for range 4 {
+		c.reclaim(ctx, []string{key})
+	}
+	if len(handled) != total-batch {
+		t.Errorf("handled %d of the %d entries that can be, after 4 reclaims", len(handled), total-batch)
+	}
+	pending, err := r.Client.XPending(ctx, key, group).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pending.Count != batch {
+		t.Errorf("%d entries pending, want the %d that keep failing", pending.Count, batch)
+	}
+}

@@ -81,12 +81,21 @@ type consumer struct {
 	name    string
 	handle  func(ctx context.Context, key string, msgs []redis.XMessage) error
 	created map[string]bool
+	// idle is how long an entry stays pending before reclaim takes it
+	// (reclaimIdle).
+	idle time.Duration
+	// cursors is where each stream's next reclaim goes on (XAUTOCLAIM's
+	// cursor; "0-0", the start, once a pass is done), so that entries
+	// that keep failing at the head of the pending list cannot hide the
+	// ones behind them.
+	cursors map[string]string
 }
 
 // consume runs a consumer over the streams keys lists until ctx ends.
 func (l *Log) consume(ctx context.Context, group string, keys func(context.Context) ([]string, error),
 	handle func(ctx context.Context, key string, msgs []redis.XMessage) error) {
-	c := &consumer{l: l, group: group, name: consumerName(), handle: handle, created: map[string]bool{}}
+	c := &consumer{l: l, group: group, name: consumerName(), handle: handle, created: map[string]bool{},
+		idle: reclaimIdle, cursors: map[string]string{}}
 	var lastReclaim, lastForget time.Time
 	for ctx.Err() == nil {
 		woken := l.wake.wait()
@@ -176,15 +185,21 @@ func (c *consumer) readNew(ctx context.Context, keys []string) int {
 }
 
 // reclaim takes over entries another member (or this one) read and did not
-// acknowledge within reclaimIdle, and handles them.
+// acknowledge within c.idle, and handles them: up to a batch a stream,
+// going on each time from where the last reclaim of the stream stopped.
 func (c *consumer) reclaim(ctx context.Context, keys []string) int {
 	n := 0
 	for _, k := range keys {
-		msgs, _, err := c.l.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: k, Group: c.group, Consumer: c.name,
-			MinIdle: reclaimIdle, Start: "0-0", Count: batch}).Result()
+		start := c.cursors[k]
+		if start == "" {
+			start = "0-0"
+		}
+		msgs, next, err := c.l.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: k, Group: c.group, Consumer: c.name,
+			MinIdle: c.idle, Start: start, Count: batch}).Result()
 		if err != nil {
 			continue
 		}
+		c.cursors[k] = next
 		n += len(msgs)
 		c.handleAll(ctx, k, msgs)
 	}
