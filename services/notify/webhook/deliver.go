@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,6 +75,29 @@ func (s *Service) fanout(ctx context.Context, evs []*crowdgatev1.Event) error {
 	return nil
 }
 
+// sameTenant returns ds without the deliveries whose event and endpoint
+// belong to different tenants (none, unless a caller is wrong), logging
+// each one left out.
+func (s *Service) sameTenant(ds []delivery) []delivery {
+	for i, d := range ds {
+		if d.ep.GetTenantId() == d.ev.GetTenantId() {
+			continue
+		}
+		out := slices.Clone(ds[:i]) // ds is the caller's
+		for _, d := range ds[i:] {
+			if d.ep.GetTenantId() == d.ev.GetTenantId() {
+				out = append(out, d)
+				continue
+			}
+			s.log.Error("webhook: an event paired with another tenant's endpoint was not queued",
+				"event_id", d.ev.GetEventId(), "event_tenant_id", d.ev.GetTenantId(),
+				"endpoint_id", d.ep.GetEndpointId(), "endpoint_tenant_id", d.ep.GetTenantId())
+		}
+		return out
+	}
+	return ds
+}
+
 // selects reports whether an endpoint's event types select typ.
 func selects(ep *crowdgatev1.WebhookEndpoint, typ string) bool {
 	f, err := events.NewFilter("event_types", ep.GetEventTypes())
@@ -93,7 +117,14 @@ type delivery struct {
 // their records and stream entries (one pipeline of the outbox's enqueue
 // script). On an error some may have been queued; repeating the call is
 // safe (idempotent).
+//
+// It is the one way a delivery is queued (the fan-out and both
+// redeliveries call it), and it leaves out, with an error logged, a
+// delivery whose event and endpoint belong to different tenants: one
+// tenant's event never goes to another's endpoint, whatever a caller
+// paired.
 func (s *Service) enqueue(ctx context.Context, ds []delivery, again bool) (int, error) {
+	ds = s.sameTenant(ds)
 	if len(ds) == 0 {
 		return 0, nil
 	}

@@ -421,6 +421,31 @@ func TestTenantsSeeAndChangeOnlyTheirOwnEndpoints(t *testing.T) {
 	}
 }
 
+// Queuing is one code path, and it never sends one tenant's event to
+// another tenant's endpoint, whichever caller paired them: the pair is
+// left out (and logged), the rest of the batch is queued.
+func TestAnEventIsNeverQueuedForAnotherTenantsEndpoint(t *testing.T) {
+	f := newFixture(t, nil)
+	rcv := newReceiver(t)
+	ep, _ := f.create(f.ctx, rcv.srv.URL)
+	mine := &crowdgatev1.Event{EventId: events.ID("mine"), TenantId: "t1", Type: events.TypePoolOpened, Resource: "pools/p-1"}
+	theirs := &crowdgatev1.Event{EventId: events.ID("theirs"), TenantId: "t2", Type: events.TypePoolOpened, Resource: "pools/p-2"}
+	n, err := f.svc.enqueue(f.ctx, []delivery{{ep, theirs}, {ep, mine}}, false)
+	if err != nil || n != 1 {
+		t.Fatalf("enqueue = %d, %v; want 1 (t1's own event), nil", n, err)
+	}
+	var got []string
+	for _, d := range f.deliveries(ep.EndpointId) {
+		got = append(got, d.GetEventId())
+	}
+	if diff := cmp.Diff([]string{mine.EventId}, got); diff != "" {
+		t.Errorf("t1's endpoint's deliveries (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(f.logs.String(), "another tenant's endpoint") {
+		t.Error("the pair left out was not logged")
+	}
+}
+
 func TestEndpointManagementNeedsTheAdminScope(t *testing.T) {
 	f := newFixture(t, nil)
 	write := access.WithPrincipal(context.Background(), &access.Principal{Kind: access.KindAPIKey, Scope: crowdgatev1.ApiKeyScope_API_KEY_SCOPE_WRITE, Tenant: "t1"})
