@@ -137,7 +137,7 @@ func (a *Account) do(ctx context.Context, r request) (int, error) {
 			retry = false
 		case c.cfg.Now().Add(wait).Sub(start) > pol.Budget:
 			retry = false
-			log.get().Debug("toloka: not retrying: the wait does not fit the budget", slog.Duration("wait", wait), slog.Duration("budget", pol.Budget))
+			log.debug("toloka: not retrying: the wait does not fit the budget", slog.Duration("wait", wait), slog.Duration("budget", pol.Budget))
 		default:
 			if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 				retry = false
@@ -147,7 +147,7 @@ func (a *Account) do(ctx context.Context, r request) (int, error) {
 		if !retry {
 			return 0, e
 		}
-		log.get().Debug("toloka: retrying", slog.Int("attempt", attempt), slog.Duration("wait", wait))
+		log.debug("toloka: retrying", slog.Int("attempt", attempt), slog.Duration("wait", wait))
 		if serr := c.cfg.Sleep(ctx, wait); serr != nil {
 			e.Err = ctx.Err()
 			if e.Err == nil {
@@ -171,6 +171,13 @@ func (c *callLog) get() *slog.Logger {
 		c.l = c.base.With(slog.String("op", c.op), slog.String("account", c.account))
 	}
 	return c.l
+}
+
+// debug logs at debug level, when that level is on.
+func (c *callLog) debug(msg string, attrs ...any) {
+	if c.base.Enabled(context.Background(), slog.LevelDebug) {
+		c.get().Debug(msg, attrs...)
+	}
 }
 
 // reserve asks the limiter for a slot. Create limits count once per call,
