@@ -97,6 +97,17 @@ func runLanding(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "run crowdload landing --help for the flags")
 		return exitUsage
 	}
+	if cfg.CompareWith != "" {
+		cmp, err := crowdload.RunLandingPairs(ctx, cfg, stderr)
+		if len(cmp.A) > 0 {
+			cmp.WriteSummary(stdout, cfg.Crowdgate, cfg.CompareWith)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "crowdload landing:", err)
+			return exitCannot
+		}
+		return 0
+	}
 	res, err := crowdload.RunLanding(ctx, cfg, stderr)
 	if res != nil && res.Warm.Requests > 0 {
 		res.WriteSummary(stdout)

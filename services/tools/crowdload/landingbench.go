@@ -76,7 +76,16 @@ type LandingConfig struct {
 	GatewayEnv                                       []string
 	RedisServer, Tolokasim, Crowdgate, Repo, WorkDir string
 	Keep                                             bool
+	// CompareWith, when set, is a second gateway binary: the benchmark
+	// runs Pairs times with each, alternately (RunLandingPairs).
+	CompareWith string
+	// Pairs is how many runs of each binary a comparison makes.
+	Pairs int
 }
+
+// bareHandlerProcess names crowdload's own process while it serves the
+// ceiling's bare redirect handler.
+const bareHandlerProcess = "crowdload (bare handler)"
 
 // ParseLandingFlags reads crowdload landing's command line.
 func ParseLandingFlags(args []string, out io.Writer) (LandingConfig, error) {
@@ -96,6 +105,8 @@ func ParseLandingFlags(args []string, out io.Writer) (LandingConfig, error) {
 	fs.StringVar(&c.Repo, "repo", "", "Crowdgate source tree (default: found upwards from the working directory)")
 	fs.StringVar(&c.WorkDir, "work-dir", "", "directory for logs, binaries and the wrk script (default: a temporary one, removed after the run unless --keep)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the work directory")
+	fs.StringVar(&c.CompareWith, "compare-bin", "", "a second crowdgate binary: run the benchmark --pairs times with each, alternately, and report each figure's median and range for both (--crowdgate-bin is the first)")
+	fs.IntVar(&c.Pairs, "pairs", 3, "runs of each binary with --compare-bin")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `crowdload landing: landing throughput and latency, with their ceilings, in one run.
 
@@ -105,7 +116,10 @@ cold landings); cold landings (each assignment's first); warm landings
 (repeat clicks) under wrk. With --accounts N the assignments are spread
 over N Toloka accounts, each with its own pool and 300 requests/s, and the
 report gives the gateway's and Redis's CPU and Redis's commands per cold
-landing.
+landing. With --compare-bin the whole run is made --pairs times with each
+of two gateway binaries, alternately, and the report gives each figure's
+median and range for both: on a shared machine, alternating is what tells
+a change from the neighbours' load.
 
 Flags:
 `)
@@ -123,6 +137,9 @@ Flags:
 	}
 	if c.Connections < 1 || c.Connections > 4096 {
 		errs = append(errs, fmt.Errorf("--connections must be within 1..4096, got %d", c.Connections))
+	}
+	if c.CompareWith != "" && (c.Pairs < 1 || c.Pairs > 50) {
+		errs = append(errs, fmt.Errorf("--pairs must be within 1..50, got %d", c.Pairs))
 	}
 	if c.Assignments < 1 || c.Assignments > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--assignments must be within 1..1,000,000, got %d", c.Assignments))
@@ -334,9 +351,9 @@ func RunLanding(ctx context.Context, cfg LandingConfig, progress io.Writer) (*La
 			return err
 		}
 		r.logf("ceiling: wrk against a bare Go redirect handler")
-		procs["crowdload (bare handler)"] = os.Getpid()
+		procs[bareHandlerProcess] = os.Getpid()
 		res.Ceiling, err = runWrk(ctx, wrk, cfg, script, "http://"+bare.Addr().String(), procs)
-		delete(procs, "crowdload (bare handler)")
+		delete(procs, bareHandlerProcess)
 		if err != nil {
 			return err
 		}

@@ -122,9 +122,71 @@ func TestParseLandingFlags(t *testing.T) {
 		{[]string{"--accounts=257"}, "--accounts must be within 1..256, got 257"},
 		{[]string{"--accounts=x"}, "invalid value \"x\" for flag -accounts"},
 		{[]string{"--accounts=8", "--assignments=5"}, "--accounts (8) must not exceed --assignments (5)"},
+		{[]string{"--compare-bin=/bin/b", "--pairs=0"}, "--pairs must be within 1..50, got 0"},
+		{[]string{"--compare-bin=/bin/b", "--pairs=51"}, "--pairs must be within 1..50, got 51"},
 	} {
 		if _, err := ParseLandingFlags(tc.args, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("ParseLandingFlags(%q) = %v, want an error naming %s", tc.args, err, tc.want)
+		}
+	}
+}
+
+// A comparison reports each figure's median and range over each binary's
+// runs, the CPU per answer computed from each run's own counts.
+func TestLandingComparisonSummary(t *testing.T) {
+	run := func(ceiling, warm, cold int64, gatewayWarm, gatewayCold, redisCold time.Duration, commands int64) *LandingResult {
+		return &LandingResult{
+			Ceiling: PhaseResult{Requests: ceiling, Elapsed: time.Second, CPU: map[string]time.Duration{bareHandlerProcess: time.Duration(ceiling) * 20 * time.Microsecond}},
+			Warm: PhaseResult{Requests: warm, Elapsed: time.Second, P99: 4 * time.Millisecond,
+				CPU: map[string]time.Duration{"gateway": time.Duration(warm) * gatewayWarm, "redis": time.Duration(warm) * 5 * time.Microsecond}},
+			Cold: PhaseResult{Requests: cold, Elapsed: time.Second,
+				CPU: map[string]time.Duration{"gateway": time.Duration(cold) * gatewayCold, "redis": time.Duration(cold) * redisCold}},
+			ColdRedis: RedisCommandStats{"get": {Calls: cold * commands}},
+		}
+	}
+	c := &LandingComparison{
+		A: []*LandingResult{
+			run(40000, 20000, 1300, 48*time.Microsecond, 480*time.Microsecond, 410*time.Microsecond, 51),
+			run(50000, 22000, 1442, 50*time.Microsecond, 460*time.Microsecond, 360*time.Microsecond, 51),
+			run(30000, 15000, 718, 60*time.Microsecond, 690*time.Microsecond, 490*time.Microsecond, 52),
+		},
+		B: []*LandingResult{
+			run(40000, 21000, 1391, 46*time.Microsecond, 500*time.Microsecond, 350*time.Microsecond, 50),
+			run(44000, 23000, 1607, 47*time.Microsecond, 390*time.Microsecond, 310*time.Microsecond, 50),
+		},
+	}
+	var b strings.Builder
+	c.WriteSummary(&b, "/tmp/cg-before", "")
+	for _, want := range []string{
+		"A: /tmp/cg-before", "B: built from the source tree",
+		"ceiling: bare handler answers/s      40,000 (30,000–50,000)     42,000 (40,000–44,000)",
+		"bare handler CPU per answer (us)     20.0 (20.0–20.0)           20.0 (20.0–20.0)",
+		"warm share of the ceiling (%)        50 (44–50)                 52 (52–52)",
+		"gateway CPU per warm landing (us)    50.0 (48.0–60.0)           46.5 (46.0–47.0)",
+		"cold landings/s                      1,300 (718–1,442)          1,499 (1,391–1,607)",
+		"gateway CPU per cold landing (ms)    0.48 (0.46–0.69)           0.45 (0.39–0.50)",
+		"Redis CPU per cold landing (ms)      0.41 (0.36–0.49)           0.33 (0.31–0.35)",
+		"Redis commands per cold landing      51.0 (51.0–52.0)           50.0 (50.0–50.0)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the summary lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestMedianRange(t *testing.T) {
+	for _, tc := range []struct {
+		vs   []float64
+		want string
+	}{
+		{nil, "-"},
+		{[]float64{1234.4}, "1,234"},
+		{[]float64{3, 1, 2}, "2 (1–3)"},
+		{[]float64{4, 1, 2, 3}, "2 (1–4)"}, // 2.5, rounded by %.0f to even
+		{[]float64{-1234567, 0}, "-617,284 (-1,234,567–0)"},
+	} {
+		if got := medianRange("%.0f", tc.vs); got != tc.want {
+			t.Errorf("medianRange(%v) = %q, want %q", tc.vs, got, tc.want)
 		}
 	}
 }
