@@ -99,14 +99,7 @@ func runLanding(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if cfg.CompareWith != "" {
 		cmp, err := crowdload.RunLandingPairs(ctx, cfg, stderr)
-		if len(cmp.A) > 0 {
-			cmp.WriteSummary(stdout, cfg.Crowdgate, cfg.CompareWith)
-		}
-		if err != nil {
-			fmt.Fprintln(stderr, "crowdload landing:", err)
-			return exitCannot
-		}
-		return 0
+		return compared(cmp, err, "crowdload landing", stdout, stderr)
 	}
 	res, err := crowdload.RunLanding(ctx, cfg, stderr)
 	if res != nil && res.Warm.Requests > 0 {
@@ -133,6 +126,10 @@ func runWebhooks(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "run crowdload webhooks --help for the flags")
 		return exitUsage
 	}
+	if cfg.CompareWith != "" {
+		cmp, err := crowdload.RunWebhooksPairs(ctx, cfg, stderr)
+		return compared(cmp, err, "crowdload webhooks", stdout, stderr)
+	}
 	res, err := crowdload.RunWebhooks(ctx, cfg, stderr)
 	if res != nil && res.Live.Events > 0 {
 		res.WriteSummary(stdout)
@@ -142,6 +139,19 @@ func runWebhooks(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if res != nil && res.WorkDir != "" {
 			fmt.Fprintln(stderr, "crowdload webhooks: logs in", res.WorkDir)
 		}
+		return exitCannot
+	}
+	return 0
+}
+
+// compared prints a comparison's summary (when a run was made) and its
+// error, and returns the exit code.
+func compared[R any](c *crowdload.Comparison[R], err error, name string, stdout, stderr io.Writer) int {
+	if len(c.A) > 0 {
+		c.WriteSummary(stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, name+":", err)
 		return exitCannot
 	}
 	return 0

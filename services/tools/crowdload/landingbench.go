@@ -105,8 +105,7 @@ func ParseLandingFlags(args []string, out io.Writer) (LandingConfig, error) {
 	fs.StringVar(&c.Repo, "repo", "", "Crowdgate source tree (default: found upwards from the working directory)")
 	fs.StringVar(&c.WorkDir, "work-dir", "", "directory for logs, binaries and the wrk script (default: a temporary one, removed after the run unless --keep)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the work directory")
-	fs.StringVar(&c.CompareWith, "compare-bin", "", "a second crowdgate binary: run the benchmark --pairs times with each, alternately, and report each figure's median and range for both (--crowdgate-bin is the first)")
-	fs.IntVar(&c.Pairs, "pairs", 3, "runs of each binary with --compare-bin")
+	compareFlags(fs, &c.CompareWith, &c.Pairs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `crowdload landing: landing throughput and latency, with their ceilings, in one run.
 
@@ -138,8 +137,8 @@ Flags:
 	if c.Connections < 1 || c.Connections > 4096 {
 		errs = append(errs, fmt.Errorf("--connections must be within 1..4096, got %d", c.Connections))
 	}
-	if c.CompareWith != "" && (c.Pairs < 1 || c.Pairs > 50) {
-		errs = append(errs, fmt.Errorf("--pairs must be within 1..50, got %d", c.Pairs))
+	if err := checkPairs(c.CompareWith, c.Pairs); err != nil {
+		errs = append(errs, err)
 	}
 	if c.Assignments < 1 || c.Assignments > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--assignments must be within 1..1,000,000, got %d", c.Assignments))

@@ -144,7 +144,8 @@ func TestLandingComparisonSummary(t *testing.T) {
 			ColdRedis: RedisCommandStats{"get": {Calls: cold * commands}},
 		}
 	}
-	c := &LandingComparison{
+	c := &Comparison[*LandingResult]{
+		Title: "crowdload landing", BinA: "/tmp/cg-before", Metrics: landingMetrics,
 		A: []*LandingResult{
 			run(40000, 20000, 1300, 48*time.Microsecond, 480*time.Microsecond, 410*time.Microsecond, 51),
 			run(50000, 22000, 1442, 50*time.Microsecond, 460*time.Microsecond, 360*time.Microsecond, 51),
@@ -156,7 +157,7 @@ func TestLandingComparisonSummary(t *testing.T) {
 		},
 	}
 	var b strings.Builder
-	c.WriteSummary(&b, "/tmp/cg-before", "")
+	c.WriteSummary(&b)
 	for _, want := range []string{
 		"A: /tmp/cg-before", "B: built from the source tree",
 		"ceiling: bare handler answers/s      40,000 (30,000–50,000)     42,000 (40,000–44,000)",
@@ -171,6 +172,40 @@ func TestLandingComparisonSummary(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("the summary lacks %q:\n%s", want, b.String())
 		}
+	}
+}
+
+// The webhook benchmark's comparison reads the backlog beside the ceiling
+// and the CPU per backlog event; its flags refuse --pairs out of range.
+func TestWebhooksComparison(t *testing.T) {
+	run := func(ceiling, backlog int64, gateway time.Duration) *WebhooksResult {
+		return &WebhooksResult{
+			Ceiling: FanoutPhase{Events: ceiling, Elapsed: time.Second},
+			Backlog: FanoutPhase{Events: backlog, Elapsed: time.Second, P99: 3 * time.Second,
+				CPU: map[string]time.Duration{"gateway": time.Duration(backlog) * gateway}},
+			BacklogRedis: RedisCommandStats{"evalsha": {Calls: 3 * backlog}},
+		}
+	}
+	c := &Comparison[*WebhooksResult]{Title: "crowdload webhooks", BinA: "a", BinB: "b", Metrics: webhookMetrics,
+		A: []*WebhooksResult{run(22000, 4400, 110*time.Microsecond)},
+		B: []*WebhooksResult{run(25000, 5000, 100*time.Microsecond), run(20000, 5000, 90*time.Microsecond)}}
+	var b strings.Builder
+	c.WriteSummary(&b)
+	for _, want := range []string{
+		"crowdload webhooks, 2 runs of each binary, alternated",
+		"backlog share of the ceiling (%)     20.0                       22.5 (20.0–25.0)",
+		"gateway CPU per backlog event (us)   110.0                      95.0 (90.0–100.0)",
+		"Redis commands per backlog event     3.0                        3.0 (3.0–3.0)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the summary lacks %q:\n%s", want, b.String())
+		}
+	}
+	if _, err := ParseWebhooksFlags([]string{"--compare-bin=/bin/b", "--pairs=0"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--pairs must be within 1..50") {
+		t.Errorf("--pairs=0 = %v, want refused", err)
+	}
+	if cfg, err := ParseWebhooksFlags([]string{"--compare-bin=/bin/b"}, io.Discard); err != nil || cfg.CompareWith != "/bin/b" || cfg.Pairs != 3 {
+		t.Errorf("--compare-bin = %+v, %v; want 3 pairs by default", cfg, err)
 	}
 }
 

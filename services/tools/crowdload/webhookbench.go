@@ -64,6 +64,11 @@ type WebhooksConfig struct {
 	GatewayEnv                                       []string
 	RedisServer, Tolokasim, Crowdgate, Repo, WorkDir string
 	Keep                                             bool
+	// CompareWith, when set, is a second gateway binary: the benchmark
+	// runs Pairs times with each, alternately (RunWebhooksPairs).
+	CompareWith string
+	// Pairs is how many runs of each binary a comparison makes.
+	Pairs int
 }
 
 // ParseWebhooksFlags reads crowdload webhooks' command line.
@@ -86,6 +91,7 @@ func ParseWebhooksFlags(args []string, out io.Writer) (WebhooksConfig, error) {
 	fs.StringVar(&c.Repo, "repo", "", "Crowdgate source tree (default: found upwards from the working directory)")
 	fs.StringVar(&c.WorkDir, "work-dir", "", "directory for logs, binaries and the wrk script (default: a temporary one, removed after a passing run unless --keep)")
 	fs.BoolVar(&c.Keep, "keep", false, "keep the work directory")
+	compareFlags(fs, &c.CompareWith, &c.Pairs)
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `crowdload webhooks: webhook fan-out into one local endpoint, with the endpoint's ceiling, in one run.
 
@@ -121,6 +127,9 @@ Flags:
 	}
 	if c.Wait <= 0 {
 		errs = append(errs, fmt.Errorf("--wait must be positive, got %s", c.Wait))
+	}
+	if err := checkPairs(c.CompareWith, c.Pairs); err != nil {
+		errs = append(errs, err)
 	}
 	for _, kv := range c.GatewayEnv {
 		if k, _, _ := strings.Cut(kv, "="); slices.Contains(harnessEnv, k) {
