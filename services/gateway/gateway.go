@@ -54,6 +54,14 @@ type Gateway struct {
 	auth       grpc.UnaryServerInterceptor
 	authStream grpc.StreamServerInterceptor
 
+	// drained is done once the shutdown's drain is over (endDrain): the
+	// open streams end then (endOpenStreams).
+	drained  context.Context
+	endDrain context.CancelFunc
+	// handlers counts the HTTP requests being served, for the shutdown to
+	// wait for after its deadline.
+	handlers sync.WaitGroup
+
 	// drain waits out the shutdown drain delay; tests replace it.
 	drain func(time.Duration)
 }
@@ -103,6 +111,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, opts ...Option) (*Ga
 		o.now = time.Now
 	}
 	g := &Gateway{cfg: cfg, log: log, metrics: prometheus.NewRegistry(), drain: time.Sleep}
+	g.drained, g.endDrain = context.WithCancel(context.Background())
 	if err := g.build(ctx, o); err != nil {
 		g.closeAll()
 		return nil, err
@@ -137,8 +146,12 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 	rpcMetrics := newRPCMetrics(g.metrics)
 	g.grpcServer = grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		// Stop, at the shutdown's deadline, returns once the handlers
+		// have (their contexts cancelled), not before: the workers and
+		// Redis they use are stopped only after that.
+		grpc.WaitForHandlers(true),
 		grpc.ChainUnaryInterceptor(rpcMetrics.UnaryServerInterceptor(), recoverUnary(log), errorUnary(log), g.authUnary, boundsUnary(o.now)),
-		grpc.ChainStreamInterceptor(rpcMetrics.StreamServerInterceptor(), recoverStream(log), errorStream(log), g.authStreams, boundsStream(o.now)),
+		grpc.ChainStreamInterceptor(rpcMetrics.StreamServerInterceptor(), recoverStream(log), errorStream(log), g.endOpenStreams, g.authStreams, boundsStream(o.now)),
 	}, tlsOpts...)...)
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.grpcServer, g.health)
@@ -258,7 +271,7 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	})
 
 	g.httpServer = &http.Server{
-		Handler:           withCORS(g.cfg.CORS, newHTTPMetrics(g.metrics).wrap(mux)),
+		Handler:           g.counted(withCORS(g.cfg.CORS, newHTTPMetrics(g.metrics).wrap(mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -350,19 +363,41 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	return serveErr
 }
 
+// handlerGrace bounds the wait, after the shutdown's deadline, for the
+// handlers whose calls were cut off to return (their contexts are
+// cancelled, so they return at once unless one is stuck).
+const handlerGrace = 5 * time.Second
+
+// counted counts the HTTP requests being served (g.handlers).
+func (g *Gateway) counted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.handlers.Add(1)
+		defer g.handlers.Done()
+		h.ServeHTTP(w, r)
+	})
+}
+
 // shutdown stops the servers gracefully, then the background workers
-// (stopWorkers), then closes the dependencies.
+// (stopWorkers), then closes the dependencies. After the drain the open
+// streams end (endOpenStreams); calls still running at the deadline are
+// cut off, and their handlers are waited for (up to handlerGrace), so
+// that none uses a worker or Redis after they are stopped.
 func (g *Gateway) shutdown(stopWorkers func()) {
 	g.log.Info("shutting down: readiness is NOT_SERVING", "drain", g.cfg.ShutdownDrain)
 	g.setServing(false)
 	g.drain(g.cfg.ShutdownDrain)
+	g.endDrain()
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
 	defer cancel()
 
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := g.httpServer.Shutdown(ctx); err != nil {
-			g.log.Warn("HTTP requests still running at the shutdown deadline", "err", err)
+			g.log.Warn("HTTP requests still running at the shutdown deadline; cutting them off", "err", err)
+			_ = g.httpServer.Close()
+			if !waitUpTo(handlerGrace, g.handlers.Wait) {
+				g.log.Error("HTTP handlers still running after they were cut off", "waited", handlerGrace)
+			}
 		}
 	})
 	wg.Go(func() {
@@ -372,7 +407,9 @@ func (g *Gateway) shutdown(stopWorkers func()) {
 		case <-done:
 		case <-ctx.Done():
 			g.log.Warn("gRPC calls still running at the shutdown deadline; stopping them")
-			g.grpcServer.Stop()
+			if !waitUpTo(handlerGrace, g.grpcServer.Stop) {
+				g.log.Error("gRPC handlers still running after they were cut off", "waited", handlerGrace)
+			}
 		}
 	})
 	wg.Wait()
@@ -381,8 +418,25 @@ func (g *Gateway) shutdown(stopWorkers func()) {
 	g.log.Info("shutdown complete")
 }
 
+// waitUpTo runs wait and reports whether it returned within d.
+func waitUpTo(d time.Duration, wait func()) bool {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // closeAll releases what New opened.
 func (g *Gateway) closeAll() {
+	if g.endDrain != nil {
+		g.endDrain()
+	}
 	if g.restConn != nil {
 		_ = g.restConn.Close()
 	}
