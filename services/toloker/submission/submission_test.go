@@ -1,13 +1,16 @@
 package submission
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/google/go-cmp/cmp"
@@ -656,6 +659,55 @@ func TestPoolTotalsAreExact(t *testing.T) {
 	}
 	if got := f.ledger().RewardTotal.String(); got != "1000010.81500001" {
 		t.Errorf("Toloka was paid %s", got)
+	}
+}
+
+// When Redis cannot say whether the session's earlier submits are still
+// queued, the closing submit waits rather than overtaking them: going
+// first would close the assignment and leave an earlier submit refused and
+// unpaid for good.
+func TestCloseSessionWaitsWhenRedisCannotTellWhatIsQueued(t *testing.T) {
+	fail := &failPendingReads{}
+	f := newFixture(t, func(c *Config) {
+		c.Settings.BaseBackoff, c.Settings.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
+		c.Redis.AddHook(fail)
+	})
+	f.run(f.svc)
+	s := f.toloker(tolokasim.UserState{})
+	if err := f.sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/tasks/external/submit", ErrorRates: map[int]float64{503: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	first := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-1", Reward: "0.40"})
+	if first.Submission.State != queued {
+		t.Fatalf("first submit during the outage: %s, want QUEUED", first.Submission.State)
+	}
+	f.sim.ClearFaults()
+	fail.left.Store(1) // the closing submit's first look at what is queued fails
+	f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-2", Reward: "0.60", CloseSession: proto.Bool(true)})
+	tot := f.waitTotals("both submits settled", 15*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Queued == 0 })
+	if fail.left.Load() > 0 {
+		t.Fatal("the failures were never injected")
+	}
+	if tot.Delivered != 2 || tot.Dead != 0 || tot.RewardDelivered != "1.00" {
+		t.Errorf("totals %v, want both delivered (1.00) and none dead", tot)
+	}
+	f.paidOnce([]string{"task-1", "task-2"})
+}
+
+// failPendingReads fails the pipelines that read a session's queued
+// submissions (SMEMBERS), while left is positive.
+type failPendingReads struct{ left atomic.Int64 }
+
+func (h *failPendingReads) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *failPendingReads) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+
+func (h *failPendingReads) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && cmds[0].Name() == "smembers" && h.left.Add(-1) >= 0 {
+			return errors.New("injected: connection reset")
+		}
+		return next(ctx, cmds)
 	}
 }
 
