@@ -20,6 +20,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
@@ -659,6 +660,66 @@ func TestPoolTotalsAreExact(t *testing.T) {
 	}
 	if got := f.ledger().RewardTotal.String(); got != "1000010.81500001" {
 		t.Errorf("Toloka was paid %s", got)
+	}
+}
+
+// An accept sent twice (go-redis sends a pipeline again when its reply is
+// lost after Redis ran it) is recorded once and answered as its first run:
+// a submit without a retry_id is not queued twice in the pool's totals,
+// and one with a retry_id is not answered as a replay of itself.
+func TestAnAcceptSentTwiceIsRecordedOnce(t *testing.T) {
+	accept := redistest.ReadScript(t, "lua/accept.lua")
+	f := newFixture(t, func(c *Config) { c.Redis.AddHook(runTwice{accept}) })
+	f.run(f.svc)
+	s := f.toloker(tolokasim.UserState{})
+	for _, req := range []*crowdgatev1.SubmitRequest{
+		{SessionId: s.SessionId, Reward: "0.40"},
+		{SessionId: s.SessionId, RetryId: "task-2", Reward: "0.60"},
+	} {
+		if resp := f.submit(req); resp.GetReplayed() {
+			t.Errorf("submit %q answered as a replay of itself", req.GetRetryId())
+		}
+	}
+	tot := f.waitTotals("both submits settled", 15*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Queued == 0 })
+	if tot.Received != 2 || tot.Delivered != 2 || tot.RewardDelivered != "1.00" {
+		t.Errorf("totals %v, want 2 received and delivered (1.00)", tot)
+	}
+	if n := f.ledger().Count; n != 2 {
+		t.Errorf("Toloka paid %d submits, want 2", n)
+	}
+	if got, _, err := f.sessions.Read(f.ctx, tenant.Default, s.SessionId); err != nil || got.GetSubmitsCount() != 2 {
+		t.Errorf("the session counts %d submits (%v), want 2: each recorded once", got.GetSubmitsCount(), err)
+	}
+}
+
+// runTwice runs every call of script twice, as a client resending a
+// pipeline whose reply was lost does.
+type runTwice struct{ script redistest.Script }
+
+func (h runTwice) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h runTwice) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.script.Runs(cmd) {
+			if err := next(ctx, cmd); err != nil {
+				return err
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		for _, c := range cmds {
+			if h.script.Runs(c) {
+				if err := next(ctx, cmds); err != nil {
+					return err
+				}
+				break
+			}
+		}
+		return next(ctx, cmds)
 	}
 }
 

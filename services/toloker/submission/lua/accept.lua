@@ -40,6 +40,16 @@
 -- shard; nothing was written. KEYS[1] holds a submission id or nothing (a
 -- legacy claim "fwd:<shard>", written for the version before, counts as
 -- nothing: claims decide in their own keys).
+--
+-- The same call run twice (the client sends its pipeline again when a
+-- reply is lost) is answered as its first run was and writes nothing
+-- again: a submission id is new to every call, so a record with it is
+-- this call's own. (Without this, a second run queued the submission
+-- twice in the totals, or answered its own first run as a replay.)
+local mine = redis.call('HMGET', KEYS[2], 'st', 'eid')
+if mine[1] then
+  return {'new', ARGV[3], mine[2] or ''}
+end
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[1])
   if existing and string.sub(existing, 1, 4) ~= 'fwd:' then
