@@ -946,7 +946,8 @@ func TestArchivedPoolOrProjectIsClosedWithoutAskingToloka(t *testing.T) {
 
 // A Toloker whose session in a pool was revoked or ended by Toloka's flags
 // is barred from the pool (submits by pool and user are refused) until a
-// fresh landing opens a new session.
+// fresh landing opens a new session; the earlier session's end seen again
+// after that does not bar the new session.
 func TestARevokedSessionBarsItsTolokerUntilTheyLandAgain(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{})
 	pool := env.NewPool(t, tenant.Default, nil)
@@ -971,10 +972,26 @@ func TestARevokedSessionBarsItsTolokerUntilTheyLandAgain(t *testing.T) {
 	if r, _ := env.Sessions.Barred(ctx, "other", pool.GetPoolId(), "toloker-1"); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
 		t.Errorf("another tenant sees the bar: %v", r)
 	}
+	revoked := sess
 	env.Submit(t, pool, "toloker-1", true) // the revoked assignment ends in Toloka
-	started(t, env, env.StartAssignment(t, pool, "toloker-1"))
+	fresh := started(t, env, env.StartAssignment(t, pool, "toloker-1"))
 	if r := barred(); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
 		t.Errorf("after a fresh landing: barred %v, want none", r)
+	}
+	// The revoked session's end seen again later (a late delivery of its
+	// submit, a resent End) does not bar the new session; revoking the new
+	// one does.
+	if _, err := env.Sessions.End(ctx, tenant.Default, revoked.GetSessionId(), crowdgatev1.EndReason_END_REASON_REVOKED); err != nil {
+		t.Fatal(err)
+	}
+	if r := barred(); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
+		t.Errorf("the earlier session's end seen again barred the new session: %v", r)
+	}
+	if _, err := env.Sessions.End(ctx, tenant.Default, fresh.GetSessionId(), crowdgatev1.EndReason_END_REASON_REVOKED); err != nil {
+		t.Fatal(err)
+	}
+	if r := barred(); r != crowdgatev1.EndReason_END_REASON_REVOKED {
+		t.Errorf("after the new session's revocation: barred %v, want REVOKED", r)
 	}
 	// A session ended normally bars nothing.
 	sess = started(t, env, env.StartAssignment(t, pool, "toloker-2"))

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,7 +28,8 @@ import (
 //	P ses-lock:{aid}       the resolve lock while Toloka is asked
 //	P ses-live:{tenant/pool} sorted set of active session ids by expiry
 //	P ses-unknown:{tenant/pool}:<window>  landings of ids Toloka does not know, this window
-//	P ses-block:{tenant/pool}:<user>      the reason a Toloker's session in the pool was revoked
+//	P ses-block:{tenant/pool}:<user>      the reason a Toloker's session in the pool was revoked,
+//	                                      or "lifted:<ms>" once a landing after it lifted the bar
 type store struct {
 	rdb redis.UniversalClient
 	// landing runs the landing's commands (usually rdb autopipelined); it
@@ -51,6 +53,8 @@ var (
 	forgetLua string
 	//go:embed lua/swap.lua
 	swapLua string
+	//go:embed lua/bar.lua
+	barLua string
 
 	landScript     = redis.NewScript(ratelimit.ReserveLua() + landLua)
 	createScript   = redis.NewScript(createLua)
@@ -59,6 +63,7 @@ var (
 	liveAddScript  = redis.NewScript(liveAddLua)
 	forgetScript   = redis.NewScript(forgetLua)
 	swapScript     = redis.NewScript(swapLua)
+	barScript      = redis.NewScript(barLua)
 )
 
 func (s *store) sessionKey(aid string) string { return s.prefix + "ses:{" + aid + "}" }
@@ -354,15 +359,22 @@ func (s *store) spendUnknown(ctx context.Context, tenantID, poolID string, windo
 // without landing again.
 const blockTTL = 90 * 24 * time.Hour
 
-// block bars a Toloker's submits by pool and user in a pool, for reason.
-func (s *store) block(ctx context.Context, tenantID, poolID, userID, reason string) error {
-	return storage.Unavailable(s.rdb.Set(ctx, s.blockKey(tenantID, poolID, userID), reason, blockTTL).Err())
+// block bars a Toloker's submits by pool and user in a pool, for reason,
+// after a session of theirs that ended at ended: unless a landing after
+// that end lifted the bar (bar.lua).
+func (s *store) block(ctx context.Context, tenantID, poolID, userID, reason string, ended time.Time) error {
+	return storage.Unavailable(barScript.Run(ctx, s.rdb, []string{s.blockKey(tenantID, poolID, userID)},
+		reason, ended.UnixMilli(), blockTTL.Milliseconds()).Err())
 }
 
-// blocked returns the reason a Toloker is barred from a pool ("" when not).
+// liftedPrefix starts the value a lifted bar leaves (live_add.lua).
+const liftedPrefix = "lifted:"
+
+// blocked returns the reason a Toloker is barred from a pool ("" when not,
+// or when a landing lifted the bar).
 func (s *store) blocked(ctx context.Context, tenantID, poolID, userID string) (string, error) {
 	v, err := s.rdb.Get(ctx, s.blockKey(tenantID, poolID, userID)).Result()
-	if errors.Is(err, redis.Nil) {
+	if errors.Is(err, redis.Nil) || strings.HasPrefix(v, liftedPrefix) {
 		return "", nil
 	}
 	return v, storage.Unavailable(err)
