@@ -458,11 +458,9 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 	}
 	if bars(r.session.GetEndReason()) {
 		// Written whenever such an end is seen (also again), so a bar lost
-		// to a failure is restored by the next End; not over a landing
-		// made since the end, which lifted it for the Toloker's new
-		// session.
-		if err := s.store.block(ctx, r.session.TenantId, r.session.PoolId, r.session.UserId,
-			r.session.GetEndReason().String(), r.session.GetEndTime().AsTime()); err != nil {
+		// to a failure is restored by the next End; not over a later
+		// session's landing, which lifted it for that session.
+		if err := s.store.block(ctx, r.session, r.session.GetEndReason().String()); err != nil {
 			return nil, err
 		}
 	}

@@ -987,6 +987,13 @@ func TestARevokedSessionBarsItsTolokerUntilTheyLandAgain(t *testing.T) {
 	if r := barred(); r != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
 		t.Errorf("the earlier session's end seen again barred the new session: %v", r)
 	}
+	// The session that lifted the bar is barred by its own end whatever the
+	// clocks say (here the lift looks an hour younger than the session).
+	barKey := env.Redis.Prefix + "ses-block:{" + tenant.Default + "/" + pool.GetPoolId() + "}:toloker-1"
+	lift := fmt.Sprintf("lifted:%d:%s", time.Now().Add(time.Hour).UnixMilli(), fresh.GetSessionId())
+	if err := env.Redis.Client.Set(ctx, barKey, lift, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := env.Sessions.End(ctx, tenant.Default, fresh.GetSessionId(), crowdgatev1.EndReason_END_REASON_REVOKED); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
@@ -29,7 +30,7 @@ import (
 //	P ses-live:{tenant/pool} sorted set of active session ids by expiry
 //	P ses-unknown:{tenant/pool}:<window>  landings of ids Toloka does not know, this window
 //	P ses-block:{tenant/pool}:<user>      the reason a Toloker's session in the pool was revoked,
-//	                                      or "lifted:<ms>" once a landing after it lifted the bar
+//	                                      or "lifted:<ms>:<session>" once a later session's landing lifted it
 type store struct {
 	rdb redis.UniversalClient
 	// landing runs the landing's commands (usually rdb autopipelined); it
@@ -360,11 +361,11 @@ func (s *store) spendUnknown(ctx context.Context, tenantID, poolID string, windo
 const blockTTL = 90 * 24 * time.Hour
 
 // block bars a Toloker's submits by pool and user in a pool, for reason,
-// after a session of theirs that ended at ended: unless a landing after
-// that end lifted the bar (bar.lua).
-func (s *store) block(ctx context.Context, tenantID, poolID, userID, reason string, ended time.Time) error {
-	return storage.Unavailable(barScript.Run(ctx, s.rdb, []string{s.blockKey(tenantID, poolID, userID)},
-		reason, ended.UnixMilli(), blockTTL.Milliseconds()).Err())
+// after sess ended: unless a later session's landing lifted the bar
+// (bar.lua).
+func (s *store) block(ctx context.Context, sess *crowdgatev1.Session, reason string) error {
+	return storage.Unavailable(barScript.Run(ctx, s.rdb, []string{s.blockKey(sess.TenantId, sess.PoolId, sess.UserId)},
+		reason, sess.GetCreateTime().AsTime().UnixMilli(), sess.GetSessionId(), blockTTL.Milliseconds()).Err())
 }
 
 // liftedPrefix starts the value a lifted bar leaves (live_add.lua).

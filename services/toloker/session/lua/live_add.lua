@@ -11,12 +11,12 @@ local ttl = tonumber(ARGV[2]) - tonumber(ARGV[3])
 if redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
--- A bar lifted leaves the time it was lifted ("lifted:<ms>", for the bar's
--- remaining time), so that the earlier session's end seen again later (a
--- late delivery of its submit, a resent End) does not bar the Toloker's
--- new session (bar.lua).
+-- A bar lifted leaves which session lifted it and when it landed
+-- ("lifted:<ms>:<session id>", for the bar's remaining time), so that an
+-- earlier session's end seen again later (a late delivery of its submit,
+-- a resent End) does not bar the Toloker's new session (bar.lua).
 local bar = redis.call('GET', KEYS[2])
 if bar and string.sub(bar, 1, 7) ~= 'lifted:' then
-  redis.call('SET', KEYS[2], 'lifted:' .. ARGV[3], 'KEEPTTL')
+  redis.call('SET', KEYS[2], 'lifted:' .. ARGV[3] .. ':' .. ARGV[1], 'KEEPTTL')
 end
 return 1
