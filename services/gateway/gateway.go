@@ -60,7 +60,7 @@ type Gateway struct {
 	endDrain context.CancelFunc
 	// handlers counts the HTTP requests being served, for the shutdown to
 	// wait for after its deadline.
-	handlers sync.WaitGroup
+	handlers handlerCount
 
 	// drain waits out the shutdown drain delay; tests replace it.
 	drain func(time.Duration)
@@ -371,10 +371,39 @@ const handlerGrace = 5 * time.Second
 // counted counts the HTTP requests being served (g.handlers).
 func (g *Gateway) counted(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		g.handlers.Add(1)
-		defer g.handlers.Done()
+		g.handlers.add(1)
+		defer g.handlers.add(-1)
 		h.ServeHTTP(w, r)
 	})
+}
+
+// handlerCount counts running handlers; wait returns once none runs. A
+// handler may start while wait waits (a request read just before the
+// server closed), which a sync.WaitGroup does not allow.
+type handlerCount struct {
+	mu   sync.Mutex
+	n    int
+	none *sync.Cond // signalled when n drops to 0
+}
+
+func (c *handlerCount) add(d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n += d
+	if c.n == 0 && c.none != nil {
+		c.none.Broadcast()
+	}
+}
+
+func (c *handlerCount) wait() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.none == nil {
+		c.none = sync.NewCond(&c.mu)
+	}
+	for c.n > 0 {
+		c.none.Wait()
+	}
 }
 
 // shutdown stops the servers gracefully, then the background workers
@@ -395,7 +424,7 @@ func (g *Gateway) shutdown(stopWorkers func()) {
 		if err := g.httpServer.Shutdown(ctx); err != nil {
 			g.log.Warn("HTTP requests still running at the shutdown deadline; cutting them off", "err", err)
 			_ = g.httpServer.Close()
-			if !waitUpTo(handlerGrace, g.handlers.Wait) {
+			if !waitUpTo(handlerGrace, g.handlers.wait) {
 				g.log.Error("HTTP handlers still running after they were cut off", "waited", handlerGrace)
 			}
 		}

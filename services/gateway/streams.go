@@ -43,9 +43,16 @@ var (
 // suggests: another replica takes the reconnect at once.
 const shutdownRetry = time.Second
 
+// streamEndGrace is how long an open stream's handler has, once its
+// context is cancelled at the drain's end, to return before the stream is
+// ended without it (a handler waiting to receive, as reflection's does,
+// returns once the stream has ended).
+const streamEndGrace = time.Second
+
 // endOpenStreams is the stream interceptor that ends the open streams
-// (openStreams) when g.drained is done: their handler's context is
-// cancelled, and what it returns is replaced by UNAVAILABLE. It sits
+// (openStreams) when g.drained is done: the handler's context is
+// cancelled, and the stream ends with UNAVAILABLE once the handler has
+// returned or streamEndGrace has passed, whichever comes first. It sits
 // inside errorStream, which converts that to a gRPC status.
 func (g *Gateway) endOpenStreams(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	if !openStreams[info.FullMethod] {
@@ -53,16 +60,27 @@ func (g *Gateway) endOpenStreams(srv any, ss grpc.ServerStream, info *grpc.Strea
 	}
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
-	stop := context.AfterFunc(g.drained, cancel)
-	defer stop()
-	err := handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
-	if g.drained.Err() != nil && ss.Context().Err() == nil {
-		return &serviceerror.Unavailable{
-			Message:    "this Crowdgate replica is shutting down; call again (WatchEvents: from the cursor of the last event received)",
-			RetryAfter: shutdownRetry,
-		}
+	done := make(chan error, 1)
+	go func() { done <- handler(srv, &ctxStream{ServerStream: ss, ctx: ctx}) }()
+	select {
+	case err := <-done:
+		return err
+	case <-g.drained.Done():
 	}
-	return err
+	cancel()
+	t := time.NewTimer(streamEndGrace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if ss.Context().Err() != nil {
+			return err // the client went first
+		}
+	case <-t.C:
+	}
+	return &serviceerror.Unavailable{
+		Message:    "this Crowdgate replica is shutting down; call again (WatchEvents: from the cursor of the last event received)",
+		RetryAfter: shutdownRetry,
+	}
 }
 
 // ctxStream is a server stream with a context of its own.

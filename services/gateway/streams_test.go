@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
@@ -42,7 +43,8 @@ func TestEveryStreamIsBoundedOrEndsAtShutdown(t *testing.T) {
 }
 
 // Streams that never end by themselves (a WatchEvents following the log,
-// a health watch) do not hold the shutdown up: once the drain is over they
+// a health watch, a reflection session waiting to receive) do not hold the
+// shutdown up: once the drain is over they
 // end with UNAVAILABLE (the client resumes elsewhere), the graceful stop
 // finishes without reaching its deadline, and Serve returns cleanly.
 func TestOpenStreamsEndWhenTheDrainIsOver(t *testing.T) {
@@ -74,9 +76,26 @@ func TestOpenStreamsEndWhenTheDrainIsOver(t *testing.T) {
 		t.Fatalf("health watch: %v, %v; want SERVING", st, err)
 	}
 
+	// A reflection session waits to receive, not on its context.
+	refl, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := refl.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := refl.Recv(); err != nil {
+		t.Fatal(err)
+	}
+
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
 	<-drained
+	if _, err := refl.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("reflection after the drain: %v; want UNAVAILABLE", err)
+	}
 	_, err = watch.Recv()
 	if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "shutting down") {
 		t.Errorf("WatchEvents after the drain: %v; want UNAVAILABLE saying the replica is shutting down", err)
@@ -135,7 +154,16 @@ func TestACallCutOffAtTheDeadlineEndsBeforeTheWorkersStop(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Errorf("Serve: %v", err)
 	}
-	if first, second := <-order, <-order; first != "handler returned" || second != "workers stopped" {
-		t.Errorf("order: %s, then %s; want the cut-off handler to return before the workers stop", first, second)
+	var got []string
+	for len(got) < 2 {
+		select {
+		case o := <-order:
+			got = append(got, o)
+		case <-time.After(30 * time.Second): // a bound for the failure report only
+			t.Fatalf("after the shutdown: %v; the cut-off handler never returned", got)
+		}
+	}
+	if got[0] != "handler returned" || got[1] != "workers stopped" {
+		t.Errorf("order: %v; want the cut-off handler to return before the workers stop", got)
 	}
 }
