@@ -46,6 +46,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts the graceful shutdown; from then on the
+	// signals are Go's default again, so a second one ends the process.
+	context.AfterFunc(ctx, stop)
 	// Until the configuration names a log format, failures are logged as
 	// JSON, the default.
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))

@@ -178,6 +178,38 @@ func TestBinaryServesHealthAndExitsCleanlyOnSIGTERM(t *testing.T) {
 	}
 }
 
+// A second SIGTERM (or Ctrl-C) ends a shutdown that is taking its time:
+// the first one started the drain, the second one stops the process.
+func TestASecondSignalEndsAShutdownAtOnce(t *testing.T) {
+	p := start(t, []string{"REDIS_URL=" + redistest.New(t).URL, "CROWDGATE_SHUTDOWN_DRAIN=1h"})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The drain has begun once readiness says so.
+	for {
+		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Success() {
+			t.Errorf("exit after a second SIGTERM: %v, want the process ended by it", err)
+		}
+	case <-time.After(30 * time.Second): // a bound for the failure report only
+		t.Fatal("a second SIGTERM did not end the hour-long drain")
+	}
+}
+
 func TestBinaryRefusesBadConfiguration(t *testing.T) {
 	cmd := exec.Command(binary, "-redis-mode=bogus")
 	out, err := cmd.CombinedOutput()
