@@ -77,25 +77,21 @@ func (s *Service) fanout(ctx context.Context, evs []*crowdgatev1.Event) error {
 
 // sameTenant returns ds without the deliveries whose event and endpoint
 // belong to different tenants (none, unless a caller is wrong), logging
-// each one left out.
+// each one left out. ds itself is the caller's and stays as it is.
 func (s *Service) sameTenant(ds []delivery) []delivery {
-	for i, d := range ds {
-		if d.ep.GetTenantId() == d.ev.GetTenantId() {
-			continue
-		}
-		out := slices.Clone(ds[:i]) // ds is the caller's
-		for _, d := range ds[i:] {
-			if d.ep.GetTenantId() == d.ev.GetTenantId() {
-				out = append(out, d)
-				continue
-			}
-			s.log.Error("webhook: an event paired with another tenant's endpoint was not queued",
-				"event_id", d.ev.GetEventId(), "event_tenant_id", d.ev.GetTenantId(),
-				"endpoint_id", d.ep.GetEndpointId(), "endpoint_tenant_id", d.ep.GetTenantId())
-		}
-		return out
+	crossTenant := func(d delivery) bool { return d.ep.GetTenantId() != d.ev.GetTenantId() }
+	if !slices.ContainsFunc(ds, crossTenant) {
+		return ds
 	}
-	return ds
+	return slices.DeleteFunc(slices.Clone(ds), func(d delivery) bool {
+		if !crossTenant(d) {
+			return false
+		}
+		s.log.Error("webhook: an event paired with another tenant's endpoint was not queued",
+			"event_id", d.ev.GetEventId(), "event_tenant_id", d.ev.GetTenantId(),
+			"endpoint_id", d.ep.GetEndpointId(), "endpoint_tenant_id", d.ep.GetTenantId())
+		return true
+	})
 }
 
 // selects reports whether an endpoint's event types select typ.

@@ -460,7 +460,7 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 		// Written whenever such an end is seen (also again), so a bar lost
 		// to a failure is restored by the next End; not over a later
 		// session's landing, which lifted it for that session.
-		if err := s.store.block(ctx, r.session, r.session.GetEndReason().String()); err != nil {
+		if err := s.store.block(ctx, r.session); err != nil {
 			return nil, err
 		}
 	}

@@ -360,12 +360,12 @@ func (s *store) spendUnknown(ctx context.Context, tenantID, poolID string, windo
 // without landing again.
 const blockTTL = 90 * 24 * time.Hour
 
-// block bars a Toloker's submits by pool and user in a pool, for reason,
-// after sess ended: unless a later session's landing lifted the bar
-// (bar.lua).
-func (s *store) block(ctx context.Context, sess *crowdgatev1.Session, reason string) error {
+// block bars a Toloker's submits by pool and user in a pool after sess
+// ended, for its end reason: unless a later session's landing lifted the
+// bar (bar.lua).
+func (s *store) block(ctx context.Context, sess *crowdgatev1.Session) error {
 	return storage.Unavailable(barScript.Run(ctx, s.rdb, []string{s.blockKey(sess.TenantId, sess.PoolId, sess.UserId)},
-		reason, sess.GetCreateTime().AsTime().UnixMilli(), sess.GetSessionId(), blockTTL.Milliseconds()).Err())
+		sess.GetEndReason().String(), sess.GetCreateTime().AsTime().UnixMilli(), sess.GetSessionId(), blockTTL.Milliseconds()).Err())
 }
 
 // liftedPrefix starts the value a lifted bar leaves (live_add.lua).
