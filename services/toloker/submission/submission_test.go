@@ -729,9 +729,25 @@ func (h runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 // unpaid for good.
 func TestCloseSessionWaitsWhenRedisCannotTellWhatIsQueued(t *testing.T) {
 	fail := &failPendingReads{}
+	f, s := queuedDuringAnOutage(t, func(c *Config) { c.Redis.AddHook(fail) })
+	fail.left.Store(1) // the closing submit's first look at what is queued fails
+	f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-2", Reward: "0.60", CloseSession: proto.Bool(true)})
+	f.bothDeliveredAndPaidOnce()
+	if fail.left.Load() > 0 {
+		t.Fatal("the failures were never injected")
+	}
+}
+
+// queuedDuringAnOutage starts a fixture whose retries wait 300 ms (mutate
+// adjusts its configuration further), lands a Toloker, and queues their
+// first submit (task-1, 0.40) during a Toloka outage, which then ends.
+func queuedDuringAnOutage(t *testing.T, mutate func(*Config)) (*fixture, *crowdgatev1.Session) {
+	t.Helper()
 	f := newFixture(t, func(c *Config) {
 		c.Settings.BaseBackoff, c.Settings.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
-		c.Redis.AddHook(fail)
+		if mutate != nil {
+			mutate(c)
+		}
 	})
 	f.run(f.svc)
 	s := f.toloker(tolokasim.UserState{})
@@ -743,14 +759,16 @@ func TestCloseSessionWaitsWhenRedisCannotTellWhatIsQueued(t *testing.T) {
 		t.Fatalf("first submit during the outage: %s, want QUEUED", first.Submission.State)
 	}
 	f.sim.ClearFaults()
-	fail.left.Store(1) // the closing submit's first look at what is queued fails
-	f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-2", Reward: "0.60", CloseSession: proto.Bool(true)})
+	return f, s
+}
+
+// bothDeliveredAndPaidOnce waits until neither task-1 (0.40) nor task-2
+// (0.60) is queued, and checks that both were delivered and paid once.
+func (f *fixture) bothDeliveredAndPaidOnce() {
+	f.t.Helper()
 	tot := f.waitTotals("both submits settled", 15*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Queued == 0 })
-	if fail.left.Load() > 0 {
-		t.Fatal("the failures were never injected")
-	}
 	if tot.Delivered != 2 || tot.Dead != 0 || tot.RewardDelivered != "1.00" {
-		t.Errorf("totals %v, want both delivered (1.00) and none dead", tot)
+		f.t.Errorf("totals %v, want both delivered (1.00) and none dead", tot)
 	}
 	f.paidOnce([]string{"task-1", "task-2"})
 }
@@ -776,28 +794,12 @@ func (h *failPendingReads) ProcessPipelineHook(next redis.ProcessPipelineHook) r
 // submits: Toloka closes the assignment on close_session and would refuse
 // (and never pay) an earlier submit that arrived after it.
 func TestCloseSessionWaitsForTheSessionsEarlierSubmits(t *testing.T) {
-	f := newFixture(t, func(c *Config) {
-		c.Settings.BaseBackoff, c.Settings.MaxBackoff = 300*time.Millisecond, 300*time.Millisecond
-	})
-	f.run(f.svc)
-	s := f.toloker(tolokasim.UserState{})
-	if err := f.sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/tasks/external/submit", ErrorRates: map[int]float64{503: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	first := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-1", Reward: "0.40"})
-	if first.Submission.State != queued {
-		t.Fatalf("first submit during the outage: %s, want QUEUED", first.Submission.State)
-	}
-	f.sim.ClearFaults()
+	f, s := queuedDuringAnOutage(t, nil)
 	last := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-2", Reward: "0.60", CloseSession: proto.Bool(true)})
 	if last.Submission.State != queued {
 		t.Errorf("closing submit answered %s while an earlier submit was queued, want QUEUED (it must go last)", last.Submission.State)
 	}
-	tot := f.waitTotals("both submits settled", 15*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Queued == 0 })
-	if tot.Delivered != 2 || tot.Dead != 0 || tot.RewardDelivered != "1.00" {
-		t.Errorf("totals %v, want both delivered (1.00) and none dead", tot)
-	}
-	f.paidOnce([]string{"task-1", "task-2"})
+	f.bothDeliveredAndPaidOnce()
 	var order []string
 	for _, r := range f.submitRequests() {
 		var body struct {

@@ -156,9 +156,7 @@ func TestLandingComparisonSummary(t *testing.T) {
 			run(44000, 23000, 1607, 47*time.Microsecond, 390*time.Microsecond, 310*time.Microsecond, 50),
 		},
 	}
-	var b strings.Builder
-	c.WriteSummary(&b)
-	for _, want := range []string{
+	summaryHas(t, c, []string{
 		"A: /tmp/cg-before", "B: built from the source tree",
 		"ceiling: bare handler answers/s      40,000 (30,000–50,000)     42,000 (40,000–44,000)",
 		"bare handler CPU per answer (us)     20.0 (20.0–20.0)           20.0 (20.0–20.0)",
@@ -168,11 +166,7 @@ func TestLandingComparisonSummary(t *testing.T) {
 		"gateway CPU per cold landing (ms)    0.48 (0.46–0.69)           0.45 (0.39–0.50)",
 		"Redis CPU per cold landing (ms)      0.41 (0.36–0.49)           0.33 (0.31–0.35)",
 		"Redis commands per cold landing      51.0 (51.0–52.0)           50.0 (50.0–50.0)",
-	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("the summary lacks %q:\n%s", want, b.String())
-		}
-	}
+	})
 }
 
 // The webhook benchmark's comparison reads the backlog beside the ceiling
@@ -189,23 +183,29 @@ func TestWebhooksComparison(t *testing.T) {
 	c := &Comparison[*WebhooksResult]{Title: "crowdload webhooks", BinA: "a", BinB: "b", Metrics: webhookMetrics,
 		A: []*WebhooksResult{run(22000, 4400, 110*time.Microsecond)},
 		B: []*WebhooksResult{run(25000, 5000, 100*time.Microsecond), run(20000, 5000, 90*time.Microsecond)}}
-	var b strings.Builder
-	c.WriteSummary(&b)
-	for _, want := range []string{
+	summaryHas(t, c, []string{
 		"crowdload webhooks, 2 runs of each binary, alternated",
 		"backlog share of the ceiling (%)     20.0                       22.5 (20.0–25.0)",
 		"gateway CPU per backlog event (us)   110.0                      95.0 (90.0–100.0)",
 		"Redis commands per backlog event     3.0                        3.0 (3.0–3.0)",
-	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("the summary lacks %q:\n%s", want, b.String())
-		}
-	}
+	})
 	if _, err := ParseWebhooksFlags([]string{"--compare-bin=/bin/b", "--pairs=0"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--pairs must be within 1..50") {
 		t.Errorf("--pairs=0 = %v, want refused", err)
 	}
 	if cfg, err := ParseWebhooksFlags([]string{"--compare-bin=/bin/b"}, io.Discard); err != nil || cfg.CompareWith != "/bin/b" || cfg.Pairs != 3 {
 		t.Errorf("--compare-bin = %+v, %v; want 3 pairs by default", cfg, err)
+	}
+}
+
+// summaryHas fails t unless c's summary has every line of want.
+func summaryHas[R any](t *testing.T, c *Comparison[R], want []string) {
+	t.Helper()
+	var b strings.Builder
+	c.WriteSummary(&b)
+	for _, line := range want {
+		if !strings.Contains(b.String(), line) {
+			t.Errorf("the summary lacks %q:\n%s", line, b.String())
+		}
 	}
 }
 
