@@ -60,6 +60,9 @@ type Options struct {
 	Redis *redistest.Redis
 	// Sim adjusts the emulator's configuration.
 	Sim func(*tolokasim.Config)
+	// SimHandler, when set, wraps the emulator's handler: a test can hold
+	// one of Toloka's answers to order it against other calls.
+	SimHandler func(http.Handler) http.Handler
 	// Config adjusts the gateway's configuration after it is loaded from
 	// its defaults (listen addresses, Redis and Toloka URLs set).
 	Config func(*gateway.Config)
@@ -121,8 +124,12 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.Sim != nil {
 		opts.Sim(&simCfg)
 	}
-	var simSrv *httptest.Server
-	env.Sim, simSrv = tolokasim.NewTestServer(simCfg)
+	env.Sim = tolokasim.New(simCfg)
+	var simHandler http.Handler = env.Sim
+	if opts.SimHandler != nil {
+		simHandler = opts.SimHandler(simHandler)
+	}
+	simSrv := httptest.NewServer(simHandler)
 	t.Cleanup(func() {
 		env.Sim.Close()
 		simSrv.Close()

@@ -17,10 +17,21 @@
 // closed), and then the pools and the project are archived. A refusal is
 // FAILED_PRECONDITION saying, pool by pool, what is left ("1 live
 // session").
+//
+// The last check and the archive are one fenced step per pool: the check
+// fences the pool and counts its live sessions at once (LiveSessions.Fence),
+// so a Toloker whose landing asked Toloka before the archive, and stores
+// its session after, is either counted (the archive is refused) or refused
+// (the landing is closed); never sent to a pool about to be archived. A
+// pool archived stays fenced for good; a refusal or an error lifts the
+// fences of the pools not archived, and a fence an archive that died left
+// expires after FenceTTL.
 package archive
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -37,9 +48,21 @@ import (
 	"github.com/crowdgate/crowdgate/services/requester/project"
 )
 
-// LiveSessions counts a pool's active sessions (*session.Service).
+// LiveSessions counts a pool's active sessions and stops new ones
+// (*session.Service).
 type LiveSessions interface {
+	// LiveCount counts a pool's active sessions.
 	LiveCount(ctx context.Context, tenantID, poolID string) (int64, error)
+	// Fence stops sessions from starting in a pool and counts its active
+	// ones, in one step; the fence is holder's and expires after ttl.
+	Fence(ctx context.Context, tenantID, poolID, holder string, ttl time.Duration) (int64, error)
+	// Unfence lets sessions start again in a pool holder fenced.
+	Unfence(ctx context.Context, tenantID, poolID, holder string) error
+	// LeaveFenced keeps sessions out of a pool holder fenced for ttl,
+	// handing the fence to the next archive of the pool.
+	LeaveFenced(ctx context.Context, tenantID, poolID, holder string, ttl time.Duration) error
+	// Seal fences an archived pool for good.
+	Seal(ctx context.Context, tenantID, poolID string) error
 }
 
 // PendingSubmits counts a pool's submits not yet delivered and dead
@@ -106,7 +129,7 @@ func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string
 	if err != nil {
 		return nil, err
 	}
-	if err := s.refuseUnfinished(ctx, "project "+projectID, r, pools); err != nil {
+	if err := s.refuseUnfinished(ctx, "project "+projectID, r, pools, s.liveCount(tenantID)); err != nil {
 		return nil, err
 	}
 	for i, pl := range pools {
@@ -117,16 +140,8 @@ func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string
 			return nil, fmt.Errorf("close pool %s: %w", pl.GetPoolId(), err)
 		}
 	}
-	if err := s.refuseUnfinished(ctx, "project "+projectID, r, pools); err != nil {
+	if err := s.archivePools(ctx, "project "+projectID, r, pools); err != nil {
 		return nil, err
-	}
-	for _, pl := range pools {
-		if archived(pl) {
-			continue
-		}
-		if _, err := s.pools.Archive(ctx, tenantID, pl.GetPoolId()); err != nil {
-			return nil, fmt.Errorf("archive pool %s: %w", pl.GetPoolId(), err)
-		}
 	}
 	op, err := r.Account.ArchiveProject(ctx, p.GetTolokaProjectId())
 	if err != nil {
@@ -164,28 +179,146 @@ func (s *Service) ArchivePool(ctx context.Context, tenantID, poolID string) (*cr
 	if err != nil {
 		return nil, err
 	}
-	if !archived(r.Pool) {
-		if err := s.refuseUnfinished(ctx, "pool "+poolID, r, []*crowdgatev1.Pool{r.Pool}); err != nil {
+	if archived(r.Pool) {
+		// Sealed again (at no cost): repairs a seal that failed.
+		if err := s.sessions.Seal(ctx, tenantID, poolID); err != nil {
 			return nil, err
 		}
+		return r.Pool, nil
 	}
-	return s.pools.Archive(ctx, tenantID, poolID)
+	pools := []*crowdgatev1.Pool{r.Pool}
+	if err := s.refuseUnfinished(ctx, "pool "+poolID, r, pools, s.liveCount(tenantID)); err != nil {
+		return nil, err
+	}
+	if err := s.archivePools(ctx, "pool "+poolID, r, pools); err != nil {
+		return nil, err
+	}
+	return pools[0], nil
+}
+
+// FenceTTL bounds how long the fence of an archive that stopped midway (its
+// replica killed, or Toloka's answer about the archive unknown) keeps new
+// sessions out of a pool it did not archive. It outlasts one pool's
+// archive in Toloka (the client waits at most 10 minutes for the
+// operation); the fence is renewed before each pool's.
+const FenceTTL = 15 * time.Minute
+
+// archivePools archives the unarchived ones of pools (of r's project) in
+// Toloka, replacing them in pools, once none has unfinished work: each is
+// fenced first (its live sessions counted in the same step, and none
+// starting after), every source of unfinished work is asked, and each pool
+// is archived with its fence renewed (and its live sessions counted again)
+// just before, then sealed. A refusal or an error lifts the fences of the
+// pools not archived, except a pool whose archive in Toloka failed (Toloka
+// may have made it, or may yet): its fence stays up for FenceTTL, free for
+// the next archive to take over.
+//
+// Once the pools are fenced it runs to the end even if the caller goes
+// away: stopped between Toloka's archive and the seal, it would leave an
+// archived pool open to landings once the fence expired.
+func (s *Service) archivePools(ctx context.Context, what string, r *catalog.Resolved, pools []*crowdgatev1.Pool) error {
+	tenantID := r.Project.GetTenantId()
+	holder := newHolder()
+	live := map[string]int64{} // the fenced pools to unfence unless archived, with their live sessions
+	defer func() {
+		for poolID := range live {
+			if err := s.sessions.Unfence(context.WithoutCancel(ctx), tenantID, poolID, holder); err != nil {
+				s.log.WarnContext(ctx, "archive: lifting a pool's fence failed; it expires by itself", "tenant_id", tenantID,
+					"pool_id", poolID, "expires_in", FenceTTL, "error", err.Error())
+			}
+		}
+	}()
+	for _, pl := range pools {
+		if pl.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_OPEN {
+			// Refused before the fence: an open pool's Tolokers keep
+			// landing.
+			return serviceerror.NewFailedPrecondition("pool %s is OPEN: close it before archiving it", pl.GetPoolId())
+		}
+	}
+	for _, pl := range pools {
+		if archived(pl) {
+			continue
+		}
+		n, err := s.sessions.Fence(ctx, tenantID, pl.GetPoolId(), holder, FenceTTL)
+		if err != nil {
+			return fmt.Errorf("fence pool %s: %w", pl.GetPoolId(), err)
+		}
+		live[pl.GetPoolId()] = n
+	}
+	ctx = context.WithoutCancel(ctx)
+	fenced := func(_ context.Context, poolID string) (int64, error) { return live[poolID], nil }
+	if err := s.refuseUnfinished(ctx, what, r, pools, fenced); err != nil {
+		return err
+	}
+	for i, pl := range pools {
+		if archived(pl) {
+			continue
+		}
+		poolID := pl.GetPoolId()
+		// Renewed: the checks may have taken a while. A session counted now
+		// would come from a fence lost (expired, or a Redis failover).
+		n, err := s.sessions.Fence(ctx, tenantID, poolID, holder, FenceTTL)
+		if err != nil {
+			return fmt.Errorf("fence pool %s: %w", poolID, err)
+		}
+		if n > 0 {
+			live[poolID] = n
+			return s.refuseUnfinished(ctx, what, r, []*crowdgatev1.Pool{pl}, fenced)
+		}
+		got, err := s.pools.Archive(ctx, tenantID, poolID)
+		if err != nil {
+			// Toloka may have archived the pool, or may yet (an answer
+			// lost, an operation still running): the fence stays up, free
+			// for the next archive of the pool to take over.
+			delete(live, poolID)
+			if lerr := s.sessions.LeaveFenced(ctx, tenantID, poolID, holder, FenceTTL); lerr != nil {
+				s.log.WarnContext(ctx, "archive: handing over a pool's fence failed", "pool_id", poolID, "error", lerr.Error())
+			}
+			s.log.WarnContext(ctx, "archive: archiving a pool failed; it stays fenced until it is archived or its fence expires",
+				"tenant_id", tenantID, "pool_id", poolID, "expires_in", FenceTTL, "error", err.Error())
+			return fmt.Errorf("archive pool %s: %w", poolID, err)
+		}
+		pools[i] = got
+		delete(live, poolID) // archived: its fence is never lifted
+		if err := s.sessions.Seal(ctx, tenantID, poolID); err != nil {
+			// The pool is archived in the catalog, which refuses new
+			// landings; the fence keeps out those that read it before
+			// until it expires, and ArchivePool seals it again.
+			s.log.ErrorContext(ctx, "archive: sealing an archived pool's fence failed", "tenant_id", tenantID,
+				"pool_id", poolID, "error", err.Error())
+		}
+	}
+	return nil
+}
+
+// newHolder returns a random token that names one archive's fences.
+func newHolder() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "archive:" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// liveCount counts a tenant's pool's live sessions without fencing it.
+func (s *Service) liveCount(tenantID string) func(context.Context, string) (int64, error) {
+	return func(ctx context.Context, poolID string) (int64, error) {
+		return s.sessions.LiveCount(ctx, tenantID, poolID)
+	}
 }
 
 func archived(p *crowdgatev1.Pool) bool {
 	return p.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED
 }
 
-// refuseUnfinished asks every source about every unarchived pool and
-// returns a FailedPrecondition listing what is left, or nil. r resolves the
-// pools' project and account.
-func (s *Service) refuseUnfinished(ctx context.Context, what string, r *catalog.Resolved, pools []*crowdgatev1.Pool) error {
+// refuseUnfinished asks every source about every unarchived pool, live
+// sessions by live, and returns a FailedPrecondition listing what is left,
+// or nil. r resolves the pools' project and account.
+func (s *Service) refuseUnfinished(ctx context.Context, what string, r *catalog.Resolved, pools []*crowdgatev1.Pool, live func(ctx context.Context, poolID string) (int64, error)) error {
 	var left []string
 	for _, pl := range pools {
 		if archived(pl) {
 			continue
 		}
-		items, err := s.unfinished(ctx, &catalog.Resolved{Pool: pl, Project: r.Project, Account: r.Account})
+		items, err := s.unfinished(ctx, &catalog.Resolved{Pool: pl, Project: r.Project, Account: r.Account}, live)
 		if err != nil {
 			return fmt.Errorf("check unfinished work of pool %s: %w", pl.GetPoolId(), err)
 		}
@@ -203,10 +336,10 @@ func (s *Service) refuseUnfinished(ctx context.Context, what string, r *catalog.
 // unfinished lists one pool's unfinished work in words: "1 live session",
 // "2 submits not yet delivered", "1 dead submit", "3 assignments awaiting
 // review".
-func (s *Service) unfinished(ctx context.Context, r *catalog.Resolved) ([]string, error) {
+func (s *Service) unfinished(ctx context.Context, r *catalog.Resolved, liveCount func(ctx context.Context, poolID string) (int64, error)) ([]string, error) {
 	tenantID, poolID := r.Pool.GetTenantId(), r.Pool.GetPoolId()
 	var items []string
-	live, err := s.sessions.LiveCount(ctx, tenantID, poolID)
+	live, err := liveCount(ctx, poolID)
 	if err != nil {
 		return nil, err
 	}

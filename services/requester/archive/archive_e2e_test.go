@@ -1,12 +1,16 @@
 package archive_test
 
 import (
-	"google.golang.org/protobuf/types/known/timestamppb"
-
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"google.golang.org/grpc/codes"
 
@@ -156,5 +160,93 @@ func TestLandingsOfAnArchivedProjectAreClosed(t *testing.T) {
 	}
 	if n := len(env.Requests(http.MethodGet, "/api/v1/assignments/"+aid)); n != 0 {
 		t.Errorf("Toloka was asked %d times", n)
+	}
+}
+
+// heldAssignmentAnswers holds Toloka's answers to GET /api/v1/assignments/
+// once armed: each is worked out, then kept until release is closed, and
+// asked is closed when the first one is held.
+type heldAssignmentAnswers struct {
+	armed          atomic.Bool
+	once           sync.Once
+	asked, release chan struct{}
+}
+
+func newHeldAssignmentAnswers() *heldAssignmentAnswers {
+	return &heldAssignmentAnswers{asked: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (h *heldAssignmentAnswers) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.armed.Load() || r.Method != http.MethodGet || !strings.HasPrefix(r.URL.Path, "/api/v1/assignments/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		next.ServeHTTP(rec, r)
+		h.once.Do(func() { close(h.asked) })
+		<-h.release
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
+}
+
+// A Toloker whose landing asked Toloka about their assignment before the
+// project was archived, and had its answer (ACTIVE) after, is not sent to
+// the platform: Toloka refuses every submit to an archived pool, so their
+// work would go unpaid. The landing is closed and no session is left.
+// Archiving a closed pool on its own is held to the same rule.
+func TestALandingThatRacesTheArchiveStartsNoSession(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		archive func(env *gatewaytest.Env, p *crowdgatev1.Pool) error
+	}{
+		{"project", func(env *gatewaytest.Env, p *crowdgatev1.Pool) error {
+			_, err := env.Projects.ArchiveProject(env.Ctx(), &crowdgatev1.ArchiveProjectRequest{ProjectId: p.GetProjectId()})
+			return err
+		}},
+		{"pool", func(env *gatewaytest.Env, p *crowdgatev1.Pool) error {
+			if _, err := env.Pools.ClosePool(env.Ctx(), &crowdgatev1.ClosePoolRequest{PoolId: p.GetPoolId()}); err != nil {
+				return err
+			}
+			_, err := env.Pools.ArchivePool(env.Ctx(), &crowdgatev1.ArchivePoolRequest{PoolId: p.GetPoolId()})
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			held := newHeldAssignmentAnswers()
+			env := gatewaytest.Start(t, gatewaytest.Options{SimHandler: held.wrap, Clock: fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))})
+			ctx := env.Ctx()
+			p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+			aid := env.StartAssignment(p, "toloker-1")
+
+			held.armed.Store(true)
+			type answer struct {
+				code int
+				body []byte
+			}
+			landed := make(chan answer, 1)
+			go func() {
+				code, body := env.RESTRaw(http.MethodGet, "/start?assignment_id="+aid, "")
+				landed <- answer{code, body}
+			}()
+			<-held.asked // Toloka has answered ACTIVE; the landing has not heard it yet
+			if err := tc.archive(env, p); err != nil {
+				close(held.release)
+				t.Fatalf("archive while a landing waits for Toloka: %v", err)
+			}
+			close(held.release)
+
+			got := <-landed
+			if got.code != http.StatusGone || !strings.Contains(string(got.body), "Task closed") {
+				t.Errorf("the landing that raced the archive = %d %.200s, want 410 Task closed", got.code, got.body)
+			}
+			// No session was left behind: landing again is closed too
+			// (a stored session would send the Toloker on).
+			if code, body := env.RESTRaw(http.MethodGet, "/start?assignment_id="+aid, ""); code != http.StatusGone {
+				t.Errorf("landing again after the archive = %d %.200s, want 410", code, body)
+			}
+		})
 	}
 }

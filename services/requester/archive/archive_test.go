@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/requester/archive"
 	"github.com/crowdgate/crowdgate/services/requester/pool"
 	"github.com/crowdgate/crowdgate/services/testsupport/fakeclock"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 // work is a fake source of unfinished work for all three kinds: counts per
@@ -37,10 +39,74 @@ type work struct {
 	review     map[string]int
 	lateLive   map[string]int64
 	closedPool func(poolID string) bool
+	// fences are the pools fenced, by holder; sealed the pools sealed.
+	fences map[string]string
+	sealed map[string]bool
+	// fenceCalls counts each pool's fences; lostFence, when set, adds
+	// sessions to a fence's count (sessions that started while a fence
+	// was lost).
+	fenceCalls map[string]int
+	lostFence  func(poolID string, call int) int64
 }
 
 func newWork() *work {
-	return &work{live: map[string]int64{}, queued: map[string]int64{}, review: map[string]int{}, lateLive: map[string]int64{}}
+	return &work{live: map[string]int64{}, queued: map[string]int64{}, review: map[string]int{}, lateLive: map[string]int64{},
+		fences: map[string]string{}, sealed: map[string]bool{}, fenceCalls: map[string]int{}}
+}
+
+func (w *work) Fence(ctx context.Context, tenantID, poolID, holder string, _ time.Duration) (int64, error) {
+	w.mu.Lock()
+	w.fences[poolID] = holder
+	w.fenceCalls[poolID]++
+	var lost int64
+	if w.lostFence != nil {
+		lost = w.lostFence(poolID, w.fenceCalls[poolID])
+	}
+	w.mu.Unlock()
+	n, err := w.LiveCount(ctx, tenantID, poolID)
+	return n + lost, err
+}
+
+func (w *work) Unfence(_ context.Context, _, poolID, holder string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fences[poolID] == holder {
+		delete(w.fences, poolID)
+	}
+	return nil
+}
+
+func (w *work) LeaveFenced(_ context.Context, _, poolID, holder string, _ time.Duration) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fences[poolID] == holder {
+		w.fences[poolID] = "unsettled"
+	}
+	return nil
+}
+
+func (w *work) Seal(_ context.Context, _, poolID string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sealed[poolID] = true
+	return nil
+}
+
+// fenced returns the pools fenced and not sealed, and those sealed.
+func (w *work) fenced() (fenced, sealed []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for poolID := range w.fences {
+		if !w.sealed[poolID] {
+			fenced = append(fenced, poolID)
+		}
+	}
+	for poolID := range w.sealed {
+		sealed = append(sealed, poolID)
+	}
+	slices.Sort(fenced)
+	slices.Sort(sealed)
+	return fenced, sealed
 }
 
 func (w *work) LiveCount(_ context.Context, _, poolID string) (int64, error) {
@@ -180,6 +246,9 @@ func TestArchiveProjectWaitsForUnfinishedWork(t *testing.T) {
 	if got := tolokaPoolStatus(t, env, c.key, open); got != toloka.PoolClosed {
 		t.Errorf("after the late refusal the pool is %s, want CLOSED (no new work)", got)
 	}
+	if fenced, sealed := c.work.fenced(); len(fenced)+len(sealed) > 0 {
+		t.Errorf("after the late refusal pools %v are still fenced and %v sealed; want sessions free to start again", fenced, sealed)
+	}
 
 	// Done: every pool is closed and archived, then the project.
 	c.work.set(func(w *work) { w.lateLive = map[string]int64{} })
@@ -194,6 +263,11 @@ func TestArchiveProjectWaitsForUnfinishedWork(t *testing.T) {
 		if got := tolokaPoolStatus(t, env, c.key, pl); got != toloka.PoolArchived {
 			t.Errorf("pool %s is %s in Toloka, want ARCHIVED", pl.GetPoolId(), got)
 		}
+	}
+	wantSealed := []string{open.GetPoolId(), closed.GetPoolId()}
+	slices.Sort(wantSealed)
+	if _, sealed := c.work.fenced(); !slices.Equal(sealed, wantSealed) {
+		t.Errorf("sealed pools %v, want both archived pools %v (no session may start in them)", sealed, wantSealed)
 	}
 	pools, err := env.Pools.ListPools(ctx, &crowdgatev1.ListPoolsRequest{ProjectId: prj.GetProjectId(), Status: crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED})
 	if err != nil || len(pools.GetPools()) != 2 {
@@ -232,6 +306,21 @@ func TestArchivePoolWaitsForUnfinishedWork(t *testing.T) {
 		t.Fatalf("ArchivePool with a queued submit = %v, want FAILED_PRECONDITION naming it", err)
 	}
 	c.work.set(func(w *work) { w.queued = map[string]int64{} })
+
+	// An open pool is refused before it is fenced: its Tolokers keep
+	// landing.
+	if _, err := env.Pools.OpenPool(ctx, &crowdgatev1.OpenPoolRequest{PoolId: p.GetPoolId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId()); !errors.As(err, &fp) || !strings.Contains(fp.Message, "OPEN") {
+		t.Fatalf("ArchivePool of an open pool = %v, want FAILED_PRECONDITION saying it is OPEN", err)
+	}
+	if fenced, sealed := c.work.fenced(); len(fenced)+len(sealed) > 0 {
+		t.Errorf("after refusing an open pool, pools %v are fenced and %v sealed; want none", fenced, sealed)
+	}
+	if _, err := env.Pools.ClosePool(ctx, &crowdgatev1.ClosePoolRequest{PoolId: p.GetPoolId()}); err != nil {
+		t.Fatal(err)
+	}
 	got, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId())
 	if err != nil || got.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
 		t.Fatalf("ArchivePool with nothing left = %v, %v", got, err)
@@ -259,4 +348,69 @@ func tolokaPoolStatus(t *testing.T, env *gatewaytest.Env, key string, p *crowdga
 		t.Fatal(err)
 	}
 	return tp.Status
+}
+
+// The pools' fences are renewed, and their live sessions counted again,
+// just before each pool is archived: a session that started while a fence
+// was lost (expired during a slow check, or lost to a Redis failover)
+// refuses the archive, and that pool is not archived.
+func TestArchiveCountsLiveSessionsAgainJustBeforeEachPool(t *testing.T) {
+	c := newComponent(t)
+	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	c.work.set(func(w *work) {
+		w.lostFence = func(poolID string, call int) int64 {
+			if poolID == p.GetPoolId() && call == 2 {
+				return 1
+			}
+			return 0
+		}
+	})
+	_, err := c.archiver.ArchiveProject(bg, tenant.Default, prj.GetProjectId())
+	var fp *serviceerror.FailedPrecondition
+	if !errors.As(err, &fp) || !strings.Contains(fp.Message, "1 live session") {
+		t.Fatalf("ArchiveProject with a session counted at the second fence = %v, want FAILED_PRECONDITION naming 1 live session", err)
+	}
+	if got := tolokaPoolStatus(t, env, c.key, p); got == toloka.PoolArchived {
+		t.Errorf("the pool was archived in Toloka with a live session")
+	}
+	if fenced, sealed := c.work.fenced(); len(fenced)+len(sealed) > 0 {
+		t.Errorf("after the refusal pools %v are still fenced and %v sealed", fenced, sealed)
+	}
+}
+
+// When Toloka does not answer the archive of a pool (it may archive it
+// yet), the pool stays fenced until its fence expires, rather than letting
+// a Toloker start in a pool about to be archived; the archive fails
+// UNAVAILABLE, and the next archive takes the fence over and seals it.
+func TestAPoolWhoseArchiveIsUnknownStaysFenced(t *testing.T) {
+	c := newComponent(t)
+	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/pools/" + p.GetTolokaPoolId() + "/archive", FailNext: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId())
+	var unavailable *serviceerror.Unavailable
+	if !errors.As(err, &unavailable) {
+		t.Fatalf("ArchivePool when Toloka does not answer = %v, want UNAVAILABLE", err)
+	}
+	if fenced, _ := c.work.fenced(); !slices.Equal(fenced, []string{p.GetPoolId()}) {
+		t.Errorf("fenced pools %v after an unknown archive, want %s kept fenced", fenced, p.GetPoolId())
+	}
+	c.work.mu.Lock()
+	holder := c.work.fences[p.GetPoolId()]
+	c.work.mu.Unlock()
+	if holder != "unsettled" {
+		t.Errorf("the fence after an unknown archive is %q's, want it handed over (unsettled)", holder)
+	}
+	env.Sim.ClearFaults()
+	if _, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId()); err != nil {
+		t.Fatalf("ArchivePool again: %v", err)
+	}
+	if _, sealed := c.work.fenced(); !slices.Equal(sealed, []string{p.GetPoolId()}) {
+		t.Errorf("sealed pools %v, want %s", sealed, p.GetPoolId())
+	}
 }

@@ -289,12 +289,45 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	// restrictions do not cover this pool. A ban writes its restriction
 	// before it looks for live sessions to end, so one of the two always
 	// sees the other.
+	//
+	// The pool lists the session beside the registry's step (independent
+	// writes share Redis's write to disk), before the session is stored:
+	// no session is stored unlisted, and none in a pool an archive fenced
+	// (Fence). A listing whose session is not stored is taken back.
+	enlisted := make(chan error, 1)
+	go s.enlist(ctx, r, enlisted)
+	unlist := func() {
+		if err := s.store.unlistLive(ctx, sess.TenantId, sess.PoolId, sess.SessionId); err != nil {
+			s.log.Warn("session: taking back the listing of a session that was not stored failed", "session_id", sess.SessionId, "err", err)
+		}
+	}
 	refuse := func(ban restriction.Restriction) (*Landing, error) {
 		s.metrics.resolved("banned")
+		unlist()
 		s.releaseLock(ctx, aid, lockToken, banAnswer(sess.TenantId, sess.UserId, r.target()), s.settings.NotActiveTTL)
 		return nil, &BannedError{AssignmentID: aid, Scope: ban.Scope.Name()}
 	}
 	rs, listed, err := s.tolokers.StartedUnlessRestricted(ctx, sess)
+	if perr := <-enlisted; perr != nil {
+		// (A listing whose reply was lost may have been made.)
+		unlist()
+		if err == nil && listed {
+			s.abandon(ctx, sess)
+		}
+		s.releaseLock(ctx, aid, lockToken, "", 0)
+		switch {
+		case errors.Is(perr, errSealed):
+			s.metrics.resolved("closed")
+			return nil, &ClosedError{AssignmentID: aid, What: "pool"}
+		case errors.Is(perr, errFenced):
+			// The archive is refused, and the pool open again, or the
+			// pool is archived: either way the Toloker hears soon.
+			s.metrics.resolved("closed")
+			return nil, &serviceerror.Unavailable{Message: "the pool is being archived; try again shortly", RetryAfter: 5 * time.Second}
+		}
+		s.metrics.resolved("error")
+		return nil, perr
+	}
 	if err == nil && !listed {
 		if ban, ok := restriction.Covering(rs, r.target(), s.now()); ok {
 			return refuse(ban) // nothing was listed
@@ -303,6 +336,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	}
 	if err != nil {
 		s.metrics.resolved("error")
+		unlist()
 		s.releaseLock(ctx, aid, lockToken, "", 0)
 		return nil, err
 	}
@@ -338,6 +372,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	}
 	if err != nil || !created {
 		s.abandon(ctx, sess) // this session was not stored
+		unlist()
 	}
 	if err != nil {
 		return nil, err
@@ -376,14 +411,24 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	return s.landed(ctx, []byte(stored), bin, false, onlyTenant)
 }
 
-// recordStart makes the two writes that follow a stored session, at once:
+// enlist lists r's session in its pool (store.enlist) and sends the
+// answer on to.
+func (s *Service) enlist(ctx context.Context, r *record, to chan<- error) {
+	defer func() { // the landing's own recover does not reach this goroutine
+		if p := recover(); p != nil {
+			to <- fmt.Errorf("panic: %v", p)
+		}
+	}()
+	to <- s.store.enlist(ctx, r, s.now())
+}
+
+// recordStart makes the writes that follow a stored session, at once:
 // they are independent, so under appendfsync always they share Redis's
 // write to disk instead of each waiting for its own. The registry records
 // the session.started event (lost to a fault, it is recorded with the
 // session's end: the registry's package doc) and answers the Toloker's
 // bans as they are now, the ban that covers the session's pool (if any)
-// is returned; the store lists the session live in its pool and lifts the
-// Toloker's bar there.
+// is returned; the store lifts the Toloker's bar in the pool.
 func (s *Service) recordStart(ctx context.Context, r *record) (restriction.Restriction, bool) {
 	sess := r.session
 	type answer struct {
@@ -400,8 +445,8 @@ func (s *Service) recordStart(ctx context.Context, r *record) (restriction.Restr
 		rs, err := s.tolokers.Confirmed(ctx, sess)
 		confirmed <- answer{rs, err}
 	}()
-	if err := s.store.listLive(ctx, r, s.now()); err != nil {
-		s.log.Warn("session: listing a live session and lifting its Toloker's bar failed", "session_id", sess.SessionId, "err", err)
+	if err := s.store.lift(ctx, r, s.now()); err != nil {
+		s.log.Warn("session: lifting the Toloker's bar in the pool failed", "session_id", sess.SessionId, "err", err)
 	}
 	got := <-confirmed
 	if got.err != nil {

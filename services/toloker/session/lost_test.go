@@ -128,8 +128,8 @@ func TestASessionStoredWhoseReplyWasLostIsKept(t *testing.T) {
 	}
 }
 
-// A create that never reached Redis is taken back from the registry, and
-// its resolve lock is released, so the Toloker's next landing starts the
+// A create that never reached Redis is taken back from the registry and
+// its pool's listing, and its resolve lock is released, so the Toloker's next landing starts the
 // session at once rather than waiting for the lock to expire.
 func TestASessionNeverStoredIsTakenBackAndItsLockReleased(t *testing.T) {
 	env, hook := losingEnv(t, true)
@@ -143,6 +143,9 @@ func TestASessionNeverStoredIsTakenBackAndItsLockReleased(t *testing.T) {
 	}
 	if n := env.Redis.Client.Exists(ctx, env.Redis.Prefix+"ses-lock:{"+aid+"}").Val(); n != 0 {
 		t.Errorf("the resolve lock is still held after the failed landing")
+	}
+	if n, err := env.Sessions.LiveCount(ctx, tenant.Default, pool.PoolId); err != nil || n != 0 {
+		t.Errorf("the pool lists %d, %v live sessions; want none (the session was not stored)", n, err)
 	}
 	if s := started(t, env, aid); s.GetUserId() != "toloker-1" {
 		t.Errorf("the next landing's session is %q's", s.GetUserId())

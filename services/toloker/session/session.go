@@ -587,6 +587,44 @@ func (s *Service) LiveCount(ctx context.Context, tenantID, poolID string) (int64
 	return s.store.liveCount(ctx, tenantID, poolID, s.now())
 }
 
+// Fence stops sessions from starting in a pool and returns how many of its
+// sessions are active, in one step: a session that started before is
+// counted, and none starts after (a landing stores its session only once
+// its pool listed it, which a fenced pool refuses: the landing answers
+// Unavailable, to try again shortly, and *ClosedError once the pool is
+// sealed). It is how an archive sees every session it would strand.
+// The fence is holder's until Unfence (the archive did not happen) or Seal
+// (it did); one left by an archive that died expires after ttl. Fencing
+// again with the same holder renews it; a pool another holder fenced is
+// Unavailable (another archive is checking it).
+func (s *Service) Fence(ctx context.Context, tenantID, poolID, holder string, ttl time.Duration) (int64, error) {
+	n, err := s.store.fence(ctx, tenantID, poolID, holder, ttl, s.now())
+	if errors.Is(err, errFenceHeld) {
+		return 0, &serviceerror.Unavailable{Message: "pool " + poolID + " is being archived by another request; try again", RetryAfter: time.Second}
+	}
+	return n, err
+}
+
+// Unfence lets sessions start again in a pool holder fenced, unless
+// holder took the fence over from an archive that left it unsettled (see
+// LeaveFenced): then the fence stays up, unsettled, for its remaining time.
+func (s *Service) Unfence(ctx context.Context, tenantID, poolID, holder string) error {
+	return s.store.unfence(ctx, tenantID, poolID, holder, false, 0)
+}
+
+// LeaveFenced hands over a fence holder could not settle (Toloka may yet
+// archive the pool): sessions stay out of the pool for ttl, and the next
+// archive of the pool may take the fence over.
+func (s *Service) LeaveFenced(ctx context.Context, tenantID, poolID, holder string, ttl time.Duration) error {
+	return s.store.unfence(ctx, tenantID, poolID, holder, true, ttl)
+}
+
+// Seal fences an archived pool for good: no session starts in it, even by
+// a landing that read the pool before it was archived.
+func (s *Service) Seal(ctx context.Context, tenantID, poolID string) error {
+	return s.store.seal(ctx, tenantID, poolID)
+}
+
 // The RPCs. The tenant is the caller's (tenant.FromContext).
 
 // StartSession resolves the assignment (within the caller's tenant) and

@@ -28,6 +28,9 @@ import (
 //	                       Toloker is banned where it is: "b:...", see land.go)
 //	P ses-lock:{aid}       the resolve lock while Toloka is asked
 //	P ses-live:{tenant/pool} sorted set of active session ids by expiry
+//	P ses-fence:{tenant/pool} an archive's token while it checks the pool (TTL), "archived" after,
+//	                          "unsettled" when Toloka's answer about the archive was not heard (TTL);
+//	                          see lua/fence.lua
 //	P ses-unknown:{tenant/pool}:<window>  landings of ids Toloka does not know, this window
 //	P ses-block:{tenant/pool}:<user>      the reason a Toloker's session in the pool was revoked,
 //	                                      or "lifted:<ms>:<session>" once a later session's landing lifted it
@@ -48,8 +51,14 @@ var (
 	releaseLua string
 	//go:embed lua/exchange.lua
 	exchangeLua string
-	//go:embed lua/live_add.lua
-	liveAddLua string
+	//go:embed lua/enlist.lua
+	enlistLua string
+	//go:embed lua/lift.lua
+	liftLua string
+	//go:embed lua/fence.lua
+	fenceLua string
+	//go:embed lua/unfence.lua
+	unfenceLua string
 	//go:embed lua/forget.lua
 	forgetLua string
 	//go:embed lua/swap.lua
@@ -61,7 +70,10 @@ var (
 	createScript   = redis.NewScript(createLua)
 	releaseScript  = redis.NewScript(releaseLua)
 	exchangeScript = redis.NewScript(exchangeLua)
-	liveAddScript  = redis.NewScript(liveAddLua)
+	enlistScript   = redis.NewScript(enlistLua)
+	liftScript     = redis.NewScript(liftLua)
+	fenceScript    = redis.NewScript(fenceLua)
+	unfenceScript  = redis.NewScript(unfenceLua)
 	forgetScript   = redis.NewScript(forgetLua)
 	swapScript     = redis.NewScript(swapLua)
 	barScript      = redis.NewScript(barLua)
@@ -75,6 +87,9 @@ func (s *store) negKey(aid string) string  { return s.prefix + "ses-neg:{" + aid
 func (s *store) lockKey(aid string) string { return s.prefix + "ses-lock:{" + aid + "}" }
 func (s *store) liveKey(tenantID, poolID string) string {
 	return s.prefix + "ses-live:{" + tenantID + "/" + poolID + "}"
+}
+func (s *store) fenceKey(tenantID, poolID string) string {
+	return s.prefix + "ses-fence:{" + tenantID + "/" + poolID + "}"
 }
 
 // getMany reads the records of assignments (those that have one) in one
@@ -190,18 +205,79 @@ func (s *store) exchange(ctx context.Context, aid, nonce string, markerTTL time.
 	return raw, storage.Unavailable(err)
 }
 
-// listLive lists an active session under its pool until expiry and lifts
-// the Toloker's bar in the pool (a fresh landing, with an assignment Toloka
-// gave them, lifts a bar from an earlier revoked session), in one script.
-// Sent again after a lost reply (by the autopipeliner, as by any go-redis
-// client's retries), it lists the same session and lifts the bar again: a
-// bar set meanwhile would have to come from revoking this very session in
-// the milliseconds before its landing is answered.
-func (s *store) listLive(ctx context.Context, r *record, now time.Time) error {
+// enlist's answers in a fenced pool.
+var (
+	// errFenced: an archive is checking the pool.
+	errFenced = errors.New("session: an archive is checking the pool")
+	// errSealed: the pool is archived.
+	errSealed = errors.New("session: the pool is archived")
+)
+
+// enlist lists a new session under its pool until its expiry, before the
+// session is stored: errFenced or errSealed, listing nothing, when the
+// pool is fenced. Sent again after a lost reply (by the autopipeliner, as
+// by any go-redis client's retries), it lists the same session again.
+func (s *store) enlist(ctx context.Context, r *record, now time.Time) error {
 	sess := r.session
-	return storage.Unavailable(liveAddScript.Run(ctx, s.landing,
-		[]string{s.liveKey(sess.TenantId, sess.PoolId), s.blockKey(sess.TenantId, sess.PoolId, sess.UserId)},
-		sess.SessionId, sess.GetExpireTime().AsTime().UnixMilli(), now.UnixMilli()).Err())
+	got, err := enlistScript.Run(ctx, s.landing,
+		[]string{s.liveKey(sess.TenantId, sess.PoolId), s.fenceKey(sess.TenantId, sess.PoolId)},
+		sess.SessionId, sess.GetExpireTime().AsTime().UnixMilli(), now.UnixMilli()).Int64()
+	switch {
+	case err != nil:
+		return storage.Unavailable(err)
+	case got == 0:
+		return errSealed
+	case got < 0:
+		return errFenced
+	}
+	return nil
+}
+
+// lift lifts the Toloker's bar in a stored session's pool. Sent again, it
+// leaves the bar as the first run left it: a bar set meanwhile would have
+// to come from revoking this very session in the milliseconds before its
+// landing is answered.
+func (s *store) lift(ctx context.Context, r *record, now time.Time) error {
+	sess := r.session
+	return storage.Unavailable(liftScript.Run(ctx, s.landing,
+		[]string{s.blockKey(sess.TenantId, sess.PoolId, sess.UserId)}, sess.SessionId, now.UnixMilli()).Err())
+}
+
+// errFenceHeld is fence's answer when another holder's fence is up.
+var errFenceHeld = errors.New("session: another archive holds the pool's fence")
+
+// fence fences a pool for holder for ttl (enlist then lists nothing) and
+// counts its sessions live after now, in one step.
+func (s *store) fence(ctx context.Context, tenantID, poolID, holder string, ttl time.Duration, now time.Time) (int64, error) {
+	n, err := fenceScript.Run(ctx, s.rdb, []string{s.fenceKey(tenantID, poolID), s.liveKey(tenantID, poolID)},
+		holder, ttl.Milliseconds(), now.UnixMilli()).Int64()
+	if err != nil {
+		return 0, storage.Unavailable(err)
+	}
+	if n < 0 {
+		return 0, errFenceHeld
+	}
+	return n, nil
+}
+
+// unfence lets go of holder's fence of a pool (another's stays): lifts it,
+// or, with unsettled or when holder took it over from an unsettled one,
+// leaves it up and free for the next archive to take, for ttl (its
+// remaining time when ttl is 0).
+func (s *store) unfence(ctx context.Context, tenantID, poolID, holder string, unsettled bool, ttl time.Duration) error {
+	mode := ""
+	if unsettled {
+		mode = "unsettled"
+	}
+	return storage.Unavailable(unfenceScript.Run(ctx, s.rdb, []string{s.fenceKey(tenantID, poolID)}, holder, mode, ttl.Milliseconds()).Err())
+}
+
+// sealedFence is the fence of an archived pool.
+const sealedFence = "archived"
+
+// seal fences an archived pool for good.
+func (s *store) seal(ctx context.Context, tenantID, poolID string) error {
+	return storage.Unavailable(s.rdb.Set(ctx, s.fenceKey(tenantID, poolID), sealedFence, 0).Err())
 }
 
 // unlistLive takes an ended session off its pool's live index.
@@ -368,7 +444,7 @@ func (s *store) block(ctx context.Context, sess *crowdgatev1.Session) error {
 		sess.GetEndReason().String(), sess.GetCreateTime().AsTime().UnixMilli(), sess.GetSessionId(), blockTTL.Milliseconds()).Err())
 }
 
-// liftedPrefix starts the value a lifted bar leaves (live_add.lua).
+// liftedPrefix starts the value a lifted bar leaves (lift.lua).
 const liftedPrefix = "lifted:"
 
 // blocked returns the reason a Toloker is barred from a pool ("" when not,

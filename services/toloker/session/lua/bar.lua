@@ -1,6 +1,6 @@
 -- bar: bars a Toloker from a pool after a session of theirs there ended
 -- revoked, restricted or filtered out, unless a later session's landing
--- lifted the bar (live_add.lua leaves "lifted:<ms>:<session id>"): an
+-- lifted the bar (lift.lua leaves "lifted:<ms>:<session id>"): an
 -- earlier session's end seen again later (a late delivery of its submit,
 -- a resent End) does not bar the Toloker's newer session. The session that
 -- lifted the bar is always barred by its own end, and the landings
