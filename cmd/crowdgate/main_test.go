@@ -491,3 +491,56 @@ func TestBinaryVersion(t *testing.T) {
 		t.Errorf("/metrics lacks the stamped crowdgate_build_info series")
 	}
 }
+
+// A SIGTERM while the gateway waits for Redis at startup (a rolling deploy
+// stopping a replica that never became ready) is a requested stop: the
+// process exits 0, saying it stopped before it started, not that it
+// "cannot start" (which would page someone for nothing).
+func TestASignalDuringStartupIsACleanStop(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers PING
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	defer func() {
+		for len(accepted) > 0 {
+			(<-accepted).Close()
+		}
+	}()
+	cmd := exec.Command(binary, "-http-addr=127.0.0.1:0", "-grpc-addr=127.0.0.1:0")
+	cmd.Env = append(os.Environ(), "REDIS_URL=redis://"+ln.Addr().String())
+	var out strings.Builder
+	cmd.Stderr = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case c := <-accepted: // the gateway is waiting for Redis's PING
+		accepted <- c
+	case err := <-exited:
+		t.Fatalf("crowdgate exited before it reached Redis: %v\n%s", err, out.String())
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = <-exited
+	logs := out.String()
+	if err != nil {
+		t.Errorf("exit after a SIGTERM during startup: %v, want 0\n%s", err, logs)
+	}
+	if strings.Contains(logs, "cannot start") || !strings.Contains(logs, "stopped before it started") {
+		t.Errorf("the logs do not say it stopped before it started (and only that):\n%s", logs)
+	}
+}

@@ -90,10 +90,17 @@ func WithRedis(c redis.UniversalClient) Option {
 }
 
 // Run starts a gateway with cfg and serves until ctx is done, then shuts it
-// down gracefully. It is what cmd/crowdgate calls.
+// down gracefully. It is what cmd/crowdgate calls. ctx ending while the
+// gateway starts is a stop, not a failure: Run returns nil.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g, err := New(ctx, cfg, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped while starting (a SIGTERM during the wait for Redis,
+			// say): a stop that was asked for, not a failure.
+			log.Info("crowdgate stopped before it started", "reason", err.Error())
+			return nil
+		}
 		return err
 	}
 	return g.Serve(ctx)
