@@ -100,8 +100,14 @@ func ReadScript(t testing.TB, path string) Script {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha1.Sum(b)
-	return Script{text: string(b), sha: hex.EncodeToString(sum[:])}
+	return ScriptOf(string(b))
+}
+
+// ScriptOf is the script with this text (one a package builds from parts,
+// say).
+func ScriptOf(text string) Script {
+	sum := sha1.Sum([]byte(text))
+	return Script{text: text, sha: hex.EncodeToString(sum[:])}
 }
 
 // Runs reports whether cmd runs the script.

@@ -346,6 +346,12 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 	}
 	s.metrics.resolved("active")
 	created, stored, err := s.store.create(ctx, aid, raw, sess.GetExpireTime().AsTime().Sub(s.now()), lockToken)
+	if err == nil && !created && stored != "" {
+		// The store run twice for this one call (go-redis sends a command
+		// again when its reply is lost: a Redis restart, a dropped
+		// connection) finds this landing's own session the second time.
+		created = storedIs(stored, sess.GetSessionId())
+	}
 	if err != nil {
 		// The write may have happened all the same (Redis failed after it,
 		// or its reply was lost): read the session back before taking the
@@ -353,11 +359,7 @@ func (s *Service) resolveAndCreate(ctx context.Context, aid string, bin [assignm
 		got, gerr := s.store.get(ctx, aid)
 		switch {
 		case gerr == nil:
-			existing, uerr := unmarshalRecord(got)
-			if uerr != nil {
-				return nil, uerr
-			}
-			created, stored, err = existing.session.GetSessionId() == sess.GetSessionId(), string(got), nil
+			created, stored, err = storedIs(string(got), sess.GetSessionId()), string(got), nil
 		case errors.Is(gerr, errNoRecord):
 			// Not stored: abandoned below, and the resolve lock (which the
 			// create would have released) is released now, so the next

@@ -3,16 +3,21 @@ package session_test
 import (
 	"context"
 	"errors"
+	"os"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
+	"github.com/crowdgate/crowdgate/services/toloker/session"
 )
 
 // loseCreateReply lets the first session create (create.lua) that Redis
@@ -149,5 +154,112 @@ func TestASessionNeverStoredIsTakenBackAndItsLockReleased(t *testing.T) {
 	}
 	if s := started(t, env, aid); s.GetUserId() != "toloker-1" {
 		t.Errorf("the next landing's session is %q's", s.GetUserId())
+	}
+}
+
+// runTwice runs the first command batch that carries script (and that
+// Redis ran) twice, as
+// go-redis does when a reply is lost after Redis ran it (it sends the
+// command again on a new connection): the caller sees the second run's
+// answer.
+type runTwice struct {
+	script redistest.Script
+	done   bool
+}
+
+func (h *runTwice) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *runTwice) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if !h.done && err == nil && h.script.Runs(cmd) {
+			h.done = true
+			return next(ctx, cmd)
+		}
+		return err
+	}
+}
+
+func (h *runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			// (A run Redis refused, NOSCRIPT say, is not one to repeat.)
+			if !h.done && c.Err() == nil && h.script.Runs(c) {
+				h.done = true
+				return next(ctx, cmds)
+			}
+		}
+		return err
+	}
+}
+
+// A session store sent twice for one landing (its first reply lost, as in
+// a Redis restart) is this landing's own session, not another's: it stays
+// counted by the Toloker registry and listed live in its pool, so its end
+// records its events and an archive sees it. (Taken for another landing's,
+// it was taken back from both while it went on.)
+func TestASessionStoreSentTwiceIsTheLandingsOwn(t *testing.T) {
+	hook := &runTwice{script: readScript(t, "create.lua")}
+	env := hookedEnv(t, hook)
+	pool := env.NewPool(t, tenant.Default, nil)
+	sess := started(t, env, env.StartAssignment(t, pool, "toloker-1"))
+	if !hook.done {
+		t.Fatal("the hook did not run the store twice; the test needs it to")
+	}
+	if live, err := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); err != nil || len(live) != 1 || live[0].SessionID != sess.GetSessionId() {
+		t.Errorf("the registry lists %v, %v; want session %s", live, err, sess.GetSessionId())
+	}
+	if n, err := env.Sessions.LiveCount(ctx, tenant.Default, pool.PoolId); err != nil || n != 1 {
+		t.Errorf("LiveCount = %d, %v; want the session counted", n, err)
+	}
+	if _, err := env.Sessions.End(ctx, tenant.Default, sess.GetSessionId(), crowdgatev1.EndReason_END_REASON_CLOSE_SESSION); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := env.Events.List(ctx, tenant.Default, events.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range evs {
+		if ev.GetSession().GetSessionId() == sess.GetSessionId() {
+			got = append(got, ev.GetType())
+		}
+	}
+	slices.Sort(got)
+	if strings.Join(got, " ") != "session.ended session.started" {
+		t.Errorf("the session's events: %v; want session.started and session.ended", got)
+	}
+}
+
+// A landing whose first step (taking the resolve lock) is sent twice, its
+// first reply lost, finds the lock held with its own token: it goes on to
+// ask Toloka rather than waiting, as for another landing, until the lock
+// expires.
+func TestALandingWhoseLockStepIsSentTwiceGoesOn(t *testing.T) {
+	land, err := os.ReadFile("lua/land.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := &runTwice{script: redistest.ScriptOf(ratelimit.ReserveLua() + string(land))}
+	r := redistest.New(t)
+	hooked := r.HookedClient(t, hook)
+	env := sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) {
+		c.Redis = hooked
+		c.Settings.ResolveTimeout = time.Hour // how long it would wait for itself
+	}})
+	pool := env.NewPool(t, tenant.Default, nil)
+	aid := env.StartAssignment(t, pool, "toloker-1")
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a bound for the failure report only
+	defer cancel()
+	l, err := env.Sessions.Land(lctx, aid)
+	if !hook.done {
+		t.Fatal("the hook did not run the lock step twice; the test needs it to")
+	}
+	if err != nil || l.RedirectURL == "" {
+		t.Fatalf("Land whose lock step was sent twice = %v, %v; want the session at once", l, err)
+	}
+	if n := env.AssignmentGets(aid); n != 1 {
+		t.Errorf("Toloka was asked %d times, want once", n)
 	}
 }

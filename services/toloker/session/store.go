@@ -186,6 +186,13 @@ func (s *store) create(ctx context.Context, aid string, raw []byte, ttl time.Dur
 	return n == 1, stored, nil
 }
 
+// storedIs reports whether stored (a session record) is the session
+// sessionID.
+func storedIs(stored, sessionID string) bool {
+	r, err := unmarshalRecord([]byte(stored))
+	return err == nil && r.session.GetSessionId() == sessionID
+}
+
 // release stores a final answer (when answer is not empty) for ttl and
 // releases the lock held with token.
 func (s *store) release(ctx context.Context, aid, token, answer string, ttl time.Duration) error {

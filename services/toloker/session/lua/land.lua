@@ -22,4 +22,9 @@ end
 if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[1]) then
   return {3}
 end
+-- Held with this landing's own token: this step sent again after its
+-- reply was lost (go-redis resends it), which took the lock the first time.
+if redis.call('GET', KEYS[3]) == ARGV[2] then
+  return {3}
+end
 return {4}
