@@ -665,7 +665,7 @@ func (s *store) requeue(ctx context.Context, shard int, sub *crowdgatev1.Submiss
 		s.streamKey(shard),
 		s.payKey(shard, tenantID, sub.GetUserId()),
 		s.intentKey(shard),
-	}, tenantID, id, now.UnixMilli(), retried).Result()
+	}, tenantID, id, now.UnixMilli(), retried, randomHex(8)).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)
 	}

@@ -48,10 +48,25 @@ if ARGV[2] ~= '' then
   redis.call('XACK', KEYS[4], ARGV[4], ARGV[2])
   redis.call('XDEL', KEYS[4], ARGV[2])
 end
-local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'amt')
+local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'amt', 'ft')
 local st, eid, amt = r[1], r[2], r[3]
 if not st then
   return {'gone'}
+end
+-- ft is "<lease token>|<answer>" of the last call this script answered:
+-- a call sent again (go-redis resends a command whose reply was lost) is
+-- answered as the first time, and counts no attempt again. A lease token
+-- is new to every claim.
+local own = ARGV[3] .. '|'
+if r[4] and string.sub(r[4], 1, #own) == own then
+  return {string.sub(r[4], #own + 1)}
+end
+local function answer(a, s)
+  redis.call('HSET', KEYS[1], 'ft', own .. a)
+  if s then
+    return {a, s}
+  end
+  return {a}
 end
 local defer = ARGV[1] == 'defer'
 if not defer then
@@ -60,7 +75,7 @@ if not defer then
 end
 if ARGV[1] == 'delivered' then
   if st == '2' then
-    return {'skip', st}
+    return answer('skip', st)
   end
   if eid and eid ~= '' and eid ~= ARGV[2] then
     redis.call('XACK', KEYS[4], ARGV[4], eid)
@@ -86,11 +101,11 @@ if ARGV[1] == 'delivered' then
   redis.call('PEXPIRE', KEYS[8], ARGV[11])
   redis.call('SREM', KEYS[7], ARGV[10])
   redis.call('XADD', KEYS[9], '*', 'e', ARGV[12])
-  return {'delivered'}
+  return answer('delivered')
 end
 if st ~= '1' or eid ~= ARGV[2] then
   -- Delivered or dead already, or another attempt has moved it on.
-  return {'skip', st}
+  return answer('skip', st)
 end
 if defer then
   redis.call('HSET', KEYS[1], 'eid', '')
@@ -102,7 +117,7 @@ if ARGV[1] == 'retry' or defer then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', KEYS[5], string.format('%.0f', now + tonumber(ARGV[8])), ARGV[9])
   redis.call('HSET', KEYS[1], 'nat', string.format('%.0f', tonumber(ARGV[5]) + tonumber(ARGV[8])))
-  return {ARGV[1]}
+  return answer(ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'st', '3')
 redis.call('HDEL', KEYS[1], 'nat')
@@ -114,4 +129,4 @@ redis.call('PEXPIRE', KEYS[8], ARGV[11])
 redis.call('ZADD', KEYS[3], 0, ARGV[10])
 redis.call('SREM', KEYS[7], ARGV[10])
 redis.call('XADD', KEYS[9], '*', 'e', ARGV[13])
-return {'dead'}
+return answer('dead')

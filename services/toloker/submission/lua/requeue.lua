@@ -11,17 +11,23 @@
 -- ARGV[2] submission id
 -- ARGV[3] now, unix ms (next attempt time for the record)
 -- ARGV[4] the submission.retried event (protobuf)
+-- ARGV[5] a token new to this call, kept as rqt: the call sent again
+--         (go-redis resends a command whose reply was lost) finds it and
+--         answers as the first time, not that the submission is QUEUED
 --
 -- Returns {"ok"} | {"state", st} when it is not DEAD | {"gone"}.
-local r = redis.call('HMGET', KEYS[1], 'st', 'amt')
+local r = redis.call('HMGET', KEYS[1], 'st', 'amt', 'rqt')
 if not r[1] then
   return {'gone'}
+end
+if r[3] == ARGV[5] then
+  return {'ok'}
 end
 if r[1] ~= '3' then
   return {'state', r[1]}
 end
 local eid = redis.call('XADD', KEYS[4], '*', 't', ARGV[1], 's', ARGV[2])
-redis.call('HSET', KEYS[1], 'st', '1', 'eid', eid, 'nat', ARGV[3])
+redis.call('HSET', KEYS[1], 'st', '1', 'eid', eid, 'nat', ARGV[3], 'rqt', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'dead', -1)
 if redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('HINCRBY', KEYS[5], 'dead', -1)
