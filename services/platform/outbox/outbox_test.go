@@ -501,3 +501,64 @@ func TestReadNewReadsAboutWhatItIsAskedForAcrossShards(t *testing.T) {
 		}
 	})
 }
+
+// runTwice runs every batch that carries script twice, as go-redis does
+// when a reply is lost after Redis ran it: the caller sees the second
+// run's answer.
+type runTwice struct{ script redistest.Script }
+
+func (h runTwice) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h runTwice) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if err := next(ctx, cmd); err != nil || !h.script.Runs(cmd) {
+			return err
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if c.Err() == nil && h.script.Runs(c) {
+				return next(ctx, cmds)
+			}
+		}
+		return err
+	}
+}
+
+// A settled item queued again by a call sent twice (its reply lost) is
+// reported queued, as it was, and runs once more: an operator's
+// redelivery counts what it queued.
+func TestAQueueAgainSentTwiceReportsItQueued(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	runs := 0
+	f.enqueue("item", false)
+	f.run(f.queue("a", func(ctx context.Context, e Entry) {
+		c, err := f.rec.Claim(ctx, e, "token-"+e.StreamID, 5*time.Second)
+		if err != nil || c.Kind != "ok" {
+			return
+		}
+		if _, err := f.rec.Settle(ctx, e, "token-"+e.StreamID, Settlement{Outcome: Done}); err == nil {
+			mu.Lock()
+			runs++
+			mu.Unlock()
+		}
+	}, nil))
+	f.waitFor("done", func() bool { return f.state("item") == StateDone })
+	hooked := *f.rec
+	hooked.Redis = f.rdb.HookedClient(t, runTwice{redistest.ReadScript(t, "lua/enqueue.lua")})
+	created, err := hooked.Enqueue(f.ctx, shardOf("item"), "t1", "item", true, "pb", "payload of item")
+	if err != nil || !created {
+		t.Fatalf("Enqueue again sent twice = %v, %v; want it reported queued", created, err)
+	}
+	f.waitFor("run again", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return runs == 2 && f.state("item") == StateDone
+	})
+}

@@ -2,7 +2,9 @@ package outbox
 
 import (
 	"context"
+	"crypto/rand"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -142,7 +144,9 @@ type Item struct {
 func (r *Records) EnqueueMany(ctx context.Context, items []Item, again bool) (created []bool, err error) {
 	mode := ""
 	if again {
-		mode = "again"
+		var token [8]byte
+		_, _ = rand.Read(token[:])
+		mode = "again:" + hex.EncodeToString(token[:])
 	}
 	calls := make([]storage.Call, len(items))
 	for i, it := range items {

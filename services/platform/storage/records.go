@@ -84,15 +84,32 @@ func (s *Store[M]) Got(cmd *redis.StringCmd, id string) (M, error) {
 	return m, nil
 }
 
+// createScript stores a record unless its id is taken. A record already
+// stored with the same bytes counts as stored by this call: the call sent
+// again (go-redis resends a command whose reply was lost) finds its own
+// write, and must not answer AlreadyExists for an id the caller just made
+// (it would then skip the indexes).
+var createScript = redis.NewScript(createLua)
+
+const createLua = `
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 1
+end
+return 0`
+
 // Create stores a new record and lists it under parents ("" is the tenant's
 // list of all records of this kind). It fails with AlreadyExists if the id
-// is taken.
+// is taken by another record; storing the same record again succeeds (a
+// call sent twice).
 func (s *Store[M]) Create(ctx context.Context, tenantID, id string, m M, parents ...string) error {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", s.kind, err)
 	}
-	ok, err := s.rdb.SetNX(ctx, s.Key(tenantID, id), b, 0).Result()
+	ok, err := createScript.Run(ctx, s.rdb, []string{s.Key(tenantID, id)}, b).Bool()
 	if err != nil {
 		return Unavailable(err)
 	}

@@ -235,7 +235,7 @@ func TestASessionStoreSentTwiceIsTheLandingsOwn(t *testing.T) {
 // A landing whose first step (taking the resolve lock) is sent twice, its
 // first reply lost, finds the lock held with its own token: it goes on to
 // ask Toloka rather than waiting, as for another landing, until the lock
-// expires.
+// expires, and spends the assignment's landing limit once.
 func TestALandingWhoseLockStepIsSentTwiceGoesOn(t *testing.T) {
 	land, err := os.ReadFile("lua/land.lua")
 	if err != nil {
@@ -244,9 +244,16 @@ func TestALandingWhoseLockStepIsSentTwiceGoesOn(t *testing.T) {
 	hook := &runTwice{script: redistest.ScriptOf(ratelimit.ReserveLua() + string(land))}
 	r := redistest.New(t)
 	hooked := r.HookedClient(t, hook)
+	// The assignment's landing limit has room for one landing: the step's
+	// second run must not spend it again.
+	lim, err := ratelimit.New(ratelimit.Config{Client: r.Client, Prefix: r.Prefix + "ratelimit:", MaxWait: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	env := sessiontest.New(t, sessiontest.Options{Redis: r, Session: func(c *session.Config) {
 		c.Redis = hooked
 		c.Settings.ResolveTimeout = time.Hour // how long it would wait for itself
+		c.Limiter, c.PerAssignment = lim, ratelimit.Limit{Rate: 1, Per: time.Hour, Burst: 1}
 	}})
 	pool := env.NewPool(t, tenant.Default, nil)
 	aid := env.StartAssignment(t, pool, "toloker-1")
@@ -261,5 +268,25 @@ func TestALandingWhoseLockStepIsSentTwiceGoesOn(t *testing.T) {
 	}
 	if n := env.AssignmentGets(aid); n != 1 {
 		t.Errorf("Toloka was asked %d times, want once", n)
+	}
+}
+
+// A code exchange sent twice for one call (its first reply lost) is
+// answered with the session, not as a code used before: the code is spent
+// once, by this exchange. A second exchange of the code is still refused.
+func TestACodeExchangeSentTwiceAnswersTheSession(t *testing.T) {
+	hook := &runTwice{script: readScript(t, "exchange.lua")}
+	env := hookedEnv(t, hook)
+	pool := env.NewPool(t, tenant.Default, nil)
+	l := land(t, env, env.StartAssignment(t, pool, "toloker-1"))
+	resp, err := env.Sessions.Exchange(ctx, tenant.Default, l.Code)
+	if !hook.done {
+		t.Fatal("the hook did not run the exchange twice; the test needs it to")
+	}
+	if err != nil || resp.GetSession().GetUserId() != "toloker-1" {
+		t.Fatalf("Exchange sent twice = %v, %v; want toloker-1's session", resp, err)
+	}
+	if _, err := env.Sessions.Exchange(ctx, tenant.Default, l.Code); err == nil {
+		t.Error("the code was exchanged a second time")
 	}
 }

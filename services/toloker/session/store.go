@@ -205,7 +205,7 @@ var errCodeUsed = errors.New("session: code used")
 // exchange marks a code's nonce used for markerTTL and returns the
 // session's record ("" when the session is gone).
 func (s *store) exchange(ctx context.Context, aid, nonce string, markerTTL time.Duration) (string, error) {
-	raw, err := exchangeScript.Run(ctx, s.rdb, []string{s.usedKey(aid, nonce), s.sessionKey(aid)}, markerTTL.Milliseconds()).Text()
+	raw, err := exchangeScript.Run(ctx, s.rdb, []string{s.usedKey(aid, nonce), s.sessionKey(aid)}, markerTTL.Milliseconds(), newLockToken()).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", errCodeUsed
 	}

@@ -6,15 +6,23 @@
 --
 -- ARGV[1] tenant
 -- ARGV[2] item id
--- ARGV[3] "again": a settled record (done or dead) is queued again, its
---         run's attempt count (ratt) starting at 0 (an operator's
---         redelivery); "" leaves an existing record alone (idempotent)
+-- ARGV[3] "again:<token>", the token new to the call: a settled record
+--         (done or dead) is queued again, its run's attempt count (ratt)
+--         starting at 0 (an operator's redelivery), and keeps ARGV[3] as
+--         qt, so the call sent again (go-redis resends a command whose
+--         reply was lost) answers "requeued" as the first time; ""
+--         leaves an existing record alone (idempotent)
 -- ARGV[4..] field, value pairs written with a new record (or a requeued
 --         one)
 --
 -- Returns {"new", entry} | {"requeued", entry} | {"exists", state}.
-local st = redis.call('HGET', KEYS[1], 'st')
-if st and (ARGV[3] ~= 'again' or st == '1') then
+local again = string.sub(ARGV[3], 1, 6) == 'again:'
+local r = redis.call('HMGET', KEYS[1], 'st', 'qt', 'eid')
+local st = r[1]
+if st == '1' and again and r[2] == ARGV[3] then
+  return {'requeued', r[3]}
+end
+if st and (not again or st == '1') then
   return {'exists', st}
 end
 local eid = redis.call('XADD', KEYS[2], '*', 't', ARGV[1], 's', ARGV[2])
@@ -29,6 +37,8 @@ if st then
   -- its record is queued, and queued records never expire.)
   redis.call('ZREM', KEYS[3], ARGV[1] .. '\t' .. ARGV[2])
   redis.call('PERSIST', KEYS[1])
+  f[#f + 1] = 'qt'
+  f[#f + 1] = ARGV[3]
   redis.call('HSET', KEYS[1], unpack(f))
   return {'requeued', eid}
 end

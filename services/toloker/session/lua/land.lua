@@ -9,6 +9,12 @@ local s = redis.call('GET', KEYS[1])
 if s then
   return {1, s}
 end
+-- The lock held with this landing's own token: this step sent again after
+-- its reply was lost (go-redis resends it), which took the lock (and spent
+-- the limit) the first time.
+if redis.call('GET', KEYS[3]) == ARGV[2] then
+  return {3}
+end
 if #KEYS > 3 then
   local r = crowdgate_reserve({unpack(KEYS, 4)}, ARGV, 3)
   if r[1] ~= 1 then
@@ -20,11 +26,6 @@ if n then
   return {2, n}
 end
 if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[1]) then
-  return {3}
-end
--- Held with this landing's own token: this step sent again after its
--- reply was lost (go-redis resends it), which took the lock the first time.
-if redis.call('GET', KEYS[3]) == ARGV[2] then
   return {3}
 end
 return {4}
