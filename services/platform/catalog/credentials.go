@@ -68,15 +68,20 @@ func (c *Catalog) CreateCredential(ctx context.Context, cred *crowdgatev1.Creden
 	tenantID, id := cred.GetTenantId(), cred.GetCredentialId()
 	cred.KeyFingerprint = c.Fingerprint(apiKey)
 	sealed := c.box.Seal([]byte(apiKey), sealContext(tenantID, id))
-	ok, err := c.rdb.SetNX(ctx, c.secretKey(tenantID, id), sealed, 0).Result()
+	ok, err := storage.SetIfNew(ctx, c.rdb, c.secretKey(tenantID, id), sealed)
 	if err != nil {
-		return storage.Unavailable(err)
+		return err
 	}
 	if !ok {
 		return &serviceerror.AlreadyExists{Resource: "credential", ID: id}
 	}
 	if err := c.credentials.Create(ctx, tenantID, id, cred); err != nil {
-		c.rdb.Del(context.WithoutCancel(ctx), c.secretKey(tenantID, id))
+		// Undone only when the record is surely not stored: after another
+		// error it may be, and a credential must not lose its secret.
+		var ae *serviceerror.AlreadyExists
+		if errors.As(err, &ae) {
+			c.rdb.Del(context.WithoutCancel(ctx), c.secretKey(tenantID, id))
+		}
 		return err
 	}
 	return nil

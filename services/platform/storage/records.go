@@ -84,12 +84,19 @@ func (s *Store[M]) Got(cmd *redis.StringCmd, id string) (M, error) {
 	return m, nil
 }
 
-// createScript stores a record unless its id is taken. A record already
-// stored with the same bytes counts as stored by this call: the call sent
-// again (go-redis resends a command whose reply was lost) finds its own
-// write, and must not answer AlreadyExists for an id the caller just made
-// (it would then skip the indexes).
+// createScript stores a value unless its key is taken (SetIfNew).
 var createScript = redis.NewScript(createLua)
+
+// SetIfNew stores value at key unless the key is taken, and reports
+// whether it stored it. A key that already holds the same bytes counts as
+// stored by this call: the call sent again (go-redis resends a command
+// whose reply was lost after Redis ran it) finds its own write, and must
+// not report the key taken by another (its caller would then skip the
+// rest of a create, or undo it).
+func SetIfNew(ctx context.Context, rdb redis.Scripter, key string, value []byte) (bool, error) {
+	ok, err := createScript.Run(ctx, rdb, []string{key}, value).Bool()
+	return ok, Unavailable(err)
+}
 
 const createLua = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
@@ -109,9 +116,9 @@ func (s *Store[M]) Create(ctx context.Context, tenantID, id string, m M, parents
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", s.kind, err)
 	}
-	ok, err := createScript.Run(ctx, s.rdb, []string{s.Key(tenantID, id)}, b).Bool()
+	ok, err := SetIfNew(ctx, s.rdb, s.Key(tenantID, id), b)
 	if err != nil {
-		return Unavailable(err)
+		return err
 	}
 	if !ok {
 		return &serviceerror.AlreadyExists{Resource: s.kind, ID: id}

@@ -19,7 +19,8 @@
 local again = string.sub(ARGV[3], 1, 6) == 'again:'
 local r = redis.call('HMGET', KEYS[1], 'st', 'qt', 'eid')
 local st = r[1]
-if st == '1' and again and r[2] == ARGV[3] then
+-- (Whatever its state now: a worker may have settled the item since.)
+if again and r[2] == ARGV[3] then
   return {'requeued', r[3]}
 end
 if st and (not again or st == '1') then
