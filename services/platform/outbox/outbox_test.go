@@ -3,7 +3,6 @@ package outbox
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -503,39 +502,6 @@ func TestReadNewReadsAboutWhatItIsAskedForAcrossShards(t *testing.T) {
 	})
 }
 
-// runTwice runs every batch that carries script twice, as go-redis does
-// when a reply is lost after Redis ran it (the caller sees the second
-// run's answer), and keeps the last such command's arguments in sent.
-type runTwice struct {
-	script redistest.Script
-	sent   []any
-}
-
-func (h *runTwice) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *runTwice) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if err := next(ctx, cmd); err != nil || !h.script.Runs(cmd) {
-			return err
-		}
-		h.sent = slices.Clone(cmd.Args())
-		return next(ctx, cmd)
-	}
-}
-
-func (h *runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, c := range cmds {
-			if c.Err() == nil && h.script.Runs(c) {
-				h.sent = slices.Clone(c.Args())
-				return next(ctx, cmds)
-			}
-		}
-		return err
-	}
-}
-
 // A settled item queued again by a call sent twice (its reply lost) is
 // reported queued, as it was, and runs once more: an operator's
 // redelivery counts what it queued.
@@ -556,7 +522,7 @@ func TestAQueueAgainSentTwiceReportsItQueued(t *testing.T) {
 		}
 	}, nil))
 	f.waitFor("done", func() bool { return f.state("item") == StateDone })
-	hook := &runTwice{script: redistest.ReadScript(t, "lua/enqueue.lua")}
+	hook := &redistest.Resend{Script: redistest.ReadScript(t, "lua/enqueue.lua")}
 	hooked := *f.rec
 	hooked.Redis = f.rdb.HookedClient(t, hook)
 	created, err := hooked.Enqueue(f.ctx, shardOf("item"), "t1", "item", true, "pb", "payload of item")
@@ -573,7 +539,7 @@ func TestAQueueAgainSentTwiceReportsItQueued(t *testing.T) {
 	if entries, err := f.rdb.Client.XLen(f.ctx, f.rec.Stream(shardOf("item"))).Result(); err != nil || entries != 0 {
 		t.Fatalf("stream holds %d entries, %v; want none before the late resend", entries, err)
 	}
-	if err := f.rdb.Client.Do(f.ctx, hook.sent...).Err(); err != nil {
+	if err := f.rdb.Client.Do(f.ctx, hook.Sent()...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if entries, _ := f.rdb.Client.XLen(f.ctx, f.rec.Stream(shardOf("item"))).Result(); entries != 0 || f.state("item") != StateDone {

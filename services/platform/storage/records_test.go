@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/redis/go-redis/v9"
-
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
@@ -105,34 +103,6 @@ func TestListPagesNewestFirst(t *testing.T) {
 	}
 }
 
-// runTwice runs every batch that carries script twice, as go-redis does
-// when a reply is lost after Redis ran it: the caller sees the second
-// run's answer.
-type runTwice struct{ script redistest.Script }
-
-func (h runTwice) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h runTwice) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if err := next(ctx, cmd); err != nil || !h.script.Runs(cmd) {
-			return err
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, c := range cmds {
-			if c.Err() == nil && h.script.Runs(c) {
-				return next(ctx, cmds)
-			}
-		}
-		return err
-	}
-}
-
 // A Create sent twice for one call (its reply lost, as in a Redis restart)
 // stores the record and lists it, rather than answering AlreadyExists for
 // the id the caller just made and leaving it unlisted (a pool that
@@ -140,7 +110,7 @@ func (h runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 func TestACreateSentTwiceIsStoredAndListed(t *testing.T) {
 	ctx := context.Background()
 	r := redistest.New(t)
-	s := NewStore(r.HookedClient(t, runTwice{redistest.ScriptOf(createLua)}), r.Prefix, "tenant",
+	s := NewStore(r.HookedClient(t, &redistest.Resend{Script: redistest.ScriptOf(createLua)}), r.Prefix, "tenant",
 		func() *crowdgatev1.Tenant { return new(crowdgatev1.Tenant) })
 	id := NewID("ten")
 	if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: "Acme"}); err != nil {

@@ -12,7 +12,9 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -124,4 +126,75 @@ func (s Script) Runs(cmd redis.Cmder) bool {
 		return arg == s.text
 	}
 	return false
+}
+
+// Resend is a redis.Hook that runs each command batch carrying Script
+// twice, as go-redis does when a reply is lost after Redis ran it (it
+// sends the command again on a new connection): the caller sees the
+// second run's answer. With Once only the first such batch is resent. A
+// run Redis refused (NOSCRIPT, say) is not resent: the second run must
+// find the first one's effects.
+type Resend struct {
+	Script Script
+	Once   bool
+
+	mu   sync.Mutex
+	done bool
+	sent []any
+}
+
+// Done reports whether a batch was resent.
+func (h *Resend) Done() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.done
+}
+
+// Sent returns the arguments of the last command resent (to send it once
+// more, later).
+func (h *Resend) Sent() []any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sent
+}
+
+// take reports whether cmd is to be resent, and notes it.
+func (h *Resend) take(cmd redis.Cmder) bool {
+	if cmd.Err() != nil || !h.Script.Runs(cmd) {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.Once && h.done {
+		return false
+	}
+	h.done, h.sent = true, slices.Clone(cmd.Args())
+	return true
+}
+
+// DialHook is redis.Hook's.
+func (h *Resend) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook is redis.Hook's.
+func (h *Resend) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		if err == nil && h.take(cmd) {
+			return next(ctx, cmd)
+		}
+		return err
+	}
+}
+
+// ProcessPipelineHook is redis.Hook's.
+func (h *Resend) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		for _, c := range cmds {
+			if h.take(c) {
+				return next(ctx, cmds)
+			}
+		}
+		return err
+	}
 }

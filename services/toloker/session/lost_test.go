@@ -157,54 +157,17 @@ func TestASessionNeverStoredIsTakenBackAndItsLockReleased(t *testing.T) {
 	}
 }
 
-// runTwice runs the first command batch that carries script (and that
-// Redis ran) twice, as
-// go-redis does when a reply is lost after Redis ran it (it sends the
-// command again on a new connection): the caller sees the second run's
-// answer.
-type runTwice struct {
-	script redistest.Script
-	done   bool
-}
-
-func (h *runTwice) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *runTwice) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		err := next(ctx, cmd)
-		if !h.done && err == nil && h.script.Runs(cmd) {
-			h.done = true
-			return next(ctx, cmd)
-		}
-		return err
-	}
-}
-
-func (h *runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		err := next(ctx, cmds)
-		for _, c := range cmds {
-			// (A run Redis refused, NOSCRIPT say, is not one to repeat.)
-			if !h.done && c.Err() == nil && h.script.Runs(c) {
-				h.done = true
-				return next(ctx, cmds)
-			}
-		}
-		return err
-	}
-}
-
 // A session store sent twice for one landing (its first reply lost, as in
 // a Redis restart) is this landing's own session, not another's: it stays
 // counted by the Toloker registry and listed live in its pool, so its end
 // records its events and an archive sees it. (Taken for another landing's,
 // it was taken back from both while it went on.)
 func TestASessionStoreSentTwiceIsTheLandingsOwn(t *testing.T) {
-	hook := &runTwice{script: readScript(t, "create.lua")}
+	hook := &redistest.Resend{Script: readScript(t, "create.lua"), Once: true}
 	env := hookedEnv(t, hook)
 	pool := env.NewPool(t, tenant.Default, nil)
 	sess := started(t, env, env.StartAssignment(t, pool, "toloker-1"))
-	if !hook.done {
+	if !hook.Done() {
 		t.Fatal("the hook did not run the store twice; the test needs it to")
 	}
 	if live, err := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); err != nil || len(live) != 1 || live[0].SessionID != sess.GetSessionId() {
@@ -241,7 +204,7 @@ func TestALandingWhoseLockStepIsSentTwiceGoesOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hook := &runTwice{script: redistest.ScriptOf(ratelimit.ReserveLua() + string(land))}
+	hook := &redistest.Resend{Script: redistest.ScriptOf(ratelimit.ReserveLua() + string(land)), Once: true}
 	r := redistest.New(t)
 	hooked := r.HookedClient(t, hook)
 	// The assignment's landing limit has room for one landing: the step's
@@ -260,7 +223,7 @@ func TestALandingWhoseLockStepIsSentTwiceGoesOn(t *testing.T) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second) // a bound for the failure report only
 	defer cancel()
 	l, err := env.Sessions.Land(lctx, aid)
-	if !hook.done {
+	if !hook.Done() {
 		t.Fatal("the hook did not run the lock step twice; the test needs it to")
 	}
 	if err != nil || l.RedirectURL == "" {
@@ -275,12 +238,12 @@ func TestALandingWhoseLockStepIsSentTwiceGoesOn(t *testing.T) {
 // answered with the session, not as a code used before: the code is spent
 // once, by this exchange. A second exchange of the code is still refused.
 func TestACodeExchangeSentTwiceAnswersTheSession(t *testing.T) {
-	hook := &runTwice{script: readScript(t, "exchange.lua")}
+	hook := &redistest.Resend{Script: readScript(t, "exchange.lua"), Once: true}
 	env := hookedEnv(t, hook)
 	pool := env.NewPool(t, tenant.Default, nil)
 	l := land(t, env, env.StartAssignment(t, pool, "toloker-1"))
 	resp, err := env.Sessions.Exchange(ctx, tenant.Default, l.Code)
-	if !hook.done {
+	if !hook.Done() {
 		t.Fatal("the hook did not run the exchange twice; the test needs it to")
 	}
 	if err != nil || resp.GetSession().GetUserId() != "toloker-1" {

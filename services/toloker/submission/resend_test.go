@@ -14,7 +14,7 @@ import (
 // a submission is not made DEAD, its Toloker unpaid, an attempt early.
 // Here two attempts fail and the third, the last allowed, is paid.
 func TestAnAttemptRecordedTwiceCountsOnce(t *testing.T) {
-	hook := runTwice{script: redistest.ReadScript(t, "lua/finish.lua")}
+	hook := &redistest.Resend{Script: redistest.ReadScript(t, "lua/finish.lua")}
 	f := newFixture(t, nil)
 	hooked := f.redis.HookedClient(t, hook)
 	f.svc = f.newService(func(c *Config) {
@@ -44,7 +44,7 @@ func TestAnAttemptRecordedTwiceCountsOnce(t *testing.T) {
 func TestARetrySentTwiceAnswersTheRetry(t *testing.T) {
 	f := newFixture(t, nil)
 	f.svc = f.newService(func(c *Config) {
-		c.Redis = f.redis.HookedClient(t, runTwice{script: redistest.ReadScript(t, "lua/requeue.lua")})
+		c.Redis = f.redis.HookedClient(t, &redistest.Resend{Script: redistest.ReadScript(t, "lua/requeue.lua")})
 	})
 	f.run(f.svc)
 	s := f.toloker(tolokasim.UserState{})

@@ -669,7 +669,7 @@ func TestPoolTotalsAreExact(t *testing.T) {
 // and one with a retry_id is not answered as a replay of itself.
 func TestAnAcceptSentTwiceIsRecordedOnce(t *testing.T) {
 	accept := redistest.ReadScript(t, "lua/accept.lua")
-	f := newFixture(t, func(c *Config) { c.Redis.AddHook(runTwice{accept}) })
+	f := newFixture(t, func(c *Config) { c.Redis.AddHook(&redistest.Resend{Script: accept}) })
 	f.run(f.svc)
 	s := f.toloker(tolokasim.UserState{})
 	for _, req := range []*crowdgatev1.SubmitRequest{
@@ -689,37 +689,6 @@ func TestAnAcceptSentTwiceIsRecordedOnce(t *testing.T) {
 	}
 	if got, _, err := f.sessions.Read(f.ctx, tenant.Default, s.SessionId); err != nil || got.GetSubmitsCount() != 2 {
 		t.Errorf("the session counts %d submits (%v), want 2: each recorded once", got.GetSubmitsCount(), err)
-	}
-}
-
-// runTwice runs every call of script twice, as a client resending a
-// pipeline whose reply was lost does.
-type runTwice struct{ script redistest.Script }
-
-func (h runTwice) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h runTwice) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if h.script.Runs(cmd) {
-			if err := next(ctx, cmd); err != nil {
-				return err
-			}
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (h runTwice) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		for _, c := range cmds {
-			if h.script.Runs(c) {
-				if err := next(ctx, cmds); err != nil {
-					return err
-				}
-				break
-			}
-		}
-		return next(ctx, cmds)
 	}
 }
 
