@@ -25,7 +25,8 @@ import (
 
 // A credential is three keys that share its hash tag: the metadata, the
 // sealed API key, and the set of projects that use it (so deleting it can
-// be refused atomically while a project depends on it).
+// be refused atomically while a project depends on it); a fourth marks it
+// deleted for a while.
 
 func (c *Catalog) secretKey(tenantID, id string) string {
 	return fmt.Sprintf("%scredential-secret:%s:{%s}", c.prefix, tenantID, id)
@@ -34,6 +35,16 @@ func (c *Catalog) secretKey(tenantID, id string) string {
 func (c *Catalog) usersKey(tenantID, id string) string {
 	return fmt.Sprintf("%scredential-users:%s:{%s}", c.prefix, tenantID, id)
 }
+
+// deletedKey marks a credential deleted, with the deleting call's token,
+// for deletionMarkTTL: a delete sent twice answers as the first time.
+func (c *Catalog) deletedKey(tenantID, id string) string {
+	return fmt.Sprintf("%scredential-deleted:%s:{%s}", c.prefix, tenantID, id)
+}
+
+// deletionMarkTTL is how long a deleted credential's mark lasts: far
+// longer than a client takes to send a command again.
+const deletionMarkTTL = 10 * time.Minute
 
 // sealContext binds a sealed key to its tenant and credential.
 func sealContext(tenantID, id string) string {
@@ -167,7 +178,8 @@ func (c *Catalog) CredentialProjects(ctx context.Context, tenantID, credentialID
 // project uses it (FailedPrecondition naming them).
 func (c *Catalog) DeleteCredential(ctx context.Context, tenantID, id string) error {
 	res, err := deleteScript.Run(ctx, c.rdb,
-		[]string{c.credentials.Key(tenantID, id), c.secretKey(tenantID, id), c.usersKey(tenantID, id)}).StringSlice()
+		[]string{c.credentials.Key(tenantID, id), c.secretKey(tenantID, id), c.usersKey(tenantID, id), c.deletedKey(tenantID, id)},
+		storage.NewID("del"), deletionMarkTTL.Milliseconds()).StringSlice()
 	if err != nil {
 		return storage.Unavailable(err)
 	}

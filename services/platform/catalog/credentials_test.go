@@ -15,6 +15,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
@@ -184,5 +185,32 @@ func TestCredentialProjects(t *testing.T) {
 	}
 	if prjs, err := cat.CredentialProjects(ctx, "globex", "one"); err != nil || len(prjs) != 0 {
 		t.Errorf("another tenant's view = %v, %v; want none", prjs, err)
+	}
+}
+
+// A credential's create and delete sent twice for one call (their replies
+// lost, as in a Redis restart) answer as the first time: the credential is
+// stored with its secret, then deleted, without AlreadyExists or NotFound
+// for the caller's own write.
+func TestACredentialCreatedAndDeletedTwiceAnswersOnce(t *testing.T) {
+	r := redistest.New(t)
+	create := &redistest.Resend{Script: redistest.ScriptOf(storage.SetIfNewScript)}
+	del := &redistest.Resend{Script: redistest.ReadScript(t, "lua/credential_delete.lua")}
+	cat := catalog.New(r.HookedClient(t, create, del), r.Prefix, ring(t, secretbox.NewRandomKey()), nil, nil, nil)
+	if err := cat.CreateCredential(ctx, sandboxCredential("one"), "k1.a.b"); err != nil || !create.Done() {
+		t.Fatalf("CreateCredential sent twice (%v) = %v, want it stored", create.Done(), err)
+	}
+	if _, err := cat.Credential(ctx, "default", "one"); err != nil {
+		t.Fatalf("the credential is not stored: %v", err)
+	}
+	if err := cat.DeleteCredential(ctx, "default", "one"); err != nil || !del.Done() {
+		t.Fatalf("DeleteCredential sent twice (%v) = %v, want it deleted", del.Done(), err)
+	}
+	var nf *serviceerror.NotFound
+	if _, err := cat.Credential(ctx, "default", "one"); !errors.As(err, &nf) {
+		t.Errorf("after the delete: %v, want NotFound", err)
+	}
+	if err := cat.DeleteCredential(ctx, "default", "one"); !errors.As(err, &nf) {
+		t.Errorf("a second delete = %v, want NotFound", err)
 	}
 }

@@ -85,7 +85,7 @@ func (s *Store[M]) Got(cmd *redis.StringCmd, id string) (M, error) {
 }
 
 // createScript stores a value unless its key is taken (SetIfNew).
-var createScript = redis.NewScript(createLua)
+var createScript = redis.NewScript(SetIfNewScript)
 
 // SetIfNew stores value at key unless the key is taken, and reports
 // whether it stored it. A key that already holds the same bytes counts as
@@ -98,7 +98,9 @@ func SetIfNew(ctx context.Context, rdb redis.Scripter, key string, value []byte)
 	return ok, Unavailable(err)
 }
 
-const createLua = `
+// SetIfNewScript is the text of SetIfNew's script (tests that resend it
+// match it).
+const SetIfNewScript = `
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
   return 1
 end

@@ -110,7 +110,7 @@ func TestListPagesNewestFirst(t *testing.T) {
 func TestACreateSentTwiceIsStoredAndListed(t *testing.T) {
 	ctx := context.Background()
 	r := redistest.New(t)
-	s := NewStore(r.HookedClient(t, &redistest.Resend{Script: redistest.ScriptOf(createLua)}), r.Prefix, "tenant",
+	s := NewStore(r.HookedClient(t, &redistest.Resend{Script: redistest.ScriptOf(SetIfNewScript)}), r.Prefix, "tenant",
 		func() *crowdgatev1.Tenant { return new(crowdgatev1.Tenant) })
 	id := NewID("ten")
 	if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: "Acme"}); err != nil {
