@@ -34,6 +34,13 @@
 // both. A warm
 // landing of a live session reads nothing more than its record.
 //
+// A session is stored only once its pool has listed it live (enlist.lua),
+// and a pool an archive fenced lists nothing (Fence): an archive sees every
+// session that will ever be sent to a pool it archives. Every step of a
+// landing is safe to run twice for one call (go-redis sends a command
+// again when its reply is lost): each recognises its own earlier run by
+// the landing's lock token or session id.
+//
 // A session's record expires with the pool's assignment_max_duration_seconds
 // plus a margin (its Redis TTL), and a session ends earlier on close_session,
 // on Toloka's flags (restricted, filtered out) or explicitly (EndSession,
