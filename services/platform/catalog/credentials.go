@@ -87,10 +87,12 @@ func (c *Catalog) CreateCredential(ctx context.Context, cred *crowdgatev1.Creden
 		return &serviceerror.AlreadyExists{Resource: "credential", ID: id}
 	}
 	if err := c.credentials.Create(ctx, tenantID, id, cred); err != nil {
-		// Undone only when the record is surely not stored: after another
-		// error it may be, and a credential must not lose its secret.
+		// The secret is taken back unless the record is stored after all
+		// (its reply lost): a credential must not lose its secret, and a
+		// secret without its record must not stay for ever.
 		var ae *serviceerror.AlreadyExists
-		if errors.As(err, &ae) {
+		n, xerr := c.rdb.Exists(context.WithoutCancel(ctx), c.credentials.Key(tenantID, id)).Result()
+		if errors.As(err, &ae) || (xerr == nil && n == 0) {
 			c.rdb.Del(context.WithoutCancel(ctx), c.secretKey(tenantID, id))
 		}
 		return err

@@ -1,14 +1,17 @@
 package catalog_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"log/slog"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
@@ -212,5 +215,47 @@ func TestACredentialCreatedAndDeletedTwiceAnswersOnce(t *testing.T) {
 	}
 	if err := cat.DeleteCredential(ctx, "default", "one"); !errors.As(err, &nf) {
 		t.Errorf("a second delete = %v, want NotFound", err)
+	}
+}
+
+// failWrite fails every command whose first key starts with prefix,
+// before it reaches Redis.
+type failWrite struct{ prefix string }
+
+func (h failWrite) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h failWrite) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if a := cmd.Args(); len(a) > 3 {
+			if key, _ := a[3].(string); strings.HasPrefix(key, h.prefix) {
+				cmd.SetErr(errors.New("connection reset"))
+				return cmd.Err()
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h failWrite) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// A credential whose record could not be stored takes its sealed key back:
+// no secret stays in Redis for ever without its credential (it could be
+// neither deleted nor re-sealed).
+func TestACredentialNotStoredLeavesNoSecret(t *testing.T) {
+	r := redistest.New(t)
+	// The record's store (a script whose key is the record's) fails.
+	hook := failWrite{prefix: r.Prefix + "credential:"}
+	cat := catalog.New(r.HookedClient(t, hook), r.Prefix, ring(t, secretbox.NewRandomKey()), nil, nil, nil)
+	if err := cat.CreateCredential(ctx, sandboxCredential("one"), "k1.a.b"); err == nil {
+		t.Fatal("CreateCredential whose record failed succeeded")
+	}
+	keys, err := r.Client.Keys(ctx, r.Prefix+"credential*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 0 {
+		t.Errorf("keys left by the failed create: %v; want none (the secret was stored first)", keys)
 	}
 }

@@ -110,11 +110,11 @@ func TestListPagesNewestFirst(t *testing.T) {
 func TestACreateSentTwiceIsStoredAndListed(t *testing.T) {
 	ctx := context.Background()
 	r := redistest.New(t)
-	s := NewStore(r.HookedClient(t, &redistest.Resend{Script: redistest.ScriptOf(SetIfNewScript)}), r.Prefix, "tenant",
-		func() *crowdgatev1.Tenant { return new(crowdgatev1.Tenant) })
+	resend := &redistest.Resend{Script: redistest.ScriptOf(SetIfNewScript), Once: true}
+	s := NewStore(r.HookedClient(t, resend), r.Prefix, "tenant", func() *crowdgatev1.Tenant { return new(crowdgatev1.Tenant) })
 	id := NewID("ten")
-	if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: "Acme"}); err != nil {
-		t.Fatalf("Create sent twice = %v, want it stored", err)
+	if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: "Acme"}); err != nil || !resend.Done() {
+		t.Fatalf("Create sent twice (%v) = %v, want it stored", resend.Done(), err)
 	}
 	page, err := paging.Parse("tenants", 10, "")
 	if err != nil {

@@ -239,6 +239,10 @@ func (s *Service) archivePools(ctx context.Context, what string, r *catalog.Reso
 		if archived(pl) {
 			continue
 		}
+		// Listed before the call: a fence set whose answer is lost (a
+		// cancelled call, a dropped reply) is lifted too (Unfence lifts
+		// only this holder's).
+		live[pl.GetPoolId()] = 0
 		n, err := s.sessions.Fence(ctx, tenantID, pl.GetPoolId(), holder, FenceTTL)
 		if err != nil {
 			return fmt.Errorf("fence pool %s: %w", pl.GetPoolId(), err)

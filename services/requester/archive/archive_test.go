@@ -47,6 +47,9 @@ type work struct {
 	// was lost).
 	fenceCalls map[string]int
 	lostFence  func(poolID string, call int) int64
+	// fenceAnswerLost makes Fence set the fence and then fail, as a call
+	// whose reply is lost does.
+	fenceAnswerLost bool
 }
 
 func newWork() *work {
@@ -58,6 +61,10 @@ func (w *work) Fence(ctx context.Context, tenantID, poolID, holder string, _ tim
 	w.mu.Lock()
 	w.fences[poolID] = holder
 	w.fenceCalls[poolID]++
+	if w.fenceAnswerLost {
+		w.mu.Unlock()
+		return 0, &serviceerror.Unavailable{Message: "the reply was lost"}
+	}
 	var lost int64
 	if w.lostFence != nil {
 		lost = w.lostFence(poolID, w.fenceCalls[poolID])
@@ -412,5 +419,22 @@ func TestAPoolWhoseArchiveIsUnknownStaysFenced(t *testing.T) {
 	}
 	if _, sealed := c.work.fenced(); !slices.Equal(sealed, []string{p.GetPoolId()}) {
 		t.Errorf("sealed pools %v, want %s", sealed, p.GetPoolId())
+	}
+}
+
+// A fence whose answer is lost (the call failed after Redis set it) is
+// lifted when the archive gives up, rather than keeping the pool's
+// Tolokers out until it expires.
+func TestAFenceWhoseAnswerIsLostIsLifted(t *testing.T) {
+	c := newComponent(t)
+	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	c.work.set(func(w *work) { w.fenceAnswerLost = true })
+	if _, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId()); err == nil {
+		t.Fatal("ArchivePool whose fence failed succeeded")
+	}
+	if fenced, sealed := c.work.fenced(); len(fenced)+len(sealed) > 0 {
+		t.Errorf("after the failed fence, pools %v are fenced and %v sealed; want none", fenced, sealed)
 	}
 }

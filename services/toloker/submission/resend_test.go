@@ -33,6 +33,9 @@ func TestAnAttemptRecordedTwiceCountsOnce(t *testing.T) {
 		return t.GetDelivered()+t.GetDead() == 1
 	})
 	got := f.get(resp.Submission.SubmissionId)
+	if !hook.Done() {
+		t.Fatal("no outcome was recorded twice; the test needs one")
+	}
 	if got.GetState() != crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED || got.GetAttempts() != 3 {
 		t.Errorf("after two failed attempts the submission is %v after %d attempts; want DELIVERED at the third", got.GetState(), got.GetAttempts())
 	}
@@ -43,9 +46,8 @@ func TestAnAttemptRecordedTwiceCountsOnce(t *testing.T) {
 // QUEUED and cannot be retried; the submission is then paid once.
 func TestARetrySentTwiceAnswersTheRetry(t *testing.T) {
 	f := newFixture(t, nil)
-	f.svc = f.newService(func(c *Config) {
-		c.Redis = f.redis.HookedClient(t, &redistest.Resend{Script: redistest.ReadScript(t, "lua/requeue.lua")})
-	})
+	resend := &redistest.Resend{Script: redistest.ReadScript(t, "lua/requeue.lua")}
+	f.svc = f.newService(func(c *Config) { c.Redis = f.redis.HookedClient(t, resend) })
 	f.run(f.svc)
 	s := f.toloker(tolokasim.UserState{})
 	if err := f.sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/tasks/external/submit", ErrorRates: map[int]float64{400: 1}}); err != nil {
@@ -56,6 +58,9 @@ func TestARetrySentTwiceAnswersTheRetry(t *testing.T) {
 	f.sim.ClearFaults()
 	if _, err := f.svc.RetrySubmission(f.ctx, &crowdgatev1.RetrySubmissionRequest{SubmissionId: resp.Submission.SubmissionId}); err != nil {
 		t.Fatalf("RetrySubmission sent twice = %v, want the retry made", err)
+	}
+	if !resend.Done() {
+		t.Fatal("the retry was not sent twice; the test needs it to")
 	}
 	tot := f.waitTotals("the retried submission is delivered", 20*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.GetDelivered() == 1 })
 	if tot.GetDead() != 0 || tot.GetQueued() != 0 || tot.GetRewardDelivered() != "0.75" {
