@@ -115,19 +115,7 @@ func TestASessionStoredWhoseReplyWasLostIsKept(t *testing.T) {
 	if len(live) != 1 || live[0].SessionID != sid {
 		t.Errorf("the registry lists %v live; want session %s", live, sid)
 	}
-	if _, err := env.Sessions.End(ctx, tenant.Default, sid, crowdgatev1.EndReason_END_REASON_CLOSE_SESSION); err != nil {
-		t.Fatal(err)
-	}
-	evs, _, err := env.Events.List(ctx, tenant.Default, events.Query{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, ev := range evs {
-		if ev.GetSession().GetSessionId() == sid {
-			got = append(got, ev.GetType())
-		}
-	}
+	got := endAndListEvents(t, env, sid)
 	if strings.Join(got, " ") != "session.started session.ended" && strings.Join(got, " ") != "session.ended session.started" {
 		t.Errorf("the session's events: %v; want session.started and session.ended", got)
 	}
@@ -176,19 +164,7 @@ func TestASessionStoreSentTwiceIsTheLandingsOwn(t *testing.T) {
 	if n, err := env.Sessions.LiveCount(ctx, tenant.Default, pool.PoolId); err != nil || n != 1 {
 		t.Errorf("LiveCount = %d, %v; want the session counted", n, err)
 	}
-	if _, err := env.Sessions.End(ctx, tenant.Default, sess.GetSessionId(), crowdgatev1.EndReason_END_REASON_CLOSE_SESSION); err != nil {
-		t.Fatal(err)
-	}
-	evs, _, err := env.Events.List(ctx, tenant.Default, events.Query{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, ev := range evs {
-		if ev.GetSession().GetSessionId() == sess.GetSessionId() {
-			got = append(got, ev.GetType())
-		}
-	}
+	got := endAndListEvents(t, env, sess.GetSessionId())
 	slices.Sort(got)
 	if strings.Join(got, " ") != "session.ended session.started" {
 		t.Errorf("the session's events: %v; want session.started and session.ended", got)
@@ -252,4 +228,24 @@ func TestACodeExchangeSentTwiceAnswersTheSession(t *testing.T) {
 	if _, err := env.Sessions.Exchange(ctx, tenant.Default, l.Code); err == nil {
 		t.Error("the code was exchanged a second time")
 	}
+}
+
+// endAndListEvents ends session sid (close_session) and returns the types
+// of its events in the tenant's log, in the log's order.
+func endAndListEvents(t *testing.T, env *sessiontest.Env, sid string) []string {
+	t.Helper()
+	if _, err := env.Sessions.End(ctx, tenant.Default, sid, crowdgatev1.EndReason_END_REASON_CLOSE_SESSION); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := env.Events.List(ctx, tenant.Default, events.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range evs {
+		if ev.GetSession().GetSessionId() == sid {
+			got = append(got, ev.GetType())
+		}
+	}
+	return got
 }
