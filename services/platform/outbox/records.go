@@ -2,9 +2,7 @@ package outbox
 
 import (
 	"context"
-	"crypto/rand"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -144,9 +142,7 @@ type Item struct {
 func (r *Records) EnqueueMany(ctx context.Context, items []Item, again bool) (created []bool, err error) {
 	mode := ""
 	if again {
-		var token [8]byte
-		_, _ = rand.Read(token[:])
-		mode = "again:" + hex.EncodeToString(token[:])
+		mode = "again:" + storage.NewID("rq") // new to this call (enqueue.lua)
 	}
 	calls := make([]storage.Call, len(items))
 	for i, it := range items {

@@ -84,8 +84,8 @@ func (s *Store[M]) Got(cmd *redis.StringCmd, id string) (M, error) {
 	return m, nil
 }
 
-// createScript stores a value unless its key is taken (SetIfNew).
-var createScript = redis.NewScript(SetIfNewScript)
+// setIfNewScript stores a value unless its key is taken (SetIfNew).
+var setIfNewScript = redis.NewScript(SetIfNewScript)
 
 // SetIfNew stores value at key unless the key is taken, and reports
 // whether it stored it. A key that already holds the same bytes counts as
@@ -94,7 +94,7 @@ var createScript = redis.NewScript(SetIfNewScript)
 // not report the key taken by another (its caller would then skip the
 // rest of a create, or undo it).
 func SetIfNew(ctx context.Context, rdb redis.Scripter, key string, value []byte) (bool, error) {
-	ok, err := createScript.Run(ctx, rdb, []string{key}, value).Bool()
+	ok, err := setIfNewScript.Run(ctx, rdb, []string{key}, value).Bool()
 	return ok, Unavailable(err)
 }
 

@@ -30,8 +30,6 @@ package archive
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +43,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/crowdgate/crowdgate/services/requester/project"
 )
 
@@ -218,8 +217,9 @@ const FenceTTL = 15 * time.Minute
 // archived pool open to landings once the fence expired.
 func (s *Service) archivePools(ctx context.Context, what string, r *catalog.Resolved, pools []*crowdgatev1.Pool) error {
 	tenantID := r.Project.GetTenantId()
-	holder := newHolder()
-	live := map[string]int64{} // the fenced pools to unfence unless archived, with their live sessions
+	// holder names this archive's fences; live holds the fenced pools to
+	// unfence unless archived, with their live sessions.
+	holder, live := storage.NewID("archive"), map[string]int64{}
 	defer func() {
 		for poolID := range live {
 			if err := s.sessions.Unfence(context.WithoutCancel(ctx), tenantID, poolID, holder); err != nil {
@@ -293,13 +293,6 @@ func (s *Service) archivePools(ctx context.Context, what string, r *catalog.Reso
 		}
 	}
 	return nil
-}
-
-// newHolder returns a random token that names one archive's fences.
-func newHolder() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return "archive:" + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // liveCount counts a tenant's pool's live sessions without fencing it.
