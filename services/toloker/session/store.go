@@ -287,7 +287,8 @@ func (s *store) seal(ctx context.Context, tenantID, poolID string) error {
 	return storage.Unavailable(s.rdb.Set(ctx, s.fenceKey(tenantID, poolID), sealedFence, 0).Err())
 }
 
-// unlistLive takes an ended session off its pool's live index.
+// unlistLive takes a session off its pool's live index: one that ended, or
+// one that was listed and then not stored.
 func (s *store) unlistLive(ctx context.Context, tenantID, poolID, sessionID string) error {
 	return storage.Unavailable(s.rdb.ZRem(ctx, s.liveKey(tenantID, poolID), sessionID).Err())
 }
