@@ -44,6 +44,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
+	"github.com/crowdgate/crowdgate/services/requester/pool"
 	"github.com/crowdgate/crowdgate/services/requester/project"
 )
 
@@ -270,6 +271,11 @@ func (s *Service) archivePools(ctx context.Context, what string, r *catalog.Reso
 			return s.refuseUnfinished(ctx, what, r, []*crowdgatev1.Pool{pl}, fenced)
 		}
 		got, err := s.pools.Archive(ctx, tenantID, poolID)
+		if errors.Is(err, pool.ErrNotArchived) {
+			// Toloka surely did not archive it: its fence is lifted with
+			// the others' (or stays unsettled, if this archive took it over).
+			return fmt.Errorf("archive pool %s: %w", poolID, err)
+		}
 		if err != nil {
 			// Toloka may have archived the pool, or may yet (an answer
 			// lost, an operation still running): the fence stays up, free

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,12 +158,18 @@ type component struct {
 	events   *events.Log
 }
 
-func newComponent(t *testing.T) *component {
+// newComponent starts it; simHandler, when not nil, wraps the emulator's
+// handler.
+func newComponent(t *testing.T, simHandler ...func(http.Handler) http.Handler) *component {
 	clk := fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	encryptionKey := secretbox.NewRandomKey()
-	env := gatewaytest.Start(t, gatewaytest.Options{Clock: clk, Config: func(c *gateway.Config) {
+	opts := gatewaytest.Options{Clock: clk, Config: func(c *gateway.Config) {
 		c.Secrets.Key = base64.StdEncoding.EncodeToString(encryptionKey)
-	}})
+	}}
+	if len(simHandler) > 0 {
+		opts.SimHandler = simHandler[0]
+	}
+	env := gatewaytest.Start(t, opts)
 	box, err := secretbox.New(encryptionKey)
 	if err != nil {
 		t.Fatal(err)
@@ -419,6 +427,92 @@ func TestAPoolWhoseArchiveIsUnknownStaysFenced(t *testing.T) {
 	}
 	if _, sealed := c.work.fenced(); !slices.Equal(sealed, []string{p.GetPoolId()}) {
 		t.Errorf("sealed pools %v, want %s", sealed, p.GetPoolId())
+	}
+}
+
+// A pool Toloka surely did not archive has its fence lifted as soon as the
+// archive fails, rather than keeping its Tolokers out for FenceTTL: Toloka
+// refused the archive request, reported the archive operation failed, or
+// could not be asked about the pool at all.
+func TestAPoolTolokaDidNotArchiveIsUnfenced(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		faults func(tolokaPoolID string) tolokasim.Faults
+		// failOps answers every operation read with a failed operation.
+		failOps bool
+	}{
+		{name: "archive refused", faults: func(id string) tolokasim.Faults {
+			return tolokasim.Faults{PathPrefix: "/api/v1/pools/" + id + "/archive", ErrorRates: map[int]float64{http.StatusConflict: 1}}
+		}},
+		{name: "pool unreadable", faults: func(id string) tolokasim.Faults {
+			// The pool is read before the archive is asked for.
+			return tolokasim.Faults{PathPrefix: "/api/v1/pools/" + id, FailNext: 1 << 20}
+		}},
+		{name: "archive operation failed", failOps: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var failOps atomic.Bool
+			c := newComponent(t, func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if id, ok := strings.CutPrefix(r.URL.Path, "/api/v1/operations/"); ok && failOps.Load() {
+						w.Header().Set("Content-Type", "application/json")
+						fmt.Fprintf(w, `{"id":%q,"type":"POOL.ARCHIVE","status":"FAIL","submitted":"2026-03-01T12:00:00","details":{"message":"pool is open"}}`, id)
+						return
+					}
+					next.ServeHTTP(w, r)
+				})
+			})
+			env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+			prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+			p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+			if tc.faults != nil {
+				if err := env.Sim.SetFaults(tc.faults(p.GetTolokaPoolId())); err != nil {
+					t.Fatal(err)
+				}
+			}
+			failOps.Store(tc.failOps)
+			if _, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId()); err == nil {
+				t.Fatal("ArchivePool succeeded while Toloka failed")
+			} else if !errors.Is(err, pool.ErrNotArchived) {
+				t.Errorf("ArchivePool = %v, want an error saying the pool is not archived", err)
+			}
+			if fenced, sealed := c.work.fenced(); len(fenced)+len(sealed) > 0 {
+				t.Errorf("after Toloka did not archive the pool, pools %v are fenced and %v sealed; want none", fenced, sealed)
+			}
+			env.Sim.ClearFaults()
+			failOps.Store(false)
+			if _, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId()); err != nil {
+				t.Fatalf("ArchivePool again: %v", err)
+			}
+			if _, sealed := c.work.fenced(); !slices.Equal(sealed, []string{p.GetPoolId()}) {
+				t.Errorf("sealed pools %v, want %s", sealed, p.GetPoolId())
+			}
+		})
+	}
+}
+
+// A refusal that answers a retried archive request may be Toloka's answer
+// to the first request's work (its answer lost, the pool archived or being
+// archived): the outcome is unknown and the pool stays fenced.
+func TestARefusalAfterARetryLeavesThePoolFenced(t *testing.T) {
+	c := newComponent(t)
+	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	// The first request fails with 503 (retried), the second is refused.
+	if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/pools/" + p.GetTolokaPoolId() + "/archive",
+		FailNext: 1, ErrorRates: map[int]float64{http.StatusConflict: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId())
+	if err == nil || errors.Is(err, pool.ErrNotArchived) {
+		t.Fatalf("ArchivePool refused after a retry = %v, want an error of unknown outcome", err)
+	}
+	if !strings.Contains(err.Error(), "after 2 attempts") {
+		t.Fatalf("ArchivePool = %v, want the refusal of a second attempt", err)
+	}
+	if fenced, _ := c.work.fenced(); !slices.Equal(fenced, []string{p.GetPoolId()}) {
+		t.Errorf("fenced pools %v after a refusal of a retry, want %s kept fenced", fenced, p.GetPoolId())
 	}
 }
 

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -58,9 +59,33 @@ func (t *Transitions) CloseForUpdate(ctx context.Context, tenantID, poolID strin
 	return t.transition(ctx, tenantID, poolID, "close-for-update")
 }
 
-// Archive archives a tenant's pool, which must not be open in Toloka.
+// Archive archives a tenant's pool, which must not be open in Toloka. An
+// error after which Toloka surely did not archive the pool wraps
+// ErrNotArchived; any other leaves the outcome unknown (Toloka may have
+// archived it, or may yet).
 func (t *Transitions) Archive(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error) {
 	return t.transition(ctx, tenantID, poolID, "archive")
+}
+
+// ErrNotArchived is wrapped by an error of Archive after which Toloka
+// surely did not archive the pool: it was not asked to (the pool could not
+// be resolved or read, or is open), it refused the only request it got
+// with a 4xx answer, or it reported the archive operation failed. A retry
+// of a request whose answer was lost may be refused because the first
+// went through, so a refusal after more than one attempt does not count.
+var ErrNotArchived = errors.New("pool: not archived")
+
+// notArchived marks err as ErrNotArchived; its message is err's.
+type notArchived struct{ err error }
+
+func (e notArchived) Error() string   { return e.err.Error() }
+func (e notArchived) Unwrap() []error { return []error{e.err, ErrNotArchived} }
+
+// refusedOnce reports whether err is Toloka's 4xx answer to the one
+// request a call made: the request was refused, not carried out.
+func refusedOnce(err error) bool {
+	var te *toloka.Error
+	return errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 && te.Attempts <= 1
 }
 
 func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action string) (*crowdgatev1.Pool, error) {
@@ -69,6 +94,9 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 	}
 	r, err := t.catalog.ResolvePool(ctx, tenantID, poolID)
 	if err != nil {
+		if action == "archive" {
+			return nil, notArchived{err}
+		}
 		return nil, err
 	}
 	p := r.Pool
@@ -85,18 +113,24 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 	case "archive":
 		current, gerr := rem.get(ctx)
 		if gerr != nil {
-			return nil, project.TolokaError("pool", gerr)
+			return nil, notArchived{project.TolokaError("pool", gerr)}
 		}
 		if current.Status == toloka.PoolOpen {
-			return nil, serviceerror.NewFailedPrecondition("pool %s is OPEN: close it before archiving it", poolID)
+			return nil, notArchived{serviceerror.NewFailedPrecondition("pool %s is OPEN: close it before archiving it", poolID)}
 		}
 		op, err = rem.act(ctx, "archive")
+		if err != nil && refusedOnce(err) {
+			return nil, notArchived{project.TolokaError("pool", err)}
+		}
 	}
 	if err != nil {
 		return nil, project.TolokaError("pool", err)
 	}
 	if op != nil {
-		if _, err := r.Account.WaitOperation(ctx, op.ID); err != nil {
+		if done, err := r.Account.WaitOperation(ctx, op.ID); err != nil {
+			if action == "archive" && done != nil && done.Status == toloka.OperationFail {
+				return nil, notArchived{err}
+			}
 			return nil, err
 		}
 	}
