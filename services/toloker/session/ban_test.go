@@ -3,6 +3,7 @@ package session_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -121,9 +122,10 @@ func (c *countingTolokers) calls() [4]int32 {
 
 // TestAFirstLandingReadsTheBansWhereItListsTheSession: a Toloker with no
 // restriction is listed in the one registry call that reads their bans (no
-// read of its own before it); one with a ban elsewhere is listed by a
-// second call once the ban is judged not to cover the pool; one banned in
-// the pool is refused with nothing listed, so nothing is taken back.
+// read of its own before it); so is one whose bans have all expired, and
+// the call drops them; one with a ban elsewhere is listed by a second call
+// once the ban is judged not to cover the pool; one banned in the pool is
+// refused with nothing listed, so nothing is taken back.
 func TestAFirstLandingReadsTheBansWhereItListsTheSession(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{})
 	pool := env.NewPool(t, tenant.Default, nil)
@@ -135,6 +137,14 @@ func TestAFirstLandingReadsTheBansWhereItListsTheSession(t *testing.T) {
 	}
 	banInPool(t, env, "banned-elsewhere", "ban_banned-elsewhere", elsewhere.GetPoolId())
 	banInPool(t, env, "banned-here", "ban_banned-here", pool.GetPoolId())
+	// Banned in the pool and elsewhere until an hour ago.
+	for _, p := range []string{pool.GetPoolId(), elsewhere.GetPoolId()} {
+		if err := env.Tolokers.Restrict(ctx, tenant.Default, "ban-expired", restriction.Restriction{
+			ID: "ban_expired-" + p, Scope: restriction.Pool, Target: restriction.Target{PoolID: p}, Expires: time.Now().Add(-time.Hour),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct {
 		user string
 		// calls: Restrictions, StartedUnlessRestricted, Started, Abandoned
@@ -143,6 +153,7 @@ func TestAFirstLandingReadsTheBansWhereItListsTheSession(t *testing.T) {
 		live   int
 	}{
 		{user: "no-bans", calls: [4]int32{0, 1, 0, 0}, live: 1},
+		{user: "ban-expired", calls: [4]int32{0, 1, 0, 0}, live: 1},
 		{user: "banned-elsewhere", calls: [4]int32{0, 1, 1, 0}, live: 1},
 		{user: "banned-here", calls: [4]int32{0, 1, 0, 0}, banned: true, live: 0},
 	} {
@@ -162,6 +173,22 @@ func TestAFirstLandingReadsTheBansWhereItListsTheSession(t *testing.T) {
 			}
 			if live, _ := env.Tolokers.LiveSessions(ctx, tenant.Default, tc.user); len(live) != tc.live {
 				t.Errorf("the registry lists %d live sessions of %s, want %d", len(live), tc.user, tc.live)
+			}
+			// What is stored of the Toloker's bans: none expired.
+			keys, err := env.Redis.Client.Keys(ctx, env.Redis.Prefix+"*ban:"+tc.user).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range keys {
+				ids, err := env.Redis.Client.HKeys(ctx, k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range ids {
+					if strings.HasPrefix(id, "ban_expired-") {
+						t.Errorf("the expired ban %s is still stored after the landing", id)
+					}
+				}
 			}
 		})
 	}

@@ -21,7 +21,8 @@
 -- ARGV[7] user id
 -- ARGV[8] the session (protobuf), for its events
 -- ARGV[9] "1": write nothing when the Toloker has any restriction stored
---         and the session is not listed yet (the caller judges the
+--         that has not expired (expired ones are dropped) and the
+--         session is not listed yet (the caller judges the
 --         restrictions and calls again without it). A session already
 --         listed (this call sent again after its reply was lost) is
 --         answered as without it, so the caller takes back a listing
@@ -63,7 +64,24 @@ end
 local listing = 's:' .. ARGV[1]
 local bans
 if ARGV[9] == '1' and not have[listing] then
-  bans = redis.call('HGETALL', KEYS[4])
+  -- Expired bans are dropped here (a ban's stored form ends with its
+  -- expiry in ms, 0 for never): a Toloker whose bans have all expired is
+  -- listed in this step, not held back on every first landing.
+  local stored = redis.call('HGETALL', KEYS[4])
+  local expired = {}
+  bans = {}
+  for i = 1, #stored, 2 do
+    local exp = tonumber(string.match(stored[i + 1], '\t(%d+)$'))
+    if exp and exp > 0 and exp <= now then
+      expired[#expired + 1] = stored[i]
+    else
+      bans[#bans + 1] = stored[i]
+      bans[#bans + 1] = stored[i + 1]
+    end
+  end
+  for i = 1, #expired, 1000 do
+    redis.call('HDEL', KEYS[4], unpack(expired, i, math.min(i + 999, #expired)))
+  end
   if #bans > 0 then
     local out = {-1}
     for i = 1, #bans do
