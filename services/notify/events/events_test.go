@@ -383,3 +383,18 @@ func TestReclaimReachesEntriesBehindOnesThatKeepFailing(t *testing.T) {
 		t.Errorf("%d entries pending, want the %d that keep failing", pending.Count, batch)
 	}
 }
+
+// TestAConsumerForgetsStreamsNoLongerFollowed: what a consumer keeps per
+// stream (its group made, its reclaim cursor) goes with the stream's
+// tenant, so a long-running replica does not keep every tenant it ever
+// followed.
+func TestAConsumerForgetsStreamsNoLongerFollowed(t *testing.T) {
+	c := &consumer{created: map[string]bool{"a": true, "b": true}, cursors: map[string]string{"a": "1-0", "b": "2-0"}}
+	c.keepOnly([]string{"a", "c"})
+	if diff := cmp.Diff(map[string]bool{"a": true}, c.created); diff != "" {
+		t.Errorf("groups known after b stopped being followed (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]string{"a": "1-0"}, c.cursors); diff != "" {
+		t.Errorf("reclaim cursors after b stopped being followed (-want +got):\n%s", diff)
+	}
+}

@@ -111,6 +111,9 @@ func (l *Log) consume(ctx context.Context, group string, keys func(context.Conte
 		if time.Since(lastForget) >= forgetEvery {
 			lastForget = time.Now()
 			c.forgetGone(ctx, ks)
+			if err == nil {
+				c.keepOnly(ks)
+			}
 		}
 		if n > 0 {
 			continue
@@ -225,6 +228,26 @@ func (c *consumer) handleAll(ctx context.Context, key string, msgs []redis.XMess
 	}
 	if err := c.l.rdb.XAck(ctx, key, c.group, ids...).Err(); err != nil && ctx.Err() == nil {
 		c.l.log.Warn("events: acknowledging failed; the entries are offered again", "group", c.group, "error", err.Error())
+	}
+}
+
+// keepOnly forgets what the consumer knows of streams not in keys (a
+// tenant removed), so its maps do not grow with every tenant it ever
+// followed.
+func (c *consumer) keepOnly(keys []string) {
+	listed := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		listed[k] = true
+	}
+	for k := range c.created {
+		if !listed[k] {
+			delete(c.created, k)
+		}
+	}
+	for k := range c.cursors {
+		if !listed[k] {
+			delete(c.cursors, k)
+		}
 	}
 }
 
