@@ -324,7 +324,7 @@ type CreateWebhookEndpointResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The endpoint, ENABLED.
 	Endpoint *WebhookEndpoint `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	// The signing secret, "whsec_" and base64 of 24 random bytes: shown this
+	// The signing secret, "whsec_" and base64 of 32 random bytes: shown this
 	// once.
 	Secret        string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	unknownFields protoimpl.UnknownFields

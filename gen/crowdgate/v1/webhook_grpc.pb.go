@@ -55,7 +55,8 @@ type WebhookServiceClient interface {
 	// Scope ADMIN; audited. The answer carries the signing secret
 	// ("whsec_..."): it is shown this once and never again. INVALID_ARGUMENT
 	// naming url for a URL that is not https or that resolves to a private
-	// address, naming event_types for an unknown type.
+	// address, naming event_types for an unknown type. FAILED_PRECONDITION
+	// when the tenant has CROWDGATE_WEBHOOK_MAX_ENDPOINTS (20) endpoints.
 	CreateWebhookEndpoint(ctx context.Context, in *CreateWebhookEndpointRequest, opts ...grpc.CallOption) (*CreateWebhookEndpointResponse, error)
 	// GetWebhookEndpoint returns one of the tenant's endpoints.
 	//
@@ -233,7 +234,8 @@ type WebhookServiceServer interface {
 	// Scope ADMIN; audited. The answer carries the signing secret
 	// ("whsec_..."): it is shown this once and never again. INVALID_ARGUMENT
 	// naming url for a URL that is not https or that resolves to a private
-	// address, naming event_types for an unknown type.
+	// address, naming event_types for an unknown type. FAILED_PRECONDITION
+	// when the tenant has CROWDGATE_WEBHOOK_MAX_ENDPOINTS (20) endpoints.
 	CreateWebhookEndpoint(context.Context, *CreateWebhookEndpointRequest) (*CreateWebhookEndpointResponse, error)
 	// GetWebhookEndpoint returns one of the tenant's endpoints.
 	//

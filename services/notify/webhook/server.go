@@ -83,7 +83,7 @@ func (s *Service) CreateWebhookEndpoint(ctx context.Context, req *crowdgatev1.Cr
 		UpdateTime:  timestamppb.New(now),
 	}
 	secret := newSecret()
-	if err := s.st.createEndpoint(ctx, ep, secret); err != nil {
+	if err := s.st.createEndpoint(ctx, ep, secret, s.cfg.MaxEndpoints); err != nil {
 		return nil, err
 	}
 	return &crowdgatev1.CreateWebhookEndpointResponse{Endpoint: ep, Secret: secret}, nil

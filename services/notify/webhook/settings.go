@@ -28,6 +28,10 @@ type Settings struct {
 	AttemptTimeout time.Duration
 	// Concurrency bounds a replica's attempts in flight.
 	Concurrency int
+	// MaxEndpoints bounds a tenant's endpoints: each event is one delivery
+	// per endpoint, so the bound is also how many requests one event can
+	// set off.
+	MaxEndpoints int
 	// Retention is how long a settled delivery and its attempts are kept.
 	Retention time.Duration
 
@@ -55,6 +59,8 @@ func (s *Settings) List() []settings.Setting {
 			"bound of one webhook delivery attempt (connect, send, read at most 64 KiB of the answer)", settings.Duration(&s.AttemptTimeout)),
 		settings.New("webhook-concurrency", "CROWDGATE_WEBHOOK_CONCURRENCY", "64",
 			"webhook delivery attempts in flight per replica", settings.Int(&s.Concurrency)),
+		settings.New("webhook-max-endpoints", "CROWDGATE_WEBHOOK_MAX_ENDPOINTS", "20",
+			"most webhook endpoints a tenant may have (each event is one delivery per endpoint)", settings.Int(&s.MaxEndpoints)),
 		settings.New("webhook-retention", "CROWDGATE_WEBHOOK_RETENTION", "168h",
 			"how long a settled webhook delivery and its attempts stay visible (ListWebhookDeliveries)", settings.Duration(&s.Retention)),
 	}
@@ -119,6 +125,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.Concurrency <= 0 {
 		s.Concurrency = def.Concurrency
+	}
+	if s.MaxEndpoints <= 0 {
+		s.MaxEndpoints = def.MaxEndpoints
 	}
 	if s.PollInterval <= 0 {
 		s.PollInterval = 200 * time.Millisecond

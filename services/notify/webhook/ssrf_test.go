@@ -47,6 +47,11 @@ func TestCreateRefusesPrivateAddressesUnlessAllowed(t *testing.T) {
 		{"https://user:pass@hooks.example/hook", true, false},
 		{"ftp://hooks.example/hook", true, false},
 		{"https:///nohost", true, false},
+		{"https://hooks.example:0/hook", true, false},
+		{"https://hooks.example:65536/hook", true, false},
+		{"https://hooks.example:99999/hook", true, false},
+		{"https://hooks.example:65535/hook", false, true},
+		{"https://[2002:a9fe:a9fe::1]/hook", true, true},
 		{"https://hooks.example/hook", false, true},
 		{"https://93.184.216.34/hook", false, true},
 	} {
@@ -74,6 +79,13 @@ func TestBlocked(t *testing.T) {
 		"10.0.0.1": true, "172.16.0.1": true, "172.31.255.255": true, "192.168.0.1": true, "fc00::1": true, "fd00:ec2::254": true,
 		"0.0.0.0": true, "::": true, "100.64.0.1": true, "100.100.100.200": true, "::ffff:10.0.0.1": true, "64:ff9b::7f00:1": true,
 		"224.0.0.1": true, "255.255.255.255": true,
+		// Azure's host address (WireServer), 6to4's relay, and IPv6 forms
+		// that carry a blocked IPv4 address: 6to4, IPv4-translated
+		// (SIIT), and Teredo (its addresses are obfuscated: all refused).
+		"168.63.129.16": true, "192.88.99.1": true,
+		"2002:a9fe:a9fe::1": true, "2002:7f00:1::1": true, "2002:a00:1::1": true, "::ffff:0:7f00:1": true, "::ffff:0:a9fe:a9fe": true,
+		"2001:0:4136:e378:8000:63bf:3fff:fdd2": true,
+		"2002:5db8:d822::1":                    false, "::ffff:0:5db8:d822": false,
 		"93.184.216.34": false, "8.8.8.8": false, "172.32.0.1": false, "100.128.0.1": false, "2606:4700::1111": false,
 	} {
 		if got := Blocked(netip.MustParseAddr(addr)); got != want {
@@ -132,4 +144,22 @@ func TestADeliveryToAnAddressThatBecamePrivateIsRefused(t *testing.T) {
 		t.Errorf("the private endpoint was reached %d times", rcv.count())
 	}
 	_ = codes.OK
+}
+
+// TestCreateDoesNotTellUnknownNamesFromPrivateOnes: the refusal of a name
+// that does not resolve reads as the refusal of one that resolves to a
+// private address, so creating endpoints cannot map the names the
+// gateway's own DNS knows.
+func TestCreateDoesNotTellUnknownNamesFromPrivateOnes(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Settings.AllowPrivate = false; c.Resolver = ssrfResolver })
+	message := func(host string) string {
+		_, err := f.svc.CreateWebhookEndpoint(f.ctx, &crowdgatev1.CreateWebhookEndpointRequest{Url: "https://" + host + "/hook"})
+		if fieldOf(err) != "url" {
+			t.Fatalf("%s: %v, want INVALID_ARGUMENT naming url", host, err)
+		}
+		return strings.ReplaceAll(err.Error(), host, "HOST")
+	}
+	if unknown, private := message("unknown.example"), message("internal.example"); unknown != private {
+		t.Errorf("an unknown name is refused with %q, a private one with %q; want the same", unknown, private)
+	}
 }

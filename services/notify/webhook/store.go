@@ -35,7 +35,9 @@ const group = "webhook"
 //	                                            sealed previous secret, oexp = when it
 //	                                            stops signing (unix ms), fs = failing
 //	                                            since (unix ms))
-//	<prefix>wheidx:<tenant>                     the tenant's endpoints (zset by id)
+//	<prefix>wheidx:<tenant>                     the tenant's endpoints (zset by id; an
+//	                                            entry is written before its record,
+//	                                            which holds the bound of endpoints)
 //	<prefix>whdidx:<tenant>:<endpoint id>       the endpoint's deliveries (zset by
 //	                                            "<13-digit ms>:<event id>")
 //	<prefix>wh*:{wh:N}:...                      the delivery outbox (outbox.Records:
@@ -49,6 +51,8 @@ type store struct {
 	workers redis.Cmdable
 	prefix  string
 	box     *secretbox.Box
+	// now is the service's clock.
+	now func() time.Time
 }
 
 func (s *store) endpointKey(tenantID, id string) string {
@@ -200,11 +204,56 @@ func (s *store) decodeEndpoint(tenantID, id string, vals []any) (*endpointRecord
 	return r, nil
 }
 
-// createEndpoint stores a new endpoint with its secret.
-func (s *store) createEndpoint(ctx context.Context, ep *crowdgatev1.WebhookEndpoint, secret string) error {
+// reserveScript takes a place in a tenant's endpoint index for a new
+// endpoint when the index has fewer than ARGV[2] entries (KEYS[1] the
+// index, ARGV[1] the endpoint id). It returns 1 when the place is the
+// endpoint's (also when this call is sent again after its reply was
+// lost), 0 when the index is full.
+var reserveScript = redis.NewScript(`
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], 0, ARGV[1])
+return 1
+`)
+
+// reservationTTL is how long an index entry may name an endpoint whose
+// record is not stored: a create between its reservation and its record
+// (one round trip, within the call's deadline). An older such entry is a
+// create that stopped there, and is taken out of the index when read.
+const reservationTTL = 10 * time.Minute
+
+// createEndpoint stores a new endpoint with its secret, unless its tenant
+// has max endpoints already (FAILED_PRECONDITION). The endpoint's place in
+// the index is taken first, in one step with the count, so concurrent
+// creates cannot pass the bound; readers skip an entry whose record is not
+// stored yet.
+func (s *store) createEndpoint(ctx context.Context, ep *crowdgatev1.WebhookEndpoint, secret string, max int) error {
 	pb, err := proto.Marshal(ep)
 	if err != nil {
 		return err
+	}
+	index := []string{s.endpointIndex(ep.GetTenantId())}
+	placed, err := reserveScript.Run(ctx, s.rdb, index, ep.GetEndpointId(), max).Int()
+	if err != nil {
+		return storage.Unavailable(err)
+	}
+	if placed == 0 {
+		// Full: the places of creates that stopped before their record
+		// are freed (endpoints does that as it reads), and the place asked
+		// for again.
+		if _, err := s.allEndpoints(ctx, ep.GetTenantId()); err != nil {
+			return err
+		}
+		if placed, err = reserveScript.Run(ctx, s.rdb, index, ep.GetEndpointId(), max).Int(); err != nil {
+			return storage.Unavailable(err)
+		}
+	}
+	if placed == 0 {
+		return serviceerror.NewFailedPrecondition("the tenant has reached its limit of %d webhook endpoints (CROWDGATE_WEBHOOK_MAX_ENDPOINTS): delete one first", max)
 	}
 	sealed := s.box.Seal([]byte(secret), sealContext(ep.GetTenantId(), ep.GetEndpointId()))
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
@@ -212,12 +261,9 @@ func (s *store) createEndpoint(ctx context.Context, ep *crowdgatev1.WebhookEndpo
 		return nil
 	})
 	if err != nil {
-		return storage.Unavailable(err)
-	}
-	// The index is written after the record: an index entry never names
-	// an endpoint that does not exist (one without an entry is not listed
-	// until the write is repeated).
-	if err := s.rdb.ZAdd(ctx, s.endpointIndex(ep.GetTenantId()), redis.Z{Member: ep.GetEndpointId()}).Err(); err != nil {
+		// The place is left: the record may be stored after all (a lost
+		// reply). If it is not, the place is freed once reservationTTL
+		// has passed (endpoints).
 		return storage.Unavailable(err)
 	}
 	return nil
@@ -353,6 +399,7 @@ func (s *store) endpoints(ctx context.Context, tenantID string, ids []string) ([
 		return nil, storage.Unavailable(err)
 	}
 	out := make([]*endpointRecord, 0, len(ids))
+	var stale []any
 	for i, c := range cmds {
 		r, err := s.decodeEndpoint(tenantID, ids[i], c.Val())
 		if err != nil {
@@ -360,9 +407,28 @@ func (s *store) endpoints(ctx context.Context, tenantID string, ids []string) ([
 		}
 		if r != nil {
 			out = append(out, r)
+		} else if created, ok := endpointCreated(ids[i]); ok && s.now().Sub(created) > reservationTTL {
+			stale = append(stale, ids[i])
 		}
 	}
+	if len(stale) > 0 {
+		// A create that stopped between its place and its record (or a
+		// delete between its record and its place): the place is freed.
+		_ = s.rdb.ZRem(ctx, s.endpointIndex(tenantID), stale...).Err()
+	}
 	return out, nil
+}
+
+// endpointCreated reads the creation time newEndpointID wrote into id.
+func endpointCreated(id string) (time.Time, bool) {
+	if !validEndpointID(id) {
+		return time.Time{}, false
+	}
+	b, err := idEncoding.DecodeString(strings.TrimPrefix(id, "whe_"))
+	if err != nil || len(b) != 16 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:8]))), true
 }
 
 // indexMember is a delivery's member in its endpoint's index: it sorts by

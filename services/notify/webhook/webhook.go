@@ -147,7 +147,7 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		cfg:         set,
-		st:          &store{rdb: cfg.Redis, workers: workers, prefix: cfg.Prefix, box: cfg.Box},
+		st:          &store{rdb: cfg.Redis, workers: workers, prefix: cfg.Prefix, box: cfg.Box, now: cfg.Now},
 		events:      cfg.Events,
 		guard:       g,
 		client:      newClient(g, set.AttemptTimeout, set.Concurrency),

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -763,5 +765,74 @@ func TestRunReturnsOnlyOnceTheAttemptsItMadeAreRecorded(t *testing.T) {
 	if len(ds) != 1 || ds[0].GetEventId() != ev.GetEventId() || ds[0].GetState() != crowdgatev1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DELIVERED ||
 		len(ds[0].GetAttempts()) != 1 || ds[0].GetAttempts()[0].GetHttpStatus() != http.StatusNoContent {
 		t.Fatalf("after Run returned, the deliveries are %v; want the one attempted, recorded as delivered with its 204", ds)
+	}
+}
+
+// TestATenantHasAtMostMaxEndpoints: each event is one delivery per
+// endpoint, so a tenant's endpoints are bounded, also against concurrent
+// creates; other tenants are not counted, and a deleted endpoint frees its
+// place.
+func TestATenantHasAtMostMaxEndpoints(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Settings.MaxEndpoints = 3 })
+	create := func(ctx context.Context) error {
+		_, err := f.svc.CreateWebhookEndpoint(ctx, &crowdgatev1.CreateWebhookEndpointRequest{Url: "https://hooks.example/hook"})
+		return err
+	}
+	var made, refused atomic.Int32
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			switch err := create(f.ctx); statusCode(err) {
+			case codes.OK:
+				made.Add(1)
+			case codes.FailedPrecondition:
+				refused.Add(1)
+			default:
+				t.Errorf("CreateWebhookEndpoint: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if made.Load() != 3 || refused.Load() != 7 {
+		t.Fatalf("10 concurrent creates with room for 3: %d made, %d refused; want 3 and 7", made.Load(), refused.Load())
+	}
+	if err := create(tenant.WithID(context.Background(), "t2")); err != nil {
+		t.Errorf("another tenant's create: %v", err)
+	}
+	list, err := f.svc.ListWebhookEndpoints(f.ctx, &crowdgatev1.ListWebhookEndpointsRequest{})
+	if err != nil || len(list.Endpoints) != 3 {
+		t.Fatalf("ListWebhookEndpoints: %v, %v; want 3", list, err)
+	}
+	if _, err := f.svc.DeleteWebhookEndpoint(f.ctx, &crowdgatev1.DeleteWebhookEndpointRequest{EndpointId: list.Endpoints[0].EndpointId}); err != nil {
+		t.Fatal(err)
+	}
+	if err := create(f.ctx); err != nil {
+		t.Errorf("a create after a delete: %v", err)
+	}
+	if err := create(f.ctx); statusCode(err) != codes.FailedPrecondition {
+		t.Errorf("a fourth endpoint: %v, want FAILED_PRECONDITION", err)
+	}
+}
+
+// TestAPlaceACreateLeftIsFreedAfterItsTime: a create that took its place
+// and stopped before storing its record (its replica died) holds the
+// place for reservationTTL, while it may still be under way; then the
+// place is free again.
+func TestAPlaceACreateLeftIsFreedAfterItsTime(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Settings.MaxEndpoints = 1 })
+	if err := f.redis.Client.ZAdd(context.Background(), f.svc.st.endpointIndex("t1"), redis.Z{Member: newEndpointID(f.clock.Now())}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	req := &crowdgatev1.CreateWebhookEndpointRequest{Url: "https://hooks.example/hook"}
+	if _, err := f.svc.CreateWebhookEndpoint(f.ctx, req); statusCode(err) != codes.FailedPrecondition {
+		t.Fatalf("a create while another may be under way: %v, want FAILED_PRECONDITION", err)
+	}
+	f.clock.Advance(reservationTTL + time.Minute)
+	if _, err := f.svc.CreateWebhookEndpoint(f.ctx, req); err != nil {
+		t.Fatalf("a create once the stopped one's place is free: %v", err)
+	}
+	list, err := f.svc.ListWebhookEndpoints(f.ctx, &crowdgatev1.ListWebhookEndpointsRequest{})
+	if err != nil || len(list.Endpoints) != 1 {
+		t.Errorf("ListWebhookEndpoints: %v, %v; want the one endpoint", list, err)
 	}
 }
