@@ -158,13 +158,13 @@ func TestWrongMethodAnswers405WithAllow(t *testing.T) {
 	for _, tc := range []struct {
 		method, path, allow string
 	}{
-		{http.MethodDelete, "/v1/projects", "GET, POST"},
-		{http.MethodPut, "/v1/projects/prj_1", "GET, PATCH"},
+		{http.MethodDelete, "/v1/projects", "GET, HEAD, POST"},
+		{http.MethodPut, "/v1/projects/prj_1", "GET, HEAD, PATCH"},
 		{http.MethodGet, "/v1/pools", "POST"},
-		{http.MethodPost, "/v1/pools/pool_1", "GET, PATCH"},
-		{http.MethodPost, "/v1/credentials/cred_1", "GET, DELETE"},
+		{http.MethodPost, "/v1/pools/pool_1", "GET, HEAD, PATCH"},
+		{http.MethodPost, "/v1/credentials/cred_1", "GET, HEAD, DELETE"},
 		{http.MethodGet, "/v1/sessions:exchange", "POST"},
-		{http.MethodOptions, "/v1/tenants", "GET, POST"},
+		{http.MethodOptions, "/v1/tenants", "GET, HEAD, POST"},
 		{http.MethodPost, "/openapi.json", "GET, HEAD"},
 		{http.MethodPost, "/.well-known/jwks.json", "GET, HEAD"},
 		{http.MethodPost, "/start?assignment_id=x", "GET, HEAD"},

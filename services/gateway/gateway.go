@@ -157,8 +157,10 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 		// have (their contexts cancelled), not before: the workers and
 		// Redis they use are stopped only after that.
 		grpc.WaitForHandlers(true),
-		grpc.ChainUnaryInterceptor(rpcMetrics.UnaryServerInterceptor(), recoverUnary(log), errorUnary(log), g.authUnary, boundsUnary(o.now)),
-		grpc.ChainStreamInterceptor(rpcMetrics.StreamServerInterceptor(), recoverStream(log), errorStream(log), g.endOpenStreams, g.authStreams, boundsStream(o.now)),
+		// A request that does not decode is INVALID_ARGUMENT (codec.go).
+		grpc.ForceServerCodecV2(newLenientCodec()),
+		grpc.ChainUnaryInterceptor(rpcMetrics.UnaryServerInterceptor(), recoverUnary(log), errorUnary(log), g.authUnary, undecodableUnary, boundsUnary(o.now)),
+		grpc.ChainStreamInterceptor(rpcMetrics.StreamServerInterceptor(), recoverStream(log), errorStream(log), g.endOpenStreams, g.authStreams, undecodableStream, boundsStream(o.now)),
 	}, tlsOpts...)...)
 	g.health = health.NewServer()
 	healthpb.RegisterHealthServer(g.grpcServer, g.health)
@@ -248,6 +250,7 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	rest = runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithIncomingHeaderMatcher(restHeaderMatcher),
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, restJSON),
+		runtime.SetQueryParameterParser(&strictQuery{}), // unknown parameters refused (restquery.go)
 		runtime.WithErrorHandler(restErrorHandler),
 		runtime.WithRoutingErrorHandler(allow.routingError),
 		runtime.WithOutgoingHeaderMatcher(noGRPCMetadata),
@@ -261,7 +264,7 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	}
 
 	mux := g.mux
-	mux.Handle("/v1/", limitBody(rejectInvalidUTF8(rest)))
+	mux.Handle("/v1/", refuseCrossOrigin(g.cfg.CORS, limitBody(rejectInvalidUTF8(headAsGet(rest)))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -287,14 +290,6 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	return nil
-}
-
-// limitBody refuses request bodies larger than MaxRequestBytes.
-func limitBody(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
-		h.ServeHTTP(w, r)
-	})
 }
 
 // readyz answers 200 while the replica takes traffic and Redis answers, 503

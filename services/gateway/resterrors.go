@@ -42,8 +42,25 @@ func (m *restMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		if err := m.JSONPb.Unmarshal(b, v); err != nil {
 			return bodyError(b, err)
 		}
+		if trailingData(b) {
+			// Decoded from the first JSON value only: a second one (or
+			// garbage) after it would be read one way here and maybe
+			// another by a proxy in front.
+			return serviceerror.NewInvalidArgument("body", "must be one JSON object, with nothing after it")
+		}
 		return nil
 	})
+}
+
+// trailingData reports whether b holds anything but white space after its
+// first JSON value.
+func trailingData(b []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var first json.RawMessage
+	if dec.Decode(&first) != nil {
+		return false // the value itself is wrong: decoding said so
+	}
+	return len(bytes.TrimSpace(b[dec.InputOffset():])) > 0
 }
 
 // protojson's errors carry the position of the fault: "(line 3:17)".
@@ -187,8 +204,18 @@ var queryFieldError = regexp.MustCompile(`^parsing field "([^"]+)": (.*)$`)
 // Retry-After.
 func restErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	st := status.Convert(err)
+	if st.Code() == codes.InvalidArgument && strings.HasSuffix(st.Message(), "http: request body too large") {
+		// A chunked body over the bound (limitBody's MaxBytesReader).
+		writeRESTError(w, http.StatusRequestEntityTooLarge, int(codes.InvalidArgument), bodyTooLarge)
+		return
+	}
 	if st.Code() == codes.InvalidArgument && !hasBadRequest(st) {
 		st = serviceerror.ToStatus(invalidArgument(st.Message()))
+	}
+	if st.Code() == codes.Unauthenticated {
+		// grpc-gateway would copy the message into WWW-Authenticate,
+		// which must name a scheme (RFC 9110, 6750).
+		w = bearerChallenge{w}
 	}
 	for _, d := range st.Details() {
 		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
@@ -223,3 +250,15 @@ func invalidArgument(msg string) error {
 	}
 	return serviceerror.NewInvalidArgument("body", "%s", camelToSnakeInText(msg))
 }
+
+// bearerChallenge sets WWW-Authenticate to the bearer scheme's challenge
+// when the answer is written, over what grpc-gateway put there.
+type bearerChallenge struct{ http.ResponseWriter }
+
+func (w bearerChallenge) WriteHeader(code int) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="crowdgate"`)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w bearerChallenge) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -68,6 +68,9 @@ func (a *restAllow) allowed(r *http.Request) []string {
 		a.probe.ServeHTTP(w, (&http.Request{Method: m, URL: r.URL, Header: http.Header{}, Body: http.NoBody}).WithContext(r.Context()))
 		if w.found {
 			out = append(out, m)
+			if m == http.MethodGet {
+				out = append(out, http.MethodHead) // headAsGet
+			}
 		}
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
@@ -69,7 +70,7 @@ func TestWatchEventsStreamsWhatTheLogHolds(t *testing.T) {
 	}
 }
 
-// TestEventRequestsAreChecked: a bad type, cursor or page token is
+// TestEventRequestsAreChecked: a bad type, cursor, page token or time range is
 // INVALID_ARGUMENT naming the field, over gRPC and REST (400); a stream
 // with a bad request fails the same way.
 func TestEventRequestsAreChecked(t *testing.T) {
@@ -80,6 +81,7 @@ func TestEventRequestsAreChecked(t *testing.T) {
 		"cursor":     {Cursor: "yesterday"},
 		"page_token": {PageToken: "abc"},
 		"page_size":  {PageSize: -1},
+		"end_time":   {StartTime: timestamppb.New(env.Now()), EndTime: timestamppb.New(env.Now().Add(-time.Hour))},
 	} {
 		_, err := env.Events.ListEvents(ctx, req)
 		gatewaytest.WantField(t, err, field)

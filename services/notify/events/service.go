@@ -68,6 +68,9 @@ func (s *Service) ListEvents(ctx context.Context, req *crowdgatev1.ListEventsReq
 			return nil, serviceerror.NewInvalidArgument("end_time", "%v", err)
 		}
 		q.End = t.AsTime()
+		if !q.Start.IsZero() && q.End.Before(q.Start) {
+			return nil, serviceerror.NewInvalidArgument("end_time", "must not be before start_time")
+		}
 	}
 	evs, next, err := s.log.List(ctx, tenant.FromContext(ctx), q)
 	if err != nil {

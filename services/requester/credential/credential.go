@@ -200,6 +200,9 @@ func verifyError(err error) error {
 
 // GetCredential returns a credential's metadata.
 func (s *Service) GetCredential(ctx context.Context, req *crowdgatev1.GetCredentialRequest) (*crowdgatev1.GetCredentialResponse, error) {
+	if req.GetCredentialId() == "" {
+		return nil, serviceerror.NewInvalidArgument("credential_id", "is required")
+	}
 	c, err := s.catalog.Credential(ctx, tenant.FromContext(ctx), req.GetCredentialId())
 	if err != nil {
 		return nil, err

@@ -127,6 +127,9 @@ func (s *Service) CreatePool(ctx context.Context, req *crowdgatev1.CreatePoolReq
 
 // GetPool returns one pool with its status refreshed from Toloka.
 func (s *Service) GetPool(ctx context.Context, req *crowdgatev1.GetPoolRequest) (*crowdgatev1.GetPoolResponse, error) {
+	if req.GetPoolId() == "" {
+		return nil, serviceerror.NewInvalidArgument("pool_id", "is required")
+	}
 	tenantID := tenant.FromContext(ctx)
 	r, err := s.catalog.ResolvePool(ctx, tenantID, req.GetPoolId())
 	if err != nil {

@@ -271,6 +271,9 @@ func loopbackHost(h string) bool {
 
 // GetProject returns one project.
 func (s *Service) GetProject(ctx context.Context, req *crowdgatev1.GetProjectRequest) (*crowdgatev1.GetProjectResponse, error) {
+	if req.GetProjectId() == "" {
+		return nil, serviceerror.NewInvalidArgument("project_id", "is required")
+	}
 	p, err := s.catalog.Project(ctx, tenant.FromContext(ctx), req.GetProjectId())
 	if err != nil {
 		return nil, err

@@ -1,0 +1,83 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/rs/cors"
+)
+
+// refuseCrossOrigin answers 403 to a state-changing REST request (POST,
+// PATCH, PUT, DELETE) that a browser sends from a web page on an origin
+// CORSSettings does not allow. CORS alone does not stop it: a browser
+// asks first (a preflight) only for requests that need it (a JSON
+// Content-Type, an Authorization header), and sends a "simple" one (a
+// text/plain or form body, no credentials) at once; with
+// CROWDGATE_AUTH=off the API would act on it. Go's
+// http.CrossOriginProtection decides what is cross-origin (Sec-Fetch-Site,
+// else Origin against Host); requests without either (servers, curl) and
+// safe methods pass. gateway.go applies it in front of the REST mux.
+func refuseCrossOrigin(s CORSSettings, h http.Handler) http.Handler {
+	var allowed *cors.Cors
+	if len(s.Origins) > 0 {
+		allowed = cors.New(cors.Options{AllowedOrigins: s.Origins})
+	}
+	cop := http.NewCrossOriginProtection()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := cop.Check(r); err != nil && (allowed == nil || !allowed.OriginAllowed(r)) {
+			writeRESTError(w, http.StatusForbidden, 7, "permission denied: a web page on this origin may not change anything here (CROWDGATE_CORS_ORIGINS lists the origins that may)")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// headAsGet answers HEAD as GET without the body, as HTTP asks of every
+// resource that answers GET (grpc-gateway routes GET only).
+func headAsGet(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodHead {
+			h.ServeHTTP(w, r)
+			return
+		}
+		get := r.Clone(r.Context())
+		get.Method = http.MethodGet
+		h.ServeHTTP(headWriter{w}, get)
+	})
+}
+
+// headWriter drops the body of a HEAD answer.
+type headWriter struct{ http.ResponseWriter }
+
+func (w headWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w headWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// limitBody refuses request bodies larger than MaxRequestBytes: at once
+// with 413 when Content-Length says so (before the body is read, so a
+// client that waits for 100 Continue gets the answer rather than a reset
+// connection), and by a MaxBytesReader otherwise (restErrorHandler
+// answers 413 when it trips).
+func limitBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxRequestBytes {
+			writeRESTError(w, http.StatusRequestEntityTooLarge, 3, bodyTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// bodyTooLarge is the answer to a body over MaxRequestBytes.
+var bodyTooLarge = "invalid argument: body: must be at most " + strconv.Itoa(MaxRequestBytes>>20) + " MiB"
+
+// writeRESTError writes an error answer in the REST API's form (a
+// google.rpc.Status as JSON) without going through grpc-gateway, for the
+// guards in front of it.
+func writeRESTError(w http.ResponseWriter, httpStatus, code int, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write([]byte(`{"code":` + strconv.Itoa(code) + `,"message":` + strconv.Quote(message) + `,"details":[]}`))
+}
