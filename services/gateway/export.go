@@ -121,15 +121,32 @@ func exportStreamError(ctx context.Context, err error) *status.Status {
 }
 
 // negotiateExport picks the export encoding an Accept header asks for:
-// CSV when it names text/csv, JSON Lines otherwise.
+// CSV when it names text/csv with a quality (q) above 0 and at least that
+// of any JSON type or wildcard it names, JSON Lines otherwise.
 func negotiateExport(accept []string) string {
+	csv, other := 0.0, 0.0
 	for _, a := range accept {
 		for part := range strings.SplitSeq(a, ",") {
-			mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-			if err == nil && mt == export.MIMECSV {
-				return export.MIMECSV
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			q := 1.0
+			if v, ok := params["q"]; ok {
+				if q, err = strconv.ParseFloat(v, 64); err != nil || q < 0 || q > 1 {
+					q = 0
+				}
+			}
+			switch mt {
+			case export.MIMECSV:
+				csv = max(csv, q)
+			case export.MIMENDJSON, "application/json", "application/*", "*/*":
+				other = max(other, q)
 			}
 		}
+	}
+	if csv > 0 && csv >= other {
+		return export.MIMECSV
 	}
 	return export.MIMENDJSON
 }

@@ -31,6 +31,11 @@ func TestNegotiateExport(t *testing.T) {
 		"text/csv":                         export.MIMECSV,
 		"text/csv; charset=utf-8":          export.MIMECSV,
 		"application/json;q=0.5, text/csv": export.MIMECSV,
+		"text/csv;q=0, application/json":   export.MIMENDJSON,
+		"text/csv;q=0":                     export.MIMENDJSON,
+		"text/csv;q=0.5, application/json": export.MIMENDJSON,
+		"text/csv;q=0.9, */*;q=0.1":        export.MIMECSV,
+		"*/*, text/csv":                    export.MIMECSV,
 	} {
 		if got := negotiateExport([]string{accept}); got != want {
 			t.Errorf("Accept %q: %s, want %s", accept, got, want)

@@ -118,6 +118,12 @@ func filterCondition(field string, c *crowdgatev1.FilterCondition) (any, error) 
 	if c.GetValue() == nil || c.GetValue().GetKind() == nil {
 		return nil, bad(join(field, "value"), "is required (use null_value to compare with null)")
 	}
+	switch c.GetValue().GetKind().(type) {
+	case *structpb.Value_StructValue, *structpb.Value_ListValue:
+		// Toloka compares an attribute with one value (IN: the attribute
+		// holds it).
+		return nil, bad(join(field, "value"), "must be a string, number, boolean or null")
+	}
 	v, err := valueJSON(c.GetValue())
 	if err != nil {
 		return nil, bad(join(field, "value"), "%v", err)

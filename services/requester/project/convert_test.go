@@ -84,6 +84,18 @@ func TestPoolFilter(t *testing.T) {
 		})
 	}
 
+	// One value is compared: an object or a list is refused, naming it.
+	for name, v := range map[string]*structpb.Value{
+		"object": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewNumberValue(1)}}),
+		"list":   structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStringValue("EN")}}),
+	} {
+		_, err := PoolFilter(&crowdgatev1.Project{}, "pool.filter", condition("profile", "languages", "IN", v))
+		var ia *serviceerror.InvalidArgument
+		if !errors.As(err, &ia) || ia.Field != "pool.filter.condition.value" {
+			t.Errorf("a condition whose value is an %s: %v, want INVALID_ARGUMENT naming pool.filter.condition.value", name, err)
+		}
+	}
+
 	var many []*crowdgatev1.Filter
 	for range 200 {
 		many = append(many, lang)
