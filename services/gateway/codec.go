@@ -20,7 +20,10 @@ import (
 // server's fault and go uncounted. A request it cannot decode is reset and
 // remembered instead, and undecodableUnary or undecodableStream, in every
 // call's interceptor chain, refuses it with INVALID_ARGUMENT. gateway.New
-// installs it with grpc.ForceServerCodecV2.
+// installs it with grpc.ForceServerCodecV2, and puts undecodableUnary
+// before any interceptor that may answer without calling on (auth), so
+// every entry is taken (a unary request is decoded before the chain runs;
+// a stream's message in RecvMsg, which checkedStream wraps).
 type lenientCodec struct{ encoding.CodecV2 }
 
 // undecodable holds the requests lenientCodec could not decode (the

@@ -159,7 +159,9 @@ func (g *Gateway) build(ctx context.Context, o options) error {
 		grpc.WaitForHandlers(true),
 		// A request that does not decode is INVALID_ARGUMENT (codec.go).
 		grpc.ForceServerCodecV2(newLenientCodec()),
-		grpc.ChainUnaryInterceptor(rpcMetrics.UnaryServerInterceptor(), recoverUnary(log), errorUnary(log), g.authUnary, undecodableUnary, boundsUnary(o.now)),
+		// undecodableUnary comes before anything that may answer without
+		// calling on (auth): what the codec remembered is always taken.
+		grpc.ChainUnaryInterceptor(rpcMetrics.UnaryServerInterceptor(), recoverUnary(log), errorUnary(log), undecodableUnary, g.authUnary, boundsUnary(o.now)),
 		grpc.ChainStreamInterceptor(rpcMetrics.StreamServerInterceptor(), recoverStream(log), errorStream(log), g.endOpenStreams, g.authStreams, undecodableStream, boundsStream(o.now)),
 	}, tlsOpts...)...)
 	g.health = health.NewServer()

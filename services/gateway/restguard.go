@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/rs/cors"
 )
@@ -33,10 +34,11 @@ func refuseCrossOrigin(s CORSSettings, h http.Handler) http.Handler {
 }
 
 // headAsGet answers HEAD as GET without the body, as HTTP asks of every
-// resource that answers GET (grpc-gateway routes GET only).
+// resource that answers GET (grpc-gateway routes GET only); not an export,
+// which would stream every row to be dropped (405 there).
 func headAsGet(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodHead {
+		if r.Method != http.MethodHead || isExportPath(r.URL.Path) {
 			h.ServeHTTP(w, r)
 			return
 		}
@@ -81,3 +83,6 @@ func writeRESTError(w http.ResponseWriter, httpStatus, code int, message string)
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write([]byte(`{"code":` + strconv.Itoa(code) + `,"message":` + strconv.Quote(message) + `,"details":[]}`))
 }
+
+// isExportPath reports whether p is an export route (export.go).
+func isExportPath(p string) bool { return strings.HasSuffix(p, ":export") }

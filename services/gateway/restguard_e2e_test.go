@@ -121,7 +121,8 @@ func TestAGetWithoutAnIDNamesIt(t *testing.T) {
 	}
 }
 
-// HEAD answers as GET without a body; 405's Allow says so.
+// HEAD answers as GET without a body, but for an export; 405's Allow says
+// so.
 func TestHEADAnswersAsGET(t *testing.T) {
 	env := gatewaytest.Start(t, gatewaytest.Options{})
 	resp, err := http.Head(env.HTTP + "/v1/credentials")
@@ -132,6 +133,15 @@ func TestHEADAnswersAsGET(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || len(b) != 0 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Errorf("HEAD: %d %q, body %q; want 200, JSON, no body", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+	}
+	// Not an export: it would stream every row to drop them.
+	resp, err = http.Head(env.HTTP + "/v1/pools/pool_1/submissions:export")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if allow := resp.Header.Get("Allow"); resp.StatusCode != http.StatusMethodNotAllowed || allow != "GET" {
+		t.Errorf("HEAD of an export: %d, Allow %q; want 405, GET", resp.StatusCode, allow)
 	}
 	req, _ := http.NewRequest(http.MethodPut, env.HTTP+"/v1/credentials", nil)
 	resp, err = http.DefaultClient.Do(req)

@@ -68,7 +68,7 @@ func (a *restAllow) allowed(r *http.Request) []string {
 		a.probe.ServeHTTP(w, (&http.Request{Method: m, URL: r.URL, Header: http.Header{}, Body: http.NoBody}).WithContext(r.Context()))
 		if w.found {
 			out = append(out, m)
-			if m == http.MethodGet {
+			if m == http.MethodGet && !isExportPath(r.URL.Path) {
 				out = append(out, http.MethodHead) // headAsGet
 			}
 		}

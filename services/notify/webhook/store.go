@@ -222,9 +222,14 @@ return 1
 
 // reservationTTL is how long an index entry may name an endpoint whose
 // record is not stored: a create between its reservation and its record
-// (one round trip, within the call's deadline). An older such entry is a
-// create that stopped there, and is taken out of the index when read.
-const reservationTTL = 10 * time.Minute
+// (one round trip, bounded by recordWriteBound). An older such entry (by
+// the time in its id; replicas' clocks are taken to agree within a few
+// minutes) is a create that stopped there, and is taken out of the index
+// when read.
+const (
+	reservationTTL   = 10 * time.Minute
+	recordWriteBound = time.Minute
+)
 
 // createEndpoint stores a new endpoint with its secret, unless its tenant
 // has max endpoints already (FAILED_PRECONDITION). The endpoint's place in
@@ -256,6 +261,10 @@ func (s *store) createEndpoint(ctx context.Context, ep *crowdgatev1.WebhookEndpo
 		return serviceerror.NewFailedPrecondition("the tenant has reached its limit of %d webhook endpoints (CROWDGATE_WEBHOOK_MAX_ENDPOINTS): delete one first", max)
 	}
 	sealed := s.box.Seal([]byte(secret), sealContext(ep.GetTenantId(), ep.GetEndpointId()))
+	// Bounded well within reservationTTL, after which a place without its
+	// record is freed.
+	ctx, cancel := context.WithTimeout(ctx, recordWriteBound)
+	defer cancel()
 	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.endpointKey(ep.GetTenantId(), ep.GetEndpointId()), "pb", pb, "sec", sealed)
 		return nil

@@ -442,7 +442,7 @@ func TestAPoolTolokaDidNotArchiveIsUnfenced(t *testing.T) {
 		failOps bool
 	}{
 		{name: "archive refused", faults: func(id string) tolokasim.Faults {
-			return tolokasim.Faults{PathPrefix: "/api/v1/pools/" + id + "/archive", ErrorRates: map[int]float64{http.StatusConflict: 1}}
+			return tolokasim.Faults{PathPrefix: "/api/v1/pools/" + id + "/archive", ErrorRates: map[int]float64{http.StatusForbidden: 1}}
 		}},
 		{name: "pool unreadable", faults: func(id string) tolokasim.Faults {
 			// The pool is read before the archive is asked for.
@@ -491,28 +491,42 @@ func TestAPoolTolokaDidNotArchiveIsUnfenced(t *testing.T) {
 	}
 }
 
-// A refusal that answers a retried archive request may be Toloka's answer
-// to the first request's work (its answer lost, the pool archived or being
-// archived): the outcome is unknown and the pool stays fenced.
-func TestARefusalAfterARetryLeavesThePoolFenced(t *testing.T) {
-	c := newComponent(t)
-	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
-	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
-	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
-	// The first request fails with 503 (retried), the second is refused.
-	if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/pools/" + p.GetTolokaPoolId() + "/archive",
-		FailNext: 1, ErrorRates: map[int]float64{http.StatusConflict: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId())
-	if err == nil || errors.Is(err, pool.ErrNotArchived) {
-		t.Fatalf("ArchivePool refused after a retry = %v, want an error of unknown outcome", err)
-	}
-	if !strings.Contains(err.Error(), "after 2 attempts") {
-		t.Fatalf("ArchivePool = %v, want the refusal of a second attempt", err)
-	}
-	if fenced, _ := c.work.fenced(); !slices.Equal(fenced, []string{p.GetPoolId()}) {
-		t.Errorf("fenced pools %v after a refusal of a retry, want %s kept fenced", fenced, p.GetPoolId())
+// A refusal that may be Toloka's answer to an archive already made or
+// under way leaves the outcome unknown, and the pool fenced: a refusal of
+// a retried request (the first one's answer lost), and a 409 (an archive
+// operation already running, started by an earlier archive whose fence is
+// gone).
+func TestARefusalThatMayFollowAnArchiveLeavesThePoolFenced(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failNext int
+		status   int
+		attempts string
+	}{
+		{"a refusal of a retry", 1, http.StatusForbidden, "after 2 attempts"},
+		{"a conflict", 0, http.StatusConflict, "HTTP 409"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newComponent(t)
+			env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+			prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+			p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+			// failNext requests fail with 503 (retried), then each is refused.
+			if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/pools/" + p.GetTolokaPoolId() + "/archive",
+				FailNext: tc.failNext, ErrorRates: map[int]float64{tc.status: 1}}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId())
+			if err == nil || errors.Is(err, pool.ErrNotArchived) {
+				t.Fatalf("ArchivePool = %v, want an error of unknown outcome", err)
+			}
+			if !strings.Contains(err.Error(), tc.attempts) {
+				t.Fatalf("ArchivePool = %v, want %q", err, tc.attempts)
+			}
+			if fenced, _ := c.work.fenced(); !slices.Equal(fenced, []string{p.GetPoolId()}) {
+				t.Errorf("fenced pools %v, want %s kept fenced", fenced, p.GetPoolId())
+			}
+		})
 	}
 }
 

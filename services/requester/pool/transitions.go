@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -70,9 +71,11 @@ func (t *Transitions) Archive(ctx context.Context, tenantID, poolID string) (*cr
 // ErrNotArchived is wrapped by an error of Archive after which Toloka
 // surely did not archive the pool: it was not asked to (the pool could not
 // be resolved or read, or is open), it refused the only request it got
-// with a 4xx answer, or it reported the archive operation failed. A retry
-// of a request whose answer was lost may be refused because the first
-// went through, so a refusal after more than one attempt does not count.
+// with a 4xx answer other than 409, or it reported the archive operation
+// failed. A retry of a request whose answer was lost may be refused
+// because the first went through, so a refusal after more than one attempt
+// does not count; nor does a 409 (an archive already under way), nor a
+// refusal of a pool Toloka had just reported archived.
 var ErrNotArchived = errors.New("pool: not archived")
 
 // notArchived marks err as ErrNotArchived; its message is err's.
@@ -82,10 +85,13 @@ func (e notArchived) Error() string   { return e.err.Error() }
 func (e notArchived) Unwrap() []error { return []error{e.err, ErrNotArchived} }
 
 // refusedOnce reports whether err is Toloka's 4xx answer to the one
-// request a call made: the request was refused, not carried out.
+// request a call made: the request was refused, not carried out. A 409
+// does not count: it may say an archive is already under way
+// (OPERATION_ALREADY_EXISTS, CONFLICT_STATE), started by an earlier
+// archive whose fence is gone.
 func refusedOnce(err error) bool {
 	var te *toloka.Error
-	return errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 && te.Attempts <= 1
+	return errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 && te.StatusCode != http.StatusConflict && te.Attempts <= 1
 }
 
 func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action string) (*crowdgatev1.Pool, error) {
@@ -119,7 +125,7 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 			return nil, notArchived{serviceerror.NewFailedPrecondition("pool %s is OPEN: close it before archiving it", poolID)}
 		}
 		op, err = rem.act(ctx, "archive")
-		if err != nil && refusedOnce(err) {
+		if err != nil && refusedOnce(err) && current.Status != toloka.PoolArchived {
 			return nil, notArchived{project.TolokaError("pool", err)}
 		}
 	}
