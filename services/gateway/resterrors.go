@@ -17,6 +17,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 )
@@ -39,21 +40,27 @@ func (m *restMarshaler) NewDecoder(r io.Reader) runtime.Decoder {
 		if len(bytes.TrimSpace(b)) == 0 {
 			return io.EOF // an empty body: the request message stays empty
 		}
-		if err := m.JSONPb.Unmarshal(b, v); err != nil {
-			return bodyError(b, err)
+		if msg, ok := v.(proto.Message); ok {
+			// protojson itself: one pass over the body (JSONPb scans it
+			// once more first), and it refuses anything after the object,
+			// which JSONPb ignores (a proxy in front could read a second
+			// value another way).
+			err = m.UnmarshalOptions.Unmarshal(b, msg)
+		} else {
+			err = m.JSONPb.Unmarshal(b, v)
 		}
-		if trailingData(b) {
-			// Decoded from the first JSON value only: a second one (or
-			// garbage) after it would be read one way here and maybe
-			// another by a proxy in front.
-			return serviceerror.NewInvalidArgument("body", "must be one JSON object, with nothing after it")
+		if err != nil {
+			if trailingData(b) {
+				return serviceerror.NewInvalidArgument("body", "must be one JSON object, with nothing after it")
+			}
+			return bodyError(b, err)
 		}
 		return nil
 	})
 }
 
 // trailingData reports whether b holds anything but white space after its
-// first JSON value.
+// first JSON value (which is valid JSON).
 func trailingData(b []byte) bool {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	var first json.RawMessage
