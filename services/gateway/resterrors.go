@@ -77,7 +77,9 @@ var protoPosition = regexp.MustCompile(`\(line (\d+):(\d+)\)`)
 // field at the position protojson reports, in snake_case; the whole body
 // ("body") when the JSON itself is broken.
 func bodyError(body []byte, err error) error {
-	msg := err.Error()
+	// protojson quotes the bytes it stopped at as they are: a body that is
+	// not UTF-8 would make an error text that cannot be marshalled.
+	msg := strings.ToValidUTF8(err.Error(), "\uFFFD")
 	reason := strings.TrimSpace(strings.TrimPrefix(protoPosition.ReplaceAllString(msg, ""), "proto:"))
 	reason = strings.ReplaceAll(strings.TrimPrefix(strings.TrimSpace(reason), ": "), " : ", ": ")
 	field := "body"
