@@ -79,19 +79,11 @@ var corsMethods = []string{http.MethodGet, http.MethodPost, http.MethodPatch, ht
 // 204 without them, so the browser refuses the call. With no origins,
 // nothing changes: no CORS header anywhere, and a preflight is what any
 // OPTIONS request is (405 with Allow on the REST API). gateway.go wraps
-// the HTTP mux in it.
-func withCORS(s CORSSettings, h http.Handler) http.Handler {
-	if len(s.Origins) == 0 {
+// the HTTP mux in it, with newCORS's answer (nil: no origins).
+func withCORS(c *cors.Cors, h http.Handler) http.Handler {
+	if c == nil {
 		return h
 	}
-	c := cors.New(cors.Options{
-		AllowedOrigins:   s.Origins,
-		AllowedMethods:   corsMethods,
-		AllowedHeaders:   []string{"Authorization", "Content-Type", access.RESTTenantHeader},
-		ExposedHeaders:   []string{"Retry-After", "WWW-Authenticate"},
-		MaxAge:           600,
-		AllowCredentials: false, // see CORSSettings
-	})
 	withHeaders := c.Handler(h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if corsPath(r.URL.Path) {
@@ -99,6 +91,23 @@ func withCORS(s CORSSettings, h http.Handler) http.Handler {
 			return
 		}
 		h.ServeHTTP(w, r)
+	})
+}
+
+// newCORS returns the CORS handling of the allowed origins, nil when there
+// are none: the one description of which origins may call, which withCORS
+// answers with and refuseCrossOrigin asks.
+func newCORS(s CORSSettings) *cors.Cors {
+	if len(s.Origins) == 0 {
+		return nil
+	}
+	return cors.New(cors.Options{
+		AllowedOrigins:   s.Origins,
+		AllowedMethods:   corsMethods,
+		AllowedHeaders:   []string{"Authorization", "Content-Type", access.RESTTenantHeader},
+		ExposedHeaders:   []string{"Retry-After", "WWW-Authenticate"},
+		MaxAge:           600,
+		AllowCredentials: false, // see CORSSettings
 	})
 }
 

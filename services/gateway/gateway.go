@@ -266,7 +266,8 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	}
 
 	mux := g.mux
-	mux.Handle("/v1/", refuseCrossOrigin(g.cfg.CORS, limitBody(rejectInvalidUTF8(headAsGet(rest)))))
+	origins := newCORS(g.cfg.CORS)
+	mux.Handle("/v1/", refuseCrossOrigin(origins, limitBody(rejectInvalidUTF8(headAsGet(rest)))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
@@ -283,7 +284,7 @@ func (g *Gateway) buildHTTP(ctx context.Context) error {
 	})
 
 	g.httpServer = &http.Server{
-		Handler:           g.counted(withCORS(g.cfg.CORS, newHTTPMetrics(g.metrics).wrap(mux))),
+		Handler:           g.counted(withCORS(origins, newHTTPMetrics(g.metrics).wrap(mux))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

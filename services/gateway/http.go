@@ -9,6 +9,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -51,9 +52,7 @@ func (c *Config) RESTLoopbackCredentials() (credentials.TransportCredentials, er
 func rejectInvalidUTF8(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !utf8.ValidString(r.URL.Path) || !validQueryUTF8(r.URL.RawQuery) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"code":3,"message":"invalid argument: the request path or query is not valid UTF-8","details":[]}`))
+			writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, "invalid argument: the request path or query is not valid UTF-8")
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -215,7 +215,7 @@ func restErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Mars
 	st := status.Convert(err)
 	if st.Code() == codes.InvalidArgument && strings.HasSuffix(st.Message(), "http: request body too large") {
 		// A chunked body over the bound (limitBody's MaxBytesReader).
-		writeRESTError(w, http.StatusRequestEntityTooLarge, int(codes.InvalidArgument), bodyTooLarge)
+		writeRESTError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, bodyTooLarge)
 		return
 	}
 	if st.Code() == codes.InvalidArgument && !hasBadRequest(st) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/rs/cors"
+	"google.golang.org/grpc/codes"
 )
 
 // refuseCrossOrigin answers 403 to a state-changing REST request (POST,
@@ -17,16 +18,13 @@ import (
 // CROWDGATE_AUTH=off the API would act on it. Go's
 // http.CrossOriginProtection decides what is cross-origin (Sec-Fetch-Site,
 // else Origin against Host); requests without either (servers, curl) and
-// safe methods pass. gateway.go applies it in front of the REST mux.
-func refuseCrossOrigin(s CORSSettings, h http.Handler) http.Handler {
-	var allowed *cors.Cors
-	if len(s.Origins) > 0 {
-		allowed = cors.New(cors.Options{AllowedOrigins: s.Origins})
-	}
+// safe methods pass, and so does an origin allowed (newCORS; nil: none).
+// gateway.go applies it in front of the REST mux.
+func refuseCrossOrigin(allowed *cors.Cors, h http.Handler) http.Handler {
 	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := cop.Check(r); err != nil && (allowed == nil || !allowed.OriginAllowed(r)) {
-			writeRESTError(w, http.StatusForbidden, 7, "permission denied: a web page on this origin may not change anything here (CROWDGATE_CORS_ORIGINS lists the origins that may)")
+			writeRESTError(w, http.StatusForbidden, codes.PermissionDenied, "permission denied: a web page on this origin may not change anything here (CROWDGATE_CORS_ORIGINS lists the origins that may)")
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -64,7 +62,7 @@ func (w headWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func limitBody(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > MaxRequestBytes {
-			writeRESTError(w, http.StatusRequestEntityTooLarge, 3, bodyTooLarge)
+			writeRESTError(w, http.StatusRequestEntityTooLarge, codes.InvalidArgument, bodyTooLarge)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBytes)
@@ -78,10 +76,10 @@ var bodyTooLarge = "invalid argument: body: must be at most " + strconv.Itoa(Max
 // writeRESTError writes an error answer in the REST API's form (a
 // google.rpc.Status as JSON) without going through grpc-gateway, for the
 // guards in front of it.
-func writeRESTError(w http.ResponseWriter, httpStatus, code int, message string) {
+func writeRESTError(w http.ResponseWriter, httpStatus int, code codes.Code, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
-	_, _ = w.Write([]byte(`{"code":` + strconv.Itoa(code) + `,"message":` + strconv.Quote(message) + `,"details":[]}`))
+	_, _ = w.Write([]byte(`{"code":` + strconv.Itoa(int(code)) + `,"message":` + strconv.Quote(message) + `,"details":[]}`))
 }
 
 // isExportPath reports whether p is an export route (export.go).
