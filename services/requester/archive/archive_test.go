@@ -194,6 +194,13 @@ func newComponent(t *testing.T, simHandler ...func(http.Handler) http.Handler) *
 	return &component{env: env, catalog: cat, archiver: a, work: w, key: env.NewAPIKey("acme"), events: evs}
 }
 
+// newPool makes a project with one (closed) pool, and returns the pool.
+func (c *component) newPool() *crowdgatev1.Pool {
+	env, ctx := c.env, c.env.Ctx()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	return env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+}
+
 func TestNewRefusesAMissingSourceOfWork(t *testing.T) {
 	c := newComponent(t)
 	w := newWork()
@@ -312,8 +319,7 @@ func TestArchiveProjectWaitsForUnfinishedWork(t *testing.T) {
 func TestArchivePoolWaitsForUnfinishedWork(t *testing.T) {
 	c := newComponent(t)
 	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
-	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
-	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	p := c.newPool()
 	c.work.set(func(w *work) { w.queued[p.GetPoolId()] = 1 })
 	_, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId())
 	var fp *serviceerror.FailedPrecondition
@@ -371,9 +377,8 @@ func tolokaPoolStatus(t *testing.T, env *gatewaytest.Env, key string, p *crowdga
 // refuses the archive, and that pool is not archived.
 func TestArchiveCountsLiveSessionsAgainJustBeforeEachPool(t *testing.T) {
 	c := newComponent(t)
-	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
-	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
-	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	env, bg := c.env, context.Background()
+	p := c.newPool()
 	c.work.set(func(w *work) {
 		w.lostFence = func(poolID string, call int) int64 {
 			if poolID == p.GetPoolId() && call == 2 {
@@ -382,7 +387,7 @@ func TestArchiveCountsLiveSessionsAgainJustBeforeEachPool(t *testing.T) {
 			return 0
 		}
 	})
-	_, err := c.archiver.ArchiveProject(bg, tenant.Default, prj.GetProjectId())
+	_, err := c.archiver.ArchiveProject(bg, tenant.Default, p.GetProjectId())
 	var fp *serviceerror.FailedPrecondition
 	if !errors.As(err, &fp) || !strings.Contains(fp.Message, "1 live session") {
 		t.Fatalf("ArchiveProject with a session counted at the second fence = %v, want FAILED_PRECONDITION naming 1 live session", err)
@@ -401,9 +406,8 @@ func TestArchiveCountsLiveSessionsAgainJustBeforeEachPool(t *testing.T) {
 // UNAVAILABLE, and the next archive takes the fence over and seals it.
 func TestAPoolWhoseArchiveIsUnknownStaysFenced(t *testing.T) {
 	c := newComponent(t)
-	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
-	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
-	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	env, bg := c.env, context.Background()
+	p := c.newPool()
 	if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/pools/" + p.GetTolokaPoolId() + "/archive", FailNext: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
@@ -462,9 +466,8 @@ func TestAPoolTolokaDidNotArchiveIsUnfenced(t *testing.T) {
 					next.ServeHTTP(w, r)
 				})
 			})
-			env, ctx, bg := c.env, c.env.Ctx(), context.Background()
-			prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
-			p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+			env, bg := c.env, context.Background()
+			p := c.newPool()
 			if tc.faults != nil {
 				if err := env.Sim.SetFaults(tc.faults(p.GetTolokaPoolId())); err != nil {
 					t.Fatal(err)
@@ -508,9 +511,8 @@ func TestARefusalThatMayFollowAnArchiveLeavesThePoolFenced(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newComponent(t)
-			env, ctx, bg := c.env, c.env.Ctx(), context.Background()
-			prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
-			p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+			env, bg := c.env, context.Background()
+			p := c.newPool()
 			// failNext requests fail with 503 (retried), then each is refused.
 			if err := env.Sim.SetFaults(tolokasim.Faults{PathPrefix: "/api/v1/pools/" + p.GetTolokaPoolId() + "/archive",
 				FailNext: tc.failNext, ErrorRates: map[int]float64{tc.status: 1}}); err != nil {
@@ -535,9 +537,8 @@ func TestARefusalThatMayFollowAnArchiveLeavesThePoolFenced(t *testing.T) {
 // Tolokers out until it expires.
 func TestAFenceWhoseAnswerIsLostIsLifted(t *testing.T) {
 	c := newComponent(t)
-	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
-	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
-	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	bg := context.Background()
+	p := c.newPool()
 	c.work.set(func(w *work) { w.fenceAnswerLost = true })
 	if _, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId()); err == nil {
 		t.Fatal("ArchivePool whose fence failed succeeded")
