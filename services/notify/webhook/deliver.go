@@ -194,6 +194,17 @@ func (s *Service) retrySpan() time.Duration {
 // once (one round trip of the workers' pipeline, not two one after the
 // other); the endpoint read is wasted only when no attempt follows.
 func (s *Service) process(ctx context.Context, e outbox.Entry) {
+	endpointID, _, _ := strings.Cut(e.Item, "/")
+	// A slow endpoint that has its share of the workers waits: the entry
+	// stays pending (no lease taken, no attempt counted) and the outbox
+	// offers it again after its visibility timeout.
+	t, admitted := s.lane.enter(e.Tenant, endpointID)
+	if !admitted {
+		s.m.deferred.Inc()
+		return
+	}
+	took := time.Duration(-1) // no attempt made
+	defer func() { s.leaveLane(t, e.Tenant, endpointID, took) }()
 	// The slot of this attempt's settlement is taken before the lease, so
 	// a wait for one (Redis slow to record earlier attempts) never eats
 	// into the lease.
@@ -205,7 +216,6 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		}
 	}()
 	token := randomHex(12)
-	endpointID, _, _ := strings.Cut(e.Item, "/")
 	type endpointRead struct {
 		r   *endpointRecord
 		err error
@@ -239,7 +249,9 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		s.settle(ctx, e, token, outbox.Settlement{Outcome: outbox.Drop}, outDropped)
 		return
 	}
+	start := time.Now()
 	a := s.attempt(ctx, r, ev)
+	took = time.Since(start)
 	// The attempt is recorded beside the worker's next claim, not before
 	// it: each is a write Redis answers after its fsync, and a worker that
 	// waited for both would spend two of those per delivery. The
@@ -255,6 +267,21 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		}()
 		s.record(ctx, e, token, c, r, ev, a)
 	}()
+}
+
+// leaveLane gives an attempt's place in the lane back, and logs an
+// endpoint becoming slow or answering in time again.
+func (s *Service) leaveLane(t ticket, tenantID, endpointID string, took time.Duration) {
+	changed, slow := s.lane.exit(t, took)
+	switch {
+	case !changed:
+	case slow:
+		s.log.Warn("webhook: endpoint is slow; its attempts in flight are capped until one answers in time",
+			slog.String("tenant_id", tenantID), slog.String("endpoint_id", endpointID),
+			slog.Duration("took", took), slog.Int("cap", s.lane.perEndpoint))
+	default:
+		s.log.Info("webhook: endpoint answers in time again", slog.String("tenant_id", tenantID), slog.String("endpoint_id", endpointID))
+	}
 }
 
 // record settles a delivery's attempt a (an attempt of the run's

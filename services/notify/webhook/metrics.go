@@ -20,6 +20,7 @@ type metrics struct {
 	queued    prometheus.Counter
 	disabled  prometheus.Counter
 	reclaimed prometheus.Counter
+	deferred  prometheus.Counter
 	lag       prometheus.Gauge
 	backlog   *prometheus.GaugeVec
 }
@@ -50,7 +51,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		reclaimed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "crowdgate_webhook_outbox_reclaimed_total",
-			Help: "Webhook outbox entries reclaimed from a consumer that left them unacknowledged.",
+			Help: "Webhook outbox entries reclaimed from a consumer that left them unacknowledged (a replica gone, or a delivery deferred).",
+		}),
+		deferred: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "crowdgate_webhook_deliveries_deferred_total",
+			Help: "Webhook deliveries left for later without an attempt: their endpoint is slow and has its share of the workers.",
 		}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "crowdgate_webhook_outbox_lag_seconds",
@@ -68,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.backlog.WithLabelValues(k)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.attempts, m.duration, m.latency, m.queued, m.disabled, m.reclaimed, m.lag, m.backlog} {
+		for _, c := range []prometheus.Collector{m.attempts, m.duration, m.latency, m.queued, m.disabled, m.reclaimed, m.deferred, m.lag, m.backlog} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

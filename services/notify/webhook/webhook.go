@@ -22,6 +22,8 @@
 // without secrets or addresses) and listed by ListWebhookDeliveries. An
 // endpoint whose attempts have all failed for Settings.DisableAfter is
 // disabled, and a webhook_endpoint.disabled event is appended to the log.
+// An endpoint that answers slowly has only its share of a replica's
+// workers (lane.go), so it cannot hold back other endpoints' deliveries.
 //
 // No SSRF: an endpoint URL must be https and must not resolve to loopback,
 // link-local, private, CGNAT or metadata addresses, checked when it is
@@ -115,7 +117,9 @@ type Service struct {
 	// back.
 	settling    sync.WaitGroup
 	settleSlots chan struct{}
-	consume     string
+	// lane caps the attempts in flight to slow endpoints.
+	lane    *lane
+	consume string
 }
 
 // New returns the service; it fails only on an invalid configuration.
@@ -156,6 +160,7 @@ func New(cfg Config) (*Service, error) {
 		now:         cfg.Now,
 		wake:        make(chan struct{}, 1),
 		settleSlots: make(chan struct{}, 2*set.Concurrency),
+		lane:        newLane(set.Concurrency, set.AttemptTimeout),
 		rec: &outbox.Records{Redis: cfg.Redis, Workers: workers, Prefix: cfg.Prefix, Name: "wh", Group: group,
 			JournalMax: maxAttemptsKept, Retention: set.Retention},
 		consume: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4)),

@@ -1,0 +1,119 @@
+package webhook
+
+import (
+	"sync"
+	"time"
+)
+
+// lane keeps slow endpoints from taking a replica's workers, so one
+// tenant's endpoint that answers slowly (or times out) cannot hold back
+// every other tenant's deliveries.
+//
+// An endpoint is slow from an attempt of it that took slowAfter or longer
+// (a timeout included) until an attempt of it that took less. A slow
+// endpoint has at most perEndpoint attempts in flight on the replica, and
+// slow endpoints together at most total (half the workers), so the other
+// endpoints always keep the rest. An entry the lane turns away is left
+// pending: the outbox offers it again after its visibility timeout, with
+// no attempt counted. Endpoints that answer in time are never turned
+// away, however many attempts they have in flight.
+//
+// The state is the replica's own (in memory): each replica caps its own
+// attempts, and a restarted replica learns again which endpoints are slow
+// from the first attempts it makes.
+type lane struct {
+	slowAfter          time.Duration
+	perEndpoint, total int
+
+	mu     sync.Mutex
+	inSlow int                      // attempts in flight admitted as slow
+	eps    map[string]*laneEndpoint // by laneKey
+}
+
+// laneEndpoint is one endpoint's attempts in flight and whether it is slow.
+type laneEndpoint struct {
+	inFlight int
+	slow     bool
+}
+
+// ticket is an admitted attempt, given back to exit.
+type ticket struct {
+	key  string
+	slow bool // counted in lane.inSlow
+}
+
+// laneSweepAt is how many endpoints the lane remembers before it forgets
+// those with nothing in flight (a slow one is then judged afresh).
+const laneSweepAt = 4096
+
+// newLane returns the lane of a replica with concurrency workers whose
+// attempts are bounded by timeout: slow means half the timeout or 1 s,
+// whichever is shorter; a slow endpoint may have a sixteenth of the
+// workers in flight, slow endpoints together half (each at least 1).
+func newLane(concurrency int, timeout time.Duration) *lane {
+	return &lane{
+		slowAfter:   min(time.Second, timeout/2),
+		perEndpoint: max(1, concurrency/16),
+		total:       max(1, concurrency/2),
+		eps:         map[string]*laneEndpoint{},
+	}
+}
+
+func laneKey(tenantID, endpointID string) string { return tenantID + "/" + endpointID }
+
+// enter admits an attempt of the tenant's endpoint, or turns it away
+// (false) when the endpoint is slow and at its cap, or slow endpoints are
+// at theirs.
+func (l *lane) enter(tenantID, endpointID string) (ticket, bool) {
+	key := laneKey(tenantID, endpointID)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.eps[key]
+	if e == nil {
+		if len(l.eps) >= laneSweepAt {
+			for k, old := range l.eps {
+				if old.inFlight == 0 {
+					delete(l.eps, k)
+				}
+			}
+		}
+		e = &laneEndpoint{}
+		l.eps[key] = e
+	}
+	t := ticket{key: key}
+	if e.slow {
+		if e.inFlight >= l.perEndpoint || l.inSlow >= l.total {
+			return ticket{}, false
+		}
+		t.slow = true
+		l.inSlow++
+	}
+	e.inFlight++
+	return t, true
+}
+
+// exit gives an admitted attempt back. took is how long the attempt took,
+// or negative when none was made (the lease was busy, the endpoint gone):
+// only an attempt made says whether the endpoint is slow. It reports
+// whether the endpoint's slowness changed, and to what.
+func (l *lane) exit(t ticket, took time.Duration) (changed, slow bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t.slow {
+		l.inSlow--
+	}
+	e := l.eps[t.key]
+	if e == nil {
+		return false, false
+	}
+	e.inFlight--
+	if took >= 0 {
+		changed = e.slow != (took >= l.slowAfter)
+		e.slow = took >= l.slowAfter
+	}
+	slow = e.slow
+	if e.inFlight == 0 && !e.slow {
+		delete(l.eps, t.key)
+	}
+	return changed, slow
+}

@@ -1,0 +1,195 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/notify/events"
+)
+
+func TestTheLaneCapsOnlySlowEndpoints(t *testing.T) {
+	// 32 workers, attempts bounded by 10 s: slow from 1 s, a slow endpoint
+	// at most 2 in flight, slow endpoints together at most 16.
+	type step struct {
+		op       string // "enter" or "exit"
+		endpoint string
+		took     time.Duration // exit: how long the attempt took (-1: none made)
+	}
+	fast, slow, none := 20*time.Millisecond, 10*time.Second, time.Duration(-1)
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  []string // per step: "in", "away" (enter); "", "slow", "fast" (exit: the change)
+	}{{
+		name: "a fast endpoint is never turned away",
+		steps: []step{
+			{"enter", "a", 0}, {"enter", "a", 0}, {"enter", "a", 0}, {"exit", "a", fast}, {"enter", "a", 0},
+		},
+		want: []string{"in", "in", "in", "", "in"},
+	}, {
+		name: "a slow attempt caps the endpoint until one answers in time",
+		steps: []step{
+			{"enter", "a", 0}, {"enter", "a", 0}, {"enter", "a", 0},
+			{"exit", "a", slow}, // slow now, 2 in flight: at the cap
+			{"enter", "a", 0},
+			{"exit", "a", slow}, // 1 in flight
+			{"enter", "a", 0},   // 2
+			{"enter", "a", 0},
+			{"enter", "b", 0}, // another endpoint is not held back
+			{"exit", "a", fast},
+			{"enter", "a", 0}, {"enter", "a", 0}, {"enter", "a", 0},
+		},
+		want: []string{"in", "in", "in", "slow", "away", "", "in", "away", "in", "fast", "in", "in", "in"},
+	}, {
+		name: "an exit without an attempt says nothing of the endpoint",
+		steps: []step{
+			{"enter", "a", 0}, {"exit", "a", slow}, {"enter", "a", 0}, {"exit", "a", none}, {"enter", "a", 0}, {"enter", "a", 0}, {"enter", "a", 0},
+		},
+		want: []string{"in", "slow", "in", "", "in", "in", "away"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLane(32, 10*time.Second)
+			var tickets = map[string][]ticket{}
+			var got []string
+			for _, s := range tc.steps {
+				switch s.op {
+				case "enter":
+					tk, ok := l.enter("t1", s.endpoint)
+					if !ok {
+						got = append(got, "away")
+						continue
+					}
+					tickets[s.endpoint] = append(tickets[s.endpoint], tk)
+					got = append(got, "in")
+				case "exit":
+					tk := tickets[s.endpoint][0]
+					tickets[s.endpoint] = tickets[s.endpoint][1:]
+					changed, slow := l.exit(tk, s.took)
+					switch {
+					case !changed:
+						got = append(got, "")
+					case slow:
+						got = append(got, "slow")
+					default:
+						got = append(got, "fast")
+					}
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestSlowEndpointsTogetherHaveHalfTheWorkers(t *testing.T) {
+	l := newLane(8, 10*time.Second) // a slow endpoint: 1 in flight; slow ones together: 4
+	for i := range 6 {
+		ep := fmt.Sprint("e", i)
+		tk, _ := l.enter("t1", ep)
+		l.exit(tk, 10*time.Second)
+	}
+	admitted := 0
+	for i := range 6 {
+		if _, ok := l.enter("t1", fmt.Sprint("e", i)); ok {
+			admitted++
+		}
+	}
+	if admitted != 4 {
+		t.Errorf("%d attempts of 6 slow endpoints admitted, want 4 (half of 8 workers)", admitted)
+	}
+	if _, ok := l.enter("t2", "fast"); !ok {
+		t.Error("an endpoint not known to be slow was turned away")
+	}
+}
+
+// TestASlowEndpointCannotHoldBackOtherTenantsDeliveries: a tenant's
+// endpoint that never answers (each attempt times out) has a backlog;
+// another tenant's deliveries, queued behind it, are delivered while it
+// still times out, and once it answers again every one of its deliveries
+// is made (those turned away were left pending, not lost).
+func TestASlowEndpointCannotHoldBackOtherTenantsDeliveries(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.Settings.Concurrency = 4 // a slow endpoint: 1 in flight
+		c.Settings.AttemptTimeout = 400 * time.Millisecond
+		c.Settings.RetrySchedule = []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
+		c.Settings.VisibilityTimeout = time.Second // a deferred entry comes back after it
+	})
+	var (
+		mu        sync.Mutex
+		hanging   = true
+		slowTries int
+		slowOK    = map[string]bool{}
+		release   = make(chan struct{})
+	)
+	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		slowTries++
+		hang := hanging
+		mu.Unlock()
+		if hang {
+			// Until the attempt times out (the connection closes: the
+			// server sees it once the body is read) or the test ends.
+			_, _ = io.Copy(io.Discard, r.Body)
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		mu.Lock()
+		slowOK[r.Header.Get("webhook-id")] = true
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(slowSrv.Close)
+	t.Cleanup(func() { close(release) }) // first: no handler hangs on
+	tries := func() int { mu.Lock(); defer mu.Unlock(); return slowTries }
+
+	f.create(f.ctx, slowSrv.URL)
+	other := tenant.WithID(context.Background(), "t2")
+	fast := newReceiver(t)
+	f.create(other, fast.srv.URL)
+	f.run(f.svc)
+
+	const backlog, others = 20, 10
+	var slowIDs []string
+	for i := range backlog {
+		slowIDs = append(slowIDs, f.event(events.TypeSessionStarted, fmt.Sprint("sessions/slow-", i)).EventId)
+	}
+	f.waitFor("the slow endpoint's first attempt", func() bool { return tries() > 0 })
+	for i := range others {
+		f.eventFor("t2", events.TypeSessionStarted, fmt.Sprint("sessions/fast-", i))
+	}
+	f.waitFor("the other tenant's deliveries", func() bool { return fast.count() >= others })
+	// The first attempts (one per worker) all start before any times out;
+	// from then on the slow endpoint has one worker, the other tenant the
+	// rest. Without the cap the other tenant's deliveries wait behind the
+	// backlog: 20 attempts, 400 ms each, four at a time.
+	if n := tries(); n > 8 {
+		t.Errorf("the slow endpoint had %d attempts before another tenant's %d deliveries were made, want at most 8", n, others)
+	}
+
+	mu.Lock()
+	hanging = false
+	mu.Unlock()
+	f.waitFor("every delivery of the slow endpoint, once it answers", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, id := range slowIDs {
+			if !slowOK[id] {
+				return false
+			}
+		}
+		return true
+	})
+}
