@@ -398,3 +398,61 @@ func TestAConsumerForgetsStreamsNoLongerFollowed(t *testing.T) {
 		t.Errorf("reclaim cursors after b stopped being followed (-want +got):\n%s", diff)
 	}
 }
+
+// TestALongRetentionKeepsEveryEvent: a retention reaching before 1970 (an
+// operator's "keep for ever") used to make the trim point negative, Redis
+// refused the append, and the id was marked seen all the same, so every
+// later try of the event was taken for a repeat: the event was lost for
+// good. An append that fails must not mark its id seen.
+func TestALongRetentionKeepsEveryEvent(t *testing.T) {
+	ctx := context.Background()
+	r := redistest.New(t)
+	newLogKeeping := func(keep time.Duration) *Log {
+		l, err := New(Config{Redis: r.Client, Prefix: r.Prefix, Settings: Settings{Poll: 10 * time.Millisecond, Retention: keep},
+			Tenants: func(context.Context) ([]string, error) { return []string{"t1"}, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	century := newLogKeeping(100 * 365 * 24 * time.Hour)
+	ev := sessionEvent(century, "t1", TypeSessionStarted, "s1")
+	if err := century.Append(ctx, proto.CloneOf(ev)); err != nil {
+		t.Fatalf("append with a retention of a century: %v", err)
+	}
+	century.Append(ctx, proto.CloneOf(sessionEvent(century, "t1", TypeSessionEnded, "s1")))
+	got, _, err := newLogKeeping(7*24*time.Hour).List(ctx, "t1", Query{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"session.started sessions/s1", "session.ended sessions/s1"}, ids(got)); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
+
+// TestAnAppendRedisRefusedIsAppendedWhenTriedAgain: the id of an event
+// whose append failed is not taken for a repeat.
+func TestAnAppendRedisRefusedIsAppendedWhenTriedAgain(t *testing.T) {
+	ctx := context.Background()
+	l, r := newLog(t, "t2")
+	log, _ := Keys(r.Prefix, "t2")
+	// The log's key holding a string: Redis refuses the XADD.
+	if err := r.Client.Set(ctx, log, "not a stream", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	ev := sessionEvent(l, "t2", TypeSessionStarted, "s1")
+	if err := l.Append(ctx, proto.CloneOf(ev)); err == nil {
+		t.Fatal("append to a key that is not a stream succeeded")
+	}
+	r.Client.Del(ctx, log)
+	if err := l.Append(ctx, proto.CloneOf(ev)); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := l.List(ctx, "t2", Query{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"session.started sessions/s1"}, ids(got)); diff != "" {
+		t.Errorf("events after the append was tried again (-want +got):\n%s", diff)
+	}
+}

@@ -12,16 +12,23 @@
 -- keep  the retention in ms
 --
 -- Returns the entry id (the event's cursor), or false for a repeat.
+--
+-- The id is marked seen only once the event is in the log: an append that
+-- fails (Redis refuses its XADD) leaves nothing behind, and a retry of the
+-- event appends it. The trim point is never before the epoch (a retention
+-- longer than the time since 1970 keeps everything; Redis refuses a
+-- negative MINID).
 local function crowdgate_append_event(log, seen, id, body, keep)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  if redis.call('ZADD', seen, 'NX', string.format('%.0f', now), id) == 0 then
+  if redis.call('ZSCORE', seen, id) then
     return false
   end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local min = string.format('%.0f', math.max(0, now - tonumber(keep)))
+  local eid = redis.call('XADD', log, 'MINID', '~', min, '*', 'e', body)
+  redis.call('ZADD', seen, string.format('%.0f', now), id)
   local window = math.min(tonumber(keep), 86400000)
   redis.call('ZREMRANGEBYSCORE', seen, '-inf', '(' .. string.format('%.0f', now - window))
   redis.call('PEXPIRE', seen, window)
-  local min = string.format('%.0f', now - tonumber(keep))
-  local eid = redis.call('XADD', log, 'MINID', '~', min, '*', 'e', body)
   return eid
 end
