@@ -142,7 +142,7 @@ func (s *Service) enqueue(ctx context.Context, ds []delivery, again bool) (int, 
 		index[key] = append(index[key], redisZ(indexMember(at, eventID)))
 		it := item(endpointID, eventID)
 		items[i] = outbox.Item{Shard: shardOf(it), Tenant: tenantID, ID: it,
-			Fields: []any{"pb", pb, "ty", d.ev.GetType(), "ct", nowMs, "nat", nowMs}}
+			FirstFields: []any{"ct", nowMs}, Fields: []any{"pb", pb, "ty", d.ev.GetType(), "nat", nowMs}}
 	}
 	// The index entries first: a delivery is then always listed (an entry
 	// whose delivery was never queued, or has expired, is skipped).

@@ -836,3 +836,69 @@ func TestAPlaceACreateLeftIsFreedAfterItsTime(t *testing.T) {
 		t.Errorf("ListWebhookEndpoints: %v, %v; want the one endpoint", list, err)
 	}
 }
+
+// TestARedeliveryOfADeliveryWaitingForARetryIsAttemptedNow: an operator
+// who fixed their endpoint redelivers an event whose delivery waits hours
+// for its next retry; it is attempted at once, as a new run of attempts,
+// its earlier attempts are kept while it is queued (they used to expire
+// with the retention of the run before), and it keeps its create_time.
+func TestARedeliveryOfADeliveryWaitingForARetryIsAttemptedNow(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Settings.RetrySchedule = []time.Duration{time.Hour, time.Hour} })
+	rcv := newReceiver(t)
+	ep, _ := f.create(f.ctx, rcv.srv.URL)
+	f.run(f.svc)
+	ev := f.event(events.TypePoolOpened, "pools/p-1")
+	f.waitFor("the first delivery", func() bool {
+		ds := f.deliveries(ep.EndpointId)
+		return len(ds) == 1 && ds[0].State == crowdgatev1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DELIVERED
+	})
+	first := f.deliveries(ep.EndpointId)[0].GetCreateTime().AsTime()
+
+	// Redelivered to an endpoint that now fails: the new run's retry waits
+	// an hour.
+	rcv.setStatus(func(int) int { return http.StatusServiceUnavailable })
+	f.clock.Advance(time.Minute)
+	redeliver := func() *crowdgatev1.WebhookDelivery {
+		t.Helper()
+		resp, err := f.svc.RedeliverWebhookEvent(f.ctx, &crowdgatev1.RedeliverWebhookEventRequest{EndpointId: ep.EndpointId, EventId: ev.EventId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetDelivery()
+	}
+	redeliver()
+	f.waitFor("the failed attempt of the redelivery", func() bool {
+		ds := f.deliveries(ep.EndpointId)
+		return len(ds) == 1 && len(ds[0].Attempts) == 2
+	})
+	it := item(ep.EndpointId, ev.EventId)
+	for what, key := range map[string]string{
+		"record":  f.svc.rec.Record(shardOf(it), "t1", it),
+		"journal": f.svc.rec.Journal(shardOf(it), "t1", it),
+	} {
+		if ttl := f.redis.Client.PTTL(f.ctx, key).Val(); ttl != -1 {
+			t.Errorf("the queued delivery's %s expires in %v: its attempts would go before it settles", what, ttl)
+		}
+	}
+
+	// The endpoint fixed, the operator redelivers again: attempted now,
+	// not in an hour.
+	rcv.setStatus(nil)
+	before := rcv.count()
+	d := redeliver()
+	if d.GetState() != crowdgatev1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_PENDING {
+		t.Errorf("redelivery answered %v", d)
+	}
+	f.waitFor("the redelivery attempted at once", func() bool { return rcv.count() > before })
+	f.waitFor("the redelivery settled", func() bool {
+		ds := f.deliveries(ep.EndpointId)
+		return len(ds) == 1 && ds[0].State == crowdgatev1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DELIVERED
+	})
+	got := f.deliveries(ep.EndpointId)[0]
+	if len(got.Attempts) != 3 {
+		t.Errorf("%d attempts listed, want 3 (delivered, failed, delivered)", len(got.Attempts))
+	}
+	if !got.GetCreateTime().AsTime().Equal(first) {
+		t.Errorf("create_time %v after redeliveries, want when it was first queued, %v", got.GetCreateTime().AsTime(), first)
+	}
+}

@@ -113,8 +113,9 @@ func (r *Records) workers() redis.Scripter {
 
 // Enqueue writes an item's record with fields (name, value pairs; "pb" is
 // the payload Claim returns) and its stream entry. An existing record is
-// left alone (created is false) unless again is set and it is settled: then
-// it is queued again (an operator's redelivery).
+// left alone (created is false) unless again is set and it is settled, or
+// waiting in the schedule for a retry: then it is queued again now, for a
+// new run of attempts (an operator's redelivery).
 func (r *Records) Enqueue(ctx context.Context, shard int, tenant, item string, again bool, fields ...any) (created bool, err error) {
 	c, err := r.EnqueueMany(ctx, []Item{{Shard: shard, Tenant: tenant, ID: item, Fields: fields}}, again)
 	if err != nil {
@@ -132,6 +133,9 @@ type Item struct {
 	// Fields are name, value pairs written with a new (or requeued)
 	// record; "pb" is the payload Claim returns.
 	Fields []any
+	// FirstFields are name, value pairs written with a new record only: a
+	// requeued one keeps its own (when it was first queued, say).
+	FirstFields []any
 }
 
 // EnqueueMany is Enqueue for many items in one round trip (a pipeline of
@@ -146,12 +150,14 @@ func (r *Records) EnqueueMany(ctx context.Context, items []Item, again bool) (cr
 	}
 	calls := make([]storage.Call, len(items))
 	for i, it := range items {
-		if err := checkFields(it.Fields); err != nil {
+		if err := checkFields(it.FirstFields, it.Fields); err != nil {
 			return nil, err
 		}
+		args := make([]any, 0, 4+len(it.FirstFields)+len(it.Fields))
+		args = append(args, it.Tenant, it.ID, mode, len(it.FirstFields))
 		calls[i] = storage.Call{
-			Keys: []string{r.Record(it.Shard, it.Tenant, it.ID), r.Stream(it.Shard), r.Schedule(it.Shard)},
-			Args: append([]any{it.Tenant, it.ID, mode}, it.Fields...),
+			Keys: []string{r.Record(it.Shard, it.Tenant, it.ID), r.Stream(it.Shard), r.Schedule(it.Shard), r.Journal(it.Shard, it.Tenant, it.ID)},
+			Args: append(append(args, it.FirstFields...), it.Fields...),
 		}
 	}
 	cmds, err := storage.EvalAll(ctx, r.Redis, enqueueScript, calls, nil)
@@ -260,9 +266,16 @@ func (r *Records) Settle(ctx context.Context, e Entry, token string, s Settlemen
 const MaxFields = 64
 
 // checkFields refuses fields the scripts could not write whole.
-func checkFields(fields []any) error {
-	if len(fields)%2 != 0 || len(fields) > 2*MaxFields {
-		return fmt.Errorf("outbox: %d field arguments: want name, value pairs, at most %d", len(fields), MaxFields)
+func checkFields(sets ...[]any) error {
+	n := 0
+	for _, fields := range sets {
+		if len(fields)%2 != 0 {
+			return fmt.Errorf("outbox: %d field arguments: want name, value pairs", len(fields))
+		}
+		n += len(fields)
+	}
+	if n > 2*MaxFields {
+		return fmt.Errorf("outbox: %d field arguments: at most %d pairs", n, MaxFields)
 	}
 	return nil
 }
