@@ -85,8 +85,11 @@ type WebhookServiceClient interface {
 	//
 	// Scope ADMIN; audited. For 24 hours deliveries carry two signatures,
 	// one with the old secret and one with the new ("v1,<old> v1,<new>"), so
-	// a receiver can switch without losing an event. NOT_FOUND for an
-	// endpoint the tenant does not have.
+	// a receiver can switch without losing an event. A secret rotated out
+	// earlier keeps signing until its own 24 hours end (a rotation sent
+	// twice does not cut short the secret receivers use). NOT_FOUND for an
+	// endpoint the tenant does not have; FAILED_PRECONDITION while two
+	// secrets rotated out still sign.
 	RotateWebhookSecret(ctx context.Context, in *RotateWebhookSecretRequest, opts ...grpc.CallOption) (*RotateWebhookSecretResponse, error)
 	// ListWebhookDeliveries lists an endpoint's deliveries, newest first,
 	// each with its attempts (time, HTTP status, latency, error).
@@ -264,8 +267,11 @@ type WebhookServiceServer interface {
 	//
 	// Scope ADMIN; audited. For 24 hours deliveries carry two signatures,
 	// one with the old secret and one with the new ("v1,<old> v1,<new>"), so
-	// a receiver can switch without losing an event. NOT_FOUND for an
-	// endpoint the tenant does not have.
+	// a receiver can switch without losing an event. A secret rotated out
+	// earlier keeps signing until its own 24 hours end (a rotation sent
+	// twice does not cut short the secret receivers use). NOT_FOUND for an
+	// endpoint the tenant does not have; FAILED_PRECONDITION while two
+	// secrets rotated out still sign.
 	RotateWebhookSecret(context.Context, *RotateWebhookSecretRequest) (*RotateWebhookSecretResponse, error)
 	// ListWebhookDeliveries lists an endpoint's deliveries, newest first,
 	// each with its attempts (time, HTTP status, latency, error).

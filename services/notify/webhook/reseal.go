@@ -34,7 +34,7 @@ func (s *Service) Reseal(ctx context.Context) (secretbox.ResealCounts, error) {
 			for _, f := range []struct {
 				field  string
 				sealed []byte
-			}{{"sec", r.sealed}, {"osec", r.sealedPrevious}} {
+			}{{"sec", r.sealed}, {"osec", r.sealedPrevious}, {"osec2", r.sealedOlder}} {
 				if len(f.sealed) == 0 {
 					continue
 				}

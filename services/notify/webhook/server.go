@@ -208,7 +208,10 @@ func (s *Service) DeleteWebhookEndpoint(ctx context.Context, req *crowdgatev1.De
 }
 
 // RotateWebhookSecret makes a new secret; the previous one signs too for
-// RotationOverlap.
+// RotationOverlap. A secret rotated out earlier and still in its own
+// overlap keeps signing until that ends (a rotation sent twice, its first
+// answer lost, must not cut short the secret receivers still use); a third
+// rotation while two secrets rotated out still sign is FAILED_PRECONDITION.
 func (s *Service) RotateWebhookSecret(ctx context.Context, req *crowdgatev1.RotateWebhookSecretRequest) (*crowdgatev1.RotateWebhookSecretResponse, error) {
 	if err := requireAdmin(ctx, "RotateWebhookSecret"); err != nil {
 		return nil, err
@@ -221,14 +224,25 @@ func (s *Service) RotateWebhookSecret(ctx context.Context, req *crowdgatev1.Rota
 	until := now.Add(RotationOverlap)
 	secret := newSecret()
 	r, err := s.st.changeEndpoint(ctx, tenantID, id, func(r *endpointRecord) ([]any, []string, error) {
+		previousSigns := len(r.sealedPrevious) > 0 && now.Before(r.previousUntil)
+		if previousSigns && len(r.sealedOlder) > 0 && now.Before(r.olderUntil) {
+			return nil, nil, serviceerror.NewFailedPrecondition(
+				"two secrets rotated out of webhook endpoint %s still sign, until %s: rotate it again after that",
+				id, r.olderUntil.UTC().Format(time.RFC3339))
+		}
 		r.ep.UpdateTime = timestamppb.New(now)
 		// The current secret, sealed as it is (same context), becomes the
-		// previous one.
-		return []any{
+		// previous one, and the previous one, while it still signs, the
+		// older one.
+		set := []any{
 			"sec", s.st.box.Seal([]byte(secret), sealContext(tenantID, id)),
 			"osec", r.sealed,
 			"oexp", strconv.FormatInt(until.UnixMilli(), 10),
-		}, nil, nil
+		}
+		if previousSigns {
+			return append(set, "osec2", r.sealedPrevious, "oexp2", strconv.FormatInt(r.previousUntil.UnixMilli(), 10)), nil, nil
+		}
+		return set, []string{"osec2", "oexp2"}, nil
 	})
 	if err != nil {
 		return nil, err

@@ -33,8 +33,9 @@ const group = "webhook"
 //	<prefix>whe:<tenant>:<endpoint id>          endpoint (hash: pb = WebhookEndpoint
 //	                                            protobuf, sec = sealed secret, osec =
 //	                                            sealed previous secret, oexp = when it
-//	                                            stops signing (unix ms), fs = failing
-//	                                            since (unix ms))
+//	                                            stops signing (unix ms), osec2, oexp2 =
+//	                                            the one before it, fs = failing since
+//	                                            (unix ms))
 //	<prefix>wheidx:<tenant>                     the tenant's endpoints (zset by id; an
 //	                                            entry is written before its record,
 //	                                            which holds the bound of endpoints)
@@ -116,9 +117,10 @@ func sealContext(tenantID, endpointID string) string {
 type endpointRecord struct {
 	ep *crowdgatev1.WebhookEndpoint
 	// sealed is the current secret; sealedPrevious signs too until
-	// previousUntil.
-	sealed, sealedPrevious []byte
-	previousUntil          time.Time
+	// previousUntil, and sealedOlder (the one rotated out before it) until
+	// olderUntil.
+	sealed, sealedPrevious, sealedOlder []byte
+	previousUntil, olderUntil           time.Time
 	// failingSince is when its current run of failures started (zero when
 	// its last attempt succeeded).
 	failingSince time.Time
@@ -136,12 +138,17 @@ func (r *endpointRecord) keys(box *secretbox.Box, now time.Time) ([][]byte, erro
 		return secretKey(string(b))
 	}
 	var out [][]byte
-	if len(r.sealedPrevious) > 0 && now.Before(r.previousUntil) {
-		k, err := open(r.sealedPrevious)
-		if err != nil {
-			return nil, err
+	for _, prev := range []struct {
+		sealed []byte
+		until  time.Time
+	}{{r.sealedOlder, r.olderUntil}, {r.sealedPrevious, r.previousUntil}} {
+		if len(prev.sealed) > 0 && now.Before(prev.until) {
+			k, err := open(prev.sealed)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, k)
 		}
-		out = append(out, k)
 	}
 	k, err := open(r.sealed)
 	if err != nil {
@@ -150,7 +157,7 @@ func (r *endpointRecord) keys(box *secretbox.Box, now time.Time) ([][]byte, erro
 	return append(out, k), nil
 }
 
-var endpointFields = []string{"pb", "sec", "osec", "oexp", "fs"}
+var endpointFields = []string{"pb", "sec", "osec", "oexp", "fs", "osec2", "oexp2"}
 
 // getEndpoint reads an endpoint; NotFound when the tenant has none of
 // that id.
@@ -200,6 +207,10 @@ func (s *store) decodeEndpoint(tenantID, id string, vals []any) (*endpointRecord
 	}
 	if ms, err := strconv.ParseInt(str(4), 10, 64); err == nil {
 		r.failingSince = time.UnixMilli(ms)
+	}
+	r.sealedOlder = []byte(str(5))
+	if ms, err := strconv.ParseInt(str(6), 10, 64); err == nil {
+		r.olderUntil = time.UnixMilli(ms)
 	}
 	return r, nil
 }

@@ -221,6 +221,56 @@ func TestRotationSignsWithBothSecretsForADay(t *testing.T) {
 	}
 }
 
+// TestARotationSentTwiceKeepsTheOriginalSecretSigning: a rotation sent
+// again (its answer lost, or a double click) used to make the first
+// rotation's secret the previous one and drop the original at once, which
+// receivers still use. Every secret rotated out signs for its own day; a
+// third rotation while two still sign is refused.
+func TestARotationSentTwiceKeepsTheOriginalSecretSigning(t *testing.T) {
+	f := newFixture(t, nil)
+	rcv := newReceiver(t)
+	ep, original := f.create(f.ctx, rcv.srv.URL)
+	f.run(f.svc)
+	rotate := func() (*crowdgatev1.RotateWebhookSecretResponse, error) {
+		return f.svc.RotateWebhookSecret(f.ctx, &crowdgatev1.RotateWebhookSecretRequest{EndpointId: ep.EndpointId})
+	}
+	lost, err := rotate() // its answer never reached the caller
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Minute)
+	second, err := rotate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifies := func(r receipt) map[string]bool {
+		out := map[string]bool{}
+		for name, s := range map[string]string{"original": original, "lost": lost.Secret, "second": second.Secret} {
+			wh, _ := standardwebhooks.NewWebhook(s)
+			out[name] = wh.VerifyIgnoringTimestamp(r.body, r.header) == nil
+		}
+		return out
+	}
+	f.event(events.TypePoolOpened, "pools/p-1")
+	f.waitFor("the delivery", func() bool { return rcv.count() == 1 })
+	if diff := cmp.Diff(map[string]bool{"original": true, "lost": true, "second": true}, verifies(rcv.receipts()[0])); diff != "" {
+		t.Errorf("secrets that verify a minute after the second rotation (-want +got):\n%s", diff)
+	}
+	if _, err := rotate(); statusCode(err) != codes.FailedPrecondition {
+		t.Errorf("a third rotation while two rotated-out secrets sign: %v, want FAILED_PRECONDITION", err)
+	}
+	// The original's day ends a minute before the lost one's.
+	f.clock.Advance(24*time.Hour - 30*time.Second)
+	f.event(events.TypePoolClosed, "pools/p-1")
+	f.waitFor("the second delivery", func() bool { return rcv.count() == 2 })
+	if diff := cmp.Diff(map[string]bool{"original": false, "lost": true, "second": true}, verifies(rcv.receipts()[1])); diff != "" {
+		t.Errorf("secrets that verify after the original's day (-want +got):\n%s", diff)
+	}
+	if _, err := rotate(); err != nil {
+		t.Errorf("a rotation once only one rotated-out secret signs: %v", err)
+	}
+}
+
 func TestAnEndpointFailingForTheDisablePeriodIsDisabledWithAnEvent(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.Settings.DisableAfter = time.Hour
