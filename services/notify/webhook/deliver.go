@@ -249,8 +249,22 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		s.settle(ctx, e, token, outbox.Settlement{Outcome: outbox.Drop}, outDropped)
 		return
 	}
+	keys, err := r.keys(s.st.box, s.now())
+	if err != nil {
+		// This replica's fault (its key ring cannot open the secret), not
+		// the endpoint's: no attempt is made or counted against it. The
+		// lease is given back and the entry stays pending, offered again
+		// (to a replica whose ring opens it, or to this one once its ring
+		// is fixed).
+		s.log.Error("webhook: a delivery's signing secret does not open with this replica's key ring; the delivery waits",
+			slog.String("tenant_id", e.Tenant), slog.String("endpoint_id", endpointID), slog.String("error", err.Error()))
+		if err := s.rec.Release(ctx, e, token); err != nil {
+			s.log.Warn("webhook: could not give back a delivery's lease; it expires", slog.String("error", err.Error()))
+		}
+		return
+	}
 	start := time.Now()
-	a := s.attempt(ctx, r, ev)
+	a := s.attempt(ctx, r, ev, keys)
 	took = time.Since(start)
 	// The attempt is recorded beside the worker's next claim, not before
 	// it: each is a write Redis answers after its fsync, and a worker that
@@ -348,18 +362,13 @@ func (s *Service) settle(ctx context.Context, e outbox.Entry, token string, st o
 // jitter adds up to 10% to d.
 func jitter(d time.Duration) time.Duration { return d + rand.N(d/10+1) }
 
-// attempt POSTs ev to the endpoint once.
-func (s *Service) attempt(ctx context.Context, r *endpointRecord, ev *crowdgatev1.Event) *crowdgatev1.WebhookAttempt {
+// attempt POSTs ev to the endpoint once, signed with keys.
+func (s *Service) attempt(ctx context.Context, r *endpointRecord, ev *crowdgatev1.Event, keys [][]byte) *crowdgatev1.WebhookAttempt {
 	start := s.now()
 	a := &crowdgatev1.WebhookAttempt{AttemptTime: timestamppb.New(start)}
 	body, err := Body(ev)
 	if err != nil {
 		a.Error = "the event could not be encoded"
-		return a
-	}
-	keys, err := r.keys(s.st.box, start)
-	if err != nil {
-		a.Error = "the endpoint's secret could not be read"
 		return a
 	}
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)

@@ -952,3 +952,52 @@ func TestARedeliveryOfADeliveryWaitingForARetryIsAttemptedNow(t *testing.T) {
 		t.Errorf("create_time %v after redeliveries, want when it was first queued, %v", got.GetCreateTime().AsTime(), first)
 	}
 }
+
+// TestAReplicaThatCannotOpenTheSecretDoesNotBlameTheEndpoint: a replica
+// whose key ring does not open an endpoint's secret (a misconfigured
+// CROWDGATE_ENCRYPTION_KEY) used to record failed attempts, kill the
+// delivery and count them towards disabling the endpoint. It makes no
+// attempt and leaves the delivery for a replica that can sign it.
+func TestAReplicaThatCannotOpenTheSecretDoesNotBlameTheEndpoint(t *testing.T) {
+	quick := func(c *Config) {
+		c.Settings.VisibilityTimeout = 300 * time.Millisecond
+		c.Settings.RetrySchedule = []time.Duration{time.Millisecond}
+	}
+	f := newFixture(t, quick)
+	rcv := newReceiver(t)
+	ep, secret := f.create(f.ctx, rcv.srv.URL)
+	rcv.setSecret(secret)
+	otherKey, err := secretbox.New(secretbox.NewRandomKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := f.newService(func(c *Config) { quick(c); c.Box = otherKey })
+	f.run(wrong)
+	ev := f.event(events.TypePoolOpened, "pools/p-1")
+	f.waitFor("the replica to find it cannot sign (or to record attempts)", func() bool {
+		if strings.Count(f.logs.String(), "does not open with this replica's key ring") >= 3 { // the entry offered again and again
+			return true
+		}
+		ds := f.deliveries(ep.EndpointId)
+		return len(ds) == 1 && len(ds[0].Attempts) > 0
+	})
+	ds := f.deliveries(ep.EndpointId)
+	if len(ds) != 1 || ds[0].State != crowdgatev1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_PENDING || len(ds[0].Attempts) != 0 {
+		t.Fatalf("deliveries after the replica could not sign: %v, want one PENDING without attempts", ds)
+	}
+	if n := rcv.count(); n != 0 {
+		t.Errorf("the endpoint got %d requests", n)
+	}
+	if fs := f.redis.Client.HExists(f.ctx, f.svc.st.endpointKey("t1", ep.EndpointId), "fs").Val(); fs {
+		t.Error("the endpoint is marked failing")
+	}
+	// A replica whose ring opens the secret delivers it.
+	f.run(f.svc)
+	f.waitFor("the delivery by a replica that can sign", func() bool {
+		ds := f.deliveries(ep.EndpointId)
+		return len(ds) == 1 && ds[0].State == crowdgatev1.WebhookDeliveryState_WEBHOOK_DELIVERY_STATE_DELIVERED
+	})
+	if got := rcv.receipts(); len(got) == 0 || got[0].id != ev.EventId || got[0].verified != nil {
+		t.Errorf("receipts %v", got)
+	}
+}

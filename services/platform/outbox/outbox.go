@@ -51,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -244,7 +245,12 @@ func (f *freeWorkers) release() {
 func (q *Queue) read(ctx context.Context, work chan<- Entry, free *freeWorkers) {
 	var lastPromote, lastReclaim, lastLag, lastCleanup time.Time
 	var cursors []string // XAUTOCLAIM cursor of each shard
+	// Reclaims are a quarter of the visibility timeout apart, plus up to
+	// half that again at random: replicas whose reclaims kept the same
+	// pace would find an entry left pending always first at the one that
+	// left it last (one that cannot work on it, say).
 	reclaimEvery := max(q.cfg.VisibilityTimeout/4, q.cfg.PollInterval)
+	reclaimWait := reclaimEvery
 	batch := max(q.slots()/4, 1)
 	for ctx.Err() == nil {
 		for n := q.shards(); len(cursors) < n; {
@@ -259,9 +265,10 @@ func (q *Queue) read(ctx context.Context, work chan<- Entry, free *freeWorkers) 
 		var got []Entry
 		if room := free.take(q.slots()); room > 0 {
 			got = q.ReadNew(ctx, room)
-			if rest := room - len(got); rest > 0 && now.Sub(lastReclaim) >= reclaimEvery {
+			if rest := room - len(got); rest > 0 && now.Sub(lastReclaim) >= reclaimWait {
 				got = append(got, q.reclaim(ctx, rest, cursors)...)
 				lastReclaim = now
+				reclaimWait = reclaimEvery + rand.N(reclaimEvery/2+1)
 			}
 			// ReadNew may return up to one entry per shard more than
 			// room: the extra ones wait for a slot below.
