@@ -55,6 +55,11 @@ func (s *Service) fanout(ctx context.Context, evs []*crowdgatev1.Event) error {
 				return err
 			}
 			endpoints[ev.GetTenantId()] = eps
+			for _, r := range eps {
+				if !r.disabledSince.IsZero() {
+					s.recordDisabled(ctx, r.ep, r.disabledSince, 1) // its first recording failed
+				}
+			}
 		}
 		for _, r := range eps {
 			if r.ep.GetState() == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED && selects(r.ep, ev.GetType()) {
@@ -240,6 +245,9 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		return
 	}
 	r, err := got.r, got.err
+	if err == nil && !r.disabledSince.IsZero() {
+		s.recordDisabled(ctx, r.ep, r.disabledSince, 1) // its first recording failed
+	}
 	if err != nil || r.ep.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED {
 		if err != nil && !isNotFound(err) {
 			// Not recorded: the entry stays pending and comes back.
@@ -480,7 +488,9 @@ func (s *Service) failed(ctx context.Context, r *endpointRecord, now time.Time) 
 		cur.ep.DisabledReason = reason
 		cur.ep.UpdateTime = timestamppb.New(s.now())
 		flipped = true
-		return []any{}, nil, nil
+		// The event is owed until it is recorded (recordDisabled): a
+		// failed recording is tried again by the next reader.
+		return []any{"dev", strconv.FormatInt(since.UnixMilli(), 10)}, nil, nil
 	})
 	if err != nil {
 		s.log.Warn("webhook: could not disable a failing endpoint", slog.String("endpoint_id", id), slog.String("error", err.Error()))
@@ -491,21 +501,41 @@ func (s *Service) failed(ctx context.Context, r *endpointRecord, now time.Time) 
 	}
 	s.m.disabled.Inc()
 	s.log.Warn("webhook: endpoint disabled: it kept failing", slog.String("endpoint_id", id), slog.Duration("failing_for", now.Sub(since)))
-	s.appendDisabled(ctx, got.ep, since)
+	s.recordDisabled(ctx, got.ep, since, 3)
 }
 
-// appendDisabled records the webhook_endpoint.disabled event. Its id is
-// made from the endpoint and the start of the failures that disabled it, so
-// repeating it records nothing new.
-func (s *Service) appendDisabled(ctx context.Context, ep *crowdgatev1.WebhookEndpoint, since time.Time) {
+// recordDisabled records the webhook_endpoint.disabled event of a disable
+// whose failures started at since, in up to tries tries, and then clears
+// the record's mark that the event is owed. Its id is made from the
+// endpoint and since, so recording it again records nothing new. When
+// every try fails the mark stays, and whatever reads the endpoint next
+// tries again: the fan-out of the tenant's next event, a delivery of the
+// endpoint (it is dropped), or UpdateWebhookEndpoint, which records the
+// event before it enables the endpoint again.
+func (s *Service) recordDisabled(ctx context.Context, ep *crowdgatev1.WebhookEndpoint, since time.Time, tries int) bool {
 	ev := events.NewEvent(ep.GetTenantId(), events.TypeWebhookEndpointDisabled, "webhook_endpoints/"+ep.GetEndpointId(),
 		s.now(), strconv.FormatInt(since.UnixMilli(), 10))
-	ev.Data = &crowdgatev1.Event_WebhookEndpoint{WebhookEndpoint: proto.CloneOf(ep)}
-	for try := range 3 {
+	ep = proto.CloneOf(ep)
+	ep.State = crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED
+	ev.Data = &crowdgatev1.Event_WebhookEndpoint{WebhookEndpoint: ep}
+	for try := range tries {
+		if try > 0 {
+			t := time.NewTimer(time.Duration(100<<(try-1)) * time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		err := s.events.Append(ctx, ev)
 		if err == nil {
-			return
+			if err := s.st.rdb.HDel(ctx, s.st.endpointKey(ep.GetTenantId(), ep.GetEndpointId()), "dev").Err(); err != nil {
+				s.log.Warn("webhook: could not clear the mark of a recorded webhook_endpoint.disabled; it is recorded again (once)", slog.String("error", err.Error()))
+			}
+			return true
 		}
-		s.log.Warn("webhook: could not record webhook_endpoint.disabled", slog.Int("try", try+1), slog.String("error", err.Error()))
+		s.log.Warn("webhook: could not record webhook_endpoint.disabled", slog.String("endpoint_id", ep.GetEndpointId()),
+			slog.Int("try", try+1), slog.String("error", err.Error()))
 	}
+	return false
 }

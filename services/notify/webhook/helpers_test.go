@@ -34,6 +34,15 @@ type fakeLog struct {
 	ids     map[string]bool
 	handled map[string]bool
 	notify  chan struct{}
+	// refuse makes Append fail for events of that type while set.
+	refuse string
+}
+
+// refuseType makes appends of typ fail ("" accepts every type again).
+func (l *fakeLog) refuseType(typ string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refuse = typ
 }
 
 func newFakeLog() *fakeLog {
@@ -51,6 +60,9 @@ func (l *fakeLog) wasHandled(id string) bool {
 func (l *fakeLog) Append(_ context.Context, ev *crowdgatev1.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.refuse != "" && ev.GetType() == l.refuse {
+		return errors.New("fake log: the datastore is unavailable")
+	}
 	if l.ids[ev.GetEventId()] {
 		return nil
 	}

@@ -162,6 +162,17 @@ func (s *Service) UpdateWebhookEndpoint(ctx context.Context, req *crowdgatev1.Up
 		return nil, serviceerror.NewInvalidArgument("endpoint.state", "must be WEBHOOK_ENDPOINT_STATE_ENABLED or WEBHOOK_ENDPOINT_STATE_DISABLED")
 	}
 	now := s.now()
+	if want["state"] && in.GetState() == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED {
+		// A disable's event, if a failure kept it from being recorded, is
+		// recorded before the endpoint is enabled again.
+		cur, err := s.st.getEndpoint(ctx, tenant.FromContext(ctx), in.GetEndpointId())
+		if err != nil {
+			return nil, err
+		}
+		if !cur.disabledSince.IsZero() && !s.recordDisabled(ctx, cur.ep, cur.disabledSince, 3) {
+			return nil, &serviceerror.Unavailable{Message: "the endpoint's webhook_endpoint.disabled event could not be recorded yet; try again", RetryAfter: time.Second}
+		}
+	}
 	r, err := s.st.changeEndpoint(ctx, tenant.FromContext(ctx), in.GetEndpointId(), func(r *endpointRecord) ([]any, []string, error) {
 		var del []string
 		ep := r.ep

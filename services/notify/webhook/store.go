@@ -35,7 +35,8 @@ const group = "webhook"
 //	                                            sealed previous secret, oexp = when it
 //	                                            stops signing (unix ms), osec2, oexp2 =
 //	                                            the one before it, fs = failing since
-//	                                            (unix ms))
+//	                                            (unix ms), dev = the failing-since of a
+//	                                            disable whose event is not yet recorded)
 //	<prefix>wheidx:<tenant>                     the tenant's endpoints (zset by id; an
 //	                                            entry is written before its record,
 //	                                            which holds the bound of endpoints)
@@ -124,6 +125,9 @@ type endpointRecord struct {
 	// failingSince is when its current run of failures started (zero when
 	// its last attempt succeeded).
 	failingSince time.Time
+	// disabledSince, when not zero, is the failingSince of the disable
+	// whose webhook_endpoint.disabled event is not recorded yet.
+	disabledSince time.Time
 }
 
 // keys returns the HMAC keys that sign at now: the previous secret's
@@ -157,7 +161,7 @@ func (r *endpointRecord) keys(box *secretbox.Box, now time.Time) ([][]byte, erro
 	return append(out, k), nil
 }
 
-var endpointFields = []string{"pb", "sec", "osec", "oexp", "fs", "osec2", "oexp2"}
+var endpointFields = []string{"pb", "sec", "osec", "oexp", "fs", "osec2", "oexp2", "dev"}
 
 // getEndpoint reads an endpoint; NotFound when the tenant has none of
 // that id.
@@ -211,6 +215,9 @@ func (s *store) decodeEndpoint(tenantID, id string, vals []any) (*endpointRecord
 	r.sealedOlder = []byte(str(5))
 	if ms, err := strconv.ParseInt(str(6), 10, 64); err == nil {
 		r.olderUntil = time.UnixMilli(ms)
+	}
+	if ms, err := strconv.ParseInt(str(7), 10, 64); err == nil {
+		r.disabledSince = time.UnixMilli(ms)
 	}
 	return r, nil
 }

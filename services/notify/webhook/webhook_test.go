@@ -221,6 +221,65 @@ func TestRotationSignsWithBothSecretsForADay(t *testing.T) {
 	}
 }
 
+// TestADisabledEventThatCouldNotBeRecordedIsRecordedLater: the log
+// refuses the webhook_endpoint.disabled event when the endpoint is
+// disabled; it used to be tried three times at once and then lost for good
+// (every later failure sees the endpoint disabled already). The disable
+// marks the event owed: the tenant's next event, or enabling the endpoint
+// again, records it, once.
+func TestADisabledEventThatCouldNotBeRecordedIsRecordedLater(t *testing.T) {
+	for _, via := range []string{"the tenant's next event", "enabling it again"} {
+		t.Run(via, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) {
+				c.Settings.DisableAfter = time.Hour
+				c.Settings.RetrySchedule = []time.Duration{time.Hour}
+			})
+			rcv := newReceiver(t)
+			rcv.setStatus(func(int) int { return 500 })
+			ep, _ := f.create(f.ctx, rcv.srv.URL)
+			f.run(f.svc)
+			f.event(events.TypePoolOpened, "pools/p-1")
+			f.waitFor("the endpoint marked failing", func() bool {
+				r, err := f.svc.st.getEndpoint(f.ctx, "t1", ep.EndpointId)
+				return err == nil && !r.failingSince.IsZero()
+			})
+			f.clock.Advance(61 * time.Minute)
+			f.log.refuseType(events.TypeWebhookEndpointDisabled)
+			f.event(events.TypePoolClosed, "pools/p-1")
+			f.waitFor("the endpoint disabled", func() bool {
+				r, err := f.svc.st.getEndpoint(f.ctx, "t1", ep.EndpointId)
+				return err == nil && r.ep.GetState() == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED
+			})
+			f.waitFor("the recording to give up", func() bool {
+				return strings.Count(f.logs.String(), "could not record webhook_endpoint.disabled") >= 3
+			})
+			if n := len(f.log.ofType(events.TypeWebhookEndpointDisabled)); n != 0 {
+				t.Fatalf("%d disabled events while the log refuses them", n)
+			}
+			f.log.refuseType("")
+			switch via {
+			case "the tenant's next event":
+				f.event(events.TypeSessionStarted, "sessions/s-1")
+			case "enabling it again":
+				if _, err := f.svc.UpdateWebhookEndpoint(f.ctx, &crowdgatev1.UpdateWebhookEndpointRequest{
+					Endpoint:   &crowdgatev1.WebhookEndpoint{EndpointId: ep.EndpointId, State: crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED},
+					UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"state"}},
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f.waitFor("the disabled event", func() bool { return len(f.log.ofType(events.TypeWebhookEndpointDisabled)) == 1 })
+			if got := f.log.ofType(events.TypeWebhookEndpointDisabled)[0].GetWebhookEndpoint(); got.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED {
+				t.Errorf("the event's endpoint is %v, want DISABLED", got.GetState())
+			}
+			f.waitFor("the mark cleared", func() bool {
+				r, err := f.svc.st.getEndpoint(f.ctx, "t1", ep.EndpointId)
+				return err == nil && r.disabledSince.IsZero()
+			})
+		})
+	}
+}
+
 // TestARotationSentTwiceKeepsTheOriginalSecretSigning: a rotation sent
 // again (its answer lost, or a double click) used to make the first
 // rotation's secret the previous one and drop the original at once, which
