@@ -461,9 +461,9 @@ func (s *Service) failed(ctx context.Context, r *endpointRecord, now time.Time) 
 	key := s.st.endpointKey(tenantID, id)
 	since := r.failingSince
 	if since.IsZero() {
-		set, err := s.st.rdb.HSetNX(ctx, key, "fs", strconv.FormatInt(now.UnixMilli(), 10)).Result()
-		if err != nil || set {
-			return
+		set, err := markFailingScript.Run(ctx, s.st.rdb, []string{key}, strconv.FormatInt(now.UnixMilli(), 10)).Int()
+		if err != nil || set != 0 {
+			return // marked now, or the endpoint is gone
 		}
 		ms, err := s.st.rdb.HGet(ctx, key, "fs").Int64()
 		if err != nil {
@@ -503,6 +503,17 @@ func (s *Service) failed(ctx context.Context, r *endpointRecord, now time.Time) 
 	s.log.Warn("webhook: endpoint disabled: it kept failing", slog.String("endpoint_id", id), slog.Duration("failing_for", now.Sub(since)))
 	s.recordDisabled(ctx, got.ep, since, 3)
 }
+
+// markFailingScript marks the endpoint KEYS[1] failing since ARGV[1]
+// unless it is already: 1 when marked, 0 when it was failing already, -1
+// when the endpoint is gone (deleted while its attempt ran: no field is
+// written, which would make a key no one deletes).
+var markFailingScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+return redis.call('HSETNX', KEYS[1], 'fs', ARGV[1])
+`)
 
 // recordDisabled records the webhook_endpoint.disabled event of a disable
 // whose failures started at since, in up to tries tries, and then clears

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -1058,5 +1059,38 @@ func TestAReplicaThatCannotOpenTheSecretDoesNotBlameTheEndpoint(t *testing.T) {
 	})
 	if got := rcv.receipts(); len(got) == 0 || got[0].id != ev.EventId || got[0].verified != nil {
 		t.Errorf("receipts %v", got)
+	}
+}
+
+// TestAFailureAfterItsEndpointWasDeletedWritesNothing: an endpoint
+// deleted while an attempt of it runs; the attempt fails. Marking the
+// endpoint failing used to write its key back, holding only that mark,
+// for ever.
+func TestAFailureAfterItsEndpointWasDeletedWritesNothing(t *testing.T) {
+	f := newFixture(t, nil)
+	answered := make(chan struct{})
+	deleted := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(answered)
+		<-deleted
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	ep, _ := f.create(f.ctx, srv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.svc.Run(ctx) }()
+	f.event(events.TypePoolOpened, "pools/p-1")
+	<-answered
+	if _, err := f.svc.DeleteWebhookEndpoint(f.ctx, &crowdgatev1.DeleteWebhookEndpointRequest{EndpointId: ep.EndpointId}); err != nil {
+		t.Fatal(err)
+	}
+	close(deleted)
+	f.waitFor("the failed attempt", func() bool { return strings.Contains(f.logs.String(), "webhook: attempt failed") })
+	cancel()
+	<-done // Run returns once the attempt is recorded, and acted on
+	if n := f.redis.Client.Exists(f.ctx, f.svc.st.endpointKey("t1", ep.EndpointId)).Val(); n != 0 {
+		fields := f.redis.Client.HGetAll(f.ctx, f.svc.st.endpointKey("t1", ep.EndpointId)).Val()
+		t.Errorf("the deleted endpoint's key is back, holding %v", fields)
 	}
 }
