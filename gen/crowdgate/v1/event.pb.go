@@ -345,10 +345,15 @@ type ListEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Events, oldest first.
 	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	// The cursor to resume from: the last event's, or the one given when the
-	// page is empty. It is never empty, so a consumer polls with it for what
-	// comes next.
+	// The cursor to resume from: the last event read, whether the filters
+	// selected it or not (the one given when none was read). It is never
+	// empty, so a consumer polls with it for what comes next.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// True when this page reached the end of the log: nothing after
+	// next_page_token is recorded yet. One call reads at most 5,000 events,
+	// so a page whose filters select few of them may be short, even empty,
+	// with more to come: read on while caught_up is false.
+	CaughtUp      bool `protobuf:"varint,3,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -395,6 +400,13 @@ func (x *ListEventsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListEventsResponse) GetCaughtUp() bool {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return false
 }
 
 // WatchEventsRequest starts a stream.
@@ -531,10 +543,11 @@ const file_crowdgate_v1_event_proto_rawDesc = "" +
 	"\x06cursor\x18\x04 \x01(\tR\x06cursor\x12\x1b\n" +
 	"\tpage_size\x18\x05 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tR\tpageToken\"i\n" +
+	"page_token\x18\x06 \x01(\tR\tpageToken\"\x86\x01\n" +
 	"\x12ListEventsResponse\x12+\n" +
 	"\x06events\x18\x01 \x03(\v2\x13.crowdgate.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"B\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x1b\n" +
+	"\tcaught_up\x18\x03 \x01(\bR\bcaughtUp\"B\n" +
 	"\x12WatchEventsRequest\x12\x14\n" +
 	"\x05types\x18\x01 \x03(\tR\x05types\x12\x16\n" +
 	"\x06cursor\x18\x02 \x01(\tR\x06cursor\"@\n" +

@@ -456,3 +456,54 @@ func TestAnAppendRedisRefusedIsAppendedWhenTriedAgain(t *testing.T) {
 		t.Errorf("events after the append was tried again (-want +got):\n%s", diff)
 	}
 }
+
+// TestAFilteredPageSaysWhenTheLogIsRead: a filter that selects one event
+// of thousands gives short, even empty, pages before the end of the log;
+// caught_up tells them from the end (a client that stopped at a short page
+// used to miss the event).
+func TestAFilteredPageSaysWhenTheLogIsRead(t *testing.T) {
+	ctx := context.Background()
+	l, _ := newLog(t, "t1")
+	for i := range scanLimit + 10 {
+		if err := l.Append(ctx, sessionEvent(l, "t1", TypeSessionStarted, fmt.Sprint("s", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rare := l.New("t1", TypePoolClosed, "pools/p1", "1")
+	rare.Data = &crowdgatev1.Event_Pool{Pool: &crowdgatev1.Pool{PoolId: "p1"}}
+	if err := l.Append(ctx, rare); err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFilter("types", []string{TypePoolClosed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pages []string
+	var found []string
+	after := ""
+	for range 10 {
+		p, err := l.ListPage(ctx, "t1", Query{Filter: f, After: after, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages = append(pages, fmt.Sprintf("%d events, caught up %v", len(p.Events), p.CaughtUp))
+		found = append(found, ids(p.Events)...)
+		after = p.Next
+		if p.CaughtUp {
+			break
+		}
+	}
+	want := []string{"0 events, caught up false", "1 events, caught up true"}
+	if diff := cmp.Diff(want, pages); diff != "" {
+		t.Errorf("pages (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"pool.closed pools/p1"}, found); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+	// Read to its end, the next page is empty and caught up; a new event
+	// makes the next one not empty.
+	p, err := l.ListPage(ctx, "t1", Query{After: after, Limit: 100})
+	if err != nil || len(p.Events) != 0 || !p.CaughtUp || p.Next != after {
+		t.Errorf("a page after the end: %d events, caught up %v, next %q (want %q), %v", len(p.Events), p.CaughtUp, p.Next, after, err)
+	}
+}

@@ -88,41 +88,62 @@ type Query struct {
 // a page of a rare type ends early with a cursor to go on from.
 const scanLimit = 5000
 
-// List returns the tenant's events that q selects, oldest first, and the
-// cursor to go on from (the last entry read, or q.After when none was).
-func (l *Log) List(ctx context.Context, tenantID string, q Query) ([]*crowdgatev1.Event, string, error) {
+// Page is one answer of ListPage.
+type Page struct {
+	// Events are the selected events, oldest first.
+	Events []*crowdgatev1.Event
+	// Next is the cursor to go on from: the last entry read (selected or
+	// not), or Query.After when none was.
+	Next string
+	// CaughtUp is set when the read reached the end of the log: nothing
+	// after Next is recorded yet. A page may be short (even empty) without
+	// it, when the read stopped at scanLimit entries.
+	CaughtUp bool
+}
+
+// ListPage reads the tenant's events that q selects, from q.After on.
+func (l *Log) ListPage(ctx context.Context, tenantID string, q Query) (Page, error) {
 	key, _ := Keys(l.prefix, tenantID)
-	next := q.After
-	var out []*crowdgatev1.Event
-	for scanned := 0; scanned < scanLimit && len(out) < q.Limit; {
+	p := Page{Next: q.After}
+	const batch = 500
+	for scanned := 0; scanned < scanLimit && len(p.Events) < q.Limit; {
 		start := "-"
-		if next != "" {
-			start = "(" + next
+		if p.Next != "" {
+			start = "(" + p.Next
 		}
-		msgs, err := l.rdb.XRangeN(ctx, key, start, "+", 500).Result()
+		msgs, err := l.rdb.XRangeN(ctx, key, start, "+", batch).Result()
 		if err != nil {
-			return nil, "", storage.Unavailable(err)
+			return Page{}, storage.Unavailable(err)
 		}
+		read := 0
 		for _, m := range msgs {
-			scanned++
-			next = m.ID
+			if len(p.Events) == q.Limit {
+				break
+			}
+			read++
+			p.Next = m.ID
 			ev, err := decode(m.ID, m.Values)
 			if err != nil {
 				l.log.Error("events: unreadable entry skipped", "tenant_id", tenantID, "error", err.Error())
 				continue
 			}
 			if q.selects(ev) {
-				out = append(out, ev)
-				if len(out) == q.Limit {
-					break
-				}
+				p.Events = append(p.Events, ev)
 			}
 		}
-		if len(msgs) < 500 {
+		scanned += read
+		if len(msgs) < batch {
+			p.CaughtUp = read == len(msgs)
 			break
 		}
 	}
-	return out, next, nil
+	return p, nil
+}
+
+// List is ListPage's events and cursor.
+func (l *Log) List(ctx context.Context, tenantID string, q Query) ([]*crowdgatev1.Event, string, error) {
+	p, err := l.ListPage(ctx, tenantID, q)
+	return p.Events, p.Next, err
 }
 
 func (q Query) selects(ev *crowdgatev1.Event) bool {

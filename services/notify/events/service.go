@@ -72,15 +72,16 @@ func (s *Service) ListEvents(ctx context.Context, req *crowdgatev1.ListEventsReq
 			return nil, serviceerror.NewInvalidArgument("end_time", "must not be before start_time")
 		}
 	}
-	evs, next, err := s.log.List(ctx, tenant.FromContext(ctx), q)
+	page, err := s.log.ListPage(ctx, tenant.FromContext(ctx), q)
 	if err != nil {
 		return nil, err
 	}
+	next := page.Next
 	if next == "" {
 		// An empty log: resume from its start.
 		next = "0-0"
 	}
-	return &crowdgatev1.ListEventsResponse{Events: evs, NextPageToken: next}, nil
+	return &crowdgatev1.ListEventsResponse{Events: page.Events, NextPageToken: next, CaughtUp: page.CaughtUp}, nil
 }
 
 // WatchEvents streams the caller's tenant's events from a cursor.

@@ -108,7 +108,7 @@ func (r *runner) readEvents(ctx context.Context, cursor string) ([]*crowdgatev1.
 		if next := resp.GetNextPageToken(); next != "" {
 			cursor = next
 		}
-		if len(resp.GetEvents()) < eventsPageSize {
+		if resp.GetCaughtUp() {
 			return out, cursor, nil
 		}
 	}
