@@ -2,6 +2,7 @@ package crowdload
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -105,10 +106,12 @@ func (r *runner) readEvents(ctx context.Context, cursor string) ([]*crowdgatev1.
 			return out, cursor, err
 		}
 		out = append(out, resp.GetEvents()...)
-		if next := resp.GetNextPageToken(); next != "" {
-			cursor = next
-		}
-		if resp.GetCaughtUp() {
+		next := resp.GetNextPageToken()
+		// The end: the gateway says so, or (a gateway from before
+		// caught_up) the page read nothing.
+		end := resp.GetCaughtUp() || next == "" || next == cursor
+		cursor = cmp.Or(next, cursor)
+		if end {
 			return out, cursor, nil
 		}
 	}
