@@ -200,12 +200,14 @@ func (s *Service) retrySpan() time.Duration {
 // other); the endpoint read is wasted only when no attempt follows.
 func (s *Service) process(ctx context.Context, e outbox.Entry) {
 	endpointID, _, _ := strings.Cut(e.Item, "/")
-	// A slow endpoint that has its share of the workers waits: the entry
-	// stays pending (no lease taken, no attempt counted) and the outbox
-	// offers it again after its visibility timeout.
+	// A slow endpoint that has its share of the workers waits: the
+	// delivery is deferred (no attempt counted).
 	t, admitted := s.lane.enter(e.Tenant, endpointID)
 	if !admitted {
-		s.m.deferred.Inc()
+		token := randomHex(12)
+		if c, err := s.rec.Claim(ctx, e, token, s.cfg.AttemptTimeout+5*time.Second); err == nil && c.Kind == "ok" {
+			s.deferDelivery(ctx, e, token)
+		}
 		return
 	}
 	took := time.Duration(-1) // no attempt made
@@ -261,14 +263,11 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 	if err != nil {
 		// This replica's fault (its key ring cannot open the secret), not
 		// the endpoint's: no attempt is made or counted against it. The
-		// lease is given back and the entry stays pending, offered again
-		// (to a replica whose ring opens it, or to this one once its ring
-		// is fixed).
+		// delivery is deferred, for a replica whose ring opens the secret
+		// (or this one, once its ring is fixed).
 		s.log.Error("webhook: a delivery's signing secret does not open with this replica's key ring; the delivery waits",
 			slog.String("tenant_id", e.Tenant), slog.String("endpoint_id", endpointID), slog.String("error", err.Error()))
-		if err := s.rec.Release(ctx, e, token); err != nil {
-			s.log.Warn("webhook: could not give back a delivery's lease; it expires", slog.String("error", err.Error()))
-		}
+		s.deferDelivery(ctx, e, token)
 		return
 	}
 	start := time.Now()
@@ -289,6 +288,24 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		}()
 		s.record(ctx, e, token, c, r, ev, a)
 	}()
+}
+
+// deferDelivery puts a delivery whose lease the caller holds (with token)
+// back in the schedule for three attempt timeouts (30 s by default, with
+// up to 10% jitter), without an attempt counted or journaled: its entry is
+// acknowledged, so a deferred delivery waits in the schedule rather than
+// among the entries a replica holds (which only reclaims, a few at a
+// time, bring back). Should Redis fail, the entry stays pending and comes
+// back all the same.
+func (s *Service) deferDelivery(ctx context.Context, e outbox.Entry, token string) {
+	wait := jitter(3 * s.cfg.AttemptTimeout)
+	st := outbox.Settlement{Outcome: outbox.Defer, Backoff: wait,
+		Fields: []any{"nat", strconv.FormatInt(s.now().Add(wait).UnixMilli(), 10)}}
+	if _, err := s.rec.Settle(ctx, e, token, st); err != nil {
+		s.log.Warn("webhook: could not defer a delivery; it stays pending", slog.String("error", err.Error()))
+		return
+	}
+	s.m.deferred.Inc()
 }
 
 // leaveLane gives an attempt's place in the lane back, and logs an
@@ -504,6 +521,16 @@ func (s *Service) failed(ctx context.Context, r *endpointRecord, now time.Time) 
 	s.recordDisabled(ctx, got.ep, since, 3)
 }
 
+// clearOwedScript clears the endpoint KEYS[1]'s mark of an owed
+// webhook_endpoint.disabled event if it is still the one of the disable
+// whose failures started at ARGV[1] (a newer disable's stays owed).
+var clearOwedScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'dev') == ARGV[1] then
+  return redis.call('HDEL', KEYS[1], 'dev')
+end
+return 0
+`)
+
 // markFailingScript marks the endpoint KEYS[1] failing since ARGV[1]
 // unless it is already: 1 when marked, 0 when it was failing already, -1
 // when the endpoint is gone (deleted while its attempt ran: no field is
@@ -540,7 +567,8 @@ func (s *Service) recordDisabled(ctx context.Context, ep *crowdgatev1.WebhookEnd
 		}
 		err := s.events.Append(ctx, ev)
 		if err == nil {
-			if err := s.st.rdb.HDel(ctx, s.st.endpointKey(ep.GetTenantId(), ep.GetEndpointId()), "dev").Err(); err != nil {
+			key := s.st.endpointKey(ep.GetTenantId(), ep.GetEndpointId())
+			if err := clearOwedScript.Run(ctx, s.st.rdb, []string{key}, strconv.FormatInt(since.UnixMilli(), 10)).Err(); err != nil {
 				s.log.Warn("webhook: could not clear the mark of a recorded webhook_endpoint.disabled; it is recorded again (once)", slog.String("error", err.Error()))
 			}
 			return true

@@ -13,10 +13,10 @@ import (
 // (a timeout included) until an attempt of it that took less. A slow
 // endpoint has at most perEndpoint attempts in flight on the replica, and
 // slow endpoints together at most total (half the workers), so the other
-// endpoints always keep the rest. An entry the lane turns away is left
-// pending: the outbox offers it again after its visibility timeout, with
-// no attempt counted. Endpoints that answer in time are never turned
-// away, however many attempts they have in flight.
+// endpoints always keep the rest. A delivery the lane turns away is
+// deferred (Service.deferDelivery: back to the schedule, no attempt
+// counted). Endpoints that answer in time are never turned away, however
+// many attempts they have in flight.
 //
 // The state is the replica's own (in memory): each replica caps its own
 // attempts, and a restarted replica learns again which endpoints are slow

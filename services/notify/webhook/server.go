@@ -186,6 +186,11 @@ func (s *Service) UpdateWebhookEndpoint(ctx context.Context, req *crowdgatev1.Up
 			ep.Description = in.GetDescription()
 		}
 		if want["state"] && in.GetState() != ep.GetState() {
+			if in.GetState() == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED && !r.disabledSince.IsZero() {
+				// Disabled since the check above, its event not recorded
+				// yet: that comes first.
+				return nil, nil, &serviceerror.Unavailable{Message: "the endpoint's webhook_endpoint.disabled event is not recorded yet; try again", RetryAfter: time.Second}
+			}
 			ep.State = in.GetState()
 			if ep.State == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED {
 				ep.DisabledReason = ""

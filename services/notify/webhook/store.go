@@ -147,11 +147,12 @@ func (r *endpointRecord) keys(box *secretbox.Box, now time.Time) ([][]byte, erro
 		until  time.Time
 	}{{r.sealedOlder, r.olderUntil}, {r.sealedPrevious, r.previousUntil}} {
 		if len(prev.sealed) > 0 && now.Before(prev.until) {
-			k, err := open(prev.sealed)
-			if err != nil {
-				return nil, err
+			// A rotated-out secret that does not open (the key ring lost
+			// the key it was sealed with) no longer signs; only the
+			// current one must.
+			if k, err := open(prev.sealed); err == nil {
+				out = append(out, k)
 			}
-			out = append(out, k)
 		}
 	}
 	k, err := open(r.sealed)

@@ -1020,7 +1020,7 @@ func TestARedeliveryOfADeliveryWaitingForARetryIsAttemptedNow(t *testing.T) {
 // attempt and leaves the delivery for a replica that can sign it.
 func TestAReplicaThatCannotOpenTheSecretDoesNotBlameTheEndpoint(t *testing.T) {
 	quick := func(c *Config) {
-		c.Settings.VisibilityTimeout = 300 * time.Millisecond
+		c.Settings.AttemptTimeout = 200 * time.Millisecond // a deferral waits three of them
 		c.Settings.RetrySchedule = []time.Duration{time.Millisecond}
 	}
 	f := newFixture(t, quick)

@@ -397,7 +397,11 @@ func (q *Queue) readShards(ctx context.Context, shards []int, count int) (out []
 // their item's lease was busy.
 func (q *Queue) reclaim(ctx context.Context, free int, cursors []string) []Entry {
 	var out []Entry
-	for shard := 0; shard < len(cursors) && len(out) < free; shard++ {
+	// From a shard taken at random: starting at shard 0 every time, a few
+	// busy low shards would fill every pass and the last ones wait.
+	first := rand.N(len(cursors))
+	for i := 0; i < len(cursors) && len(out) < free; i++ {
+		shard := (first + i) % len(cursors)
 		msgs, next, err := q.cfg.Redis.XAutoClaim(ctx, &redis.XAutoClaimArgs{
 			Stream: q.cfg.Stream(shard), Group: q.cfg.Group, Consumer: q.cfg.Consumer,
 			MinIdle: q.cfg.VisibilityTimeout, Start: cursors[shard], Count: int64(free - len(out)),

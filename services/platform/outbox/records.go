@@ -50,6 +50,11 @@ const (
 	// Drop settles the item as dead without counting an attempt (nothing
 	// was attempted: its target is gone).
 	Drop = "drop"
+	// Defer schedules the item again after Backoff without counting an
+	// attempt or journaling one (nothing was attempted: not now). Its
+	// entry is acknowledged, so a deferred item waits in the schedule, not
+	// among the entries a replica holds.
+	Defer = "defer"
 )
 
 // Records is the generic record layout: a record hash per item (st, eid,
@@ -213,32 +218,11 @@ func (r *Records) Claim(ctx context.Context, e Entry, token string, ttl time.Dur
 	return c, nil
 }
 
-// releaseScript gives up the lease of KEYS[1] if token ARGV[1] holds it.
-var releaseScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], 'ls')
-if cur and string.sub(cur, 1, #ARGV[1] + 1) == ARGV[1] .. '|' then
-  redis.call('HSET', KEYS[1], 'ls', '')
-end
-return 0
-`)
-
-// Release gives up the lease of the item e carries, held with token,
-// without settling it: the entry stays pending, and the next holder need
-// not wait for the lease to expire (the holder found it cannot attempt,
-// through no fault of the item).
-func (r *Records) Release(ctx context.Context, e Entry, token string) error {
-	err := releaseScript.Run(ctx, r.workers(), []string{r.Record(e.Shard, e.Tenant, e.Item)}, token).Err()
-	if err != nil {
-		return storage.Unavailable(err)
-	}
-	return nil
-}
-
 // Settlement is the outcome of one attempt.
 type Settlement struct {
-	// Outcome is Done, Retry, Dead or Drop.
+	// Outcome is Done, Retry, Dead, Drop or Defer.
 	Outcome string
-	// Backoff is the wait before the next attempt (Retry).
+	// Backoff is the wait before the next attempt (Retry, Defer).
 	Backoff time.Duration
 	// Journal, when not empty, is appended to the item's journal.
 	Journal []byte

@@ -5,7 +5,8 @@
 -- KEYS[3] retry schedule of the shard
 -- KEYS[4] the item's journal (list of attempts, newest last)
 --
--- ARGV[1] outcome: done | retry | dead | drop (dead without an attempt)
+-- ARGV[1] outcome: done | retry | dead | drop (dead without an attempt) |
+--         defer (retry without an attempt: not counted, nothing journaled)
 -- ARGV[2] stream entry id that carried the attempt
 -- ARGV[3] lease token
 -- ARGV[4] consumer group
@@ -55,7 +56,7 @@ end
 -- the attempt counted (not for a drop), the caller's fields, no live
 -- entry, the settlement's own, and the new state once settled.
 local f = {}
-if ARGV[1] ~= 'drop' then
+if ARGV[1] ~= 'drop' and ARGV[1] ~= 'defer' then
   f = {'att', tostring((tonumber(r[3]) or 0) + 1), 'ratt', tostring((tonumber(r[4]) or 0) + 1)}
 end
 for i = 10, #ARGV do
@@ -66,12 +67,12 @@ f[#f + 1] = ''
 for i = 1, #own do
   f[#f + 1] = own[i]
 end
-if ARGV[1] == 'retry' then
+if ARGV[1] == 'retry' or ARGV[1] == 'defer' then
   redis.call('HSET', KEYS[1], unpack(f))
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', KEYS[3], string.format('%.0f', now + tonumber(ARGV[5])), ARGV[6])
-  return {'retry'}
+  return {ARGV[1]}
 end
 f[#f + 1] = 'st'
 if ARGV[1] == 'done' then
