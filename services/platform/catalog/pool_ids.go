@@ -49,3 +49,37 @@ func (c *Catalog) TakeTurn(ctx context.Context, name string, ttl time.Duration) 
 	}
 	return n == 1, nil
 }
+
+// MarkPoolToReread notes that the tenant's stored pool may no longer be
+// what Toloka holds (an action Toloka accepted whose result could not be
+// read back): the pool watch reads it from Toloka whatever its stored
+// status, until UnmarkPoolToReread.
+func (c *Catalog) MarkPoolToReread(ctx context.Context, tenantID, poolID string) error {
+	if err := c.rdb.SAdd(ctx, c.rereadKey(tenantID), poolID).Err(); err != nil {
+		return storage.Unavailable(err)
+	}
+	return nil
+}
+
+// PoolsToReread returns the tenant's pools MarkPoolToReread marked.
+func (c *Catalog) PoolsToReread(ctx context.Context, tenantID string) (map[string]bool, error) {
+	ids, err := c.rdb.SMembers(ctx, c.rereadKey(tenantID)).Result()
+	if err != nil {
+		return nil, storage.Unavailable(err)
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// UnmarkPoolToReread clears MarkPoolToReread's mark (the pool was read).
+func (c *Catalog) UnmarkPoolToReread(ctx context.Context, tenantID, poolID string) error {
+	if err := c.rdb.SRem(ctx, c.rereadKey(tenantID), poolID).Err(); err != nil {
+		return storage.Unavailable(err)
+	}
+	return nil
+}
+
+func (c *Catalog) rereadKey(tenantID string) string { return c.prefix + "poolreread:" + tenantID }

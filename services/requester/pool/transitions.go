@@ -142,6 +142,13 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 	}
 	fresh, err := t.refresh(ctx, r)
 	if err != nil {
+		// Toloka carried the action out, but its result could not be read
+		// back: the stored pool is stale (still CLOSED after an open, say,
+		// which the watch would never read). The watch reads it until a
+		// read succeeds, and records its events then.
+		if merr := t.catalog.MarkPoolToReread(ctx, tenantID, poolID); merr != nil {
+			t.log.WarnContext(ctx, "pool: could not mark a pool to read again", "tenant_id", tenantID, "pool_id", poolID, "error", merr.Error())
+		}
 		return nil, err
 	}
 	t.log.InfoContext(ctx, "pool "+action+" done", "tenant_id", tenantID, "pool_id", poolID,

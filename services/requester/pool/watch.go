@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
@@ -52,7 +53,8 @@ func (t *Transitions) Watch(ctx context.Context, tenants func(context.Context) (
 // Poll reads every open pool of the tenants whose turn this replica takes
 // from Toloka, storing (and recording the events of) what changed: a pool
 // Toloka closed on its own raises pool.closed with its last_close_reason.
-// Pools Crowdgate knows closed are not read: Crowdgate opens them itself.
+// Pools Crowdgate knows closed are not read: Crowdgate opens them itself
+// (and one whose open it could not read back is marked to be read).
 // A tenant's turn lasts nine tenths of interval: however many replicas
 // poll, each tenant's pools are read about once an interval, not once per
 // replica (each read spends the requester's Toloka quota).
@@ -74,27 +76,45 @@ func (t *Transitions) Poll(ctx context.Context, tenants func(context.Context) ([
 	}
 }
 
-// watchTenant refreshes the tenant's open pools.
+// watchTenant refreshes the tenant's open pools, and those an action left
+// stale (MarkPoolToReread), whatever their stored status.
 func (t *Transitions) watchTenant(ctx context.Context, tenantID string) {
 	ids, err := t.catalog.PoolIDs(ctx, tenantID)
 	if err != nil {
 		t.log.WarnContext(ctx, "pool watch: cannot list pools", "tenant_id", tenantID, "error", err.Error())
 		return
 	}
+	reread, err := t.catalog.PoolsToReread(ctx, tenantID)
+	if err != nil {
+		t.log.WarnContext(ctx, "pool watch: cannot list the pools to read again", "tenant_id", tenantID, "error", err.Error())
+	}
+	for id := range reread {
+		if !slices.Contains(ids, id) { // a pool no longer stored
+			_ = t.catalog.UnmarkPoolToReread(ctx, tenantID, id)
+		}
+	}
 	for _, id := range ids {
 		if ctx.Err() != nil {
 			return
 		}
 		p, err := t.catalog.Pool(ctx, tenantID, id)
-		if err != nil || p.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN {
+		if err != nil || (p.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN && !reread[id]) {
 			continue
 		}
 		r, err := t.catalog.Resolve(ctx, p)
 		if err != nil {
 			continue
 		}
-		if _, err := t.refresh(ctx, r); err != nil && ctx.Err() == nil {
-			t.log.WarnContext(ctx, "pool watch: cannot read a pool from Toloka", "tenant_id", tenantID, "pool_id", id, "error", err.Error())
+		if _, err := t.refresh(ctx, r); err != nil {
+			if ctx.Err() == nil {
+				t.log.WarnContext(ctx, "pool watch: cannot read a pool from Toloka", "tenant_id", tenantID, "pool_id", id, "error", err.Error())
+			}
+			continue
+		}
+		if reread[id] {
+			if err := t.catalog.UnmarkPoolToReread(ctx, tenantID, id); err != nil {
+				t.log.WarnContext(ctx, "pool watch: could not clear a pool's mark", "tenant_id", tenantID, "pool_id", id, "error", err.Error())
+			}
 		}
 	}
 }

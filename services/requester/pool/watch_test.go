@@ -2,10 +2,16 @@ package pool_test
 
 import (
 	"context"
+	"errors"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/notify/events"
+	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/requester/pool"
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
 )
@@ -36,5 +42,73 @@ func TestOneReplicaPollsATenantsPoolsPerInterval(t *testing.T) {
 		if n := after[tenantID] - before[tenantID]; n != 1 {
 			t.Errorf("%s's open pool was read %d times by three replicas polling at once, want 1", tenantID, n)
 		}
+	}
+}
+
+// failingPoolReads fails every GET of one Toloka pool while on: Toloka
+// carries an action out, and its result cannot be read back.
+type failingPoolReads struct {
+	path string
+	on   atomic.Bool
+}
+
+func (f *failingPoolReads) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f.on.Load() && r.Method == http.MethodGet && r.URL.Path == f.path {
+		return nil, errors.New("connection reset by peer")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestAPoolWhoseOpenCouldNotBeReadBackIsWatched: Toloka opens a pool but
+// Crowdgate's read of it afterwards fails, so the stored pool stays
+// CLOSED. The watch, which reads only open pools, used to skip it: no
+// pool.opened, and no pool.closed when Toloka later closed it on its own.
+// The pool is marked to be read, and the next poll stores and records it.
+func TestAPoolWhoseOpenCouldNotBeReadBackIsWatched(t *testing.T) {
+	ctx := context.Background()
+	reads := &failingPoolReads{}
+	env := sessiontest.New(t, sessiontest.Options{Toloka: func(c *toloka.Config) {
+		c.HTTPClient = &http.Client{Transport: reads}
+		c.Retry.BaseBackoff = time.Millisecond
+	}})
+	p := env.NewPool(t, "acme", nil)
+	tr := pool.NewTransitions(env.Catalog, env.Events, nil)
+	if _, err := tr.Close(ctx, "acme", p.GetPoolId()); err != nil {
+		t.Fatal(err)
+	}
+	reads.path = "/api/v1/pools/" + p.GetTolokaPoolId()
+	reads.on.Store(true)
+	if _, err := tr.Open(ctx, "acme", p.GetPoolId()); err == nil {
+		t.Fatal("Open succeeded while its pool could not be read back")
+	}
+	reads.on.Store(false)
+	if stored, _ := env.Catalog.Pool(ctx, "acme", p.GetPoolId()); stored.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_CLOSED {
+		t.Fatalf("stored status %v before the poll, want CLOSED (the read back failed)", stored.GetStatus())
+	}
+	tr.Poll(ctx, func(context.Context) ([]string, error) { return []string{"acme"}, nil }, time.Minute)
+	if stored, _ := env.Catalog.Pool(ctx, "acme", p.GetPoolId()); stored.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN {
+		t.Errorf("stored status %v after the poll, want OPEN", stored.GetStatus())
+	}
+	evs, _, err := env.Events.List(ctx, "acme", events.Query{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The close recorded pool.closed; the open must be recorded after it.
+	var types []string
+	closed, opened := -1, -1
+	for i, ev := range evs {
+		types = append(types, ev.GetType())
+		switch ev.GetType() {
+		case events.TypePoolClosed:
+			closed = i
+		case events.TypePoolOpened:
+			opened = i
+		}
+	}
+	if closed < 0 || opened < closed {
+		t.Errorf("events %v: want pool.closed, then pool.opened", types)
+	}
+	if marked, _ := env.Catalog.PoolsToReread(ctx, "acme"); len(marked) != 0 {
+		t.Errorf("pools still marked to read after a poll read them: %v", marked)
 	}
 }
