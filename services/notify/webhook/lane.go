@@ -10,7 +10,10 @@ import (
 // every other tenant's deliveries.
 //
 // An endpoint is slow from an attempt of it that took slowAfter or longer
-// (a timeout included) until an attempt of it that took less. A slow
+// (a timeout included) until an attempt of it that took less, and while
+// an attempt of it has been in flight for slowAfter or longer (so an
+// endpoint that starts hanging is capped within slowAfter, not once its
+// first attempts time out). A slow
 // endpoint has at most perEndpoint attempts in flight on the replica, and
 // slow endpoints together at most total (half the workers), so the other
 // endpoints always keep the rest. A delivery the lane turns away is
@@ -24,21 +27,38 @@ import (
 type lane struct {
 	slowAfter          time.Duration
 	perEndpoint, total int
+	now                func() time.Time
 
 	mu     sync.Mutex
 	inSlow int                      // attempts in flight admitted as slow
 	eps    map[string]*laneEndpoint // by laneKey
+	nextID uint64
 }
 
-// laneEndpoint is one endpoint's attempts in flight and whether it is slow.
+// laneEndpoint is one endpoint's attempts in flight (when each began, by
+// ticket id) and whether its last attempt was slow.
 type laneEndpoint struct {
-	inFlight int
+	inFlight map[uint64]time.Time
 	slow     bool
+}
+
+// slowAt reports whether the endpoint is slow at now.
+func (e *laneEndpoint) slowAt(now time.Time, slowAfter time.Duration) bool {
+	if e.slow {
+		return true
+	}
+	for _, began := range e.inFlight {
+		if now.Sub(began) >= slowAfter {
+			return true
+		}
+	}
+	return false
 }
 
 // ticket is an admitted attempt, given back to exit.
 type ticket struct {
 	key  string
+	id   uint64
 	slow bool // counted in lane.inSlow
 }
 
@@ -55,6 +75,7 @@ func newLane(concurrency int, timeout time.Duration) *lane {
 		slowAfter:   min(time.Second, timeout/2),
 		perEndpoint: max(1, concurrency/16),
 		total:       max(1, concurrency/2),
+		now:         time.Now,
 		eps:         map[string]*laneEndpoint{},
 	}
 }
@@ -72,23 +93,25 @@ func (l *lane) enter(tenantID, endpointID string) (ticket, bool) {
 	if e == nil {
 		if len(l.eps) >= laneSweepAt {
 			for k, old := range l.eps {
-				if old.inFlight == 0 {
+				if len(old.inFlight) == 0 {
 					delete(l.eps, k)
 				}
 			}
 		}
-		e = &laneEndpoint{}
+		e = &laneEndpoint{inFlight: map[uint64]time.Time{}}
 		l.eps[key] = e
 	}
-	t := ticket{key: key}
-	if e.slow {
-		if e.inFlight >= l.perEndpoint || l.inSlow >= l.total {
+	now := l.now()
+	l.nextID++
+	t := ticket{key: key, id: l.nextID}
+	if e.slowAt(now, l.slowAfter) {
+		if len(e.inFlight) >= l.perEndpoint || l.inSlow >= l.total {
 			return ticket{}, false
 		}
 		t.slow = true
 		l.inSlow++
 	}
-	e.inFlight++
+	e.inFlight[t.id] = now
 	return t, true
 }
 
@@ -106,13 +129,13 @@ func (l *lane) exit(t ticket, took time.Duration) (changed, slow bool) {
 	if e == nil {
 		return false, false
 	}
-	e.inFlight--
+	delete(e.inFlight, t.id)
 	if took >= 0 {
 		changed = e.slow != (took >= l.slowAfter)
 		e.slow = took >= l.slowAfter
 	}
 	slow = e.slow
-	if e.inFlight == 0 && !e.slow {
+	if len(e.inFlight) == 0 && !e.slow {
 		delete(l.eps, t.key)
 	}
 	return changed, slow

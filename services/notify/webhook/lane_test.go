@@ -21,7 +21,7 @@ func TestTheLaneCapsOnlySlowEndpoints(t *testing.T) {
 	// 32 workers, attempts bounded by 10 s: slow from 1 s, a slow endpoint
 	// at most 2 in flight, slow endpoints together at most 16.
 	type step struct {
-		op       string // "enter" or "exit"
+		op       string // "enter", "exit", or "wait" (took: how long)
 		endpoint string
 		took     time.Duration // exit: how long the attempt took (-1: none made)
 	}
@@ -56,13 +56,28 @@ func TestTheLaneCapsOnlySlowEndpoints(t *testing.T) {
 			{"enter", "a", 0}, {"exit", "a", slow}, {"enter", "a", 0}, {"exit", "a", none}, {"enter", "a", 0}, {"enter", "a", 0}, {"enter", "a", 0},
 		},
 		want: []string{"in", "slow", "in", "", "in", "in", "away"},
+	}, {
+		name: "an attempt in flight past the slow mark caps the endpoint before it ends",
+		steps: []step{
+			{"enter", "a", 0}, {"enter", "a", 0}, {"wait", "", 500 * time.Millisecond}, {"enter", "a", 0},
+			{"wait", "", 600 * time.Millisecond}, // the first two in flight for 1.1 s
+			{"enter", "a", 0},
+			{"exit", "a", 1100 * time.Millisecond}, {"exit", "a", 1100 * time.Millisecond}, // slow now, 1 in flight
+			{"enter", "a", 0}, {"enter", "a", 0},
+		},
+		want: []string{"in", "in", "", "in", "", "away", "slow", "", "in", "away"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLane(32, 10*time.Second)
+			clock := time.Unix(1_800_000_000, 0)
+			l.now = func() time.Time { return clock }
 			var tickets = map[string][]ticket{}
 			var got []string
 			for _, s := range tc.steps {
 				switch s.op {
+				case "wait":
+					clock = clock.Add(s.took)
+					got = append(got, "")
 				case "enter":
 					tk, ok := l.enter("t1", s.endpoint)
 					if !ok {
