@@ -128,6 +128,70 @@ func TestSlowEndpointsTogetherHaveHalfTheWorkers(t *testing.T) {
 	}
 }
 
+// hangingEndpoint is an endpoint that hangs on every request (until the
+// attempt times out) until answer is called, and then answers 204.
+type hangingEndpoint struct {
+	srv       *httptest.Server
+	mu        sync.Mutex
+	hanging   bool
+	tries     int
+	delivered map[string]bool // by webhook-id, once answered
+}
+
+func newHangingEndpoint(t *testing.T) *hangingEndpoint {
+	h := &hangingEndpoint{hanging: true, delivered: map[string]bool{}}
+	release := make(chan struct{})
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The body read first: the server sees the connection close (the
+		// attempt timing out) only then.
+		_, _ = io.Copy(io.Discard, r.Body)
+		h.mu.Lock()
+		h.tries++
+		hang := h.hanging
+		h.mu.Unlock()
+		if hang {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+			return
+		}
+		h.mu.Lock()
+		h.delivered[r.Header.Get("webhook-id")] = true
+		h.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(h.srv.Close)
+	t.Cleanup(func() { close(release) }) // first: no handler hangs on
+	return h
+}
+
+// answer makes the endpoint answer from now on.
+func (h *hangingEndpoint) answer() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hanging = false
+}
+
+// attempts is how many requests it got.
+func (h *hangingEndpoint) attempts() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.tries
+}
+
+// got reports whether every event of ids was delivered.
+func (h *hangingEndpoint) got(ids []string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range ids {
+		if !h.delivered[id] {
+			return false
+		}
+	}
+	return true
+}
+
 // TestASlowEndpointCannotHoldBackOtherTenantsDeliveries: a tenant's
 // endpoint that never answers (each attempt times out) has a backlog;
 // another tenant's deliveries, queued behind it, are delivered while it
@@ -139,38 +203,8 @@ func TestASlowEndpointCannotHoldBackOtherTenantsDeliveries(t *testing.T) {
 		c.Settings.AttemptTimeout = 400 * time.Millisecond // a deferral waits three of them
 		c.Settings.RetrySchedule = []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
 	})
-	var (
-		mu        sync.Mutex
-		hanging   = true
-		slowTries int
-		slowOK    = map[string]bool{}
-		release   = make(chan struct{})
-	)
-	slowSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		slowTries++
-		hang := hanging
-		mu.Unlock()
-		if hang {
-			// Until the attempt times out (the connection closes: the
-			// server sees it once the body is read) or the test ends.
-			_, _ = io.Copy(io.Discard, r.Body)
-			select {
-			case <-r.Context().Done():
-			case <-release:
-			}
-			return
-		}
-		mu.Lock()
-		slowOK[r.Header.Get("webhook-id")] = true
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(slowSrv.Close)
-	t.Cleanup(func() { close(release) }) // first: no handler hangs on
-	tries := func() int { mu.Lock(); defer mu.Unlock(); return slowTries }
-
-	f.create(f.ctx, slowSrv.URL)
+	slow := newHangingEndpoint(t)
+	f.create(f.ctx, slow.srv.URL)
 	other := tenant.WithID(context.Background(), "t2")
 	fast := newReceiver(t)
 	f.create(other, fast.srv.URL)
@@ -181,7 +215,7 @@ func TestASlowEndpointCannotHoldBackOtherTenantsDeliveries(t *testing.T) {
 	for i := range backlog {
 		slowIDs = append(slowIDs, f.event(events.TypeSessionStarted, fmt.Sprint("sessions/slow-", i)).EventId)
 	}
-	f.waitFor("the slow endpoint's first attempt", func() bool { return tries() > 0 })
+	f.waitFor("the slow endpoint's first attempt", func() bool { return slow.attempts() > 0 })
 	for i := range others {
 		f.eventFor("t2", events.TypeSessionStarted, fmt.Sprint("sessions/fast-", i))
 	}
@@ -190,23 +224,11 @@ func TestASlowEndpointCannotHoldBackOtherTenantsDeliveries(t *testing.T) {
 	// from then on the slow endpoint has one worker, the other tenant the
 	// rest. Without the cap the other tenant's deliveries wait behind the
 	// backlog: 20 attempts, 400 ms each, four at a time.
-	if n := tries(); n > 8 {
+	if n := slow.attempts(); n > 8 {
 		t.Errorf("the slow endpoint had %d attempts before another tenant's %d deliveries were made, want at most 8", n, others)
 	}
-
-	mu.Lock()
-	hanging = false
-	mu.Unlock()
-	f.waitFor("every delivery of the slow endpoint, once it answers", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, id := range slowIDs {
-			if !slowOK[id] {
-				return false
-			}
-		}
-		return true
-	})
+	slow.answer()
+	f.waitFor("every delivery of the slow endpoint, once it answers", func() bool { return slow.got(slowIDs) })
 }
 
 // TestDeferredDeliveriesWaitInTheScheduleNotAmongPendingEntries: a slow
@@ -222,32 +244,8 @@ func TestDeferredDeliveriesWaitInTheScheduleNotAmongPendingEntries(t *testing.T)
 		c.Settings.AttemptTimeout = 400 * time.Millisecond // a deferral waits three of them
 		c.Settings.RetrySchedule = []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
 	})
-	var (
-		mu      sync.Mutex
-		hanging = true
-		ok      = map[string]bool{}
-		release = make(chan struct{})
-	)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		mu.Lock()
-		hang := hanging
-		mu.Unlock()
-		if hang {
-			select {
-			case <-r.Context().Done():
-			case <-release:
-			}
-			return
-		}
-		mu.Lock()
-		ok[r.Header.Get("webhook-id")] = true
-		mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { close(release) })
-	f.create(f.ctx, srv.URL)
+	slow := newHangingEndpoint(t)
+	f.create(f.ctx, slow.srv.URL)
 	f.run(f.svc)
 	const backlog = 100
 	var ids []string
@@ -267,17 +265,6 @@ func TestDeferredDeliveriesWaitInTheScheduleNotAmongPendingEntries(t *testing.T)
 	if bound := int64(4 + 4 + Shards); pending > bound {
 		t.Errorf("%d entries pending in the consumer with %d deliveries deferred, want at most %d", pending, int(testutil.ToFloat64(f.svc.m.deferred)), bound)
 	}
-	mu.Lock()
-	hanging = false
-	mu.Unlock()
-	f.waitFor("every delivery, once the endpoint answers", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, id := range ids {
-			if !ok[id] {
-				return false
-			}
-		}
-		return true
-	})
+	slow.answer()
+	f.waitFor("every delivery, once the endpoint answers", func() bool { return slow.got(ids) })
 }
