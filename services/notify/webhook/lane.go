@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -39,7 +40,11 @@ type lane struct {
 // ticket id) and whether its last attempt was slow.
 type laneEndpoint struct {
 	inFlight map[uint64]time.Time
-	slow     bool
+	// order holds the ids of inFlight in the order they began (ids of
+	// attempts that ended are dropped from its front as they are met), so
+	// the oldest attempt in flight is found without a scan.
+	order []uint64
+	slow  bool
 }
 
 // slowAt reports whether the endpoint is slow at now.
@@ -47,10 +52,12 @@ func (e *laneEndpoint) slowAt(now time.Time, slowAfter time.Duration) bool {
 	if e.slow {
 		return true
 	}
-	for _, began := range e.inFlight {
-		if now.Sub(began) >= slowAfter {
-			return true
+	for len(e.order) > 0 {
+		began, ok := e.inFlight[e.order[0]]
+		if ok {
+			return now.Sub(began) >= slowAfter
 		}
+		e.order = e.order[1:]
 	}
 	return false
 }
@@ -112,6 +119,11 @@ func (l *lane) enter(tenantID, endpointID string) (ticket, bool) {
 		l.inSlow++
 	}
 	e.inFlight[t.id] = now
+	if len(e.order) == cap(e.order) && len(e.order) > 2*len(e.inFlight) {
+		// Mostly ids of attempts that ended: keep the live ones only.
+		e.order = slices.DeleteFunc(e.order, func(id uint64) bool { _, ok := e.inFlight[id]; return !ok })
+	}
+	e.order = append(e.order, t.id)
 	return t, true
 }
 
