@@ -214,6 +214,13 @@ func (c *Catalog) PutPool(ctx context.Context, p *crowdgatev1.Pool) error {
 	return c.pools.Put(ctx, p.GetTenantId(), p.GetPoolId(), p)
 }
 
+// ChangePool applies change to a tenant's pool as stored now, and stores
+// the result when change reports a change (storage.Store.Change: a change
+// made from an older read never overwrites a newer write).
+func (c *Catalog) ChangePool(ctx context.Context, tenantID, poolID string, change func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error)) (*crowdgatev1.Pool, error) {
+	return c.pools.Change(ctx, tenantID, poolID, change)
+}
+
 // Pool returns a tenant's pool as stored.
 func (c *Catalog) Pool(ctx context.Context, tenantID, poolID string) (*crowdgatev1.Pool, error) {
 	return c.pools.Get(ctx, tenantID, poolID)

@@ -153,6 +153,58 @@ func (s *Store[M]) Put(ctx context.Context, tenantID, id string, m M) error {
 	return nil
 }
 
+// Change applies change to a record as it is stored now and stores what
+// it returns when it reports a change: a compare-and-set (WATCH), tried
+// again when another writer stored the record in between, so a change
+// made from an older read never overwrites a newer write. change may run
+// more than once. It returns the record as stored afterwards.
+func (s *Store[M]) Change(ctx context.Context, tenantID, id string, change func(cur M) (next M, changed bool, err error)) (M, error) {
+	var zero M
+	key := s.Key(tenantID, id)
+	for range 10 {
+		var out M
+		var own error // the read's or change's error, passed on as it is
+		err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+			cur, err := s.Got(tx.Get(ctx, key), id)
+			if err != nil {
+				own = err
+				return err
+			}
+			next, changed, err := change(cur)
+			if err != nil {
+				own = err
+				return err
+			}
+			if !changed {
+				out = cur
+				return nil
+			}
+			b, err := proto.Marshal(next)
+			if err != nil {
+				return fmt.Errorf("encode %s: %w", s.kind, err)
+			}
+			if _, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.SetXX(ctx, key, b, 0)
+				return nil
+			}); err != nil {
+				return err
+			}
+			out = next
+			return nil
+		}, key)
+		switch {
+		case own != nil:
+			return zero, own
+		case errors.Is(err, redis.TxFailedErr):
+			continue
+		case err != nil:
+			return zero, Unavailable(err)
+		}
+		return out, nil
+	}
+	return zero, &serviceerror.Unavailable{Message: "the " + s.kind + " is being changed by other calls; try again"}
+}
+
 // Delete removes a record and its index entries under parents.
 func (s *Store[M]) Delete(ctx context.Context, tenantID, id string, parents ...string) error {
 	if len(parents) == 0 {

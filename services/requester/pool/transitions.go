@@ -157,21 +157,37 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 }
 
 // refresh reads the pool's state from Toloka and stores it if it changed.
+// The state is applied to the pool as stored when it is written (a
+// compare-and-set), not to the copy read before Toloka answered: an
+// update stored meanwhile (UpdatePool, another refresh) is kept, and a
+// read of Toloka older than the stored state (its last start or stop
+// before the stored one) changes nothing.
 func (t *Transitions) refresh(ctx context.Context, r *catalog.Resolved) (*crowdgatev1.Pool, error) {
 	tp, err := remoteOf(r.Account, r.Pool).get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p := proto.CloneOf(r.Pool)
-	if applyState(p, tp) {
-		if err := t.recordChange(ctx, r.Pool, p); err != nil {
-			return nil, err
+	return t.catalog.ChangePool(ctx, r.Pool.GetTenantId(), r.Pool.GetPoolId(), func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) {
+		p := proto.CloneOf(cur)
+		if !applyState(p, tp) || olderState(p, cur) {
+			return cur, false, nil
 		}
-		if err := t.catalog.PutPool(ctx, p); err != nil {
-			return nil, err
+		// The events first, as before: recorded once by id, so a change
+		// tried again records nothing new.
+		if err := t.recordChange(ctx, cur, p); err != nil {
+			return nil, false, err
 		}
+		return p, true, nil
+	})
+}
+
+// olderState reports whether next, a pool with a state read from Toloka,
+// went back in time from cur: its last start or stop is before cur's.
+func olderState(next, cur *crowdgatev1.Pool) bool {
+	before := func(a, b *timestamppb.Timestamp) bool {
+		return b != nil && (a == nil || a.AsTime().Before(b.AsTime()))
 	}
-	return p, nil
+	return before(next.GetLastStarted(), cur.GetLastStarted()) || before(next.GetLastStopped(), cur.GetLastStopped())
 }
 
 // recordChange appends the events of a pool's change from before to

@@ -112,3 +112,68 @@ func TestAPoolWhoseOpenCouldNotBeReadBackIsWatched(t *testing.T) {
 		t.Errorf("pools still marked to read after a poll read them: %v", marked)
 	}
 }
+
+// duringPoolRead runs a function once, while Toloka is asked for one
+// pool, before the request goes out.
+type duringPoolRead struct {
+	path string
+	once func()
+}
+
+func (d *duringPoolRead) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f := d.once; f != nil && r.Method == http.MethodGet && r.URL.Path == d.path {
+		d.once = nil
+		f()
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestARefreshKeepsAnUpdateStoredWhileTolokaWasRead: the watch reads a pool
+// Toloka closed on its own; while Toloka answers, an update of the pool
+// is stored. The refresh used to store the copy it read before, with the
+// new status, and the update was lost. It applies the status to the pool
+// as stored then.
+func TestARefreshKeepsAnUpdateStoredWhileTolokaWasRead(t *testing.T) {
+	ctx := context.Background()
+	hook := &duringPoolRead{}
+	env := sessiontest.New(t, sessiontest.Options{Toloka: func(c *toloka.Config) {
+		c.HTTPClient = &http.Client{Transport: hook}
+	}})
+	p := env.NewPool(t, "acme", nil)
+	r, err := env.Catalog.ResolvePool(ctx, "acme", p.GetPoolId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Toloka closes the pool on its own (Crowdgate is not asked).
+	op, err := r.Account.ClosePool(ctx, p.GetTolokaPoolId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Account.WaitOperation(ctx, op.ID); err != nil {
+		t.Fatal(err)
+	}
+	hook.path = "/api/v1/pools/" + p.GetTolokaPoolId()
+	hook.once = func() {
+		stored, err := env.Catalog.Pool(ctx, "acme", p.GetPoolId())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		stored.PrivateName = "renamed while Toloka was read"
+		if err := env.Catalog.PutPool(ctx, stored); err != nil {
+			t.Error(err)
+		}
+	}
+	tr := pool.NewTransitions(env.Catalog, env.Events, nil)
+	tr.Poll(ctx, func(context.Context) ([]string, error) { return []string{"acme"}, nil }, time.Minute)
+	if hook.once != nil {
+		t.Fatal("the watch did not read the pool")
+	}
+	stored, err := env.Catalog.Pool(ctx, "acme", p.GetPoolId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_CLOSED || stored.GetPrivateName() != "renamed while Toloka was read" {
+		t.Errorf("stored pool: status %v, private_name %q; want CLOSED and the update's name", stored.GetStatus(), stored.GetPrivateName())
+	}
+}
