@@ -33,7 +33,7 @@
 //	P credential-users:<tenant>:{id}    projects that use it (set)
 //	P credential-deleted:<tenant>:{id}  the deleting call's token, 10 minutes (a resent delete)
 //	P turn:<name>                       "<deadline ms>|<taker's token>" while a replica holds a turn
-//	P poolreread:<tenant>               pools the pool watch reads whatever their stored status (set)
+//	P poolreread:<tenant>               pools the pool watch reads whatever their stored status (hash: pool id -> mark)
 //	P project:<tenant>:{id}             a project
 //	P pool:<tenant>:{id}                a pool
 //	P idx:<kind>:<tenant>[:<parent>]    newest-first indexes (a project's pools)

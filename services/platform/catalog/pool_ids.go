@@ -51,32 +51,39 @@ func (c *Catalog) TakeTurn(ctx context.Context, name string, ttl time.Duration) 
 }
 
 // MarkPoolToReread notes that the tenant's stored pool may no longer be
-// what Toloka holds (an action Toloka accepted whose result could not be
-// read back): the pool watch reads it from Toloka whatever its stored
-// status, until UnmarkPoolToReread.
+// what Toloka holds (an action Toloka may have carried out whose result
+// was not read back): the pool watch reads it from Toloka whatever its
+// stored status, until UnmarkPoolToReread. Each mark is new (a token),
+// so a mark made while the watch reads the pool outlives that read.
 func (c *Catalog) MarkPoolToReread(ctx context.Context, tenantID, poolID string) error {
-	if err := c.rdb.SAdd(ctx, c.rereadKey(tenantID), poolID).Err(); err != nil {
+	if err := c.rdb.HSet(ctx, c.rereadKey(tenantID), poolID, storage.NewID("rr")).Err(); err != nil {
 		return storage.Unavailable(err)
 	}
 	return nil
 }
 
-// PoolsToReread returns the tenant's pools MarkPoolToReread marked.
-func (c *Catalog) PoolsToReread(ctx context.Context, tenantID string) (map[string]bool, error) {
-	ids, err := c.rdb.SMembers(ctx, c.rereadKey(tenantID)).Result()
+// PoolsToReread returns the tenant's pools MarkPoolToReread marked, each
+// with its mark (for UnmarkPoolToReread).
+func (c *Catalog) PoolsToReread(ctx context.Context, tenantID string) (map[string]string, error) {
+	marks, err := c.rdb.HGetAll(ctx, c.rereadKey(tenantID)).Result()
 	if err != nil {
 		return nil, storage.Unavailable(err)
 	}
-	out := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		out[id] = true
-	}
-	return out, nil
+	return marks, nil
 }
 
-// UnmarkPoolToReread clears MarkPoolToReread's mark (the pool was read).
-func (c *Catalog) UnmarkPoolToReread(ctx context.Context, tenantID, poolID string) error {
-	if err := c.rdb.SRem(ctx, c.rereadKey(tenantID), poolID).Err(); err != nil {
+// unmarkScript deletes field ARGV[1] of KEYS[1] if it still holds ARGV[2].
+var unmarkScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+`)
+
+// UnmarkPoolToReread clears the pool's mark if it is still mark (the
+// pool was read since it was made; a newer mark stays).
+func (c *Catalog) UnmarkPoolToReread(ctx context.Context, tenantID, poolID, mark string) error {
+	if err := unmarkScript.Run(ctx, c.rdb, []string{c.rereadKey(tenantID)}, poolID, mark).Err(); err != nil {
 		return storage.Unavailable(err)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/paging"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
@@ -127,5 +129,46 @@ func TestACreateSentTwiceIsStoredAndListed(t *testing.T) {
 	var ae *serviceerror.AlreadyExists
 	if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: "Other"}); !errors.As(err, &ae) {
 		t.Errorf("Create of another record with the id = %v, want AlreadyExists", err)
+	}
+}
+
+// TestChangeAppliesToTheRecordAsStoredNow: another writer stores the
+// record while a change is computed from an older read; the change is
+// computed again from the newer record, so both are kept. A missing record
+// is NotFound, and the change function's own errors come back as they are.
+func TestChangeAppliesToTheRecordAsStoredNow(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	id := NewID("ten")
+	if err := s.Create(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: "Acme"}); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	got, err := s.Change(ctx, "acme", id, func(cur *crowdgatev1.Tenant) (*crowdgatev1.Tenant, bool, error) {
+		calls++
+		if calls == 1 {
+			// Another writer, between this read and the write.
+			if err := s.Put(ctx, "acme", id, &crowdgatev1.Tenant{TenantId: id, DisplayName: "Acme Corp"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		next := proto.CloneOf(cur)
+		next.DisplayName += " (changed)"
+		return next, true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := s.Get(ctx, "acme", id)
+	if calls != 2 || got.GetDisplayName() != "Acme Corp (changed)" || stored.GetDisplayName() != "Acme Corp (changed)" {
+		t.Errorf("%d calls, returned %q, stored %q; want 2 calls and %q", calls, got.GetDisplayName(), stored.GetDisplayName(), "Acme Corp (changed)")
+	}
+	var nf *serviceerror.NotFound
+	if _, err := s.Change(ctx, "acme", "missing", func(cur *crowdgatev1.Tenant) (*crowdgatev1.Tenant, bool, error) { return cur, true, nil }); !errors.As(err, &nf) {
+		t.Errorf("Change of a missing record = %v, want NotFound", err)
+	}
+	own := serviceerror.NewFailedPrecondition("no")
+	if _, err := s.Change(ctx, "acme", id, func(*crowdgatev1.Tenant) (*crowdgatev1.Tenant, bool, error) { return nil, false, own }); err != own {
+		t.Errorf("Change = %v, want the change function's own error", err)
 	}
 }

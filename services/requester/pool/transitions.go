@@ -94,10 +94,27 @@ func refusedOnce(err error) bool {
 	return errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 && te.StatusCode != http.StatusConflict && te.Attempts <= 1
 }
 
-func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action string) (*crowdgatev1.Pool, error) {
+func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action string) (_ *crowdgatev1.Pool, err error) {
 	if poolID == "" {
 		return nil, serviceerror.NewInvalidArgument("pool_id", "is required")
 	}
+	// Once the action has gone out, Toloka may have carried it out even if
+	// this call fails after (its operation not waited for, its result not
+	// read back, the caller gone): the stored pool may be stale, still
+	// CLOSED after an open, say, which the watch would never read. Such a
+	// pool is marked, on a context that outlives the caller's, and the
+	// watch reads it until a read succeeds and records its events then.
+	sent := false
+	defer func() {
+		if !sent || err == nil {
+			return
+		}
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if merr := t.catalog.MarkPoolToReread(mctx, tenantID, poolID); merr != nil {
+			t.log.WarnContext(ctx, "pool: could not mark a pool to read again", "tenant_id", tenantID, "pool_id", poolID, "error", merr.Error())
+		}
+	}()
 	r, err := t.catalog.ResolvePool(ctx, tenantID, poolID)
 	if err != nil {
 		if action == "archive" {
@@ -113,8 +130,10 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 		if r.Project.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
 			return nil, serviceerror.NewFailedPrecondition("project %s is archived", r.Project.GetProjectId())
 		}
+		sent = true
 		op, err = rem.act(ctx, "open")
 	case "close", "close-for-update":
+		sent = true
 		op, err = rem.act(ctx, action)
 	case "archive":
 		current, gerr := rem.get(ctx)
@@ -124,6 +143,7 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 		if current.Status == toloka.PoolOpen {
 			return nil, notArchived{serviceerror.NewFailedPrecondition("pool %s is OPEN: close it before archiving it", poolID)}
 		}
+		sent = true
 		op, err = rem.act(ctx, "archive")
 		if err != nil && refusedOnce(err) && current.Status != toloka.PoolArchived {
 			return nil, notArchived{project.TolokaError("pool", err)}
@@ -142,13 +162,6 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 	}
 	fresh, err := t.refresh(ctx, r)
 	if err != nil {
-		// Toloka carried the action out, but its result could not be read
-		// back: the stored pool is stale (still CLOSED after an open, say,
-		// which the watch would never read). The watch reads it until a
-		// read succeeds, and records its events then.
-		if merr := t.catalog.MarkPoolToReread(ctx, tenantID, poolID); merr != nil {
-			t.log.WarnContext(ctx, "pool: could not mark a pool to read again", "tenant_id", tenantID, "pool_id", poolID, "error", merr.Error())
-		}
 		return nil, err
 	}
 	t.log.InfoContext(ctx, "pool "+action+" done", "tenant_id", tenantID, "pool_id", poolID,
@@ -182,10 +195,14 @@ func (t *Transitions) refresh(ctx context.Context, r *catalog.Resolved) (*crowdg
 }
 
 // olderState reports whether next, a pool with a state read from Toloka,
-// went back in time from cur: its last start or stop is before cur's.
+// went back in time from cur: its last start or stop is before cur's, or
+// cur is archived and next is not.
 func olderState(next, cur *crowdgatev1.Pool) bool {
 	before := func(a, b *timestamppb.Timestamp) bool {
 		return b != nil && (a == nil || a.AsTime().Before(b.AsTime()))
+	}
+	if cur.GetStatus() == crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED && next.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
+		return true // an archive is final in Toloka; it moves no timestamp
 	}
 	return before(next.GetLastStarted(), cur.GetLastStarted()) || before(next.GetLastStopped(), cur.GetLastStopped())
 }

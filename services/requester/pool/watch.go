@@ -2,10 +2,12 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/settings"
 )
 
@@ -79,18 +81,24 @@ func (t *Transitions) Poll(ctx context.Context, tenants func(context.Context) ([
 // watchTenant refreshes the tenant's open pools, and those an action left
 // stale (MarkPoolToReread), whatever their stored status.
 func (t *Transitions) watchTenant(ctx context.Context, tenantID string) {
+	// The marks first: a pool created and marked after its listing is read
+	// next time, not taken for one no longer stored.
+	reread, err := t.catalog.PoolsToReread(ctx, tenantID)
+	if err != nil {
+		t.log.WarnContext(ctx, "pool watch: cannot list the pools to read again", "tenant_id", tenantID, "error", err.Error())
+	}
 	ids, err := t.catalog.PoolIDs(ctx, tenantID)
 	if err != nil {
 		t.log.WarnContext(ctx, "pool watch: cannot list pools", "tenant_id", tenantID, "error", err.Error())
 		return
 	}
-	reread, err := t.catalog.PoolsToReread(ctx, tenantID)
-	if err != nil {
-		t.log.WarnContext(ctx, "pool watch: cannot list the pools to read again", "tenant_id", tenantID, "error", err.Error())
-	}
-	for id := range reread {
-		if !slices.Contains(ids, id) { // a pool no longer stored
-			_ = t.catalog.UnmarkPoolToReread(ctx, tenantID, id)
+	for id, mark := range reread {
+		if slices.Contains(ids, id) {
+			continue
+		}
+		var nf *serviceerror.NotFound
+		if _, err := t.catalog.Pool(ctx, tenantID, id); errors.As(err, &nf) { // a pool no longer stored
+			_ = t.catalog.UnmarkPoolToReread(ctx, tenantID, id, mark)
 		}
 	}
 	for _, id := range ids {
@@ -98,7 +106,8 @@ func (t *Transitions) watchTenant(ctx context.Context, tenantID string) {
 			return
 		}
 		p, err := t.catalog.Pool(ctx, tenantID, id)
-		if err != nil || (p.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN && !reread[id]) {
+		mark, marked := reread[id]
+		if err != nil || (p.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN && !marked) {
 			continue
 		}
 		r, err := t.catalog.Resolve(ctx, p)
@@ -111,8 +120,10 @@ func (t *Transitions) watchTenant(ctx context.Context, tenantID string) {
 			}
 			continue
 		}
-		if reread[id] {
-			if err := t.catalog.UnmarkPoolToReread(ctx, tenantID, id); err != nil {
+		if marked {
+			// Only the mark listed before this read: one made since (an
+			// action while Toloka was read) stays for the next poll.
+			if err := t.catalog.UnmarkPoolToReread(ctx, tenantID, id, mark); err != nil {
 				t.log.WarnContext(ctx, "pool watch: could not clear a pool's mark", "tenant_id", tenantID, "pool_id", id, "error", err.Error())
 			}
 		}

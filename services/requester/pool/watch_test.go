@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,5 +176,139 @@ func TestARefreshKeepsAnUpdateStoredWhileTolokaWasRead(t *testing.T) {
 	}
 	if stored.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_CLOSED || stored.GetPrivateName() != "renamed while Toloka was read" {
 		t.Errorf("stored pool: status %v, private_name %q; want CLOSED and the update's name", stored.GetStatus(), stored.GetPrivateName())
+	}
+}
+
+// tolokaHook is a transport for a test's Toloka client: it fails reads of
+// one pool or of operations while told to, and runs after, once, when a
+// read of the pool has its answer (before the caller gets it).
+type tolokaHook struct {
+	mu              sync.Mutex
+	path            string
+	failPoolReads   bool
+	failOperations  bool
+	afterPoolAnswer func()
+}
+
+func (h *tolokaHook) set(f func(h *tolokaHook)) { h.mu.Lock(); f(h); h.mu.Unlock() }
+
+func (h *tolokaHook) RoundTrip(r *http.Request) (*http.Response, error) {
+	h.mu.Lock()
+	poolRead := r.Method == http.MethodGet && r.URL.Path == h.path
+	fail := (poolRead && h.failPoolReads) || (r.Method == http.MethodGet && h.failOperations && strings.HasPrefix(r.URL.Path, "/api/v1/operations/"))
+	var after func()
+	if poolRead && !fail {
+		after, h.afterPoolAnswer = h.afterPoolAnswer, nil
+	}
+	h.mu.Unlock()
+	if fail {
+		return nil, errors.New("connection reset by peer")
+	}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if after != nil {
+		after()
+	}
+	return resp, err
+}
+
+// TestAPoolTolokaMayHaveChangedIsReadByTheWatch: whenever an open went
+// out to Toloka and the call failed after it, the pool is read by the
+// next polls until a read succeeds, so its stored status catches up with
+// Toloka's (the review's three ways round the first version: the
+// operation not waited for, the caller gone while the result was read
+// back, and an open whose mark the watch cleared because it was made
+// while the watch read the pool).
+func TestAPoolTolokaMayHaveChangedIsReadByTheWatch(t *testing.T) {
+	for _, tc := range []string{"operation not waited for", "caller gone during the read back", "opened while the watch read it"} {
+		t.Run(tc, func(t *testing.T) {
+			ctx := context.Background()
+			hook := &tolokaHook{}
+			env := sessiontest.New(t, sessiontest.Options{Toloka: func(c *toloka.Config) {
+				c.HTTPClient = &http.Client{Transport: hook}
+				c.Retry.BaseBackoff = time.Millisecond
+			}})
+			p := env.NewPool(t, "acme", nil)
+			tr := pool.NewTransitions(env.Catalog, env.Events, nil)
+			if _, err := tr.Close(ctx, "acme", p.GetPoolId()); err != nil {
+				t.Fatal(err)
+			}
+			hook.set(func(h *tolokaHook) { h.path = "/api/v1/pools/" + p.GetTolokaPoolId() })
+			poll := func() {
+				tr.Poll(ctx, func(context.Context) ([]string, error) { return []string{"acme"}, nil }, time.Minute)
+			}
+			failedOpen := func(ctx context.Context) {
+				if _, err := tr.Open(ctx, "acme", p.GetPoolId()); err == nil {
+					t.Error("Open succeeded")
+				}
+			}
+			switch tc {
+			case "operation not waited for":
+				hook.set(func(h *tolokaHook) { h.failOperations = true })
+				failedOpen(ctx)
+				hook.set(func(h *tolokaHook) { h.failOperations = false })
+			case "caller gone during the read back":
+				cctx, cancel := context.WithCancel(ctx)
+				hook.set(func(h *tolokaHook) { h.afterPoolAnswer = cancel })
+				failedOpen(cctx)
+			case "opened while the watch read it":
+				// A mark from before; the watch reads the pool (CLOSED), and
+				// an open runs (its read back failing) before it stores.
+				if err := env.Catalog.MarkPoolToReread(ctx, "acme", p.GetPoolId()); err != nil {
+					t.Fatal(err)
+				}
+				hook.set(func(h *tolokaHook) {
+					h.afterPoolAnswer = func() {
+						hook.set(func(h *tolokaHook) { h.failPoolReads = true })
+						failedOpen(ctx)
+						hook.set(func(h *tolokaHook) { h.failPoolReads = false })
+					}
+				})
+				poll() // stores its read from before the open
+				// The open's mark outlives that read (the first version
+				// cleared it): the next poll, at the tenant's next turn,
+				// reads the pool.
+				if marked, _ := env.Catalog.PoolsToReread(ctx, "acme"); marked[p.GetPoolId()] == "" {
+					t.Fatalf("the open's mark was cleared by a read from before it: %v", marked)
+				}
+				return
+			}
+			poll()
+			if stored, _ := env.Catalog.Pool(ctx, "acme", p.GetPoolId()); stored.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_OPEN {
+				t.Errorf("stored status %v after the poll, want OPEN (Toloka opened it)", stored.GetStatus())
+			}
+			if marked, _ := env.Catalog.PoolsToReread(ctx, "acme"); len(marked) != 0 {
+				t.Errorf("still marked after a poll read it: %v", marked)
+			}
+		})
+	}
+}
+
+// TestAReadFromBeforeAnArchiveDoesNotUndoIt: the watch reads a pool
+// (CLOSED); an archive completes and stores ARCHIVED before the watch
+// stores its read. The read used to store CLOSED over ARCHIVED (an
+// archive moves no timestamp), and nothing read the pool again.
+func TestAReadFromBeforeAnArchiveDoesNotUndoIt(t *testing.T) {
+	ctx := context.Background()
+	hook := &tolokaHook{}
+	env := sessiontest.New(t, sessiontest.Options{Toloka: func(c *toloka.Config) { c.HTTPClient = &http.Client{Transport: hook} }})
+	p := env.NewPool(t, "acme", nil)
+	tr := pool.NewTransitions(env.Catalog, env.Events, nil)
+	if _, err := tr.Close(ctx, "acme", p.GetPoolId()); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Catalog.MarkPoolToReread(ctx, "acme", p.GetPoolId()); err != nil {
+		t.Fatal(err)
+	}
+	hook.set(func(h *tolokaHook) {
+		h.path = "/api/v1/pools/" + p.GetTolokaPoolId()
+		h.afterPoolAnswer = func() {
+			if _, err := tr.Archive(ctx, "acme", p.GetPoolId()); err != nil {
+				t.Errorf("archive: %v", err)
+			}
+		}
+	})
+	tr.Poll(ctx, func(context.Context) ([]string, error) { return []string{"acme"}, nil }, time.Minute)
+	if stored, _ := env.Catalog.Pool(ctx, "acme", p.GetPoolId()); stored.GetStatus() != crowdgatev1.PoolStatus_POOL_STATUS_ARCHIVED {
+		t.Errorf("stored %v after a read from before the archive, want ARCHIVED", stored.GetStatus())
 	}
 }
