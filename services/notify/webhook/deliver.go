@@ -205,7 +205,7 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 	t, admitted := s.lane.enter(e.Tenant, endpointID)
 	if !admitted {
 		token := randomHex(12)
-		if c, err := s.rec.Claim(ctx, e, token, s.cfg.AttemptTimeout+5*time.Second); err == nil && c.Kind == "ok" {
+		if c, err := s.claim(ctx, e, token); err == nil && c.Kind == "ok" {
 			s.deferDelivery(ctx, e, token)
 		}
 		return
@@ -232,7 +232,7 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		r, err := s.st.attemptEndpoint(ctx, e.Tenant, endpointID)
 		read <- endpointRead{r, err}
 	}()
-	c, err := s.rec.Claim(ctx, e, token, s.cfg.AttemptTimeout+5*time.Second)
+	c, err := s.claim(ctx, e, token)
 	got := <-read
 	if err != nil {
 		s.log.Warn("webhook: could not claim a delivery; it stays pending", slog.String("error", err.Error()))
@@ -288,6 +288,12 @@ func (s *Service) process(ctx context.Context, e outbox.Entry) {
 		}()
 		s.record(ctx, e, token, c, r, ev, a)
 	}()
+}
+
+// claim takes the lease of e's delivery with token, for an attempt and
+// its settlement (the attempt timeout and 5 s).
+func (s *Service) claim(ctx context.Context, e outbox.Entry, token string) (outbox.Claim, error) {
+	return s.rec.Claim(ctx, e, token, s.cfg.AttemptTimeout+5*time.Second)
 }
 
 // deferDelivery puts a delivery whose lease the caller holds (with token)
@@ -367,21 +373,37 @@ func (s *Service) record(ctx context.Context, e outbox.Entry, token string, c ou
 // times; false when it could not (the entry stays pending and is offered
 // again, with the same webhook-id).
 func (s *Service) settle(ctx context.Context, e outbox.Entry, token string, st outbox.Settlement, kind string) bool {
-	var err error
-	for try := range 3 {
-		if _, err = s.rec.Settle(ctx, e, token, st); err == nil {
-			s.m.attempts.WithLabelValues(kind).Inc()
-			return true
-		}
-		t := time.NewTimer(time.Duration(100<<try) * time.Millisecond)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
+	err := tryBackingOff(ctx, 3, func(int) error {
+		_, err := s.rec.Settle(ctx, e, token, st)
+		return err
+	})
+	if err != nil {
+		s.log.Error("webhook: could not record a delivery attempt; it will be retried", slog.String("error", err.Error()))
+		return false
 	}
-	s.log.Error("webhook: could not record a delivery attempt; it will be retried", slog.String("error", err.Error()))
-	return false
+	s.m.attempts.WithLabelValues(kind).Inc()
+	return true
+}
+
+// tryBackingOff calls f (with the try's number, from 0) until it succeeds,
+// at most tries times, waiting 100 ms before the second try and twice as
+// long before each next one (or until ctx ends); it returns f's last error.
+func tryBackingOff(ctx context.Context, tries int, f func(try int) error) error {
+	var err error
+	for try := range tries {
+		if try > 0 {
+			t := time.NewTimer(time.Duration(100<<(try-1)) * time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		if err = f(try); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // jitter adds up to 10% to d.
@@ -556,25 +578,20 @@ func (s *Service) recordDisabled(ctx context.Context, ep *crowdgatev1.WebhookEnd
 	ep = proto.CloneOf(ep)
 	ep.State = crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED
 	ev.Data = &crowdgatev1.Event_WebhookEndpoint{WebhookEndpoint: ep}
-	for try := range tries {
-		if try > 0 {
-			t := time.NewTimer(time.Duration(100<<(try-1)) * time.Millisecond)
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
-		}
+	err := tryBackingOff(ctx, tries, func(try int) error {
 		err := s.events.Append(ctx, ev)
-		if err == nil {
-			key := s.st.endpointKey(ep.GetTenantId(), ep.GetEndpointId())
-			if err := clearOwedScript.Run(ctx, s.st.rdb, []string{key}, strconv.FormatInt(since.UnixMilli(), 10)).Err(); err != nil {
-				s.log.Warn("webhook: could not clear the mark of a recorded webhook_endpoint.disabled; it is recorded again (once)", slog.String("error", err.Error()))
-			}
-			return true
+		if err != nil {
+			s.log.Warn("webhook: could not record webhook_endpoint.disabled", slog.String("endpoint_id", ep.GetEndpointId()),
+				slog.Int("try", try+1), slog.String("error", err.Error()))
 		}
-		s.log.Warn("webhook: could not record webhook_endpoint.disabled", slog.String("endpoint_id", ep.GetEndpointId()),
-			slog.Int("try", try+1), slog.String("error", err.Error()))
+		return err
+	})
+	if err != nil {
+		return false
 	}
-	return false
+	key := s.st.endpointKey(ep.GetTenantId(), ep.GetEndpointId())
+	if err := clearOwedScript.Run(ctx, s.st.rdb, []string{key}, strconv.FormatInt(since.UnixMilli(), 10)).Err(); err != nil {
+		s.log.Warn("webhook: could not clear the mark of a recorded webhook_endpoint.disabled; it is recorded again (once)", slog.String("error", err.Error()))
+	}
+	return true
 }

@@ -53,8 +53,8 @@ if st ~= '1' or eid ~= ARGV[2] then
   return {'skip', st}
 end
 -- One HSET of every field (each command a script runs costs Redis time):
--- the attempt counted (not for a drop), the caller's fields, no live
--- entry, the settlement's own, and the new state once settled.
+-- the attempt counted (not for a drop or a defer), the caller's fields,
+-- no live entry, the settlement's own, and the new state once settled.
 local f = {}
 if ARGV[1] ~= 'drop' and ARGV[1] ~= 'defer' then
   f = {'att', tostring((tonumber(r[3]) or 0) + 1), 'ratt', tostring((tonumber(r[4]) or 0) + 1)}
