@@ -165,19 +165,19 @@ func (q Query) selects(ev *crowdgatev1.Event) bool {
 func (l *Log) Since(ctx context.Context, tenantID string, since time.Time, each func(*crowdgatev1.Event) error) error {
 	after := ""
 	for {
-		evs, next, err := l.List(ctx, tenantID, Query{Start: since, After: after, Limit: 500})
+		p, err := l.ListPage(ctx, tenantID, Query{Start: since, After: after, Limit: 500})
 		if err != nil {
 			return err
 		}
-		for _, ev := range evs {
+		for _, ev := range p.Events {
 			if err := each(ev); err != nil {
 				return err
 			}
 		}
-		if next == after {
+		if p.CaughtUp {
 			return nil
 		}
-		after = next
+		after = p.Next
 	}
 }
 
