@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
@@ -505,5 +506,33 @@ func TestAFilteredPageSaysWhenTheLogIsRead(t *testing.T) {
 	p, err := l.ListPage(ctx, "t1", Query{After: after, Limit: 100})
 	if err != nil || len(p.Events) != 0 || !p.CaughtUp || p.Next != after {
 		t.Errorf("a page after the end: %d events, caught up %v, next %q (want %q), %v", len(p.Events), p.CaughtUp, p.Next, after, err)
+	}
+}
+
+// TestSinceReadsEveryEventFromATime: Since hands over every event created
+// at or after a time, oldest first, across pages, and stops at the end.
+func TestSinceReadsEveryEventFromATime(t *testing.T) {
+	ctx := context.Background()
+	l, _ := newLog(t, "t1")
+	base := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := range 1200 {
+		ev := sessionEvent(l, "t1", TypeSessionStarted, fmt.Sprint("s", i))
+		ev.CreateTime = timestamppb.New(base.Add(time.Duration(i) * time.Second))
+		if err := l.Append(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := l.Since(ctx, "t1", base.Add(300*time.Second), func(ev *crowdgatev1.Event) error {
+		got = append(got, ev.GetResource())
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 900 {
+		t.Fatalf("Since handed %d events, want 900", len(got))
+	}
+	if got[0] != "sessions/s300" || got[899] != "sessions/s1199" {
+		t.Errorf("Since handed %q to %q, want sessions/s300 to sessions/s1199", got[0], got[899])
 	}
 }
