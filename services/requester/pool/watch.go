@@ -56,7 +56,8 @@ func (t *Transitions) Watch(ctx context.Context, tenants func(context.Context) (
 // from Toloka, storing (and recording the events of) what changed: a pool
 // Toloka closed on its own raises pool.closed with its last_close_reason.
 // Pools Crowdgate knows closed are not read: Crowdgate opens them itself
-// (and one whose open it could not read back is marked to be read).
+// (and one whose action went out but whose call then failed is marked,
+// and read until a read succeeds).
 // A tenant's turn lasts nine tenths of interval: however many replicas
 // poll, each tenant's pools are read about once an interval, not once per
 // replica (each read spends the requester's Toloka quota).
