@@ -209,14 +209,11 @@ func (c *Catalog) CreatePool(ctx context.Context, p *crowdgatev1.Pool, env crowd
 	return storage.Unavailable(c.rdb.Set(ctx, c.tolokaKey(env, p.GetTolokaPoolId()), p.GetTenantId()+indexSep+p.GetPoolId(), 0).Err())
 }
 
-// PutPool overwrites a stored pool.
-func (c *Catalog) PutPool(ctx context.Context, p *crowdgatev1.Pool) error {
-	return c.pools.Put(ctx, p.GetTenantId(), p.GetPoolId(), p)
-}
-
 // ChangePool applies change to a tenant's pool as stored now, and stores
 // the result when change reports a change (storage.Store.Change: a change
-// made from an older read never overwrites a newer write).
+// made from an older read never overwrites a newer write). It is the one
+// way a stored pool changes: pool.Transitions goes through it to record
+// the events of a change of state with the change.
 func (c *Catalog) ChangePool(ctx context.Context, tenantID, poolID string, change func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error)) (*crowdgatev1.Pool, error) {
 	return c.pools.Change(ctx, tenantID, poolID, change)
 }

@@ -271,7 +271,7 @@ func TestFindAssignmentReadsThePoolAndProjectAsTheyAreNow(t *testing.T) {
 			if err := cat.PutProject(ctx, prj); err != nil {
 				t.Fatal(err)
 			}
-			if err := cat.PutPool(ctx, pool); err != nil {
+			if _, err := cat.ChangePool(ctx, "acme", pool.GetPoolId(), func(*crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) { return pool, true, nil }); err != nil {
 				t.Fatal(err)
 			}
 		}

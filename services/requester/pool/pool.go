@@ -218,8 +218,12 @@ func (s *Service) setPriority(ctx context.Context, r *catalog.Resolved, merged *
 	if err != nil {
 		return nil, project.TolokaError("pool", err)
 	}
-	applyState(merged, updated)
-	if err := s.catalog.PutPool(ctx, merged); err != nil {
+	priority := merged.GetPriority()
+	merged, err = s.transitions.StoreUpdate(ctx, merged.GetTenantId(), merged.GetPoolId(), updated, func(cur *crowdgatev1.Pool) *crowdgatev1.Pool {
+		cur.Priority = &priority // Toloka's PATCH changed this field alone
+		return cur
+	})
+	if err != nil {
 		return nil, err
 	}
 	s.log.InfoContext(ctx, "pool priority set", "tenant_id", merged.GetTenantId(), "pool_id", merged.GetPoolId(), "priority", merged.GetPriority())
@@ -313,8 +317,16 @@ func (s *Service) UpdatePool(ctx context.Context, req *crowdgatev1.UpdatePoolReq
 		}
 		return nil, project.TolokaError("pool", err)
 	}
-	applyState(merged, updated)
-	if err := s.catalog.PutPool(ctx, merged); err != nil {
+	// Toloka now has every setting of merged (a PUT of the whole pool);
+	// the state is the stored one with Toloka's answer applied.
+	settings := merged
+	merged, err = s.transitions.StoreUpdate(ctx, tenantID, stored.GetPoolId(), updated, func(cur *crowdgatev1.Pool) *crowdgatev1.Pool {
+		p := proto.CloneOf(settings)
+		p.Status, p.LastCloseReason = cur.GetStatus(), cur.GetLastCloseReason()
+		p.CreateTime, p.LastStarted, p.LastStopped = cur.GetCreateTime(), cur.GetLastStarted(), cur.GetLastStopped()
+		return p
+	})
+	if err != nil {
 		return nil, err
 	}
 	if reopen {

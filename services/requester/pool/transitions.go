@@ -23,11 +23,12 @@ import (
 // Toloka then reports. It checks no unfinished work: the pool service and
 // the archive use case decide when a transition may happen.
 //
-// Every stored change of a pool's state goes through refresh, which
-// records pool.opened and pool.closed events before it stores the state:
-// the changes Crowdgate makes and those Toloka makes on its own (a pool
-// that expired or ran out of work), which Watch finds by polling open
-// pools. An event's id is made from Toloka's last_started or last_stopped,
+// Every stored change of a pool's state goes through store, which records
+// pool.opened and pool.closed events before it stores the state: the
+// changes Crowdgate makes (refresh after an action), those Toloka makes on
+// its own (a pool that expired or ran out of work), which Watch finds by
+// polling open pools, and the state an update's answer carries
+// (StoreUpdate; the catalog changes a stored pool only with ChangePool). An event's id is made from Toloka's last_started or last_stopped,
 // so every replica that sees the change records it once.
 type Transitions struct {
 	catalog *catalog.Catalog
@@ -169,28 +170,53 @@ func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action s
 	return fresh, nil
 }
 
-// refresh reads the pool's state from Toloka and stores it if it changed.
-// The state is applied to the pool as stored when it is written (a
-// compare-and-set), not to the copy read before Toloka answered: an
-// update stored meanwhile (UpdatePool, another refresh) is kept, and a
-// read of Toloka older than the stored state (its last start or stop
-// before the stored one) changes nothing.
+// refresh reads the pool's state from Toloka and stores it if it changed
+// (store).
 func (t *Transitions) refresh(ctx context.Context, r *catalog.Resolved) (*crowdgatev1.Pool, error) {
 	tp, err := remoteOf(r.Account, r.Pool).get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return t.catalog.ChangePool(ctx, r.Pool.GetTenantId(), r.Pool.GetPoolId(), func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) {
-		p := proto.CloneOf(cur)
-		if !applyState(p, tp) || olderState(p, cur) {
-			return cur, false, nil
+	return t.store(ctx, r.Pool.GetTenantId(), r.Pool.GetPoolId(), tp, nil)
+}
+
+// StoreUpdate stores a change of a pool's settings that Toloka took: edit
+// makes the pool as changed from the pool as stored now, and tp is the
+// pool Toloka answered with, whose state (status, last start and stop) is
+// stored with its events, as refresh stores it. An update is the other
+// way a pool's state is stored (Toloka's answer may show a close it made
+// on its own): both go through store, so no stored change of state lacks
+// its events.
+func (t *Transitions) StoreUpdate(ctx context.Context, tenantID, poolID string, tp *toloka.Pool, edit func(cur *crowdgatev1.Pool) *crowdgatev1.Pool) (*crowdgatev1.Pool, error) {
+	if edit == nil {
+		return nil, errors.New("pool: StoreUpdate without an edit")
+	}
+	return t.store(ctx, tenantID, poolID, tp, edit)
+}
+
+// store applies edit (none: no change of settings) and then tp's state to
+// the pool as stored when it is written (a compare-and-set), not to a copy
+// read before Toloka answered: an update stored meanwhile (UpdatePool,
+// another refresh) is kept. A state older than the stored one (Toloka's
+// last start or stop before the stored one, or anything but ARCHIVED over
+// ARCHIVED) is not applied. A change of state records its pool.opened and
+// pool.closed events before it is stored.
+func (t *Transitions) store(ctx context.Context, tenantID, poolID string, tp *toloka.Pool, edit func(cur *crowdgatev1.Pool) *crowdgatev1.Pool) (*crowdgatev1.Pool, error) {
+	return t.catalog.ChangePool(ctx, tenantID, poolID, func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) {
+		p, changed := cur, false
+		if edit != nil {
+			p, changed = edit(proto.CloneOf(cur)), true
 		}
-		// The events first, as before: recorded once by id, so a change
-		// tried again records nothing new.
-		if err := t.recordChange(ctx, cur, p); err != nil {
+		next := proto.CloneOf(p)
+		if !applyState(next, tp) || olderState(next, cur) {
+			return p, changed, nil
+		}
+		// The events first: recorded once by id, so a change tried again
+		// records nothing new.
+		if err := t.recordChange(ctx, cur, next); err != nil {
 			return nil, false, err
 		}
-		return p, true, nil
+		return next, true, nil
 	})
 }
 

@@ -194,9 +194,11 @@ func TestARefreshKeepsAnUpdateStoredWhileTolokaWasRead(t *testing.T) {
 	h.hook.set(func(k *tolokaHook) {
 		k.afterPoolAnswer = func() {
 			read = true
-			stored := h.stored(t)
-			stored.PrivateName = "renamed while Toloka was read"
-			if err := h.env.Catalog.PutPool(h.ctx, stored); err != nil {
+			rename := func(p *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) {
+				p.PrivateName = "renamed while Toloka was read"
+				return p, true, nil
+			}
+			if _, err := h.env.Catalog.ChangePool(h.ctx, "acme", h.p.GetPoolId(), rename); err != nil {
 				t.Error(err)
 			}
 		}
