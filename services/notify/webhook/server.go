@@ -217,7 +217,8 @@ func (s *Service) DeleteWebhookEndpoint(ctx context.Context, req *crowdgatev1.De
 	if !validEndpointID(req.GetEndpointId()) {
 		return nil, &serviceerror.NotFound{Resource: "webhook endpoint", ID: req.GetEndpointId()}
 	}
-	if err := s.st.deleteEndpoint(ctx, tenant.FromContext(ctx), req.GetEndpointId()); err != nil {
+	owed := func(r *endpointRecord) bool { return s.recordDisabled(ctx, r.ep, r.disabledSince, 3) }
+	if err := s.st.deleteEndpoint(ctx, tenant.FromContext(ctx), req.GetEndpointId(), owed); err != nil {
 		return nil, err
 	}
 	return &crowdgatev1.DeleteWebhookEndpointResponse{}, nil

@@ -359,24 +359,58 @@ func (s *store) changeEndpoint(ctx context.Context, tenantID, id string,
 	return nil, serviceerror.NewFailedPrecondition("the webhook endpoint is being changed concurrently; try again")
 }
 
-// deleteEndpoint removes an endpoint and its index entries.
-func (s *store) deleteEndpoint(ctx context.Context, tenantID, id string) error {
-	n, err := s.rdb.Del(ctx, s.endpointKey(tenantID, id)).Result()
-	if err != nil {
-		return storage.Unavailable(err)
-	}
-	if n == 0 {
-		return &serviceerror.NotFound{Resource: "webhook endpoint", ID: id}
-	}
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZRem(ctx, s.endpointIndex(tenantID), id)
-		p.Del(ctx, s.deliveryIndex(tenantID, id))
+// deleteEndpoint removes an endpoint and its index entries. Its owed
+// webhook_endpoint.disabled event (the record's dev mark) is recorded
+// first, by record, which reports whether it was: the delete waits for
+// it (Unavailable when it cannot be recorded), so no disable goes
+// unannounced. The record is deleted only if its mark is still the one
+// recorded (a disable in between is read and recorded again).
+func (s *store) deleteEndpoint(ctx context.Context, tenantID, id string, record func(owed *endpointRecord) bool) error {
+	key := s.endpointKey(tenantID, id)
+	for range 3 {
+		r, err := s.getEndpoint(ctx, tenantID, id)
+		if err != nil {
+			return err
+		}
+		dev := ""
+		if !r.disabledSince.IsZero() {
+			if !record(r) {
+				return &serviceerror.Unavailable{Message: "the endpoint's webhook_endpoint.disabled event could not be recorded yet; try again", RetryAfter: time.Second}
+			}
+			dev = strconv.FormatInt(r.disabledSince.UnixMilli(), 10)
+		}
+		n, err := deleteUnlessOwedScript.Run(ctx, s.rdb, []string{key}, dev).Int()
+		switch {
+		case err != nil:
+			return storage.Unavailable(err)
+		case n == 0:
+			return &serviceerror.NotFound{Resource: "webhook endpoint", ID: id}
+		case n < 0:
+			continue // disabled meanwhile: its event first
+		}
+		if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRem(ctx, s.endpointIndex(tenantID), id)
+			p.Del(ctx, s.deliveryIndex(tenantID, id))
+			return nil
+		}); err != nil {
+			return storage.Unavailable(err)
+		}
 		return nil
-	}); err != nil {
-		return storage.Unavailable(err)
 	}
-	return nil
+	return serviceerror.NewFailedPrecondition("the webhook endpoint is being changed concurrently; try again")
 }
+
+// deleteUnlessOwedScript deletes the endpoint KEYS[1] unless it owes a
+// webhook_endpoint.disabled event other than the one of ARGV[1] (the
+// disable recorded, "" for none): 1 when deleted, 0 when there was no
+// such endpoint, -1 when it owes another.
+var deleteUnlessOwedScript = redis.NewScript(`
+local dev = redis.call('HGET', KEYS[1], 'dev')
+if dev and dev ~= ARGV[1] then
+  return -1
+end
+return redis.call('DEL', KEYS[1])
+`)
 
 // listEndpoints returns up to n of the tenant's endpoints after the id
 // after, oldest first, and the last id read ("" at the end).

@@ -229,7 +229,7 @@ func TestRotationSignsWithBothSecretsForADay(t *testing.T) {
 // marks the event owed: the tenant's next event, or enabling the endpoint
 // again, records it, once.
 func TestADisabledEventThatCouldNotBeRecordedIsRecordedLater(t *testing.T) {
-	for _, via := range []string{"the tenant's next event", "enabling it again"} {
+	for _, via := range []string{"the tenant's next event", "enabling it again", "deleting it"} {
 		t.Run(via, func(t *testing.T) {
 			f := newFixture(t, func(c *Config) {
 				c.Settings.DisableAfter = time.Hour
@@ -257,6 +257,20 @@ func TestADisabledEventThatCouldNotBeRecordedIsRecordedLater(t *testing.T) {
 			if n := len(f.log.ofType(events.TypeWebhookEndpointDisabled)); n != 0 {
 				t.Fatalf("%d disabled events while the log refuses them", n)
 			}
+			deleteIt := func() error {
+				_, err := f.svc.DeleteWebhookEndpoint(f.ctx, &crowdgatev1.DeleteWebhookEndpointRequest{EndpointId: ep.EndpointId})
+				return err
+			}
+			if via == "deleting it" {
+				// The event cannot be recorded yet: the delete, which would
+				// lose it, is refused, and the endpoint stays.
+				if err := deleteIt(); statusCode(err) != codes.Unavailable {
+					t.Fatalf("a delete while the owed event cannot be recorded: %v, want UNAVAILABLE", err)
+				}
+				if _, err := f.svc.st.getEndpoint(f.ctx, "t1", ep.EndpointId); err != nil {
+					t.Fatalf("the endpoint is gone after a refused delete: %v", err)
+				}
+			}
 			f.log.refuseType("")
 			switch via {
 			case "the tenant's next event":
@@ -268,6 +282,17 @@ func TestADisabledEventThatCouldNotBeRecordedIsRecordedLater(t *testing.T) {
 				}); err != nil {
 					t.Fatal(err)
 				}
+			case "deleting it":
+				if err := deleteIt(); err != nil {
+					t.Fatal(err)
+				}
+				if n := len(f.log.ofType(events.TypeWebhookEndpointDisabled)); n != 1 {
+					t.Fatalf("%d disabled events once the endpoint is deleted, want 1", n)
+				}
+				if _, err := f.svc.st.getEndpoint(f.ctx, "t1", ep.EndpointId); err == nil {
+					t.Fatal("the endpoint is still stored after its delete")
+				}
+				return
 			}
 			f.waitFor("the disabled event", func() bool { return len(f.log.ofType(events.TypeWebhookEndpointDisabled)) == 1 })
 			if got := f.log.ofType(events.TypeWebhookEndpointDisabled)[0].GetWebhookEndpoint(); got.GetState() != crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED {
