@@ -45,6 +45,10 @@ type laneEndpoint struct {
 	// the oldest attempt in flight is found without a scan.
 	order []uint64
 	slow  bool
+	// capped is whether the endpoint was last reported slow by exit: it is
+	// capped while its last attempt was slow or one in flight is old, so
+	// "answers in time again" waits until neither holds.
+	capped bool
 }
 
 // slowAt reports whether the endpoint is slow at now.
@@ -130,7 +134,9 @@ func (l *lane) enter(tenantID, endpointID string) (ticket, bool) {
 // exit gives an admitted attempt back. took is how long the attempt took,
 // or negative when none was made (the lease was busy, the endpoint gone):
 // only an attempt made says whether the endpoint is slow. It reports
-// whether the endpoint's slowness changed, and to what.
+// whether the endpoint's slowness (as enter judges it: its last attempt
+// slow, or one in flight for slowAfter) changed since it last reported
+// it, and to what.
 func (l *lane) exit(t ticket, took time.Duration) (changed, slow bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -143,10 +149,12 @@ func (l *lane) exit(t ticket, took time.Duration) (changed, slow bool) {
 	}
 	delete(e.inFlight, t.id)
 	if took >= 0 {
-		changed = e.slow != (took >= l.slowAfter)
 		e.slow = took >= l.slowAfter
+		if capped := e.slowAt(l.now(), l.slowAfter); capped != e.capped {
+			changed, e.capped = true, capped
+		}
 	}
-	slow = e.slow
+	slow = e.capped
 	if len(e.inFlight) == 0 && !e.slow {
 		delete(l.eps, t.key)
 	}

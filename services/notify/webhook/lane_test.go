@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ func TestTheLaneCapsOnlySlowEndpoints(t *testing.T) {
 	// 32 workers, attempts bounded by 10 s: slow from 1 s, a slow endpoint
 	// at most 2 in flight, slow endpoints together at most 16.
 	type step struct {
-		op       string // "enter", "exit", or "wait" (took: how long)
+		op       string // "enter", "exit" (the oldest attempt), "exit-newest", or "wait" (took: how long)
 		endpoint string
 		took     time.Duration // exit: how long the attempt took (-1: none made)
 	}
@@ -66,6 +67,19 @@ func TestTheLaneCapsOnlySlowEndpoints(t *testing.T) {
 			{"enter", "a", 0}, {"enter", "a", 0},
 		},
 		want: []string{"in", "in", "", "in", "", "away", "slow", "", "in", "away"},
+	}, {
+		// It used to say "fast" (and log that the endpoint answers in time
+		// again) while an older attempt still hung and kept it capped.
+		name: "an answer in time while another attempt hangs leaves the endpoint slow",
+		steps: []step{
+			{"enter", "a", 0}, {"exit", "a", slow},
+			{"enter", "a", 0}, {"wait", "", 1100 * time.Millisecond}, // hangs
+			{"enter", "a", 0}, {"exit-newest", "a", fast}, // still capped: the first hangs
+			{"enter", "a", 0}, {"enter", "a", 0},
+			{"exit", "a", slow}, // the hanging one times out: still slow
+			{"exit", "a", fast}, // nothing in flight, in time: fast now
+		},
+		want: []string{"in", "slow", "in", "", "in", "", "in", "away", "", "fast"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLane(32, 10*time.Second)
@@ -86,9 +100,13 @@ func TestTheLaneCapsOnlySlowEndpoints(t *testing.T) {
 					}
 					tickets[s.endpoint] = append(tickets[s.endpoint], tk)
 					got = append(got, "in")
-				case "exit":
-					tk := tickets[s.endpoint][0]
-					tickets[s.endpoint] = tickets[s.endpoint][1:]
+				case "exit", "exit-newest":
+					i := 0
+					if s.op == "exit-newest" {
+						i = len(tickets[s.endpoint]) - 1
+					}
+					tk := tickets[s.endpoint][i]
+					tickets[s.endpoint] = slices.Delete(tickets[s.endpoint], i, i+1)
 					changed, slow := l.exit(tk, s.took)
 					switch {
 					case !changed:
