@@ -70,3 +70,44 @@ func TestARetrySentTwiceAnswersTheRetry(t *testing.T) {
 		t.Errorf("Toloka paid %d submits, want 1", n)
 	}
 }
+
+// An attempt's outcome resent after the next attempt's outcome was
+// recorded (its reply lost; go-redis resends it seconds later, after a
+// read timeout, while another replica made the next attempt) counts no
+// attempt again.
+func TestAnOutcomeResentAfterTheNextOneCountsOnce(t *testing.T) {
+	hook := &redistest.Resend{Script: redistest.ReadScript(t, "lua/finish.lua"), Once: true}
+	f := newFixture(t, nil)
+	hooked := f.redis.HookedClient(t, hook)
+	f.svc = f.newService(func(c *Config) {
+		c.Redis = hooked
+		c.Settings.SyncTimeout = -1 // no inline attempt; workers not run
+	})
+	s := f.toloker(tolokasim.UserState{})
+	sub := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "r-1", Reward: "0.75"}).Submission
+	shard, _ := parseID(sub.SubmissionId)
+	key := f.svc.st.recordKey(shard, sub.TenantId, sub.SubmissionId)
+	eid, err := f.redis.Client.HGet(f.ctx, key, "eid").Result()
+	if err != nil || eid == "" {
+		t.Fatalf("entry: %q, %v", eid, err)
+	}
+	e := entry{shard: shard, tenantID: sub.TenantId, id: sub.SubmissionId, entryID: eid}
+	retry := outcome{kind: outRetry, backoff: time.Millisecond, err: &crowdgatev1.TolokaError{}}
+	// Attempt 1 fails (its finish runs twice at once: recognised).
+	if applied, err := f.svc.st.finish(f.ctx, e, sub, 0, "lease-a", time.Now(), retry); err != nil || applied != outRetry || !hook.Done() {
+		t.Fatalf("finish A = %q, %v (resent %v)", applied, err, hook.Done())
+	}
+	lost := hook.Sent()
+	// Attempt 2 (another lease) fails too and is recorded.
+	e.entryID = "" // as promoted and claimed; "" matches the cleared eid
+	if applied, err := f.svc.st.finish(f.ctx, e, sub, 1, "lease-b", time.Now(), retry); err != nil || applied != outRetry {
+		t.Fatalf("finish B = %q, %v", applied, err)
+	}
+	// Attempt 1's call arrives once more.
+	if err := f.redis.Client.Do(f.ctx, lost...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if att, _ := f.redis.Client.HGet(f.ctx, key, "att").Int(); att != 2 {
+		t.Errorf("attempts = %d after two attempts; want 2 (the resent outcome counted again)", att)
+	}
+}

@@ -69,14 +69,20 @@ local function answer(a, s)
   return {a}
 end
 local defer = ARGV[1] == 'defer'
-if not defer then
-  redis.call('HINCRBY', KEYS[1], 'att', 1)
-  redis.call('HSET', KEYS[1], 'lat', ARGV[5])
+-- An attempt counts only where its outcome applies: a call that finds the
+-- submission moved on (another entry, or settled) is this call sent again
+-- after later attempts, or an attempt superseded; it counts nothing.
+local function count()
+  if not defer then
+    redis.call('HINCRBY', KEYS[1], 'att', 1)
+    redis.call('HSET', KEYS[1], 'lat', ARGV[5])
+  end
 end
 if ARGV[1] == 'delivered' then
   if st == '2' then
     return answer('skip', st)
   end
+  count()
   if eid and eid ~= '' and eid ~= ARGV[2] then
     redis.call('XACK', KEYS[4], ARGV[4], eid)
     redis.call('XDEL', KEYS[4], eid)
@@ -107,6 +113,7 @@ if st ~= '1' or eid ~= ARGV[2] then
   -- Delivered or dead already, or another attempt has moved it on.
   return answer('skip', st)
 end
+count()
 if defer then
   redis.call('HSET', KEYS[1], 'eid', '')
 else
