@@ -68,8 +68,9 @@ type Check struct {
 	// its own.
 	Key func(tenantID, poolID string) string
 	// Vet judges the resolved pool, given Key's value ("" when the key does
-	// not exist or Key is nil). An error stops the search and is returned
-	// as is.
+	// not exist or Key is nil). An error refuses the pool: Toloka is not
+	// asked in it, and the error is the search's answer when no other pool
+	// holds the assignment (FindAssignment).
 	Vet func(r *Resolved, value string) error
 }
 
@@ -78,13 +79,20 @@ type Check struct {
 // of tenantID only when it is not empty. For each such pool it resolves the
 // project and account, vets the pool with check (when set) and asks Toloka
 // GET /assignments/{id}; the first pool Toloka places the assignment in
-// answers. A refusal from check.Vet, or a failure to read check.Key, stops
-// the search (the next pool is not tried) and is returned.
+// answers.
 //
-// Errors: InvalidArgument naming "assignment_id" for a malformed id;
-// *AssignmentNotFound; otherwise the last failure of a pool that could not
-// be asked (Toloka or Redis unavailable, a rate limit, a credential that
-// does not open), returned as is.
+// A pool check.Vet refuses is not asked, but the search goes on: pools of
+// other tenants, and of the other environment (the sandbox and production
+// number their pools separately), may have the same Toloka pool id, and
+// one tenant's archived or over-budget pool must not answer for another
+// tenant's assignment. The first refusal is the answer only when no pool
+// holds the assignment and every pool not refused could be asked.
+//
+// Errors: InvalidArgument naming "assignment_id" for a malformed id; the
+// last failure of a pool that could not be asked (Toloka or Redis
+// unavailable, a rate limit, a credential that does not open, check.Key
+// unreadable), returned as is; otherwise check.Vet's first refusal (a
+// *Refusal), or *AssignmentNotFound.
 func (c *Catalog) FindAssignment(ctx context.Context, assignmentID, tenantID string, check *Check) (*Found, error) {
 	tolokaPoolID, ok := toloka.ParseAssignmentID(assignmentID)
 	if !ok {
@@ -119,7 +127,7 @@ func samePools(a, b []candidate) bool {
 // findIn asks Toloka for the assignment in pools (FindAssignment).
 func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, check *Check, pools []candidate) (*Found, error) {
 	notFound := &AssignmentNotFound{AssignmentID: assignmentID, Final: true}
-	var transient error
+	var transient, refused error
 	for _, cand := range pools {
 		p := cand.pool
 		if tenantID != "" && p.GetTenantId() != tenantID {
@@ -138,10 +146,14 @@ func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, che
 		if check != nil && check.Vet != nil {
 			value, err := checkValue(cand)
 			if err != nil {
-				return nil, err
+				transient = err
+				continue
 			}
 			if err := check.Vet(res, value); err != nil {
-				return nil, err
+				if refused == nil {
+					refused = err
+				}
+				continue
 			}
 		}
 		a, err := res.Account.GetAssignment(ctx, assignmentID)
@@ -163,8 +175,28 @@ func (c *Catalog) findIn(ctx context.Context, assignmentID, tenantID string, che
 	if transient != nil {
 		return nil, transient
 	}
+	if refused != nil {
+		return nil, &Refusal{Err: refused, AskedIn: notFound.AskedIn}
+	}
 	return nil, notFound
 }
+
+// Refusal is check.Vet's first refusal, the answer of a search in which no
+// pool held the assignment. It unwraps to the refusal.
+type Refusal struct {
+	// Err is what check.Vet returned.
+	Err error
+	// AskedIn are the pools not refused, which Toloka was asked in and
+	// answered that it does not know the assignment there (as in
+	// AssignmentNotFound: the asks a budget of unknown ids counts).
+	AskedIn []*crowdgatev1.Pool
+}
+
+// Error is the refusal's.
+func (e *Refusal) Error() string { return e.Err.Error() }
+
+// Unwrap returns the refusal.
+func (e *Refusal) Unwrap() error { return e.Err }
 
 // String describes where an assignment was found, for logs.
 func (f *Found) String() string {

@@ -108,6 +108,15 @@ func (s *Service) land(ctx context.Context, aid, onlyTenant string, findFirst bo
 		case foundSession:
 			return s.landed(ctx, []byte(payload), bin, false, onlyTenant)
 		case foundAnswer:
+			if onlyTenant != "" && payload != "n" {
+				// The answer is about the pool that gave it, which may be
+				// another tenant's: the caller's own pools answer instead
+				// (NOT_FOUND when the id is in none of them). Only "n"
+				// holds for every tenant.
+				if err := s.resolveWithin(ctx, aid, bin, onlyTenant); err != nil {
+					return nil, err
+				}
+			}
 			if !strings.HasPrefix(payload, "b:") {
 				return nil, cachedAnswer(aid, payload)
 			}
@@ -477,6 +486,20 @@ func (s *Service) abandon(ctx context.Context, sess *crowdgatev1.Session) {
 	}
 }
 
+// resolveWithin asks for the assignment in onlyTenant's pools alone,
+// caching nothing: nil when one of them holds it (a cached answer about it
+// is then the tenant's own), else the answer of the tenant's pools.
+func (s *Service) resolveWithin(ctx context.Context, aid string, bin [assignmentBinLen]byte, onlyTenant string) error {
+	rctx, cancel := context.WithTimeout(ctx, s.settings.ResolveTimeout)
+	defer cancel()
+	_, err := s.resolve(rctx, aid, bin, onlyTenant)
+	var neg *negative
+	if errors.As(err, &neg) {
+		return neg.err
+	}
+	return err
+}
+
 // resolve asks the catalog for the assignment (Toloka through the pool's
 // project's credential) and builds the session. A pool or project that is
 // archived, or whose budget of unknown ids is spent, is refused before
@@ -507,17 +530,26 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 	found, err := s.catalog.FindAssignment(ctx, aid, onlyTenant, check)
 	var (
 		notFound *catalog.AssignmentNotFound
+		refusal  *catalog.Refusal
 		neg      *negative
 		budgetE  *BudgetError
 	)
-	switch {
-	case errors.As(err, &notFound):
-		s.metrics.resolved("not_found")
-		for _, p := range notFound.AskedIn {
+	// Every pool Toloka did not know the id in spends its budget, also
+	// when another pool's refusal answers.
+	spend := func(asked []*crowdgatev1.Pool) {
+		for _, p := range asked {
 			if err := s.store.spendUnknown(context.WithoutCancel(ctx), p.GetTenantId(), p.GetPoolId(), window, budget.Per); err != nil {
 				s.log.Warn("session: counting an unknown assignment id failed", "pool_id", p.GetPoolId(), "err", err)
 			}
 		}
+	}
+	if errors.As(err, &refusal) {
+		spend(refusal.AskedIn)
+	}
+	switch {
+	case errors.As(err, &notFound):
+		s.metrics.resolved("not_found")
+		spend(notFound.AskedIn)
 		answer := "n"
 		if !notFound.Final {
 			answer = "" // another tenant's pool was left out: not final for everyone
@@ -525,6 +557,11 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 		return nil, &negative{err: notFound, answer: answer, ttl: s.settings.NotFoundTTL}
 	case errors.As(err, &neg):
 		s.metrics.resolved("closed")
+		if onlyTenant != "" {
+			// Other tenants' pools were left out: not an answer for
+			// everyone, so not cached.
+			return nil, &negative{err: neg.err}
+		}
 		return nil, neg
 	case errors.As(err, &budgetE):
 		s.metrics.resolved("over_budget")

@@ -30,11 +30,13 @@ var errStopSearch = errors.New("session: page info needs no Toloka call")
 
 // PageInfo describes the task of an assignment for the landing's pages:
 // through the assignment's session when it has one (its project and its
-// return URL), else through the first pool of the catalog that the id can
-// belong to. It never asks Toloka. A Toloka pool id registered in both the
-// sandbox and production (two installations with separate ids) is
-// described by the sandbox pool's project, the one the catalog lists
-// first. On an error the answer still carries the default return URL.
+// return URL), else through the pool of the catalog that the id can belong
+// to. It never asks Toloka, so when pools of two projects have the id's
+// Toloka pool id (two tenants' pools, or the sandbox's and production's,
+// which number their pools separately) it names neither: a page must not
+// show one tenant's partner, or send the Toloker back to its return_url,
+// for another tenant's assignment. On an error the answer still carries
+// the default return URL.
 func (s *Service) PageInfo(ctx context.Context, assignmentID string) (PageInfo, error) {
 	info := PageInfo{ReturnURL: s.settings.DefaultReturnURL}
 	if _, ok := toloka.ParseAssignmentID(assignmentID); !ok {
@@ -60,11 +62,17 @@ func (s *Service) PageInfo(ctx context.Context, assignmentID string) (PageInfo, 
 		return info, err
 	}
 	var prj *crowdgatev1.Project
+	ambiguous := false
 	_, err = s.catalog.FindAssignment(ctx, assignmentID, "", &catalog.Check{Vet: func(r *catalog.Resolved, _ string) error {
-		prj = r.Project
-		return errStopSearch
+		switch {
+		case prj == nil:
+			prj = r.Project
+		case prj.GetTenantId() != r.Project.GetTenantId() || prj.GetProjectId() != r.Project.GetProjectId():
+			ambiguous = true
+		}
+		return errStopSearch // every pool is refused: Toloka is never asked
 	}})
-	if prj == nil {
+	if prj == nil || ambiguous {
 		if err == nil || errors.Is(err, errStopSearch) || catalogNotFound(err) {
 			return info, nil
 		}
