@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/gateway"
@@ -248,5 +249,60 @@ func TestALandingThatRacesTheArchiveStartsNoSession(t *testing.T) {
 				t.Errorf("landing again after the archive = %d %.200s, want 410", code, body)
 			}
 		})
+	}
+}
+
+// TestASideDoorSubmitCannotSlipIntoAPoolBeingArchived: a submit by pool
+// and user (no session) sent while the pool's archive was in Toloka used
+// to be accepted: the pool was then archived, and Toloka refused the
+// submit for good (DEAD, the Toloker unpaid, no retry possible). It is
+// let in as a session is: UNAVAILABLE while an archive checks the pool
+// (the archive counts one let in before it), FAILED_PRECONDITION once the
+// pool is archived.
+func TestASideDoorSubmitCannotSlipIntoAPoolBeingArchived(t *testing.T) {
+	inArchive, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	env := gatewaytest.Start(t, gatewaytest.Options{SimHandler: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/archive") && strings.HasPrefix(r.URL.Path, "/api/v1/pools/") {
+				once.Do(func() { close(inArchive) })
+				<-release
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	env.StartAssignment(p, "toloker-1")
+	if _, err := env.Pools.ClosePool(ctx, &crowdgatev1.ClosePoolRequest{PoolId: p.GetPoolId()}); err != nil {
+		t.Fatal(err)
+	}
+	archived := make(chan error, 1)
+	go func() {
+		_, err := env.Pools.ArchivePool(ctx, &crowdgatev1.ArchivePoolRequest{PoolId: p.GetPoolId()})
+		archived <- err
+	}()
+	submit := func(retryID string) error {
+		_, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: "toloker-1",
+			Reward: "0.05", RetryId: retryID, EndTime: timestamppb.Now()})
+		return err
+	}
+	<-inArchive // the archive's request is in Toloka
+	if err := submit("during"); status.Code(err) != codes.Unavailable {
+		t.Errorf("a side-door submit while the pool's archive is in Toloka: %v, want UNAVAILABLE", err)
+	}
+	close(release)
+	if err := <-archived; err != nil {
+		t.Fatalf("ArchivePool: %v", err)
+	}
+	if err := submit("after"); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("a side-door submit to the archived pool: %v, want FAILED_PRECONDITION", err)
+	}
+	totals, err := env.Submissions.GetPoolTotals(ctx, &crowdgatev1.GetPoolTotalsRequest{PoolId: p.GetPoolId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := totals.GetTotals().GetQueued() + totals.GetTotals().GetDead() + totals.GetTotals().GetDelivered(); n != 0 {
+		t.Errorf("%d submits accepted into the archived pool, want 0 (%v)", n, totals.GetTotals())
 	}
 }

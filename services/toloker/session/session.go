@@ -540,6 +540,38 @@ func (s *Service) LiveAssignment(ctx context.Context, tenantID, poolID, userID s
 	return "", nil
 }
 
+// sideDoorHold bounds how long a side-door submit stays listed should its
+// replica stop before taking it off (an archive is refused meanwhile).
+const sideDoorHold = time.Minute
+
+// SideDoor lets a submit by pool and user (no session) into a pool, as a
+// landing's session is let in: it is listed in the pool's side-door index,
+// which an archive's fence counts with the live sessions, until the
+// returned leave takes it off (call it once the submit is accepted or
+// refused). While an archive checks the pool it is UNAVAILABLE, and once
+// the pool is archived FAILED_PRECONDITION: Toloka refuses submits to an
+// archived pool, so work accepted then would never be paid.
+func (s *Service) SideDoor(ctx context.Context, tenantID, poolID string) (leave func(), err error) {
+	token := "side/" + newLockToken()
+	now := s.now()
+	switch err := s.store.enlistSide(ctx, tenantID, poolID, token, now.Add(sideDoorHold), now); {
+	case errors.Is(err, errSealed):
+		return nil, serviceerror.NewFailedPrecondition("pool %s is archived: Toloka takes no submits to it", poolID)
+	case errors.Is(err, errFenced):
+		return nil, &serviceerror.Unavailable{Message: "pool " + poolID + " is being archived; try again shortly", RetryAfter: 5 * time.Second}
+	case err != nil:
+		return nil, err
+	}
+	return func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.store.unlistSide(lctx, tenantID, poolID, token); err != nil {
+			s.log.Warn("session: could not take a side-door submit off its pool's index; it expires on its own",
+				"pool_id", poolID, "err", err)
+		}
+	}, nil
+}
+
 // OfAssignments returns the sessions Crowdgate still keeps of assignments
 // of the tenant, by assignment id (the others are left out).
 func (s *Service) OfAssignments(ctx context.Context, tenantID string, assignmentIDs []string) (map[string]*crowdgatev1.Session, error) {

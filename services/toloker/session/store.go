@@ -92,6 +92,12 @@ func (s *store) fenceKey(tenantID, poolID string) string {
 	return s.prefix + "ses-fence:{" + tenantID + "/" + poolID + "}"
 }
 
+// sideKey is the pool's index of side-door submits being accepted (by
+// token, scored by when the listing expires), in the pool's slot.
+func (s *store) sideKey(tenantID, poolID string) string {
+	return s.prefix + "ses-side:{" + tenantID + "/" + poolID + "}"
+}
+
 // getMany reads the records of assignments (those that have one) in one
 // pipeline.
 func (s *store) getMany(ctx context.Context, aids []string) (map[string][]byte, error) {
@@ -240,6 +246,28 @@ func (s *store) enlist(ctx context.Context, r *record, now time.Time) error {
 	return nil
 }
 
+// enlistSide lists a side-door submit (token) in its pool's side-door
+// index until expires, as enlist lists a session: errFenced or errSealed,
+// listing nothing, when an archive holds the pool.
+func (s *store) enlistSide(ctx context.Context, tenantID, poolID, token string, expires, now time.Time) error {
+	got, err := enlistScript.Run(ctx, s.landing, []string{s.sideKey(tenantID, poolID), s.fenceKey(tenantID, poolID)},
+		token, expires.UnixMilli(), now.UnixMilli()).Int64()
+	switch {
+	case err != nil:
+		return storage.Unavailable(err)
+	case got == 0:
+		return errSealed
+	case got < 0:
+		return errFenced
+	}
+	return nil
+}
+
+// unlistSide takes a side-door submit off its pool's index.
+func (s *store) unlistSide(ctx context.Context, tenantID, poolID, token string) error {
+	return storage.Unavailable(s.rdb.ZRem(ctx, s.sideKey(tenantID, poolID), token).Err())
+}
+
 // lift lifts the Toloker's bar in a stored session's pool. Sent again, it
 // leaves the bar as the first run left it: a bar set meanwhile would have
 // to come from revoking this very session in the milliseconds before its
@@ -256,7 +284,7 @@ var errFenceHeld = errors.New("session: another archive holds the pool's fence")
 // fence fences a pool for holder for ttl (enlist then lists nothing) and
 // counts its sessions live after now, in one step.
 func (s *store) fence(ctx context.Context, tenantID, poolID, holder string, ttl time.Duration, now time.Time) (int64, error) {
-	n, err := fenceScript.Run(ctx, s.rdb, []string{s.fenceKey(tenantID, poolID), s.liveKey(tenantID, poolID)},
+	n, err := fenceScript.Run(ctx, s.rdb, []string{s.fenceKey(tenantID, poolID), s.liveKey(tenantID, poolID), s.sideKey(tenantID, poolID)},
 		holder, ttl.Milliseconds(), now.UnixMilli()).Int64()
 	if err != nil {
 		return 0, storage.Unavailable(err)

@@ -446,3 +446,9 @@ func invalidField(t *testing.T, err error) string {
 	}
 	return ia.Field
 }
+
+// SideDoor lets every side-door submit in: no archive runs here (the
+// archive package's tests hold one against the real session service).
+func (f *fakeSessions) SideDoor(context.Context, string, string) (func(), error) {
+	return func() {}, nil
+}

@@ -81,6 +81,11 @@ type Sessions interface {
 	// in the pool (the newest, if several), "" when they have none: the
 	// assignment a submit by pool and user belongs to.
 	LiveAssignment(ctx context.Context, tenantID, poolID, userID string) (string, error)
+	// SideDoor lets a submit by pool and user into the pool while it is
+	// accepted (an archive counts it, and refuses to archive meanwhile):
+	// UNAVAILABLE while an archive checks the pool, FAILED_PRECONDITION
+	// once it is archived. leave lets it out.
+	SideDoor(ctx context.Context, tenantID, poolID string) (leave func(), err error)
 }
 
 // Settings tune the outbox. Zero durations and counts take the defaults.
@@ -344,6 +349,12 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		if assignmentID, err = s.sessions.LiveAssignment(ctx, tenantID, poolID, userID); err != nil {
 			return nil, err
 		}
+		// Let in as a session is: never into a pool being archived.
+		leave, err := s.sessions.SideDoor(ctx, tenantID, poolID)
+		if err != nil {
+			return nil, err
+		}
+		defer leave()
 	}
 
 	fingerprint := in.fingerprint(poolID, userID)

@@ -11,10 +11,16 @@
 --   archived           the pool is archived (a plain SET, no expiry)
 -- Fencing again with the same token renews the fence for ARGV[2] ms.
 --
--- KEYS: the pool's fence, its live index.
+-- A submit by pool and user (no session: the side door) is listed in the
+-- pool's side-door index while it is accepted (sidedoor: enlist.lua on that
+-- index), and counted with the sessions: one listed before the fence is
+-- counted, and none is listed after, so a submit the archive did not see
+-- is either refused or queued before the archive counts queued submits.
+--
+-- KEYS: the pool's fence, its live index, its side-door index.
 -- ARGV: holder token, TTL (ms), now (ms).
--- Returns the count of sessions live after now, or -1 when another
--- archive holds the fence (nothing changed).
+-- Returns the count of sessions and side-door submits live after now, or
+-- -1 when another archive holds the fence (nothing changed).
 local cur = redis.call('GET', KEYS[1])
 local inherited = ARGV[1] .. '|unsettled'
 if cur == 'archived' then
@@ -26,4 +32,8 @@ elseif cur == 'unsettled' or cur == inherited then
 else
   return -1
 end
-return redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')
+local n = redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')
+if KEYS[3] then
+  n = n + redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[3], '+inf')
+end
+return n
