@@ -160,6 +160,14 @@ func (s *Service) apply(ctx context.Context, r *catalog.Resolved, cur *toloka.As
 		ok = ok || st == from
 	}
 	if !ok {
+		if from == to {
+			// Decided already: by this decision sent before, whose answer
+			// was lost (Toloka took it, the caller gave up waiting), or in
+			// Toloka itself. Its event is recorded now, once by its id,
+			// so no decision goes without one; the answer stays the
+			// refusal a decision made twice gets.
+			s.recordDecision(ctx, r.Pool.GetTenantId(), toProto(r.Pool, cur), to)
+		}
 		names := make([]string, len(allowedFrom[to]))
 		for i, st := range allowedFrom[to] {
 			names[i] = string(st)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -210,4 +211,52 @@ func TestReviewOnlySeesTheTenantsOwnPools(t *testing.T) {
 	unknown := myAssignment[:strings.Index(myAssignment, "--")] + "--00000000000000000000dead"
 	_, err := env.Reviews.GetAssignment(env.Ctx(), &crowdgatev1.GetAssignmentRequest{AssignmentId: unknown})
 	gatewaytest.WantCode(t, err, codes.NotFound)
+}
+
+// TestADecisionWhoseAnswerWasLostHasItsEvent: Toloka takes an accept but
+// its answer comes after the caller gave up; the caller sends the accept
+// again and is told the assignment is ACCEPTED already. No
+// assignment.accepted event was ever recorded. The decision found made is
+// recorded then, once.
+func TestADecisionWhoseAnswerWasLostHasItsEvent(t *testing.T) {
+	hold := make(chan struct{})
+	env := gatewaytest.Start(t, gatewaytest.Options{Clock: fakeclock.New(time.Now().UTC()), SimHandler: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPatch && strings.HasPrefix(r.URL.Path, "/api/v1/assignments/") {
+				h.ServeHTTP(httptest.NewRecorder(), r) // Toloka takes the decision...
+				select {                               // ...and its answer is lost
+				case <-r.Context().Done():
+				case <-hold:
+				}
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}})
+	defer close(hold)
+	key := env.NewAPIKey("acme")
+	p := env.OpenPool(env.Ctx(), key)
+	id := env.StartAssignment(p, "toloker-1")
+	submitSession(env, key, p, "toloker-1")
+	ctx, cancel := context.WithTimeout(env.Ctx(), 500*time.Millisecond)
+	_, err := env.Reviews.AcceptAssignment(ctx, &crowdgatev1.AcceptAssignmentRequest{AssignmentId: id})
+	cancel()
+	if err == nil {
+		t.Fatal("the first accept was answered; the test needs its answer lost")
+	}
+	_, err = env.Reviews.AcceptAssignment(env.Ctx(), &crowdgatev1.AcceptAssignmentRequest{AssignmentId: id})
+	gatewaytest.WantCode(t, err, codes.FailedPrecondition) // accepted already
+	for range 2 {                                          // sent yet again: still one event
+		_, _ = env.Reviews.AcceptAssignment(env.Ctx(), &crowdgatev1.AcceptAssignmentRequest{AssignmentId: id})
+	}
+	resp, err := env.Events.ListEvents(env.Ctx(), &crowdgatev1.ListEventsRequest{Types: []string{"assignment.accepted"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.GetEvents()); n != 1 {
+		t.Fatalf("%d assignment.accepted events, want 1 (Toloka accepted the assignment)", n)
+	}
+	if a := resp.GetEvents()[0].GetAssignment(); a.GetAssignmentId() != id || a.GetStatus() != crowdgatev1.AssignmentStatus_ASSIGNMENT_STATUS_ACCEPTED {
+		t.Errorf("the event's assignment: %v", a)
+	}
 }
