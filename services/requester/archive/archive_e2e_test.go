@@ -1,6 +1,8 @@
 package archive_test
 
 import (
+	"bytes"
+	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -304,5 +306,108 @@ func TestASideDoorSubmitCannotSlipIntoAPoolBeingArchived(t *testing.T) {
 	}
 	if n := totals.GetTotals().GetQueued() + totals.GetTotals().GetDead() + totals.GetTotals().GetDelivered(); n != 0 {
 		t.Errorf("%d submits accepted into the archived pool, want 0 (%v)", n, totals.GetTotals())
+	}
+}
+
+// TestASideDoorCloseSessionEndsTheLiveSession: a close_session submit by
+// pool and user, of a Toloker with a live session there, was answered
+// session_ended while the session stayed ACTIVE: no session.ended, the
+// landing still sending the Toloker to the platform, the pool's archive
+// refused for "1 live session" until the session expired. It ends the
+// session it belongs to.
+func TestASideDoorCloseSessionEndsTheLiveSession(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	sess := env.LandSession(ctx, env.StartAssignment(p, "toloker-1"))
+	yes := true
+	resp, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: "toloker-1", Reward: "0.05",
+		RetryId: "r-1", CloseSession: &yes, EndTime: timestamppb.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.GetSessionEnded() || resp.GetSubmission().GetSessionId() != sess.GetSessionId() {
+		t.Fatalf("submit: session_ended %v, session_id %q; want true, the live session %q", resp.GetSessionEnded(),
+			resp.GetSubmission().GetSessionId(), sess.GetSessionId())
+	}
+	got, err := env.Sessions.GetSession(ctx, &crowdgatev1.GetSessionRequest{SessionId: sess.GetSessionId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := got.GetSession(); s.GetState() != crowdgatev1.SessionState_SESSION_STATE_ENDED || s.GetEndReason() != crowdgatev1.EndReason_END_REASON_CLOSE_SESSION {
+		t.Errorf("the session after the side door's close_session: %v %v, want ENDED by CLOSE_SESSION", s.GetState(), s.GetEndReason())
+	}
+	evs, err := env.Events.ListEvents(ctx, &crowdgatev1.ListEventsRequest{Types: []string{"session.ended"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(evs.GetEvents()); n != 1 {
+		t.Errorf("%d session.ended events, want 1", n)
+	}
+}
+
+// TestASideDoorCloseSessionWaitsForTheTolokersEarlierSubmits: two submits
+// by pool and user of a Toloker without a session, the second with
+// close_session. The first failed once (503); the close was not held
+// behind it (only a session's submits were), closed the Toloker's
+// assignment in Toloka, and the first's retry was refused for good: DEAD,
+// unpaid. A close_session submit waits for the Toloker's earlier submits
+// in the pool, as a session's does.
+func TestASideDoorCloseSessionWaitsForTheTolokersEarlierSubmits(t *testing.T) {
+	var failed atomic.Bool
+	env := gatewaytest.Start(t, gatewaytest.Options{SimHandler: func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/api/v1/tasks/external/submit" {
+				b, _ := io.ReadAll(r.Body)
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				if bytes.Contains(b, []byte(`"r-1"`)) && failed.CompareAndSwap(false, true) {
+					http.Error(w, `{"code":"INTERNAL_ERROR","message":"blip"}`, http.StatusServiceUnavailable)
+					return
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	}, Config: func(c *gateway.Config) {
+		c.Submission.SyncTimeout = -1 // the workers deliver both
+		c.Submission.BaseBackoff, c.Submission.MaxBackoff, c.Submission.PollInterval = 200*time.Millisecond, 300*time.Millisecond, 10*time.Millisecond
+	}})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	env.StartAssignment(p, "toloker-1")
+	submit := func(retryID, reward string, closeSession bool) string {
+		t.Helper()
+		resp, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: "toloker-1", Reward: reward,
+			RetryId: retryID, CloseSession: &closeSession, EndTime: timestamppb.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetSubmission().GetSubmissionId()
+	}
+	first := submit("r-1", "0.05", false)
+	for deadline := time.Now().Add(10 * time.Second); !failed.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first submit was never attempted")
+		}
+	}
+	last := submit("r-2", "0.10", true)
+	state := func(id string) *crowdgatev1.Submission {
+		got, err := env.Submissions.GetSubmission(ctx, &crowdgatev1.GetSubmissionRequest{SubmissionId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetSubmission()
+	}
+	settled := func(s *crowdgatev1.Submission) bool {
+		return s.GetState() == crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED || s.GetState() == crowdgatev1.SubmissionState_SUBMISSION_STATE_DEAD
+	}
+	for deadline := time.Now().Add(20 * time.Second); !settled(state(first)) || !settled(state(last)); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled: %v, %v", state(first).GetState(), state(last).GetState())
+		}
+	}
+	for _, id := range []string{first, last} {
+		if s := state(id); s.GetState() != crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED {
+			t.Errorf("%s is %v (%v), want DELIVERED: the close_session submit went first", id, s.GetState(), s.GetLastError())
+		}
 	}
 }

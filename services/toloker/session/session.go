@@ -522,22 +522,23 @@ func (s *Service) bannedIn(ctx context.Context, tenantID, userID, poolID string)
 	return r, ok, nil
 }
 
-// LiveAssignment returns the assignment of the Toloker's live session in
-// the pool (the one that expires last, if several), "" when they have none.
-func (s *Service) LiveAssignment(ctx context.Context, tenantID, poolID, userID string) (string, error) {
+// LiveSession returns the Toloker's live session in the pool (the one
+// that expires last, if several) and its assignment, "" when they have
+// none.
+func (s *Service) LiveSession(ctx context.Context, tenantID, poolID, userID string) (sessionID, assignmentID string, err error) {
 	live, err := s.tolokers.LiveSessions(ctx, tenantID, userID)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, l := range live {
 		if l.PoolID != poolID {
 			continue
 		}
 		if aid, ok := assignmentOfSession(l.SessionID); ok {
-			return aid, nil
+			return l.SessionID, aid, nil
 		}
 	}
-	return "", nil
+	return "", "", nil
 }
 
 // sideDoorHold bounds how long a side-door submit stays listed should its

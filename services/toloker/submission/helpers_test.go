@@ -110,17 +110,17 @@ func (f *fakeSessions) Barred(_ context.Context, tenantID, poolID, userID string
 	return reason, nil
 }
 
-// LiveAssignment is the assignment of the Toloker's active session in the
-// pool, as the session service answers it.
-func (f *fakeSessions) LiveAssignment(_ context.Context, tenantID, poolID, userID string) (string, error) {
+// LiveSession is the Toloker's active session in the pool, as the session
+// service answers it.
+func (f *fakeSessions) LiveSession(_ context.Context, tenantID, poolID, userID string) (string, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, s := range f.sessions {
 		if s.TenantId == tenantID && s.PoolId == poolID && s.UserId == userID && s.State == crowdgatev1.SessionState_SESSION_STATE_ACTIVE {
-			return s.AssignmentId, nil
+			return s.SessionId, s.AssignmentId, nil
 		}
 	}
-	return "", nil
+	return "", "", nil
 }
 
 func (f *fakeSessions) put(s *crowdgatev1.Session) {

@@ -171,11 +171,23 @@ func (s *store) payKey(shard int, tenantID, userID string) string {
 	return s.prefix + "tpay:" + tag(shard) + ":" + tenantID + ":" + userID
 }
 
-// sessionPendingKey is the set of a session's submissions not yet settled
-// (QUEUED): a close_session submit waits until it is the only one left, so
-// Toloka never sees a session closed before its earlier work is paid.
-func (s *store) sessionPendingKey(shard int, tenantID, sessionID string) string {
-	return s.prefix + "spend:" + tag(shard) + ":" + tenantID + ":" + sessionID
+// sessionPendingKey is the set of a pending group's submissions not yet
+// settled (QUEUED): a close_session submit waits until it is the only one
+// left, so Toloka never sees a session closed before its earlier work is
+// paid.
+func (s *store) sessionPendingKey(shard int, tenantID, group string) string {
+	return s.prefix + "spend:" + tag(shard) + ":" + tenantID + ":" + group
+}
+
+// pendingGroup names the submissions a close_session submit waits behind:
+// its session's, or, for a submit without one (the side door), the
+// Toloker's in the pool. Toloka closes the Toloker's assignment on
+// close_session either way, and refuses what reaches it after, for good.
+func pendingGroup(sessionID, poolID, userID string) string {
+	if sessionID != "" {
+		return sessionID
+	}
+	return "side/" + poolID + "/" + userID
 }
 
 // othersPending reports whether submissions of sessionID other than id are
@@ -273,7 +285,7 @@ func idTime(id string) time.Time {
 type acceptArgs struct {
 	shard                      int
 	tenantID, poolID, id       string
-	sessionID, assignmentID    string
+	pending, assignmentID      string // pending: pendingGroup of the submission
 	retryID                    string
 	useIdem                    bool
 	reject                     string
@@ -321,13 +333,13 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 			s.indexKey(a.shard, a.tenantID, a.poolID),
 			s.streamKey(a.shard),
 			s.leaseKey(a.shard, a.id),
-			s.sessionPendingKey(a.shard, a.tenantID, a.sessionID),
+			s.sessionPendingKey(a.shard, a.tenantID, a.pending),
 			s.assignmentKey(a.shard, a.tenantID, a.assignmentID),
 			s.poolsKey(a.shard),
 			cmp.Or(a.check, s.idemKey(a.shard, a.tenantID, a.poolID, a.retryID)), // unused unless ARGV[17]
 		},
 		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
-			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != ""),
+			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.pending != ""), bit(a.assignmentID != ""),
 			poolMember(a.tenantID, a.poolID), strings.Join(a.claims, ","), a.shard, bit(a.check != "")},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
 	}
@@ -628,7 +640,7 @@ func (s *store) finish(ctx context.Context, e entry, sub *crowdgatev1.Submission
 		s.streamKey(e.shard),
 		s.schedKey(e.shard),
 		s.leaseKey(e.shard, e.id),
-		s.sessionPendingKey(e.shard, e.tenantID, sub.GetSessionId()),
+		s.sessionPendingKey(e.shard, e.tenantID, pendingGroup(sub.GetSessionId(), sub.GetPoolId(), sub.GetUserId())),
 		s.payKey(e.shard, e.tenantID, sub.GetUserId()),
 		s.intentKey(e.shard),
 	}, o.kind, e.entryID, token, group, at.UnixMilli(), errBytes, fl, o.backoff.Milliseconds(),

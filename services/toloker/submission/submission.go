@@ -36,6 +36,7 @@
 package submission
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -77,10 +78,10 @@ type Sessions interface {
 	// was revoked or ended by Toloka's flags, and they have not landed
 	// again since; or a ban covers the pool.
 	Barred(ctx context.Context, tenantID, poolID, userID string) (crowdgatev1.EndReason, error)
-	// LiveAssignment returns the assignment of the Toloker's live session
-	// in the pool (the newest, if several), "" when they have none: the
-	// assignment a submit by pool and user belongs to.
-	LiveAssignment(ctx context.Context, tenantID, poolID, userID string) (string, error)
+	// LiveSession returns the Toloker's live session in the pool (the
+	// newest, if several) and its assignment, "" when they have none: the
+	// session a submit by pool and user belongs to.
+	LiveSession(ctx context.Context, tenantID, poolID, userID string) (sessionID, assignmentID string, err error)
 	// SideDoor lets a submit by pool and user into the pool while it is
 	// accepted (an archive counts it, and refuses to archive meanwhile):
 	// UNAVAILABLE while an archive checks the pool, FAILED_PRECONDITION
@@ -317,6 +318,9 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		sess         *crowdgatev1.Session
 		version      string // of sess, as read
 		assignmentID string
+		// liveSessionID is the session of a submit without session_id:
+		// the Toloker's live session in the pool, if any.
+		liveSessionID string
 	)
 	if req.GetSessionId() != "" {
 		if sess, version, err = s.sessions.Read(ctx, tenantID, req.GetSessionId()); err != nil {
@@ -345,16 +349,22 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			return nil, serviceerror.NewFailedPrecondition("Toloker %s may not submit to pool %s: their session there ended (%s); a new landing opens a new session",
 				userID, poolID, reason)
 		}
-		// The work is the live session's, if the Toloker has one there.
-		if assignmentID, err = s.sessions.LiveAssignment(ctx, tenantID, poolID, userID); err != nil {
+		// The work is the live session's, if the Toloker has one there: its
+		// assignment's, and a close_session submit ends it (and waits
+		// behind its earlier submits). The session's own rules (its
+		// expiry, its totals) stay those of submits that name it.
+		if liveSessionID, assignmentID, err = s.sessions.LiveSession(ctx, tenantID, poolID, userID); err != nil {
 			return nil, err
 		}
-		// Let in as a session is: never into a pool being archived.
-		leave, err := s.sessions.SideDoor(ctx, tenantID, poolID)
-		if err != nil {
-			return nil, err
+		if liveSessionID == "" {
+			// Let in as a session is: never into a pool being archived (a
+			// live session keeps the archive off by itself).
+			leave, err := s.sessions.SideDoor(ctx, tenantID, poolID)
+			if err != nil {
+				return nil, err
+			}
+			defer leave()
 		}
-		defer leave()
 	}
 
 	fingerprint := in.fingerprint(poolID, userID)
@@ -379,7 +389,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		ProjectId:          route.ProjectID,
 		PoolId:             poolID,
 		UserId:             userID,
-		SessionId:          req.GetSessionId(),
+		SessionId:          cmp.Or(sess.GetSessionId(), liveSessionID),
 		RetryId:            req.GetRetryId(),
 		Reward:             in.reward.String(),
 		CloseSession:       req.CloseSession,
@@ -418,7 +428,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			return nil, fmt.Errorf("encode submission: %w", err)
 		}
 		res, err = s.st.accept(ctx, acceptArgs{
-			shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: req.GetSessionId(), assignmentID: assignmentID,
+			shard: shard, tenantID: tenantID, poolID: poolID, id: id, pending: pendingGroup(cmp.Or(sess.GetSessionId(), liveSessionID), poolID, userID), assignmentID: assignmentID,
 			retryID: sub.GetRetryId(), useIdem: req.GetRetryId() != "", reject: reject,
 			body: body, units: in.units, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
 			fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL, claims: place.claims, check: place.check,

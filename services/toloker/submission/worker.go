@@ -117,21 +117,23 @@ func (s *Service) deliver(ctx context.Context, j job) {
 }
 
 // mustWait reports whether j closes its session while earlier submissions
-// of that session are still queued. Toloka closes the Toloker's assignment
+// of that session (of its pendingGroup: for a submit without a session,
+// the Toloker's in the pool) are still queued. Toloka closes the Toloker's assignment
 // on close_session, and a submit that reaches it afterwards would be refused
 // and never paid; so the closing submit goes last. When Redis cannot tell
 // (an error reading the session's queued submissions), the closing submit
 // waits too: going ahead could leave an earlier one unpaid for good, waiting
 // only delays it by a backoff.
 func (s *Service) mustWait(ctx context.Context, j job) bool {
-	if !j.sub.GetCloseSession() || j.sub.GetSessionId() == "" {
+	if !j.sub.GetCloseSession() {
 		return false
 	}
 	shards, err := s.shardCount(ctx)
 	if err != nil {
 		return true
 	}
-	wait, err := s.st.othersPending(ctx, shards, j.e.tenantID, j.sub.GetSessionId(), j.e.id)
+	group := pendingGroup(j.sub.GetSessionId(), j.sub.GetPoolId(), j.sub.GetUserId())
+	wait, err := s.st.othersPending(ctx, shards, j.e.tenantID, group, j.e.id)
 	return err != nil || wait
 }
 
