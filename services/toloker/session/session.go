@@ -63,6 +63,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
@@ -463,11 +464,19 @@ func (s *Service) End(ctx context.Context, tenantID, sessionID string, reason cr
 			s.log.Warn("session: recording an ended session in the Toloker registry failed", "session_id", sessionID, "err", err)
 		}
 	}
-	if bars(r.session.GetEndReason()) {
+	barred := r.session
+	if !bars(barred.GetEndReason()) && bars(reason) && !r.active() {
+		// Ended already another way (a close_session answered before its
+		// delivery brought Toloka's flags): the session keeps its end, and
+		// the flags bar its Toloker all the same.
+		barred = proto.CloneOf(r.session)
+		barred.EndReason = reason
+	}
+	if bars(barred.GetEndReason()) {
 		// Written whenever such an end is seen (also again), so a bar lost
 		// to a failure is restored by the next End; not over a later
 		// session's landing, which lifted it for that session.
-		if err := s.store.block(ctx, r.session); err != nil {
+		if err := s.store.block(ctx, barred); err != nil {
 			return nil, err
 		}
 	}

@@ -5,13 +5,17 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/gateway"
 	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
+	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
 // After a Toloker's session is revoked, the platform cannot pay them
@@ -74,5 +78,51 @@ func TestARevokedTolokerIsNotPaidThroughTheSideDoor(t *testing.T) {
 	}
 	if _, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: "toloker-1", Reward: "0.05"}); err != nil {
 		t.Errorf("after a new landing: %v, want the submit accepted", err)
+	}
+}
+
+// TestFlagsThatArriveAfterACloseStillBarTheToloker: a close_session submit
+// answered QUEUED ends its session at once (CLOSE_SESSION); Toloka's
+// restriction_match came later, with the workers' delivery, and was lost:
+// the session had ended, so no bar was written, and the platform could
+// still pay the restricted Toloker through the side door. The flags bar
+// the Toloker whenever they arrive; the session keeps its first end.
+func TestFlagsThatArriveAfterACloseStillBarTheToloker(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{Config: func(c *gateway.Config) {
+		c.Submission.SyncTimeout = -1 // answered QUEUED; the workers deliver
+		c.Submission.PollInterval = 10 * time.Millisecond
+	}})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	sess := env.LandSession(ctx, env.StartAssignment(p, "toloker-1"))
+	env.Sim.SetUser("toloker-1", tolokasim.UserState{Restricted: true})
+	yes := true
+	resp, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{SessionId: sess.GetSessionId(), Reward: "0.05",
+		RetryId: "r-1", CloseSession: &yes, EndTime: timestamppb.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The delivery ends the session before it is recorded DELIVERED.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, err := env.Submissions.GetSubmission(ctx, &crowdgatev1.GetSubmissionRequest{SubmissionId: resp.GetSubmission().GetSubmissionId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := got.GetSubmission(); s.GetState() == crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED {
+			if !s.GetFlags().GetRestrictionMatch() {
+				t.Fatalf("delivered without restriction_match: %v", s.GetFlags())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the submit was not delivered")
+		}
+	}
+	env.StartAssignment(p, "toloker-1") // Toloka hands them work again
+	_, err = env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: "toloker-1", Reward: "0.05",
+		RetryId: "r-2", EndTime: timestamppb.Now()})
+	st := gatewaytest.WantCode(t, err, codes.FailedPrecondition)
+	if !strings.Contains(st.Message(), "END_REASON_RESTRICTED") {
+		t.Errorf("refusal %q does not say the Toloker is restricted", st.Message())
 	}
 }
