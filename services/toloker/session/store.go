@@ -232,26 +232,21 @@ var (
 // by any go-redis client's retries), it lists the same session again.
 func (s *store) enlist(ctx context.Context, r *record, now time.Time) error {
 	sess := r.session
-	got, err := enlistScript.Run(ctx, s.landing,
-		[]string{s.liveKey(sess.TenantId, sess.PoolId), s.fenceKey(sess.TenantId, sess.PoolId)},
-		sess.SessionId, sess.GetExpireTime().AsTime().UnixMilli(), now.UnixMilli()).Int64()
-	switch {
-	case err != nil:
-		return storage.Unavailable(err)
-	case got == 0:
-		return errSealed
-	case got < 0:
-		return errFenced
-	}
-	return nil
+	return s.enlistIn(ctx, s.liveKey(sess.TenantId, sess.PoolId), sess.TenantId, sess.PoolId, sess.SessionId, sess.GetExpireTime().AsTime(), now)
 }
 
 // enlistSide lists a side-door submit (token) in its pool's side-door
-// index until expires, as enlist lists a session: errFenced or errSealed,
-// listing nothing, when an archive holds the pool.
+// index until expires, as enlist lists a session.
 func (s *store) enlistSide(ctx context.Context, tenantID, poolID, token string, expires, now time.Time) error {
-	got, err := enlistScript.Run(ctx, s.landing, []string{s.sideKey(tenantID, poolID), s.fenceKey(tenantID, poolID)},
-		token, expires.UnixMilli(), now.UnixMilli()).Int64()
+	return s.enlistIn(ctx, s.sideKey(tenantID, poolID), tenantID, poolID, token, expires, now)
+}
+
+// enlistIn lists member in index, one of the pool's indexes the archive's
+// fence counts, until expires: errFenced or errSealed, listing nothing,
+// when an archive holds the pool.
+func (s *store) enlistIn(ctx context.Context, index, tenantID, poolID, member string, expires, now time.Time) error {
+	got, err := enlistScript.Run(ctx, s.landing, []string{index, s.fenceKey(tenantID, poolID)},
+		member, expires.UnixMilli(), now.UnixMilli()).Int64()
 	switch {
 	case err != nil:
 		return storage.Unavailable(err)
