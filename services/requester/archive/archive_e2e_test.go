@@ -334,8 +334,10 @@ func TestASideDoorCloseSessionEndsTheLiveSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := got.GetSession(); s.GetState() != crowdgatev1.SessionState_SESSION_STATE_ENDED || s.GetEndReason() != crowdgatev1.EndReason_END_REASON_CLOSE_SESSION {
-		t.Errorf("the session after the side door's close_session: %v %v, want ENDED by CLOSE_SESSION", s.GetState(), s.GetEndReason())
+	if s := got.GetSession(); s.GetState() != crowdgatev1.SessionState_SESSION_STATE_ENDED || s.GetEndReason() != crowdgatev1.EndReason_END_REASON_CLOSE_SESSION ||
+		s.GetSubmitsCount() != 1 || s.GetRewardTotal() != "0.05" {
+		t.Errorf("the session after the side door's close_session: %v %v, %d submits, reward %q; want ENDED by CLOSE_SESSION, 1, 0.05",
+			s.GetState(), s.GetEndReason(), s.GetSubmitsCount(), s.GetRewardTotal())
 	}
 	evs, err := env.Events.ListEvents(ctx, &crowdgatev1.ListEventsRequest{Types: []string{"session.ended"}})
 	if err != nil {

@@ -460,15 +460,16 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			slog.String("submission_id", id), slog.Int64("replicas", res.replicas), slog.Int("want", s.cfg.MinReplicas))
 	}
 	s.m.received.Inc()
-	if sess != nil {
+	if sid := sub.GetSessionId(); sid != "" {
 		// The submit is stored: its totals are added even when the caller
-		// has gone meanwhile.
+		// has gone meanwhile. A side-door submit counts in the live session
+		// it belongs to (read again: version "").
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordSubmitTimeout)
-		err := s.sessions.RecordSubmit(rctx, tenantID, sess.GetSessionId(), version, in.reward)
+		err := s.sessions.RecordSubmit(rctx, tenantID, sid, version, in.reward)
 		cancel()
 		if err != nil {
 			s.log.Warn("submission: could not add the submit to the session's totals",
-				slog.String("submission_id", id), slog.String("session_id", sess.GetSessionId()), slog.String("error", err.Error()))
+				slog.String("submission_id", id), slog.String("session_id", sid), slog.String("error", err.Error()))
 		}
 	}
 	sub.State = crowdgatev1.SubmissionState_SUBMISSION_STATE_QUEUED
