@@ -413,3 +413,37 @@ func TestASideDoorCloseSessionWaitsForTheTolokersEarlierSubmits(t *testing.T) {
 		}
 	}
 }
+
+// TestASideDoorResendAfterTheArchiveIsAnsweredAsAReplay: a submit resent
+// with its retry_id (its answer lost) is answered as the first time, even
+// when a new submit would now be refused. The side door's refusal of an
+// archived pool came before that, so the resend of an accepted, paid
+// submit was answered FAILED_PRECONDITION. The replay answers first.
+func TestASideDoorResendAfterTheArchiveIsAnsweredAsAReplay(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	env.StartAssignment(p, "toloker-1")
+	req := &crowdgatev1.SubmitRequest{PoolId: p.GetPoolId(), UserId: "toloker-1", Reward: "0.05", RetryId: "r-1", EndTime: timestamppb.Now()}
+	first, err := env.Submissions.Submit(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Pools.ClosePool(ctx, &crowdgatev1.ClosePoolRequest{PoolId: p.GetPoolId()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Pools.ArchivePool(ctx, &crowdgatev1.ArchivePoolRequest{PoolId: p.GetPoolId()}); err != nil {
+		t.Fatalf("ArchivePool: %v", err)
+	}
+	again, err := env.Submissions.Submit(ctx, req)
+	if err != nil {
+		t.Fatalf("the resend of accepted submit %s: %v, want its replay", first.GetSubmission().GetSubmissionId(), err)
+	}
+	if !again.GetReplayed() || again.GetSubmission().GetSubmissionId() != first.GetSubmission().GetSubmissionId() {
+		t.Errorf("the resend: replayed %v, submission %q; want a replay of %q", again.GetReplayed(),
+			again.GetSubmission().GetSubmissionId(), first.GetSubmission().GetSubmissionId())
+	}
+	req.RetryId = "r-2" // new work is still refused
+	_, err = env.Submissions.Submit(ctx, req)
+	gatewaytest.WantCode(t, err, codes.FailedPrecondition)
+}

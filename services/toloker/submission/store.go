@@ -7,7 +7,9 @@ import (
 	_ "embed"
 	"encoding/base32"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -171,42 +173,69 @@ func (s *store) payKey(shard int, tenantID, userID string) string {
 	return s.prefix + "tpay:" + tag(shard) + ":" + tenantID + ":" + userID
 }
 
-// sessionPendingKey is the set of a pending group's submissions not yet
-// settled (QUEUED): a close_session submit waits until it is the only one
-// left, so Toloka never sees a session closed before its earlier work is
-// paid.
-func (s *store) sessionPendingKey(shard int, tenantID, group string) string {
-	return s.prefix + "spend:" + tag(shard) + ":" + tenantID + ":" + group
+// sessionPendingKey is the set of a session's submissions not yet settled
+// (QUEUED). A close_session submit waits until it is the only one left of
+// its session's and of its Toloker's in the pool (tolokerPendingKey), so
+// Toloka never sees an assignment closed before its earlier work is paid.
+func (s *store) sessionPendingKey(shard int, tenantID, sessionID string) string {
+	return s.prefix + "spend:" + tag(shard) + ":" + tenantID + ":" + sessionID
 }
 
-// pendingGroup names the submissions a close_session submit waits behind:
-// its session's, or, for a submit without one (the side door), the
-// Toloker's in the pool. Toloka closes the Toloker's assignment on
-// close_session either way, and refuses what reaches it after, for good.
-func pendingGroup(sessionID, poolID, userID string) string {
-	if sessionID != "" {
-		return sessionID
+// tolokerPendingKey is the set of a Toloker's submissions in a pool not yet
+// settled: every submit's, with a session or without (the side door), so
+// a close_session waits for all of them however the earlier ones came.
+// Toloka closes the Toloker's assignment on close_session either way, and
+// refuses what reaches it after, for good.
+func (s *store) tolokerPendingKey(shard int, tenantID, poolID, userID string) string {
+	return s.prefix + "spend:" + tag(shard) + ":" + tenantID + ":toloker/" + poolID + "/" + userID
+}
+
+// othersPending reports whether submissions other than id are still
+// queued in any of the pending sets named (made with sessionPendingKey or
+// tolokerPendingKey for each shard). A member whose record is no longer
+// QUEUED does not count: a replica from before the Toloker's set existed
+// settles without taking its submissions off it.
+func (s *store) othersPending(ctx context.Context, shards int, tenantID, id string, sets func(shard int) []string) (bool, error) {
+	type member struct {
+		shard int
+		id    string
 	}
-	return "side/" + poolID + "/" + userID
-}
-
-// othersPending reports whether submissions of sessionID other than id are
-// still QUEUED, in any of shards shards.
-func (s *store) othersPending(ctx context.Context, shards int, tenantID, sessionID, id string) (bool, error) {
-	cmds := make([]*redis.StringSliceCmd, shards)
+	var cmds []*redis.StringSliceCmd
+	var shardOf []int
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for shard := range cmds {
-			cmds[shard] = p.SMembers(ctx, s.sessionPendingKey(shard, tenantID, sessionID))
+		for shard := range shards {
+			for _, key := range sets(shard) {
+				cmds = append(cmds, p.SMembers(ctx, key))
+				shardOf = append(shardOf, shard)
+			}
 		}
 		return nil
 	}); err != nil {
 		return false, storage.Unavailable(err)
 	}
-	for _, c := range cmds {
+	var others []member
+	for i, c := range cmds {
 		for _, other := range c.Val() {
-			if other != id {
-				return true, nil
+			if other != id && !slices.Contains(others, member{shardOf[i], other}) {
+				others = append(others, member{shardOf[i], other})
 			}
+		}
+	}
+	if len(others) == 0 {
+		return false, nil
+	}
+	states := make([]*redis.StringCmd, len(others))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range others {
+			states[i] = p.HGet(ctx, s.recordKey(m.shard, tenantID, m.id), "st")
+		}
+		return nil
+	}); err != nil && !errors.Is(err, redis.Nil) {
+		return false, storage.Unavailable(err)
+	}
+	for _, st := range states {
+		if st.Val() == "1" {
+			return true, nil
 		}
 	}
 	return false, nil
@@ -285,7 +314,8 @@ func idTime(id string) time.Time {
 type acceptArgs struct {
 	shard                      int
 	tenantID, poolID, id       string
-	pending, assignmentID      string // pending: pendingGroup of the submission
+	sessionID, assignmentID    string // sessionID: named, or the live session of a side-door submit
+	userID                     string
 	retryID                    string
 	useIdem                    bool
 	reject                     string
@@ -333,13 +363,14 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 			s.indexKey(a.shard, a.tenantID, a.poolID),
 			s.streamKey(a.shard),
 			s.leaseKey(a.shard, a.id),
-			s.sessionPendingKey(a.shard, a.tenantID, a.pending),
+			s.sessionPendingKey(a.shard, a.tenantID, a.sessionID),
 			s.assignmentKey(a.shard, a.tenantID, a.assignmentID),
 			s.poolsKey(a.shard),
 			cmp.Or(a.check, s.idemKey(a.shard, a.tenantID, a.poolID, a.retryID)), // unused unless ARGV[17]
+			s.tolokerPendingKey(a.shard, a.tenantID, a.poolID, a.userID),
 		},
 		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
-			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.pending != ""), bit(a.assignmentID != ""),
+			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != ""),
 			poolMember(a.tenantID, a.poolID), strings.Join(a.claims, ","), a.shard, bit(a.check != "")},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
 	}
@@ -640,9 +671,10 @@ func (s *store) finish(ctx context.Context, e entry, sub *crowdgatev1.Submission
 		s.streamKey(e.shard),
 		s.schedKey(e.shard),
 		s.leaseKey(e.shard, e.id),
-		s.sessionPendingKey(e.shard, e.tenantID, pendingGroup(sub.GetSessionId(), sub.GetPoolId(), sub.GetUserId())),
+		s.sessionPendingKey(e.shard, e.tenantID, sub.GetSessionId()),
 		s.payKey(e.shard, e.tenantID, sub.GetUserId()),
 		s.intentKey(e.shard),
+		s.tolokerPendingKey(e.shard, e.tenantID, sub.GetPoolId(), sub.GetUserId()),
 	}, o.kind, e.entryID, token, group, at.UnixMilli(), errBytes, fl, o.backoff.Milliseconds(),
 		schedMember(e.tenantID, e.id), e.id, s.payRetention.Milliseconds(), delivered, dead).Result()
 	if err != nil {

@@ -321,6 +321,9 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		// liveSessionID is the session of a submit without session_id:
 		// the Toloker's live session in the pool, if any.
 		liveSessionID string
+		// refused is the side door's refusal of a submit with a retry_id,
+		// answered unless the submit is a replay.
+		refused error
 	)
 	if req.GetSessionId() != "" {
 		if sess, version, err = s.sessions.Read(ctx, tenantID, req.GetSessionId()); err != nil {
@@ -360,10 +363,17 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			// Let in as a session is: never into a pool being archived (a
 			// live session keeps the archive off by itself).
 			leave, err := s.sessions.SideDoor(ctx, tenantID, poolID)
-			if err != nil {
+			switch {
+			case err == nil:
+				defer leave()
+			case req.GetRetryId() == "":
 				return nil, err
+			default:
+				// A resend of a submit accepted before the archive is
+				// still answered as a replay: the refusal is accept's
+				// rejection, which answers replays first.
+				refused = err
 			}
-			defer leave()
 		}
 	}
 
@@ -375,6 +385,11 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		if rejectField, reject, err = s.staleWork(ctx, in, sess, req.GetRetryId() != "", now); err != nil {
 			return nil, err
 		}
+	}
+	if reject == "" && refused != nil {
+		reject = refused.Error()
+	} else {
+		refused = nil // another rejection answers
 	}
 	place, err := s.place(ctx, tenantID, poolID, req.GetRetryId(), reject != "", now)
 	if err != nil {
@@ -428,7 +443,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			return nil, fmt.Errorf("encode submission: %w", err)
 		}
 		res, err = s.st.accept(ctx, acceptArgs{
-			shard: shard, tenantID: tenantID, poolID: poolID, id: id, pending: pendingGroup(cmp.Or(sess.GetSessionId(), liveSessionID), poolID, userID), assignmentID: assignmentID,
+			shard: shard, tenantID: tenantID, poolID: poolID, id: id, sessionID: sub.GetSessionId(), userID: userID, assignmentID: assignmentID,
 			retryID: sub.GetRetryId(), useIdem: req.GetRetryId() != "", reject: reject,
 			body: body, units: in.units, tolokaPoolID: route.TolokaPoolID, credentialID: route.CredentialID,
 			fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL, claims: place.claims, check: place.check,
@@ -450,6 +465,9 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	}
 	switch res.kind {
 	case "reject":
+		if refused != nil {
+			return nil, refused
+		}
 		return nil, serviceerror.NewInvalidArgument(rejectField, "%s", res.reason)
 	case "replay":
 		return s.replay(ctx, tenantID, res.id, fingerprint, sess)

@@ -117,8 +117,8 @@ func (s *Service) deliver(ctx context.Context, j job) {
 }
 
 // mustWait reports whether j closes its session while earlier submissions
-// of that session (of its pendingGroup: for a submit without a session,
-// the Toloker's in the pool) are still queued. Toloka closes the Toloker's assignment
+// of the Toloker in the pool (with a session or without) or of its session
+// are still queued. Toloka closes the Toloker's assignment
 // on close_session, and a submit that reaches it afterwards would be refused
 // and never paid; so the closing submit goes last. When Redis cannot tell
 // (an error reading the session's queued submissions), the closing submit
@@ -132,8 +132,16 @@ func (s *Service) mustWait(ctx context.Context, j job) bool {
 	if err != nil {
 		return true
 	}
-	group := pendingGroup(j.sub.GetSessionId(), j.sub.GetPoolId(), j.sub.GetUserId())
-	wait, err := s.st.othersPending(ctx, shards, j.e.tenantID, group, j.e.id)
+	sub := j.sub
+	wait, err := s.st.othersPending(ctx, shards, j.e.tenantID, j.e.id, func(shard int) []string {
+		sets := []string{s.st.tolokerPendingKey(shard, j.e.tenantID, sub.GetPoolId(), sub.GetUserId())}
+		if sid := sub.GetSessionId(); sid != "" {
+			// Submits accepted before the Toloker's set existed are in
+			// their session's alone.
+			sets = append(sets, s.st.sessionPendingKey(shard, j.e.tenantID, sid))
+		}
+		return sets
+	})
 	return err != nil || wait
 }
 

@@ -14,6 +14,9 @@
 --         the retention sweep walks
 -- KEYS[10] the arbiter layout's claim key for the retry_id in this shard
 --          (layout.go): a claim there naming another shard decides
+-- KEYS[11] the Toloker's set of unsettled submissions in the pool (every
+--          submit joins it, with a session or without: a close_session
+--          waits behind it)
 --
 -- ARGV[1]  "1" when KEYS[1] is used (the platform gave a retry_id)
 -- ARGV[2]  rejection ("" to accept): returned unless this is a replay
@@ -89,6 +92,10 @@ end
 if ARGV[12] == '1' then
   redis.call('SADD', KEYS[7], ARGV[3])
   redis.call('PEXPIRE', KEYS[7], 2592000000)
+end
+if KEYS[11] then
+  redis.call('SADD', KEYS[11], ARGV[3])
+  redis.call('PEXPIRE', KEYS[11], 2592000000)
 end
 if ARGV[13] == '1' then
   redis.call('ZADD', KEYS[8], 0, ARGV[3])

@@ -13,6 +13,7 @@
 --         registry; changed here, with the state, so counted exactly once
 -- KEYS[9] the shard's event intents (stream), relayed to the tenant's
 --         event log: written here, with the state change it reports
+-- KEYS[10] the Toloker's set of unsettled submissions in the pool
 --
 -- ARGV[1]  outcome: delivered | retry | dead | defer (not attempted: an
 --          earlier submission of the session is unsettled; like retry, but
@@ -68,6 +69,13 @@ local function answer(a, s)
   end
   return {a}
 end
+-- A settled submission leaves the sets a close_session waits behind.
+local function unpend()
+  redis.call('SREM', KEYS[7], ARGV[10])
+  if KEYS[10] then
+    redis.call('SREM', KEYS[10], ARGV[10])
+  end
+end
 local defer = ARGV[1] == 'defer'
 -- An attempt counts only where its outcome applies: a call that finds the
 -- submission moved on (another entry, or settled) is this call sent again
@@ -105,7 +113,7 @@ if ARGV[1] == 'delivered' then
   redis.call('HINCRBY', KEYS[8], 'delivered', 1)
   redis.call('HINCRBY', KEYS[8], 'rd', amt)
   redis.call('PEXPIRE', KEYS[8], ARGV[11])
-  redis.call('SREM', KEYS[7], ARGV[10])
+  unpend()
   redis.call('XADD', KEYS[9], '*', 'e', ARGV[12])
   return answer('delivered')
 end
@@ -134,6 +142,6 @@ redis.call('HINCRBY', KEYS[2], 'dead', 1)
 redis.call('HINCRBY', KEYS[8], 'dead', 1)
 redis.call('PEXPIRE', KEYS[8], ARGV[11])
 redis.call('ZADD', KEYS[3], 0, ARGV[10])
-redis.call('SREM', KEYS[7], ARGV[10])
+unpend()
 redis.call('XADD', KEYS[9], '*', 'e', ARGV[13])
 return answer('dead')
