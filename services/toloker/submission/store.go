@@ -225,16 +225,18 @@ func (s *store) othersPending(ctx context.Context, shards int, tenantID, id stri
 		return false, nil
 	}
 	states := make([]*redis.StringCmd, len(others))
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range others {
 			states[i] = p.HGet(ctx, s.recordKey(m.shard, tenantID, m.id), "st")
 		}
 		return nil
-	}); err != nil && !errors.Is(err, redis.Nil) {
-		return false, storage.Unavailable(err)
-	}
+	})
 	for _, st := range states {
-		if st.Val() == "1" {
+		switch err := st.Err(); {
+		case errors.Is(err, redis.Nil): // the record is gone: settled long ago
+		case err != nil:
+			return false, storage.Unavailable(err)
+		case st.Val() == "1":
 			return true, nil
 		}
 	}
