@@ -23,6 +23,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/outbox"
+	"github.com/crowdgate/crowdgate/services/platform/storage"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -543,16 +544,6 @@ func (s *Service) failed(ctx context.Context, r *endpointRecord, now time.Time) 
 	s.recordDisabled(ctx, got.ep, since, 3)
 }
 
-// clearOwedScript clears the endpoint KEYS[1]'s mark of an owed
-// webhook_endpoint.disabled event if it is still the one of the disable
-// whose failures started at ARGV[1] (a newer disable's stays owed).
-var clearOwedScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'dev') == ARGV[1] then
-  return redis.call('HDEL', KEYS[1], 'dev')
-end
-return 0
-`)
-
 // markFailingScript marks the endpoint KEYS[1] failing since ARGV[1]
 // unless it is already: 1 when marked, 0 when it was failing already, -1
 // when the endpoint is gone (deleted while its attempt ran: no field is
@@ -590,7 +581,9 @@ func (s *Service) recordDisabled(ctx context.Context, ep *crowdgatev1.WebhookEnd
 		return false
 	}
 	key := s.st.endpointKey(ep.GetTenantId(), ep.GetEndpointId())
-	if err := clearOwedScript.Run(ctx, s.st.rdb, []string{key}, strconv.FormatInt(since.UnixMilli(), 10)).Err(); err != nil {
+	// Cleared only if still this disable's mark: a newer disable's stays
+	// owed.
+	if err := storage.DelFieldIf(ctx, s.st.rdb, key, "dev", strconv.FormatInt(since.UnixMilli(), 10)); err != nil {
 		s.log.Warn("webhook: could not clear the mark of a recorded webhook_endpoint.disabled; it is recorded again (once)", slog.String("error", err.Error()))
 	}
 	return true

@@ -170,7 +170,7 @@ func (s *Service) UpdateWebhookEndpoint(ctx context.Context, req *crowdgatev1.Up
 			return nil, err
 		}
 		if !cur.disabledSince.IsZero() && !s.recordDisabled(ctx, cur.ep, cur.disabledSince, 3) {
-			return nil, &serviceerror.Unavailable{Message: "the endpoint's webhook_endpoint.disabled event could not be recorded yet; try again", RetryAfter: time.Second}
+			return nil, errDisabledEventOwed()
 		}
 	}
 	r, err := s.st.changeEndpoint(ctx, tenant.FromContext(ctx), in.GetEndpointId(), func(r *endpointRecord) ([]any, []string, error) {
@@ -189,7 +189,7 @@ func (s *Service) UpdateWebhookEndpoint(ctx context.Context, req *crowdgatev1.Up
 			if in.GetState() == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED && !r.disabledSince.IsZero() {
 				// Disabled since the check above, its event not recorded
 				// yet: that comes first.
-				return nil, nil, &serviceerror.Unavailable{Message: "the endpoint's webhook_endpoint.disabled event is not recorded yet; try again", RetryAfter: time.Second}
+				return nil, nil, errDisabledEventOwed()
 			}
 			ep.State = in.GetState()
 			if ep.State == crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_ENABLED {

@@ -375,7 +375,7 @@ func (s *store) deleteEndpoint(ctx context.Context, tenantID, id string, record 
 		dev := ""
 		if !r.disabledSince.IsZero() {
 			if !record(r) {
-				return &serviceerror.Unavailable{Message: "the endpoint's webhook_endpoint.disabled event could not be recorded yet; try again", RetryAfter: time.Second}
+				return errDisabledEventOwed()
 			}
 			dev = strconv.FormatInt(r.disabledSince.UnixMilli(), 10)
 		}
@@ -398,6 +398,13 @@ func (s *store) deleteEndpoint(ctx context.Context, tenantID, id string, record 
 		return nil
 	}
 	return serviceerror.NewFailedPrecondition("the webhook endpoint is being changed concurrently; try again")
+}
+
+// errDisabledEventOwed answers a change of an endpoint (enabling it again,
+// deleting it) that waits for its webhook_endpoint.disabled event, which
+// could not be recorded yet.
+func errDisabledEventOwed() error {
+	return &serviceerror.Unavailable{Message: "the endpoint's webhook_endpoint.disabled event is not recorded yet; try again", RetryAfter: time.Second}
 }
 
 // deleteUnlessOwedScript deletes the endpoint KEYS[1] unless it owes a

@@ -72,21 +72,10 @@ func (c *Catalog) PoolsToReread(ctx context.Context, tenantID string) (map[strin
 	return marks, nil
 }
 
-// unmarkScript deletes field ARGV[1] of KEYS[1] if it still holds ARGV[2].
-var unmarkScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-`)
-
 // UnmarkPoolToReread clears the pool's mark if it is still mark (the
 // pool was read since it was made; a newer mark stays).
 func (c *Catalog) UnmarkPoolToReread(ctx context.Context, tenantID, poolID, mark string) error {
-	if err := unmarkScript.Run(ctx, c.rdb, []string{c.rereadKey(tenantID)}, poolID, mark).Err(); err != nil {
-		return storage.Unavailable(err)
-	}
-	return nil
+	return storage.DelFieldIf(ctx, c.rdb, c.rereadKey(tenantID), poolID, mark)
 }
 
 func (c *Catalog) rereadKey(tenantID string) string { return c.prefix + "poolreread:" + tenantID }

@@ -112,3 +112,19 @@ func isCommandError(cmds []*redis.Cmd, err error) bool {
 	}
 	return false
 }
+
+// delFieldIfScript deletes field ARGV[1] of the hash KEYS[1] if it still
+// holds ARGV[2].
+var delFieldIfScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+`)
+
+// DelFieldIf deletes field of the hash key if it still holds value (a
+// compare-and-delete: a mark another writer has replaced since it was read
+// stays). A Redis failure is Unavailable.
+func DelFieldIf(ctx context.Context, rdb redis.Scripter, key, field, value string) error {
+	return Unavailable(delFieldIfScript.Run(ctx, rdb, []string{key}, field, value).Err())
+}

@@ -321,9 +321,7 @@ func (s *Service) UpdatePool(ctx context.Context, req *crowdgatev1.UpdatePoolReq
 	// the state is the stored one with Toloka's answer applied.
 	settings := merged
 	merged, err = s.transitions.StoreUpdate(ctx, tenantID, stored.GetPoolId(), updated, func(cur *crowdgatev1.Pool) *crowdgatev1.Pool {
-		p := proto.CloneOf(settings)
-		p.Status, p.LastCloseReason = cur.GetStatus(), cur.GetLastCloseReason()
-		p.CreateTime, p.LastStarted, p.LastStopped = cur.GetCreateTime(), cur.GetLastStarted(), cur.GetLastStopped()
+		p, _ := merge(cur, settings, nil) // every setting; the output-only fields kept (no error without paths)
 		return p
 	})
 	if err != nil {

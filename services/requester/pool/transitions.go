@@ -28,8 +28,9 @@ import (
 // changes Crowdgate makes (refresh after an action), those Toloka makes on
 // its own (a pool that expired or ran out of work), which Watch finds by
 // polling open pools, and the state an update's answer carries
-// (StoreUpdate; the catalog changes a stored pool only with ChangePool). An event's id is made from Toloka's last_started or last_stopped,
-// so every replica that sees the change records it once.
+// (StoreUpdate; the catalog changes a stored pool only with ChangePool).
+// An event's id is made from Toloka's last_started or last_stopped, so
+// every replica that sees the change records it once.
 type Transitions struct {
 	catalog *catalog.Catalog
 	events  *events.Log

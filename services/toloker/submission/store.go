@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -214,10 +213,12 @@ func (s *store) othersPending(ctx context.Context, shards int, tenantID, id stri
 		return false, storage.Unavailable(err)
 	}
 	var others []member
+	seen := map[member]bool{}
 	for i, c := range cmds {
 		for _, other := range c.Val() {
-			if other != id && !slices.Contains(others, member{shardOf[i], other}) {
-				others = append(others, member{shardOf[i], other})
+			if m := (member{shardOf[i], other}); other != id && !seen[m] {
+				seen[m] = true
+				others = append(others, m)
 			}
 		}
 	}

@@ -353,9 +353,9 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 				userID, poolID, reason)
 		}
 		// The work is the live session's, if the Toloker has one there: its
-		// assignment's, and a close_session submit ends it (and waits
-		// behind its earlier submits). The session's own rules (its
-		// expiry, its totals) stay those of submits that name it.
+		// assignment's, counted in its totals, and a close_session submit
+		// ends it. The session's own rules (its expiry, the replay window's
+		// use of it) stay those of submits that name it.
 		if liveSessionID, assignmentID, err = s.sessions.LiveSession(ctx, tenantID, poolID, userID); err != nil {
 			return nil, err
 		}

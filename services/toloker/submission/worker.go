@@ -118,8 +118,8 @@ func (s *Service) deliver(ctx context.Context, j job) {
 
 // mustWait reports whether j closes its session while earlier submissions
 // of the Toloker in the pool (with a session or without) or of its session
-// are still queued. Toloka closes the Toloker's assignment
-// on close_session, and a submit that reaches it afterwards would be refused
+// are still queued. Toloka closes the Toloker's assignment on
+// close_session, and a submit that reaches it afterwards would be refused
 // and never paid; so the closing submit goes last. When Redis cannot tell
 // (an error reading the session's queued submissions), the closing submit
 // waits too: going ahead could leave an earlier one unpaid for good, waiting

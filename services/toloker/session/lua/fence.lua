@@ -32,8 +32,4 @@ elseif cur == 'unsettled' or cur == inherited then
 else
   return -1
 end
-local n = redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf')
-if KEYS[3] then
-  n = n + redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[3], '+inf')
-end
-return n
+return redis.call('ZCOUNT', KEYS[2], '(' .. ARGV[3], '+inf') + redis.call('ZCOUNT', KEYS[3], '(' .. ARGV[3], '+inf')

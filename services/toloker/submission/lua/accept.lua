@@ -93,10 +93,8 @@ if ARGV[12] == '1' then
   redis.call('SADD', KEYS[7], ARGV[3])
   redis.call('PEXPIRE', KEYS[7], 2592000000)
 end
-if KEYS[11] then
-  redis.call('SADD', KEYS[11], ARGV[3])
-  redis.call('PEXPIRE', KEYS[11], 2592000000)
-end
+redis.call('SADD', KEYS[11], ARGV[3])
+redis.call('PEXPIRE', KEYS[11], 2592000000)
 if ARGV[13] == '1' then
   redis.call('ZADD', KEYS[8], 0, ARGV[3])
 end

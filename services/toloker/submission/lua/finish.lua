@@ -72,9 +72,7 @@ end
 -- A settled submission leaves the sets a close_session waits behind.
 local function unpend()
   redis.call('SREM', KEYS[7], ARGV[10])
-  if KEYS[10] then
-    redis.call('SREM', KEYS[10], ARGV[10])
-  end
+  redis.call('SREM', KEYS[10], ARGV[10])
 end
 local defer = ARGV[1] == 'defer'
 -- An attempt counts only where its outcome applies: a call that finds the
