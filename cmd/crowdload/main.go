@@ -60,6 +60,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "webhooks" {
 		return runWebhooks(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == crowdload.SenderSubcommand {
+		if err := crowdload.RunSender(ctx, args[1:], stdout); err != nil {
+			fmt.Fprintln(stderr, "crowdload "+crowdload.SenderSubcommand+":", err)
+			return exitCannot
+		}
+		return 0
+	}
 	if len(args) > 0 && args[0] == "submits" {
 		return runSubmits(ctx, args[1:], stdout, stderr)
 	}

@@ -169,6 +169,9 @@ var webhookMetrics = []Metric[*WebhooksResult]{
 	{"backlog share of the ceiling (%)", "%.1f", func(r *WebhooksResult) float64 {
 		return 100 * r.Backlog.Rate() / max(r.Ceiling.Rate(), 1)
 	}},
+	{"bare Go sender's share of the ceiling (%)", "%.1f", func(r *WebhooksResult) float64 {
+		return 100 * r.Bare.Rate() / max(r.Ceiling.Rate(), 1)
+	}},
 	{"backlog p99 (ms)", "%.0f", func(r *WebhooksResult) float64 { return float64(r.Backlog.P99) / float64(time.Millisecond) }},
 	{"live p99 (ms)", "%.0f", func(r *WebhooksResult) float64 { return float64(r.Live.P99) / float64(time.Millisecond) }},
 	{"gateway CPU per backlog event (us)", "%.1f", func(r *WebhooksResult) float64 {

@@ -172,6 +172,9 @@ type WebhooksResult struct {
 	Created FanoutPhase
 	// Live, Backlog and Ceiling are the three phases.
 	Live, Backlog, Ceiling FanoutPhase
+	// Bare is a bare Go sender's rate against the same receiver (no
+	// Redis, nothing durable): the most any net/http dispatcher reaches.
+	Bare FanoutPhase
 	// BacklogRedis is what Redis ran during the backlog phase (INFO
 	// commandstats after minus before), every client's.
 	BacklogRedis RedisCommandStats
@@ -203,6 +206,9 @@ func (r *WebhooksResult) WriteSummary(w io.Writer) {
 	row(r.Live)
 	row(r.Backlog)
 	row(r.Ceiling)
+	if r.Bare.Events > 0 {
+		row(r.Bare)
+	}
 	tw.Flush()
 	if r.Ceiling.Skipped != "" {
 		fmt.Fprintf(w, "ceiling skipped: %s\n", r.Ceiling.Skipped)
@@ -210,6 +216,10 @@ func (r *WebhooksResult) WriteSummary(w io.Writer) {
 		best := max(r.Backlog.Rate(), r.Live.Rate())
 		fmt.Fprintf(w, "fan-out / ceiling: backlog %.1f%%, live %.1f%% (live is bounded by the rate events are made at); target >= %.0f%%: %s\n",
 			100*r.Backlog.Rate()/ceil, 100*r.Live.Rate()/ceil, 100*webhookTargetShare, verdict(best >= webhookTargetShare*ceil))
+		if r.Bare.Events > 0 {
+			fmt.Fprintf(w, "bare Go sender / ceiling: %.1f%% (net/http, no Redis: the most a Go dispatcher reaches here); backlog / bare sender: %.1f%%\n",
+				100*r.Bare.Rate()/ceil, 100*r.Backlog.Rate()/r.Bare.Rate())
+		}
 	}
 	if r.BacklogRedis != nil && r.Backlog.Events > 0 {
 		fmt.Fprintf(w, "Redis per backlog event: %s\n", r.BacklogRedis.Summary(r.Backlog.Events))
@@ -375,7 +385,7 @@ func RunWebhooks(ctx context.Context, cfg WebhooksConfig, progress io.Writer) (*
 			r.logf("ceiling skipped: %s", res.Ceiling.Skipped)
 			return nil
 		}
-		script, err := writeWebhookWrkScript(r.workDir, r.hookSecret, rcs, r)
+		script, ev, err := writeWebhookWrkScript(r.workDir, r.hookSecret, rcs, r)
 		if err != nil {
 			return err
 		}
@@ -389,7 +399,12 @@ func RunWebhooks(ctx context.Context, cfg WebhooksConfig, progress io.Writer) (*
 		}
 		res.Ceiling.Events, res.Ceiling.Elapsed, res.Ceiling.P50, res.Ceiling.P99 = ph.Requests, ph.Elapsed, ph.P50, ph.P99
 		res.Ceiling.CPU = ph.CPU
-		return nil
+
+		// 4. The bare sender: what a Go sender with nothing durable to do
+		// reaches against the same receiver.
+		r.logf("floor: a bare Go sender (no Redis) against the receiver")
+		res.Bare, err = runBareSender(ctx, r.workDir, r.hook.URL(), r.hookSecret, ev, cfg.Duration, procs)
+		return err
 	}()
 	return res, runErr
 }
@@ -414,10 +429,10 @@ func waitReceived(ctx context.Context, h *WebhookReceiver, n int, wait time.Dura
 // writeWebhookWrkScript writes a wrk script that POSTs one real event of
 // the run, signed now with the endpoint's secret (the receiver verifies it
 // as any delivery: within the library's 5-minute tolerance).
-func writeWebhookWrkScript(dir, secret string, rcs map[string]Receipt, r *runner) (string, error) {
+func writeWebhookWrkScript(dir, secret string, rcs map[string]Receipt, r *runner) (string, *crowdgatev1.Event, error) {
 	log, _, err := r.readEvents(context.Background(), "")
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var ev *crowdgatev1.Event
 	for _, e := range log {
@@ -430,24 +445,24 @@ func writeWebhookWrkScript(dir, secret string, rcs map[string]Receipt, r *runner
 		ev = log[len(log)-1]
 	}
 	if ev == nil {
-		return "", errors.New("no event to send")
+		return "", nil, errors.New("no event to send")
 	}
 	ev.Cursor = ""
 	body, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(ev)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	wh, err := standardwebhooks.NewWebhook(secret)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	now := time.Now()
 	sig, err := wh.Sign(ev.GetEventId(), now, body)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if strings.Contains(string(body), "]==]") {
-		return "", errors.New("the event's body cannot be quoted for wrk")
+		return "", nil, errors.New("the event's body cannot be quoted for wrk")
 	}
 	script := fmt.Sprintf(`wrk.method = "POST"
 wrk.body = [==[%s]==]
@@ -457,5 +472,5 @@ wrk.headers["webhook-timestamp"] = %q
 wrk.headers["webhook-signature"] = %q
 `, body, ev.GetEventId(), strconv.FormatInt(now.Unix(), 10), sig)
 	path := filepath.Join(dir, "webhook.lua")
-	return path, os.WriteFile(path, []byte(script), 0o644)
+	return path, ev, os.WriteFile(path, []byte(script), 0o644)
 }
