@@ -264,11 +264,23 @@ func (q *Queue) read(ctx context.Context, work chan<- Entry, free *freeWorkers) 
 		}
 		var got []Entry
 		if room := free.take(q.slots()); room > 0 {
-			got = q.ReadNew(ctx, room)
-			if rest := room - len(got); rest > 0 && now.Sub(lastReclaim) >= reclaimWait {
-				got = append(got, q.reclaim(ctx, rest, cursors)...)
+			// A due reclaim goes first, with a quarter of the room (at
+			// least one slot): entries a dead replica left are taken
+			// back however full a backlog keeps every read of new ones.
+			// The room new entries leave goes to the reclaim too.
+			reclaiming := now.Sub(lastReclaim) >= reclaimWait
+			if reclaiming {
+				share := max(room/4, 1)
+				got = q.reclaim(ctx, share, cursors)
+				reclaiming = len(got) == share // more may be left
 				lastReclaim = now
 				reclaimWait = reclaimEvery + rand.N(reclaimEvery/2+1)
+			}
+			if rest := room - len(got); rest > 0 {
+				got = append(got, q.ReadNew(ctx, rest)...)
+			}
+			if rest := room - len(got); rest > 0 && reclaiming {
+				got = append(got, q.reclaim(ctx, rest, cursors)...)
 			}
 			// ReadNew may return up to one entry per shard more than
 			// room: the extra ones wait for a slot below.
