@@ -118,9 +118,10 @@ func (r *Records) workers() redis.Scripter {
 
 // Enqueue writes an item's record with fields (name, value pairs; "pb" is
 // the payload Claim returns) and its stream entry. An existing record is
-// left alone (created is false) unless again is set and it is settled, or
-// waiting in the schedule for a retry: then it is queued again now, for a
-// new run of attempts (an operator's redelivery).
+// left alone (created is false) unless again is set: then it is queued
+// again now, for a new run of attempts (an operator's redelivery),
+// whether it is settled, waiting in the schedule for a retry, or queued
+// with an attempt in flight (whose settlement then decides nothing).
 func (r *Records) Enqueue(ctx context.Context, shard int, tenant, item string, again bool, fields ...any) (created bool, err error) {
 	c, err := r.EnqueueMany(ctx, []Item{{Shard: shard, Tenant: tenant, ID: item, Fields: fields}}, again)
 	if err != nil {

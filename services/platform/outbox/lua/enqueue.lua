@@ -7,14 +7,18 @@
 --
 -- ARGV[1] tenant
 -- ARGV[2] item id
--- ARGV[3] "again:<token>", the token new to the call: a settled record
---         (done or dead) is queued again, and so is one waiting in the
---         schedule for a retry (queued, without a live entry: it gets an
---         entry now), its run's attempt count (ratt) starting at 0 (an
---         operator's redelivery), and keeps ARGV[3] as qt, so the call sent
---         again (go-redis resends a command whose reply was lost) answers
---         "requeued" as the first time; "" leaves an existing record alone
---         (idempotent)
+-- ARGV[3] "again:<token>", the token new to the call: an existing record
+--         starts a new run (an operator's redelivery), whatever its state:
+--         settled (done or dead), waiting in the schedule for a retry, or
+--         queued with a live entry (in the stream, or in a worker's hands:
+--         that attempt still happens, but its settlement no longer
+--         decides the item, since the item's entry is the new one). Its
+--         run's attempt count (ratt) starts at 0, a lease held is dropped
+--         (the new entry is attempted at once; an attempt in flight may
+--         reach the endpoint beside it, as at-least-once allows), and it
+--         keeps ARGV[3] as qt, so the call sent again (go-redis resends a
+--         command whose reply was lost) answers "requeued" as the first
+--         time; "" leaves an existing record alone (idempotent)
 -- ARGV[4] n: the next n values (name, value pairs) are written with a new
 --         record only (a requeued one keeps its own: when it was first
 --         queued, say)
@@ -29,10 +33,7 @@ local st = r[1]
 if again and r[2] == ARGV[3] then
   return {'requeued', r[3]}
 end
--- A queued record with a live entry is in the stream or in a worker's
--- hands: it is attempted soon, whatever this call does.
-local waiting = st == '1' and (not r[3] or r[3] == '')
-if st and not (again and (st ~= '1' or waiting)) then
+if st and not again then
   return {'exists', st}
 end
 local eid = redis.call('XADD', KEYS[2], '*', 't', ARGV[1], 's', ARGV[2])
@@ -50,6 +51,8 @@ if st then
   redis.call('PERSIST', KEYS[4])
   f[#f + 1] = 'qt'
   f[#f + 1] = ARGV[3]
+  f[#f + 1] = 'ls'
+  f[#f + 1] = ''
   redis.call('HSET', KEYS[1], unpack(f))
   return {'requeued', eid}
 end
