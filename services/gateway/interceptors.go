@@ -49,15 +49,23 @@ func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 // recoverStream is recoverUnary for streaming RPCs (gRPC health's Watch,
 // reflection).
 func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("panic in stream handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
-			}
-		}()
-		return handler(srv, ss)
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return recovering(log, info.FullMethod, func() error { return handler(srv, ss) })
 	}
+}
+
+// recovering runs f, the rest of a stream's chain, turning a panic into
+// INTERNAL (logged with its stack). recoverStream runs the chain in it,
+// and so does every interceptor that runs the rest of the chain in a
+// goroutine of its own, where recoverStream's recover cannot reach.
+func recovering(log *slog.Logger, method string, f func() error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("panic in stream handler", "method", method, "panic", p, "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return f()
 }
 
 // errorStream converts a stream's domain error to its gRPC status, as

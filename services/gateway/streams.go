@@ -61,7 +61,9 @@ func (g *Gateway) endOpenStreams(srv any, ss grpc.ServerStream, info *grpc.Strea
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- handler(srv, &ctxStream{ServerStream: ss, ctx: ctx}) }()
+	go func() {
+		done <- recovering(g.log, info.FullMethod, func() error { return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx}) })
+	}()
 	select {
 	case err := <-done:
 		return err
