@@ -403,11 +403,17 @@ func queryGet(rawQuery, key string) string {
 
 // limitName makes a client address usable as a limit name (no braces or
 // whitespace; bounded length), in its canonical form so that one address
-// written two ways is one limit.
+// written two ways is one limit. An IPv6 client is its /64: every client
+// holds at least that many addresses (privacy addresses, a cloud VM's
+// range), and would otherwise get a limit per address it picks.
 func limitName(prefix, ip string) string {
 	if addr, err := netip.ParseAddr(ip); err == nil {
+		addr = addr.Unmap().WithZone("")
+		if addr.Is6() {
+			addr = netip.PrefixFrom(addr, 64).Masked().Addr()
+		}
 		var buf [64]byte
-		return string(addr.Unmap().WithZone("").AppendTo(append(buf[:0], prefix...)))
+		return string(addr.AppendTo(append(buf[:0], prefix...)))
 	}
 	b := []byte(ip)
 	if len(b) > 64 {
