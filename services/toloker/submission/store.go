@@ -7,7 +7,6 @@ import (
 	_ "embed"
 	"encoding/base32"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -191,9 +190,13 @@ func (s *store) tolokerPendingKey(shard int, tenantID, poolID, userID string) st
 
 // othersPending reports whether submissions other than id are still
 // queued in any of the pending sets named (made with sessionPendingKey or
-// tolokerPendingKey for each shard). A member whose record is no longer
-// QUEUED does not count: a replica from before the Toloker's set existed
-// settles without taking its submissions off it.
+// tolokerPendingKey for each shard), that the close_session id must wait
+// for: every submit that does not close the session, and the closes made
+// before id (ids sort by creation time). So of two closes queued at once,
+// the older goes first: waiting for each other, neither ever would. A
+// member whose record is no longer QUEUED does not count: a replica from
+// before the Toloker's set existed settles without taking its submissions
+// off it.
 func (s *store) othersPending(ctx context.Context, shards int, tenantID, id string, sets func(shard int) []string) (bool, error) {
 	type member struct {
 		shard int
@@ -225,20 +228,28 @@ func (s *store) othersPending(ctx context.Context, shards int, tenantID, id stri
 	if len(others) == 0 {
 		return false, nil
 	}
-	states := make([]*redis.StringCmd, len(others))
+	reads := make([]*redis.SliceCmd, len(others))
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, m := range others {
-			states[i] = p.HGet(ctx, s.recordKey(m.shard, tenantID, m.id), "st")
+			reads[i] = p.HMGet(ctx, s.recordKey(m.shard, tenantID, m.id), "st", "pb")
 		}
 		return nil
 	})
-	for _, st := range states {
-		switch err := st.Err(); {
-		case errors.Is(err, redis.Nil): // the record is gone: settled long ago
-		case err != nil:
+	for i, r := range reads {
+		vals, err := r.Result()
+		if err != nil {
 			return false, storage.Unavailable(err)
-		case st.Val() == "1":
+		}
+		if st, _ := vals[0].(string); st != stQueued {
+			continue // settled, or gone (settled long ago)
+		}
+		pb, _ := vals[1].(string)
+		sub := &crowdgatev1.Submission{}
+		if err := proto.Unmarshal([]byte(pb), sub); err != nil || !sub.GetCloseSession() {
 			return true, nil
+		}
+		if madeBefore(others[i].id, id) {
+			return true, nil // an earlier close
 		}
 	}
 	return false, nil
@@ -284,6 +295,17 @@ func idBound(t time.Time) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixNano()))
 	return "sub_" + idEncoding.EncodeToString(b[:])
+}
+
+// madeBefore reports whether submission id a was made before id b: ids
+// begin with their creation time (then random bytes, so no two are
+// equal).
+func madeBefore(a, b string) bool {
+	body := func(id string) string {
+		rest, _ := strings.CutPrefix(id, "sub_")
+		return rest[:min(idTimeLen, len(rest))]
+	}
+	return body(a) < body(b)
 }
 
 // parseID returns the shard of a well-formed id.
@@ -712,7 +734,9 @@ func (s *store) requeue(ctx context.Context, shard int, sub *crowdgatev1.Submiss
 		s.streamKey(shard),
 		s.payKey(shard, tenantID, sub.GetUserId()),
 		s.intentKey(shard),
-	}, tenantID, id, now.UnixMilli(), retried, randomHex(8)).Result()
+		s.tolokerPendingKey(shard, tenantID, sub.GetPoolId(), sub.GetUserId()),
+		s.sessionPendingKey(shard, tenantID, sub.GetSessionId()),
+	}, tenantID, id, now.UnixMilli(), retried, randomHex(8), bit(sub.GetSessionId() != "")).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)
 	}

@@ -6,6 +6,8 @@
 -- KEYS[4] outbox stream of the shard
 -- KEYS[5] the Toloker's pay counters in this shard
 -- KEYS[6] the shard's event intents (stream)
+-- KEYS[7] the Toloker's set of unsettled submissions in the pool
+-- KEYS[8] the session's set of unsettled submissions (when ARGV[6] is "1")
 --
 -- ARGV[1] tenant id
 -- ARGV[2] submission id
@@ -14,6 +16,12 @@
 -- ARGV[5] a token new to this call, kept as rqt: the call sent again
 --         (go-redis resends a command whose reply was lost) finds it and
 --         answers as the first time, not that the submission is QUEUED
+-- ARGV[6] "1" when the submission has a session (KEYS[8])
+--
+-- The submission joins its Toloker's and its session's sets of unsettled
+-- submissions again (it left them when it died): a close_session queued
+-- now waits for it, as for any earlier submit, instead of closing the
+-- Toloker's assignment before it and leaving it refused for good.
 --
 -- Returns {"ok"} | {"state", st} when it is not DEAD | {"gone"}.
 local r = redis.call('HMGET', KEYS[1], 'st', 'amt', 'rqt')
@@ -35,5 +43,11 @@ end
 redis.call('HINCRBY', KEYS[2], 'queued', 1)
 redis.call('HINCRBY', KEYS[2], 'rq', r[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('SADD', KEYS[7], ARGV[2])
+redis.call('PEXPIRE', KEYS[7], 2592000000)
+if ARGV[6] == '1' then
+  redis.call('SADD', KEYS[8], ARGV[2])
+  redis.call('PEXPIRE', KEYS[8], 2592000000)
+end
 redis.call('XADD', KEYS[6], '*', 'e', ARGV[4])
 return {'ok'}
