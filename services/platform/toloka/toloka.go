@@ -380,6 +380,14 @@ func New(cfg Config) (*Client, error) {
 		t.MaxIdleConns = 512
 		c.http = &http.Client{Transport: t}
 	}
+	// A redirect is not followed: net/http would turn a POST into a GET
+	// without its body (a 301, 302 or 303), or send it to another host
+	// without its Authorization (a 307 or 308), and Toloka's refusal of
+	// that request would read as a refusal of the submit. The 3xx is an
+	// error (the submission outbox retries it).
+	hc := *c.http
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.http = &hc
 	r := &c.cfg.Retry
 	if r.MaxAttempts <= 0 {
 		r.MaxAttempts = 4

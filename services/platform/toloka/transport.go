@@ -305,7 +305,9 @@ func waitFromResponse(e *Error, h http.Header, now time.Time) (time.Duration, bo
 			return time.Duration(min(secs, maxRetryAfter.Seconds()) * float64(time.Second)), true
 		}
 		if t, err := http.ParseTime(v); err == nil {
-			return max(t.Sub(ref), 0), true
+			// Capped as the seconds are: a date years ahead (a proxy's
+			// bad clock) would park what waits on it for years.
+			return min(max(t.Sub(ref), 0), maxRetryAfter), true
 		}
 	}
 	if e.StatusCode != http.StatusTooManyRequests {

@@ -199,8 +199,9 @@ func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter t
 			te.Message = terr.Error()
 		}
 		switch sc := terr.StatusCode; {
-		case sc == 0, sc == http.StatusRequestTimeout, sc == http.StatusTooManyRequests, sc >= 500, sc >= 200 && sc < 300:
-			return outRetry, te, terr.RetryAfter
+		case sc == 0, sc == http.StatusRequestTimeout, sc == http.StatusTooManyRequests, sc >= 500, sc >= 200 && sc < 300,
+			sc >= 300 && sc < 400: // a redirect, not followed: Toloka never saw the submit
+			return outRetry, te, min(terr.RetryAfter, maxTolokaWait)
 		}
 		return outDead, te, 0
 	}
@@ -216,7 +217,7 @@ func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter t
 	switch {
 	case errors.As(err, &re):
 		te.Code = "RATE_LIMITED"
-		return outRetry, te, re.RetryAfter
+		return outRetry, te, min(re.RetryAfter, maxTolokaWait)
 	case errors.As(err, &ia):
 		te.Code = "INVALID_ARGUMENT"
 		return outDead, te, 0
@@ -229,6 +230,12 @@ func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter t
 	}
 	return outRetry, te, 0
 }
+
+// maxTolokaWait bounds the wait a Toloka answer asks a submit for
+// (Retry-After, a rate limit's window): a day, the longest window of
+// Toloka's limits. An answer asking for more (a proxy's bad date) would
+// leave the Toloker unpaid that long.
+const maxTolokaWait = 24 * time.Hour
 
 // backoff is the wait before attempt number n+1 after n failed attempts:
 // BaseBackoff·2^(n-1) capped at MaxBackoff, its upper half random (jitter),
