@@ -23,6 +23,14 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
 
+// ErrSecretDoesNotOpen is in the error of a credential whose stored API
+// key does not open with this replica's key ring (a key dropped before
+// crowdgate -reseal ran, or a replica not yet given the new key): the
+// replica's fault, not the caller's. Callers see FAILED_PRECONDITION; work
+// queued for the credential (a submit) waits for a replica that can open
+// it rather than failing for good.
+var ErrSecretDoesNotOpen = errors.New("catalog: the credential's secret does not open with this replica's key ring")
+
 // A credential is three keys that share its hash tag: the metadata, the
 // sealed API key, and the set of projects that use it (so deleting it can
 // be refused atomically while a project depends on it); a fourth marks it
@@ -256,7 +264,8 @@ func (c *Catalog) Account(ctx context.Context, tenantID, credentialID string) (*
 	if err != nil {
 		c.log.ErrorContext(ctx, "a stored Toloka credential does not open with any key of CROWDGATE_ENCRYPTION_KEY: was a key dropped from the ring before crowdgate -reseal ran?",
 			"tenant_id", tenantID, "credential_id", credentialID, "err", err)
-		return nil, serviceerror.NewFailedPrecondition("credential %q cannot be decrypted with this replica's encryption keys; give it its API key again (ReplaceApiKey)", credentialID)
+		return nil, fmt.Errorf("%w: %w", ErrSecretDoesNotOpen,
+			serviceerror.NewFailedPrecondition("credential %q cannot be decrypted with this replica's encryption keys; give it its API key again (ReplaceApiKey)", credentialID))
 	}
 	account, err := c.toloka.Account(toloka.Credential{Environment: env, Token: string(key)})
 	if err != nil {

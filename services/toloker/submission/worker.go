@@ -13,6 +13,7 @@ import (
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/outbox"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
 )
@@ -182,7 +183,8 @@ func (s *Service) attempt(ctx context.Context, j job) outcome {
 //
 // Retried: no answer (network error, timeout), 408, 429, 5xx, an
 // unreadable 2xx (the retry_id makes the repeat safe), Crowdgate's own rate
-// limiter, and anything unknown. Dead: every other answer of Toloka (400
+// limiter, a credential this replica cannot open (its key ring's fault),
+// and anything unknown. Dead: every other answer of Toloka (400
 // validation, 401/403 credential, 404 pool, 409 conflict, 413), which a
 // repeat would get again, and a missing credential or invalid body.
 func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter time.Duration) {
@@ -206,6 +208,12 @@ func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter t
 		return outDead, te, 0
 	}
 	te = &crowdgatev1.TolokaError{Message: err.Error()}
+	if errors.Is(err, catalog.ErrSecretDoesNotOpen) {
+		// This replica's fault: another replica, or this one once its
+		// key ring is fixed, delivers it.
+		te.Code = "CREDENTIAL_DOES_NOT_OPEN"
+		return outRetry, te, unopenedCredentialWait
+	}
 	var (
 		ia *serviceerror.InvalidArgument
 		nf *serviceerror.NotFound
@@ -230,6 +238,12 @@ func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter t
 	}
 	return outRetry, te, 0
 }
+
+// unopenedCredentialWait is how long a submit waits after a replica could
+// not open its credential's API key (its key ring is wrong): long enough
+// not to spin on a misconfigured replica, short enough that a fixed one
+// (or another replica) pays the Toloker soon.
+const unopenedCredentialWait = 5 * time.Minute
 
 // maxTolokaWait bounds the wait a Toloka answer asks a submit for
 // (Retry-After, a rate limit's window): a day, the longest window of
