@@ -277,7 +277,10 @@ func peerService(ctx context.Context) string {
 
 // Stream authenticates a server stream (WatchEvents) as Unary does a call:
 // the same credentials, scope check and tenant in the stream's context.
-// Streams only read, so nothing is audited.
+// Streams only read, so nothing is audited. The credentials are checked
+// again before every message the stream sends, so a key revoked (or a
+// token expired) while its stream is open gets nothing more: the stream
+// ends with UNAUTHENTICATED, as the next call with the key would.
 func (s *Service) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx := ss.Context()
 	p, err := s.authenticate(ctx)
@@ -290,13 +293,32 @@ func (s *Service) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerI
 		return &serviceerror.PermissionDenied{Message: methodName(info.FullMethod) + " needs a " + need.String() + " key"}
 	}
 	s.authTotal.WithLabelValues(string(p.Kind), "ok").Inc()
-	return handler(srv, &principalStream{ServerStream: ss, ctx: WithPrincipal(ctx, p)})
+	recheck := func() error {
+		_, err := s.authenticate(ctx)
+		if err != nil {
+			s.authTotal.WithLabelValues(string(p.Kind), resultLabel(err)).Inc()
+		}
+		return err
+	}
+	return handler(srv, &principalStream{ServerStream: ss, ctx: WithPrincipal(ctx, p), recheck: recheck})
 }
 
-// principalStream is a server stream whose context carries the caller.
+// principalStream is a server stream whose context carries the caller,
+// and whose every message is sent only while the caller's credentials
+// still hold.
 type principalStream struct {
 	grpc.ServerStream
-	ctx context.Context
+	ctx     context.Context
+	recheck func() error
 }
 
 func (s *principalStream) Context() context.Context { return s.ctx }
+
+// SendMsg sends m if the caller's credentials still hold, and returns
+// their error otherwise.
+func (s *principalStream) SendMsg(m any) error {
+	if err := s.recheck(); err != nil {
+		return err
+	}
+	return s.ServerStream.SendMsg(m)
+}
