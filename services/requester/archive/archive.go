@@ -123,6 +123,17 @@ func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string
 	}
 	p := r.Project
 	if p.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
+		// Archived already: by this call sent before, which may have
+		// stopped after storing the project (a Redis error, a replica
+		// killed). Its last steps are done again: both are idempotent,
+		// and the event is recorded once by its id (within the log's
+		// window for repeats: a call days later records nothing).
+		if s.now().Sub(p.GetArchiveTime().AsTime()) < events.DedupeWindow {
+			s.recordArchived(ctx, tenantID, p)
+		}
+		if err := s.catalog.ReleaseCredential(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
 	pools, err := s.catalog.PoolsOfProject(ctx, tenantID, projectID)
@@ -157,19 +168,27 @@ func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string
 	if err := s.catalog.PutProject(ctx, p); err != nil {
 		return nil, err
 	}
+	s.log.InfoContext(ctx, "project archived", "tenant_id", tenantID, "project_id", p.GetProjectId(),
+		"toloka_project_id", p.GetTolokaProjectId(), "pools", len(pools))
+	s.recordArchived(ctx, tenantID, p)
 	if err := s.catalog.ReleaseCredential(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {
 		return nil, err
 	}
-	s.log.InfoContext(ctx, "project archived", "tenant_id", tenantID, "project_id", p.GetProjectId(),
-		"toloka_project_id", p.GetTolokaProjectId(), "pools", len(pools))
+	return p, nil
+}
+
+// recordArchived appends the project.archived event of the tenant's
+// archived project p. The project is archived whatever happens here: a failure is
+// logged, and the call sent again (its answer was an error, or lost)
+// records the event.
+func (s *Service) recordArchived(ctx context.Context, tenantID string, p *crowdgatev1.Project) {
 	ev := s.events.New(tenantID, events.TypeProjectArchived, "projects/"+p.GetProjectId())
+	ev.CreateTime = p.GetArchiveTime()
 	ev.Data = &crowdgatev1.Event_Project{Project: p}
 	if err := s.events.Append(context.WithoutCancel(ctx), ev); err != nil {
-		// The project is archived; the event is what is lost.
 		s.log.ErrorContext(ctx, "archive: the project.archived event was not recorded", "tenant_id", tenantID,
 			"project_id", p.GetProjectId(), "error", err.Error())
 	}
-	return p, nil
 }
 
 // ArchivePool archives a tenant's closed pool once it has no unfinished
