@@ -203,6 +203,9 @@ func ID(parts ...string) string {
 	return "evt_" + strings.ToLower(idEncoding.EncodeToString(h[:16]))
 }
 
+// Now is the log's clock: the time New gives an event made now.
+func (l *Log) Now() time.Time { return l.now() }
+
 // New returns an event of type typ about resource, recorded now, with
 // its id made from idParts.
 func (l *Log) New(tenantID, typ, resource string, idParts ...string) *crowdgatev1.Event {

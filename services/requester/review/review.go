@@ -165,8 +165,16 @@ func (s *Service) apply(ctx context.Context, r *catalog.Resolved, cur *toloka.As
 			// was lost (Toloka took it, the caller gave up waiting), or in
 			// Toloka itself. Its event is recorded now, once by its id,
 			// so no decision goes without one; the answer stays the
-			// refusal a decision made twice gets.
-			s.recordDecision(ctx, r.Pool.GetTenantId(), toProto(r.Pool, cur), to)
+			// refusal a decision made twice gets. Not for a decision
+			// older than the log's window for repeats: its event was
+			// recorded then, and the log would take it again.
+			decided := cur.Accepted
+			if to == toloka.AssignmentRejected {
+				decided = cur.Rejected
+			}
+			if decided == nil || s.events.Now().Sub(decided.Time) < events.DedupeWindow {
+				s.recordDecision(ctx, r.Pool.GetTenantId(), toProto(r.Pool, cur), to)
+			}
 		}
 		names := make([]string, len(allowedFrom[to]))
 		for i, st := range allowedFrom[to] {
