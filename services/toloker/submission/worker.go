@@ -2,10 +2,12 @@ package submission
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -181,8 +183,9 @@ func (s *Service) attempt(ctx context.Context, j job) outcome {
 // classify decides whether a failed attempt is retried or dead, and keeps
 // Toloka's error as Toloka sent it.
 //
-// Retried: no answer (network error, timeout), 408, 429, 5xx, an
-// unreadable 2xx (the retry_id makes the repeat safe), Crowdgate's own rate
+// Retried: no answer (network error, timeout), 408, 429, 5xx, a redirect,
+// a pool not OPEN (it may open again), an unreadable 2xx (the retry_id
+// makes the repeat safe), Crowdgate's own rate
 // limiter, a credential this replica cannot open (its key ring's fault),
 // and anything unknown. Dead: every other answer of Toloka (400
 // validation, 401/403 credential, 404 pool, 409 conflict, 413), which a
@@ -204,6 +207,11 @@ func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter t
 		case sc == 0, sc == http.StatusRequestTimeout, sc == http.StatusTooManyRequests, sc >= 500, sc >= 200 && sc < 300,
 			sc >= 300 && sc < 400: // a redirect, not followed: Toloka never saw the submit
 			return outRetry, te, min(terr.RetryAfter, maxTolokaWait)
+		case poolNotOpen(terr):
+			// The pool is stopped (for an edit, or by Toloka) and may
+			// open again: the work is paid then. It waits QUEUED, in the
+			// pool's totals, rather than DEAD for an operator.
+			return outRetry, te, poolClosedWait
 		}
 		return outDead, te, 0
 	}
@@ -237,6 +245,23 @@ func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter t
 		return outDead, te, 0
 	}
 	return outRetry, te, 0
+}
+
+// poolClosedWait is the least wait before a submit that found its pool
+// not open is tried again.
+const poolClosedWait = time.Minute
+
+// poolNotOpen reports whether Toloka refused a submit because its pool is
+// not OPEN: a 409 INAPPROPRIATE_STATUS whose payload names OPEN among the
+// appropriate statuses.
+func poolNotOpen(e *toloka.Error) bool {
+	if e.StatusCode != http.StatusConflict || e.Code != toloka.CodeInappropriateStatus {
+		return false
+	}
+	var p struct {
+		AppropriateStatuses []string `json:"appropriate_statuses"`
+	}
+	return json.Unmarshal(e.Payload, &p) == nil && slices.Contains(p.AppropriateStatuses, "OPEN")
 }
 
 // unopenedCredentialWait is how long a submit waits after a replica could
