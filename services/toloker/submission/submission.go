@@ -349,17 +349,26 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			return nil, err
 		}
 		if reason != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
-			return nil, serviceerror.NewFailedPrecondition("Toloker %s may not submit to pool %s: their session there ended (%s); a new landing opens a new session",
+			barred := serviceerror.NewFailedPrecondition("Toloker %s may not submit to pool %s: their session there ended (%s); a new landing opens a new session",
 				userID, poolID, reason)
+			if req.GetRetryId() == "" {
+				return nil, barred
+			}
+			// A resend of a submit accepted before the bar (the flags
+			// that barred the Toloker may be its own answer's) is still
+			// answered as a replay: the refusal is accept's rejection.
+			refused = barred
 		}
 		// The work is the live session's, if the Toloker has one there: its
 		// assignment's, counted in its totals, and a close_session submit
 		// ends it. The session's own rules (its expiry, the replay window's
 		// use of it) stay those of submits that name it.
-		if liveSessionID, assignmentID, err = s.sessions.LiveSession(ctx, tenantID, poolID, userID); err != nil {
-			return nil, err
+		if refused == nil {
+			if liveSessionID, assignmentID, err = s.sessions.LiveSession(ctx, tenantID, poolID, userID); err != nil {
+				return nil, err
+			}
 		}
-		if liveSessionID == "" {
+		if refused == nil && liveSessionID == "" {
 			// Let in as a session is: never into a pool being archived (a
 			// live session keeps the archive off by itself).
 			leave, err := s.sessions.SideDoor(ctx, tenantID, poolID)
