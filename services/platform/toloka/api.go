@@ -421,7 +421,11 @@ func (a *Account) SubmitExternal(ctx context.Context, s *ExternalSubmit) (*Exter
 	if s.RetryID != "" {
 		mode = retryIdempotent
 	}
-	var out ExternalSubmitResult
+	// A flag Toloka does not send (an empty body, a field left out) is
+	// read as no signal against the Toloker: they match the filters and
+	// the balance, and are not restricted. Read as false, a missing
+	// filter_match would end their session as FILTERED_OUT and bar them.
+	out := ExternalSubmitResult{SpeedQualityBalanceMatch: true, FilterMatch: true}
 	if _, err := a.do(ctx, request{
 		op: "task.external_submit", method: http.MethodPost, path: "/tasks/external/submit",
 		body: *s, out: &out, mode: mode, resource: "pool", id: s.PoolID,
