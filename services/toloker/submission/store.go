@@ -632,6 +632,7 @@ type claimResult struct {
 	kind         string // ok, stale, busy
 	sub          *crowdgatev1.Submission
 	attempts     int
+	requeuedAt   int // attempts made before an operator's last retry
 	tolokaPoolID string
 	credentialID string
 }
@@ -658,6 +659,9 @@ func (s *store) claim(ctx context.Context, e entry, token string, ttl time.Durat
 	}
 	res.attempts, _ = strconv.Atoi(parts[2])
 	res.tolokaPoolID, res.credentialID = parts[3], parts[4]
+	if len(parts) > 5 {
+		res.requeuedAt, _ = strconv.Atoi(parts[5])
+	}
 	return res, nil
 }
 

@@ -33,6 +33,7 @@ type job struct {
 	e                          entry
 	sub                        *crowdgatev1.Submission
 	attempts                   int
+	requeuedAt                 int // attempts made before an operator's last retry
 	token                      string
 	tolokaPoolID, credentialID string
 }
@@ -56,7 +57,9 @@ func (s *Service) deliver(ctx context.Context, j job) {
 	} else {
 		o = s.attempt(ctx, j)
 	}
-	if o.kind == outRetry && s.cfg.MaxAttempts > 0 && j.attempts+1 >= s.cfg.MaxAttempts {
+	// The attempts counted against MaxAttempts are those since an
+	// operator's last retry: a retry gets a whole budget again.
+	if o.kind == outRetry && s.cfg.MaxAttempts > 0 && j.attempts-j.requeuedAt+1 >= s.cfg.MaxAttempts {
 		o.kind = outDead
 	}
 	s.m.attempts.WithLabelValues(o.kind).Inc()
@@ -384,7 +387,7 @@ func (s *Service) process(ctx context.Context, e entry) {
 	if c.kind != "ok" {
 		return
 	}
-	s.deliver(ctx, job{e: e, sub: c.sub, attempts: c.attempts, token: token, tolokaPoolID: c.tolokaPoolID, credentialID: c.credentialID})
+	s.deliver(ctx, job{e: e, sub: c.sub, attempts: c.attempts, requeuedAt: c.requeuedAt, token: token, tolokaPoolID: c.tolokaPoolID, credentialID: c.credentialID})
 }
 
 // ensureGroup creates shard's stream and consumer group if missing.

@@ -9,7 +9,8 @@
 -- ARGV[3] lease TTL in milliseconds
 -- ARGV[4] consumer group
 --
--- Returns {"ok", pb, attempts, toloka pool id, credential id} when the
+-- Returns {"ok", pb, attempts, toloka pool id, credential id, attempts
+-- when an operator last requeued it (0: never)} when the
 -- caller holds the lease and must deliver; {"stale"} when the entry is not
 -- the submission's current one or the submission is no longer QUEUED (the
 -- entry is acknowledged and deleted); {"busy"} when another holder's lease
@@ -18,7 +19,7 @@ local function drop()
   redis.call('XACK', KEYS[3], ARGV[4], ARGV[1])
   redis.call('XDEL', KEYS[3], ARGV[1])
 end
-local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'pb', 'att', 'tp', 'cred')
+local r = redis.call('HMGET', KEYS[1], 'st', 'eid', 'pb', 'att', 'tp', 'cred', 'rqa')
 if not r[1] or r[1] ~= '1' or r[2] ~= ARGV[1] then
   drop()
   return {'stale'}
@@ -33,4 +34,4 @@ if cur then
   end
 end
 redis.call('SET', KEYS[2], ARGV[2] .. '|' .. string.format('%.0f', now + tonumber(ARGV[3])), 'PX', ARGV[3])
-return {'ok', r[3], r[4], r[5], r[6]}
+return {'ok', r[3], r[4], r[5], r[6], r[7] or '0'}

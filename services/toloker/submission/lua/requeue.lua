@@ -24,7 +24,7 @@
 -- Toloker's assignment before it and leaving it refused for good.
 --
 -- Returns {"ok"} | {"state", st} when it is not DEAD | {"gone"}.
-local r = redis.call('HMGET', KEYS[1], 'st', 'amt', 'rqt')
+local r = redis.call('HMGET', KEYS[1], 'st', 'amt', 'rqt', 'att')
 if not r[1] then
   return {'gone'}
 end
@@ -35,7 +35,9 @@ if r[1] ~= '3' then
   return {'state', r[1]}
 end
 local eid = redis.call('XADD', KEYS[4], '*', 't', ARGV[1], 's', ARGV[2])
-redis.call('HSET', KEYS[1], 'st', '1', 'eid', eid, 'nat', ARGV[3], 'rqt', ARGV[5])
+-- rqa: the attempts made before this retry, so CROWDGATE_SUBMIT_MAX_ATTEMPTS
+-- counts the operator's retry's attempts afresh.
+redis.call('HSET', KEYS[1], 'st', '1', 'eid', eid, 'nat', ARGV[3], 'rqt', ARGV[5], 'rqa', r[4] or '0')
 redis.call('HINCRBY', KEYS[2], 'dead', -1)
 if redis.call('EXISTS', KEYS[5]) == 1 then
   redis.call('HINCRBY', KEYS[5], 'dead', -1)
