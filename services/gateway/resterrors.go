@@ -82,16 +82,22 @@ func bodyError(body []byte, err error) error {
 	msg := strings.ToValidUTF8(err.Error(), "\uFFFD")
 	reason := strings.TrimSpace(strings.TrimPrefix(protoPosition.ReplaceAllString(msg, ""), "proto:"))
 	reason = strings.ReplaceAll(strings.TrimPrefix(strings.TrimSpace(reason), ": "), " : ", ": ")
+	// Broken JSON is the whole body's fault. protojson also calls a
+	// value of the wrong kind where a message or a list belongs a "syntax
+	// error" (unexpected token): for valid JSON that is the field's.
+	if errors.Is(err, io.ErrUnexpectedEOF) || !json.Valid(body) {
+		return serviceerror.NewInvalidArgument("body", "is not valid JSON: %s", reason)
+	}
 	field := "body"
-	if m := protoPosition.FindStringSubmatch(msg); m != nil && !strings.Contains(msg, "syntax error") {
+	if m := protoPosition.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		col, _ := strconv.Atoi(m[2])
 		if path := jsonPathAt(body, offsetOf(body, line, col)); path != "" {
 			field = path
 		}
 	}
-	if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "syntax error") || strings.Contains(msg, "unexpected EOF") {
-		return serviceerror.NewInvalidArgument("body", "is not valid JSON: %s", reason)
+	if strings.Contains(reason, "syntax error") {
+		reason = strings.TrimSpace(strings.TrimPrefix(reason, "syntax error:")) + " (the field holds a value of the wrong kind)"
 	}
 	return serviceerror.NewInvalidArgument(field, "%s", camelToSnakeInText(reason))
 }
