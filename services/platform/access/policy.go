@@ -51,6 +51,11 @@ var adminMethods = map[string]bool{
 	crowdgatev1.WebhookService_RotateWebhookSecret_FullMethodName:    true,
 	crowdgatev1.WebhookService_RedeliverWebhookEvent_FullMethodName:  true,
 	crowdgatev1.WebhookService_RedeliverWebhookEvents_FullMethodName: true,
+	// An endpoint's URL may carry a secret of its own (a capability URL:
+	// Slack's, Zapier's, a token in the path or query), so reading
+	// endpoints is ADMIN too.
+	crowdgatev1.WebhookService_GetWebhookEndpoint_FullMethodName:   true,
+	crowdgatev1.WebhookService_ListWebhookEndpoints_FullMethodName: true,
 }
 
 // platformReads are reads that belong to the partner platform's side of
