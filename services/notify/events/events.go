@@ -97,6 +97,9 @@ type Settings struct {
 	// replica records wakes them at once; what another replica records is
 	// seen at the next poll).
 	Poll time.Duration
+	// MaxStreams bounds the WatchEvents streams one tenant holds open on
+	// one replica: each one reads Redis while it waits.
+	MaxStreams int
 }
 
 // List returns the settings as configuration entries.
@@ -108,6 +111,9 @@ func (s *Settings) List() []settings.Setting {
 		settings.New("event-poll", "CROWDGATE_EVENT_POLL", "100ms",
 			"how often WatchEvents streams and the webhook dispatcher look for new events, and the relay for submission events' intents, when idle",
 			settings.Duration(&s.Poll)),
+		settings.New("event-max-streams", "CROWDGATE_EVENT_MAX_STREAMS", "32",
+			"most WatchEvents streams one tenant may hold open on one replica (each reads Redis while it waits); one more is RESOURCE_EXHAUSTED",
+			settings.Int(&s.MaxStreams)),
 	}
 }
 
@@ -164,6 +170,9 @@ func New(cfg Config) (*Log, error) {
 	def := DefaultSettings()
 	if cfg.Settings.Retention <= 0 {
 		cfg.Settings.Retention = def.Retention
+	}
+	if cfg.Settings.MaxStreams <= 0 {
+		cfg.Settings.MaxStreams = def.MaxStreams
 	}
 	if cfg.Settings.Poll <= 0 {
 		cfg.Settings.Poll = def.Poll

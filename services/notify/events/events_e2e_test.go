@@ -8,10 +8,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/gateway"
 	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
+	"github.com/crowdgate/crowdgate/services/notify/events"
 )
 
 // TestWatchEventsStreamsWhatTheLogHolds: a WatchEvents stream from now
@@ -101,4 +104,66 @@ func TestEventRequestsAreChecked(t *testing.T) {
 		_, err = stream.Recv()
 	}
 	gatewaytest.WantCode(t, err, codes.InvalidArgument)
+}
+
+// TestATenantHoldsAtMostMaxStreamsOpen: each open WatchEvents stream reads
+// Redis while it waits, so one tenant holds at most
+// CROWDGATE_EVENT_MAX_STREAMS open on a replica; one more is
+// RESOURCE_EXHAUSTED, another tenant's is not counted against it, and a
+// closed stream makes room. One READ key used to open as many as it
+// liked (a thousand cost Redis ten thousand commands a second, idle).
+func TestATenantHoldsAtMostMaxStreamsOpen(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{Config: func(c *gateway.Config) { c.Events.MaxStreams = 2 }})
+	open := func(ctx context.Context) (func(), error) {
+		ctx, cancel := context.WithCancel(ctx)
+		stream, err := env.Events.WatchEvents(ctx, &crowdgatev1.WatchEventsRequest{})
+		if err == nil {
+			// Live (the header names its cursor), or refused (no header:
+			// the status comes with Recv).
+			var md metadata.MD
+			if md, err = stream.Header(); err == nil && len(md.Get(events.LiveHeader)) == 0 {
+				_, err = stream.Recv()
+			}
+		}
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		return func() {
+			cancel()
+			_, _ = stream.Recv() // the server has seen the stream end
+		}, nil
+	}
+	ctx := env.Ctx()
+	first, err := open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first()
+	second, err := open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = open(ctx)
+	gatewaytest.WantCode(t, err, codes.ResourceExhausted)
+	if closeTheirs, err := open(gatewaytest.As("globex")); err != nil {
+		t.Errorf("another tenant's first stream: %v", err)
+	} else {
+		closeTheirs()
+	}
+	second()
+	// The server counts the closed stream out when its handler returns:
+	// a new one is let in once it has.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		third, err := open(ctx)
+		if err == nil {
+			third()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after one of two streams closed, a new one: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -2,6 +2,9 @@ package events
 
 import (
 	"context"
+	"fmt"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -26,10 +29,34 @@ const (
 type Service struct {
 	crowdgatev1.UnimplementedEventServiceServer
 	log *Log
+
+	mu      sync.Mutex
+	streams map[string]int // open WatchEvents streams by tenant
 }
 
 // NewService returns the EventService of l.
-func NewService(l *Log) *Service { return &Service{log: l} }
+func NewService(l *Log) *Service { return &Service{log: l, streams: map[string]int{}} }
+
+// openStream counts a tenant's new stream, if the tenant has room for it
+// (Settings.MaxStreams on this replica); the returned func closes it.
+func (s *Service) openStream(tenantID string) (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams[tenantID] >= s.log.set.MaxStreams {
+		return nil, &serviceerror.ResourceExhausted{
+			Message:    fmt.Sprintf("the tenant holds %d WatchEvents streams open on this replica, the most it may (CROWDGATE_EVENT_MAX_STREAMS); close one, or resume from the last cursor", s.log.set.MaxStreams),
+			RetryAfter: time.Second,
+		}
+	}
+	s.streams[tenantID]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.streams[tenantID]--; s.streams[tenantID] == 0 {
+			delete(s.streams, tenantID)
+		}
+	}, nil
+}
 
 // ListEvents returns a page of the caller's tenant's events.
 func (s *Service) ListEvents(ctx context.Context, req *crowdgatev1.ListEventsRequest) (*crowdgatev1.ListEventsResponse, error) {
@@ -95,6 +122,11 @@ func (s *Service) WatchEvents(req *crowdgatev1.WatchEventsRequest, stream crowdg
 		return serviceerror.NewInvalidArgument("cursor", "is not an event cursor (an event's cursor field)")
 	}
 	tenantID := tenant.FromContext(ctx)
+	closeStream, err := s.openStream(tenantID)
+	if err != nil {
+		return err
+	}
+	defer closeStream()
 	cursor := req.GetCursor()
 	if cursor == "" {
 		if cursor, err = s.log.Last(ctx, tenantID); err != nil {
