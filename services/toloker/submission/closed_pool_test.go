@@ -52,3 +52,17 @@ func TestASubmitToAPoolClosedForAWhileIsPaidOnceItOpens(t *testing.T) {
 		t.Errorf("Toloka paid %d submits, want 1", n)
 	}
 }
+
+// TestASubmitToAPoolArchivedInTolokaIsDead: a pool archived in Toloka
+// (outside Crowdgate) never opens again, so a submit it refuses is DEAD at
+// once, for an operator, rather than waiting QUEUED for ever.
+func TestASubmitToAPoolArchivedInTolokaIsDead(t *testing.T) {
+	f := newFixture(t, nil)
+	s := f.toloker(tolokasim.UserState{})
+	f.setPoolStatus(t, "close", "CLOSED")
+	f.setPoolStatus(t, "archive", "ARCHIVED")
+	sub := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-1", Reward: "0.40"}).Submission
+	if got := f.get(sub.SubmissionId); got.State != crowdgatev1.SubmissionState_SUBMISSION_STATE_DEAD || got.GetLastError().GetCode() != "INAPPROPRIATE_STATUS" {
+		t.Errorf("a submit to an archived pool: %v (%v), want DEAD", got.State, got.GetLastError())
+	}
+}

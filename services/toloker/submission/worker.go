@@ -176,11 +176,27 @@ func (s *Service) attempt(ctx context.Context, j job) outcome {
 		}}
 	}
 	kind, te, after := classify(err)
+	var terr *toloka.Error
+	if kind == outRetry && errors.As(err, &terr) && poolNotOpen(terr) && s.poolArchived(actx, j) {
+		// Stopped for good: an archived pool never opens again.
+		kind = outDead
+	}
 	o := outcome{kind: kind, err: te}
 	if kind == outRetry {
 		o.backoff = s.backoff(j.attempts+1, after)
 	}
 	return o
+}
+
+// poolArchived reports whether Toloka says j's pool is ARCHIVED (false
+// when it cannot be asked: the submit is then retried, and asks again).
+func (s *Service) poolArchived(ctx context.Context, j job) bool {
+	account, err := s.catalog.Account(ctx, j.e.tenantID, j.credentialID)
+	if err != nil {
+		return false
+	}
+	p, err := account.GetPool(ctx, j.tolokaPoolID)
+	return err == nil && p.Status == toloka.PoolArchived
 }
 
 // classify decides whether a failed attempt is retried or dead, and keeps
@@ -213,7 +229,8 @@ func classify(err error) (kind string, te *crowdgatev1.TolokaError, retryAfter t
 		case poolNotOpen(terr):
 			// The pool is stopped (for an edit, or by Toloka) and may
 			// open again: the work is paid then. It waits QUEUED, in the
-			// pool's totals, rather than DEAD for an operator.
+			// pool's totals, rather than DEAD for an operator (unless
+			// the pool is archived: attempt asks).
 			return outRetry, te, poolClosedWait
 		}
 		return outDead, te, 0
