@@ -215,6 +215,13 @@ func ID(parts ...string) string {
 // Now is the log's clock: the time New gives an event made now.
 func (l *Log) Now() time.Time { return l.now() }
 
+// RepeatWindow is how long this log remembers an event id to refuse it
+// again: DedupeWindow, or the retention when that is shorter
+// (lua/append.lua). An event recorded longer ago than that is recorded
+// again if appended again: a step that may be repeated later guards
+// itself.
+func (l *Log) RepeatWindow() time.Duration { return min(l.set.Retention, DedupeWindow) }
+
 // New returns an event of type typ about resource, recorded now, with
 // its id made from idParts.
 func (l *Log) New(tenantID, typ, resource string, idParts ...string) *crowdgatev1.Event {

@@ -128,7 +128,7 @@ func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string
 		// killed). Its last steps are done again: both are idempotent,
 		// and the event is recorded once by its id (within the log's
 		// window for repeats: a call days later records nothing).
-		if s.now().Sub(p.GetArchiveTime().AsTime()) < events.DedupeWindow {
+		if s.now().Sub(p.GetArchiveTime().AsTime()) < s.events.RepeatWindow() {
 			s.recordArchived(ctx, tenantID, p)
 		}
 		if err := s.catalog.ReleaseCredential(ctx, tenantID, p.GetCredentialId(), p.GetProjectId()); err != nil {

@@ -172,7 +172,7 @@ func (s *Service) apply(ctx context.Context, r *catalog.Resolved, cur *toloka.As
 			if to == toloka.AssignmentRejected {
 				decided = cur.Rejected
 			}
-			if decided == nil || s.events.Now().Sub(decided.Time) < events.DedupeWindow {
+			if decided == nil || s.events.Now().Sub(decided.Time) < s.events.RepeatWindow() {
 				s.recordDecision(ctx, r.Pool.GetTenantId(), toProto(r.Pool, cur), to)
 			}
 		}
