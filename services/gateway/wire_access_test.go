@@ -45,11 +45,12 @@ const (
 // accessGateway is a gateway with authentication on, its Toloka emulator
 // and a gRPC connection to it.
 type accessGateway struct {
-	g    *Gateway
-	base string
-	conn *grpc.ClientConn
-	sim  *tolokasim.Server
-	logs *lockedBuffer
+	g     *Gateway
+	base  string
+	conn  *grpc.ClientConn
+	sim   *tolokasim.Server
+	logs  *lockedBuffer
+	redis *redistest.Redis
 }
 
 // lockedBuffer collects log output from many goroutines.
@@ -98,7 +99,7 @@ func startAccessGateway(tb testing.TB, mutate func(*Config)) *accessGateway {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
-	return &accessGateway{g: g, base: base, conn: conn, sim: sim, logs: logs}
+	return &accessGateway{g: g, base: base, conn: conn, sim: sim, logs: logs, redis: r}
 }
 
 // bearer returns ctx sending "authorization: Bearer <secret>" and, when
