@@ -444,6 +444,49 @@ func TestMadeUpAssignmentIDsStopAtThePoolsBudget(t *testing.T) {
 	}
 }
 
+// TestOneClientCannotSpendThePoolsBudgetForEveryone: a client spends at
+// most its share of a pool's budget of unknown ids
+// (CROWDGATE_SESSION_UNKNOWN_PER_CLIENT): past it, its own first landings
+// get the 429 page, and a Toloker landing from elsewhere is let in. The
+// pool's id is in every assignment id, so one anonymous client used to
+// spend the whole budget with made-up ids and shut the pool's first
+// landings to everyone until the window ended.
+func TestOneClientCannotSpendThePoolsBudgetForEveryone(t *testing.T) {
+	cg := startCrowdgate(t, gatewaytest.Options{Config: func(c *gateway.Config) {
+		c.Session.UnknownPerPool = ratelimit.Limit{Rate: 6, Per: time.Hour}
+		c.Session.UnknownPerClient = ratelimit.Limit{Rate: 2, Per: time.Hour}
+		var err error
+		if c.Landing.TrustedProxies, err = landing.ParsePrefixes("127.0.0.0/8,::1/128"); err != nil {
+			t.Fatal(err)
+		}
+	}})
+	pool := cg.openPool(t, "https://platform.example/start")
+	land := func(aid, from string) int {
+		req, _ := http.NewRequest(http.MethodGet, cg.base+"/start?assignment_id="+aid, nil)
+		req.Header.Set("X-Forwarded-For", from)
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	real := cg.env.StartAssignment(pool, "toloker-1")
+	prefix := real[:12]
+	want := []int{http.StatusNotFound, http.StatusNotFound, http.StatusTooManyRequests, http.StatusTooManyRequests, http.StatusTooManyRequests}
+	for i, status := range want {
+		if got := land(prefix+fmt.Sprintf("%024x", 0xbad00+i), "203.0.113.66"); got != status {
+			t.Errorf("the client's made-up id %d: %d, want %d", i, got, status)
+		}
+	}
+	if n := len(cg.env.Requests(http.MethodGet, "/api/v1/assignments/"+prefix)); n != 2 {
+		t.Errorf("Toloka was asked %d times about made-up ids, want 2 (the client's share)", n)
+	}
+	if got := land(real, "203.0.113.7"); got != http.StatusSeeOther {
+		t.Errorf("a Toloker's first landing from another address: %d, want 303", got)
+	}
+}
+
 // A client that connects directly cannot choose the address the landing
 // limits by writing X-Forwarded-For: only a trusted proxy's header counts.
 func TestSpoofedForwardedForDoesNotEscapeThePerAddressLimit(t *testing.T) {

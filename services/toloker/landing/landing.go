@@ -362,7 +362,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		l, err = h.cfg.Sessions.Land(r.Context(), aid)
+		// The client's share of the pool's budget of unknown ids is
+		// counted by the name its address limit has (an IPv6 /64).
+		l, err = h.cfg.Sessions.Land(session.WithClient(r.Context(), strings.TrimPrefix(perIP.Name, "ip-")), aid)
 	}
 	if err != nil {
 		h.fail(w, r, aid, err)

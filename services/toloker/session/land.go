@@ -508,6 +508,25 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 	budget := s.settings.UnknownPerPool
 	now := s.now()
 	window := now.UnixMilli() / budget.Per.Milliseconds()
+	// The landing client's share of the pool's budget, read before the
+	// pool's: a client that has spent its share is refused, however much
+	// of the pool's is left for everyone else.
+	var clientKey string
+	if client := clientOf(ctx); client != "" {
+		share := s.settings.UnknownPerClient
+		cwindow := now.UnixMilli() / share.Per.Milliseconds()
+		clientKey = s.store.unknownClientKey(aid, client, cwindow)
+		spent, err := s.store.clientUnknowns(ctx, clientKey)
+		if err != nil {
+			s.metrics.resolved("error")
+			return nil, err
+		}
+		if spent >= int64(share.Rate) {
+			s.metrics.resolved("over_budget")
+			ends := time.UnixMilli((cwindow + 1) * share.Per.Milliseconds())
+			return nil, &BudgetError{RetryAfter: ends.Sub(now)}
+		}
+	}
 	// The budget's counter is read with the pool and its project (one
 	// round trip), before Toloka is asked.
 	check := &catalog.Check{Key: func(tenantID, poolID string) string {
@@ -550,6 +569,11 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 	case errors.As(err, &notFound):
 		s.metrics.resolved("not_found")
 		spend(notFound.AskedIn)
+		if clientKey != "" && len(notFound.AskedIn) > 0 {
+			if err := s.store.spendClientUnknown(context.WithoutCancel(ctx), clientKey, s.settings.UnknownPerClient.Per); err != nil {
+				s.log.Warn("session: counting a client's unknown assignment id failed", "err", err)
+			}
+		}
 		answer := "n"
 		if !notFound.Final {
 			answer = "" // another tenant's pool was left out: not final for everyone

@@ -109,6 +109,12 @@ type Settings struct {
 	// (a fixed window); beyond it, first landings in the pool are refused
 	// without asking Toloka until the window ends.
 	UnknownPerPool ratelimit.Limit
+	// UnknownPerClient bounds one client's share of that: at most Rate
+	// ids Toloka does not know per client (an IPv4 address or an IPv6
+	// /64, named by WithClient), Toloka pool and Per. One client alone
+	// cannot spend a pool's whole budget and shut its first landings to
+	// everyone else.
+	UnknownPerClient ratelimit.Limit
 }
 
 // List returns the settings as configuration entries.
@@ -132,6 +138,16 @@ func (s *Settings) List() []settings.Setting {
 				l, err := ratelimit.ParseRate(v)
 				if err == nil && strings.Contains(v, ",") {
 					err = fmt.Errorf("want RATE/PERIOD such as 60/m (a window has no burst), got %q", v)
+				}
+				l.Burst = 0
+				return l, err
+			}, func(l ratelimit.Limit) string { r := l.RateString(); return r[:strings.IndexByte(r, ',')] })),
+		settings.New("session-unknown-per-client", "CROWDGATE_SESSION_UNKNOWN_PER_CLIENT", "10/m",
+			"one landing client's share of CROWDGATE_SESSION_UNKNOWN_PER_POOL: landings of assignment ids Toloka does not know per client (an IPv4 address or an IPv6 /64) and pool, RATE/PERIOD (a fixed window); beyond it that client's first landings in the pool get the 429 page, so one client cannot spend the pool's budget for everyone",
+			settings.Func(&s.UnknownPerClient, func(v string) (ratelimit.Limit, error) {
+				l, err := ratelimit.ParseRate(v)
+				if err == nil && strings.Contains(v, ",") {
+					err = fmt.Errorf("want RATE/PERIOD such as 10/m (a window has no burst), got %q", v)
 				}
 				l.Burst = 0
 				return l, err
@@ -249,6 +265,9 @@ func NewService(cfg Config, tolokers Tolokers) (*Service, error) {
 	}
 	if st.UnknownPerPool.Rate <= 0 || st.UnknownPerPool.Per <= 0 {
 		st.UnknownPerPool = def.UnknownPerPool
+	}
+	if st.UnknownPerClient.Rate <= 0 || st.UnknownPerClient.Per <= 0 {
+		st.UnknownPerClient = def.UnknownPerClient
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -370,9 +389,26 @@ func (e *BannedError) Error() string {
 // Unwrap returns the domain error.
 func (e *BannedError) Unwrap() error { return &serviceerror.PermissionDenied{Message: e.Error()} }
 
+// clientKey is the context key of WithClient.
+type clientKey struct{}
+
+// WithClient names the client a landing comes from (an IPv4 address or an
+// IPv6 /64, as the landing's own limit names it), whose share of a pool's
+// budget of unknown assignment ids (Settings.UnknownPerClient) Land then
+// spends. A call without one (StartSession, an authenticated platform)
+// spends the pool's budget only.
+func WithClient(ctx context.Context, client string) context.Context {
+	return context.WithValue(ctx, clientKey{}, client)
+}
+
+func clientOf(ctx context.Context) string {
+	c, _ := ctx.Value(clientKey{}).(string)
+	return c
+}
+
 // BudgetError reports a first landing refused because the pool's budget of
-// assignment ids Toloka does not know is spent for now. It unwraps to a
-// serviceerror.ResourceExhausted.
+// assignment ids Toloka does not know (or the landing client's share of
+// it) is spent for now. It unwraps to a serviceerror.ResourceExhausted.
 type BudgetError struct {
 	// RetryAfter is when the budget is renewed.
 	RetryAfter time.Duration

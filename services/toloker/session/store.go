@@ -447,6 +447,34 @@ func (s *store) unknownKey(tenantID, poolID string, window int64) string {
 	return s.prefix + "ses-unknown:{" + tenantID + "/" + poolID + "}:" + strconv.FormatInt(window, 10)
 }
 
+// unknownClientKey counts a client's landings of ids Toloka does not know
+// in one Toloka pool (the id's first 10 hex digits, whatever tenant's pool
+// holds it) and window.
+func (s *store) unknownClientKey(aid, client string, window int64) string {
+	return s.prefix + "ses-unknown-client:{" + aid[:10] + "}:" + client + ":" + strconv.FormatInt(window, 10)
+}
+
+// clientUnknowns reads a client's count of unknown ids in key's window (0
+// when none).
+func (s *store) clientUnknowns(ctx context.Context, key string) (int64, error) {
+	n, err := s.rdb.Get(ctx, key).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, storage.Unavailable(err)
+}
+
+// spendClientUnknown counts one landing of an unknown id by a client, in
+// key's window, which lasts per.
+func (s *store) spendClientUnknown(ctx context.Context, key string, per time.Duration) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Incr(ctx, key)
+		p.PExpire(ctx, key, 2*per)
+		return nil
+	})
+	return storage.Unavailable(err)
+}
+
 func (s *store) blockKey(tenantID, poolID, userID string) string {
 	return s.prefix + "ses-block:{" + tenantID + "/" + poolID + "}:" + userID
 }
