@@ -500,6 +500,17 @@ func (s *Service) resolveWithin(ctx context.Context, aid string, bin [assignment
 	return err
 }
 
+// windowOf is the number of the fixed window of length per that holds t
+// (a budget's counter is kept per window).
+func windowOf(t time.Time, per time.Duration) int64 { return t.UnixMilli() / per.Milliseconds() }
+
+// budgetSpent is the refusal of a landing at now whose budget is spent in
+// window (of length per) until that window ends.
+func budgetSpent(now time.Time, window int64, per time.Duration) *BudgetError {
+	ends := time.UnixMilli((window + 1) * per.Milliseconds())
+	return &BudgetError{RetryAfter: ends.Sub(now)}
+}
+
 // resolve asks the catalog for the assignment (Toloka through the pool's
 // project's credential) and builds the session. A pool or project that is
 // archived, or whose budget of unknown ids is spent, is refused before
@@ -507,14 +518,14 @@ func (s *Service) resolveWithin(ctx context.Context, aid string, bin [assignment
 func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen]byte, onlyTenant string) (*record, error) {
 	budget := s.settings.UnknownPerPool
 	now := s.now()
-	window := now.UnixMilli() / budget.Per.Milliseconds()
+	window := windowOf(now, budget.Per)
 	// The landing client's share of the pool's budget, read before the
 	// pool's: a client that has spent its share is refused, however much
 	// of the pool's is left for everyone else.
 	var clientKey string
 	if client := clientOf(ctx); client != "" {
 		share := s.settings.UnknownPerClient
-		cwindow := now.UnixMilli() / share.Per.Milliseconds()
+		cwindow := windowOf(now, share.Per)
 		clientKey = s.store.unknownClientKey(aid, client, cwindow)
 		spent, err := s.store.clientUnknowns(ctx, clientKey)
 		if err != nil {
@@ -523,8 +534,7 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 		}
 		if spent >= int64(share.Rate) {
 			s.metrics.resolved("over_budget")
-			ends := time.UnixMilli((cwindow + 1) * share.Per.Milliseconds())
-			return nil, &BudgetError{RetryAfter: ends.Sub(now)}
+			return nil, budgetSpent(now, cwindow, share.Per)
 		}
 	}
 	// The budget's counter is read with the pool and its project (one
@@ -541,8 +551,7 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 		}
 		// Only INCR writes the counter; "" (none yet) is 0.
 		if spent, _ := strconv.ParseInt(value, 10, 64); spent >= int64(budget.Rate) {
-			ends := time.UnixMilli((window + 1) * budget.Per.Milliseconds())
-			return &BudgetError{RetryAfter: ends.Sub(now)}
+			return budgetSpent(now, window, budget.Per)
 		}
 		return nil
 	}
@@ -557,7 +566,7 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 	// when another pool's refusal answers.
 	spend := func(asked []*crowdgatev1.Pool) {
 		for _, p := range asked {
-			if err := s.store.spendUnknown(context.WithoutCancel(ctx), p.GetTenantId(), p.GetPoolId(), window, budget.Per); err != nil {
+			if err := s.store.spendUnknown(context.WithoutCancel(ctx), s.store.unknownKey(p.GetTenantId(), p.GetPoolId(), window), budget.Per); err != nil {
 				s.log.Warn("session: counting an unknown assignment id failed", "pool_id", p.GetPoolId(), "err", err)
 			}
 		}
@@ -570,7 +579,7 @@ func (s *Service) resolve(ctx context.Context, aid string, bin [assignmentBinLen
 		s.metrics.resolved("not_found")
 		spend(notFound.AskedIn)
 		if clientKey != "" && len(notFound.AskedIn) > 0 {
-			if err := s.store.spendClientUnknown(context.WithoutCancel(ctx), clientKey, s.settings.UnknownPerClient.Per); err != nil {
+			if err := s.store.spendUnknown(context.WithoutCancel(ctx), clientKey, s.settings.UnknownPerClient.Per); err != nil {
 				s.log.Warn("session: counting a client's unknown assignment id failed", "err", err)
 			}
 		}

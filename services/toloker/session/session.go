@@ -56,6 +56,7 @@ package session
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -134,25 +135,24 @@ func (s *Settings) List() []settings.Setting {
 			"where a Toloker is sent back to when the project sets no return_url", settings.String(&s.DefaultReturnURL)),
 		settings.New("session-unknown-per-pool", "CROWDGATE_SESSION_UNKNOWN_PER_POOL", "60/m",
 			"landings of assignment ids Toloka does not know, per pool: RATE/PERIOD (a fixed window); beyond it first landings in the pool get the 429 page without a Toloka call",
-			settings.Func(&s.UnknownPerPool, func(v string) (ratelimit.Limit, error) {
-				l, err := ratelimit.ParseRate(v)
-				if err == nil && strings.Contains(v, ",") {
-					err = fmt.Errorf("want RATE/PERIOD such as 60/m (a window has no burst), got %q", v)
-				}
-				l.Burst = 0
-				return l, err
-			}, func(l ratelimit.Limit) string { r := l.RateString(); return r[:strings.IndexByte(r, ',')] })),
+			windowLimit(&s.UnknownPerPool, "60/m")),
 		settings.New("session-unknown-per-client", "CROWDGATE_SESSION_UNKNOWN_PER_CLIENT", "10/m",
 			"one landing client's share of CROWDGATE_SESSION_UNKNOWN_PER_POOL: landings of assignment ids Toloka does not know per client (an IPv4 address or an IPv6 /64) and pool, RATE/PERIOD (a fixed window); beyond it that client's first landings in the pool get the 429 page, so one client cannot spend the pool's budget for everyone",
-			settings.Func(&s.UnknownPerClient, func(v string) (ratelimit.Limit, error) {
-				l, err := ratelimit.ParseRate(v)
-				if err == nil && strings.Contains(v, ",") {
-					err = fmt.Errorf("want RATE/PERIOD such as 10/m (a window has no burst), got %q", v)
-				}
-				l.Burst = 0
-				return l, err
-			}, func(l ratelimit.Limit) string { r := l.RateString(); return r[:strings.IndexByte(r, ',')] })),
+			windowLimit(&s.UnknownPerClient, "10/m")),
 	}
+}
+
+// windowLimit is the value of a fixed-window budget setting: RATE/PERIOD
+// (example is one, for the error), with no burst.
+func windowLimit(p *ratelimit.Limit, example string) flag.Value {
+	return settings.Func(p, func(v string) (ratelimit.Limit, error) {
+		l, err := ratelimit.ParseRate(v)
+		if err == nil && strings.Contains(v, ",") {
+			err = fmt.Errorf("want RATE/PERIOD such as %s (a window has no burst), got %q", example, v)
+		}
+		l.Burst = 0
+		return l, err
+	}, func(l ratelimit.Limit) string { r := l.RateString(); return r[:strings.IndexByte(r, ',')] })
 }
 
 // DefaultSettings returns the settings' built-in defaults.

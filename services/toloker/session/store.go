@@ -464,25 +464,14 @@ func (s *store) clientUnknowns(ctx context.Context, key string) (int64, error) {
 	return n, storage.Unavailable(err)
 }
 
-// spendClientUnknown counts one landing of an unknown id by a client, in
-// key's window, which lasts per.
-func (s *store) spendClientUnknown(ctx context.Context, key string, per time.Duration) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Incr(ctx, key)
-		p.PExpire(ctx, key, 2*per)
-		return nil
-	})
-	return storage.Unavailable(err)
-}
-
 func (s *store) blockKey(tenantID, poolID, userID string) string {
 	return s.prefix + "ses-block:{" + tenantID + "/" + poolID + "}:" + userID
 }
 
-// spendUnknown counts one landing of an unknown id in a pool's window,
-// which lasts per.
-func (s *store) spendUnknown(ctx context.Context, tenantID, poolID string, window int64, per time.Duration) error {
-	key := s.unknownKey(tenantID, poolID, window)
+// spendUnknown counts one landing of an unknown id in a window, which
+// lasts per, of the counter key (unknownKey's, a pool's, or
+// unknownClientKey's, a client's share).
+func (s *store) spendUnknown(ctx context.Context, key string, per time.Duration) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Incr(ctx, key)
 		p.PExpire(ctx, key, 2*per)
