@@ -344,20 +344,28 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 	if sess == nil {
 		// The side door: a submit by pool and user pays the Toloker too, so
 		// it follows the rule a revoked session follows.
+		//
+		// A refusal of the side door (a bar, an archive) answers at once a
+		// submit without a retry_id. With one, it is accept's rejection,
+		// which answers replays first: a resend of a submit accepted
+		// before the refusal (the flags that barred the Toloker may be its
+		// own answer's) is still answered as a replay.
+		refuse := func(err error) error {
+			if req.GetRetryId() == "" {
+				return err
+			}
+			refused = err
+			return nil
+		}
 		reason, err := s.sessions.Barred(ctx, tenantID, poolID, userID)
 		if err != nil {
 			return nil, err
 		}
 		if reason != crowdgatev1.EndReason_END_REASON_UNSPECIFIED {
-			barred := serviceerror.NewFailedPrecondition("Toloker %s may not submit to pool %s: their session there ended (%s); a new landing opens a new session",
-				userID, poolID, reason)
-			if req.GetRetryId() == "" {
-				return nil, barred
+			if err := refuse(serviceerror.NewFailedPrecondition("Toloker %s may not submit to pool %s: their session there ended (%s); a new landing opens a new session",
+				userID, poolID, reason)); err != nil {
+				return nil, err
 			}
-			// A resend of a submit accepted before the bar (the flags
-			// that barred the Toloker may be its own answer's) is still
-			// answered as a replay: the refusal is accept's rejection.
-			refused = barred
 		}
 		// The work is the live session's, if the Toloker has one there: its
 		// assignment's, counted in its totals, and a close_session submit
@@ -372,16 +380,12 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			// Let in as a session is: never into a pool being archived (a
 			// live session keeps the archive off by itself).
 			leave, err := s.sessions.SideDoor(ctx, tenantID, poolID)
-			switch {
-			case err == nil:
+			if err != nil {
+				if err := refuse(err); err != nil {
+					return nil, err
+				}
+			} else {
 				defer leave()
-			case req.GetRetryId() == "":
-				return nil, err
-			default:
-				// A resend of a submit accepted before the archive is
-				// still answered as a replay: the refusal is accept's
-				// rejection, which answers replays first.
-				refused = err
 			}
 		}
 	}
