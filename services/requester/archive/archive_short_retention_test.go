@@ -2,7 +2,6 @@ package archive_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,8 +10,6 @@ import (
 	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/notify/events"
-	"github.com/crowdgate/crowdgate/services/requester/archive"
-	"github.com/crowdgate/crowdgate/services/requester/pool"
 )
 
 // TestAnArchiveResentAfterAShortRetentionRecordsProjectArchivedOnce: an
@@ -27,15 +24,7 @@ func TestAnArchiveResentAfterAShortRetentionRecordsProjectArchivedOnce(t *testin
 	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
 	env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
 
-	evs, err := events.New(events.Config{Redis: env.Redis.Client, Prefix: env.Redis.Prefix, Now: env.Clock.Now,
-		Settings: events.Settings{Retention: time.Hour}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := archive.New(c.catalog, pool.NewTransitions(c.catalog, evs, slog.New(slog.DiscardHandler)), c.work, c.work, c.work, evs, env.Clock.Now, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, evs, a := c.archiverOn(t, env.Redis.Client, events.Settings{Retention: time.Hour})
 	if _, err := a.ArchiveProject(bg, tenant.Default, prj.GetProjectId()); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
@@ -156,6 +157,8 @@ type component struct {
 	work     *work
 	key      string
 	events   *events.Log
+	box      *secretbox.Box
+	client   *toloka.Client
 }
 
 // newComponent starts it; simHandler, when not nil, wraps the emulator's
@@ -181,17 +184,27 @@ func newComponent(t *testing.T, simHandler ...func(http.Handler) http.Handler) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat := catalog.New(env.Redis.Client, env.Redis.Prefix, box, client, clk.Now, slog.New(slog.DiscardHandler))
-	w := newWork()
-	evs, err := events.New(events.Config{Redis: env.Redis.Client, Prefix: env.Redis.Prefix, Now: clk.Now})
+	c := &component{env: env, work: newWork(), key: env.NewAPIKey("acme"), box: box, client: client}
+	c.catalog, c.events, c.archiver = c.archiverOn(t, env.Redis.Client, events.Settings{})
+	return c
+}
+
+// archiverOn builds the archive use case over the component's work and
+// Toloka, with its catalog on rdb and its event log (with set) on the
+// component's Redis.
+func (c *component) archiverOn(t *testing.T, rdb redis.UniversalClient, set events.Settings) (*catalog.Catalog, *events.Log, *archive.Service) {
+	t.Helper()
+	env := c.env
+	cat := catalog.New(rdb, env.Redis.Prefix, c.box, c.client, env.Clock.Now, slog.New(slog.DiscardHandler))
+	evs, err := events.New(events.Config{Redis: env.Redis.Client, Prefix: env.Redis.Prefix, Now: env.Clock.Now, Settings: set})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := archive.New(cat, pool.NewTransitions(cat, evs, slog.New(slog.DiscardHandler)), w, w, w, evs, clk.Now, slog.New(slog.DiscardHandler))
+	a, err := archive.New(cat, pool.NewTransitions(cat, evs, slog.New(slog.DiscardHandler)), c.work, c.work, c.work, evs, env.Clock.Now, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &component{env: env, catalog: cat, archiver: a, work: w, key: env.NewAPIKey("acme"), events: evs}
+	return cat, evs, a
 }
 
 // newPool makes a project with one (closed) pool, and returns the pool.

@@ -2,9 +2,7 @@ package archive_test
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"log/slog"
 
 	"strings"
 	"sync/atomic"
@@ -16,11 +14,6 @@ import (
 	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/notify/events"
-	"github.com/crowdgate/crowdgate/services/platform/catalog"
-	"github.com/crowdgate/crowdgate/services/platform/secretbox"
-	"github.com/crowdgate/crowdgate/services/platform/toloka"
-	"github.com/crowdgate/crowdgate/services/requester/archive"
-	"github.com/crowdgate/crowdgate/services/requester/pool"
 )
 
 // failSRemOnce fails the first SREM (the credential's release, the step
@@ -60,24 +53,7 @@ func TestAnArchiveWhoseLastStepFailedStillRecordsProjectArchived(t *testing.T) {
 
 	// The same archive use case, its catalog on a Redis client whose first
 	// SREM fails.
-	hooked := env.Redis.HookedClient(t, &failSRemOnce{})
-	client, err := toloka.New(toloka.Config{
-		SandboxURL: env.SimURL + "/api/v1", ProductionURL: env.SimURL + "/api/v1",
-		Now: env.Clock.Now, Sleep: env.Clock.Sleep, Logger: slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	box := boxOf(t, env)
-	cat := catalog.New(hooked, env.Redis.Prefix, box, client, env.Clock.Now, slog.New(slog.DiscardHandler))
-	evs, err := events.New(events.Config{Redis: env.Redis.Client, Prefix: env.Redis.Prefix, Now: env.Clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := archive.New(cat, pool.NewTransitions(cat, evs, slog.New(slog.DiscardHandler)), c.work, c.work, c.work, evs, env.Clock.Now, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, evs, a := c.archiverOn(t, env.Redis.HookedClient(t, &failSRemOnce{}), events.Settings{})
 
 	if _, err := a.ArchiveProject(bg, tenant.Default, prj.GetProjectId()); err == nil || !strings.Contains(err.Error(), "injected") {
 		t.Fatalf("first archive = %v; the test needs its credential release to fail", err)
@@ -105,18 +81,4 @@ func mustFilter(t *testing.T, types ...string) events.Filter {
 		t.Fatal(err)
 	}
 	return f
-}
-
-// boxOf is the gateway's secret box (newComponent gave it its key).
-func boxOf(t *testing.T, env *gatewaytest.Env) *secretbox.Box {
-	t.Helper()
-	k, err := base64.StdEncoding.DecodeString(env.Config.Secrets.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	box, err := secretbox.New(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return box
 }
