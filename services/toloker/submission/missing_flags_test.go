@@ -4,16 +4,13 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"testing"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/platform/toloka"
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
@@ -24,9 +21,7 @@ import (
 // the session or by pool and user) were refused, on a flag Toloka never
 // sent. A missing flag is now no signal against the Toloker.
 func TestAnAnswerWithoutFilterMatchDoesNotBarTheToloker(t *testing.T) {
-	f := newFixtureWith(t, tolokasim.UnlimitedRateLimits(), func(f *fixture, c *toloka.Config) {
-		target, _ := url.Parse(f.simURL)
-		rp := httputil.NewSingleHostReverseProxy(target)
+	f := fixtureBehindProxy(t, func(rp *httputil.ReverseProxy) http.Handler {
 		rp.ModifyResponse = func(r *http.Response) error {
 			if r.Request.URL.Path == "/api/v1/tasks/external/submit" && r.StatusCode == 200 {
 				r.Body.Close()
@@ -37,10 +32,8 @@ func TestAnAnswerWithoutFilterMatchDoesNotBarTheToloker(t *testing.T) {
 			}
 			return nil
 		}
-		proxy := httptest.NewServer(rp)
-		t.Cleanup(proxy.Close)
-		c.ProductionURL, c.SandboxURL = proxy.URL+"/api/v1", proxy.URL+"/api/v1"
-	}, nil)
+		return rp
+	})
 	s := f.toloker(tolokasim.UserState{})
 	first := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-1", Reward: "0.40"})
 	if first.Submission.State != crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED {

@@ -14,28 +14,36 @@ import (
 	"github.com/crowdgate/crowdgate/services/tools/tolokasim"
 )
 
+// fixtureBehindProxy is a fixture whose Toloka client reaches the emulator
+// through the handler front makes of a reverse proxy to it.
+func fixtureBehindProxy(t *testing.T, front func(rp *httputil.ReverseProxy) http.Handler) *fixture {
+	t.Helper()
+	return newFixtureWith(t, tolokasim.UnlimitedRateLimits(), func(f *fixture, c *toloka.Config) {
+		target, err := url.Parse(f.simURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy := httptest.NewServer(front(httputil.NewSingleHostReverseProxy(target)))
+		t.Cleanup(proxy.Close)
+		c.ProductionURL, c.SandboxURL = proxy.URL+"/api/v1", proxy.URL+"/api/v1"
+	}, nil)
+}
+
 // proxiedFixture is a fixture whose Toloka client reaches the emulator
 // through a proxy that answers the first submit itself with first.
 func proxiedFixture(t *testing.T, first http.HandlerFunc) *fixture {
 	t.Helper()
 	var left atomic.Int64
 	left.Store(1)
-	return newFixtureWith(t, tolokasim.UnlimitedRateLimits(), func(f *fixture, c *toloka.Config) {
-		target, err := url.Parse(f.simURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rp := httputil.NewSingleHostReverseProxy(target)
-		proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return fixtureBehindProxy(t, func(rp *httputil.ReverseProxy) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method == http.MethodPost && r.URL.Path == "/api/v1/tasks/external/submit" && left.Add(-1) >= 0 {
 				first(w, r)
 				return
 			}
 			rp.ServeHTTP(w, r)
-		}))
-		t.Cleanup(proxy.Close)
-		c.ProductionURL, c.SandboxURL = proxy.URL+"/api/v1", proxy.URL+"/api/v1"
-	}, nil)
+		})
+	})
 }
 
 // TestARedirectedSubmitIsRetriedNotDead: Toloka's host, or a proxy in
