@@ -24,6 +24,12 @@ func (f *fixture) setPoolStatus(t *testing.T, verb, status string) {
 	}
 }
 
+// retryNow makes the scheduled retry of the default tenant's submission id
+// due now.
+func (f *fixture) retryNow(id string) {
+	f.redis.Client.ZAdd(f.ctx, f.svc.st.schedKey(mustShard(id)), redis.Z{Score: 0, Member: schedMember(tenant.Default, id)})
+}
+
 // TestASubmitToAPoolClosedForAWhileIsPaidOnceItOpens: the requester stops
 // a pool to edit it (seed 000: a pool is stopped to be changed), and a
 // Toloker still on the platform submits meanwhile: Toloka answers 409
@@ -45,7 +51,7 @@ func TestASubmitToAPoolClosedForAWhileIsPaidOnceItOpens(t *testing.T) {
 
 	// The edit is done: the pool is open again, and the retry is due.
 	f.setPoolStatus(t, "open", "OPEN")
-	f.redis.Client.ZAdd(f.ctx, f.svc.st.schedKey(mustShard(sub.SubmissionId)), redis.Z{Score: 0, Member: schedMember(tenant.Default, sub.SubmissionId)})
+	f.retryNow(sub.SubmissionId)
 	f.run(f.svc)
 	f.waitTotals("the submit delivered", 10*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Delivered == 1 })
 	if n := f.ledger().Count; n != 1 {

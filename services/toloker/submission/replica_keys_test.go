@@ -3,12 +3,10 @@ package submission
 import (
 	"log/slog"
 
-	"github.com/redis/go-redis/v9"
 	"testing"
 	"time"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
-	"github.com/crowdgate/crowdgate/services/kernel/tenant"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/toloka"
@@ -55,7 +53,7 @@ func TestAReplicaThatCannotOpenTheCredentialLeavesTheSubmitToAnother(t *testing.
 	// A replica that opens it pays the Toloker once the wait is over
 	// (an operator's retry is not needed; here: the next attempt is due
 	// now).
-	f.redis.Client.ZAdd(f.ctx, f.svc.st.schedKey(mustShard(sub.SubmissionId)), redis.Z{Score: 0, Member: schedMember(tenant.Default, sub.SubmissionId)})
+	f.retryNow(sub.SubmissionId)
 	f.run(f.svc)
 	f.waitTotals("delivered by a replica that opens the credential", 10*time.Second, func(t *crowdgatev1.PoolTotals) bool { return t.Delivered == 1 })
 }
