@@ -178,9 +178,9 @@ func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string
 }
 
 // recordArchived appends the project.archived event of the tenant's
-// archived project p. The project is archived whatever happens here: a failure is
-// logged, and the call sent again (its answer was an error, or lost)
-// records the event.
+// archived project p. The project is archived whatever happens here: a
+// failure is logged, and the call sent again (its answer was an error, or
+// lost) records the event.
 func (s *Service) recordArchived(ctx context.Context, tenantID string, p *crowdgatev1.Project) {
 	ev := s.events.New(tenantID, events.TypeProjectArchived, "projects/"+p.GetProjectId())
 	ev.CreateTime = p.GetArchiveTime()
