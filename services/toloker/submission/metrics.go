@@ -24,6 +24,8 @@ type metrics struct {
 	latency  prometheus.Histogram
 	lag      prometheus.Gauge
 	backlog  *prometheus.GaugeVec
+
+	oldestUnpaid prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -57,6 +59,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "crowdgate_submission_outbox_lag_seconds",
 			Help: "Age of the oldest outbox entry waiting for delivery (ready in a stream, or a retry overdue).",
 		}),
+		oldestUnpaid: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "crowdgate_submission_oldest_unpaid_seconds",
+			Help: "How long the oldest submission waiting to be paid (QUEUED, retries included) has waited since it was accepted or an operator retried it; 0 when none waits.",
+		}),
 		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "crowdgate_submission_outbox_entries",
 			Help: "Outbox entries, by kind: ready (in the streams) or scheduled (waiting for a retry).",
@@ -75,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.received, m.replayed, m.delivered, m.dead, m.requeued, m.reclaimed,
-			m.replicaShortfall, m.expired, m.attempts, m.claims, m.latency, m.lag, m.backlog} {
+			m.replicaShortfall, m.expired, m.attempts, m.claims, m.latency, m.lag, m.backlog, m.oldestUnpaid} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -256,6 +256,12 @@ func (s *store) othersPending(ctx context.Context, shards int, tenantID, id stri
 }
 func (s *store) schedKey(shard int) string { return s.prefix + "sched:" + tag(shard) }
 
+// unpaidKey is the shard's set of submissions waiting to be paid (zset of
+// schedMember, score = when it began waiting, unix ms: accepted, or put
+// back by an operator), written by the accept, finish and requeue scripts
+// with the state; OldestUnpaid reads its head.
+func (s *store) unpaidKey(shard int) string { return s.prefix + "unpaid:" + tag(shard) }
+
 // poolsKey is the set of the shard's pools that have submissions: what the
 // retention sweep (expire) walks.
 func (s *store) poolsKey(shard int) string { return s.prefix + "pools:" + tag(shard) }
@@ -393,10 +399,12 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 			s.poolsKey(a.shard),
 			cmp.Or(a.check, s.idemKey(a.shard, a.tenantID, a.poolID, a.retryID)), // unused unless ARGV[17]
 			s.tolokerPendingKey(a.shard, a.tenantID, a.poolID, a.userID),
+			s.unpaidKey(a.shard),
 		},
 		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
 			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != ""),
-			poolMember(a.tenantID, a.poolID), strings.Join(a.claims, ","), a.shard, bit(a.check != "")},
+			poolMember(a.tenantID, a.poolID), strings.Join(a.claims, ","), a.shard, bit(a.check != ""),
+			idTime(a.id).UnixMilli()},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
 	}
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster && a.minReplicas > 0 {
@@ -704,6 +712,7 @@ func (s *store) finish(ctx context.Context, e entry, sub *crowdgatev1.Submission
 		s.payKey(e.shard, e.tenantID, sub.GetUserId()),
 		s.intentKey(e.shard),
 		s.tolokerPendingKey(e.shard, e.tenantID, sub.GetPoolId(), sub.GetUserId()),
+		s.unpaidKey(e.shard),
 	}, o.kind, e.entryID, token, group, at.UnixMilli(), errBytes, fl, o.backoff.Milliseconds(),
 		schedMember(e.tenantID, e.id), e.id, s.payRetention.Milliseconds(), delivered, dead).Result()
 	if err != nil {
@@ -740,6 +749,7 @@ func (s *store) requeue(ctx context.Context, shard int, sub *crowdgatev1.Submiss
 		s.intentKey(shard),
 		s.tolokerPendingKey(shard, tenantID, sub.GetPoolId(), sub.GetUserId()),
 		s.sessionPendingKey(shard, tenantID, sub.GetSessionId()),
+		s.unpaidKey(shard),
 	}, tenantID, id, now.UnixMilli(), retried, randomHex(8), bit(sub.GetSessionId() != "")).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)

@@ -343,6 +343,9 @@ func (s *Service) Run(ctx context.Context) {
 		}
 		s.runExpiry(ctx)
 	})
+	if s.m.enabled {
+		expiry.Go(func() { s.runUnpaidGauge(ctx) })
+	}
 	s.queue().Run(ctx)
 	expiry.Wait()
 	s.inline.Wait()

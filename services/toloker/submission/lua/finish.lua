@@ -14,6 +14,8 @@
 -- KEYS[9] the shard's event intents (stream), relayed to the tenant's
 --         event log: written here, with the state change it reports
 -- KEYS[10] the Toloker's set of unsettled submissions in the pool
+-- KEYS[11] the shard's submissions waiting to be paid (zset of ARGV[9]):
+--          a settled one leaves it
 --
 -- ARGV[1]  outcome: delivered | retry | dead | defer (not attempted: an
 --          earlier submission of the session is unsettled; like retry, but
@@ -73,6 +75,7 @@ end
 local function unpend()
   redis.call('SREM', KEYS[7], ARGV[10])
   redis.call('SREM', KEYS[10], ARGV[10])
+  redis.call('ZREM', KEYS[11], ARGV[9])
 end
 local defer = ARGV[1] == 'defer'
 -- An attempt counts only where its outcome applies: a call that finds the

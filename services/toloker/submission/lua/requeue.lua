@@ -8,6 +8,8 @@
 -- KEYS[6] the shard's event intents (stream)
 -- KEYS[7] the Toloker's set of unsettled submissions in the pool
 -- KEYS[8] the session's set of unsettled submissions (when ARGV[6] is "1")
+-- KEYS[9] the shard's submissions waiting to be paid (zset, score = since
+--         when, unix ms): it joins them from now
 --
 -- ARGV[1] tenant id
 -- ARGV[2] submission id
@@ -45,6 +47,7 @@ end
 redis.call('HINCRBY', KEYS[2], 'queued', 1)
 redis.call('HINCRBY', KEYS[2], 'rq', r[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[9], ARGV[3], ARGV[1] .. '\t' .. ARGV[2])
 redis.call('SADD', KEYS[7], ARGV[2])
 redis.call('PEXPIRE', KEYS[7], 2592000000)
 if ARGV[6] == '1' then
