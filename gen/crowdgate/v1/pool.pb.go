@@ -1234,8 +1234,9 @@ type PricingInterval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Lower bound, 0 to 100.
 	From int32 `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
-	// Upper bound, 0 to 100, not below from.
-	To int32 `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	// Upper bound, 0 to 100, not below from; 100 when unset (seed 003's
+	// default).
+	To *int32 `protobuf:"varint,2,opt,name=to,proto3,oneof" json:"to,omitempty"`
 	// Pay per task suite, a decimal in U.S. dollars, at least "0.01".
 	RewardPerAssignment string `protobuf:"bytes,3,opt,name=reward_per_assignment,json=rewardPerAssignment,proto3" json:"reward_per_assignment,omitempty"`
 	unknownFields       protoimpl.UnknownFields
@@ -1280,8 +1281,8 @@ func (x *PricingInterval) GetFrom() int32 {
 }
 
 func (x *PricingInterval) GetTo() int32 {
-	if x != nil {
-		return x.To
+	if x != nil && x.To != nil {
+		return *x.To
 	}
 	return 0
 }
@@ -2442,11 +2443,12 @@ const file_crowdgate_v1_pool_proto_rawDesc = "" +
 	"\x14DynamicPricingConfig\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x19\n" +
 	"\bskill_id\x18\x02 \x01(\tR\askillId\x12;\n" +
-	"\tintervals\x18\x03 \x03(\v2\x1d.crowdgate.v1.PricingIntervalR\tintervals\"i\n" +
+	"\tintervals\x18\x03 \x03(\v2\x1d.crowdgate.v1.PricingIntervalR\tintervals\"u\n" +
 	"\x0fPricingInterval\x12\x12\n" +
-	"\x04from\x18\x01 \x01(\x05R\x04from\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\x05R\x02to\x122\n" +
-	"\x15reward_per_assignment\x18\x03 \x01(\tR\x13rewardPerAssignment\"\xe2\x01\n" +
+	"\x04from\x18\x01 \x01(\x05R\x04from\x12\x13\n" +
+	"\x02to\x18\x02 \x01(\x05H\x00R\x02to\x88\x01\x01\x122\n" +
+	"\x15reward_per_assignment\x18\x03 \x01(\tR\x13rewardPerAssignmentB\x05\n" +
+	"\x03_to\"\xe2\x01\n" +
 	"\x14DynamicOverlapConfig\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1f\n" +
 	"\vmax_overlap\x18\x02 \x01(\x05R\n" +
@@ -2686,6 +2688,7 @@ func file_crowdgate_v1_pool_proto_init() {
 	file_crowdgate_v1_quality_control_proto_init()
 	file_crowdgate_v1_pool_proto_msgTypes[0].OneofWrappers = []any{}
 	file_crowdgate_v1_pool_proto_msgTypes[1].OneofWrappers = []any{}
+	file_crowdgate_v1_pool_proto_msgTypes[10].OneofWrappers = []any{}
 	file_crowdgate_v1_pool_proto_msgTypes[13].OneofWrappers = []any{}
 	file_crowdgate_v1_pool_proto_msgTypes[14].OneofWrappers = []any{}
 	type x struct{}

@@ -36,7 +36,9 @@ func copyParts(dst, src protoreflect.Message, parts []string, path string) error
 		return serviceerror.NewInvalidArgument("update_mask", "%q: %s has no subfields", path, fd.Name())
 	}
 	if !src.Has(fd) && !dst.Has(fd) {
-		return nil
+		// Nothing to copy or clear, but the rest of the path must still
+		// name a field (it used to pass unchecked here).
+		return copyParts(dst.Get(fd).Message().New(), src.Get(fd).Message(), parts[1:], path)
 	}
 	return copyParts(dst.Mutable(fd).Message(), src.Get(fd).Message(), parts[1:], path)
 }

@@ -147,7 +147,7 @@ func tolokaPool(p *crowdgatev1.Pool, prj *crowdgatev1.Project, now time.Time) (*
 		}
 	}
 	if do := p.GetDynamicOverlapConfig(); do != nil {
-		if tp.DynamicOverlapConfig, err = dynamicOverlap(join(f, "dynamic_overlap_config"), do, p.GetDefaults().GetDefaultOverlapForNewTaskSuites()); err != nil {
+		if tp.DynamicOverlapConfig, err = dynamicOverlap(join(f, "dynamic_overlap_config"), do, p.GetDefaults()); err != nil {
 			return nil, err
 		}
 	}
@@ -349,8 +349,13 @@ func dynamicPricing(field string, d *crowdgatev1.DynamicPricingConfig) (*toloka.
 	out := &toloka.DynamicPricingConfig{Type: typ, SkillID: d.GetSkillId()}
 	type span struct{ from, to, i int32 }
 	var spans []span
-	for i, iv := range d.GetIntervals() {
+	for i, in := range d.GetIntervals() {
 		ip := index(join(field, "intervals"), i)
+		iv := in
+		if in.To == nil {
+			iv = proto.CloneOf(in)
+			iv.To = proto.Int32(100) // seed 003: "By default 100"
+		}
 		if err := between(join(ip, "from"), int64(iv.GetFrom()), 0, 100); err != nil {
 			return nil, err
 		}
@@ -375,7 +380,7 @@ func dynamicPricing(field string, d *crowdgatev1.DynamicPricingConfig) (*toloka.
 	return out, nil
 }
 
-func dynamicOverlap(field string, d *crowdgatev1.DynamicOverlapConfig, defaultOverlap int32) (*toloka.DynamicOverlapConfig, error) {
+func dynamicOverlap(field string, d *crowdgatev1.DynamicOverlapConfig, defaults *crowdgatev1.PoolDefaults) (*toloka.DynamicOverlapConfig, error) {
 	typ := d.GetType()
 	if typ == "" {
 		typ = "BASIC"
@@ -386,8 +391,12 @@ func dynamicOverlap(field string, d *crowdgatev1.DynamicOverlapConfig, defaultOv
 	if err := between(join(field, "max_overlap"), int64(d.GetMaxOverlap()), 1, MaxDynamicOverlap); err != nil {
 		return nil, err
 	}
-	if d.GetMaxOverlap() <= defaultOverlap {
-		return nil, bad(join(field, "max_overlap"), "must be higher than defaults.default_overlap_for_new_task_suites (%d), got %d", defaultOverlap, d.GetMaxOverlap())
+	// Seed 003: "Must be higher than the values in defaults", both of them.
+	if o := defaults.GetDefaultOverlapForNewTaskSuites(); d.GetMaxOverlap() <= o {
+		return nil, bad(join(field, "max_overlap"), "must be higher than defaults.default_overlap_for_new_task_suites (%d), got %d", o, d.GetMaxOverlap())
+	}
+	if defaults.DefaultOverlapForNewTasks != nil && d.GetMaxOverlap() <= defaults.GetDefaultOverlapForNewTasks() {
+		return nil, bad(join(field, "max_overlap"), "must be higher than defaults.default_overlap_for_new_tasks (%d), got %d", defaults.GetDefaultOverlapForNewTasks(), d.GetMaxOverlap())
 	}
 	mc := d.GetMinConfidence()
 	if math.IsNaN(mc) || mc < 0 || mc > 1 {

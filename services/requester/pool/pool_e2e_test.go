@@ -120,7 +120,7 @@ func fullPool(projectID string, now time.Time) *crowdgatev1.Pool {
 		},
 	}
 	p.DynamicPricingConfig = &crowdgatev1.DynamicPricingConfig{Type: "SKILL", SkillId: "1289", Intervals: []*crowdgatev1.PricingInterval{
-		{From: 0, To: 60, RewardPerAssignment: "0.03"}, {From: 61, To: 100, RewardPerAssignment: "0.040"},
+		{From: 0, To: proto.Int32(60), RewardPerAssignment: "0.03"}, {From: 61, To: proto.Int32(100), RewardPerAssignment: "0.040"},
 	}}
 	p.DynamicOverlapConfig = &crowdgatev1.DynamicOverlapConfig{Type: "BASIC", MaxOverlap: 5, MinConfidence: 0.9, AnswerWeightSkillId: "1289",
 		Fields: []*crowdgatev1.DynamicOverlapField{{Name: "result"}}}
@@ -349,7 +349,7 @@ func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
 	}
 	pricing := func(change func(d *crowdgatev1.DynamicPricingConfig)) func(p *crowdgatev1.Pool) {
 		return func(p *crowdgatev1.Pool) {
-			d := &crowdgatev1.DynamicPricingConfig{SkillId: "1", Intervals: []*crowdgatev1.PricingInterval{{From: 0, To: 50, RewardPerAssignment: "0.02"}, {From: 51, To: 100, RewardPerAssignment: "0.03"}}}
+			d := &crowdgatev1.DynamicPricingConfig{SkillId: "1", Intervals: []*crowdgatev1.PricingInterval{{From: 0, To: proto.Int32(50), RewardPerAssignment: "0.02"}, {From: 51, To: proto.Int32(100), RewardPerAssignment: "0.03"}}}
 			change(d)
 			p.DynamicPricingConfig = d
 		}
@@ -464,8 +464,10 @@ func TestCreatePoolValidatesEveryRangeBeforeToloka(t *testing.T) {
 		{"pricing without skill", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.SkillId = "" }), "pool.dynamic_pricing_config.skill_id"},
 		{"pricing without intervals", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals = nil }), "pool.dynamic_pricing_config.intervals"},
 		{"pricing from -1", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[0].From = -1 }), "pool.dynamic_pricing_config.intervals[0].from"},
-		{"pricing to 101", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[1].To = 101 }), "pool.dynamic_pricing_config.intervals[1].to"},
-		{"pricing to below from", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[0].From, d.Intervals[0].To = 40, 30 }), "pool.dynamic_pricing_config.intervals[0].to"},
+		{"pricing to 101", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[1].To = proto.Int32(101) }), "pool.dynamic_pricing_config.intervals[1].to"},
+		{"pricing to below from", pricing(func(d *crowdgatev1.DynamicPricingConfig) {
+			d.Intervals[0].From, d.Intervals[0].To = 40, proto.Int32(30)
+		}), "pool.dynamic_pricing_config.intervals[0].to"},
 		{"pricing overlap", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[1].From = 50 }), "pool.dynamic_pricing_config.intervals[1].from"},
 		{"pricing reward", pricing(func(d *crowdgatev1.DynamicPricingConfig) { d.Intervals[1].RewardPerAssignment = "0.001" }), "pool.dynamic_pricing_config.intervals[1].reward_per_assignment"},
 
