@@ -105,7 +105,8 @@ type Project struct {
 	// loopback hosts); required. Redirects go nowhere else.
 	PlatformUrl string `protobuf:"bytes,11,opt,name=platform_url,json=platformUrl,proto3" json:"platform_url,omitempty"`
 	// Audience of the platform's tokens (JWT aud); defaults to the origin of
-	// platform_url.
+	// platform_url. While it is that origin, an update that moves
+	// platform_url without setting it moves it to the new origin.
 	PlatformAudience string `protobuf:"bytes,12,opt,name=platform_audience,json=platformAudience,proto3" json:"platform_audience,omitempty"`
 	// Where a Toloker returns when done; defaults to Toloka's task list.
 	ReturnUrl string `protobuf:"bytes,13,opt,name=return_url,json=returnUrl,proto3" json:"return_url,omitempty"`

@@ -383,8 +383,6 @@ func collectorConfig(p string, cc *crowdgatev1.CollectorConfig) (*toloka.Collect
 		return nil, bad(join(pp, "answer_threshold"), "is required for MAJORITY_VOTE")
 	case isSubmitTime && params.FastSubmitThresholdSeconds == nil:
 		return nil, bad(join(pp, "fast_submit_threshold_seconds"), "is required for ASSIGNMENT_SUBMIT_TIME")
-	case isSubmitTime && historySize == nil:
-		return nil, bad(join(pp, "history_size_submit"), "is required for ASSIGNMENT_SUBMIT_TIME")
 	}
 	tp := &toloka.CollectorParameters{}
 	if historySize != nil {
@@ -541,7 +539,7 @@ func ruleAction(ap string, collector crowdgatev1.CollectorType, a *crowdgatev1.R
 		fields := OutputFields(collector)
 		cname := enumName(collector.String(), "COLLECTOR_TYPE_")
 		if len(fields) == 0 {
-			return nil, bad(join(ap, "type"), "SET_SKILL_FROM_OUTPUT_FIELD needs a collector with a rate (GOLDEN_SET, MAJORITY_VOTE, ACCEPTANCE_RATE, TRAINING or CAPTCHA), not %s", cname)
+			return nil, bad(join(ap, "type"), "SET_SKILL_FROM_OUTPUT_FIELD needs a collector of correct answers (GOLDEN_SET, MAJORITY_VOTE or TRAINING), not %s", cname)
 		}
 		if !set["from_field"] {
 			return nil, bad(join(pp, "from_field"), "is required for SET_SKILL_FROM_OUTPUT_FIELD: one of %s", strings.Join(fields, ", "))

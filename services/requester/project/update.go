@@ -2,6 +2,7 @@ package project
 
 import (
 	"context"
+	"net/url"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -43,6 +44,13 @@ func (s *Service) UpdateProject(ctx context.Context, req *crowdgatev1.UpdateProj
 	merged, err := mergeProject(stored, src, req.GetUpdateMask().GetPaths())
 	if err != nil {
 		return nil, err
+	}
+	if merged.GetPlatformUrl() != stored.GetPlatformUrl() && merged.GetPlatformAudience() == stored.GetPlatformAudience() &&
+		stored.GetPlatformAudience() == origin(stored.GetPlatformUrl()) {
+		// The audience was the old URL's origin (its default): it follows
+		// the platform to its new address (validation defaults it again),
+		// or the platform's tokens would name the host it left.
+		merged.PlatformAudience = ""
 	}
 	if stored.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
 		return nil, serviceerror.NewFailedPrecondition("project %s is archived", stored.GetProjectId())
@@ -99,4 +107,14 @@ func mergeProject(stored, src *crowdgatev1.Project, paths []string) (*crowdgatev
 		}
 	}
 	return out, nil
+}
+
+// origin is a URL's scheme://host, the default platform_audience ("" for a
+// URL that does not parse).
+func origin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }
