@@ -279,7 +279,7 @@ func (e *Error) unavailable() error {
 	if e.RetryAfter > 0 {
 		msg += fmt.Sprintf("; retry after %s", e.RetryAfter)
 	}
-	return &serviceerror.Unavailable{Message: msg}
+	return &serviceerror.Unavailable{Message: msg, RetryAfter: e.RetryAfter}
 }
 
 // transportReason is a short, credential-free description of a transport

@@ -272,10 +272,10 @@ func TestRetryAfterAndInterval(t *testing.T) {
 			wantErr:      &serviceerror.ResourceExhausted{Message: "Toloka's hourly limit was reached (Toloka request_id req-TOO_MANY_REQUESTS)", RetryAfter: 59*time.Minute + 15*time.Second},
 		},
 		{
-			name:         "Retry-After beyond the budget fails at once",
+			name:         "Retry-After beyond the budget fails at once and carries RetryAfter",
 			failure:      tolokaError(http.StatusServiceUnavailable, CodeRemoteServiceUnavailable, "later", "", "Retry-After", "120"),
 			wantRequests: 1,
-			wantErr:      &serviceerror.Unavailable{Message: "Toloka: later (REMOTE_SERVICE_UNAVAILABLE) (Toloka request_id req-REMOTE_SERVICE_UNAVAILABLE); retry after 2m0s"},
+			wantErr:      &serviceerror.Unavailable{Message: "Toloka: later (REMOTE_SERVICE_UNAVAILABLE) (Toloka request_id req-REMOTE_SERVICE_UNAVAILABLE); retry after 2m0s", RetryAfter: 2 * time.Minute},
 		},
 		{
 			name:         "429 Retry-After beyond the budget carries RetryAfter",

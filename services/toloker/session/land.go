@@ -631,7 +631,14 @@ func tolokaUnavailable(err error) error {
 	if errors.As(err, &un) {
 		return &serviceerror.Unavailable{Message: "Toloka is unavailable while asking Toloka about the assignment: " + un.Message, RetryAfter: un.RetryAfter, Cause: un.Cause}
 	}
-	return &serviceerror.Unavailable{Message: "unavailable while asking Toloka about the assignment", RetryAfter: 5 * time.Second, Cause: err}
+	// Toloka's own hint when it throttles the requester's account: a page
+	// that came back sooner would only ask Toloka again, spending the
+	// quota every Toloker of the account shares.
+	retry := 5 * time.Second
+	if re := (*serviceerror.ResourceExhausted)(nil); errors.As(err, &re) && re.RetryAfter > 0 {
+		retry = re.RetryAfter
+	}
+	return &serviceerror.Unavailable{Message: "unavailable while asking Toloka about the assignment", RetryAfter: retry, Cause: err}
 }
 
 // newRecord builds a new active session.
