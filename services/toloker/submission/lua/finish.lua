@@ -133,6 +133,11 @@ if ARGV[1] == 'retry' or defer then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', KEYS[5], string.format('%.0f', now + tonumber(ARGV[8])), ARGV[9])
   redis.call('HSET', KEYS[1], 'nat', string.format('%.0f', tonumber(ARGV[5]) + tonumber(ARGV[8])))
+  -- The sets a close_session waits behind live while it waits: their 30
+  -- days run from its latest attempt, not from the last submit that
+  -- joined them (a pool stopped for over a month lost them).
+  redis.call('PEXPIRE', KEYS[7], 2592000000)
+  redis.call('PEXPIRE', KEYS[10], 2592000000)
   return answer(ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'st', '3')
