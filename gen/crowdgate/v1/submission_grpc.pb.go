@@ -42,7 +42,9 @@ type SubmissionServiceClient interface {
 	// Scope WRITE. By session_id, or by pool_id and user_id. FAILED_PRECONDITION
 	// for an ended session or a Toloker barred in the pool; INVALID_ARGUMENT
 	// naming the field for a bad reward or count; UNAVAILABLE when the submit
-	// could not be stored (retry with the same retry_id: it is paid once).
+	// could not be stored (retry with the same retry_id: it is paid once;
+	// without a retry_id a resend is new work, paid again if the first was
+	// stored after all, so look for it with ListSubmissions first).
 	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 	// GetSubmission returns a submission's state, attempts and Toloka's answer.
 	//
@@ -140,7 +142,9 @@ type SubmissionServiceServer interface {
 	// Scope WRITE. By session_id, or by pool_id and user_id. FAILED_PRECONDITION
 	// for an ended session or a Toloker barred in the pool; INVALID_ARGUMENT
 	// naming the field for a bad reward or count; UNAVAILABLE when the submit
-	// could not be stored (retry with the same retry_id: it is paid once).
+	// could not be stored (retry with the same retry_id: it is paid once;
+	// without a retry_id a resend is new work, paid again if the first was
+	// stored after all, so look for it with ListSubmissions first).
 	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	// GetSubmission returns a submission's state, attempts and Toloka's answer.
 	//

@@ -462,6 +462,9 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 			fingerprint: fingerprint, leaseToken: token, leaseTTL: s.cfg.LeaseTTL, claims: place.claims, check: place.check,
 			minReplicas: s.cfg.MinReplicas, replicaTimeout: s.cfg.ReplicaTimeout,
 		})
+		if err != nil && req.GetRetryId() == "" {
+			return nil, unconfirmedWithoutRetryID(err)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -780,4 +783,21 @@ func randomHex(n int) string {
 		panic("submission: crypto/rand failed: " + err.Error())
 	}
 	return hex.EncodeToString(b)
+}
+
+// unconfirmedWithoutRetryID is the UNAVAILABLE of a submit without a
+// retry_id that could not be confirmed stored. Its write may have reached
+// Redis with only the reply lost, and nothing can tell a resend of it from
+// new work: the generic "try again" would invite a second payment, so the
+// caller is told to look before resending.
+func unconfirmedWithoutRetryID(err error) error {
+	var un *serviceerror.Unavailable
+	if !errors.As(err, &un) {
+		return err
+	}
+	return &serviceerror.Unavailable{
+		Message: "the submit may or may not have been stored, and without a retry_id a resend is new work that Toloka pays again: " +
+			"look for it (ListSubmissions) before sending it again, and give each piece of work a retry_id to make resends safe",
+		RetryAfter: un.RetryAfter, Cause: un.Cause,
+	}
 }
