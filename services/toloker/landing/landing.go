@@ -300,12 +300,11 @@ func ClientIP(trusted []netip.Prefix) func(*http.Request) string {
 		for i := len(values) - 1; i >= 0; i-- {
 			hops := strings.Split(values[i], ",")
 			for j := len(hops) - 1; j >= 0; j-- {
-				hop := strings.TrimSpace(hops[j])
-				a, err := netip.ParseAddr(hop)
-				if err != nil || a.Zone() != "" {
+				a, ok := forwardedAddr(strings.TrimSpace(hops[j]))
+				if !ok {
 					return client
 				}
-				client = hop
+				client = a.String()
 				if !isTrusted(a) {
 					return client
 				}
@@ -313,6 +312,21 @@ func ClientIP(trusted []netip.Prefix) func(*http.Request) string {
 		}
 		return client
 	}
+}
+
+// forwardedAddr is the address of an X-Forwarded-For entry: an address,
+// or one with the client's port ("203.0.113.9:51234", "[2001:db8::1]:443"),
+// as some proxies write it; false for anything else (a zone included).
+func forwardedAddr(hop string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(hop)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(hop)
+		if perr != nil {
+			return netip.Addr{}, false
+		}
+		a = ap.Addr()
+	}
+	return a, a.Zone() == ""
 }
 
 // isIP reports whether s is an IP address (v4 or v6, without a zone).

@@ -396,6 +396,12 @@ func TestClientIPTrustsOnlyConfiguredProxies(t *testing.T) {
 		{"IPv6", lb, "[2001:db8:ffff::1]:80", []string{"2001:db8::1"}, "2001:db8::1"},
 		{"every hop trusted: the first one", lb, "10.0.0.2:443", []string{"10.9.9.9, 10.1.1.1"}, "10.9.9.9"},
 		{"garbage from a trusted proxy falls back to the connection", lb, "10.0.0.2:443", []string{"{evil}"}, "10.0.0.2"},
+		// Some proxies write the client's port too (IIS ARR, Azure's
+		// Application Gateway): it used to end the walk, and every client
+		// was limited as the proxy.
+		{"an entry with a port", lb, "10.0.0.2:443", []string{"203.0.113.9:51234"}, "203.0.113.9"},
+		{"an IPv6 entry with a port", lb, "10.0.0.2:443", []string{"[2001:db8::1]:51234"}, "2001:db8::1"},
+		{"a trusted hop with a port is skipped", lb, "10.0.0.2:443", []string{"203.0.113.9, 10.1.1.1:8080"}, "203.0.113.9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodGet, "/start", nil)
