@@ -567,6 +567,10 @@ func (s *Service) recordDisabled(ctx context.Context, ep *crowdgatev1.WebhookEnd
 	ev := events.NewEvent(ep.GetTenantId(), events.TypeWebhookEndpointDisabled, "webhook_endpoints/"+ep.GetEndpointId(),
 		s.now(), strconv.FormatInt(since.UnixMilli(), 10))
 	ep = proto.CloneOf(ep)
+	// The event is read by any key of the tenant (ListEvents needs READ)
+	// and sent to its other endpoints; an endpoint's URL may carry a
+	// capability secret only an ADMIN key reads. Its origin says which.
+	ep.Url = urlOrigin(ep.GetUrl())
 	ep.State = crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED
 	ev.Data = &crowdgatev1.Event_WebhookEndpoint{WebhookEndpoint: ep}
 	err := tryBackingOff(ctx, tries, func(try int) error {
