@@ -2,8 +2,10 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -103,18 +105,34 @@ func modeOrDefault(m Mode) Mode {
 	return m
 }
 
+// urlError is REDIS_URL's parse error without its user info: the parser
+// quotes the whole URL, and the URL may hold a password (REDIS_URL is a
+// secret setting; the error is logged at startup).
+func urlError(raw string, err error) error {
+	msg := err.Error()
+	if i := strings.Index(raw, "://"); i >= 0 {
+		if at := strings.LastIndex(raw, "@"); at > i+3 {
+			redacted := raw[:i+3] + "xxxxx" + raw[at:]
+			msg = strings.ReplaceAll(msg, raw, redacted)
+			// The parser may quote only the part with the user info.
+			msg = strings.ReplaceAll(msg, raw[i+3:at], "xxxxx")
+		}
+	}
+	return errors.New("REDIS_URL: " + msg)
+}
+
 func newClient(cfg Settings) (redis.UniversalClient, error) {
 	switch modeOrDefault(cfg.Mode) {
 	case ModeStandalone:
 		o, err := redis.ParseURL(cfg.URL)
 		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
+			return nil, urlError(cfg.URL, err)
 		}
 		return redis.NewClient(o), nil
 	case ModeSentinel:
 		o, err := redis.ParseFailoverURL(cfg.URL)
 		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
+			return nil, urlError(cfg.URL, err)
 		}
 		if o.MasterName == "" {
 			return nil, fmt.Errorf("REDIS_URL: sentinel mode needs ?master_name=")
@@ -123,7 +141,7 @@ func newClient(cfg Settings) (redis.UniversalClient, error) {
 	case ModeCluster:
 		o, err := redis.ParseClusterURL(cfg.URL)
 		if err != nil {
-			return nil, fmt.Errorf("REDIS_URL: %w", err)
+			return nil, urlError(cfg.URL, err)
 		}
 		return redis.NewClusterClient(o), nil
 	default:
