@@ -72,7 +72,7 @@ func TestParseServiceTokens(t *testing.T) {
 		{name: "no equals", in: "billing", wantErr: "want name=token"},
 		{name: "short token", in: "billing=short", wantErr: "at least 32"},
 		{name: "bad name", in: "bill ing=" + long, wantErr: "only letters"},
-		{name: "duplicate name", in: "a=" + long + ",a=" + long2, wantErr: "named twice"},
+		{name: "duplicate name", in: "a=" + long + ",a=" + long2, wantErr: "its name is another entry's"},
 		{name: "shared token", in: "a=" + long + ",b=" + long, wantErr: "also another service's"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

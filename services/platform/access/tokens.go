@@ -35,14 +35,17 @@ func ParseServiceTokens(s string) (map[string]string, error) {
 		if err := checkServiceName(name); err != nil {
 			return nil, fmt.Errorf("service token entry %d: %w", i+1, err)
 		}
+		// Entries are named by their place, never by their name: a token
+		// pasted without its name ("openssl rand -base64 32" ends in '=')
+		// reads as a name.
 		if len(token) < MinSecretLength {
-			return nil, fmt.Errorf("service %q: the token must be at least %d characters (openssl rand -hex 32)", name, MinSecretLength)
+			return nil, fmt.Errorf("service token entry %d: the token must be at least %d characters (openssl rand -hex 32)", i+1, MinSecretLength)
 		}
 		if _, dup := out[name]; dup {
-			return nil, fmt.Errorf("service %q: named twice", name)
+			return nil, fmt.Errorf("service token entry %d: its name is another entry's", i+1)
 		}
 		if seen[token] {
-			return nil, fmt.Errorf("service %q: its token is also another service's", name)
+			return nil, fmt.Errorf("service token entry %d: its token is also another service's", i+1)
 		}
 		out[name], seen[token] = token, true
 	}
@@ -52,11 +55,11 @@ func ParseServiceTokens(s string) (map[string]string, error) {
 // checkServiceName accepts 1 to 64 letters, digits, '.', '_' or '-'.
 func checkServiceName(name string) error {
 	if name == "" || len(name) > 64 {
-		return fmt.Errorf("service name %q: want 1 to 64 characters", name)
+		return fmt.Errorf("the service name must be 1 to 64 characters, got %d", len(name))
 	}
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-			return fmt.Errorf("service name %q: only letters, digits, '.', '_' and '-'", name)
+			return fmt.Errorf("the service name may hold only letters, digits, '.', '_' and '-'")
 		}
 	}
 	return nil
