@@ -4,6 +4,7 @@ import (
 	"context"
 	"mime"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,11 @@ import (
 //     failure ends the body in band: a JSON line {"error":{...}} or a CSV
 //     record "#error,CODE,message"; the client resumes from the last
 //     row's cursor.
+//
+// A stream that ends without a row (an empty pool, a cursor at the end)
+// makes grpc-gateway write nothing, not even a Content-Type: the
+// middleware then answers 200 with the format's type, and in CSV the
+// header line alone.
 
 // exportMuxOptions are the REST mux's options for the exports, after the
 // others (its middleware runs after restRouteMiddleware). rest is the mux
@@ -174,6 +180,10 @@ func exportMiddleware(mux **runtime.ServeMux) runtime.Middleware {
 			if failed := ew.failedBeforeRows(); failed != nil {
 				w.Header().Del("Transfer-Encoding")
 				restErrorHandler(r.Context(), *mux, restJSON, w, r, failed.Err())
+				return
+			}
+			if !ew.wrote {
+				writeEmptyExport(w, r)
 			}
 		}
 	}
@@ -187,6 +197,7 @@ type exportWriter struct {
 	rc       *http.ResponseController
 	state    *exportState
 	deadline time.Time
+	wrote    bool // a status or a byte went out
 }
 
 func (w *exportWriter) failedBeforeRows() *status.Status {
@@ -199,6 +210,7 @@ func (w *exportWriter) WriteHeader(code int) {
 	if w.failedBeforeRows() != nil {
 		return
 	}
+	w.wrote = true
 	w.ResponseWriter.WriteHeader(code)
 }
 
@@ -206,6 +218,7 @@ func (w *exportWriter) Write(b []byte) (int, error) {
 	if w.failedBeforeRows() != nil {
 		return len(b), nil
 	}
+	w.wrote = true
 	if now := time.Now(); now.Add(exportWriteWindow).Sub(w.deadline) > time.Second {
 		w.deadline = now.Add(exportWriteWindow)
 		_ = w.rc.SetWriteDeadline(w.deadline)
@@ -243,10 +256,38 @@ func (m *exportMarshaler) ContentType(v any) string {
 	if _, ok := v.(map[string]proto.Message); ok {
 		return "application/json" // an error chunk
 	}
-	if m.csv {
+	return exportContentType(m.csv)
+}
+
+// exportContentType is the Content-Type of an export in CSV or JSON Lines.
+func exportContentType(csv bool) string {
+	if csv {
 		return "text/csv; charset=utf-8; header=present"
 	}
 	return export.MIMENDJSON
+}
+
+// exportRowTypes are the row messages of the export routes, by the last
+// segment of their paths.
+var exportRowTypes = map[string]proto.Message{
+	"submissions:export": &crowdgatev1.ExportSubmissionsResponse{},
+	"sessions:export":    &crowdgatev1.ExportSessionsResponse{},
+	"tolokers:export":    &crowdgatev1.ExportTolokersResponse{},
+}
+
+// writeEmptyExport answers an export whose stream ended without a row and
+// without an error: 200 with the negotiated format's Content-Type and, in
+// CSV, the header line (README: "a header line, then one record per row").
+func writeEmptyExport(w http.ResponseWriter, r *http.Request) {
+	csv := r.Header.Get("Accept") == export.MIMECSV // negotiated by exportMiddleware
+	w.Header().Set("Content-Type", exportContentType(csv))
+	w.WriteHeader(http.StatusOK)
+	if !csv {
+		return
+	}
+	if row, ok := exportRowTypes[path.Base(r.URL.Path)]; ok {
+		_, _ = w.Write(export.CSVHeader(row))
+	}
 }
 
 func (m *exportMarshaler) Marshal(v any) ([]byte, error) {

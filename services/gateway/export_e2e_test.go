@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/gateway/gatewaytest"
@@ -338,5 +339,43 @@ func TestACSVExportShowsARetryIDThatLooksLikeAFormulaAsText(t *testing.T) {
 	}
 	if got := column(t, recs, "reward"); len(got) != 1 || got[0] != "0.10" {
 		t.Errorf("reward cells %q, want [0.10]", got)
+	}
+}
+
+// An export of a pool with no rows yet (or resumed after its last row) is
+// still a 200 of its type: in CSV the header line alone (a spreadsheet
+// import or pandas needs the columns even with no rows), in JSON Lines an
+// empty body.
+func TestAnEmptyExportIsTheHeaderLineInCSVAndNothingInJSONLines(t *testing.T) {
+	f := startExportFlow(t)
+	env := f.env
+	empty := env.MustPool(env.Ctx(), gatewaytest.ValidPool(f.pool.GetProjectId(), env.Now())).GetPoolId()
+	for _, kind := range []struct {
+		name string
+		row  proto.Message
+	}{
+		{"submissions", &crowdgatev1.ExportSubmissionsResponse{}},
+		{"sessions", &crowdgatev1.ExportSessionsResponse{}},
+		{"tolokers", &crowdgatev1.ExportTolokersResponse{}},
+	} {
+		path := "/v1/pools/" + empty + "/" + kind.name + ":export"
+		code, ctype, body := f.get(t, path, "text/csv")
+		if code != http.StatusOK || !strings.HasPrefix(ctype, "text/csv") {
+			t.Errorf("%s as CSV: %d %q %q, want 200 text/csv", path, code, ctype, body)
+		}
+		if recs := readCSV(t, body); len(recs) != 1 || !slices.Equal(recs[0], export.Columns(kind.row)) {
+			t.Errorf("%s as CSV: %q, want the header line alone", path, body)
+		}
+		code, ctype, body = f.get(t, path, "")
+		if code != http.StatusOK || ctype != export.MIMENDJSON || len(body) != 0 {
+			t.Errorf("%s as JSON Lines: %d %q %q, want 200 %s and no body", path, code, ctype, body, export.MIMENDJSON)
+		}
+	}
+	// Resumed after the last row: the same.
+	_, _, body := f.get(t, "/v1/pools/"+f.pool.GetPoolId()+"/submissions:export", "text/csv")
+	cursors := column(t, readCSV(t, body), "cursor")
+	code, ctype, body := f.get(t, "/v1/pools/"+f.pool.GetPoolId()+"/submissions:export?cursor="+url.QueryEscape(cursors[len(cursors)-1]), "text/csv")
+	if recs := readCSV(t, body); code != http.StatusOK || !strings.HasPrefix(ctype, "text/csv") || len(recs) != 1 || recs[0][0] != "cursor" {
+		t.Errorf("resumed after the last row: %d %q %q, want 200 text/csv with the header line alone", code, ctype, body)
 	}
 }
