@@ -47,6 +47,10 @@ import (
 //     record "#error,CODE,message"; the client resumes from the last
 //     row's cursor.
 //
+// The two marshalers are the mux's for their Accept values on every route:
+// their ContentType is the export format's only for an export's rows, and
+// application/json for anything else (another route's answer, an error).
+//
 // A stream that ends without a row (an empty pool, a cursor at the end)
 // makes grpc-gateway write nothing, not even a Content-Type: the
 // middleware then answers 200 with the format's type, and in CSV the
@@ -252,9 +256,13 @@ func (m *exportMarshaler) Delimiter() []byte {
 	return []byte("\n")
 }
 
+// ContentType is the export format's only for an export's rows
+// (exportRewriter wraps them). The marshalers are the mux's for their
+// Accept values on every route, so anything else (another route's answer,
+// any error, a 404 from routing) is JSON, labelled so.
 func (m *exportMarshaler) ContentType(v any) string {
-	if _, ok := v.(map[string]proto.Message); ok {
-		return "application/json" // an error chunk
+	if _, ok := v.(exportRow); !ok {
+		return "application/json"
 	}
 	return exportContentType(m.csv)
 }

@@ -379,3 +379,30 @@ func TestAnEmptyExportIsTheHeaderLineInCSVAndNothingInJSONLines(t *testing.T) {
 		t.Errorf("resumed after the last row: %d %q %q, want 200 text/csv with the header line alone", code, ctype, body)
 	}
 }
+
+// A dashboard sends Accept: text/csv (or application/x-ndjson) everywhere.
+// Only the exports answer in those formats; every other route, and its
+// errors, answer JSON labelled application/json.
+func TestAnOrdinaryRouteAnswersJSONWhateverTheExportAcceptHeader(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{})
+	for _, accept := range []string{"text/csv", export.MIMENDJSON} {
+		for path, want := range map[string]int{
+			"/v1/credentials":              http.StatusOK,
+			"/v1/pools/pool_nonexistent":   http.StatusNotFound,
+			"/v1/credentials?page_size=-1": http.StatusBadRequest,
+			"/v1/no-such-route":            http.StatusNotFound,
+		} {
+			req, _ := http.NewRequest(http.MethodGet, env.HTTP+path, nil)
+			req.Header.Set("Accept", accept)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if ct := resp.Header.Get("Content-Type"); resp.StatusCode != want || ct != "application/json" || !json.Valid(b) {
+				t.Errorf("GET %s (Accept: %s): %d %q %s; want %d application/json", path, accept, resp.StatusCode, ct, b, want)
+			}
+		}
+	}
+}

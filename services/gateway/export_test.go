@@ -70,8 +70,15 @@ func TestExportMarshalerRowsAndInBandErrors(t *testing.T) {
 	if b, _ := cs.Marshal(failure); string(b) != "#error,UNAVAILABLE,unavailable: retry\n" {
 		t.Errorf("CSV error %q", b)
 	}
-	if nd.ContentType(failure) != "application/json" || !strings.HasPrefix(cs.ContentType(nil), "text/csv") {
-		t.Errorf("content types %s %s", nd.ContentType(failure), cs.ContentType(nil))
+	if nd.ContentType(failure) != "application/json" || !strings.HasPrefix(cs.ContentType(exportRow{msg: row}), "text/csv") || nd.ContentType(exportRow{msg: row}) != "application/x-ndjson" {
+		t.Errorf("content types %s %s %s", nd.ContentType(failure), cs.ContentType(exportRow{msg: row}), nd.ContentType(exportRow{msg: row}))
+	}
+	// Another route's answer or error, through the marshaler its Accept
+	// picked, is JSON.
+	for _, v := range []any{row, &spb.Status{Code: 5}, nil} {
+		if ct := cs.ContentType(v); ct != "application/json" {
+			t.Errorf("CSV marshaler's content type for %T: %s, want application/json", v, ct)
+		}
 	}
 }
 
