@@ -2,6 +2,11 @@ package submission
 
 import (
 	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/paging"
@@ -29,7 +34,7 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 	if err := checkID("user_id", req.GetUserId()); err != nil {
 		return nil, err
 	}
-	page, err := paging.Parse("submissions/"+req.GetPoolId(), req.GetPageSize(), req.GetPageToken())
+	page, err := paging.Parse(listName(req), req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
@@ -124,4 +129,31 @@ func (s *Service) ListSubmissions(ctx context.Context, req *crowdgatev1.ListSubm
 		}
 	}
 	return &crowdgatev1.ListSubmissionsResponse{Submissions: out, NextPageToken: page.Token(next)}, nil
+}
+
+// listName names the list a ListSubmissions page token belongs to: the
+// pool and every filter, so a token taken from the same pool's list with
+// other filters (a dashboard that kept it while its user changed the
+// state or the Toloker) is INVALID_ARGUMENT naming page_token instead of
+// resuming that list in the middle. The unfiltered list keeps the name it
+// always had ("submissions/<pool>"), so its tokens stay valid; filters
+// follow a NUL, which no pool id holds (checkID).
+func listName(req *crowdgatev1.ListSubmissionsRequest) string {
+	f := url.Values{}
+	if st := req.GetState(); st != crowdgatev1.SubmissionState_SUBMISSION_STATE_UNSPECIFIED {
+		f.Set("state", strconv.Itoa(int(st)))
+	}
+	if u := req.GetUserId(); u != "" {
+		f.Set("user_id", u)
+	}
+	for name, ts := range map[string]*timestamppb.Timestamp{"create_time_from": req.GetCreateTimeFrom(), "create_time_to": req.GetCreateTimeTo()} {
+		if ts != nil {
+			f.Set(name, fmt.Sprintf("%d.%09d", ts.GetSeconds(), ts.GetNanos()))
+		}
+	}
+	name := "submissions/" + req.GetPoolId()
+	if len(f) > 0 {
+		name += "\x00" + f.Encode() // Encode sorts by key
+	}
+	return name
 }

@@ -626,6 +626,53 @@ func TestListSubmissions(t *testing.T) {
 	}
 }
 
+// A dashboard keeps the page_token while its user changes the filters
+// (state, Toloker, time bounds). The token continues only the list it came
+// from: on another one it is INVALID_ARGUMENT naming page_token, never the
+// other list resumed in the middle.
+func TestAListSubmissionsPageTokenOnlyContinuesTheListWithItsFilters(t *testing.T) {
+	f := newFixture(t, nil)
+	s := f.toloker(tolokasim.UserState{})
+	for range 3 {
+		f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, Reward: "0.01"})
+	}
+	from := timestamppb.New(time.Unix(1, 0))
+	to := timestamppb.New(time.Now().Add(time.Hour))
+	for _, base := range []*crowdgatev1.ListSubmissionsRequest{
+		{},
+		{State: crowdgatev1.SubmissionState_SUBMISSION_STATE_DELIVERED},
+		{UserId: s.UserId},
+		{CreateTimeFrom: from, CreateTimeTo: to},
+	} {
+		req := proto.CloneOf(base)
+		req.PoolId, req.PageSize = poolID, 1
+		first, err := f.svc.ListSubmissions(f.ctx, req)
+		if err != nil || first.NextPageToken == "" {
+			t.Fatalf("first page of %v: %v %v", base, first, err)
+		}
+		req.PageToken = first.NextPageToken
+		if _, err := f.svc.ListSubmissions(f.ctx, req); err != nil {
+			t.Errorf("the token of %v on its own list: %v", base, err)
+		}
+		for name, change := range map[string]func(*crowdgatev1.ListSubmissionsRequest){
+			"state": func(r *crowdgatev1.ListSubmissionsRequest) {
+				r.State = crowdgatev1.SubmissionState_SUBMISSION_STATE_DEAD
+			},
+			"user_id":          func(r *crowdgatev1.ListSubmissionsRequest) { r.UserId = "toloker-other" },
+			"create_time_from": func(r *crowdgatev1.ListSubmissionsRequest) { r.CreateTimeFrom = timestamppb.New(time.Unix(2, 0)) },
+			"create_time_to": func(r *crowdgatev1.ListSubmissionsRequest) {
+				r.CreateTimeTo = timestamppb.New(time.Now().Add(2 * time.Hour))
+			},
+		} {
+			other := proto.CloneOf(req)
+			change(other)
+			if _, err := f.svc.ListSubmissions(f.ctx, other); invalidField(t, err) != "page_token" {
+				t.Errorf("the token of %v with %s changed: %v, want INVALID_ARGUMENT naming page_token", base, name, err)
+			}
+		}
+	}
+}
+
 func TestOtherTenantsSeeNothing(t *testing.T) {
 	f := newFixture(t, nil)
 	s := f.toloker(tolokasim.UserState{})
