@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/access"
 )
 
@@ -47,34 +49,54 @@ func (c *Config) RESTLoopbackCredentials() (credentials.TransportCredentials, er
 // rejectInvalidUTF8 answers 400 to a REST request whose percent-decoded
 // path or query is not UTF-8. Proto strings must be UTF-8, and grpc-gateway
 // only finds out when it marshals the gRPC request, which it reports as
-// INTERNAL (a 500): FuzzREST found GET /v1/pools/%FF doing that. gateway.go
-// applies it in front of the REST mux.
+// INTERNAL (a 500): FuzzREST found GET /v1/pools/%FF doing that. A query
+// parameter is named in a BadRequest field violation, as every other
+// INVALID_ARGUMENT is (a name that is not UTF-8 itself is named with
+// U+FFFD for its bad bytes). gateway.go applies it in front of the REST
+// mux.
 func rejectInvalidUTF8(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !utf8.ValidString(r.URL.Path) || !validQueryUTF8(r.URL.RawQuery) {
-			writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, "invalid argument: the request path or query is not valid UTF-8")
+		if !utf8.ValidString(r.URL.Path) {
+			writeRESTError(w, http.StatusBadRequest, codes.InvalidArgument, "invalid argument: the request path is not valid UTF-8")
+			return
+		}
+		if param, inName, bad := invalidQueryUTF8(r.URL.RawQuery); bad {
+			reason := "is not valid UTF-8 once percent-decoded"
+			if inName {
+				reason = "the parameter's name is not valid UTF-8 once percent-decoded"
+			}
+			writeRESTStatus(w, http.StatusBadRequest, serviceerror.ToStatus(serviceerror.NewInvalidArgument(param, "%s", reason)))
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
 }
 
-// validQueryUTF8 reports whether every key and value of a raw query is
-// UTF-8 once decoded (the parts that do not parse are left to
-// grpc-gateway, which refuses them with 400).
-func validQueryUTF8(raw string) bool {
-	q, _ := url.ParseQuery(raw)
-	for k, vs := range q {
-		if !utf8.ValidString(k) {
-			return false
+// invalidQueryUTF8 finds the first parameter of a raw query whose name or
+// value is not UTF-8 once decoded: its name (bad bytes as U+FFFD) and
+// whether the name itself is the fault. It reads the query as
+// url.ParseQuery does; the parts that do not parse are left to
+// grpc-gateway, which refuses them with 400.
+func invalidQueryUTF8(raw string) (param string, inName, bad bool) {
+	for raw != "" {
+		var part string
+		part, raw, _ = strings.Cut(raw, "&")
+		if part == "" || strings.Contains(part, ";") {
+			continue
 		}
-		for _, v := range vs {
-			if !utf8.ValidString(v) {
-				return false
-			}
+		k, v, _ := strings.Cut(part, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			continue
+		}
+		if !utf8.ValidString(key) {
+			return strings.ToValidUTF8(key, "\uFFFD"), true, true
+		}
+		if val, err := url.QueryUnescape(v); err == nil && !utf8.ValidString(val) {
+			return key, false, true
 		}
 	}
-	return true
+	return "", false, false
 }
 
 // restHeaderMatcher is grpc-gateway's default incoming header matcher plus

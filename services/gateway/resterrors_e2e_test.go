@@ -93,3 +93,21 @@ func TestStoreFailureTellsClientsNothingInternal(t *testing.T) {
 		t.Errorf("the cause is not in the log:\n%s", env.Logs.String())
 	}
 }
+
+// A dashboard pastes a Latin-1 cursor or user id into a query. The value
+// that is not UTF-8 is refused with 400 INVALID_ARGUMENT whose BadRequest
+// names its parameter, as every other INVALID_ARGUMENT does.
+func TestAQueryValueThatIsNotUTF8IsRefusedNamingItsParameter(t *testing.T) {
+	env := gatewaytest.Start(t, gatewaytest.Options{})
+	p := env.OpenPool(env.Ctx(), env.NewAPIKey("acme"))
+	for path, field := range map[string]string{
+		"/v1/pools/" + p.GetPoolId() + "/tolokers:export?cursor=%ff":             "cursor",
+		"/v1/tolokers?page_size=2&page_token=%ff":                                "page_token",
+		"/v1/pools/" + p.GetPoolId() + "/submissions?user_id=caf%e9&page_size=1": "user_id",
+	} {
+		code, body := env.REST(http.MethodGet, path, "")
+		if code != http.StatusBadRequest || body["code"] != json.Number("3") || fieldOf(t, body) != field {
+			t.Errorf("GET %s: %d %v; want 400 INVALID_ARGUMENT naming %s", path, code, body, field)
+		}
+	}
+}

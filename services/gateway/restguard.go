@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/cors"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // refuseCrossOrigin answers 403 to a state-changing REST request (POST,
@@ -80,6 +81,20 @@ func writeRESTError(w http.ResponseWriter, httpStatus int, code codes.Code, mess
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(httpStatus)
 	_, _ = w.Write([]byte(`{"code":` + strconv.Itoa(int(code)) + `,"message":` + strconv.Quote(message) + `,"details":[]}`))
+}
+
+// writeRESTStatus writes st as grpc-gateway's error handler would (the
+// same JSON, details included: an INVALID_ARGUMENT's BadRequest), without
+// going through it, for the guards in front of it.
+func writeRESTStatus(w http.ResponseWriter, httpStatus int, st *status.Status) {
+	b, err := restJSON.Marshal(st.Proto())
+	if err != nil {
+		writeRESTError(w, httpStatus, st.Code(), st.Message())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(httpStatus)
+	_, _ = w.Write(b)
 }
 
 // isExportPath reports whether p is an export route (export.go).

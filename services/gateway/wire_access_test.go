@@ -775,15 +775,17 @@ func TestRejectInvalidUTF8(t *testing.T) {
 	for _, tc := range []struct {
 		target string
 		want   int
+		field  string // the parameter the BadRequest names
 	}{
-		{"/v1/pools/pool_1", http.StatusOK},
-		{"/v1/pools/caf%C3%A9", http.StatusOK},
-		{"/v1/credentials?page_token=abc&page_size=2", http.StatusOK},
-		{"/v1/pools/%FF", http.StatusBadRequest},
-		{"/v1/pools/%C0%80", http.StatusBadRequest},
-		{"/v1/sessions/%ED%A0%80/end", http.StatusBadRequest},
-		{"/v1/credentials?page_token=%FF", http.StatusBadRequest},
-		{"/v1/credentials?%FF=1", http.StatusBadRequest},
+		{"/v1/pools/pool_1", http.StatusOK, ""},
+		{"/v1/pools/caf%C3%A9", http.StatusOK, ""},
+		{"/v1/credentials?page_token=abc&page_size=2", http.StatusOK, ""},
+		{"/v1/pools/%FF", http.StatusBadRequest, ""},
+		{"/v1/pools/%C0%80", http.StatusBadRequest, ""},
+		{"/v1/sessions/%ED%A0%80/end", http.StatusBadRequest, ""},
+		{"/v1/credentials?page_token=%FF", http.StatusBadRequest, "page_token"},
+		{"/v1/credentials?page_size=2&page_token=%FF", http.StatusBadRequest, "page_token"},
+		{"/v1/credentials?%FF=1", http.StatusBadRequest, "\uFFFD"},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			reached = false
@@ -791,6 +793,9 @@ func TestRejectInvalidUTF8(t *testing.T) {
 			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.target, nil))
 			if rec.Code != tc.want || reached != (tc.want == http.StatusOK) {
 				t.Errorf("status %d (handler reached: %v), want %d", rec.Code, reached, tc.want)
+			}
+			if tc.field != "" && !strings.Contains(rec.Body.String(), `"field":"`+tc.field+`"`) {
+				t.Errorf("body %s, want a BadRequest naming %q", rec.Body, tc.field)
 			}
 		})
 	}
