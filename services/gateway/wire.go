@@ -149,6 +149,8 @@ func wire(w wiring) (*wired, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The expiry sweep reads each session it ends, for its event's totals.
+	tolokers.ReadSessionsFrom(sessions)
 	land, err := landing.New(landing.Config{
 		Sessions: sessions, Limiter: landingLimiter, Settings: landingSettings, Log: log, Metrics: w.metrics,
 	})

@@ -155,6 +155,7 @@ func New(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tolokers.ReadSessionsFrom(sessions)
 	platformURL := opts.PlatformURL
 	if platformURL == "" {
 		platformURL = "https://platform.example/start"

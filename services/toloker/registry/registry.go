@@ -59,9 +59,9 @@
 //	P tolk:{tolk:T}:ban:<user>      hash: ban id -> restriction.Encode(); no TTL
 //	P tolk:{tolk:T}:dl              zset: user TAB session -> expiry (ms), for
 //	                                every session listed live
-//	P tolk:{tolk:T}:snap            hash: session -> Session (protobuf) while
-//	                                listed; p:<session> while its
-//	                                session.started event is pending
+//	P tolk:{tolk:T}:snap            hash: session -> Session (protobuf, as it
+//	                                started) while listed; p:<session> while
+//	                                its session.started event is pending
 //
 // Session events. The registry records session.started and session.ended
 // (services/notify/events) in the same scripts that list and unlist a
@@ -76,7 +76,10 @@
 //     EXPIRED. The sweep reads a deadline index, not keyspace
 //     notifications, and only the step that takes the listing records the
 //     event, so however many replicas sweep, an abandoned session raises
-//     one event. A replica killed between the session store's end and
+//     one event. The event carries the session as the sweep reads it from
+//     the session store (ReadSessionsFrom: its submits and reward; the
+//     snapshot, taken at the start, has none), or the snapshot when the
+//     store no longer keeps it. A replica killed between the session store's end and
 //     Ended leaves the listing in place: the session then reads as EXPIRED
 //     at its deadline, unless a repeated end (EndSession again) records it.
 package registry
@@ -156,6 +159,18 @@ type Registry struct {
 	retention time.Duration
 	now       func() time.Time
 	log       *slog.Logger
+	// sessions, when set (ReadSessionsFrom), reads the sessions the
+	// expiry sweep ends, for their events.
+	sessions Sessions
+}
+
+// Sessions reads the sessions Crowdgate keeps (*session.Service): the
+// expiry sweep reads a session as it is when it ends it, with the submits
+// recorded since it started, for its session.ended event.
+type Sessions interface {
+	// OfAssignments returns the tenant's sessions of assignments, by
+	// assignment id; those no longer kept are left out.
+	OfAssignments(ctx context.Context, tenantID string, assignmentIDs []string) (map[string]*crowdgatev1.Session, error)
 }
 
 // New returns the registry over rdb (keys under prefix), recording session
@@ -173,6 +188,13 @@ func New(rdb redis.UniversalClient, prefix string, s Settings, evs *events.Log, 
 	}
 	return &Registry{rdb: rdb, landing: storage.AutoPipelined(rdb), prefix: prefix, events: evs, retention: s.Retention, now: now, log: log}
 }
+
+// ReadSessionsFrom has the expiry sweep read each session it ends from
+// sessions (one read per expired session), so that its session.ended event
+// carries the session as it ended: its submits and reward. Without it (or
+// for a session no longer kept) the event carries the session as it
+// started. Call it before Sweep or SweepTenant, not concurrently with them.
+func (r *Registry) ReadSessionsFrom(sessions Sessions) { r.sessions = sessions }
 
 // Retention is how long a Toloker is kept after their last activity.
 func (r *Registry) Retention() time.Duration { return r.retention }

@@ -76,14 +76,35 @@ func (r *Registry) SweepTenant(ctx context.Context, tenantID string) (int, error
 	if err != nil {
 		return 0, storage.Unavailable(err)
 	}
-	log, seen := events.Keys(r.prefix, tenantID)
-	calls := make([]storage.Call, 0, len(due))
+	started := make([]*crowdgatev1.Session, len(due))
+	var aids []string
 	for i := range due {
 		sess := &crowdgatev1.Session{}
 		if raw, ok := snaps[i].(string); ok {
 			if err := proto.Unmarshal([]byte(raw), sess); err != nil {
 				r.log.Error("registry: a session snapshot cannot be read; its events carry its ids only", "session_id", sids[i], "error", err.Error())
 			}
+		}
+		started[i] = sess
+		if sess.GetAssignmentId() != "" {
+			aids = append(aids, sess.GetAssignmentId())
+		}
+	}
+	// The session as it is now, with the submits recorded since the
+	// snapshot was taken (at its start): one read per expired session, in
+	// one round trip.
+	var kept map[string]*crowdgatev1.Session
+	if r.sessions != nil && len(aids) > 0 {
+		if kept, err = r.sessions.OfAssignments(ctx, tenantID, aids); err != nil {
+			return 0, err
+		}
+	}
+	log, seen := events.Keys(r.prefix, tenantID)
+	calls := make([]storage.Call, 0, len(due))
+	for i := range due {
+		sess := started[i]
+		if cur, ok := kept[sess.GetAssignmentId()]; ok && cur.GetSessionId() == sids[i] {
+			sess = proto.CloneOf(cur)
 		}
 		// What the registry knows is enough for the event when the snapshot
 		// is gone (it never is while the session is listed).
