@@ -85,6 +85,17 @@ func (s *Service) GetToloker(ctx context.Context, req *crowdgatev1.GetTolokerReq
 
 // ListTolokers lists the tenant's Tolokers, most recently active first (in
 // the pool, with pool_id), within the activity range.
+//
+// Paging lists every Toloker present in the range for the whole paging at
+// least once, though activity reorders the list while it is paged: the
+// first page pins its time, later pages go on down the list below the
+// last one listed, and once the bottom is reached the Tolokers active
+// since the first page follow, least recently active first (a Toloker
+// active between pages moves above the cursor, where the walk down would
+// never see them). A Toloker active while the list is paged may thus be
+// listed twice, never twice on one page. "Since" is by the replicas'
+// clocks: activity a replica records with a clock behind the first page's
+// can fall below that time and be missed, as before this walk up.
 func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListTolokersRequest) (*crowdgatev1.ListTolokersResponse, error) {
 	from, to := req.GetActiveTimeFrom(), req.GetActiveTimeTo()
 	for _, t := range []struct {
@@ -102,6 +113,10 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 	if err != nil {
 		return nil, err
 	}
+	cur, err := parseListCursor(page.After)
+	if err != nil {
+		return nil, err
+	}
 	tenantID := tenant.FromContext(ctx)
 	index := s.reg.activityKey(tenantID)
 	if req.GetPoolId() != "" {
@@ -111,6 +126,9 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 		index = s.reg.poolKey(tenantID, req.GetPoolId())
 	}
 	now := s.reg.now()
+	if page.After == "" {
+		cur.since = now.UnixMilli()
+	}
 	lo := now.Add(-s.reg.retention).UnixMilli()
 	if from != nil {
 		lo = max(lo, from.AsTime().UnixMilli())
@@ -119,25 +137,51 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 	if to != nil {
 		hi = "(" + strconv.FormatInt(to.AsTime().UnixMilli(), 10)
 	}
-	var after *redis.Z
-	if page.After != "" {
-		ms, user, ok := strings.Cut(page.After, ":")
-		n, err := strconv.ParseInt(ms, 10, 64)
-		if !ok || err != nil {
-			return nil, serviceerror.NewInvalidArgument("page_token", "is not a next_page_token of this list")
-		}
-		after = &redis.Z{Score: float64(n), Member: user}
-		hi = ms
-	}
-	entries, err := s.scan(ctx, index, strconv.FormatInt(lo, 10), hi, after, page.Size+1)
-	if err != nil {
-		return nil, err
-	}
+	var entries []redis.Z
 	next := ""
-	if len(entries) > page.Size {
-		entries = entries[:page.Size]
-		last := entries[len(entries)-1]
-		next = strconv.FormatInt(int64(last.Score), 10) + ":" + last.Member.(string)
+	if !cur.rising {
+		top := hi
+		if cur.after != nil {
+			top = strconv.FormatInt(int64(cur.after.Score), 10)
+		}
+		entries, err = s.scan(ctx, index, strconv.FormatInt(lo, 10), top, cur.after, page.Size+1)
+		if err != nil {
+			return nil, err
+		}
+		if len(entries) > page.Size {
+			entries = entries[:page.Size]
+			next = listCursor{since: cur.since, after: &entries[len(entries)-1]}.String()
+		} else if page.After != "" && cur.since > 0 {
+			// The bottom: the Tolokers active since the first page follow.
+			// (The first page read the whole list at once: nothing moved.)
+			cur = listCursor{since: cur.since, rising: true}
+		}
+	}
+	if cur.rising {
+		bottom := "(" + strconv.FormatInt(max(cur.since, lo-1), 10)
+		if cur.after != nil {
+			bottom = strconv.FormatInt(max(int64(cur.after.Score), lo), 10)
+		}
+		listed := make(map[string]bool, len(entries))
+		for _, e := range entries {
+			listed[e.Member.(string)] = true
+		}
+		risen, err := s.scanUp(ctx, index, bottom, hi, cur.after, page.Size+1)
+		if err != nil {
+			return nil, err
+		}
+		last := cur.after
+		for _, z := range risen {
+			if listed[z.Member.(string)] {
+				continue // listed above on this page, active since
+			}
+			if len(entries) == page.Size {
+				next = listCursor{since: cur.since, rising: true, after: last}.String()
+				break
+			}
+			entries = append(entries, z)
+			last = &z
+		}
 	}
 	users := make([]string, len(entries))
 	for i, e := range entries {
@@ -148,6 +192,70 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 		return nil, err
 	}
 	return &crowdgatev1.ListTolokersResponse{Tolokers: got, NextPageToken: page.Token(next)}, nil
+}
+
+// listCursor is where a ListTolokers page resumes (paging.Page.After).
+type listCursor struct {
+	// since is when the first page was read (Unix ms); 0 in a token from
+	// before it was kept, which pages down only.
+	since int64
+	// rising is true once the walk down reached the bottom: the walk goes
+	// on up through the Tolokers active after since.
+	rising bool
+	// after is the last Toloker listed in the current direction (nil at
+	// the start of the walk up).
+	after *redis.Z
+}
+
+// String returns the cursor as stored in a page token:
+// <ms>:<user> TAB d<since> down, u<since> up (<since>: with no user at the
+// start of the walk up). A gateway from before the walk up reads it as its
+// own <ms>:<user> (a user_id has no TAB) and pages down from there, so a
+// token answered across a rolling upgrade is never refused.
+func (c listCursor) String() string {
+	dir := "d"
+	if c.rising {
+		dir = "u"
+	}
+	at, user := c.since, ""
+	if c.after != nil {
+		at, user = int64(c.after.Score), c.after.Member.(string)
+	}
+	return strconv.FormatInt(at, 10) + ":" + user + "\t" + dir + strconv.FormatInt(c.since, 10)
+}
+
+// parseListCursor reads a listCursor; "" is the first page's, and one
+// without a TAB a token's from a gateway before the walk up.
+func parseListCursor(s string) (listCursor, error) {
+	bad := serviceerror.NewInvalidArgument("page_token", "is not a next_page_token of this list")
+	var c listCursor
+	if s == "" {
+		return c, nil
+	}
+	pos, walk, pinned := strings.Cut(s, "\t")
+	ms, user, ok := strings.Cut(pos, ":")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if !ok || err != nil {
+		return c, bad
+	}
+	if pinned {
+		if walk == "" || (walk[0] != 'd' && walk[0] != 'u') {
+			return c, bad
+		}
+		since, err := strconv.ParseInt(walk[1:], 10, 64)
+		if err != nil || since <= 0 {
+			return c, bad
+		}
+		c.since, c.rising = since, walk[0] == 'u'
+	}
+	if user == "" {
+		if !c.rising {
+			return c, bad
+		}
+		return c, nil
+	}
+	c.after = &redis.Z{Score: float64(n), Member: user}
+	return c, nil
 }
 
 func stamp(ts *timestamppb.Timestamp) string {
@@ -169,6 +277,34 @@ func (s *Service) scan(ctx context.Context, index, lo, hi string, after *redis.Z
 		}
 		for _, z := range zs {
 			if after != nil && z.Score == after.Score && z.Member.(string) >= after.Member.(string) {
+				continue // at the cursor's time, not past it yet
+			}
+			out = append(out, z)
+			if len(out) == n {
+				break
+			}
+		}
+		if int64(len(zs)) < batch {
+			break
+		}
+		offset += batch
+	}
+	return out, nil
+}
+
+// scanUp reads up to n entries of an activity index from lo up to hi,
+// least recent first, after the cursor (same score, higher member; or
+// higher score).
+func (s *Service) scanUp(ctx context.Context, index, lo, hi string, after *redis.Z, n int) ([]redis.Z, error) {
+	var out []redis.Z
+	for offset := int64(0); len(out) < n; {
+		batch := int64(n - len(out) + 16)
+		zs, err := s.reg.rdb.ZRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Min: lo, Max: hi, Offset: offset, Count: batch}).Result()
+		if err != nil {
+			return nil, storage.Unavailable(err)
+		}
+		for _, z := range zs {
+			if after != nil && z.Score == after.Score && z.Member.(string) <= after.Member.(string) {
 				continue // at the cursor's time, not past it yet
 			}
 			out = append(out, z)
