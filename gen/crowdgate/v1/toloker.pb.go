@@ -556,7 +556,8 @@ func (x *ListTolokersRequest) GetPageToken() string {
 // ListTolokersResponse is one page of Tolokers.
 type ListTolokersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The Tolokers, most recently active first.
+	// The Tolokers, most recently active first (then, after the bottom of
+	// the list, those active since the first page, least recently first).
 	Tolokers []*Toloker `protobuf:"bytes,1,rep,name=tolokers,proto3" json:"tolokers,omitempty"`
 	// Token for the next page; empty on the last.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`

@@ -38,6 +38,9 @@ type TolokerServiceClient interface {
 	// pools, or was forgotten (CROWDGATE_TOLOKER_RETENTION without activity).
 	GetToloker(ctx context.Context, in *GetTolokerRequest, opts ...grpc.CallOption) (*GetTolokerResponse, error)
 	// ListTolokers lists the tenant's Tolokers, most recently active first.
+	// Paging lists every Toloker present for the whole paging at least once:
+	// after the bottom of the list, the Tolokers active since the first page
+	// follow, least recently active first (one may be listed twice).
 	//
 	// Scope READ. Optionally those who worked in one pool (NOT_FOUND for a
 	// pool the tenant does not have), or were active in a time range; paged
@@ -88,6 +91,9 @@ type TolokerServiceServer interface {
 	// pools, or was forgotten (CROWDGATE_TOLOKER_RETENTION without activity).
 	GetToloker(context.Context, *GetTolokerRequest) (*GetTolokerResponse, error)
 	// ListTolokers lists the tenant's Tolokers, most recently active first.
+	// Paging lists every Toloker present for the whole paging at least once:
+	// after the bottom of the list, the Tolokers active since the first page
+	// follow, least recently active first (one may be listed twice).
 	//
 	// Scope READ. Optionally those who worked in one pool (NOT_FOUND for a
 	// pool the tenant does not have), or were active in a time range; paged

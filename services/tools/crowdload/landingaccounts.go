@@ -155,17 +155,21 @@ func accountOf(i, accounts int) int { return i % accounts }
 // Toloker of its own, so after the cold phase it is the pool's cold
 // landings as the gateway recorded them.
 func (r *runner) tolokersInPool(ctx context.Context, poolID string) (int64, error) {
-	n, token := int64(0), ""
+	// A Toloker active while the list is paged may be listed twice:
+	// distinct user_ids are counted.
+	seen, token := map[string]bool{}, ""
 	for {
 		resp, err := setupCall(ctx, r.cfg.RequestTimeout, func(ctx context.Context) (*crowdgatev1.ListTolokersResponse, error) {
 			return r.apis[0].ListTolokers(ctx, &crowdgatev1.ListTolokersRequest{PoolId: poolID, PageSize: 500, PageToken: token})
 		})
 		if err != nil {
-			return n, fmt.Errorf("ListTolokers: %w", err)
+			return int64(len(seen)), fmt.Errorf("ListTolokers: %w", err)
 		}
-		n += int64(len(resp.GetTolokers()))
+		for _, t := range resp.GetTolokers() {
+			seen[t.GetUserId()] = true
+		}
 		if token = resp.GetNextPageToken(); token == "" {
-			return n, nil
+			return int64(len(seen)), nil
 		}
 	}
 }
