@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/crowdgate/crowdgate/services/platform/secretbox"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
@@ -31,11 +32,20 @@ func (s *Service) Reseal(ctx context.Context) (secretbox.ResealCounts, error) {
 			resealed, current, unreadable = 0, 0, 0
 			var set []any
 			sc := sealContext(tenantID, id)
+			now := s.now()
 			for _, f := range []struct {
 				field  string
 				sealed []byte
-			}{{"sec", r.sealed}, {"osec", r.sealedPrevious}, {"osec2", r.sealedOlder}} {
+				until  time.Time // zero: signs for as long as it is current
+			}{{"sec", r.sealed, time.Time{}}, {"osec", r.sealedPrevious, r.previousUntil}, {"osec2", r.sealedOlder, r.olderUntil}} {
 				if len(f.sealed) == 0 {
+					continue
+				}
+				if !f.until.IsZero() && !now.Before(f.until) {
+					// Rotated out and past its overlap: it never signs
+					// again, so it neither needs a new seal nor keeps
+					// -reseal failing after the operator rotated an
+					// unreadable secret as told.
 					continue
 				}
 				out, changed, err := s.st.box.Reseal(f.sealed, sc)
