@@ -49,6 +49,10 @@ type Gateway struct {
 	restConn   *grpc.ClientConn
 	health     *health.Server
 	ready      atomic.Bool
+	// healthMu orders the changes of gRPC health: the shutdown's (ready)
+	// and the Redis probe's (redisDown).
+	healthMu   sync.Mutex
+	redisDown  bool
 	mux        *http.ServeMux
 	workers    []func(context.Context)
 	auth       grpc.UnaryServerInterceptor
@@ -322,14 +326,61 @@ func (g *Gateway) HTTPAddr() string { return g.httpLis.Addr().String() }
 
 // setServing flips readiness on both protocols.
 func (g *Gateway) setServing(serving bool) {
+	g.healthMu.Lock()
+	defer g.healthMu.Unlock()
 	g.ready.Store(serving)
+	g.applyHealth()
+}
+
+// setRedisDown records what the Redis probe found; gRPC health follows it
+// as /readyz does (which pings Redis on every call).
+func (g *Gateway) setRedisDown(down bool) {
+	g.healthMu.Lock()
+	defer g.healthMu.Unlock()
+	if g.redisDown == down {
+		return
+	}
+	g.redisDown = down
+	g.applyHealth()
+}
+
+// applyHealth sets gRPC health: SERVING while the replica takes traffic
+// and Redis answers. The caller holds healthMu.
+func (g *Gateway) applyHealth() {
 	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if serving {
+	if g.ready.Load() && !g.redisDown {
 		st = healthpb.HealthCheckResponse_SERVING
 	}
 	g.health.SetServingStatus("", st)
 	for name := range g.grpcServer.GetServiceInfo() {
 		g.health.SetServingStatus(name, st)
+	}
+}
+
+// HealthProbeInterval is how often a serving replica pings Redis for its
+// gRPC health.
+const HealthProbeInterval = time.Second
+
+// probeRedis pings Redis every HealthProbeInterval until ctx ends, so gRPC
+// health turns NOT_SERVING while Redis does not answer (it used to stay
+// SERVING: load balancers and clients checking the gRPC port kept sending
+// calls a replica without Redis cannot serve).
+func (g *Gateway) probeRedis(ctx context.Context) {
+	t := time.NewTicker(HealthProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := g.redis.Client.Ping(pctx).Err()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		g.setRedisDown(err != nil)
 	}
 }
 
@@ -355,6 +406,7 @@ func (g *Gateway) Serve(ctx context.Context) error {
 		workers.Go(func() { w(workerCtx) })
 	}
 	g.setServing(true)
+	go g.probeRedis(ctx)
 	g.log.Info("crowdgate is serving",
 		"grpc_addr", g.GRPCAddr(), "http_addr", g.HTTPAddr(),
 		"landing_url", g.cfg.LandingURL(), "embedded_redis", g.redis.Embedded)
