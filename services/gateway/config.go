@@ -133,6 +133,12 @@ func (c *Config) Validate() error {
 		v, err := url.Parse(u.raw)
 		if err != nil || (v.Scheme != "http" && v.Scheme != "https") || v.Host == "" {
 			errs = append(errs, fmt.Errorf("%s: want an absolute http(s) URL, got %q", u.name, u.raw))
+			continue
+		}
+		if u.name == "CROWDGATE_PUBLIC_URL" && (v.RawQuery != "" || v.ForceQuery || v.Fragment != "" || v.User != nil) {
+			// The landing URL is this plus /start, and it is the tokens'
+			// issuer: a query, fragment or user info would break both.
+			errs = append(errs, fmt.Errorf("%s: want a URL without query, fragment or user info (the landing URL is it plus %s)", u.name, LandingPath))
 		}
 	}
 	if _, err := storage.ParseMode(string(c.Redis.Mode)); err != nil {

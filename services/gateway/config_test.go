@@ -77,6 +77,11 @@ func TestLoad(t *testing.T) {
 		{name: "bad duration in env", env: map[string]string{"CROWDGATE_SHUTDOWN_TIMEOUT": "soon"}, wantErr: "CROWDGATE_SHUTDOWN_TIMEOUT"},
 		{name: "negative duration flag", args: []string{"-shutdown-drain=-1s"}, wantErr: "non-negative"},
 		{name: "relative public URL", env: map[string]string{"CROWDGATE_PUBLIC_URL": "/gate"}, wantErr: "CROWDGATE_PUBLIC_URL"},
+		// The landing URL given to Toloka is <public URL>/start: a query or
+		// fragment made it https://gate.example.com/?x=1/start.
+		{name: "public URL with a query", env: map[string]string{"CROWDGATE_PUBLIC_URL": "https://gate.example.com/?x=1"}, wantErr: "CROWDGATE_PUBLIC_URL"},
+		{name: "public URL with a fragment", env: map[string]string{"CROWDGATE_PUBLIC_URL": "https://gate.example.com/#top"}, wantErr: "CROWDGATE_PUBLIC_URL"},
+		{name: "public URL with user info", env: map[string]string{"CROWDGATE_PUBLIC_URL": "https://me:pw@gate.example.com"}, wantErr: "CROWDGATE_PUBLIC_URL"},
 		{name: "bad toloka URL", args: []string{"-toloka-production-url=ftp://x"}, wantErr: "TOLOKA_PRODUCTION_URL"},
 		{name: "bad redis mode", env: map[string]string{"REDIS_MODE": "replicated"}, wantErr: "REDIS_MODE"},
 		{name: "bad log level", args: []string{"-log-level=loud"}, wantErr: "CROWDGATE_LOG_LEVEL"},
