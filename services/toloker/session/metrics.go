@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	// Every result's series exists from the start, at zero (rates and
 	// ratios over them work before the first of each).
-	for _, r := range []string{"active", "not_active", "not_found", "closed", "over_budget", "error"} {
+	for _, r := range []string{"active", "not_active", "not_found", "closed", "over_budget", "banned", "error"} {
 		m.resolves.WithLabelValues(r)
 	}
 	for _, r := range []string{"ok", "unknown", "ended"} {
