@@ -416,7 +416,19 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	g.shutdown(func() { stopWorkers(); workers.Wait() })
+	g.shutdown(func() {
+		stopWorkers()
+		// An attempt in a worker's hands bounds itself (10 s for a
+		// webhook), and read-ahead entries follow it: the workers get the
+		// handlers' grace, no more, so the whole shutdown stays within
+		// drain + timeout + 5 s (terminationGracePeriodSeconds' margin).
+		// What they leave is pending in Redis: another replica reclaims it,
+		// and an attempt made but not recorded is made again (the same
+		// retry_id for Toloka, the same webhook-id for an endpoint).
+		if !waitUpTo(handlerGrace, workers.Wait) {
+			g.log.Warn("outbox workers still running after their grace; what they hold is left to other replicas", "waited", handlerGrace)
+		}
+	})
 	return serveErr
 }
 

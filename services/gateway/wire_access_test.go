@@ -51,6 +51,8 @@ type accessGateway struct {
 	sim   *tolokasim.Server
 	logs  *lockedBuffer
 	redis *redistest.Redis
+	// stop shuts the gateway down and returns Serve's result.
+	stop func() error
 }
 
 // lockedBuffer collects log output from many goroutines.
@@ -92,14 +94,14 @@ func startAccessGateway(tb testing.TB, mutate func(*Config)) *accessGateway {
 		mutate(&cfg)
 	}
 	logs := &lockedBuffer{}
-	g, _ := startLoggingGateway(tb, cfg, slog.New(slog.NewJSONHandler(logs, nil)), nil)
+	g, stop := startLoggingGateway(tb, cfg, slog.New(slog.NewJSONHandler(logs, nil)), nil)
 	base := "http://" + g.HTTPAddr()
 	conn, err := grpc.NewClient(g.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { conn.Close() })
-	return &accessGateway{g: g, base: base, conn: conn, sim: sim, logs: logs, redis: r}
+	return &accessGateway{g: g, base: base, conn: conn, sim: sim, logs: logs, redis: r, stop: stop}
 }
 
 // bearer returns ctx sending "authorization: Bearer <secret>" and, when
