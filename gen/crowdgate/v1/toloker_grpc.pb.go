@@ -38,9 +38,11 @@ type TolokerServiceClient interface {
 	// pools, or was forgotten (CROWDGATE_TOLOKER_RETENTION without activity).
 	GetToloker(ctx context.Context, in *GetTolokerRequest, opts ...grpc.CallOption) (*GetTolokerResponse, error)
 	// ListTolokers lists the tenant's Tolokers, most recently active first.
-	// Paging lists every Toloker present for the whole paging at least once:
-	// after the bottom of the list, the Tolokers active since the first page
-	// follow, least recently active first (one may be listed twice).
+	// Paging ends and lists every Toloker present for the whole paging (and
+	// active at most once during it) at least once: after the bottom of the
+	// list, the Tolokers active since the first page and before the bottom
+	// follow, least recently active first (one may be listed twice, never
+	// more).
 	//
 	// Scope READ. Optionally those who worked in one pool (NOT_FOUND for a
 	// pool the tenant does not have), or were active in a time range; paged
@@ -91,9 +93,11 @@ type TolokerServiceServer interface {
 	// pools, or was forgotten (CROWDGATE_TOLOKER_RETENTION without activity).
 	GetToloker(context.Context, *GetTolokerRequest) (*GetTolokerResponse, error)
 	// ListTolokers lists the tenant's Tolokers, most recently active first.
-	// Paging lists every Toloker present for the whole paging at least once:
-	// after the bottom of the list, the Tolokers active since the first page
-	// follow, least recently active first (one may be listed twice).
+	// Paging ends and lists every Toloker present for the whole paging (and
+	// active at most once during it) at least once: after the bottom of the
+	// list, the Tolokers active since the first page and before the bottom
+	// follow, least recently active first (one may be listed twice, never
+	// more).
 	//
 	// Scope READ. Optionally those who worked in one pool (NOT_FOUND for a
 	// pool the tenant does not have), or were active in a time range; paged

@@ -14,11 +14,11 @@ import (
 func TestAPageTokenResumesWhereItsPageEnded(t *testing.T) {
 	for _, c := range []listCursor{
 		{since: 1700000000000, after: &redis.Z{Score: 1690000000000, Member: "toloker:1"}},
-		{since: 1700000000000, rising: true},
-		{since: 1700000000000, rising: true, after: &redis.Z{Score: 1700000000001, Member: "toloker-2"}},
+		{since: 1700000000000, rising: true, ceiling: 1700000000500},
+		{since: 1700000000000, rising: true, ceiling: 1700000000500, after: &redis.Z{Score: 1700000000001, Member: "toloker-2"}},
 	} {
 		got, err := parseListCursor(c.String())
-		if err != nil || got.since != c.since || got.rising != c.rising || (got.after == nil) != (c.after == nil) ||
+		if err != nil || got.since != c.since || got.rising != c.rising || got.ceiling != c.ceiling || (got.after == nil) != (c.after == nil) ||
 			(c.after != nil && (got.after.Score != c.after.Score || got.after.Member != c.after.Member)) {
 			t.Errorf("parseListCursor(%q) = %+v, %v; want %+v", c.String(), got, err, c)
 		}
@@ -33,7 +33,7 @@ func TestAPageTokenResumesWhereItsPageEnded(t *testing.T) {
 	if ms != "1690000000000" || !strings.HasPrefix(rest, "toloker-1\t") {
 		t.Errorf("an older gateway reads a new cursor as %s:%q", ms, rest)
 	}
-	for _, bad := range []string{"1:\td1700000000000", "1:a\t", "1:a\tx1", "1:a\tu", "1:a\tdx", "x:a\td1", "toloker-1", "1690000000000", "1:"} {
+	for _, bad := range []string{"1:\td1700000000000", "1:a\t", "1:a\tx1", "1:a\tu", "1:a\tdx", "1:a\tu1700000000000", "1:a\tu1700000000000,1", "1:a\td1700000000000,1700000000001", "x:a\td1", "toloker-1", "1690000000000", "1:"} {
 		if _, err := parseListCursor(bad); err == nil {
 			t.Errorf("parseListCursor(%q) accepted", bad)
 		}

@@ -86,14 +86,15 @@ func (s *Service) GetToloker(ctx context.Context, req *crowdgatev1.GetTolokerReq
 // ListTolokers lists the tenant's Tolokers, most recently active first (in
 // the pool, with pool_id), within the activity range.
 //
-// Paging lists every Toloker present in the range for the whole paging at
-// least once, though activity reorders the list while it is paged: the
-// first page pins its time, later pages go on down the list below the
-// last one listed, and once the bottom is reached the Tolokers active
-// since the first page follow, least recently active first (a Toloker
-// active between pages moves above the cursor, where the walk down would
-// never see them). A Toloker active while the list is paged may thus be
-// listed twice, never twice on one page. "Since" is by the replicas'
+// Paging ends, and lists every Toloker present in the range for the whole
+// paging and active at most once during it at least once, though activity
+// reorders the list while it is paged: the first page pins its time,
+// later pages go on down the list below the last one listed, and once the
+// bottom is reached the Tolokers active since the first page and before
+// the bottom follow, least recently active first (a Toloker active
+// between pages moves above the cursor, where the walk down would never
+// see them). A Toloker active while the list is paged may thus be listed
+// twice, never twice on one page, never more. "Since" is by the replicas'
 // clocks: activity a replica records with a clock behind the first page's
 // can fall below that time and be missed, as before this walk up.
 func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListTolokersRequest) (*crowdgatev1.ListTolokersResponse, error) {
@@ -152,9 +153,12 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 			entries = entries[:page.Size]
 			next = listCursor{since: cur.since, after: &entries[len(entries)-1]}.String()
 		} else if page.After != "" && cur.since > 0 {
-			// The bottom: the Tolokers active since the first page follow.
-			// (The first page read the whole list at once: nothing moved.)
-			cur = listCursor{since: cur.since, rising: true}
+			// The bottom: the Tolokers active since the first page follow,
+			// up to now: the walk up ends (one active again while it runs
+			// moves above it), so paging always ends and lists a Toloker at
+			// most twice. (The first page read the whole list at once:
+			// nothing moved.)
+			cur = listCursor{since: cur.since, rising: true, ceiling: now.UnixMilli()}
 		}
 	}
 	if cur.rising {
@@ -166,7 +170,11 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 		for _, e := range entries {
 			listed[e.Member.(string)] = true
 		}
-		risen, err := s.scanUp(ctx, index, bottom, hi, cur.after, page.Size+1)
+		top := strconv.FormatInt(cur.ceiling, 10)
+		if to != nil && to.AsTime().UnixMilli() <= cur.ceiling {
+			top = hi
+		}
+		risen, err := s.scanUp(ctx, index, bottom, top, cur.after, page.Size+1)
 		if err != nil {
 			return nil, err
 		}
@@ -176,7 +184,7 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 				continue // listed above on this page, active since
 			}
 			if len(entries) == page.Size {
-				next = listCursor{since: cur.since, rising: true, after: last}.String()
+				next = listCursor{since: cur.since, rising: true, ceiling: cur.ceiling, after: last}.String()
 				break
 			}
 			entries = append(entries, z)
@@ -200,16 +208,18 @@ type listCursor struct {
 	// before it was kept, which pages down only.
 	since int64
 	// rising is true once the walk down reached the bottom: the walk goes
-	// on up through the Tolokers active after since.
-	rising bool
+	// on up through the Tolokers active after since, up to ceiling (when
+	// the walk up began, Unix ms).
+	rising  bool
+	ceiling int64
 	// after is the last Toloker listed in the current direction (nil at
 	// the start of the walk up).
 	after *redis.Z
 }
 
 // String returns the cursor as stored in a page token:
-// <ms>:<user> TAB d<since> down, u<since> up (<since>: with no user at the
-// start of the walk up). A gateway from before the walk up reads it as its
+// <ms>:<user> TAB d<since> down, u<since>,<ceiling> up (<since>: with no
+// user at the start of the walk up). A gateway from before the walk up reads it as its
 // own <ms>:<user> (a user_id has no TAB) and pages down from there, so a
 // token answered across a rolling upgrade is never refused.
 func (c listCursor) String() string {
@@ -221,7 +231,11 @@ func (c listCursor) String() string {
 	if c.after != nil {
 		at, user = int64(c.after.Score), c.after.Member.(string)
 	}
-	return strconv.FormatInt(at, 10) + ":" + user + "\t" + dir + strconv.FormatInt(c.since, 10)
+	walk := dir + strconv.FormatInt(c.since, 10)
+	if c.rising {
+		walk += "," + strconv.FormatInt(c.ceiling, 10)
+	}
+	return strconv.FormatInt(at, 10) + ":" + user + "\t" + walk
 }
 
 // parseListCursor reads a listCursor; "" is the first page's, and one
@@ -242,11 +256,17 @@ func parseListCursor(s string) (listCursor, error) {
 		if walk == "" || (walk[0] != 'd' && walk[0] != 'u') {
 			return c, bad
 		}
-		since, err := strconv.ParseInt(walk[1:], 10, 64)
-		if err != nil || since <= 0 {
+		sinceText, ceilingText, hasCeiling := strings.Cut(walk[1:], ",")
+		since, err := strconv.ParseInt(sinceText, 10, 64)
+		if err != nil || since <= 0 || hasCeiling != (walk[0] == 'u') {
 			return c, bad
 		}
 		c.since, c.rising = since, walk[0] == 'u'
+		if c.rising {
+			if c.ceiling, err = strconv.ParseInt(ceilingText, 10, 64); err != nil || c.ceiling < since {
+				return c, bad
+			}
+		}
 	}
 	if user == "" {
 		if !c.rising {
