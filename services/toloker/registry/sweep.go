@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
@@ -96,23 +98,32 @@ func (r *Registry) SweepTenant(ctx context.Context, tenantID string) (int, error
 	var kept map[string]*crowdgatev1.Session
 	if r.sessions != nil && len(aids) > 0 {
 		if kept, err = r.sessions.OfAssignments(ctx, tenantID, aids); err != nil {
-			return 0, err
+			var un *serviceerror.Unavailable
+			if errors.As(err, &un) {
+				return 0, err // Redis: the next sweep tries again
+			}
+			// A record that cannot be read must not stop the tenant's
+			// sweep for good: the events carry the snapshots, as before.
+			r.log.Error("registry: sessions ending cannot be read; their session.ended events carry the state at their start", "error", err.Error())
+			kept = nil
 		}
 	}
 	log, seen := events.Keys(r.prefix, tenantID)
 	calls := make([]storage.Call, 0, len(due))
 	for i := range due {
-		sess := started[i]
-		if cur, ok := kept[sess.GetAssignmentId()]; ok && cur.GetSessionId() == sids[i] {
-			sess = proto.CloneOf(cur)
-		}
 		// What the registry knows is enough for the event when the snapshot
 		// is gone (it never is while the session is listed).
+		sess := started[i]
 		sess.SessionId, sess.TenantId, sess.UserId = sids[i], tenantID, users[i]
-		expired := proto.CloneOf(sess)
+		last := sess // session.started (if still owed) carries the start
+		if cur, ok := kept[sess.GetAssignmentId()]; ok && cur.GetSessionId() == sids[i] {
+			last = proto.CloneOf(cur)
+			last.SessionId, last.TenantId, last.UserId = sids[i], tenantID, users[i]
+		}
+		expired := proto.CloneOf(last)
 		expired.State = crowdgatev1.SessionState_SESSION_STATE_ENDED
 		expired.EndReason = crowdgatev1.EndReason_END_REASON_EXPIRED
-		expired.EndTime = sess.GetExpireTime()
+		expired.EndTime = last.GetExpireTime()
 		if expired.EndTime == nil {
 			expired.EndTime = timestamppb.New(now)
 		}
