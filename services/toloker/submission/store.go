@@ -714,7 +714,7 @@ func (s *store) finish(ctx context.Context, e entry, sub *crowdgatev1.Submission
 		s.tolokerPendingKey(e.shard, e.tenantID, sub.GetPoolId(), sub.GetUserId()),
 		s.unpaidKey(e.shard),
 	}, o.kind, e.entryID, token, group, at.UnixMilli(), errBytes, fl, o.backoff.Milliseconds(),
-		schedMember(e.tenantID, e.id), e.id, s.payRetention.Milliseconds(), delivered, dead).Result()
+		schedMember(e.tenantID, e.id), e.id, s.payRetention.Milliseconds(), delivered, dead, idTime(e.id).UnixMilli()).Result()
 	if err != nil {
 		return "", storage.Unavailable(err)
 	}

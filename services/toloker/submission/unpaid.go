@@ -21,7 +21,8 @@ import (
 // credential this replica cannot open) waits for ever, so its Toloker's
 // wait is measured: each shard keeps its unpaid submissions in a set by
 // the time they began waiting (unpaidKey), written by the accept, finish
-// and requeue scripts with the state, and the gauge
+// and requeue scripts with the state (a retry adds one queued before the
+// set existed, or accepted by a replica from before it), and the gauge
 // crowdgate_submission_oldest_unpaid_seconds reads the sets' heads.
 
 var (
@@ -33,6 +34,10 @@ var (
 // unpaidLook bounds the members one read of a shard's set looks at (and
 // removes when they are not QUEUED): the rest wait for the next read.
 const unpaidLook = 32
+
+// unpaidRounds bounds the reads of one shard's set for one value of the
+// gauge (unpaidLook × unpaidRounds stale members gone past at most).
+const unpaidRounds = 64
 
 // unpaidEvery is how often a replica reads the sets for the gauge.
 const unpaidEvery = 15 * time.Second
@@ -63,16 +68,30 @@ func (s *Service) oldestUnpaid(ctx context.Context) (time.Time, string, error) {
 	var member string
 	for shard := range shards {
 		key := s.st.unpaidKey(shard)
-		ms, err := unpaidScript.Run(ctx, s.rdb, []string{key}, s.st.recordPrefix(shard), unpaidLook).Text()
-		if errors.Is(err, redis.Nil) {
-			continue
+		// Members settled without leaving the set (by a replica from
+		// before it) are dropped unpaidLook at a time: go on past them,
+		// within a bound, rather than read "none waits" with a queued
+		// submission behind them.
+		var n float64
+		for range unpaidRounds {
+			raw, err := unpaidScript.Run(ctx, s.rdb, []string{key}, s.st.recordPrefix(shard), unpaidLook).Result()
+			if errors.Is(err, redis.Nil) {
+				n = 0
+				break
+			}
+			if err != nil {
+				return time.Time{}, "", storage.Unavailable(err)
+			}
+			if ms, ok := raw.(string); ok {
+				if n, err = strconv.ParseFloat(ms, 64); err != nil {
+					return time.Time{}, "", err
+				}
+				break
+			}
+			n = -1 // stale members removed, more remain: read on
 		}
-		if err != nil {
-			return time.Time{}, "", storage.Unavailable(err)
-		}
-		n, err := strconv.ParseFloat(ms, 64)
-		if err != nil {
-			return time.Time{}, "", err
+		if n <= 0 {
+			continue // none waits, or more stale members than one read goes past
 		}
 		if t := time.UnixMilli(int64(n)); oldest.IsZero() || t.Before(oldest) {
 			oldest = t

@@ -1,6 +1,7 @@
 package submission
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -105,5 +106,55 @@ func TestASubmitSettledWithoutLeavingTheUnpaidIsNotCounted(t *testing.T) {
 	}
 	if n := f.redis.Client.ZCard(f.ctx, key).Val(); n != 0 {
 		t.Errorf("the set keeps %d members after the read, want the settled one removed", n)
+	}
+}
+
+// TestASubmitQueuedBeforeTheSetJoinsItAtItsNextRetry: a submission queued
+// before the unpaid set existed (or accepted by a replica from before it)
+// is not in it, and the gauge would read 0 for the very submits stuck for
+// days that its alert is for. Its next retry adds it, from its creation
+// (found by the review of this session's diff).
+func TestASubmitQueuedBeforeTheSetJoinsItAtItsNextRetry(t *testing.T) {
+	f := newFixture(t, nil)
+	s := f.toloker(tolokasim.UserState{})
+	f.setPoolStatus(t, "close", "CLOSED")
+	sub := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-1", Reward: "0.40"}).Submission
+	if st := f.get(sub.SubmissionId).State; st != queued {
+		t.Fatalf("state %v, want QUEUED", st)
+	}
+	// As the accept script from before the set leaves it: not a member.
+	key := f.svc.st.unpaidKey(mustShard(sub.SubmissionId))
+	f.redis.Client.ZRem(f.ctx, key, schedMember(tenant.Default, sub.SubmissionId))
+	if got := f.oldestUnpaid(t); !got.IsZero() {
+		t.Fatalf("the set still has the submission (%s); the test needs it out", got)
+	}
+	f.run(f.svc)
+	f.retryNow(sub.SubmissionId)
+	for deadline := time.Now().Add(10 * time.Second); f.get(sub.SubmissionId).Attempts < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("no retry of the queued submit")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got, want := f.oldestUnpaid(t), idTime(sub.SubmissionId).Truncate(time.Millisecond); !got.Equal(want) {
+		t.Errorf("after its retry the submission waits unpaid since %s, want its creation %s", got, want)
+	}
+}
+
+// TestSettledMembersAheadDoNotHideTheOldestUnpaid: more settled members at
+// the head of the set than one read looks at (left by replicas from
+// before the set) made the read answer "none waits" for the shard, though
+// a QUEUED submission waited behind them.
+func TestSettledMembersAheadDoNotHideTheOldestUnpaid(t *testing.T) {
+	f := newFixture(t, nil)
+	s := f.toloker(tolokasim.UserState{})
+	f.setPoolStatus(t, "close", "CLOSED")
+	sub := f.submit(&crowdgatev1.SubmitRequest{SessionId: s.SessionId, RetryId: "task-1", Reward: "0.40"}).Submission
+	key := f.svc.st.unpaidKey(mustShard(sub.SubmissionId))
+	for i := range unpaidLook*3 + 8 {
+		f.redis.Client.ZAdd(f.ctx, key, redis.Z{Score: float64(i + 1), Member: schedMember(tenant.Default, fmt.Sprintf("sub_settled%03d", i))})
+	}
+	if got := f.oldestUnpaid(t); got.IsZero() {
+		t.Errorf("with %d settled members ahead of a QUEUED submission, OldestUnpaid reads none", unpaidLook*3+8)
 	}
 }

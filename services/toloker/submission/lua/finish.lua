@@ -15,7 +15,8 @@
 --         event log: written here, with the state change it reports
 -- KEYS[10] the Toloker's set of unsettled submissions in the pool
 -- KEYS[11] the shard's submissions waiting to be paid (zset of ARGV[9]):
---          a settled one leaves it
+--          a settled one leaves it; a retried one joins it if missing
+--          (queued before the set existed, or by a replica from before)
 --
 -- ARGV[1]  outcome: delivered | retry | dead | defer (not attempted: an
 --          earlier submission of the session is unsettled; like retry, but
@@ -32,6 +33,7 @@
 -- ARGV[11] the pay counters' retention in ms
 -- ARGV[12] the submission.delivered event (protobuf)
 -- ARGV[13] the submission.dead event (protobuf)
+-- ARGV[14] the submission's creation time, unix ms (its id's)
 --
 -- Returns {outcome applied} | {"skip", state} when the submission was
 -- already DELIVERED (or DEAD for a retry) | {"gone"}.
@@ -138,6 +140,8 @@ if ARGV[1] == 'retry' or defer then
   -- joined them (a pool stopped for over a month lost them).
   redis.call('PEXPIRE', KEYS[7], 2592000000)
   redis.call('PEXPIRE', KEYS[10], 2592000000)
+  -- NX: one queued again by an operator keeps the time of that retry.
+  redis.call('ZADD', KEYS[11], 'NX', ARGV[14], ARGV[9])
   return answer(ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'st', '3')

@@ -12,8 +12,9 @@
 -- read as unpaid for ever; the check and the removal are one step, so an
 -- operator's retry of that submission, which adds it again, is not lost.
 --
--- Returns the oldest QUEUED member's score, or false when there is none
--- among the first ARGV[2].
+-- Returns the oldest QUEUED member's score; -1 when the first ARGV[2]
+-- members were all removed and more remain (call again); false when the
+-- set is empty.
 local head = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
 for i = 1, #head, 2 do
   local tab = string.find(head[i], '\t', 1, true)
@@ -25,5 +26,8 @@ for i = 1, #head, 2 do
     return head[i + 1]
   end
   redis.call('ZREM', KEYS[1], head[i])
+end
+if redis.call('ZCARD', KEYS[1]) > 0 then
+  return -1
 end
 return false
