@@ -33,3 +33,25 @@ func TestADefaultAudienceFollowsAMovedPlatformURL(t *testing.T) {
 		t.Errorf("after moving platform_url to https://new.example.org/start, the defaulted platform_audience = %q, want the new origin https://new.example.org", got)
 	}
 }
+// TestAnAudienceSetInTheMaskIsKeptWhenTheURLMoves: the requester moves
+// platform_url and, in the same mask, sets platform_audience explicitly to
+// the old origin (the platform still checks tokens for it). The explicit
+// value is overwritten with the new origin.
+func TestAnAudienceSetInTheMaskIsKeptWhenTheURLMoves(t *testing.T) {
+	env := start(t)
+	ctx := env.Ctx()
+	key := env.NewAPIKey("acme")
+	p := gatewaytest.MinimalProject(env.MustCredential(ctx, key))
+	p.PlatformUrl = "https://old.example.com/start"
+	prj := env.MustProject(ctx, p)
+	upd, err := env.Projects.UpdateProject(ctx, &crowdgatev1.UpdateProjectRequest{
+		Project:    &crowdgatev1.Project{ProjectId: prj.GetProjectId(), PlatformUrl: "https://new.example.org/start", PlatformAudience: "https://old.example.com"},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"platform_url", "platform_audience"}},
+	})
+	if err != nil {
+		t.Fatalf("UpdateProject: %v", err)
+	}
+	if got := upd.GetProject().GetPlatformAudience(); got != "https://old.example.com" {
+		t.Errorf("platform_audience set explicitly to https://old.example.com (in the mask) came back %q", got)
+	}
+}

@@ -3,6 +3,7 @@ package project
 import (
 	"context"
 	"net/url"
+	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -46,7 +47,7 @@ func (s *Service) UpdateProject(ctx context.Context, req *crowdgatev1.UpdateProj
 		return nil, err
 	}
 	if merged.GetPlatformUrl() != stored.GetPlatformUrl() && merged.GetPlatformAudience() == stored.GetPlatformAudience() &&
-		stored.GetPlatformAudience() == origin(stored.GetPlatformUrl()) {
+		stored.GetPlatformAudience() == origin(stored.GetPlatformUrl()) && !slices.Contains(req.GetUpdateMask().GetPaths(), "platform_audience") {
 		// The audience was the old URL's origin (its default): it follows
 		// the platform to its new address (validation defaults it again),
 		// or the platform's tokens would name the host it left.
