@@ -33,6 +33,7 @@ func TestADefaultAudienceFollowsAMovedPlatformURL(t *testing.T) {
 		t.Errorf("after moving platform_url to https://new.example.org/start, the defaulted platform_audience = %q, want the new origin https://new.example.org", got)
 	}
 }
+
 // TestAnAudienceSetInTheMaskIsKeptWhenTheURLMoves: the requester moves
 // platform_url and, in the same mask, sets platform_audience explicitly to
 // the old origin (the platform still checks tokens for it). The explicit
