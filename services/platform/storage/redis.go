@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -112,10 +114,18 @@ func urlError(raw string, err error) error {
 	msg := err.Error()
 	if i := strings.Index(raw, "://"); i >= 0 {
 		if at := strings.LastIndex(raw, "@"); at > i+3 {
-			redacted := raw[:i+3] + "xxxxx" + raw[at:]
-			msg = strings.ReplaceAll(msg, raw, redacted)
-			// The parser may quote only the part with the user info.
-			msg = strings.ReplaceAll(msg, raw[i+3:at], "xxxxx")
+			// The user info, as given and as the parser quotes it (%q
+			// escapes a '"' or '\\' in a password).
+			info := raw[i+3 : at]
+			quoted := strconv.Quote(info)
+			for _, s := range []string{info, quoted[1 : len(quoted)-1]} {
+				msg = strings.ReplaceAll(msg, s, "xxxxx")
+			}
+			if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+				if p, ok := u.User.Password(); ok && p != "" {
+					msg = strings.ReplaceAll(msg, p, "xxxxx")
+				}
+			}
 		}
 	}
 	return errors.New("REDIS_URL: " + msg)
