@@ -349,13 +349,8 @@ func dynamicPricing(field string, d *crowdgatev1.DynamicPricingConfig) (*toloka.
 	out := &toloka.DynamicPricingConfig{Type: typ, SkillID: d.GetSkillId()}
 	type span struct{ from, to, i int32 }
 	var spans []span
-	for i, in := range d.GetIntervals() {
+	for i, iv := range d.GetIntervals() {
 		ip := index(join(field, "intervals"), i)
-		iv := in
-		if in.To == nil {
-			iv = proto.CloneOf(in)
-			iv.To = proto.Int32(100) // seed 003: "By default 100"
-		}
 		if err := between(join(ip, "from"), int64(iv.GetFrom()), 0, 100); err != nil {
 			return nil, err
 		}
@@ -378,6 +373,18 @@ func dynamicPricing(field string, d *crowdgatev1.DynamicPricingConfig) (*toloka.
 		out.Intervals = append(out.Intervals, toloka.PricingInterval{From: toloka.Ptr(int(iv.GetFrom())), To: toloka.Ptr(int(iv.GetTo())), RewardPerAssignment: r})
 	}
 	return out, nil
+}
+
+// defaultPricingTo gives a request's pricing intervals without "to" seed
+// 003's default, 100, before the pool is validated and stored. Only the
+// request's: a stored interval without it is one written when "to" had no
+// presence (a plain int32), so its 0 was a 0, as sent to Toloka then.
+func defaultPricingTo(p *crowdgatev1.Pool) {
+	for _, iv := range p.GetDynamicPricingConfig().GetIntervals() {
+		if iv.To == nil {
+			iv.To = proto.Int32(100)
+		}
+	}
 }
 
 func dynamicOverlap(field string, d *crowdgatev1.DynamicOverlapConfig, defaults *crowdgatev1.PoolDefaults) (*toloka.DynamicOverlapConfig, error) {

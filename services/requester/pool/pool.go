@@ -77,6 +77,7 @@ func (s *Service) CreatePool(ctx context.Context, req *crowdgatev1.CreatePoolReq
 		return nil, serviceerror.NewInvalidArgument("pool", "is required")
 	}
 	p := proto.Clone(req.GetPool()).(*crowdgatev1.Pool)
+	defaultPricingTo(p)
 	clearOutputOnly(p)
 	if p.GetProjectId() == "" {
 		return nil, serviceerror.NewInvalidArgument("pool.project_id", "is required")
@@ -251,6 +252,7 @@ func (s *Service) UpdatePool(ctx context.Context, req *crowdgatev1.UpdatePoolReq
 		return nil, err
 	}
 	src := proto.Clone(req.GetPool()).(*crowdgatev1.Pool)
+	defaultPricingTo(src)
 	if src.GetProjectId() != "" && src.GetProjectId() != stored.GetProjectId() {
 		return nil, serviceerror.NewInvalidArgument("pool.project_id", "cannot be changed (the pool belongs to project %s)", stored.GetProjectId())
 	}
