@@ -89,23 +89,3 @@ func TestAMaskPathUnderAnUnsetMessageMustNameAField(t *testing.T) {
 	}
 	gatewaytest.WantField(t, err, "update_mask")
 }
-
-// toloka-api-facts.md: SET_SKILL_FROM_OUTPUT_FIELD goes "with GOLDEN_SET,
-// MAJORITY_VOTE". A rule copying an ACCEPTANCE_RATE output into a skill is
-// not a documented combination and must be refused before Toloka.
-func TestSetSkillFromOutputFieldNeedsACollectorOfCorrectAnswers(t *testing.T) {
-	env := start(t)
-	prj := fidelityProject(t, env)
-	p := gatewaytest.ValidPool(prj.GetProjectId(), env.Now())
-	p.QualityControl = &crowdgatev1.PoolQualityControl{Configs: []*crowdgatev1.QualityControlConfig{{
-		CollectorConfig: &crowdgatev1.CollectorConfig{Type: crowdgatev1.CollectorType_COLLECTOR_TYPE_ACCEPTANCE_RATE},
-		Rules: []*crowdgatev1.QualityControlRule{rule(action(crowdgatev1.RuleActionType_RULE_ACTION_TYPE_SET_SKILL_FROM_OUTPUT_FIELD,
-			&crowdgatev1.RuleActionParameters{SkillId: "42", FromField: "accepted_assignments_rate"}),
-			qcCond("total_assignments_count", gt, 5))},
-	}}}
-	_, err := env.Pools.CreatePool(env.Ctx(), &crowdgatev1.CreatePoolRequest{Pool: p})
-	if err == nil {
-		t.Fatalf("CreatePool with ACCEPTANCE_RATE + SET_SKILL_FROM_OUTPUT_FIELD = OK; want INVALID_ARGUMENT on the action type")
-	}
-	gatewaytest.WantField(t, err, "pool.quality_control.configs[0].rules[0].action.type")
-}

@@ -539,7 +539,7 @@ func ruleAction(ap string, collector crowdgatev1.CollectorType, a *crowdgatev1.R
 		fields := OutputFields(collector)
 		cname := enumName(collector.String(), "COLLECTOR_TYPE_")
 		if len(fields) == 0 {
-			return nil, bad(join(ap, "type"), "SET_SKILL_FROM_OUTPUT_FIELD needs a collector of correct answers (GOLDEN_SET, MAJORITY_VOTE or TRAINING), not %s", cname)
+			return nil, bad(join(ap, "type"), "SET_SKILL_FROM_OUTPUT_FIELD needs a collector with a rate (GOLDEN_SET, MAJORITY_VOTE, ACCEPTANCE_RATE, TRAINING or CAPTCHA), not %s", cname)
 		}
 		if !set["from_field"] {
 			return nil, bad(join(pp, "from_field"), "is required for SET_SKILL_FROM_OUTPUT_FIELD: one of %s", strings.Join(fields, ", "))

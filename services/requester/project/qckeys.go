@@ -114,25 +114,11 @@ func CollectorKeys(t crowdgatev1.CollectorType) []string {
 	return out
 }
 
-// skillSources are the collectors a SET_SKILL_FROM_OUTPUT_FIELD rule may
-// read: seed 004 sets "the percentage of correct responses" as the skill
-// ("used in control tasks and majority vote rules"; toloka-api-facts: with
-// GOLDEN_SET, MAJORITY_VOTE), and a training pool's tasks are control
-// tasks. An acceptance or captcha rate is no share of correct responses.
-var skillSources = map[crowdgatev1.CollectorType]bool{
-	crowdgatev1.CollectorType_COLLECTOR_TYPE_GOLDEN_SET:    true,
-	crowdgatev1.CollectorType_COLLECTOR_TYPE_MAJORITY_VOTE: true,
-	crowdgatev1.CollectorType_COLLECTOR_TYPE_TRAINING:      true,
-}
-
 // OutputFields returns the fields a SET_SKILL_FROM_OUTPUT_FIELD action of a
 // collector t rule may copy into a skill, sorted: the collector's rates,
 // and seed 004's wrong_answers_rate where the collector counts incorrect
 // answers.
 func OutputFields(t crowdgatev1.CollectorType) []string {
-	if !skillSources[t] {
-		return nil
-	}
 	var out []string
 	for k, spec := range conditionKeys[t] {
 		if spec.kind == kindRate {
