@@ -256,10 +256,11 @@ func (s *store) othersPending(ctx context.Context, shards int, tenantID, id stri
 }
 func (s *store) schedKey(shard int) string { return s.prefix + "sched:" + tag(shard) }
 
-// unpaidKey is the shard's set of submissions waiting to be paid (zset of
-// schedMember, score = when it began waiting, unix ms: accepted, or put
-// back by an operator), written by the accept, finish and requeue scripts
-// with the state; OldestUnpaid reads its head.
+// unpaidKey is the shard's set of submissions waiting to be paid after a
+// failed attempt (zset of schedMember, score = since when, unix ms: its
+// creation, or an operator's retry), written by the finish and requeue
+// scripts with the state; OldestUnpaid reads its head. A submit paid at its
+// first attempt never joins it: the accept writes nothing more for it.
 func (s *store) unpaidKey(shard int) string { return s.prefix + "unpaid:" + tag(shard) }
 
 // poolsKey is the set of the shard's pools that have submissions: what the
@@ -399,12 +400,10 @@ func (s *store) accept(ctx context.Context, a acceptArgs) (acceptResult, error) 
 			s.poolsKey(a.shard),
 			cmp.Or(a.check, s.idemKey(a.shard, a.tenantID, a.poolID, a.retryID)), // unused unless ARGV[17]
 			s.tolokerPendingKey(a.shard, a.tenantID, a.poolID, a.userID),
-			s.unpaidKey(a.shard),
 		},
 		args: []any{useIdem, a.reject, a.id, a.tenantID, a.body, a.units, a.tolokaPoolID, a.credentialID,
 			a.fingerprint, a.leaseToken, a.leaseTTL.Milliseconds(), bit(a.sessionID != ""), bit(a.assignmentID != ""),
-			poolMember(a.tenantID, a.poolID), strings.Join(a.claims, ","), a.shard, bit(a.check != ""),
-			idTime(a.id).UnixMilli()},
+			poolMember(a.tenantID, a.poolID), strings.Join(a.claims, ","), a.shard, bit(a.check != "")},
 		minReplicas: a.minReplicas, replicaTimeout: a.replicaTimeout,
 	}
 	if _, cluster := s.rdb.(*redis.ClusterClient); cluster && a.minReplicas > 0 {

@@ -19,11 +19,15 @@ import (
 // With CROWDGATE_SUBMIT_MAX_ATTEMPTS 0 a submit Toloka keeps refusing
 // for a reason that may pass (a stopped pool, a redirect, throttling, a
 // credential this replica cannot open) waits for ever, so its Toloker's
-// wait is measured: each shard keeps its unpaid submissions in a set by
-// the time they began waiting (unpaidKey), written by the accept, finish
-// and requeue scripts with the state (a retry adds one queued before the
-// set existed, or accepted by a replica from before it), and the gauge
-// crowdgate_submission_oldest_unpaid_seconds reads the sets' heads.
+// wait is measured: each shard keeps the submissions whose attempt failed
+// in a set by when they began waiting (unpaidKey: their creation, or an
+// operator's retry), joined at a failed attempt and left at settlement by
+// the finish script, and the gauge
+// crowdgate_submission_oldest_unpaid_seconds reads the sets' heads. A
+// submit paid at its first attempt, nearly all of them, costs the set one
+// ZREM of a member it does not have; a submit never attempted at all waits
+// in the outbox's streams, which crowdgate_submission_outbox_lag_seconds
+// watches.
 
 var (
 	//go:embed lua/unpaid.lua

@@ -17,8 +17,6 @@
 -- KEYS[11] the Toloker's set of unsettled submissions in the pool (every
 --          submit joins it, with a session or without: a close_session
 --          waits behind it)
--- KEYS[12] the shard's submissions waiting to be paid (zset, score = since
---          when, unix ms), left by the finish script when one settles
 --
 -- ARGV[1]  "1" when KEYS[1] is used (the platform gave a retry_id)
 -- ARGV[2]  rejection ("" to accept): returned unless this is a replay
@@ -39,7 +37,6 @@
 --          retention sweep
 -- ARGV[16] this shard
 -- ARGV[17] "1" when KEYS[10] is used
--- ARGV[18] the submission's creation time, unix ms (its id's)
 --
 -- Returns {"replay", id} | {"reject", reason} | {"new", id, stream entry id}
 -- | {"forward", shard}: the arbiter's claim gives the retry_id to that
@@ -98,7 +95,6 @@ if ARGV[12] == '1' then
 end
 redis.call('SADD', KEYS[11], ARGV[3])
 redis.call('PEXPIRE', KEYS[11], 2592000000)
-redis.call('ZADD', KEYS[12], ARGV[18], ARGV[4] .. '\t' .. ARGV[3])
 if ARGV[13] == '1' then
   redis.call('ZADD', KEYS[8], 0, ARGV[3])
 end

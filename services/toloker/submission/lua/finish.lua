@@ -14,9 +14,9 @@
 -- KEYS[9] the shard's event intents (stream), relayed to the tenant's
 --         event log: written here, with the state change it reports
 -- KEYS[10] the Toloker's set of unsettled submissions in the pool
--- KEYS[11] the shard's submissions waiting to be paid (zset of ARGV[9]):
---          a settled one leaves it; a retried one joins it if missing
---          (queued before the set existed, or by a replica from before)
+-- KEYS[11] the shard's submissions waiting to be paid after a failed
+--          attempt (zset of ARGV[9], score = since when): a retried one
+--          joins it (NX, from its creation), a settled one leaves it
 --
 -- ARGV[1]  outcome: delivered | retry | dead | defer (not attempted: an
 --          earlier submission of the session is unsettled; like retry, but
