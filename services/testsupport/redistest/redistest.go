@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"os"
 	"slices"
 	"strings"
@@ -197,4 +198,80 @@ func (h *Resend) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proce
 		}
 		return err
 	}
+}
+
+// LoseReply is a redis.Hook that fails the first command batch carrying
+// Script as if its reply were lost: once Redis has run it (a Redis killed
+// after the write, a dropped connection, a read timeout: go-redis does
+// not resend then), or, with Drop, before it reaches Redis. Every command
+// of that batch gets ErrReplyLost.
+type LoseReply struct {
+	Script Script
+	Drop   bool
+
+	mu   sync.Mutex
+	lost int
+}
+
+// ErrReplyLost is the error LoseReply gives the batch it fails.
+var ErrReplyLost = errors.New("read tcp: connection reset by peer")
+
+// Lost is how many batches the hook failed (0 or 1).
+func (h *LoseReply) Lost() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lost
+}
+
+// DialHook is redis.Hook's.
+func (h *LoseReply) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessHook is redis.Hook's.
+func (h *LoseReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		cmds := []redis.Cmder{cmd}
+		if h.lose(cmds, false) {
+			return ErrReplyLost
+		}
+		err := next(ctx, cmd)
+		if h.lose(cmds, true) {
+			return ErrReplyLost
+		}
+		return err
+	}
+}
+
+// ProcessPipelineHook is redis.Hook's.
+func (h *LoseReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.lose(cmds, false) {
+			return ErrReplyLost
+		}
+		err := next(ctx, cmds)
+		if h.lose(cmds, true) {
+			return ErrReplyLost
+		}
+		return err
+	}
+}
+
+// lose reports whether cmds hold the run to lose, and then fails them all:
+// the first, before Redis runs it when Drop is set, once Redis has run it
+// otherwise (ran says which moment this is).
+func (h *LoseReply) lose(cmds []redis.Cmder, ran bool) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost > 0 || h.Drop == ran {
+		return false
+	}
+	for _, c := range cmds {
+		if h.Script.Runs(c) && (!ran || c.Err() == nil) {
+			h.lost++
+			for _, c := range cmds {
+				c.SetErr(ErrReplyLost)
+			}
+			return true
+		}
+	}
+	return false
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/testsupport/redistest"
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
 	"github.com/crowdgate/crowdgate/services/toloker/session"
 )
@@ -112,12 +113,12 @@ func TestASessionIsStoredOnlyOnceItsPoolListedIt(t *testing.T) {
 		drop bool
 	}{{"the listing failed", true}, {"its reply was lost", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			hook := &loseCreateReply{create: readScript(t, "enlist.lua"), drop: tc.drop}
+			hook := &redistest.LoseReply{Script: readScript(t, "enlist.lua"), Drop: tc.drop}
 			env := hookedEnv(t, hook)
 			pool := env.NewPool(t, tenant.Default, nil)
 			aid := env.StartAssignment(t, pool, "toloker-1")
-			if _, err := env.Sessions.Land(ctx, aid); err == nil || hook.lost != 1 {
-				t.Fatalf("Land whose listing failed = %v (%d lost); want an error", err, hook.lost)
+			if _, err := env.Sessions.Land(ctx, aid); err == nil || hook.Lost() != 1 {
+				t.Fatalf("Land whose listing failed = %v (%d lost); want an error", err, hook.Lost())
 			}
 			if live, err := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); err != nil || len(live) != 0 {
 				t.Errorf("the registry lists %v, %v; want nothing (no session was stored)", live, err)

@@ -2,14 +2,11 @@ package session_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
@@ -20,71 +17,11 @@ import (
 	"github.com/crowdgate/crowdgate/services/toloker/session"
 )
 
-// loseCreateReply lets the first session create (create.lua) that Redis
-// runs reach it and then reports its reply lost, as a Redis killed after
-// the write or a dropped connection would.
-type loseCreateReply struct {
-	create redistest.Script
-	lost   int
-	// drop, when set, fails the create before it reaches Redis instead.
-	drop bool
-}
-
-var errReplyLost = errors.New("read tcp: connection reset by peer")
-
-func (h *loseCreateReply) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *loseCreateReply) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		cmds := []redis.Cmder{cmd}
-		if h.lose(cmds, false) {
-			return errReplyLost
-		}
-		err := next(ctx, cmd)
-		if h.lose(cmds, true) {
-			return errReplyLost
-		}
-		return err
-	}
-}
-
-func (h *loseCreateReply) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		if h.lose(cmds, false) {
-			return errReplyLost
-		}
-		err := next(ctx, cmds)
-		if h.lose(cmds, true) {
-			return errReplyLost
-		}
-		return err
-	}
-}
-
-// lose reports whether cmds hold the create to lose, and then fails them
-// all: the first create, before Redis runs it when drop is set, once Redis
-// has run it otherwise (ran says which moment this is).
-func (h *loseCreateReply) lose(cmds []redis.Cmder, ran bool) bool {
-	if h.lost > 0 || h.drop == ran {
-		return false
-	}
-	for _, c := range cmds {
-		if h.create.Runs(c) && (!ran || c.Err() == nil) {
-			h.lost++
-			for _, c := range cmds {
-				c.SetErr(errReplyLost)
-			}
-			return true
-		}
-	}
-	return false
-}
-
 // losingEnv returns sessions whose first create is lost: its reply (drop
 // false) or the create itself (drop true).
-func losingEnv(t *testing.T, drop bool) (*sessiontest.Env, *loseCreateReply) {
+func losingEnv(t *testing.T, drop bool) (*sessiontest.Env, *redistest.LoseReply) {
 	t.Helper()
-	hook := &loseCreateReply{create: readScript(t, "create.lua"), drop: drop}
+	hook := &redistest.LoseReply{Script: readScript(t, "create.lua"), Drop: drop}
 	return hookedEnv(t, hook), hook
 }
 
@@ -97,8 +34,8 @@ func TestASessionStoredWhoseReplyWasLostIsKept(t *testing.T) {
 
 	pool := env.NewPool(t, tenant.Default, nil)
 	l, err := env.Sessions.Land(ctx, env.StartAssignment(t, pool, "toloker-1"))
-	if hook.lost != 1 {
-		t.Fatalf("the hook lost %d create replies; the test needs one", hook.lost)
+	if hook.Lost() != 1 {
+		t.Fatalf("the hook lost %d create replies; the test needs one", hook.Lost())
 	}
 	if err != nil {
 		t.Fatalf("Land whose stored session's reply was lost: %v; want the session", err)
@@ -128,8 +65,8 @@ func TestASessionNeverStoredIsTakenBackAndItsLockReleased(t *testing.T) {
 	env, hook := losingEnv(t, true)
 	pool := env.NewPool(t, tenant.Default, nil)
 	aid := env.StartAssignment(t, pool, "toloker-1")
-	if _, err := env.Sessions.Land(ctx, aid); err == nil || hook.lost != 1 {
-		t.Fatalf("Land whose create was lost: %v (%d lost); want an error", err, hook.lost)
+	if _, err := env.Sessions.Land(ctx, aid); err == nil || hook.Lost() != 1 {
+		t.Fatalf("Land whose create was lost: %v (%d lost); want an error", err, hook.Lost())
 	}
 	if live, err := env.Tolokers.LiveSessions(ctx, tenant.Default, "toloker-1"); err != nil || len(live) != 0 {
 		t.Errorf("the registry lists %v, %v; want nothing (the session was not stored)", live, err)
