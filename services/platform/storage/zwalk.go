@@ -32,10 +32,11 @@ func ParseZCursor(s string) (ZCursor, bool) {
 
 // ZAfter reads up to n entries of a sorted set of integer scores in
 // ascending order: those after the cursor (a higher score, or the same
-// score and a greater member) with a score of at least min. It reads in
+// score and a greater member) with a score of at least min and at most
+// max (a ZRANGEBYSCORE bound: "+inf", "(123" or "123"). It reads in
 // batches of about n, so its memory is bounded by n whatever the set's
 // size; exports walk a whole index with it a page at a time.
-func ZAfter(ctx context.Context, rdb redis.UniversalClient, key string, after *ZCursor, min int64, n int) ([]redis.Z, error) {
+func ZAfter(ctx context.Context, rdb redis.UniversalClient, key string, after *ZCursor, min int64, max string, n int) ([]redis.Z, error) {
 	lo := min
 	if after != nil && after.Score > lo {
 		lo = after.Score
@@ -44,7 +45,7 @@ func ZAfter(ctx context.Context, rdb redis.UniversalClient, key string, after *Z
 	for offset := int64(0); len(out) < n; {
 		batch := int64(n - len(out) + 16)
 		zs, err := rdb.ZRangeByScoreWithScores(ctx, key, &redis.ZRangeBy{
-			Min: strconv.FormatInt(lo, 10), Max: "+inf", Offset: offset, Count: batch,
+			Min: strconv.FormatInt(lo, 10), Max: max, Offset: offset, Count: batch,
 		}).Result()
 		if err != nil {
 			return nil, Unavailable(err)
@@ -91,7 +92,7 @@ func WalkZ(ctx context.Context, rdb redis.UniversalClient, key, after string, mi
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		zs, err := ZAfter(ctx, rdb, key, cur, min(), n)
+		zs, err := ZAfter(ctx, rdb, key, cur, min(), "+inf", n)
 		if err != nil {
 			return err
 		}

@@ -37,7 +37,7 @@ func TestZAfterWalksEveryEntryOnceFromAnyCursor(t *testing.T) {
 		}
 		var got []string
 		for {
-			zs, err := ZAfter(ctx, r.Client, key, cur, 1000, 7)
+			zs, err := ZAfter(ctx, r.Client, key, cur, 1000, "+inf", 7)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -162,10 +162,6 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 		}
 	}
 	if cur.rising {
-		bottom := "(" + strconv.FormatInt(max(cur.since, lo-1), 10)
-		if cur.after != nil {
-			bottom = strconv.FormatInt(max(int64(cur.after.Score), lo), 10)
-		}
 		listed := make(map[string]bool, len(entries))
 		for _, e := range entries {
 			listed[e.Member.(string)] = true
@@ -174,7 +170,12 @@ func (s *Service) ListTolokers(ctx context.Context, req *crowdgatev1.ListToloker
 		if to != nil && to.AsTime().UnixMilli() <= cur.ceiling {
 			top = hi
 		}
-		risen, err := s.scanUp(ctx, index, bottom, top, cur.after, page.Size+1)
+		// Scores are whole milliseconds: after since is from since+1.
+		var after *storage.ZCursor
+		if cur.after != nil {
+			after = &storage.ZCursor{Score: int64(cur.after.Score), Member: cur.after.Member.(string)}
+		}
+		risen, err := storage.ZAfter(ctx, s.reg.rdb, index, after, max(cur.since+1, lo), top, page.Size+1)
 		if err != nil {
 			return nil, err
 		}
@@ -297,34 +298,6 @@ func (s *Service) scan(ctx context.Context, index, lo, hi string, after *redis.Z
 		}
 		for _, z := range zs {
 			if after != nil && z.Score == after.Score && z.Member.(string) >= after.Member.(string) {
-				continue // at the cursor's time, not past it yet
-			}
-			out = append(out, z)
-			if len(out) == n {
-				break
-			}
-		}
-		if int64(len(zs)) < batch {
-			break
-		}
-		offset += batch
-	}
-	return out, nil
-}
-
-// scanUp reads up to n entries of an activity index from lo up to hi,
-// least recent first, after the cursor (same score, higher member; or
-// higher score).
-func (s *Service) scanUp(ctx context.Context, index, lo, hi string, after *redis.Z, n int) ([]redis.Z, error) {
-	var out []redis.Z
-	for offset := int64(0); len(out) < n; {
-		batch := int64(n - len(out) + 16)
-		zs, err := s.reg.rdb.ZRangeByScoreWithScores(ctx, index, &redis.ZRangeBy{Min: lo, Max: hi, Offset: offset, Count: batch}).Result()
-		if err != nil {
-			return nil, storage.Unavailable(err)
-		}
-		for _, z := range zs {
-			if after != nil && z.Score == after.Score && z.Member.(string) <= after.Member.(string) {
 				continue // at the cursor's time, not past it yet
 			}
 			out = append(out, z)
