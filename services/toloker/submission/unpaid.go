@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -71,42 +72,45 @@ func (s *Service) oldestUnpaid(ctx context.Context) (time.Time, string, error) {
 	var oldest time.Time
 	var member string
 	for shard := range shards {
-		key := s.st.unpaidKey(shard)
-		// Members settled without leaving the set (by a replica from
-		// before it) are dropped unpaidLook at a time: go on past them,
-		// within a bound, rather than read "none waits" with a queued
-		// submission behind them.
-		var n float64
-		for range unpaidRounds {
-			raw, err := unpaidScript.Run(ctx, s.rdb, []string{key}, s.st.recordPrefix(shard), unpaidLook).Result()
-			if errors.Is(err, redis.Nil) {
-				n = 0
-				break
-			}
-			if err != nil {
-				return time.Time{}, "", storage.Unavailable(err)
-			}
-			if ms, ok := raw.(string); ok {
-				if n, err = strconv.ParseFloat(ms, 64); err != nil {
-					return time.Time{}, "", err
-				}
-				break
-			}
-			n = -1 // stale members removed, more remain: read on
+		m, since, err := s.shardOldestUnpaid(ctx, shard)
+		if err != nil {
+			return time.Time{}, "", err
 		}
-		if n <= 0 {
-			continue // none waits, or more stale members than one read goes past
-		}
-		if t := time.UnixMilli(int64(n)); oldest.IsZero() || t.Before(oldest) {
-			oldest = t
-			head, _ := s.rdb.ZRange(ctx, key, 0, 0).Result()
-			member = ""
-			if len(head) == 1 {
-				member = head[0]
-			}
+		if !since.IsZero() && (oldest.IsZero() || since.Before(oldest)) {
+			oldest, member = since, m
 		}
 	}
 	return oldest, member, nil
+}
+
+// shardOldestUnpaid is the member (tenant TAB id) and the start of the
+// wait of shard's oldest unpaid submission; zero when none waits. Members
+// settled without leaving the set (by a replica from before it) are
+// dropped unpaidLook at a time: it goes on past them, within a bound,
+// rather than read "none waits" with a queued submission behind them.
+func (s *Service) shardOldestUnpaid(ctx context.Context, shard int) (string, time.Time, error) {
+	key := s.st.unpaidKey(shard)
+	for range unpaidRounds {
+		raw, err := unpaidScript.Run(ctx, s.rdb, []string{key}, s.st.recordPrefix(shard), unpaidLook).Result()
+		if errors.Is(err, redis.Nil) {
+			return "", time.Time{}, nil // none waits
+		}
+		if err != nil {
+			return "", time.Time{}, storage.Unavailable(err)
+		}
+		found, ok := raw.([]any)
+		if !ok {
+			continue // stale members removed, more remain: read on
+		}
+		member, _ := found[0].(string)
+		ms, _ := found[1].(string)
+		n, err := strconv.ParseFloat(ms, 64)
+		if err != nil {
+			return "", time.Time{}, fmt.Errorf("submission: the unpaid set of shard %d holds the score %q", shard, ms)
+		}
+		return member, time.UnixMilli(int64(n)), nil
+	}
+	return "", time.Time{}, nil // more stale members than one read goes past
 }
 
 // runUnpaidGauge keeps crowdgate_submission_oldest_unpaid_seconds until

@@ -12,9 +12,9 @@
 -- read as unpaid for ever; the check and the removal are one step, so an
 -- operator's retry of that submission, which adds it again, is not lost.
 --
--- Returns the oldest QUEUED member's score; -1 when the first ARGV[2]
--- members were all removed and more remain (call again); false when the
--- set is empty.
+-- Returns {member, score} of the oldest QUEUED member; -1 when the first
+-- ARGV[2] members were all removed and more remain (call again); false
+-- when the set is empty.
 local head = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1, 'WITHSCORES')
 for i = 1, #head, 2 do
   local tab = string.find(head[i], '\t', 1, true)
@@ -23,7 +23,7 @@ for i = 1, #head, 2 do
     st = redis.call('HGET', ARGV[1] .. string.sub(head[i], 1, tab - 1) .. ':' .. string.sub(head[i], tab + 1), 'st')
   end
   if st == '1' then
-    return head[i + 1]
+    return {head[i], head[i + 1]}
   end
   redis.call('ZREM', KEYS[1], head[i])
 end
