@@ -25,10 +25,10 @@ import (
 // operator's retry), joined at a failed attempt and left at settlement by
 // the finish script, and the gauge
 // crowdgate_submission_oldest_unpaid_seconds reads the sets' heads. A
-// submit paid at its first attempt, nearly all of them, costs the set one
-// ZREM of a member it does not have; a submit never attempted at all waits
-// in the outbox's streams, which crowdgate_submission_outbox_lag_seconds
-// watches.
+// submit paid at its first attempt, nearly all of them, costs the set
+// nothing (only one whose next attempt time was set can be in it); a
+// submit never attempted at all waits in the outbox's streams, which
+// crowdgate_submission_outbox_lag_seconds watches.
 
 var (
 	//go:embed lua/unpaid.lua

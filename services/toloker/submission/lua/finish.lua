@@ -77,7 +77,15 @@ end
 local function unpend()
   redis.call('SREM', KEYS[7], ARGV[10])
   redis.call('SREM', KEYS[10], ARGV[10])
-  redis.call('ZREM', KEYS[11], ARGV[9])
+end
+-- A settled submission drops its next attempt time and leaves the unpaid
+-- set, which only one that waited can be in (a retry, a defer or an
+-- operator's retry set its nat): a submit paid at its first attempt costs
+-- the set nothing.
+local function unwait()
+  if redis.call('HDEL', KEYS[1], 'nat') == 1 then
+    redis.call('ZREM', KEYS[11], ARGV[9])
+  end
 end
 local defer = ARGV[1] == 'defer'
 -- An attempt counts only where its outcome applies: a call that finds the
@@ -100,7 +108,7 @@ if ARGV[1] == 'delivered' then
   end
   redis.call('ZREM', KEYS[5], ARGV[9])
   redis.call('HSET', KEYS[1], 'st', '2', 'fl', ARGV[7], 'dt', ARGV[5], 'eid', '')
-  redis.call('HDEL', KEYS[1], 'nat')
+  unwait()
   if st == '1' then
     redis.call('HINCRBY', KEYS[2], 'queued', -1)
     redis.call('HINCRBY', KEYS[2], 'rq', neg(amt))
@@ -145,7 +153,7 @@ if ARGV[1] == 'retry' or defer then
   return answer(ARGV[1])
 end
 redis.call('HSET', KEYS[1], 'st', '3')
-redis.call('HDEL', KEYS[1], 'nat')
+unwait()
 redis.call('HINCRBY', KEYS[2], 'queued', -1)
 redis.call('HINCRBY', KEYS[2], 'rq', neg(amt))
 redis.call('HINCRBY', KEYS[2], 'dead', 1)
