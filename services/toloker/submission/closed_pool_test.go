@@ -24,6 +24,20 @@ func (f *fixture) setPoolStatus(t *testing.T, verb, status string) {
 	}
 }
 
+// retryAndWait makes the scheduled retry of the default tenant's
+// submission id due now, and waits (10 s at most) until a running worker
+// has made it: its attempts reach attempts.
+func (f *fixture) retryAndWait(t *testing.T, id string, attempts int32) {
+	t.Helper()
+	f.retryNow(id)
+	for deadline := time.Now().Add(10 * time.Second); f.get(id).Attempts < attempts; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retry of the queued submit %s: fewer than %d attempts after 10 s", id, attempts)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // retryNow makes the scheduled retry of the default tenant's submission id
 // due now.
 func (f *fixture) retryNow(id string) {

@@ -35,13 +35,7 @@ func TestACloseWaitsForASubmitRetriedForOverAMonth(t *testing.T) {
 	// runs from the latest.
 	for i := range 2 {
 		f.redis.Mini.FastForward(29 * 24 * time.Hour)
-		f.retryNow(first.SubmissionId)
-		for deadline := time.Now().Add(10 * time.Second); f.get(first.SubmissionId).Attempts < int32(i+2); {
-			if time.Now().After(deadline) {
-				t.Fatalf("no retry %d of the queued submit", i+1)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		f.retryAndWait(t, first.SubmissionId, int32(i+2))
 	}
 	yes := true
 	closing := f.submit(&crowdgatev1.SubmitRequest{PoolId: poolID, UserId: user, RetryId: "task-2", Reward: "0.10", CloseSession: &yes, StartTime: start}).Submission

@@ -129,13 +129,7 @@ func TestASubmitQueuedBeforeTheSetJoinsItAtItsNextRetry(t *testing.T) {
 		t.Fatalf("the set still has the submission (%s); the test needs it out", got)
 	}
 	f.run(f.svc)
-	f.retryNow(sub.SubmissionId)
-	for deadline := time.Now().Add(10 * time.Second); f.get(sub.SubmissionId).Attempts < 2; {
-		if time.Now().After(deadline) {
-			t.Fatal("no retry of the queued submit")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	f.retryAndWait(t, sub.SubmissionId, 2)
 	if got, want := f.oldestUnpaid(t), idTime(sub.SubmissionId).Truncate(time.Millisecond); !got.Equal(want) {
 		t.Errorf("after its retry the submission waits unpaid since %s, want its creation %s", got, want)
 	}
