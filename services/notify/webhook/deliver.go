@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
+	"github.com/crowdgate/crowdgate/services/kernel/weburl"
 	"github.com/crowdgate/crowdgate/services/notify/events"
 	"github.com/crowdgate/crowdgate/services/platform/outbox"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
@@ -570,7 +571,7 @@ func (s *Service) recordDisabled(ctx context.Context, ep *crowdgatev1.WebhookEnd
 	// The event is read by any key of the tenant (ListEvents needs READ)
 	// and sent to its other endpoints; an endpoint's URL may carry a
 	// capability secret only an ADMIN key reads. Its origin says which.
-	ep.Url = urlOrigin(ep.GetUrl())
+	ep.Url = weburl.Origin(ep.GetUrl())
 	ep.State = crowdgatev1.WebhookEndpointState_WEBHOOK_ENDPOINT_STATE_DISABLED
 	ev.Data = &crowdgatev1.Event_WebhookEndpoint{WebhookEndpoint: ep}
 	err := tryBackingOff(ctx, tries, func(try int) error {

@@ -5,23 +5,12 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"net/url"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/platform/storage"
 )
-
-// urlOrigin is a URL's scheme://host[:port], without the path, query or
-// user info that may carry a secret ("" for a URL that does not parse).
-func urlOrigin(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return ""
-	}
-	return u.Scheme + "://" + u.Host
-}
 
 func redisZ(member string) redis.Z { return redis.Z{Member: member} }
 

@@ -2,7 +2,6 @@ package project
 
 import (
 	"context"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/crowdgate/crowdgate/services/kernel/fieldmask"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
 	"github.com/crowdgate/crowdgate/services/kernel/tenant"
+	"github.com/crowdgate/crowdgate/services/kernel/weburl"
 )
 
 // fixedFields are the Project fields UpdateProject never changes: the
@@ -47,7 +47,7 @@ func (s *Service) UpdateProject(ctx context.Context, req *crowdgatev1.UpdateProj
 		return nil, err
 	}
 	if merged.GetPlatformUrl() != stored.GetPlatformUrl() && merged.GetPlatformAudience() == stored.GetPlatformAudience() &&
-		stored.GetPlatformAudience() == origin(stored.GetPlatformUrl()) && !slices.Contains(req.GetUpdateMask().GetPaths(), "platform_audience") {
+		stored.GetPlatformAudience() == weburl.Origin(stored.GetPlatformUrl()) && !slices.Contains(req.GetUpdateMask().GetPaths(), "platform_audience") {
 		// The audience was the old URL's origin (its default): it follows
 		// the platform to its new address (validation defaults it again),
 		// or the platform's tokens would name the host it left.
@@ -108,14 +108,4 @@ func mergeProject(stored, src *crowdgatev1.Project, paths []string) (*crowdgatev
 		}
 	}
 	return out, nil
-}
-
-// origin is a URL's scheme://host, the default platform_audience ("" for a
-// URL that does not parse).
-func origin(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return ""
-	}
-	return u.Scheme + "://" + u.Host
 }

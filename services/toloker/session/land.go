@@ -15,6 +15,7 @@ import (
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/kernel/money"
 	"github.com/crowdgate/crowdgate/services/kernel/serviceerror"
+	"github.com/crowdgate/crowdgate/services/kernel/weburl"
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 	"github.com/crowdgate/crowdgate/services/platform/ratelimit"
 	"github.com/crowdgate/crowdgate/services/platform/restriction"
@@ -650,7 +651,7 @@ func (s *Service) newRecord(aid string, bin [assignmentBinLen]byte, p *crowdgate
 	}
 	audience := prj.GetPlatformAudience()
 	if audience == "" {
-		audience = audienceOf(prj.GetPlatformUrl())
+		audience = weburl.Origin(prj.GetPlatformUrl())
 	}
 	returnURL := prj.GetReturnUrl()
 	if returnURL == "" {

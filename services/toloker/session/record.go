@@ -194,12 +194,3 @@ func splitPlatformURL(platformURL string) (base, suffix string, err error) {
 	}
 	return base, suffix, nil
 }
-
-// audienceOf is the default audience of a platform: its URL's origin.
-func audienceOf(platformURL string) string {
-	u, err := url.Parse(platformURL)
-	if err != nil {
-		return ""
-	}
-	return u.Scheme + "://" + u.Host
-}
