@@ -37,7 +37,8 @@ func TestADefaultAudienceFollowsAMovedPlatformURL(t *testing.T) {
 // TestAnAudienceSetInTheMaskIsKeptWhenTheURLMoves: the requester moves
 // platform_url and, in the same mask, sets platform_audience explicitly to
 // the old origin (the platform still checks tokens for it). The explicit
-// value is overwritten with the new origin.
+// value is kept; the first version of the follow-the-URL rule overwrote it
+// with the new origin.
 func TestAnAudienceSetInTheMaskIsKeptWhenTheURLMoves(t *testing.T) {
 	env := start(t)
 	ctx := env.Ctx()
