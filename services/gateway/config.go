@@ -95,7 +95,7 @@ func (c *Config) settings() []settings.Setting {
 	return append(s,
 		settings.New("log-level", "CROWDGATE_LOG_LEVEL", "info", "log level: debug, info, warn or error", settings.String(&c.LogLevel)),
 		settings.New("log-format", "CROWDGATE_LOG_FORMAT", "json", "log format: json or text", settings.String(&c.LogFormat)),
-		settings.New("shutdown-drain", "CROWDGATE_SHUTDOWN_DRAIN", "0s", "time readiness reports NOT_SERVING before servers stop taking new work", settings.Duration(&c.ShutdownDrain)),
+		settings.New("shutdown-drain", "CROWDGATE_SHUTDOWN_DRAIN", "0s", "time readiness reports NOT_SERVING before servers stop taking new work (0: none)", settings.DurationOrZero(&c.ShutdownDrain)),
 		settings.New("shutdown-timeout", "CROWDGATE_SHUTDOWN_TIMEOUT", "30s", "bound on the wait for in-flight work at shutdown", settings.Duration(&c.ShutdownTimeout)),
 	)
 }

@@ -145,3 +145,26 @@ func TestLandingURL(t *testing.T) {
 		}
 	}
 }
+
+// An operator who sets a number to 0 gets what 0 means, said in the
+// setting's usage ("(0: ...)"), or a refusal naming the variable: never
+// the default put back in silence.
+func TestAZeroSettingIsRefusedUnlessItsUsageSaysWhatZeroMeans(t *testing.T) {
+	for _, s := range Settings() {
+		if s.Value.Set("-1") == nil || s.Value.Set("true") == nil {
+			continue // a text or a switch, not a number
+		}
+		_, err := Load(nil, func(k string) string {
+			if k == s.Env {
+				return "0"
+			}
+			return ""
+		}, io.Discard)
+		switch {
+		case err != nil && !strings.Contains(err.Error(), s.Env):
+			t.Errorf("%s=0: refused without naming the variable: %v", s.Env, err)
+		case err == nil && !strings.Contains(s.Usage, "(0: "):
+			t.Errorf("%s=0 is accepted, but its usage does not say what 0 means: %q", s.Env, s.Usage)
+		}
+	}
+}

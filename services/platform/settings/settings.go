@@ -96,11 +96,22 @@ func String(p *string) flag.Value { return (*stringValue)(p) }
 // default of a flag is its environment variable's value).
 func Secret(p *string) flag.Value { return (*secretValue)(p) }
 
-// Duration is a flag.Value over a non-negative duration ("5s").
-func Duration(p *time.Duration) flag.Value { return (*durationValue)(p) }
+// Duration is a flag.Value over a positive duration ("5s"). A 0 is
+// refused: a zero the package would replace by its default must not reach
+// it in silence. A setting for which 0 means something uses DurationOrZero.
+func Duration(p *time.Duration) flag.Value { return &durationValue{p: p} }
 
-// Int is a flag.Value over a non-negative integer.
-func Int(p *int) flag.Value { return (*intValue)(p) }
+// DurationOrZero is a flag.Value over a non-negative duration, for a
+// setting whose usage says what 0 means ("(0: ...)").
+func DurationOrZero(p *time.Duration) flag.Value { return &durationValue{p: p, zero: true} }
+
+// Int is a flag.Value over a positive integer; 0 is refused, as by
+// Duration.
+func Int(p *int) flag.Value { return &intValue{p: p} }
+
+// IntOrZero is a flag.Value over a non-negative integer, for a setting
+// whose usage says what 0 means ("(0: ...)").
+func IntOrZero(p *int) flag.Value { return &intValue{p: p, zero: true} }
 
 // Func is a flag.Value over a field of any type, with its parser and
 // formatter.
@@ -128,38 +139,50 @@ func (v *secretValue) String() string {
 	return "(set)"
 }
 
-type intValue int
+type intValue struct {
+	p    *int
+	zero bool // 0 is allowed
+}
 
 func (v *intValue) Set(s string) error {
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
+	switch {
+	case v.zero && (err != nil || n < 0):
 		return fmt.Errorf("want a non-negative integer, got %q", s)
+	case !v.zero && (err != nil || n < 1):
+		return fmt.Errorf("want a positive integer, got %q", s)
 	}
-	*v = intValue(n)
+	*v.p = n
 	return nil
 }
 func (v *intValue) String() string {
-	if v == nil {
+	if v == nil || v.p == nil {
 		return "0"
 	}
-	return strconv.Itoa(int(*v))
+	return strconv.Itoa(*v.p)
 }
 
-type durationValue time.Duration
+type durationValue struct {
+	p    *time.Duration
+	zero bool // 0 is allowed
+}
 
 func (v *durationValue) Set(s string) error {
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	switch {
+	case v.zero && (err != nil || d < 0):
 		return fmt.Errorf("want a non-negative duration like 5s, got %q", s)
+	case !v.zero && (err != nil || d <= 0):
+		return fmt.Errorf("want a positive duration like 5s, got %q", s)
 	}
-	*v = durationValue(d)
+	*v.p = d
 	return nil
 }
 func (v *durationValue) String() string {
-	if v == nil {
+	if v == nil || v.p == nil {
 		return "0s"
 	}
-	return time.Duration(*v).String()
+	return v.p.String()
 }
 
 type funcValue[T any] struct {

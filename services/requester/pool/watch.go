@@ -22,8 +22,8 @@ func (s *WatchSettings) List() []settings.Setting {
 	return []settings.Setting{
 		settings.New("pool-poll-interval", "CROWDGATE_POOL_POLL_INTERVAL", "60s",
 			"how often every open pool is read from Toloka (by one replica, whichever takes the tenant's turn) to learn of closes Toloka makes on its own (expiry, all work done) and raise pool.closed; "+
-				"each poll is one request per open pool within the account's rate limits; 0 turns the poll off",
-			settings.Duration(&s.Interval)),
+				"each poll is one request per open pool within the account's rate limits (0: off)",
+			settings.DurationOrZero(&s.Interval)),
 	}
 }
 

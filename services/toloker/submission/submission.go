@@ -145,14 +145,14 @@ func (s *Settings) List() []settings.Setting {
 	return []settings.Setting{
 		settings.New("submit-sync-timeout", "CROWDGATE_SUBMIT_SYNC_TIMEOUT", "2s", "how long Submit waits for Toloka's answer before it answers QUEUED; negative: no attempt at accept time (the workers deliver every submit)", settings.Func(&s.SyncTimeout, parseSyncTimeout, time.Duration.String)),
 		settings.New("submit-attempt-timeout", "CROWDGATE_SUBMIT_ATTEMPT_TIMEOUT", "10s", "bound of one delivery attempt to Toloka", settings.Duration(&s.AttemptTimeout)),
-		settings.New("submit-lease-ttl", "CROWDGATE_SUBMIT_LEASE_TTL", "0s", "per-submission delivery lease, longer than the attempt timeout (0: attempt timeout + 5s)", settings.Duration(&s.LeaseTTL)),
+		settings.New("submit-lease-ttl", "CROWDGATE_SUBMIT_LEASE_TTL", "0s", "per-submission delivery lease, longer than the attempt timeout (0: attempt timeout + 5s)", settings.DurationOrZero(&s.LeaseTTL)),
 		settings.New("submit-visibility-timeout", "CROWDGATE_SUBMIT_VISIBILITY_TIMEOUT", "30s", "idle time after which another replica reclaims an outbox entry a replica took (a crashed replica's work)", settings.Duration(&s.VisibilityTimeout)),
 		settings.New("submit-poll-interval", "CROWDGATE_SUBMIT_POLL_INTERVAL", "200ms", "how often an idle delivery worker looks for due retries", settings.Duration(&s.PollInterval)),
 		settings.New("submit-base-backoff", "CROWDGATE_SUBMIT_BASE_BACKOFF", "1s", "first wait before retrying a failed delivery (doubles, with jitter)", settings.Duration(&s.BaseBackoff)),
 		settings.New("submit-max-backoff", "CROWDGATE_SUBMIT_MAX_BACKOFF", "5m", "longest wait between delivery retries", settings.Duration(&s.MaxBackoff)),
 		settings.New("submit-concurrency", "CROWDGATE_SUBMIT_CONCURRENCY", "32", "deliveries in flight per replica", settings.Int(&s.Concurrency)),
-		settings.New("submit-max-attempts", "CROWDGATE_SUBMIT_MAX_ATTEMPTS", "0", "failed delivery attempts after which a submission is DEAD (0: retry transient failures for ever)", settings.Int(&s.MaxAttempts)),
-		settings.New("submit-min-replicas", "CROWDGATE_SUBMIT_MIN_REPLICAS", "0", "Redis replicas that must hold a submit before Submit answers (WAIT); 0 on a standalone Redis", settings.Int(&s.MinReplicas)),
+		settings.New("submit-max-attempts", "CROWDGATE_SUBMIT_MAX_ATTEMPTS", "0", "failed delivery attempts after which a submission is DEAD (0: retry transient failures for ever)", settings.IntOrZero(&s.MaxAttempts)),
+		settings.New("submit-min-replicas", "CROWDGATE_SUBMIT_MIN_REPLICAS", "0", "Redis replicas that must hold a submit before Submit answers (WAIT) (0: none, as on a standalone Redis)", settings.IntOrZero(&s.MinReplicas)),
 		settings.New("submit-replica-timeout", "CROWDGATE_SUBMIT_REPLICA_TIMEOUT", "100ms", "how long Submit waits for those replicas", settings.Duration(&s.ReplicaTimeout)),
 		settings.New("submission-shards", "CROWDGATE_SUBMISSION_SHARDS", strconv.Itoa(DefaultShards), "shards (outbox streams, Redis Cluster hash slots) new submissions are spread over, 1 to 1024; may be raised on a running system, one replica at a time (more shards than masters spread a pool's history over every master)", settings.Int(&s.Shards)),
 		settings.New("submission-retention", "CROWDGATE_SUBMISSION_RETENTION", "720h", "how long a delivered submission, its index entries and its retry_id's idempotency key are kept after its delivery and its work (at least 1m; dead and queued ones are kept until delivered); submits with a retry_id whose work is older than half of it (the replay window) are refused, so an expired retry_id is never paid again", settings.Duration(&s.Retention)),
@@ -164,8 +164,8 @@ func (s *Settings) List() []settings.Setting {
 // Settings.SyncTimeout says (the workers deliver everything).
 func parseSyncTimeout(v string) (time.Duration, error) {
 	d, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("want a duration like 2s (negative: no attempt at accept time), got %q", v)
+	if err != nil || d == 0 {
+		return 0, fmt.Errorf("want a non-zero duration like 2s (negative: no attempt at accept time), got %q", v)
 	}
 	return d, nil
 }
