@@ -174,17 +174,32 @@ func (x *FilterList) GetFilters() []*Filter {
 	return nil
 }
 
-// FilterCondition compares one attribute of a Toloker with a value.
+// FilterCondition compares one attribute of a Toloker with a value. Each
+// key takes the operators and values Toloka documents for it, checked
+// before Toloka is called:
+//
+//   - profile gender (MALE, FEMALE), country and citizenship (ISO 3166-1
+//     alpha-2), education (BASIC, MIDDLE, HIGH), adult_allowed and
+//     verified (booleans): EQ, NE;
+//   - profile date_of_birth (unix seconds): EQ, NE, GT, GTE, LT, LTE;
+//   - profile city (a region id) and languages (upper-case ISO 639-1):
+//     IN, NOT_IN;
+//   - computed region_by_phone, region_by_ip (region ids): IN, NOT_IN;
+//   - computed client_type, device_category, os_family, user_agent_type,
+//     user_agent_family (their values in toloka-kit's filter.py): EQ, NE;
+//   - computed os_version, user_agent_version (numbers) and their _major,
+//     _minor, _bugfix forms (whole numbers): the six comparisons;
+//   - skill: key is the skill id, value a number from 0 to 100, the six
+//     comparisons; EQ with a null value selects Tolokers without the skill.
 type FilterCondition struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// profile, computed or skill; required.
 	Category string `protobuf:"bytes,1,opt,name=category,proto3" json:"category,omitempty"`
-	// The attribute, for example languages, country, region_by_phone,
-	// date_of_birth, education, adult_allowed, client_type, or a skill id.
+	// The attribute (see above), or a skill id.
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
-	// EQ, NE, GT, GTE, LT, LTE, IN or NOT_IN; required.
+	// EQ, NE, GT, GTE, LT, LTE, IN or NOT_IN, as the key allows; required.
 	Operator string `protobuf:"bytes,3,opt,name=operator,proto3" json:"operator,omitempty"`
-	// The value compared with: a string, number, boolean, or null.
+	// The value compared with, of the key's type.
 	Value         *structpb.Value `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

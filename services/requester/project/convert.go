@@ -128,6 +128,9 @@ func filterCondition(field string, c *crowdgatev1.FilterCondition) (any, error) 
 	if err != nil {
 		return nil, bad(join(field, "value"), "%v", err)
 	}
+	if at, why := checkConditionKey(c.GetCategory(), c.GetKey(), c.GetOperator(), c.GetValue()); at != "" {
+		return nil, bad(join(field, at), "%s", why)
+	}
 	return conditionNode{Category: c.GetCategory(), Key: c.GetKey(), Operator: c.GetOperator(), Value: v}, nil
 }
 

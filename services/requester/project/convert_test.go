@@ -70,8 +70,8 @@ func TestPoolFilter(t *testing.T) {
 				`{"category":"profile","key":"adult_allowed","operator":"EQ","value":false},` +
 				`{"category":"profile","key":"languages","operator":"IN","value":"EN"},` +
 				`{"category":"skill","key":"7","operator":"GTE","value":80}]}`},
-		{"values of every JSON kind", nil, condition("computed", "x", "EQ", structpb.NewNullValue()),
-			`{"and":[{"category":"computed","key":"x","operator":"EQ","value":null}]}`},
+		{"a null value", nil, condition("skill", "7", "EQ", structpb.NewNullValue()),
+			`{"and":[{"category":"skill","key":"7","operator":"EQ","value":null}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := PoolFilter(&crowdgatev1.Project{TolokerRequirements: tc.reqs}, "pool.filter", tc.pool)
@@ -115,5 +115,71 @@ func TestRequirementsAreNormalised(t *testing.T) {
 	want := &crowdgatev1.TolokerRequirements{Countries: []string{"RU"}, Languages: []string{"EN", "ZH-HANT"}, ClientTypes: []string{"TOLOKA_APP"}}
 	if !proto.Equal(want, r) {
 		t.Errorf("normalised = %v, want %v", r, want)
+	}
+}
+
+// Each filter key takes the operators and the values toloka-api-facts
+// ("Filters") and toloka-kit's filter.py give it; anything else is refused
+// naming the field, before Toloka is called.
+func TestFilterConditionsFollowEachKeysRules(t *testing.T) {
+	str, num, null := structpb.NewStringValue, structpb.NewNumberValue, structpb.NewNullValue()
+	for _, tc := range []struct {
+		name              string
+		category, key, op string
+		value             *structpb.Value
+		wantField         string // "" when accepted
+	}{
+		{"languages IN", "profile", "languages", "IN", str("EN"), ""},
+		{"languages with a script", "profile", "languages", "NOT_IN", str("ZH-HANS"), ""},
+		{"languages with EQ", "profile", "languages", "EQ", str("EN"), "operator"},
+		{"languages in lower case", "profile", "languages", "IN", str("en"), "value"},
+		{"gender EQ", "profile", "gender", "EQ", str("FEMALE"), ""},
+		{"gender with GT", "profile", "gender", "GT", str("MALE"), "operator"},
+		{"gender not one of its values", "profile", "gender", "EQ", str("ROBOT"), "value"},
+		{"country NE", "profile", "country", "NE", str("RU"), ""},
+		{"country with IN", "profile", "country", "IN", str("RU"), "operator"},
+		{"country not a country code", "profile", "country", "EQ", str("Russia"), "value"},
+		{"citizenship EQ", "profile", "citizenship", "EQ", str("DE"), ""},
+		{"education EQ", "profile", "education", "EQ", str("HIGH"), ""},
+		{"adult_allowed a boolean", "profile", "adult_allowed", "EQ", structpb.NewBoolValue(true), ""},
+		{"adult_allowed a string", "profile", "adult_allowed", "EQ", str("yes"), "value"},
+		{"verified a boolean", "profile", "verified", "NE", structpb.NewBoolValue(false), ""},
+		{"date_of_birth LTE", "profile", "date_of_birth", "LTE", num(946684800), ""},
+		{"date_of_birth a word", "profile", "date_of_birth", "GT", str("yesterday"), "value"},
+		{"date_of_birth a fraction", "profile", "date_of_birth", "GT", num(1.5), "value"},
+		{"city IN a region id", "profile", "city", "IN", num(213), ""},
+		{"an unknown profile key", "profile", "rating", "GT", str("high"), "key"},
+		{"region_by_ip NOT_IN", "computed", "region_by_ip", "NOT_IN", num(225), ""},
+		{"client_type EQ", "computed", "client_type", "EQ", str("TOLOKA_APP"), ""},
+		{"device_category EQ", "computed", "device_category", "EQ", str("SMARTPHONE"), ""},
+		{"device_category not one of its values", "computed", "device_category", "EQ", str("PHONE"), "value"},
+		{"os_family NE", "computed", "os_family", "NE", str("IOS"), ""},
+		{"user_agent_type EQ", "computed", "user_agent_type", "EQ", str("MOBILE_BROWSER"), ""},
+		{"user_agent_family EQ", "computed", "user_agent_family", "EQ", str("YANDEX_BROWSER"), ""},
+		{"os_version a float", "computed", "os_version", "GTE", num(14.4), ""},
+		{"os_version_major an int", "computed", "os_version_major", "GTE", num(14), ""},
+		{"os_version_major a string", "computed", "os_version_major", "GTE", str("abc"), "value"},
+		{"user_agent_version_bugfix a fraction", "computed", "user_agent_version_bugfix", "LT", num(1.5), "value"},
+		{"an unknown computed key", "computed", "x", "EQ", null, "key"},
+		{"skill GTE", "skill", "1289", "GTE", num(80), ""},
+		{"skill EQ null: the Toloker lacks it", "skill", "1289", "EQ", null, ""},
+		{"skill NE null", "skill", "1289", "NE", null, "value"},
+		{"skill value 150", "skill", "1289", "GT", num(150), "value"},
+		{"skill value negative", "skill", "1289", "GT", num(-1), "value"},
+		{"skill with IN", "skill", "1289", "IN", num(50), "operator"},
+		{"skill value a string", "skill", "1289", "GT", str("80"), "value"},
+		{"a null profile value", "profile", "country", "EQ", null, "value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := PoolFilter(&crowdgatev1.Project{}, "pool.filter", condition(tc.category, tc.key, tc.op, tc.value))
+			var ia *serviceerror.InvalidArgument
+			switch {
+			case tc.wantField == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.wantField == "":
+			case !errors.As(err, &ia) || ia.Field != "pool.filter.condition."+tc.wantField:
+				t.Errorf("got %v, want INVALID_ARGUMENT naming pool.filter.condition.%s", err, tc.wantField)
+			}
+		})
 	}
 }
