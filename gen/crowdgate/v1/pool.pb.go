@@ -646,8 +646,14 @@ type TrainingSettings struct {
 	InheritedInstructions *bool `protobuf:"varint,4,opt,name=inherited_instructions,json=inheritedInstructions,proto3,oneof" json:"inherited_instructions,omitempty"`
 	// The training's own instructions, when not inherited.
 	PublicInstructions string `protobuf:"bytes,5,opt,name=public_instructions,json=publicInstructions,proto3" json:"public_instructions,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Give the training's tasks in the order they were created (Toloka's
+	// default when unset).
+	MixTasksInCreationOrder *bool `protobuf:"varint,6,opt,name=mix_tasks_in_creation_order,json=mixTasksInCreationOrder,proto3,oneof" json:"mix_tasks_in_creation_order,omitempty"`
+	// Shuffle the tasks within a task suite (Toloka's default, true, when
+	// unset).
+	ShuffleTasksInTaskSuite *bool `protobuf:"varint,7,opt,name=shuffle_tasks_in_task_suite,json=shuffleTasksInTaskSuite,proto3,oneof" json:"shuffle_tasks_in_task_suite,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *TrainingSettings) Reset() {
@@ -713,6 +719,20 @@ func (x *TrainingSettings) GetPublicInstructions() string {
 		return x.PublicInstructions
 	}
 	return ""
+}
+
+func (x *TrainingSettings) GetMixTasksInCreationOrder() bool {
+	if x != nil && x.MixTasksInCreationOrder != nil {
+		return *x.MixTasksInCreationOrder
+	}
+	return false
+}
+
+func (x *TrainingSettings) GetShuffleTasksInTaskSuite() bool {
+	if x != nil && x.ShuffleTasksInTaskSuite != nil {
+		return *x.ShuffleTasksInTaskSuite
+	}
+	return false
 }
 
 // SpeedQualityBalance is Toloka's speed_quality_balance.
@@ -2401,16 +2421,20 @@ const file_crowdgate_v1_pool_proto_rawDesc = "" +
 	"\x16_auto_accept_solutionsB\x19\n" +
 	"\x17_auto_accept_period_dayB*\n" +
 	"(_auto_close_after_complete_delay_secondsB\v\n" +
-	"\t_priority\"\xa9\x03\n" +
+	"\t_priority\"\xef\x04\n" +
 	"\x10TrainingSettings\x12I\n" +
 	"\"training_tasks_in_task_suite_count\x18\x01 \x01(\x05R\x1dtrainingTasksInTaskSuiteCount\x12C\n" +
 	"\x1ctask_suites_required_to_pass\x18\x02 \x01(\x05H\x00R\x18taskSuitesRequiredToPass\x88\x01\x01\x12>\n" +
 	"\x19retry_training_after_days\x18\x03 \x01(\x05H\x01R\x16retryTrainingAfterDays\x88\x01\x01\x12:\n" +
 	"\x16inherited_instructions\x18\x04 \x01(\bH\x02R\x15inheritedInstructions\x88\x01\x01\x12/\n" +
-	"\x13public_instructions\x18\x05 \x01(\tR\x12publicInstructionsB\x1f\n" +
+	"\x13public_instructions\x18\x05 \x01(\tR\x12publicInstructions\x12A\n" +
+	"\x1bmix_tasks_in_creation_order\x18\x06 \x01(\bH\x03R\x17mixTasksInCreationOrder\x88\x01\x01\x12A\n" +
+	"\x1bshuffle_tasks_in_task_suite\x18\a \x01(\bH\x04R\x17shuffleTasksInTaskSuite\x88\x01\x01B\x1f\n" +
 	"\x1d_task_suites_required_to_passB\x1c\n" +
 	"\x1a_retry_training_after_daysB\x19\n" +
-	"\x17_inherited_instructions\"\x80\x01\n" +
+	"\x17_inherited_instructionsB\x1e\n" +
+	"\x1c_mix_tasks_in_creation_orderB\x1e\n" +
+	"\x1c_shuffle_tasks_in_task_suite\"\x80\x01\n" +
 	"\x13SpeedQualityBalance\x129\n" +
 	"\x04type\x18\x01 \x01(\x0e2%.crowdgate.v1.SpeedQualityBalanceTypeR\x04type\x12\x18\n" +
 	"\apercent\x18\x02 \x01(\x05R\apercent\x12\x14\n" +

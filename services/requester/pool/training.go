@@ -20,7 +20,7 @@ const (
 // trainingFields are the Pool fields a TRAINING pool may set; output-only
 // fields are cleared before validation.
 var trainingFields = map[protoreflect.Name]bool{
-	"project_id": true, "private_name": true, "private_comment": true, "public_description": true,
+	"project_id": true, "private_name": true, "private_comment": true,
 	"may_contain_adult_content": true, "reward_per_assignment": true, "assignment_max_duration_seconds": true,
 	"type": true, "training": true,
 	"pool_id": true, "tenant_id": true, "toloka_pool_id": true, "status": true, "last_close_reason": true,
@@ -39,7 +39,7 @@ func tolokaTraining(p *crowdgatev1.Pool, prj *crowdgatev1.Project) (*toloka.Trai
 	var extra error
 	p.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
 		if !trainingFields[fd.Name()] {
-			extra = bad(join(f, string(fd.Name())), "is not a field of TRAINING pools (a training is unpaid, does not expire and has no filter, rules or mixing of its own)")
+			extra = bad(join(f, string(fd.Name())), "is not a field of TRAINING pools (a training is unpaid, does not expire and has no public description, filter, rules or mixing of its own; its task order is in training)")
 			return false
 		}
 		return true
@@ -62,12 +62,14 @@ func tolokaTraining(p *crowdgatev1.Pool, prj *crowdgatev1.Project) (*toloka.Trai
 	}
 	tf := join(f, "training")
 	out := &toloka.Training{
-		ProjectID:              prj.GetTolokaProjectId(),
-		PrivateName:            p.GetPrivateName(),
-		PrivateComment:         p.GetPrivateComment(),
-		MayContainAdultContent: toloka.Ptr(p.GetMayContainAdultContent()),
-		InheritedInstructions:  toloka.Ptr(true),
-		PublicInstructions:     tr.GetPublicInstructions(),
+		ProjectID:               prj.GetTolokaProjectId(),
+		PrivateName:             p.GetPrivateName(),
+		PrivateComment:          p.GetPrivateComment(),
+		MayContainAdultContent:  toloka.Ptr(p.GetMayContainAdultContent()),
+		InheritedInstructions:   toloka.Ptr(true),
+		PublicInstructions:      tr.GetPublicInstructions(),
+		MixTasksInCreationOrder: tr.MixTasksInCreationOrder,
+		ShuffleTasksInTaskSuite: tr.ShuffleTasksInTaskSuite,
 	}
 	if err := between(join(tf, "training_tasks_in_task_suite_count"), int64(tr.GetTrainingTasksInTaskSuiteCount()), 0, MaxTrainingTasksInTaskSuite); err != nil {
 		return nil, err

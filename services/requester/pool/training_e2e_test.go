@@ -175,3 +175,44 @@ func TestSpeedQualityBalanceIsSentAndChecked(t *testing.T) {
 		})
 	}
 }
+
+// A training has no public description at Toloka (toloka-kit's Training
+// has no such field): one given is refused, naming it, rather than stored,
+// returned and never sent.
+func TestATrainingsPublicDescriptionIsRefused(t *testing.T) {
+	env := start(t)
+	ctx := env.Ctx()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, env.NewAPIKey("acme"))))
+	p := trainingPool(prj.GetProjectId())
+	p.PublicDescription = "Practise drawing boxes before the paid pool"
+	_, err := env.Pools.CreatePool(ctx, &crowdgatev1.CreatePoolRequest{Pool: p})
+	gatewaytest.WantField(t, err, "pool.public_description")
+	if n := len(env.Requests(http.MethodPost, "/api/v1/trainings")); n != 0 {
+		t.Errorf("%d POST /trainings, want none", n)
+	}
+}
+
+// A training's mix_tasks_in_creation_order and shuffle_tasks_in_task_suite
+// (toloka-api-facts, Trainings) reach Toloka as set, and are left out
+// (Toloka's defaults) when not.
+func TestATrainingsTaskOrderSettingsReachToloka(t *testing.T) {
+	env := start(t)
+	ctx := env.Ctx()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, env.NewAPIKey("acme"))))
+	p := trainingPool(prj.GetProjectId())
+	p.Training.ShuffleTasksInTaskSuite = proto.Bool(false)
+	p.Training.MixTasksInCreationOrder = proto.Bool(true)
+	got := env.MustPool(ctx, p)
+	if !got.GetTraining().GetMixTasksInCreationOrder() || got.GetTraining().ShuffleTasksInTaskSuite == nil || got.GetTraining().GetShuffleTasksInTaskSuite() {
+		t.Errorf("the pool returned has training %v, want mix true and shuffle false", got.GetTraining())
+	}
+	env.MustPool(ctx, trainingPool(prj.GetProjectId()))
+	posts := env.Requests(http.MethodPost, "/api/v1/trainings")
+	set, unset := gatewaytest.DecodeJSON(t, posts[0].Body).(map[string]any), gatewaytest.DecodeJSON(t, posts[1].Body).(map[string]any)
+	if set["shuffle_tasks_in_task_suite"] != false || set["mix_tasks_in_creation_order"] != true {
+		t.Errorf("POST /trainings = %s, want shuffle_tasks_in_task_suite false and mix_tasks_in_creation_order true", posts[0].Body)
+	}
+	if _, ok := unset["shuffle_tasks_in_task_suite"]; ok {
+		t.Errorf("POST /trainings of a training that sets no order = %s, want Toloka's default", posts[1].Body)
+	}
+}
