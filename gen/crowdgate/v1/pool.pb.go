@@ -1645,7 +1645,9 @@ func (x *PoolDefaults) GetDefaultOverlapForNewTasks() int32 {
 // AssignmentsIssuingConfig is assignments_issuing_config.
 type AssignmentsIssuingConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Issue task suites in upload order.
+	// Issue task suites in upload order. Toloka offers it only to projects
+	// that issue assignments AUTOMATED; a Crowdgate project's are EXTERNAL,
+	// so true is refused (INVALID_ARGUMENT) and false is Toloka's default.
 	IssueTaskSuitesInCreationOrder bool `protobuf:"varint,1,opt,name=issue_task_suites_in_creation_order,json=issueTaskSuitesInCreationOrder,proto3" json:"issue_task_suites_in_creation_order,omitempty"`
 	unknownFields                  protoimpl.UnknownFields
 	sizeCache                      protoimpl.SizeCache

@@ -131,6 +131,13 @@ func tolokaPool(p *crowdgatev1.Pool, prj *crowdgatev1.Project, now time.Time) (*
 		return nil, err
 	}
 	if ic := p.GetAssignmentsIssuingConfig(); ic != nil {
+		if ic.GetIssueTaskSuitesInCreationOrder() {
+			// Seed 003: "available when the project has
+			// assignments_issuing_type AUTOMATED"; every project here is
+			// EXTERNAL.
+			return nil, bad(join(f, "assignments_issuing_config.issue_task_suites_in_creation_order"),
+				"is available only to projects that issue assignments AUTOMATED; a Crowdgate project's are EXTERNAL (the platform issues the work)")
+		}
 		tp.AssignmentsIssuingConfig = &toloka.AssignmentsIssuingConfig{IssueTaskSuitesInCreationOrder: toloka.Ptr(ic.GetIssueTaskSuitesInCreationOrder())}
 	}
 	if tp.Filter, err = project.PoolFilter(prj, join(f, "filter"), p.GetFilter()); err != nil {

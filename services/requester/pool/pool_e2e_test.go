@@ -741,3 +741,20 @@ func TestOpenPoolOverREST(t *testing.T) {
 		t.Fatalf("REST archive = %d %v", code, body)
 	}
 }
+
+// Seed 003: issue_task_suites_in_creation_order "is available when the
+// project has assignments_issuing_type AUTOMATED". Every Crowdgate project
+// is EXTERNAL, so asking for it is refused, naming it, rather than sent to
+// Toloka to do nothing (or be refused there); false, the default, is kept.
+func TestIssuingInCreationOrderIsRefusedForAnExternalProject(t *testing.T) {
+	env := start(t)
+	ctx := env.Ctx()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, env.NewAPIKey("acme"))))
+	p := gatewaytest.ValidPool(prj.GetProjectId(), env.Now())
+	p.AssignmentsIssuingConfig = &crowdgatev1.AssignmentsIssuingConfig{IssueTaskSuitesInCreationOrder: true}
+	_, err := env.Pools.CreatePool(ctx, &crowdgatev1.CreatePoolRequest{Pool: p})
+	gatewaytest.WantField(t, err, "pool.assignments_issuing_config.issue_task_suites_in_creation_order")
+	if n := len(env.Requests(http.MethodPost, "/api/v1/pools")); n != 0 {
+		t.Errorf("%d POST /pools, want none", n)
+	}
+}
