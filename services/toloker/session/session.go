@@ -643,12 +643,20 @@ func (s *Service) OfAssignments(ctx context.Context, tenantID string, assignment
 // RecordSubmit adds one submit and its reward to a session's totals,
 // exactly (also after the session ended: the submit happened in it).
 // version is what Read returned with the session ("" to read it here).
-func (s *Service) RecordSubmit(ctx context.Context, tenantID, sessionID, version string, reward money.Decimal) error {
+// submissionID, when given, makes the change's revision (store.update):
+// recording the same submission again while the session keeps that
+// revision (its last few changes) adds nothing, so two replays of one
+// submit racing to count it count it once.
+func (s *Service) RecordSubmit(ctx context.Context, tenantID, sessionID, version, submissionID string, reward money.Decimal) error {
 	if reward.IsZeroValue() {
 		return serviceerror.NewInvalidArgument("reward", "required")
 	}
+	rev := ""
+	if submissionID != "" {
+		rev = submissionRevision(submissionID)
+	}
 	var bad error
-	_, err := s.store.update(ctx, tenantID, sessionID, version, func(r *record) bool {
+	_, err := s.store.updateAs(ctx, tenantID, sessionID, version, rev, func(r *record) bool {
 		total := money.Zero
 		if t := r.session.GetRewardTotal(); t != "" {
 			var err error

@@ -73,7 +73,7 @@ func (f *fakeSessions) End(ctx context.Context, tenantID, sessionID string, reas
 	return proto.CloneOf(s), nil
 }
 
-func (f *fakeSessions) RecordSubmit(ctx context.Context, tenantID, sessionID, _ string, reward money.Decimal) error {
+func (f *fakeSessions) RecordSubmit(ctx context.Context, tenantID, sessionID, _, _ string, reward money.Decimal) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.sessions[tenantID+"/"+sessionID]

@@ -530,12 +530,22 @@ type record struct {
 	// (placement.claims, comma-separated, "" when none; layout.go): the
 	// retention sweep deletes them with the submission.
 	claims string
+	// sessionUncounted: the submit is not yet counted in its session's
+	// totals (sc "0", written by the accept; "1" once counted; absent on
+	// records accepted before sc existed, which were counted then).
+	sessionUncounted bool
 }
 
 // recordFields are the hash fields load reads, in order.
-var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", "tp", "cred", "amt", "fp", "eid", "arb"}
+var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", "tp", "cred", "amt", "fp", "eid", "arb", "sc"}
 
 // get reads one record; a missing one is NotFound.
+// markCounted records that submission id is counted in its session's
+// totals (sc "1"); a record gone meanwhile is left gone.
+func (s *store) markCounted(ctx context.Context, shard int, tenantID, id string) error {
+	return storage.SetFieldIfExists(ctx, s.rdb, s.recordKey(shard, tenantID, id), "sc", "1")
+}
+
 func (s *store) get(ctx context.Context, shard int, tenantID, id string) (*record, error) {
 	vals, err := s.rdb.HMGet(ctx, s.recordKey(shard, tenantID, id), recordFields...).Result()
 	if err != nil {
@@ -620,7 +630,8 @@ func decodeRecord(vals []any) (*record, error) {
 		sub.NextAttemptTime = msTime(str(7))
 	}
 	units, _ := strconv.ParseInt(str(10), 10, 64)
-	return &record{sub: sub, tolokaPoolID: str(8), credentialID: str(9), units: units, fingerprint: str(11), entryID: str(12), claims: str(13)}, nil
+	return &record{sub: sub, tolokaPoolID: str(8), credentialID: str(9), units: units, fingerprint: str(11), entryID: str(12), claims: str(13),
+		sessionUncounted: str(14) == "0"}, nil
 }
 
 func msTime(s string) *timestamppb.Timestamp {

@@ -37,3 +37,50 @@ func TestASubmitWithoutRetryIDWhoseReplyIsLostSaysNotToResendBlindly(t *testing.
 		t.Errorf("the submit was stored %d times, want once (only its reply was lost)", got.GetQueued()+got.GetDelivered())
 	}
 }
+
+// TestASubmitReplayedAfterALostReplyCountsInItsSession: the accept reached
+// Redis but its reply was lost, and the platform resends with the same
+// retry_id, as the answer tells it to. The resend is a replay (paid once),
+// and the submit now counts in its session's submits_count and
+// reward_total: they used to miss it, and disagree with the pool's
+// totals (found by the Toloker-side review).
+func TestASubmitReplayedAfterALostReplyCountsInItsSession(t *testing.T) {
+	f := newFixture(t, nil)
+	f.svc = f.newService(func(c *Config) {
+		c.Redis = f.redis.HookedClient(t, &redistest.LoseReply{Script: redistest.ReadScript(t, "lua/accept.lua")})
+	})
+	s := f.toloker(tolokasim.UserState{})
+	req := &crowdgatev1.SubmitRequest{SessionId: s.SessionId, Reward: "0.75", RetryId: "work-1"}
+	if _, err := f.svc.Submit(f.ctx, req); err == nil {
+		t.Fatal("the first submit's reply was not lost")
+	}
+	if resp := f.submit(req); !resp.GetReplayed() {
+		t.Fatalf("the resend was not a replay: %v", resp)
+	}
+	if resp := f.submit(req); !resp.GetReplayed() {
+		t.Fatalf("the second resend was not a replay: %v", resp)
+	}
+	if got := f.totals(); got.GetQueued()+got.GetDelivered() != 1 {
+		t.Fatalf("stored %d submits, want 1", got.GetQueued()+got.GetDelivered())
+	}
+	got := f.session(s.SessionId)
+	if got.GetSubmitsCount() != 1 || got.GetRewardTotal() != "0.75" {
+		t.Errorf("session submits_count=%d reward_total=%q, want 1 and \"0.75\", as the pool's totals count it", got.GetSubmitsCount(), got.GetRewardTotal())
+	}
+}
+
+// TestAReplayOfACountedSubmitDoesNotCountItAgain: a submit whose reply
+// arrived counted in its session then; its replays add nothing.
+func TestAReplayOfACountedSubmitDoesNotCountItAgain(t *testing.T) {
+	f := newFixture(t, nil)
+	s := f.toloker(tolokasim.UserState{})
+	req := &crowdgatev1.SubmitRequest{SessionId: s.SessionId, Reward: "0.75", RetryId: "work-1"}
+	f.submit(req)
+	if resp := f.submit(req); !resp.GetReplayed() {
+		t.Fatalf("the resend was not a replay: %v", resp)
+	}
+	got := f.session(s.SessionId)
+	if got.GetSubmitsCount() != 1 || got.GetRewardTotal() != "0.75" {
+		t.Errorf("session submits_count=%d reward_total=%q, want 1 and \"0.75\"", got.GetSubmitsCount(), got.GetRewardTotal())
+	}
+}

@@ -74,8 +74,11 @@ if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], ARGV[3])
 end
 local eid = redis.call('XADD', KEYS[5], '*', 't', ARGV[4], 's', ARGV[3])
+-- sc "0": not yet counted in its session's totals (the replica that
+-- gets this answer counts it, and a replay finds it still to count when
+-- that answer was lost).
 redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'st', '1', 'amt', ARGV[6],
-  'tp', ARGV[7], 'cred', ARGV[8], 'fp', ARGV[9], 'eid', eid)
+  'tp', ARGV[7], 'cred', ARGV[8], 'fp', ARGV[9], 'eid', eid, 'sc', '0')
 if ARGV[15] ~= '' then
   redis.call('HSET', KEYS[2], 'arb', ARGV[15])
 end
