@@ -39,8 +39,9 @@ func (s *CORSSettings) List() []settings.Setting {
 }
 
 // ParseOrigins reads comma-separated origins: scheme://host[:port] with
-// scheme http or https, no path, at most one * in the host (any
-// subdomain), or "*" alone.
+// scheme http or https, no path, a host whose first label may be * (any
+// subdomain), or "*" alone. Origins are written as browsers send them:
+// lower case, without the scheme's default port.
 func ParseOrigins(v string) ([]string, error) {
 	var out []string
 	for _, part := range strings.Split(v, ",") {
@@ -54,10 +55,23 @@ func ParseOrigins(v string) ([]string, error) {
 		}
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
-			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || strings.Count(u.Host, "*") > 1 {
+			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
 			return nil, fmt.Errorf("want origins such as https://dash.example.com (scheme and host, no path or trailing slash), got %q", o)
 		}
-		out = append(out, strings.ToLower(o))
+		host := strings.ToLower(u.Hostname())
+		if rest, sub := strings.CutPrefix(host, "*."); strings.Contains(rest, "*") || (!sub && strings.Contains(host, "*")) || rest == "" {
+			// rs/cors matches a star against any text: glued to the
+			// domain (https://*example.com) it would allow
+			// https://evilexample.com too.
+			return nil, fmt.Errorf("a * stands for any subdomain and must be the whole first label (https://*.example.com), got %q", o)
+		}
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]" // an IPv6 address
+		}
+		if port := u.Port(); port != "" && !(u.Scheme == "https" && port == "443") && !(u.Scheme == "http" && port == "80") {
+			host += ":" + port
+		} // a browser never sends its scheme's default port
+		out = append(out, u.Scheme+"://"+host)
 	}
 	for _, o := range out {
 		if o == "*" && len(out) > 1 {

@@ -24,6 +24,10 @@ func TestCORSOriginsSetting(t *testing.T) {
 		"https://dash.example.com": {"https://dash.example.com"},
 		"https://Dash.Example.com, http://localhost:3000,https://*.partner.example": {"https://dash.example.com", "http://localhost:3000", "https://*.partner.example"},
 		"*": {"*"},
+		// Browsers never send a scheme's default port: it is dropped, or
+		// the origin would never match.
+		"https://dash.example.com:443, http://localhost:80, https://dash.example.com:8443": {"https://dash.example.com", "http://localhost", "https://dash.example.com:8443"},
+		"http://[::1]:3000, http://[::1]:80":                                               {"http://[::1]:3000", "http://[::1]"},
 	} {
 		cfg, err := load(v)
 		if err != nil || !slices.Equal(cfg.CORS.Origins, want) {
@@ -34,6 +38,9 @@ func TestCORSOriginsSetting(t *testing.T) {
 		"https://dash.example.com/", "https://dash.example.com/app", "dash.example.com", "ftp://dash.example.com",
 		"null", "https://dash.example.com?x=1", "https://user@dash.example.com", "https://*.*.example.com",
 		"*, https://dash.example.com",
+		// A star is a whole leftmost label (any subdomain): glued to the
+		// domain it would allow https://evilexample.com too.
+		"https://*example.com", "https://*", "https://dash.*.example.com", "https://*.com:*",
 	} {
 		_, err := load(v)
 		if err == nil || !strings.Contains(err.Error(), "CROWDGATE_CORS_ORIGINS") {
