@@ -481,15 +481,20 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, aid string, err e
 			h.page(w, r, outcomeNotActive, http.StatusConflict, 0, pageSubmitted, h.describe(r, aid))
 		}
 	case errors.As(err, &ended):
-		p := pageEnded
-		if ended.Session.GetEndReason() == crowdgatev1.EndReason_END_REASON_EXPIRED {
+		outcome, status, p := outcomeEnded, http.StatusGone, pageEnded
+		switch ended.Session.GetEndReason() {
+		case crowdgatev1.EndReason_END_REASON_EXPIRED:
 			p = pageSessionExpired
+		case crowdgatev1.EndReason_END_REASON_RESTRICTED, crowdgatev1.EndReason_END_REASON_FILTERED_OUT, crowdgatev1.EndReason_END_REASON_REVOKED:
+			// Ended because the Toloker may not work on the task (Toloka's
+			// flags, the platform's revoke): not "finished, thank you".
+			outcome, status, p = outcomeBanned, http.StatusForbidden, pageBanned
 		}
 		info := h.describe(r, aid)
 		if u := ended.Session.GetReturnUrl(); u != "" {
 			info.ReturnURL = u // the session's own, even when the look-up failed
 		}
-		h.page(w, r, outcomeEnded, http.StatusGone, 0, p, info)
+		h.page(w, r, outcome, status, 0, p, info)
 	case errors.As(err, &ia):
 		h.page(w, r, outcomeBadRequest, http.StatusBadRequest, 0, pageMalformed, session.PageInfo{})
 	case errors.As(err, &nf):
