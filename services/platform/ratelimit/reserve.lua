@@ -32,6 +32,24 @@ local function crowdgate_reserve(keys, args, from)
   local maxwait = tonumber(args[from + 1])
   local member = args[from + 2]
 
+  -- The same reservation run again (its reply was lost and the client
+  -- sent the script again): a sliding window holds its member, put there
+  -- with every other limit's slot by the first run. It is granted as it
+  -- was, spending nothing more. (A GCRA limit keeps no member: there a
+  -- resend alone spends one more interval.)
+  for i = 1, #keys do
+    if args[from + 3 + (i - 1) * 4] == 'w' then
+      local prior = redis.call('ZSCORE', keys[i], member)
+      if prior then
+        local wait = tonumber(prior) - now
+        if wait < 0 then
+          wait = 0
+        end
+        return {1, math.ceil(wait), 0}
+      end
+    end
+  end
+
   local at = now
   local worst = 0
   local state = {}
