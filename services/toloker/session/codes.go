@@ -113,7 +113,7 @@ func (m *codeMinter) parseCode(s string) (c code, shaped, authentic bool) {
 }
 
 // Exchange trades a one-time code for a token. The code is consumed
-// whatever the outcome. Errors: InvalidArgument (malformed code), NotFound
+// whatever the outcome, unless the caller is another tenant's. Errors: InvalidArgument (malformed code), NotFound
 // (unknown, used or expired code, or another tenant's),
 // FailedPrecondition (the session has ended).
 func (s *Service) Exchange(ctx context.Context, tenantID, code string) (*crowdgatev1.ExchangeCodeResponse, error) {
@@ -132,6 +132,16 @@ func (s *Service) Exchange(ctx context.Context, tenantID, code string) (*crowdga
 	// there while another replica could still accept the code.
 	left := c.expiry.Sub(s.now())
 	if !authentic || left <= 0 || left > s.settings.CodeTTL+MaxClockSkew {
+		s.metrics.exchanged("unknown")
+		return nil, notFound
+	}
+	// Another tenant's call is refused before the code is used: one
+	// tenant's call never decides another's outcome. (The session read
+	// is checked again below, as the exchange returns it.)
+	if ok, err := s.store.sessionOfTenant(ctx, c.aid, tenantID); err != nil || !ok {
+		if err != nil {
+			return nil, err
+		}
 		s.metrics.exchanged("unknown")
 		return nil, notFound
 	}

@@ -211,6 +211,23 @@ var errCodeUsed = errors.New("session: code used")
 
 // exchange marks a code's nonce used for markerTTL and returns the
 // session's record ("" when the session is gone).
+// sessionOfTenant reports whether the session of assignment aid is
+// tenantID's (false when there is none).
+func (s *store) sessionOfTenant(ctx context.Context, aid, tenantID string) (bool, error) {
+	b, err := s.rdb.Get(ctx, s.sessionKey(aid)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, storage.Unavailable(err)
+	}
+	r, err := unmarshalRecord(b)
+	if err != nil {
+		return false, err
+	}
+	return r.session.GetTenantId() == tenantID, nil
+}
+
 func (s *store) exchange(ctx context.Context, aid, nonce string, markerTTL time.Duration) (string, error) {
 	raw, err := exchangeScript.Run(ctx, s.rdb, []string{s.usedKey(aid, nonce), s.sessionKey(aid)}, markerTTL.Milliseconds(), newLockToken()).Text()
 	if errors.Is(err, redis.Nil) {
