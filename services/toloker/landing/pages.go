@@ -2,6 +2,7 @@ package landing
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -209,14 +210,39 @@ type locale struct {
 	p *message.Printer
 }
 
-// localeFor picks the language of a request from Accept-Language.
-func (s *messageSet) localeFor(acceptLanguage string) locale {
-	tags, _, _ := language.ParseAcceptLanguage(acceptLanguage)
-	tag, i, conf := s.matcher.Match(tags...)
+// localeFor picks the language of a request from its Accept-Language
+// header lines (one list, however many lines carry it).
+func (s *messageSet) localeFor(acceptLanguage ...string) locale {
+	tag, i, conf := s.matcher.Match(acceptedTags(strings.Join(acceptLanguage, ","))...)
 	if conf == language.No {
 		tag, i = s.tags[0], 0
 	}
 	return locale{lang: s.tags[i].String(), dir: s.dirs[i], p: message.NewPrinter(tag, message.Catalog(s.catalog))}
+}
+
+// acceptedTags reads an Accept-Language list, most wanted first, leaving
+// out (q=0) and skipping any entry that does not parse: one bad entry
+// spoils no other.
+func acceptedTags(v string) []language.Tag {
+	if tags, _, err := language.ParseAcceptLanguage(v); err == nil {
+		return tags
+	}
+	type entry struct {
+		tag language.Tag
+		q   float32
+	}
+	var es []entry
+	for part := range strings.SplitSeq(v, ",") {
+		if tags, qs, err := language.ParseAcceptLanguage(part); err == nil && len(tags) == 1 {
+			es = append(es, entry{tags[0], qs[0]})
+		}
+	}
+	slices.SortStableFunc(es, func(a, b entry) int { return cmp.Compare(b.q, a.q) })
+	tags := make([]language.Tag, len(es))
+	for i, e := range es {
+		tags[i] = e.tag
+	}
+	return tags
 }
 
 // pageStyle is the pages' only style; the CSP allows it by its hash.
@@ -367,7 +393,7 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request, outcome string, s
 	if info.ReturnURL == "" {
 		info.ReturnURL = h.returnURL
 	}
-	loc := messages.localeFor(r.Header.Get("Accept-Language"))
+	loc := messages.localeFor(r.Header.Values("Accept-Language")...)
 	body := render(loc, p, retry, info)
 	hdr := w.Header()
 	hdr.Del("Location")

@@ -313,6 +313,9 @@ func TestPagesSpeakTheTolokersLanguage(t *testing.T) {
 		{"uk", "en", "ltr"}, // no Ukrainian file: not Russian by guesswork
 		{"", "en", "ltr"},
 		{"garbage;;,", "en", "ltr"},
+		// One entry that does not parse spoils no other.
+		{"es-ES,es;q=0.9,en;q=0.8,zz_invalid__tag;q=0.1", "es", "ltr"},
+		{"xx_bad, ru;q=0.9", "ru", "ltr"},
 	} {
 		t.Run(tc.acceptLanguage, func(t *testing.T) {
 			a := get(t, noRedirects, start+"?assignment_id="+assignmentOf("not_found"), "Accept-Language", tc.acceptLanguage)
@@ -463,5 +466,25 @@ func TestPagesNameTheTaskFromCrowdgatesRecords(t *testing.T) {
 				t.Errorf("back to %q, want %q", got, tc.back)
 			}
 		})
+	}
+}
+
+// An Accept-Language list split over two header lines (RFC 9110 allows
+// it) is read as one list.
+func TestAnAcceptLanguageOverTwoLinesIsOneList(t *testing.T) {
+	start := servePages(t, &pageSessions{})
+	req, err := http.NewRequest(http.MethodGet, start+"?assignment_id="+assignmentOf("not_found"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Add("Accept-Language", "xx")
+	req.Header.Add("Accept-Language", "ru;q=0.9")
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Content-Language"); got != "ru" {
+		t.Errorf("Accept-Language xx, then ru;q=0.9 on a second line: page in %q, want ru", got)
 	}
 }
