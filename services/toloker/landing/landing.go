@@ -485,9 +485,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, aid string, err e
 		switch ended.Session.GetEndReason() {
 		case crowdgatev1.EndReason_END_REASON_EXPIRED:
 			p = pageSessionExpired
-		case crowdgatev1.EndReason_END_REASON_RESTRICTED, crowdgatev1.EndReason_END_REASON_FILTERED_OUT, crowdgatev1.EndReason_END_REASON_REVOKED:
-			// Ended because the Toloker may not work on the task (Toloka's
-			// flags, the platform's revoke): not "finished, thank you".
+		case crowdgatev1.EndReason_END_REASON_RESTRICTED, crowdgatev1.EndReason_END_REASON_FILTERED_OUT:
+			// Toloka answered the Toloker's submit that they may not work
+			// on the task: not "finished, thank you". (A revoked session
+			// keeps the ended page: the ban that revoked it may be lifted
+			// since, and the page would then blame a refusal that is over.)
 			outcome, status, p = outcomeBanned, http.StatusForbidden, pageBanned
 		}
 		info := h.describe(r, aid)

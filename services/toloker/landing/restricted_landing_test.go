@@ -9,11 +9,13 @@ import (
 	"github.com/crowdgate/crowdgate/services/testsupport/sessiontest"
 )
 
-// A Toloker whose session ended because they may not work on the task
-// (Toloka's restriction_match, the pool's filter no longer matching, the
-// platform revoking it) lands again: they see that they cannot take the
-// task (403), not "Your work on this task is finished. Thank you!" (410),
-// which closing and expiry keep. Found by the Toloker-side review (revC).
+// A Toloker whose session ended because Toloka's answer to their submit
+// said they may not work on the task (restriction_match, the pool's filter
+// no longer matching) lands again: they see that they cannot take the task
+// (403), not "Your work on this task is finished. Thank you!" (410), which
+// closing and expiry keep, and a revoke too (a ban that revoked it may be
+// lifted since: TestBanInAProject). Found by the Toloker-side review
+// (revC).
 func TestASessionEndedByARefusalShowsTheRefusalPage(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{})
 	start := serveLanding(t, env, nil)
@@ -25,7 +27,7 @@ func TestASessionEndedByARefusalShowsTheRefusalPage(t *testing.T) {
 	}{
 		{crowdgatev1.EndReason_END_REASON_RESTRICTED, http.StatusForbidden, "You cannot take this task"},
 		{crowdgatev1.EndReason_END_REASON_FILTERED_OUT, http.StatusForbidden, "You cannot take this task"},
-		{crowdgatev1.EndReason_END_REASON_REVOKED, http.StatusForbidden, "You cannot take this task"},
+		{crowdgatev1.EndReason_END_REASON_REVOKED, http.StatusGone, "Your session has ended"},
 		{crowdgatev1.EndReason_END_REASON_CLOSE_SESSION, http.StatusGone, "Your session has ended"},
 	} {
 		t.Run(tc.reason.String(), func(t *testing.T) {
