@@ -541,11 +541,9 @@ var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", 
 
 // get reads one record; a missing one is NotFound.
 // markCounted records that submission id is counted in its session's
-// totals (sc "1"). One HSET, no script: it follows the accept, or a
-// replay, which the replay window keeps far from the record's deletion by
-// the retention sweep, so it never makes a record again.
+// totals (sc "1"); a record gone meanwhile is left gone.
 func (s *store) markCounted(ctx context.Context, shard int, tenantID, id string) error {
-	return storage.Unavailable(s.rdb.HSet(ctx, s.recordKey(shard, tenantID, id), "sc", "1").Err())
+	return storage.SetFieldIfExists(ctx, s.rdb, s.recordKey(shard, tenantID, id), "sc", "1")
 }
 
 func (s *store) get(ctx context.Context, shard int, tenantID, id string) (*record, error) {
