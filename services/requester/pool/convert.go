@@ -73,7 +73,7 @@ func reward(field, s string) (*money.Decimal, error) {
 // tolokaPool validates p, a pool of project prj, and returns the pool to
 // send Toloka. Errors name fields under "pool.". now decides whether
 // will_expire is in the future.
-func tolokaPool(p *crowdgatev1.Pool, prj *crowdgatev1.Project, now time.Time) (*toloka.Pool, error) {
+func tolokaPool(p *crowdgatev1.Pool, prj *crowdgatev1.Project, now time.Time, stored *crowdgatev1.Pool) (*toloka.Pool, error) {
 	const f = "pool"
 	if strings.TrimSpace(p.GetPrivateName()) == "" {
 		return nil, bad(join(f, "private_name"), "is required")
@@ -131,7 +131,7 @@ func tolokaPool(p *crowdgatev1.Pool, prj *crowdgatev1.Project, now time.Time) (*
 		return nil, err
 	}
 	if ic := p.GetAssignmentsIssuingConfig(); ic != nil {
-		if ic.GetIssueTaskSuitesInCreationOrder() {
+		if ic.GetIssueTaskSuitesInCreationOrder() && !stored.GetAssignmentsIssuingConfig().GetIssueTaskSuitesInCreationOrder() {
 			// Seed 003: "available when the project has
 			// assignments_issuing_type AUTOMATED"; every project here is
 			// EXTERNAL.
@@ -140,7 +140,9 @@ func tolokaPool(p *crowdgatev1.Pool, prj *crowdgatev1.Project, now time.Time) (*
 		}
 		tp.AssignmentsIssuingConfig = &toloka.AssignmentsIssuingConfig{IssueTaskSuitesInCreationOrder: toloka.Ptr(ic.GetIssueTaskSuitesInCreationOrder())}
 	}
-	if tp.Filter, err = project.PoolFilter(prj, join(f, "filter"), p.GetFilter()); err != nil {
+	// A filter stored before the filter keys' rules stays as Toloka took it.
+	checkKeys := stored == nil || !proto.Equal(p.GetFilter(), stored.GetFilter())
+	if tp.Filter, err = project.PoolFilter(prj, join(f, "filter"), p.GetFilter(), checkKeys); err != nil {
 		return nil, err
 	}
 	if qc := p.GetQualityControl(); qc != nil {

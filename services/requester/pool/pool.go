@@ -87,7 +87,7 @@ func (s *Service) CreatePool(ctx context.Context, req *crowdgatev1.CreatePoolReq
 		return nil, err
 	}
 	// Validate everything before touching Toloka.
-	tp, tt, err := s.validate(ctx, tenantID, p, prj)
+	tp, tt, err := s.validate(ctx, tenantID, p, prj, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -176,18 +176,23 @@ func (s *Service) ListPools(ctx context.Context, req *crowdgatev1.ListPoolsReque
 // validate checks p, a pool of prj, and returns what Toloka gets: a pool,
 // or a training for a TRAINING pool. A training_requirement naming a
 // Crowdgate pool is sent as that training's Toloka id.
-func (s *Service) validate(ctx context.Context, tenantID string, p *crowdgatev1.Pool, prj *crowdgatev1.Project) (*toloka.Pool, *toloka.Training, error) {
+//
+// stored is the pool as stored, for an update (nil for a new pool): a
+// value stored before a rule that now refuses it (Toloka took it then)
+// stays as it is while the update leaves it unchanged, so an update of
+// another field never fails on a field its caller did not send.
+func (s *Service) validate(ctx context.Context, tenantID string, p *crowdgatev1.Pool, prj *crowdgatev1.Project, stored *crowdgatev1.Pool) (*toloka.Pool, *toloka.Training, error) {
 	if _, ok := crowdgatev1.PoolType_name[int32(p.GetType())]; !ok {
 		return nil, nil, serviceerror.NewInvalidArgument("pool.type", "must be REGULAR or TRAINING, got %d", p.GetType())
 	}
 	if isTraining(p) {
-		tt, err := tolokaTraining(p, prj)
+		tt, err := tolokaTraining(p, prj, stored)
 		return nil, tt, err
 	}
 	if p.GetTraining() != nil {
 		return nil, nil, serviceerror.NewInvalidArgument("pool.training", "is for TRAINING pools only (set type POOL_TYPE_TRAINING)")
 	}
-	tp, err := tolokaPool(p, prj, s.now())
+	tp, err := tolokaPool(p, prj, s.now(), stored)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -277,7 +282,7 @@ func (s *Service) UpdatePool(ctx context.Context, req *crowdgatev1.UpdatePoolReq
 	if paths := req.GetUpdateMask().GetPaths(); len(paths) == 1 && paths[0] == "priority" {
 		return s.setPriority(ctx, r, merged)
 	}
-	tp, tt, err := s.validate(ctx, tenantID, merged, prj)
+	tp, tt, err := s.validate(ctx, tenantID, merged, prj, stored)
 	if err != nil {
 		return nil, err
 	}

@@ -34,10 +34,13 @@ func isTraining(p *crowdgatev1.Pool) bool {
 
 // tolokaTraining validates p, a TRAINING pool of project prj, and returns
 // the training to send Toloka. Errors name fields under "pool.".
-func tolokaTraining(p *crowdgatev1.Pool, prj *crowdgatev1.Project) (*toloka.Training, error) {
+func tolokaTraining(p *crowdgatev1.Pool, prj *crowdgatev1.Project, stored *crowdgatev1.Pool) (*toloka.Training, error) {
 	const f = "pool"
 	var extra error
 	p.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if fd.Name() == "public_description" && stored != nil && p.GetPublicDescription() == stored.GetPublicDescription() {
+			return true // stored before it was refused; never sent (Toloka has no such field)
+		}
 		if !trainingFields[fd.Name()] {
 			extra = bad(join(f, string(fd.Name())), "is not a field of TRAINING pools (a training is unpaid, does not expire and has no public description, filter, rules or mixing of its own; its task order is in training)")
 			return false

@@ -65,38 +65,40 @@ var (
 	filterOperators  = []string{"EQ", "NE", "GT", "GTE", "LT", "LTE", "IN", "NOT_IN"}
 )
 
-// filterNode validates f and returns its Toloka form.
-func filterNode(field string, f *crowdgatev1.Filter, depth int) (any, error) {
+// filterNode validates f and returns its Toloka form. checkKeys applies
+// each key's rules (filterkeys.go): to a filter as given, not to one stored
+// before those rules, which Toloka took then and which stays as it is.
+func filterNode(field string, f *crowdgatev1.Filter, depth int, checkKeys bool) (any, error) {
 	if depth > maxFilterDepth {
 		return nil, bad(field, "filters may nest at most %d levels", maxFilterDepth)
 	}
 	switch n := f.GetNode().(type) {
 	case *crowdgatev1.Filter_And:
-		children, err := filterList(join(field, "and"), n.And, depth)
+		children, err := filterList(join(field, "and"), n.And, depth, checkKeys)
 		if err != nil {
 			return nil, err
 		}
 		return andNode{And: children}, nil
 	case *crowdgatev1.Filter_Or:
-		children, err := filterList(join(field, "or"), n.Or, depth)
+		children, err := filterList(join(field, "or"), n.Or, depth, checkKeys)
 		if err != nil {
 			return nil, err
 		}
 		return orNode{Or: children}, nil
 	case *crowdgatev1.Filter_Condition:
-		return filterCondition(join(field, "condition"), n.Condition)
+		return filterCondition(join(field, "condition"), n.Condition, checkKeys)
 	}
 	return nil, bad(field, "must set exactly one of and, or, condition")
 }
 
-func filterList(field string, l *crowdgatev1.FilterList, depth int) ([]any, error) {
+func filterList(field string, l *crowdgatev1.FilterList, depth int, checkKeys bool) ([]any, error) {
 	fs := l.GetFilters()
 	if len(fs) == 0 {
 		return nil, bad(join(field, "filters"), "must have at least one operand")
 	}
 	out := make([]any, 0, len(fs))
 	for i, f := range fs {
-		n, err := filterNode(index(join(field, "filters"), i), f, depth+1)
+		n, err := filterNode(index(join(field, "filters"), i), f, depth+1, checkKeys)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +107,7 @@ func filterList(field string, l *crowdgatev1.FilterList, depth int) ([]any, erro
 	return out, nil
 }
 
-func filterCondition(field string, c *crowdgatev1.FilterCondition) (any, error) {
+func filterCondition(field string, c *crowdgatev1.FilterCondition, checkKeys bool) (any, error) {
 	if !oneOf(c.GetCategory(), filterCategories) {
 		return nil, bad(join(field, "category"), "must be one of %s, got %q", strings.Join(filterCategories, ", "), c.GetCategory())
 	}
@@ -128,8 +130,10 @@ func filterCondition(field string, c *crowdgatev1.FilterCondition) (any, error) 
 	if err != nil {
 		return nil, bad(join(field, "value"), "%v", err)
 	}
-	if at, why := checkConditionKey(c.GetCategory(), c.GetKey(), c.GetOperator(), c.GetValue()); at != "" {
-		return nil, bad(join(field, at), "%s", why)
+	if checkKeys {
+		if at, why := checkConditionKey(c.GetCategory(), c.GetKey(), c.GetOperator(), c.GetValue()); at != "" {
+			return nil, bad(join(field, at), "%s", why)
+		}
 	}
 	return conditionNode{Category: c.GetCategory(), Key: c.GetKey(), Operator: c.GetOperator(), Value: v}, nil
 }
@@ -170,7 +174,7 @@ var (
 )
 
 // normalizeRequirements validates r and upper-cases its codes in place.
-func normalizeRequirements(field string, r *crowdgatev1.TolokerRequirements) error {
+func normalizeRequirements(field string, r *crowdgatev1.TolokerRequirements, checkKeys bool) error {
 	if r == nil {
 		return nil
 	}
@@ -196,7 +200,7 @@ func normalizeRequirements(field string, r *crowdgatev1.TolokerRequirements) err
 		r.ClientTypes[i] = c
 	}
 	if r.Filter != nil {
-		if _, err := filterNode(join(field, "filter"), r.Filter, 1); err != nil {
+		if _, err := filterNode(join(field, "filter"), r.Filter, 1, checkKeys); err != nil {
 			return err
 		}
 	}
@@ -232,7 +236,9 @@ func requirementNodes(field string, r *crowdgatev1.TolokerRequirements) ([]any, 
 			Value: json.RawMessage(strconv.FormatBool(r.GetAdultAllowed()))})
 	}
 	if r.Filter != nil {
-		n, err := filterNode(join(field, "filter"), r.Filter, 1)
+		// The project's stored requirements, checked when they were
+		// stored: under the rules of then.
+		n, err := filterNode(join(field, "filter"), r.Filter, 1, false)
 		if err != nil {
 			return nil, err
 		}
@@ -254,13 +260,16 @@ func appendAndMember(members []any, n any) []any {
 // project's Toloker requirements ANDed with the pool's own filter f
 // (validated, named field in errors), or nil when there is neither. The JSON
 // must fit Toloka's MaxFilterJSONLength.
-func PoolFilter(p *crowdgatev1.Project, field string, f *crowdgatev1.Filter) (json.RawMessage, error) {
+//
+// checkKeys applies each filter key's rules to f: false for a pool's
+// filter stored before those rules, which stays as it is.
+func PoolFilter(p *crowdgatev1.Project, field string, f *crowdgatev1.Filter, checkKeys bool) (json.RawMessage, error) {
 	members, err := requirementNodes("project.toloker_requirements", p.GetTolokerRequirements())
 	if err != nil {
 		return nil, err
 	}
 	if f != nil {
-		n, err := filterNode(field, f, 1)
+		n, err := filterNode(field, f, 1, checkKeys)
 		if err != nil {
 			return nil, err
 		}

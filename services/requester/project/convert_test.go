@@ -74,7 +74,7 @@ func TestPoolFilter(t *testing.T) {
 			`{"and":[{"category":"skill","key":"7","operator":"EQ","value":null}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := PoolFilter(&crowdgatev1.Project{TolokerRequirements: tc.reqs}, "pool.filter", tc.pool)
+			got, err := PoolFilter(&crowdgatev1.Project{TolokerRequirements: tc.reqs}, "pool.filter", tc.pool, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,7 +89,7 @@ func TestPoolFilter(t *testing.T) {
 		"object": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewNumberValue(1)}}),
 		"list":   structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewStringValue("EN")}}),
 	} {
-		_, err := PoolFilter(&crowdgatev1.Project{}, "pool.filter", condition("profile", "languages", "IN", v))
+		_, err := PoolFilter(&crowdgatev1.Project{}, "pool.filter", condition("profile", "languages", "IN", v), true)
 		var ia *serviceerror.InvalidArgument
 		if !errors.As(err, &ia) || ia.Field != "pool.filter.condition.value" {
 			t.Errorf("a condition whose value is an %s: %v, want INVALID_ARGUMENT naming pool.filter.condition.value", name, err)
@@ -100,7 +100,7 @@ func TestPoolFilter(t *testing.T) {
 	for range 200 {
 		many = append(many, lang)
 	}
-	_, err := PoolFilter(&crowdgatev1.Project{}, "pool.filter", &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Or{Or: &crowdgatev1.FilterList{Filters: many}}})
+	_, err := PoolFilter(&crowdgatev1.Project{}, "pool.filter", &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Or{Or: &crowdgatev1.FilterList{Filters: many}}}, true)
 	var ia *serviceerror.InvalidArgument
 	if !errors.As(err, &ia) || ia.Field != "pool.filter" || !strings.Contains(ia.Reason, "10000") {
 		t.Errorf("a filter over Toloka's 10000 characters: %v, want INVALID_ARGUMENT on pool.filter", err)
@@ -109,7 +109,7 @@ func TestPoolFilter(t *testing.T) {
 
 func TestRequirementsAreNormalised(t *testing.T) {
 	r := &crowdgatev1.TolokerRequirements{Countries: []string{" ru"}, Languages: []string{"en", "zh-hant"}, ClientTypes: []string{"toloka_app"}}
-	if err := normalizeRequirements("project.toloker_requirements", r); err != nil {
+	if err := normalizeRequirements("project.toloker_requirements", r, true); err != nil {
 		t.Fatal(err)
 	}
 	want := &crowdgatev1.TolokerRequirements{Countries: []string{"RU"}, Languages: []string{"EN", "ZH-HANT"}, ClientTypes: []string{"TOLOKA_APP"}}
@@ -171,7 +171,7 @@ func TestFilterConditionsFollowEachKeysRules(t *testing.T) {
 		{"a null profile value", "profile", "country", "EQ", null, "value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := PoolFilter(&crowdgatev1.Project{}, "pool.filter", condition(tc.category, tc.key, tc.op, tc.value))
+			_, err := PoolFilter(&crowdgatev1.Project{}, "pool.filter", condition(tc.category, tc.key, tc.op, tc.value), true)
 			var ia *serviceerror.InvalidArgument
 			switch {
 			case tc.wantField == "" && err != nil:

@@ -81,7 +81,7 @@ func (s *Service) CreateProject(ctx context.Context, req *crowdgatev1.CreateProj
 	if p.GetCredentialId() == "" {
 		return nil, serviceerror.NewInvalidArgument("project.credential_id", "is required")
 	}
-	tp, err := s.tolokaProject(p)
+	tp, err := s.tolokaProject(p, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -129,8 +129,9 @@ func (s *Service) CreateProject(ctx context.Context, req *crowdgatev1.CreateProj
 }
 
 // tolokaProject validates p (normalising codes and filling defaults in
-// place) and returns the project to send Toloka.
-func (s *Service) tolokaProject(p *crowdgatev1.Project) (*toloka.Project, error) {
+// place) and returns the project to send Toloka. stored is the project as
+// stored, for an update (nil for a new one).
+func (s *Service) tolokaProject(p, stored *crowdgatev1.Project) (*toloka.Project, error) {
 	const f = "project."
 	name := p.GetPublicName()
 	switch {
@@ -195,7 +196,10 @@ func (s *Service) tolokaProject(p *crowdgatev1.Project) (*toloka.Project, error)
 	if prices[0] != nil && prices[1] != nil && prices[1].Cmp(*prices[0]) < 0 {
 		return nil, serviceerror.NewInvalidArgument(f+"bonus_price_max", "must not be below bonus_price_min (%s)", prices[0].String())
 	}
-	if err := normalizeRequirements(f+"toloker_requirements", p.GetTolokerRequirements()); err != nil {
+	// A requirements filter stored before the filter keys' rules stays as
+	// Toloka took it; one given anew meets them.
+	checkKeys := stored == nil || !proto.Equal(p.GetTolokerRequirements().GetFilter(), stored.GetTolokerRequirements().GetFilter())
+	if err := normalizeRequirements(f+"toloker_requirements", p.GetTolokerRequirements(), checkKeys); err != nil {
 		return nil, err
 	}
 	tp := &toloka.Project{

@@ -56,7 +56,7 @@ func (s *Service) UpdateProject(ctx context.Context, req *crowdgatev1.UpdateProj
 	if stored.GetStatus() == crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
 		return nil, serviceerror.NewFailedPrecondition("project %s is archived", stored.GetProjectId())
 	}
-	tp, err := s.tolokaProject(merged)
+	tp, err := s.tolokaProject(merged, stored)
 	if err != nil {
 		return nil, err
 	}
