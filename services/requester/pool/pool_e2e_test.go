@@ -57,8 +57,9 @@ const (
 	eq  = crowdgatev1.ComparisonOperator_COMPARISON_OPERATOR_EQ
 )
 
-// fullPool sets every field of seed 003 and every kind of seed 004 rule.
-func fullPool(projectID string, now time.Time) *crowdgatev1.Pool {
+// fullPool sets every field of seed 003 and every kind of seed 004 rule;
+// its training_requirement names the Toloka training trainingID.
+func fullPool(projectID, trainingID string, now time.Time) *crowdgatev1.Pool {
 	p := gatewaytest.ValidPool(projectID, now)
 	p.PrivateComment = "first batch"
 	p.PublicDescription = "Boxes around signs"
@@ -72,7 +73,7 @@ func fullPool(projectID string, now time.Time) *crowdgatev1.Pool {
 		gatewaytest.Or(gatewaytest.Cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(225)), gatewaytest.Cond("computed", "region_by_ip", "IN", structpb.NewNumberValue(187))),
 	)
 	p.QualityControl = &crowdgatev1.PoolQualityControl{
-		TrainingRequirement: &crowdgatev1.TrainingRequirement{TrainingPoolId: "21", TrainingPassingSkillValue: 70},
+		TrainingRequirement: &crowdgatev1.TrainingRequirement{TrainingPoolId: trainingID, TrainingPassingSkillValue: 70},
 		CaptchaFrequency:    crowdgatev1.CaptchaFrequency_CAPTCHA_FREQUENCY_LOW,
 		Configs: []*crowdgatev1.QualityControlConfig{
 			{
@@ -166,7 +167,7 @@ const fullPoolJSON = `{
 		        {"category": "computed", "key": "region_by_ip", "operator": "IN", "value": 187}]}
 	]},
 	"quality_control": {
-		"training_requirement": {"training_pool_id": "21", "training_passing_skill_value": 70},
+		"training_requirement": {"training_pool_id": "%TRAINING%", "training_passing_skill_value": 70},
 		"captcha_frequency": "LOW",
 		"configs": [
 			{"collector_config": {"type": "GOLDEN_SET", "parameters": {"history_size": 10}},
@@ -218,13 +219,16 @@ func TestCreatePoolSendsEveryFieldExactly(t *testing.T) {
 	key := env.NewAPIKey("acme")
 	t.Cleanup(func() { env.AssertNotLeaked(key) })
 	prj := env.MustProject(env.Ctx(), gatewaytest.FullProject(env.MustCredential(env.Ctx(), key)))
-	p := env.MustPool(env.Ctx(), fullPool(prj.GetProjectId(), env.Now()))
+	// Toloka takes a training_requirement only naming a training of the
+	// account; it is named by its Toloka id, which is sent as is.
+	tr := env.MustPool(env.Ctx(), trainingPool(prj.GetProjectId())).GetTolokaPoolId()
+	p := env.MustPool(env.Ctx(), fullPool(prj.GetProjectId(), tr, env.Now()))
 
 	posts := env.Requests(http.MethodPost, "/api/v1/pools")
 	if len(posts) != 1 || posts[0].Status != http.StatusCreated {
 		t.Fatalf("POST /pools = %+v, want one, created", posts)
 	}
-	want := gatewaytest.DecodeJSON(t, []byte(strings.Replace(fullPoolJSON, "%PROJECT%", prj.GetTolokaProjectId(), 1)))
+	want := gatewaytest.DecodeJSON(t, []byte(strings.NewReplacer("%PROJECT%", prj.GetTolokaProjectId(), "%TRAINING%", tr).Replace(fullPoolJSON)))
 	if diff := cmp.Diff(want, gatewaytest.DecodeJSON(t, posts[0].Body)); diff != "" {
 		t.Errorf("pool sent to Toloka (-want +got):\n%s", diff)
 	}
@@ -234,7 +238,7 @@ func TestCreatePoolSendsEveryFieldExactly(t *testing.T) {
 		t.Errorf("created pool = %v", p)
 	}
 	// The stored pool is what was asked for, plus the output-only fields.
-	asked := fullPool(prj.GetProjectId(), env.Now())
+	asked := fullPool(prj.GetProjectId(), tr, env.Now())
 	asked.PoolId, asked.TenantId, asked.TolokaPoolId, asked.Status, asked.CreateTime = p.GetPoolId(), "default", p.GetTolokaPoolId(), p.GetStatus(), p.GetCreateTime()
 	if !proto.Equal(asked, p) {
 		t.Errorf("stored pool differs from the request:\n got %v\nwant %v", p, asked)

@@ -46,6 +46,9 @@ type poolSettings struct {
 	typ            string
 	// balance is speed_quality_balance (nil when unset).
 	balance *speedQualityBalance
+	// trainingID is quality_control.training_requirement.training_pool_id
+	// (0 when unset): the training the pool links to.
+	trainingID uint64
 }
 
 // speedQualityBalance is a pool's speed_quality_balance.
@@ -103,10 +106,10 @@ func validatePool(obj map[string]any, now time.Time) (poolSettings, uint64, fiel
 		ps.willExpire = t
 	}
 	ps.reward, _ = c.decimal(obj, "reward_per_assignment", "", true, "0.01")
-	var defaultOverlap int64
+	var suiteOverlap, taskOverlap int64
 	if d, ok := c.object(obj, "defaults", "", true); ok {
-		defaultOverlap, _ = c.integer(d, "default_overlap_for_new_task_suites", "defaults", true, atLeast(1), noBound)
-		c.integer(d, "default_overlap_for_new_tasks", "defaults", false, atLeast(1), noBound)
+		suiteOverlap, _ = c.integer(d, "default_overlap_for_new_task_suites", "defaults", true, atLeast(1), noBound)
+		taskOverlap, _ = c.integer(d, "default_overlap_for_new_tasks", "defaults", false, atLeast(1), noBound)
 	}
 	if secs, ok := c.integer(obj, "assignment_max_duration_seconds", "", true, atLeast(5), noBound); ok {
 		ps.maxDuration = time.Duration(secs) * time.Second
@@ -123,14 +126,23 @@ func validatePool(obj map[string]any, now time.Time) (poolSettings, uint64, fiel
 	}
 	c.object(obj, "filter", "", false)
 	if qc, ok := c.object(obj, "quality_control", "", false); ok {
-		c.qualityControl(qc, "quality_control", true)
+		ps.trainingID = c.qualityControl(qc, "quality_control", true)
 	}
 	if do, ok := c.object(obj, "dynamic_overlap_config", "", false); ok {
 		const p = "dynamic_overlap_config"
 		c.enum(do, "type", p, true, "BASIC")
-		if mx, ok := c.integer(do, "max_overlap", p, true, atLeast(1), atMost(30000)); ok && defaultOverlap > 0 && mx < defaultOverlap {
-			c.fe.add(join(p, "max_overlap"), FieldValueLessThanMin,
-				"%s.max_overlap (%d) must not be less than defaults.default_overlap_for_new_task_suites (%d)", p, mx, defaultOverlap)
+		// Seed 003: max_overlap "Must be higher than the values in defaults".
+		if mx, ok := c.integer(do, "max_overlap", p, true, atLeast(1), atMost(30000)); ok {
+			for _, d := range []struct {
+				key string
+				v   int64
+			}{{"default_overlap_for_new_task_suites", suiteOverlap}, {"default_overlap_for_new_tasks", taskOverlap}} {
+				if d.v > 0 && mx <= d.v {
+					c.fe.add(join(p, "max_overlap"), FieldValueLessThanMin,
+						"%s.max_overlap (%d) must be higher than defaults.%s (%d)", p, mx, d.key, d.v)
+					break
+				}
+			}
 		}
 		c.number(do, "min_confidence", p, true, "0", "1")
 		c.idRef(do, "answer_weight_skill_id", p, true)
@@ -236,6 +248,32 @@ func validatePricing(c *checker, dp map[string]any) {
 	}
 }
 
+// trainingForPoolLocked checks that a pool's
+// quality_control.training_requirement.training_pool_id (0: none) names a
+// training of account, as a project_id must name a project of account.
+func (s *Server) trainingForPoolLocked(account string, trainingID uint64) *Error {
+	if trainingID == 0 {
+		return nil
+	}
+	if t := s.state.pools[trainingID]; t == nil || t.account != account || !t.training {
+		return singleFieldError("quality_control.training_requirement.training_pool_id", FieldEntityDoesNotExist,
+			"training %s does not exist", formatID(trainingID))
+	}
+	return nil
+}
+
+// linkedPoolsLocked returns the ids of t's account's pools that are not
+// ARCHIVED and link to training t through training_requirement.
+func (s *Server) linkedPoolsLocked(t *pool) []string {
+	var ids []string
+	for _, pl := range s.state.pools {
+		if pl.account == t.account && !pl.training && pl.trainingID == t.id && pl.status != PoolArchived {
+			ids = append(ids, formatID(pl.id))
+		}
+	}
+	return ids
+}
+
 // projectForPoolLocked checks that the pool's project exists, belongs to
 // account and is ACTIVE.
 func (s *Server) projectForPoolLocked(account string, projectID uint64) (*project, *Error) {
@@ -264,6 +302,9 @@ func (s *Server) createPool(c *apiCall) response {
 	s.lock(c.now)
 	defer s.mu.Unlock()
 	if _, e := s.projectForPoolLocked(c.account, projectID); e != nil {
+		return s.errResp(e)
+	}
+	if e := s.trainingForPoolLocked(c.account, ps.trainingID); e != nil {
 		return s.errResp(e)
 	}
 	p := &pool{
@@ -333,6 +374,9 @@ func (s *Server) editPool(c *apiCall) response {
 			formatID(p.id), formatID(p.projectID))
 	}
 	if e := fe.err(); e != nil {
+		return s.errResp(e)
+	}
+	if e := s.trainingForPoolLocked(c.account, ps.trainingID); e != nil {
 		return s.errResp(e)
 	}
 	p.raw = raw
@@ -446,6 +490,13 @@ func (s *Server) objectAction(typ, closeReason string, own func(account, pathID 
 				return response{status: http.StatusNoContent}
 			case PoolOpen:
 				return s.errResp(errInappropriate("close pool "+formatID(p.id)+" before archiving it", PoolClosed))
+			}
+			// toloka-api-facts, Trainings: "Archive needs it closed and
+			// its linked pools archived."
+			if linked := s.linkedPoolsLocked(p); p.training && len(linked) > 0 {
+				return s.errResp(&Error{Status: http.StatusConflict, Code: CodeUnarchivedPoolsConflict,
+					Message: "training " + formatID(p.id) + " is linked from pools that are not archived; archive them first",
+					Payload: map[string]any{"unarchived_pool_ids": sortedIDs(linked)}})
 			}
 		}
 		op := s.startCloseOpLocked(typ, closeReason, c.account, p.id, 0, c.now)

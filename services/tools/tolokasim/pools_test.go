@@ -118,7 +118,8 @@ func TestCreatePoolValidation(t *testing.T) {
 		{"captcha NEVER", set("quality_control.captcha_frequency", "NEVER"), map[string]string{"quality_control.captcha_frequency": FieldUnknownEnumValue}},
 		// dynamic_overlap_config.
 		{"dynamic overlap valid", set("dynamic_overlap_config", dynOverlap(5, num("0.9"))), nil},
-		{"max_overlap 1", set("dynamic_overlap_config", dynOverlap(1, num("0"))), nil},
+		{"max_overlap 2", set("dynamic_overlap_config", dynOverlap(2, num("0"))), nil},
+		{"max_overlap 1 (the default overlap)", set("dynamic_overlap_config", dynOverlap(1, num("0.9"))), map[string]string{"dynamic_overlap_config.max_overlap": FieldValueLessThanMin}},
 		{"max_overlap 30000", set("dynamic_overlap_config", dynOverlap(30000, num("1"))), nil},
 		{"max_overlap 0", set("dynamic_overlap_config", dynOverlap(0, num("0.9"))), map[string]string{"dynamic_overlap_config.max_overlap": FieldValueLessThanMin}},
 		{"max_overlap 30001", set("dynamic_overlap_config", dynOverlap(30001, num("0.9"))), map[string]string{"dynamic_overlap_config.max_overlap": FieldValueGreaterThanMax}},
@@ -405,5 +406,69 @@ func TestListPools(t *testing.T) {
 	ids, _ = listIDs(t, h, "/api/v1/pools", otherKey, 10)
 	if len(ids) != 0 {
 		t.Errorf("another account lists %v", ids)
+	}
+}
+
+// Seed 003 (Create a pool), dynamic_overlap_config.max_overlap: "Maximum
+// overlap. Must be higher than the values in defaults." A max_overlap equal
+// to a default overlap (of task suites, or of tasks when given) is refused
+// with 400; one above both is taken.
+func TestDynamicMaxOverlapMustBeHigherThanTheDefaults(t *testing.T) {
+	h := newHarness(t, nil)
+	prj := h.createProject(testKey)
+	for _, tc := range []struct {
+		defaults map[string]any
+		max      int
+		want     int
+	}{
+		{map[string]any{"default_overlap_for_new_task_suites": 3}, 3, http.StatusBadRequest},
+		{map[string]any{"default_overlap_for_new_task_suites": 2, "default_overlap_for_new_tasks": 4}, 4, http.StatusBadRequest},
+		{map[string]any{"default_overlap_for_new_task_suites": 2, "default_overlap_for_new_tasks": 4}, 5, http.StatusCreated},
+	} {
+		body := h.validPool(prj)
+		body["defaults"] = tc.defaults
+		body["dynamic_overlap_config"] = map[string]any{
+			"type": "BASIC", "max_overlap": tc.max, "min_confidence": json.Number("0.9"),
+			"answer_weight_skill_id": "1", "fields": []any{map[string]any{"name": "result"}},
+		}
+		r := h.do("POST", "/api/v1/pools", testKey, body)
+		if r.status != tc.want {
+			t.Errorf("max_overlap %d with defaults %v: status %d, want %d; body %s", tc.max, tc.defaults, r.status, tc.want, r.body)
+			continue
+		}
+		if tc.want == http.StatusBadRequest {
+			if got := r.fieldCodes(t)["dynamic_overlap_config.max_overlap"]; got != FieldValueLessThanMin {
+				t.Errorf("max_overlap %d with defaults %v: field code %q, want %s", tc.max, tc.defaults, got, FieldValueLessThanMin)
+			}
+		}
+	}
+}
+
+// Seed 003, quality_control.training_requirement.training_pool_id: "ID of
+// the training pool that is linked to the main task pool." Like a
+// project_id, it must name a training of the account: one that names no
+// training, and one that names another account's training, are 400
+// ENTITY_DOES_NOT_EXIST, on create and on edit.
+func TestATrainingRequirementMustNameATrainingOfTheAccount(t *testing.T) {
+	h := newHarness(t, nil)
+	otherPrj := h.createProject(otherKey)
+	otherTr := h.expect(h.do("POST", "/api/v1/trainings", otherKey, map[string]any{"project_id": otherPrj, "private_name": "T",
+		"inherited_instructions": true, "training_tasks_in_task_suite_count": 3}), http.StatusCreated).obj(t)["id"].(string)
+	prj := h.createProject(testKey)
+	pool := h.createPool(testKey, prj, nil)
+	const field = "quality_control.training_requirement.training_pool_id"
+	for _, id := range []string{"999999", otherTr, pool} {
+		body := h.validPool(prj)
+		body["quality_control"] = map[string]any{"training_requirement": map[string]any{
+			"training_pool_id": id, "training_passing_skill_value": 70}}
+		r := h.do("POST", "/api/v1/pools", testKey, body)
+		if r.status != http.StatusBadRequest {
+			t.Errorf("create with training_pool_id %s (not this account's training): status %d, want 400; body %.200s", id, r.status, r.body)
+		} else if got := r.fieldCodes(t)[field]; got != FieldEntityDoesNotExist {
+			t.Errorf("create with training_pool_id %s: field code %q, want %s", id, got, FieldEntityDoesNotExist)
+		}
+		if r := h.do("PUT", "/api/v1/pools/"+pool, testKey, body); r.status != http.StatusBadRequest {
+			t.Errorf("edit with training_pool_id %s: status %d, want 400; body %.200s", id, r.status, r.body)
+		}
 	}
 }

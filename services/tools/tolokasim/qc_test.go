@@ -354,3 +354,50 @@ func TestSkillsAPI(t *testing.T) {
 		t.Errorf("value after delete %q", v)
 	}
 }
+
+// toloka-api-facts.md, Trainings: "Archive needs it closed and its linked
+// pools archived." A training still linked from an unarchived pool's
+// quality_control.training_requirement is not archived (409
+// UNARCHIVED_POOLS_CONFLICT naming the pool, as for a project); once the
+// pool is archived, the training is.
+func TestATrainingIsNotArchivedWhileAPoolLinksToIt(t *testing.T) {
+	h := newHarness(t, nil)
+	prj := h.createProject(testKey)
+	tr := h.expect(h.do("POST", "/api/v1/trainings", testKey, map[string]any{"project_id": prj, "private_name": "T",
+		"inherited_instructions": true, "training_tasks_in_task_suite_count": 3}), http.StatusCreated).obj(t)["id"].(string)
+	pool := h.createPool(testKey, prj, func(b map[string]any) {
+		b["quality_control"] = map[string]any{"training_requirement": map[string]any{
+			"training_pool_id": tr, "training_passing_skill_value": 70}}
+	})
+	if st := h.expect(h.do("GET", "/api/v1/pools/"+pool, testKey, nil), http.StatusOK).obj(t)["status"]; st != "CLOSED" {
+		t.Fatalf("linked pool status %v, want CLOSED (unarchived)", st)
+	}
+	r := h.do("POST", "/api/v1/trainings/"+tr+"/archive", testKey, nil)
+	if r.status != http.StatusConflict {
+		t.Fatalf("archive of a training linked from unarchived pool %s: status %d, want 409; body %s", pool, r.status, r.body)
+	}
+	if got := r.code(t); got != CodeUnarchivedPoolsConflict {
+		t.Errorf("code %q, want %s", got, CodeUnarchivedPoolsConflict)
+	}
+	if got := r.obj(t)["payload"]; !cmp.Equal(got, map[string]any{"unarchived_pool_ids": []any{pool}}) {
+		t.Errorf("payload %v, want unarchived_pool_ids [%s]", got, pool)
+	}
+	h.expect(h.do("POST", "/api/v1/pools/"+pool+"/archive", testKey, nil), http.StatusAccepted)
+	h.expect(h.do("POST", "/api/v1/trainings/"+tr+"/archive", testKey, nil), http.StatusAccepted)
+}
+
+// toloka-api-facts.md, User restrictions: "private_comment (max 499)". A
+// 500-character comment is refused with 400; 499 characters are taken.
+func TestARestrictionPrivateCommentIsAtMost499Characters(t *testing.T) {
+	h := newHarness(t, nil)
+	r := h.do("PUT", "/api/v1/user-restrictions", testKey, map[string]any{
+		"scope": "ALL_PROJECTS", "user_id": "u1", "private_comment": strings.Repeat("x", 500)})
+	if r.status != http.StatusBadRequest {
+		t.Fatalf("500-char private_comment: status %d, want 400; body %s", r.status, r.body)
+	}
+	if got := r.fieldCodes(t)["private_comment"]; got != FieldStringTooLong {
+		t.Errorf("500-char private_comment: field code %q, want %s", got, FieldStringTooLong)
+	}
+	h.expect(h.do("PUT", "/api/v1/user-restrictions", testKey, map[string]any{
+		"scope": "ALL_PROJECTS", "user_id": "u1", "private_comment": strings.Repeat("ж", 499)}), http.StatusOK)
+}

@@ -4,7 +4,12 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+	"unicode/utf8"
 )
+
+// maxRestrictionCommentRunes bounds a user restriction's private_comment
+// (toloka-api-facts, User restrictions: "private_comment (max 499)").
+const maxRestrictionCommentRunes = 499
 
 // Restriction scopes.
 const (
@@ -98,7 +103,10 @@ func (s *Server) putRestriction(c *apiCall) response {
 	r := &restriction{account: c.account, raw: raw, created: c.now}
 	r.scope, _ = ch.enum(obj, "scope", "", true, ScopeAllProjects, ScopeProject, ScopePool)
 	r.userID, _ = ch.str(obj, "user_id", "", true)
-	ch.str(obj, "private_comment", "", false)
+	if comment, ok := ch.str(obj, "private_comment", "", false); ok && utf8.RuneCountInString(comment) > maxRestrictionCommentRunes {
+		ch.fe.add("private_comment", FieldStringTooLong, "private_comment must be at most %d characters, got %d",
+			maxRestrictionCommentRunes, utf8.RuneCountInString(comment))
+	}
 	r.willExpire, _ = ch.datetime(obj, "will_expire", "", false)
 	switch r.scope {
 	case ScopeProject:

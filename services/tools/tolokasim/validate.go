@@ -380,11 +380,13 @@ var (
 )
 
 // qualityControl validates a quality_control object (projects and pools).
-func (c *checker) qualityControl(qc map[string]any, prefix string, pool bool) {
+// It returns training_requirement.training_pool_id (0 when absent), which
+// the caller checks names a training of the account.
+func (c *checker) qualityControl(qc map[string]any, prefix string, pool bool) (trainingID uint64) {
 	if pool {
 		if tr, ok := c.object(qc, "training_requirement", prefix, false); ok {
 			trp := join(prefix, "training_requirement")
-			c.idRef(tr, "training_pool_id", trp, false)
+			trainingID, _ = c.idRef(tr, "training_pool_id", trp, false)
 			c.integer(tr, "training_passing_skill_value", trp, false, atLeast(0), atMost(100))
 		}
 		c.enum(qc, "captcha_frequency", prefix, false, "LOW", "MEDIUM", "HIGH")
@@ -445,6 +447,7 @@ func (c *checker) qualityControl(qc map[string]any, prefix string, pool bool) {
 			}
 		}
 	}
+	return trainingID
 }
 
 func (c *checker) qcAction(action map[string]any, p string) {
