@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,6 +144,9 @@ func (s *Service) ArchiveProject(ctx context.Context, tenantID, projectID string
 	if err := s.refuseUnfinished(ctx, "project "+projectID, r, pools, s.liveCount(tenantID)); err != nil {
 		return nil, err
 	}
+	// Trainings last: Toloka archives a training only once the pools
+	// linked to it are archived.
+	slices.SortStableFunc(pools, func(a, b *crowdgatev1.Pool) int { return trainingOrder(a) - trainingOrder(b) })
 	for i, pl := range pools {
 		if archived(pl) {
 			continue
@@ -204,6 +208,9 @@ func (s *Service) ArchivePool(ctx context.Context, tenantID, poolID string) (*cr
 			return nil, err
 		}
 		return r.Pool, nil
+	}
+	if err := s.refuseLinkedTraining(ctx, r.Pool); err != nil {
+		return nil, err
 	}
 	pools := []*crowdgatev1.Pool{r.Pool}
 	if err := s.refuseUnfinished(ctx, "pool "+poolID, r, pools, s.liveCount(tenantID)); err != nil {
@@ -325,6 +332,43 @@ func (s *Service) liveCount(tenantID string) func(context.Context, string) (int6
 	return func(ctx context.Context, poolID string) (int64, error) {
 		return s.sessions.LiveCount(ctx, tenantID, poolID)
 	}
+}
+
+// trainingOrder is 1 for a TRAINING pool, 0 for another.
+func trainingOrder(p *crowdgatev1.Pool) int {
+	if p.GetType() == crowdgatev1.PoolType_POOL_TYPE_TRAINING {
+		return 1
+	}
+	return 0
+}
+
+// refuseLinkedTraining refuses, before any fence or call to Toloka, the
+// archive of a TRAINING pool that pools of its project not archived link
+// to (quality_control.training_requirement.training_pool_id, by Crowdgate
+// or Toloka id): Toloka refuses it (409 UNARCHIVED_POOLS_CONFLICT,
+// "Archive needs it closed and its linked pools archived").
+func (s *Service) refuseLinkedTraining(ctx context.Context, training *crowdgatev1.Pool) error {
+	if trainingOrder(training) == 0 {
+		return nil
+	}
+	pools, err := s.catalog.PoolsOfProject(ctx, training.GetTenantId(), training.GetProjectId())
+	if err != nil {
+		return err
+	}
+	var linked []string
+	for _, pl := range pools {
+		id := pl.GetQualityControl().GetTrainingRequirement().GetTrainingPoolId()
+		if archived(pl) || id == "" || (id != training.GetPoolId() && id != training.GetTolokaPoolId()) {
+			continue
+		}
+		linked = append(linked, pl.GetPoolId())
+	}
+	if len(linked) == 0 {
+		return nil
+	}
+	slices.Sort(linked)
+	return serviceerror.NewFailedPrecondition("pool %s is a training that pools not archived require (quality_control.training_requirement): %s; archive them first",
+		training.GetPoolId(), strings.Join(linked, ", "))
 }
 
 func archived(p *crowdgatev1.Pool) bool {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	crowdgatev1 "github.com/crowdgate/crowdgate/gen/crowdgate/v1"
 	"github.com/crowdgate/crowdgate/services/gateway"
@@ -558,5 +559,100 @@ func TestAFenceWhoseAnswerIsLostIsLifted(t *testing.T) {
 	}
 	if fenced, sealed := c.work.fenced(); len(fenced)+len(sealed) > 0 {
 		t.Errorf("after the failed fence, pools %v are fenced and %v sealed; want none", fenced, sealed)
+	}
+}
+
+// Toloka does not archive a training while a pool that is not archived
+// links to it through quality_control.training_requirement
+// (toloka-api-facts, Trainings: "Archive needs it closed and its linked
+// pools archived"). ArchivePool of such a TRAINING pool is refused as
+// FAILED_PRECONDITION naming the linked pools: before Toloka is asked when
+// Crowdgate's records show the link, and from Toloka's 409 when they do
+// not (a pool made outside Crowdgate). Either refusal leaves no fence: the
+// training is surely not archived, and must not be kept from Tolokers for
+// FenceTTL. Once the linked pools are archived, the training is, and
+// ArchiveProject archives the linked pools before the training.
+func TestATrainingLinkedFromAnUnarchivedPoolIsRefusedWithoutAFence(t *testing.T) {
+	c := newComponent(t)
+	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	tr := env.MustPool(ctx, &crowdgatev1.Pool{
+		ProjectId: prj.GetProjectId(), PrivateName: "Training", Type: crowdgatev1.PoolType_POOL_TYPE_TRAINING,
+		RewardPerAssignment: "0", AssignmentMaxDurationSeconds: 300,
+		Training: &crowdgatev1.TrainingSettings{TrainingTasksInTaskSuiteCount: 5},
+	})
+	linked := func(trainingPoolID string) *crowdgatev1.Pool {
+		p := gatewaytest.ValidPool(prj.GetProjectId(), env.Now())
+		p.QualityControl = &crowdgatev1.PoolQualityControl{TrainingRequirement: &crowdgatev1.TrainingRequirement{
+			TrainingPoolId: trainingPoolID, TrainingPassingSkillValue: 80}}
+		return env.MustPool(ctx, p)
+	}
+	byID, byTolokaID := linked(tr.GetPoolId()), linked(tr.GetTolokaPoolId())
+	archiveURL := "/api/v1/trainings/" + tr.GetTolokaPoolId() + "/archive"
+
+	_, err := c.archiver.ArchivePool(bg, tenant.Default, tr.GetPoolId())
+	var fp *serviceerror.FailedPrecondition
+	if !errors.As(err, &fp) || !strings.Contains(err.Error(), byID.GetPoolId()) || !strings.Contains(err.Error(), byTolokaID.GetPoolId()) {
+		t.Errorf("ArchivePool(training linked from %s and %s) = %v, want FAILED_PRECONDITION naming both", byID.GetPoolId(), byTolokaID.GetPoolId(), err)
+	}
+	if n := len(env.Requests(http.MethodPost, archiveURL)); n != 0 {
+		t.Errorf("the training's archive was sent to Toloka %d times, though Crowdgate knew of the links", n)
+	}
+	if fenced, sealed := c.work.fenced(); len(fenced)+len(sealed) > 0 {
+		t.Errorf("after a refused archive, pools %v are fenced and %v sealed; want none", fenced, sealed)
+	}
+
+	for _, p := range []*crowdgatev1.Pool{byID, byTolokaID} {
+		if _, err := c.archiver.ArchivePool(bg, tenant.Default, p.GetPoolId()); err != nil {
+			t.Fatalf("ArchivePool(%s) = %v", p.GetPoolId(), err)
+		}
+	}
+	// A pool made in Toloka alone links to the training: Toloka's 409.
+	body := `{"project_id":"` + prj.GetTolokaProjectId() + `","private_name":"outside","may_contain_adult_content":false,
+		"will_expire":"` + env.Now().Add(24*time.Hour).UTC().Format("2006-01-02T15:04:05") + `","reward_per_assignment":0.05,
+		"defaults":{"default_overlap_for_new_task_suites":1},"assignment_max_duration_seconds":600,
+		"quality_control":{"training_requirement":{"training_pool_id":"` + tr.GetTolokaPoolId() + `","training_passing_skill_value":80}}}`
+	req, _ := http.NewRequest(http.MethodPost, env.SimURL+"/api/v1/pools", strings.NewReader(body))
+	req.Header.Set("Authorization", "ApiKey "+c.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("creating a pool in Toloka alone: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	_, err = c.archiver.ArchivePool(bg, tenant.Default, tr.GetPoolId())
+	if !errors.As(err, &fp) || !errors.Is(err, pool.ErrNotArchived) {
+		t.Errorf("ArchivePool(training linked from a pool made in Toloka) = %v, want FAILED_PRECONDITION, surely not archived", err)
+	}
+	if fenced, sealed := c.work.fenced(); !slices.Equal(sealed, []string{byID.GetPoolId(), byTolokaID.GetPoolId()}) || len(fenced) > 0 {
+		t.Errorf("after Toloka refused the training's archive, pools %v are fenced and %v sealed; want only the two linked pools sealed", fenced, sealed)
+	}
+}
+
+// ArchiveProject archives a project whose pool links to its training: the
+// pool first, then the training (Toloka refuses the other order), even
+// when the training is newer than the pool (the catalog lists pools newest
+// first): here the pool is made first and linked to the training later.
+func TestArchiveProjectArchivesATrainingAfterThePoolsLinkedToIt(t *testing.T) {
+	c := newComponent(t)
+	env, ctx, bg := c.env, c.env.Ctx(), context.Background()
+	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, c.key)))
+	p := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
+	tr := env.MustPool(ctx, &crowdgatev1.Pool{
+		ProjectId: prj.GetProjectId(), PrivateName: "Training", Type: crowdgatev1.PoolType_POOL_TYPE_TRAINING,
+		RewardPerAssignment: "0", AssignmentMaxDurationSeconds: 300,
+		Training: &crowdgatev1.TrainingSettings{TrainingTasksInTaskSuiteCount: 5},
+	})
+	_, err := env.Pools.UpdatePool(ctx, &crowdgatev1.UpdatePoolRequest{
+		Pool: &crowdgatev1.Pool{PoolId: p.GetPoolId(), QualityControl: &crowdgatev1.PoolQualityControl{
+			TrainingRequirement: &crowdgatev1.TrainingRequirement{TrainingPoolId: tr.GetPoolId(), TrainingPassingSkillValue: 80}}},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"quality_control"}},
+	})
+	if err != nil {
+		t.Fatalf("linking pool %s to training %s: %v", p.GetPoolId(), tr.GetPoolId(), err)
+	}
+	got, err := c.archiver.ArchiveProject(bg, tenant.Default, prj.GetProjectId())
+	if err != nil || got.GetStatus() != crowdgatev1.ProjectStatus_PROJECT_STATUS_ARCHIVED {
+		t.Fatalf("ArchiveProject(project with a training and a pool linked to it) = %v, %v", got, err)
 	}
 }

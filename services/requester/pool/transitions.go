@@ -90,10 +90,19 @@ func (e notArchived) Unwrap() []error { return []error{e.err, ErrNotArchived} }
 // request a call made: the request was refused, not carried out. A 409
 // does not count: it may say an archive is already under way
 // (OPERATION_ALREADY_EXISTS, CONFLICT_STATE), started by an earlier
-// archive whose fence is gone.
+// archive whose fence is gone. UNARCHIVED_POOLS_CONFLICT does, after any
+// number of attempts: a training that pools not archived link to was not
+// archived, and an earlier attempt cannot have archived it (its linked
+// pools, once archived, stay archived).
 func refusedOnce(err error) bool {
 	var te *toloka.Error
-	return errors.As(err, &te) && te.StatusCode >= 400 && te.StatusCode < 500 && te.StatusCode != http.StatusConflict && te.Attempts <= 1
+	if !errors.As(err, &te) {
+		return false
+	}
+	if te.StatusCode == http.StatusConflict && te.Code == toloka.CodeUnarchivedPoolsConflict {
+		return true
+	}
+	return te.StatusCode >= 400 && te.StatusCode < 500 && te.StatusCode != http.StatusConflict && te.Attempts <= 1
 }
 
 func (t *Transitions) transition(ctx context.Context, tenantID, poolID, action string) (_ *crowdgatev1.Pool, err error) {
