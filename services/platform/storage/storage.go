@@ -122,20 +122,6 @@ end
 return 0
 `)
 
-var setFieldIfExistsScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-end
-return 0
-`)
-
-// SetFieldIfExists sets field of the hash key to value if the hash exists
-// (one deleted or expired meanwhile is not made again with that field
-// alone). A Redis failure is Unavailable.
-func SetFieldIfExists(ctx context.Context, rdb redis.Scripter, key, field, value string) error {
-	return Unavailable(setFieldIfExistsScript.Run(ctx, rdb, []string{key}, field, value).Err())
-}
-
 // DelFieldIf deletes field of the hash key if it still holds value (a
 // compare-and-delete: a mark another writer has replaced since it was read
 // stays). A Redis failure is Unavailable.

@@ -3,7 +3,6 @@ package session
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	_ "embed"
 	"errors"
 	"slices"
@@ -390,13 +389,6 @@ func decode(b []byte, tenantID, sessionID string) (*record, error) {
 // in the record (among the last keptRevisions, so also after other
 // changes) and answers that it was applied.
 func (s *store) update(ctx context.Context, tenantID, sessionID, from string, change func(*record) bool) (*record, error) {
-	return s.updateAs(ctx, tenantID, sessionID, from, "", change)
-}
-
-// updateAs is update with the change's revision given (rev, revisionSize
-// bytes; a new random one when ""): a change made again under the same
-// revision, while the record keeps it, is found applied and adds nothing.
-func (s *store) updateAs(ctx context.Context, tenantID, sessionID, from, rev string, change func(*record) bool) (*record, error) {
 	aid, ok := assignmentOfSession(sessionID)
 	if !ok {
 		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
@@ -424,12 +416,7 @@ func (s *store) updateAs(ctx context.Context, tenantID, sessionID, from, rev str
 		if !change(r) {
 			return r, nil
 		}
-		if rev == "" {
-			rev = newRevision()
-		}
-		if slices.Contains(r.revisions, rev) {
-			return r, nil // this change is in the record already
-		}
+		rev := newRevision()
 		r.revisions = withRevision(r.revisions, rev)
 		changed, err := r.marshal()
 		if err != nil {
@@ -467,13 +454,6 @@ func withRevision(revs []string, rev string) []string {
 }
 
 // newRevision returns a new record revision.
-// submissionRevision is the revision of recording submission id in its
-// session (RecordSubmit): the same for every replica and every try.
-func submissionRevision(id string) string {
-	sum := sha256.Sum256([]byte("submit\x00" + id))
-	return string(sum[:revisionSize])
-}
-
 func newRevision() string {
 	var b [revisionSize]byte
 	_, _ = rand.Read(b[:])

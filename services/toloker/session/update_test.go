@@ -132,12 +132,13 @@ func TestAChangeResentAfterAnotherChangeIsAppliedOnce(t *testing.T) {
 
 // TestOneSubmissionRecordedTwiceCountsOnce: the same submission recorded
 // again (two replays of a submit whose first answer was lost, racing to
-// count it) adds nothing; another submission adds its own.
+// count it) adds nothing, also after many other changes of the session;
+// another submission adds its own.
 func TestOneSubmissionRecordedTwiceCountsOnce(t *testing.T) {
 	env := sessiontest.New(t, sessiontest.Options{})
 	pool := env.NewPool(t, tenant.Default, nil)
 	sid := started(t, env, env.StartAssignment(t, pool, "toloker-1")).GetSessionId()
-	for _, id := range []string{"sub_1", "sub_1", "sub_2", "sub_1"} {
+	for _, id := range []string{"sub_1", "sub_1", "sub_2", "", "", "", "", "", "sub_1", "sub_2"} {
 		if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, "", id, money.MustParse("0.25")); err != nil {
 			t.Fatal(err)
 		}
@@ -146,7 +147,7 @@ func TestOneSubmissionRecordedTwiceCountsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.GetSubmitsCount() != 2 || got.GetRewardTotal() != "0.5" {
-		t.Errorf("sub_1 recorded three times and sub_2 once: submits %d, reward %s; want 2, 0.5", got.GetSubmitsCount(), got.GetRewardTotal())
+	if got.GetSubmitsCount() != 7 || got.GetRewardTotal() != "1.75" {
+		t.Errorf("sub_1 recorded three times, sub_2 twice and five submits without an id: submits %d, reward %s; want 7, 1.75", got.GetSubmitsCount(), got.GetRewardTotal())
 	}
 }

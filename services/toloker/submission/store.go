@@ -530,22 +530,18 @@ type record struct {
 	// (placement.claims, comma-separated, "" when none; layout.go): the
 	// retention sweep deletes them with the submission.
 	claims string
-	// sessionUncounted: the submit is not yet counted in its session's
-	// totals (sc "0", written by the accept; "1" once counted; absent on
-	// records accepted before sc existed, which were counted then).
-	sessionUncounted bool
+	// countsBySubmission: the submit was accepted by a version whose
+	// sessions keep the submissions they counted (sc "0", written by the
+	// accept), so a replay may count it in its session, which adds it
+	// once. A record accepted before has no sc: its session cannot tell,
+	// and its replays count nothing, as before.
+	countsBySubmission bool
 }
 
 // recordFields are the hash fields load reads, in order.
 var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", "tp", "cred", "amt", "fp", "eid", "arb", "sc"}
 
 // get reads one record; a missing one is NotFound.
-// markCounted records that submission id is counted in its session's
-// totals (sc "1"); a record gone meanwhile is left gone.
-func (s *store) markCounted(ctx context.Context, shard int, tenantID, id string) error {
-	return storage.SetFieldIfExists(ctx, s.rdb, s.recordKey(shard, tenantID, id), "sc", "1")
-}
-
 func (s *store) get(ctx context.Context, shard int, tenantID, id string) (*record, error) {
 	vals, err := s.rdb.HMGet(ctx, s.recordKey(shard, tenantID, id), recordFields...).Result()
 	if err != nil {
@@ -631,7 +627,7 @@ func decodeRecord(vals []any) (*record, error) {
 	}
 	units, _ := strconv.ParseInt(str(10), 10, 64)
 	return &record{sub: sub, tolokaPoolID: str(8), credentialID: str(9), units: units, fingerprint: str(11), entryID: str(12), claims: str(13),
-		sessionUncounted: str(14) == "0"}, nil
+		countsBySubmission: str(14) == "0"}, nil
 }
 
 func msTime(s string) *timestamppb.Timestamp {

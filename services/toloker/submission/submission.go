@@ -500,7 +500,7 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		// The submit is stored: its totals are added even when the caller
 		// has gone meanwhile. A side-door submit counts in the live session
 		// it belongs to (read again: version "").
-		s.countInSession(ctx, shard, tenantID, id, sid, version, in.reward)
+		s.countInSession(ctx, tenantID, id, sid, version, in.reward)
 	}
 	sub.State = crowdgatev1.SubmissionState_SUBMISSION_STATE_QUEUED
 	sub.NextAttemptTime = timestamppb.New(now)
@@ -523,22 +523,18 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 // totals once the caller has gone.
 const recordSubmitTimeout = 5 * time.Second
 
-// countInSession adds stored submission id to session sid's totals, then
-// marks the submission counted (its sc field, "0" since the accept), so a
-// replay counts it only when this never happened: its first answer was
-// lost, or the session could not be written. It runs on even when the
-// caller has gone. Two replays racing to count it count it once (the
-// session's change is named after the submission: RecordSubmit).
-func (s *Service) countInSession(ctx context.Context, shard int, tenantID, id, sid, version string, reward money.Decimal) {
+// countInSession adds stored submission id to session sid's totals, once:
+// the session keeps the submissions it counted (RecordSubmit), so a
+// replay counts the submit only when this never happened (its first
+// answer was lost, or the session could not be written), and replays
+// racing to count it count it once. It runs on even when the caller has
+// gone.
+func (s *Service) countInSession(ctx context.Context, tenantID, id, sid, version string, reward money.Decimal) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordSubmitTimeout)
 	defer cancel()
-	log := s.log.With(slog.String("submission_id", id), slog.String("session_id", sid))
 	if err := s.sessions.RecordSubmit(rctx, tenantID, sid, version, id, reward); err != nil {
-		log.Warn("submission: could not add the submit to the session's totals; a replay of it adds it", slog.String("error", err.Error()))
-		return
-	}
-	if err := s.st.markCounted(rctx, shard, tenantID, id); err != nil {
-		log.Warn("submission: could not mark the submit counted in its session", slog.String("error", err.Error()))
+		s.log.Warn("submission: could not add the submit to the session's totals; a replay of it adds it",
+			slog.String("submission_id", id), slog.String("session_id", sid), slog.String("error", err.Error()))
 	}
 }
 
@@ -610,11 +606,12 @@ func (s *Service) replay(ctx context.Context, tenantID, id, fingerprint string, 
 			"was already used for a different submit (submission %s); a retry_id names one piece of work", id)
 	}
 	s.m.replayed.Inc()
-	if r.sessionUncounted && r.sub.GetSessionId() != "" {
-		// The first answer was lost before the submit was counted in its
-		// session (the pool's totals have it since the accept).
+	if r.countsBySubmission && r.sub.GetSessionId() != "" {
+		// Its first answer may have been lost before the submit was
+		// counted in its session (the pool's totals have it since the
+		// accept); counted already, it is not counted again.
 		if reward, err := money.Parse(r.sub.GetReward()); err == nil {
-			s.countInSession(ctx, shard, tenantID, id, r.sub.GetSessionId(), "", reward)
+			s.countInSession(ctx, tenantID, id, r.sub.GetSessionId(), "", reward)
 		}
 	}
 	resp := s.response(ctx, r.sub, sess, true)
