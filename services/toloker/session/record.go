@@ -1,7 +1,6 @@
 package session
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -37,7 +36,6 @@ const (
 	fieldAudience     protowire.Number = 1001
 	fieldTolokaPoolID protowire.Number = 1002
 	fieldRevision     protowire.Number = 1003
-	fieldCounted      protowire.Number = 1004
 )
 
 // record is a session and what Crowdgate keeps beside it.
@@ -59,11 +57,6 @@ type record struct {
 	// after it. Empty until the first change. Replicas that do not know
 	// them drop them when they change the record.
 	revisions []string
-	// counted holds the submissions recorded in the totals by id
-	// (RecordSubmit): countedKeySize bytes each, so recording one again
-	// adds nothing. Replicas that do not know it drop it when they change
-	// the record.
-	counted string
 	// stored is the record as it was read from Redis ("" for one made
 	// here), what a change swaps out (store.update).
 	stored string
@@ -83,7 +76,7 @@ func (r *record) marshal() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: encode: %w", err)
 	}
-	b := make([]byte, 0, 1+2*binary.MaxVarintLen32+len(r.redirectBase)+len(r.redirectSuffix)+len(pb)+len(r.audience)+len(r.tolokaPoolID)+len(r.revisions)*(revisionSize+3)+len(r.counted)+8)
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen32+len(r.redirectBase)+len(r.redirectSuffix)+len(pb)+len(r.audience)+len(r.tolokaPoolID)+len(r.revisions)*(revisionSize+3)+8)
 	state := byte(stateEnded)
 	if r.active() {
 		state = stateActive
@@ -102,31 +95,7 @@ func (r *record) marshal() ([]byte, error) {
 		b = protowire.AppendTag(b, fieldRevision, protowire.BytesType)
 		b = protowire.AppendString(b, rev)
 	}
-	if r.counted != "" {
-		b = protowire.AppendTag(b, fieldCounted, protowire.BytesType)
-		b = protowire.AppendString(b, r.counted)
-	}
 	return b, nil
-}
-
-// countedKeySize is the length of a submission's key in record.counted.
-const countedKeySize = 8
-
-// countedKey is submission id's key in record.counted: 8 bytes of its
-// SHA-256 (two ids of one session sharing a key is a 1 in 2^64 chance).
-func countedKey(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return string(sum[:countedKeySize])
-}
-
-// hasCounted reports whether the submission of key k is in the totals.
-func (r *record) hasCounted(k string) bool {
-	for c := r.counted; len(c) >= countedKeySize; c = c[countedKeySize:] {
-		if c[:countedKeySize] == k {
-			return true
-		}
-	}
-	return false
 }
 
 var errCorrupt = errors.New("session: corrupt record")
@@ -194,8 +163,6 @@ func unmarshalRecord(b []byte) (*record, error) {
 			r.tolokaPoolID = v
 		case fieldRevision:
 			r.revisions = append(r.revisions, v)
-		case fieldCounted:
-			r.counted = v
 		}
 	}
 	r.session.ProtoReflect().SetUnknown(nil)
