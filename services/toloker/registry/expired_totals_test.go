@@ -34,7 +34,7 @@ func TestAnExpiredSessionsEventCarriesItsSubmits(t *testing.T) {
 	sid := x.GetSession().GetSessionId()
 	reward, _ := money.Parse("0.05")
 	for range 2 {
-		if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, "", "", reward); err != nil {
+		if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, "", reward); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -643,15 +643,12 @@ func (s *Service) OfAssignments(ctx context.Context, tenantID string, assignment
 // RecordSubmit adds one submit and its reward to a session's totals,
 // exactly (also after the session ended: the submit happened in it).
 // version is what Read returned with the session ("" to read it here).
-// submissionID, when given, is kept in the session's set of what it
-// counted: recording the same submission again adds nothing, however long
-// after, so replays of one submit racing to count it count it once.
-func (s *Service) RecordSubmit(ctx context.Context, tenantID, sessionID, version, submissionID string, reward money.Decimal) error {
+func (s *Service) RecordSubmit(ctx context.Context, tenantID, sessionID, version string, reward money.Decimal) error {
 	if reward.IsZeroValue() {
 		return serviceerror.NewInvalidArgument("reward", "required")
 	}
 	var bad error
-	_, err := s.store.updateOnce(ctx, tenantID, sessionID, version, submissionID, func(r *record) bool {
+	_, err := s.store.update(ctx, tenantID, sessionID, version, func(r *record) bool {
 		total := money.Zero
 		if t := r.session.GetRewardTotal(); t != "" {
 			var err error

@@ -544,7 +544,7 @@ func TestSessionExpiryIsItsRedisTTL(t *testing.T) {
 		t.Errorf("live index TTL %v, want %v", ttl, lifetime)
 	}
 	// Changes keep the TTL.
-	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sess.GetSessionId(), "", "", money.MustParse("0.05")); err != nil {
+	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sess.GetSessionId(), "", money.MustParse("0.05")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := env.Sessions.End(ctx, tenant.Default, sess.GetSessionId(), crowdgatev1.EndReason_END_REASON_CLOSE_SESSION); err != nil {
@@ -665,7 +665,7 @@ func TestSessionRPCs(t *testing.T) {
 	if _, err := env.Sessions.EndSession(theirs, &crowdgatev1.EndSessionRequest{SessionId: sid}); !isNotFound(err) {
 		t.Errorf("EndSession by another tenant = %v", err)
 	}
-	if err := env.Sessions.RecordSubmit(ctx, "other", sid, "", "", money.MustParse("1")); !isNotFound(err) {
+	if err := env.Sessions.RecordSubmit(ctx, "other", sid, "", money.MustParse("1")); !isNotFound(err) {
 		t.Errorf("RecordSubmit by another tenant = %v", err)
 	}
 	// A platform of the other tenant can still start its own assignment.
@@ -738,13 +738,13 @@ func TestRecordSubmitIsExact(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, version, "", money.MustParse("0.1")); err != nil {
+			if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, version, money.MustParse("0.1")); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, "", "", money.MustParse("0.00000001")); err != nil {
+	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, sid, "", money.MustParse("0.00000001")); err != nil {
 		t.Fatal(err)
 	}
 	got, err := env.Sessions.Get(ctx, tenant.Default, sid)
@@ -754,7 +754,7 @@ func TestRecordSubmitIsExact(t *testing.T) {
 	if got.GetSubmitsCount() != n+1 || got.GetRewardTotal() != "3.00000001" {
 		t.Errorf("submits %d, reward %s; want %d, 3.00000001", got.GetSubmitsCount(), got.GetRewardTotal(), n+1)
 	}
-	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, "ses_nope", "", "", money.MustParse("1")); !isNotFound(err) {
+	if err := env.Sessions.RecordSubmit(ctx, tenant.Default, "ses_nope", "", money.MustParse("1")); !isNotFound(err) {
 		t.Errorf("RecordSubmit of an unknown session = %v", err)
 	}
 }

@@ -24,7 +24,6 @@ import (
 //
 //	P ses:{aid}            the session record (see record.go), TTL = expiry
 //	P ses-used:{aid}:<n>   a used one-time code (n is its nonce), until it expires + MaxClockSkew
-//	P ses-counted:{aid}    set of the submission ids in the session's totals (RecordSubmit), as long as the session
 //	P ses-neg:{aid}        Toloka's cached final "no" for the assignment (or that its
 //	                       Toloker is banned where it is: "b:...", see land.go)
 //	P ses-lock:{aid}       the resolve lock while Toloka is asked
@@ -84,12 +83,8 @@ func (s *store) sessionKey(aid string) string { return s.prefix + "ses:{" + aid 
 func (s *store) usedKey(aid, nonce string) string {
 	return s.prefix + "ses-used:{" + aid + "}:" + nonce
 }
-func (s *store) negKey(aid string) string { return s.prefix + "ses-neg:{" + aid + "}" }
-
-// countedKey is the set of what a session counted (store.updateOnce): the
-// submissions in its totals.
-func (s *store) countedKey(aid string) string { return s.prefix + "ses-counted:{" + aid + "}" }
-func (s *store) lockKey(aid string) string    { return s.prefix + "ses-lock:{" + aid + "}" }
+func (s *store) negKey(aid string) string  { return s.prefix + "ses-neg:{" + aid + "}" }
+func (s *store) lockKey(aid string) string { return s.prefix + "ses-lock:{" + aid + "}" }
 func (s *store) liveKey(tenantID, poolID string) string {
 	return s.prefix + "ses-live:{" + tenantID + "/" + poolID + "}"
 }
@@ -213,8 +208,6 @@ func (s *store) release(ctx context.Context, aid, token, answer string, ttl time
 // errCodeUsed is exchange's answer for a code used before.
 var errCodeUsed = errors.New("session: code used")
 
-// exchange marks a code's nonce used for markerTTL and returns the
-// session's record ("" when the session is gone).
 // sessionOfTenant reports whether the session of assignment aid is
 // tenantID's (false when there is none).
 func (s *store) sessionOfTenant(ctx context.Context, aid, tenantID string) (bool, error) {
@@ -232,6 +225,8 @@ func (s *store) sessionOfTenant(ctx context.Context, aid, tenantID string) (bool
 	return r.session.GetTenantId() == tenantID, nil
 }
 
+// exchange marks a code's nonce used for markerTTL and returns the
+// session's record ("" when the session is gone).
 func (s *store) exchange(ctx context.Context, aid, nonce string, markerTTL time.Duration) (string, error) {
 	raw, err := exchangeScript.Run(ctx, s.rdb, []string{s.usedKey(aid, nonce), s.sessionKey(aid)}, markerTTL.Milliseconds(), newLockToken()).Text()
 	if errors.Is(err, redis.Nil) {
@@ -394,23 +389,11 @@ func decode(b []byte, tenantID, sessionID string) (*record, error) {
 // in the record (among the last keptRevisions, so also after other
 // changes) and answers that it was applied.
 func (s *store) update(ctx context.Context, tenantID, sessionID, from string, change func(*record) bool) (*record, error) {
-	return s.updateOnce(ctx, tenantID, sessionID, from, "", change)
-}
-
-// updateOnce is update for a change made at most once: member names it
-// in the session's set of what it counted (countedKey), and a change whose
-// member is there already is not made (nothing changes, no error), however
-// long after. "" is update.
-func (s *store) updateOnce(ctx context.Context, tenantID, sessionID, from, member string, change func(*record) bool) (*record, error) {
 	aid, ok := assignmentOfSession(sessionID)
 	if !ok {
 		return nil, &serviceerror.NotFound{Resource: "session", ID: sessionID}
 	}
 	key := s.sessionKey(aid)
-	keys, once := []string{key}, []any(nil)
-	if member != "" {
-		keys, once = append(keys, s.countedKey(aid)), []any{member}
-	}
 	for try := range 50 {
 		// The autopipelined client runs a command however long its
 		// caller waits: the caller's end is checked here.
@@ -439,16 +422,13 @@ func (s *store) updateOnce(ctx context.Context, tenantID, sessionID, from, membe
 		if err != nil {
 			return nil, err
 		}
-		swapped, err := swapScript.Run(ctx, s.landing, keys, append([]any{old, changed, rev}, once...)...).Int()
+		swapped, err := swapScript.Run(ctx, s.landing, []string{key}, old, changed, rev).Int()
 		if err != nil {
 			return nil, storage.Unavailable(err)
 		}
-		switch swapped {
-		case 1:
+		if swapped == 1 {
 			r.stored = string(changed)
 			return r, nil
-		case 2: // made once already
-			return s.getRecord(ctx, key, tenantID, sessionID)
 		}
 		// Changed meanwhile: read again.
 	}

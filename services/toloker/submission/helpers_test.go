@@ -45,7 +45,6 @@ type fakeSessions struct {
 	sessions map[string]*crowdgatev1.Session // tenant/session
 	ends     []crowdgatev1.EndReason
 	recorded map[string]money.Decimal // session -> reward total
-	counted  map[string]bool          // tenant/session/submission, as session.Service keeps them
 }
 
 func (f *fakeSessions) Read(ctx context.Context, tenantID, sessionID string) (*crowdgatev1.Session, string, error) {
@@ -74,23 +73,12 @@ func (f *fakeSessions) End(ctx context.Context, tenantID, sessionID string, reas
 	return proto.CloneOf(s), nil
 }
 
-func (f *fakeSessions) RecordSubmit(ctx context.Context, tenantID, sessionID, _, submissionID string, reward money.Decimal) error {
+func (f *fakeSessions) RecordSubmit(ctx context.Context, tenantID, sessionID, _ string, reward money.Decimal) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s, ok := f.sessions[tenantID+"/"+sessionID]
 	if !ok {
 		return &serviceerror.NotFound{Resource: "session", ID: sessionID}
-	}
-	if submissionID != "" {
-		// A submission is counted once (session.Service keeps the ids).
-		key := tenantID + "/" + sessionID + "/" + submissionID
-		if f.counted[key] {
-			return nil
-		}
-		if f.counted == nil {
-			f.counted = map[string]bool{}
-		}
-		f.counted[key] = true
 	}
 	s.SubmitsCount++
 	total := money.Zero

@@ -530,16 +530,10 @@ type record struct {
 	// (placement.claims, comma-separated, "" when none; layout.go): the
 	// retention sweep deletes them with the submission.
 	claims string
-	// countsBySubmission: the submit was accepted by a version whose
-	// sessions keep the submissions they counted (sc "0", written by the
-	// accept), so a replay may count it in its session, which adds it
-	// once. A record accepted before has no sc: its session cannot tell,
-	// and its replays count nothing, as before.
-	countsBySubmission bool
 }
 
 // recordFields are the hash fields load reads, in order.
-var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", "tp", "cred", "amt", "fp", "eid", "arb", "sc"}
+var recordFields = []string{"pb", "st", "att", "err", "fl", "dt", "lat", "nat", "tp", "cred", "amt", "fp", "eid", "arb"}
 
 // get reads one record; a missing one is NotFound.
 func (s *store) get(ctx context.Context, shard int, tenantID, id string) (*record, error) {
@@ -626,8 +620,7 @@ func decodeRecord(vals []any) (*record, error) {
 		sub.NextAttemptTime = msTime(str(7))
 	}
 	units, _ := strconv.ParseInt(str(10), 10, 64)
-	return &record{sub: sub, tolokaPoolID: str(8), credentialID: str(9), units: units, fingerprint: str(11), entryID: str(12), claims: str(13),
-		countsBySubmission: str(14) == "0"}, nil
+	return &record{sub: sub, tolokaPoolID: str(8), credentialID: str(9), units: units, fingerprint: str(11), entryID: str(12), claims: str(13)}, nil
 }
 
 func msTime(s string) *timestamppb.Timestamp {

@@ -70,11 +70,9 @@ type Sessions interface {
 	Read(ctx context.Context, tenantID, sessionID string) (*crowdgatev1.Session, string, error)
 	// End ends a session; ending an ended session returns it unchanged.
 	End(ctx context.Context, tenantID, sessionID string, reason crowdgatev1.EndReason) (*crowdgatev1.Session, error)
-	// RecordSubmit adds submission submissionID and its reward to a
-	// session's totals, starting from the version Read returned ("" to
-	// read it again); recording one submission again while the session
-	// keeps its last few changes adds nothing.
-	RecordSubmit(ctx context.Context, tenantID, sessionID, version, submissionID string, reward money.Decimal) error
+	// RecordSubmit adds one submit and its reward to a session's totals,
+	// starting from the version Read returned ("" to read it again).
+	RecordSubmit(ctx context.Context, tenantID, sessionID, version string, reward money.Decimal) error
 	// Barred says why a Toloker may not submit to a pool without a session
 	// (END_REASON_UNSPECIFIED when they may): a session of theirs there
 	// was revoked or ended by Toloka's flags, and they have not landed
@@ -500,7 +498,13 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 		// The submit is stored: its totals are added even when the caller
 		// has gone meanwhile. A side-door submit counts in the live session
 		// it belongs to (read again: version "").
-		s.countInSession(ctx, tenantID, id, sid, version, in.reward)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordSubmitTimeout)
+		err := s.sessions.RecordSubmit(rctx, tenantID, sid, version, in.reward)
+		cancel()
+		if err != nil {
+			s.log.Warn("submission: could not add the submit to the session's totals",
+				slog.String("submission_id", id), slog.String("session_id", sid), slog.String("error", err.Error()))
+		}
 	}
 	sub.State = crowdgatev1.SubmissionState_SUBMISSION_STATE_QUEUED
 	sub.NextAttemptTime = timestamppb.New(now)
@@ -522,21 +526,6 @@ func (s *Service) Submit(ctx context.Context, req *crowdgatev1.SubmitRequest) (*
 // recordSubmitTimeout bounds adding a stored submit to its session's
 // totals once the caller has gone.
 const recordSubmitTimeout = 5 * time.Second
-
-// countInSession adds stored submission id to session sid's totals, once:
-// the session keeps the submissions it counted (RecordSubmit), so a
-// replay counts the submit only when this never happened (its first
-// answer was lost, or the session could not be written), and replays
-// racing to count it count it once. It runs on even when the caller has
-// gone.
-func (s *Service) countInSession(ctx context.Context, tenantID, id, sid, version string, reward money.Decimal) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordSubmitTimeout)
-	defer cancel()
-	if err := s.sessions.RecordSubmit(rctx, tenantID, sid, version, id, reward); err != nil {
-		s.log.Warn("submission: could not add the submit to the session's totals; a replay of it adds it",
-			slog.String("submission_id", id), slog.String("session_id", sid), slog.String("error", err.Error()))
-	}
-}
 
 // sessionProblem says why a session takes no more submits ("" when it does).
 func sessionProblem(sess *crowdgatev1.Session, now time.Time) string {
@@ -606,14 +595,6 @@ func (s *Service) replay(ctx context.Context, tenantID, id, fingerprint string, 
 			"was already used for a different submit (submission %s); a retry_id names one piece of work", id)
 	}
 	s.m.replayed.Inc()
-	if r.countsBySubmission && r.sub.GetSessionId() != "" {
-		// Its first answer may have been lost before the submit was
-		// counted in its session (the pool's totals have it since the
-		// accept); counted already, it is not counted again.
-		if reward, err := money.Parse(r.sub.GetReward()); err == nil {
-			s.countInSession(ctx, tenantID, id, r.sub.GetSessionId(), "", reward)
-		}
-	}
 	resp := s.response(ctx, r.sub, sess, true)
 	s.endSession(ctx, r.sub, resp)
 	return resp, nil

@@ -74,10 +74,8 @@ if ARGV[1] == '1' then
   redis.call('SET', KEYS[1], ARGV[3])
 end
 local eid = redis.call('XADD', KEYS[5], '*', 't', ARGV[4], 's', ARGV[3])
--- sc "0": its session counts it by its id (a replay counts it when its
--- first answer was lost before it was counted; counted, never again).
 redis.call('HSET', KEYS[2], 'pb', ARGV[5], 'st', '1', 'amt', ARGV[6],
-  'tp', ARGV[7], 'cred', ARGV[8], 'fp', ARGV[9], 'eid', eid, 'sc', '0')
+  'tp', ARGV[7], 'cred', ARGV[8], 'fp', ARGV[9], 'eid', eid)
 if ARGV[15] ~= '' then
   redis.call('HSET', KEYS[2], 'arb', ARGV[15])
 end
