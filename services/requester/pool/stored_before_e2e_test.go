@@ -12,99 +12,96 @@ import (
 	"github.com/crowdgate/crowdgate/services/platform/catalog"
 )
 
-// TestATrainingStoredWithAPublicDescriptionCanStillBeUpdated: the
-// previous version accepted and stored a TRAINING pool's
-// public_description. After the upgrade an update of another field (its
-// private name) must not be refused for a field the caller did not send.
+// Values the previous version stored and Toloka took stay as they are
+// while an update leaves them unchanged, though this version's rules
+// refuse them when given anew: an update never fails on a field its caller
+// did not send (found by the review of the session's diff).
+
+// languagesEQ is a filter condition the filter keys' rules refuse
+// (languages takes IN and NOT_IN).
+func languagesEQ(lang string) *crowdgatev1.Filter {
+	return gatewaytest.Cond("profile", "languages", "EQ", structpb.NewStringValue(lang))
+}
+
+// catalogOf is the catalog the gateway of env stores in, to write a value
+// as the previous version stored it.
+func catalogOf(env *gatewaytest.Env) *catalog.Catalog {
+	return catalog.New(env.Redis.Client, env.Redis.Prefix, nil, nil, nil, slog.New(slog.DiscardHandler))
+}
+
+// storedBefore creates p and changes it in the catalog as the previous
+// version would have stored it.
+func storedBefore(t *testing.T, env *gatewaytest.Env, p *crowdgatev1.Pool, change func(*crowdgatev1.Pool)) *crowdgatev1.Pool {
+	t.Helper()
+	ctx := env.Ctx()
+	got := env.MustPool(ctx, p)
+	stored, err := catalogOf(env).ChangePool(ctx, got.GetTenantId(), got.GetPoolId(), func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) {
+		change(cur)
+		return cur, true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stored
+}
+
+// renamePool updates only p's private name.
+func renamePool(env *gatewaytest.Env, p *crowdgatev1.Pool) error {
+	_, err := env.Pools.UpdatePool(env.Ctx(), &crowdgatev1.UpdatePoolRequest{
+		Pool:       &crowdgatev1.Pool{PoolId: p.GetPoolId(), PrivateName: p.GetPrivateName() + " v2"},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"private_name"}},
+	})
+	return err
+}
+
 func TestATrainingStoredWithAPublicDescriptionCanStillBeUpdated(t *testing.T) {
 	env := start(t)
 	ctx := env.Ctx()
 	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, env.NewAPIKey("acme"))))
-	got := env.MustPool(ctx, trainingPool(prj.GetProjectId()))
-	// As the previous version stored it.
-	cat := catalog.New(env.Redis.Client, env.Redis.Prefix, nil, nil, nil, slog.New(slog.DiscardHandler))
-	if _, err := cat.ChangePool(ctx, got.GetTenantId(), got.GetPoolId(), func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) {
-		cur.PublicDescription = "Practise drawing boxes"
-		return cur, true, nil
-	}); err != nil {
-		t.Fatal(err)
+	p := storedBefore(t, env, trainingPool(prj.GetProjectId()), func(cur *crowdgatev1.Pool) { cur.PublicDescription = "Practise drawing boxes" })
+	if p.GetPublicDescription() == "" {
+		t.Fatalf("the stored pool was not changed: %v", p)
 	}
-	if p, err := cat.Pool(ctx, got.GetTenantId(), got.GetPoolId()); err != nil || p.GetPublicDescription() == "" {
-		t.Fatalf("the stored pool was not changed: %v %v", p, err)
-	}
-	_, err := env.Pools.UpdatePool(ctx, &crowdgatev1.UpdatePoolRequest{
-		Pool:       &crowdgatev1.Pool{PoolId: got.GetPoolId(), PrivateName: "Training v2"},
-		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"private_name"}},
-	})
-	if err != nil {
+	if err := renamePool(env, p); err != nil {
 		t.Errorf("UpdatePool(private_name) of a training stored by the previous version = %v, want it updated", err)
 	}
 }
 
-// TestAPoolStoredIssuingInCreationOrderCanStillBeUpdated: the same for
-// a regular pool the previous version stored with
-// issue_task_suites_in_creation_order true.
 func TestAPoolStoredIssuingInCreationOrderCanStillBeUpdated(t *testing.T) {
 	env := start(t)
 	ctx := env.Ctx()
 	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, env.NewAPIKey("acme"))))
-	got := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
-	cat := catalog.New(env.Redis.Client, env.Redis.Prefix, nil, nil, nil, slog.New(slog.DiscardHandler))
-	if _, err := cat.ChangePool(ctx, got.GetTenantId(), got.GetPoolId(), func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) {
+	p := storedBefore(t, env, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()), func(cur *crowdgatev1.Pool) {
 		cur.AssignmentsIssuingConfig = &crowdgatev1.AssignmentsIssuingConfig{IssueTaskSuitesInCreationOrder: true}
-		return cur, true, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := env.Pools.UpdatePool(ctx, &crowdgatev1.UpdatePoolRequest{
-		Pool:       &crowdgatev1.Pool{PoolId: got.GetPoolId(), PrivateName: "Pool v2"},
-		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"private_name"}},
 	})
-	if err != nil {
+	if err := renamePool(env, p); err != nil {
 		t.Errorf("UpdatePool(private_name) of a pool stored by the previous version = %v, want it updated", err)
 	}
 }
 
-// TestAPoolStoredWithAFilterNowRefusedCanStillBeUpdated: the same for
-// a pool stored with a filter condition the per-key rules now refuse (languages EQ).
 func TestAPoolStoredWithAFilterNowRefusedCanStillBeUpdated(t *testing.T) {
 	env := start(t)
 	ctx := env.Ctx()
 	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, env.NewAPIKey("acme"))))
-	got := env.MustPool(ctx, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()))
-	cat := catalog.New(env.Redis.Client, env.Redis.Prefix, nil, nil, nil, slog.New(slog.DiscardHandler))
-	if _, err := cat.ChangePool(ctx, got.GetTenantId(), got.GetPoolId(), func(cur *crowdgatev1.Pool) (*crowdgatev1.Pool, bool, error) {
-		cur.Filter = &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Condition{Condition: &crowdgatev1.FilterCondition{
-			Category: "profile", Key: "languages", Operator: "EQ", Value: structpb.NewStringValue("EN")}}}
-		return cur, true, nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_, err := env.Pools.UpdatePool(ctx, &crowdgatev1.UpdatePoolRequest{
-		Pool:       &crowdgatev1.Pool{PoolId: got.GetPoolId(), PrivateName: "Pool v2"},
-		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"private_name"}},
-	})
-	if err != nil {
+	p := storedBefore(t, env, gatewaytest.ValidPool(prj.GetProjectId(), env.Now()), func(cur *crowdgatev1.Pool) { cur.Filter = languagesEQ("EN") })
+	if err := renamePool(env, p); err != nil {
 		t.Errorf("UpdatePool(private_name) of a pool stored by the previous version = %v, want it updated", err)
 	}
 }
 
-// TestAProjectStoredWithARequirementNowRefusedStillTakesPools: a project
-// the previous version stored with a Toloker-requirements filter the
-// per-key rules now refuse (Toloka took it then) still takes new pools and
-// updates of its other fields; a changed filter meets the rules.
+// A project stored with a requirements filter the rules now refuse still
+// takes new pools and updates of its other fields; a changed filter meets
+// the rules.
 func TestAProjectStoredWithARequirementNowRefusedStillTakesPools(t *testing.T) {
 	env := start(t)
 	ctx := env.Ctx()
 	prj := env.MustProject(ctx, gatewaytest.MinimalProject(env.MustCredential(ctx, env.NewAPIKey("acme"))))
-	cat := catalog.New(env.Redis.Client, env.Redis.Prefix, nil, nil, nil, slog.New(slog.DiscardHandler))
-	old := &crowdgatev1.Filter{Node: &crowdgatev1.Filter_Condition{Condition: &crowdgatev1.FilterCondition{
-		Category: "profile", Key: "languages", Operator: "EQ", Value: structpb.NewStringValue("EN")}}}
+	cat := catalogOf(env)
 	stored, err := cat.Project(ctx, prj.GetTenantId(), prj.GetProjectId())
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored.TolokerRequirements = &crowdgatev1.TolokerRequirements{Filter: old}
+	stored.TolokerRequirements = &crowdgatev1.TolokerRequirements{Filter: languagesEQ("EN")}
 	if err := cat.PutProject(ctx, stored); err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +115,7 @@ func TestAProjectStoredWithARequirementNowRefusedStillTakesPools(t *testing.T) {
 		t.Errorf("UpdateProject(private_comment) of a project stored by the previous version = %v, want it updated", err)
 	}
 	_, err = env.Projects.UpdateProject(ctx, &crowdgatev1.UpdateProjectRequest{
-		Project: &crowdgatev1.Project{ProjectId: prj.GetProjectId(), TolokerRequirements: &crowdgatev1.TolokerRequirements{Filter: &crowdgatev1.Filter{
-			Node: &crowdgatev1.Filter_Condition{Condition: &crowdgatev1.FilterCondition{Category: "profile", Key: "languages", Operator: "EQ", Value: structpb.NewStringValue("DE")}}}}},
+		Project:    &crowdgatev1.Project{ProjectId: prj.GetProjectId(), TolokerRequirements: &crowdgatev1.TolokerRequirements{Filter: languagesEQ("DE")}},
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"toloker_requirements"}},
 	})
 	gatewaytest.WantField(t, err, "project.toloker_requirements.filter.condition.operator")
