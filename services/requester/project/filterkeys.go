@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -63,7 +64,7 @@ var filterKeys = map[string]map[string]filterKey{
 func checkConditionKey(category, key, op string, v *structpb.Value) (field, why string) {
 	if category == "skill" {
 		if !slices.Contains(compareOps, op) {
-			return "operator", "a skill condition takes " + strings.Join(compareOps, ", ") + ", got " + quote(op)
+			return "operator", "a skill condition takes " + strings.Join(compareOps, ", ") + ", got " + strconv.Quote(op)
 		}
 		if why := skillValue(op, v); why != "" {
 			return "value", why
@@ -72,10 +73,10 @@ func checkConditionKey(category, key, op string, v *structpb.Value) (field, why 
 	}
 	k, ok := filterKeys[category][key]
 	if !ok {
-		return "key", "a " + category + " condition's key is one of " + strings.Join(slices.Sorted(maps.Keys(filterKeys[category])), ", ") + ", got " + quote(key)
+		return "key", "a " + category + " condition's key is one of " + strings.Join(slices.Sorted(maps.Keys(filterKeys[category])), ", ") + ", got " + strconv.Quote(key)
 	}
 	if !slices.Contains(k.ops, op) {
-		return "operator", category + "." + key + " takes " + strings.Join(k.ops, ", ") + ", got " + quote(op)
+		return "operator", category + "." + key + " takes " + strings.Join(k.ops, ", ") + ", got " + strconv.Quote(op)
 	}
 	if why := k.value(v); why != "" {
 		return "value", category + "." + key + " must be " + why
@@ -140,6 +141,3 @@ func intValue(what string) func(*structpb.Value) string {
 		return what + " (a whole number)"
 	}
 }
-
-// quote renders a caller's text in a message.
-func quote(s string) string { return `"` + s + `"` }
