@@ -113,9 +113,9 @@ func (m *codeMinter) parseCode(s string) (c code, shaped, authentic bool) {
 }
 
 // Exchange trades a one-time code for a token. The code is consumed
-// whatever the outcome, unless the caller is another tenant's. Errors: InvalidArgument (malformed code), NotFound
-// (unknown, used or expired code, or another tenant's),
-// FailedPrecondition (the session has ended).
+// whatever the outcome, unless the caller is another tenant's. Errors:
+// InvalidArgument (malformed code), NotFound (unknown, used or expired
+// code, or another tenant's), FailedPrecondition (the session has ended).
 func (s *Service) Exchange(ctx context.Context, tenantID, code string) (*crowdgatev1.ExchangeCodeResponse, error) {
 	if code == "" {
 		return nil, serviceerror.NewInvalidArgument("code", "required")
@@ -138,10 +138,11 @@ func (s *Service) Exchange(ctx context.Context, tenantID, code string) (*crowdga
 	// Another tenant's call is refused before the code is used: one
 	// tenant's call never decides another's outcome. (The session read
 	// is checked again below, as the exchange returns it.)
-	if ok, err := s.store.sessionOfTenant(ctx, c.aid, tenantID); err != nil || !ok {
-		if err != nil {
-			return nil, err
-		}
+	ours, err := s.store.sessionOfTenant(ctx, c.aid, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	if !ours {
 		s.metrics.exchanged("unknown")
 		return nil, notFound
 	}
